@@ -1,0 +1,59 @@
+"""Randomness for anything secret: the OS CSPRNG and a keyed AES-CTR PRG.
+
+Never ``random`` or ``numpy.random`` for masks, keys, shares or permutations.
+The PRG expands a 16-byte seed into a deterministic stream, so two parties holding the
+same seed derive the same values (seed-compressed shares from a dealer).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+SEED_BYTES = 16
+
+
+def new_seed() -> bytes:
+    """A fresh PRG seed from the OS CSPRNG."""
+    return os.urandom(SEED_BYTES)
+
+
+def random_uint64(shape: int | tuple[int, ...]) -> np.ndarray:
+    """Uniform uint64 values from the OS CSPRNG."""
+    count = int(np.prod(shape, dtype=np.int64))
+    return np.frombuffer(os.urandom(8 * count), dtype=np.uint64).reshape(shape).copy()
+
+
+def secure_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation of range(n) from the CSPRNG (argsort of random keys).
+
+    128-bit keys make ties (which would bias the order) negligible: sort by two 64-bit words.
+    """
+    if n <= 1:
+        return np.arange(n, dtype=np.int64)
+    keys = random_uint64((n, 2))
+    return np.lexsort((keys[:, 1], keys[:, 0])).astype(np.int64)
+
+
+class PRG:
+    """AES-128-CTR keystream keyed by a seed: ``PRG(seed).uint64(shape)`` is deterministic.
+
+    Successive calls continue the same stream, so parties that make the same calls in the
+    same order get the same values.
+    """
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != SEED_BYTES:
+            raise ValueError(f"PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
+        self._enc = Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor()
+
+    def bytes(self, n: int) -> bytes:
+        """The next ``n`` bytes of the stream."""
+        return self._enc.update(b"\0" * n)
+
+    def uint64(self, shape: int | tuple[int, ...]) -> np.ndarray:
+        """The next values of the stream as uint64 of the given shape."""
+        count = int(np.prod(shape, dtype=np.int64))
+        return np.frombuffer(self.bytes(8 * count), dtype=np.uint64).reshape(shape).copy()

@@ -1,0 +1,1 @@
+"""Runtime: Context, value codec, in-memory and gRPC transports, run_local."""

@@ -1,0 +1,269 @@
+"""gRPC transport: each party runs a gRPC server; values stream between them as chunks.
+
+Sending: a value is serialized by the codec (TypeError at the sender for unknown types),
+cut into chunks of at most ``max_chunk_bytes``, and queued on one client stream per
+(job, receiver); a bounded queue gives back-pressure and lets computation overlap with
+sending. Receiving: :func:`receive_stream` checks every envelope (job open, sender is who
+the TLS certificate says, receiver is us, sequence and chunk numbers in order, claimed
+size under ``max_value_bytes`` before allocating), reassembles, decodes and delivers into
+the party's :class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction
+fails the job locally at once, so nobody waits for a dead peer until the timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
+from mpc.runtime import codec
+from mpc.runtime.errors import JobTimeout, PeerFailed, ProtocolViolation
+from mpc.runtime.mailbox import Mailbox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_BYTES = 4 << 20
+DEFAULT_MAX_VALUE_BYTES = 1 << 30
+_ENVELOPE_OVERHEAD = 64 << 10
+_QUEUE_CHUNKS = 16
+
+
+def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, Any]]:
+    """Channel/server options sized for envelopes of ``max_chunk_bytes`` payload."""
+    limit = max_chunk_bytes + _ENVELOPE_OVERHEAD
+    return [("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0)]
+
+
+def peer_identity(context: grpc.ServicerContext) -> str | None:
+    """The party name in the client's TLS certificate (common name), or None without TLS."""
+    names = context.auth_context().get("x509_common_name")
+    return names[0].decode() if names else None
+
+
+def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.ServicerContext,
+                   mailbox: Mailbox, party: str, max_value_bytes: int,
+                   require_identity: bool) -> party_pb2.ExchangeReply:
+    """Serve one Exchange stream: validate, reassemble and deliver values into ``mailbox``."""
+    identity = peer_identity(context)
+    job_id = sender = None
+    buf: bytearray | None = None
+    total = seq = 0
+    next_chunk = 0
+    delivered = 0
+    clean_end = False
+    try:
+        for env in envelopes:
+            if job_id is None:
+                job_id, sender = env.job_id, env.sender
+                if require_identity and identity != sender:
+                    raise ProtocolViolation(f"certificate of {identity!r} cannot send as {sender!r}")
+                if env.receiver != party:
+                    raise ProtocolViolation(f"message for {env.receiver!r} reached {party!r}")
+                if not mailbox.is_open(job_id):
+                    raise ProtocolViolation(f"message for unknown or finished job {job_id}")
+            elif env.job_id != job_id or env.sender != sender or env.receiver != party:
+                raise ProtocolViolation("job, sender or receiver changed within one stream")
+            if env.abort:
+                mailbox.fail(job_id, PeerFailed(sender, env.abort))
+                continue
+            if env.chunk_index == 0:
+                if buf is not None:
+                    raise ProtocolViolation("new value started before the last one ended")
+                mailbox.check_seq(job_id, sender, party, env.seq)
+                if env.total_size > max_value_bytes:
+                    raise ProtocolViolation(f"value of {env.total_size} bytes exceeds the cap "
+                                            f"of {max_value_bytes} bytes")
+                buf, total, seq, next_chunk = bytearray(), env.total_size, env.seq, 0
+            elif buf is None or env.chunk_index != next_chunk or env.seq != seq:
+                raise ProtocolViolation("chunk out of order")
+            buf += env.payload
+            next_chunk += 1
+            if len(buf) > total:
+                raise ProtocolViolation("value longer than its announced size")
+            if env.last:
+                if len(buf) != total:
+                    raise ProtocolViolation("value shorter than its announced size")
+                value = codec.loads(bytes(buf))
+                buf = None
+                mailbox.put(job_id, sender, party, value)
+                delivered += 1
+        clean_end = True
+    except (ProtocolViolation, codec.CodecError) as exc:
+        if job_id is not None:
+            mailbox.fail(job_id, ProtocolViolation(f"party {sender!r} sent a bad message: {exc}"))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except Exception:  # the stream broke: the sender died or the connection dropped
+        log.debug("exchange stream from %r for job %s broke", sender, job_id)
+    if not clean_end and job_id is not None:
+        mailbox.fail(job_id, PeerFailed(sender, "connection lost during the job"))
+    return party_pb2.ExchangeReply(values_received=delivered)
+
+
+class _OutStream:
+    """One client stream carrying every value from us to one receiver in one job."""
+
+    def __init__(self, stub: party_pb2_grpc.PartyStub, job_id: str, sender: str, receiver: str,
+                 deadline: float, max_chunk_bytes: int, on_broken: Callable[[str], None]) -> None:
+        self.job_id, self.sender, self.receiver = job_id, sender, receiver
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._seq = 0
+        self._chunk = max_chunk_bytes
+        self._closing = False
+        timeout = max(deadline - time.monotonic(), 0.1)
+        self._future = stub.Exchange.future(self._requests(), timeout=timeout, wait_for_ready=True)
+        self._future.add_done_callback(lambda f: self._done(f, on_broken))
+
+    def _requests(self) -> Iterator[party_pb2.Envelope]:
+        while (env := self._queue.get()) is not None:
+            yield env
+
+    def _done(self, future: grpc.Future, on_broken: Callable[[str], None]) -> None:
+        if self._closing:
+            return
+        try:
+            exc = future.exception()
+        except grpc.FutureCancelledError:
+            exc = "cancelled"
+        if exc is not None:
+            code = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
+            on_broken(f"stream to {self.receiver!r} broke ({code})")
+
+    def _put(self, item: party_pb2.Envelope | None, deadline: float) -> None:
+        while True:
+            if self._future.done() and item is not None:
+                raise PeerFailed(self.receiver, "unreachable or disconnected")
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    raise JobTimeout(f"job {self.job_id}: {self.receiver!r} did not take "
+                                     f"messages before the job timeout") from None
+
+    def send(self, data: bytes, deadline: float) -> None:
+        base = dict(job_id=self.job_id, sender=self.sender, receiver=self.receiver, seq=self._seq)
+        n_chunks = max(1, -(-len(data) // self._chunk))
+        view = memoryview(data)
+        for i in range(n_chunks):
+            payload = view[i * self._chunk:(i + 1) * self._chunk]
+            env = party_pb2.Envelope(chunk_index=i, last=i == n_chunks - 1,
+                                     total_size=len(data) if i == 0 else 0,
+                                     payload=bytes(payload), **base)
+            self._put(env, deadline)
+        self._seq += 1
+
+    def abort(self, reason: str) -> None:
+        env = party_pb2.Envelope(job_id=self.job_id, sender=self.sender, receiver=self.receiver,
+                                 abort=reason)
+        try:
+            self._put(env, time.monotonic() + 2.0)
+        except Exception:  # best effort: the peer may be gone already
+            pass
+
+    def close(self, deadline: float) -> None:
+        """Half-close the stream and wait (until ``deadline``) for the receiver to take it."""
+        self._closing = True
+        try:
+            self._put(None, deadline)
+            self._future.result(timeout=max(deadline - time.monotonic(), 0.1))
+        except Exception:  # the receiver may have finished the job already; nothing to do
+            pass
+
+
+class GrpcTransport:
+    """Outgoing side of a party: channels to peers, one stream per (job, receiver)."""
+
+    def __init__(self, party: str, addresses: dict[str, str], mailbox: Mailbox,
+                 credentials: Callable[[str], grpc.ChannelCredentials | None] | None = None,
+                 max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.party = party
+        self.addresses = dict(addresses)
+        self.mailbox = mailbox
+        self._credentials = credentials or (lambda peer: None)
+        self._chunk = max_chunk_bytes
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._streams: dict[tuple[str, str], _OutStream] = {}
+
+    def _stub(self, peer: str) -> party_pb2_grpc.PartyStub:
+        channel = self._channels.get(peer)
+        if channel is None:
+            if peer not in self.addresses:
+                raise ValueError(f"no address known for party {peer!r}")
+            creds = self._credentials(peer)
+            options = grpc_options(self._chunk)
+            if creds is None:
+                channel = grpc.insecure_channel(self.addresses[peer], options=options)
+            else:
+                options.append(("grpc.ssl_target_name_override", peer))
+                channel = grpc.secure_channel(self.addresses[peer], creds, options=options)
+            self._channels[peer] = channel
+        return party_pb2_grpc.PartyStub(channel)
+
+    def _stream(self, job_id: str, receiver: str, deadline: float) -> _OutStream:
+        with self._lock:
+            stream = self._streams.get((job_id, receiver))
+            if stream is None:
+                def broken(reason: str) -> None:
+                    self.mailbox.fail(job_id, PeerFailed(receiver, reason))
+                stream = _OutStream(self._stub(receiver), job_id, self.party, receiver, deadline,
+                                    self._chunk, broken)
+                self._streams[(job_id, receiver)] = stream
+            return stream
+
+    def send(self, job_id: str, sender: str, receiver: str, value: Any, deadline: float) -> None:
+        data = codec.dumps(value)  # TypeError here, before anything is queued
+        self._stream(job_id, receiver, deadline).send(data, deadline)
+
+    def recv(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any:
+        return self.mailbox.get(job_id, sender, receiver, deadline)
+
+    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str) -> None:
+        for r in receivers:
+            try:
+                self._stream(job_id, r, time.monotonic() + 5.0).abort(reason)
+            except Exception:
+                pass
+        self.finish(job_id, sender, time.monotonic() + 2.0)
+
+    def finish(self, job_id: str, sender: str, deadline: float) -> None:
+        with self._lock:
+            streams = [s for (j, _), s in self._streams.items() if j == job_id]
+            for s in streams:
+                del self._streams[(job_id, s.receiver)]
+        for s in streams:
+            s.close(deadline)
+
+    def close(self) -> None:
+        """Close every channel (and with them any stream still open)."""
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+            self._streams.clear()
+        for channel in channels:
+            channel.close()
+
+
+class ExchangeServicer(party_pb2_grpc.PartyServicer):
+    """A Party service that only serves Exchange: enough for :func:`mpc.run_local`."""
+
+    def __init__(self, party: str, mailbox: Mailbox, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                 require_identity: bool = False) -> None:
+        self.party = party
+        self.mailbox = mailbox
+        self.max_value_bytes = max_value_bytes
+        self.require_identity = require_identity
+
+    def Exchange(self, request_iterator, context):  # noqa: N802 (gRPC method name)
+        return receive_stream(request_iterator, context, self.mailbox, self.party,
+                              self.max_value_bytes, self.require_identity)

@@ -1,0 +1,186 @@
+"""run_local: run one SPMD protocol for every party inside this process.
+
+Each party is a thread with its own Context. With ``transport="memory"`` values go
+through in-process mailboxes; with ``transport="grpc"`` every party gets its own gRPC
+server on a free loopback port and values really cross gRPC. If any party raises, it
+tells every other party at once, so the whole job fails within seconds and
+:class:`~mpc.runtime.errors.JobFailed` names the party that caused it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from typing import Any
+
+from mpc.runtime.context import Context
+from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, describe
+
+# Helper parties added to a job by runtime option, and the function each one runs.
+# The value names a function of gaotie itself, never anything a peer sent.
+HELPERS: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("triples", "dealer"): ("dealer", "mpc.ss.dealer", "run_dealer"),
+}
+DEFAULT_OPTIONS: dict[str, Any] = {"triples": "dealer"}
+_GRACE = 5.0
+
+
+def helper_parties(options: Mapping[str, Any]) -> list[tuple[str, Callable[[Context], Any]]]:
+    """The helper parties (name, function) that runtime ``options`` call for."""
+    out = []
+    for (key, value), (name, module, func) in HELPERS.items():
+        if options.get(key) == value:
+            out.append((name, getattr(importlib.import_module(module), func)))
+    return out
+
+
+def _check_parties(parties: Sequence[str], helpers: Sequence[str]) -> list[str]:
+    parties = list(parties)
+    if not parties or not all(isinstance(p, str) and p for p in parties):
+        raise ValueError(f"parties must be a non-empty list of non-empty names, got {parties!r}")
+    if len(set(parties)) != len(parties):
+        raise ValueError(f"duplicate party names in {parties}")
+    clash = set(parties) & set(helpers)
+    if clash:
+        raise ValueError(f"party name {sorted(clash)[0]!r} is reserved for a helper party")
+    return parties
+
+
+def _per_party(name: str, value: Mapping[str, Any] | None, parties: list[str], default: Any) -> dict:
+    value = dict(value or {})
+    unknown = set(value) - set(parties)
+    if unknown:
+        raise ValueError(f"{name} names unknown parties {sorted(unknown)}")
+    return {p: value.get(p, default) for p in parties}
+
+
+def run_local(fn: Callable[..., Any], parties: Sequence[str],
+              args: Mapping[str, Sequence[Any]] | None = None,
+              kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+              transport: str = "memory", timeout: float = 60.0,
+              **runtime_options: Any) -> dict[str, Any]:
+    """Run ``fn(ctx, *args[party], **kwargs[party])`` for every party; return their results.
+
+    Args:
+        fn: the SPMD protocol function.
+        parties: party names in rank order.
+        args: per party, a tuple of positional arguments.
+        kwargs: per party, a dict of keyword arguments.
+        transport: ``"memory"`` or ``"grpc"`` (real gRPC servers on loopback).
+        timeout: seconds for the whole job; a silent peer fails the job at this point.
+        runtime_options: visible to protocols as ``ctx.options`` (e.g. ``triples``,
+            ``frac_bits``); ``max_chunk_bytes`` and ``max_value_bytes`` tune the gRPC
+            transport.
+
+    Raises:
+        JobFailed: some party raised; names the party and its exception.
+    """
+    options = {**DEFAULT_OPTIONS, **runtime_options}
+    helpers = helper_parties(options)
+    helper_names = [h for h, _ in helpers]
+    parties = _check_parties(parties, helper_names)
+    if len(parties) < 2:
+        helpers, helper_names = [], []
+    args_by = _per_party("args", args, parties, ())
+    kwargs_by = _per_party("kwargs", kwargs, parties, {})
+    everyone = parties + helper_names
+    job_id = secrets.token_hex(8)
+
+    if transport == "memory":
+        from mpc.runtime.memory import MemoryTransport
+        net = MemoryTransport(everyone)
+        net.open(job_id)
+        transports = {p: net for p in everyone}
+        cleanup = lambda: net.close(job_id)  # noqa: E731
+    elif transport == "grpc":
+        transports, cleanup = _start_grpc(everyone, job_id, options)
+    else:
+        raise ValueError(f"unknown transport {transport!r}; use 'memory' or 'grpc'")
+
+    results: dict[str, Any] = {}
+    errors: dict[str, BaseException] = {}
+
+    def run_party(party: str, body: Callable[[Context], Any]) -> None:
+        ctx = Context(party, parties, job_id, transports[party], timeout, options, helper_names)
+        try:
+            results[party] = body(ctx)
+            if party in parties:
+                for helper in helper_names:
+                    ctx.send(helper, {"op": "done"})
+            ctx._finish()
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller below
+            errors[party] = exc
+            ctx._abort(describe(exc))
+
+    bodies: dict[str, Callable[[Context], Any]] = {
+        p: (lambda ctx, p=p: fn(ctx, *args_by[p], **kwargs_by[p])) for p in parties}
+    bodies.update(dict(helpers))
+    threads = [threading.Thread(target=run_party, args=(p, bodies[p]), daemon=True,
+                                name=f"gaotie-{p}") for p in everyone]
+    try:
+        for t in threads:
+            t.start()
+        end = time.monotonic() + timeout + _GRACE
+        for t in threads:
+            t.join(max(end - time.monotonic(), 0.0))
+        stuck = [p for p, t in zip(everyone, threads, strict=True) if t.is_alive()]
+    finally:
+        cleanup()
+    if errors:
+        raise _root_cause(errors, job_id)
+    if stuck:
+        raise JobTimeout(f"job {job_id}: parties {stuck} did not finish within {timeout}s")
+    return {p: results[p] for p in parties}
+
+
+def _root_cause(errors: dict[str, BaseException], job_id: str) -> JobFailed:
+    """The error of the party that failed first-hand (others only saw it fail)."""
+    for party, exc in errors.items():
+        if not isinstance(exc, PeerFailed):
+            err = JobFailed(party, describe(exc), job_id)
+            err.__cause__ = exc
+            return err
+    party, exc = next(iter(errors.items()))
+    assert isinstance(exc, PeerFailed)
+    return JobFailed(exc.party, exc.reason, job_id)
+
+
+def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
+    import grpc
+
+    from mpc._proto.gaotie.v1 import party_pb2_grpc
+    from mpc.runtime.grpc_transport import (
+        DEFAULT_CHUNK_BYTES,
+        DEFAULT_MAX_VALUE_BYTES,
+        ExchangeServicer,
+        GrpcTransport,
+        grpc_options,
+    )
+    from mpc.runtime.mailbox import Mailbox
+
+    chunk = int(options.get("max_chunk_bytes", DEFAULT_CHUNK_BYTES))
+    cap = int(options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES))
+    servers, mailboxes, addresses = {}, {}, {}
+    for p in everyone:
+        mailboxes[p] = Mailbox()
+        mailboxes[p].open(job_id)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * len(everyone))),
+                             options=grpc_options(chunk))
+        party_pb2_grpc.add_PartyServicer_to_server(ExchangeServicer(p, mailboxes[p], cap), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers[p], addresses[p] = server, f"127.0.0.1:{port}"
+    transports = {p: GrpcTransport(p, addresses, mailboxes[p], max_chunk_bytes=chunk) for p in everyone}
+
+    def cleanup() -> None:
+        for p in everyone:
+            mailboxes[p].close(job_id)
+            transports[p].close()
+        for server in servers.values():
+            server.stop(grace=None)
+
+    return transports, cleanup

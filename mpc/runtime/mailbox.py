@@ -1,0 +1,109 @@
+"""Mailbox: values received by one party, queued FIFO per (job, sender, receiver).
+
+Both transports deliver into a mailbox; ``Context.recv`` takes from it. A job can be
+failed as a whole (a peer aborted, a stream broke): every waiting and later ``get`` for
+that job raises at once, so no party waits for the timeout after a peer has died.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+from mpc.runtime.errors import GaotieError, JobTimeout, ProtocolViolation
+
+# How many finished job ids are remembered, to reject late or replayed messages.
+_CLOSED_MEMORY = 10_000
+
+
+class _JobBox:
+    __slots__ = ("queues", "error", "next_seq")
+
+    def __init__(self) -> None:
+        self.queues: dict[tuple[str, str], collections.deque] = collections.defaultdict(collections.deque)
+        self.next_seq: dict[tuple[str, str], int] = collections.defaultdict(int)
+        self.error: BaseException | None = None
+
+
+class Mailbox:
+    """Thread-safe per-job FIFO queues of decoded values."""
+
+    def __init__(self, max_open_jobs: int = 1000) -> None:
+        self._cond = threading.Condition()
+        self._jobs: dict[str, _JobBox] = {}
+        self._closed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.max_open_jobs = max_open_jobs
+
+    def open(self, job_id: str) -> None:
+        """Accept messages for ``job_id`` from now on."""
+        with self._cond:
+            if job_id in self._jobs:
+                return
+            if job_id in self._closed:
+                raise GaotieError(f"job {job_id} has already finished")
+            if len(self._jobs) >= self.max_open_jobs:
+                raise GaotieError(f"too many open jobs (limit {self.max_open_jobs})")
+            self._jobs[job_id] = _JobBox()
+
+    def is_open(self, job_id: str) -> bool:
+        with self._cond:
+            return job_id in self._jobs
+
+    def close(self, job_id: str) -> None:
+        """Forget ``job_id``: drop queued values, reject later messages for it."""
+        with self._cond:
+            self._jobs.pop(job_id, None)
+            self._closed[job_id] = None
+            while len(self._closed) > _CLOSED_MEMORY:
+                self._closed.popitem(last=False)
+            self._cond.notify_all()
+
+    def check_seq(self, job_id: str, sender: str, receiver: str, seq: int) -> None:
+        """Verify ``seq`` is the next sequence number on this channel, and advance it."""
+        with self._cond:
+            box = self._box(job_id)
+            key = (sender, receiver)
+            if seq != box.next_seq[key]:
+                raise ProtocolViolation(f"job {job_id}: message {seq} from {sender!r} out of "
+                                        f"order (expected {box.next_seq[key]})")
+            box.next_seq[key] += 1
+
+    def put(self, job_id: str, sender: str, receiver: str, value: Any) -> None:
+        with self._cond:
+            self._box(job_id).queues[(sender, receiver)].append(value)
+            self._cond.notify_all()
+
+    def fail(self, job_id: str, error: BaseException) -> None:
+        """Make every current and future ``get`` of the job raise ``error`` (first wins)."""
+        with self._cond:
+            box = self._jobs.get(job_id)
+            if box is not None and box.error is None:
+                box.error = error
+                self._cond.notify_all()
+
+    def get(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any:
+        """Next value from ``sender`` to ``receiver``; waits until ``deadline`` (monotonic)."""
+        with self._cond:
+            while True:
+                box = self._jobs.get(job_id)
+                if box is None:
+                    raise GaotieError(f"job {job_id} is not open on {receiver!r}")
+                queue = box.queues.get((sender, receiver))
+                if queue:
+                    return queue.popleft()
+                if box.error is not None:
+                    raise box.error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobTimeout(f"job {job_id}: party {receiver!r} got no message from "
+                                     f"{sender!r} before the job timeout")
+                self._cond.wait(min(remaining, 1.0))
+
+    def _box(self, job_id: str) -> _JobBox:
+        box = self._jobs.get(job_id)
+        if box is None:
+            state = "finished" if job_id in self._closed else "unknown"
+            raise ProtocolViolation(f"message for {state} job {job_id}")
+        return box
