@@ -68,17 +68,18 @@ def encode(value: Any, _depth: int = 0) -> Value:
     elif isinstance(value, np.ndarray):
         if value.dtype.kind not in _ARRAY_KINDS:
             raise TypeError(f"cannot send numpy arrays of dtype {value.dtype}")
-        arr = np.ascontiguousarray(value)
-        msg.array.dtype = arr.dtype.str
-        msg.array.shape.extend(arr.shape)
-        msg.array.data = arr.tobytes()
+        msg.array.dtype = value.dtype.str
+        msg.array.shape.extend(value.shape)
+        msg.array.data = value.tobytes(order="C")
     elif isinstance(value, (list, tuple)):
         if value and all(isinstance(v, bytes) for v in value) and not isinstance(value, tuple):
             msg.bytes_list.items.extend(value)
         else:
+            msg.list_value.SetInParent()
             msg.list_value.is_tuple = isinstance(value, tuple)
             msg.list_value.items.extend(encode(v, _depth + 1) for v in value)
     elif isinstance(value, dict):
+        msg.map_value.SetInParent()
         entries = msg.map_value.entries
         for k, v in value.items():
             if not isinstance(k, str):

@@ -26,7 +26,7 @@ HELPERS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("triples", "dealer"): ("dealer", "mpc.ss.dealer", "run_dealer"),
 }
 DEFAULT_OPTIONS: dict[str, Any] = {"triples": "dealer"}
-_GRACE = 5.0
+_GRACE = 2.0
 
 
 def helper_parties(options: Mapping[str, Any]) -> list[tuple[str, Callable[[Context], Any]]]:

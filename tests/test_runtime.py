@@ -1,0 +1,144 @@
+"""run_local on both transports: FIFO channels, helpers, chunking, failure propagation."""
+
+import time
+
+import numpy as np
+import pytest
+
+import mpc
+from mpc.runtime.errors import JobFailed, JobTimeout
+
+TRANSPORTS = ["memory", "grpc"]
+
+
+def _sum_of_all(ctx, x):
+    return sum(ctx.gather(x))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("parties", [["a", "b"], ["a", "b", "c", "d"]])
+def test_gather_sum(transport, parties):
+    args = {p: (i * 10 + 1,) for i, p in enumerate(parties)}
+    out = mpc.run_local(_sum_of_all, parties, args=args, transport=transport, triples=None)
+    expected = sum(a[0] for a in args.values())
+    assert out == {p: expected for p in parties}
+
+
+def _fifo(ctx, n):
+    if ctx.rank == 0:
+        for i in range(n):
+            ctx.send(ctx.peers[0], i)
+        return None
+    return [ctx.recv(ctx.parties[0]) for _ in range(n)]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_channels_are_fifo(transport):
+    out = mpc.run_local(_fifo, ["a", "b"], args={"a": (200,), "b": (200,)}, transport=transport, triples=None)
+    assert out["b"] == list(range(200))
+
+
+def _context_fields(ctx):
+    return ctx.party, ctx.parties, ctx.rank, ctx.job_id, ctx.options.get("frac_bits")
+
+
+def test_context_fields():
+    out = mpc.run_local(_context_fields, ["x", "y", "z"], triples=None, frac_bits=20)
+    job_ids = {v[3] for v in out.values()}
+    assert len(job_ids) == 1
+    assert out["y"][:3] == ("y", ["x", "y", "z"], 1)
+    assert all(v[4] == 20 for v in out.values())
+
+
+def _big_array(ctx, n):
+    if ctx.rank == 0:
+        arr = np.arange(n, dtype=np.uint64)
+        ctx.send("b", arr)
+        ctx.send("b", arr[::-1].copy())
+        return None
+    first, second = ctx.recv("a"), ctx.recv("a")
+    return first.shape, int(first.sum()), int(second[0])
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 3_000_001])
+def test_chunked_values_over_grpc(chunk):
+    n = 2_000_000  # 16 MB per value
+    out = mpc.run_local(_big_array, ["a", "b"], args={"a": (n,), "b": (n,)}, transport="grpc",
+                        triples=None, max_chunk_bytes=chunk)
+    assert out["b"] == ((n,), n * (n - 1) // 2, n - 1)
+
+
+def test_value_over_cap_fails_job():
+    with pytest.raises(JobFailed, match="exceeds the cap"):
+        mpc.run_local(_big_array, ["a", "b"], args={"a": (1000,), "b": (1000,)}, transport="grpc",
+                      triples=None, max_value_bytes=4000, timeout=10)
+
+
+def _fails_at(ctx, bad_party):
+    if ctx.party == bad_party:
+        raise ValueError("column 'income' has NaN")
+    return ctx.recv(bad_party)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_failure_names_party_and_is_fast(transport):
+    start = time.monotonic()
+    with pytest.raises(JobFailed) as info:
+        mpc.run_local(_fails_at, ["a", "b", "c"], args={p: ("b",) for p in "abc"},
+                      transport=transport, timeout=60, triples=None)
+    assert time.monotonic() - start < 5
+    assert info.value.party == "b"
+    assert "ValueError: column 'income' has NaN" in str(info.value)
+
+
+def _silent(ctx):
+    return ctx.recv(ctx.peers[0])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_silent_peer_times_out(transport):
+    start = time.monotonic()
+    with pytest.raises(JobFailed, match="before the job timeout"):
+        mpc.run_local(_silent, ["a", "b"], transport=transport, timeout=1.5, triples=None)
+    assert 1.4 < time.monotonic() - start < 6
+
+
+def _send_unsendable(ctx):
+    if ctx.rank == 0:
+        ctx.send(ctx.peers[0], object())
+    return ctx.recv(ctx.parties[0]) if ctx.rank == 1 else None
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_unsendable_value_is_type_error_at_sender(transport):
+    with pytest.raises(JobFailed) as info:
+        mpc.run_local(_send_unsendable, ["a", "b"], transport=transport, triples=None, timeout=10)
+    assert info.value.party == "a"
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def _to_unknown(ctx):
+    ctx.send("mallory", 1)
+
+
+def test_unknown_peer_is_an_error():
+    with pytest.raises(JobFailed, match="unknown party 'mallory'"):
+        mpc.run_local(_to_unknown, ["a", "b"], triples=None)
+
+
+def test_bad_party_lists():
+    with pytest.raises(ValueError, match="duplicate"):
+        mpc.run_local(_sum_of_all, ["a", "a"], triples=None)
+    with pytest.raises(ValueError, match="unknown parties"):
+        mpc.run_local(_sum_of_all, ["a", "b"], args={"c": (1,)}, triples=None)
+    with pytest.raises(ValueError, match="unknown transport"):
+        mpc.run_local(_sum_of_all, ["a", "b"], transport="carrier-pigeon", triples=None)
+
+
+def test_stuck_party_reported():
+    def stuck(ctx):
+        if ctx.rank == 0:
+            time.sleep(3)
+        return 1
+    with pytest.raises(JobTimeout, match="did not finish"):
+        mpc.run_local(stuck, ["a", "b"], timeout=0.2, triples=None)
