@@ -28,7 +28,7 @@ from mpc.runtime.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_BYTES = 4 << 20
+DEFAULT_CHUNK_BYTES = 2 << 20
 DEFAULT_MAX_VALUE_BYTES = 1 << 30
 _ENVELOPE_OVERHEAD = 64 << 10
 _QUEUE_CHUNKS = 16

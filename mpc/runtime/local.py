@@ -31,11 +31,34 @@ _GRACE = 2.0
 
 def helper_parties(options: Mapping[str, Any]) -> list[tuple[str, Callable[[Context], Any]]]:
     """The helper parties (name, function) that runtime ``options`` call for."""
-    out = []
-    for (key, value), (name, module, func) in HELPERS.items():
-        if options.get(key) == value:
-            out.append((name, getattr(importlib.import_module(module), func)))
-    return out
+    return [(name, helper_function(name)) for (key, value), (name, _, _) in HELPERS.items()
+            if options.get(key) == value]
+
+
+def helper_function(name: str) -> Callable[[Context], Any]:
+    """The function a helper party called ``name`` runs."""
+    for helper, module, func in HELPERS.values():
+        if helper == name:
+            return getattr(importlib.import_module(module), func)
+    raise ValueError(f"no helper party called {name!r}")
+
+
+def run_party(ctx: Context, body: Callable[[Context], Any]) -> Any:
+    """Run one party's share of a job: the body, then tell helpers it is done and flush.
+
+    On error, every other party of the job is told at once (so nobody waits for the
+    timeout) and the exception propagates.
+    """
+    try:
+        result = body(ctx)
+        if ctx.rank is not None:
+            for helper in ctx.helpers:
+                ctx.send(helper, {"op": "done"})
+        ctx._finish()
+        return result
+    except BaseException as exc:
+        ctx._abort(describe(exc))
+        raise
 
 
 def _check_parties(parties: Sequence[str], helpers: Sequence[str]) -> list[str]:
@@ -104,22 +127,17 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
 
-    def run_party(party: str, body: Callable[[Context], Any]) -> None:
+    def party_thread(party: str, body: Callable[[Context], Any]) -> None:
         ctx = Context(party, parties, job_id, transports[party], timeout, options, helper_names)
         try:
-            results[party] = body(ctx)
-            if party in parties:
-                for helper in helper_names:
-                    ctx.send(helper, {"op": "done"})
-            ctx._finish()
+            results[party] = run_party(ctx, body)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller below
             errors[party] = exc
-            ctx._abort(describe(exc))
 
     bodies: dict[str, Callable[[Context], Any]] = {
         p: (lambda ctx, p=p: fn(ctx, *args_by[p], **kwargs_by[p])) for p in parties}
     bodies.update(dict(helpers))
-    threads = [threading.Thread(target=run_party, args=(p, bodies[p]), daemon=True,
+    threads = [threading.Thread(target=party_thread, args=(p, bodies[p]), daemon=True,
                                 name=f"gaotie-{p}") for p in everyone]
     try:
         for t in threads:

@@ -49,6 +49,11 @@ class PartyStub:
                 request_serializer=gaotie_dot_v1_dot_party__pb2.JobRequest.SerializeToString,
                 response_deserializer=gaotie_dot_v1_dot_party__pb2.JobReply.FromString,
                 _registered_method=True)
+        self.Start = channel.unary_unary(
+                '/gaotie.v1.Party/Start',
+                request_serializer=gaotie_dot_v1_dot_party__pb2.JobQuery.SerializeToString,
+                response_deserializer=gaotie_dot_v1_dot_party__pb2.JobReply.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/gaotie.v1.Party/Status',
                 request_serializer=gaotie_dot_v1_dot_party__pb2.JobQuery.SerializeToString,
@@ -84,7 +89,15 @@ class PartyServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Join(self, request, context):
-        """Party server to party server: take part in a job submitted elsewhere.
+        """Party server to party server, phase 1: check a job against this party's registry
+        and policy and get ready for it (state "prepared"), or refuse it (state "refused").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Start(self, request, context):
+        """Phase 2, once every party has prepared: run it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +137,11 @@ def add_PartyServicer_to_server(servicer, server):
             'Join': grpc.unary_unary_rpc_method_handler(
                     servicer.Join,
                     request_deserializer=gaotie_dot_v1_dot_party__pb2.JobRequest.FromString,
+                    response_serializer=gaotie_dot_v1_dot_party__pb2.JobReply.SerializeToString,
+            ),
+            'Start': grpc.unary_unary_rpc_method_handler(
+                    servicer.Start,
+                    request_deserializer=gaotie_dot_v1_dot_party__pb2.JobQuery.FromString,
                     response_serializer=gaotie_dot_v1_dot_party__pb2.JobReply.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
@@ -222,6 +240,33 @@ class Party:
             target,
             '/gaotie.v1.Party/Join',
             gaotie_dot_v1_dot_party__pb2.JobRequest.SerializeToString,
+            gaotie_dot_v1_dot_party__pb2.JobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Start(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaotie.v1.Party/Start',
+            gaotie_dot_v1_dot_party__pb2.JobQuery.SerializeToString,
             gaotie_dot_v1_dot_party__pb2.JobReply.FromString,
             options,
             channel_credentials,

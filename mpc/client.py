@@ -1,0 +1,122 @@
+"""Client: how an analyst (notebook, script, CLI) submits joint queries to its party server.
+
+The client talks only to its own party's server; that server coordinates the peers.
+Results are what this party is allowed to learn: a pandas DataFrame for tables, plain
+Python values otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
+from mpc.runtime import codec
+from mpc.runtime.errors import GaotieError, JobFailed
+from mpc.runtime.grpc_transport import grpc_options
+from mpc.server.tls import TlsFiles, channel_credentials
+
+_POLL = 0.05
+_SHOW_PROGRESS_AFTER = 2.0
+
+
+class Client:
+    """A connection to one party server.
+
+    Args:
+        address: ``host:port`` of the party server.
+        tls: the party's TLS files (CA, certificate, key) for mutual TLS, or None for a
+            plaintext server.
+        server_name: the name in the server's certificate to expect (its party name);
+            by default the certificate must match the address's host.
+    """
+
+    def __init__(self, address: str, tls: TlsFiles | None = None, server_name: str | None = None) -> None:
+        import mpc.tables  # noqa: F401 - registers the table value kind
+
+        self.address = address
+        options = grpc_options()
+        if tls is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self._channel = grpc.secure_channel(address, channel_credentials(tls), options=options)
+        self._stub = party_pb2_grpc.PartyStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _rpc(self, method: str, request: Any, timeout: float = 30.0) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise GaotieError(f"party server {self.address}: {exc.code().name}: {exc.details()}") from None
+
+    def datasets(self) -> dict[str, list[dict[str, Any]]]:
+        """This party's datasets: name, id column, column policies (never rows)."""
+        return codec.decode(self._rpc("Datasets", party_pb2.DatasetsRequest()).datasets)
+
+    def submit(self, protocol: str, *, job_timeout: float = 0.0, **params: Any) -> str:
+        """Start a job and return its id; raises JobFailed if a party refuses it."""
+        request = party_pb2.JobRequest(protocol=protocol, params=codec.encode(params), timeout=job_timeout)
+        reply = self._rpc("Submit", request)
+        if reply.state == "refused":
+            raise JobFailed(_party_of(reply.error), reply.error, reply.job_id)
+        return reply.job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """``{"state", "error", "progress", "protocol"}`` of a job."""
+        s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
+        return {"job_id": s.job_id, "state": s.state, "error": s.error, "progress": s.progress,
+                "protocol": s.protocol}
+
+    def result(self, job_id: str, timeout: float | None = None, progress: bool = True) -> Any:
+        """Wait for a job and return this party's result; JobFailed if it failed."""
+        start = time.monotonic()
+        bar = None
+        try:
+            while True:
+                s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
+                if s.state == "done":
+                    if bar is not None:
+                        bar.update(100 - bar.n)
+                    return codec.decode(s.result)
+                if s.state in ("failed", "cancelled", "refused"):
+                    raise JobFailed(_party_of(s.error), s.error or s.state, job_id)
+                elapsed = time.monotonic() - start
+                if timeout is not None and elapsed > timeout:
+                    raise TimeoutError(f"job {job_id} still {s.state} after {timeout}s")
+                if progress and bar is None and elapsed > _SHOW_PROGRESS_AFTER:
+                    from tqdm.auto import tqdm
+                    bar = tqdm(total=100, desc=f"{s.protocol} {job_id}", unit="%")
+                if bar is not None:
+                    bar.update(int(s.progress * 100) - bar.n)
+                time.sleep(min(_POLL * (1 + elapsed), 0.5))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def run(self, protocol: str, *, job_timeout: float = 0.0, progress: bool = True, **params: Any) -> Any:
+        """Submit a job, wait for it, and return this party's result."""
+        return self.result(self.submit(protocol, job_timeout=job_timeout, **params), progress=progress)
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job on every party; returns the job's state."""
+        return self._rpc("Cancel", party_pb2.JobQuery(job_id=job_id)).state
+
+
+def _party_of(error: str) -> str:
+    """The party an error message names first (``party 'x' ...``), or '?'."""
+    marker = "party '"
+    if marker in error:
+        return error.split(marker, 1)[1].split("'", 1)[0]
+    return "?"

@@ -1,0 +1,1 @@
+"""Bundled sample data for `gaotie demo` and the examples (synthetic, deterministic)."""

@@ -1,0 +1,212 @@
+"""Party configuration (TOML): who this party is, where its peers are, TLS, datasets, policy.
+
+Example::
+
+    party = "bank"
+    listen = "0.0.0.0:50051"
+    workdir = "state"                # results/ and audit.jsonl go here (relative to this file)
+
+    [tls]                            # omit the table, or set enabled = false, for plaintext
+    ca = "certs/ca.pem"
+    cert = "certs/bank.pem"
+    key = "certs/bank.key"
+
+    [peers]
+    retailer = "retailer.example.com:50051"
+    dealer = "dealer.example.com:50051"   # a peer named "dealer" serves Beaver triples
+
+    [limits]                         # all optional
+    job_timeout = 600.0
+    max_value_bytes = 1073741824
+    max_chunk_bytes = 2097152
+    max_open_jobs = 64
+
+    [datasets.accounts]
+    path = "data/accounts.csv"       # .csv or .parquet, relative to this file
+    id = "customer_id"
+    min_group_size = 10              # for columns with policy "aggregate"
+    [datasets.accounts.columns]      # columns not listed are hidden
+    customer_id = "join_key"
+    income = "aggregate"
+    segment = "plaintext"
+
+Every error names the file and the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpc.runtime.grpc_transport import DEFAULT_CHUNK_BYTES, DEFAULT_MAX_VALUE_BYTES
+from mpc.server.tls import TlsFiles
+
+POLICY_LEVELS = ("plaintext", "join_key", "aggregate", "hidden")
+DEALER = "dealer"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or wrong; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A table a party offers to joint queries, and the policy of each column."""
+
+    name: str
+    path: Path
+    id: str | None
+    policies: dict[str, str]
+    min_group_size: int = 10
+
+    def policy(self, column: str) -> str:
+        return self.policies.get(column, "hidden")
+
+    def describe(self) -> dict[str, Any]:
+        """What peers may know about the dataset: names and policies, never rows."""
+        return {"name": self.name, "id": self.id or "", "min_group_size": self.min_group_size,
+                "columns": dict(self.policies)}
+
+
+@dataclass(frozen=True)
+class Limits:
+    job_timeout: float = 600.0
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    max_open_jobs: int = 64
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    party: str
+    listen: str
+    peers: dict[str, str]
+    workdir: Path
+    tls: TlsFiles | None = None
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    limits: Limits = Limits()
+    source: Path | None = None
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Every party's address, this one's included."""
+        return {**self.peers, self.party: self.listen}
+
+    @property
+    def results_dir(self) -> Path:
+        return self.workdir / "results"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.jsonl"
+
+
+def _get(table: dict, key: str, kind: type | tuple, where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where}: key {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _check_name(name: str, where: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}: {name!r} is not a valid name (letters, digits, _ and -)")
+    return name
+
+
+def _check_address(address: str, where: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{where}: {address!r} is not a host:port address")
+    return address
+
+
+def load_config(path: str | Path) -> PartyConfig:
+    """Read and validate a party's TOML configuration."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
+    """Validate a parsed config table (``path`` is used for messages and relative paths)."""
+    base = path.parent
+    where = str(path)
+    known = {"party", "listen", "workdir", "tls", "peers", "limits", "datasets"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    party = _check_name(_get(raw, "party", str, where), f"{where}: key 'party'")
+    listen = _check_address(_get(raw, "listen", str, where), f"{where}: key 'listen'")
+    workdir = base / _get(raw, "workdir", str, where, f"{party}-state")
+
+    peers_raw = _get(raw, "peers", dict, where, {})
+    peers = {}
+    for name, address in peers_raw.items():
+        _check_name(name, f"{where}: key 'peers'")
+        if name == party:
+            raise ConfigError(f"{where}: key 'peers.{name}': a party cannot be its own peer")
+        if not isinstance(address, str):
+            raise ConfigError(f"{where}: key 'peers.{name}' must be a host:port string")
+        peers[name] = _check_address(address, f"{where}: key 'peers.{name}'")
+
+    tls = None
+    tls_raw = _get(raw, "tls", dict, where, {})
+    if tls_raw and _get(tls_raw, "enabled", bool, f"{where}: [tls]", True):
+        files = {}
+        for key in ("ca", "cert", "key"):
+            file = base / _get(tls_raw, key, str, f"{where}: [tls]")
+            if not file.is_file():
+                raise ConfigError(f"{where}: key 'tls.{key}': file {file} does not exist")
+            files[key] = file
+        tls = TlsFiles(**files)
+
+    lim_raw = _get(raw, "limits", dict, where, {})
+    defaults = Limits()
+    limits = Limits(
+        job_timeout=_get(lim_raw, "job_timeout", float, f"{where}: [limits]", defaults.job_timeout),
+        max_value_bytes=_get(lim_raw, "max_value_bytes", int, f"{where}: [limits]", defaults.max_value_bytes),
+        max_chunk_bytes=_get(lim_raw, "max_chunk_bytes", int, f"{where}: [limits]", defaults.max_chunk_bytes),
+        max_open_jobs=_get(lim_raw, "max_open_jobs", int, f"{where}: [limits]", defaults.max_open_jobs))
+    if limits.job_timeout <= 0 or limits.max_value_bytes <= 0 or limits.max_chunk_bytes <= 0:
+        raise ConfigError(f"{where}: [limits] values must be positive")
+
+    datasets = {}
+    for name, table in _get(raw, "datasets", dict, where, {}).items():
+        dwhere = f"{where}: [datasets.{name}]"
+        _check_name(name, dwhere)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{dwhere} must be a table")
+        file = base / _get(table, "path", str, dwhere)
+        if file.suffix.lower() not in (".csv", ".parquet"):
+            raise ConfigError(f"{dwhere}: key 'path': {file} is neither .csv nor .parquet")
+        policies = {}
+        for column, level in _get(table, "columns", dict, dwhere, {}).items():
+            if level not in POLICY_LEVELS:
+                raise ConfigError(f"{dwhere}: key 'columns.{column}': policy {level!r} is not one of "
+                                  f"{', '.join(POLICY_LEVELS)}")
+            policies[column] = level
+        id_column = _get(table, "id", str, dwhere, None)
+        if id_column is not None and policies.get(id_column, "hidden") == "hidden":
+            policies[id_column] = "join_key"
+        min_group = _get(table, "min_group_size", int, dwhere, 10)
+        if min_group < 1:
+            raise ConfigError(f"{dwhere}: key 'min_group_size' must be at least 1")
+        datasets[name] = Dataset(name, file, id_column, policies, min_group)
+    return PartyConfig(party, listen, peers, workdir, tls, datasets, limits, path)

@@ -1,0 +1,133 @@
+"""Datasets of a party server: read CSV/Parquet files (pyarrow), hand out policy-checked columns.
+
+Files are read when a job first needs them and cached until the file changes. Errors
+name the dataset, the file, and where possible the row and column; they never quote
+cell values.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mpc.server.config import Dataset
+from protocols.registry import ALLOWED, ColumnRef, ColumnUse
+
+
+class DataError(ValueError):
+    """A dataset or column is missing, unreadable, or not allowed for the requested use."""
+
+
+class PolicyRefused(DataError):
+    """A job would use a column beyond what the party's policy allows."""
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    """Read a CSV or Parquet file into numpy columns (strings as object arrays)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pq.read_table(path)
+        else:
+            table = pacsv.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"dataset file {path} does not exist") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        # Arrow's CSV errors say which row is bad; keep that, drop quoted cell contents.
+        reason = str(exc).split(": ", 1)[-1] if "CSV parse error" in str(exc) else str(exc)
+        raise DataError(f"cannot read {path}: {_scrub(reason)}") from None
+    out = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
+            arr = column.to_numpy(zero_copy_only=False)
+            if column.null_count and arr.dtype.kind in "iub":
+                arr = arr.astype(np.float64)
+        else:
+            arr = np.array(column.to_pylist(), dtype=object)
+        out[name] = arr
+    return out
+
+
+def _scrub(reason: str) -> str:
+    """Drop the quoted row text Arrow appends to parse errors (it may hold private values)."""
+    return reason.split(": '", 1)[0].split(' "', 1)[0]
+
+
+class DataStore:
+    """The datasets of one party, loaded lazily."""
+
+    def __init__(self, party: str, datasets: dict[str, Dataset]) -> None:
+        self.party = party
+        self.datasets = datasets
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, dict[str, np.ndarray]]] = {}
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [d.describe() for d in self.datasets.values()]
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self.datasets:
+            raise DataError(f"party {self.party!r} has no dataset {name!r} "
+                            f"(it has: {', '.join(sorted(self.datasets)) or 'none'})")
+        return self.datasets[name]
+
+    def check(self, uses: list[ColumnUse]) -> None:
+        """Refuse unless every use of this party's columns is allowed by its policy."""
+        for use in uses:
+            if use.ref.party != self.party:
+                continue
+            ds = self.dataset(use.ref.dataset)
+            level = ds.policy(use.ref.column)
+            if use.use not in ALLOWED[level]:
+                raise PolicyRefused(f"party {self.party!r} refuses: dataset {ds.name!r} column "
+                                    f"{use.ref.column!r} has policy {level!r}, which does not allow "
+                                    f"use as {use.use}")
+
+    def table(self, name: str) -> dict[str, np.ndarray]:
+        ds = self.dataset(name)
+        try:
+            mtime = ds.path.stat().st_mtime
+        except OSError:
+            raise DataError(f"dataset {name!r}: file {ds.path} does not exist") from None
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is None or cached[0] != mtime:
+                cached = (mtime, read_table(ds.path))
+                self._cache[name] = cached
+            return cached[1]
+
+    def column(self, ref: ColumnRef) -> np.ndarray:
+        if ref.party != self.party:
+            raise DataError(f"party {self.party!r} cannot read column {ref} of another party")
+        table = self.table(ref.dataset)
+        if ref.column not in table:
+            raise DataError(f"dataset {ref.dataset!r} of party {self.party!r} has no column {ref.column!r}")
+        return table[ref.column]
+
+    def min_group_size(self, ref: ColumnRef) -> int:
+        return self.dataset(ref.dataset).min_group_size
+
+
+def numeric(ref: ColumnRef, values: np.ndarray) -> np.ndarray:
+    """``values`` as float64, or DataError naming the column (and the first bad row)."""
+    if values.dtype.kind in "iufb":
+        arr = values.astype(np.float64)
+    else:
+        arr = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
+            try:
+                arr[i] = float(v)
+            except (TypeError, ValueError):
+                raise DataError(f"column {ref} is not numeric (row {i + 1})") from None
+    bad = np.flatnonzero(np.isnan(arr))
+    if len(bad):
+        raise DataError(f"column {ref} has {len(bad)} missing/NaN values (first at row {bad[0] + 1}); "
+                        f"gaotie rejects NaN rather than silently skipping rows")
+    return arr

@@ -1,0 +1,202 @@
+"""Jobs on a party server: prepare (registry + policy check), run, record, report.
+
+A job is submitted to the requester's own server, which asks every other party of the
+job to *prepare* it (each checks the protocol is registered, the parameters are valid
+and its own column policy allows the job) and only when all agree tells everyone to
+*start*: a refusal anywhere means nothing runs anywhere. Each party runs the protocol
+in a thread with a Context over the server's gRPC transport, writes its result
+atomically to its results directory, appends one line to its audit log, and keeps the
+outcome for ``Status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpc import tables
+from mpc.runtime.context import Context
+from mpc.runtime.errors import GaotieError, PeerFailed, describe
+from mpc.runtime.local import helper_function, run_party
+from protocols import registry
+
+log = logging.getLogger(__name__)
+
+STATES = ("prepared", "running", "done", "failed", "cancelled", "refused")
+_KEEP_FINISHED = 1000
+
+
+@dataclass
+class Job:
+    job_id: str
+    spec: registry.ProtocolSpec
+    params: dict[str, Any]
+    parties: list[str]
+    helpers: list[str]
+    requester: str
+    timeout: float
+    state: str = "prepared"
+    error: str = ""
+    result: Any = None
+    progress: float = 0.0
+    started: float = 0.0
+    ended: float = 0.0
+    ctx: Context | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class JobManager:
+    """The jobs this party takes part in."""
+
+    def __init__(self, party: str, transport, mailbox, data, config) -> None:
+        self.party = party
+        self.transport = transport
+        self.mailbox = mailbox
+        self.data = data
+        self.config = config
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._audit_lock = threading.Lock()
+
+    # -- phase 1 ---------------------------------------------------------------------
+    def prepare(self, job_id: str, protocol: str, params: Any, parties: list[str], requester: str,
+                timeout: float) -> Job:
+        """Validate and get ready; raises (and records nothing running) if this party refuses."""
+        spec = registry.get(protocol)
+        params = spec.validate(params)
+        expected = spec.parties(params)
+        if parties and list(parties) != expected:
+            raise ValueError(f"job parties {list(parties)} do not match the parameters ({expected})")
+        helpers = list(spec.helpers)
+        if self.party not in expected + helpers:
+            raise ValueError(f"party {self.party!r} takes no part in this job")
+        unknown = [p for p in expected + helpers if p != self.party and p not in self.config.peers]
+        if unknown:
+            raise ValueError(f"party {self.party!r} has no address for {unknown[0]!r}")
+        if self.party in expected:
+            self.data.check(spec.uses(params))
+        timeout = min(timeout or self.config.limits.job_timeout, self.config.limits.job_timeout)
+        job = Job(job_id, spec, params, expected, helpers, requester, timeout)
+        with self._lock:
+            if job_id in self._jobs:
+                raise ValueError(f"job {job_id} already exists")
+            self.mailbox.open(job_id)
+            self._jobs[job_id] = job
+            self._forget_old()
+        return job
+
+    # -- phase 2 ---------------------------------------------------------------------
+    def start(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        with self._lock:
+            if job.state != "prepared":
+                raise ValueError(f"job {job_id} is {job.state}, not prepared")
+            job.state = "running"
+            job.started = time.time()
+        threading.Thread(target=self._run, args=(job,), daemon=True, name=f"job-{job_id}").start()
+        return job
+
+    def _run(self, job: Job) -> None:
+        options = {"triples": "dealer"} if "dealer" in job.helpers else {"triples": None}
+        ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
+        ctx._progress = lambda f: setattr(job, "progress", f)
+        job.ctx = ctx
+        if self.party in job.parties:
+            body = lambda c: job.spec.run(c, job.params, self.data)  # noqa: E731
+        else:
+            body = helper_function(self.party)
+        try:
+            result = run_party(ctx, body)
+            if self.party in job.parties and result is not None:
+                tables.write_atomic(self.config.results_dir / f"{job.job_id}.parquet", tables.to_frame(result))
+            job.result, job.state, job.progress = result, "done", 1.0
+        except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
+            if job.state != "cancelled":
+                job.state = "failed"
+                job.error = describe(exc) if not isinstance(exc, PeerFailed) else str(exc)
+            log.info("job %s failed on %s: %s", job.job_id, self.party, job.error)
+        finally:
+            job.ended = time.time()
+            self.mailbox.close(job.job_id)
+            self._audit(job)
+            job.done.set()
+
+    # -- queries ---------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"unknown job {job_id!r}")
+        return job
+
+    def cancel(self, job_id: str, reason: str = "cancelled") -> Job:
+        job = self.get(job_id)
+        if job.state in ("prepared", "running"):
+            was = job.state
+            job.state, job.error = "cancelled", reason
+            self.mailbox.fail(job_id, GaotieError(f"job {job_id} {reason}"))
+            if was == "prepared":
+                self.mailbox.close(job_id)
+                job.ended = time.time()
+                self._audit(job)
+                job.done.set()
+            elif job.ctx is not None:
+                job.ctx._abort(reason)
+        return job
+
+    def refuse(self, job_id: str, protocol: str, params: Any, requester: str, error: str) -> None:
+        """Record a job this party (or a peer) refused, for the audit log."""
+        self._write_audit({"job_id": job_id, "protocol": protocol, "requester": requester,
+                           "party": self.party, "params": _jsonable(params), "outcome": "refused",
+                           "error": error, "start": time.time(), "end": time.time()})
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.done.is_set()]
+        for job in finished[:max(0, len(finished) - _KEEP_FINISHED)]:
+            del self._jobs[job.job_id]
+
+    # -- audit -----------------------------------------------------------------------
+    def _audit(self, job: Job) -> None:
+        self._write_audit({
+            "job_id": job.job_id, "protocol": job.spec.name, "requester": job.requester,
+            "party": self.party, "parties": job.parties + job.helpers, "params": _jsonable(job.params),
+            "reveals": job.spec.reveals, "revealed_to_me": summarize(job.result) if job.state == "done" else "",
+            "start": job.started, "end": job.ended, "outcome": job.state, "error": job.error})
+
+    def _write_audit(self, record: dict[str, Any]) -> None:
+        path = self.config.audit_log
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._audit_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line)
+
+
+def summarize(result: Any) -> str:
+    """What a result is, without its values: for the audit log."""
+    import numpy as np
+    import pandas as pd
+
+    if result is None:
+        return "nothing"
+    if isinstance(result, pd.DataFrame):
+        return f"table {result.shape[0]} rows x {result.shape[1]} columns ({', '.join(map(str, result.columns))})"
+    if isinstance(result, dict):
+        return "{" + ", ".join(f"{k}: {summarize(v)}" for k, v in result.items()) + "}"
+    if isinstance(result, (list, tuple, np.ndarray)):
+        return f"{type(result).__name__} of {len(result)}"
+    return f"one {type(result).__name__}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(type(value).__name__)

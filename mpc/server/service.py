@@ -1,0 +1,211 @@
+"""The party server: the gRPC Party service, health and reflection, and ``serve``.
+
+Who may call what (with TLS on, identities come from client certificates):
+- ``Exchange``: any party of an open job, as itself only.
+- ``Submit``, ``Status``, ``Cancel``, ``Datasets``: this party's own users (its own
+  certificate). ``Datasets`` is also open to peers: it lists names, columns and
+  policies, never rows.
+- ``Join``/``Start``: the party server that submitted the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
+from mpc.runtime import codec
+from mpc.runtime.errors import describe
+from mpc.runtime.grpc_transport import GrpcTransport, grpc_options, peer_identity, receive_stream
+from mpc.runtime.mailbox import Mailbox
+from mpc.server import tls
+from mpc.server.config import PartyConfig
+from mpc.server.data import DataStore
+from mpc.server.jobs import JobManager
+
+log = logging.getLogger(__name__)
+_CONTROL_TIMEOUT = 15.0
+
+
+class PartyService(party_pb2_grpc.PartyServicer):
+    def __init__(self, config: PartyConfig) -> None:
+        import mpc.tables  # noqa: F401 - registers the table value kind
+
+        self.config = config
+        self.party = config.party
+        self.mailbox = Mailbox(max_open_jobs=config.limits.max_open_jobs)
+        creds = (lambda peer: tls.channel_credentials(config.tls)) if config.tls else None
+        self.transport = GrpcTransport(config.party, config.addresses, self.mailbox, creds,
+                                       config.limits.max_chunk_bytes)
+        self.data = DataStore(config.party, config.datasets)
+        self.jobs = JobManager(config.party, self.transport, self.mailbox, self.data, config)
+
+    # -- identity --------------------------------------------------------------------
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        """The calling party (certificate name), or this party itself without TLS."""
+        if self.config.tls is None:
+            return self.party
+        who = peer_identity(context)
+        if who is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+        return who
+
+    def _require(self, context: grpc.ServicerContext, allowed: set[str]) -> str:
+        who = self._caller(context)
+        if who not in allowed:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not call this on {self.party!r}")
+        return who
+
+    # -- party to party --------------------------------------------------------------
+    def Exchange(self, request_iterator, context):  # noqa: N802
+        return receive_stream(request_iterator, context, self.mailbox, self.party,
+                              self.config.limits.max_value_bytes, self.config.tls is not None)
+
+    def Join(self, request, context):  # noqa: N802
+        caller = self._caller(context)
+        if self.config.tls is not None and caller != request.requester:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{caller!r} cannot join jobs for {request.requester!r}")
+        if request.requester not in self.config.peers:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{request.requester!r} is not a peer of {self.party!r}")
+        try:
+            params = codec.decode(request.params)
+            self.jobs.prepare(request.job_id, request.protocol, params, list(request.parties),
+                              request.requester, request.timeout)
+        except Exception as exc:  # noqa: BLE001 - a refusal, reported to the requester
+            self.jobs.refuse(request.job_id, request.protocol, None, request.requester, describe(exc))
+            return party_pb2.JobReply(job_id=request.job_id, state="refused", error=_on(self.party, exc))
+        return party_pb2.JobReply(job_id=request.job_id, state="prepared")
+
+    def Start(self, request, context):  # noqa: N802
+        try:
+            job = self.jobs.get(request.job_id)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        self._require(context, {job.requester})
+        try:
+            self.jobs.start(request.job_id)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return party_pb2.JobReply(job_id=request.job_id, state="running")
+
+    # -- clients ---------------------------------------------------------------------
+    def Submit(self, request, context):  # noqa: N802
+        self._require(context, {self.party})
+        job_id = request.job_id or secrets.token_hex(8)
+        try:
+            params = codec.decode(request.params)
+            job = self.jobs.prepare(job_id, request.protocol, params, list(request.parties), self.party,
+                                    request.timeout)
+        except Exception as exc:  # noqa: BLE001 - bad request or own refusal
+            self.jobs.refuse(job_id, request.protocol, None, self.party, describe(exc))
+            return party_pb2.JobReply(job_id=job_id, state="refused", error=_on(self.party, exc))
+        others = [p for p in job.parties + job.helpers if p != self.party]
+        join = party_pb2.JobRequest(job_id=job_id, protocol=request.protocol, params=request.params,
+                                    requester=self.party, parties=job.parties, timeout=job.timeout)
+        prepared: list[str] = []
+        for peer in others:
+            error = self._call(peer, "Join", join)
+            if error:
+                for p in prepared:
+                    self._call(peer=p, method="Cancel", request=party_pb2.JobQuery(job_id=job_id))
+                self.jobs.cancel(job_id, f"refused by {peer!r}")
+                job.state, job.error = "refused", error
+                return party_pb2.JobReply(job_id=job_id, state="refused", error=error)
+            prepared.append(peer)
+        for peer in others:
+            error = self._call(peer, "Start", party_pb2.JobQuery(job_id=job_id))
+            if error:
+                log.warning("job %s: could not start on %s: %s", job_id, peer, error)
+        self.jobs.start(job_id)
+        return party_pb2.JobReply(job_id=job_id, state="running")
+
+    def _call(self, peer: str, method: str, request: Any) -> str:
+        """Call a control RPC on a peer; return an error message, or '' on success."""
+        try:
+            stub = self.transport._stub(peer)
+            reply = getattr(stub, method)(request, timeout=_CONTROL_TIMEOUT)
+        except grpc.RpcError as exc:
+            return f"party {peer!r} is unreachable ({exc.code().name}): {exc.details()}"
+        if reply.state in ("refused", "failed"):
+            return reply.error or f"party {peer!r} refused"
+        return ""
+
+    def Status(self, request, context):  # noqa: N802
+        self._require(context, {self.party})
+        try:
+            job = self.jobs.get(request.job_id)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        reply = party_pb2.JobStatus(job_id=job.job_id, state=job.state, error=job.error,
+                                    protocol=job.spec.name, progress=job.progress)
+        if job.state == "done":
+            reply.result.CopyFrom(codec.encode(job.result))
+        return reply
+
+    def Cancel(self, request, context):  # noqa: N802
+        try:
+            job = self.jobs.get(request.job_id)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        who = self._require(context, {self.party, job.requester})
+        job = self.jobs.cancel(request.job_id, f"cancelled by {who!r}")
+        return party_pb2.JobReply(job_id=job.job_id, state=job.state)
+
+    def Datasets(self, request, context):  # noqa: N802
+        self._require(context, {self.party, *self.config.peers})
+        return party_pb2.DatasetsReply(datasets=codec.encode({self.party: self.data.describe()}))
+
+
+def _on(party: str, exc: BaseException) -> str:
+    text = describe(exc)
+    return text if f"{party!r}" in text else f"party {party!r} refused: {text}"
+
+
+def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health.HealthServicer]:
+    """A started-ready (not yet started) gRPC server for ``config``, bound to its address."""
+    service = PartyService(config)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
+                         options=grpc_options(config.limits.max_chunk_bytes))
+    party_pb2_grpc.add_PartyServicer_to_server(service, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (party_pb2.DESCRIPTOR.services_by_name["Party"].full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    try:
+        if config.tls is not None:
+            port = server.add_secure_port(config.listen, tls.server_credentials(config.tls))
+        else:
+            port = server.add_insecure_port(config.listen)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {config.listen}: address in use or not available") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}: address in use or not available")
+    return server, service, health_servicer
+
+
+def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
+    """Run the party server until SIGTERM/SIGINT."""
+    server, service, health_servicer = build_server(config)
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("party %s serving on %s (tls %s)", config.party, config.listen, "on" if config.tls else "off")
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    if ready is not None:
+        ready.set()
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=2.0).wait()
+    service.transport.close()

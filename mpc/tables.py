@@ -1,0 +1,84 @@
+"""pandas DataFrames as a codec value kind (``table``), and result files.
+
+A table travels as its column names and one numpy array per column (string columns as
+lists of str), so job results that are tables reach clients as DataFrames again.
+Results are written to disk atomically: a temporary file in the same directory, fsync,
+then rename, so a reader (or a crash) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mpc.runtime import codec
+
+
+def _table_to_wire(frame: pd.DataFrame) -> dict[str, Any]:
+    columns = []
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        if values.dtype.kind not in "biuf":
+            values = ["" if v is None else str(v) for v in values]
+        columns.append(values)
+    return {"names": [str(c) for c in frame.columns], "columns": columns,
+            "index": [str(i) for i in frame.index]}
+
+
+def _table_from_wire(value: Any) -> pd.DataFrame:
+    if not isinstance(value, dict) or set(value) != {"names", "columns", "index"}:
+        raise codec.CodecError("malformed table")
+    names, columns, index = value["names"], value["columns"], value["index"]
+    if len(names) != len(columns) or any(len(c) != len(index) for c in columns):
+        raise codec.CodecError("table columns of different lengths")
+    frame = pd.DataFrame({n: c for n, c in zip(names, columns, strict=True)})
+    frame.index = index
+    if all(i == str(k) for k, i in enumerate(index)):
+        frame = frame.reset_index(drop=True)
+    return frame
+
+
+codec.register_extension("table", pd.DataFrame, _table_to_wire, _table_from_wire)
+
+
+def to_frame(result: Any) -> pd.DataFrame:
+    """A result of any shape as a DataFrame, for the results directory."""
+    if isinstance(result, pd.DataFrame):
+        return result
+    if isinstance(result, dict) and result and all(np.ndim(v) == 1 for v in result.values()):
+        lengths = {len(v) for v in result.values()}
+        if len(lengths) == 1:
+            return pd.DataFrame(result)
+    if isinstance(result, dict):
+        return pd.DataFrame([{k: _cell(v) for k, v in result.items()}])
+    if isinstance(result, (list, tuple, np.ndarray)) and np.ndim(result) == 1:
+        return pd.DataFrame({"value": list(result)})
+    return pd.DataFrame({"value": [_cell(result)]})
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, np.ndarray | list | tuple | dict):
+        return str(v if not isinstance(v, np.ndarray) else v.tolist())
+    return v
+
+
+def write_atomic(path: Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as Parquet to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            frame.to_parquet(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

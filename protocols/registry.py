@@ -1,0 +1,169 @@
+"""Registry of the protocols a party server will run, and what each one reveals.
+
+A job names a registered protocol and gives parameters as data (strings, numbers,
+lists); a server never runs anything else. Each :class:`ProtocolSpec` declares its
+parameters, the columns it reads and how it uses them (checked against every party's
+column policy before anything runs), the helper parties it needs, and in plain words
+what every party learns.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# How a protocol uses a column; a column's policy must allow it (see ALLOWED).
+USES = ("join_key", "aggregate", "plaintext")
+ALLOWED = {"plaintext": {"join_key", "aggregate", "plaintext"},
+           "aggregate": {"aggregate"},
+           "join_key": {"join_key"},
+           "hidden": set()}
+
+
+class UnknownProtocol(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """``party.dataset.column``: a column of a dataset declared by a party."""
+
+    party: str
+    dataset: str
+    column: str
+
+    @classmethod
+    def parse(cls, text: Any, param: str = "column") -> ColumnRef:
+        parts = text.split(".", 2) if isinstance(text, str) else []
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"parameter {param!r}: {text!r} is not a 'party.dataset.column' reference")
+        return cls(*parts)
+
+    def __str__(self) -> str:
+        return f"{self.party}.{self.dataset}.{self.column}"
+
+
+@dataclass(frozen=True)
+class ColumnUse:
+    ref: ColumnRef
+    use: str  # one of USES
+
+
+class LocalData(Protocol):
+    """Read access to this party's columns that the job's policy check allowed."""
+
+    def column(self, ref: ColumnRef) -> Any: ...
+
+    def min_group_size(self, ref: ColumnRef) -> int: ...
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type | tuple[type, ...]
+    required: bool = True
+    default: Any = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A protocol parties may run as a job."""
+
+    name: str
+    doc: str
+    reveals: str
+    params: Mapping[str, Param]
+    uses: Callable[[dict[str, Any]], list[ColumnUse]]
+    run: Callable[[Any, dict[str, Any], LocalData], Any]
+    helpers: tuple[str, ...] = ()
+    extra_parties: Callable[[dict[str, Any]], list[str]] = field(default=lambda params: [])
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters with defaults filled in; ValueError naming a missing/unknown/mistyped one."""
+        if not isinstance(params, Mapping):
+            raise ValueError(f"{self.name}: parameters must be a mapping")
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter {sorted(unknown)[0]!r}; "
+                             f"expected {sorted(self.params)}")
+        out = {}
+        for name, p in self.params.items():
+            if name not in params or params[name] is None:
+                if p.required:
+                    raise ValueError(f"{self.name}: missing parameter {name!r} ({p.doc})")
+                out[name] = p.default
+                continue
+            value = params[name]
+            if p.kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, p.kind) or (isinstance(value, bool) and p.kind is not bool):
+                kind = p.kind.__name__ if isinstance(p.kind, type) else "/".join(k.__name__ for k in p.kind)
+                raise ValueError(f"{self.name}: parameter {name!r} must be {kind}, "
+                                 f"got {type(value).__name__}")
+            out[name] = value
+        self.uses(out)  # parses every column reference: bad ones raise here
+        return out
+
+    def parties(self, params: dict[str, Any]) -> list[str]:
+        """The computing parties of a job, in order of first mention in the parameters."""
+        order: list[str] = []
+        for use in self.uses(params):
+            if use.ref.party not in order:
+                order.append(use.ref.party)
+        for p in self.extra_parties(params):
+            if p not in order:
+                order.append(p)
+        return order
+
+
+_REGISTRY: dict[str, ProtocolSpec] = {}
+# Modules whose import registers the built-in protocols (a fixed list: never from the wire).
+_BUILTIN_MODULES = ("protocols.demo", "protocols.jobs")
+_loaded = False
+
+
+def register(spec: ProtocolSpec) -> ProtocolSpec:
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"protocol {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _BUILTIN_MODULES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+
+
+def get(name: str) -> ProtocolSpec:
+    """The registered protocol ``name``; UnknownProtocol lists the known ones."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownProtocol(f"unknown protocol {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def column_refs(params: dict[str, Any], *keys: str, use: str) -> list[ColumnUse]:
+    """ColumnUse entries for the parameters ``keys`` (each a reference or a list of them)."""
+    out = []
+    for key in keys:
+        value = params.get(key)
+        if value is None:
+            continue
+        for text in value if isinstance(value, list) else [value]:
+            out.append(ColumnUse(ColumnRef.parse(text, key), use))
+    return out
