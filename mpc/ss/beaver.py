@@ -1,0 +1,132 @@
+"""Raw share protocols: opening, Beaver multiplication, truncation, AND of boolean words.
+
+Functions here work on this party's numpy uint64 share arrays, not on SharedTensors.
+What they reveal: opened values are always masked by fresh uniform randomness from the
+triple source (x - a, y - b, x + r), so every opened value is uniform in Z_2^64 (or in
+the 64-bit words, for boolean shares) and independent of the data.
+
+Truncation (``truncate``) uses a truncation pair (r, r>>63, (r mod 2^63)>>f): the parties
+open c = x + 2^62 + r, which is uniform, and compute floor(x / 2^f) + e with e in {0, 1}
+(at most one unit in the last place). It is exact in that sense and never fails, as long
+as the signed value satisfies |x| < 2^62 (the engine keeps values in that range).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mpc.ss.triples import get_source
+
+_ONE = np.uint64(1)
+_LOW63 = np.uint64((1 << 63) - 1)
+_OFFSET = np.uint64(1 << 62)
+
+
+def _open(ctx: Any, share: np.ndarray, xor: bool) -> np.ndarray:
+    share = np.ascontiguousarray(share, dtype=np.uint64)
+    ctx.broadcast(share)
+    total = share.copy()
+    for peer in ctx.peers:
+        other = ctx.recv(peer)
+        if not isinstance(other, np.ndarray) or other.shape != share.shape or other.dtype != np.uint64:
+            raise ValueError(f"party {peer!r} sent a share of the wrong shape or type")
+        if xor:
+            total ^= other
+        else:
+            total += other
+    return total
+
+
+def open_arith(ctx: Any, share: np.ndarray) -> np.ndarray:
+    """Reveal an arithmetically shared array to every computing party."""
+    return _open(ctx, share, xor=False)
+
+
+def open_xor(ctx: Any, share: np.ndarray) -> np.ndarray:
+    """Reveal a boolean (XOR) shared array to every computing party."""
+    return _open(ctx, share, xor=True)
+
+
+def open_many(ctx: Any, shares: list[np.ndarray], xor: bool = False) -> list[np.ndarray]:
+    """Open several arrays in one round (one message per peer)."""
+    flat = np.concatenate([np.ravel(s) for s in shares]) if shares else np.empty(0, np.uint64)
+    opened = _open(ctx, flat, xor)
+    out, pos = [], 0
+    for s in shares:
+        out.append(opened[pos:pos + s.size].reshape(s.shape))
+        pos += s.size
+    return out
+
+
+def mul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Shares of x*y (elementwise, same shape) with a Beaver triple; one round."""
+    a, b, c = get_source(ctx).arithmetic(x.shape)
+    d, e = open_many(ctx, [x - a, y - b])
+    z = c + d * b + e * a
+    if ctx.rank == 0:
+        z += d * e
+    return z
+
+
+def matmul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Shares of x @ y with a matmul Beaver triple; one round."""
+    a, b, c = get_source(ctx).matmul(x.shape, y.shape)
+    d, e = open_many(ctx, [x - a, y - b])
+    z = c + np.matmul(d, b) + np.matmul(a, e)
+    if ctx.rank == 0:
+        z += np.matmul(d, e)
+    return z
+
+
+def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
+    """Shares of floor(x / 2^bits) + {0 or 1}, for signed |x| < 2^62; one round.
+
+    ``bits`` is an int or an integer array broadcastable to ``x.shape`` (0..62).
+    """
+    bits_arr = np.asarray(bits, dtype=np.uint64)
+    if np.all(bits_arr == 0):
+        return x.copy()
+    r, r_top, r_low = get_source(ctx).trunc_pair(x.shape, bits_arr)
+    masked = x + r
+    if ctx.rank == 0:
+        masked += _OFFSET
+    c = open_arith(ctx, masked)
+    c_top = c >> np.uint64(63)
+    c_low = c & _LOW63
+    # carry out of the low 63 bits = c_top XOR r_top = c_top + r_top - 2 c_top r_top
+    carry = r_top * (_ONE - np.uint64(2) * c_top)
+    out = carry * (_ONE << (np.uint64(63) - bits_arr)) - r_low
+    if ctx.rank == 0:
+        out += (c_low >> bits_arr) + c_top * (_ONE << (np.uint64(63) - bits_arr)) - (_OFFSET >> bits_arr)
+    return out
+
+
+def and_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """XOR shares of x & y for each (x, y) pair of boolean-shared words; one round."""
+    if not pairs:
+        return []
+    total = sum(int(x.size) for x, _ in pairs)
+    a, b, c = get_source(ctx).boolean((total,))
+    xs = np.concatenate([np.ravel(x) for x, _ in pairs])
+    ys = np.concatenate([np.ravel(y) for _, y in pairs])
+    d, e = open_many(ctx, [xs ^ a, ys ^ b], xor=True)
+    z = c ^ (d & b) ^ (e & a)
+    if ctx.rank == 0:
+        z ^= d & e
+    out, pos = [], 0
+    for x, _ in pairs:
+        out.append(z[pos:pos + x.size].reshape(x.shape))
+        pos += x.size
+    return out
+
+
+def b2a_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
+    """Arithmetic shares of XOR-shared bits (bit 0 of each word); one round."""
+    ba, bb = get_source(ctx).dabit(bits.shape)
+    z = open_xor(ctx, (bits ^ bb) & _ONE)
+    out = ba * (_ONE - np.uint64(2) * z)
+    if ctx.rank == 0:
+        out += z
+    return out

@@ -1,0 +1,186 @@
+"""Seed-compressed trusted dealer: the ``dealer`` helper party and the client side.
+
+At the start of a job the dealer sends every computing party a fresh 16-byte seed (OS
+CSPRNG) for an AES-CTR PRG (:class:`mpc.crypto.random.PRG`). For every request each
+computing party expands its own shares locally from its PRG, in the same call order; the
+dealer expands all of them too and sends the LAST party only the correction that makes
+the shares satisfy the relation (c = a*b, ...). So only the last party talks to the
+dealer, and dealer traffic is about 1/N of sending every share.
+
+Reveals: the dealer learns only the shapes of the requests (never data, never opened
+values); parties learn uniformly random shares. Security assumes the dealer colludes
+with no computing party (semi-honest, as everywhere in gaotie).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mpc.crypto.random import PRG, new_seed
+from mpc.ss.triples import Shape, check_shape, matmul_shape
+
+_LOW63 = np.uint64((1 << 63) - 1)
+
+
+def _draw(prg: PRG, op: str, req: dict[str, Any], last: bool) -> dict[str, np.ndarray | None]:
+    """The pieces one party expands from its PRG for a request (same order everywhere).
+
+    Pieces the last party gets from the dealer instead are None for it.
+    """
+    shape = tuple(req["shape"])
+    out: dict[str, np.ndarray | None] = {}
+    if op in ("arith", "bool"):
+        out["a"] = prg.uint64(shape)
+        out["b"] = prg.uint64(shape)
+        out["c"] = None if last else prg.uint64(shape)
+    elif op == "matmul":
+        shape_b = tuple(req["shape_b"])
+        out["a"] = prg.uint64(shape)
+        out["b"] = prg.uint64(shape_b)
+        shape_c = matmul_shape(shape, shape_b)
+        out["c"] = None if last else prg.uint64(shape_c)
+    elif op == "trunc":
+        out["r"] = prg.uint64(shape)
+        out["top"] = None if last else prg.uint64(shape)
+        out["low"] = None if last else prg.uint64(shape)
+    elif op == "edabit":
+        out["r"] = prg.uint64(shape)
+        out["rb"] = None if last else prg.uint64(shape)
+    elif op == "dabit":
+        out["bb"] = prg.uint64(shape) & np.uint64(1)
+        out["ba"] = None if last else prg.uint64(shape)
+    else:
+        raise ValueError(f"unknown dealer request {op!r}")
+    return out
+
+
+def _add(arrays: list[np.ndarray]) -> np.ndarray:
+    total = arrays[0].copy()
+    for a in arrays[1:]:
+        total += a
+    return total
+
+
+def _xor(arrays: list[np.ndarray]) -> np.ndarray:
+    total = arrays[0].copy()
+    for a in arrays[1:]:
+        total ^= a
+    return total
+
+
+def _corrections(op: str, req: dict[str, Any], pieces: list[dict]) -> list[np.ndarray]:
+    """What the last party needs so that all parties' shares satisfy the op's relation."""
+    others = pieces[:-1]
+
+    def fix_add(name: str, value: np.ndarray) -> np.ndarray:
+        return value - _add([p[name] for p in others]) if others else value
+
+    def fix_xor(name: str, value: np.ndarray) -> np.ndarray:
+        return value ^ _xor([p[name] for p in others]) if others else value
+
+    if op == "arith":
+        a, b = _add([p["a"] for p in pieces]), _add([p["b"] for p in pieces])
+        return [fix_add("c", a * b)]
+    if op == "matmul":
+        a, b = _add([p["a"] for p in pieces]), _add([p["b"] for p in pieces])
+        return [fix_add("c", np.matmul(a, b))]
+    if op == "bool":
+        a, b = _xor([p["a"] for p in pieces]), _xor([p["b"] for p in pieces])
+        return [fix_xor("c", a & b)]
+    if op == "trunc":
+        r = _add([p["r"] for p in pieces])
+        bits = np.asarray(req["bits"], dtype=np.uint64)
+        return [fix_add("top", r >> np.uint64(63)), fix_add("low", (r & _LOW63) >> bits)]
+    if op == "edabit":
+        return [fix_xor("rb", _add([p["r"] for p in pieces]))]
+    if op == "dabit":
+        return [fix_add("ba", _xor([p["bb"] for p in pieces]))]
+    raise ValueError(f"unknown dealer request {op!r}")
+
+
+def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
+        raise ValueError("malformed dealer request")
+    req = dict(msg)
+    req["shape"] = check_shape(req.get("shape", ()))
+    if req["op"] == "matmul":
+        req["shape_b"] = check_shape(req.get("shape_b", ()))
+    if req["op"] == "trunc":
+        bits = np.asarray(req.get("bits", 0))
+        if bits.dtype.kind not in "iu" or bits.size == 0 or bits.min() < 0 or bits.max() > 62:
+            raise ValueError("truncation request needs 0 <= bits <= 62")
+        np.broadcast_shapes(bits.shape, req["shape"])
+    return req["op"], req
+
+
+def run_dealer(ctx: Any) -> None:
+    """The dealer helper party: seed every computing party, then answer the last one.
+
+    Runs until the last computing party sends ``{"op": "done"}``; uses only ``ctx``, so it
+    runs the same in-process (run_local) and as a party server.
+    """
+    seeds = {p: new_seed() for p in ctx.parties}
+    for p in ctx.parties:
+        ctx.send(p, seeds[p])
+    prgs = [PRG(seeds[p]) for p in ctx.parties]
+    last = ctx.parties[-1]
+    n = len(prgs)
+    while True:
+        msg = ctx.recv(last)
+        if isinstance(msg, dict) and msg.get("op") == "done":
+            break
+        op, req = _check_request(msg)
+        pieces = [_draw(prg, op, req, last=(i == n - 1)) for i, prg in enumerate(prgs)]
+        ctx.send(last, _corrections(op, req, pieces))
+    for p in ctx.parties[:-1]:
+        msg = ctx.recv(p)
+        if not (isinstance(msg, dict) and msg.get("op") == "done"):
+            raise ValueError(f"party {p!r} sent the dealer something other than 'done'")
+
+
+class DealerSource:
+    """Client side of the dealer: expand own shares from the PRG; the last party asks."""
+
+    def __init__(self, ctx: Any) -> None:
+        if "dealer" not in ctx.helpers:
+            raise ValueError("triples='dealer' needs the helper party 'dealer' in the job")
+        self.ctx = ctx
+        self.last = ctx.party == ctx.parties[-1]
+        seed = ctx.recv("dealer")
+        if not isinstance(seed, bytes):
+            raise ValueError("the dealer sent a malformed seed")
+        self.prg = PRG(seed)
+
+    def _get(self, op: str, req: dict[str, Any], names: list[str]) -> list[np.ndarray]:
+        pieces = _draw(self.prg, op, req, self.last)
+        if self.last:
+            msg = {"op": op, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in req.items()}}
+            fixes = self.ctx.exchange("dealer", msg)
+            missing = [k for k in names if pieces[k] is None]
+            if not isinstance(fixes, list) or len(fixes) != len(missing):
+                raise ValueError("the dealer sent a malformed correction")
+            for k, v in zip(missing, fixes, strict=True):
+                pieces[k] = v
+        return [pieces[k] for k in names]
+
+    def arithmetic(self, shape: Shape):
+        return tuple(self._get("arith", {"shape": check_shape(shape)}, ["a", "b", "c"]))
+
+    def matmul(self, shape_a: Shape, shape_b: Shape):
+        req = {"shape": check_shape(shape_a), "shape_b": check_shape(shape_b)}
+        return tuple(self._get("matmul", req, ["a", "b", "c"]))
+
+    def boolean(self, shape: Shape):
+        return tuple(self._get("bool", {"shape": check_shape(shape)}, ["a", "b", "c"]))
+
+    def trunc_pair(self, shape: Shape, bits: Any):
+        req = {"shape": check_shape(shape), "bits": np.asarray(bits, dtype=np.int64)}
+        return tuple(self._get("trunc", req, ["r", "top", "low"]))
+
+    def edabit(self, shape: Shape):
+        return tuple(self._get("edabit", {"shape": check_shape(shape)}, ["r", "rb"]))
+
+    def dabit(self, shape: Shape):
+        return tuple(self._get("dabit", {"shape": check_shape(shape)}, ["ba", "bb"]))
