@@ -69,7 +69,7 @@ class Client:
         """Start a job and return its id; raises JobFailed if a party refuses it."""
         request = party_pb2.JobRequest(protocol=protocol, params=codec.encode(params), timeout=job_timeout)
         reply = self._rpc("Submit", request)
-        if reply.state == "refused":
+        if reply.state in ("refused", "failed"):
             raise JobFailed(_party_of(reply.error), reply.error, reply.job_id)
         return reply.job_id
 
