@@ -25,7 +25,8 @@ _OFFSET = np.uint64(1 << 62)
 
 
 def _open(ctx: Any, share: np.ndarray, xor: bool) -> np.ndarray:
-    share = np.ascontiguousarray(share, dtype=np.uint64)
+    shape = np.shape(share)
+    share = np.ascontiguousarray(share, dtype=np.uint64).reshape(shape)
     ctx.broadcast(share)
     total = share.copy()
     for peer in ctx.peers:

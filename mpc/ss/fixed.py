@@ -69,4 +69,4 @@ def decode(ring: np.ndarray, f: int) -> np.ndarray:
     signed = np.asarray(ring, dtype=np.uint64).view(np.int64)
     if f == 0:
         return signed.copy()
-    return signed.astype(np.float64) / float(2 ** f)
+    return np.asarray(signed.astype(np.float64) / float(2 ** f))

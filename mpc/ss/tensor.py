@@ -271,7 +271,7 @@ class SharedTensor:
         if unknown or not receivers:
             raise ValueError(f"cannot reveal to {unknown or receivers!r}: the computing parties "
                              f"are {ctx.parties}")
-        share = np.ascontiguousarray(self.share)
+        share = np.ascontiguousarray(self.share).reshape(self.shape)
         for p in receivers:
             if p != ctx.party:
                 ctx.send(p, share)
