@@ -133,7 +133,7 @@ class SharedTensor:
         s = self.sum(axis)
         if not s.is_fixed:
             s = s._lift(fixed.frac_bits(self.ctx))
-        return s * (1.0 / count)
+        return s / float(count)
 
     def __getitem__(self, index: Any) -> SharedTensor:
         if isinstance(index, SharedTensor):
@@ -169,20 +169,15 @@ class SharedTensor:
         return self._new(share, frac)
 
     def __mul__(self, other: Any) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            self._check_job(other)
-            b, frac_b = other.share, other.frac_bits
-        else:  # public factor: every party scales its own share
-            b = self._public_raw(other)
-            frac_b = fixed.frac_bits(self.ctx) if np.asarray(other).dtype.kind == "f" else 0
+        b, frac_b, shared = self._operand(other)
         try:
             shape = np.broadcast_shapes(self.shape, b.shape)
         except ValueError:
             raise ValueError(f"shape mismatch: {self.shape} * {b.shape}") from None
         a = np.ascontiguousarray(np.broadcast_to(self.share, shape))
-        if isinstance(other, SharedTensor):
+        if shared:
             prod = beaver.mul(self.ctx, a, np.ascontiguousarray(np.broadcast_to(b, shape)))
-        else:
+        else:  # public factor: every party scales its own share
             prod = a * np.broadcast_to(b, shape)
         return self._rescale(prod, self.frac_bits + frac_b)
 
@@ -199,18 +194,35 @@ class SharedTensor:
             from mpc.ss.functions import reciprocal
             return self * reciprocal(other)
         arr = np.asarray(other, dtype=np.float64)
-        if np.any(arr == 0):
-            raise ZeroDivisionError("division of a SharedTensor by a public zero")
-        out = self if self.is_fixed else self._lift(fixed.frac_bits(self.ctx))
-        return out * (1.0 / arr)
+        if np.any(arr == 0) or not np.all(np.isfinite(arr)):
+            raise ZeroDivisionError("division of a SharedTensor by a public zero or non-finite value")
+        x = self if self.is_fixed else self._lift(fixed.frac_bits(self.ctx))
+        # |d| >= 1: x / d = (x / 2^k) * (2^k / d) with 2^k <= |d| < 2^(k+1): the first
+        # factor is a truncation (error 2^k ulp before dividing by d, so <= 1 ulp after) and
+        # the constant 2^k/d in (0.5, 1] keeps full relative precision in fixed point.
+        k = np.where(np.abs(arr) >= 1, np.floor(np.log2(np.abs(arr))), 0).astype(np.int64)
+        k = np.minimum(k, 40)
+        if np.any(k > 0):
+            kb = np.broadcast_to(k, np.broadcast_shapes(k.shape, x.shape)).astype(np.uint64)
+            share = np.broadcast_to(x.share, kb.shape)
+            x = x._new(beaver.truncate(self.ctx, np.ascontiguousarray(share), kb))
+        return x * (np.exp2(k.astype(np.float64)) / arr)
+
+    def _operand(self, other: Any) -> tuple[np.ndarray, int, bool]:
+        """(raw array, frac bits, is_shared): shares of a SharedTensor or a public value."""
+        if isinstance(other, SharedTensor):
+            self._check_job(other)
+            return other.share, other.frac_bits, True
+        f = fixed.frac_bits(self.ctx) if np.asarray(other).dtype.kind == "f" else 0
+        return self._public_raw(other), f, False
 
     def __matmul__(self, other: Any) -> SharedTensor:
-        o = self._coerce(other)
-        return _matmul(self, o, public=not isinstance(other, SharedTensor))
+        b, frac_b, shared = self._operand(other)
+        return _matmul(self, self.share, self.frac_bits, b, frac_b, shared)
 
     def __rmatmul__(self, other: Any) -> SharedTensor:
-        o = self._coerce(other)
-        return _matmul(o, self, public=True)
+        a, frac_a, _ = self._operand(other)
+        return _matmul(self, a, frac_a, self.share, self.frac_bits, False)
 
     # -- comparisons ------------------------------------------------------------------------
     def _ltz_of(self, diffs: list[SharedTensor]) -> list[SharedTensor]:
@@ -286,22 +298,23 @@ class SharedTensor:
         return fixed.decode(total, self.frac_bits)
 
 
-def _matmul(x: SharedTensor, y: SharedTensor, public: bool) -> SharedTensor:
+def _matmul(ref: SharedTensor, x: np.ndarray, frac_x: int, y: np.ndarray, frac_y: int,
+            both_shared: bool) -> SharedTensor:
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError("matmul needs at least 1-D operands; use * for scalars")
-    a = x.share[None, :] if x.ndim == 1 else x.share
-    b = y.share[:, None] if y.ndim == 1 else y.share
+    a = x[None, :] if x.ndim == 1 else x
+    b = y[:, None] if y.ndim == 1 else y
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"shape mismatch for @: {x.shape} @ {y.shape}")
-    if public:
+    if both_shared:
+        prod = beaver.matmul(ref.ctx, np.ascontiguousarray(a), np.ascontiguousarray(b))
+    else:  # one operand public: local
         prod = np.matmul(a, b)
-    else:
-        prod = beaver.matmul(x.ctx, np.ascontiguousarray(a), np.ascontiguousarray(b))
     if x.ndim == 1:
         prod = prod[..., 0, :]
     if y.ndim == 1:
         prod = prod[..., 0]
-    return x._rescale(prod, x.frac_bits + y.frac_bits)
+    return ref._rescale(prod, frac_x + frac_y)
 
 
 def share(ctx: Any, value: Any, owner: str) -> SharedTensor:
