@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mpc.paillier as P
+import mpc.paillier as pl
 from mpc.paillier import raw
 
 I64 = st.integers(-(2**63), 2**63 - 1)
@@ -16,30 +16,30 @@ BIG = st.integers(-(2**300), 2**300)
 
 @pytest.fixture(scope="module")
 def keys():
-    return P.generate_keypair(1024, insecure=True)
+    return pl.generate_keypair(1024, insecure=True)
 
 
 @pytest.fixture(scope="module")
 def other_keys():
-    return P.generate_keypair(1024, insecure=True)
+    return pl.generate_keypair(1024, insecure=True)
 
 
 def test_keygen_refuses_short_keys():
     with pytest.raises(ValueError, match="insecure"):
-        P.generate_keypair(1024)
+        pl.generate_keypair(1024)
     with pytest.raises(ValueError):
-        P.generate_keypair(1023, insecure=True)
+        pl.generate_keypair(1023, insecure=True)
 
 
 def test_keygen_shape(keys):
     pk, sk = keys
     assert pk.n_bits == 1024 and sk.p * sk.q == pk.n and sk.p != sk.q
     assert str(int(sk.p)) not in repr(sk) and str(int(sk.q)) not in repr(sk)
-    assert P.PublicKey.from_n(int(pk.n)) is pk
+    assert pl.PublicKey.from_n(int(pk.n)) is pk
 
 
 def test_round_trip_2048():
-    pk, sk = P.generate_keypair()
+    pk, sk = pl.generate_keypair()
     assert pk.n_bits == 2048
     values = np.array([0, 1, -1, 2**63 - 1, -(2**63), 123456789], dtype=np.int64)
     out = sk.decrypt(pk.encrypt(values))
@@ -93,7 +93,7 @@ def test_homomorphic_identities(keys, pairs, k):
 
 
 def EncryptedVector_concat(a, b):  # noqa: N802
-    return P.EncryptedVector.concat([a, b])
+    return pl.EncryptedVector.concat([a, b])
 
 
 def test_vector_ops_with_arrays(keys):
@@ -172,7 +172,7 @@ def test_other_key_refused(keys, other_keys):
     with pytest.raises(ValueError, match="different public key"):
         sk2.decrypt(a)
     with pytest.raises(ValueError, match="different public keys"):
-        P.EncryptedVector.concat([a, b])
+        pl.EncryptedVector.concat([a, b])
 
 
 def test_bad_values(keys):

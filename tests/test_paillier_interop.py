@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import phe
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mpc.paillier as P
+import mpc.paillier as pl
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +17,7 @@ def phe_keys():
 
 @pytest.fixture(scope="module")
 def keys(phe_keys):
-    return P.PublicKey.from_phe(phe_keys[0]), P.PrivateKey.from_phe(phe_keys[1])
+    return pl.PublicKey.from_phe(phe_keys[0]), pl.PrivateKey.from_phe(phe_keys[1])
 
 
 def test_key_conversions(phe_keys, keys):
@@ -27,9 +26,9 @@ def test_key_conversions(phe_keys, keys):
     assert pk.n == ppk.n and pk.to_phe() == ppk
     back = sk.to_phe()
     assert back == psk and back.public_key == ppk
-    pk2, sk2 = P.generate_keypair(1024, insecure=True)
-    assert P.PublicKey.from_phe(pk2.to_phe()) is pk2
-    assert P.PrivateKey.from_phe(sk2.to_phe()) == sk2
+    pk2, sk2 = pl.generate_keypair(1024, insecure=True)
+    assert pl.PublicKey.from_phe(pk2.to_phe()) is pk2
+    assert pl.PrivateKey.from_phe(sk2.to_phe()) == sk2
 
 
 @settings(max_examples=20, deadline=None)
@@ -37,15 +36,16 @@ def test_key_conversions(phe_keys, keys):
 def test_integers_both_ways(phe_keys, keys, values):
     ppk, psk = phe_keys
     pk, sk = keys
-    from_phe = P.EncryptedVector.from_phe([ppk.encrypt(v) for v in values])
+    from_phe = pl.EncryptedVector.from_phe([ppk.encrypt(v) for v in values])
     assert from_phe.frac_bits == 0
     assert [int(x) for x in sk.decrypt(from_phe)] == values
     to_phe = pk.encrypt(values).to_phe()
     assert [psk.decrypt(x) for x in to_phe] == values
     # homomorphic mixing after conversion
-    mixed = P.EncryptedVector.from_phe(to_phe) + from_phe
+    mixed = pl.EncryptedVector.from_phe(to_phe) + from_phe
     assert [int(x) for x in sk.decrypt(mixed)] == [2 * v for v in values]
-    assert [psk.decrypt(a + b) for a, b in zip(to_phe, from_phe.to_phe(), strict=True)] == [2 * v for v in values]
+    sums = [a + b for a, b in zip(to_phe, from_phe.to_phe(), strict=True)]
+    assert [psk.decrypt(x) for x in sums] == [2 * v for v in values]
 
 
 def test_floats_and_exponents(phe_keys, keys):
@@ -56,7 +56,7 @@ def test_floats_and_exponents(phe_keys, keys):
     assert len({x.exponent for x in nums}) > 1
     expected = [psk.decrypt(x) for x in nums]
     assert expected[-1] == 48
-    ev = P.EncryptedVector.from_phe(nums)
+    ev = pl.EncryptedVector.from_phe(nums)
     assert ev.frac_bits == -4 * min(x.exponent for x in nums)
     assert list(sk.decrypt(ev)) == expected  # exact: same fixed-point values
     back = ev.to_phe()
@@ -65,7 +65,7 @@ def test_floats_and_exponents(phe_keys, keys):
     f = pk.encrypt([0.75, -3.5], frac_bits=6)
     assert [psk.decrypt(x) for x in f.to_phe()] == [0.75, -3.5]
     # only positive exponents: brought to exponent 0 (integers)
-    big = P.EncryptedVector.from_phe([ppk.encrypt(3 * 16**2, precision=16**2)])
+    big = pl.EncryptedVector.from_phe([ppk.encrypt(3 * 16**2, precision=16**2)])
     assert big.frac_bits == 0 and list(sk.decrypt(big)) == [768]
 
 
@@ -73,12 +73,12 @@ def test_interop_errors(phe_keys):
     ppk, _ = phe_keys
     other, _ = phe.generate_paillier_keypair(n_length=1024)
     with pytest.raises(ValueError, match="different public keys"):
-        P.EncryptedVector.from_phe([ppk.encrypt(1), other.encrypt(1)])
+        pl.EncryptedVector.from_phe([ppk.encrypt(1), other.encrypt(1)])
     with pytest.raises(ValueError, match="at least one"):
-        P.EncryptedVector.from_phe([])
+        pl.EncryptedVector.from_phe([])
     with pytest.raises(TypeError, match="EncryptedNumber"):
-        P.EncryptedVector.from_phe([1, 2])
+        pl.EncryptedVector.from_phe([1, 2])
     with pytest.raises(TypeError):
-        P.PublicKey.from_phe(object())
+        pl.PublicKey.from_phe(object())
     with pytest.raises(TypeError):
-        P.PrivateKey.from_phe(ppk)
+        pl.PrivateKey.from_phe(ppk)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mpc.paillier as P
+import mpc.paillier as pl
 from mpc.paillier import packing
 
 I64 = st.integers(-(2**63), 2**63 - 1)
@@ -15,13 +15,13 @@ I64 = st.integers(-(2**63), 2**63 - 1)
 
 @pytest.fixture(scope="module")
 def keys():
-    return P.generate_keypair(1024, insecure=True)
+    return pl.generate_keypair(1024, insecure=True)
 
 
 def test_slots_at_2048_bits():
-    pk = P.PublicKey.from_n(2**2047 + 1)  # only n's size matters for the layout
-    assert P.slots_per_ciphertext(pk) == 25 >= 20
-    assert P.slots_per_ciphertext(pk, 32) == 21 >= 20
+    pk = pl.PublicKey.from_n(2**2047 + 1)  # only n's size matters for the layout
+    assert pl.slots_per_ciphertext(pk) == 25 >= 20
+    assert pl.slots_per_ciphertext(pk, 32) == 21 >= 20
 
 
 @settings(max_examples=25, deadline=None)
@@ -99,7 +99,7 @@ def test_slack_exhaustion_raises_before_overflow(keys):
 
 def test_packed_bad_input(keys):
     pk, sk = keys
-    pk2, sk2 = P.generate_keypair(1024, insecure=True)
+    pk2, sk2 = pl.generate_keypair(1024, insecure=True)
     p = pk.encrypt_packed([1, 2, 3])
     with pytest.raises(TypeError, match="int64"):
         pk.encrypt_packed(np.array([1.5]))
@@ -126,10 +126,10 @@ def test_packed_bad_input(keys):
 def test_corrupt_packed_plaintext_detected(keys):
     pk, sk = keys
     p = pk.encrypt_packed([1, 2, 3])
-    garbage = P.PackedEncryptedVector(pk, pk.raw_encrypt([(1 << 1000) + 12345]), 3, p.slack_bits)
+    garbage = pl.PackedEncryptedVector(pk, pk.raw_encrypt([(1 << 1000) + 12345]), 3, p.slack_bits)
     with pytest.raises(ValueError, match="corrupt"):
         sk.decrypt_packed(garbage)
-    wrong_terms = P.PackedEncryptedVector(pk, (p * 5).ciphertexts, 3, p.slack_bits, terms=1)
+    wrong_terms = pl.PackedEncryptedVector(pk, (p * 5).ciphertexts, 3, p.slack_bits, terms=1)
     with pytest.raises(ValueError, match="corrupt"):
         sk.decrypt_packed(wrong_terms)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mpc
-import mpc.paillier as P
+import mpc.paillier as pl
 from mpc.paillier import wire
 from mpc.runtime import codec
 from mpc.runtime.codec import CodecError
@@ -14,14 +14,14 @@ from mpc.runtime.codec import CodecError
 
 @pytest.fixture(scope="module")
 def keys():
-    return P.generate_keypair(1024, insecure=True)
+    return pl.generate_keypair(1024, insecure=True)
 
 
 def test_codec_round_trip(keys):
     pk, sk = keys
     v = pk.encrypt(np.array([3, -4, 5]))
     got = codec.loads(codec.dumps(v))
-    assert isinstance(got, P.EncryptedVector) and got.public_key is pk and got.fresh
+    assert isinstance(got, pl.EncryptedVector) and got.public_key is pk and got.fresh
     assert got.ciphertexts == v.ciphertexts  # fresh: sent as is
     np.testing.assert_array_equal(sk.decrypt(got), [3, -4, 5])
     f = codec.loads(codec.dumps(pk.encrypt([0.5], frac_bits=9)))
@@ -63,12 +63,12 @@ def test_every_single_bit_flip_is_caught(keys):
         except (CodecError, ValueError):
             continue
         # a flip that still decodes must decode to the very same vector (e.g. a no-op varint bit)
-        assert isinstance(got, P.EncryptedVector) and got.ciphertexts == v.ciphertexts, i
+        assert isinstance(got, pl.EncryptedVector) and got.ciphertexts == v.ciphertexts, i
 
 
 def _forged(pk, cts_array, frac_bits=0):
     nb = int(pk.n).to_bytes((int(pk.n).bit_length() + 7) // 8, "big")
-    tag = P.packing.digest(nb, wire._meta(frac_bits), cts_array.tobytes())
+    tag = pl.packing.digest(nb, wire._meta(frac_bits), cts_array.tobytes())
     return {"n": int(pk.n), "frac_bits": frac_bits, "ct": cts_array, "digest": tag}
 
 
@@ -94,7 +94,7 @@ def test_out_of_range_ciphertexts_refused(keys):
 
 def test_vector_under_other_key_from_wire_cannot_mix(keys):
     pk, sk = keys
-    pk2, _ = P.generate_keypair(1024, insecure=True)
+    pk2, _ = pl.generate_keypair(1024, insecure=True)
     foreign = codec.loads(codec.dumps(pk2.encrypt([1])))
     with pytest.raises(ValueError, match="different public keys"):
         pk.encrypt([1]) + foreign
@@ -104,7 +104,7 @@ def test_vector_under_other_key_from_wire_cannot_mix(keys):
 
 def _add_at_bob(ctx, values):
     if ctx.party == "alice":
-        pk, sk = P.generate_keypair(1024, insecure=True)
+        pk, sk = pl.generate_keypair(1024, insecure=True)
         ctx.send("bob", {"pk": pk, "enc": pk.encrypt(values), "packed": pk.encrypt_packed(values)})
         back = ctx.recv("bob")
         return sk.decrypt(back["sum"]), sk.decrypt_packed(back["packed"]), sk.decrypt(back["scaled"])
