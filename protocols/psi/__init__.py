@@ -11,5 +11,6 @@ from __future__ import annotations
 from protocols.psi.common import PsiResult
 from protocols.psi.ecdh import ecdh_psi, psi_cardinality
 from protocols.psi.intersection_sum import intersection_sum
+from protocols.psi.private_join import SharedTable, private_join
 
-__all__ = ["PsiResult", "ecdh_psi", "intersection_sum", "psi_cardinality"]
+__all__ = ["PsiResult", "SharedTable", "ecdh_psi", "intersection_sum", "private_join", "psi_cardinality"]

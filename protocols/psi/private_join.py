@@ -1,0 +1,331 @@
+"""private_join: the rows whose id both parties hold, with every column secret-shared.
+
+Two parties, A (rank 0, the *matcher*) and B. Each passes unique ids and a dict of numpy
+columns (or a DataFrame). The result is a :class:`SharedTable` of the intersection rows,
+in an order neither party can link to its own rows; every cell is additively shared over
+Z_2^64 (a :class:`~mpc.ss.SharedTensor` per column).
+
+1. ECDH: A sends H(a)^α in a secret order π_A; B returns them raised to β and shuffled
+   by its secret σ_B. B sends H(b)^β in its secret order π_B; A raises them to α. A
+   matches the two lists: pairs (i_k, q_k) where i_k is a position in σ_B order and q_k
+   a position in π_B order. A fixes the output order k by sorting on the double-blinded
+   points (pseudorandom) and sends B the i_k only.
+2. Oblivious selection of A's columns: A encrypts its rows (π_A order, all columns of a
+   row packed into one Paillier plaintext, 105-bit slots) under its own fresh key and
+   sends them to B. B maps i_k to A's π_A position p_k = σ_B[i_k], takes those
+   ciphertexts, adds a fresh random mask r_k (104 bits per slot: the masked value hides
+   the cell to statistical distance 2^-40), packs several rows into one ciphertext
+   (Horner: c <- c^(2^w)·c'), re-randomises and returns them. A decrypts: its share is
+   (cell + r_k) mod 2^64, B's share is -r_k mod 2^64.
+3. The same for B's columns with the roles swapped: B encrypts, A selects rows q_k.
+
+Reveals (semi-honest, no collusion): both parties learn both id counts and the number
+of joined rows. B learns positions p_k in A's secret order π_A and A learns positions
+q_k in B's secret order π_B: uniformly random information that links no row. A learns
+i_k in B's secret order σ_B. Neither party learns which of its rows (or the other's)
+are in the join, nor links an output row to an input row; column names and fixed-point
+scales are public. Float columns use the job's ``frac_bits`` (default 16) fixed point.
+
+Cost: each party encrypts all its rows once (one Paillier ciphertext per row and per 19
+columns) and decrypts about rows·columns/19 ciphertexts of the joined rows.
+Only two parties are supported.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from mpc.crypto import curve, pool
+from protocols.psi.common import (
+    DEFAULT_BUCKET,
+    DEFAULT_COMPARE_BYTES,
+    as_keys,
+    exchange_header,
+    prepare,
+    shuffled,
+)
+from protocols.psi.two_party import _buckets, _check_points
+
+GROUP = "x25519"
+SLOT_BITS = 105          # 64-bit cell + 40-bit statistical mask + 1 carry bit
+MASK_BITS = 104
+RING = 1 << 64
+
+
+class SharedTable:
+    """A secret-shared table: ``num_rows``, ``columns`` (``party.name``), ``table[name]``."""
+
+    def __init__(self, columns: Mapping[str, Any], num_rows: int) -> None:
+        self._columns = dict(columns)
+        self.num_rows = int(num_rows)
+
+    @property
+    def columns(self) -> list[str]:
+        """Qualified column names ``party.name``, in party order then input order."""
+        return list(self._columns)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self._resolve(name)  # type: ignore[arg-type]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def _resolve(self, name: str) -> str:
+        if name in self._columns:
+            return name
+        matches = [q for q in self._columns if q.split(".", 1)[1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise KeyError(f"column {name!r} is held by several parties; use one of {matches}")
+        raise KeyError(f"no column {name!r}; columns are {self.columns}")
+
+    def __getitem__(self, name: str):
+        """The SharedTensor of column ``name`` (unqualified when only one party has it)."""
+        return self._columns[self._resolve(name)]
+
+    def __repr__(self) -> str:
+        return f"SharedTable(num_rows={self.num_rows}, columns={self.columns})"
+
+
+def _as_columns(columns: Any, n_rows: int) -> dict[str, np.ndarray]:
+    if columns is None:
+        return {}
+    if hasattr(columns, "columns") and hasattr(columns, "to_numpy"):  # pandas DataFrame
+        columns = {str(c): columns[c].to_numpy() for c in columns.columns}
+    if not isinstance(columns, Mapping):
+        raise TypeError(f"columns must be a dict of arrays or a DataFrame, not {type(columns).__name__}")
+    out = {}
+    for name, col in columns.items():
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"column name {name!r} must be a non-empty str without '.'")
+        arr = np.asarray(col)
+        if arr.ndim != 1 or len(arr) != n_rows:
+            raise ValueError(f"column {name!r} has shape {arr.shape}; expected one value per id ({n_rows})")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"column {name!r} has dtype {arr.dtype}; only numbers can be shared")
+        out[name] = arr
+    return out
+
+
+def _encode_columns(ctx, cols: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    from mpc.ss import fixed
+    rings, fracs = [], []
+    f = fixed.frac_bits(ctx)
+    for name, arr in cols.items():
+        if arr.dtype.kind == "f":
+            rings.append(fixed.encode(arr, f, f"column {name!r}"))
+            fracs.append(f)
+        else:
+            rings.append(fixed.encode_int(arr, f"column {name!r}"))
+            fracs.append(0)
+    return rings, fracs
+
+
+def _groups(n_cols: int, slots: int) -> list[range]:
+    return [range(i, min(i + slots, n_cols)) for i in range(0, n_cols, slots)]
+
+
+def _pack_rows(rings: list[np.ndarray], cols: range, order: np.ndarray) -> list[int]:
+    """One plaintext per row: sum_j cell_j · 2^(SLOT_BITS·j) over the columns of a group."""
+    per_col = [rings[c][order].tolist() for c in cols]
+    out = []
+    for cells in zip(*per_col, strict=True):
+        acc = 0
+        for j, v in enumerate(cells):
+            acc |= int(v) << (SLOT_BITS * j)
+        out.append(acc)
+    return out
+
+
+def _horner_chunk(groups: list[list[int]], shift: int, nsq: int) -> list[int]:
+    """Pack each list of ciphertexts c_0..c_t into prod c_i^(2^(shift·i)) (worker function)."""
+    import gmpy2
+    nsq = gmpy2.mpz(nsq)
+    e = gmpy2.mpz(1) << shift
+    out = []
+    for cts in groups:
+        acc = gmpy2.mpz(cts[-1])
+        for c in reversed(cts[:-1]):
+            acc = gmpy2.powmod(acc, e, nsq) * c % nsq
+        out.append(int(acc))
+    return out
+
+
+def _select(ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int,
+            bucket: int) -> list[np.ndarray]:
+    """Selector side: receive the peer's encrypted rows, return masked packed ciphertexts of
+    rows ``wanted`` (in output order). Returns this party's shares (-mask) per column."""
+    from mpc.paillier import EncryptedVector, PublicKey
+    n = ctx.recv(peer)
+    if not isinstance(n, int) or n.bit_length() < 256:
+        raise ValueError(f"party {peer!r} sent a malformed public key")
+    pk = PublicKey.from_n(n)
+    groups = _groups(n_cols, slots)
+    cts: list[list[Any]] = [[] for _ in groups]
+    for s in _buckets(n_rows, bucket):
+        for g in range(len(groups)):
+            ev = ctx.recv(peer)
+            if not isinstance(ev, EncryptedVector) or ev.public_key != pk or len(ev) != s.stop - s.start:
+                raise ValueError(f"party {peer!r} sent a malformed ciphertext bucket")
+            cts[g].extend(ev.ciphertexts)
+    m = len(wanted)
+    shares = [np.zeros(m, dtype=np.uint64) for _ in range(n_cols)]
+    nsq = int(pk.nsquare)
+    idx = wanted.tolist()
+    for g, cols in enumerate(groups):
+        width = len(cols)
+        rows_per_ct = max(1, slots // width)
+        masks = [[secrets.randbits(MASK_BITS) for _ in cols] for _ in range(m)]
+        for j, c in enumerate(cols):
+            shares[c] = np.array([(-mk[j]) % RING for mk in masks], dtype=np.uint64)
+        masked = []
+        for k, i in enumerate(idx):
+            plain = 0
+            for j, r in enumerate(masks[k]):
+                plain |= r << (SLOT_BITS * j)
+            masked.append(int(cts[g][i]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x + r)
+        chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
+        packed = pool.map_chunks(_horner_chunk, chunks, 64, SLOT_BITS * width, nsq)
+        out = EncryptedVector(pk, packed, 0, fresh=False).rerandomise()
+        ctx.send(peer, out)
+    return shares
+
+
+def _owner(ctx, peer: str, rings: list[np.ndarray], order: np.ndarray, m: int, slots: int,
+           key_bits: int, bucket: int) -> list[np.ndarray]:
+    """Owner side: encrypt own rows (in ``order``), get back masked joined rows, decrypt."""
+    from mpc.paillier import EncryptedVector, generate_keypair
+    pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
+    ctx.send(peer, int(pk.n))
+    groups = _groups(len(rings), slots)
+    n_rows = len(order)
+    for s in _buckets(n_rows, bucket):
+        for cols in groups:
+            ctx.send(peer, pk.encrypt(_pack_rows(rings, cols, order[s])))
+    shares = [np.zeros(m, dtype=np.uint64) for _ in rings]
+    mask64 = RING - 1
+    for cols in groups:
+        width = len(cols)
+        rows_per_ct = max(1, slots // width)
+        ev = ctx.recv(peer)
+        n_cts = -(-m // rows_per_ct)
+        if not isinstance(ev, EncryptedVector) or ev.public_key != pk or len(ev) != n_cts:
+            raise ValueError(f"party {peer!r} sent a malformed joined-rows vector")
+        plains = [int(p) for p in np.asarray(sk.decrypt(ev), dtype=object).tolist()] if n_cts else []
+        cells: list[list[int]] = [[] for _ in cols]
+        for t, plain in enumerate(plains):
+            rows_here = min(rows_per_ct, m - t * rows_per_ct)
+            # Horner put the first row of the chunk in the lowest slots.
+            for r in range(rows_here):
+                for j in range(width):
+                    cells[j].append((plain >> (SLOT_BITS * (r * width + j))) & mask64)
+        for j, c in enumerate(cols):
+            shares[c] = np.array(cells[j], dtype=np.uint64)
+    return shares
+
+
+def _recv_buckets(ctx, peer: str, rows: int, bucket: int, width: int) -> np.ndarray:
+    parts = [_check_points(ctx, peer, ctx.recv(peer), s.stop - s.start, width)
+             for s in _buckets(rows, bucket)]
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.uint8)
+
+
+def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
+                 compare_bytes: int = DEFAULT_COMPARE_BYTES,
+                 bucket_size: int = DEFAULT_BUCKET) -> SharedTable:
+    """Join two parties' tables on their ids, keeping every cell secret-shared.
+
+    Args:
+        ids: this party's ids (str, bytes or int; must be unique: a duplicate raises).
+        columns: dict of name -> 1-D numeric array aligned with ``ids``, or a DataFrame.
+        key_bits: Paillier modulus bits for the oblivious selection (< 2048: tests only).
+
+    Returns:
+        :class:`SharedTable` (the same shape on both parties): ``num_rows`` joined rows,
+        ``table["alice.income"]`` (or ``table["income"]`` when only one party has it) a
+        SharedTensor. Only the number of rows is revealed.
+    """
+    from mpc import ss
+    if len(ctx.parties) != 2:
+        raise ValueError(f"private_join runs between exactly 2 parties, got {ctx.parties}")
+    prepared = prepare(ids, "ids")
+    if len(prepared.digests) != prepared.n_rows:
+        dup = int(np.nonzero(np.bincount(prepared.inverse) > 1)[0][0])
+        pos = np.nonzero(prepared.inverse == dup)[0][:2].tolist()
+        raise ValueError(f"ids must be unique for private_join: positions {pos[0]} and {pos[1]} "
+                         "hold the same id (aggregate duplicates first)")
+    cols = _as_columns(columns, prepared.n_rows)
+    rings, fracs = _encode_columns(ctx, cols)
+    params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size}
+    headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
+    meta = ctx.gather({"names": list(cols), "fracs": fracs})
+    for party, md in zip(ctx.parties, meta, strict=True):
+        if (not isinstance(md, dict) or not isinstance(md.get("names"), list)
+                or not isinstance(md.get("fracs"), list) or len(md["names"]) != len(md["fracs"])):
+            raise ValueError(f"party {party!r} sent malformed column metadata")
+    peer = ctx.peers[0]
+    peer_n = headers[ctx.parties.index(peer)]["size"]
+    peer_cols = len(meta[ctx.parties.index(peer)]["names"])
+    slots = (key_bits - 1) // SLOT_BITS
+    key = curve.new_key(GROUP)
+    matcher = ctx.rank == 0
+    n = prepared.n_rows
+    pi = shuffled(n)
+    mine = curve.scalar_mul(GROUP, key, prepared.digests[pi])
+
+    if matcher:
+        for s in _buckets(n, bucket_size):
+            ctx.send(peer, mine[s])
+        del mine
+        mine_ab = _recv_buckets(ctx, peer, n, bucket_size, compare_bytes)
+        theirs = _recv_buckets(ctx, peer, peer_n, bucket_size, curve.POINT_BYTES)
+        theirs_ab = curve.scalar_mul(GROUP, key, theirs)[:, :compare_bytes]
+        keys_a, keys_b = as_keys(mine_ab, compare_bytes), as_keys(theirs_ab, compare_bytes)
+        common, i_pos, q_pos = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
+        # intersect1d returns pairs sorted by the double-blinded value: a pseudorandom order.
+        ctx.send(peer, i_pos.astype(np.int64))
+        m = len(common)
+        my_shares = _owner(ctx, peer, rings, pi, m, slots, key_bits, bucket_size) if rings else []
+        their_shares = (_select(ctx, peer, q_pos, peer_n, peer_cols, slots, bucket_size)
+                        if peer_cols else [])
+    else:
+        got = _recv_buckets(ctx, peer, peer_n, bucket_size, curve.POINT_BYTES)
+        theirs_ab = curve.scalar_mul(GROUP, key, got)[:, :compare_bytes]
+        sigma = shuffled(peer_n)
+        theirs_ab = np.ascontiguousarray(theirs_ab[sigma])
+        for s in _buckets(peer_n, bucket_size):
+            ctx.send(peer, theirs_ab[s])
+        del theirs_ab
+        for s in _buckets(n, bucket_size):
+            ctx.send(peer, mine[s])
+        del mine
+        i_pos = ctx.recv(peer)
+        if (not isinstance(i_pos, np.ndarray) or i_pos.dtype.kind != "i" or i_pos.ndim != 1
+                or (len(i_pos) and (i_pos.min() < 0 or i_pos.max() >= peer_n))
+                or len(np.unique(i_pos)) != len(i_pos) or len(i_pos) > min(n, peer_n)):
+            raise ValueError(f"party {peer!r} sent malformed join positions")
+        m = len(i_pos)
+        their_shares = (_select(ctx, peer, sigma[i_pos], peer_n, peer_cols, slots, bucket_size)
+                        if peer_cols else [])
+        # B's rows were sent in order pi; A selected rows by their position in that order.
+        my_shares = _owner(ctx, peer, rings, pi, m, slots, key_bits, bucket_size) if rings else []
+
+    table: dict[str, Any] = {}
+    for party, md in zip(ctx.parties, meta, strict=True):
+        shares = my_shares if party == ctx.party else their_shares
+        for j, (name, frac) in enumerate(zip(md["names"], md["fracs"], strict=True)):
+            table[f"{party}.{name}"] = ss.from_shares(ctx, shares[j], int(frac))
+    ctx.report_progress(1.0)
+    return SharedTable(table, m)
