@@ -125,7 +125,8 @@ def test_integer_tensors_are_exact(n_parties, xy):
 
 
 def _matmul(ctx, x, y):
-    return {"mm": (x @ y).reveal(), "vec": (x[0] @ y).reveal(), "pub": (x @ np.ones((x.shape[1], 2))).reveal()}
+    return {"mm": (x @ y).reveal(), "vec": (x[0] @ y).reveal(),
+            "pub": (x @ np.ones((x.shape[1], 2))).reveal()}
 
 
 @pytest.mark.parametrize("n_parties", [2, 3])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from mpc.ss.functions import (
     argmax,
     argmin,
+    divide,
     inv_sqrt,
     max_,
     maximum,
@@ -29,6 +30,6 @@ from mpc.ss.functions import (
 )
 from mpc.ss.tensor import SharedTensor, concatenate, from_shares, share, stack
 
-__all__ = ["SharedTensor", "argmax", "argmin", "concatenate", "from_shares", "inv_sqrt", "max_",
+__all__ = ["SharedTensor", "argmax", "argmin", "concatenate", "divide", "from_shares", "inv_sqrt", "max_",
            "maximum", "median", "min_", "minimum", "quantile", "reciprocal", "share", "sort",
            "sqrt", "stack", "where"]

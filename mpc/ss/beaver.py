@@ -63,12 +63,14 @@ def open_many(ctx: Any, shares: list[np.ndarray], xor: bool = False) -> list[np.
 
 def mul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Shares of x*y (elementwise, same shape) with a Beaver triple; one round."""
+    shape = np.shape(x)
+    x, y = np.asarray(x, np.uint64).reshape(-1), np.asarray(y, np.uint64).reshape(-1)
     a, b, c = get_source(ctx).arithmetic(x.shape)
     d, e = open_many(ctx, [x - a, y - b])
     z = c + d * b + e * a
     if ctx.rank == 0:
         z += d * e
-    return z
+    return z.reshape(shape)
 
 
 def matmul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -86,9 +88,12 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
 
     ``bits`` is an int or an integer array broadcastable to ``x.shape`` (0..62).
     """
+    x = np.asarray(x, dtype=np.uint64)
     bits_arr = np.asarray(bits, dtype=np.uint64)
     if np.all(bits_arr == 0):
         return x.copy()
+    if x.ndim == 0:
+        return truncate(ctx, x.reshape(1), bits_arr.reshape(-1)).reshape(())
     r, r_top, r_low = get_source(ctx).trunc_pair(x.shape, bits_arr)
     masked = x + r
     if ctx.rank == 0:
@@ -125,6 +130,9 @@ def and_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.n
 
 def b2a_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
     """Arithmetic shares of XOR-shared bits (bit 0 of each word); one round."""
+    bits = np.asarray(bits, dtype=np.uint64)
+    if bits.ndim == 0:
+        return b2a_bits(ctx, bits.reshape(1)).reshape(())
     ba, bb = get_source(ctx).dabit(bits.shape)
     z = open_xor(ctx, (bits ^ bb) & _ONE)
     out = ba * (_ONE - np.uint64(2) * z)

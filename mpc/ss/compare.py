@@ -25,6 +25,9 @@ _SHIFTS = (1, 2, 4, 8, 16, 32)
 
 def bit_decompose(ctx: Any, x: np.ndarray) -> np.ndarray:
     """XOR shares of the 64 bits of the arithmetically shared x (one word per element)."""
+    x = np.asarray(x, dtype=np.uint64)
+    if x.ndim == 0:
+        return bit_decompose(ctx, x.reshape(1)).reshape(())
     r_arith, r_bool = get_source(ctx).edabit(x.shape)
     c = open_arith(ctx, x - r_arith)          # x = c + r (mod 2^64)
     g = r_bool & c                             # generate: c_i AND r_i (c public: local)

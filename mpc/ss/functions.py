@@ -7,11 +7,12 @@ caller reveals at the end).
 
 Numerics (f = fractional bits):
 
-- ``reciprocal``: sign by comparison, then the secret position m of |x|'s top bit
+- ``reciprocal`` and ``divide`` (``x / y``): sign by comparison, then the secret position m of |x|'s top bit
   (bit decomposition, suffix OR, one-hot), z = |x| * 2^-(m+1) in [0.5, 1) by a secret
   power-of-two scaling (one-hot times publicly shifted copies), 3 Newton steps
   y <- y(2 - zy) from y0 = 2.9142 - 2z, and 1/x = y 2^-(m+1). Relative error about
   2^-(f-2) where 1/|x| >> 2^-f, absolute error a few 2^-f otherwise. ``reciprocal(0)`` = 0.
+  ``x / y`` scales x by 2^-(m+1) before multiplying by y: absolute error a few 2^-f.
 - ``inv_sqrt`` / ``sqrt`` (x >= 0; negative inputs give meaningless results): z = x 2^-2j
   in [0.25, 1), 3 Newton steps y <- y(1.5 - (z/2) y^2) from a linear start, then
   1/sqrt(x) = y 2^-j and sqrt(x) = (z y) 2^j, so both keep good relative precision over
@@ -143,9 +144,14 @@ def sort(x: SharedTensor) -> SharedTensor:
     return v[..., :n]
 
 
-def quantile(x: SharedTensor, q: Any, method: str = "linear") -> SharedTensor:
+def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False) -> SharedTensor:
     """Quantiles of a 1-D SharedTensor (numpy's definitions for ``method`` in linear,
-    lower, higher, nearest); returns a SharedTensor with q's shape."""
+    lower, higher, nearest); returns a SharedTensor with q's shape. ``is_sorted=True``
+    skips the sort when ``x`` already is (e.g. several calls on one ``sort`` result).
+
+    ``lower``/``higher``/``nearest`` are exact; ``linear`` multiplies the gap between the
+    two neighbours by the public weight in fixed point: error <= gap * 2^-(f+1) + 1 ulp.
+    """
     if x.ndim != 1:
         raise ValueError("quantile needs a 1-D SharedTensor")
     qs = np.asarray(q, dtype=np.float64)
@@ -156,7 +162,7 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear") -> SharedTensor:
     n = x.shape[0]
     if n == 0:
         raise ValueError("quantile of an empty SharedTensor")
-    s = sort(x)
+    s = x if is_sorted else sort(x)
     h = (n - 1) * qs.ravel()
     lo = np.floor(h).astype(np.int64)
     hi = np.minimum(lo + 1, n - 1)
@@ -205,19 +211,35 @@ def _onehot(x: SharedTensor) -> np.ndarray:
     return compare.msb_onehot(x.ctx, x.share, positions=62)
 
 
+def _normalised_reciprocal(y: SharedTensor):
+    """(sign, onehot, exps, w): y = sign * z * 2^(m+1-f) with z in [0.5, 1) and w ~ 1/z."""
+    y = _fixed(y)
+    f = y.frac_bits
+    sign = 1 - 2 * (y < 0)
+    ay = y * sign
+    oh = _onehot(ay)
+    exps = [f - m - 1 for m in range(oh.shape[0])]
+    z = _scale_pow2(ay, oh, exps)
+    w = 2.9142 - 2 * z
+    for _ in range(3):
+        w = w * (2 - z * w)
+    return sign, oh, exps, w
+
+
 def reciprocal(x: SharedTensor) -> SharedTensor:
     """1/x elementwise (fixed point; 0 for x == 0); see module docstring for precision."""
-    x = _fixed(x)
-    f = x.frac_bits
-    sign = 1 - 2 * (x < 0)
-    ax = x * sign
-    oh = _onehot(ax)
-    exps = [f - m - 1 for m in range(oh.shape[0])]
-    z = _scale_pow2(ax, oh, exps)
-    y = 2.9142 - 2 * z
-    for _ in range(3):
-        y = y * (2 - z * y)
-    return _scale_pow2(y, oh, exps) * sign
+    sign, oh, exps, w = _normalised_reciprocal(x)
+    return _scale_pow2(w, oh, exps) * sign
+
+
+def divide(x: Any, y: SharedTensor) -> SharedTensor:
+    """x / y for a SharedTensor y (0 where y == 0): x is scaled by y's secret power of two
+    first, so the absolute error stays a few ulp whatever the magnitude of y."""
+    sign, oh, exps, w = _normalised_reciprocal(y)
+    xt = _fixed(y._coerce(x))
+    shape = np.broadcast_shapes(xt.shape, y.shape)
+    xt = xt._new(np.ascontiguousarray(np.broadcast_to(xt.share, shape)))
+    return (_scale_pow2(xt, oh, exps) * w) * sign
 
 
 def _sqrt_pair(x: SharedTensor) -> tuple[SharedTensor, SharedTensor]:

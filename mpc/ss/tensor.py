@@ -189,10 +189,14 @@ class SharedTensor:
             return fixed.encode(arr, fixed.frac_bits(self.ctx), "public operand")
         return fixed.encode_int(arr, "public operand")
 
+    def __rtruediv__(self, other: Any) -> SharedTensor:
+        from mpc.ss.functions import divide
+        return divide(other, self)
+
     def __truediv__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            from mpc.ss.functions import reciprocal
-            return self * reciprocal(other)
+            from mpc.ss.functions import divide
+            return divide(self, other)
         arr = np.asarray(other, dtype=np.float64)
         if np.any(arr == 0) or not np.all(np.isfinite(arr)):
             raise ZeroDivisionError("division of a SharedTensor by a public zero or non-finite value")
