@@ -26,6 +26,9 @@ def main() -> None:
     bank = pd.DataFrame({"customer_id": bank_ids, "income": income[:1000], "segment": segment[:1000],
                          "default": default[:1000]})
     retail = pd.DataFrame({"customer_id": retail_ids, "spend": spend[400:1400], "visits": visits[400:1400]})
+    shown = rng.choice(ids, 900, replace=False)
+    ads = pd.DataFrame({"user_id": shown, "campaign": rng.choice(["spring", "summer"], 900)})
+    ads.to_csv(OUT / "ad_impressions.csv", index=False)
     bank.sample(frac=1, random_state=1).to_csv(OUT / "bank_accounts.csv", index=False)
     retail.sample(frac=1, random_state=2).to_csv(OUT / "retailer_purchases.csv", index=False)
 
