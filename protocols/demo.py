@@ -33,8 +33,16 @@ def secure_sum(ctx, value: float) -> float:
 
 
 def _run(ctx, params: dict[str, Any], data: LocalData) -> float:
+    from mpc.server.data import numeric
+
     own = [ColumnRef.parse(c) for c in params["columns"] if ColumnRef.parse(c).party == ctx.party]
-    local = sum(float(np.asarray(data.column(ref), dtype=np.float64).sum()) for ref in own)
+    local = 0.0
+    for ref in own:
+        values = numeric(ref, data.column(ref))
+        if len(values) < data.min_group_size(ref):
+            raise ValueError(f"column {ref} has fewer rows than its min_group_size "
+                             f"({data.min_group_size(ref)}): its sum may not leave {ctx.party!r}")
+        local += float(values.sum())
     return secure_sum(ctx, local)
 
 

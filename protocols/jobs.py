@@ -101,10 +101,17 @@ def _run_intersection_sum(ctx, params: dict[str, Any], data: LocalData) -> dict[
     values = numeric(ref, data.column(ref)) if ref.party == ctx.party else None
     if values is not None and np.all(values == np.round(values)):
         values = values.astype(np.int64)
+    # The values column's min_group_size (public policy) travels to the receiver, which
+    # withholds the sum when the intersection is smaller.
+    min_group = ctx.exchange(ctx.peers[0], data.min_group_size(ref) if values is not None else 0)
+    min_group = max(min_group, data.min_group_size(ref) if values is not None else 0)
     out = intersection_sum(ctx, ids, values, receiver=params.get("receiver"))
     if out is None:
         return None
     cardinality, total = out
+    if cardinality < min_group:
+        return {"cardinality": int(cardinality), "sum": None,
+                "suppressed": f"fewer than {min_group} rows (min_group_size of {ref})"}
     return {"cardinality": int(cardinality), "sum": total}
 
 

@@ -103,11 +103,16 @@ def test_strangers_are_refused(tls_cluster, tmp_path):
 
 def test_cluster_without_tls():
     import pandas as pd
-    datasets = {"a": {"t": pd.DataFrame({"id": ["x", "y"], "v": [1.5, 2.5]})},
-                "b": {"t": pd.DataFrame({"id": ["y"], "v": [10.0]})}}
+    datasets = {"a": {"t": {"frame": pd.DataFrame({"id": ["x", "y"], "v": [1.5, 2.5]}), "min_group_size": 1},
+                      "small": pd.DataFrame({"id": ["x", "y"], "v": [1.5, 2.5]})},
+                "b": {"t": {"frame": pd.DataFrame({"id": ["y"], "v": [10.0]}), "min_group_size": 1}}}
     with LocalCluster(["a", "b"], tls=False, datasets=datasets, dealer=False) as cluster:
         with cluster.client("b") as client:
             assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"]) == 14.0
+            # 2 rows, default min_group_size 10: the sum may not leave party a.
+            with pytest.raises(JobFailed, match="fewer rows than its min_group_size") as info:
+                client.run("demo.secure_sum", columns=["a.small.v", "b.t.v"])
+            assert info.value.party == "a"
 
 
 def test_cluster_rejects_bad_arguments():
