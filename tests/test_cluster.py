@@ -55,6 +55,8 @@ def test_unknown_protocol_and_bad_params(tls_cluster):
             client.run("os.system", command="rm -rf /")
         with pytest.raises(JobFailed, match="parameter 'columns' must be list"):
             client.run("demo.secure_sum", columns="bank.accounts.income")
+        with pytest.raises(JobFailed, match="has no address for 'mallory'"):
+            client.run("demo.secure_sum", columns=["bank.accounts.income", "mallory.x.y"])
         with pytest.raises(JobFailed, match="no dataset 'nope'"):
             client.run("demo.secure_sum", columns=["bank.nope.income", "retailer.purchases.spend"])
 
