@@ -167,3 +167,13 @@ def column_refs(params: dict[str, Any], *keys: str, use: str) -> list[ColumnUse]
         for text in value if isinstance(value, list) else [value]:
             out.append(ColumnUse(ColumnRef.parse(text, key), use))
     return out
+
+
+def reveal_table() -> str:
+    """The README's "What each protocol reveals" table, generated from the registry."""
+    rows = ["| protocol | parameters | who learns what |", "|---|---|---|"]
+    for name in names():
+        spec = _REGISTRY[name]
+        params = ", ".join(f"`{p}`" if spec.params[p].required else f"`{p}`?" for p in spec.params)
+        rows.append(f"| `{name}` | {params} | {spec.reveals} |")
+    return "\n".join(rows)
