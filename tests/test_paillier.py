@@ -220,3 +220,40 @@ def test_large_batch_uses_pool(keys):
     ev = pk.encrypt(values)
     np.testing.assert_array_equal(sk.decrypt(ev), values)
     np.testing.assert_array_equal(sk.decrypt((ev + ev).rerandomise()), 2 * values)
+
+
+MIXED = st.one_of(I64, st.sampled_from([2**63, -(2**63) - 1, 2**64, 2**72 + 5 - 2**63, -(2**72)]),
+                  st.integers(-(2**400), 2**400))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(MIXED, min_size=1, max_size=30))
+def test_fast_decryption_equals_exact(keys, values):
+    pk, sk = keys
+    ev = pk.encrypt(values)
+    assert raw.decrypt(ev.ciphertexts, sk._crt) == raw._decrypt_exact(ev.ciphertexts, sk._crt)
+    out = sk.decrypt(ev)
+    assert [int(x) for x in out] == values
+
+
+def test_fast_decryption_carry_is_caught(keys):
+    pk, sk = keys
+    batch = (sk.p.bit_length() - 1) // raw.SMALL_SLOT_BITS
+    assert batch >= raw.SMALL_MIN_BATCH
+    # slot 0 overflows into slot 1 by exactly one unit: packing alone would read [5, 8]
+    values = [2**72 + 5 - 2**63, 7] + [0] * (batch - 2)
+    ev = pk.encrypt(values)
+    k = sk._crt
+    assert raw._decrypt_batch_small(list(ev.ciphertexts), k) is None
+    assert sk.decrypt(ev) == values
+    small = pk.encrypt(np.arange(batch, dtype=np.int64) - 3)
+    got = raw._decrypt_batch_small(list(small.ciphertexts), k)
+    assert got == raw._decrypt_exact(small.ciphertexts, k)
+
+
+def test_overflow_still_detected_with_fast_path(keys):
+    pk, sk = keys
+    m = int(pk.max_int)
+    ev = pk.encrypt([1] * 20 + [m])
+    with pytest.raises(OverflowError):
+        sk.decrypt(ev + ev)
