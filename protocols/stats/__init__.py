@@ -1,0 +1,28 @@
+"""Joint statistics: vertical (secret-shared columns, e.g. after ``private_join``),
+horizontal (every party holds rows of the same columns), group-by and WOE/IV.
+
+All functions are SPMD protocols: every party calls them with its own Context. Each
+module's docstring states what every party learns.
+"""
+
+from __future__ import annotations
+
+from protocols.stats.vertical import (
+    corr_matrix,
+    count,
+    cov,
+    describe,
+    histogram,
+    max,
+    mean,
+    median,
+    min,
+    pearson,
+    quantile,
+    std,
+    sum,
+    var,
+)
+
+__all__ = ["corr_matrix", "count", "cov", "describe", "histogram", "max", "mean", "median", "min",
+           "pearson", "quantile", "std", "sum", "var"]
