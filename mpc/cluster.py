@@ -14,6 +14,7 @@ every process when the ``with`` block ends, also on error.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import socket
 import subprocess
@@ -98,6 +99,12 @@ class LocalCluster:
         self.stop()
 
     def start(self) -> None:
+        """Start every server (use ``with LocalCluster(...)`` or call :meth:`stop` after).
+
+        The servers are also stopped when this Python process exits, so a notebook kernel
+        that dies does not leave them running.
+        """
+        atexit.register(self.stop)
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.tls:
             from mpc.server.tls import make_deployment
@@ -117,10 +124,12 @@ class LocalCluster:
             self._wait_serving(party)
 
     def stop(self) -> None:
+        """Stop every server process (idempotent)."""
+        atexit.unregister(self.stop)
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.terminate()
-        for party, proc in self.processes.items():
+        for proc in self.processes.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
