@@ -42,7 +42,11 @@ def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, 
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0)]
+            ("grpc.http2.max_pings_without_data", 0),
+            # Servers must accept those keepalive pings during long silent computations
+            # (e.g. Paillier work between messages), or they answer GOAWAY too_many_pings.
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.max_ping_strikes", 0)]
 
 
 def peer_identity(context: grpc.ServicerContext) -> str | None:
