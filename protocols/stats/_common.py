@@ -136,3 +136,35 @@ def exponent_of(ctx: Any, share: np.ndarray) -> np.ndarray:
     total = np.sum(oh * weights, axis=0, dtype=np.uint64)
     out = from_shares(ctx, total, 0).reveal()
     return np.asarray(out, dtype=np.int64)
+
+
+_ZERO = "protocols.stats.zero_sharing"
+
+
+def sum_of_locals(ctx: Any, local: np.ndarray) -> np.ndarray:
+    """Shares of sum over parties of each party's ``local`` uint64 vector, without a
+    message per call: each party adds a zero-sharing (pairwise PRG streams, seeded once
+    per job) to its own vector. Reveals nothing; every party must call it with the same
+    shape in the same order."""
+    from mpc.crypto.random import PRG, new_seed
+    prgs = ctx.state.get(_ZERO)
+    if prgs is None:
+        prgs = {}
+        for peer in ctx.peers:          # the lower rank picks the seed of each pair
+            if ctx.parties.index(peer) > ctx.rank:
+                seed = new_seed()
+                ctx.send(peer, seed)
+            else:
+                seed = ctx.recv(peer)
+                if not isinstance(seed, bytes) or len(seed) != 16:
+                    raise ValueError(f"party {peer!r} sent a malformed seed")
+            prgs[peer] = PRG(seed)
+        ctx.state[_ZERO] = prgs
+    out = np.array(local, dtype=np.uint64)
+    for peer, prg in prgs.items():
+        z = prg.uint64(out.shape)
+        if ctx.parties.index(peer) > ctx.rank:
+            out += z
+        else:
+            out -= z
+    return out
