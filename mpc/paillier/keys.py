@@ -195,13 +195,16 @@ class PrivateKey:
     def q(self) -> mpz:
         return self._q
 
-    def raw_decrypt(self, ciphertexts: Sequence[int]) -> list[mpz]:
-        """Raw plaintexts in ``[0, n)``; ``ValueError`` for ciphertexts outside ``(0, n²)``."""
+    def raw_decrypt(self, ciphertexts: Sequence[int], small: bool = True) -> list[mpz]:
+        """Raw plaintexts in ``[0, n)``; ``ValueError`` for ciphertexts outside ``(0, n²)``.
+
+        ``small=False`` when the plaintexts are known to be large (skips the int64 fast path).
+        """
         nsq = self.public_key.nsquare
         for c in ciphertexts:
             if not 0 < c < nsq:
                 raise ValueError("ciphertext outside (0, n²): not made under this key")
-        return raw.decrypt(ciphertexts, self._crt)
+        return raw.decrypt(ciphertexts, self._crt, small)
 
     def decrypt(self, vector: EncryptedVector) -> np.ndarray | list[int]:
         """Decrypt: int64 array when every value fits, else a list of ints; floats if fixed-point.

@@ -219,7 +219,7 @@ def decrypt_packed(private_key: PrivateKey, vector: PackedEncryptedVector, wrap:
         raise TypeError(f"decrypt_packed expects a PackedEncryptedVector, got {type(vector).__name__}")
     if vector.public_key != private_key.public_key:
         raise ValueError("cannot decrypt: the vector was encrypted under a different public key")
-    raws = private_key.raw_decrypt(vector.ciphertexts)
+    raws = private_key.raw_decrypt(vector.ciphertexts, small=False)
     return unpack(raws, vector.length, vector.slots, vector.slack_bits, vector.terms, wrap)
 
 

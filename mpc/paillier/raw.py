@@ -179,7 +179,8 @@ def _decrypt_one_small(c: mpz, k: CrtConstants, n: mpz) -> mpz:
     v = mp if mp <= k.p >> 1 else mp - k.p
     if _I64_MIN <= v <= _I64_MAX:
         return v % n
-    return _from_residues(c % k.psq, c % k.qsq, k)
+    mq = (gmpy2.powmod(c % k.qsq, k.qm1, k.qsq) - 1) // k.q * k.hq % k.q  # the other half, then CRT
+    return mp + (mq - mp) * k.p_inv_q % k.q * k.p
 
 
 def _decrypt_batch_small(batch: list[mpz], k: CrtConstants) -> list[mpz] | None:
@@ -245,17 +246,17 @@ def _decrypt_with(ciphertexts: Sequence[int], k: CrtConstants) -> list[mpz]:
 _CONSTS: dict[tuple[int, int], CrtConstants] = {}
 
 
-def _decrypt_chunk(ciphertexts: Sequence[int], p: int, q: int) -> list[mpz]:
-    """Worker: CRT decryption; constants cached per process (our own worker processes only)."""
+def _decrypt_chunk(ciphertexts: Sequence[int], p: int, q: int, small: bool = True) -> list[mpz]:
+    """Worker: decryption; constants cached per process (our own worker processes only)."""
     key = (int(p), int(q))
     k = _CONSTS.get(key)
     if k is None:
         _CONSTS.clear()
         k = _CONSTS[key] = CrtConstants(p, q)
-    return _decrypt_with(ciphertexts, k)
+    return _decrypt_with(ciphertexts, k) if small else _decrypt_exact(ciphertexts, k)
 
 
-def decrypt(ciphertexts: Sequence[int], consts: CrtConstants) -> list[mpz]:
+def decrypt(ciphertexts: Sequence[int], consts: CrtConstants, small: bool = True) -> list[mpz]:
     """Raw plaintexts in ``[0, n)`` of ciphertexts (caller checks they are in ``(0, n²)``).
 
     Plaintexts that are int64-sized (signed) are recovered from ``m mod p`` alone, batched
@@ -265,9 +266,10 @@ def decrypt(ciphertexts: Sequence[int], consts: CrtConstants) -> list[mpz]:
     built that way needs the factorisation; for honest data (overflows included) ``m mod p``
     of a large m lands in the int64 range with probability about 2^64/p. The result is the
     exact decryption whenever it is an int64 and exact decryption otherwise, so callers see
-    the same values and the same overflow errors.
+    the same values and the same overflow errors. ``small=False`` skips straight to exact
+    decryption (packed plaintexts are never int64-sized).
     """
     cts = list(ciphertexts)
     if len(cts) < PARALLEL_MIN_DECRYPT or pool.workers() == 1:
-        return _decrypt_with(cts, consts)
-    return pool.map_chunks(_decrypt_chunk, cts, PARALLEL_MIN_DECRYPT, int(consts.p), int(consts.q))
+        return _decrypt_with(cts, consts) if small else _decrypt_exact(cts, consts)
+    return pool.map_chunks(_decrypt_chunk, cts, PARALLEL_MIN_DECRYPT, int(consts.p), int(consts.q), small)
