@@ -126,3 +126,33 @@ def test_homomorphic_round_trip_between_parties(transport):
     np.testing.assert_array_equal(total, a + b)
     np.testing.assert_array_equal(packed, a + b)
     np.testing.assert_array_equal(scaled, 3 * a + b)
+
+
+def test_packed_bit_flips_and_fields_caught(keys):
+    pk, sk = keys
+    p = pk.encrypt_packed(np.array([1, -2, 3], dtype=np.int64))
+    data = codec.dumps(p)
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x04
+        try:
+            got = codec.loads(bytes(bad))
+        except (CodecError, ValueError):
+            continue
+        assert isinstance(got, pl.PackedEncryptedVector) and got.ciphertexts == p.ciphertexts, i
+        assert (got.length, got.terms, got.slack_bits) == (3, 1, 16), i
+    d = wire.packed_to_wire(p)
+    with pytest.raises(CodecError, match="digest"):
+        wire.packed_from_wire({**d, "terms": 2})
+    with pytest.raises(CodecError, match="terms"):
+        wire.packed_from_wire({**d, "terms": 2**16 + 1})
+    with pytest.raises(CodecError, match="slack_bits"):
+        wire.packed_from_wire({**d, "slack_bits": 12})
+
+
+def test_large_packed_vector_through_codec(keys):
+    pk, sk = keys
+    values = np.arange(-1500, 1500, dtype=np.int64) * 3_000_000_000_000
+    p = pk.encrypt_packed(values)  # > PARALLEL_MIN_ENCRYPT ciphertexts: uses the pool
+    got = codec.loads(codec.dumps(p + p))
+    np.testing.assert_array_equal(sk.decrypt_packed(got), 2 * values)
