@@ -16,8 +16,8 @@ from mpc import ss
 
 F = 16
 ULP = 2.0 ** -F
-PARTIES = {2: ["alice", "bob"], 3: ["alice", "bob", "carol"]}
-SETTINGS = settings(max_examples=25, deadline=None,
+PARTIES = {2: ["alice", "bob"], 3: ["alice", "bob", "carol"], 4: ["alice", "bob", "carol", "dave"]}
+SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -167,7 +167,6 @@ def test_truncation_100k_elements_largish_values():
     assert err.max() <= 1.01 * ULP
 
 
-@pytest.mark.slow
 def test_truncation_1m_elements_largish_values():
     rng = np.random.default_rng(6)
     n = 1_000_000
@@ -229,3 +228,11 @@ def test_grpc_transport():
 
 def y_pub(a):
     return 2.0
+
+
+def test_four_parties():
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(4, 3)) * 50, rng.normal(size=(4, 3)) * 50
+    res, out = run(_all_ops, 4, x, y)
+    _check_all(res, x, y)
+    assert all(np.array_equal(out[p]["mul"], res["mul"]) for p in PARTIES[4])

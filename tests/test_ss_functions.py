@@ -11,7 +11,7 @@ from mpc import ss
 
 F = 16
 ULP = 2.0 ** -F
-SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def q(x):
@@ -38,13 +38,15 @@ def test_sort_and_quantiles(n_parties, x, qs):
         s = ss.sort(t)
         return (s.reveal(), ss.quantile(s, qs, method="lower", is_sorted=True).reveal(),
                 ss.quantile(s, qs, method="higher", is_sorted=True).reveal(),
-                ss.quantile(s, qs, is_sorted=True).reveal(), ss.median(t).reveal())
+                ss.quantile(s, qs, is_sorted=True).reveal(), ss.median(t).reveal(),
+                ss.quantile(s, qs, method="nearest", is_sorted=True).reveal())
 
-    srt, lower, higher, linear, med = run1(fn, x, n_parties)
+    srt, lower, higher, linear, med, nearest = run1(fn, x, n_parties)
     qx = q(x)
     np.testing.assert_array_equal(srt, np.sort(qx))
     np.testing.assert_array_equal(lower, np.quantile(qx, qs, method="lower"))
     np.testing.assert_array_equal(higher, np.quantile(qx, qs, method="higher"))
+    np.testing.assert_array_equal(nearest, np.quantile(qx, qs, method="nearest"))
     gap = np.ptp(qx) * 2.0 ** -(F + 1)   # linear interpolation weight in fixed point
     np.testing.assert_allclose(linear, np.quantile(qx, qs), rtol=1e-12, atol=gap + 2 * ULP)
     np.testing.assert_allclose(med, np.median(qx), rtol=1e-12, atol=gap + 2 * ULP)

@@ -28,7 +28,7 @@ def run(fn, x, y):
 mixed = st.one_of(st.floats(-1e-3, 1e-3), st.floats(-30000, 30000), st.sampled_from([0.0, -32767.5, 1e4]))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(xy=st.integers(1, 4).flatmap(lambda n: st.tuples(hnp.arrays(np.float64, n, elements=mixed),
                                                         hnp.arrays(np.float64, n, elements=mixed))))
 def test_arithmetic_and_comparisons_with_paillier_triples(xy):
