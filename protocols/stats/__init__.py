@@ -26,3 +26,8 @@ from protocols.stats.vertical import (
 
 __all__ = ["corr_matrix", "count", "cov", "describe", "histogram", "max", "mean", "median", "min",
            "pearson", "quantile", "std", "sum", "var"]
+from protocols.stats.groupby import group_by  # noqa: E402
+from protocols.stats.horizontal import horizontal_describe  # noqa: E402
+from protocols.stats.woe import woe_iv  # noqa: E402
+
+__all__ += ["group_by", "horizontal_describe", "woe_iv"]
