@@ -21,8 +21,10 @@ column is a SharedTensor at every party.
 
 Reveals: the number of groups and which of them are suppressed (their labels and that
 their size is below the minimum) to every party; counts, sums and means of kept groups to
-``reveal_to``. Plaintext value columns are shared with ``frac_bits`` fixed point (integer
-columns exactly).
+``reveal_to``. Plaintext value columns are shared with their holder's per-column scale
+(:mod:`protocols.stats.scaling`, which reveals the power of two of the column's largest
+|value|), so sums are exact to 2^-52 of the largest value; shared value columns are
+summed exactly at their own ``frac_bits``.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from mpc import ss
-from mpc.ss import SharedTensor
+from mpc.ss import SharedTensor, beaver
 from protocols.stats import _common as cm
+from protocols.stats.scaling import share_scaled
 
 DEFAULT_MIN_GROUP_SIZE = 5
 AGGREGATIONS = ("count", "sum", "mean")
@@ -134,9 +137,7 @@ def group_by(ctx: Any, table: Any, key: str, aggregations: Mapping[str, Any], *,
             values[c] = cm.check_tensor(view[c], c)
         else:
             arr = _check_values(ctx, c, np.asarray(view[c])) if owner == ctx.party else None
-            values[c] = ss.share(ctx, arr, owner)
-            if values[c].ndim != 1:
-                raise ValueError(f"column {c!r} must be 1-D")
+            values[c] = share_scaled(ctx, arr, owner, name=c)
         lengths[c] = values[c].shape[0]
 
     key_owner = holders[key]
@@ -157,9 +158,15 @@ def group_by(ctx: Any, table: Any, key: str, aggregations: Mapping[str, Any], *,
     else:
         labels, kept, counts_kept, h = _shared_key(ctx, view[key], groups, min_group_size, n)
 
-    sums = {c: (h @ v) if len(kept) else None for c, v in values.items()}
     opened_counts = counts_kept.reveal(to) if counts_kept is not None else np.zeros(0, np.int64)
-    opened = {c: (s.reveal(to) if s is not None else np.zeros(0)) for c, s in sums.items()}
+    opened = {}
+    for c, v in values.items():          # exact ring sums H @ v at the column's own scale
+        if len(kept):
+            ring = beaver.matmul(ctx, np.ascontiguousarray(h.share), np.ascontiguousarray(v.share[:, None]))
+            got = cm.reveal_ring(ctx, ring[:, 0], to)
+            opened[c] = None if got is None else got.astype(np.float64) * 2.0 ** -v.frac_bits
+        else:
+            opened[c] = np.zeros(0)
     if ctx.party not in to:
         return None
     g = len(labels)

@@ -1,0 +1,104 @@
+"""Per-column power-of-two scaling, so columns from 1e-4 to 1e4 keep their precision in
+the 64-bit ring instead of sharing one global fixed-point format.
+
+The owner of a column picks ``shift`` from its own data: with max |x| < 2^e, the column
+is stored as the integers round(x * 2^shift), shift = bits - e, so the largest value uses
+``bits`` bits whatever its magnitude. A SharedTensor's ``frac_bits`` is that public
+``shift`` (it may exceed the job's ``frac_bits``, or be negative): the statistics in
+this package read any ``frac_bits``. **Publishing the shift reveals e, the power-of-two
+order of magnitude of the column's largest |value|** (nothing else).
+
+* ``share_scaled(ctx, values, owner)``: secret-share a column with its own scale.
+* ``scale_columns(ctx, columns)`` before ``private_join``: the owner's float columns as
+  int64 plus every party's shifts; after the join, ``apply_shifts(table, shifts)`` gives
+  the columns as SharedTensors with the right ``frac_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mpc import ss
+from mpc.ss import SharedTensor
+
+DEFAULT_BITS = 52          # float64 precision; sums of 2^8 rows still fit below 2^61
+
+
+def column_exponent(values: np.ndarray) -> int:
+    """e with max |x| < 2^e (0 for an all-zero or empty column)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return 0
+    m = float(np.max(np.abs(arr)))
+    return math.frexp(m)[1] if m > 0 else 0
+
+
+def default_bits(n: int) -> int:
+    """Bits per value so that a sum of n values stays below 2^60."""
+    return max(8, min(DEFAULT_BITS, 60 - math.ceil(math.log2(max(n, 2)))))
+
+
+def scale_column(values: Any, name: str = "column", bits: int | None = None) -> tuple[np.ndarray, int]:
+    """(round(x * 2^shift) as int64, shift) with max |x| < 2^(bits - shift)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iufb":
+        raise TypeError(f"column {name!r} is not numeric (dtype {arr.dtype})")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"column {name!r} has NaN values (rejected)")
+    if np.isinf(arr).any():
+        raise ValueError(f"column {name!r} has infinite values")
+    b = default_bits(len(arr)) if bits is None else int(bits)
+    shift = b - column_exponent(arr)
+    return np.round(np.ldexp(arr, shift)).astype(np.int64), shift
+
+
+def share_scaled(ctx: Any, values: Any, owner: str, bits: int | None = None,
+                 name: str = "column") -> SharedTensor:
+    """Secret-share ``values`` (given by ``owner``; others pass None) as integers with the
+    owner's per-column scale; the result's ``frac_bits`` is the public shift."""
+    if ctx.party == owner:
+        if values is None:
+            raise ValueError(f"party {owner!r} is the owner of {name!r} and must pass its values")
+        ints, shift = scale_column(values, name, bits)
+        ctx.broadcast(shift)
+        t = ss.share(ctx, ints, owner)
+    else:
+        shift = ctx.recv(owner)
+        if not isinstance(shift, int) or abs(shift) > 2000:
+            raise ValueError(f"party {owner!r} sent a malformed scale for {name!r}")
+        t = ss.share(ctx, None, owner)
+    return ss.from_shares(ctx, t.share, shift)
+
+
+def scale_columns(ctx: Any, columns: Any, bits: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Before ``private_join``: this party's numeric columns as scaled int64 columns, and
+    the shifts of every party's columns keyed ``party.name`` (gathered from all parties).
+    Integer columns keep shift 0."""
+    if hasattr(columns, "columns") and hasattr(columns, "to_numpy"):
+        columns = {str(c): columns[c].to_numpy() for c in columns.columns}
+    if not isinstance(columns, Mapping):
+        raise TypeError("columns must be a dict of arrays or a DataFrame")
+    out, shifts = {}, {}
+    for name, col in columns.items():
+        arr = np.asarray(col)
+        if arr.dtype.kind in "iub":
+            out[name], shifts[name] = arr.astype(np.int64), 0
+        else:
+            out[name], shifts[name] = scale_column(arr, name, bits)
+    everyone = ctx.gather(shifts)
+    return out, {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}
+
+
+def apply_shifts(table: Any, shifts: Mapping[str, int]) -> dict[str, SharedTensor]:
+    """The columns of a ``private_join`` table (qualified names) with their owner's shift
+    as ``frac_bits``."""
+    out = {}
+    for name in table.columns:
+        t = table[name]
+        out[name] = ss.from_shares(t.ctx, t.share, int(shifts.get(name, t.frac_bits)))
+    return out
