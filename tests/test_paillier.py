@@ -257,3 +257,16 @@ def test_overflow_still_detected_with_fast_path(keys):
     ev = pk.encrypt([1] * 20 + [m])
     with pytest.raises(OverflowError):
         sk.decrypt(ev + ev)
+
+
+@pytest.mark.slow
+def test_large_vectors_2048_bits():
+    pk, sk = pl.generate_keypair()
+    rng = np.random.default_rng(11)
+    values = rng.integers(-(2**63), 2**63 - 1, size=20_000, dtype=np.int64)
+    ev = pk.encrypt(values)
+    np.testing.assert_array_equal(sk.decrypt(ev), values)
+    doubled = ev.rerandomise() + ev
+    assert [int(x) for x in sk.decrypt(doubled[:2000])] == [int(v) * 2 for v in values[:2000]]
+    packed = pk.encrypt_packed(values)
+    np.testing.assert_array_equal(sk.decrypt_packed(packed.sum(), wrap=True).sum(), values.sum())

@@ -1,11 +1,25 @@
 """Fast Paillier: DJN short-exponent encryption with fixed-base tables, CRT decryption,
 packing of many int64 slots per ciphertext, and phe interop.
 
-``generate_keypair`` -> (:class:`PublicKey`, :class:`PrivateKey`); ``pk.encrypt`` ->
-:class:`EncryptedVector`; ``pk.encrypt_packed`` -> :class:`PackedEncryptedVector`.
+    pk, sk = generate_keypair()                      # 2048 bits; smaller only with insecure=True
+    a = pk.encrypt(np.array([1, -2, 3]))             # EncryptedVector (ints of any size < n/3)
+    x = pk.encrypt([0.5, 1e-3], frac_bits=32)        # floats: explicit fixed point
+    sk.decrypt(a * 3 + a.sum())                      # int64 array (list of ints if they don't fit)
+    p = pk.encrypt_packed(int64_array)               # 25 slots per ciphertext at 2048 bits
+    sk.decrypt_packed(p + p)                         # int64 array; overflow raises
+    PublicKey.from_phe(phe_pk), EncryptedVector.from_phe(numbers), a.to_phe()
+
+Guarantees: mixing keys raises ``ValueError``; out-of-range plaintexts raise ``ValueError``
+at encryption; overflow of the signed range is detected at decryption (``OverflowError``)
+unless a value wrapped all the way around n (as in phe); packed vectors count their
+summands and raise before the slack runs out; vectors leaving the party are re-randomised
+unless fresh, and received ones are range- and digest-checked. Not protected against: a
+malicious peer encrypting garbage under a valid key (semi-honest model).
+
 Importing this package registers the wire forms with the runtime codec (``wire``).
-Modules: ``raw`` (hazardous integer layer), ``keys``, ``encoding``, ``vector``,
-``packing``, ``interop`` (phe), ``wire``. Reveals: see each module.
+Modules: ``raw`` (hazardous integer layer: DJN, tables, CRT, batched decryption),
+``keys``, ``encoding`` (signed / fixed point), ``vector``, ``packing``, ``interop`` (phe),
+``wire``. Reveals: see each module.
 """
 
 from mpc.paillier import wire as _wire  # noqa: F401  (registers codec extensions)
