@@ -5,7 +5,7 @@ ciphertexts integers in ``(0, n²)``, and callers must range-check. Everything i
 
 * ``g = n + 1``, so ``g^m = (1 + n)^m = 1 + m·n  (mod n²)``: no exponentiation for ``g^m``.
 * DJN encryption (Damgård, Jurik, Nielsen, "A generalization of Paillier's public-key
-  system with applications to electronic voting", IJIS 2010, §4.2): ``h = -x² mod n`` for a
+  system with applications to electronic voting", IJIS 2010): ``h = -x² mod n`` for a
   random ``x`` in Z_n*, ``h_s = h^n mod n²``, and ``E(m) = (1 + m·n) · h_s^r mod n²`` with a
   *short* random exponent ``r`` of :data:`DJN_EXPONENT_BITS` bits instead of a full
   ``r^n``. Security level: a 2048-bit n gives about 112-bit security (NIST SP 800-57); the
@@ -15,7 +15,8 @@ ciphertexts integers in ``(0, n²)``, and callers must range-check. Everything i
   DJ implementation uses n/2 bits; ours is shorter but still twice the needed length.
 * ``h_s^r`` by a fixed-base table (Brickell–Gordon–McCurley–Wilson): rows
   ``T[i][d] = h_s^(d·256^i)``, so ``h_s^r`` is the product of one entry per byte of ``r``:
-  56 multiplications mod n² for a 448-bit exponent, no squarings.
+  56 multiplications mod n² for a 448-bit exponent, no squarings. The table holds
+  56 × 256 entries (about 7.3 MB at 2048 bits) per key and process.
 * Decryption by CRT (as phe): ``m_p = L_p(c^(p-1) mod p²)·h_p mod p``, same for q, then
   recombine; ``h_p = L_p((1+n)^(p-1) mod p²)^(-1) mod p`` is precomputed. int64-sized
   plaintexts (the common case) need only the mod-p half, and 14 of them share one half
