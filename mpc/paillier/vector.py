@@ -13,7 +13,7 @@ What it reveals: to the key owner, the plaintexts; to anyone else, the length an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gmpy2
@@ -67,7 +67,8 @@ class EncryptedVector:
             cts = [self._cts[i] for i in idx.tolist()]
         return EncryptedVector(self.public_key, cts, self.frac_bits, self.fresh)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[EncryptedVector]:
+        """Length-1 vectors, one per element."""
         return (self[i] for i in range(len(self)))
 
     @classmethod
