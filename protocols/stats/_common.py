@@ -38,10 +38,10 @@ def reveal_ring(ctx: Any, share: np.ndarray, to: list[str]) -> np.ndarray | None
 
 
 def work_bits(n: int) -> int:
-    """Bits W a centred value may use so that a sum of n products of two of them
-    (each < 2^(W+1)) stays below 2^61: 2(W+1) + ceil(log2 n) <= 61."""
+    """Bits W of a value in [0, 2^W) so that a sum of n products of two centred values
+    (each |d| < 2^W) stays below 2^60: 2W + ceil(log2 n) <= 60."""
     lg = max(1, math.ceil(math.log2(max(n, 2))))
-    return max(4, min(30, (61 - 2 - lg) // 2))
+    return max(4, min(30, (60 - lg) // 2))
 
 
 def check_tensor(x: Any, name: str) -> SharedTensor:

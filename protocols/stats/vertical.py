@@ -6,13 +6,14 @@ the others get None.
 
 How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integers X):
 
-1. *Scale.* max(X) and min(X) by a comparison tree (exact), then the bit length b of
-   max|X| is opened: **every party learns b**, the power-of-two order of magnitude of the
-   column's largest |value| (nothing else). X is rescaled by the public 2^(W-b) to W bits,
-   W = (59 - ceil(log2 n)) / 2 (W = 19 for 2^20 rows, 24 for 1000 rows, at most 30), so
+1. *Scale.* max(X) and min(X) by a comparison tree (exact); then the bit lengths of
+   max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
+   two** (orders of magnitude of the largest |value| and of the range), nothing else.
+   X - min(X) is rescaled by the public 2^(W - range bits) to W bits,
+   W = (60 - ceil(log2 n)) / 2 (W = 20 for 2^20 rows, 25 for 1000 rows, at most 30), so
    that a sum of n products of centred values fits the 64-bit ring. This per-column
-   scaling is what keeps columns from 1e-4 to 1e4 accurate in one table: the relative
-   resolution is 2^-W of the column's max, whatever the job's frac_bits.
+   scaling by the range keeps columns from 1e-4 to 1e4, or 1000 +- 0.01, accurate in one
+   table: the resolution is 2^-W of the column's range, whatever the job's frac_bits.
 2. *Centre on shares.* mean(X) = sum(X) * round(2^G/n) / 2^G (one truncation), d = X - mean.
 3. Sums of products of d (one Beaver multiplication) give var, cov and the correlation
    matrix; var/cov are opened directly (var, n and the scale determine nothing more than
@@ -21,16 +22,18 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    inv_sqrt works on [0.25, 1) with 20 fractional bits.
 4. Order statistics (quantile, describe) are exact: the k-th smallest ring value is found
    bit by bit with a *secret* threshold (compare every row with it, count, compare the
-   count with k): b + 2 rounds of n comparisons per rank, nothing opened until the end.
-   ``linear`` interpolation is done on shares.
+   count with k): one round of n comparisons per bit of max - min, per rank, nothing
+   opened until the end. ``linear`` interpolation is done on shares (to 1 unit of the
+   column's encoding).
 
-Reveals: the result to ``reveal_to``; the bit length b of each column's max|value| to
-everyone; ``count`` is the public number of rows. ``histogram`` with an integer ``bins``
+Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
+range to everyone; ``count`` is the public number of rows. ``histogram`` with an integer ``bins``
 and no ``range`` also opens min and max to everyone (the edges must be public).
 
-Accuracy (tests/test_stats_vertical.py, wide-range data 1e-4..1e4): mean, sum, var, std,
-cov within 1e-6 relative of numpy (quantisation 2^-W of the column max), pearson and
-corr within 1e-4 absolute; quantiles, min and max equal the encoded values exactly.
+Accuracy (tests/test_stats_vertical.py, wide-range data 1e-4..1e4, 1000 +- 0.01): sum,
+mean, var, std and cov within 1e-6 relative of numpy, pearson and corr within 1e-4
+absolute (inv_sqrt with 20 fractional bits; typically ~1e-6); min, max and order
+statistics equal the encoded values exactly, interpolated quantiles to 2^-30 of the gap.
 A column's values are only as precise as its encoding: a column shared with 16
 fractional bits holds 1e-4 as 7 * 2^-16. Share small-valued columns with more
 fractional bits (runtime option ``frac_bits`` up to 30 for |x| < 2^31), or pre-scale them
@@ -55,7 +58,7 @@ from protocols.stats import _common as cm
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
-INTERP_BITS = 16
+INTERP_BITS = 30
 
 
 @dataclass
@@ -65,10 +68,12 @@ class _Col:
     x: SharedTensor
     n: int
     bits: int                 # bit length of max|X| (public)
+    range_bits: int           # bit length of max X - min X (public)
     mx: np.ndarray            # shares of max X (raw scale)
     mn: np.ndarray            # shares of min X
-    r: np.ndarray             # shares of X rescaled to W bits
-    shift: int                # value = r * 2^-shift
+    y: np.ndarray             # shares of X - min X, in [0, 2^range_bits)
+    r: np.ndarray             # shares of (X - min X) rescaled to W bits
+    shift: int                # r * 2^-shift = value - min
     d: np.ndarray | None = field(default=None)  # centred r
 
     @property
@@ -95,13 +100,14 @@ def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
         c = len(names)
         mx, neg_mn = ext[:c], ext[c:]
         amax = ss.maximum(ss.from_shares(ctx, mx, 0), ss.from_shares(ctx, neg_mn, 0)).share
-        bits = cm.exponent_of(ctx, amax)
+        bits = cm.exponent_of(ctx, np.concatenate([amax, mx + neg_mn]))
         w = cm.work_bits(n)
         for i, k in enumerate(names):
             x = todo[k]
-            b = int(bits[i])
-            r = cm.shift_public(ctx, x.share, w - b)
-            col = _Col(x, n, b, mx[i], (np.uint64(0) - neg_mn[i:i + 1])[0], r, x.frac_bits + w - b)
+            b, rb = int(bits[i]), int(bits[c + i])
+            y = x.share + neg_mn[i]
+            r = cm.shift_public(ctx, y, w - rb)
+            col = _Col(x, n, b, rb, mx[i], (np.uint64(0) - neg_mn[i:i + 1])[0], y, r, x.frac_bits + w - rb)
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
 
@@ -166,11 +172,10 @@ def count(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> int | None
 
 
 def _sum_raw(ctx: Any, col: _Col, to: list[str]) -> float | None:
-    if col.bits + math.ceil(math.log2(builtins.max(col.n, 2))) <= 60:
-        out = cm.reveal_ring(ctx, np.sum(col.x.share, dtype=np.uint64), to)
-        return None if out is None else float(int(out)) / 2.0 ** col.frac
-    out = cm.reveal_ring(ctx, np.sum(col.r, dtype=np.uint64), to)
-    return None if out is None else float(int(out)) * 2.0 ** -col.shift
+    over = col.bits + math.ceil(math.log2(builtins.max(col.n, 2))) - 61
+    raw = col.x.share if over <= 0 else cm.shift_public(ctx, col.x.share, -over)
+    out = cm.reveal_ring(ctx, np.sum(raw, dtype=np.uint64), to)
+    return None if out is None else float(int(out)) * 2.0 ** (builtins.max(over, 0) - col.frac)
 
 
 def sum(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
@@ -279,22 +284,22 @@ def max(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None
 
 def _kth(ctx: Any, col: _Col, ks: np.ndarray) -> np.ndarray:
     """Shares of the ks-th smallest raw ring values (0-based), by a secret bitwise search."""
-    b = col.bits
-    y = col.x.share + cm.public_int(ctx, 1 << b, col.x.shape)        # in [0, 2^(b+1))
+    b = col.range_bits
+    y = col.y                                                          # in [0, 2^b)
     a = np.zeros(len(ks), np.uint64)
     need = cm.public_int(ctx, ks + 1, (len(ks),))
     n_pub = cm.public_int(ctx, col.n, (len(ks),))
-    for j in range(b, -1, -1):
+    for j in range(b - 1, -1, -1):
         t = a + cm.public_int(ctx, (1 << j) - 1, (len(ks),))
         above = cm.ltz(ctx, t[:, None] - y[None, :])                   # [t < y], (K, n)
         le = n_pub - np.sum(above, axis=1, dtype=np.uint64)           # count(y <= t)
         bit = cm.ltz(ctx, le - need)                                   # answer > t
         a = a + (bit << np.uint64(j))
-    return a - cm.public_int(ctx, 1 << b, (len(ks),))
+    return a + col.mn
 
 
 def _quantile_shares(ctx: Any, col: _Col, qs: np.ndarray, method: str) -> np.ndarray:
-    """Shares of the quantiles at scale 2^(frac + INTERP_BITS)."""
+    """Shares of the quantiles at the column's own scale (interpolation to 1 unit)."""
     h = (col.n - 1) * qs
     if method == "lower":
         lo = hi = np.floor(h)
@@ -311,16 +316,24 @@ def _quantile_shares(ctx: Any, col: _Col, qs: np.ndarray, method: str) -> np.nda
     vals = _kth(ctx, col, ranks)
     v_lo = vals[np.searchsorted(ranks, lo)]
     v_hi = vals[np.searchsorted(ranks, hi)]
-    frac = np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64)
-    if method != "linear":
-        frac = np.zeros_like(frac)
-    return (v_lo << np.uint64(INTERP_BITS)) + (v_hi - v_lo) * frac
+    if method != "linear" or np.all(h == lo):
+        return v_lo
+    f = np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64)
+    d = v_hi - v_lo                                                   # in [0, 2^range_bits)
+    if col.range_bits + INTERP_BITS <= 60:
+        return v_lo + beaver.truncate(ctx, d * f, INTERP_BITS)
+    # split d = hi * 2^k + lo so that no product leaves the ring
+    k = 30
+    d_hi = beaver.truncate(ctx, d, k)
+    d_lo = d - (d_hi << np.uint64(k))
+    return v_lo + ((d_hi * f) << np.uint64(k - INTERP_BITS)) + beaver.truncate(ctx, d_lo * f, INTERP_BITS)
 
 
 def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
              reveal_to: str | None = None) -> float | np.ndarray | None:
     """Quantile(s) ``q`` in [0, 1] with numpy's ``method`` (linear, lower, higher,
-    nearest), exact on the encoded values: (bits + 1) rounds of n comparisons per rank."""
+    nearest), exact on the encoded values: one round of n comparisons per bit of the
+    column's range (max - min) and per rank; nothing is opened but the result."""
     qs = np.asarray(q, dtype=np.float64)
     if qs.size == 0 or np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
         raise ValueError("quantiles must be in [0, 1]")
@@ -328,7 +341,7 @@ def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
     out = cm.reveal_ring(ctx, _quantile_shares(ctx, col, qs.ravel(), method), cm.receivers(ctx, reveal_to))
     if out is None:
         return None
-    vals = out.astype(np.float64) / 2.0 ** (col.frac + INTERP_BITS)
+    vals = out.astype(np.float64) / 2.0 ** col.frac
     return float(vals[0]) if qs.ndim == 0 else vals.reshape(qs.shape)
 
 
@@ -384,7 +397,7 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """``DataFrame.describe().T`` of shared columns (a SharedTable, dict or list): index =
     columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles,
-    (bits + 1) rounds of up to 6 comparisons per row."""
+    one round of up to 6 comparisons per row per bit of the column's range."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
     cols = _prepare_many(ctx, named)
@@ -400,7 +413,7 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
         qv = cm.reveal_ring(ctx, _quantile_shares(ctx, c, np.array([0.25, 0.5, 0.75]), "linear"), to)
         if ctx.party in to:
             std_v = math.sqrt(builtins.max(float(int(v)) * 2.0 ** (-2 * c.shift) / (c.n - 1), 0.0))
-            qf = qv.astype(np.float64) / 2.0 ** (c.frac + INTERP_BITS)
+            qf = qv.astype(np.float64) / 2.0 ** c.frac
             rows.append([float(c.n), s / c.n, std_v, lo, *qf.tolist(), hi])
     if ctx.party not in to:
         return None

@@ -1,0 +1,226 @@
+"""Vertical statistics on secret-shared columns against numpy / pandas, on wide-range data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mpc
+from mpc import ss
+from mpc.runtime.errors import JobFailed
+from protocols import stats
+from protocols.psi import private_join
+
+RTOL = 1e-6
+
+
+def wide_data(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Columns spanning 1e-4..1e4, a tiny standardized one and a correlated pair."""
+    rng = np.random.default_rng(seed)
+    big = rng.lognormal(3, 2.5, n).clip(1e-4, 1e4)
+    return {
+        "big": big,                                                  # 1e-4 .. 1e4 in one column
+        "tiny": 1e-4 * rng.normal(size=n),                           # small standardized values
+        "corr": 1e-3 * (np.log(big) + rng.normal(size=n)),           # correlated with big
+        "offset": 1000 + 0.01 * rng.normal(size=n),                  # large mean, small spread
+    }
+
+
+OWNERS = {"big": "alice", "tiny": "bob", "corr": "bob", "offset": "alice"}
+
+
+def _share_all(ctx, data, owners, scaled=True):
+    out = {}
+    for name, owner in owners.items():
+        value = data[name] if ctx.party == owner else None
+        out[name] = (stats.share_scaled(ctx, value, owner, name=name) if scaled
+                     else ss.share(ctx, value, owner))
+    return out
+
+
+def _all_stats(ctx, data, owners):
+    cols = _share_all(ctx, data, owners)
+    res = {}
+    for name, x in cols.items():
+        res[name] = {"count": stats.count(ctx, x), "sum": stats.sum(ctx, x), "mean": stats.mean(ctx, x),
+                     "var": stats.var(ctx, x), "std": stats.std(ctx, x), "std0": stats.std(ctx, x, ddof=0),
+                     "min": stats.min(ctx, x), "max": stats.max(ctx, x)}
+    res["cov"] = stats.cov(ctx, cols["big"], cols["corr"])
+    res["pearson"] = stats.pearson(ctx, cols["big"], cols["corr"])
+    res["corrmat"] = stats.corr_matrix(ctx, cols)
+    res["q"] = stats.quantile(ctx, cols["tiny"], [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
+    res["q_lower"] = stats.quantile(ctx, cols["big"], 0.3, method="lower")
+    res["median"] = stats.median(ctx, cols["offset"])
+    res["hist"] = stats.histogram(ctx, cols["corr"], [-0.01, -0.002, 0.0, 0.002, 0.004, 0.02])
+    return res
+
+
+def encoded(x: np.ndarray) -> np.ndarray:
+    """The values as the owner's per-column scaling stores them (order statistics are
+    exact on these; they differ from x by at most 2^-bits of the column's max)."""
+    ints, shift = stats.scaling.scale_column(x)
+    return np.ldexp(ints.astype(np.float64), -shift)
+
+
+def _check_all(res, data):
+    for name, x in data.items():
+        r = res[name]
+        e = encoded(x)
+        assert r["count"] == len(x)
+        assert r["sum"] == pytest.approx(x.sum(), rel=RTOL)
+        assert r["mean"] == pytest.approx(x.mean(), rel=RTOL)
+        assert r["var"] == pytest.approx(x.var(ddof=1), rel=RTOL)
+        assert r["std"] == pytest.approx(x.std(ddof=1), rel=RTOL)
+        assert r["std0"] == pytest.approx(x.std(ddof=0), rel=RTOL)
+        assert r["min"] == e.min() and r["max"] == e.max()
+        assert r["min"] == pytest.approx(x.min(), rel=1e-9)
+    assert res["cov"] == pytest.approx(np.cov(data["big"], data["corr"])[0, 1], rel=RTOL)
+    assert res["pearson"] == pytest.approx(np.corrcoef(data["big"], data["corr"])[0, 1], abs=1e-4)
+    ref = pd.DataFrame(data).corr()
+    np.testing.assert_allclose(res["corrmat"].loc[ref.index, ref.columns].to_numpy(), ref.to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(res["q"], np.quantile(encoded(data["tiny"]), [0.0, 0.1, 0.25, 0.5, 0.9, 1.0]),
+                               rtol=1e-9, atol=1e-15)
+    assert res["q_lower"] == encoded(data["big"])[np.argsort(data["big"])[int(0.3 * (len(data["big"]) - 1))]]
+    assert res["median"] == pytest.approx(np.median(data["offset"]), rel=1e-12)
+    counts, edges = res["hist"]
+    np.testing.assert_array_equal(counts, np.histogram(data["corr"], edges)[0])
+
+
+def test_all_statistics_two_parties_memory():
+    data = wide_data(300)
+    out = mpc.run_local(_all_stats, ["alice", "bob"], args={p: (data, OWNERS) for p in ("alice", "bob")},
+                        timeout=120)
+    for p in ("alice", "bob"):
+        _check_all(out[p], data)
+
+
+def test_all_statistics_three_parties_memory():
+    data = wide_data(200, seed=1)
+    owners = {"big": "alice", "tiny": "bob", "corr": "carol", "offset": "carol"}
+    parties = ["alice", "bob", "carol"]
+    out = mpc.run_local(_all_stats, parties, args={p: (data, owners) for p in parties}, timeout=120)
+    _check_all(out["carol"], data)
+
+
+def test_grpc_two_parties():
+    data = wide_data(120, seed=2)
+    out = mpc.run_local(_all_stats, ["alice", "bob"], args={p: (data, OWNERS) for p in ("alice", "bob")},
+                        transport="grpc", timeout=120)
+    _check_all(out["bob"], data)
+
+
+def _describe_job(ctx, data, owners):
+    cols = _share_all(ctx, data, owners)
+    return stats.describe(ctx, cols, reveal_to="bob")
+
+
+def test_describe_matches_pandas_and_reveal_to():
+    data = wide_data(150, seed=3)
+    out = mpc.run_local(_describe_job, ["alice", "bob"], args={p: (data, OWNERS) for p in ("alice", "bob")},
+                        timeout=120)
+    assert out["alice"] is None
+    ref = pd.DataFrame(data).describe().T
+    got = out["bob"]
+    assert list(got.index) == list(ref.index) and list(got.columns) == list(ref.columns)
+    np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), rtol=RTOL)
+
+
+def _join_job(ctx, ids, cols):
+    ints, shifts = stats.scale_columns(ctx, cols)
+    table = private_join(ctx, ids, ints, key_bits=512)
+    named = stats.apply_shifts(table, shifts)
+    x, y = named[f"alice.{'a'}"], named["bob.b"]
+    return (stats.pearson(ctx, x, y), stats.mean(ctx, x), stats.std(ctx, y),
+            stats.describe(ctx, named))
+
+
+def test_after_private_join_with_owner_scaling():
+    rng = np.random.default_rng(5)
+    ids = np.arange(400)
+    a = rng.lognormal(0, 3, 400).clip(1e-4, 1e4)
+    b = 1e-4 * (np.log(a) + rng.normal(size=400))
+    ia, ib = ids[:300], ids[100:]
+    out = mpc.run_local(_join_job, ["alice", "bob"],
+                        args={"alice": (ia, {"a": a[:300]}), "bob": (ib, {"b": b[100:]})}, timeout=120)
+    ja, jb = a[100:300], b[100:300]
+    r, m, s, d = out["alice"]
+    assert r == pytest.approx(np.corrcoef(ja, jb)[0, 1], abs=1e-4)
+    assert m == pytest.approx(ja.mean(), rel=RTOL)
+    assert s == pytest.approx(jb.std(ddof=1), rel=RTOL)
+    ref = pd.DataFrame({"alice.a": ja, "bob.b": jb}).describe().T
+    np.testing.assert_allclose(d.to_numpy(), ref.to_numpy(), rtol=RTOL)
+
+
+def _fixed16_job(ctx, x):
+    t = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+    return stats.mean(ctx, t), stats.std(ctx, t), stats.quantile(ctx, t, 0.5)
+
+
+def test_plain_fixed_point_tensor_job_frac_bits():
+    """A column shared at the job's frac_bits (here 24) works too: its own encoding bounds
+    the precision, the statistics add none."""
+    x = np.random.default_rng(6).normal(50, 3, 200)
+    out = mpc.run_local(_fixed16_job, ["alice", "bob"], args={"alice": (x,), "bob": (None,)},
+                        timeout=60, frac_bits=24)
+    enc = np.round(x * 2 ** 24) / 2 ** 24
+    m, s, q = out["bob"]
+    assert m == pytest.approx(enc.mean(), rel=1e-9)
+    assert s == pytest.approx(enc.std(ddof=1), rel=1e-6)
+    assert q == pytest.approx(np.median(enc), rel=1e-9)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False), min_size=2, max_size=30),
+       st.floats(0, 1))
+def test_quantile_is_exact_property(values, q):
+    x = np.array(values)
+
+    def job(ctx):
+        t = stats.share_scaled(ctx, x if ctx.party == "alice" else None, "alice")
+        return (stats.quantile(ctx, t, q, method="lower"), stats.quantile(ctx, t, q),
+                stats.min(ctx, t), stats.max(ctx, t))
+
+    lo, lin, mn, mx = mpc.run_local(job, ["alice", "bob"], timeout=60)["bob"]
+    scale = 2.0 ** -40 * max(np.abs(x).max(), 1e-300)
+    assert abs(lo - np.quantile(x, q, method="lower")) <= scale
+    assert abs(lin - np.quantile(x, q)) <= scale + 1e-6 * abs(np.ptp(x))
+    assert mn == pytest.approx(x.min(), abs=scale) and mx == pytest.approx(x.max(), abs=scale)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def _bad_lengths(ctx):
+    a = stats.share_scaled(ctx, np.arange(5.0) if ctx.party == "alice" else None, "alice", name="a")
+    b = stats.share_scaled(ctx, np.arange(6.0) if ctx.party == "bob" else None, "bob", name="b")
+    return stats.corr_matrix(ctx, {"a": a, "b": b})
+
+
+def test_different_lengths_name_the_columns():
+    with pytest.raises(JobFailed, match=r"different lengths: 'a' \(5 rows\), 'b' \(6 rows\)"):
+        mpc.run_local(_bad_lengths, ["alice", "bob"], timeout=30)
+
+
+def test_non_shared_column_and_ddof_errors():
+    def job(ctx):
+        x = ss.share(ctx, np.ones(1) if ctx.party == "alice" else None, "alice")
+        with pytest.raises(TypeError, match="column 'x' must be a SharedTensor"):
+            stats.mean(ctx, np.arange(3.0))
+        with pytest.raises(ValueError, match="too few"):
+            stats.var(ctx, x)
+        with pytest.raises(ValueError, match="quantiles must be in"):
+            stats.quantile(ctx, x, 1.5)
+        with pytest.raises(ValueError, match="reveal_to"):
+            stats.mean(ctx, x, reveal_to="mallory")
+        return True
+
+    assert all(mpc.run_local(job, ["alice", "bob"], timeout=30).values())
+
+
+def test_nan_and_non_numeric_rejected_when_scaling():
+    with pytest.raises(ValueError, match="column 'c' has NaN"):
+        stats.scaling.scale_column(np.array([1.0, np.nan]), "c")
+    with pytest.raises(TypeError, match="column 's' is not numeric"):
+        stats.scaling.scale_column(np.array(["x", "y"]), "s")
