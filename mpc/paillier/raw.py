@@ -8,15 +8,17 @@ ciphertexts integers in ``(0, n²)``, and callers must range-check. Everything i
   system with applications to electronic voting", IJIS 2010): ``h = -x² mod n`` for a
   random ``x`` in Z_n*, ``h_s = h^n mod n²``, and ``E(m) = (1 + m·n) · h_s^r mod n²`` with a
   *short* random exponent ``r`` of :data:`DJN_EXPONENT_BITS` bits instead of a full
-  ``r^n``. Security level: a 2048-bit n gives about 112-bit security (NIST SP 800-57); the
-  best known attack on a short exponent is Pollard's lambda/kangaroo in ``2^(bits/2)``
-  steps, so 448 bits leaves 224 bits, above the ``2·κ = 256`` bits the literature asks for
-  (κ = 128; Koshiba–Kurosawa, "Short exponent Diffie-Hellman problems", PKC 2004). HEU's
-  DJ implementation uses n/2 bits; ours is shorter but still twice the needed length.
+  ``r^n``. Security level: the exponent must resist generic short-exponent discrete-log
+  attacks (Pollard's lambda/kangaroo, ``2^(bits/2)`` steps); the usual rule is 2κ bits for
+  κ-bit security (Koshiba–Kurosawa, "Short exponent Diffie-Hellman problems", PKC 2004;
+  NIST SP 800-56A sizes finite-field private exponents the same way). A 2048-bit n gives
+  about 112-bit security (NIST SP 800-57); we use 320 bits = 2·128 + 64 bits of margin,
+  so the exponent is a 160-bit problem, above both 112 and 128. (HEU's DJ implementation
+  uses n/2 bits, more conservative and 3x slower; 448 bits would cost 1.4x.)
 * ``h_s^r`` by a fixed-base table (Brickell–Gordon–McCurley–Wilson): rows
   ``T[i][d] = h_s^(d·256^i)``, so ``h_s^r`` is the product of one entry per byte of ``r``:
-  56 multiplications mod n² for a 448-bit exponent, no squarings. The table holds
-  56 × 256 entries (about 7.3 MB at 2048 bits) per key and process.
+  40 multiplications mod n² for a 320-bit exponent, no squarings. The table holds
+  40 × 256 entries (about 5.2 MB at 2048 bits) per key and process.
 * Decryption by CRT (as phe): ``m_p = L_p(c^(p-1) mod p²)·h_p mod p``, same for q, then
   recombine; ``h_p = L_p((1+n)^(p-1) mod p²)^(-1) mod p`` is precomputed. int64-sized
   plaintexts (the common case) need only the mod-p half, and 14 of them share one half
@@ -39,7 +41,7 @@ from gmpy2 import mpz
 
 from mpc.crypto import pool
 
-DJN_EXPONENT_BITS = 448
+DJN_EXPONENT_BITS = 320
 WINDOW_BITS = 8  # one table row per byte of the exponent: digits are the random bytes themselves
 EXPONENT_BYTES = DJN_EXPONENT_BITS // 8
 PARALLEL_MIN_ENCRYPT = 192  # below this, pickling to workers and table builds cost more than they save
