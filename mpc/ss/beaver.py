@@ -134,7 +134,12 @@ def b2a_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
     if bits.ndim == 0:
         return b2a_bits(ctx, bits.reshape(1)).reshape(())
     ba, bb = get_source(ctx).dabit(bits.shape)
-    z = open_xor(ctx, (bits ^ bb) & _ONE)
+    masked = ((bits ^ bb) & _ONE).reshape(-1)
+    n = masked.size
+    padded = np.concatenate([masked, np.zeros(-n % 64, np.uint64)]).reshape(-1, 64)
+    packed = np.bitwise_or.reduce(padded << np.arange(64, dtype=np.uint64), axis=1)
+    opened = open_xor(ctx, packed)              # 64 masked bits per word
+    z = ((opened[:, None] >> np.arange(64, dtype=np.uint64)) & _ONE).reshape(-1)[:n].reshape(bits.shape)
     out = ba * (_ONE - np.uint64(2) * z)
     if ctx.rank == 0:
         out += z
