@@ -176,7 +176,9 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
     lg = np.ceil(np.log2(np.maximum(n, 2))).astype(np.int64)
     f_m = 59 - lg                                                     # sum < n * 2^E_m
     s1 = np.round(np.ldexp(sums, (f_m - e_m).astype(np.int64))).astype(np.int64)
-    m2_ring = np.round(np.ldexp(m2, (SPREAD_BITS - 2 * e_s).astype(np.int64))).astype(np.int64)
+    cut = np.maximum(lg - 2, 0)                                       # M2 at 2^(2 SPREAD_BITS - cut)
+    m2_scale = 2 * SPREAD_BITS - cut                                  # M2 <= n range^2 / 4 < 2^58
+    m2_ring = np.round(np.ldexp(m2, (m2_scale - 2 * e_s).astype(np.int64))).astype(np.int64)
     p_count, rank = len(ctx.parties), ctx.rank
     own_means = np.zeros((p_count, c), np.uint64)
     own_means[rank] = [int(round(math.ldexp(mu, SPREAD_BITS - int(es)))) % (1 << 64) if k > 0 else 0
@@ -195,7 +197,8 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
     delta = np.stack([np.sum((mean_sh[p][None, :] - mean_sh) * wu, axis=0, dtype=np.uint64)
                       for p in range(p_count)])                      # 2^30 (mean_p - mean)
     delta = beaver.truncate(ctx, delta, WEIGHT_BITS)                 # at 2^SPREAD_BITS
-    sq = beaver.truncate(ctx, beaver.mul(ctx, delta, delta), SPREAD_BITS)
+    sq = beaver.truncate(ctx, beaver.mul(ctx, delta, delta),
+                         np.broadcast_to(cut.astype(np.uint64), delta.shape).copy())
     between = np.sum(sq * counts.astype(np.int64).view(np.uint64), axis=0, dtype=np.uint64)
     opened = cm.reveal_ring(ctx, np.concatenate([s1_sh, m2_sh + between]), to)
 
@@ -207,7 +210,7 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
         at = {r: found[base + j] for j, r in enumerate(ranks)}
         qv = _lerp(np.array([at[r] for r in lo]), np.array([at[r] for r in hi]), t)
         total = float(int(opened[i])) * 2.0 ** float(e_m[i] - f_m[i])
-        m2_tot = float(int(opened[c + i])) * 2.0 ** float(2 * e_s[i] - SPREAD_BITS)
+        m2_tot = float(int(opened[c + i])) * 2.0 ** float(2 * e_s[i] - m2_scale[i])
         std = math.sqrt(max(m2_tot, 0.0) / (n[i] - 1)) if n[i] > 1 else float("nan")
         rows.append([float(n[i]), total / n[i], std, at[0], *qv.tolist(), at[int(n[i] - 1)]])
     return pd.DataFrame(rows, index=names, columns=DESCRIBE_INDEX)
