@@ -74,3 +74,25 @@ def test_paillier_needs_two_parties():
 
     with pytest.raises(mpc.JobFailed, match="exactly two computing parties"):
         mpc.run_local(fn, ["a", "b", "c"], triples="paillier", paillier_bits=512)
+
+
+def _truncate_job(ctx, share, bits):
+    from mpc.ss import beaver
+    return beaver.open_arith(ctx, beaver.truncate(ctx, share, bits))
+
+
+@pytest.mark.parametrize("kind,n", SOURCES)
+def test_truncation_protocol_within_one_ulp(kind, n):
+    rng = np.random.default_rng(4)   # test data and test shares only
+    x = np.concatenate([rng.integers(-2 ** 62 + 1, 2 ** 62, 300), [0, -1, 1, 2 ** 62 - 1, -2 ** 62 + 1]])
+    bits = np.concatenate([rng.integers(0, 40, 300), [0, 5, 5, 16, 16]]).astype(np.uint64)
+    parties = ["p0", "p1", "p2"][:n]
+    shares = [rng.integers(0, 2 ** 64, x.size, dtype=np.uint64) for _ in parties[1:]]
+    first = x.view(np.uint64) - sum(shares, np.zeros(x.size, np.uint64))
+    args = {p: (s, bits) for p, s in zip(parties, [first, *shares], strict=True)}
+    out = mpc.run_local(_truncate_job, parties, args=args, triples=kind, timeout=120, **OPTS[kind])
+    got = out["p0"].view(np.int64)
+    exact = x >> bits.astype(np.int64)      # floor division by 2^bits
+    diff = got - exact
+    assert np.all((diff >= 0) & (diff <= 1))
+    assert np.all(diff[bits == 0] == 0)

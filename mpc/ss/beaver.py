@@ -5,10 +5,12 @@ What they reveal: opened values are always masked by fresh uniform randomness fr
 triple source (x - a, y - b, x + r), so every opened value is uniform in Z_2^64 (or in
 the 64-bit words, for boolean shares) and independent of the data.
 
-Truncation (``truncate``) uses a truncation pair (r, r>>63, (r mod 2^63)>>f): the parties
-open c = x + 2^62 + r, which is uniform, and compute floor(x / 2^f) + e with e in {0, 1}
-(at most one unit in the last place). It is exact in that sense and never fails, as long
-as the signed value satisfies |x| < 2^62 (the engine keeps values in that range).
+Truncation (``truncate``) uses the triple source's own protocol when it has one (the
+two-party Paillier source, see paillier_triples.py), else a
+truncation pair (r, r>>63, (r mod 2^63)>>f): the parties open c = x + 2^62 + r, which is
+uniform, and compute floor(x / 2^f) + e with e in {0, 1} (at most one unit in the last
+place). Either way it never fails, as long as the signed value satisfies |x| < 2^62
+(the engine keeps values in that range); there is no failure probability to tune.
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
         return x.copy()
     if x.ndim == 0:
         return truncate(ctx, x.reshape(1), bits_arr.reshape(-1)).reshape(())
-    r, r_top, r_low = get_source(ctx).trunc_pair(x.shape, bits_arr)
+    source = get_source(ctx)
+    if hasattr(source, "truncate"):   # a source with its own truncation protocol (Paillier)
+        return source.truncate(x, bits_arr)
+    r, r_top, r_low = source.trunc_pair(x.shape, bits_arr)
     masked = x + r
     if ctx.rank == 0:
         masked += _OFFSET

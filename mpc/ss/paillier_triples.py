@@ -20,10 +20,11 @@ overflows into the next; k = (n_bits - 3) // s slots per ciphertext.
 Built on it: arithmetic triples (cross terms a0 b1 + b0 a1), boolean triples (per bit,
 the LSB of the arithmetic shares of a0_j b1_j + b0_j a1_j is an XOR sharing), daBits
 (b = b0 XOR b1 = b0 + b1 - 2 b0 b1), edaBits and truncation pairs from 64 daBits per
-element, matmul triples (unpacked cross products). Costs: one encryption per input
-element per term; decryptions are packed. Boolean triples, edaBits and truncation pairs
-are therefore 64x an arithmetic triple: dealer-free comparisons and fixed-point
-truncations are slow (see bench/bench_ss.py), the dealer is the fast path.
+element, matmul triples (unpacked cross products). Fixed-point truncation does not use
+truncation pairs here but the two-party wrap-bit protocol of :meth:`PaillierSource.truncate`
+(one bit product per element). Costs: one encryption per input element per term;
+decryptions are packed. Boolean triples and edaBits are 64x an arithmetic triple:
+dealer-free comparisons are slow (see bench/bench_ss.py), the dealer is the fast path.
 """
 
 from __future__ import annotations
@@ -171,6 +172,28 @@ class PaillierSource:
                      np.uint64(0))
         low = np.sum(ba * w, axis=0, dtype=np.uint64)
         return r, ba[63].copy(), low
+
+    def truncate(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Shares of floor(x / 2^bits) + {0 or 1} for signed |x| < 2^62, with ONE bit product.
+
+        With x' = x + 2^62 (top bit 0) and shares x'_0 + x'_1 = x' + 2^64 w, the wrap is
+        w = m0 OR m1 = m0 + m1 - m0 m1 for the shares' top bits m_i (if exactly one top bit
+        is set and there were no wrap, x' would have its top bit set). Then
+        sum_i (x'_i >> f) - 2^(64-f) w = floor(x' / 2^f) - {0 or 1}; party 0 adds one unit so
+        the error is within one ulp either way, as with the dealer. Used instead of a
+        truncation pair (64 daBits) by :func:`mpc.ss.beaver.truncate`.
+        """
+        shifted = x + np.uint64(1 << 62) if self.ctx.rank == 0 else x.copy()
+        m = (shifted >> np.uint64(63)).reshape(-1)
+        w = m - self._cross([m], 1)                             # shares of m0 + m1 - m0 m1
+        w = w.reshape(x.shape)
+        bits = np.broadcast_to(np.asarray(bits, dtype=np.uint64), x.shape)
+        nonzero = (bits > 0).astype(np.uint64)
+        wrap_weight = nonzero * (np.uint64(1) << ((np.uint64(64) - bits) % np.uint64(64)))  # 2^64 = 0
+        out = (shifted >> bits) - w * wrap_weight
+        if self.ctx.rank == 0:
+            out += nonzero - (np.uint64(1 << 62) >> bits)
+        return out
 
     def matmul(self, shape_a: Shape, shape_b: Shape):
         shape_a, shape_b = check_shape(shape_a), check_shape(shape_b)
