@@ -37,6 +37,7 @@ _CONTROL_TIMEOUT = 15.0
 
 class PartyService(party_pb2_grpc.PartyServicer):
     def __init__(self, config: PartyConfig) -> None:
+        import mpc.paillier  # noqa: F401 - registers the Paillier value kinds before peers send any
         import mpc.tables  # noqa: F401 - registers the table value kind
 
         self.config = config
