@@ -85,6 +85,15 @@ def matmul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z
 
 
+def prefetch_mul_trunc(ctx: Any, shape: tuple[int, ...], bits: int) -> None:
+    """Announce that the next calls are ``mul`` of ``shape`` then ``truncate`` by ``bits``
+    (lets the dealer work ahead); a no-op for sources that do not need it."""
+    source = get_source(ctx)
+    if hasattr(source, "prefetch") and not hasattr(source, "truncate"):
+        source.prefetch([("arith", (int(np.prod(shape, dtype=np.int64)),), None),
+                         ("trunc", tuple(shape) if len(shape) else (1,), bits)])
+
+
 def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     """Shares of floor(x / 2^bits) + {0 or 1}, for signed |x| < 2^62; one round.
 
@@ -95,7 +104,7 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     if np.all(bits_arr == 0):
         return x.copy()
     if x.ndim == 0:
-        return truncate(ctx, x.reshape(1), bits_arr.reshape(-1)).reshape(())
+        return truncate(ctx, x.reshape(1), bits_arr if bits_arr.ndim == 0 else bits_arr.reshape(-1)).reshape(())
     source = get_source(ctx)
     if hasattr(source, "truncate"):   # a source with its own truncation protocol (Paillier)
         return source.truncate(x, bits_arr)

@@ -14,6 +14,7 @@ with no computing party (semi-honest, as everywhere in gaotie).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -152,18 +153,45 @@ class DealerSource:
         if not isinstance(seed, bytes):
             raise ValueError("the dealer sent a malformed seed")
         self.prg = PRG(seed)
+        self._pending: deque[tuple] = deque()  # requests sent ahead of use (last party)
+
+    @staticmethod
+    def _key(op: str, req: dict[str, Any]) -> tuple:
+        return (op,) + tuple((k, np.asarray(v).tobytes(), np.shape(v)) for k, v in sorted(req.items()))
+
+    def _send_request(self, op: str, req: dict[str, Any]) -> None:
+        msg = {"op": op, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in req.items()}}
+        self.ctx.send("dealer", msg)
+        self._pending.append(self._key(op, req))
 
     def _get(self, op: str, req: dict[str, Any], names: list[str]) -> list[np.ndarray]:
         pieces = _draw(self.prg, op, req, self.last)
         if self.last:
-            msg = {"op": op, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in req.items()}}
-            fixes = self.ctx.exchange("dealer", msg)
+            if not self._pending:
+                self._send_request(op, req)
+            if self._pending.popleft() != self._key(op, req):
+                raise RuntimeError("dealer requests were prefetched in a different order than used")
+            fixes = self.ctx.recv("dealer")
             missing = [k for k in names if pieces[k] is None]
             if not isinstance(fixes, list) or len(fixes) != len(missing):
                 raise ValueError("the dealer sent a malformed correction")
             for k, v in zip(missing, fixes, strict=True):
                 pieces[k] = v
         return [pieces[k] for k in names]
+
+    def prefetch(self, requests: list[tuple[str, Shape, Any]]) -> None:
+        """Send the dealer the requests of the NEXT calls now (last party only), so that it
+        computes the later ones while the parties use the earlier ones. ``requests`` are
+        ("arith", shape, None) or ("trunc", shape, bits), in the order they will be used."""
+        if not self.last:
+            return
+        for op, shape, bits in requests:
+            req: dict[str, Any] = {"shape": check_shape(shape)}
+            if op == "trunc":
+                req["bits"] = np.asarray(bits, dtype=np.int64)
+            elif op != "arith":
+                raise ValueError(f"cannot prefetch {op!r}")
+            self._send_request(op, req)
 
     def arithmetic(self, shape: Shape):
         return tuple(self._get("arith", {"shape": check_shape(shape)}, ["a", "b", "c"]))

@@ -176,6 +176,9 @@ class SharedTensor:
             raise ValueError(f"shape mismatch: {self.shape} * {b.shape}") from None
         a = np.ascontiguousarray(np.broadcast_to(self.share, shape))
         if shared:
+            extra = self.frac_bits + frac_b - fixed.frac_bits(self.ctx)
+            if extra > 0:
+                beaver.prefetch_mul_trunc(self.ctx, shape, extra)
             prod = beaver.mul(self.ctx, a, np.ascontiguousarray(np.broadcast_to(b, shape)))
         else:  # public factor: every party scales its own share
             prod = a * np.broadcast_to(b, shape)
