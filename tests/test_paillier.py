@@ -270,3 +270,29 @@ def test_large_vectors_2048_bits():
     assert [int(x) for x in sk.decrypt(doubled[:2000])] == [int(v) * 2 for v in values[:2000]]
     packed = pk.encrypt_packed(values)
     np.testing.assert_array_equal(sk.decrypt_packed(packed.sum(), wrap=True).sum(), values.sum())
+
+
+def test_mixed_scales_and_iteration(keys):
+    pk, sk = keys
+    a = pk.encrypt([1.25, -0.5], frac_bits=8)
+    b = pk.encrypt([3, 4])
+    both = pl.EncryptedVector.concat([b, a])
+    assert both.frac_bits == 8
+    np.testing.assert_array_equal(sk.decrypt(both), [3.0, 4.0, 1.25, -0.5])
+    np.testing.assert_array_equal(sk.decrypt(a - 0.25), [1.0, -0.75])
+    np.testing.assert_array_equal(sk.decrypt(2.5 - a), [1.25, 3.0])
+    np.testing.assert_array_equal(sk.decrypt(b - np.array([1, 1])), [2, 3])
+    assert [sk.decrypt(x)[0] for x in b] == [3, 4]
+    with pytest.raises(TypeError, match="frac_bits"):
+        b + 0.5
+
+
+def test_public_key_from_wire_validated():
+    from mpc.paillier import wire
+    from mpc.runtime.codec import CodecError
+
+    for bad in (2**1024, 15, "x", -(2**1023 + 1)):
+        with pytest.raises(CodecError):
+            wire.public_key_from_wire({"n": bad})
+    with pytest.raises(CodecError):
+        wire.public_key_from_wire({"n": 2**1023 + 1, "g": 5})
