@@ -22,9 +22,12 @@ STEPS: list[tuple[str, str, dict[str, Any]]] = [
      {"columns": ["bank.accounts.income", "retailer.purchases.spend"]}),
     ("How many customers do we share? (PSI cardinality)", "psi.cardinality",
      {"ids": ["bank.accounts.customer_id", "retailer.purchases.customer_id"]}),
-    ("Pearson correlation of income and spend over shared customers (private join)", "join.stats",
+    ("Income and spend of the shared customers: describe and Pearson correlation (private join)", "join.stats",
      {"ids": ["bank.accounts.customer_id", "retailer.purchases.customer_id"],
-      "columns": ["bank.accounts.income", "retailer.purchases.spend"], "stats": ["count", "mean", "pearson"]}),
+      "columns": ["bank.accounts.income", "retailer.purchases.spend"], "stats": ["describe", "corr"]}),
+    ("Retail spend per bank segment over the shared customers (private join + group-by)", "stats.group_by",
+     {"ids": ["bank.accounts.customer_id", "retailer.purchases.customer_id"], "key": "bank.accounts.segment",
+      "values": ["retailer.purchases.spend"]}),
 ]
 
 
@@ -71,6 +74,8 @@ def _show(value: Any) -> str:
 
     if isinstance(value, pd.DataFrame):
         return "\n" + value.to_string(max_rows=12)
+    if isinstance(value, dict):
+        return "".join(f"\n   {k}: {_show(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:,.4f}"
     return repr(value)

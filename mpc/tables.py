@@ -47,18 +47,38 @@ codec.register_extension("table", pd.DataFrame, _table_to_wire, _table_from_wire
 
 
 def to_frame(result: Any) -> pd.DataFrame:
-    """A result of any shape as a DataFrame, for the results directory."""
+    """A result of any shape as a DataFrame, for the results directory.
+
+    Tables stay tables; a dict of equal-length columns becomes a table; a dict of scalars
+    one row; any other dict (e.g. several tables) one row per entry with the entry as JSON.
+    """
     if isinstance(result, pd.DataFrame):
         return result
-    if isinstance(result, dict) and result and all(np.ndim(v) == 1 for v in result.values()):
+    if isinstance(result, dict) and result and all(np.ndim(v) == 1 and not isinstance(v, dict)
+                                                   for v in result.values()):
         lengths = {len(v) for v in result.values()}
         if len(lengths) == 1:
             return pd.DataFrame(result)
-    if isinstance(result, dict):
+    if isinstance(result, dict) and all(np.ndim(v) == 0 and not isinstance(v, dict) for v in result.values()):
         return pd.DataFrame([{k: _cell(v) for k, v in result.items()}])
+    if isinstance(result, dict):
+        return pd.DataFrame({"name": list(result), "value": [_json(v) for v in result.values()]})
     if isinstance(result, (list, tuple, np.ndarray)) and np.ndim(result) == 1:
         return pd.DataFrame({"value": list(result)})
     return pd.DataFrame({"value": [_cell(result)]})
+
+
+def _json(v: Any) -> str:
+    """JSON text of a result entry (tables in pandas' "split" layout)."""
+    import json
+
+    if isinstance(v, pd.DataFrame):
+        return v.to_json(orient="split")
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_json(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, np.ndarray):
+        return json.dumps(v.tolist())
+    return json.dumps(v, default=str)
 
 
 def _cell(v: Any) -> Any:

@@ -137,3 +137,150 @@ register(ProtocolSpec(
     uses=_uses_intersection_sum,
     run=_run_intersection_sum,
 ))
+
+
+# -- shared helpers for the statistics jobs --------------------------------------------------
+def own_columns(ctx, params: dict[str, Any], key: str, data: LocalData) -> dict[str, np.ndarray]:
+    """This party's numeric columns named in parameter ``key`` (name -> float64 array)."""
+    from mpc.server.data import numeric
+
+    out = {}
+    for text in params.get(key) or []:
+        ref = ColumnRef.parse(text, key)
+        if ref.party == ctx.party:
+            out[ref.column] = numeric(ref, data.column(ref))
+    return out
+
+
+def check_min_group(ctx, params: dict[str, Any], key: str, data: LocalData, rows: int) -> None:
+    """Refuse (on the column's owner) to aggregate fewer rows than its policy's minimum."""
+    for text in params.get(key) or []:
+        ref = ColumnRef.parse(text, key)
+        if ref.party == ctx.party and rows < data.min_group_size(ref):
+            raise ValueError(f"only {rows} rows: column {ref} may only be aggregated over at least "
+                             f"{data.min_group_size(ref)} rows (its min_group_size)")
+
+
+def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
+    """Private join on the ``ids`` parameter; returns (n_rows, {"party.column": SharedTensor})."""
+    from protocols.psi.private_join import private_join
+    from protocols.stats import apply_shifts, scale_columns
+
+    ints, shifts = scale_columns(ctx, columns)
+    table = private_join(ctx, id_column(ctx, params, data), ints)
+    ctx.report_progress(0.5)
+    return table.num_rows, apply_shifts(table, shifts)
+
+
+def _uses_join(params: dict[str, Any], *value_keys: str):
+    uses = _uses_ids(params)
+    if len(params["ids"]) != 2:
+        raise ValueError("private joins run between exactly 2 parties")
+    return uses + column_refs(params, *value_keys, use="aggregate")
+
+
+def _histogram_frame(counts: np.ndarray, edges: np.ndarray, min_group: int) -> pd.DataFrame:
+    counts = counts.astype(np.int64)
+    small = counts < min_group
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:],
+                         "count": np.where(small, -1, counts), "suppressed": small})
+
+
+# -- join.stats ------------------------------------------------------------------------------
+JOIN_STATS = ("describe", "corr", "histogram")
+
+
+def _run_join_stats(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
+    from protocols import stats
+
+    unknown = set(params["stats"]) - set(JOIN_STATS)
+    if unknown:
+        raise ValueError(f"parameter 'stats': unknown statistic {sorted(unknown)[0]!r}; choose from {JOIN_STATS}")
+    rows, cols = joined(ctx, params, data, own_columns(ctx, params, "columns", data))
+    check_min_group(ctx, params, "columns", data, rows)
+    min_group = max(ctx.gather(max([data.min_group_size(ColumnRef.parse(c)) for c in params["columns"]
+                                    if ColumnRef.parse(c).party == ctx.party] or [1])))
+    to = params.get("reveal_to")
+    out: dict[str, Any] = {"rows": rows}
+    if "describe" in params["stats"]:
+        out["describe"] = stats.describe(ctx, cols, reveal_to=to)
+    if "corr" in params["stats"]:
+        if len(cols) < 2:
+            raise ValueError("'corr' needs at least two columns")
+        out["corr"] = stats.corr_matrix(ctx, cols, reveal_to=to)
+    if "histogram" in params["stats"]:
+        hist = {}
+        for name, x in cols.items():
+            res = stats.histogram(ctx, x, bins=params["bins"], reveal_to=to)
+            hist[name] = None if res is None else _histogram_frame(*res, min_group)
+        out["histogram"] = hist
+    ctx.report_progress(1.0)
+    return out if to is None or to == ctx.party else None
+
+
+register(ProtocolSpec(
+    name="join.stats",
+    doc="Private join of two parties' tables on their ids, then joint statistics of the joined columns.",
+    reveals="reveal_to (default: both): the number of joined rows and the requested statistics of the "
+            "joined columns (describe: count, mean, std, min, quartiles, max - min/max/quartiles are values "
+            "of single rows; corr: Pearson matrix; histogram: counts per bin, bins under min_group_size "
+            "suppressed); each column's power-of-two magnitude; nothing about which rows joined",
+    params={"ids": IDS, "columns": Param(list, doc="numeric columns 'party.dataset.column'"),
+            "stats": Param(list, required=False, default=["describe", "corr"], doc=f"any of {JOIN_STATS}"),
+            "bins": Param(int, required=False, default=10, doc="histogram bins"),
+            "reveal_to": Param(str, required=False, doc="the one party that gets the statistics")},
+    uses=lambda p: _uses_join(p, "columns"),
+    run=_run_join_stats,
+    helpers=("dealer",),
+))
+
+
+# -- stats.group_by --------------------------------------------------------------------------
+def _run_group_by(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    from mpc import ss
+    from protocols import stats
+
+    key_ref = ColumnRef.parse(params["key"], "key")
+    columns = own_columns(ctx, params, "values", data)
+    labels = None
+    if key_ref.party == ctx.party:
+        raw = data.column(key_ref)
+        codes, uniques = pd.factorize(pd.Series(raw).astype(str), sort=True)
+        labels = [str(u) for u in uniques]
+        columns["__group__"] = codes.astype(np.int64)
+    labels = ctx.gather(labels)[ctx.parties.index(key_ref.party)]
+    rows, cols = joined(ctx, params, data, columns)
+    min_group = max(ctx.gather(max([data.min_group_size(ColumnRef.parse(c)) for c in params["values"]
+                                    if ColumnRef.parse(c).party == ctx.party] or [1])))
+    min_group = max(min_group, params["min_group_size"] or 1)
+    key = cols.pop(f"{key_ref.party}.__group__")
+    key = ss.from_shares(key.ctx, key.share, 0)
+    aggregations = {name: params["aggregations"] for name in cols}
+    view = {"key": key, **cols}
+    out = stats.group_by(ctx, view, "key", aggregations, min_group_size=min_group,
+                         groups=list(range(len(labels))), reveal_to=params.get("reveal_to"))
+    if out is None:
+        return None
+    out.index = [labels[int(i)] for i in out.index]
+    out.index.name = key_ref.column
+    return out.reset_index()
+
+
+register(ProtocolSpec(
+    name="stats.group_by",
+    doc="Count/sum/mean of one party's numeric columns per group of another party's key column, "
+        "over the rows both hold (private join).",
+    reveals="every party: the number of joined rows, the group labels and which groups are suppressed "
+            "(fewer rows than min_group_size); reveal_to (default: both): count and the aggregations of "
+            "the other groups",
+    params={"ids": IDS, "key": Param(str, doc="the grouping column 'party.dataset.column'"),
+            "values": Param(list, doc="numeric columns to aggregate"),
+            "aggregations": Param(list, required=False, default=["sum", "mean"],
+                                  doc="any of count, sum, mean"),
+            "min_group_size": Param(int, required=False, default=None,
+                                    doc="raise the suppression threshold above the policies' minimum"),
+            "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
+    uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
+    run=_run_group_by,
+    helpers=("dealer",),
+))

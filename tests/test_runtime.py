@@ -142,3 +142,17 @@ def test_stuck_party_reported():
         return 1
     with pytest.raises(JobTimeout, match="did not finish"):
         mpc.run_local(stuck, ["a", "b"], timeout=0.2, triples=None)
+
+
+def test_library_error_messages_are_withheld():
+    """Third-party messages may quote data: only their type reaches peers and users."""
+    import pandas as pd
+
+    def leaky(ctx):
+        if ctx.rank == 0:
+            pd.DataFrame({"salary": [object()]}).to_parquet("/dev/null")  # pyarrow quotes the value
+        return ctx.recv(ctx.parties[0]) if ctx.rank else None
+
+    with pytest.raises(JobFailed) as info:
+        mpc.run_local(leaky, ["a", "b"], triples=None)
+    assert "message withheld" in str(info.value) and "object at" not in str(info.value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sysconfig
+
 
 class GaotieError(Exception):
     """Base class of gaotie's own errors."""
@@ -35,9 +38,35 @@ class ProtocolViolation(GaotieError):
     """A peer sent something that breaks the wire protocol (bad sequence, over cap...)."""
 
 
+_OWN_CODE = (f"{os.sep}mpc{os.sep}", f"{os.sep}protocols{os.sep}")
+_LIBRARIES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+def _raised_in_library(exc: BaseException) -> bool:
+    """Whether the innermost Python frame of ``exc`` is an installed third-party library."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename
+    if any(p in path for p in _OWN_CODE):
+        return False
+    # Cython frames of compiled libraries carry relative paths ("pyarrow/error.pxi").
+    return (not os.path.isabs(path) or any(p in path for p in _LIBRARIES)
+            or path.startswith(sysconfig.get_paths()["stdlib"]))
+
+
 def describe(exc: BaseException) -> str:
-    """One-line description of an exception for peers and users: type and message."""
+    """One-line description of an exception for peers, users and logs: type and message.
+
+    gaotie's own messages name what was wrong without quoting data. Messages of
+    exceptions raised inside third-party code (pandas, pyarrow...) may quote cell values,
+    so only their type is passed on.
+    """
     if isinstance(exc, PeerFailed | JobFailed):
         return exc.reason
-    text = str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if text and not isinstance(exc, GaotieError) and _raised_in_library(exc):
+        text = "raised inside a library; message withheld as it may quote data"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
