@@ -148,3 +148,18 @@ def test_mismatched_parameters_fail_on_every_party():
                       triples=None)
     with pytest.raises(JobFailed, match="unknown parties"):
         run(ecdh_psi, [["a"], ["a"]], receivers=["zed"])
+
+
+def test_parties_running_different_protocols_fail_on_both():
+    def job(ctx, items):
+        fn = ecdh_psi if ctx.party == "alice" else psi_cardinality
+        return fn(ctx, items)
+
+    with pytest.raises(JobFailed, match="runs protocol"):
+        mpc.run_local(job, ["alice", "bob"], args={"alice": (["a"],), "bob": (["a"],)}, triples=None)
+
+
+def test_pandas_series_and_numpy_string_arrays():
+    import pandas as pd
+    out = run(ecdh_psi, [pd.Series(["a", "b", "c"]), np.array(["c", "a"])])
+    assert out["alice"].items == ["a", "c"] and out["bob"].indices.tolist() == [0, 1]
