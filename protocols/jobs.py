@@ -17,9 +17,7 @@ from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column
 
 def own_ref(ctx, params: dict[str, Any], key: str) -> ColumnRef | None:
     """This party's column among the references in parameter ``key`` (None if it has none)."""
-    value = params.get(key)
-    refs = [ColumnRef.parse(v, key) for v in (value if isinstance(value, list) else [value]) if v]
-    mine = [r for r in refs if r.party == ctx.party]
+    mine = [r for r in _refs(params, key) if r.party == ctx.party]
     if len(mine) > 1:
         raise ValueError(f"parameter {key!r} names two columns of party {ctx.party!r}")
     return mine[0] if mine else None
@@ -140,13 +138,17 @@ register(ProtocolSpec(
 
 
 # -- shared helpers for the statistics jobs --------------------------------------------------
+def _refs(params: dict[str, Any], key: str) -> list[ColumnRef]:
+    value = params.get(key)
+    return [ColumnRef.parse(v, key) for v in (value if isinstance(value, list) else [value] if value else [])]
+
+
 def own_columns(ctx, params: dict[str, Any], key: str, data: LocalData) -> dict[str, np.ndarray]:
     """This party's numeric columns named in parameter ``key`` (name -> float64 array)."""
     from mpc.server.data import numeric
 
     out = {}
-    for text in params.get(key) or []:
-        ref = ColumnRef.parse(text, key)
+    for ref in _refs(params, key):
         if ref.party == ctx.party:
             out[ref.column] = numeric(ref, data.column(ref))
     return out
@@ -154,8 +156,7 @@ def own_columns(ctx, params: dict[str, Any], key: str, data: LocalData) -> dict[
 
 def check_min_group(ctx, params: dict[str, Any], key: str, data: LocalData, rows: int) -> None:
     """Refuse (on the column's owner) to aggregate fewer rows than its policy's minimum."""
-    for text in params.get(key) or []:
-        ref = ColumnRef.parse(text, key)
+    for ref in _refs(params, key):
         if ref.party == ctx.party and rows < data.min_group_size(ref):
             raise ValueError(f"only {rows} rows: column {ref} may only be aggregated over at least "
                              f"{data.min_group_size(ref)} rows (its min_group_size)")
@@ -282,5 +283,99 @@ register(ProtocolSpec(
             "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
+    helpers=("dealer",),
+))
+
+
+# -- stats.woe_iv ----------------------------------------------------------------------------
+def _aligned_rows(ctx, params: dict[str, Any], data: LocalData) -> np.ndarray:
+    """Own row numbers of the ids every party holds, sorted by id (the same order everywhere)."""
+    from protocols.psi import ecdh_psi
+
+    ids = id_column(ctx, params, data)
+    result = ecdh_psi(ctx, ids)
+    keys = [str(v) for v in result.items]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"column {own_ref(ctx, params, 'ids')} has duplicate ids in the intersection; "
+                         "this job needs unique ids")
+    order = np.argsort(np.array(keys, dtype=object), kind="stable")
+    return result.indices[order]
+
+
+def _run_woe_iv(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
+    from protocols.stats import woe_iv
+
+    rows = _aligned_rows(ctx, params, data)
+    check_min_group(ctx, params, "features", data, len(rows))
+    check_min_group(ctx, params, "label", data, len(rows))
+    label = ColumnRef.parse(params["label"], "label")
+    view = {name: values[rows] for name, values in own_columns(ctx, params, "features", data).items()}
+    if label.party == ctx.party:
+        y = own_columns(ctx, params, "label", data)[label.column][rows]
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError(f"label column {label} must hold only 0 and 1")
+        view[label.column] = y.astype(np.int64)
+    features = [ColumnRef.parse(f, "features").column for f in params["features"]]
+    out = woe_iv(ctx, view, label.column, features, bins=params["bins"], reveal_to=params.get("reveal_to"))
+    if out is None:
+        return None
+    table, iv = out
+    return {"rows": len(rows), "bins": table, "iv": iv.rename("iv").reset_index().rename(
+        columns={"index": "feature"})}
+
+
+def _uses_woe(params: dict[str, Any]):
+    uses = _uses_ids(params) + column_refs(params, "label", "features", use="aggregate")
+    if len(params["ids"]) != 2:
+        raise ValueError("stats.woe_iv runs between exactly 2 parties")
+    return uses
+
+
+register(ProtocolSpec(
+    name="stats.woe_iv",
+    doc="Weight of evidence and information value of one party's features against another party's "
+        "0/1 label, over the customers both hold.",
+    reveals="both parties: which of their own ids the other party holds (the rows are aligned by PSI, as in "
+            "psi.ecdh); the label holder: per bin its size and number of events; reveal_to (default: both): "
+            "the WOE table and IV per feature; the feature holder learns no label",
+    params={"ids": IDS, "label": Param(str, doc="the 0/1 label column 'party.dataset.column'"),
+            "features": Param(list, doc="numeric feature columns of the other party"),
+            "bins": Param(int, required=False, default=10, doc="equal-frequency bins per feature"),
+            "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
+    uses=_uses_woe,
+    run=_run_woe_iv,
+))
+
+
+# -- stats.horizontal_describe ---------------------------------------------------------------
+def _run_horizontal_describe(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    from protocols.stats import horizontal_describe
+
+    own = own_columns(ctx, params, "columns", data)
+    lengths = {len(v) for v in own.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"party {ctx.party!r}: the columns {sorted(own)} have different lengths")
+    check_min_group(ctx, params, "columns", data, lengths.pop() if lengths else 0)
+    frame = pd.DataFrame(own)
+    out = horizontal_describe(ctx, frame, columns=sorted(own), reveal_to=params.get("reveal_to"))
+    return None if out is None else out.reset_index().rename(columns={"index": "column"})
+
+
+def _uses_horizontal(params: dict[str, Any]):
+    uses = column_refs(params, "columns", use="aggregate")
+    if len({u.ref.party for u in uses}) < 2:
+        raise ValueError("stats.horizontal_describe needs the same columns at two or more parties")
+    return uses
+
+
+register(ProtocolSpec(
+    name="stats.horizontal_describe",
+    doc="pandas describe() over the union of the rows every party holds of the same columns.",
+    reveals="every party: each party's row count, and min, max and the quartiles (values of single rows); "
+            "reveal_to (default: all): count, mean and std of the union; no row leaves its party",
+    params={"columns": Param(list, doc="the same column names at every party: 'party.dataset.column'"),
+            "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
+    uses=_uses_horizontal,
+    run=_run_horizontal_describe,
     helpers=("dealer",),
 ))
