@@ -1,0 +1,117 @@
+"""Statistics jobs on a real TLS cluster (bank, retailer, dealer) against pandas on the plain data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc import JobFailed
+from mpc.cluster import LocalCluster
+
+IDS = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    rng = np.random.default_rng(11)  # test data
+    n_bank, n_retail, overlap = 160, 140, 90
+    ids = [f"c{i:04d}" for i in range(n_bank + n_retail - overlap)]
+    income = rng.lognormal(10, 0.5, n_bank).round(2)
+    bank = pd.DataFrame({"customer_id": ids[:n_bank], "income": income,
+                         "segment": rng.choice(["gold", "silver", "basic", "vip"], n_bank, p=[0.3, 0.3, 0.37, 0.03]),
+                         "default": (rng.random(n_bank) < 0.3).astype(int), "tiny": rng.normal(0, 1e-3, n_bank)})
+    retail_ids = ids[n_bank - overlap:]
+    retail = pd.DataFrame({"customer_id": retail_ids, "spend": rng.gamma(2.0, 300.0, n_retail).round(2),
+                           "visits": rng.poisson(8, n_retail)})
+    # The retailer also holds rows of the bank's schema (horizontal describe).
+    more = pd.DataFrame({"customer_id": [f"r{i}" for i in range(50)], "income": rng.lognormal(9, 1.0, 50).round(2)})
+    datasets = {
+        "bank": {"accounts": {"frame": bank, "id": "customer_id", "min_group_size": 5,
+                              "columns": {"customer_id": "join_key", "income": "aggregate", "segment": "plaintext",
+                                          "default": "aggregate", "tiny": "aggregate"}}},
+        "retailer": {"purchases": {"frame": retail, "id": "customer_id", "min_group_size": 5,
+                                   "columns": {"customer_id": "join_key", "spend": "aggregate", "visits": "aggregate"}},
+                     "branch": {"frame": more, "id": "customer_id", "min_group_size": 5}},
+    }
+    with LocalCluster(["bank", "retailer"], datasets=datasets) as c:
+        c.joined = bank.merge(retail, on="customer_id")
+        c.bank, c.more = bank, more
+        yield c
+
+
+def test_join_stats_matches_pandas(cluster):
+    with cluster.client("bank") as client:
+        out = client.run("join.stats", ids=IDS, columns=["bank.accounts.income", "bank.accounts.tiny",
+                                                          "retailer.purchases.spend"],
+                         stats=["describe", "corr", "histogram"], bins=4, progress=False)
+    plain = cluster.joined[["income", "tiny", "spend"]]
+    assert out["rows"] == len(plain)
+    expected = plain.describe().T
+    got = out["describe"]
+    assert list(got.index) == ["bank.income", "bank.tiny", "retailer.spend"]
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), rtol=1e-3, atol=1e-4)
+    hist = out["histogram"]["retailer.spend"]
+    counts, edges = np.histogram(plain.spend, bins=4)
+    np.testing.assert_allclose(hist.lower, edges[:-1], rtol=1e-9)
+    assert (hist["count"][~hist.suppressed] == counts[~hist.suppressed.to_numpy()]).all()
+    assert (counts[hist.suppressed.to_numpy()] < 5).all()
+
+
+def test_group_by_matches_pandas_and_suppresses(cluster):
+    with cluster.client("retailer") as client:
+        out = client.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"],
+                         min_group_size=10, progress=False)
+    plain = cluster.joined.groupby("segment").spend.agg(["count", "sum", "mean"])
+    out = out.set_index("segment")
+    assert sorted(out.index) == sorted(plain.index)
+    for seg, row in plain.iterrows():
+        if row["count"] < 10:
+            assert out.loc[seg, "suppressed"]
+            assert np.isnan(out.loc[seg, "retailer.spend_sum"])
+        else:
+            assert not out.loc[seg, "suppressed"]
+            assert out.loc[seg, "count"] == row["count"]
+            assert out.loc[seg, "retailer.spend_sum"] == pytest.approx(row["sum"], rel=1e-6)
+            assert out.loc[seg, "retailer.spend_mean"] == pytest.approx(row["mean"], rel=1e-6)
+
+
+def test_woe_iv_matches_plain_computation(cluster):
+    with cluster.client("bank") as client:
+        out = client.run("stats.woe_iv", ids=IDS, label="bank.accounts.default",
+                         features=["retailer.purchases.spend"], bins=4, progress=False)
+    plain = cluster.joined
+    bins = out["bins"]
+    assert out["rows"] == len(plain)
+    edges = np.append(bins.lower.to_numpy(), bins.upper.iloc[-1])
+    idx = np.clip(np.searchsorted(edges, plain.spend.to_numpy(), side="right") - 1, 0, len(bins) - 1)
+    events = np.bincount(idx, weights=plain["default"], minlength=len(bins))
+    sizes = np.bincount(idx, minlength=len(bins))
+    assert (bins["count"].to_numpy() == sizes).all()
+    assert (bins["events"].to_numpy() == events).all()
+    good, bad = sizes - events, events
+    woe = np.log((good / good.sum()) / (bad / bad.sum()))
+    np.testing.assert_allclose(bins["woe"].to_numpy(), woe, rtol=1e-9)
+    iv = ((good / good.sum() - bad / bad.sum()) * woe).sum()
+    assert out["iv"].set_index("feature").loc["spend", "iv"] == pytest.approx(iv, rel=1e-9)
+
+
+def test_horizontal_describe_matches_pandas(cluster):
+    with cluster.client("bank") as client:
+        out = client.run("stats.horizontal_describe", columns=["bank.accounts.income", "retailer.branch.income"],
+                         progress=False)
+    expected = pd.concat([cluster.bank.income, cluster.more.income]).describe()
+    got = out.set_index("column").loc["income"]
+    np.testing.assert_allclose(got[expected.index].to_numpy(dtype=float), expected.to_numpy(), rtol=1e-6)
+
+
+def test_aggregating_too_few_rows_is_refused(cluster):
+    with cluster.client("bank") as client, pytest.raises(JobFailed, match="min_group_size"):
+        # 'branch' shares no customer with the bank: 0 rows is below every min_group_size.
+        client.run("stats.woe_iv", ids=["bank.accounts.customer_id", "retailer.branch.customer_id"],
+                   label="bank.accounts.default", features=["retailer.branch.income"], bins=2, progress=False)
+
+
+def test_hidden_or_plaintext_rules(cluster):
+    with cluster.client("bank") as client, pytest.raises(JobFailed, match="policy 'aggregate'"):
+        client.run("stats.group_by", ids=IDS, key="retailer.purchases.visits", values=["bank.accounts.income"],
+                   progress=False)
