@@ -29,3 +29,32 @@ def test_ad_conversion():
     assert match, stdout
     assert int(match.group(1)) == len(converted)
     assert float(match.group(2).replace(",", "")) == pytest.approx(converted.spend.sum(), abs=0.01)
+
+
+def _joined():
+    bank = pd.read_csv(DATA / "bank_accounts.csv")
+    retail = pd.read_csv(DATA / "retailer_purchases.csv")
+    return bank.merge(retail, on="customer_id")
+
+
+def test_joint_stats():
+    joined = _joined()
+    stdout = run_example("joint_stats.py")
+    assert f"customers in common: {len(joined)}" in stdout
+    pearson = float(re.search(r"pearson\(income, spend\) over them: ([-\d.]+)", stdout).group(1))
+    assert pearson == pytest.approx(joined.income.corr(joined.spend), abs=1e-4)
+    for segment, row in joined.groupby("segment").spend.agg(["count", "sum"]).iterrows():
+        line = next(x for x in stdout.splitlines() if x.strip().startswith(segment))
+        fields = line.split()
+        assert float(fields[1]) == row["count"] and float(fields[2]) == pytest.approx(row["sum"], abs=0.01)
+
+
+def test_credit_woe():
+    joined = _joined()
+    stdout = run_example("credit_woe.py")
+    assert f"rows aligned: {len(joined)}" in stdout
+    ivs = dict(re.findall(r"IV (\w+): ([\d.]+)", stdout))
+    assert set(ivs) == {"spend", "visits"}
+    # The events per bin add up to the defaults among the shared customers.
+    events = [int(line.split()[5]) for line in stdout.splitlines() if line.strip().startswith("spend ")]
+    assert sum(events) == joined["default"].sum()
