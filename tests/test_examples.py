@@ -58,3 +58,15 @@ def test_credit_woe():
     # The events per bin add up to the defaults among the shared customers.
     events = [int(line.split()[5]) for line in stdout.splitlines() if line.strip().startswith("spend ")]
     assert sum(events) == joined["default"].sum()
+
+
+def test_notebook_executes(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(ROOT / "examples" / "notebook.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = {i: cell.outputs for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
+    text = "".join(o.get("data", {}).get("text/plain", "") for outs in outputs.values() for o in outs)
+    joined = _joined()
+    assert str(len(joined)) in text  # the PSI cardinality cell
+    assert any("image/png" in o.get("data", {}) for outs in outputs.values() for o in outs)  # the histogram
