@@ -94,5 +94,18 @@ def test_run_job_file_and_datasets_and_audit(tls_cluster, tmp_path):
     assert out.returncode == 0 and "bank.accounts" in out.stdout and "aggregate" in out.stdout
     out = gaotie("audit", "--config", str(tls_cluster.configs["bank"]))
     assert out.returncode == 0 and "demo.secure_sum" in out.stdout and "done" in out.stdout
+    out = gaotie("submit", str(job), *conn)
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip()
+    import json
+    import time
+    for _ in range(100):
+        status = json.loads(gaotie("status", job_id, *conn).stdout.splitlines()[0])
+        if status["state"] == "done":
+            break
+        time.sleep(0.2)
+    assert status["state"] == "done" and status["protocol"] == "demo.secure_sum"
+    out = gaotie("status", job_id, "--result", *conn)
+    assert float(out.stdout.splitlines()[1]) == pytest.approx(expected, rel=1e-9)
     out = gaotie("run", str(tmp_path / "nope.toml"), *conn)
     assert out.returncode == 2 and "nope.toml" in out.stderr

@@ -115,3 +115,17 @@ def test_hidden_or_plaintext_rules(cluster):
     with cluster.client("bank") as client, pytest.raises(JobFailed, match="policy 'aggregate'"):
         client.run("stats.group_by", ids=IDS, key="retailer.purchases.visits", values=["bank.accounts.income"],
                    progress=False)
+
+
+def test_cancel_stops_the_job_everywhere(cluster):
+    with cluster.client("bank") as bank, cluster.client("retailer") as retailer:
+        job_id = bank.submit("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
+                             stats=["describe", "corr", "histogram"])
+        assert bank.cancel(job_id) == "cancelled"
+        with pytest.raises(JobFailed, match="cancelled"):
+            bank.result(job_id, timeout=30, progress=False)
+        with pytest.raises(JobFailed):
+            retailer.result(job_id, timeout=30, progress=False)
+        assert bank.status(job_id)["state"] == "cancelled"
+        # The servers keep serving.
+        assert bank.run("psi.cardinality", ids=IDS, progress=False) == len(cluster.joined)
