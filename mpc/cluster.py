@@ -172,8 +172,11 @@ class LocalCluster:
             columns = [str(c) for c in spec["frame"].columns]
         else:
             path = Path(spec["path"]).resolve()
-            from mpc.server.data import read_table
-            columns = list(read_table(path))
+            if spec.get("columns"):
+                columns = list(spec["columns"])
+            else:
+                from mpc.server.data import read_table
+                columns = list(read_table(path))
         out["path"] = str(path)
         id_column = spec.get("id", columns[0] if columns else None)
         if id_column:

@@ -35,13 +35,16 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
         if path.suffix.lower() == ".parquet":
             table = pq.read_table(path)
         else:
-            table = pacsv.read_csv(path)
+            bad: list = []
+            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(
+                invalid_row_handler=lambda row: bad.append(row) or "skip"))
+            if bad:
+                raise DataError(f"cannot read {path}: line {_bad_line(path)}: expected "
+                                f"{bad[0].expected_columns} columns, got {bad[0].actual_columns}")
     except FileNotFoundError:
         raise DataError(f"dataset file {path} does not exist") from None
     except (pa.ArrowInvalid, OSError) as exc:
-        # Arrow's CSV errors say which row is bad; keep that, drop quoted cell contents.
-        reason = str(exc).split(": ", 1)[-1] if "CSV parse error" in str(exc) else str(exc)
-        raise DataError(f"cannot read {path}: {_scrub(reason)}") from None
+        raise DataError(f"cannot read {path}: {_scrub(str(exc))}") from None
     out = {}
     for name in table.column_names:
         column = table.column(name)
@@ -53,6 +56,24 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
             arr = np.array(column.to_pylist(), dtype=object)
         out[name] = arr
     return out
+
+
+def _bad_line(path: Path) -> str:
+    """The line number of the first malformed CSV row (Arrow knows it single-threaded only)."""
+    import pyarrow.csv as pacsv
+
+    lines: list[int] = []
+
+    def note(row) -> str:
+        lines.append(row.number)
+        return "skip"
+
+    try:
+        pacsv.read_csv(path, parse_options=pacsv.ParseOptions(invalid_row_handler=note),
+                       read_options=pacsv.ReadOptions(use_threads=False))
+    except Exception:  # noqa: BLE001 - only looking for the line number
+        pass
+    return str(lines[0]) if lines and lines[0] is not None else "?"
 
 
 def _scrub(reason: str) -> str:
@@ -84,6 +105,10 @@ class DataStore:
             if use.ref.party != self.party:
                 continue
             ds = self.dataset(use.ref.dataset)
+            if use.ref.column not in ds.policies:
+                # Do not confirm or deny that a hidden column exists.
+                raise PolicyRefused(f"party {self.party!r} refuses: dataset {ds.name!r} offers no column "
+                                    f"{use.ref.column!r} (columns its policy does not list are hidden)")
             level = ds.policy(use.ref.column)
             if use.use not in ALLOWED[level]:
                 raise PolicyRefused(f"party {self.party!r} refuses: dataset {ds.name!r} column "
