@@ -14,8 +14,9 @@ def cluster(tmp_path_factory):
     (data / "broken.csv").write_text("id,v\nx1,1.0\nx2,2.0,EXTRA\nx3,3.0\n")
     (data / "words.csv").write_text("id,v\n" + "".join(f"w{i},{'abc' if i == 7 else i}\n" for i in range(30)))
     good = pd.DataFrame({"id": [f"w{i}" for i in range(30)], "v": [float(i) for i in range(30)]})
-    datasets = {"a": {"broken": {"path": str(data / "broken.csv"), "id": "id", "columns": {"id": "join_key", "v": "aggregate"}},
-                      "words": {"path": str(data / "words.csv"), "id": "id", "columns": {"id": "join_key", "v": "aggregate"}}},
+    policy = {"id": "join_key", "v": "aggregate"}
+    datasets = {"a": {"broken": {"path": str(data / "broken.csv"), "id": "id", "columns": policy},
+                      "words": {"path": str(data / "words.csv"), "id": "id", "columns": policy}},
                 "b": {"good": {"frame": good, "id": "id"}}}
     with LocalCluster(["a", "b"], datasets=datasets, dealer=False) as c:
         yield c
