@@ -7,8 +7,10 @@ Run: ``/work/venv/bin/pytest bench/bench_ss.py -p no:cacheprovider -o addopts=""
   (all three in this process, sharing this machine's cores). Timed: the ``x * y`` call
   on party 0 (inputs already shared); the whole job (sharing, dealer, reveal) is printed too.
 * gaotie, Paillier: the same with dealer-free Paillier triples (2048-bit key) on
-  ``GAOTIE_BENCH_PAILLIER_N`` elements (default 200: each fixed-point product needs a
-  triple plus a truncation pair built from 64 daBits, i.e. ~66 Paillier encryptions).
+  ``GAOTIE_BENCH_PAILLIER_N`` elements (default 1000: each fixed-point product needs an
+  arithmetic triple (2 encryptions) and a two-party truncation (1 bit product), ~3
+  Paillier encryptions per element); and ``GAOTIE_BENCH_PAILLIER_CMP_N`` comparisons
+  (default 20: ~580 encryptions each, boolean triples cost 2 encryptions per bit).
 * gaotie: 1M comparisons ``x < y`` (edaBit + 6 rounds of AND + daBit), dealer, gRPC.
 * MPyC 0.11 (what PyPI has): 3 parties started by ``-M3`` on loopback, SecFxp (32-bit,
   16 fractional bits) secure numpy arrays, ``x * y`` on ``GAOTIE_BENCH_MPYC_N`` elements
@@ -32,7 +34,8 @@ from mpc import ss
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venvs" / "mpyc"
 N = int(os.environ.get("GAOTIE_BENCH_N", 1_000_000))
-N_PAILLIER = int(os.environ.get("GAOTIE_BENCH_PAILLIER_N", 200))
+N_PAILLIER = int(os.environ.get("GAOTIE_BENCH_PAILLIER_N", 1000))
+N_PAILLIER_CMP = int(os.environ.get("GAOTIE_BENCH_PAILLIER_CMP_N", 20))
 N_MPYC = int(os.environ.get("GAOTIE_BENCH_MPYC_N", 20_000))
 PER_ELEMENT: dict[str, float] = {}
 
@@ -127,6 +130,15 @@ def test_mul_paillier_grpc(benchmark):
     PER_ELEMENT["paillier_mul"] = op / N_PAILLIER
     print(f"\n[fixed-point mul, n={N_PAILLIER}, 2 parties, Paillier 2048-bit triples, grpc] "
           f"x*y {op:.2f} s ({op / N_PAILLIER * 1e3:.2f} ms/element); whole job {total:.2f} s")
+    benchmark.extra_info.update(op_seconds=op, job_seconds=total)
+
+
+def test_compare_paillier_grpc(benchmark):
+    op, total, x, y, head = benchmark.pedantic(_run, args=(_cmp_job, N_PAILLIER_CMP),
+                                               kwargs={"triples": "paillier"}, rounds=1, iterations=1)
+    np.testing.assert_array_equal(head, (x < y).astype(np.int64))
+    print(f"\n[comparison x<y, n={N_PAILLIER_CMP}, 2 parties, Paillier 2048-bit triples, grpc] {op:.2f} s "
+          f"({op / N_PAILLIER_CMP * 1e3:.1f} ms/element); whole job {total:.2f} s")
     benchmark.extra_info.update(op_seconds=op, job_seconds=total)
 
 

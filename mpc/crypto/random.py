@@ -37,6 +37,17 @@ def secure_permutation(n: int) -> np.ndarray:
     return np.lexsort((keys[:, 1], keys[:, 0])).astype(np.int64)
 
 
+_ZEROS = memoryview(bytes(1 << 20))
+
+
+def _zeros(n: int) -> memoryview:
+    """A read-only view of ``n`` zero bytes (a shared buffer, grown when needed)."""
+    global _ZEROS
+    if len(_ZEROS) < n:
+        _ZEROS = memoryview(bytes(max(n, 2 * len(_ZEROS))))
+    return _ZEROS[:n]
+
+
 class PRG:
     """AES-128-CTR keystream keyed by a seed: ``PRG(seed).uint64(shape)`` is deterministic.
 
@@ -56,4 +67,7 @@ class PRG:
     def uint64(self, shape: int | tuple[int, ...]) -> np.ndarray:
         """The next values of the stream as uint64 of the given shape."""
         count = int(np.prod(shape, dtype=np.int64))
-        return np.frombuffer(self.bytes(8 * count), dtype=np.uint64).reshape(shape).copy()
+        # encrypt zeros straight into a fresh writable buffer (no intermediate copies)
+        out = bytearray(8 * count + 15)  # update_into wants room for one block more
+        self._enc.update_into(_zeros(8 * count), out)
+        return np.frombuffer(out, dtype=np.uint64, count=count).reshape(shape)
