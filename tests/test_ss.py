@@ -59,7 +59,7 @@ def _all_ops(ctx, x, y):
         "lt": x < y, "le": x <= y, "gt": x > y, "ge": x >= y, "eq": x == y, "eq_self": x == x,
         "lt_pub": x < 1.0, "maximum": ss.maximum(x, y), "minimum": ss.minimum(x, y),
         "where": ss.where(x < y, x, y * 2), "max": x.max(), "min": x.min(), "argmax": x.argmax(),
-        "argmin": x.argmin(),
+        "argmin": x.argmin(), "abs": abs(x),
     }
     return {k: v.reveal() for k, v in out.items()}
 
@@ -90,6 +90,7 @@ def _check_all(res, x, y):
     np.testing.assert_allclose(res["where"], np.where(qx < qy, qx, q(qy * 2)), **tol)
     assert res["max"] == qx.max() and res["min"] == qx.min()
     assert res["argmax"] == np.argmax(qx) and res["argmin"] == np.argmin(qx)
+    np.testing.assert_array_equal(res["abs"], np.abs(qx))
 
 
 @pytest.mark.parametrize("n_parties", [2, 3])
@@ -104,7 +105,7 @@ def test_operators_match_numpy(n_parties, xy):
 def _int_ops(ctx, x, y):
     return {k: v.reveal() for k, v in {
         "add": x + y, "mul": x * y, "mul_pub": x * -7, "lt": x < y, "max": x.max(), "sum": x.sum(),
-        "matmul": x @ y.T, "eq": x == y}.items()}
+        "matmul": x @ y.T, "eq": x == y, "pow": (x * 0 + 3) ** 5}.items()}
 
 
 @pytest.mark.parametrize("n_parties", [2, 3])
@@ -121,6 +122,7 @@ def test_integer_tensors_are_exact(n_parties, xy):
     np.testing.assert_array_equal(res["lt"], (x < y).astype(np.int64))
     np.testing.assert_array_equal(res["eq"], (x == y).astype(np.int64))
     assert res["max"] == x.max() and res["sum"] == x.sum()
+    np.testing.assert_array_equal(res["pow"], np.full(x.shape, 243))
     np.testing.assert_array_equal(res["matmul"], (x.astype(object) @ y.T.astype(object)).astype(np.int64))
 
 
@@ -236,3 +238,10 @@ def test_four_parties():
     res, out = run(_all_ops, 4, x, y)
     _check_all(res, x, y)
     assert all(np.array_equal(out[p]["mul"], res["mul"]) for p in PARTIES[4])
+
+
+def test_power_of_fixed_point():
+    x = np.array([1.5, -2.0, 0.25, 3.0])
+    res, _ = run(lambda ctx, a, b: ((a ** 3).reveal(), (a ** 1).reveal()), 2, x, x)
+    np.testing.assert_allclose(res[0], x ** 3, atol=4 * ULP)
+    np.testing.assert_array_equal(res[1], x)

@@ -1,17 +1,33 @@
 """Secret-sharing engine: SharedTensor over Z_2^64, fixed point, Beaver triples, comparisons.
 
-    x = ss.share(ctx, array_or_None, owner="alice")
+    x = ss.share(ctx, array_or_None, owner="alice")   # floats -> fixed point, ints stay ints
     y = ss.share(ctx, array_or_None, owner="bob")
     z = (x * y + 1.5).sum()
-    print(z.reveal())            # every computing party gets the value
+    print(z.reveal())            # every computing party gets the value (or reveal(to=...))
+
+Operators: ``+ - * / @ ** abs``, unary ``-``, ``sum/mean``, indexing, ``reshape``,
+``concatenate/stack``, comparisons ``< <= > >= == !=`` (0/1 integer tensors), ``where``,
+``maximum/minimum``, ``max/min/argmax/argmin``, ``sort/quantile/median``,
+``reciprocal/divide/sqrt/inv_sqrt``. Protocol code may work on shares directly:
+``from_shares``, ``t.share`` and the raw protocols in ``beaver`` and ``compare``.
+
+Guarantees (f = ``frac_bits`` runtime option, default 16):
+
+- ``share`` refuses |x| >= 2^(61-f) (fixed point) or |x| >= 2^61 (integers), naming the owner.
+- Products: exact ring products, then truncation with error at most 1 ulp (2^-f) and no
+  failure probability, provided |x * y| < 2^(62-2f) (about 1.07e9 for f = 16).
+- Comparisons are exact on the encoded values whenever |a - b| < 2^63 (always, in range).
+- Division by a public d: relative error <= 2^-(f-1) plus 2 ulp; secret division,
+  reciprocal and square roots: see :mod:`mpc.ss.functions`.
 
 Triples come from the job's ``triples`` runtime option: a seed-compressed ``dealer``
-helper party (default) or dealer-free ``paillier`` (two parties). See tensor.py for what
-each operation reveals (nothing but shapes, until ``reveal``).
+helper party (default, any number of parties) or dealer-free ``paillier`` (two parties).
+Nothing but shapes is revealed until ``reveal``; see each module for details.
 """
 
 from __future__ import annotations
 
+from mpc.ss import beaver, compare
 from mpc.ss.functions import (
     argmax,
     argmin,
@@ -30,6 +46,6 @@ from mpc.ss.functions import (
 )
 from mpc.ss.tensor import SharedTensor, concatenate, from_shares, share, stack
 
-__all__ = ["SharedTensor", "argmax", "argmin", "concatenate", "divide", "from_shares", "inv_sqrt", "max_",
-           "maximum", "median", "min_", "minimum", "quantile", "reciprocal", "share", "sort",
-           "sqrt", "stack", "where"]
+__all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "divide",
+           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "minimum", "quantile",
+           "reciprocal", "share", "sort", "sqrt", "stack", "where"]

@@ -123,6 +123,23 @@ class SharedTensor:
     def __neg__(self) -> SharedTensor:
         return self._new(np.uint64(0) - self.share)
 
+    def __abs__(self) -> SharedTensor:
+        """|x| (one comparison and one product)."""
+        return self * (1 - 2 * (self < 0))
+
+    def __pow__(self, exponent: int) -> SharedTensor:
+        """x ** k for a public integer k >= 1 (square-and-multiply: about log2(k) rounds)."""
+        if isinstance(exponent, bool) or not isinstance(exponent, (int, np.integer)) or exponent < 1:
+            raise ValueError(f"SharedTensor ** k needs a public integer k >= 1, got {exponent!r}")
+        result, base, k = None, self, int(exponent)
+        while True:
+            if k & 1:
+                result = base if result is None else result * base
+            k >>= 1
+            if not k:
+                return result
+            base = base * base
+
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedTensor:
         """Sum of elements (local; wraps mod 2^64 like every share)."""
         return self._new(np.sum(self.share, axis=axis, dtype=np.uint64, keepdims=keepdims))
