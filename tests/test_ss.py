@@ -218,11 +218,12 @@ def test_from_shares_and_local_share_access():
     assert out["b"][1] == np.uint64
 
 
-def test_grpc_transport():
+@pytest.mark.parametrize("n_parties", [2, 3])
+def test_grpc_transport(n_parties):
     x = np.array([1.5, -2.0, 3.25])
     y = np.array([2.0, 2.0, -1.0])
-    res, _ = run(lambda ctx, a, b: ((a * y_pub(a)).reveal(), (a < b).reveal(), (a * b).reveal()), 2, x, y,
-                 transport="grpc")
+    res, _ = run(lambda ctx, a, b: ((a * y_pub(a)).reveal(), (a < b).reveal(), (a * b).reveal()), n_parties,
+                 x, y, transport="grpc")
     np.testing.assert_allclose(res[0], q(x) * 2.0, atol=ULP)
     np.testing.assert_array_equal(res[1], (x < y).astype(np.int64))
     np.testing.assert_allclose(res[2], q(x) * q(y), atol=ULP)

@@ -118,3 +118,13 @@ def test_correlation_from_shares():
     r1, r2 = run1(fn, a)
     assert abs(r1 - np.corrcoef(a, b)[0, 1]) < 1e-4
     assert abs(r2 - np.corrcoef(a, b)[0, 1]) < 1e-3
+
+
+def test_bit_level_functions_work_in_chunks(monkeypatch):
+    import mpc.ss.functions as fn_mod
+    monkeypatch.setattr(fn_mod, "CHUNK", 7)
+    x = np.linspace(0.5, 300, 20).reshape(4, 5)
+    out = run1(lambda ctx, t: (ss.reciprocal(t).reveal(), ss.sqrt(t).reveal(), (2.0 / t).reveal()), x)
+    np.testing.assert_allclose(out[0], 1 / q(x), rtol=2.0 ** -(F - 3), atol=4 * ULP)
+    np.testing.assert_allclose(out[1], np.sqrt(q(x)), rtol=2.0 ** -(F - 3), atol=4 * ULP)
+    np.testing.assert_allclose(out[2], 2 / q(x), rtol=2.0 ** -(F - 3), atol=4 * ULP)

@@ -226,8 +226,25 @@ def _normalised_reciprocal(y: SharedTensor):
     return sign, oh, exps, w
 
 
+CHUNK = 1 << 16  # elements per pass of the bit-level functions (they use ~62x memory)
+
+
+def _chunked(fn, *tensors: SharedTensor) -> SharedTensor:
+    """Apply an elementwise fn to same-shape tensors in chunks of CHUNK elements."""
+    first = tensors[0]
+    if first.size <= CHUNK:
+        return fn(*tensors)
+    flat = [t.flatten() for t in tensors]
+    parts = [fn(*[t[i:i + CHUNK] for t in flat]) for i in range(0, first.size, CHUNK)]
+    return concatenate(parts).reshape(first.shape)
+
+
 def reciprocal(x: SharedTensor) -> SharedTensor:
     """1/x elementwise (fixed point; 0 for x == 0); see module docstring for precision."""
+    return _chunked(_reciprocal, x)
+
+
+def _reciprocal(x: SharedTensor) -> SharedTensor:
     sign, oh, exps, w = _normalised_reciprocal(x)
     return _scale_pow2(w, oh, exps) * sign
 
@@ -235,10 +252,18 @@ def reciprocal(x: SharedTensor) -> SharedTensor:
 def divide(x: Any, y: SharedTensor) -> SharedTensor:
     """x / y for a SharedTensor y (0 where y == 0): x is scaled by y's secret power of two
     first, so the absolute error stays a few ulp whatever the magnitude of y."""
-    sign, oh, exps, w = _normalised_reciprocal(y)
     xt = _fixed(y._coerce(x))
-    shape = np.broadcast_shapes(xt.shape, y.shape)
+    try:
+        shape = np.broadcast_shapes(xt.shape, y.shape)
+    except ValueError:
+        raise ValueError(f"shape mismatch: {xt.shape} / {y.shape}") from None
     xt = xt._new(np.ascontiguousarray(np.broadcast_to(xt.share, shape)))
+    yt = y._new(np.ascontiguousarray(np.broadcast_to(y.share, shape)))
+    return _chunked(_divide, xt, yt)
+
+
+def _divide(xt: SharedTensor, y: SharedTensor) -> SharedTensor:
+    sign, oh, exps, w = _normalised_reciprocal(y)
     return (_scale_pow2(xt, oh, exps) * w) * sign
 
 
@@ -259,9 +284,9 @@ def _sqrt_pair(x: SharedTensor) -> tuple[SharedTensor, SharedTensor]:
 
 def inv_sqrt(x: SharedTensor) -> SharedTensor:
     """1/sqrt(x) for x > 0 (0 for x == 0)."""
-    return _sqrt_pair(x)[0]
+    return _chunked(lambda t: _sqrt_pair(t)[0], x)
 
 
 def sqrt(x: SharedTensor) -> SharedTensor:
     """sqrt(x) for x >= 0."""
-    return _sqrt_pair(x)[1]
+    return _chunked(lambda t: _sqrt_pair(t)[1], x)
