@@ -60,6 +60,7 @@ def _uses_ids(params: dict[str, Any]):
 
 IDS = Param(list, doc="one id column per party: 'party.dataset.column'")
 RECEIVERS = Param(list, required=False, doc="parties that get the result (default: all)")
+REVEAL_TO = Param(str, required=False, doc="the one party that gets the result (default: all)")
 
 register(ProtocolSpec(
     name="psi.ecdh",
@@ -162,6 +163,12 @@ def check_min_group(ctx, params: dict[str, Any], key: str, data: LocalData, rows
                              f"{data.min_group_size(ref)} rows (its min_group_size)")
 
 
+def shared_min_group(ctx, params: dict[str, Any], key: str, data: LocalData) -> int:
+    """The largest min_group_size of the columns in parameter ``key`` (policies are public)."""
+    own = [data.min_group_size(r) for r in _refs(params, key) if r.party == ctx.party]
+    return max(ctx.gather(max(own, default=1)))
+
+
 def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
     """Private join on the ``ids`` parameter; returns (n_rows, {"party.column": SharedTensor})."""
     from protocols.psi.private_join import private_join
@@ -199,8 +206,7 @@ def _run_join_stats(ctx, params: dict[str, Any], data: LocalData) -> dict[str, A
         raise ValueError(f"parameter 'stats': unknown statistic {sorted(unknown)[0]!r}; choose from {JOIN_STATS}")
     rows, cols = joined(ctx, params, data, own_columns(ctx, params, "columns", data))
     check_min_group(ctx, params, "columns", data, rows)
-    min_group = max(ctx.gather(max([data.min_group_size(ColumnRef.parse(c)) for c in params["columns"]
-                                    if ColumnRef.parse(c).party == ctx.party] or [1])))
+    min_group = shared_min_group(ctx, params, "columns", data)
     to = params.get("reveal_to")
     out: dict[str, Any] = {"rows": rows}
     if "describe" in params["stats"]:
@@ -229,7 +235,7 @@ register(ProtocolSpec(
     params={"ids": IDS, "columns": Param(list, doc="numeric columns 'party.dataset.column'"),
             "stats": Param(list, required=False, default=["describe", "corr"], doc=f"any of {JOIN_STATS}"),
             "bins": Param(int, required=False, default=10, doc="histogram bins"),
-            "reveal_to": Param(str, required=False, doc="the one party that gets the statistics")},
+            "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
     helpers=("dealer",),
@@ -251,8 +257,7 @@ def _run_group_by(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         columns["__group__"] = codes.astype(np.int64)
     labels = ctx.gather(labels)[ctx.parties.index(key_ref.party)]
     rows, cols = joined(ctx, params, data, columns)
-    min_group = max(ctx.gather(max([data.min_group_size(ColumnRef.parse(c)) for c in params["values"]
-                                    if ColumnRef.parse(c).party == ctx.party] or [1])))
+    min_group = shared_min_group(ctx, params, "values", data)
     min_group = max(min_group, params["min_group_size"] or 1)
     key = cols.pop(f"{key_ref.party}.__group__")
     key = ss.from_shares(key.ctx, key.share, 0)
@@ -280,7 +285,7 @@ register(ProtocolSpec(
                                   doc="any of count, sum, mean"),
             "min_group_size": Param(int, required=False, default=None,
                                     doc="raise the suppression threshold above the policies' minimum"),
-            "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
+            "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
     helpers=("dealer",),
@@ -341,7 +346,7 @@ register(ProtocolSpec(
     params={"ids": IDS, "label": Param(str, doc="the 0/1 label column 'party.dataset.column'"),
             "features": Param(list, doc="numeric feature columns of the other party"),
             "bins": Param(int, required=False, default=10, doc="equal-frequency bins per feature"),
-            "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
+            "reveal_to": REVEAL_TO},
     uses=_uses_woe,
     run=_run_woe_iv,
 ))
@@ -374,7 +379,7 @@ register(ProtocolSpec(
     reveals="every party: each party's row count, and min, max and the quartiles (values of single rows); "
             "reveal_to (default: all): count, mean and std of the union; no row leaves its party",
     params={"columns": Param(list, doc="the same column names at every party: 'party.dataset.column'"),
-            "reveal_to": Param(str, required=False, doc="the one party that gets the table")},
+            "reveal_to": REVEAL_TO},
     uses=_uses_horizontal,
     run=_run_horizontal_describe,
     helpers=("dealer",),
