@@ -67,7 +67,8 @@ class PRG:
     def uint64(self, shape: int | tuple[int, ...]) -> np.ndarray:
         """The next values of the stream as uint64 of the given shape."""
         count = int(np.prod(shape, dtype=np.int64))
-        # encrypt zeros straight into a fresh writable buffer (no intermediate copies)
-        out = bytearray(8 * count + 15)  # update_into wants room for one block more
-        self._enc.update_into(_zeros(8 * count), out)
-        return np.frombuffer(out, dtype=np.uint64, count=count).reshape(shape)
+        # encrypt zeros straight into a fresh (uninitialised) array: no intermediate copies;
+        # update_into wants room for one block more than it writes
+        out = np.empty(count + 2, dtype=np.uint64)
+        self._enc.update_into(_zeros(8 * count), memoryview(out).cast("B"))
+        return out[:count].reshape(shape)
