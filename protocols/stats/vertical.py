@@ -298,6 +298,22 @@ def _kth(ctx: Any, col: _Col, ks: np.ndarray) -> np.ndarray:
     return a + col.mn
 
 
+def _next_values(ctx: Any, col: _Col, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Shares of the hi-th order statistics (hi = lo or lo + 1) given v, the lo-th: v itself
+    when at least hi + 1 values are <= v, else the smallest value above v. 2 comparisons
+    per row instead of one per row and bit of a second search."""
+    k = len(v)
+    y = col.y
+    v_y = v - col.mn                                                   # v on y's scale
+    above = cm.ltz(ctx, v_y[:, None] - y[None, :])                     # [y > v], (K, n)
+    le = cm.public_int(ctx, col.n, (k,)) - np.sum(above, axis=1, dtype=np.uint64)
+    big = cm.public_int(ctx, 1 << col.range_bits, (k, col.n))
+    masked = big + beaver.mul(ctx, above, np.ascontiguousarray(y[None, :] - big))   # y if y > v else 2^b
+    nxt = ss.min_(ss.from_shares(ctx, masked, 0), axis=1).share + col.mn
+    enough = cm.ltz(ctx, le - cm.public_int(ctx, hi + 1, (k,)))       # 1: fewer than hi + 1 are <= v
+    return v + beaver.mul(ctx, enough, nxt - v)
+
+
 def _quantile_shares(ctx: Any, col: _Col, qs: np.ndarray, method: str) -> np.ndarray:
     """Shares of the quantiles at the column's own scale (interpolation to 1 unit)."""
     h = (col.n - 1) * qs
@@ -312,12 +328,12 @@ def _quantile_shares(ctx: Any, col: _Col, qs: np.ndarray, method: str) -> np.nda
     else:
         raise ValueError(f"unknown quantile method {method!r}")
     lo, hi = lo.astype(np.int64), hi.astype(np.int64)
-    ranks = np.unique(np.concatenate([lo, hi]))
+    ranks = np.unique(lo)
     vals = _kth(ctx, col, ranks)
     v_lo = vals[np.searchsorted(ranks, lo)]
-    v_hi = vals[np.searchsorted(ranks, hi)]
     if method != "linear" or np.all(h == lo):
         return v_lo
+    v_hi = _next_values(ctx, col, v_lo, lo, hi)
     f = np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64)
     d = v_hi - v_lo                                                   # in [0, 2^range_bits)
     if col.range_bits + INTERP_BITS <= 60:
