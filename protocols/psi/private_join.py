@@ -173,17 +173,23 @@ def _select(ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots:
         raise ValueError(f"party {peer!r} sent a malformed public key")
     pk = PublicKey.from_n(n)
     groups = _groups(n_cols, slots)
-    cts: list[list[Any]] = [[] for _ in groups]
+    m = len(wanted)
+    # Keep only the wanted rows while the buckets stream in (memory: joined rows only).
+    slot_of = np.full(n_rows, -1, dtype=np.int64)
+    slot_of[wanted] = np.arange(m)
+    cts: list[list[Any]] = [[None] * m for _ in groups]
     for s in _buckets(n_rows, bucket):
+        here = slot_of[s]
+        keep = np.nonzero(here >= 0)[0].tolist()
         for g in range(len(groups)):
             ev = ctx.recv(peer)
             if not isinstance(ev, EncryptedVector) or ev.public_key != pk or len(ev) != s.stop - s.start:
                 raise ValueError(f"party {peer!r} sent a malformed ciphertext bucket")
-            cts[g].extend(ev.ciphertexts)
-    m = len(wanted)
+            got = ev.ciphertexts
+            for j in keep:
+                cts[g][here[j]] = got[j]
     shares = [np.zeros(m, dtype=np.uint64) for _ in range(n_cols)]
     nsq = int(pk.nsquare)
-    idx = wanted.tolist()
     for g, cols in enumerate(groups):
         width = len(cols)
         rows_per_ct = max(1, slots // width)
@@ -191,11 +197,11 @@ def _select(ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots:
         for j, c in enumerate(cols):
             shares[c] = np.array([(-mk[j]) % RING for mk in masks], dtype=np.uint64)
         masked = []
-        for k, i in enumerate(idx):
+        for k in range(m):
             plain = 0
             for j, r in enumerate(masks[k]):
                 plain |= r << (SLOT_BITS * j)
-            masked.append(int(cts[g][i]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x + r)
+            masked.append(int(cts[g][k]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x + r)
         chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
         packed = pool.map_chunks(_horner_chunk, chunks, 64, SLOT_BITS * width, nsq)
         out = EncryptedVector(pk, packed, 0, fresh=False).rerandomise()
