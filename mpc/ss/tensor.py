@@ -9,9 +9,10 @@ values are local; ``* @`` open Beaver-masked values and comparisons open edaBit-
 values (uniform, independent of the data); only ``reveal`` discloses a value, and only
 to the parties it names. Shapes and ``frac_bits`` are public.
 
-Fixed-point products are truncated back to f fractional bits with a truncation pair
-(error at most 1 unit in the last place, 2^-f, and no failure probability) provided
-|x * y| < 2^(62-2f) (about 1.07e9 for f = 16), see :mod:`mpc.ss.fixed`.
+Fixed-point products are truncated back to f fractional bits (dealer: a truncation pair;
+Paillier: the two-party wrap-bit protocol), with error at most 1 unit in the last place
+(2^-f) and no failure probability, provided |x * y| < 2^(62-2f) (about 1.07e9 for
+f = 16), see :mod:`mpc.ss.fixed` and :func:`mpc.ss.beaver.truncate`.
 """
 
 from __future__ import annotations
