@@ -22,9 +22,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    inv_sqrt works on [0.25, 1) with 20 fractional bits.
 4. Order statistics (quantile, describe) are exact: the k-th smallest ring value is found
    bit by bit with a *secret* threshold (compare every row with it, count, compare the
-   count with k): one round of n comparisons per bit of max - min, per rank, nothing
-   opened until the end. ``linear`` interpolation is done on shares (to 1 unit of the
-   column's encoding).
+   count with k): per rank, n comparisons per bit of (max - min), nothing opened until
+   the end; for ``linear`` the upper neighbour costs 2 more comparisons per row (values
+   above the lower one, then their minimum) and the interpolation is done on shares.
 
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
 range to everyone; ``count`` is the public number of rows. ``histogram`` with an integer ``bins``
@@ -34,10 +34,12 @@ Accuracy (tests/test_stats_vertical.py, wide-range data 1e-4..1e4, 1000 +- 0.01)
 mean, var, std and cov within 1e-6 relative of numpy, pearson and corr within 1e-4
 absolute (inv_sqrt with 20 fractional bits; typically ~1e-6); min, max and order
 statistics equal the encoded values exactly, interpolated quantiles to 2^-30 of the gap.
-A column's values are only as precise as its encoding: a column shared with 16
-fractional bits holds 1e-4 as 7 * 2^-16. Share small-valued columns with more
-fractional bits (runtime option ``frac_bits`` up to 30 for |x| < 2^31), or pre-scale them
-with :func:`protocols.stats.scaling.scale_column` before ``private_join``.
+A column's values are only as precise as its encoding. With the owner's scaling
+(:mod:`protocols.stats.scaling`: ``share_scaled``, or ``scale_columns`` before
+``private_join``) a value is stored to 2^-bits of the column's max (bits = 60 - log2 n,
+45 for 32768 rows), so a 1e-4 next to 1e4 in one column keeps ~1e-7 relative precision.
+A column shared at the job's 16 fractional bits holds 1e-4 as 7 * 2^-16: use the scaling,
+or the runtime option ``frac_bits`` (up to 30, for |x| < 2^31).
 Constant columns give pearson 0 (numpy: nan).
 """
 
