@@ -178,10 +178,11 @@ def test_truncation_1m_elements_largish_values():
     assert np.abs(res - q(x) * q(y)).max() <= 1.01 * ULP
 
 
-def test_comparisons_100k_elements():
+def test_comparisons_1m_elements():
     rng = np.random.default_rng(7)
-    x = rng.normal(size=100_000) * 1000
-    y = np.where(rng.random(100_000) < 0.1, x, rng.normal(size=100_000) * 1000)
+    n = 1_000_000
+    x = rng.normal(size=n) * 1000
+    y = np.where(rng.random(n) < 0.1, x, rng.normal(size=n) * 1000)
     res, _ = run(lambda ctx, a, b: (a < b).reveal(), 2, x, y)
     np.testing.assert_array_equal(res, (q(x) < q(y)).astype(np.int64))
 
