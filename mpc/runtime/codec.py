@@ -135,7 +135,8 @@ def _decode_array(arr: value_pb2.Array) -> np.ndarray:
         dtype = np.dtype(arr.dtype)
     except TypeError as exc:
         raise CodecError(f"bad array dtype {arr.dtype!r}") from exc
-    if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+    if (dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None
+            or dtype.itemsize == 0):
         raise CodecError(f"array dtype {arr.dtype!r} is not allowed")
     shape = tuple(arr.shape)
     if any(d < 0 for d in shape):
@@ -162,4 +163,9 @@ def loads(data: bytes) -> Any:
         msg.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError (and sometimes others)
         raise CodecError(f"malformed value message: {exc}") from exc
-    return decode(msg)
+    try:
+        return decode(msg)
+    except CodecError:
+        raise
+    except Exception as exc:  # an extension's validator (or numpy) refused what a peer sent
+        raise CodecError(f"malformed value ({type(exc).__name__} while decoding)") from exc

@@ -23,13 +23,14 @@ import grpc
 
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import codec
-from mpc.runtime.errors import JobTimeout, PeerFailed, ProtocolViolation
+from mpc.runtime.errors import GaotieError, JobTimeout, PeerFailed, ProtocolViolation
 from mpc.runtime.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_BYTES = 2 << 20
 DEFAULT_MAX_VALUE_BYTES = 1 << 30
+DEFAULT_MAX_UNREAD_BYTES = 4 << 30
 _ENVELOPE_OVERHEAD = 64 << 10
 _QUEUE_CHUNKS = 16
 
@@ -49,18 +50,67 @@ def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, 
             ("grpc.http2.max_ping_strikes", 0)]
 
 
+class _Malformed:
+    """Stands for an Exchange request that is not a valid Envelope."""
+
+
+_MALFORMED = _Malformed()
+
+
+def _parse_envelope(data: bytes) -> party_pb2.Envelope | _Malformed:
+    try:
+        return party_pb2.Envelope.FromString(data)
+    except Exception:  # protobuf's DecodeError (and sometimes others)
+        return _MALFORMED
+
+
+def add_party_servicer(servicer: party_pb2_grpc.PartyServicer, server: grpc.Server) -> None:
+    """Like the generated ``add_PartyServicer_to_server``, except that Exchange requests that
+    do not parse reach :func:`receive_stream`, which refuses them. (When grpc's own
+    deserializer fails inside a client stream, grpc 1.85 never finishes the call: a stranger's
+    junk would pin it until the process dies and make ``server.stop`` hang.)"""
+    from google.protobuf import message_factory
+
+    service = party_pb2.DESCRIPTOR.services_by_name["Party"]
+    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
+             (True, False): grpc.stream_unary_rpc_method_handler,
+             (False, True): grpc.unary_stream_rpc_method_handler,
+             (True, True): grpc.stream_stream_rpc_method_handler}
+    handlers = {}
+    for method in service.methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        reply = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = kinds[(method.client_streaming, method.server_streaming)](
+            getattr(servicer, method.name),
+            request_deserializer=_parse_envelope if method.name == "Exchange" else request.FromString,
+            response_serializer=reply.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
 def peer_identity(context: grpc.ServicerContext) -> str | None:
     """The party name in the client's TLS certificate (common name), or None without TLS."""
     names = context.auth_context().get("x509_common_name")
     return names[0].decode() if names else None
 
 
+class _Impersonation(ProtocolViolation):
+    """A stream whose sender is not the party its certificate names."""
+
+
 def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.ServicerContext,
                    mailbox: Mailbox, party: str, max_value_bytes: int,
                    require_identity: bool) -> party_pb2.ExchangeReply:
-    """Serve one Exchange stream: validate, reassemble and deliver values into ``mailbox``."""
+    """Serve one Exchange stream: validate, reassemble and deliver values into ``mailbox``.
+
+    The first envelope must come from a party of an open job, as itself (its certificate),
+    to us; a stream that fails those checks is refused without touching the job, so a
+    stranger or impersonator cannot fail other parties' jobs. Once trusted, any later
+    violation or a broken stream fails the job, naming the sender.
+    """
     identity = peer_identity(context)
     job_id = sender = None
+    trusted = False
     buf: bytearray | None = None
     total = seq = 0
     next_chunk = 0
@@ -68,14 +118,16 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
     clean_end = False
     try:
         for env in envelopes:
-            if job_id is None:
-                job_id, sender = env.job_id, env.sender
-                if require_identity and identity != sender:
-                    raise ProtocolViolation(f"certificate of {identity!r} cannot send as {sender!r}")
+            if isinstance(env, _Malformed):
+                raise ProtocolViolation("malformed message (not a gaotie.v1.Envelope)")
+            if not trusted:
+                if require_identity and identity != env.sender:
+                    raise _Impersonation(f"certificate of {identity!r} cannot send as {env.sender!r}")
                 if env.receiver != party:
                     raise ProtocolViolation(f"message for {env.receiver!r} reached {party!r}")
-                if not mailbox.is_open(job_id):
-                    raise ProtocolViolation(f"message for unknown or finished job {job_id}")
+                if not mailbox.is_open(env.job_id, env.sender):
+                    raise ProtocolViolation(f"message for unknown or finished job {env.job_id}")
+                job_id, sender, trusted = env.job_id, env.sender, True
             elif env.job_id != job_id or env.sender != sender or env.receiver != party:
                 raise ProtocolViolation("job, sender or receiver changed within one stream")
             if env.abort:
@@ -100,16 +152,18 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
                     raise ProtocolViolation("value shorter than its announced size")
                 value = codec.loads(bytes(buf))
                 buf = None
-                mailbox.put(job_id, sender, party, value)
+                mailbox.put(job_id, sender, party, value, total)
                 delivered += 1
         clean_end = True
+    except _Impersonation as exc:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
     except (ProtocolViolation, codec.CodecError) as exc:
-        if job_id is not None:
+        if trusted:
             mailbox.fail(job_id, ProtocolViolation(f"party {sender!r} sent a bad message: {exc}"))
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except Exception:  # the stream broke: the sender died or the connection dropped
         log.debug("exchange stream from %r for job %s broke", sender, job_id)
-    if not clean_end and job_id is not None:
+    if not clean_end and trusted:
         mailbox.fail(job_id, PeerFailed(sender, "connection lost during the job"))
     return party_pb2.ExchangeReply(values_received=delivered)
 
@@ -118,7 +172,7 @@ class _OutStream:
     """One client stream carrying every value from us to one receiver in one job."""
 
     def __init__(self, stub: party_pb2_grpc.PartyStub, job_id: str, sender: str, receiver: str,
-                 deadline: float, max_chunk_bytes: int, on_broken: Callable[[str], None]) -> None:
+                 deadline: float, max_chunk_bytes: int, on_broken: Callable[[GaotieError], None]) -> None:
         self.job_id, self.sender, self.receiver = job_id, sender, receiver
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
         self._seq = 0
@@ -132,28 +186,37 @@ class _OutStream:
         while (env := self._queue.get()) is not None:
             yield env
 
-    def _done(self, future: grpc.Future, on_broken: Callable[[str], None]) -> None:
-        if self._closing:
-            return
+    def _failure(self, future: grpc.Future) -> GaotieError | None:
+        """Why the stream ended early: the job's deadline passed, or the receiver is gone."""
         try:
             exc = future.exception()
         except grpc.FutureCancelledError:
             exc = "cancelled"
-        if exc is not None:
-            code = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
-            on_broken(f"stream to {self.receiver!r} broke ({code})")
+        if exc is None:
+            return None
+        code = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
+        if code == "DEADLINE_EXCEEDED":
+            return JobTimeout(f"job {self.job_id}: the job timeout passed while sending to {self.receiver!r}")
+        return PeerFailed(self.receiver, f"unreachable or disconnected (stream to {self.receiver!r}: {code})")
+
+    def _done(self, future: grpc.Future, on_broken: Callable[[GaotieError], None]) -> None:
+        if self._closing:
+            return
+        error = self._failure(future)
+        if error is not None:
+            on_broken(error)
 
     def _put(self, item: party_pb2.Envelope | None, deadline: float) -> None:
         while True:
             if self._future.done() and item is not None:
-                raise PeerFailed(self.receiver, "unreachable or disconnected")
+                raise self._failure(self._future) or PeerFailed(self.receiver, "unreachable or disconnected")
             try:
                 self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
                 if time.monotonic() > deadline:
-                    raise JobTimeout(f"job {self.job_id}: {self.receiver!r} did not take "
-                                     f"messages before the job timeout") from None
+                    raise JobTimeout(f"party {self.receiver!r} did not take messages before "
+                                     f"the job timeout (job {self.job_id})") from None
 
     def send(self, data: bytes, deadline: float) -> None:
         base = dict(job_id=self.job_id, sender=self.sender, receiver=self.receiver, seq=self._seq)
@@ -219,8 +282,8 @@ class GrpcTransport:
         with self._lock:
             stream = self._streams.get((job_id, receiver))
             if stream is None:
-                def broken(reason: str) -> None:
-                    self.mailbox.fail(job_id, PeerFailed(receiver, reason))
+                def broken(error: GaotieError) -> None:
+                    self.mailbox.fail(job_id, error)
                 stream = _OutStream(self._stub(receiver), job_id, self.party, receiver, deadline,
                                     self._chunk, broken)
                 self._streams[(job_id, receiver)] = stream

@@ -170,12 +170,12 @@ def _root_cause(errors: dict[str, BaseException], job_id: str) -> JobFailed:
 def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
     import grpc
 
-    from mpc._proto.gaotie.v1 import party_pb2_grpc
     from mpc.runtime.grpc_transport import (
         DEFAULT_CHUNK_BYTES,
         DEFAULT_MAX_VALUE_BYTES,
         ExchangeServicer,
         GrpcTransport,
+        add_party_servicer,
         grpc_options,
     )
     from mpc.runtime.mailbox import Mailbox
@@ -188,7 +188,7 @@ def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
         mailboxes[p].open(job_id)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * len(everyone))),
                              options=grpc_options(chunk))
-        party_pb2_grpc.add_PartyServicer_to_server(ExchangeServicer(p, mailboxes[p], cap), server)
+        add_party_servicer(ExchangeServicer(p, mailboxes[p], cap), server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         servers[p], addresses[p] = server, f"127.0.0.1:{port}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from mpc.runtime.errors import GaotieError, JobTimeout, ProtocolViolation
@@ -19,25 +20,32 @@ _CLOSED_MEMORY = 10_000
 
 
 class _JobBox:
-    __slots__ = ("queues", "error", "next_seq")
+    __slots__ = ("queues", "error", "next_seq", "parties", "unread")
 
-    def __init__(self) -> None:
+    def __init__(self, parties: frozenset[str] | None = None) -> None:
+        self.parties = parties
+        self.unread = 0  # bytes received (as announced on the wire) and not yet taken by get
         self.queues: dict[tuple[str, str], collections.deque] = collections.defaultdict(collections.deque)
         self.next_seq: dict[tuple[str, str], int] = collections.defaultdict(int)
         self.error: BaseException | None = None
 
 
 class Mailbox:
-    """Thread-safe per-job FIFO queues of decoded values."""
+    """Thread-safe per-job FIFO queues of decoded values.
 
-    def __init__(self, max_open_jobs: int = 1000) -> None:
+    ``max_unread_bytes`` (None: no cap) bounds, per job, the wire size of values received
+    and not yet read by the protocol, so peers cannot pile up unbounded memory here.
+    """
+
+    def __init__(self, max_open_jobs: int = 1000, max_unread_bytes: int | None = None) -> None:
         self._cond = threading.Condition()
         self._jobs: dict[str, _JobBox] = {}
         self._closed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.max_open_jobs = max_open_jobs
+        self.max_unread_bytes = max_unread_bytes
 
-    def open(self, job_id: str) -> None:
-        """Accept messages for ``job_id`` from now on."""
+    def open(self, job_id: str, parties: Iterable[str] | None = None) -> None:
+        """Accept messages for ``job_id`` from now on (only from ``parties``, if given)."""
         with self._cond:
             if job_id in self._jobs:
                 return
@@ -45,11 +53,13 @@ class Mailbox:
                 raise GaotieError(f"job {job_id} has already finished")
             if len(self._jobs) >= self.max_open_jobs:
                 raise GaotieError(f"too many open jobs (limit {self.max_open_jobs})")
-            self._jobs[job_id] = _JobBox()
+            self._jobs[job_id] = _JobBox(None if parties is None else frozenset(parties))
 
-    def is_open(self, job_id: str) -> bool:
+    def is_open(self, job_id: str, sender: str | None = None) -> bool:
+        """Whether ``job_id`` is open (and, given ``sender``, whether it is a party of it)."""
         with self._cond:
-            return job_id in self._jobs
+            box = self._jobs.get(job_id)
+            return box is not None and (sender is None or box.parties is None or sender in box.parties)
 
     def close(self, job_id: str) -> None:
         """Forget ``job_id``: drop queued values, reject later messages for it."""
@@ -70,9 +80,17 @@ class Mailbox:
                                         f"order (expected {box.next_seq[key]})")
             box.next_seq[key] += 1
 
-    def put(self, job_id: str, sender: str, receiver: str, value: Any) -> None:
+    def put(self, job_id: str, sender: str, receiver: str, value: Any, size: int = 0) -> None:
+        """Queue ``value`` (``size`` bytes on the wire) for ``receiver``; ProtocolViolation over
+        the job's cap of unread bytes."""
         with self._cond:
-            self._box(job_id).queues[(sender, receiver)].append(value)
+            box = self._box(job_id)
+            cap = self.max_unread_bytes
+            if cap is not None and box.unread + size > cap:
+                raise ProtocolViolation(f"job {job_id}: over {cap} bytes sent to {receiver!r} and not "
+                                        f"read yet (limit max_unread_bytes)")
+            box.unread += size
+            box.queues[(sender, receiver)].append((value, size))
             self._cond.notify_all()
 
     def fail(self, job_id: str, error: BaseException) -> None:
@@ -92,13 +110,15 @@ class Mailbox:
                     raise GaotieError(f"job {job_id} is not open on {receiver!r}")
                 queue = box.queues.get((sender, receiver))
                 if queue:
-                    return queue.popleft()
+                    value, size = queue.popleft()
+                    box.unread -= size
+                    return value
                 if box.error is not None:
                     raise box.error
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise JobTimeout(f"job {job_id}: party {receiver!r} got no message from "
-                                     f"{sender!r} before the job timeout")
+                    raise JobTimeout(f"party {sender!r} sent nothing to {receiver!r} before "
+                                     f"the job timeout (job {job_id})")
                 self._cond.wait(min(remaining, 1.0))
 
     def _box(self, job_id: str) -> _JobBox:

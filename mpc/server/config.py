@@ -20,6 +20,7 @@ Example::
     max_value_bytes = 1073741824
     max_chunk_bytes = 2097152
     max_open_jobs = 64
+    max_unread_bytes = 4294967296    # per job: received, not yet read by the protocol
 
     [datasets.accounts]
     path = "data/accounts.csv"       # .csv or .parquet, relative to this file
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpc.runtime.grpc_transport import DEFAULT_CHUNK_BYTES, DEFAULT_MAX_VALUE_BYTES
+from mpc.runtime.grpc_transport import DEFAULT_CHUNK_BYTES, DEFAULT_MAX_UNREAD_BYTES, DEFAULT_MAX_VALUE_BYTES
 from mpc.server.tls import TlsFiles
 
 POLICY_LEVELS = ("plaintext", "join_key", "aggregate", "hidden")
@@ -78,6 +79,7 @@ class Limits:
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
     max_open_jobs: int = 64
+    max_unread_bytes: int = DEFAULT_MAX_UNREAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,10 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         job_timeout=_get(lim_raw, "job_timeout", float, f"{where}: [limits]", defaults.job_timeout),
         max_value_bytes=_get(lim_raw, "max_value_bytes", int, f"{where}: [limits]", defaults.max_value_bytes),
         max_chunk_bytes=_get(lim_raw, "max_chunk_bytes", int, f"{where}: [limits]", defaults.max_chunk_bytes),
-        max_open_jobs=_get(lim_raw, "max_open_jobs", int, f"{where}: [limits]", defaults.max_open_jobs))
-    if limits.job_timeout <= 0 or limits.max_value_bytes <= 0 or limits.max_chunk_bytes <= 0:
+        max_open_jobs=_get(lim_raw, "max_open_jobs", int, f"{where}: [limits]", defaults.max_open_jobs),
+        max_unread_bytes=_get(lim_raw, "max_unread_bytes", int, f"{where}: [limits]", defaults.max_unread_bytes))
+    if min(limits.job_timeout, limits.max_value_bytes, limits.max_chunk_bytes, limits.max_open_jobs,
+           limits.max_unread_bytes) <= 0:
         raise ConfigError(f"{where}: [limits] values must be positive")
 
     datasets = {}

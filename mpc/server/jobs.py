@@ -45,6 +45,7 @@ class Job:
     progress: float = 0.0
     started: float = 0.0
     ended: float = 0.0
+    created: float = field(default_factory=time.monotonic)
     ctx: Context | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -80,11 +81,12 @@ class JobManager:
         if self.party in expected:
             self.data.check(spec.uses(params))
         timeout = min(timeout or self.config.limits.job_timeout, self.config.limits.job_timeout)
+        self._expire_prepared()
         job = Job(job_id, spec, params, expected, helpers, requester, timeout)
         with self._lock:
             if job_id in self._jobs:
                 raise ValueError(f"job {job_id} already exists")
-            self.mailbox.open(job_id)
+            self.mailbox.open(job_id, expected + helpers)
             self._jobs[job_id] = job
             self._forget_old()
         return job
@@ -117,7 +119,7 @@ class JobManager:
         except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
             if job.state != "cancelled":
                 job.state = "failed"
-                job.error = describe(exc) if not isinstance(exc, PeerFailed) else str(exc)
+                job.error = job_error(self.party, exc)
             log.info("job %s failed on %s: %s", job.job_id, self.party, job.error)
         finally:
             job.ended = time.time()
@@ -154,6 +156,15 @@ class JobManager:
                            "party": self.party, "params": _jsonable(params), "outcome": "refused",
                            "error": error, "start": time.time(), "end": time.time()})
 
+    def _expire_prepared(self) -> None:
+        """Cancel jobs prepared longer ago than their timeout and never started: their requester
+        is gone, and they must not hold open-job slots (``max_open_jobs``) for good."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [j for j in self._jobs.values() if j.state == "prepared" and now - j.created > j.timeout]
+        for job in stale:
+            self.cancel(job.job_id, f"never started by {job.requester!r} within the job timeout")
+
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.done.is_set()]
         for job in finished[:max(0, len(finished) - _KEEP_FINISHED)]:
@@ -174,6 +185,16 @@ class JobManager:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as f:
                 f.write(line)
+
+
+def job_error(party: str, exc: BaseException) -> str:
+    """The error of a failed job as its users see it, naming first the party that caused it."""
+    if isinstance(exc, PeerFailed):
+        if exc.reason.startswith("JobTimeout: party '"):  # the peer gave up on a silent third party
+            return f"{exc.reason} (reported by {exc.party!r})"
+        return str(exc)
+    text = describe(exc)
+    return text if "party '" in text else f"party {party!r} failed: {text}"
 
 
 def summarize(result: Any) -> str:

@@ -24,7 +24,13 @@ from grpc_reflection.v1alpha import reflection
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import codec
 from mpc.runtime.errors import describe
-from mpc.runtime.grpc_transport import GrpcTransport, grpc_options, peer_identity, receive_stream
+from mpc.runtime.grpc_transport import (
+    GrpcTransport,
+    add_party_servicer,
+    grpc_options,
+    peer_identity,
+    receive_stream,
+)
 from mpc.runtime.mailbox import Mailbox
 from mpc.server import tls
 from mpc.server.config import PartyConfig
@@ -42,7 +48,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
 
         self.config = config
         self.party = config.party
-        self.mailbox = Mailbox(max_open_jobs=config.limits.max_open_jobs)
+        self.mailbox = Mailbox(max_open_jobs=config.limits.max_open_jobs,
+                               max_unread_bytes=config.limits.max_unread_bytes)
         creds = (lambda peer: tls.channel_credentials(config.tls)) if config.tls else None
         self.transport = GrpcTransport(config.party, config.addresses, self.mailbox, creds,
                                        config.limits.max_chunk_bytes)
@@ -180,7 +187,7 @@ def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health
     service = PartyService(config)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
                          options=grpc_options(config.limits.max_chunk_bytes))
-    party_pb2_grpc.add_PartyServicer_to_server(service, server)
+    add_party_servicer(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (party_pb2.DESCRIPTOR.services_by_name["Party"].full_name,
@@ -211,6 +218,9 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
     """Run the party server until SIGTERM/SIGINT."""
     server, service, health_servicer = build_server(config)
     config.workdir.mkdir(parents=True, exist_ok=True)
+    if config.results_dir.is_dir():  # temp files of results being written when a server was killed
+        for partial in config.results_dir.glob(".*.tmp"):
+            partial.unlink(missing_ok=True)
     server.start()
     # Start the crypto worker processes now, not inside the first job (spawn costs ~1 s).
     threading.Thread(target=_warm_pool, daemon=True, name="warm-pool").start()
