@@ -284,41 +284,60 @@ def max(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None
     return _min_max(ctx, _prep(ctx, x), "max", cm.receivers(ctx, reveal_to))
 
 
-def _kth(ctx: Any, col: _Col, ks: np.ndarray) -> np.ndarray:
-    """Shares of the ks-th smallest raw ring values (0-based), by a secret bitwise search."""
-    b = col.range_bits
-    y = col.y                                                          # in [0, 2^b)
-    a = np.zeros(len(ks), np.uint64)
-    need = cm.public_int(ctx, ks + 1, (len(ks),))
-    n_pub = cm.public_int(ctx, col.n, (len(ks),))
+def _rows(cols: Sequence[_Col], ks_list: Sequence[np.ndarray]) -> np.ndarray:
+    """Column index of every requested rank, in order."""
+    return np.concatenate([np.full(len(ks), i, np.int64) for i, ks in enumerate(ks_list)])
+
+
+def _split(values: np.ndarray, ks_list: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return np.split(values, np.cumsum([len(ks) for ks in ks_list])[:-1])
+
+
+def _kth(ctx: Any, cols: Sequence[_Col], ks_list: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Shares of the ks-th smallest raw ring values (0-based) of each column (all of the
+    same length), by a secret bitwise search batched over columns and ranks."""
+    owner = _rows(cols, ks_list)
+    ks = np.concatenate(ks_list)
+    m, n = len(ks), cols[0].n
+    b = builtins.max(c.range_bits for c in cols)
+    y = np.stack([c.y for c in cols])[owner]                          # (M, n), rows in [0, 2^b)
+    a = np.zeros(m, np.uint64)
+    need = cm.public_int(ctx, ks + 1, (m,))
+    n_pub = cm.public_int(ctx, n, (m,))
     for j in range(b - 1, -1, -1):
-        t = a + cm.public_int(ctx, (1 << j) - 1, (len(ks),))
-        above = cm.ltz(ctx, t[:, None] - y[None, :])                   # [t < y], (K, n)
+        t = a + cm.public_int(ctx, (1 << j) - 1, (m,))
+        above = cm.ltz(ctx, t[:, None] - y)                            # [t < y], (M, n)
         le = n_pub - np.sum(above, axis=1, dtype=np.uint64)           # count(y <= t)
         bit = cm.ltz(ctx, le - need)                                   # answer > t
         a = a + (bit << np.uint64(j))
-    return a + col.mn
+    return _split(a + np.array([cols[i].mn for i in owner], dtype=np.uint64), ks_list)
 
 
-def _next_values(ctx: Any, col: _Col, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _next_values(ctx: Any, cols: Sequence[_Col], v_list: Sequence[np.ndarray],
+                 hi_list: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Shares of the hi-th order statistics (hi = lo or lo + 1) given v, the lo-th: v itself
     when at least hi + 1 values are <= v, else the smallest value above v. 2 comparisons
     per row instead of one per row and bit of a second search."""
-    k = len(v)
-    y = col.y
-    v_y = v - col.mn                                                   # v on y's scale
-    above = cm.ltz(ctx, v_y[:, None] - y[None, :])                     # [y > v], (K, n)
-    le = cm.public_int(ctx, col.n, (k,)) - np.sum(above, axis=1, dtype=np.uint64)
-    big = cm.public_int(ctx, 1 << col.range_bits, (k, col.n))
-    masked = big + beaver.mul(ctx, above, np.ascontiguousarray(y[None, :] - big))   # y if y > v else 2^b
-    nxt = ss.min_(ss.from_shares(ctx, masked, 0), axis=1).share + col.mn
-    enough = cm.ltz(ctx, le - cm.public_int(ctx, hi + 1, (k,)))       # 1: fewer than hi + 1 are <= v
-    return v + beaver.mul(ctx, enough, nxt - v)
+    owner = _rows(cols, hi_list)
+    m, n = len(owner), cols[0].n
+    v = np.concatenate(v_list)
+    mn = np.array([cols[i].mn for i in owner], dtype=np.uint64)
+    y = np.stack([c.y for c in cols])[owner]
+    above = cm.ltz(ctx, (v - mn)[:, None] - y)                         # [y > v], (M, n)
+    le = cm.public_int(ctx, n, (m,)) - np.sum(above, axis=1, dtype=np.uint64)
+    big = cm.public_int(ctx, np.array([1 << cols[i].range_bits for i in owner])[:, None], (m, n))
+    masked = big + beaver.mul(ctx, above, y - big)                     # y if y > v else 2^b
+    nxt = ss.min_(ss.from_shares(ctx, masked, 0), axis=1).share + mn
+    hi = np.concatenate(hi_list)
+    enough = cm.ltz(ctx, le - cm.public_int(ctx, hi + 1, (m,)))       # 1: fewer than hi + 1 are <= v
+    return _split(v + beaver.mul(ctx, enough, nxt - v), hi_list)
 
 
-def _quantile_shares(ctx: Any, col: _Col, qs: np.ndarray, method: str) -> np.ndarray:
-    """Shares of the quantiles at the column's own scale (interpolation to 1 unit)."""
-    h = (col.n - 1) * qs
+def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[np.ndarray]:
+    """Shares of the quantiles of each column (same length) at the column's own scale
+    (interpolation to 1 unit)."""
+    n = cols[0].n
+    h = (n - 1) * qs
     if method == "lower":
         lo = hi = np.floor(h)
     elif method == "higher":
@@ -326,25 +345,24 @@ def _quantile_shares(ctx: Any, col: _Col, qs: np.ndarray, method: str) -> np.nda
     elif method == "nearest":
         lo = hi = np.around(h)
     elif method == "linear":
-        lo, hi = np.floor(h), np.minimum(np.floor(h) + 1, col.n - 1)
+        lo, hi = np.floor(h), np.minimum(np.floor(h) + 1, n - 1)
     else:
         raise ValueError(f"unknown quantile method {method!r}")
     lo, hi = lo.astype(np.int64), hi.astype(np.int64)
     ranks = np.unique(lo)
-    vals = _kth(ctx, col, ranks)
-    v_lo = vals[np.searchsorted(ranks, lo)]
+    found = _kth(ctx, cols, [ranks] * len(cols))
+    v_lo = [vals[np.searchsorted(ranks, lo)] for vals in found]
     if method != "linear" or np.all(h == lo):
         return v_lo
-    v_hi = _next_values(ctx, col, v_lo, lo, hi)
-    f = np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64)
-    d = v_hi - v_lo                                                   # in [0, 2^range_bits)
-    if col.range_bits + INTERP_BITS <= 60:
-        return v_lo + beaver.truncate(ctx, d * f, INTERP_BITS)
-    # split d = hi * 2^k + lo so that no product leaves the ring
-    k = 30
-    d_hi = beaver.truncate(ctx, d, k)
-    d_lo = d - (d_hi << np.uint64(k))
-    return v_lo + ((d_hi * f) << np.uint64(k - INTERP_BITS)) + beaver.truncate(ctx, d_lo * f, INTERP_BITS)
+    v_hi = _next_values(ctx, cols, v_lo, [hi] * len(cols))
+    f = np.tile(np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64), len(cols))
+    vl = np.concatenate(v_lo)
+    d = np.concatenate(v_hi) - vl                                     # in [0, 2^range_bits)
+    # d = d_hi * 2^INTERP_BITS + d_lo, so that no product leaves the ring
+    d_hi = beaver.truncate(ctx, d, INTERP_BITS)
+    d_lo = d - (d_hi << np.uint64(INTERP_BITS))
+    out = vl + d_hi * f + beaver.truncate(ctx, d_lo * f, INTERP_BITS)
+    return np.split(out, len(cols))
 
 
 def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
@@ -356,7 +374,7 @@ def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
     if qs.size == 0 or np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
         raise ValueError("quantiles must be in [0, 1]")
     col = _prep(ctx, x)
-    out = cm.reveal_ring(ctx, _quantile_shares(ctx, col, qs.ravel(), method), cm.receivers(ctx, reveal_to))
+    out = cm.reveal_ring(ctx, _quantile_shares(ctx, [col], qs.ravel(), method)[0], cm.receivers(ctx, reveal_to))
     if out is None:
         return None
     vals = out.astype(np.float64) / 2.0 ** col.frac
@@ -415,20 +433,22 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """``DataFrame.describe().T`` of shared columns (a SharedTable, dict or list): index =
     columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles,
-    one round of up to 6 comparisons per row per bit of the column's range."""
+    3 comparisons per row and column per bit of the widest range (batched over columns)."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
     cols = _prepare_many(ctx, named)
     rows = []
     for c in cols:
         _check_ddof(c.n, 1)
+    cm.check_same_length(named)
     sq = _sq_sums(ctx, cols)
-    for c, s2 in zip(cols, sq, strict=True):
+    quant = _quantile_shares(ctx, cols, np.array([0.25, 0.5, 0.75]), "linear")
+    for c, s2, q in zip(cols, sq, quant, strict=True):
         s = _sum_raw(ctx, c, to)
         v = cm.reveal_ring(ctx, s2, to)
         lo = _min_max(ctx, c, "min", to)
         hi = _min_max(ctx, c, "max", to)
-        qv = cm.reveal_ring(ctx, _quantile_shares(ctx, c, np.array([0.25, 0.5, 0.75]), "linear"), to)
+        qv = cm.reveal_ring(ctx, q, to)
         if ctx.party in to:
             std_v = math.sqrt(builtins.max(float(int(v)) * 2.0 ** (-2 * c.shift) / (c.n - 1), 0.0))
             qf = qv.astype(np.float64) / 2.0 ** c.frac
