@@ -104,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        for party, datasets in client.datasets().items():
+        for party, datasets in client.datasets(args.party).items():
             for ds in datasets:
                 print(f"{party}.{ds['name']}  (id: {ds['id'] or '-'}, min group size {ds['min_group_size']})")
                 for column, policy in ds["columns"].items():
@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     client_args(p)
     p.set_defaults(fn=cmd_status)
 
-    p = sub.add_parser("datasets", help="list your party's datasets and column policies")
+    p = sub.add_parser("datasets", help="list a party's datasets and column policies (never rows)")
+    p.add_argument("--party", help="a peer's name: ask your server to list that peer's datasets")
     client_args(p)
     p.set_defaults(fn=cmd_datasets)
 

@@ -61,9 +61,11 @@ class Client:
         except grpc.RpcError as exc:
             raise GaotieError(f"party server {self.address}: {exc.code().name}: {exc.details()}") from None
 
-    def datasets(self) -> dict[str, list[dict[str, Any]]]:
-        """This party's datasets: name, id column, column policies (never rows)."""
-        return codec.decode(self._rpc("Datasets", party_pb2.DatasetsRequest()).datasets)
+    def datasets(self, party: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Datasets of this party, or of peer ``party`` (asked through this party's server):
+        ``{party: [{name, id, min_group_size, columns: {column: policy}}]}``, never rows."""
+        request = party_pb2.DatasetsRequest(party=party or "")
+        return codec.decode(self._rpc("Datasets", request).datasets)
 
     def submit(self, protocol: str, *, job_timeout: float = 0.0, **params: Any) -> str:
         """Start a job and return its id; raises JobFailed if a party refuses it."""

@@ -92,6 +92,8 @@ def test_run_job_file_and_datasets_and_audit(tls_cluster, tmp_path):
     assert float(out.stdout.strip()) == pytest.approx(expected, rel=1e-9)
     out = gaotie("datasets", *conn)
     assert out.returncode == 0 and "bank.accounts" in out.stdout and "aggregate" in out.stdout
+    out = gaotie("datasets", "--party", "retailer", *conn)
+    assert out.returncode == 0 and "retailer.purchases" in out.stdout
     out = gaotie("audit", "--config", str(tls_cluster.configs["bank"]))
     assert out.returncode == 0 and "demo.secure_sum" in out.stdout and "done" in out.stdout
     out = gaotie("submit", str(job), *conn)

@@ -34,9 +34,12 @@ def test_secure_sum_over_cluster(tls_cluster):
 def test_datasets_lists_policies_not_rows(tls_cluster):
     with tls_cluster.client("bank") as client:
         listing = client.datasets()
+        peer = client.datasets("retailer")
     assert listing == {"bank": [{"name": "accounts", "id": "customer_id", "min_group_size": 10,
                                  "columns": {"customer_id": "join_key", "income": "aggregate",
                                              "segment": "plaintext"}}]}
+    assert peer == {"retailer": [{"name": "purchases", "id": "customer_id", "min_group_size": 10,
+                                  "columns": {"customer_id": "join_key", "spend": "aggregate"}}]}
 
 
 def test_policy_refusal_names_dataset_column_and_level(tls_cluster):

@@ -173,6 +173,16 @@ class PartyService(party_pb2_grpc.PartyServicer):
         return party_pb2.JobReply(job_id=job.job_id, state=job.state)
 
     def Datasets(self, request, context):  # noqa: N802
+        if request.party and request.party != self.party:
+            self._require(context, {self.party})
+            if request.party not in self.config.peers:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"{self.party!r} has no peer {request.party!r}")
+            try:
+                return self.transport._stub(request.party).Datasets(party_pb2.DatasetsRequest(),
+                                                                    timeout=_CONTROL_TIMEOUT)
+            except grpc.RpcError as exc:
+                context.abort(grpc.StatusCode.UNAVAILABLE,
+                              f"party {request.party!r} is unreachable ({exc.code().name})")
         self._require(context, {self.party, *self.config.peers})
         return party_pb2.DatasetsReply(datasets=codec.encode({self.party: self.data.describe()}))
 

@@ -84,8 +84,10 @@ class JobStatus(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., protocol: _Optional[str] = ..., progress: _Optional[float] = ..., result: _Optional[_Union[_value_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class DatasetsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("party",)
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    def __init__(self, party: _Optional[str] = ...) -> None: ...
 
 class DatasetsReply(_message.Message):
     __slots__ = ("datasets",)
