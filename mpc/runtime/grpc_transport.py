@@ -150,7 +150,7 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
             if env.last:
                 if len(buf) != total:
                     raise ProtocolViolation("value shorter than its announced size")
-                value = codec.loads(bytes(buf))
+                value = codec.loads(buf)  # parses the bytearray in place: no extra copy
                 buf = None
                 mailbox.put(job_id, sender, party, value, total)
                 delivered += 1
@@ -221,12 +221,11 @@ class _OutStream:
     def send(self, data: bytes, deadline: float) -> None:
         base = dict(job_id=self.job_id, sender=self.sender, receiver=self.receiver, seq=self._seq)
         n_chunks = max(1, -(-len(data) // self._chunk))
-        view = memoryview(data)
         for i in range(n_chunks):
-            payload = view[i * self._chunk:(i + 1) * self._chunk]
+            payload = data if n_chunks == 1 else data[i * self._chunk:(i + 1) * self._chunk]
             env = party_pb2.Envelope(chunk_index=i, last=i == n_chunks - 1,
                                      total_size=len(data) if i == 0 else 0,
-                                     payload=bytes(payload), **base)
+                                     payload=payload, **base)
             self._put(env, deadline)
         self._seq += 1
 
