@@ -17,7 +17,8 @@ Z_2^64 (a :class:`~mpc.ss.SharedTensor` per column).
    the cell to statistical distance 2^-40), packs several rows into one ciphertext
    (Horner: c <- c^(2^w)·c'), re-randomises and returns them. A decrypts: its share is
    (cell + r_k) mod 2^64, B's share is -r_k mod 2^64.
-3. The same for B's columns with the roles swapped: B encrypts, A selects rows q_k.
+3. The same for B's columns with the roles swapped, at the same time: B encrypts, A
+   selects rows q_k (both parties encrypt, then both select, then both decrypt).
 
 Reveals (semi-honest, no collusion): both parties learn both id counts and the number
 of joined rows. B learns positions p_k in A's secret order π_A and A learns positions
@@ -209,17 +210,25 @@ def _select(ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots:
     return shares
 
 
-def _owner(ctx, peer: str, rings: list[np.ndarray], order: np.ndarray, m: int, slots: int,
-           key_bits: int, bucket: int) -> list[np.ndarray]:
-    """Owner side: encrypt own rows (in ``order``), get back masked joined rows, decrypt."""
-    from mpc.paillier import EncryptedVector, generate_keypair
+def _owner_send(ctx, peer: str, rings: list[np.ndarray], order: np.ndarray, slots: int,
+                key_bits: int, bucket: int):
+    """Owner side, first half: encrypt own rows (in ``order``) under a fresh key and send them."""
+    from mpc.paillier import generate_keypair
     pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
     ctx.send(peer, int(pk.n))
     groups = _groups(len(rings), slots)
-    n_rows = len(order)
-    for s in _buckets(n_rows, bucket):
+    for s in _buckets(len(order), bucket):
         for cols in groups:
             ctx.send(peer, pk.encrypt(_pack_rows(rings, cols, order[s])))
+    return pk, sk
+
+
+def _owner_receive(ctx, peer: str, keys, n_cols: int, m: int, slots: int) -> list[np.ndarray]:
+    """Owner side, second half: decrypt the masked joined rows into this party's shares."""
+    from mpc.paillier import EncryptedVector
+    pk, sk = keys
+    groups = _groups(n_cols, slots)
+    rings = range(n_cols)
     shares = [np.zeros(m, dtype=np.uint64) for _ in rings]
     mask64 = RING - 1
     for cols in groups:
@@ -303,9 +312,7 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
         # intersect1d returns pairs sorted by the double-blinded value: a pseudorandom order.
         ctx.send(peer, i_pos.astype(np.int64))
         m = len(common)
-        my_shares = _owner(ctx, peer, rings, pi, m, slots, key_bits, bucket_size) if rings else []
-        their_shares = (_select(ctx, peer, q_pos, peer_n, peer_cols, slots, bucket_size)
-                        if peer_cols else [])
+        wanted = q_pos
     else:
         got = _recv_buckets(ctx, peer, peer_n, bucket_size, curve.POINT_BYTES)
         theirs_ab = curve.scalar_mul(GROUP, key, got)[:, :compare_bytes]
@@ -323,10 +330,13 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                 or len(np.unique(i_pos)) != len(i_pos) or len(i_pos) > min(n, peer_n)):
             raise ValueError(f"party {peer!r} sent malformed join positions")
         m = len(i_pos)
-        their_shares = (_select(ctx, peer, sigma[i_pos], peer_n, peer_cols, slots, bucket_size)
-                        if peer_cols else [])
-        # B's rows were sent in order pi; A selected rows by their position in that order.
-        my_shares = _owner(ctx, peer, rings, pi, m, slots, key_bits, bucket_size) if rings else []
+        wanted = sigma[i_pos]
+
+    # Both tables at once: each party encrypts and sends its rows (in its order pi), selects
+    # the joined rows of the peer's table, then decrypts its own masked joined rows.
+    keys = _owner_send(ctx, peer, rings, pi, slots, key_bits, bucket_size) if rings else None
+    their_shares = _select(ctx, peer, wanted, peer_n, peer_cols, slots, bucket_size) if peer_cols else []
+    my_shares = _owner_receive(ctx, peer, keys, len(rings), m, slots) if rings else []
 
     table: dict[str, Any] = {}
     for party, md in zip(ctx.parties, meta, strict=True):
