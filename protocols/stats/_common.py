@@ -168,3 +168,18 @@ def sum_of_locals(ctx: Any, local: np.ndarray) -> np.ndarray:
         else:
             out -= z
     return out
+
+
+CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
+
+
+def count_below(ctx: Any, t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Shares of sum_j [t_i < y_ij] for each row i (t: (M,), y: (M, n)), in chunks of about
+    CHUNK_ELEMENTS comparisons so memory stays bounded."""
+    m, n = y.shape
+    step = max(1, CHUNK_ELEMENTS // max(m, 1))
+    total = np.zeros(m, np.uint64)
+    for s in range(0, n, step):
+        part = ltz(ctx, t[:, None] - y[:, s:s + step])
+        total += np.sum(part, axis=1, dtype=np.uint64)
+    return total

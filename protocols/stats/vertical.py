@@ -306,8 +306,7 @@ def _kth(ctx: Any, cols: Sequence[_Col], ks_list: Sequence[np.ndarray]) -> list[
     n_pub = cm.public_int(ctx, n, (m,))
     for j in range(b - 1, -1, -1):
         t = a + cm.public_int(ctx, (1 << j) - 1, (m,))
-        above = cm.ltz(ctx, t[:, None] - y)                            # [t < y], (M, n)
-        le = n_pub - np.sum(above, axis=1, dtype=np.uint64)           # count(y <= t)
+        le = n_pub - cm.count_below(ctx, t, y)                         # count(y <= t)
         bit = cm.ltz(ctx, le - need)                                   # answer > t
         a = a + (bit << np.uint64(j))
     return _split(a + np.array([cols[i].mn for i in owner], dtype=np.uint64), ks_list)
@@ -323,10 +322,15 @@ def _next_values(ctx: Any, cols: Sequence[_Col], v_list: Sequence[np.ndarray],
     v = np.concatenate(v_list)
     mn = np.array([cols[i].mn for i in owner], dtype=np.uint64)
     y = np.stack([c.y for c in cols])[owner]
-    above = cm.ltz(ctx, (v - mn)[:, None] - y)                         # [y > v], (M, n)
-    le = cm.public_int(ctx, n, (m,)) - np.sum(above, axis=1, dtype=np.uint64)
-    big = cm.public_int(ctx, np.array([1 << cols[i].range_bits for i in owner])[:, None], (m, n))
-    masked = big + beaver.mul(ctx, above, y - big)                     # y if y > v else 2^b
+    step = builtins.max(1, cm.CHUNK_ELEMENTS // m)
+    big = cm.public_int(ctx, np.array([1 << cols[i].range_bits for i in owner])[:, None], (m, 1))
+    le = cm.public_int(ctx, n, (m,))
+    masked = np.empty((m, n), np.uint64)
+    for s in range(0, n, step):                                        # chunks bound the memory
+        part = y[:, s:s + step]
+        above = cm.ltz(ctx, (v - mn)[:, None] - part)                  # [y > v]
+        le = le - np.sum(above, axis=1, dtype=np.uint64)
+        masked[:, s:s + step] = big + beaver.mul(ctx, above, part - big)   # y if y > v else 2^b
     nxt = ss.min_(ss.from_shares(ctx, masked, 0), axis=1).share + mn
     hi = np.concatenate(hi_list)
     enough = cm.ltz(ctx, le - cm.public_int(ctx, hi + 1, (m,)))       # 1: fewer than hi + 1 are <= v
@@ -418,7 +422,9 @@ def histogram(ctx: Any, x: SharedTensor, bins: Any = 10, range: tuple[float, flo
     th = np.ceil(np.clip(edges * scale, -lim, lim))
     th[-1] = np.floor(np.clip(edges[-1] * scale, -lim, lim)) + 1
     tsh = cm.public_int(ctx, th.astype(np.int64), th.shape)
-    below = np.sum(cm.ltz(ctx, col.x.share[None, :] - tsh[:, None]), axis=1, dtype=np.uint64)
+    k = len(th)
+    xs = np.broadcast_to(col.x.share, (k, col.n))
+    below = cm.public_int(ctx, col.n, (k,)) - cm.count_below(ctx, tsh - cm.public_int(ctx, 1, (k,)), xs)  # x < T
     counts = below[1:] - below[:-1]
     out = cm.reveal_ring(ctx, counts, cm.receivers(ctx, reveal_to))
     return None if out is None else (out.astype(np.int64), edges)
