@@ -36,8 +36,8 @@ def cluster():
     rng = np.random.default_rng(11)
     frames = {}
     for k, p in enumerate(PARTIES):
-        n = 300 + 50 * k
-        frame = pd.DataFrame({"id": [f"id{i:05d}" for i in range(40 * k, 40 * k + n)]})
+        n = 3000 + 50 * k
+        frame = pd.DataFrame({"id": [f"id{i:05d}" for i in range(400 * k, 400 * k + n)]})
         for c in COLUMNS:
             frame[c] = rng.integers(-1000, 1000, n).astype(np.float64)
         frames[p] = frame

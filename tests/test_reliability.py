@@ -220,7 +220,6 @@ def test_party_killed_mid_job(big_cluster, victim):
 
 
 # -- nothing leaks after many failed jobs ---------------------------------------------------
-@pytest.mark.slow
 def test_no_thread_fd_or_process_leaks_after_50_failed_jobs(cluster):
     def fail_once(i: int) -> None:
         kind = i % 3

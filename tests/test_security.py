@@ -119,6 +119,14 @@ def test_messages_for_unknown_or_finished_jobs_are_rejected(party):
         party.mailbox.open("j1")  # a finished job id cannot be reopened (and then replayed into)
 
 
+def test_a_party_outside_the_job_cannot_send_to_it(party):
+    party.mailbox.open("j1", ["a", "b"])
+    err = rejected(party, "c", value_envelopes("j1", "c", 1))  # c's own certificate, as itself
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown or finished job" in err.details()
+    party.exchange("b", value_envelopes("j1", "b", 2))  # the job is not disturbed
+    assert party.mailbox.get("j1", "b", "a", time.monotonic() + 1) == 2
+
+
 def test_replayed_sequence_numbers_are_rejected(party):
     party.mailbox.open("j1")
     first = value_envelopes("j1", "b", "first")
@@ -229,6 +237,16 @@ def test_unread_bytes_cap(party):
         party.mailbox.get("j1", "b", "a", deadline)
 
 
+def test_grpc_message_over_the_chunk_limit_is_refused(party):
+    party.mailbox.open("j1")
+    huge = party_pb2.Envelope(job_id="j1", sender="b", receiver="a", total_size=3 << 20, payload=b"x" * (3 << 20),
+                              last=True)
+    err = rejected(party, "b", [huge])
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    party.exchange("b", value_envelopes("j1", "b", 1))
+    assert party.mailbox.get("j1", "b", "a", time.monotonic() + 1) == 1
+
+
 def test_open_job_cap(party):
     for i in range(4):
         party.mailbox.open(f"j{i}")
@@ -248,17 +266,16 @@ def _serving(cluster, party) -> bool:
         channel.close()
 
 
-def _send_raw(address: str, data: bytes, tls: bool = False) -> None:
+def _send_raw(address: str, data: bytes, tls_files=None) -> None:
+    """Send ``data`` on a raw TCP connection, or inside TLS with a party's real certificate."""
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        if tls_files is not None:
+            ctx = ssl.create_default_context(cafile=str(tls_files.ca))
+            ctx.check_hostname = False
+            ctx.load_cert_chain(str(tls_files.cert), str(tls_files.key))
             ctx.set_alpn_protocols(["h2"])
-            try:
-                sock = ctx.wrap_socket(sock)
-            except (ssl.SSLError, OSError):
-                return  # refused during the handshake: no client certificate
+            sock = ctx.wrap_socket(sock)
         try:
             sock.sendall(data)
             sock.settimeout(0.5)
@@ -309,7 +326,9 @@ def test_random_bytes_and_malformed_http2_at_the_port(plain_cluster, tls_cluster
     blobs = MALFORMED_HTTP2 + [rng.bytes(int(n)) for n in rng.integers(1, 5000, 10)]
     for party in ("bank", "retailer") if tls else ("a", "b"):
         for blob in blobs:
-            _send_raw(cluster.addresses[party], blob, tls=tls)
+            _send_raw(cluster.addresses[party], blob)  # in place of a TLS handshake, if TLS is on
+            if tls:  # and inside a real mutual-TLS connection, at the HTTP/2 layer
+                _send_raw(cluster.addresses[party], blob, cluster.tls_files[party])
         assert cluster.processes[party].poll() is None
         assert _serving(cluster, party)
     if not tls:

@@ -57,7 +57,8 @@ def run_party(ctx: Context, body: Callable[[Context], Any]) -> Any:
         ctx._finish()
         return result
     except BaseException as exc:
-        ctx._abort(describe(exc))
+        # A peer's failure is passed on naming that peer, so everyone learns who caused it.
+        ctx._abort(str(exc) if isinstance(exc, PeerFailed) else describe(exc))
         raise
 
 

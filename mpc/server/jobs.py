@@ -190,7 +190,7 @@ class JobManager:
 def job_error(party: str, exc: BaseException) -> str:
     """The error of a failed job as its users see it, naming first the party that caused it."""
     if isinstance(exc, PeerFailed):
-        if exc.reason.startswith("JobTimeout: party '"):  # the peer gave up on a silent third party
+        if exc.reason.startswith(("party '", "JobTimeout: party '")):  # the peer saw a third party fail
             return f"{exc.reason} (reported by {exc.party!r})"
         return str(exc)
     text = describe(exc)
