@@ -367,6 +367,10 @@ def test_malformed_protobuf_at_a_party_server(plain_cluster):
     with plain_cluster.client("b") as client:
         assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == \
             pytest.approx(_expected_sum(plain_cluster))
+    # and it still stops promptly on SIGTERM (junk used to pin grpc calls and hang the shutdown)
+    proc = plain_cluster.processes["b"]
+    proc.terminate()
+    assert proc.wait(timeout=8) == 0
 
 
 def test_exchange_impersonation_against_a_running_job(tls_cluster):
