@@ -110,3 +110,14 @@ def test_duplicate_ids_are_rejected_on_the_party_that_has_them():
 def test_bad_columns(cols, match):
     with pytest.raises(JobFailed, match=match):
         run(([1, 2], cols), ([1], {}))
+
+
+def test_output_order_is_not_either_input_order():
+    n = 200
+    a = (list(range(n)), {"row": np.arange(n)})
+    b = (list(range(n))[::-1], {"row": np.arange(n)})
+    out = run(a, b)["alice"]
+    rows_a, rows_b = out[2]["alice.row"], out[2]["bob.row"]
+    assert sorted(rows_a.tolist()) == list(range(n))
+    assert (rows_a + rows_b == n - 1).all()          # rows stay aligned
+    assert not (np.diff(rows_a) > 0).all() and not (np.diff(rows_a) < 0).all()
