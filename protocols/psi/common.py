@@ -8,7 +8,7 @@ party: every PSI protocol here reveals every party's distinct-set size to every 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,6 @@ class PsiResult:
     items: list[Any]
     indices: np.ndarray
     cardinality: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -156,11 +155,6 @@ def shuffled(n: int) -> np.ndarray:
     """A secret uniformly random permutation of range(n) (CSPRNG)."""
     from mpc.crypto.random import secure_permutation
     return secure_permutation(n)
-
-
-def random_order_sort(keys: np.ndarray) -> np.ndarray:
-    """Sort fixed-width keys: the order of pseudorandom points depends on no party's input order."""
-    return np.argsort(keys, kind="stable")
 
 
 def rows_of(prepared: PreparedItems, distinct_mask: np.ndarray) -> np.ndarray:
