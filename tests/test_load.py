@@ -112,3 +112,33 @@ def test_200_sequential_jobs_with_flat_memory(cluster):
         assert after[p]["fds"] <= before[p]["fds"] + 4, (p, before[p], after[p])
     print(f"200 jobs in {elapsed:.1f}s; RSS growth (MB): "
           + ", ".join(f"{p} {(after[p]['rss'] - before[p]['rss']) / 2**20:.1f}" for p in PARTIES))
+
+
+def test_more_concurrent_jobs_than_the_old_worker_pool_on_a_fresh_cluster():
+    """48 concurrent 3-party jobs on fresh servers: each job holds an incoming stream per peer
+    on every server (96 here, beyond the old fixed pool of 64 workers, which jammed every job
+    until its deadline), and the first jobs arrive together (the registry was imported lazily
+    and raced: 'unknown protocol')."""
+    n = 1000
+    frames = {p: pd.DataFrame({"id": [f"id{i}" for i in range(100 * k, 100 * k + n)]})
+              for k, p in enumerate(PARTIES)}
+    answer = len(set.intersection(*(set(f.id) for f in frames.values())))
+    with LocalCluster(PARTIES, tls=True, datasets={p: {"t": f} for p, f in frames.items()}, dealer=False,
+                      limits={"job_timeout": 240.0}) as cl:
+        results: dict[int, object] = {}
+        barrier = threading.Barrier(48)
+
+        def run(i: int) -> None:
+            with cl.client(PARTIES[i % 3]) as client:
+                barrier.wait()
+                try:
+                    results[i] = client.run("psi.cardinality", ids=[f"{p}.t.id" for p in PARTIES], progress=False)
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    results[i] = str(exc)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(48)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert results == {i: answer for i in range(48)}

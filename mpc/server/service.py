@@ -36,9 +36,11 @@ from mpc.server import tls
 from mpc.server.config import PartyConfig
 from mpc.server.data import DataStore
 from mpc.server.jobs import JobManager
+from protocols import registry
 
 log = logging.getLogger(__name__)
 _CONTROL_TIMEOUT = 15.0
+_CONTROL_WORKERS = 32
 
 
 class PartyService(party_pb2_grpc.PartyServicer):
@@ -48,6 +50,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
 
         self.config = config
         self.party = config.party
+        registry.names()  # import the built-in protocols now, not in the first jobs' threads at once
         self.mailbox = Mailbox(max_open_jobs=config.limits.max_open_jobs,
                                max_unread_bytes=config.limits.max_unread_bytes)
         creds = (lambda peer: tls.channel_credentials(config.tls)) if config.tls else None
@@ -195,7 +198,11 @@ def _on(party: str, exc: BaseException) -> str:
 def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health.HealthServicer]:
     """A started-ready (not yet started) gRPC server for ``config``, bound to its address."""
     service = PartyService(config)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
+    # Every open job holds one incoming Exchange stream (and with it a worker thread) per peer
+    # for its whole run: size the pool for that, plus control calls, or concurrent jobs starve
+    # each other until their deadlines. Idle workers are never started.
+    workers = config.limits.max_open_jobs * max(1, len(config.peers)) + _CONTROL_WORKERS
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                          options=grpc_options(config.limits.max_chunk_bytes))
     add_party_servicer(service, server)
     health_servicer = health.HealthServicer()
