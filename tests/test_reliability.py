@@ -337,3 +337,24 @@ def test_open_job_cap_refuses_submit_and_join_clearly():
         with cl.client("a") as client:
             assert client.result(long_job, progress=False) == 30_000
         assert run_sum(cl, via="c", parties=["c", "b"]) == pytest.approx(expected_sum(cl, ["c", "b"]))
+
+
+# -- limits from the config -------------------------------------------------------------------
+def test_unread_bytes_limit_from_the_config_fails_the_job_clearly():
+    ds = {p: {"t": id_frame(3000, 0, seed=k)} for k, p in enumerate(["a", "b"])}
+    with LocalCluster(["a", "b"], tls=False, datasets=ds, dealer=False,
+                      limits={"max_unread_bytes": 10_000}) as cl:
+        with cl.client("a") as client, pytest.raises(JobFailed, match="limit max_unread_bytes") as info:
+            client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], progress=False)
+        assert "over 10000 bytes sent to" in str(info.value)
+        assert cl.processes["a"].poll() is None and cl.processes["b"].poll() is None
+
+
+def test_limits_must_be_positive(tmp_path):
+    from mpc.server.config import ConfigError, parse_config
+
+    base = {"party": "a", "listen": "127.0.0.1:1"}
+    assert parse_config({**base, "limits": {"max_unread_bytes": 5}}, tmp_path / "a.toml").limits.max_unread_bytes == 5
+    for key in ("max_unread_bytes", "max_open_jobs", "max_value_bytes", "max_chunk_bytes"):
+        with pytest.raises(ConfigError, match="must be positive"):
+            parse_config({**base, "limits": {key: 0}}, tmp_path / "a.toml")

@@ -197,6 +197,8 @@ class _OutStream:
         code = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
         if code == "DEADLINE_EXCEEDED":
             return JobTimeout(f"job {self.job_id}: the job timeout passed while sending to {self.receiver!r}")
+        if code in ("INVALID_ARGUMENT", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"):
+            return PeerFailed(self.receiver, f"refused a message from {self.sender!r}: {exc.details()}")
         return PeerFailed(self.receiver, f"unreachable or disconnected (stream to {self.receiver!r}: {code})")
 
     def _done(self, future: grpc.Future, on_broken: Callable[[GaotieError], None]) -> None:
