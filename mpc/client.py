@@ -72,7 +72,7 @@ class Client:
         request = party_pb2.JobRequest(protocol=protocol, params=codec.encode(params), timeout=job_timeout)
         reply = self._rpc("Submit", request)
         if reply.state in ("refused", "failed"):
-            raise JobFailed(_party_of(reply.error), reply.error, reply.job_id)
+            raise _job_failed(reply.error, reply.job_id)
         return reply.job_id
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class Client:
                         bar.update(100 - bar.n)
                     return codec.decode(s.result)
                 if s.state in ("failed", "cancelled", "refused"):
-                    raise JobFailed(_party_of(s.error), s.error or s.state, job_id)
+                    raise _job_failed(s.error or s.state, job_id)
                 elapsed = time.monotonic() - start
                 if timeout is not None and elapsed > timeout:
                     raise TimeoutError(f"job {job_id} still {s.state} after {timeout}s")
@@ -116,9 +116,8 @@ class Client:
         return self._rpc("Cancel", party_pb2.JobQuery(job_id=job_id)).state
 
 
-def _party_of(error: str) -> str:
-    """The party an error message names first (``party 'x' ...``), or '?'."""
+def _job_failed(error: str, job_id: str) -> JobFailed:
+    """JobFailed naming the party an error message names first (``party 'x' ...``)."""
     marker = "party '"
-    if marker in error:
-        return error.split(marker, 1)[1].split("'", 1)[0]
-    return "?"
+    party = error.split(marker, 1)[1].split("'", 1)[0] if marker in error else "?"
+    return JobFailed(party, error.removeprefix(f"party {party!r} failed: "), job_id)

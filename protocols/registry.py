@@ -10,6 +10,7 @@ what every party learns.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -123,6 +124,7 @@ _REGISTRY: dict[str, ProtocolSpec] = {}
 # Modules whose import registers the built-in protocols (a fixed list: never from the wire).
 _BUILTIN_MODULES = ("protocols.demo", "protocols.jobs")
 _loaded = False
+_load_lock = threading.Lock()
 
 
 def register(spec: ProtocolSpec) -> ProtocolSpec:
@@ -134,14 +136,16 @@ def register(spec: ProtocolSpec) -> ProtocolSpec:
 
 def _load_builtins() -> None:
     global _loaded
-    if not _loaded:
-        _loaded = True
+    with _load_lock:
+        if _loaded:
+            return
         for module in _BUILTIN_MODULES:
             try:
                 importlib.import_module(module)
             except ModuleNotFoundError as exc:
                 if exc.name != module:
                     raise
+        _loaded = True
 
 
 def get(name: str) -> ProtocolSpec:
