@@ -214,8 +214,8 @@ def std(ctx: Any, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) 
 def cov(ctx: Any, x: SharedTensor, y: SharedTensor, ddof: int = 1,
         reveal_to: str | None = None) -> float | None:
     """Covariance of two columns (ddof=1 by default, like numpy.cov)."""
+    cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
     cx, cy = _prepare_many(ctx, {"x": x, "y": y})
-    cm.check_same_length({"x": x, "y": y})
     _check_ddof(cx.n, ddof)
     d = _centred(ctx, [cx, cy])
     s = np.sum(beaver.mul(ctx, d[0], d[1]), dtype=np.uint64)
