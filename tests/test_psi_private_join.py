@@ -121,3 +121,10 @@ def test_output_order_is_not_either_input_order():
     assert sorted(rows_a.tolist()) == list(range(n))
     assert (rows_a + rows_b == n - 1).all()          # rows stay aligned
     assert not (np.diff(rows_a) > 0).all() and not (np.diff(rows_a) < 0).all()
+
+
+def test_small_buckets_and_uneven_sizes():
+    a = (list(range(50)), {"x": np.arange(50) * 2, "f": np.arange(50) / 4})
+    b = (list(range(30, 41)), {"y": np.arange(11) - 5})
+    check(a, b, run(a, b, bucket_size=7))
+    check(b, a, run(b, a, bucket_size=4))

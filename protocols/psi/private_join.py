@@ -164,63 +164,73 @@ def _horner_chunk(groups: list[list[int]], shift: int, nsq: int) -> list[int]:
     return out
 
 
-def _select(ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int,
-            bucket: int) -> list[np.ndarray]:
-    """Selector side: receive the peer's encrypted rows, return masked packed ciphertexts of
-    rows ``wanted`` (in output order). Returns this party's shares (-mask) per column."""
-    from mpc.paillier import EncryptedVector, PublicKey
-    n = ctx.recv(peer)
-    if not isinstance(n, int) or n.bit_length() < 256:
-        raise ValueError(f"party {peer!r} sent a malformed public key")
-    pk = PublicKey.from_n(n)
-    groups = _groups(n_cols, slots)
-    m = len(wanted)
-    # Keep only the wanted rows while the buckets stream in (memory: joined rows only).
-    slot_of = np.full(n_rows, -1, dtype=np.int64)
-    slot_of[wanted] = np.arange(m)
-    cts: list[list[Any]] = [[None] * m for _ in groups]
-    for s in _buckets(n_rows, bucket):
-        here = slot_of[s]
+class _Selector:
+    """Selector side: keep the peer's encrypted rows ``wanted`` as its buckets stream in, then
+    return them masked and packed (in output order). ``finish`` gives this party's shares."""
+
+    def __init__(self, ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int) -> None:
+        from mpc.paillier import PublicKey
+        self.ctx, self.peer, self.n_cols, self.slots = ctx, peer, n_cols, slots
+        n = ctx.recv(peer)
+        if not isinstance(n, int) or n.bit_length() < 256:
+            raise ValueError(f"party {peer!r} sent a malformed public key")
+        self.n = n
+        self.pk = PublicKey.from_n(n)
+        self.groups = _groups(n_cols, slots)
+        self.m = len(wanted)
+        # Only the wanted rows are kept (memory: joined rows, not the peer's whole table).
+        self.slot_of = np.full(n_rows, -1, dtype=np.int64)
+        self.slot_of[wanted] = np.arange(self.m)
+        self.cts: list[list[Any]] = [[None] * self.m for _ in self.groups]
+
+    def take(self, s: slice) -> None:
+        from mpc.paillier import EncryptedVector
+        here = self.slot_of[s]
         keep = np.nonzero(here >= 0)[0].tolist()
-        for g in range(len(groups)):
-            ev = ctx.recv(peer)
-            if not isinstance(ev, EncryptedVector) or ev.public_key != pk or len(ev) != s.stop - s.start:
-                raise ValueError(f"party {peer!r} sent a malformed ciphertext bucket")
+        for g in range(len(self.groups)):
+            ev = self.ctx.recv(self.peer)
+            if not isinstance(ev, EncryptedVector) or ev.public_key != self.pk or len(ev) != s.stop - s.start:
+                raise ValueError(f"party {self.peer!r} sent a malformed ciphertext bucket")
             got = ev.ciphertexts
             for j in keep:
-                cts[g][here[j]] = got[j]
-    shares = [np.zeros(m, dtype=np.uint64) for _ in range(n_cols)]
-    nsq = int(pk.nsquare)
-    for g, cols in enumerate(groups):
-        width = len(cols)
-        rows_per_ct = max(1, slots // width)
-        masks = [[secrets.randbits(MASK_BITS) for _ in cols] for _ in range(m)]
-        for j, c in enumerate(cols):
-            shares[c] = np.array([(-mk[j]) % RING for mk in masks], dtype=np.uint64)
-        masked = []
-        for k in range(m):
-            plain = 0
-            for j, r in enumerate(masks[k]):
-                plain |= r << (SLOT_BITS * j)
-            masked.append(int(cts[g][k]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x + r)
-        chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
-        packed = pool.map_chunks(_horner_chunk, chunks, 64, SLOT_BITS * width, nsq)
-        out = EncryptedVector(pk, packed, 0, fresh=False).rerandomise()
-        ctx.send(peer, out)
-    return shares
+                self.cts[g][here[j]] = got[j]
+
+    def finish(self) -> list[np.ndarray]:
+        from mpc.paillier import EncryptedVector
+        m, n = self.m, self.n
+        shares = [np.zeros(m, dtype=np.uint64) for _ in range(self.n_cols)]
+        nsq = int(self.pk.nsquare)
+        for g, cols in enumerate(self.groups):
+            width = len(cols)
+            rows_per_ct = max(1, self.slots // width)
+            masks = [[secrets.randbits(MASK_BITS) for _ in cols] for _ in range(m)]
+            for j, c in enumerate(cols):
+                shares[c] = np.array([(-mk[j]) % RING for mk in masks], dtype=np.uint64)
+            masked = []
+            for k in range(m):
+                plain = 0
+                for j, r in enumerate(masks[k]):
+                    plain |= r << (SLOT_BITS * j)
+                masked.append(int(self.cts[g][k]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x+r)
+            self.cts[g] = []
+            chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
+            packed = pool.map_chunks(_horner_chunk, chunks, 64, SLOT_BITS * width, nsq)
+            self.ctx.send(self.peer, EncryptedVector(self.pk, packed, 0, fresh=False).rerandomise())
+        return shares
 
 
-def _owner_send(ctx, peer: str, rings: list[np.ndarray], order: np.ndarray, slots: int,
-                key_bits: int, bucket: int):
-    """Owner side, first half: encrypt own rows (in ``order``) under a fresh key and send them."""
+def _owner_start(ctx, peer: str, key_bits: int):
+    """Owner side: a fresh Paillier key pair; the public modulus goes to the peer."""
     from mpc.paillier import generate_keypair
     pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
     ctx.send(peer, int(pk.n))
-    groups = _groups(len(rings), slots)
-    for s in _buckets(len(order), bucket):
-        for cols in groups:
-            ctx.send(peer, pk.encrypt(_pack_rows(rings, cols, order[s])))
     return pk, sk
+
+
+def _owner_send(ctx, peer: str, pk, rings: list[np.ndarray], rows: np.ndarray, slots: int) -> None:
+    """Owner side: encrypt one bucket of own rows (all columns of a row packed) and send it."""
+    for cols in _groups(len(rings), slots):
+        ctx.send(peer, pk.encrypt(_pack_rows(rings, cols, rows)))
 
 
 def _owner_receive(ctx, peer: str, keys, n_cols: int, m: int, slots: int) -> list[np.ndarray]:
@@ -332,10 +342,19 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
         m = len(i_pos)
         wanted = sigma[i_pos]
 
-    # Both tables at once: each party encrypts and sends its rows (in its order pi), selects
-    # the joined rows of the peer's table, then decrypts its own masked joined rows.
-    keys = _owner_send(ctx, peer, rings, pi, slots, key_bits, bucket_size) if rings else None
-    their_shares = _select(ctx, peer, wanted, peer_n, peer_cols, slots, bucket_size) if peer_cols else []
+    # Both tables at once, bucket by bucket (memory stays bounded): each party encrypts and
+    # sends its rows (in its order pi) while keeping the joined rows of the peer's table;
+    # then it returns those masked and decrypts its own masked joined rows.
+    keys = _owner_start(ctx, peer, key_bits) if rings else None
+    selector = _Selector(ctx, peer, wanted, peer_n, peer_cols, slots) if peer_cols else None
+    own_b = _buckets(n, bucket_size) if rings else []
+    peer_b = _buckets(peer_n, bucket_size) if peer_cols else []
+    for i in range(max(len(own_b), len(peer_b))):
+        if i < len(own_b):
+            _owner_send(ctx, peer, keys[0], rings, pi[own_b[i]], slots)
+        if i < len(peer_b):
+            selector.take(peer_b[i])
+    their_shares = selector.finish() if selector else []
     my_shares = _owner_receive(ctx, peer, keys, len(rings), m, slots) if rings else []
 
     table: dict[str, Any] = {}
