@@ -50,6 +50,8 @@ def test_policy_refusal_names_dataset_column_and_level(tls_cluster):
     assert "'join_key'" in str(info.value)
     audit = [json.loads(x) for x in tls_cluster.audit_log("retailer").read_text().splitlines()]
     assert audit[-1]["outcome"] == "refused"
+    record = json.loads(tls_cluster.audit_log("bank").read_text().splitlines()[-1])
+    assert record["outcome"] == "refused" and "'customer_id'" in record["error"]
 
 
 def test_unknown_protocol_and_bad_params(tls_cluster):

@@ -135,11 +135,12 @@ class JobManager:
             raise KeyError(f"unknown job {job_id!r}")
         return job
 
-    def cancel(self, job_id: str, reason: str = "cancelled") -> Job:
+    def cancel(self, job_id: str, reason: str = "cancelled", state: str = "cancelled") -> Job:
+        """Stop a prepared or running job here (and tell its peers); ``state`` is what it ends as."""
         job = self.get(job_id)
         if job.state in ("prepared", "running"):
             was = job.state
-            job.state, job.error = "cancelled", reason
+            job.state, job.error = state, reason
             self.mailbox.fail(job_id, GaotieError(f"job {job_id} {reason}"))
             if was == "prepared":
                 self.mailbox.close(job_id)

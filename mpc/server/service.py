@@ -127,18 +127,16 @@ class PartyService(party_pb2_grpc.PartyServicer):
             error = self._call(peer, "Join", join)
             if error:
                 for p in prepared:
-                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id))
-                self.jobs.cancel(job_id, f"refused by {peer!r}")
-                job.state, job.error = "refused", error
+                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id, reason=error))
+                self.jobs.cancel(job_id, error, state="refused")
                 return party_pb2.JobReply(job_id=job_id, state="refused", error=error)
             prepared.append(peer)
         for peer in others:
             error = self._call(peer, "Start", party_pb2.JobQuery(job_id=job_id))
             if error:
                 for p in others:
-                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id))
-                self.jobs.cancel(job_id, f"could not start on {peer!r}")
-                job.state, job.error = "failed", error
+                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id, reason=error))
+                self.jobs.cancel(job_id, error, state="failed")
                 return party_pb2.JobReply(job_id=job_id, state="failed", error=error)
         self.jobs.start(job_id)
         return party_pb2.JobReply(job_id=job_id, state="running")
@@ -172,7 +170,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
         except KeyError as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         who = self._require(context, {self.party, job.requester})
-        job = self.jobs.cancel(request.job_id, f"cancelled by {who!r}")
+        reason = f"cancelled by {who!r}" + (f": {request.reason}" if request.reason else "")
+        job = self.jobs.cancel(request.job_id, reason)
         return party_pb2.JobReply(job_id=job.job_id, state=job.state)
 
     def Datasets(self, request, context):  # noqa: N802
