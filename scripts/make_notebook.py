@@ -51,11 +51,13 @@ Bins with fewer customers than the retailer's `min_group_size` are suppressed.""
 shown = hist[~hist.suppressed]
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.bar(shown.lower, shown["count"], width=shown.upper - shown.lower, align="edge", edgecolor="white")
-ax.set_xlabel("retail spend"); ax.set_ylabel("shared customers")
+ax.set_xlabel("retail spend")
+ax.set_ylabel("shared customers")
 ax.set_title(f"{stats['rows']} customers in common")
 hist"""),
     ("markdown", """## Spend per bank segment"""),
-    ("code", """bank.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"])"""),
+    ("code", """bank.run("stats.group_by", ids=IDS, key="bank.accounts.segment",
+         values=["retailer.purchases.spend"])"""),
     ("code", """cluster.stop()"""),
 ]
 
@@ -64,7 +66,8 @@ def main() -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     for kind, source in CELLS:
-        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+        new_cell = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
+        cell = new_cell(source)
         cell.pop("id", None)
         nb.cells.append(cell)
     nbformat.validator.normalize(nb)

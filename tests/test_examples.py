@@ -64,7 +64,8 @@ def test_notebook_executes(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(ROOT / "examples" / "notebook.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = {i: cell.outputs for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
     text = "".join(o.get("data", {}).get("text/plain", "") for outs in outputs.values() for o in outs)
     joined = _joined()
