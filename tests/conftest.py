@@ -1,5 +1,8 @@
 """Shared fixtures: real party-server clusters (separate processes, loopback, mTLS)."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,3 +32,12 @@ def tls_cluster():
     with LocalCluster(["bank", "retailer"], tls=True, datasets=datasets) as cluster:
         cluster.frames = {"bank": bank, "retailer": retail}
         yield cluster
+
+
+def server_stats(cluster: LocalCluster, party: str) -> dict[str, int]:
+    """Threads, open file descriptors and resident memory (bytes) of a party's server process."""
+    pid = cluster.processes[party].pid
+    rss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS:"))
+    return {"threads": len(os.listdir(f"/proc/{pid}/task")), "fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "rss": rss}

@@ -5,14 +5,13 @@ All slow: ``pytest -m slow tests/test_load.py``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import server_stats
 
 from mpc.cluster import LocalCluster
 
@@ -20,15 +19,6 @@ PARTIES = ["a", "b", "c"]
 COLUMNS = ["v0", "v1", "v2", "v3"]
 
 pytestmark = pytest.mark.slow
-
-
-def server_stats(cluster: LocalCluster, party: str) -> dict[str, int]:
-    """Threads, open file descriptors and resident memory (bytes) of a party's server process."""
-    pid = cluster.processes[party].pid
-    rss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:"))
-    return {"threads": len(os.listdir(f"/proc/{pid}/task")), "fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "rss": rss}
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import server_stats
 
 from mpc import JobFailed
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
@@ -46,15 +47,6 @@ def datasets(n: int = 200) -> dict:
                   "bad": {"frame": bad, "id": "id", "columns": {"id": "join_key", "v": "aggregate",
                                                                  "missing": "aggregate"}}}
     return out
-
-
-def server_stats(cluster: LocalCluster, party: str) -> dict[str, int]:
-    """Threads, open file descriptors and resident memory (bytes) of a party's server process."""
-    pid = cluster.processes[party].pid
-    rss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:"))
-    return {"threads": len(os.listdir(f"/proc/{pid}/task")), "fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "rss": rss}
 
 
 def status_on(cluster: LocalCluster, party: str, job_id: str, until=("done", "failed", "cancelled"),

@@ -386,23 +386,23 @@ def from_shares(ctx: Any, local_share: np.ndarray, frac_bits: int = 0) -> Shared
     return SharedTensor(ctx, arr, frac_bits)
 
 
-def concatenate(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
-    """Concatenate SharedTensors of one job (integer ones are lifted to fixed if mixed)."""
+def _combine(join: Any, tensors: Sequence[SharedTensor], axis: int) -> SharedTensor:
+    """``join`` (np.concatenate / np.stack) the shares of SharedTensors of one job, lifting
+    integer ones to the largest fixed-point scale if they are mixed."""
     if not tensors:
-        raise ValueError("concatenate needs at least one SharedTensor")
+        raise ValueError(f"{join.__name__} needs at least one SharedTensor")
     first = tensors[0]
     for t in tensors[1:]:
         first._check_job(t)
     frac = max(t.frac_bits for t in tensors)
-    return first._new(np.concatenate([t._lift(frac).share for t in tensors], axis=axis), frac)
+    return first._new(join([t._lift(frac).share for t in tensors], axis=axis), frac)
+
+
+def concatenate(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
+    """Concatenate SharedTensors of one job (integer ones are lifted to fixed if mixed)."""
+    return _combine(np.concatenate, tensors, axis)
 
 
 def stack(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
     """Stack SharedTensors of one job along a new axis."""
-    if not tensors:
-        raise ValueError("stack needs at least one SharedTensor")
-    first = tensors[0]
-    for t in tensors[1:]:
-        first._check_job(t)
-    frac = max(t.frac_bits for t in tensors)
-    return first._new(np.stack([t._lift(frac).share for t in tensors], axis=axis), frac)
+    return _combine(np.stack, tensors, axis)
