@@ -261,10 +261,16 @@ class GrpcTransport:
         self._credentials = credentials or (lambda peer: None)
         self._chunk = max_chunk_bytes
         self._lock = threading.Lock()
+        self._channel_lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._streams: dict[tuple[str, str], _OutStream] = {}
 
-    def _stub(self, peer: str) -> party_pb2_grpc.PartyStub:
+    def stub(self, peer: str) -> party_pb2_grpc.PartyStub:
+        """A stub on the (cached) channel to ``peer``, with this party's credentials."""
+        with self._channel_lock:
+            return party_pb2_grpc.PartyStub(self._channel(peer))
+
+    def _channel(self, peer: str) -> grpc.Channel:
         channel = self._channels.get(peer)
         if channel is None:
             if peer not in self.addresses:
@@ -277,7 +283,7 @@ class GrpcTransport:
                 options.append(("grpc.ssl_target_name_override", peer))
                 channel = grpc.secure_channel(self.addresses[peer], creds, options=options)
             self._channels[peer] = channel
-        return party_pb2_grpc.PartyStub(channel)
+        return channel
 
     def _stream(self, job_id: str, receiver: str, deadline: float) -> _OutStream:
         with self._lock:
@@ -285,7 +291,7 @@ class GrpcTransport:
             if stream is None:
                 def broken(error: GaotieError) -> None:
                     self.mailbox.fail(job_id, error)
-                stream = _OutStream(self._stub(receiver), job_id, self.party, receiver, deadline,
+                stream = _OutStream(self.stub(receiver), job_id, self.party, receiver, deadline,
                                     self._chunk, broken)
                 self._streams[(job_id, receiver)] = stream
             return stream
@@ -315,7 +321,7 @@ class GrpcTransport:
 
     def close(self) -> None:
         """Close every channel (and with them any stream still open)."""
-        with self._lock:
+        with self._lock, self._channel_lock:
             channels, self._channels = list(self._channels.values()), {}
             self._streams.clear()
         for channel in channels:

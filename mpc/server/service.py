@@ -144,7 +144,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
     def _call(self, peer: str, method: str, request: Any) -> str:
         """Call a control RPC on a peer; return an error message, or '' on success."""
         try:
-            stub = self.transport._stub(peer)
+            stub = self.transport.stub(peer)
             reply = getattr(stub, method)(request, timeout=_CONTROL_TIMEOUT)
         except grpc.RpcError as exc:
             return f"party {peer!r} is unreachable ({exc.code().name}): {exc.details()}"
@@ -180,7 +180,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
             if request.party not in self.config.peers:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"{self.party!r} has no peer {request.party!r}")
             try:
-                return self.transport._stub(request.party).Datasets(party_pb2.DatasetsRequest(),
+                return self.transport.stub(request.party).Datasets(party_pb2.DatasetsRequest(),
                                                                     timeout=_CONTROL_TIMEOUT)
             except grpc.RpcError as exc:
                 context.abort(grpc.StatusCode.UNAVAILABLE,
