@@ -20,6 +20,20 @@ from mpc.ss import SharedTensor, beaver, compare, from_shares
 MAX_VALUE_BITS = 60      # every ring value used here stays below 2^60 in magnitude
 
 
+def float_column(values: Any, what: str) -> np.ndarray:
+    """``values`` as float64, or TypeError (not numeric) / ValueError (NaN, infinity) naming
+    ``what`` (e.g. ``"column 'x'"`` or ``"party 'a': feature 'x'"``). NaN is rejected, never skipped."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iufb":
+        raise TypeError(f"{what} is not numeric (dtype {arr.dtype})")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{what} has NaN values (rejected)")
+    if np.isinf(arr).any():
+        raise ValueError(f"{what} has infinite values")
+    return arr
+
+
 def receivers(ctx: Any, reveal_to: str | Sequence[str] | None) -> list[str]:
     """The parties that get a result (all computing parties when None)."""
     if reveal_to is None:

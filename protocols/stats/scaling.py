@@ -24,6 +24,7 @@ import numpy as np
 
 from mpc import ss
 from mpc.ss import SharedTensor
+from protocols.stats._common import float_column
 
 DEFAULT_BITS = 52          # float64 precision; sums of 2^8 rows still fit below 2^61
 
@@ -44,14 +45,7 @@ def default_bits(n: int) -> int:
 
 def scale_column(values: Any, name: str = "column", bits: int | None = None) -> tuple[np.ndarray, int]:
     """(round(x * 2^shift) as int64, shift) with max |x| < 2^(bits - shift)."""
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "iufb":
-        raise TypeError(f"column {name!r} is not numeric (dtype {arr.dtype})")
-    arr = arr.astype(np.float64)
-    if np.isnan(arr).any():
-        raise ValueError(f"column {name!r} has NaN values (rejected)")
-    if np.isinf(arr).any():
-        raise ValueError(f"column {name!r} has infinite values")
+    arr = float_column(values, f"column {name!r}")
     b = default_bits(len(arr)) if bits is None else int(bits)
     shift = b - column_exponent(arr)
     return np.round(np.ldexp(arr, shift)).astype(np.int64), shift

@@ -150,12 +150,7 @@ def woe_iv(ctx: Any, table: Any, label: str, features: Sequence[str], bins: Any 
     # feature holders bin their own features (own data, in the clear)
     binned: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for f, x in mine.items():
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "iufb":
-            raise TypeError(f"party {ctx.party!r}: feature {f!r} is not numeric (dtype {arr.dtype})")
-        arr = arr.astype(np.float64)
-        if np.isnan(arr).any():
-            raise ValueError(f"party {ctx.party!r}: feature {f!r} has NaN values (rejected)")
+        arr = cm.float_column(x, f"party {ctx.party!r}: feature {f!r}")
         b = bins.get(f, 10) if isinstance(bins, Mapping) else bins
         edges = _edges(arr, b, f)
         binned[f] = (edges, _bin_index(arr, edges))
