@@ -52,8 +52,46 @@ def _draw(prg: PRG, op: str, req: dict[str, Any], last: bool) -> dict[str, np.nd
     elif op == "dabit":
         out["bb"] = prg.uint64(shape) & np.uint64(1)
         out["ba"] = None if last else prg.uint64(shape)
+    elif op == "shuffle":
+        out.update(_draw_shuffle(prg, shape, req["rank"], req["parties"]))
     else:
         raise ValueError(f"unknown dealer request {op!r}")
+    return out
+
+
+def _shuffle_fixer(j: int, parties: int) -> int:
+    """The party that receives the dealer's correction in shuffle round j: the last party,
+    except in the round the last party permutes, where it is the first."""
+    return 0 if j == parties - 1 else parties - 1
+
+
+def _draw_shuffle(prg: PRG, shape: Shape, rank: int, parties: int) -> dict[str, np.ndarray | None]:
+    """Round j of the shuffle: party j draws its permutations (one per row, argsort of
+    64-bit keys: ties have probability < n^2 / 2^65); every other party draws the mask r it
+    sends, and its new share q (None for the party that gets the dealer's correction)."""
+    out: dict[str, np.ndarray | None] = {}
+    for j in range(parties):
+        if j == rank:
+            out[f"perm{j}"] = np.argsort(prg.uint64(shape), axis=-1, kind="stable")
+        else:
+            out[f"r{j}"] = prg.uint64(shape)
+            out[f"q{j}"] = None if rank == _shuffle_fixer(j, parties) else prg.uint64(shape)
+    return out
+
+
+def _shuffle_corrections(pieces: list[dict]) -> dict[int, np.ndarray]:
+    """Round j -> the new share of its fixer: perm_j applied to the masks the others sent,
+    minus the others' fresh shares, so that the new shares add up to the permuted value."""
+    n = len(pieces)
+    out = {}
+    for j in range(n):
+        perm = pieces[j][f"perm{j}"]
+        masks = _add([pieces[i][f"r{j}"] for i in range(n) if i != j])
+        fix = np.take_along_axis(masks, perm, axis=-1)
+        for i in range(n):
+            if i != j and i != _shuffle_fixer(j, n):
+                fix -= pieces[i][f"q{j}"]
+        out[j] = fix
     return out
 
 
@@ -98,6 +136,9 @@ def _corrections(op: str, req: dict[str, Any], pieces: list[dict]) -> list[np.nd
         return [fix_xor("rb", _add([p["r"] for p in pieces]))]
     if op == "dabit":
         return [fix_add("ba", _xor([p["bb"] for p in pieces]))]
+    if op == "shuffle":
+        fixes = _shuffle_corrections(pieces)
+        return [fixes[j] for j in range(len(pieces) - 1)]
     raise ValueError(f"unknown dealer request {op!r}")
 
 
@@ -108,6 +149,8 @@ def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
     req["shape"] = check_shape(req.get("shape", ()))
     if req["op"] == "matmul":
         req["shape_b"] = check_shape(req.get("shape_b", ()))
+    if req["op"] == "shuffle" and len(req["shape"]) != 2:
+        raise ValueError("shuffle request needs a 2-D shape (rows, length)")
     if req["op"] == "trunc":
         bits = np.asarray(req.get("bits", 0))
         if bits.dtype.kind not in "iu" or bits.size == 0 or bits.min() < 0 or bits.max() > 62:
@@ -133,8 +176,11 @@ def run_dealer(ctx: Any) -> None:
         if isinstance(msg, dict) and msg.get("op") == "done":
             break
         op, req = _check_request(msg)
-        pieces = [_draw(prg, op, req, last=(i == n - 1)) for i, prg in enumerate(prgs)]
+        pieces = [_draw(prg, op, {**req, "rank": i, "parties": n}, last=(i == n - 1))
+                  for i, prg in enumerate(prgs)]
         ctx.send(last, _corrections(op, req, pieces))
+        if op == "shuffle":   # the last party's own round is fixed by the first party
+            ctx.send(ctx.parties[0], _shuffle_corrections(pieces)[n - 1])
     for p in ctx.parties[:-1]:
         msg = ctx.recv(p)
         if not (isinstance(msg, dict) and msg.get("op") == "done"):
@@ -164,19 +210,27 @@ class DealerSource:
         self.ctx.send("dealer", msg)
         self._pending.append(self._key(op, req))
 
-    def _get(self, op: str, req: dict[str, Any], names: list[str]) -> list[np.ndarray]:
-        pieces = _draw(self.prg, op, req, self.last)
+    def _pieces(self, op: str, req: dict[str, Any]) -> dict[str, np.ndarray | None]:
+        """All of this party's pieces of a request; the last party's come partly from the dealer."""
+        n = len(self.ctx.parties)
+        pieces = _draw(self.prg, op, {**req, "rank": self.ctx.rank, "parties": n}, self.last)
         if self.last:
             if not self._pending:
                 self._send_request(op, req)
             if self._pending.popleft() != self._key(op, req):
                 raise RuntimeError("dealer requests were prefetched in a different order than used")
             fixes = self.ctx.recv("dealer")
-            missing = [k for k in names if pieces[k] is None]
+            missing = [k for k, v in pieces.items() if v is None]
             if not isinstance(fixes, list) or len(fixes) != len(missing):
                 raise ValueError("the dealer sent a malformed correction")
             for k, v in zip(missing, fixes, strict=True):
+                if not isinstance(v, np.ndarray) or v.dtype != np.uint64:
+                    raise ValueError("the dealer sent a malformed correction")
                 pieces[k] = v
+        return pieces
+
+    def _get(self, op: str, req: dict[str, Any], names: list[str]) -> list[np.ndarray]:
+        pieces = self._pieces(op, req)
         return [pieces[k] for k in names]
 
     def prefetch(self, requests: list[tuple[str, Shape, Any]]) -> None:
@@ -212,3 +266,20 @@ class DealerSource:
 
     def dabit(self, shape: Shape):
         return tuple(self._get("dabit", {"shape": check_shape(shape)}, ["ba", "bb"]))
+
+    def shuffle(self, shape: Shape) -> list[dict[str, np.ndarray]]:
+        """This party's pieces of a dealer shuffle of a (rows, length) array, one dict per
+        round j (the round in which party j permutes): ``{"perm": p}`` for party j itself,
+        else ``{"mask": r, "share": q}``. See :mod:`mpc.ss.shuffle`."""
+        shape = check_shape(shape)
+        if len(shape) != 2:
+            raise ValueError(f"shuffle needs a 2-D shape (rows, length), got {shape}")
+        n, me = len(self.ctx.parties), self.ctx.rank
+        pieces = self._pieces("shuffle", {"shape": shape})
+        if me == 0 and n > 1:       # the first party fixes the round in which the last permutes
+            fix = self.ctx.recv("dealer")
+            if not isinstance(fix, np.ndarray) or fix.shape != shape or fix.dtype != np.uint64:
+                raise ValueError("the dealer sent a malformed shuffle correction")
+            pieces[f"q{n - 1}"] = fix
+        return [{"perm": pieces[f"perm{j}"]} if j == me else {"mask": pieces[f"r{j}"], "share": pieces[f"q{j}"]}
+                for j in range(n)]

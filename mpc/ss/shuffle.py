@@ -1,0 +1,59 @@
+"""Oblivious shuffle of shared rows with the dealer: each row of a (rows, length) share
+array is permuted by its own uniformly random permutation that no computing party knows.
+
+One round per computing party j: every other party i sends party j its share minus a
+mask r_i (uniform, from i's dealer PRG); party j adds what it got to its own share and
+applies its permutation perm_j (from j's dealer PRG), so it holds perm_j(x - sum r_i);
+the others take fresh shares q_i, and one of them (the last party, or the first in the
+last party's round) gets from the dealer perm_j(sum r_i) - sum q_i instead. The shares
+again add up to perm_j(x). The result is permuted by perm_{N-1} o ... o perm_0.
+
+Reveals: nothing to the computing parties (everything they receive is masked by
+randomness they do not know); party j knows perm_j only, so the composition is unknown to
+every single party. The dealer knows every permutation but sees no data (only shapes).
+Security needs, as everywhere with the dealer, that it colludes with no computing party.
+
+Cost: N rounds; each moves (N - 1) x rows x length words to the permuting party, and the
+dealer sends one correction of that size per round. Needs ``triples="dealer"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mpc.ss.triples import get_source
+
+
+def available(ctx: Any) -> bool:
+    """Whether the job's triple source can shuffle (only the dealer can)."""
+    return hasattr(get_source(ctx), "shuffle")
+
+
+def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
+    """Shares of ``x`` (rows, length) with every row independently and obliviously permuted.
+
+    All computing parties call it with their shares of the same shape.
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    if x.ndim != 2:
+        raise ValueError(f"shuffle needs a 2-D share array (rows, length), got shape {x.shape}")
+    source = get_source(ctx)
+    if not hasattr(source, "shuffle"):
+        raise ValueError("an oblivious shuffle needs the dealer (runtime option triples='dealer')")
+    rounds = source.shuffle(x.shape)
+    for j, party in enumerate(ctx.parties):
+        piece = rounds[j]
+        if party == ctx.party:
+            total = x.copy()
+            for peer in ctx.peers:
+                got = ctx.recv(peer)
+                if not isinstance(got, np.ndarray) or got.shape != x.shape or got.dtype != np.uint64:
+                    raise ValueError(f"party {peer!r} sent a shuffle share of the wrong shape or type")
+                total += got
+            x = np.take_along_axis(total, piece["perm"], axis=-1)
+        else:
+            ctx.send(party, x - piece["mask"])
+            x = piece["share"]
+    return x
