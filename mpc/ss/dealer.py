@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.ss.dealer_join import serve_match
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
 _LOW63 = np.uint64((1 << 63) - 1)
@@ -175,6 +176,9 @@ def run_dealer(ctx: Any) -> None:
         msg = ctx.recv(last)
         if isinstance(msg, dict) and msg.get("op") == "done":
             break
+        if isinstance(msg, dict) and msg.get("op") == "match":
+            serve_match(ctx, prgs, msg)
+            continue
         op, req = _check_request(msg)
         pieces = [_draw(prg, op, {**req, "rank": i, "parties": n}, last=(i == n - 1))
                   for i, prg in enumerate(prgs)]
@@ -200,6 +204,11 @@ class DealerSource:
             raise ValueError("the dealer sent a malformed seed")
         self.prg = PRG(seed)
         self._pending: deque[tuple] = deque()  # requests sent ahead of use (last party)
+
+    @property
+    def idle(self) -> bool:
+        """No request sent ahead of use is waiting for its answer."""
+        return not self._pending
 
     @staticmethod
     def _key(op: str, req: dict[str, Any]) -> tuple:
