@@ -169,13 +169,22 @@ def shared_min_group(ctx, params: dict[str, Any], key: str, data: LocalData) -> 
     return max(ctx.gather(max(own, default=1)))
 
 
+JOIN_METHODS = ("ecdh", "dealer")
+JOIN = Param(str, required=False, default="ecdh",
+             doc="'ecdh' (no third party learns anything) or 'dealer' (far faster; the dealer learns "
+                 "both id counts and the number of joined rows)")
+JOIN_REVEALS = "; with join='dealer' the dealer learns both parties' id counts and the number of joined rows"
+
+
 def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
     """Private join on the ``ids`` parameter; returns (n_rows, {"party.column": SharedTensor})."""
     from protocols.psi.private_join import private_join
     from protocols.stats import apply_shifts, scale_columns
 
+    if params["join"] not in JOIN_METHODS:
+        raise ValueError(f"parameter 'join' must be one of {JOIN_METHODS}, not {params['join']!r}")
     ints, shifts = scale_columns(ctx, columns)
-    table = private_join(ctx, id_column(ctx, params, data), ints)
+    table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"])
     ctx.report_progress(0.5)
     return table.num_rows, apply_shifts(table, shifts)
 
@@ -231,11 +240,11 @@ register(ProtocolSpec(
     reveals="reveal_to (default: both): the number of joined rows and the requested statistics of the "
             "joined columns (describe: count, mean, std, min, quartiles, max - min/max/quartiles are values "
             "of single rows; corr: Pearson matrix; histogram: counts per bin, bins under min_group_size "
-            "suppressed); each column's power-of-two magnitude; nothing about which rows joined",
+            "suppressed); each column's power-of-two magnitude; nothing about which rows joined" + JOIN_REVEALS,
     params={"ids": IDS, "columns": Param(list, doc="numeric columns 'party.dataset.column'"),
             "stats": Param(list, required=False, default=["describe", "corr"], doc=f"any of {JOIN_STATS}"),
             "bins": Param(int, required=False, default=10, doc="histogram bins"),
-            "reveal_to": REVEAL_TO},
+            "join": JOIN, "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
     helpers=("dealer",),
@@ -278,14 +287,14 @@ register(ProtocolSpec(
         "over the rows both hold (private join).",
     reveals="every party: the number of joined rows, the group labels and which groups are suppressed "
             "(fewer rows than min_group_size); reveal_to (default: both): count and the aggregations of "
-            "the other groups",
+            "the other groups" + JOIN_REVEALS,
     params={"ids": IDS, "key": Param(str, doc="the grouping column 'party.dataset.column'"),
             "values": Param(list, doc="numeric columns to aggregate"),
             "aggregations": Param(list, required=False, default=["sum", "mean"],
                                   doc="any of count, sum, mean"),
             "min_group_size": Param(int, required=False, default=None,
                                     doc="raise the suppression threshold above the policies' minimum"),
-            "reveal_to": REVEAL_TO},
+            "join": JOIN, "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
     helpers=("dealer",),

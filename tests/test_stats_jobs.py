@@ -38,11 +38,12 @@ def cluster():
         yield c
 
 
-def test_join_stats_matches_pandas(cluster):
+@pytest.mark.parametrize("join", ["ecdh", "dealer"])
+def test_join_stats_matches_pandas(cluster, join):
     with cluster.client("bank") as client:
         out = client.run("join.stats", ids=IDS, columns=["bank.accounts.income", "bank.accounts.tiny",
                                                           "retailer.purchases.spend"],
-                         stats=["describe", "corr", "histogram"], bins=4, progress=False)
+                         stats=["describe", "corr", "histogram"], bins=4, join=join, progress=False)
     plain = cluster.joined[["income", "tiny", "spend"]]
     assert out["rows"] == len(plain)
     expected = plain.describe().T
@@ -57,10 +58,11 @@ def test_join_stats_matches_pandas(cluster):
     assert (counts[hist.suppressed.to_numpy()] < 5).all()
 
 
-def test_group_by_matches_pandas_and_suppresses(cluster):
+@pytest.mark.parametrize("join", ["ecdh", "dealer"])
+def test_group_by_matches_pandas_and_suppresses(cluster, join):
     with cluster.client("retailer") as client:
         out = client.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"],
-                         min_group_size=10, progress=False)
+                         min_group_size=10, join=join, progress=False)
     plain = cluster.joined.groupby("segment").spend.agg(["count", "sum", "mean"])
     out = out.set_index("segment")
     assert sorted(out.index) == sorted(plain.index)
@@ -129,3 +131,8 @@ def test_cancel_stops_the_job_everywhere(cluster):
         assert bank.status(job_id)["state"] == "cancelled"
         # The servers keep serving.
         assert bank.run("psi.cardinality", ids=IDS, progress=False) == len(cluster.joined)
+
+
+def test_unknown_join_method_is_refused(cluster):
+    with cluster.client("bank") as client, pytest.raises(Exception, match="parameter 'join'"):
+        client.run("join.stats", ids=IDS, columns=["bank.accounts.income"], join="magic", progress=False)

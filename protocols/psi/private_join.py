@@ -30,6 +30,15 @@ scales are public. Float columns use the job's ``frac_bits`` (default 16) fixed 
 Cost: each party encrypts all its rows once (one Paillier ciphertext per row and per 19
 columns) and decrypts about rows·columns/19 ciphertexts of the joined rows.
 Only two parties are supported.
+
+``method="dealer"`` replaces steps 1-3 by the job's dealer (:mod:`mpc.ss.dealer_join`):
+A draws a PRF key and a mask seed per table and gives them to B; each party sends the
+dealer, in a secret row order, AES-CBC-MAC tags of its ids under that key and its rows
+minus the masks; the dealer intersects the tags and re-shares the matched masked rows
+(in a random order) with masks of its own. No public-key operation per row: 2^20 x 2^20
+ids join in seconds instead of minutes. It reveals the same to A and B as above, and
+to the dealer both id counts and the number of joined rows (never ids or values);
+it assumes, as every dealer protocol, that the dealer colludes with neither party.
 """
 
 from __future__ import annotations
