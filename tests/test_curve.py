@@ -69,3 +69,10 @@ def test_pool_and_inline_paths_agree():
 def test_low_order_point_is_an_error():
     with pytest.raises(ValueError, match="low order"):
         curve.scalar_mul("x25519", curve.x25519_key(), np.zeros((1, 32), dtype=np.uint8))
+
+
+def test_numpy_int_ids_hash_like_python_ints():
+    ids = np.array([-2**63, 2**63 - 1, -1, 0, 7], dtype=np.int64)
+    assert np.array_equal(curve.hash_items(ids), curve.hash_items([int(v) for v in ids]))
+    big = np.array([2**64 - 1, 0], dtype=np.uint64)
+    assert np.array_equal(curve.hash_items(big), curve.hash_items([2**64 - 1, 0]))

@@ -96,11 +96,15 @@ def hash_items(items: Sequence[Any] | np.ndarray, kind: str | None = None) -> np
     tag = _TAGS[kind]
     base = hashlib.blake2b(digest_size=POINT_BYTES, person=_PERSON)
     base.update(tag)
-    seq = items.tolist() if isinstance(items, np.ndarray) else items
+    if isinstance(items, np.ndarray) and kind == "int":
+        encoded = items.astype("S21").tolist()      # decimal digits, as _encode writes them (vectorised)
+    else:
+        seq = items.tolist() if isinstance(items, np.ndarray) else items
+        encoded = [_encode(v, kind) for v in seq]
     buf = bytearray(n * POINT_BYTES)
-    for i, v in enumerate(seq):
+    for i, v in enumerate(encoded):
         h = base.copy()
-        h.update(_encode(v, kind))
+        h.update(v)
         buf[i * POINT_BYTES:(i + 1) * POINT_BYTES] = h.digest()
     out[:] = np.frombuffer(bytes(buf), dtype=np.uint8).reshape(n, POINT_BYTES)
     return out
