@@ -11,6 +11,11 @@ carry into bit 63, computed by a tree of carry-lookahead pairs that halves the w
 works on every level (about 2 word-ANDs per element instead of 11, 6 rounds), then
 converted back to an arithmetic 0/1 share with a daBit (one more round): 8 rounds in all. ``a < b`` is ``ltz(a - b)``,
 exact whenever |a - b| < 2^63 (always true inside the engine's range).
+
+``ltz_open`` opens the XOR-shared top bit instead (7 rounds of ``msb_xor`` + 1): it
+reveals the comparison outcomes, so it is only for protocols whose outcomes are
+independent of the data (comparisons of distinct keys in an obliviously shuffled order,
+see protocols/stats/order.py). Everything else here reveals nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from mpc.ss.beaver import and_words, b2a_bits, open_arith
+from mpc.ss.beaver import and_words, b2a_bits, open_arith, open_xor
 from mpc.ss.triples import get_source
 
 _SHIFTS = (1, 2, 4, 8, 16, 32)
+_ONE_WORD = np.uint64(1)
 
 
 def bit_decompose(ctx: Any, x: np.ndarray) -> np.ndarray:
@@ -104,6 +110,32 @@ def ltz(ctx: Any, x: np.ndarray) -> np.ndarray:
     c = open_arith(ctx, flat - r_arith)        # x = c + r (mod 2^64), c uniform
     msb = ((r_bool ^ c if ctx.rank == 0 else r_bool) >> np.uint64(63)) ^ _carry_into_msb(ctx, c, r_bool)
     return b2a_bits(ctx, msb).reshape(shape)
+
+
+def msb_xor(ctx: Any, x: np.ndarray) -> np.ndarray:
+    """XOR shares (bit 0 of each word) of the top bit of each x (x < 0 in the signed
+    reading): ``ltz`` without the conversion to an arithmetic share; 7 rounds."""
+    flat = np.asarray(x, dtype=np.uint64).reshape(-1)
+    r_arith, r_bool = get_source(ctx).edabit(flat.shape)
+    c = open_arith(ctx, flat - r_arith)
+    top = (r_bool ^ c if ctx.rank == 0 else r_bool) >> np.uint64(63)
+    return (top ^ _carry_into_msb(ctx, c, r_bool)).reshape(np.shape(x))
+
+
+def ltz_open(ctx: Any, x: np.ndarray) -> np.ndarray:
+    """[x < 0] (signed reading) as a bool array OPENED to every computing party; 8 rounds.
+
+    Reveals the comparison outcomes themselves: use it only where they are independent of
+    the data (e.g. comparisons of distinct keys in an obliviously shuffled order).
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    if x.size == 0:
+        return np.zeros(x.shape, bool)
+    bits = (msb_xor(ctx, x).reshape(-1) & _ONE_WORD).astype(np.uint8)
+    n = bits.size
+    packed = np.packbits(np.concatenate([bits, np.zeros(-n % 64, np.uint8)]), bitorder="little")
+    opened = open_xor(ctx, packed.view(np.uint64))          # 64 bits per word
+    return np.unpackbits(opened.view(np.uint8), bitorder="little")[:n].astype(bool).reshape(x.shape)
 
 
 def or_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

@@ -1,0 +1,125 @@
+"""Order statistics of shared columns by oblivious shuffle + comparisons with OPENED outcomes.
+
+Used by :mod:`protocols.stats.vertical` when the job has the dealer (``mpc.ss.shuffle``).
+
+How. ``shuffled`` permutes every column (a row of a (c, n) share array) by its own
+uniformly random permutation that no single party knows (never one permutation for two
+columns: the opened comparison patterns would then tell the columns' rank correlation).
+An element at shuffled position i gets the key (x_i, i), compared lexicographically, so
+all keys are distinct: (x_e, e) < (x_p, p) iff x_e - x_p - [e < p] < 0 (positions are
+public; the difference needs |x_e - x_p| < 2^62, true for every shared value). Each
+comparison is ``mpc.ss.compare.ltz_open``: its XOR-shared top bit is opened to everyone.
+
+* ``min_max``: a tournament: compare the pairs (0, 1), (2, 3), ...; winners go to the max
+  pool, losers to the min pool; then halve both pools every round (one batched
+  comparison for all columns and both pools): 1.5 n comparisons, log2(n) + 1 rounds.
+* ``select``: multi-target quickselect, vectorised over all columns and all ranks. The
+  arrangement is cut into segments; every active segment (it holds a wanted rank and
+  more than one element) takes its first element as pivot and compares all its others
+  with it in one batched comparison per round; then it is stably partitioned (smaller,
+  pivot, larger), a public rearrangement every party applies to its shares. A rank is
+  found when its segment has one element. About 5 n comparisons per column for 6 ranks
+  (describe's quartile neighbours), ~30 rounds; no multiplication at all.
+
+Reveals: the outcomes of all comparisons, and nothing else (the shares are rearranged by
+public positions only). Why that is nothing: the keys are distinct and their order in
+the shuffled arrangement is a uniformly random permutation, independent of the data,
+unknown to every party (each knows at most its own factor of the composed permutation).
+The algorithms are deterministic functions of the comparison outcomes, which in turn are
+a function of that uniform random permutation only: the whole transcript has the same
+distribution whatever the values (ties included, thanks to the position tie-break). The
+pivot is the first element of its segment, which stable partitioning keeps uniformly
+random. Running several such algorithms on the same shuffled columns is still a
+function of the same random order, so ``min_max`` and ``select`` may share one shuffle.
+The selected values stay shared until the caller opens its result. Security assumes the
+dealer (who knows the permutations but sees no shares) colludes with no computing party.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mpc.ss import beaver, compare
+from mpc.ss.shuffle import available, shuffle
+
+__all__ = ["available", "fits", "key_bits", "keys_of", "select", "shuffled", "values_of"]
+
+
+def key_bits(n: int) -> int:
+    """L: bits of the row index appended below every value (2^L >= n)."""
+    return max(1, math.ceil(math.log2(max(n, 2))))
+
+
+def fits(n: int, range_bits: int) -> bool:
+    """Whether keys of values in [0, 2^range_bits) over n rows stay below 2^62."""
+    return range_bits + key_bits(n) <= 62
+
+
+def keys_of(ctx: Any, y: np.ndarray) -> np.ndarray:
+    """Shares of the distinct keys y * 2^L + j of each row j of ``y`` (c, n), y >= 0."""
+    y = np.asarray(y, dtype=np.uint64)
+    keys = y << np.uint64(key_bits(y.shape[-1]))
+    if ctx.rank == 0:
+        keys = keys + np.arange(y.shape[-1], dtype=np.uint64)
+    return keys
+
+
+def values_of(ctx: Any, keys: np.ndarray, n: int) -> np.ndarray:
+    """Shares of y = key >> L (exact: bit decomposition, then the high bits to arithmetic
+    shares); meant for the few selected keys. Reveals nothing."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+    low = key_bits(n)
+    bits = compare.bit_decompose(ctx, keys)
+    rows = np.stack([(bits >> np.uint64(k)) & np.uint64(1) for k in range(low, 62)])
+    arith = beaver.b2a_bits(ctx, rows)
+    weights = (np.uint64(1) << np.arange(62 - low, dtype=np.uint64))[:, None]
+    return np.sum(arith * weights, axis=0, dtype=np.uint64)
+
+
+def shuffled(ctx: Any, x: np.ndarray) -> np.ndarray:
+    """Shares of each row of ``x`` (c, n) under its own oblivious random permutation."""
+    return shuffle(ctx, np.ascontiguousarray(x, dtype=np.uint64))
+
+
+def select(ctx: Any, keys: np.ndarray, ranks: list[np.ndarray]) -> list[np.ndarray]:
+    """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
+    by multi-target quickselect with opened outcomes. Only for DISTINCT keys (< 2^62) in
+    an obliviously shuffled order (see the module docstring)."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    c, n = keys.shape
+    if len(ranks) != c:
+        raise ValueError(f"{len(ranks)} rank lists for {c} columns")
+    rk = [np.unique(np.asarray(r, dtype=np.int64)) for r in ranks]
+    if any(r.size and (r[0] < 0 or r[-1] >= n) for r in rk):
+        raise ValueError(f"ranks must be in [0, {n})")
+    vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
+    targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
+    starts = np.arange(c, dtype=np.int64) * n
+    ends = starts + n
+    live = (np.searchsorted(targets, ends) > np.searchsorted(targets, starts)) & (ends - starts > 1)
+    starts, ends = starts[live], ends[live]
+    while starts.size:
+        sizes = ends - starts - 1                            # elements compared with each pivot
+        seg = np.repeat(np.arange(starts.size), sizes)
+        first = np.cumsum(sizes) - sizes                     # offset of each segment's elements
+        pos = starts[seg] + np.arange(seg.size) - first[seg] + 1
+        moved = vals[pos]
+        lt = compare.ltz_open(ctx, moved - vals[starts[seg]])
+        n_less = np.bincount(seg, weights=lt, minlength=starts.size).astype(np.int64)
+        c_less = np.cumsum(lt) - lt                          # smaller ones before, counted globally
+        c_more = np.cumsum(~lt) - ~lt
+        new_pos = np.where(lt, starts[seg] + c_less - c_less[first][seg],
+                           starts[seg] + n_less[seg] + 1 + c_more - c_more[first][seg])
+        pivot_pos = starts + n_less
+        pivots = vals[starts]
+        vals[new_pos] = moved
+        vals[pivot_pos] = pivots
+        s2 = np.concatenate([starts, pivot_pos + 1])
+        e2 = np.concatenate([pivot_pos, ends])
+        live = (np.searchsorted(targets, e2) > np.searchsorted(targets, s2)) & (e2 - s2 > 1)
+        order = np.argsort(s2[live], kind="stable")
+        starts, ends = s2[live][order], e2[live][order]
+    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
