@@ -57,6 +57,7 @@ import pandas as pd
 from mpc import ss
 from mpc.ss import SharedTensor, beaver
 from protocols.stats import _common as cm
+from protocols.stats import order
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
@@ -77,6 +78,7 @@ class _Col:
     r: np.ndarray             # shares of (X - min X) rescaled to W bits
     shift: int                # r * 2^-shift = value - min
     d: np.ndarray | None = field(default=None)  # centred r
+    keys: np.ndarray | None = field(default=None)  # shuffled distinct keys of y (order.py)
 
     @property
     def frac(self) -> int:
@@ -337,6 +339,27 @@ def _next_values(ctx: Any, cols: Sequence[_Col], v_list: Sequence[np.ndarray],
     return _split(v + beaver.mul(ctx, enough, nxt - v), hi_list)
 
 
+def _use_select(ctx: Any, cols: Sequence[_Col]) -> bool:
+    """Shuffle + quickselect (order.py) needs the dealer and keys below 2^62."""
+    return order.available(ctx) and all(order.fits(c.n, c.range_bits) for c in cols)
+
+
+def _select_pair(ctx: Any, cols: Sequence[_Col], lo: np.ndarray,
+                 hi: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Shares of the lo-th and hi-th smallest raw values of each column by quickselect on
+    the column's shuffled distinct keys (shuffled once per column and job, then reused)."""
+    todo = [c for c in cols if c.keys is None]
+    if todo:
+        keys = order.shuffled(ctx, order.keys_of(ctx, np.stack([c.y for c in todo])))
+        for c, k in zip(todo, keys, strict=True):
+            c.keys = k
+    ranks = np.unique(np.concatenate([lo, hi]))
+    found = order.select(ctx, np.stack([c.keys for c in cols]), [ranks] * len(cols))
+    ys = order.values_of(ctx, np.concatenate(found), cols[0].n).reshape(len(cols), -1)
+    vals = [y + c.mn for y, c in zip(ys, cols, strict=True)]
+    return ([v[np.searchsorted(ranks, lo)] for v in vals], [v[np.searchsorted(ranks, hi)] for v in vals])
+
+
 def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[np.ndarray]:
     """Shares of the quantiles of each column (same length) at the column's own scale
     (interpolation to 1 unit)."""
@@ -353,12 +376,17 @@ def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str
     else:
         raise ValueError(f"unknown quantile method {method!r}")
     lo, hi = lo.astype(np.int64), hi.astype(np.int64)
-    ranks = np.unique(lo)
-    found = _kth(ctx, cols, [ranks] * len(cols))
-    v_lo = [vals[np.searchsorted(ranks, lo)] for vals in found]
-    if method != "linear" or np.all(h == lo):
+    interpolate = method == "linear" and not np.all(h == lo)
+    if _use_select(ctx, cols):
+        v_lo, v_hi = _select_pair(ctx, cols, lo, hi if interpolate else lo)
+    else:
+        ranks = np.unique(lo)
+        found = _kth(ctx, cols, [ranks] * len(cols))
+        v_lo = [vals[np.searchsorted(ranks, lo)] for vals in found]
+        if interpolate:
+            v_hi = _next_values(ctx, cols, v_lo, [hi] * len(cols))
+    if not interpolate:
         return v_lo
-    v_hi = _next_values(ctx, cols, v_lo, [hi] * len(cols))
     f = np.tile(np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64), len(cols))
     vl = np.concatenate(v_lo)
     d = np.concatenate(v_hi) - vl                                     # in [0, 2^range_bits)
