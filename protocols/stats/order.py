@@ -1,38 +1,39 @@
 """Order statistics of shared columns by oblivious shuffle + comparisons with OPENED outcomes.
 
-Used by :mod:`protocols.stats.vertical` when the job has the dealer (``mpc.ss.shuffle``).
+Used by :mod:`protocols.stats.vertical` for exact quantiles when the job has the dealer
+(``mpc.ss.shuffle``).
 
-How. ``shuffled`` permutes every column (a row of a (c, n) share array) by its own
-uniformly random permutation that no single party knows (never one permutation for two
-columns: the opened comparison patterns would then tell the columns' rank correlation).
-An element at shuffled position i gets the key (x_i, i), compared lexicographically, so
-all keys are distinct: (x_e, e) < (x_p, p) iff x_e - x_p - [e < p] < 0 (positions are
-public; the difference needs |x_e - x_p| < 2^62, true for every shared value). Each
-comparison is ``mpc.ss.compare.ltz_open``: its XOR-shared top bit is opened to everyone.
+How. Values y >= 0 of a column of n rows become distinct keys K_j = y_j * 2^L + j
+(``keys_of``; j the row index, 2^L >= n; needs y < 2^(62 - L), see ``fits``), so that
+K orders like y and breaks ties by the row index, secretly. ``shuffled`` permutes every
+column (a row of a (c, n) share array) by its own uniformly random permutation that no
+single party knows (never one permutation for two columns: the opened comparison
+patterns would then tell the columns' rank correlation). ``select`` is a multi-target
+quickselect, vectorised over all columns and all ranks: the arrangement is cut into
+segments; every active segment (it holds a wanted rank and more than one element) takes
+its first element as pivot and compares all its others with it in ONE batched
+comparison per round (``mpc.ss.compare.ltz_open`` of K_e - K_p: the XOR-shared top bit
+is opened to everyone, 8 rounds); then it is stably partitioned (smaller, pivot,
+larger), a public rearrangement every party applies to its shares. A rank is found when
+its segment has one element. About 5 n comparisons per column for 6 ranks (describe's
+quartile neighbours), ~30 rounds, no multiplication. ``values_of`` turns the few
+selected keys back into y exactly (bit decomposition, high bits to arithmetic shares).
 
-* ``min_max``: a tournament: compare the pairs (0, 1), (2, 3), ...; winners go to the max
-  pool, losers to the min pool; then halve both pools every round (one batched
-  comparison for all columns and both pools): 1.5 n comparisons, log2(n) + 1 rounds.
-* ``select``: multi-target quickselect, vectorised over all columns and all ranks. The
-  arrangement is cut into segments; every active segment (it holds a wanted rank and
-  more than one element) takes its first element as pivot and compares all its others
-  with it in one batched comparison per round; then it is stably partitioned (smaller,
-  pivot, larger), a public rearrangement every party applies to its shares. A rank is
-  found when its segment has one element. About 5 n comparisons per column for 6 ranks
-  (describe's quartile neighbours), ~30 rounds; no multiplication at all.
-
-Reveals: the outcomes of all comparisons, and nothing else (the shares are rearranged by
-public positions only). Why that is nothing: the keys are distinct and their order in
-the shuffled arrangement is a uniformly random permutation, independent of the data,
-unknown to every party (each knows at most its own factor of the composed permutation).
-The algorithms are deterministic functions of the comparison outcomes, which in turn are
-a function of that uniform random permutation only: the whole transcript has the same
-distribution whatever the values (ties included, thanks to the position tie-break). The
-pivot is the first element of its segment, which stable partitioning keeps uniformly
-random. Running several such algorithms on the same shuffled columns is still a
-function of the same random order, so ``min_max`` and ``select`` may share one shuffle.
-The selected values stay shared until the caller opens its result. Security assumes the
-dealer (who knows the permutations but sees no shares) colludes with no computing party.
+Reveals: the outcomes of the comparisons, nothing else (the shares are only rearranged
+by public positions; the values stay shared until the caller opens a result). Why the
+outcomes tell nothing: the keys are distinct and the shuffled arrangement puts them in a
+uniformly random order, independent of the data and unknown to every party (each knows
+at most its own factor of the composed permutation). The algorithm is a deterministic
+function of the outcomes, and the outcomes a function of that random order only, so the
+whole transcript has the same distribution whatever the values. The pivot (first element
+of its segment) stays a uniformly random element since stable partitioning keeps the
+random order. Ties are why the tie-break must be secret (the row index inside the key):
+breaking them by the public shuffled position would make the order of equal values
+follow the arrangement, so the outcomes would show how many ties there are (a constant
+column would answer every comparison by position). Several selections on the same
+shuffled keys are still a function of the same random order, so a column is shuffled
+once per job. Security assumes the dealer (who knows the permutations but sees no
+shares) colludes with no computing party.
 """
 
 from __future__ import annotations

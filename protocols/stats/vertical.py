@@ -20,14 +20,26 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    the result), the correlation is normalised on shares: the secret power of two of each
    sum of squares is taken out (bit decomposition, one-hot, public shifts) so that
    inv_sqrt works on [0.25, 1) with 20 fractional bits.
-4. Order statistics (quantile, describe) are exact: the k-th smallest ring value is found
-   bit by bit with a *secret* threshold (compare every row with it, count, compare the
-   count with k): per rank, n comparisons per bit of (max - min), nothing opened until
-   the end; for ``linear`` the upper neighbour costs 2 more comparisons per row (values
-   above the lower one, then their minimum) and the interpolation is done on shares.
+4. Order statistics (quantile, describe) are exact. With the dealer (the default): the
+   parties form distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
+   shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
+   run a multi-target quickselect on them whose comparisons are OPENED
+   (:mod:`protocols.stats.order`): about 5 n comparisons per column for describe's six
+   ranks (both neighbours of each quartile), ~30 rounds, no multiplication; the
+   selected keys are turned back into values exactly (bit decomposition of a few
+   words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
+   the keys are distinct and in a uniformly random order no party knows, so the
+   outcomes are a function of that random order only, the same distribution whatever
+   the data (ties included: the row index breaks them secretly). Without the dealer
+   (``triples="paillier"``), or when range bits + L > 62, the k-th smallest value is
+   found bit by bit with a *secret* threshold (compare every row with it, count,
+   compare the count with k): per rank, n comparisons per bit of (max - min), nothing
+   opened until the end; for ``linear`` the upper neighbour costs 2 more comparisons
+   per row (values above the lower one, then their minimum).
 
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
-range to everyone; ``count`` is the public number of rows. ``histogram`` with an integer ``bins``
+range to everyone; the quickselect's comparison outcomes, which are independent of the
+data (step 4); ``count`` is the public number of rows. ``histogram`` with an integer ``bins``
 and no ``range`` also opens min and max to everyone (the edges must be public).
 
 Accuracy (tests/test_stats_vertical.py, wide-range data 1e-4..1e4, 1000 +- 0.01): sum,
@@ -257,6 +269,7 @@ def corr_matrix(ctx: Any, columns: Any, reveal_to: str | None = None) -> pd.Data
     if r is None:
         return None
     r = np.asarray(r, dtype=np.float64)
+    r = np.triu(r, 1) + np.triu(r, 1).T                        # exactly symmetric
     np.fill_diagonal(r, 1.0)
     return pd.DataFrame(r, index=list(named), columns=list(named))
 
@@ -400,8 +413,11 @@ def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str
 def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
              reveal_to: str | None = None) -> float | np.ndarray | None:
     """Quantile(s) ``q`` in [0, 1] with numpy's ``method`` (linear, lower, higher,
-    nearest), exact on the encoded values: one round of n comparisons per bit of the
-    column's range (max - min) and per rank; nothing is opened but the result."""
+    nearest), exact on the encoded values. With the dealer: shuffle + quickselect with
+    opened comparisons (about 2-3 n comparisons for one rank, ~2 ln n rounds; the
+    outcomes are independent of the data, see the module docstring); without it: one
+    round of n comparisons per bit of the column's range and per rank, nothing opened.
+    Only the result is revealed."""
     qs = np.asarray(q, dtype=np.float64)
     if qs.size == 0 or np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
         raise ValueError("quantiles must be in [0, 1]")
@@ -466,8 +482,11 @@ DESCRIBE_INDEX = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
 def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """``DataFrame.describe().T`` of shared columns (a SharedTable, dict or list): index =
-    columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles,
-    3 comparisons per row and column per bit of the widest range (batched over columns)."""
+    columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles, batched
+    over columns: with the dealer, an oblivious shuffle and about 5 comparisons per row
+    and column whose outcomes are opened (they are independent of the data, see the module
+    docstring); without it, 3 comparisons per row and column per bit of the widest range.
+    min and max come from the comparison tree that also scales the columns."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
     cols = _prepare_many(ctx, named)
