@@ -248,3 +248,85 @@ def test_large_column_accuracy():
                                rtol=1e-6)
     np.testing.assert_allclose(d.to_numpy(), ref.to_numpy(), rtol=1e-5)
     assert r == pytest.approx(np.corrcoef(data["big"], data["corr"])[0, 1], abs=1e-4)
+
+
+# -- quantiles: shuffle + quickselect (dealer) and the bitwise search (paillier) ----------------
+
+METHODS = ("linear", "lower", "higher", "nearest")
+QS = [0.0, 0.1, 0.25, 0.3, 0.5, 0.75, 0.9, 1.0]
+
+
+def _quantiles_job(ctx, columns):
+    from protocols.stats import order, vertical
+    out = {}
+    for name, values in columns.items():
+        t = stats.share_scaled(ctx, values if ctx.party == ctx.parties[0] else None, ctx.parties[0], name=name)
+        out[name] = {m: stats.quantile(ctx, t, QS, method=m) for m in METHODS}
+        out[name]["select"] = vertical._use_select(ctx, [vertical._prep(ctx, t)])
+    out["dealer"] = order.available(ctx)
+    return out
+
+
+def _check_quantiles(res, columns, dealer):
+    assert res.pop("dealer") is dealer
+    for name, values in columns.items():
+        r = res[name]
+        assert r.pop("select") is dealer
+        e = encoded(values)
+        for m in METHODS:
+            want = np.quantile(e, QS, method=m)
+            tol = 0.0 if m != "linear" else 2.0 ** -28 * max(np.ptp(e), 1e-300)
+            np.testing.assert_allclose(r[m], want, rtol=0, atol=tol, err_msg=f"{name} {m}")
+
+
+def _quantile_columns(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"ties": np.tile(np.arange(4.0), n)[:n], "distinct": rng.permutation(n) * 0.5 - 3.25,
+            "const": np.full(n, -2.5), "wide": rng.lognormal(0, 3, n).clip(1e-4, 1e4)}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 41])
+def test_quantiles_equal_numpy_with_dealer(n):
+    cols = _quantile_columns(n, seed=n)
+    out = mpc.run_local(_quantiles_job, ["alice", "bob"], args={p: (cols,) for p in ("alice", "bob")}, timeout=60)
+    _check_quantiles(out["bob"], cols, dealer=True)
+
+
+def test_quantiles_equal_numpy_three_parties():
+    cols = _quantile_columns(57, seed=4)
+    parties = ["alice", "bob", "carol"]
+    out = mpc.run_local(_quantiles_job, parties, args={p: (cols,) for p in parties}, timeout=60)
+    _check_quantiles(out["carol"], cols, dealer=True)
+
+
+def _int_quantiles_job(ctx, values):
+    from protocols.stats import order
+    t = ss.share(ctx, values if ctx.party == "alice" else None, "alice")    # ints: a 3-bit range, fast
+    return order.available(ctx), [stats.quantile(ctx, t, [0.3, 0.5], method=m) for m in ("linear", "nearest")]
+
+
+def test_quantiles_bitwise_search_without_dealer_agrees():
+    """triples="paillier" has no shuffle: the old secret bitwise search; same answers."""
+    values = np.array([3, 1, 3, 1, 0, 3, 6, 1])         # linear answers are integers too
+    want = [np.quantile(values, [0.3, 0.5], method=m) for m in ("linear", "nearest")]
+    for triples in ("dealer", "paillier"):
+        shuffled, got = mpc.run_local(_int_quantiles_job, ["alice", "bob"], args={"alice": (values,), "bob": (None,)},
+                                      timeout=300, triples=triples)["bob"]
+        assert shuffled is (triples == "dealer")
+        np.testing.assert_allclose(got, want, rtol=0, atol=2.0 ** -28)
+
+
+def test_describe_with_ties_and_symmetric_corr_matrix():
+    rng = np.random.default_rng(12)
+    data = {"big": np.tile(np.arange(4.0), 50), "tiny": rng.integers(0, 3, 200) * 1e-4,
+            "corr": rng.normal(size=200), "offset": np.full(200, 7.0)}
+
+    def job(ctx):
+        cols = _share_all(ctx, data, OWNERS)
+        return stats.describe(ctx, cols), stats.corr_matrix(ctx, {k: cols[k] for k in ("big", "tiny", "corr")})
+
+    d, c = mpc.run_local(job, ["alice", "bob"], timeout=60)["alice"]
+    ref = pd.DataFrame({k: encoded(v) for k, v in data.items()}).describe().T
+    np.testing.assert_allclose(d.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-6)
+    m = c.to_numpy()
+    np.testing.assert_array_equal(m, m.T)

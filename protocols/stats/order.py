@@ -85,10 +85,12 @@ def shuffled(ctx: Any, x: np.ndarray) -> np.ndarray:
     return shuffle(ctx, np.ascontiguousarray(x, dtype=np.uint64))
 
 
-def select(ctx: Any, keys: np.ndarray, ranks: list[np.ndarray]) -> list[np.ndarray]:
+def select(ctx: Any, keys: np.ndarray, ranks: list[np.ndarray],
+           trace: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
     by multi-target quickselect with opened outcomes. Only for DISTINCT keys (< 2^62) in
-    an obliviously shuffled order (see the module docstring)."""
+    an obliviously shuffled order (see the module docstring). ``trace``, when a list,
+    gets the opened outcomes of every round (they are public anyway)."""
     keys = np.asarray(keys, dtype=np.uint64)
     c, n = keys.shape
     if len(ranks) != c:
@@ -109,6 +111,8 @@ def select(ctx: Any, keys: np.ndarray, ranks: list[np.ndarray]) -> list[np.ndarr
         pos = starts[seg] + np.arange(seg.size) - first[seg] + 1
         moved = vals[pos]
         lt = compare.ltz_open(ctx, moved - vals[starts[seg]])
+        if trace is not None:
+            trace.append(lt)
         n_less = np.bincount(seg, weights=lt, minlength=starts.size).astype(np.int64)
         c_less = np.cumsum(lt) - lt                          # smaller ones before, counted globally
         c_more = np.cumsum(~lt) - ~lt

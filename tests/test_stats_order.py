@@ -1,0 +1,72 @@
+"""Shuffle + quickselect (protocols/stats/order.py) against numpy, with ties and edge sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mpc
+from mpc import ss
+from protocols.stats import order
+
+
+def _select_job(ctx, data, ranks):
+    y = ss.share(ctx, data if ctx.party == "alice" else None, "alice").share      # ints >= 0
+    trace: list[np.ndarray] = []
+    keys = order.shuffled(ctx, order.keys_of(ctx, y))
+    found = order.select(ctx, keys, ranks, trace=trace)
+    vals = order.values_of(ctx, np.concatenate(found), y.shape[1])
+    return ss.from_shares(ctx, vals, 0).reveal(), [len(t) for t in trace]
+
+
+def _run(data, ranks, parties=("alice", "bob")):
+    out = mpc.run_local(_select_job, list(parties), args={p: (data, ranks) for p in parties}, timeout=60)
+    vals, trace = out[parties[0]]
+    assert all(out[p][1] == trace for p in parties)          # every party saw the same outcomes
+    return np.asarray(vals, dtype=np.int64), trace
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000])
+def test_select_matches_sort_with_ties_and_distinct(n):
+    rng = np.random.default_rng(n)
+    data = np.stack([rng.integers(0, 4, n), rng.permutation(n) * 3, np.full(n, 5), rng.integers(0, 1 << 40, n)])
+    ranks = [np.unique(rng.integers(0, n, 5)) for _ in range(4)]
+    ranks[1] = np.arange(n)                                  # every rank of one column: a full sort
+    got, _ = _run(data.astype(np.int64), ranks)
+    want = np.concatenate([np.sort(row)[r] for row, r in zip(data, ranks, strict=True)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_select_three_parties():
+    data = np.random.default_rng(3).integers(0, 3, (2, 301))
+    ranks = [np.array([0, 75, 150, 151, 300])] * 2
+    got, _ = _run(data, ranks, ("alice", "bob", "carol"))
+    np.testing.assert_array_equal(got, np.concatenate([np.sort(row)[ranks[0]] for row in data]))
+
+
+def test_ties_do_not_degenerate_the_pivots():
+    """A constant column needs as few rounds as distinct values: the secret row-index
+    tie-break keeps the order of the keys random (a public tie-break would not)."""
+    n = 2000
+    ranks = [np.array([0, 499, 500, 999, 1000, 1499, 1500, n - 1])]
+    _, rounds_const = _run(np.full((1, n), 7), ranks)
+    _, rounds_distinct = _run(np.random.default_rng(0).permutation(n)[None, :], ranks)
+    assert len(rounds_const) < 80 and len(rounds_distinct) < 80
+    assert sum(rounds_const) < 12 * n
+
+
+def test_bad_ranks():
+    def job(ctx):
+        keys = np.zeros((1, 4), np.uint64)
+        with pytest.raises(ValueError, match=r"ranks must be in \[0, 4\)"):
+            order.select(ctx, keys, [np.array([4])])
+        with pytest.raises(ValueError, match="2 rank lists for 1 columns"):
+            order.select(ctx, keys, [np.array([0])] * 2)
+        return True
+
+    assert all(mpc.run_local(job, ["alice", "bob"], timeout=30).values())
+
+
+def test_fits():
+    assert order.key_bits(1) == 1 and order.key_bits(1 << 19) == 19 and order.key_bits((1 << 19) + 1) == 20
+    assert order.fits(1 << 19, 43) and not order.fits(1 << 19, 44)
