@@ -6,7 +6,8 @@ the others get None.
 
 How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integers X):
 
-1. *Scale.* max(X) and min(X) by a comparison tree (exact); then the bit lengths of
+1. *Scale.* max(X) and min(X) by a comparison tree (exact; one comparison per pair
+   splits the rows into larger and smaller halves, then a tree over each); then the bit lengths of
    max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
    two** (orders of magnitude of the largest |value| and of the range), nothing else.
    X - min(X) is rescaled by the public 2^(W - range bits) to W bits,
@@ -97,6 +98,26 @@ class _Col:
         return self.x.frac_bits
 
 
+def _max_and_neg_min(ctx: Any, raws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of max and -min of each row of ``raws`` (c, n): one comparison per pair
+    (x_0, x_1), (x_2, x_3), ... splits the rows into larger and smaller halves (the smaller
+    is x_a + x_b - larger, free), then a comparison tree over each half: 1.5 n comparisons
+    per row instead of 2 n."""
+    n = raws.shape[1]
+    h = n // 2
+    if h:
+        a, b = raws[:, 0:2 * h:2], raws[:, 1:2 * h:2]
+        hi = a + beaver.mul(ctx, cm.ltz(ctx, a - b), b - a)                  # max(a, b)
+        lo = a + b - hi
+        if n % 2:
+            hi = np.concatenate([hi, raws[:, -1:]], axis=1)
+            lo = np.concatenate([lo, raws[:, -1:]], axis=1)
+    else:
+        hi = lo = raws
+    ext = ss.max_(ss.from_shares(ctx, np.concatenate([hi, np.uint64(0) - lo]), 0), axis=1).share
+    return ext[:len(raws)], ext[len(raws):]
+
+
 def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
     """Prepare (and cache per job) several columns, batching their comparisons."""
     cache: dict[int, tuple[SharedTensor, _Col]] = ctx.state.setdefault(_CACHE, {})
@@ -111,10 +132,8 @@ def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
         groups.setdefault(x.shape[0], []).append(name)
     for n, names in groups.items():
         raws = np.stack([todo[k].share for k in names])                       # (c, n)
-        both = ss.from_shares(ctx, np.concatenate([raws, np.uint64(0) - raws]), 0)
-        ext = ss.max_(both, axis=1).share                                      # (2c,)
         c = len(names)
-        mx, neg_mn = ext[:c], ext[c:]
+        mx, neg_mn = _max_and_neg_min(ctx, raws)
         amax = ss.maximum(ss.from_shares(ctx, mx, 0), ss.from_shares(ctx, neg_mn, 0)).share
         bits = cm.exponent_of(ctx, np.concatenate([amax, mx + neg_mn]))
         w = cm.work_bits(n)
