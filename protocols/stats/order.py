@@ -15,8 +15,9 @@ its first element as pivot and compares all its others with it in ONE batched
 comparison per round (``mpc.ss.compare.ltz_open`` of K_e - K_p: the XOR-shared top bit
 is opened to everyone, 8 rounds); then it is stably partitioned (smaller, pivot,
 larger), a public rearrangement every party applies to its shares. A rank is found when
-its segment has one element. About 5 n comparisons per column for 6 ranks (describe's
-quartile neighbours), ~30 rounds, no multiplication. ``values_of`` turns the few
+its segment has one element. About 5.25 n comparisons per column for 6 ranks (describe's
+quartile neighbours; 27 rounds at n = 2^19), 4 n for a median's two neighbours, no
+multiplication. ``values_of`` turns the few
 selected keys back into y exactly (bit decomposition, high bits to arithmetic shares).
 
 Reveals: the outcomes of the comparisons, nothing else (the shares are only rearranged

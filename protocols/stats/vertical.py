@@ -25,8 +25,8 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    parties form distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
-   (:mod:`protocols.stats.order`): about 5 n comparisons per column for describe's six
-   ranks (both neighbours of each quartile), ~30 rounds, no multiplication; the
+   (:mod:`protocols.stats.order`): about 5.25 n comparisons per column for describe's six
+   ranks (both neighbours of each quartile; 27 rounds at n = 2^19), no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
    the keys are distinct and in a uniformly random order no party knows, so the
@@ -433,8 +433,9 @@ def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
              reveal_to: str | None = None) -> float | np.ndarray | None:
     """Quantile(s) ``q`` in [0, 1] with numpy's ``method`` (linear, lower, higher,
     nearest), exact on the encoded values. With the dealer: shuffle + quickselect with
-    opened comparisons (about 2-3 n comparisons for one rank, ~2 ln n rounds; the
-    outcomes are independent of the data, see the module docstring); without it: one
+    opened comparisons (about 4 n comparisons and 30-40 rounds for a median's two
+    neighbours at n = 2^19; the outcomes are independent of the data, see the module
+    docstring); without it: one
     round of n comparisons per bit of the column's range and per rank, nothing opened.
     Only the result is revealed."""
     qs = np.asarray(q, dtype=np.float64)
