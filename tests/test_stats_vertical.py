@@ -330,3 +330,17 @@ def test_describe_with_ties_and_symmetric_corr_matrix():
     np.testing.assert_allclose(d.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-6)
     m = c.to_numpy()
     np.testing.assert_array_equal(m, m.T)
+
+
+def test_huge_range_falls_back_to_the_bitwise_search():
+    """Keys (value - min) * 2^L + row must stay below 2^62: a 61-bit range uses the old search."""
+    values = np.array([-(2 ** 60), 3, 2 ** 60 - 2 ** 20, 3, 11])        # exact as float64 too
+
+    def job(ctx):
+        from protocols.stats import vertical
+        t = ss.share(ctx, values if ctx.party == "alice" else None, "alice")
+        return vertical._use_select(ctx, [vertical._prep(ctx, t)]), stats.quantile(ctx, t, [0.0, 0.5, 1.0], "lower")
+
+    used, got = mpc.run_local(job, ["alice", "bob"], timeout=60)["bob"]
+    assert not used
+    np.testing.assert_array_equal(np.asarray(got, dtype=np.int64), np.sort(values)[[0, 2, 4]])
