@@ -70,3 +70,19 @@ def test_bad_ranks():
 def test_fits():
     assert order.key_bits(1) == 1 and order.key_bits(1 << 19) == 19 and order.key_bits((1 << 19) + 1) == 20
     assert order.fits(1 << 19, 43) and not order.fits(1 << 19, 44)
+
+
+def test_ltz_open_matches_numpy_sign():
+    from mpc.ss import compare
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.integers(-(1 << 61) + 1, 1 << 61, 1000), [0, -1, 1, -(1 << 61) + 1, (1 << 61) - 1]])
+
+    def job(ctx):
+        t = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+        doubled = t.share.reshape(5, -1) << np.uint64(1)                   # up to 2^62 in magnitude
+        return compare.ltz_open(ctx, doubled), compare.ltz_open(ctx, np.zeros(0, np.uint64))
+
+    out = mpc.run_local(job, ["alice", "bob", "carol"], timeout=60)
+    for got, empty in out.values():
+        np.testing.assert_array_equal(got, (x < 0).reshape(5, -1))
+        assert empty.shape == (0,) and empty.dtype == bool
