@@ -344,3 +344,16 @@ def test_huge_range_falls_back_to_the_bitwise_search():
     used, got = mpc.run_local(job, ["alice", "bob"], timeout=60)["bob"]
     assert not used
     np.testing.assert_array_equal(np.asarray(got, dtype=np.int64), np.sort(values)[[0, 2, 4]])
+
+
+def test_describe_three_parties_grpc_with_ties():
+    rng = np.random.default_rng(13)
+    data = {"big": np.tile(np.arange(4.0), 40), "tiny": rng.normal(size=160) * 1e-4, "corr": rng.normal(size=160),
+            "offset": 1000 + rng.integers(0, 3, 160) * 0.01}
+    owners = {"big": "alice", "tiny": "bob", "corr": "carol", "offset": "carol"}
+    parties = ["alice", "bob", "carol"]
+    out = mpc.run_local(_describe_job, parties, args={p: (data, owners) for p in parties}, transport="grpc",
+                        timeout=120)
+    assert out["alice"] is None and out["carol"] is None
+    ref = pd.DataFrame({k: encoded(v) for k, v in data.items()}).describe().T
+    np.testing.assert_allclose(out["bob"].loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-6)
