@@ -4,8 +4,10 @@ Run: ``/work/venv/bin/pytest bench/bench_stats.py -p no:cacheprovider -o addopts
 
 * vertical: ``private_join`` of N x N ids (half overlapping) with two numeric columns per
   party (per-column scaled, wide ranges), then ``pearson`` and ``describe`` of the four
-  joined columns. N = ``GAOTIE_BENCH_STATS_N`` (default 2^16; the issue's target is 2^20:
-  set it to 1048576 for that run, it takes long).
+  joined columns. Join method = ``GAOTIE_BENCH_STATS_JOIN`` (``dealer``, the default, or
+  ``ecdh``; bench/bench_join_servers.py runs the same on real party servers).
+  N = ``GAOTIE_BENCH_STATS_N`` (default 2^16; the issue's target is 2^20:
+  set it to 1048576 for that run).
 * vertical, statistics only: the same pearson + describe on R rows already shared by
   their owners (no join), R = ``GAOTIE_BENCH_STATS_SHARED`` (default 2^19, the joined
   size of the 2^20 benchmark), to time the statistics apart from the join; also times a
@@ -37,6 +39,7 @@ from protocols.psi import private_join
 N_JOIN = int(os.environ.get("GAOTIE_BENCH_STATS_N", 1 << 16))
 M_ROWS = int(os.environ.get("GAOTIE_BENCH_STATS_ROWS", 1 << 20))
 R_SHARED = int(os.environ.get("GAOTIE_BENCH_STATS_SHARED", 1 << 19))
+JOIN = os.environ.get("GAOTIE_BENCH_STATS_JOIN", "dealer")
 H_COLS = 10
 
 
@@ -48,7 +51,7 @@ def _vertical_job(ctx, ids, cols):
     times = {}
     t = time.perf_counter()
     ints, shifts = stats.scale_columns(ctx, cols)
-    table = private_join(ctx, ids, ints)
+    table = private_join(ctx, ids, ints, method=JOIN)
     times["private_join"] = time.perf_counter() - t
     named = stats.apply_shifts(table, shifts)
     t = time.perf_counter()
@@ -94,7 +97,7 @@ def test_vertical_join_pearson_describe(benchmark):
     assert r == pytest.approx(ref_r, abs=1e-4)
     got = d.rename(index=lambda s: s.split(".", 1)[1]).loc[ref_d.index]
     rel = float(np.max(np.abs(got.to_numpy() - ref_d.to_numpy()) / np.abs(ref_d.to_numpy())))
-    print(f"\nvertical N={N_JOIN} x {N_JOIN} ids, {m} joined rows, 2+2 columns, gRPC:")
+    print(f"\nvertical N={N_JOIN} x {N_JOIN} ids, join={JOIN}, {m} joined rows, 2+2 columns, gRPC:")
     for k, v in times.items():
         print(f"  {k:13s} {v:8.2f} s")
     print(f"  end to end    {total:8.2f} s (target <= 60 s at N=2^20)")
