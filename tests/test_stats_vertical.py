@@ -307,16 +307,17 @@ def _small_quantiles_job(ctx, values):
 
 def test_quantiles_bitwise_search_without_dealer_agrees():
     """triples="paillier" has no shuffle: the old secret bitwise search; same answers
-    (order statistics exact, the interpolation within its documented 1 unit, here 2^-4)."""
-    values = np.array([3.0, 1, 3, 1, 0, 3, 6, 1.5])
-    want = [np.quantile(values, [0.3, 0.5], method=m) for m in ("linear", "nearest")]
-    for triples in ("dealer", "paillier"):
-        shuffled, got = mpc.run_local(_small_quantiles_job, ["alice", "bob"],
-                                      args={"alice": (values,), "bob": (None,)}, timeout=300, triples=triples,
-                                      frac_bits=4)["bob"]
-        assert shuffled is (triples == "dealer")
-        np.testing.assert_allclose(got[0], want[0], rtol=0, atol=2.0 ** -4)
-        np.testing.assert_array_equal(got[1], want[1])
+    (order statistics exact; the interpolation carries extra fractional bits, so even an
+    integer column's median 2.0 between 1 and 3 comes out right)."""
+    for values in (np.array([3.0, 1, 3, 1, 0, 3, 6, 1.5]), np.array([3, 1, 3, 1, 0, 3, 6, 1])):
+        want = [np.quantile(values, [0.3, 0.5], method=m) for m in ("linear", "nearest")]
+        for triples in ("dealer", "paillier"):
+            shuffled, got = mpc.run_local(_small_quantiles_job, ["alice", "bob"],
+                                          args={"alice": (values,), "bob": (None,)}, timeout=300,
+                                          triples=triples, frac_bits=4)["bob"]
+            assert shuffled is (triples == "dealer")
+            np.testing.assert_allclose(got[0], want[0], rtol=0, atol=2.0 ** -20)
+            np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_describe_with_ties_and_symmetric_corr_matrix():

@@ -46,7 +46,9 @@ and no ``range`` also opens min and max to everyone (the edges must be public).
 Accuracy (tests/test_stats_vertical.py, wide-range data 1e-4..1e4, 1000 +- 0.01): sum,
 mean, var, std and cov within 1e-6 relative of numpy, pearson and corr within 1e-4
 absolute (inv_sqrt with 20 fractional bits; typically ~1e-6); min, max and order
-statistics equal the encoded values exactly, interpolated quantiles to 2^-30 of the gap.
+statistics equal the encoded values exactly; interpolated quantiles carry up to 30 more
+fractional bits than the column (as many as fit under 2^60), so an integer column's
+median of 1 and 4 is 2.5, within 2^-30.
 A column's values are only as precise as its encoding. With the owner's scaling
 (:mod:`protocols.stats.scaling`: ``share_scaled``, or ``scale_columns`` before
 ``private_join``) a value is stored to 2^-bits of the column's max (bits = 60 - log2 n,
@@ -392,9 +394,16 @@ def _select_pair(ctx: Any, cols: Sequence[_Col], lo: np.ndarray,
     return ([v[np.searchsorted(ranks, lo)] for v in vals], [v[np.searchsorted(ranks, hi)] for v in vals])
 
 
+def _extra_bits(col: _Col) -> int:
+    """Fractional bits an interpolated quantile carries beyond the column's own scale, so
+    that e.g. the median of an integer column can be 2.5 (as many as the ring has room for,
+    at most INTERP_BITS)."""
+    return builtins.max(0, builtins.min(INTERP_BITS, 60 - col.bits))
+
+
 def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[np.ndarray]:
-    """Shares of the quantiles of each column (same length) at the column's own scale
-    (interpolation to 1 unit)."""
+    """Shares of the quantiles of each column (same length), at the column's scale times
+    2^_extra_bits(column) (interpolation error at most one unit of that finer scale)."""
     n = cols[0].n
     h = (n - 1) * qs
     if method == "lower":
@@ -417,15 +426,17 @@ def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str
         v_lo = [vals[np.searchsorted(ranks, lo)] for vals in found]
         if interpolate:
             v_hi = _next_values(ctx, cols, v_lo, [hi] * len(cols))
+    extra = [np.uint64(_extra_bits(c)) for c in cols]
     if not interpolate:
-        return v_lo
+        return [v << e for v, e in zip(v_lo, extra, strict=True)]
     f = np.tile(np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64), len(cols))
+    e = np.repeat(extra, len(qs))
     vl = np.concatenate(v_lo)
     d = np.concatenate(v_hi) - vl                                     # in [0, 2^range_bits)
     # d = d_hi * 2^INTERP_BITS + d_lo, so that no product leaves the ring
     d_hi = beaver.truncate(ctx, d, INTERP_BITS)
     d_lo = d - (d_hi << np.uint64(INTERP_BITS))
-    out = vl + d_hi * f + beaver.truncate(ctx, d_lo * f, INTERP_BITS)
+    out = ((vl + d_hi * f) << e) + beaver.truncate(ctx, d_lo * f, np.uint64(INTERP_BITS) - e)
     return np.split(out, len(cols))
 
 
@@ -445,7 +456,7 @@ def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
     out = cm.reveal_ring(ctx, _quantile_shares(ctx, [col], qs.ravel(), method)[0], cm.receivers(ctx, reveal_to))
     if out is None:
         return None
-    vals = out.astype(np.float64) / 2.0 ** col.frac
+    vals = out.astype(np.float64) / 2.0 ** (col.frac + _extra_bits(col))
     return float(vals[0]) if qs.ndim == 0 else vals.reshape(qs.shape)
 
 
@@ -524,7 +535,7 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
         qv = cm.reveal_ring(ctx, q, to)
         if ctx.party in to:
             std_v = math.sqrt(builtins.max(float(int(v)) * 2.0 ** (-2 * c.shift) / (c.n - 1), 0.0))
-            qf = qv.astype(np.float64) / 2.0 ** c.frac
+            qf = qv.astype(np.float64) / 2.0 ** (c.frac + _extra_bits(c))
             rows.append([float(c.n), s / c.n, std_v, lo, *qf.tolist(), hi])
     if ctx.party not in to:
         return None
