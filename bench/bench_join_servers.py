@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mpc.cluster import LocalCluster
 
@@ -47,6 +48,7 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+@pytest.mark.timeout(7200)
 def test_join_stats_on_party_servers(benchmark):
     bank, retail = frames(N)
     datasets = {"bank": {"accounts": bank}, "retailer": {"purchases": retail}}
