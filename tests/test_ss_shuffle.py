@@ -47,3 +47,21 @@ def test_shuffle_refuses_1d_and_paillier():
         mpc.run_local(_bad, ["a", "b"], timeout=30)
     out = mpc.run_local(lambda ctx: sh.available(ctx), ["a", "b"], triples="paillier", paillier_bits=512, timeout=60)
     assert out == {"a": False, "b": False}
+
+
+def _pieces(ctx):
+    from mpc.ss.triples import get_source
+    return get_source(ctx).shuffle((1, 200))
+
+
+@pytest.mark.parametrize("parties", [["a", "b"], ["a", "b", "c"]])
+def test_no_party_can_recover_a_permutation_from_its_pieces(parties):
+    """A party that gets the dealer's correction for round j must not find its own masks in
+    it, permuted (that would hand it perm_j): the correction shares no values with them."""
+    out = mpc.run_local(_pieces, parties, timeout=60)
+    for j, permuter in enumerate(parties):
+        for p in parties:
+            if p == permuter:
+                continue
+            piece = out[p][j]
+            assert len(set(piece["share"].ravel().tolist()) & set(piece["mask"].ravel().tolist())) < 3

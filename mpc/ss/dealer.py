@@ -68,12 +68,15 @@ def _shuffle_fixer(j: int, parties: int) -> int:
 
 def _draw_shuffle(prg: PRG, shape: Shape, rank: int, parties: int) -> dict[str, np.ndarray | None]:
     """Round j of the shuffle: party j draws its permutations (one per row, argsort of
-    64-bit keys: ties have probability < n^2 / 2^65); every other party draws the mask r it
-    sends, and its new share q (None for the party that gets the dealer's correction)."""
+    64-bit keys: ties have probability < n^2 / 2^65) and the mask s it adds to its permuted
+    share (without s, the party fixing the round would receive its own masks permuted,
+    and so learn the permutation); every other party draws the mask r it sends, and its
+    new share q (None for the party that gets the dealer's correction)."""
     out: dict[str, np.ndarray | None] = {}
     for j in range(parties):
         if j == rank:
             out[f"perm{j}"] = np.argsort(prg.uint64(shape), axis=-1, kind="stable")
+            out[f"s{j}"] = prg.uint64(shape)
         else:
             out[f"r{j}"] = prg.uint64(shape)
             out[f"q{j}"] = None if rank == _shuffle_fixer(j, parties) else prg.uint64(shape)
@@ -82,13 +85,14 @@ def _draw_shuffle(prg: PRG, shape: Shape, rank: int, parties: int) -> dict[str, 
 
 def _shuffle_corrections(pieces: list[dict]) -> dict[int, np.ndarray]:
     """Round j -> the new share of its fixer: perm_j applied to the masks the others sent,
-    minus the others' fresh shares, so that the new shares add up to the permuted value."""
+    minus party j's mask s and the others' fresh shares, so that the new shares add up to
+    the permuted value (s keeps the correction uniform to the fixer)."""
     n = len(pieces)
     out = {}
     for j in range(n):
         perm = pieces[j][f"perm{j}"]
         masks = _add([pieces[i][f"r{j}"] for i in range(n) if i != j])
-        fix = np.take_along_axis(masks, perm, axis=-1)
+        fix = np.take_along_axis(masks, perm, axis=-1) - pieces[j][f"s{j}"]
         for i in range(n):
             if i != j and i != _shuffle_fixer(j, n):
                 fix -= pieces[i][f"q{j}"]
@@ -278,8 +282,8 @@ class DealerSource:
 
     def shuffle(self, shape: Shape) -> list[dict[str, np.ndarray]]:
         """This party's pieces of a dealer shuffle of a (rows, length) array, one dict per
-        round j (the round in which party j permutes): ``{"perm": p}`` for party j itself,
-        else ``{"mask": r, "share": q}``. See :mod:`mpc.ss.shuffle`."""
+        round j (the round in which party j permutes): ``{"perm": p, "mask": s}`` for party j
+        itself, else ``{"mask": r, "share": q}``. See :mod:`mpc.ss.shuffle`."""
         shape = check_shape(shape)
         if len(shape) != 2:
             raise ValueError(f"shuffle needs a 2-D shape (rows, length), got {shape}")
@@ -290,5 +294,5 @@ class DealerSource:
             if not isinstance(fix, np.ndarray) or fix.shape != shape or fix.dtype != np.uint64:
                 raise ValueError("the dealer sent a malformed shuffle correction")
             pieces[f"q{n - 1}"] = fix
-        return [{"perm": pieces[f"perm{j}"]} if j == me else {"mask": pieces[f"r{j}"], "share": pieces[f"q{j}"]}
-                for j in range(n)]
+        return [{"perm": pieces[f"perm{j}"], "mask": pieces[f"s{j}"]} if j == me
+                else {"mask": pieces[f"r{j}"], "share": pieces[f"q{j}"]} for j in range(n)]

@@ -2,11 +2,13 @@
 array is permuted by its own uniformly random permutation that no computing party knows.
 
 One round per computing party j: every other party i sends party j its share minus a
-mask r_i (uniform, from i's dealer PRG); party j adds what it got to its own share and
-applies its permutation perm_j (from j's dealer PRG), so it holds perm_j(x - sum r_i);
-the others take fresh shares q_i, and one of them (the last party, or the first in the
-last party's round) gets from the dealer perm_j(sum r_i) - sum q_i instead. The shares
-again add up to perm_j(x). The result is permuted by perm_{N-1} o ... o perm_0.
+mask r_i (uniform, from i's dealer PRG); party j adds what it got to its own share,
+applies its permutation perm_j and adds a mask s_j (both from j's dealer PRG), so it
+holds perm_j(x - sum r_i) + s_j; the others take fresh shares q_i, and one of them (the
+last party, or the first in the last party's round) gets from the dealer
+perm_j(sum r_i) - s_j - sum q_i instead. The shares again add up to perm_j(x). The result
+is permuted by perm_{N-1} o ... o perm_0. (Without s_j the party getting the correction
+would see its own masks r permuted, and so learn perm_j.)
 
 Reveals: nothing to the computing parties (everything they receive is masked by
 randomness they do not know); party j knows perm_j only, so the composition is unknown to
@@ -52,7 +54,7 @@ def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
                 if not isinstance(got, np.ndarray) or got.shape != x.shape or got.dtype != np.uint64:
                     raise ValueError(f"party {peer!r} sent a shuffle share of the wrong shape or type")
                 total += got
-            x = np.take_along_axis(total, piece["perm"], axis=-1)
+            x = np.take_along_axis(total, piece["perm"], axis=-1) + piece["mask"]
         else:
             ctx.send(party, x - piece["mask"])
             x = piece["share"]
