@@ -53,7 +53,9 @@ def test_join_stats_on_party_servers(benchmark):
     bank, retail = frames(N)
     datasets = {"bank": {"accounts": bank}, "retailer": {"purchases": retail}}
     columns = ["bank.accounts.income", "bank.accounts.rate", "retailer.purchases.spend", "retailer.purchases.score"]
-    with LocalCluster(["bank", "retailer"], datasets=datasets) as cluster, cluster.client("bank") as client:
+    limits = {"job_timeout": 7200.0}     # the servers' default (600 s) is too short for the ECDH join at 2^20
+    with LocalCluster(["bank", "retailer"], datasets=datasets, limits=limits) as cluster, \
+            cluster.client("bank") as client:
         def run():
             return client.run("join.stats", ids=["bank.accounts.id", "retailer.purchases.id"], columns=columns,
                               stats=["describe", "corr"], join=JOIN, job_timeout=3600, progress=False)

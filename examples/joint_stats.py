@@ -8,7 +8,9 @@ with mutual TLS and a dealer for Beaver triples). The bank's analyst submits thr
 2. ``join.stats``: a private join on customer id, then describe() and the Pearson
    correlation of bank income vs retail spend over the joined rows;
 3. ``stats.group_by``: retail spend per bank segment over the joined rows, groups under
-   the policy's ``min_group_size`` suppressed.
+   the policy's ``min_group_size`` suppressed. This one passes ``join="dealer"``: the
+   dealer matches keyed tags instead of the two parties running ECDH + Paillier, which is
+   ~100x faster on large tables and lets the dealer learn the table and join sizes.
 
 Run: python examples/joint_stats.py
 """
@@ -28,7 +30,7 @@ def main() -> dict:
             stats = bank.run("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
                              stats=["describe", "corr"])
             per_segment = bank.run("stats.group_by", ids=IDS, key="bank.accounts.segment",
-                                   values=["retailer.purchases.spend"])
+                                   values=["retailer.purchases.spend"], join="dealer")
     pearson = stats["corr"].loc["bank.income", "retailer.spend"]
     print(f"customers in common: {overlap}")
     print(f"pearson(income, spend) over them: {pearson:.4f}")
