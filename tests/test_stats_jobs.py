@@ -1,5 +1,8 @@
 """Statistics jobs on a real TLS cluster (bank, retailer, dealer) against pandas on the plain data."""
 
+import json
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,9 +44,10 @@ def cluster():
 @pytest.mark.parametrize("join", ["ecdh", "dealer"])
 def test_join_stats_matches_pandas(cluster, join):
     with cluster.client("bank") as client:
-        out = client.run("join.stats", ids=IDS, columns=["bank.accounts.income", "bank.accounts.tiny",
-                                                          "retailer.purchases.spend"],
-                         stats=["describe", "corr", "histogram"], bins=4, join=join, progress=False)
+        job_id = client.submit("join.stats", ids=IDS, columns=["bank.accounts.income", "bank.accounts.tiny",
+                                                                "retailer.purchases.spend"],
+                               stats=["describe", "corr", "histogram"], bins=4, join=join)
+        out = client.result(job_id, progress=False)
     plain = cluster.joined[["income", "tiny", "spend"]]
     assert out["rows"] == len(plain)
     expected = plain.describe().T
@@ -56,6 +60,21 @@ def test_join_stats_matches_pandas(cluster, join):
     np.testing.assert_allclose(hist.lower, edges[:-1], rtol=1e-9)
     assert (hist["count"][~hist.suppressed] == counts[~hist.suppressed.to_numpy()]).all()
     assert (counts[hist.suppressed.to_numpy()] < 5).all()
+    # the dealer's audit says what it learned: the sizes, and only with join="dealer"
+    record = _audit_record(cluster, "dealer", job_id)
+    assert ("join_sizes" in record["revealed_to_me"]) == (join == "dealer"), record
+
+
+def _audit_record(cluster, party, job_id, wait=10.0) -> dict:
+    deadline = time.monotonic() + wait
+    while True:
+        path = cluster.audit_log(party)
+        records = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        found = [r for r in records if r["job_id"] == job_id]
+        if found or time.monotonic() > deadline:
+            assert found, f"no audit record of job {job_id} at {party}"
+            return found[-1]
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("join", ["ecdh", "dealer"])

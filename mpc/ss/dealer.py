@@ -164,11 +164,13 @@ def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
     return req["op"], req
 
 
-def run_dealer(ctx: Any) -> None:
+def run_dealer(ctx: Any) -> dict[str, list[int]] | None:
     """The dealer helper party: seed every computing party, then answer the last one.
 
     Runs until the last computing party sends ``{"op": "done"}``; uses only ``ctx``, so it
-    runs the same in-process (run_local) and as a party server.
+    runs the same in-process (run_local) and as a party server. Returns what the dealer
+    learned about the data, for its audit log: None, or ``{"join_sizes": [...]}`` (rows of
+    each party and matched rows per dealer join).
     """
     seeds = {p: new_seed() for p in ctx.parties}
     for p in ctx.parties:
@@ -176,12 +178,13 @@ def run_dealer(ctx: Any) -> None:
     prgs = [PRG(seeds[p]) for p in ctx.parties]
     last = ctx.parties[-1]
     n = len(prgs)
+    learned: dict[str, list[int]] = {}
     while True:
         msg = ctx.recv(last)
         if isinstance(msg, dict) and msg.get("op") == "done":
             break
         if isinstance(msg, dict) and msg.get("op") == "match":
-            serve_match(ctx, prgs, msg)
+            learned.setdefault("join_sizes", []).extend(serve_match(ctx, prgs, msg))
             continue
         op, req = _check_request(msg)
         pieces = [_draw(prg, op, {**req, "rank": i, "parties": n}, last=(i == n - 1))
@@ -193,6 +196,7 @@ def run_dealer(ctx: Any) -> None:
         msg = ctx.recv(p)
         if not (isinstance(msg, dict) and msg.get("op") == "done"):
             raise ValueError(f"party {p!r} sent the dealer something other than 'done'")
+    return learned or None
 
 
 class DealerSource:

@@ -52,9 +52,10 @@ def _keys(tags: np.ndarray, who: str) -> np.ndarray:
     return keys
 
 
-def serve_match(ctx: Any, prgs: list, request: dict) -> None:
+def serve_match(ctx: Any, prgs: list, request: dict) -> list[int]:
     """Dealer side: the last party's request carries its tags and rows, the first party's
-    come on its own channel. Answers both (see the module docstring)."""
+    come on its own channel. Answers both (see the module docstring) and returns what the
+    dealer learned: [rows of A, rows of B, matched rows]."""
     first, last = ctx.parties[0], ctx.parties[-1]
     tags_b, rows_b = _check_side(request, last)
     tags_a, rows_a = _check_side(ctx.recv(first), first)
@@ -65,6 +66,7 @@ def serve_match(ctx: Any, prgs: list, request: dict) -> None:
     mask_b = prgs[0].uint64((rows_b.shape[0], len(j)))     # A's PRG: A's share of B's columns
     ctx.send(first, {"positions": j, "rows": rows_a[:, i] - mask_a})
     ctx.send(last, {"positions": i, "rows": rows_b[:, j] - mask_b})
+    return [len(tags_a), len(tags_b), len(i)]
 
 
 def match(ctx: Any, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
