@@ -52,6 +52,17 @@ def open_xor(ctx: Any, share: np.ndarray) -> np.ndarray:
     return _open(ctx, share, xor=True)
 
 
+def open_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
+    """Reveal XOR-shared bits (bit 0 of each word) to every computing party, 64 per word
+    on the wire; returns 0/1 uint64 of the same shape."""
+    bits = np.asarray(bits, dtype=np.uint64)
+    flat = (bits & _ONE).astype(np.uint8).reshape(-1)
+    n = flat.size
+    packed = np.packbits(np.concatenate([flat, np.zeros(-n % 64, np.uint8)]), bitorder="little")
+    opened = open_xor(ctx, packed.view(np.uint64))
+    return np.unpackbits(opened.view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(bits.shape)
+
+
 def open_many(ctx: Any, shares: list[np.ndarray], xor: bool = False) -> list[np.ndarray]:
     """Open several arrays in one round (one message per peer)."""
     flat = np.concatenate([np.ravel(s) for s in shares]) if shares else np.empty(0, np.uint64)
@@ -148,12 +159,7 @@ def b2a_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
     if bits.ndim == 0:
         return b2a_bits(ctx, bits.reshape(1)).reshape(())
     ba, bb = get_source(ctx).dabit(bits.shape)
-    masked = ((bits ^ bb) & _ONE).reshape(-1)
-    n = masked.size
-    padded = np.concatenate([masked, np.zeros(-n % 64, np.uint64)]).reshape(-1, 64)
-    packed = np.bitwise_or.reduce(padded << np.arange(64, dtype=np.uint64), axis=1)
-    opened = open_xor(ctx, packed)              # 64 masked bits per word
-    z = ((opened[:, None] >> np.arange(64, dtype=np.uint64)) & _ONE).reshape(-1)[:n].reshape(bits.shape)
+    z = open_bits(ctx, bits ^ bb)
     out = ba * (_ONE - np.uint64(2) * z)
     if ctx.rank == 0:
         out += z

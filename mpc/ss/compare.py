@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from mpc.ss.beaver import and_words, b2a_bits, open_arith, open_xor
+from mpc.ss.beaver import and_words, b2a_bits, open_arith, open_bits
 from mpc.ss.triples import get_source
 
 _SHIFTS = (1, 2, 4, 8, 16, 32)
-_ONE_WORD = np.uint64(1)
 
 
 def bit_decompose(ctx: Any, x: np.ndarray) -> np.ndarray:
@@ -103,13 +102,7 @@ def _carry_into_msb(ctx: Any, c: np.ndarray, r_bool: np.ndarray) -> np.ndarray:
 
 def ltz(ctx: Any, x: np.ndarray) -> np.ndarray:
     """Arithmetic 0/1 shares of [x < 0] (signed reading of the ring element)."""
-    x = np.asarray(x, dtype=np.uint64)
-    shape = x.shape
-    flat = x.reshape(-1)
-    r_arith, r_bool = get_source(ctx).edabit(flat.shape)
-    c = open_arith(ctx, flat - r_arith)        # x = c + r (mod 2^64), c uniform
-    msb = ((r_bool ^ c if ctx.rank == 0 else r_bool) >> np.uint64(63)) ^ _carry_into_msb(ctx, c, r_bool)
-    return b2a_bits(ctx, msb).reshape(shape)
+    return b2a_bits(ctx, msb_xor(ctx, x))
 
 
 def msb_xor(ctx: Any, x: np.ndarray) -> np.ndarray:
@@ -117,7 +110,7 @@ def msb_xor(ctx: Any, x: np.ndarray) -> np.ndarray:
     reading): ``ltz`` without the conversion to an arithmetic share; 7 rounds."""
     flat = np.asarray(x, dtype=np.uint64).reshape(-1)
     r_arith, r_bool = get_source(ctx).edabit(flat.shape)
-    c = open_arith(ctx, flat - r_arith)
+    c = open_arith(ctx, flat - r_arith)        # x = c + r (mod 2^64), c uniform
     top = (r_bool ^ c if ctx.rank == 0 else r_bool) >> np.uint64(63)
     return (top ^ _carry_into_msb(ctx, c, r_bool)).reshape(np.shape(x))
 
@@ -131,11 +124,7 @@ def ltz_open(ctx: Any, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint64)
     if x.size == 0:
         return np.zeros(x.shape, bool)
-    bits = (msb_xor(ctx, x).reshape(-1) & _ONE_WORD).astype(np.uint8)
-    n = bits.size
-    packed = np.packbits(np.concatenate([bits, np.zeros(-n % 64, np.uint8)]), bitorder="little")
-    opened = open_xor(ctx, packed.view(np.uint64))          # 64 bits per word
-    return np.unpackbits(opened.view(np.uint8), bitorder="little")[:n].astype(bool).reshape(x.shape)
+    return open_bits(ctx, msb_xor(ctx, x)).astype(bool)
 
 
 def or_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
