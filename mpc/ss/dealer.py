@@ -26,12 +26,12 @@ from mpc.ss.triples import Shape, check_shape, matmul_shape
 _LOW63 = np.uint64((1 << 63) - 1)
 
 
-def _draw(prg: PRG, op: str, req: dict[str, Any], last: bool) -> dict[str, np.ndarray | None]:
-    """The pieces one party expands from its PRG for a request (same order everywhere).
-
-    Pieces the last party gets from the dealer instead are None for it.
+def _draw(prg: PRG, op: str, req: dict[str, Any], rank: int, parties: int) -> dict[str, np.ndarray | None]:
+    """The pieces party ``rank`` (of ``parties``) expands from its PRG for a request (same
+    order everywhere). Pieces a party gets from the dealer instead are None for it.
     """
     shape = tuple(req["shape"])
+    last = rank == parties - 1
     out: dict[str, np.ndarray | None] = {}
     if op in ("arith", "bool"):
         out["a"] = prg.uint64(shape)
@@ -54,7 +54,7 @@ def _draw(prg: PRG, op: str, req: dict[str, Any], last: bool) -> dict[str, np.nd
         out["bb"] = prg.uint64(shape) & np.uint64(1)
         out["ba"] = None if last else prg.uint64(shape)
     elif op == "shuffle":
-        out.update(_draw_shuffle(prg, shape, req["rank"], req["parties"]))
+        out.update(_draw_shuffle(prg, shape, rank, parties))
     else:
         raise ValueError(f"unknown dealer request {op!r}")
     return out
@@ -141,9 +141,6 @@ def _corrections(op: str, req: dict[str, Any], pieces: list[dict]) -> list[np.nd
         return [fix_xor("rb", _add([p["r"] for p in pieces]))]
     if op == "dabit":
         return [fix_add("ba", _xor([p["bb"] for p in pieces]))]
-    if op == "shuffle":
-        fixes = _shuffle_corrections(pieces)
-        return [fixes[j] for j in range(len(pieces) - 1)]
     raise ValueError(f"unknown dealer request {op!r}")
 
 
@@ -187,11 +184,13 @@ def run_dealer(ctx: Any) -> dict[str, list[int]] | None:
             learned.setdefault("join_sizes", []).extend(serve_match(ctx, prgs, msg))
             continue
         op, req = _check_request(msg)
-        pieces = [_draw(prg, op, {**req, "rank": i, "parties": n}, last=(i == n - 1))
-                  for i, prg in enumerate(prgs)]
-        ctx.send(last, _corrections(op, req, pieces))
-        if op == "shuffle":   # the last party's own round is fixed by the first party
-            ctx.send(ctx.parties[0], _shuffle_corrections(pieces)[n - 1])
+        pieces = [_draw(prg, op, req, i, n) for i, prg in enumerate(prgs)]
+        if op == "shuffle":   # the last party fixes every round but its own, which the first fixes
+            fixes = _shuffle_corrections(pieces)
+            ctx.send(last, [fixes[j] for j in range(n - 1)])
+            ctx.send(ctx.parties[0], fixes[n - 1])
+        else:
+            ctx.send(last, _corrections(op, req, pieces))
     for p in ctx.parties[:-1]:
         msg = ctx.recv(p)
         if not (isinstance(msg, dict) and msg.get("op") == "done"):
@@ -229,8 +228,7 @@ class DealerSource:
 
     def _pieces(self, op: str, req: dict[str, Any]) -> dict[str, np.ndarray | None]:
         """All of this party's pieces of a request; the last party's come partly from the dealer."""
-        n = len(self.ctx.parties)
-        pieces = _draw(self.prg, op, {**req, "rank": self.ctx.rank, "parties": n}, self.last)
+        pieces = _draw(self.prg, op, req, self.ctx.rank, len(self.ctx.parties))
         if self.last:
             if not self._pending:
                 self._send_request(op, req)

@@ -41,10 +41,9 @@ def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint64)
     if x.ndim != 2:
         raise ValueError(f"shuffle needs a 2-D share array (rows, length), got shape {x.shape}")
-    source = get_source(ctx)
-    if not hasattr(source, "shuffle"):
+    if not available(ctx):
         raise ValueError("an oblivious shuffle needs the dealer (runtime option triples='dealer')")
-    rounds = source.shuffle(x.shape)
+    rounds = get_source(ctx).shuffle(x.shape)
     for j, party in enumerate(ctx.parties):
         piece = rounds[j]
         if party == ctx.party:
