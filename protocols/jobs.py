@@ -169,7 +169,6 @@ def shared_min_group(ctx, params: dict[str, Any], key: str, data: LocalData) -> 
     return max(ctx.gather(max(own, default=1)))
 
 
-JOIN_METHODS = ("ecdh", "dealer")
 JOIN = Param(str, required=False, default="ecdh",
              doc="'ecdh' (no third party learns anything) or 'dealer' (far faster; the dealer learns "
                  "both id counts and the number of joined rows)")
@@ -178,11 +177,11 @@ JOIN_REVEALS = "; with join='dealer' the dealer learns both parties' id counts a
 
 def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
     """Private join on the ``ids`` parameter; returns (n_rows, {"party.column": SharedTensor})."""
-    from protocols.psi.private_join import private_join
+    from protocols.psi.private_join import JOINS, private_join
     from protocols.stats import apply_shifts, scale_columns
 
-    if params["join"] not in JOIN_METHODS:
-        raise ValueError(f"parameter 'join' must be one of {JOIN_METHODS}, not {params['join']!r}")
+    if params["join"] not in JOINS:
+        raise ValueError(f"parameter 'join' must be one of {list(JOINS)}, not {params['join']!r}")
     ints, shifts = scale_columns(ctx, columns)
     table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"])
     ctx.report_progress(0.5)

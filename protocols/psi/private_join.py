@@ -373,6 +373,9 @@ def _dealer_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols:
     return len(positions), list(my_shares), list(their_shares)
 
 
+JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join}   # method name -> matching and selection
+
+
 def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                  compare_bytes: int = DEFAULT_COMPARE_BYTES,
                  bucket_size: int = DEFAULT_BUCKET, method: str = "ecdh") -> SharedTable:
@@ -403,8 +406,8 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                          "hold the same id (aggregate duplicates first)")
     cols = _as_columns(columns, prepared.n_rows)
     rings, fracs = _encode_columns(ctx, cols)
-    if method not in ("ecdh", "dealer"):
-        raise ValueError(f"unknown private_join method {method!r}; use 'ecdh' or 'dealer'")
+    if method not in JOINS:
+        raise ValueError(f"unknown private_join method {method!r}; use one of {list(JOINS)}")
     params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size, "method": method}
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
     meta = ctx.gather({"names": list(cols), "fracs": fracs})
@@ -415,8 +418,7 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
     peer = ctx.peers[0]
     peer_n = headers[ctx.parties.index(peer)]["size"]
     peer_cols = len(meta[ctx.parties.index(peer)]["names"])
-    join = _dealer_join if method == "dealer" else _ecdh_join
-    m, my_shares, their_shares = join(ctx, prepared, rings, peer_n, peer_cols, params)
+    m, my_shares, their_shares = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
 
     table: dict[str, Any] = {}
     for party, md in zip(ctx.parties, meta, strict=True):
