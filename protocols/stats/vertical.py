@@ -109,7 +109,7 @@ def _max_and_neg_min(ctx: Any, raws: np.ndarray) -> tuple[np.ndarray, np.ndarray
     h = n // 2
     if h:
         a, b = raws[:, 0:2 * h:2], raws[:, 1:2 * h:2]
-        hi = a + beaver.mul(ctx, cm.ltz(ctx, a - b), b - a)                  # max(a, b)
+        hi = ss.maximum(ss.from_shares(ctx, a, 0), ss.from_shares(ctx, b, 0)).share
         lo = a + b - hi
         if n % 2:
             hi = np.concatenate([hi, raws[:, -1:]], axis=1)
