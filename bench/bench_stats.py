@@ -47,19 +47,26 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _timed(times: dict, name: str, fn, *args):
+    """fn(*args), its wall time recorded as times[name]."""
+    t = time.perf_counter()
+    out = fn(*args)
+    times[name] = time.perf_counter() - t
+    return out
+
+
+def _pearson_describe(ctx, named, times):
+    r = _timed(times, "pearson", stats.pearson, ctx, named["alice.income"], named["bob.spend"])
+    return r, _timed(times, "describe", stats.describe, ctx, named)
+
+
 def _vertical_job(ctx, ids, cols):
     times = {}
     t = time.perf_counter()
     ints, shifts = stats.scale_columns(ctx, cols)
     table = private_join(ctx, ids, ints, method=JOIN)
     times["private_join"] = time.perf_counter() - t
-    named = stats.apply_shifts(table, shifts)
-    t = time.perf_counter()
-    r = stats.pearson(ctx, named["alice.income"], named["bob.spend"])
-    times["pearson"] = time.perf_counter() - t
-    t = time.perf_counter()
-    d = stats.describe(ctx, named)
-    times["describe"] = time.perf_counter() - t
+    r, d = _pearson_describe(ctx, stats.apply_shifts(table, shifts), times)
     return times, r, d, table.num_rows
 
 
@@ -111,19 +118,10 @@ def _shared_job(ctx, cols, owners):
     named = {f"{owners[k]}.{k}": stats.share_scaled(ctx, v if ctx.party == owners[k] else None, owners[k], name=k)
              for k, v in cols.items()}
     times = {}
-    t = time.perf_counter()
-    r = stats.pearson(ctx, named["alice.income"], named["bob.spend"])
-    times["pearson"] = time.perf_counter() - t
-    t = time.perf_counter()
-    d = stats.describe(ctx, named)
-    times["describe"] = time.perf_counter() - t
-    t = time.perf_counter()
-    stats.describe(ctx, named)
-    times["describe again"] = time.perf_counter() - t
+    r, d = _pearson_describe(ctx, named, times)
+    _timed(times, "describe again", stats.describe, ctx, named)
     fresh = stats.share_scaled(ctx, cols["score"] if ctx.party == "bob" else None, "bob", name="score")
-    t = time.perf_counter()
-    med = stats.median(ctx, fresh)
-    times["median"] = time.perf_counter() - t
+    med = _timed(times, "median", stats.median, ctx, fresh)
     return times, r, d, med
 
 
