@@ -12,7 +12,7 @@ Two groups, both over Curve25519:
   (the N-party PSI), at about twice the cost per multiplication.
 
 Batches are numpy ``(n, 32)`` uint8 arrays; the work runs in a tight cffi loop in the
-spawn-based process pool (:mod:`mpc.crypto.pool`), one chunk per worker. Nothing here
+crypto thread pool (:mod:`mpc.crypto.pool`; libsodium releases the GIL), one chunk per worker. Nothing here
 hides anything by itself: the protocols decide what is sent, shuffled and truncated.
 """
 

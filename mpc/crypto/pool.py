@@ -1,47 +1,47 @@
-"""One process pool per process for CPU-bound crypto (Paillier, scalar multiplication).
+"""One thread pool per process for CPU-bound crypto (Paillier, scalar multiplication).
 
-Created lazily with the ``spawn`` start method: gRPC threads and ``fork`` do not mix.
-Workers import only what the submitted function needs. ``map_chunks`` splits a batch
-over the workers and falls back to the calling thread for small batches, where the cost
-of pickling arguments to a worker would exceed the work. (Arguments to the pool are this
-process's own data, never anything from the wire: pickling across our own workers is
-safe, pickling from peers is what gaotie forbids.)
+Threads, not processes: a process pool with ``spawn`` re-imports the user's ``__main__``
+(every plain script without a main guard breaks), and ``fork`` does not mix with gRPC's
+threads. Threads parallelise because the work submitted here runs in calls that release
+the GIL: libsodium through cffi, gmpy2's ``powmod_*_list``, numpy and pyca AES. Work that
+holds the GIL still runs correctly here, one thread at a time.
+
+``map_chunks`` splits a batch over the workers and runs small batches in the calling
+thread, where the hand-off would cost more than the work.
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_pool: ProcessPoolExecutor | None = None
+_pool: ThreadPoolExecutor | None = None
 
 
 def workers() -> int:
-    """Number of worker processes (``GAOTIE_WORKERS`` or the CPU count)."""
+    """Number of worker threads (``GAOTIE_WORKERS`` or the CPU count)."""
     return max(1, int(os.environ.get("GAOTIE_WORKERS", os.cpu_count() or 1)))
 
 
-def get_pool() -> ProcessPoolExecutor:
-    """The shared spawn-based pool, started on first use."""
+def get_pool() -> ThreadPoolExecutor:
+    """The shared crypto thread pool, started on first use."""
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=workers(),
-                                        mp_context=multiprocessing.get_context("spawn"))
+            _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="gaotie-crypto")
             atexit.register(shutdown)
         return _pool
 
 
 def shutdown() -> None:
-    """Stop the pool's workers (called at exit)."""
+    """Stop the pool's threads (called at exit)."""
     global _pool
     with _lock:
         pool, _pool = _pool, None
@@ -49,12 +49,12 @@ def shutdown() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def map_chunks(fn: Callable[[Sequence[Any]], list[T]], items: Sequence[Any],
+def map_chunks(fn: Callable[..., list[T]], items: Sequence[Any],
                min_parallel: int = 256, *extra: Any) -> list[T]:
     """``fn(chunk, *extra)`` over ``items`` split into one chunk per worker, concatenated.
 
-    ``fn`` must be a module-level function (picklable by reference). Batches smaller than
-    ``min_parallel`` run in the calling thread.
+    Batches smaller than ``min_parallel`` run in the calling thread. Chunks run on the
+    pool's threads; the calling thread waits for them (it must not be a pool thread).
     """
     n = len(items)
     k = workers()

@@ -23,8 +23,8 @@ ciphertexts integers in ``(0, n²)``, and callers must range-check. Everything i
   recombine; ``h_p = L_p((1+n)^(p-1) mod p²)^(-1) mod p`` is precomputed. int64-sized
   plaintexts (the common case) need only the mod-p half, and 14 of them share one half
   decryption by homomorphic packing mod p² with a random linear check (see :func:`decrypt`).
-* Large batches run in the shared spawn process pool (:func:`mpc.crypto.pool.map_chunks`);
-  each worker builds the fixed-base table once per key and caches it.
+* Large batches run on the shared crypto thread pool (:func:`mpc.crypto.pool.map_chunks`);
+  the fixed-base table is built once per key and process and cached.
 
 What it reveals: nothing by itself; a raw ciphertext is only as hidden as its randomness.
 Homomorphic results (products, powers) are *not* re-randomised here.

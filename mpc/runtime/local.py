@@ -85,7 +85,7 @@ def _per_party(name: str, value: Mapping[str, Any] | None, parties: list[str], d
 def run_local(fn: Callable[..., Any], parties: Sequence[str],
               args: Mapping[str, Sequence[Any]] | None = None,
               kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-              transport: str = "memory", timeout: float = 60.0,
+              transport: str | Callable[[list[str]], Any] = "memory", timeout: float = 60.0,
               **runtime_options: Any) -> dict[str, Any]:
     """Run ``fn(ctx, *args[party], **kwargs[party])`` for every party; return their results.
 
@@ -94,7 +94,9 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
         parties: party names in rank order.
         args: per party, a tuple of positional arguments.
         kwargs: per party, a dict of keyword arguments.
-        transport: ``"memory"`` or ``"grpc"`` (real gRPC servers on loopback).
+        transport: ``"memory"``, ``"grpc"`` (real gRPC servers on loopback), or a function
+            that makes an in-memory transport for the job's parties (e.g. the view recorder
+            of :mod:`mpc.runtime.views`).
         timeout: seconds for the whole job; a silent peer fails the job at this point.
         runtime_options: visible to protocols as ``ctx.options`` (e.g. ``triples``,
             ``frac_bits``); ``max_chunk_bytes`` and ``max_value_bytes`` tune the gRPC
@@ -114,9 +116,9 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
     everyone = parties + helper_names
     job_id = secrets.token_hex(8)
 
-    if transport == "memory":
+    if transport == "memory" or callable(transport):
         from mpc.runtime.memory import MemoryTransport
-        net = MemoryTransport(everyone)
+        net = transport(everyone) if callable(transport) else MemoryTransport(everyone)
         net.open(job_id)
         transports = {p: net for p in everyone}
         cleanup = lambda: net.close(job_id)  # noqa: E731

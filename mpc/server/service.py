@@ -221,15 +221,6 @@ def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health
     return server, service, health_servicer
 
 
-def _warm_pool() -> None:
-    from mpc.crypto import pool
-
-    try:
-        pool.get_pool().submit(int).result(timeout=60)
-    except Exception:  # noqa: BLE001 - a cold pool only costs time on the first job
-        log.debug("could not warm the crypto process pool", exc_info=True)
-
-
 def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
     """Run the party server until SIGTERM/SIGINT."""
     server, service, health_servicer = build_server(config)
@@ -238,8 +229,6 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
         for partial in config.results_dir.glob(".*.tmp"):
             partial.unlink(missing_ok=True)
     server.start()
-    # Start the crypto worker processes now, not inside the first job (spawn costs ~1 s).
-    threading.Thread(target=_warm_pool, daemon=True, name="warm-pool").start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("party %s serving on %s (tls %s)", config.party, config.listen, "on" if config.tls else "off")
     stop = threading.Event()
