@@ -1,7 +1,8 @@
 """LocalCluster: real party servers (one ``gaotie serve`` process each) on loopback.
 
 For tests, notebooks and the demo. Generates a CA and per-party certificates (mutual
-TLS) unless ``tls=False``, writes a TOML config per party, starts the processes on free
+TLS) unless ``tls=False`` (then each config says ``insecure = true``: plaintext on
+loopback, no identities), writes a TOML config per party, starts the processes on free
 ports, waits until each reports SERVING on the standard gRPC health service, and stops
 every process when the ``with`` block ends, also on error.
 
@@ -10,6 +11,9 @@ every process when the ``with`` block ends, also on error.
   Parquet): the first column is the id (policy ``join_key``), every other column gets
   policy ``aggregate``;
 - a dict ``{"path" or "frame", "id", "columns": {column: policy}, "min_group_size"}``.
+
+``settings`` maps party -> further top-level keys of its party.toml (for example
+``{"retailer": {"allowed_requesters": ["bank"]}}``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -66,7 +72,8 @@ class LocalCluster:
 
     def __init__(self, parties: list[str], tls: bool = True, datasets: dict[str, dict[str, Any]] | None = None,
                  workdir: str | Path | None = None, dealer: bool = True,
-                 limits: dict[str, Any] | None = None) -> None:
+                 limits: dict[str, Any] | None = None,
+                 settings: dict[str, dict[str, Any]] | None = None) -> None:
         if len(set(parties)) != len(parties) or not parties:
             raise ValueError(f"parties must be distinct names, got {parties}")
         if DEALER in parties:
@@ -74,11 +81,15 @@ class LocalCluster:
         unknown = set(datasets or {}) - set(parties)
         if unknown:
             raise ValueError(f"datasets given for unknown parties {sorted(unknown)}")
+        self.servers = list(parties) + ([DEALER] if dealer else [])
+        unknown = set(settings or {}) - set(self.servers)
+        if unknown:
+            raise ValueError(f"settings given for unknown parties {sorted(unknown)}")
         self.parties = list(parties)
-        self.servers = self.parties + ([DEALER] if dealer else [])
         self.tls = tls
         self._datasets = datasets or {}
         self._limits = limits or {}
+        self._settings = settings or {}
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="gaotie-cluster-"))
         self.addresses: dict[str, str] = {}
@@ -148,6 +159,9 @@ class LocalCluster:
         if self.tls:
             files = self.tls_files[party]
             config["tls"] = {"ca": str(files.ca), "cert": str(files.cert), "key": str(files.key)}
+        else:
+            config["insecure"] = True  # allowed because every address is 127.0.0.1
+        config.update(self._settings.get(party, {}))
         if self._limits:
             config["limits"] = dict(self._limits)
         datasets = {}

@@ -345,7 +345,7 @@ def test_unread_bytes_limit_from_the_config_fails_the_job_clearly():
 def test_limits_must_be_positive(tmp_path):
     from mpc.server.config import ConfigError, parse_config
 
-    base = {"party": "a", "listen": "127.0.0.1:1"}
+    base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True}
     assert parse_config({**base, "limits": {"max_unread_bytes": 5}}, tmp_path / "a.toml").limits.max_unread_bytes == 5
     for key in ("max_unread_bytes", "max_open_jobs", "max_value_bytes", "max_chunk_bytes"):
         with pytest.raises(ConfigError, match="must be positive"):

@@ -9,6 +9,7 @@ client, no certificate, other CA, another party's certificate) are in test_clust
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -23,11 +24,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mpc import JobFailed
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
-from mpc.cluster import LocalCluster
+from mpc.cluster import LocalCluster, write_toml
 from mpc.runtime import codec
 from mpc.runtime.errors import PeerFailed, ProtocolViolation
 from mpc.runtime.grpc_transport import ExchangeServicer, add_party_servicer, grpc_options
 from mpc.runtime.mailbox import Mailbox
+from mpc.server.config import ConfigError, load_config, parse_config
 from mpc.server.tls import channel_credentials, make_deployment, server_credentials
 
 CAP = 1 << 20
@@ -461,3 +463,155 @@ def test_no_input_values_in_errors_of_a_non_numeric_sum(secret_cluster):
         client.run("demo.secure_sum", columns=["a.t.note", "b.t.v"], progress=False)
     _assert_no_secrets(str(info.value), "an error message")
     _assert_no_secrets(secret_cluster.audit_log("a").read_text(), "the audit log of a")
+
+
+# -- who may request a job ------------------------------------------------------------------
+JOIN_IDS = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
+JOIN_STATS = {"ids": JOIN_IDS, "columns": ["bank.accounts.income", "retailer.purchases.spend"],
+              "stats": ["describe"], "join": "dealer"}
+
+
+def _audit(cluster, party) -> list[dict]:
+    path = cluster.audit_log(party)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _ran(records, requester) -> list[dict]:
+    return [r for r in records if r["requester"] == requester and r["outcome"] != "refused"]
+
+
+def test_the_dealer_cannot_request_a_job_on_the_companies_data(tls_cluster):
+    """With its own certificate the dealer asks its own server for join.stats (join='dealer'),
+    which would tell it both id counts and the join size: refused at once, nothing runs."""
+    with tls_cluster.client("dealer") as client, pytest.raises(JobFailed) as info:
+        client.submit("join.stats", **JOIN_STATS)
+    assert info.value.party == "dealer"
+    assert "requester 'dealer' is a helper of this job" in str(info.value)
+    assert "only a computing party ('bank', 'retailer')" in str(info.value)
+    for company in ("bank", "retailer"):  # they never heard of it: no audit line names the dealer
+        assert [r for r in _audit(tls_cluster, company) if r["requester"] == "dealer"] == []
+    assert _audit(tls_cluster, "dealer")[-1]["outcome"] == "refused"
+
+
+def test_a_dealer_skipping_its_own_check_is_refused_by_every_company(tls_cluster):
+    """A dealer server that skips its own check and calls Join on the companies directly
+    (with its real certificate): each company refuses, naming the requester and why, and
+    the job cannot be started."""
+    creds = channel_credentials(tls_cluster.tls_files["dealer"])
+    for company in ("bank", "retailer"):
+        job_id = f"rogue-{company}"
+        request = party_pb2.JobRequest(job_id=job_id, protocol="join.stats", params=codec.encode(JOIN_STATS),
+                                       requester="dealer", parties=["bank", "retailer"], timeout=60.0)
+        with grpc.secure_channel(tls_cluster.addresses[company], creds,
+                                 options=[("grpc.ssl_target_name_override", company)]) as channel:
+            stub = party_pb2_grpc.PartyStub(channel)
+            reply = stub.Join(request, timeout=10)
+            assert reply.state == "refused"
+            assert f"party '{company}' refuses: requester 'dealer' is a helper of this job" in reply.error
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Start(party_pb2.JobQuery(job_id=job_id), timeout=10)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        records = _audit(tls_cluster, company)
+        assert records[-1]["job_id"] == job_id and records[-1]["outcome"] == "refused"
+        assert "requester 'dealer'" in records[-1]["error"]
+        assert _ran(records, "dealer") == []
+    # the same job requested by a company still runs
+    with tls_cluster.client("bank") as client:
+        out = client.run("join.stats", progress=False, **JOIN_STATS)
+    assert out["rows"] == len(tls_cluster.frames["bank"].merge(tls_cluster.frames["retailer"], on="customer_id"))
+
+
+@pytest.fixture(scope="module")
+def restricted_cluster():
+    """Companies a, b, c and a dealer; c accepts jobs requested by a (and its own users) only."""
+    frames = {p: pd.DataFrame({"id": [f"id{i}" for i in range(k, k + 40)], "v": np.arange(40.0)})
+              for p, k in (("a", 0), ("b", 10), ("c", 20))}
+    with LocalCluster(["a", "b", "c"], tls=True, datasets={p: {"t": f} for p, f in frames.items()},
+                      settings={"c": {"allowed_requesters": ["a", "c"]}}) as cluster:
+        yield cluster
+
+
+def test_allowed_requesters_restricts_who_may_request_jobs_involving_a_party(restricted_cluster):
+    cl = restricted_cluster
+    with cl.client("a") as client:  # a is allowed
+        assert client.run("psi.cardinality", ids=["a.t.id", "c.t.id"], progress=False) == 20
+    with cl.client("c") as client:  # c's own users too
+        assert client.run("psi.cardinality", ids=["b.t.id", "c.t.id"], progress=False) == 30
+    with cl.client("b") as client:
+        with pytest.raises(JobFailed) as info:  # b is not: c refuses at Join, nothing runs
+            client.run("psi.cardinality", ids=["b.t.id", "c.t.id"], progress=False)
+        # c's list does not restrict jobs c takes no part in
+        assert client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], progress=False) == 30
+    assert info.value.party == "c"
+    assert "requester 'b' may not request jobs that involve 'c' (not in its allowed_requesters)" in str(info.value)
+    assert _ran(_audit(cl, "c"), "b") == []
+    assert _audit(cl, "c")[-1]["outcome"] == "refused" and _audit(cl, "c")[-1]["requester"] == "b"
+    refused = [r for r in _audit(cl, "b") if r["outcome"] == "refused"]
+    assert len(refused) == 1 and "allowed_requesters" in refused[0]["error"]
+
+
+def test_allowed_requesters_must_name_known_computing_parties(tmp_path):
+    base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True, "peers": {"b": "127.0.0.1:2"}}
+    path = tmp_path / "a.toml"
+    assert parse_config({**base, "allowed_requesters": ["a", "b"]}, path).allowed_requesters == ("a", "b")
+    assert parse_config(base, path).allowed_requesters is None
+    for value, message in ((["dealer"], "'dealer' is a helper"), (["x"], "'x' is neither this party nor"),
+                           ([1], "must be a list of party names"), ("b", "must be list")):
+        with pytest.raises(ConfigError, match=message) as info:
+            parse_config({**base, "peers": {"b": "127.0.0.1:2", "dealer": "127.0.0.1:3"},
+                          "allowed_requesters": value}, path)
+        assert str(path) in str(info.value) and "allowed_requesters" in str(info.value)
+
+
+# -- TLS is required; plaintext only when asked for, and only on loopback ----------------------
+def test_a_config_without_tls_does_not_load(tmp_path):
+    path = tmp_path / "party.toml"
+    write_toml(path, {"party": "a", "listen": "0.0.0.0:50051", "peers": {"b": "b.example.com:50051"}})
+    with pytest.raises(ConfigError, match=r"missing table \[tls\].*insecure = true") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    write_toml(path, {"party": "a", "listen": "127.0.0.1:50051", "tls": {"enabled": False}})
+    with pytest.raises(ConfigError, match="unknown key 'tls.enabled'.*insecure = true"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "bank.example.com:50051"])
+def test_insecure_off_loopback_does_not_load(tmp_path, listen):
+    path = tmp_path / "party.toml"
+    write_toml(path, {"party": "a", "listen": listen, "insecure": True})
+    with pytest.raises(ConfigError, match="key 'insecure': plaintext is allowed only on a loopback") as info:
+        load_config(path)
+    assert str(path) in str(info.value) and listen in str(info.value)
+
+
+def test_insecure_needs_loopback_peers_and_no_tls_table(tmp_path):
+    path = tmp_path / "party.toml"
+    write_toml(path, {"party": "a", "listen": "127.0.0.1:1", "insecure": True, "peers": {"b": "10.0.0.2:1"}})
+    with pytest.raises(ConfigError, match="key 'peers.b': with insecure = true every peer must be on loopback"):
+        load_config(path)
+    write_toml(path, {"party": "a", "listen": "127.0.0.1:1", "insecure": True,
+                      "tls": {"ca": "ca.pem", "cert": "a.pem", "key": "a.key"}})
+    with pytest.raises(ConfigError, match="key 'insecure': .*remove one"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:50051", "127.8.9.10:1", "[::1]:50051", "localhost:50051"])
+def test_insecure_on_loopback_loads(tmp_path, listen):
+    path = tmp_path / "party.toml"
+    write_toml(path, {"party": "a", "listen": listen, "insecure": True, "peers": {"b": "localhost:2"}})
+    config = load_config(path)
+    assert config.insecure and config.tls is None
+
+
+def test_a_plaintext_cluster_is_explicitly_insecure_on_loopback():
+    """LocalCluster(tls=False) writes insecure = true, and its servers (real processes) serve."""
+    frames = {p: pd.DataFrame({"id": [f"x{i}" for i in range(12)], "v": np.arange(12.0)}) for p in ("a", "b")}
+    with LocalCluster(["a", "b"], tls=False, datasets={p: {"t": f} for p, f in frames.items()},
+                      dealer=False) as cluster:
+        for party in ("a", "b"):
+            config = load_config(cluster.configs[party])
+            assert config.insecure and config.tls is None and config.listen.startswith("127.0.0.1:")
+            assert "insecure = true" in cluster.configs[party].read_text().replace('"', "")
+            assert "tls off (insecure)" in cluster.log(party)
+        with cluster.client("a") as client:
+            assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == pytest.approx(132.0)

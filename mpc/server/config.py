@@ -5,8 +5,9 @@ Example::
     party = "bank"
     listen = "0.0.0.0:50051"
     workdir = "state"                # results/ and audit.jsonl go here (relative to this file)
+    allowed_requesters = ["bank"]    # optional: who may request jobs that involve this party
 
-    [tls]                            # omit the table, or set enabled = false, for plaintext
+    [tls]                            # required (mutual TLS), unless insecure = true
     ca = "certs/ca.pem"
     cert = "certs/bank.pem"
     key = "certs/bank.key"
@@ -31,11 +32,25 @@ Example::
     income = "aggregate"
     segment = "plaintext"
 
+Who may request a job: only a computing party of that job (a party whose columns it
+names), never a helper such as the dealer; every party checks this when the job is
+submitted to it and when it is asked to join. ``allowed_requesters`` narrows it
+further for jobs that involve this party: a job requested by a party not in the list
+is refused here (list this party's own name too if its own users may submit jobs).
+Without the key, any computing party of the job may request it.
+
+``[tls]`` is required. ``insecure = true`` (a top-level key, instead of ``[tls]``) runs
+the server without TLS, for tests and demos on one machine: it is accepted only when
+``listen`` and every peer address are loopback (127.0.0.0/8, ::1, localhost). Without
+TLS there are no identities: anything that can connect to the port acts as this party
+(submits jobs, reads results, cancels) and can send messages under any party's name.
+
 Every error names the file and the key that is wrong.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -92,6 +107,13 @@ class PartyConfig:
     datasets: dict[str, Dataset] = field(default_factory=dict)
     limits: Limits = Limits()
     source: Path | None = None
+    allowed_requesters: tuple[str, ...] | None = None  # None: any computing party of the job
+    insecure: bool = False  # plaintext on loopback, no identities (tests and demos only)
+
+    def __post_init__(self) -> None:
+        if (self.tls is None) != self.insecure:
+            raise ConfigError(f"{self.source or self.party}: a party server needs [tls] "
+                              "or insecure = true (exactly one)")
 
     @property
     def addresses(self) -> dict[str, str]:
@@ -134,6 +156,67 @@ def _check_address(address: str, where: str) -> str:
     return address
 
 
+def is_loopback(address: str) -> bool:
+    """Whether a ``host:port`` address is on this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_tls(raw: dict[str, Any], listen: str, peers: dict[str, str], base: Path,
+               where: str) -> TlsFiles | None:
+    """The TLS files, or None for an explicit ``insecure = true`` on loopback."""
+    insecure = _get(raw, "insecure", bool, where, False)
+    tls_raw = _get(raw, "tls", dict, where, None)
+    if insecure:
+        if tls_raw is not None:
+            raise ConfigError(f"{where}: key 'insecure': insecure = true turns TLS off, but a [tls] "
+                              "table is given too; remove one of them")
+        if not is_loopback(listen):
+            raise ConfigError(f"{where}: key 'insecure': plaintext is allowed only on a loopback listen "
+                              f"address (127.0.0.0/8, ::1, localhost), and 'listen' is {listen!r}; "
+                              "configure [tls] to serve on other addresses")
+        for name, address in peers.items():
+            if not is_loopback(address):
+                raise ConfigError(f"{where}: key 'peers.{name}': with insecure = true every peer must be "
+                                  f"on loopback too (plaintext never leaves this machine), not {address!r}")
+        return None
+    if tls_raw is None:
+        raise ConfigError(f"{where}: missing table [tls] (keys ca, cert, key): party servers use mutual "
+                          "TLS; for a plaintext test server on loopback set insecure = true instead")
+    unknown = set(tls_raw) - {"ca", "cert", "key"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key 'tls.{sorted(unknown)[0]}' (expected ca, cert, key; "
+                          "to turn TLS off on loopback set insecure = true at the top level)")
+    files = {}
+    for key in ("ca", "cert", "key"):
+        file = base / _get(tls_raw, key, str, f"{where}: [tls]")
+        if not file.is_file():
+            raise ConfigError(f"{where}: key 'tls.{key}': file {file} does not exist")
+        files[key] = file
+    return TlsFiles(**files)
+
+
+def _parse_requesters(raw: dict[str, Any], party: str, peers: dict[str, str],
+                      where: str) -> tuple[str, ...] | None:
+    names = _get(raw, "allowed_requesters", list, where, None)
+    if names is None:
+        return None
+    key = f"{where}: key 'allowed_requesters'"
+    for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(f"{key} must be a list of party names, got a {type(name).__name__}")
+        if name == DEALER:
+            raise ConfigError(f"{key}: {DEALER!r} is a helper, and helpers never request jobs")
+        if name != party and name not in peers:
+            raise ConfigError(f"{key}: {name!r} is neither this party nor one of its [peers]")
+    return tuple(names)
+
+
 def load_config(path: str | Path) -> PartyConfig:
     """Read and validate a party's TOML configuration."""
     path = Path(path)
@@ -150,7 +233,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
     """Validate a parsed config table (``path`` is used for messages and relative paths)."""
     base = path.parent
     where = str(path)
-    known = {"party", "listen", "workdir", "tls", "peers", "limits", "datasets"}
+    known = {"party", "listen", "workdir", "tls", "insecure", "allowed_requesters", "peers", "limits",
+             "datasets"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
@@ -168,16 +252,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
             raise ConfigError(f"{where}: key 'peers.{name}' must be a host:port string")
         peers[name] = _check_address(address, f"{where}: key 'peers.{name}'")
 
-    tls = None
-    tls_raw = _get(raw, "tls", dict, where, {})
-    if tls_raw and _get(tls_raw, "enabled", bool, f"{where}: [tls]", True):
-        files = {}
-        for key in ("ca", "cert", "key"):
-            file = base / _get(tls_raw, key, str, f"{where}: [tls]")
-            if not file.is_file():
-                raise ConfigError(f"{where}: key 'tls.{key}': file {file} does not exist")
-            files[key] = file
-        tls = TlsFiles(**files)
+    tls = _parse_tls(raw, listen, peers, base, where)
+    allowed = _parse_requesters(raw, party, peers, where)
 
     lim_raw = _get(raw, "limits", dict, where, {})
     defaults = Limits()
@@ -213,4 +289,4 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         if min_group < 1:
             raise ConfigError(f"{dwhere}: key 'min_group_size' must be at least 1")
         datasets[name] = Dataset(name, file, id_column, policies, min_group)
-    return PartyConfig(party, listen, peers, workdir, tls, datasets, limits, path)
+    return PartyConfig(party, listen, peers, workdir, tls, datasets, limits, path, allowed, tls is None)

@@ -7,6 +7,11 @@ and its own column policy allows the job) and only when all agree tells everyone
 in a thread with a Context over the server's gRPC transport, writes its result
 atomically to its results directory, appends one line to its audit log, and keeps the
 outcome for ``Status``.
+
+Only a computing party of a job may request it (a helper such as the dealer serves
+correlated randomness and never asks for a computation on the companies' data), and a
+party's ``allowed_requesters`` narrows who may request jobs that involve it. Both are
+checked in ``prepare``, so every party checks them, at Submit and at Join alike.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from mpc.runtime.local import helper_function, run_party
 from protocols import registry
 
 log = logging.getLogger(__name__)
+
+class RequesterRefused(GaotieError):
+    """The job's requester may not request it (a helper, or not in ``allowed_requesters``)."""
+
 
 STATES = ("prepared", "running", "done", "failed", "cancelled", "refused")
 _KEEP_FINISHED = 1000
@@ -75,6 +84,7 @@ class JobManager:
         helpers = list(spec.helpers)
         if self.party not in expected + helpers:
             raise ValueError(f"party {self.party!r} takes no part in this job")
+        self._check_requester(requester, expected, helpers)
         unknown = [p for p in expected + helpers if p != self.party and p not in self.config.peers]
         if unknown:
             raise ValueError(f"party {self.party!r} has no address for {unknown[0]!r}")
@@ -90,6 +100,18 @@ class JobManager:
             self._jobs[job_id] = job
             self._forget_old()
         return job
+
+    def _check_requester(self, requester: str, parties: list[str], helpers: list[str]) -> None:
+        if requester not in parties:
+            role = "a helper of this job" if requester in helpers else "not a party of this job"
+            raise RequesterRefused(
+                f"party {self.party!r} refuses: requester {requester!r} is {role}; only a computing party "
+                f"({', '.join(map(repr, parties))}) may request it, helpers never do")
+        allowed = self.config.allowed_requesters
+        if allowed is not None and requester not in allowed:
+            raise RequesterRefused(
+                f"party {self.party!r} refuses: requester {requester!r} may not request jobs that involve "
+                f"{self.party!r} (not in its allowed_requesters)")
 
     # -- phase 2 ---------------------------------------------------------------------
     def start(self, job_id: str) -> Job:

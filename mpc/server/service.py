@@ -1,11 +1,15 @@
 """The party server: the gRPC Party service, health and reflection, and ``serve``.
 
-Who may call what (with TLS on, identities come from client certificates):
+Who may call what (identities come from mutual-TLS client certificates):
 - ``Exchange``: any party of an open job, as itself only.
 - ``Submit``, ``Status``, ``Cancel``, ``Datasets``: this party's own users (its own
   certificate). ``Datasets`` is also open to peers: it lists names, columns and
   policies, never rows.
-- ``Join``/``Start``: the party server that submitted the job.
+- ``Join``/``Start``: the party server that submitted the job, which must be a computing
+  party of it (never a helper) and allowed by this party's ``allowed_requesters``.
+
+A server configured ``insecure = true`` (plaintext, loopback only, for tests) has no
+identities: every caller counts as this party itself.
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
 
     # -- identity --------------------------------------------------------------------
     def _caller(self, context: grpc.ServicerContext) -> str:
-        """The calling party (certificate name), or this party itself without TLS."""
-        if self.config.tls is None:
+        """The calling party (certificate name), or this party itself on an insecure server."""
+        if self.config.insecure:
             return self.party
         who = peer_identity(context)
         if who is None:
@@ -70,20 +74,20 @@ class PartyService(party_pb2_grpc.PartyServicer):
         return who
 
     def _require(self, context: grpc.ServicerContext, allowed: set[str]) -> str:
-        """The caller, if it is one of ``allowed``; without TLS there are no identities to check."""
+        """The caller, if it is one of ``allowed``; an insecure server has no identities to check."""
         who = self._caller(context)
-        if self.config.tls is not None and who not in allowed:
+        if not self.config.insecure and who not in allowed:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not call this on {self.party!r}")
         return who
 
     # -- party to party --------------------------------------------------------------
     def Exchange(self, request_iterator, context):  # noqa: N802
         return receive_stream(request_iterator, context, self.mailbox, self.party,
-                              self.config.limits.max_value_bytes, self.config.tls is not None)
+                              self.config.limits.max_value_bytes, not self.config.insecure)
 
     def Join(self, request, context):  # noqa: N802
         caller = self._caller(context)
-        if self.config.tls is not None and caller != request.requester:
+        if not self.config.insecure and caller != request.requester:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{caller!r} cannot join jobs for {request.requester!r}")
         if request.requester not in self.config.peers:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{request.requester!r} is not a peer of {self.party!r}")
@@ -210,10 +214,10 @@ def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     try:
-        if config.tls is not None:
-            port = server.add_secure_port(config.listen, tls.server_credentials(config.tls))
-        else:
+        if config.insecure:  # the config checked that the address is loopback
             port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, tls.server_credentials(config.tls))
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {config.listen}: address in use or not available") from exc
     if port == 0:
@@ -230,7 +234,8 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
             partial.unlink(missing_ok=True)
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("party %s serving on %s (tls %s)", config.party, config.listen, "on" if config.tls else "off")
+    log.info("party %s serving on %s (tls %s)", config.party, config.listen,
+             "off (insecure)" if config.insecure else "on")
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
