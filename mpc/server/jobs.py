@@ -31,6 +31,7 @@ from protocols import registry
 
 log = logging.getLogger(__name__)
 
+
 class RequesterRefused(GaotieError):
     """The job's requester may not request it (a helper, or not in ``allowed_requesters``)."""
 
