@@ -222,16 +222,24 @@ def count(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> int | None
     return x.shape[0] if ctx.party in cm.receivers(ctx, reveal_to) else None
 
 
+def _sums_raw(ctx: Any, cols: Sequence[_Col], to: list[str]) -> list[float] | None:
+    """The sums of columns of one length, each value first cut by 2^over so that n of them
+    fit below 2^61. over comes from the opened bit length, so the cut goes through
+    truncate_hidden with the public limit L + 1 (|X| < 2^bits, so |X| 2^(L + 1 - over) <
+    2^62), also when over <= 0 (then exact): the dealer sees the same request whatever the
+    columns' magnitudes. One truncation round for all the columns."""
+    lg = math.ceil(math.log2(builtins.max(cols[0].n, 2)))
+    over = np.array([builtins.max(c.bits + lg - 61, 0) for c in cols], dtype=np.int64)
+    raw = beaver.truncate_hidden(ctx, np.stack([c.x.share for c in cols]), over[:, None], lg + 1)
+    out = cm.reveal_ring(ctx, np.sum(raw, axis=1, dtype=np.uint64), to)
+    if out is None:
+        return None
+    return [float(int(v)) * 2.0 ** (int(o) - c.frac) for v, o, c in zip(out, over, cols, strict=True)]
+
+
 def _sum_raw(ctx: Any, col: _Col, to: list[str]) -> float | None:
-    """The sum, each value first cut by 2^over so that n of them fit below 2^61; over comes
-    from the opened bit length, so the cut goes through truncate_hidden with the public
-    limit L + 1 (|X| < 2^bits, so |X| 2^(L + 1 - over) < 2^62), also when over <= 0 (then
-    exact): the dealer sees the same request whatever the column's magnitude."""
-    lg = math.ceil(math.log2(builtins.max(col.n, 2)))
-    over = col.bits + lg - 61
-    raw = beaver.truncate_hidden(ctx, col.x.share, builtins.max(over, 0), lg + 1)
-    out = cm.reveal_ring(ctx, np.sum(raw, dtype=np.uint64), to)
-    return None if out is None else float(int(out)) * 2.0 ** (builtins.max(over, 0) - col.frac)
+    out = _sums_raw(ctx, [col], to)
+    return None if out is None else out[0]
 
 
 def sum(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
@@ -549,8 +557,8 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
     cm.check_same_length(named)
     sq = _sq_sums(ctx, cols)
     quant = _quantile_shares(ctx, cols, np.array([0.25, 0.5, 0.75]), "linear")
-    for c, s2, q in zip(cols, sq, quant, strict=True):
-        s = _sum_raw(ctx, c, to)
+    sums = _sums_raw(ctx, cols, to) or [None] * len(cols)
+    for c, s2, q, s in zip(cols, sq, quant, sums, strict=True):
         v = cm.reveal_ring(ctx, s2, to)
         lo = _min_max(ctx, c, "min", to)
         hi = _min_max(ctx, c, "max", to)
