@@ -172,7 +172,8 @@ def shared_min_group(ctx, params: dict[str, Any], key: str, data: LocalData) -> 
 JOIN = Param(str, required=False, default="ecdh",
              doc="'ecdh' (no third party learns anything) or 'dealer' (far faster; the dealer learns "
                  "both id counts and the number of joined rows)")
-JOIN_REVEALS = "; with join='dealer' the dealer learns both parties' id counts and the number of joined rows"
+JOIN_REVEALS = ("; the dealer: the number of joined rows (the shapes of the randomness it deals), and with "
+                "join='dealer' both parties' id counts too; nothing that depends on ids or values")
 
 
 def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
@@ -286,7 +287,7 @@ register(ProtocolSpec(
         "over the rows both hold (private join).",
     reveals="every party: the number of joined rows, the group labels and which groups are suppressed "
             "(fewer rows than min_group_size); reveal_to (default: both): count and the aggregations of "
-            "the other groups" + JOIN_REVEALS,
+            "the other groups" + JOIN_REVEALS + " (and the number of groups, not which are suppressed)",
     params={"ids": IDS, "key": Param(str, doc="the grouping column 'party.dataset.column'"),
             "values": Param(list, doc="numeric columns to aggregate"),
             "aggregations": Param(list, required=False, default=["sum", "mean"],
@@ -385,7 +386,8 @@ register(ProtocolSpec(
     name="stats.horizontal_describe",
     doc="pandas describe() over the union of the rows every party holds of the same columns.",
     reveals="every party: each party's row count, and min, max and the quartiles (values of single rows); "
-            "reveal_to (default: all): count, mean and std of the union; no row leaves its party",
+            "reveal_to (default: all): count, mean and std of the union; no row leaves its party; "
+            "the dealer: the number of parties and columns only",
     params={"columns": Param(list, doc="the same column names at every party: 'party.dataset.column'"),
             "reveal_to": REVEAL_TO},
     uses=_uses_horizontal,

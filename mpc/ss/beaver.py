@@ -11,6 +11,13 @@ truncation pair (r, r>>63, (r mod 2^63)>>f): the parties open c = x + 2^62 + r, 
 uniform, and compute floor(x / 2^f) + e with e in {0, 1} (at most one unit in the last
 place). Either way it never fails, as long as the signed value satisfies |x| < 2^62
 (the engine keeps values in that range); there is no failure probability to tune.
+
+What the dealer learns from a truncation: the shift a ``trunc`` request names. ``truncate``
+is for shifts fixed by public parameters (the job's frac_bits, row counts, constants).
+A shift that comes from opened data (a bit length, a column's scale) must not reach the
+dealer: ``truncate_hidden`` asks only for a public limit (the value is first shifted left
+locally, which needs a known bound on |x|), ``truncate_private`` for no shift at all (a
+bit-decomposed pair: 63 words more per element, for small arrays).
 """
 
 from __future__ import annotations
@@ -108,7 +115,9 @@ def prefetch_mul_trunc(ctx: Any, shape: tuple[int, ...], bits: int) -> None:
 def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     """Shares of floor(x / 2^bits) + {0 or 1}, for signed |x| < 2^62; one round.
 
-    ``bits`` is an int or an integer array broadcastable to ``x.shape`` (0..62).
+    ``bits`` is an int or an integer array broadcastable to ``x.shape`` (0..62). The dealer
+    sees ``bits`` (it names the request): pass only shifts fixed by public parameters; see
+    ``truncate_hidden`` and ``truncate_private`` for shifts that come from the data.
     """
     x = np.asarray(x, dtype=np.uint64)
     bits_arr = np.asarray(bits, dtype=np.uint64)
@@ -120,6 +129,12 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     if hasattr(source, "truncate"):   # a source with its own truncation protocol (Paillier)
         return source.truncate(x, bits_arr)
     r, r_top, r_low = source.trunc_pair(x.shape, bits_arr)
+    return _open_truncated(ctx, x, bits_arr, r, r_top, r_low)
+
+
+def _open_truncated(ctx: Any, x: np.ndarray, bits_arr: np.ndarray, r: np.ndarray, r_top: np.ndarray,
+                    r_low: np.ndarray) -> np.ndarray:
+    """The truncation itself, given shares of the pair (r, r >> 63, (r mod 2^63) >> bits)."""
     masked = x + r
     if ctx.rank == 0:
         masked += _OFFSET
@@ -132,6 +147,53 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     if ctx.rank == 0:
         out += (c_low >> bits_arr) + c_top * (_ONE << (np.uint64(63) - bits_arr)) - (_OFFSET >> bits_arr)
     return out
+
+
+def _two_party_protocol(ctx: Any) -> bool:
+    """Whether the triple source truncates by its own protocol between the computing
+    parties (Paillier: no third party sees any shift, so there is nothing to hide)."""
+    return hasattr(get_source(ctx), "truncate")
+
+
+def truncate_hidden(ctx: Any, x: np.ndarray, bits: Any, limit: int) -> np.ndarray:
+    """Shares of floor(x / 2^bits) + {0 or 1} for a ``bits`` (int or array broadcastable to
+    ``x.shape``, each in [0, limit]) that may come from opened data: the triple source is
+    asked only for a truncation by the public ``limit``, never by ``bits``.
+
+    x is first multiplied by 2^(limit - bits) locally, then truncated by ``limit``:
+    floor(x 2^(limit-bits) / 2^limit) = floor(x / 2^bits), with the same one-unit error,
+    and exactly x where bits == 0 (the low ``limit`` bits of x + 2^62 are then zero, so the
+    pair's low bits cancel exactly). The caller guarantees |x| 2^(limit - bits) < 2^62,
+    e.g. from a bit length of x the parties know.
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    bits_arr = np.asarray(bits, dtype=np.int64)
+    if not 0 <= int(limit) <= 62 or bits_arr.size and (bits_arr.min() < 0 or bits_arr.max() > limit):
+        raise ValueError(f"truncate_hidden needs 0 <= bits <= limit <= 62 (limit {limit})")
+    if _two_party_protocol(ctx):
+        return truncate(ctx, x, bits_arr)
+    return truncate(ctx, x << (np.uint64(limit) - bits_arr.astype(np.uint64)), int(limit))
+
+
+def truncate_private(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
+    """``truncate`` for a ``bits`` that may come from opened data and no bound on |x| to
+    use ``truncate_hidden`` with: the dealer hands out a bit-decomposed pair (shares of r,
+    of r >> 63 and of each of the 63 low bits of r) whose request names no shift, and the
+    parties form (r mod 2^63) >> bits from the bits locally. 65 words per element instead
+    of 3: meant for small arrays. Signed |x| < 2^62, one round."""
+    x = np.asarray(x, dtype=np.uint64)
+    bits_arr = np.broadcast_to(np.asarray(bits, dtype=np.uint64), x.shape)
+    if x.size == 0 or _two_party_protocol(ctx):
+        return truncate(ctx, x, bits_arr)
+    if x.ndim == 0:
+        return truncate_private(ctx, x.reshape(1), bits_arr.reshape(1)).reshape(())
+    if np.any(bits_arr > 62):
+        raise ValueError("truncate_private needs 0 <= bits <= 62")
+    r, r_top, r_bits = get_source(ctx).trunc_pair_bits(x.shape)
+    j = np.arange(63, dtype=np.uint64).reshape((63,) + (1,) * x.ndim)
+    weights = np.where(j >= bits_arr, _ONE << ((j - np.minimum(j, bits_arr)) % np.uint64(64)), np.uint64(0))
+    r_low = np.sum(r_bits * weights, axis=0, dtype=np.uint64)
+    return _open_truncated(ctx, x, bits_arr, r, r_top, r_low)
 
 
 def and_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

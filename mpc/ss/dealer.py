@@ -7,9 +7,13 @@ dealer expands all of them too and sends the LAST party only the correction that
 the shares satisfy the relation (c = a*b, ...). So only the last party talks to the
 dealer, and dealer traffic is about 1/N of sending every share.
 
-Reveals: the dealer learns only the shapes of the requests (never data, never opened
-values); parties learn uniformly random shares. Security assumes the dealer colludes
-with no computing party (semi-honest, as everywhere in gaotie).
+Reveals: the dealer learns the shapes of the requests and the shift a truncation request
+names (never data, never opened values); parties learn uniformly random shares. Callers
+name only shifts fixed by public parameters (frac_bits, row counts, constants); a shift
+that comes from opened data goes through :func:`mpc.ss.beaver.truncate_hidden` (the
+request names a public limit) or :func:`~mpc.ss.beaver.truncate_private` (a
+bit-decomposed pair, ``trunc_bits``, that names no shift). Security assumes the dealer
+colludes with no computing party (semi-honest, as everywhere in gaotie).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ def _draw(prg: PRG, op: str, req: dict[str, Any], rank: int, parties: int) -> di
         out["r"] = prg.uint64(shape)
         out["top"] = None if last else prg.uint64(shape)
         out["low"] = None if last else prg.uint64(shape)
+    elif op == "trunc_bits":
+        out["r"] = prg.uint64(shape)
+        out["top"] = None if last else prg.uint64(shape)
+        out["bits"] = None if last else prg.uint64((63,) + shape)
     elif op == "edabit":
         out["r"] = prg.uint64(shape)
         out["rb"] = None if last else prg.uint64(shape)
@@ -60,6 +68,19 @@ def _draw(prg: PRG, op: str, req: dict[str, Any], rank: int, parties: int) -> di
     return out
 
 
+def _permutations(prg: PRG, shape: Shape) -> np.ndarray:
+    """One uniformly random permutation per row of a (rows, n) shape: the argsort of 128-bit
+    keys (two PRG words), so a tie, which would bias the order, has probability below
+    n^2 / 2^129 per row (2^-69 at n = 2^30, the largest supported column). Sorted by the
+    high word; the rare row with a tie in it is re-sorted on both words."""
+    hi, lo = prg.uint64(shape), prg.uint64(shape)
+    perm = np.argsort(hi, axis=-1, kind="stable")
+    ordered = np.take_along_axis(hi, perm, axis=-1)
+    for row in np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=-1)):
+        perm[row] = np.lexsort((lo[row], hi[row]))
+    return perm
+
+
 def _shuffle_fixer(j: int, parties: int) -> int:
     """The party that receives the dealer's correction in shuffle round j: the last party,
     except in the round the last party permutes, where it is the first."""
@@ -67,15 +88,15 @@ def _shuffle_fixer(j: int, parties: int) -> int:
 
 
 def _draw_shuffle(prg: PRG, shape: Shape, rank: int, parties: int) -> dict[str, np.ndarray | None]:
-    """Round j of the shuffle: party j draws its permutations (one per row, argsort of
-    64-bit keys: ties have probability < n^2 / 2^65) and the mask s it adds to its permuted
+    """Round j of the shuffle: party j draws its permutations (one per row, see
+    ``_permutations``) and the mask s it adds to its permuted
     share (without s, the party fixing the round would receive its own masks permuted,
     and so learn the permutation); every other party draws the mask r it sends, and its
     new share q (None for the party that gets the dealer's correction)."""
     out: dict[str, np.ndarray | None] = {}
     for j in range(parties):
         if j == rank:
-            out[f"perm{j}"] = np.argsort(prg.uint64(shape), axis=-1, kind="stable")
+            out[f"perm{j}"] = _permutations(prg, shape)
             out[f"s{j}"] = prg.uint64(shape)
         else:
             out[f"r{j}"] = prg.uint64(shape)
@@ -137,6 +158,10 @@ def _corrections(op: str, req: dict[str, Any], pieces: list[dict]) -> list[np.nd
         r = _add([p["r"] for p in pieces])
         bits = np.asarray(req["bits"], dtype=np.uint64)
         return [fix_add("top", r >> np.uint64(63)), fix_add("low", (r & _LOW63) >> bits)]
+    if op == "trunc_bits":
+        r = _add([p["r"] for p in pieces])
+        j = np.arange(63, dtype=np.uint64).reshape((63,) + (1,) * r.ndim)
+        return [fix_add("top", r >> np.uint64(63)), fix_add("bits", (r >> j) & np.uint64(1))]
     if op == "edabit":
         return [fix_xor("rb", _add([p["r"] for p in pieces]))]
     if op == "dabit":
@@ -153,6 +178,8 @@ def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
         req["shape_b"] = check_shape(req.get("shape_b", ()))
     if req["op"] == "shuffle" and len(req["shape"]) != 2:
         raise ValueError("shuffle request needs a 2-D shape (rows, length)")
+    if req["op"] == "trunc_bits":
+        check_shape((64,) + req["shape"])        # 65 words per element: bound the memory
     if req["op"] == "trunc":
         bits = np.asarray(req.get("bits", 0))
         if bits.dtype.kind not in "iu" or bits.size == 0 or bits.min() < 0 or bits.max() > 62:
@@ -275,6 +302,11 @@ class DealerSource:
     def trunc_pair(self, shape: Shape, bits: Any):
         req = {"shape": check_shape(shape), "bits": np.asarray(bits, dtype=np.int64)}
         return tuple(self._get("trunc", req, ["r", "top", "low"]))
+
+    def trunc_pair_bits(self, shape: Shape):
+        """Shares of (r, r >> 63, the 63 low bits of r as a (63, *shape) array) for uniform r:
+        a truncation pair for any shift, the request naming none."""
+        return tuple(self._get("trunc_bits", {"shape": check_shape(shape)}, ["r", "top", "bits"]))
 
     def edabit(self, shape: Shape):
         return tuple(self._get("edabit", {"shape": check_shape(shape)}, ["r", "rb"]))

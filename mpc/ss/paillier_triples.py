@@ -38,6 +38,10 @@ import numpy as np
 from mpc.crypto.random import PRG, new_seed
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
+# Statistical masking: 2^-SIGMA per masked element. Supported: up to 2^40 masked elements
+# per job (requests are capped at 2^28 elements, MAX_ELEMENTS), so at most 2^-40 over the
+# whole job by the union bound. Slots are K + SIGMA + 1 bits: with K = 129 (arithmetic
+# triples) a 2048-bit key holds 9 per plaintext.
 SIGMA = 80
 _MASK = (1 << 64) - 1
 _ONE = np.uint64(1)

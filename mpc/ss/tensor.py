@@ -9,6 +9,14 @@ values are local; ``* @`` open Beaver-masked values and comparisons open edaBit-
 values (uniform, independent of the data); only ``reveal`` discloses a value, and only
 to the parties it names. Shapes and ``frac_bits`` are public.
 
+The dealer (when the job uses it) sees the shapes and the truncation shifts of the
+products: frac_x + frac_y - f, which the job's frac_bits fixes for tensors made by
+``share`` and public values. A tensor whose ``frac_bits`` came from data (the owner's
+per-column scale, :mod:`protocols.stats.scaling`) would tell the dealer that scale when
+multiplied with ``*``, ``@`` or divided: the statistics in :mod:`protocols.stats` never do
+(they work on its ring integers with shifts fixed by public parameters); do the same, or
+bring such a tensor to the job's frac_bits with ``beaver.truncate_hidden`` first.
+
 Fixed-point products are truncated back to f fractional bits (dealer: a truncation pair;
 Paillier: the two-party wrap-bit protocol), with error at most 1 unit in the last place
 (2^-f) and no failure probability, provided |x * y| < 2^(62-2f) (about 1.07e9 for

@@ -3,7 +3,9 @@
 A triple source hands each computing party its *shares* of random values with a known
 relation, and nothing else: Beaver triples (arithmetic, matmul, boolean/AND), truncation
 pairs, edaBits (a random ring element shared both arithmetically and bitwise) and daBits
-(a random bit shared both ways). Which source a job uses is the runtime option
+(a random bit shared both ways). The dealer also deals bit-decomposed truncation pairs
+(``trunc_pair_bits``, for shifts it must not see); the Paillier source has no third party
+and truncates by its own two-party protocol (``truncate``) instead. Which source a job uses is the runtime option
 ``triples`` (``"dealer"``, the default, or ``"paillier"``); the source is created on
 first use and cached in ``ctx.state``, so protocol code never names it.
 

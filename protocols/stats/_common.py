@@ -94,13 +94,6 @@ def frac_bits(ctx: Any, f: int) -> Iterator[None]:
             del ctx.options["frac_bits"]
 
 
-def shift_public(ctx: Any, share: np.ndarray, bits: int) -> np.ndarray:
-    """Shares of x * 2^bits (bits >= 0: local) or floor(x / 2^-bits) + {0,1} (truncation)."""
-    if bits >= 0:
-        return share << np.uint64(bits)
-    return beaver.truncate(ctx, np.ascontiguousarray(share), -bits)
-
-
 def msb_onehot(ctx: Any, share: np.ndarray) -> np.ndarray:
     """Arithmetic 0/1 shares (62, *shape): row k is 1 iff the top set bit of x >= 0 is k."""
     return compare.msb_onehot(ctx, np.ascontiguousarray(share), positions=62)

@@ -21,7 +21,9 @@ column is a SharedTensor at every party.
 
 Reveals: the number of groups and which of them are suppressed (their labels and that
 their size is below the minimum) to every party; counts, sums and means of kept groups to
-``reveal_to``. Plaintext value columns are shared with their holder's per-column scale
+``reveal_to``. The dealer learns the number of rows and of groups (the shapes of its
+requests: the sums are computed for every group, kept or not, and only the kept ones
+opened), nothing about which groups are kept. Plaintext value columns are shared with their holder's per-column scale
 (:mod:`protocols.stats.scaling`, which reveals the power of two of the column's largest
 |value|), so sums are exact to 2^-52 of the largest value; shared value columns are
 summed exactly at their own ``frac_bits``.
@@ -158,12 +160,13 @@ def group_by(ctx: Any, table: Any, key: str, aggregations: Mapping[str, Any], *,
     else:
         labels, kept, counts_kept, h = _shared_key(ctx, view[key], groups, min_group_size, n)
 
-    opened_counts = counts_kept.reveal(to) if counts_kept is not None else np.zeros(0, np.int64)
+    opened_counts = counts_kept.reveal(to) if len(kept) else np.zeros(0, np.int64)
     opened = {}
-    for c, v in values.items():          # exact ring sums H @ v at the column's own scale
+    for c, v in values.items():          # exact ring sums H @ v at the column's own scale, for
+        # every group (kept or not), so that the dealer's requests do not depend on which are kept
+        ring = beaver.matmul(ctx, np.ascontiguousarray(h.share), np.ascontiguousarray(v.share[:, None]))
         if len(kept):
-            ring = beaver.matmul(ctx, np.ascontiguousarray(h.share), np.ascontiguousarray(v.share[:, None]))
-            got = cm.reveal_ring(ctx, ring[:, 0], to)
+            got = cm.reveal_ring(ctx, ring[kept, 0], to)
             opened[c] = None if got is None else got.astype(np.float64) * 2.0 ** -v.frac_bits
         else:
             opened[c] = np.zeros(0)
@@ -192,7 +195,7 @@ def _plain_key(ctx: Any, keys: Any, name: str, owner: str, min_size: int):
             raise ValueError(f"party {ctx.party!r}: key column {name!r} has NaN values (rejected)")
         labels, inv, counts = np.unique(arr, return_inverse=True, return_counts=True)
         kept = np.flatnonzero(counts >= min_size)
-        h = (inv[None, :] == kept[:, None]).astype(np.int64)
+        h = (inv[None, :] == np.arange(len(labels))[:, None]).astype(np.int64)
         ctx.broadcast({"labels": labels.tolist(), "kept": kept.astype(np.int64)})
         meta = {"labels": labels.tolist(), "kept": kept}
     else:
@@ -201,10 +204,8 @@ def _plain_key(ctx: Any, keys: Any, name: str, owner: str, min_size: int):
         if not isinstance(meta, dict) or not isinstance(meta.get("kept"), np.ndarray):
             raise ValueError(f"party {owner!r} sent malformed group metadata")
     kept = np.asarray(meta["kept"], dtype=np.int64)
-    if len(kept) == 0:
-        return meta["labels"], kept, None, None
     hs = ss.share(ctx, h, owner)
-    return meta["labels"], kept, hs.sum(axis=1), hs
+    return meta["labels"], kept, hs.sum(axis=1)[kept], hs
 
 
 def _shared_key(ctx: Any, key: SharedTensor, groups: Sequence[int] | None, min_size: int, n: int):
@@ -223,4 +224,4 @@ def _shared_key(ctx: Any, key: SharedTensor, groups: Sequence[int] | None, min_s
     counts = h.sum(axis=1)
     small = ss.from_shares(ctx, cm.ltz(ctx, counts.share - cm.public_int(ctx, min_size, (g,))), 0).reveal()
     kept = np.flatnonzero(np.asarray(small) == 0)
-    return codes.tolist(), kept, counts[kept], h[kept]
+    return codes.tolist(), kept, counts[kept], h

@@ -29,7 +29,10 @@ relative to the spread; ~1e-9 typical).
 Reveals to every party: the number of (non-NaN) rows of each party per column, and
 min, max and the order statistics around 25/50/75% (opened bit by bit during the
 bisection, so also to parties not in ``reveal_to``). Count, mean and std go
-only to ``reveal_to`` (all parties when None).
+only to ``reveal_to`` (all parties when None). The dealer learns the number of parties
+and columns only: its requests have the shapes (parties, columns) and (8 ranks, columns)
+whatever the rows, and the one row-count-dependent shift is truncated with a
+bit-decomposed pair (``beaver.truncate_private``) that names no shift.
 
 NaN policy: ``nan_policy="raise"`` (default) rejects a column with NaN, naming it;
 ``"omit"`` skips NaN like pandas (the per-party counts then exclude them).
@@ -165,14 +168,14 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
         h = (n[i] - 1) * np.array(QUANTILES)
         lo = np.floor(h).astype(np.int64)
         hi = np.minimum(lo + 1, n[i] - 1)
-        ranks = sorted({0, int(n[i] - 1), *lo.tolist(), *hi.tolist()})
+        ranks = [0, int(n[i] - 1), *lo.tolist(), *hi.tolist()]   # always 8: the dealer sees no n
         base = len(want_r)
         want_c += [i] * len(ranks)
         want_r += ranks
         plan.append((base, ranks, lo, hi, h - lo))
     found = _from_keys(_order_stats(ctx, keys, np.array(want_c), np.array(want_r, dtype=np.int64)))
     umin = [found[plan[i][0]] for i in range(c)]
-    umax = [found[plan[i][0] + len(plan[i][1]) - 1] for i in range(c)]
+    umax = [found[plan[i][0] + 1] for i in range(c)]                  # ranks[1] = n - 1
 
     # public scale exponents from the (already opened) union min and max
     e_m = np.array([_exponent(max(abs(lo_), abs(hi_))) for lo_, hi_ in zip(umin, umax, strict=True)])
@@ -203,8 +206,9 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
     delta = np.stack([np.sum((mean_sh[p][None, :] - mean_sh) * wu, axis=0, dtype=np.uint64)
                       for p in range(p_count)])                      # 2^30 (mean_p - mean)
     delta = beaver.truncate(ctx, delta, WEIGHT_BITS)                 # at 2^SPREAD_BITS
-    sq = beaver.truncate(ctx, beaver.mul(ctx, delta, delta),
-                         np.broadcast_to(cut.astype(np.uint64), delta.shape).copy())
+    # cut comes from the row counts: a bit-decomposed pair, so the dealer never sees it
+    sq = beaver.truncate_private(ctx, beaver.mul(ctx, delta, delta),
+                                 np.broadcast_to(cut.astype(np.uint64), delta.shape).copy())
     between = np.sum(sq * counts.astype(np.int64).view(np.uint64), axis=0, dtype=np.uint64)
     opened = cm.reveal_ring(ctx, np.concatenate([s1_sh, m2_sh + between]), to)
 

@@ -6,7 +6,10 @@ is stored as the integers round(x * 2^shift), shift = bits - e, so the largest v
 ``bits`` bits whatever its magnitude. A SharedTensor's ``frac_bits`` is that public
 ``shift`` (it may exceed the job's ``frac_bits``, or be negative): the statistics in
 this package read any ``frac_bits``. **Publishing the shift reveals e, the power-of-two
-order of magnitude of the column's largest |value|** (nothing else).
+order of magnitude of the column's largest |value|** (nothing else) to the computing
+parties. The dealer never sees a shift: the statistics here read it locally and truncate
+only by shifts fixed by public parameters (see :mod:`mpc.ss.beaver`); the SharedTensor
+operators ``*``, ``@``, ``/`` on a scaled column would name it in a truncation request.
 
 * ``share_scaled(ctx, values, owner)``: secret-share a column with its own scale.
 * ``scale_columns(ctx, columns)`` before ``private_join``: the owner's float columns as

@@ -39,9 +39,17 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    per row (values above the lower one, then their minimum).
 
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
-range to everyone; the quickselect's comparison outcomes, which are independent of the
-data (step 4); ``count`` is the public number of rows. ``histogram`` with an integer ``bins``
-and no ``range`` also opens min and max to everyone (the edges must be public).
+range to every computing party; the quickselect's comparison outcomes, which are
+independent of the data (step 4); ``count`` is the public number of rows. ``histogram``
+with an integer ``bins`` and no ``range`` also opens min and max to every computing party
+(the edges must be public). The dealer learns the shapes (rows and columns) and nothing
+that depends on the values: every truncation it is asked for names a shift fixed by the
+row count or a constant (shifts from the opened bit lengths go through
+``beaver.truncate_hidden``), and the quickselect's round sizes are a function of the
+secret random order. One exception: a column whose range needs more than 62 - L bits
+(values at the job's frac_bits near 2^45, never a ``protocols.stats.scaling`` column)
+cannot use the shuffled keys, so the dealer sees the fixed 62-round bitwise search
+instead, and learns that one fact.
 
 Accuracy (tests/test_stats_vertical.py, wide-range data 1e-4..1e4, 1000 +- 0.01): sum,
 mean, var, std and cov within 1e-6 relative of numpy, pearson and corr within 1e-4
@@ -139,12 +147,18 @@ def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
         amax = ss.maximum(ss.from_shares(ctx, mx, 0), ss.from_shares(ctx, neg_mn, 0)).share
         bits = cm.exponent_of(ctx, np.concatenate([amax, mx + neg_mn]))
         w = cm.work_bits(n)
+        ys = raws + neg_mn[:, None]                                   # X - min X in [0, 2^rb)
+        rbs = bits[c:].astype(np.int64)
+        # rescale to W bits: the right shifts rb - W come from opened bit lengths, so they go
+        # through truncate_hidden (the dealer is asked for the public 62 - W only; the bound
+        # y 2^(62 - W - shift) < 2^62 holds as y < 2^rb); the left shifts are local
+        rs = beaver.truncate_hidden(ctx, ys, np.maximum(rbs - w, 0)[:, None], 62 - w)
+        rs = rs << np.maximum(w - rbs, 0).astype(np.uint64)[:, None]
         for i, k in enumerate(names):
             x = todo[k]
-            b, rb = int(bits[i]), int(bits[c + i])
-            y = x.share + neg_mn[i]
-            r = cm.shift_public(ctx, y, w - rb)
-            col = _Col(x, n, b, rb, mx[i], (np.uint64(0) - neg_mn[i:i + 1])[0], y, r, x.frac_bits + w - rb)
+            b, rb = int(bits[i]), int(rbs[i])
+            col = _Col(x, n, b, rb, mx[i], (np.uint64(0) - neg_mn[i:i + 1])[0], ys[i], rs[i],
+                       x.frac_bits + w - rb)
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
 
@@ -208,11 +222,24 @@ def count(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> int | None
     return x.shape[0] if ctx.party in cm.receivers(ctx, reveal_to) else None
 
 
+def _sums_raw(ctx: Any, cols: Sequence[_Col], to: list[str]) -> list[float] | None:
+    """The sums of columns of one length, each value first cut by 2^over so that n of them
+    fit below 2^61. over comes from the opened bit length, so the cut goes through
+    truncate_hidden with the public limit L + 1 (|X| < 2^bits, so |X| 2^(L + 1 - over) <
+    2^62), also when over <= 0 (then exact): the dealer sees the same request whatever the
+    columns' magnitudes. One truncation round for all the columns."""
+    lg = math.ceil(math.log2(builtins.max(cols[0].n, 2)))
+    over = np.array([builtins.max(c.bits + lg - 61, 0) for c in cols], dtype=np.int64)
+    raw = beaver.truncate_hidden(ctx, np.stack([c.x.share for c in cols]), over[:, None], lg + 1)
+    out = cm.reveal_ring(ctx, np.sum(raw, axis=1, dtype=np.uint64), to)
+    if out is None:
+        return None
+    return [float(int(v)) * 2.0 ** (int(o) - c.frac) for v, o, c in zip(out, over, cols, strict=True)]
+
+
 def _sum_raw(ctx: Any, col: _Col, to: list[str]) -> float | None:
-    over = col.bits + math.ceil(math.log2(builtins.max(col.n, 2))) - 61
-    raw = col.x.share if over <= 0 else cm.shift_public(ctx, col.x.share, -over)
-    out = cm.reveal_ring(ctx, np.sum(raw, dtype=np.uint64), to)
-    return None if out is None else float(int(out)) * 2.0 ** (builtins.max(over, 0) - col.frac)
+    out = _sums_raw(ctx, [col], to)
+    return None if out is None else out[0]
 
 
 def sum(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
@@ -335,7 +362,8 @@ def _kth(ctx: Any, cols: Sequence[_Col], ks_list: Sequence[np.ndarray]) -> list[
     owner = _rows(cols, ks_list)
     ks = np.concatenate(ks_list)
     m, n = len(ks), cols[0].n
-    b = builtins.max(c.range_bits for c in cols)
+    # with the dealer, a fixed 62 rounds: their number would tell it the range's bit length
+    b = 62 if order.available(ctx) else builtins.max(c.range_bits for c in cols)
     y = np.stack([c.y for c in cols])[owner]                          # (M, n), rows in [0, 2^b)
     a = np.zeros(m, np.uint64)
     need = cm.public_int(ctx, ks + 1, (m,))
@@ -432,11 +460,13 @@ def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str
     f = np.tile(np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64), len(cols))
     e = np.repeat(extra, len(qs))
     vl = np.concatenate(v_lo)
-    d = np.concatenate(v_hi) - vl                                     # in [0, 2^range_bits)
-    # d = d_hi * 2^INTERP_BITS + d_lo, so that no product leaves the ring
-    d_hi = beaver.truncate(ctx, d, INTERP_BITS)
-    d_lo = d - (d_hi << np.uint64(INTERP_BITS))
-    out = ((vl + d_hi * f) << e) + beaver.truncate(ctx, d_lo * f, np.uint64(INTERP_BITS) - e)
+    # D = (v_hi - v_lo) 2^e < 2^61 (d < 2^(bits + 1), e <= 60 - bits), split as
+    # D_hi 2^INTERP_BITS + D_lo so that no product leaves the ring; both truncations are by
+    # the constant INTERP_BITS (e comes from an opened bit length: the dealer never sees it)
+    big = (np.concatenate(v_hi) - vl) << e
+    d_hi = beaver.truncate(ctx, big, INTERP_BITS)
+    d_lo = big - (d_hi << np.uint64(INTERP_BITS))
+    out = (vl << e) + d_hi * f + beaver.truncate(ctx, d_lo * f, INTERP_BITS)
     return np.split(out, len(cols))
 
 
@@ -527,8 +557,8 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
     cm.check_same_length(named)
     sq = _sq_sums(ctx, cols)
     quant = _quantile_shares(ctx, cols, np.array([0.25, 0.5, 0.75]), "linear")
-    for c, s2, q in zip(cols, sq, quant, strict=True):
-        s = _sum_raw(ctx, c, to)
+    sums = _sums_raw(ctx, cols, to) or [None] * len(cols)
+    for c, s2, q, s in zip(cols, sq, quant, sums, strict=True):
         v = cm.reveal_ring(ctx, s2, to)
         lo = _min_max(ctx, c, "min", to)
         hi = _min_max(ctx, c, "max", to)

@@ -20,7 +20,9 @@ Methods:
   sends them; the feature holder multiplies the ciphertexts of each bin (homomorphic sum
   of labels), re-randomises and returns them with the bin sizes; the label holder decrypts.
 * ``"ss"``: the labels and the bin indicator matrices are secret-shared and one Beaver
-  matrix product gives the per-bin event counts, opened to the label holder.
+  matrix product gives the per-bin event counts, opened to the label holder. The
+  indicator matrix has the requested number of bins (empty rows pad merged edges), so the
+  dealer learns the number of rows and the requested bins only.
 
 Reveals: the label holder learns the bin edges and, per bin, its size and number of
 events (exactly what the WOE table shows); the feature holder learns nothing but the
@@ -160,7 +162,8 @@ def woe_iv(ctx: Any, table: Any, label: str, features: Sequence[str], bins: Any 
         per_feature = _paillier_counts(ctx, lh, feat_owner, features, binned, y if ctx.party == lh else None,
                                        n, key_bits)
     else:
-        per_feature = _ss_counts(ctx, lh, feat_owner, features, binned, y if ctx.party == lh else None, n)
+        per_feature = _ss_counts(ctx, lh, feat_owner, features, binned, y if ctx.party == lh else None, n,
+                                 bins)
 
     if ctx.party == lh:
         rows, ivs = [], {}
@@ -240,7 +243,13 @@ def _paillier_counts(ctx, lh, feat_owner, features, binned, y, n, key_bits):
     return out
 
 
-def _ss_counts(ctx, lh, feat_owner, features, binned, y, n):
+def _requested_bins(bins: Any, feature: str) -> int:
+    """The number of bins the job asks for (public): an int, or the number of given edges."""
+    b = bins.get(feature, 10) if isinstance(bins, Mapping) else bins
+    return int(b) if np.ndim(b) == 0 else max(len(np.asarray(b)) - 1, 1)
+
+
+def _ss_counts(ctx, lh, feat_owner, features, binned, y, n, bins):
     from mpc import ss
     ys = ss.share(ctx, y, lh)
     out = {}
@@ -253,11 +262,14 @@ def _ss_counts(ctx, lh, feat_owner, features, binned, y, n):
                 out[f] = (edges, np.bincount(idx, weights=y, minlength=nb).astype(np.int64),
                           np.bincount(idx, minlength=nb))
             continue
+        width = _requested_bins(bins, f)
         if ctx.party == owner:
             edges, idx = binned[f]
             nb = len(edges) - 1
-            h = (idx[None, :] == np.arange(nb)[:, None]).astype(np.int64)
-            meta = {"edges": edges, "sizes": h.sum(axis=1)}
+            # padded to the requested number of bins with empty rows: merged duplicate edges
+            # would otherwise show in the shape of the dealer's matmul request
+            h = (idx[None, :] == np.arange(max(nb, width))[:, None]).astype(np.int64)
+            meta = {"edges": edges, "sizes": h[:nb].sum(axis=1)}
             ctx.send(lh, meta)
         else:
             h = None
@@ -267,6 +279,6 @@ def _ss_counts(ctx, lh, feat_owner, features, binned, y, n):
         hs = ss.share(ctx, h, owner)
         events = (hs @ ys).reveal(lh)
         if ctx.party == lh:
-            out[f] = (np.asarray(meta["edges"], np.float64), np.asarray(events, np.int64),
-                      np.asarray(meta["sizes"], np.int64))
+            sizes = np.asarray(meta["sizes"], np.int64)
+            out[f] = (np.asarray(meta["edges"], np.float64), np.asarray(events, np.int64)[:len(sizes)], sizes)
     return out
