@@ -128,3 +128,21 @@ def test_status_reports_the_phase(tls_cluster, protocol):
     assert s["state"] == "done" and s["progress"] == 1.0
     assert s["phase"] == "ECDH PSI: blinding and exchanging ids" and s["unit"] == "batches"
     assert s["done"] == s["total"] >= 1
+
+
+def _join(ctx, ids, cols):
+    return private_join(ctx, ids, cols, key_bits=KEY_BITS, bucket_size=100).num_rows
+
+
+def test_run_local_shows_phases_when_asked(capsys):
+    ids = [f"id{i}" for i in range(300)]
+    args = {"a": (ids, {"x": np.arange(300.0)}), "b": (ids[100:], {"y": np.arange(200.0)})}
+    assert mpc.run_local(_join, ["a", "b"], args=args, triples=None, progress=True) == {"a": 200, "b": 200}
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert [line.split(": ", 1)[1] for line in err.splitlines()] == [
+        "private join: matching ids (ECDH)", "private join: encrypting rows (Paillier) (3 batches)",
+        "private join: masking and decrypting the joined rows (Paillier)"]
+    assert all(line.startswith("_join ") for line in err.splitlines())
+    mpc.run_local(_join, ["a", "b"], args=args, triples=None)
+    assert capsys.readouterr().err == ""  # quiet by default
