@@ -127,8 +127,6 @@ def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucke
     count = 0
     buckets = _buckets(peer_size, bucket)
     for i, s in enumerate(buckets):
-        ctx.report_progress(phase="intersection-sum: matching and adding (Paillier)", done=i,
-                            total=len(buckets), unit="batches")
         pts = _check_points(ctx, peer, ctx.recv(peer), s.stop - s.start)
         cts = ctx.recv(peer)
         if not isinstance(cts, EncryptedVector) or len(cts) != s.stop - s.start or cts.public_key != pk:
@@ -139,6 +137,8 @@ def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucke
         if k:
             part = cts[hit].sum()
             total = part if total is None else total + part
+        ctx.report_progress(phase="intersection-sum: matching and adding (Paillier)", done=i + 1,
+                            total=len(buckets), unit="batches")
     if total is None:
         total = pk.encrypt([0])
     if receiver == ctx.party:
