@@ -57,7 +57,7 @@ class ProgressDisplay:
         self.title = title
         self.stream = stream if stream is not None else sys.stderr
         if interactive is None:
-            interactive = _isatty(self.stream) or "ipykernel" in sys.modules
+            interactive = _isatty(self.stream) or _in_jupyter()
         self.interactive = interactive
         self._phase: str | None = None
         self._bar: Any = None
@@ -110,3 +110,14 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed file
         return False
+
+
+def _in_jupyter() -> bool:
+    """Whether this runs in a Jupyter kernel (where tqdm draws widgets), not merely with
+    IPython imported."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # noqa: BLE001 - an IPython too old or half-imported: not a notebook
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
