@@ -6,7 +6,7 @@ users spent — without the platform learning who bought or the retailer learnin
 the ad. The ad platform submits `psi.intersection_sum`: it learns (converted users, total
 spend); the retailer learns only how many distinct users the platform has.
 
-Run: python examples/ad_conversion.py
+Run: python examples/ad_conversion.py (a plain script: no main guard needed)
 """
 
 from __future__ import annotations
@@ -15,27 +15,20 @@ from importlib import resources
 
 from mpc import LocalCluster
 
-
-def main() -> dict:
-    data = resources.files("mpc.data")
-    datasets = {
-        "adplatform": {"impressions": {"path": str(data / "ad_impressions.csv"), "id": "user_id",
-                                       "columns": {"user_id": "join_key", "campaign": "plaintext"}}},
-        "retailer": {"purchases": {"path": str(data / "retailer_purchases.csv"), "id": "customer_id",
-                                   "columns": {"customer_id": "join_key", "spend": "aggregate"}}},
-    }
-    with LocalCluster(["adplatform", "retailer"], datasets=datasets, dealer=False) as cluster:
-        with cluster.client("adplatform") as platform, cluster.client("retailer") as retailer:
-            job_id = platform.submit("psi.intersection_sum",
-                                     ids=["adplatform.impressions.user_id", "retailer.purchases.customer_id"],
-                                     values="retailer.purchases.spend")
-            result = platform.result(job_id)
-            retailer_learned = retailer.result(job_id)
-    print(f"ad platform learned: {result['cardinality']} exposed users bought, "
-          f"spending {result['sum']:,.2f} in total")
-    print(f"retailer learned:    {retailer_learned!r}: no result, by design (it only saw set sizes)")
-    return result
-
-
-if __name__ == "__main__":
-    main()
+data = resources.files("mpc.data")
+datasets = {
+    "adplatform": {"impressions": {"path": str(data / "ad_impressions.csv"), "id": "user_id",
+                                   "columns": {"user_id": "join_key", "campaign": "plaintext"}}},
+    "retailer": {"purchases": {"path": str(data / "retailer_purchases.csv"), "id": "customer_id",
+                               "columns": {"customer_id": "join_key", "spend": "aggregate"}}},
+}
+with LocalCluster(["adplatform", "retailer"], datasets=datasets, dealer=False) as cluster:
+    with cluster.client("adplatform") as platform, cluster.client("retailer") as retailer:
+        job_id = platform.submit("psi.intersection_sum",
+                                 ids=["adplatform.impressions.user_id", "retailer.purchases.customer_id"],
+                                 values="retailer.purchases.spend")
+        result = platform.result(job_id)
+        retailer_learned = retailer.result(job_id)
+print(f"ad platform learned: {result['cardinality']} exposed users bought, "
+      f"spending {result['sum']:,.2f} in total")
+print(f"retailer learned:    {retailer_learned!r}: no result, by design (it only saw set sizes)")

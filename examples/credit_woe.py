@@ -7,7 +7,7 @@ in FATE's hetero-WOE), the bank encrypts its 0/1 labels with Paillier, the retai
 the encrypted labels per bin of its own features, and the bank decrypts the per-bin
 event counts. The retailer never sees a label; the bank never sees a feature value.
 
-Run: python examples/credit_woe.py
+Run: python examples/credit_woe.py (a plain script: no main guard needed)
 """
 
 from __future__ import annotations
@@ -15,21 +15,14 @@ from __future__ import annotations
 from mpc import LocalCluster
 from mpc.demo import sample_datasets
 
-
-def main() -> dict:
-    with LocalCluster(["bank", "retailer"], datasets=sample_datasets(), dealer=False) as cluster:
-        with cluster.client("bank") as bank:
-            out = bank.run("stats.woe_iv", ids=["bank.accounts.customer_id", "retailer.purchases.customer_id"],
-                           label="bank.accounts.default",
-                           features=["retailer.purchases.spend", "retailer.purchases.visits"], bins=5)
-    print(f"rows aligned: {out['rows']}")
-    print("WOE per bin:")
-    print(out["bins"][["feature", "bin", "lower", "upper", "count", "events", "woe"]].to_string(index=False))
-    print("information value per feature:")
-    for _, row in out["iv"].iterrows():
-        print(f"IV {row['feature']}: {row['iv']:.4f}")
-    return out
-
-
-if __name__ == "__main__":
-    main()
+with LocalCluster(["bank", "retailer"], datasets=sample_datasets(), dealer=False) as cluster:
+    with cluster.client("bank") as bank:
+        out = bank.run("stats.woe_iv", ids=["bank.accounts.customer_id", "retailer.purchases.customer_id"],
+                       label="bank.accounts.default",
+                       features=["retailer.purchases.spend", "retailer.purchases.visits"], bins=5)
+print(f"rows aligned: {out['rows']}")
+print("WOE per bin:")
+print(out["bins"][["feature", "bin", "lower", "upper", "count", "events", "woe"]].to_string(index=False))
+print("information value per feature:")
+for _, row in out["iv"].iterrows():
+    print(f"IV {row['feature']}: {row['iv']:.4f}")

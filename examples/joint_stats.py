@@ -12,7 +12,7 @@ with mutual TLS and a dealer for Beaver triples). The bank's analyst submits thr
    dealer matches keyed tags instead of the two parties running ECDH + Paillier, which is
    ~100x faster on large tables and lets the dealer learn the table and join sizes.
 
-Run: python examples/joint_stats.py
+Run: python examples/joint_stats.py (a plain script: no main guard needed)
 """
 
 from __future__ import annotations
@@ -22,24 +22,17 @@ from mpc.demo import sample_datasets
 
 IDS = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
 
-
-def main() -> dict:
-    with LocalCluster(["bank", "retailer"], datasets=sample_datasets()) as cluster:
-        with cluster.client("bank") as bank:
-            overlap = bank.run("psi.cardinality", ids=IDS)
-            stats = bank.run("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
-                             stats=["describe", "corr"])
-            per_segment = bank.run("stats.group_by", ids=IDS, key="bank.accounts.segment",
-                                   values=["retailer.purchases.spend"], join="dealer")
-    pearson = stats["corr"].loc["bank.income", "retailer.spend"]
-    print(f"customers in common: {overlap}")
-    print(f"pearson(income, spend) over them: {pearson:.4f}")
-    print("describe() of the joined columns:")
-    print(stats["describe"].to_string())
-    print("retail spend per bank segment:")
-    print(per_segment.to_string(index=False))
-    return {"overlap": overlap, "pearson": pearson, "describe": stats["describe"], "per_segment": per_segment}
-
-
-if __name__ == "__main__":
-    main()
+with LocalCluster(["bank", "retailer"], datasets=sample_datasets()) as cluster:
+    with cluster.client("bank") as bank:
+        overlap = bank.run("psi.cardinality", ids=IDS)
+        stats = bank.run("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
+                         stats=["describe", "corr"])
+        per_segment = bank.run("stats.group_by", ids=IDS, key="bank.accounts.segment",
+                               values=["retailer.purchases.spend"], join="dealer")
+pearson = stats["corr"].loc["bank.income", "retailer.spend"]
+print(f"customers in common: {overlap}")
+print(f"pearson(income, spend) over them: {pearson:.4f}")
+print("describe() of the joined columns:")
+print(stats["describe"].to_string())
+print("retail spend per bank segment:")
+print(per_segment.to_string(index=False))

@@ -16,6 +16,7 @@ from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import codec
 from mpc.runtime.errors import GaotieError, JobFailed
 from mpc.runtime.grpc_transport import grpc_options
+from mpc.runtime.progress import Progress, ProgressDisplay
 from mpc.server.tls import TlsFiles, channel_credentials
 
 _POLL = 0.05
@@ -76,36 +77,41 @@ class Client:
         return reply.job_id
 
     def status(self, job_id: str) -> dict[str, Any]:
-        """``{"state", "error", "progress", "protocol"}`` of a job."""
+        """``{"job_id", "state", "error", "progress", "protocol", "phase", "done", "total", "unit"}``
+        of a job: ``phase`` is what it does now, ``done`` of ``total`` ``unit`` of that phase
+        are finished (total 0: not counted), ``progress`` is their fraction."""
         s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
         return {"job_id": s.job_id, "state": s.state, "error": s.error, "progress": s.progress,
-                "protocol": s.protocol}
+                "protocol": s.protocol, "phase": s.phase, "done": s.done, "total": s.total, "unit": s.unit}
 
     def result(self, job_id: str, timeout: float | None = None, progress: bool = True) -> Any:
-        """Wait for a job and return this party's result; JobFailed if it failed."""
+        """Wait for a job and return this party's result; JobFailed if it failed.
+
+        With ``progress``, a job that takes more than two seconds shows its phases on stderr:
+        a bar per phase on a terminal (or in a notebook), one line per phase elsewhere.
+        """
         start = time.monotonic()
-        bar = None
+        display: ProgressDisplay | None = None
         try:
             while True:
                 s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
                 if s.state == "done":
-                    if bar is not None:
-                        bar.update(100 - bar.n)
+                    if display is not None:
+                        display.finish()
                     return codec.decode(s.result)
                 if s.state in ("failed", "cancelled", "refused"):
                     raise _job_failed(s.error or s.state, job_id)
                 elapsed = time.monotonic() - start
                 if timeout is not None and elapsed > timeout:
                     raise TimeoutError(f"job {job_id} still {s.state} after {timeout}s")
-                if progress and bar is None and elapsed > _SHOW_PROGRESS_AFTER:
-                    from tqdm.auto import tqdm
-                    bar = tqdm(total=100, desc=f"{s.protocol} {job_id}", unit="%")
-                if bar is not None:
-                    bar.update(int(s.progress * 100) - bar.n)
+                if progress and display is None and elapsed > _SHOW_PROGRESS_AFTER:
+                    display = ProgressDisplay(f"{s.protocol} {job_id}")
+                if display is not None and s.state == "running":
+                    display.update(Progress(s.progress, s.phase, s.done, s.total, s.unit or "steps"))
                 time.sleep(min(_POLL * (1 + elapsed), 0.5))
         finally:
-            if bar is not None:
-                bar.close()
+            if display is not None:
+                display.close()
 
     def run(self, protocol: str, *, job_timeout: float = 0.0, progress: bool = True, **params: Any) -> Any:
         """Submit a job, wait for it, and return this party's result."""

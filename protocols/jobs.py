@@ -185,7 +185,6 @@ def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.n
         raise ValueError(f"parameter 'join' must be one of {list(JOINS)}, not {params['join']!r}")
     ints, shifts = scale_columns(ctx, columns)
     table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"])
-    ctx.report_progress(0.5)
     return table.num_rows, apply_shifts(table, shifts)
 
 
@@ -219,14 +218,17 @@ def _run_join_stats(ctx, params: dict[str, Any], data: LocalData) -> dict[str, A
     to = params.get("reveal_to")
     out: dict[str, Any] = {"rows": rows}
     if "describe" in params["stats"]:
+        ctx.report_progress(phase="statistics: describe")
         out["describe"] = stats.describe(ctx, cols, reveal_to=to)
     if "corr" in params["stats"]:
         if len(cols) < 2:
             raise ValueError("'corr' needs at least two columns")
+        ctx.report_progress(phase="statistics: correlation")
         out["corr"] = stats.corr_matrix(ctx, cols, reveal_to=to)
     if "histogram" in params["stats"]:
         hist = {}
-        for name, x in cols.items():
+        for i, (name, x) in enumerate(cols.items()):
+            ctx.report_progress(phase="statistics: histogram", done=i, total=len(cols), unit="columns")
             res = stats.histogram(ctx, x, bins=params["bins"], reveal_to=to)
             hist[name] = None if res is None else _histogram_frame(*res, min_group)
         out["histogram"] = hist
@@ -272,6 +274,7 @@ def _run_group_by(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     key = ss.from_shares(key.ctx, key.share, 0)
     aggregations = {name: params["aggregations"] for name in cols}
     view = {"key": key, **cols}
+    ctx.report_progress(phase="statistics: group-by")
     out = stats.group_by(ctx, view, "key", aggregations, min_group_size=min_group,
                          groups=list(range(len(labels))), reveal_to=params.get("reveal_to"))
     if out is None:
@@ -330,6 +333,7 @@ def _run_woe_iv(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] 
             raise ValueError(f"label column {label} must hold only 0 and 1")
         view[label.column] = y.astype(np.int64)
     features = [ColumnRef.parse(f, "features").column for f in params["features"]]
+    ctx.report_progress(phase="statistics: WOE and IV")
     out = woe_iv(ctx, view, label.column, features, bins=params["bins"], reveal_to=params.get("reveal_to"))
     if out is None:
         return None

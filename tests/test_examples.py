@@ -1,23 +1,29 @@
-"""The example scripts run end to end (real party servers) and print the right numbers."""
+"""The example scripts run as plain scripts (``python examples/x.py``, no main guard) end to end
+(real party servers) and print the right numbers."""
 
 import re
-import subprocess
-import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_scripts import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = resources.files("mpc.data")
 
 
 def run_example(name: str) -> str:
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    """``python examples/<name>`` in a fresh interpreter and an empty directory; its stdout."""
+    with tempfile.TemporaryDirectory() as cwd:
+        return run_script(ROOT / "examples" / name, Path(cwd)).stdout
+
+
+def test_every_example_is_a_plain_script_with_a_test():
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        assert "__main__" not in path.read_text(), f"{path.name}: examples are plain scripts, no main guard"
+        assert f"test_{path.stem}" in globals(), f"{path.name} has no test in {__file__}"
 
 
 def test_ad_conversion():

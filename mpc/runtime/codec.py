@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mpc._proto.gaotie.v1 import value_pb2
+from mpc.runtime.errors import describe
 
 Value = value_pb2.Value
 
@@ -168,4 +169,4 @@ def loads(data: bytes) -> Any:
     except CodecError:
         raise
     except Exception as exc:  # an extension's validator (or numpy) refused what a peer sent
-        raise CodecError(f"malformed value ({type(exc).__name__} while decoding)") from exc
+        raise CodecError(f"malformed value ({describe(exc)})") from exc

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from mpc.runtime.errors import GaotieError
+from mpc.runtime.progress import Progress
 
 
 class Transport(Protocol):
@@ -56,7 +57,8 @@ class Context:
         self.options = dict(options or {})
         self.state: dict[str, Any] = {}  # per-job scratch space for libraries (e.g. triple sources)
         self._transport = transport
-        self._progress: Callable[[float], None] | None = None
+        self._progress: Callable[[Progress], None] | None = None  # set by the runner that listens
+        self._progress_now = Progress()
 
     def __repr__(self) -> str:
         return f"Context(party={self.party!r}, parties={self.parties}, job_id={self.job_id!r})"
@@ -109,10 +111,19 @@ class Context:
             return None
         return [value if p == self.party else self.recv(p) for p in self.parties]
 
-    def report_progress(self, fraction: float) -> None:
-        """Tell whoever runs the job how far along it is (0..1); a no-op when nobody listens."""
+    def report_progress(self, fraction: float | None = None, phase: str | None = None, *,
+                        done: int | None = None, total: int | None = None, unit: str | None = None) -> None:
+        """Tell whoever runs the job how far along it is; a no-op when nobody listens.
+
+        ``phase`` says what the job does now ("private join: encrypting rows (Paillier)"),
+        ``done`` of ``total`` steps of it are finished, counted in ``unit`` ("batches",
+        "rows"). A call without ``phase`` stays in the current phase; ``fraction`` (0..1)
+        alone is the older form. Report counts of public sizes only (batches of the row
+        counts the protocol reveals), never anything that depends on secret values.
+        """
         if self._progress is not None:
-            self._progress(min(max(float(fraction), 0.0), 1.0))
+            self._progress_now = self._progress_now.then(fraction, phase, done, total, unit)
+            self._progress(self._progress_now)
 
     # -- used by the runners, not by protocol code ------------------------------------
 

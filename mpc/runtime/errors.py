@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from types import FrameType
 
 
 class GaotieError(Exception):
@@ -38,35 +39,116 @@ class ProtocolViolation(GaotieError):
     """A peer sent something that breaks the wire protocol (bad sequence, over cap...)."""
 
 
-_OWN_CODE = (f"{os.sep}mpc{os.sep}", f"{os.sep}protocols{os.sep}")
-_LIBRARIES = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+# Where a traceback frame runs, by its module's top-level package. gaotie's own code and
+# the machinery below say what went wrong in their messages (a pool broke, a shape or a
+# gRPC status); libraries that parse or convert table cells may quote them.
+_OWN = frozenset({"mpc", "protocols"})
+_MACHINERY = frozenset({"numpy", "grpc", "google", "gmpy2", "nacl", "cryptography", "cffi", "tqdm"})
+_QUOTES_DATA = frozenset({"pandas", "pyarrow", "_strptime"})
+_SITE = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+_MAX_CAUSES = 3
 
 
-def _raised_in_library(exc: BaseException) -> bool:
-    """Whether the innermost Python frame of ``exc`` is an installed third-party library."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
+def _package(frame: FrameType) -> str:
+    return str(frame.f_globals.get("__name__") or "").split(".")[0]
+
+
+def _kind(frame: FrameType) -> str:
+    """Who runs a frame: ``own`` (gaotie or the application), ``machinery`` (the standard
+    library, numpy, gRPC, the crypto libraries) or ``data`` (a library whose messages may
+    quote the values it handles: pandas, pyarrow, any other third-party package)."""
+    package, path = _package(frame), frame.f_code.co_filename
+    if package in _OWN:
+        return "own"
+    if package in _MACHINERY:
+        return "machinery"
+    if package in _QUOTES_DATA:
+        return "data"
+    if path.startswith("<"):  # <frozen importlib...> is the stdlib; <stdin>, <string> the application
+        return "machinery" if path.startswith("<frozen") else "own"
+    if any(s in path for s in _SITE) or not os.path.isabs(path):  # Cython frames: "pyarrow/error.pxi"
+        return "data"
+    return "machinery" if path.startswith(_STDLIB) else "own"
+
+
+def _where(frame: FrameType, lineno: int) -> str:
+    """``mpc/crypto/pool.py:63 in map_chunks``: a place in the code, never a value."""
+    path = frame.f_code.co_filename
+    package = _package(frame)
+    parts = path.split(os.sep)
+    if package and package in parts[:-1]:  # from the package down: mpc/crypto/pool.py
+        path = "/".join(parts[len(parts) - 1 - parts[::-1].index(package):])
+    elif path.startswith(_STDLIB):
+        path = path[len(_STDLIB):]
+    else:
+        path = os.path.basename(path)
+    return f"{path}:{lineno} in {frame.f_code.co_name}"
+
+
+def _frames(exc: BaseException) -> list[tuple[FrameType, int]]:
+    out, tb = [], exc.__traceback__
+    while tb is not None:
+        out.append((tb.tb_frame, tb.tb_lineno))
         tb = tb.tb_next
-    path = tb.tb_frame.f_code.co_filename
-    if any(p in path for p in _OWN_CODE):
-        return False
-    # Cython frames of compiled libraries carry relative paths ("pyarrow/error.pxi").
-    return (not os.path.isabs(path) or any(p in path for p in _LIBRARIES)
-            or path.startswith(sysconfig.get_paths()["stdlib"]))
+    return out
+
+
+def _library_raising(exc: BaseException) -> tuple[str, str] | None:
+    """(library, caller) when ``exc`` was raised inside a library that may quote data values:
+    some frame after the last one of gaotie or the application runs in such a library."""
+    frames = _frames(exc)
+    kinds = [_kind(f) for f, _ in frames]
+    last_own = max((i for i, k in enumerate(kinds) if k == "own"), default=-1)
+    inside = [f for (f, _), k in zip(frames[last_own + 1:], kinds[last_own + 1:], strict=True) if k == "data"]
+    if not inside:
+        return None
+    caller = f" (called from {_where(*frames[last_own])})" if last_own >= 0 else ""
+    return (_package(inside[-1]) or "a compiled library"), caller
 
 
 def describe(exc: BaseException) -> str:
     """One-line description of an exception for peers, users and logs: type and message.
 
-    gaotie's own messages name what was wrong without quoting data. Messages of
-    exceptions raised inside third-party code (pandas, pyarrow...) may quote cell values,
-    so only their type is passed on.
+    gaotie's own messages name what was wrong without quoting data; so do those of the
+    standard library (``concurrent.futures``, ``queue``...), numpy, gRPC and the crypto
+    libraries gaotie calls. Messages of exceptions raised inside libraries that convert
+    table cells (pandas, pyarrow, any other third-party package) may quote cell values: for
+    those, only the type, the library and the line of gaotie that called it are passed on.
+    An exception without a message says where it was raised and what caused it.
     """
+    return _describe(exc, _MAX_CAUSES)
+
+
+def _describe(exc: BaseException, causes: int) -> str:
     if isinstance(exc, PeerFailed | JobFailed):
         return exc.reason
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    if text and not isinstance(exc, GaotieError) and _raised_in_library(exc):
-        text = "raised inside a library; message withheld as it may quote data"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    name = type(exc).__name__
+    if not isinstance(exc, GaotieError) and (lib := _library_raising(exc)) is not None:
+        library, caller = lib
+        return f"{name} raised in {library}{caller}; message withheld as it may quote data values"
+    text = _message(exc)
+    if text:
+        return f"{name}: {text}"
+    frames = _frames(exc)
+    text = f"{name} (no message) at {_where(*frames[-1])}" if frames else f"{name} (no message)"
+    own = [f for f in frames[:-1] if _kind(f[0]) == "own"]
+    if own and _kind(frames[-1][0]) != "own":
+        text += f", called from {_where(*own[-1])}"
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if cause is not None and causes > 0:
+        text += f", caused by {_describe(cause, causes - 1)}"
+    return text
+
+
+def _message(exc: BaseException) -> str:
+    """The first line of an exception's message; for a gRPC error its status and details."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):  # grpc.RpcError: str() is a multi-line repr
+        try:
+            status, text = getattr(code(), "name", str(code())), details()
+            return f"{status}: {text}" if text else status
+        except Exception:  # noqa: BLE001 - not a gRPC call after all
+            pass
+    text = str(exc)
+    return text.splitlines()[0].strip() if text.strip() else ""

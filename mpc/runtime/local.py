@@ -19,6 +19,7 @@ from typing import Any
 
 from mpc.runtime.context import Context
 from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, describe
+from mpc.runtime.progress import ProgressDisplay
 
 # Helper parties added to a job by runtime option, and the function each one runs.
 # The value names a function of gaotie itself, never anything a peer sent.
@@ -86,7 +87,7 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
               args: Mapping[str, Sequence[Any]] | None = None,
               kwargs: Mapping[str, Mapping[str, Any]] | None = None,
               transport: str | Callable[[list[str]], Any] = "memory", timeout: float = 60.0,
-              **runtime_options: Any) -> dict[str, Any]:
+              progress: bool = False, **runtime_options: Any) -> dict[str, Any]:
     """Run ``fn(ctx, *args[party], **kwargs[party])`` for every party; return their results.
 
     Args:
@@ -98,6 +99,8 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
             that makes an in-memory transport for the job's parties (e.g. the view recorder
             of :mod:`mpc.runtime.views`).
         timeout: seconds for the whole job; a silent peer fails the job at this point.
+        progress: show the first party's phases on stderr as the protocol reports them (a
+            bar per phase on a terminal, one line per phase elsewhere).
         runtime_options: visible to protocols as ``ctx.options`` (e.g. ``triples``,
             ``frac_bits``); ``max_chunk_bytes`` and ``max_value_bytes`` tune the gRPC
             transport.
@@ -129,9 +132,12 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
 
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
+    display = ProgressDisplay(f"{getattr(fn, '__name__', 'job')} {job_id}") if progress else None
 
     def party_thread(party: str, body: Callable[[Context], Any]) -> None:
         ctx = Context(party, parties, job_id, transports[party], timeout, options, helper_names)
+        if display is not None and party == parties[0]:
+            ctx._progress = display.update
         try:
             results[party] = run_party(ctx, body)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller below
@@ -149,8 +155,12 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
         for t in threads:
             t.join(max(end - time.monotonic(), 0.0))
         stuck = [p for p, t in zip(everyone, threads, strict=True) if t.is_alive()]
+        if display is not None and not errors and not stuck:
+            display.finish()
     finally:
         cleanup()
+        if display is not None:
+            display.close()
     if errors:
         raise _root_cause(errors, job_id)
     if stuck:

@@ -27,6 +27,7 @@ from mpc import tables
 from mpc.runtime.context import Context
 from mpc.runtime.errors import GaotieError, PeerFailed, describe
 from mpc.runtime.local import helper_function, run_party
+from mpc.runtime.progress import Progress
 from protocols import registry
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Job:
     state: str = "prepared"
     error: str = ""
     result: Any = None
-    progress: float = 0.0
+    progress: Progress = field(default_factory=Progress)
     started: float = 0.0
     ended: float = 0.0
     created: float = field(default_factory=time.monotonic)
@@ -128,7 +129,7 @@ class JobManager:
     def _run(self, job: Job) -> None:
         options = {"triples": "dealer"} if "dealer" in job.helpers else {"triples": None}
         ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
-        ctx._progress = lambda f: setattr(job, "progress", f)
+        ctx._progress = lambda p: setattr(job, "progress", p)
         job.ctx = ctx
         if self.party in job.parties:
             body = lambda c: job.spec.run(c, job.params, self.data)  # noqa: E731
@@ -138,7 +139,7 @@ class JobManager:
             result = run_party(ctx, body)
             if self.party in job.parties and result is not None:
                 tables.write_atomic(self.config.results_dir / f"{job.job_id}.parquet", tables.to_frame(result))
-            job.result, job.state, job.progress = result, "done", 1.0
+            job.result, job.state, job.progress = result, "done", job.progress.then(1.0)
         except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
             if job.state != "cancelled":
                 job.state = "failed"

@@ -162,8 +162,9 @@ class PartyService(party_pb2_grpc.PartyServicer):
             job = self.jobs.get(request.job_id)
         except KeyError as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        reply = party_pb2.JobStatus(job_id=job.job_id, state=job.state, error=job.error,
-                                    protocol=job.spec.name, progress=job.progress)
+        p = job.progress
+        reply = party_pb2.JobStatus(job_id=job.job_id, state=job.state, error=job.error, protocol=job.spec.name,
+                                    progress=p.fraction, phase=p.phase, done=p.done, total=p.total, unit=p.unit)
         if job.state == "done":
             reply.result.CopyFrom(codec.encode(job.result))
         return reply

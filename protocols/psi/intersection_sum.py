@@ -125,7 +125,8 @@ def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucke
         raise ValueError(f"party {peer!r} sent a malformed intersection_sum header")
     total = None
     count = 0
-    for s in _buckets(peer_size, bucket):
+    buckets = _buckets(peer_size, bucket)
+    for i, s in enumerate(buckets):
         pts = _check_points(ctx, peer, ctx.recv(peer), s.stop - s.start)
         cts = ctx.recv(peer)
         if not isinstance(cts, EncryptedVector) or len(cts) != s.stop - s.start or cts.public_key != pk:
@@ -136,6 +137,8 @@ def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucke
         if k:
             part = cts[hit].sum()
             total = part if total is None else total + part
+        ctx.report_progress(phase="intersection-sum: matching and adding (Paillier)", done=i + 1,
+                            total=len(buckets), unit="batches")
     if total is None:
         total = pk.encrypt([0])
     if receiver == ctx.party:
@@ -182,6 +185,8 @@ def _values_side(ctx, peer, prepared, ints, is_float, key, peer_size, receiver, 
         pending = curve.submit_mul(GROUP, key, digests[buckets[i + 1]]) if i + 1 < len(buckets) else None
         ctx.send(peer, pts)
         ctx.send(peer, pk.encrypt(order[s]))
+        ctx.report_progress(phase="intersection-sum: encrypting values (Paillier)", done=i + 1,
+                            total=len(buckets), unit="batches")
     total = ctx.recv(peer)
     from mpc.paillier import EncryptedVector
     if not isinstance(total, EncryptedVector) or len(total) != 1 or total.public_key != pk:

@@ -287,6 +287,7 @@ def _ecdh_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: i
     key = curve.new_key(GROUP)
     matcher = ctx.rank == 0
     n = prepared.n_rows
+    ctx.report_progress(phase="private join: matching ids (ECDH)")
     pi = shuffled(n)
     mine = curve.scalar_mul(GROUP, key, prepared.digests[pi])
 
@@ -329,11 +330,14 @@ def _ecdh_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: i
     selector = _Selector(ctx, peer, wanted, peer_n, peer_cols, slots) if peer_cols else None
     own_b = _buckets(n, bucket_size) if rings else []
     peer_b = _buckets(peer_n, bucket_size) if peer_cols else []
-    for i in range(max(len(own_b), len(peer_b))):
+    steps = max(len(own_b), len(peer_b))
+    for i in range(steps):
         if i < len(own_b):
             _owner_send(ctx, peer, keys[0], rings, pi[own_b[i]], slots)
         if i < len(peer_b):
             selector.take(peer_b[i])
+        ctx.report_progress(phase="private join: encrypting rows (Paillier)", done=i + 1, total=steps, unit="batches")
+    ctx.report_progress(phase="private join: masking and decrypting the joined rows (Paillier)")
     their_shares = selector.finish() if selector else []
     my_shares = _owner_receive(ctx, peer, keys, len(rings), m, slots) if rings else []
     return m, my_shares, their_shares
@@ -362,6 +366,7 @@ def _dealer_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols:
         if not isinstance(secret, bytes) or len(secret) != 16 + 2 * SEED_BYTES:
             raise ValueError(f"party {peer!r} sent a malformed join key")
     seeds = [secret[16:16 + SEED_BYTES], secret[16 + SEED_BYTES:]]
+    ctx.report_progress(phase="private join: matching keyed tags (dealer)")
     n = prepared.n_rows
     pi = shuffled(n)
     tags = _tags(secret[:16], prepared.digests[pi])

@@ -65,7 +65,7 @@ def run(ctx, peer: str, digests: np.ndarray, peer_size: int, me_receiver: bool,
         if i < len(own) and me_receiver and not cardinality_only:
             returned.append(_check_points(ctx, peer, ctx.recv(peer), own[i].stop - own[i].start,
                                           compare_bytes))
-        ctx.report_progress(0.9 * (i + 1) / max(total, 1))
+        ctx.report_progress(phase="ECDH PSI: blinding and exchanging ids", done=i + 1, total=total, unit="batches")
     if peer_receiver and cardinality_only:
         allback = np.concatenate(held_back) if held_back else np.zeros((0, compare_bytes), np.uint8)
         allback = allback[shuffled(len(allback))]

@@ -70,20 +70,28 @@ class JobQuery(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "state", "error", "protocol", "progress", "result")
+    __slots__ = ("job_id", "state", "error", "protocol", "progress", "result", "phase", "done", "total", "unit")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     error: str
     protocol: str
     progress: float
     result: _value_pb2.Value
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., protocol: _Optional[str] = ..., progress: _Optional[float] = ..., result: _Optional[_Union[_value_pb2.Value, _Mapping]] = ...) -> None: ...
+    phase: str
+    done: int
+    total: int
+    unit: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., protocol: _Optional[str] = ..., progress: _Optional[float] = ..., result: _Optional[_Union[_value_pb2.Value, _Mapping]] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class DatasetsRequest(_message.Message):
     __slots__ = ("party",)
