@@ -7,8 +7,8 @@ party with fewer distinct items), learns the intersection; with two receivers it
 tells the other party which of its items matched.
 
 1. Both parties exchange headers (distinct-set sizes, parameters) and draw a joint
-   16-byte key (each sends 16 random bytes; the key is their xor). Items (32-byte
-   digests, :func:`protocols.psi.common.prepare`) are hashed under that key with AES
+   32-byte key (each sends 32 random bytes; the key is their xor). Items (16-byte
+   blocks, :mod:`protocols.psi.blocks`) are hashed under that key with AES
    into ``nb = ceil(max(n_a, n_b) / bucket_size)`` buckets and, inside a bucket, to 3
    candidate bins.
 2. Per bucket, the finder places its items in ``num_bins(cap_f)`` bins by cuckoo
@@ -18,10 +18,10 @@ tells the other party which of its items matched.
    F(bin, x || i).
 3. The other party (the *sender*) evaluates F(h_i(y), y || i) for each of its items y
    and i = 0, 1, 2, and sends the three sets, each padded with random values to the
-   bucket capacity ``cap_s`` and shuffled (CSPRNG), truncated to ``ell`` bytes.
+   bucket capacity ``cap_s``, truncated to ``ell`` bytes, at random slots (CSPRNG).
 4. The finder's item x (placed by hash i) is in the intersection iff its output is in
-   set i. With two receivers it sends, sorted, the first 16 bytes of the digests of the
-   matched items; the sender looks its own digests up in that list.
+   set i. With two receivers it sends the blocks of the matched items, sorted; the
+   sender looks its own blocks up in that list.
 
 Buckets have a public capacity: ``cap = n`` for one bucket, otherwise mu + t with mu =
 n / nb and t from the Chernoff bound P[load >= mu + t] <= exp(-t^2 / (2 (mu + t / 3)))
@@ -37,7 +37,7 @@ What each party learns (semi-honest, 128-bit computational, 40-bit statistical):
   match has probability below 2^-40 (``ell`` = ceil((40 + log2(pairs compared)) / 8)
   bytes);
 * the sender: from the KKRT matrices nothing (pseudorandom whatever the finder's
-  items); with two receivers, the intersection (the digests it receives are of items it
+  items); with two receivers, the intersection (the blocks it receives are of items it
   holds, in sorted order, so they say nothing about the finder's input order or cuckoo
   table).
 """
@@ -55,19 +55,18 @@ from mpc.crypto import cuckoo
 from mpc.ot import KkrtReceiver, KkrtSender
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
+from protocols.psi.blocks import BLOCK, prepare_blocks
 from protocols.psi.common import (
     PsiResult,
     check_receivers,
     exchange_header,
     pick,
-    prepare,
     rows_of,
     shuffled,
 )
 
 DEFAULT_OPRF_BUCKET = 1 << 18
 STAT = 40
-_KEY_BYTES = 16          # digest bytes sent back to the sender when both receive
 
 
 def capacity(n: int, nb: int, stat: int = STAT) -> int:
@@ -88,16 +87,18 @@ def compare_bytes(pairs: int, stat: int = STAT) -> int:
 class _Layout:
     """Where each item goes: its bucket and, inside the bucket, its 3 candidate bins."""
 
-    def __init__(self, digests: np.ndarray, key: bytes, nb: int, bins: int) -> None:
-        words = ecb(key, digests).view(np.uint64).reshape(len(digests), 4)
+    def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int) -> None:
+        words = np.concatenate([ecb(key[:16], blocks), ecb(key[16:], blocks)], axis=1)
+        words = words.view(np.uint64).reshape(len(blocks), 4)
         hi32 = np.uint64(32)
-        bucket = ((words[:, 0] >> hi32) * np.uint64(nb)) >> hi32
+        bucket = (((words[:, 0] >> hi32) * np.uint64(nb)) >> hi32).astype(
+            np.uint16 if nb <= 1 << 16 else np.int64)           # uint16: numpy radix-sorts it
         low = np.uint64(0xFFFFFFFF)
         halves = np.stack([words[:, 1] & low, words[:, 1] >> hi32, words[:, 2] & low], axis=1)
         self.locations = ((halves * np.uint64(bins)) >> hi32).astype(np.int64)
         self.order = np.argsort(bucket, kind="stable")
-        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket.astype(np.int64), minlength=nb))])
-        self.inputs = np.ascontiguousarray(digests[:, :16])
+        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=nb))])
+        self.inputs = blocks
 
     def bucket(self, b: int, cap: int, who: str) -> np.ndarray:
         idx = self.order[self.bounds[b]:self.bounds[b + 1]]
@@ -107,14 +108,14 @@ class _Layout:
         return idx
 
     def oprf_inputs(self, idx: np.ndarray, hash_index: np.ndarray) -> np.ndarray:
-        """x || i: the item's first 16 digest bytes with the hash index in the last byte."""
+        """x || i: the item's block with the hash index xored into its last byte."""
         x = self.inputs[idx].copy()
         x[:, 15] ^= hash_index.astype(np.uint8)
         return x
 
 
-def _keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two uint64 sort keys of ``ell``-byte rows (ell <= 16)."""
+def _words(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ell``-byte rows (8 <= ell <= 16) as two uint64 words (first 8 bytes, the rest)."""
     wide = np.zeros((len(values), 16), dtype=np.uint8)
     wide[:, :values.shape[1]] = values
     w = wide.view(np.uint64)
@@ -122,26 +123,40 @@ def _keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _member(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
-    """Which rows of ``mine`` occur among the rows of ``theirs`` (both (n, ell) uint8)."""
+    """Which rows of ``mine`` occur among the rows of ``theirs`` (both (n, ell) uint8).
+
+    Sorted on the first 8 bytes only; rows of ``theirs`` sharing those (rare) are all
+    checked on the rest.
+    """
     if len(mine) == 0 or len(theirs) == 0:
         return np.zeros(len(mine), dtype=bool)
-    th, tl = _keys(theirs)
-    order = np.lexsort((tl, th))
+    th, tl = _words(theirs)
+    order = np.argsort(th)
     th, tl = th[order], tl[order]
-    mh, ml = _keys(mine)
+    mh, ml = _words(mine)
     left = np.searchsorted(th, mh, side="left")
     right = np.searchsorted(th, mh, side="right")
     hit = np.zeros(len(mine), dtype=bool)
     single = right - left == 1
     hit[single] = tl[left[single]] == ml[single]
-    for i in np.nonzero(right - left > 1)[0].tolist():     # equal first 8 bytes: rare
+    for i in np.nonzero(right - left > 1)[0].tolist():
         hit[i] = bool(np.any(tl[left[i]:right[i]] == ml[i]))
     return hit
 
 
+def _positions(n: int) -> np.ndarray:
+    """A uniformly random permutation of range(n) (CSPRNG): argsort of 64-bit random keys,
+    and of 128-bit keys (:func:`protocols.psi.common.shuffled`) in the rare case of a tie."""
+    keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
+    order = np.argsort(keys)
+    if n > 1 and np.any(keys[order[1:]] == keys[order[:-1]]):
+        return shuffled(n)
+    return order
+
+
 def _joint_key(ctx, peer: str) -> bytes:
-    mine = os.urandom(16)
-    theirs = expect(peer, ctx.exchange(peer, np.frombuffer(mine, dtype=np.uint8)), np.uint8, (16,),
+    mine = os.urandom(32)
+    theirs = expect(peer, ctx.exchange(peer, np.frombuffer(mine, dtype=np.uint8)), np.uint8, (32,),
                     "its share of the hashing key")
     return bytes(a ^ b for a, b in zip(mine, theirs.tobytes(), strict=True))
 
@@ -190,9 +205,9 @@ def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell:
             rows = layout.locations[items, hashes]
             f = kkrt.evaluate(q[rows], np.uint64(first) + rows.astype(np.uint64),
                               layout.oprf_inputs(items, hashes))
-            f = f[:, :ell].reshape(3, k, ell)
-            for i in range(3):
-                values[i, shuffled(cap_s)[:k]] = f[i]
+            # the same random slots in the three sets: slot -> item links values that are
+            # pseudorandom to the finder anyway, and one permutation costs a third
+            values[:, _positions(cap_s)[:k]] = f[:, :ell].reshape(3, k, ell)
         ctx.send(peer, values)
         ctx.report_progress(0.95 * (b + 1) / nb)
 
@@ -221,7 +236,7 @@ def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
     receivers = check_receivers(ctx, receivers)
     if not isinstance(bucket_size, int) or isinstance(bucket_size, bool) or bucket_size < 1:
         raise ValueError(f"bucket_size must be a positive int, got {bucket_size!r}")
-    prepared = prepare(items)
+    prepared = prepare_blocks(items)
     params = {"receivers": receivers, "bucket_size": bucket_size}
     headers = exchange_header(ctx, "oprf_psi", prepared.kind, len(prepared.digests), params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
@@ -242,16 +257,16 @@ def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
         if ctx.party == finder:
             mask = _find(ctx, peer, layout, m, nb, cap_f, cap_s, bins, ell)
             if sender in receivers:
-                found = prepared.digests[mask, :_KEY_BYTES]
-                ctx.send(peer, np.ascontiguousarray(found[np.lexsort(found.T[::-1])]))
+                found = np.ascontiguousarray(prepared.digests[mask])
+                w = found.view(np.uint64)
+                ctx.send(peer, found[np.lexsort((w[:, 1], w[:, 0]))])   # sorted: no input order
         elif ctx.party in receivers:
             _serve(ctx, peer, layout, nb, cap_s, bins, ell)
             found = ctx.recv(peer)
             if (not isinstance(found, np.ndarray) or found.dtype != np.uint8 or found.ndim != 2
-                    or found.shape[1] != _KEY_BYTES or len(found) > min(sizes.values())):
-                expect(peer, found, np.uint8, (min(sizes.values()), _KEY_BYTES), "the intersection")
-            mine = np.ascontiguousarray(prepared.digests[:, :_KEY_BYTES]).view(f"S{_KEY_BYTES}").ravel()
-            mask = np.isin(mine, np.ascontiguousarray(found).view(f"S{_KEY_BYTES}").ravel())
+                    or found.shape[1] != BLOCK or len(found) > min(sizes.values())):
+                expect(peer, found, np.uint8, (min(sizes.values()), BLOCK), "the intersection")
+            mask = _member(prepared.digests, found)
         else:
             _serve(ctx, peer, layout, nb, cap_s, bins, ell)
     ctx.report_progress(1.0)

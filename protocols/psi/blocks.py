@@ -1,0 +1,81 @@
+"""Items as 16-byte blocks, the OPRF PSI's inputs: one block per distinct item.
+
+Integers are encoded injectively, without hashing: a value v in [-2^127, 2^127) becomes
+v mod 2^128, little-endian (numpy int arrays and lists of machine-size ints in one
+vectorised step); larger ints, strings and bytes become the first 16 bytes of the shared
+BLAKE2b item digests (:func:`protocols.psi.common.prepare`), so a hashed value meets an
+encoded one with probability 2^-128. The blocks only ever enter keyed AES (the bucket and
+cuckoo hashes, KKRT's pseudo-random code), which needs distinct inputs, not random ones.
+Both parties always encode a value the same way, whatever container it came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from mpc.crypto import curve
+from protocols.psi.common import PreparedItems, as_sequence, prepare
+
+BLOCK = 16
+_BIG = 1 << 127
+
+
+def _ints(items: Any) -> np.ndarray | None:
+    """(n, 2) uint64 words (low, high) of machine-size ints, or None if some do not fit."""
+    if isinstance(items, np.ndarray):
+        arr = items
+    else:
+        try:
+            arr = np.asarray(items, dtype=np.int64)
+        except OverflowError:
+            try:
+                arr = np.asarray(items, dtype=np.uint64)
+            except OverflowError:
+                return None
+    words = np.zeros((len(arr), 2), dtype=np.uint64)
+    if arr.dtype.kind == "u":
+        words[:, 0] = arr.astype(np.uint64)
+    else:
+        signed = arr.astype(np.int64)
+        words[:, 0] = signed.view(np.uint64)
+        words[:, 1] = np.where(signed < 0, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
+    return words
+
+
+def _big_int(v: int) -> bytes:
+    if -_BIG <= v < _BIG:
+        return (v % (1 << 128)).to_bytes(BLOCK, "little")
+    return hashlib.blake2b(str(v).encode(), digest_size=BLOCK, person=b"gaotie-oprf-int").digest()
+
+
+def distinct(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of (n, 2) uint64 ``words`` (sorted) and the row -> distinct map."""
+    if len(words) == 0:
+        return words, np.zeros(0, dtype=np.int64)
+    order = np.lexsort((words[:, 1], words[:, 0]))
+    w = words[order]
+    new = np.ones(len(w), dtype=bool)
+    new[1:] = np.any(w[1:] != w[:-1], axis=1)
+    rank = np.cumsum(new) - 1
+    inverse = np.empty(len(w), dtype=np.int64)
+    inverse[order] = rank
+    return w[new], inverse
+
+
+def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
+    """Check ``items`` and encode them: ``digests`` holds one 16-byte block per distinct item."""
+    seq = as_sequence(items, name)
+    kind = curve.item_kind(seq)
+    if kind != "int":
+        p = prepare(items, name)
+        return PreparedItems(p.kind, np.ascontiguousarray(p.digests[:, :BLOCK]), p.inverse, p.n_rows)
+    words = _ints(seq)
+    if words is None:
+        raw = b"".join(_big_int(int(v)) for v in seq)
+        words = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    blocks, inverse = distinct(words)
+    return PreparedItems(kind, np.ascontiguousarray(blocks).view(np.uint8).reshape(-1, BLOCK),
+                         inverse, len(words))
