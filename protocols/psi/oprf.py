@@ -88,14 +88,16 @@ class _Layout:
     """Where each item goes: its bucket and, inside the bucket, its 3 candidate bins."""
 
     def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int) -> None:
-        words = np.concatenate([ecb(key[:16], blocks), ecb(key[16:], blocks)], axis=1)
-        words = words.view(np.uint64).reshape(len(blocks), 4)
-        hi32 = np.uint64(32)
-        bucket = (((words[:, 0] >> hi32) * np.uint64(nb)) >> hi32).astype(
+        if bins >= 1 << 32:
+            raise ValueError(f"{bins} bins per bucket: use a smaller bucket_size")
+        a = ecb(key[:16], blocks).view(np.uint64)            # (n, 2): bucket, bins 0 and 1
+        b = ecb(key[16:], blocks).view(np.uint64)            # (n, 2): bin 2
+        hi32, low = np.uint64(32), np.uint64(0xFFFFFFFF)
+        bucket = (((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32).astype(
             np.uint16 if nb <= 1 << 16 else np.int64)           # uint16: numpy radix-sorts it
-        low = np.uint64(0xFFFFFFFF)
-        halves = np.stack([words[:, 1] & low, words[:, 1] >> hi32, words[:, 2] & low], axis=1)
-        self.locations = ((halves * np.uint64(bins)) >> hi32).astype(np.int64)
+        self.locations = np.empty((len(blocks), 3), dtype=np.uint32)   # 12 bytes per item
+        for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
+            self.locations[:, k] = (word * np.uint64(bins)) >> hi32
         self.order = np.argsort(bucket, kind="stable")
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=nb))])
         self.inputs = blocks
@@ -202,7 +204,7 @@ def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell:
         if k:
             hashes = np.repeat(np.arange(3, dtype=np.int64), k)
             items = np.tile(idx, 3)
-            rows = layout.locations[items, hashes]
+            rows = layout.locations[items, hashes].astype(np.int64)
             f = kkrt.evaluate(q[rows], np.uint64(first) + rows.astype(np.uint64),
                               layout.oprf_inputs(items, hashes))
             # the same random slots in the three sets: slot -> item links values that are
