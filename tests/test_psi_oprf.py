@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import mpc
 from mpc.crypto import cuckoo
+from mpc.ot.bits import transpose
+from mpc.ot.kkrt import Code
 from mpc.runtime.errors import JobFailed
 from mpc.runtime.views import flatten, record_views
 from protocols.psi import oprf_psi
@@ -184,20 +186,39 @@ def _shapes(view):
 
 
 def test_sender_view_is_independent_of_the_receivers_items():
-    """Bob (the OPRF sender, no result) sees the same shapes whatever Alice holds, and the
-    KKRT matrices look uniform: their bits are balanced and no column repeats between runs."""
+    """Bob (the OPRF sender, no result) sees the same shapes whatever Alice holds; the
+    base-OT points are fresh and the KKRT matrix looks uniform (balanced bits, fresh)."""
     n = 3000
     bob = list(range(n))
     views = [_sender_view(alice, bob)[0] for alice in
              (list(range(n)), list(range(10**6, 10**6 + n)), [0] * 5 + list(range(1, n)))]
     assert _shapes(views[0]) == _shapes(views[1]) == _shapes(views[2])
-    matrices = [[v for v in view if isinstance(v, np.ndarray) and v.shape[0] in (128, 512)
-                 and v.ndim == 2 and v.shape[1] > 8] for view in views]
-    assert all(len(m) == 2 for m in matrices)            # the IKNP and the KKRT matrix
-    for m in matrices:
-        for u in m:
-            assert abs(np.unpackbits(u).mean() - 0.5) < 0.01
-    assert not np.array_equal(matrices[0][1], matrices[1][1])
+    points = [next(v for v in view if isinstance(v, np.ndarray) and v.shape == (128, 32)) for view in views]
+    kkrt = [[v for v in view if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] == 512]
+            for view in views]
+    assert [len(k) for k in kkrt] == [1, 1, 1]           # one bucket: one KKRT matrix
+    for u in (k[0] for k in kkrt):
+        assert abs(np.unpackbits(u).mean() - 0.5) < 0.005    # 2^21 bits: 7 sigma
+    assert len({p.tobytes() for p in points[0]} | {p.tobytes() for p in points[1]}) == 256
+    assert not np.array_equal(kkrt[0][0], kkrt[1][0])
+
+
+def test_kkrt_matrix_hides_the_codewords():
+    """Bob knows the code (he drew its keys): no row of the matrix he gets may be the codeword
+    of one of Alice's items under any of the 3 hash indices (the PRG masks must be there)."""
+    alice, bob = [f"a{i}" for i in range(2000)], ["a1", "b2"]
+    bob_view, alice_view = _sender_view(alice, bob)
+    keys = next(v for v in alice_view if isinstance(v, np.ndarray) and v.shape == (4, 16))
+    u = next(v for v in bob_view if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] == 512)
+    code = Code(keys)
+    blocks = prepare_blocks(alice).digests
+    words = set()
+    for i in range(3):
+        x = blocks.copy()
+        x[:, 15] ^= i
+        words |= {r.tobytes() for r in code(x)}
+    rows = {r.tobytes() for r in transpose(u)}
+    assert len(words) == 6000 and not rows & words
 
 
 def test_receiver_view_has_fixed_shapes():
