@@ -158,20 +158,25 @@ def test_three_parties_are_refused_and_parameters_must_agree():
                       ["a", "b"], triples=None)
 
 
-def test_malformed_values_from_the_sender_name_it():
+@pytest.mark.parametrize("spoil, match", [
+    (lambda v: v[:, :, :1], r"party 'bob' sent an array uint8 \(3, 1000, 1\) as OPRF values"),
+    (lambda v: v[:, ::-1], "party 'bob' sent OPRF values out of order"),
+])
+def test_malformed_values_from_the_sender_name_it(spoil, match):
     def job(ctx, items):
-        if ctx.party == "bob":        # a broken sender: its OPRF values have the wrong shape
+        if ctx.party == "bob":        # a broken sender: its OPRF values are spoilt
             send = ctx.send
 
             def bad_send(peer, value):
                 if isinstance(value, np.ndarray) and value.ndim == 3:
-                    value = value[:, :, :1]
+                    value = np.ascontiguousarray(spoil(value))
                 send(peer, value)
             ctx.send = bad_send
         return oprf_psi(ctx, items, receivers=["alice"])
 
-    with pytest.raises(JobFailed, match=r"party 'bob' sent an array uint8 \(3, 1, 1\) as OPRF values") as info:
-        mpc.run_local(job, NAMES, args={"alice": (["a", "b"],), "bob": (["b"],)}, triples=None)
+    with pytest.raises(JobFailed, match=match) as info:
+        mpc.run_local(job, NAMES, args={"alice": (list(range(10)),), "bob": (list(range(1000)),)},
+                      triples=None)
     assert info.value.party == "alice"
 
 

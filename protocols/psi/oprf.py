@@ -18,7 +18,8 @@ tells the other party which of its items matched.
    F(bin, x || i).
 3. The other party (the *sender*) evaluates F(h_i(y), y || i) for each of its items y
    and i = 0, 1, 2, and sends the three sets, each padded with random values to the
-   bucket capacity ``cap_s``, truncated to ``ell`` bytes, at random slots (CSPRNG).
+   bucket capacity ``cap_s``, truncated to ``ell`` bytes, each set sorted (its order
+   depends only on the pseudorandom values, like a random shuffle).
 4. The finder's item x (placed by hash i) is in the intersection iff its output is in
    set i. With two receivers it sends the blocks of the matched items, sorted; the
    sender looks its own blocks up in that list.
@@ -55,6 +56,7 @@ from mpc.crypto import cuckoo
 from mpc.ot import KkrtReceiver, KkrtSender
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
+from mpc.runtime.errors import ProtocolViolation
 from protocols.psi.blocks import BLOCK, prepare_blocks
 from protocols.psi.common import (
     PsiResult,
@@ -62,7 +64,6 @@ from protocols.psi.common import (
     exchange_header,
     pick,
     rows_of,
-    shuffled,
 )
 
 DEFAULT_OPRF_BUCKET = 1 << 18
@@ -124,18 +125,21 @@ def _words(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w[:, 0].copy(), w[:, 1].copy()
 
 
-def _member(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+def _member(mine: np.ndarray, theirs: np.ndarray, peer: str, what: str) -> np.ndarray:
     """Which rows of ``mine`` occur among the rows of ``theirs`` (both (n, ell) uint8).
 
-    Sorted on the first 8 bytes only; rows of ``theirs`` sharing those (rare) are all
-    checked on the rest.
+    ``theirs`` comes from ``peer`` sorted by its first 8 bytes read as a little-endian
+    uint64 (checked: ProtocolViolation otherwise); rows sharing those 8 bytes (rare) are all
+    compared on the rest.
     """
     if len(mine) == 0 or len(theirs) == 0:
         return np.zeros(len(mine), dtype=bool)
     th, tl = _words(theirs)
-    order = np.argsort(th)
-    th, tl = th[order], tl[order]
+    if np.any(th[1:] < th[:-1]):
+        raise ProtocolViolation(f"party {peer!r} sent {what} out of order")
     mh, ml = _words(mine)
+    om = np.argsort(mh)                   # sorted queries: searchsorted stays in cache
+    mh, ml = mh[om], ml[om]
     left = np.searchsorted(th, mh, side="left")
     right = np.searchsorted(th, mh, side="right")
     hit = np.zeros(len(mine), dtype=bool)
@@ -143,17 +147,14 @@ def _member(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
     hit[single] = tl[left[single]] == ml[single]
     for i in np.nonzero(right - left > 1)[0].tolist():
         hit[i] = bool(np.any(tl[left[i]:right[i]] == ml[i]))
-    return hit
+    out = np.empty(len(mine), dtype=bool)
+    out[om] = hit
+    return out
 
 
-def _positions(n: int) -> np.ndarray:
-    """A uniformly random permutation of range(n) (CSPRNG): argsort of 64-bit random keys,
-    and of 128-bit keys (:func:`protocols.psi.common.shuffled`) in the rare case of a tie."""
-    keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
-    order = np.argsort(keys)
-    if n > 1 and np.any(keys[order[1:]] == keys[order[:-1]]):
-        return shuffled(n)
-    return order
+def _sort_rows(values: np.ndarray) -> np.ndarray:
+    """Rows of (n, ell) uint8 ``values`` sorted by their first 8 bytes (little-endian uint64)."""
+    return np.take(values, np.argsort(_words(values)[0]), axis=0)
 
 
 def _joint_key(ctx, peer: str) -> bytes:
@@ -174,7 +175,7 @@ def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: i
         theirs = expect(peer, ctx.recv(peer), np.uint8, (3, cap_s, ell), "OPRF values")
         for i in range(3):
             sel = choice == i
-            mask[items[sel]] = _member(outputs[sel], theirs[i])
+            mask[items[sel]] = _member(outputs[sel], theirs[i], peer, "OPRF values")
 
     for b in range(nb):
         idx = layout.bucket(b, cap_f, ctx.party)
@@ -194,7 +195,7 @@ def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: i
 
 
 def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell: int) -> None:
-    """The sender's side: three shuffled, padded sets of OPRF values per bucket."""
+    """The sender's side: three padded, sorted sets of OPRF values per bucket."""
     kkrt = KkrtSender(ctx, peer)
     for b in range(nb):
         idx = layout.bucket(b, cap_s, ctx.party)
@@ -205,12 +206,12 @@ def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell:
             hashes = np.repeat(np.arange(3, dtype=np.int64), k)
             items = np.tile(idx, 3)
             rows = layout.locations[items, hashes].astype(np.int64)
-            f = kkrt.evaluate(q[rows], np.uint64(first) + rows.astype(np.uint64),
+            f = kkrt.evaluate(np.take(q, rows, axis=0), np.uint64(first) + rows.astype(np.uint64),
                               layout.oprf_inputs(items, hashes))
-            # the same random slots in the three sets: slot -> item links values that are
-            # pseudorandom to the finder anyway, and one permutation costs a third
-            values[:, _positions(cap_s)[:k]] = f[:, :ell].reshape(3, k, ell)
-        ctx.send(peer, values)
+            values[:, :k] = f[:, :ell].reshape(3, k, ell)
+        # each set sorted: the order is a function of the (pseudorandom) values alone, so it
+        # says no more than a random shuffle would, and the finder needs no sort of its own
+        ctx.send(peer, np.stack([_sort_rows(v) for v in values]))
         ctx.report_progress(0.95 * (b + 1) / nb)
 
 
@@ -268,7 +269,7 @@ def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
             if (not isinstance(found, np.ndarray) or found.dtype != np.uint8 or found.ndim != 2
                     or found.shape[1] != BLOCK or len(found) > min(sizes.values())):
                 expect(peer, found, np.uint8, (min(sizes.values()), BLOCK), "the intersection")
-            mask = _member(prepared.digests, found)
+            mask = _member(prepared.digests, found, peer, "the intersection")
         else:
             _serve(ctx, peer, layout, nb, cap_s, bins, ell)
     ctx.report_progress(1.0)
