@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mpc
+import mpc.ot
 from mpc.ot import IknpReceiver, IknpSender, KkrtReceiver, KkrtSender, base, random_bits
 from mpc.ot.bits import transpose
 from mpc.ot.hashing import tccr, wide_hash
@@ -169,3 +170,21 @@ def test_sender_view_is_independent_of_choice_bits():
         # no column of U equals the choice vector or its complement
         col_bits = np.unpackbits(u, axis=1, bitorder="little")
         assert np.all(np.abs(col_bits.mean(axis=1) - 0.5) < 0.05)
+
+
+def test_session_is_kept_per_job_and_role():
+    choices = random_bits(300)
+
+    def job(ctx, c):
+        if ctx.party == "alice":
+            s = mpc.ot.session(ctx, "bob", "sender")
+            assert mpc.ot.session(ctx, "bob", "sender") is s
+            first = s.random(300)
+            return first, mpc.ot.session(ctx, "bob", "sender").random(300)
+        r = mpc.ot.session(ctx, "alice", "receiver")
+        return r.random(c), mpc.ot.session(ctx, "alice", "receiver").random(c)
+
+    out = run(job, bob=choices)
+    for (m0, m1), mc in zip(out["alice"], out["bob"], strict=True):
+        assert np.array_equal(mc, np.where(choices[:, None], m1, m0))
+    assert not np.array_equal(out["alice"][0][0], out["alice"][1][0])   # fresh OTs each batch

@@ -9,11 +9,13 @@
 
 Every class is one side of a session between two parties, built by both sides in the same
 order; messages are a few large numpy arrays through ``ctx.send`` / ``ctx.recv``.
+:func:`session` keeps one IKNP session per (peer, role) in ``ctx.state`` so that the
+protocols of a job (triples, comparisons, PSI) share its base OTs.
 """
 
 from __future__ import annotations
 
-from mpc.ot.extension import IknpReceiver, IknpSender, random_bits
+from mpc.ot.extension import IknpReceiver, IknpSender, random_bits, session
 from mpc.ot.kkrt import KkrtReceiver, KkrtSender
 
-__all__ = ["IknpReceiver", "IknpSender", "KkrtReceiver", "KkrtSender", "random_bits"]
+__all__ = ["IknpReceiver", "IknpSender", "KkrtReceiver", "KkrtSender", "random_bits", "session"]

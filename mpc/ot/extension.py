@@ -27,6 +27,8 @@ way round.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from mpc.crypto.random import PRG
@@ -40,11 +42,10 @@ KAPPA = 128
 
 def random_bits(n: int) -> np.ndarray:
     """``n`` uniform choice bits (bool array) from the OS CSPRNG."""
-    import os
     return (np.frombuffer(os.urandom(n), dtype=np.uint8) & 1).astype(bool)
 
 
-def _columns(prgs: list[PRG], nbytes: int) -> np.ndarray:
+def prg_columns(prgs: list[PRG], nbytes: int) -> np.ndarray:
     """The next ``nbytes`` of each PRG as the rows of a (len(prgs), nbytes) bit matrix."""
     out = np.empty((len(prgs), nbytes), dtype=np.uint8)
     for j, prg in enumerate(prgs):
@@ -88,7 +89,7 @@ class IknpSender:
         padded = pad_rows(m)
         u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (KAPPA, padded // 8),
                    "the OT-extension matrix")
-        q = _columns(self._prgs, padded // 8)
+        q = prg_columns(self._prgs, padded // 8)
         q[self._delta_bits] ^= u[self._delta_bits]
         first, self.count = self.count, self.count + padded
         return transpose(q)[:m], first
@@ -134,8 +135,8 @@ class IknpReceiver:
         r = np.asarray(choices, dtype=bool).ravel()
         m, padded = len(r), pad_rows(len(r))
         rbits = np.packbits(np.concatenate([r, np.zeros(padded - m, dtype=bool)]), bitorder="little")
-        t = _columns(self._prg0, padded // 8)
-        u = _columns(self._prg1, padded // 8)
+        t = prg_columns(self._prg0, padded // 8)
+        u = prg_columns(self._prg1, padded // 8)
         u ^= t
         u ^= rbits
         self.ctx.send(self.peer, u)
@@ -164,3 +165,17 @@ class IknpReceiver:
                      "correlated-OT corrections")
         b = mine + tau * r[:, None].astype(np.uint64)
         return b.ravel() if words is None else b
+
+
+def session(ctx, peer: str, role: str) -> IknpSender | IknpReceiver:
+    """This job's IKNP session with ``peer`` in which this party plays ``role``
+    (``"sender"`` or ``"receiver"``), set up on first use and kept in ``ctx.state``: later
+    protocols of the same job extend it without new base OTs. The peer must ask for the
+    opposite role at the same point of the protocol.
+    """
+    if role not in ("sender", "receiver"):
+        raise ValueError(f"role must be 'sender' or 'receiver', got {role!r}")
+    key = ("mpc.ot.iknp", peer, role)
+    if key not in ctx.state:
+        ctx.state[key] = IknpSender(ctx, peer) if role == "sender" else IknpReceiver(ctx, peer)
+    return ctx.state[key]

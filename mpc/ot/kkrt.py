@@ -36,7 +36,7 @@ import numpy as np
 
 from mpc.crypto.random import PRG
 from mpc.ot.bits import pad_rows, transpose
-from mpc.ot.extension import IknpReceiver, IknpSender, _columns, random_bits
+from mpc.ot.extension import IknpReceiver, IknpSender, prg_columns, random_bits
 from mpc.ot.hashing import BLOCK, ecb, wide_hash
 from mpc.ot.wire import expect
 
@@ -63,6 +63,9 @@ class KkrtSender:
     """The OPRF key holder of a KKRT session with ``peer``: evaluates F(i, x) for any x."""
 
     def __init__(self, ctx, peer: str, iknp: IknpReceiver | None = None) -> None:
+        """Set up with ``peer`` (which builds a :class:`KkrtReceiver`); ``iknp``: an IKNP
+        session in which this party is the receiver, for example :func:`session`'s, to
+        reuse its base OTs (a fresh one by default)."""
         self.ctx, self.peer = ctx, peer
         bits = random_bits(WIDTH)
         self._s_bits = bits
@@ -79,7 +82,7 @@ class KkrtSender:
         padded = pad_rows(m)
         u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (WIDTH, padded // 8),
                    "the KKRT matrix")
-        q = _columns(self._prgs, padded // 8)
+        q = prg_columns(self._prgs, padded // 8)
         q[self._s_bits] ^= u[self._s_bits]
         first, self.count = self.count, self.count + padded
         return transpose(q)[:m], first
@@ -96,6 +99,8 @@ class KkrtReceiver:
     """The OPRF input holder of a KKRT session with ``peer``."""
 
     def __init__(self, ctx, peer: str, iknp: IknpSender | None = None) -> None:
+        """Set up with ``peer`` (which builds a :class:`KkrtSender`); ``iknp``: an IKNP
+        session in which this party is the sender (a fresh one by default)."""
         self.ctx, self.peer = ctx, peer
         k0, k1 = (iknp or IknpSender(ctx, peer)).random(WIDTH)
         self._prg0 = [PRG(bytes(k)) for k in k0]
@@ -109,9 +114,9 @@ class KkrtReceiver:
         rows = np.zeros((padded, WIDTH_BYTES), dtype=np.uint8)
         rows[:m] = self.code(r)
         u = transpose(rows)                       # (512, padded / 8): the codewords as columns
-        t = _columns(self._prg0, padded // 8)
+        t = prg_columns(self._prg0, padded // 8)
         u ^= t
-        u ^= _columns(self._prg1, padded // 8)
+        u ^= prg_columns(self._prg1, padded // 8)
         self.ctx.send(self.peer, u)
         first, self.count = self.count, self.count + padded
         out = wide_hash(transpose(t)[:m], np.arange(first, first + m, dtype=np.uint64))

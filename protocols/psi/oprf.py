@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto import cuckoo
-from mpc.ot import KkrtReceiver, KkrtSender
+from mpc.ot import KkrtReceiver, KkrtSender, session
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
 from mpc.runtime.errors import ProtocolViolation
@@ -167,7 +167,7 @@ def _joint_key(ctx, peer: str) -> bytes:
 def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: int, bins: int,
           ell: int) -> np.ndarray:
     """The finder's side: a mask over its distinct items of those in the intersection."""
-    kkrt = KkrtReceiver(ctx, peer)
+    kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
     mask = np.zeros(m, dtype=bool)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
@@ -196,7 +196,7 @@ def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: i
 
 def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell: int) -> None:
     """The sender's side: three padded, sorted sets of OPRF values per bucket."""
-    kkrt = KkrtSender(ctx, peer)
+    kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
     for b in range(nb):
         idx = layout.bucket(b, cap_s, ctx.party)
         q, first = kkrt.receive(bins)
