@@ -3,8 +3,9 @@
 Integers are encoded injectively, without hashing: a value v in [-2^127, 2^127) becomes
 v mod 2^128, little-endian (numpy int arrays and lists of machine-size ints in one
 vectorised step); larger ints, strings and bytes become the first 16 bytes of the shared
-BLAKE2b item digests (:func:`protocols.psi.common.prepare`), so a hashed value meets an
-encoded one with probability 2^-128. The blocks only ever enter keyed AES (the bucket and
+BLAKE2b item digests (:func:`mpc.crypto.curve.hash_items`), so a hashed value meets an
+encoded one with probability 2^-128. Duplicates are removed on the 16-byte blocks by a
+numeric sort (two uint64 words), not a sort of byte strings. The blocks only ever enter keyed AES (the bucket and
 cuckoo hashes, KKRT's pseudo-random code), which needs distinct inputs, not random ones.
 Both parties always encode a value the same way, whatever container it came in.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto import curve
-from protocols.psi.common import PreparedItems, as_sequence, prepare
+from protocols.psi.common import PreparedItems, as_sequence, check_text
 
 BLOCK = 16
 _BIG = 1 << 127
@@ -69,13 +70,16 @@ def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
     """Check ``items`` and encode them: ``digests`` holds one 16-byte block per distinct item."""
     seq = as_sequence(items, name)
     kind = curve.item_kind(seq)
-    if kind != "int":
-        p = prepare(items, name)
-        return PreparedItems(p.kind, np.ascontiguousarray(p.digests[:, :BLOCK]), p.inverse, p.n_rows)
-    words = _ints(seq)
-    if words is None:
-        raw = b"".join(_big_int(int(v)) for v in seq)
-        words = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    if kind in ("str", "bytes"):
+        check_text(seq, kind, name)
+        words = np.ascontiguousarray(curve.hash_items(seq, kind)[:, :BLOCK]).view(np.uint64)
+    elif kind == "empty":
+        words = np.zeros((0, 2), dtype=np.uint64)
+    else:
+        words = _ints(seq)
+        if words is None:
+            raw = b"".join(_big_int(int(v)) for v in seq)
+            words = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
     blocks, inverse = distinct(words)
     return PreparedItems(kind, np.ascontiguousarray(blocks).view(np.uint8).reshape(-1, BLOCK),
                          inverse, len(words))
