@@ -52,18 +52,19 @@ def _seconds(fn, n: int) -> float:
 def test_oprf_psi_grpc_vs_ecdh(benchmark, n):
     _seconds(oprf_psi, 1 << 10)   # warm up: imports, servers, pool
     seconds = benchmark.pedantic(_seconds, args=(oprf_psi, n), rounds=1, iterations=1)
+    load = os.getloadavg()[0]
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     skip_ecdh = n > 1 << 16 and os.environ.get("GAOTIE_BENCH_NO_ECDH")
     ecdh = None if skip_ecdh else _seconds(ecdh_psi, n)
     sf = SECRETFLOW.get(n, {})
-    print(f"\n[oprf_psi n={n} per side, grpc, 2 parties in one process; load {os.getloadavg()[0]:.2f}]")
+    print(f"\n[oprf_psi n={n} per side, grpc, 2 parties in one process; load {load:.2f} after it]")
     print(f"  gaotie oprf_psi  {seconds:8.2f} s  {2 * n / seconds:10.0f} items/s")
     if ecdh is not None:
         print(f"  gaotie ecdh_psi  {ecdh:8.2f} s  {2 * n / ecdh:10.0f} items/s")
         print(f"  speed-up oprf over ecdh = {ecdh / seconds:.2f}x")
     for name, s in sf.items():
         print(f"  SecretFlow {name:5s} {s:8.2f} s  (issue 16 anchor)  ratio time {name}/oprf = {s / seconds:.2f}")
-    print(f"  peak RSS of this process (both parties, and ECDH after) = {rss_mib:.0f} MiB")
+    print(f"  peak RSS of this process after oprf_psi (both parties) = {rss_mib:.0f} MiB")
     benchmark.extra_info.update(ecdh_s=ecdh, rss_mib=rss_mib,
                                 **{f"vs_secretflow_{k}": v / seconds for k, v in sf.items()})
 
