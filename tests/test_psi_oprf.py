@@ -84,6 +84,15 @@ def test_ints_encode_the_same_way_in_every_container():
     assert len(rows) == 3 and a.inverse.tolist()[0] == a.inverse.tolist()[3]
     assert {bytes(r) for r in b.digests} <= rows and {bytes(r) for r in c.digests} <= rows
     assert len({bytes(r) for r in d.digests} & rows) == 2    # 2^200 is hashed, not encoded
+    assert {bytes(r)[15] for r in a.digests} == {0}          # byte 15 is the OPRF's hash index
+    big = prepare_blocks([5 + (1 << 120), 5 + (2 << 120), 5 - (1 << 119), -(1 << 119)])
+    assert len({bytes(r) for r in big.digests} | rows) == 7
+
+
+def test_ints_related_through_the_top_byte_do_not_match():
+    a = [5, 2**120 + 5, 2**121 + 5, -(2**119), 2**119 - 1]
+    b = [2**120 + 5, 6, 2**119 - 1]
+    check(run([a, b], bucket_size=1), [a, b])
 
 
 # -- the protocol ---------------------------------------------------------------------------

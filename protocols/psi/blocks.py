@@ -1,13 +1,16 @@
 """Items as 16-byte blocks, the OPRF PSI's inputs: one block per distinct item.
 
-Integers are encoded injectively, without hashing: a value v in [-2^127, 2^127) becomes
-v mod 2^128, little-endian (numpy int arrays and lists of machine-size ints in one
-vectorised step); larger ints, strings and bytes become the first 16 bytes of the shared
-BLAKE2b item digests (:func:`mpc.crypto.curve.hash_items`), so a hashed value meets an
-encoded one with probability 2^-128. Duplicates are removed on the 16-byte blocks by a
-numeric sort (two uint64 words), not a sort of byte strings. The blocks only ever enter keyed AES (the bucket and
-cuckoo hashes, KKRT's pseudo-random code), which needs distinct inputs, not random ones.
-Both parties always encode a value the same way, whatever container it came in.
+Integers are encoded injectively, without hashing: a value v in [-2^119, 2^119) becomes
+v mod 2^120 in bytes 0..14 (little-endian) and a zero byte 15 (numpy int arrays and lists
+of machine-size ints in one vectorised step); larger ints, strings and bytes become the
+first 16 bytes of the shared BLAKE2b item digests (:func:`mpc.crypto.curve.hash_items`),
+so a hashed value meets an encoded one with probability about 2^-120. The OPRF xors its
+hash-function index into byte 15, so ``x || i == y || j`` only if x = y and i = j (for
+hashed blocks: up to probability 2^-120). Duplicates are removed on the blocks by a
+numeric sort (two uint64 words), not a sort of byte strings. The blocks only ever enter
+keyed AES (bucket and cuckoo hashes, KKRT's pseudo-random code), which needs distinct
+inputs, not random ones. Both parties encode a value the same way, whatever container it
+came in.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from mpc.crypto import curve
 from protocols.psi.common import PreparedItems, as_sequence, check_text
 
 BLOCK = 16
-_BIG = 1 << 127
+_BIG = 1 << 119
+_SIGN = np.uint64(0x00FFFFFFFFFFFFFF)      # sign extension into bytes 8..14, byte 15 zero
 
 
 def _ints(items: Any) -> np.ndarray | None:
-    """(n, 2) uint64 words (low, high) of machine-size ints, or None if some do not fit."""
+    """(n, 2) uint64 words (low, high) of machine-size ints, or None if some do not fit
+    (int64 or uint64)."""
     if isinstance(items, np.ndarray):
         arr = items
     else:
@@ -42,13 +47,13 @@ def _ints(items: Any) -> np.ndarray | None:
     else:
         signed = arr.astype(np.int64)
         words[:, 0] = signed.view(np.uint64)
-        words[:, 1] = np.where(signed < 0, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
+        words[:, 1] = np.where(signed < 0, _SIGN, np.uint64(0))
     return words
 
 
 def _big_int(v: int) -> bytes:
     if -_BIG <= v < _BIG:
-        return (v % (1 << 128)).to_bytes(BLOCK, "little")
+        return (v % (1 << 120)).to_bytes(BLOCK - 1, "little") + b"\0"
     return hashlib.blake2b(str(v).encode(), digest_size=BLOCK, person=b"gaotie-oprf-int").digest()
 
 
