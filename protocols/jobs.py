@@ -42,11 +42,30 @@ def _receivers(params: dict[str, Any]) -> list[str] | None:
 
 
 # -- psi.ecdh ----------------------------------------------------------------------------
+PSI_METHODS = ("auto", "oprf", "ecdh")
+
+
+def psi_method(params: dict[str, Any], protocol: str, oprf: bool = True) -> str:
+    """The PSI method a job runs: ``auto`` is the KKRT OPRF for 2 parties, ECDH for more."""
+    method = params.get("method") or "auto"
+    allowed = PSI_METHODS if oprf else ("auto", "ecdh")
+    if method not in allowed:
+        why = "" if oprf else (" (the OPRF PSI shows the receiver which of its ids match, so a "
+                               "cardinality keeps ECDH, which reshuffles the returned points)")
+        raise ValueError(f"{protocol}: parameter 'method' must be one of {list(allowed)}, "
+                         f"not {method!r}{why}")
+    two = len(params["ids"]) == 2
+    if method == "oprf" and not two:
+        raise ValueError(f"{protocol}: method 'oprf' runs between exactly 2 parties")
+    return "oprf" if method == "auto" and two and oprf else ("ecdh" if method == "auto" else method)
+
+
 def _run_psi(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
-    from protocols.psi import ecdh_psi
+    from protocols.psi import ecdh_psi, oprf_psi
 
     ids = id_column(ctx, params, data)
-    result = ecdh_psi(ctx, ids, receivers=_receivers(params))
+    psi = oprf_psi if psi_method(params, "psi.ecdh") == "oprf" else ecdh_psi
+    result = psi(ctx, ids, receivers=_receivers(params))
     if result is None:
         return None
     return pd.DataFrame({own_ref(ctx, params, "ids").column: [str(v) for v in result.items],
@@ -58,17 +77,26 @@ def _uses_ids(params: dict[str, Any]):
     return column_refs(params, "ids", use="join_key")
 
 
+def _uses_psi(params: dict[str, Any], oprf: bool = True):
+    uses = _uses_ids(params)
+    psi_method(params, "psi.ecdh" if oprf else "psi.cardinality", oprf)
+    return uses
+
+
 IDS = Param(list, doc="one id column per party: 'party.dataset.column'")
 RECEIVERS = Param(list, required=False, doc="parties that get the result (default: all)")
 REVEAL_TO = Param(str, required=False, doc="the one party that gets the result (default: all)")
+METHOD = Param(str, required=False, default="auto",
+               doc="'auto' (KKRT OPRF for 2 parties, ECDH for 3 or more), 'oprf' or 'ecdh'")
 
 register(ProtocolSpec(
     name="psi.ecdh",
-    doc="Private set intersection of the parties' id columns (ECDH, X25519).",
+    doc="Private set intersection of the parties' id columns (KKRT OPRF for two parties by "
+        "default, ECDH for three or more; parameter 'method').",
     reveals="receivers: their own ids that every party holds (and the row numbers); every party: "
             "the number of distinct ids of each party",
-    params={"ids": IDS, "receivers": RECEIVERS},
-    uses=_uses_ids,
+    params={"ids": IDS, "receivers": RECEIVERS, "method": METHOD},
+    uses=_uses_psi,
     run=_run_psi,
 ))
 
@@ -77,15 +105,18 @@ register(ProtocolSpec(
 def _run_cardinality(ctx, params: dict[str, Any], data: LocalData) -> int | None:
     from protocols.psi import psi_cardinality
 
+    psi_method(params, "psi.cardinality", oprf=False)
     return psi_cardinality(ctx, id_column(ctx, params, data), receivers=_receivers(params))
 
 
 register(ProtocolSpec(
     name="psi.cardinality",
-    doc="Number of ids every party holds, without revealing which.",
+    doc="Number of ids every party holds, without revealing which (ECDH: 'method' may be "
+        "'auto' or 'ecdh'; the OPRF PSI would show which ids match).",
     reveals="receivers: the size of the intersection; every party: the number of distinct ids of each party",
-    params={"ids": IDS, "receivers": RECEIVERS},
-    uses=_uses_ids,
+    params={"ids": IDS, "receivers": RECEIVERS,
+            "method": Param(str, required=False, default="auto", doc="'auto' or 'ecdh' (ECDH)")},
+    uses=lambda p: _uses_psi(p, oprf=False),
     run=_run_cardinality,
 ))
 

@@ -30,6 +30,24 @@ def test_psi_job_only_receivers_learn(tls_cluster):
     assert list(bank.customer_id.iloc[frame.row]) == list(frame.customer_id)
 
 
+@pytest.mark.parametrize("method", ["oprf", "ecdh"])
+def test_psi_job_methods_agree(tls_cluster, method):
+    bank, retail, common = _truth(tls_cluster)
+    with tls_cluster.client("bank") as bank_client, tls_cluster.client("retailer") as retail_client:
+        job_id = bank_client.submit("psi.ecdh", ids=IDS, method=method)
+        frames = bank_client.result(job_id), retail_client.result(job_id)
+    assert set(frames[0].customer_id) == set(frames[1].customer_id) == common
+    assert list(retail.customer_id.iloc[frames[1].row]) == list(frames[1].customer_id)
+
+
+def test_psi_method_is_checked(tls_cluster):
+    with tls_cluster.client("bank") as client:
+        with pytest.raises(JobFailed, match="shows the receiver which of its ids match"):
+            client.run("psi.cardinality", ids=IDS, method="oprf")
+        with pytest.raises(JobFailed, match="must be one of"):
+            client.run("psi.ecdh", ids=IDS, method="fast")
+
+
 def test_intersection_sum_job(tls_cluster):
     _, retail, common = _truth(tls_cluster)
     with tls_cluster.client("bank") as client:

@@ -74,13 +74,7 @@ def prepare(items: Any, name: str = "items") -> PreparedItems:
     """Check ``items`` (types, None), hash them and keep one digest per distinct value."""
     items = as_sequence(items, name)
     kind = curve.item_kind(items)
-    if kind == "str":
-        for i, v in enumerate(items.tolist() if isinstance(items, np.ndarray) else items):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(f"{name}: string at position {i} is not valid Unicode "
-                                 "(pass raw bytes as bytes)") from exc
+    check_text(items, kind, name)
     digests = curve.hash_items(items, kind)
     n = len(digests)
     if n == 0:
@@ -92,6 +86,18 @@ def prepare(items: Any, name: str = "items") -> PreparedItems:
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     return PreparedItems(kind, digests[first[order]], rank[inverse.ravel()].astype(np.int64), n)
+
+
+def check_text(items: Sequence[Any] | np.ndarray, kind: str, name: str = "items") -> None:
+    """ValueError naming the position of a string that is not valid Unicode (a lone surrogate)."""
+    if kind != "str":
+        return
+    for i, v in enumerate(items.tolist() if isinstance(items, np.ndarray) else items):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{name}: string at position {i} is not valid Unicode "
+                             "(pass raw bytes as bytes)") from exc
 
 
 def exchange_header(ctx, protocol: str, kind: str, size: int, params: dict[str, Any]) -> list[dict]:

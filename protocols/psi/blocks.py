@@ -1,0 +1,90 @@
+"""Items as 16-byte blocks, the OPRF PSI's inputs: one block per distinct item.
+
+Integers are encoded injectively, without hashing: a value v in [-2^119, 2^119) becomes
+v mod 2^120 in bytes 0..14 (little-endian) and a zero byte 15 (numpy int arrays and lists
+of machine-size ints in one vectorised step); larger ints, strings and bytes become the
+first 16 bytes of the shared BLAKE2b item digests (:func:`mpc.crypto.curve.hash_items`),
+so a hashed value meets an encoded one with probability about 2^-120. The OPRF xors its
+hash-function index into byte 15, so ``x || i == y || j`` only if x = y and i = j (for
+hashed blocks: up to probability 2^-120). Duplicates are removed on the blocks by a
+numeric sort (two uint64 words), not a sort of byte strings. The blocks only ever enter
+keyed AES (bucket and cuckoo hashes, KKRT's pseudo-random code), which needs distinct
+inputs, not random ones. Both parties encode a value the same way, whatever container it
+came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from mpc.crypto import curve
+from protocols.psi.common import PreparedItems, as_sequence, check_text
+
+BLOCK = 16
+_BIG = 1 << 119
+_SIGN = np.uint64(0x00FFFFFFFFFFFFFF)      # sign extension into bytes 8..14, byte 15 zero
+
+
+def _ints(items: Any) -> np.ndarray | None:
+    """(n, 2) uint64 words (low, high) of machine-size ints, or None if some do not fit
+    (int64 or uint64)."""
+    if isinstance(items, np.ndarray):
+        arr = items
+    else:
+        try:
+            arr = np.asarray(items, dtype=np.int64)
+        except OverflowError:
+            try:
+                arr = np.asarray(items, dtype=np.uint64)
+            except OverflowError:
+                return None
+    words = np.zeros((len(arr), 2), dtype=np.uint64)
+    if arr.dtype.kind == "u":
+        words[:, 0] = arr.astype(np.uint64)
+    else:
+        signed = arr.astype(np.int64)
+        words[:, 0] = signed.view(np.uint64)
+        words[:, 1] = np.where(signed < 0, _SIGN, np.uint64(0))
+    return words
+
+
+def _big_int(v: int) -> bytes:
+    if -_BIG <= v < _BIG:
+        return (v % (1 << 120)).to_bytes(BLOCK - 1, "little") + b"\0"
+    return hashlib.blake2b(str(v).encode(), digest_size=BLOCK, person=b"gaotie-oprf-int").digest()
+
+
+def distinct(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of (n, 2) uint64 ``words`` (sorted) and the row -> distinct map."""
+    if len(words) == 0:
+        return words, np.zeros(0, dtype=np.int64)
+    order = np.lexsort((words[:, 1], words[:, 0]))
+    w = words[order]
+    new = np.ones(len(w), dtype=bool)
+    new[1:] = np.any(w[1:] != w[:-1], axis=1)
+    rank = np.cumsum(new) - 1
+    inverse = np.empty(len(w), dtype=np.int64)
+    inverse[order] = rank
+    return w[new], inverse
+
+
+def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
+    """Check ``items`` and encode them: ``digests`` holds one 16-byte block per distinct item."""
+    seq = as_sequence(items, name)
+    kind = curve.item_kind(seq)
+    if kind in ("str", "bytes"):
+        check_text(seq, kind, name)
+        words = np.ascontiguousarray(curve.hash_items(seq, kind)[:, :BLOCK]).view(np.uint64)
+    elif kind == "empty":
+        words = np.zeros((0, 2), dtype=np.uint64)
+    else:
+        words = _ints(seq)
+        if words is None:
+            raw = b"".join(_big_int(int(v)) for v in seq)
+            words = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    blocks, inverse = distinct(words)
+    return PreparedItems(kind, np.ascontiguousarray(blocks).view(np.uint8).reshape(-1, BLOCK),
+                         inverse, len(words))

@@ -1,0 +1,279 @@
+"""Two-party PSI from the KKRT OPRF on cuckoo-hashed bins (no dealer, symmetric crypto only).
+
+Kolesnikov, Kumaresan, Rosulek, Trieu, "Efficient Batched Oblivious PRF with Applications
+to Private Set Intersection" (CCS 2016), section 5, semi-honest, with bucketing for
+bounded memory. One party, the *finder* (the only receiver, or with two receivers the
+party with fewer distinct items), learns the intersection; with two receivers it then
+tells the other party which of its items matched.
+
+1. Both parties exchange headers (distinct-set sizes, parameters) and draw a joint
+   32-byte key (each sends 32 random bytes; the key is their xor). Items (16-byte
+   blocks, :mod:`protocols.psi.blocks`) are hashed under that key with AES
+   into ``nb = ceil(max(n_a, n_b) / bucket_size)`` buckets and, inside a bucket, to 3
+   candidate bins.
+2. Per bucket, the finder places its items in ``num_bins(cap_f)`` bins by cuckoo
+   hashing (:mod:`mpc.crypto.cuckoo`, failure <= 2^-40 / nb per bucket), fills empty
+   bins with random dummies and runs one KKRT batch (:mod:`mpc.ot.kkrt`) with input
+   x || i in each bin (x its item, i the hash function that placed it there), learning
+   F(bin, x || i).
+3. The other party (the *sender*) evaluates F(h_i(y), y || i) for each of its items y
+   and i = 0, 1, 2, and sends the three sets, each padded with random values to the
+   bucket capacity ``cap_s``, truncated to ``ell`` bytes, each set sorted (its order
+   depends only on the pseudorandom values, like a random shuffle).
+4. The finder's item x (placed by hash i) is in the intersection iff its output is in
+   set i. With two receivers it sends the blocks of the matched items, sorted; the
+   sender looks its own blocks up in that list.
+
+Buckets have a public capacity: ``cap = n`` for one bucket, otherwise mu + t with mu =
+n / nb and t from the Chernoff bound P[load >= mu + t] <= exp(-t^2 / (2 (mu + t / 3)))
+<= 2^-(41 + log2 nb) (a load over the capacity fails the run, probability below 2^-41 per
+party). So every message has a shape that depends only on the two set sizes and the
+parameters, never on the items or how they hash.
+
+What each party learns (semi-honest, 128-bit computational, 40-bit statistical):
+
+* both: the number of distinct items of the other party;
+* the finder: which of its items are in the intersection (and nothing about the sender's
+  other items: their OPRF values are pseudorandom without the sender's key s); a false
+  match has probability below 2^-40 (``ell`` = ceil((40 + log2(pairs compared)) / 8)
+  bytes);
+* the sender: from the KKRT matrices nothing (pseudorandom whatever the finder's
+  items); with two receivers, the intersection (the blocks it receives are of items it
+  holds, in sorted order, so they say nothing about the finder's input order or cuckoo
+  table).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mpc.crypto import cuckoo
+from mpc.ot import KkrtReceiver, KkrtSender, session
+from mpc.ot.hashing import ecb
+from mpc.ot.wire import expect
+from mpc.runtime.errors import ProtocolViolation
+from protocols.psi.blocks import BLOCK, prepare_blocks
+from protocols.psi.common import (
+    PsiResult,
+    check_receivers,
+    exchange_header,
+    pick,
+    rows_of,
+)
+
+DEFAULT_OPRF_BUCKET = 1 << 18
+STAT = 40
+
+
+def capacity(n: int, nb: int, stat: int = STAT) -> int:
+    """Public bucket capacity for ``n`` items in ``nb`` buckets (overflow <= 2^-(stat+1))."""
+    if nb <= 1 or n == 0:
+        return n
+    mu = n / nb
+    c = (stat + 1 + math.log2(nb)) * math.log(2)
+    t = c / 3 + math.sqrt(c * c / 9 + 2 * c * mu)
+    return min(n, math.ceil(mu + t))
+
+
+def compare_bytes(pairs: int, stat: int = STAT) -> int:
+    """Output bytes so that ``pairs`` comparisons give a false match with prob <= 2^-stat."""
+    return min(16, max(8, math.ceil((stat + math.log2(max(2, pairs))) / 8)))
+
+
+class _Layout:
+    """Where each item goes: its bucket and, inside the bucket, its 3 candidate bins."""
+
+    def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int) -> None:
+        if bins >= 1 << 32:
+            raise ValueError(f"{bins} bins per bucket: use a smaller bucket_size")
+        a = ecb(key[:16], blocks).view(np.uint64)            # (n, 2): bucket, bins 0 and 1
+        b = ecb(key[16:], blocks).view(np.uint64)            # (n, 2): bin 2
+        hi32, low = np.uint64(32), np.uint64(0xFFFFFFFF)
+        bucket = (((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32).astype(
+            np.uint16 if nb <= 1 << 16 else np.int64)           # uint16: numpy radix-sorts it
+        self.locations = np.empty((len(blocks), 3), dtype=np.uint32)   # 12 bytes per item
+        for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
+            self.locations[:, k] = (word * np.uint64(bins)) >> hi32
+        self.order = np.argsort(bucket, kind="stable")
+        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=nb))])
+        self.inputs = blocks
+
+    def bucket(self, b: int, cap: int, who: str) -> np.ndarray:
+        idx = self.order[self.bounds[b]:self.bounds[b + 1]]
+        if len(idx) > cap:
+            raise RuntimeError(f"{who}: bucket {b} holds {len(idx)} items, over its capacity {cap} "
+                               "(probability below 2^-41; run the job again)")
+        return idx
+
+    def oprf_inputs(self, idx: np.ndarray, hash_index: np.ndarray) -> np.ndarray:
+        """x || i: the item's block with the hash index xored into its last byte."""
+        x = self.inputs[idx].copy()
+        x[:, 15] ^= hash_index.astype(np.uint8)
+        return x
+
+
+def _words(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ell``-byte rows (8 <= ell <= 16) as two uint64 words (first 8 bytes, the rest)."""
+    wide = np.zeros((len(values), 16), dtype=np.uint8)
+    wide[:, :values.shape[1]] = values
+    w = wide.view(np.uint64)
+    return w[:, 0].copy(), w[:, 1].copy()
+
+
+def _member(mine: np.ndarray, theirs: np.ndarray, peer: str, what: str) -> np.ndarray:
+    """Which rows of ``mine`` occur among the rows of ``theirs`` (both (n, ell) uint8).
+
+    ``theirs`` comes from ``peer`` sorted by its first 8 bytes read as a little-endian
+    uint64 (checked: ProtocolViolation otherwise); rows sharing those 8 bytes (rare) are all
+    compared on the rest.
+    """
+    if len(mine) == 0 or len(theirs) == 0:
+        return np.zeros(len(mine), dtype=bool)
+    th, tl = _words(theirs)
+    if np.any(th[1:] < th[:-1]):
+        raise ProtocolViolation(f"party {peer!r} sent {what} out of order")
+    mh, ml = _words(mine)
+    om = np.argsort(mh)                   # sorted queries: searchsorted stays in cache
+    mh, ml = mh[om], ml[om]
+    left = np.searchsorted(th, mh, side="left")
+    right = np.searchsorted(th, mh, side="right")
+    hit = np.zeros(len(mine), dtype=bool)
+    single = right - left == 1
+    hit[single] = tl[left[single]] == ml[single]
+    for i in np.nonzero(right - left > 1)[0].tolist():
+        hit[i] = bool(np.any(tl[left[i]:right[i]] == ml[i]))
+    out = np.empty(len(mine), dtype=bool)
+    out[om] = hit
+    return out
+
+
+def _sort_rows(values: np.ndarray) -> np.ndarray:
+    """Rows of (n, ell) uint8 ``values`` sorted by their first 8 bytes (little-endian uint64)."""
+    return np.take(values, np.argsort(_words(values)[0]), axis=0)
+
+
+def _joint_key(ctx, peer: str) -> bytes:
+    mine = os.urandom(32)
+    theirs = expect(peer, ctx.exchange(peer, np.frombuffer(mine, dtype=np.uint8)), np.uint8, (32,),
+                    "its share of the hashing key")
+    return bytes(a ^ b for a, b in zip(mine, theirs.tobytes(), strict=True))
+
+
+def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: int, bins: int,
+          ell: int) -> np.ndarray:
+    """The finder's side: a mask over its distinct items of those in the intersection."""
+    kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
+    mask = np.zeros(m, dtype=bool)
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def compare(outputs: np.ndarray, items: np.ndarray, choice: np.ndarray) -> None:
+        theirs = expect(peer, ctx.recv(peer), np.uint8, (3, cap_s, ell), "OPRF values")
+        for i in range(3):
+            sel = choice == i
+            mask[items[sel]] = _member(outputs[sel], theirs[i], peer, "OPRF values")
+
+    for b in range(nb):
+        idx = layout.bucket(b, cap_f, ctx.party)
+        table, choice = cuckoo.insert(layout.locations[idx], bins)
+        filled = table >= 0
+        inputs = np.frombuffer(os.urandom(16 * bins), dtype=np.uint8).reshape(bins, 16).copy()
+        held = table[filled]
+        inputs[filled] = layout.oprf_inputs(idx[held], choice[held])
+        out, _ = kkrt.evaluate(inputs)
+        pending.append((np.ascontiguousarray(out[filled, :ell]), idx[held], choice[held]))
+        if len(pending) == 2:            # one bucket in flight: compare the previous one
+            compare(*pending.pop(0))
+        ctx.report_progress(0.95 * (b + 1) / nb)
+    while pending:
+        compare(*pending.pop(0))
+    return mask
+
+
+def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell: int) -> None:
+    """The sender's side: three padded, sorted sets of OPRF values per bucket."""
+    kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
+    for b in range(nb):
+        idx = layout.bucket(b, cap_s, ctx.party)
+        q, first = kkrt.receive(bins)
+        k = len(idx)
+        values = np.frombuffer(os.urandom(3 * cap_s * ell), dtype=np.uint8).reshape(3, cap_s, ell).copy()
+        if k:
+            hashes = np.repeat(np.arange(3, dtype=np.int64), k)
+            items = np.tile(idx, 3)
+            rows = layout.locations[items, hashes].astype(np.int64)
+            f = kkrt.evaluate(np.take(q, rows, axis=0), np.uint64(first) + rows.astype(np.uint64),
+                              layout.oprf_inputs(items, hashes))
+            values[:, :k] = f[:, :ell].reshape(3, k, ell)
+        # each set sorted: the order is a function of the (pseudorandom) values alone, so it
+        # says no more than a random shuffle would, and the finder needs no sort of its own
+        ctx.send(peer, np.stack([_sort_rows(v) for v in values]))
+        ctx.report_progress(0.95 * (b + 1) / nb)
+
+
+def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
+             bucket_size: int = DEFAULT_OPRF_BUCKET) -> PsiResult | None:
+    """Two-party PSI from the KKRT OPRF: receivers (both when None) learn their own rows
+    whose value the other party holds; a non-receiver gets None.
+
+    Args:
+        items: this party's items (str, bytes or int; one type; duplicates allowed).
+        receivers: party names that get the result (the same on both parties).
+        bucket_size: items per bucket (bounds memory; the same on both parties).
+
+    Returns:
+        :class:`PsiResult` (own rows in the intersection in input order, their indices,
+        the number of distinct common values), or None for a non-receiver.
+
+    Raises:
+        ValueError: not exactly 2 parties, a None item, mismatched parameters.
+        TypeError: mixed item types, or parties passing different item types.
+    """
+    if len(ctx.parties) != 2:
+        raise ValueError(f"oprf_psi runs between exactly 2 parties, got {ctx.parties} "
+                         "(use ecdh_psi for 3 or more)")
+    receivers = check_receivers(ctx, receivers)
+    if not isinstance(bucket_size, int) or isinstance(bucket_size, bool) or bucket_size < 1:
+        raise ValueError(f"bucket_size must be a positive int, got {bucket_size!r}")
+    prepared = prepare_blocks(items)
+    params = {"receivers": receivers, "bucket_size": bucket_size}
+    headers = exchange_header(ctx, "oprf_psi", prepared.kind, len(prepared.digests), params)
+    sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
+    peer = ctx.peers[0]
+    if len(receivers) == 1:
+        finder = receivers[0]
+    else:   # the smaller set finds: its cuckoo table is the larger cost per item
+        finder = min(ctx.parties, key=lambda p: (sizes[p], ctx.parties.index(p)))
+    sender = next(p for p in ctx.parties if p != finder)
+    m = len(prepared.digests)
+    mask = np.zeros(m, dtype=bool)
+    if min(sizes.values()) > 0:
+        nb = -(-max(sizes.values()) // bucket_size)
+        cap_f, cap_s = capacity(sizes[finder], nb), capacity(sizes[sender], nb)
+        bins = cuckoo.num_bins(cap_f, STAT + math.log2(nb))
+        ell = compare_bytes(nb * cap_f * cap_s)
+        layout = _Layout(prepared.digests, _joint_key(ctx, peer), nb, bins)
+        if ctx.party == finder:
+            mask = _find(ctx, peer, layout, m, nb, cap_f, cap_s, bins, ell)
+            if sender in receivers:
+                found = np.ascontiguousarray(prepared.digests[mask])
+                w = found.view(np.uint64)
+                ctx.send(peer, found[np.lexsort((w[:, 1], w[:, 0]))])   # sorted: no input order
+        elif ctx.party in receivers:
+            _serve(ctx, peer, layout, nb, cap_s, bins, ell)
+            found = ctx.recv(peer)
+            if (not isinstance(found, np.ndarray) or found.dtype != np.uint8 or found.ndim != 2
+                    or found.shape[1] != BLOCK or len(found) > min(sizes.values())):
+                expect(peer, found, np.uint8, (min(sizes.values()), BLOCK), "the intersection")
+            mask = _member(prepared.digests, found, peer, "the intersection")
+        else:
+            _serve(ctx, peer, layout, nb, cap_s, bins, ell)
+    ctx.report_progress(1.0)
+    if ctx.party not in receivers:
+        return None
+    indices = rows_of(prepared, mask)
+    return PsiResult(items=pick(items, indices), indices=indices, cardinality=int(mask.sum()))

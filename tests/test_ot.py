@@ -1,0 +1,190 @@
+"""OT engine: base OT, IKNP (random / chosen / correlated), KKRT, transpose, wire checks, views."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import mpc
+import mpc.ot
+from mpc.ot import IknpReceiver, IknpSender, KkrtReceiver, KkrtSender, base, random_bits
+from mpc.ot.bits import transpose
+from mpc.ot.hashing import tccr, wide_hash
+from mpc.runtime.errors import JobFailed
+from mpc.runtime.views import flatten, record_views
+
+PARTIES = ["alice", "bob"]
+
+
+def run(fn, **args):
+    return mpc.run_local(fn, PARTIES, args={p: (args.get(p),) for p in PARTIES}, triples=None)
+
+
+def naive_transpose(m: np.ndarray) -> np.ndarray:
+    bits = np.unpackbits(m, axis=1, bitorder="little")
+    return np.packbits(bits.T, axis=1, bitorder="little")
+
+
+@pytest.mark.parametrize("shape", [(64, 8), (128, 64), (192, 24), (640, 16), (4096, 8), (64, 4096)])
+def test_transpose_matches_naive(shape):
+    m = np.frombuffer(os.urandom(shape[0] * shape[1]), dtype=np.uint8).reshape(shape)
+    before = m.copy()
+    out = transpose(m)
+    assert out.shape == (8 * shape[1], shape[0] // 8)
+    assert np.array_equal(out, naive_transpose(m))
+    assert np.array_equal(m, before)            # the input is left alone
+    assert np.array_equal(transpose(out), m)
+
+
+def test_transpose_refuses_bad_shapes():
+    with pytest.raises(ValueError):
+        transpose(np.zeros((65, 8), dtype=np.uint8))
+    with pytest.raises(TypeError):
+        transpose(np.zeros((64, 1), dtype=np.uint64))
+
+
+def test_hashes_are_tweaked_and_deterministic():
+    x = np.frombuffer(os.urandom(16 * 100), dtype=np.uint8).reshape(100, 16)
+    assert np.array_equal(tccr(x, 5), tccr(x, 5))
+    assert not np.any(np.all(tccr(x, 5) == tccr(x, 6), axis=1))
+    w = np.frombuffer(os.urandom(64 * 100), dtype=np.uint8).reshape(100, 64)
+    w2 = w.copy()
+    w2[:, 63] ^= 1                               # the last block changes every output
+    assert not np.any(np.all(wide_hash(w, 0) == wide_hash(w2, 0), axis=1))
+
+
+def test_base_ot():
+    choices = random_bits(128)
+
+    def job(ctx, c):
+        if ctx.party == "alice":
+            return base.send_random(ctx, "bob", 128)
+        return base.receive_random(ctx, "alice", c)
+
+    out = run(job, bob=choices)
+    k0, k1 = out["alice"]
+    k = out["bob"]
+    assert np.array_equal(k, np.where(choices[:, None], k1, k0))
+    assert not np.any(np.all(k == np.where(choices[:, None], k0, k1), axis=1))
+
+
+@pytest.mark.parametrize("m", [1, 127, 1000])
+def test_iknp_random_chosen_correlated(m):
+    choices = random_bits(m)
+    x = np.frombuffer(os.urandom(8 * m * 3), dtype=np.uint64).reshape(m, 3)
+    c0 = np.frombuffer(os.urandom(m * 20), dtype=np.uint8).reshape(m, 20)
+    c1 = np.frombuffer(os.urandom(m * 20), dtype=np.uint8).reshape(m, 20)
+
+    def job(ctx, c):
+        if ctx.party == "alice":
+            s = IknpSender(ctx, "bob")
+            pair = s.random(m)
+            s.chosen(c0, c1)
+            return pair, s.correlated(x), s.correlated(x[:, 0])
+        r = IknpReceiver(ctx, "alice")
+        return r.random(c), r.chosen(c, 20), r.correlated(c, 3), r.correlated(c)
+
+    out = run(job, bob=choices)
+    (m0, m1), a, a1 = out["alice"]
+    mc, chosen, b, b1 = out["bob"]
+    assert np.array_equal(mc, np.where(choices[:, None], m1, m0))
+    assert not np.any(np.all(mc == np.where(choices[:, None], m0, m1), axis=1))
+    assert np.array_equal(chosen, np.where(choices[:, None], c1, c0))
+    assert np.array_equal(b, a + x * choices[:, None].astype(np.uint64))
+    assert b1.shape == (m,) and np.array_equal(b1, a1 + x[:, 0] * choices.astype(np.uint64))
+
+
+def test_kkrt_outputs_match_only_the_chosen_input():
+    m = 700
+    r = np.frombuffer(os.urandom(16 * m), dtype=np.uint8).reshape(m, 16)
+
+    def job(ctx, inputs):
+        if ctx.party == "alice":
+            k = KkrtSender(ctx, "bob")
+            q, first = k.receive(m)
+            idx = np.arange(first, first + m, dtype=np.uint64)
+            other = r.copy()
+            other[:, 0] ^= 1
+            return k.evaluate(q, idx, r), k.evaluate(q, idx, other), k.evaluate(q, idx + np.uint64(1), r)
+        k = KkrtReceiver(ctx, "alice")
+        out, first = k.evaluate(inputs)
+        out2, first2 = k.evaluate(inputs[:10])   # a second batch continues the session
+        assert first == 0 and first2 == 768   # batches are padded to 128
+        return out
+
+    out = run(job, bob=r)
+    same, other, shifted = out["alice"]
+    mine = out["bob"]
+    assert np.array_equal(same, mine)
+    assert not np.any(np.all(other == mine, axis=1))
+    assert not np.any(np.all(shifted == mine, axis=1))     # the instance index matters
+
+
+def test_malformed_extension_matrix_names_the_peer():
+    def job(ctx, _):
+        if ctx.party == "alice":
+            IknpSender(ctx, "bob").random(256)
+            return None
+        IknpReceiver(ctx, "alice")
+        ctx.send("alice", np.zeros((128, 3), dtype=np.uint8))   # wrong width
+        return None
+
+    with pytest.raises(JobFailed, match="party 'bob' sent an array uint8 \\(128, 3\\)"):
+        run(job)
+
+
+def test_base_ot_refuses_a_small_order_point():
+    def job(ctx, _):
+        if ctx.party == "alice":
+            ctx.send("bob", np.zeros((1, 32), dtype=np.uint8) + np.eye(1, 32, dtype=np.uint8))  # identity
+            return None
+        return base.receive_random(ctx, "alice", random_bits(4))
+
+    with pytest.raises(JobFailed, match="prime-order subgroup"):
+        run(job)
+
+
+def test_sender_view_is_independent_of_choice_bits():
+    """The extension sender's view (base-OT points, matrix U) has the same shapes and looks
+    uniform whatever the receiver chooses: all-zero and all-one choices give balanced bits."""
+    m = 4096
+
+    def job(ctx, c):
+        if ctx.party == "alice":
+            IknpSender(ctx, "bob").random(m)
+            return None
+        return IknpReceiver(ctx, "alice").random(c)
+
+    views = []
+    for choices in (np.zeros(m, dtype=bool), np.ones(m, dtype=bool)):
+        _, v = record_views(job, PARTIES, args={"alice": (None,), "bob": (choices,)}, triples=None)
+        views.append(flatten(v["alice"]))
+    shapes = [[(a.dtype, a.shape) for a in view] for view in views]
+    assert shapes[0] == shapes[1]
+    for view in views:
+        u = view[-1]
+        ones = np.unpackbits(u).mean()
+        assert abs(ones - 0.5) < 0.005                 # 2^19 bits: 7 sigma
+        # no column of U equals the choice vector or its complement
+        col_bits = np.unpackbits(u, axis=1, bitorder="little")
+        assert np.all(np.abs(col_bits.mean(axis=1) - 0.5) < 0.05)
+
+
+def test_session_is_kept_per_job_and_role():
+    choices = random_bits(300)
+
+    def job(ctx, c):
+        if ctx.party == "alice":
+            s = mpc.ot.session(ctx, "bob", "sender")
+            assert mpc.ot.session(ctx, "bob", "sender") is s
+            first = s.random(300)
+            return first, mpc.ot.session(ctx, "bob", "sender").random(300)
+        r = mpc.ot.session(ctx, "alice", "receiver")
+        return r.random(c), mpc.ot.session(ctx, "alice", "receiver").random(c)
+
+    out = run(job, bob=choices)
+    for (m0, m1), mc in zip(out["alice"], out["bob"], strict=True):
+        assert np.array_equal(mc, np.where(choices[:, None], m1, m0))
+    assert not np.array_equal(out["alice"][0][0], out["alice"][1][0])   # fresh OTs each batch
