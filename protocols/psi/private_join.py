@@ -182,11 +182,9 @@ class _Selector:
     def __init__(self, ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int) -> None:
         from mpc.paillier import PublicKey
         self.ctx, self.peer, self.n_cols, self.slots = ctx, peer, n_cols, slots
-        n = ctx.recv(peer)
-        if not isinstance(n, int) or n.bit_length() < 256:
-            raise ValueError(f"party {peer!r} sent a malformed public key")
-        self.n = n
-        self.pk = PublicKey.from_n(n)
+        self.pk = ctx.recv(peer)
+        if not isinstance(self.pk, PublicKey):
+            raise ValueError(f"party {peer!r} sent no Paillier public key")
         self.groups = _groups(n_cols, slots)
         self.m = len(wanted)
         # Only the wanted rows are kept (memory: joined rows, not the peer's whole table).
@@ -208,7 +206,7 @@ class _Selector:
 
     def finish(self) -> list[np.ndarray]:
         from mpc.paillier import EncryptedVector
-        m, n = self.m, self.n
+        m, n = self.m, int(self.pk.n)
         shares = [np.zeros(m, dtype=np.uint64) for _ in range(self.n_cols)]
         nsq = int(self.pk.nsquare)
         for g, cols in enumerate(self.groups):
@@ -231,10 +229,10 @@ class _Selector:
 
 
 def _owner_start(ctx, peer: str, key_bits: int):
-    """Owner side: a fresh Paillier key pair; the public modulus goes to the peer."""
+    """Owner side: a fresh Paillier key pair; the public key (n and its DJN base) goes to the peer."""
     from mpc.paillier import generate_keypair
     pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
-    ctx.send(peer, int(pk.n))
+    ctx.send(peer, pk)
     return pk, sk
 
 
