@@ -308,6 +308,24 @@ def rerandomise_textbook(ciphertexts: Sequence[int], n: int) -> list[mpz]:
     return pool.map_chunks(_textbook_chunk, list(ciphertexts), 2, int(n))
 
 
+@releasing_gil
+def _horner_chunk(groups: Sequence[Sequence[int]], shift: int, nsq: mpz) -> list[mpz]:
+    e = mpz(1) << shift
+    out = []
+    for cts in groups:
+        acc = mpz(cts[-1])
+        for c in reversed(cts[:-1]):
+            acc = gmpy2.powmod(acc, e, nsq) * c % nsq
+        out.append(acc)
+    return out
+
+
+def horner_pack(groups: Sequence[Sequence[int]], shift: int, n: int) -> list[mpz]:
+    """Each group ``c_0..c_t`` packed into ``Π c_i^(2^(shift·i)) mod n²`` (plaintext
+    ``Σ m_i·2^(shift·i)``: slot i at bit ``shift·i``), on the pool's threads."""
+    return pool.map_chunks(_horner_chunk, list(groups), 4, shift, mpz(n) * mpz(n))
+
+
 class CrtConstants:
     """Precomputed CRT decryption constants of one private key (phe's hp, hq, p^(-1) mod q)."""
 

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from mpc.crypto import curve, pool
+from mpc.crypto import curve
 from mpc.crypto.random import PRG, SEED_BYTES
 from protocols.psi.common import (
     DEFAULT_BUCKET,
@@ -161,20 +161,6 @@ def _pack_rows(rings: list[np.ndarray], cols: range, order: np.ndarray) -> list[
     return out
 
 
-def _horner_chunk(groups: list[list[int]], shift: int, nsq: int) -> list[int]:
-    """Pack each list of ciphertexts c_0..c_t into prod c_i^(2^(shift·i)) (worker function)."""
-    import gmpy2
-    nsq = gmpy2.mpz(nsq)
-    e = gmpy2.mpz(1) << shift
-    out = []
-    for cts in groups:
-        acc = gmpy2.mpz(cts[-1])
-        for c in reversed(cts[:-1]):
-            acc = gmpy2.powmod(acc, e, nsq) * c % nsq
-        out.append(int(acc))
-    return out
-
-
 class _Selector:
     """Selector side: keep the peer's encrypted rows ``wanted`` as its buckets stream in, then
     return them masked and packed (in output order). ``finish`` gives this party's shares."""
@@ -205,7 +191,7 @@ class _Selector:
                 self.cts[g][here[j]] = got[j]
 
     def finish(self) -> list[np.ndarray]:
-        from mpc.paillier import EncryptedVector
+        from mpc.paillier import EncryptedVector, raw
         m, n = self.m, int(self.pk.n)
         shares = [np.zeros(m, dtype=np.uint64) for _ in range(self.n_cols)]
         nsq = int(self.pk.nsquare)
@@ -223,7 +209,7 @@ class _Selector:
                 masked.append(int(self.cts[g][k]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x+r)
             self.cts[g] = []
             chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
-            packed = pool.map_chunks(_horner_chunk, chunks, 64, SLOT_BITS * width, nsq)
+            packed = raw.horner_pack(chunks, SLOT_BITS * width, n)
             self.ctx.send(self.peer, EncryptedVector(self.pk, packed, 0, fresh=False).rerandomise())
         return shares
 
