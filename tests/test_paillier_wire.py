@@ -163,6 +163,6 @@ def test_packed_bit_flips_and_fields_caught(keys):
 def test_large_packed_vector_through_codec(keys):
     pk, sk = keys
     values = np.arange(-1500, 1500, dtype=np.int64) * 3_000_000_000_000
-    p = pk.encrypt_packed(values)  # > PARALLEL_MIN_ENCRYPT ciphertexts: uses the pool
+    p = pk.encrypt_packed(values)  # > PARALLEL_MIN ciphertexts: uses the pool threads
     got = codec.loads(codec.dumps(p + p))
     np.testing.assert_array_equal(sk.decrypt_packed(got), 2 * values)

@@ -326,6 +326,23 @@ def horner_pack(groups: Sequence[Sequence[int]], shift: int, n: int) -> list[mpz
     return pool.map_chunks(_horner_chunk, list(groups), 4, shift, mpz(n) * mpz(n))
 
 
+@releasing_gil
+def _products_chunk(groups: Sequence[Sequence[tuple[int, int]]], nsq: mpz) -> list[mpz]:
+    out = []
+    for pairs in groups:
+        acc = mpz(1)
+        for c, e in pairs:
+            acc = acc * gmpy2.powmod(c, e, nsq) % nsq
+        out.append(acc)
+    return out
+
+
+def products_of_powers(groups: Sequence[Sequence[tuple[int, int]]], n: int) -> list[mpz]:
+    """For each group of ``(ciphertext, exponent)`` pairs, ``Π c^e mod n²`` (an encryption of
+    ``Σ e·m``), on the pool's threads. Not re-randomised."""
+    return pool.map_chunks(_products_chunk, list(groups), 4, mpz(n) * mpz(n))
+
+
 class CrtConstants:
     """Precomputed CRT decryption constants of one private key (phe's hp, hq, p^(-1) mod q)."""
 
