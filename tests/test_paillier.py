@@ -35,7 +35,13 @@ def test_keygen_shape(keys):
     pk, sk = keys
     assert pk.n_bits == 1024 and sk.p * sk.q == pk.n and sk.p != sk.q
     assert str(int(sk.p)) not in repr(sk) and str(int(sk.q)) not in repr(sk)
-    assert pl.PublicKey.from_n(int(pk.n)) is pk
+    assert sk.p % 4 == 3 and sk.q % 4 == 3  # Blum primes: -x² is a non-residue mod p and q
+    assert pl.PublicKey(pk.n, pk.h_s) == pk and hash(pl.PublicKey(pk.n, pk.h_s)) == hash(pk)
+    assert pl.PublicKey(pk.n, pk.h_s, textbook_rerandomise=True) != pk
+    with pytest.raises(ValueError, match="base"):
+        pl.PublicKey(pk.n, 1)
+    with pytest.raises(ValueError, match="base"):
+        pl.PublicKey(pk.n, sk.p)
 
 
 def test_round_trip_2048():
@@ -204,19 +210,30 @@ def test_encryption_is_randomised(keys):
     assert len({*a.ciphertexts, *b.ciphertexts}) == 3
 
 
-def test_fixed_base_table_matches_powmod(keys):
+@pytest.mark.parametrize("bits,block", [(64, 1), (320, 1), (256, 8), (1152, 8)])
+def test_comb_table_matches_powmod(keys, bits, block):
+    import os
+
     import gmpy2
 
     pk, _ = keys
-    table = raw.FixedBaseTable(pk.h_s, pk.nsquare, exponent_bytes=4)
-    for e in (0, 1, 255, 256, 2**32 - 1, 0x12345678):
-        assert table.pow_bytes(e.to_bytes(4, "little")) == gmpy2.powmod(pk.h_s, e, pk.nsquare)
+    table = raw.CombTable(pk.h_s, pk.nsquare, bits, block=block)
+    a = bits // 8
+    digit_sets = [bytes(a), bytes([255]) * a, bytes([1]) + bytes(a - 1), bytes(a - 1) + bytes([128])]
+    digit_sets += [os.urandom(a) for _ in range(4)]
+    for d in digit_sets:
+        e = table.exponent(d)
+        assert 0 <= e < 2**bits
+        assert table.power(d) == gmpy2.powmod(pk.h_s, e, pk.nsquare)
+    assert table.exponent(bytes([255]) * a) == 2**bits - 1  # digits <-> exponents: a bijection
+    with pytest.raises(ValueError):
+        raw.CombTable(pk.h_s, pk.nsquare, 100, block=8)
 
 
 def test_large_batch_uses_pool(keys):
     pk, sk = keys
     values = np.arange(-300, 300, dtype=np.int64) * 1_000_000_007
-    assert len(values) >= raw.PARALLEL_MIN_ENCRYPT
+    assert len(values) >= raw.PARALLEL_MIN
     ev = pk.encrypt(values)
     np.testing.assert_array_equal(sk.decrypt(ev), values)
     np.testing.assert_array_equal(sk.decrypt((ev + ev).rerandomise()), 2 * values)

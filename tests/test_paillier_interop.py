@@ -26,8 +26,11 @@ def test_key_conversions(phe_keys, keys):
     assert pk.n == ppk.n and pk.to_phe() == ppk
     back = sk.to_phe()
     assert back == psk and back.public_key == ppk
+    # phe keys have no DJN base: one derived from n, the same wherever the key is imported
+    assert pk.textbook_rerandomise and pl.PublicKey.from_phe(ppk) == pk and pk.h_s == pl.raw.derived_base(ppk.n)
     pk2, sk2 = pl.generate_keypair(1024, insecure=True)
-    assert pl.PublicKey.from_phe(pk2.to_phe()) is pk2
+    back2 = pl.PublicKey.from_phe(pk2.to_phe())
+    assert back2.n == pk2.n and back2 != pk2  # to_phe drops the owner's base
     assert pl.PrivateKey.from_phe(sk2.to_phe()) == sk2
 
 

@@ -19,7 +19,7 @@ def keys():
 
 
 def test_slots_at_2048_bits():
-    pk = pl.PublicKey.from_n(2**2047 + 1)  # only n's size matters for the layout
+    pk = pl.PublicKey(2**2047 + 1, 2)  # only n's size matters for the layout
     assert pl.slots_per_ciphertext(pk) == 25 >= 20
     assert pl.slots_per_ciphertext(pk, 32) == 21 >= 20
 

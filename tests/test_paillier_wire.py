@@ -21,15 +21,17 @@ def test_codec_round_trip(keys):
     pk, sk = keys
     v = pk.encrypt(np.array([3, -4, 5]))
     got = codec.loads(codec.dumps(v))
-    assert isinstance(got, pl.EncryptedVector) and got.public_key is pk and got.fresh
+    assert isinstance(got, pl.EncryptedVector) and got.public_key == pk
     assert got.ciphertexts == v.ciphertexts  # fresh: sent as is
+    assert not got.fresh  # received: forwarding it unchanged would re-randomise it
     np.testing.assert_array_equal(sk.decrypt(got), [3, -4, 5])
     f = codec.loads(codec.dumps(pk.encrypt([0.5], frac_bits=9)))
     assert f.frac_bits == 9 and sk.decrypt(f)[0] == 0.5
-    assert codec.loads(codec.dumps(pk)) is pk
+    back = codec.loads(codec.dumps(pk))
+    assert back == pk and back.h_s == pk.h_s and not back.textbook_rerandomise
     p = pk.encrypt_packed(np.arange(-40, 40)) * 2
     gp = codec.loads(codec.dumps({"x": [p]}))["x"][0]
-    assert gp.terms == 2 and gp.fresh
+    assert gp.terms == 2 and not gp.fresh
     np.testing.assert_array_equal(sk.decrypt_packed(gp), np.arange(-40, 40) * 2)
 
 
@@ -67,9 +69,8 @@ def test_every_single_bit_flip_is_caught(keys):
 
 
 def _forged(pk, cts_array, frac_bits=0):
-    nb = int(pk.n).to_bytes((int(pk.n).bit_length() + 7) // 8, "big")
-    tag = pl.packing.digest(nb, wire._meta(frac_bits), cts_array.tobytes())
-    return {"n": int(pk.n), "frac_bits": frac_bits, "ct": cts_array, "digest": tag}
+    tag = pl.packing.digest(wire._key_bytes(pk), wire._meta(frac_bits), cts_array.tobytes())
+    return {"key": pk, "frac_bits": frac_bits, "ct": cts_array, "digest": tag}
 
 
 def test_out_of_range_ciphertexts_refused(keys):
@@ -88,8 +89,17 @@ def test_out_of_range_ciphertexts_refused(keys):
         wire.vector_from_wire({**good, "frac_bits": 3})
     with pytest.raises(CodecError, match="malformed"):
         wire.vector_from_wire({**good, "extra": 1})
+    with pytest.raises(CodecError, match="public key"):
+        wire.vector_from_wire({**good, "key": int(pk.n)})
+    other = pl.PublicKey(pk.n, pk.h_s * pk.h_s % pk.nsquare)  # same n, another base
+    with pytest.raises(CodecError, match="digest"):
+        wire.vector_from_wire({**good, "key": other})
     with pytest.raises(CodecError, match="modulus"):
-        wire.vector_from_wire({**good, "n": 2**1024})
+        wire.public_key_from_wire({"n": 2**1024, "h_s": 5, "textbook": False})
+    with pytest.raises(CodecError, match="invalid"):
+        wire.public_key_from_wire({"n": int(pk.n), "h_s": 1, "textbook": False})
+    with pytest.raises(CodecError, match="malformed"):
+        wire.public_key_from_wire({"n": int(pk.n)})
 
 
 def test_vector_under_other_key_from_wire_cannot_mix(keys):
@@ -153,6 +163,6 @@ def test_packed_bit_flips_and_fields_caught(keys):
 def test_large_packed_vector_through_codec(keys):
     pk, sk = keys
     values = np.arange(-1500, 1500, dtype=np.int64) * 3_000_000_000_000
-    p = pk.encrypt_packed(values)  # > PARALLEL_MIN_ENCRYPT ciphertexts: uses the pool
+    p = pk.encrypt_packed(values)  # > PARALLEL_MIN ciphertexts: uses the pool threads
     got = codec.loads(codec.dumps(p + p))
     np.testing.assert_array_equal(sk.decrypt_packed(got), 2 * values)

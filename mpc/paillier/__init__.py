@@ -13,8 +13,10 @@ Guarantees: mixing keys raises ``ValueError``; out-of-range plaintexts raise ``V
 at encryption; overflow of the signed range is detected at decryption (``OverflowError``)
 unless a value wrapped all the way around n (as in phe); packed vectors count their
 summands and raise before the slack runs out; vectors leaving the party are re-randomised
-unless fresh, and received ones are range- and digest-checked. Not protected against: a
-malicious peer encrypting garbage under a valid key (semi-honest model).
+unless fresh (statistically hiding, even from the key owner: one DJN base per key, made by
+the owner and carried in the public key, and a full-length exponent), and received ones are
+range- and digest-checked and marked not fresh. Not protected against: a malicious peer
+encrypting garbage under a valid key, or a key owner choosing a bad base (semi-honest model).
 
 Importing this package registers the wire forms with the runtime codec (``wire``).
 Modules: ``raw`` (hazardous integer layer: DJN, tables, CRT, batched decryption),

@@ -6,8 +6,17 @@ n//3 - 1), so integer ciphertexts convert unchanged. phe's EncodedNumber value i
 by multiplying ciphertexts by ``16^(e - e_min)`` (exact, what phe itself does before
 adding), then ``frac_bits = -4·e_min`` (or, for a positive ``e_min``, scaled to exponent
 0). Back to phe, ``frac_bits`` is rounded up to a multiple of 4 (exact, a power-of-two
-multiplication). Only phe's default base 16 is supported. A key from phe gets a fresh
-DJN ``h_s`` in this process. Reveals nothing: local conversions.
+multiplication). Only phe's default base 16 is supported.
+
+Keys: phe has no DJN base, so a key from phe gets one derived from n by hashing
+(:func:`mpc.paillier.raw.derived_base`): every party that imports the same phe key uses the
+same base, and gaotie encrypts under it at DJN speed. Ciphertexts made by phe (its
+encryption and obfuscation multiply by ``r^n``) lie outside that base's subgroup, so keys
+from phe re-randomise with a textbook ``r^n`` (``textbook_rerandomise``): uniformly random
+among the encryptions of the same plaintext, whatever the input. A gaotie key exported with
+:meth:`PublicKey.to_phe` loses its base: imported back it is the phe-derived key, not equal
+to the original (vectors under the two do not mix; its private key decrypts both).
+Reveals nothing: local conversions.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 import gmpy2
 from gmpy2 import mpz
 
+from mpc.paillier import raw
 from mpc.paillier.keys import PrivateKey, PublicKey
 from mpc.paillier.vector import EncryptedVector
 
@@ -37,7 +47,8 @@ def public_key_from_phe(phe_public_key: Any) -> PublicKey:
         raise TypeError(f"expected a phe.PaillierPublicKey, got {type(phe_public_key).__name__}")
     if phe_public_key.g != phe_public_key.n + 1:
         raise ValueError("only phe keys with g = n + 1 are supported")
-    return PublicKey.from_n(phe_public_key.n)
+    n = phe_public_key.n
+    return PublicKey(n, raw.derived_base(n), textbook_rerandomise=True)
 
 
 def public_key_to_phe(public_key: PublicKey) -> Any:

@@ -1,18 +1,21 @@
-"""Paillier key pairs: generation, public key (DJN encryption), private key (CRT decryption).
+"""Paillier key pairs: generation, public key (n and its DJN base), private key (CRT decryption).
 
-``generate_keypair`` draws primes from the OS CSPRNG (``secrets``) and tests them with
-gmpy2's ``is_prime``/``next_prime``. A :class:`PublicKey` is identified by n alone: keys
-built from the same n (ours, phe's, one received from a peer) compare equal, and each
-process draws its *own* DJN base ``h_s`` for encrypting under it (from n, never sent).
-The private key (p, q) never leaves the process except to this process's own pool
-workers for parallel decryption; it is not registered with the wire codec, and its repr
-shows no secret.
+``generate_keypair`` draws primes p ≡ q ≡ 3 (mod 4) from the OS CSPRNG (``secrets``),
+tested with gmpy2's ``is_prime``/``next_prime``, and the key owner draws the key's DJN base
+``h_s`` (:func:`mpc.paillier.raw.owner_base`). A :class:`PublicKey` is the pair (n, h_s):
+the base is part of the key and of its wire form, so every party encrypts and re-randomises
+under the owner's base (see :mod:`mpc.paillier.raw` for why that, and a full-length
+re-randomisation exponent, hide a re-randomised ciphertext even from the owner). Keys
+compare equal when n, h_s and the re-randomisation rule are equal; vectors under unequal
+keys do not mix. A key imported from phe has no owner-made base: it gets one derived from
+n, the same in every process, and re-randomises with a textbook ``r^n`` (its ciphertexts
+may carry phe's randomness). The private key (p, q) never leaves the process; it is not
+registered with the wire codec, and its repr shows no secret.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +34,11 @@ MIN_INSECURE_BITS = 256
 
 
 def _random_prime(bits: int) -> mpz:
+    """A random ``bits``-bit prime ≡ 3 (mod 4) with its top two bits set (|pq| = 2·bits)."""
     while True:
-        candidate = mpz(secrets.randbits(bits)) | (mpz(3) << (bits - 2)) | 1  # top two bits: |pq| = 2·bits
-        p = gmpy2.next_prime(candidate)
+        p = gmpy2.next_prime(mpz(secrets.randbits(bits)) | (mpz(3) << (bits - 2)))
+        while p % 4 != 3:
+            p = gmpy2.next_prime(p)
         if p.bit_length() == bits and gmpy2.is_prime(p, 50):
             return p
 
@@ -53,65 +58,45 @@ def generate_keypair(n_bits: int = 2048, insecure: bool = False) -> tuple[Public
         n = p * q
         if p != q and n.bit_length() == n_bits and gmpy2.gcd(n, (p - 1) * (q - 1)) == 1:
             break
-    pk = PublicKey.from_n(n)
+    pk = PublicKey(n, raw.owner_base(p, q))
     return pk, PrivateKey(pk, p, q)
 
 
-_KEYS: dict[int, PublicKey] = {}
-_KEYS_LOCK = threading.Lock()
-_MAX_KEYS = 64
-
-
 class PublicKey:
-    """Paillier public key with ``g = n + 1``; encrypts with DJN short exponents.
+    """Paillier public key: modulus ``n`` (``g = n + 1``) and the key's DJN base ``h_s``.
 
-    Use :meth:`from_n` (or :func:`generate_keypair`) rather than the constructor, so one
-    process holds one object (and one fixed-base table) per modulus.
+    Encrypts with DJN short exponents under ``h_s``; re-randomises with a full-length
+    exponent of ``h_s`` (statistically hiding, even from the key owner), or with a textbook
+    ``r^n`` when ``textbook_rerandomise`` (keys imported from phe). Build keys with
+    :func:`generate_keypair`, :meth:`from_phe` or the wire codec; the constructor checks
+    n is odd and of sane size and ``h_s`` is a unit mod n² other than 1.
     """
 
-    def __init__(self, n: int) -> None:
-        n = int(n)
+    def __init__(self, n: int, h_s: int, textbook_rerandomise: bool = False) -> None:
+        n, h_s = int(n), int(h_s)
         if n < 2 ** (MIN_INSECURE_BITS - 1) or n % 2 == 0:
             raise ValueError("Paillier modulus n must be odd and at least "
                              f"{MIN_INSECURE_BITS - 1} bits, got {n.bit_length()} bits")
         self.n = mpz(n)
         self.nsquare = self.n * self.n
+        if not 1 < h_s < self.nsquare or gmpy2.gcd(h_s, self.n) != 1:
+            raise ValueError("the DJN base h_s must be a unit mod n² other than 1")
+        self.h_s = mpz(h_s)
+        self.textbook_rerandomise = bool(textbook_rerandomise)
         self.max_int = self.n // 3 - 1  # signed plaintexts live in [-max_int, max_int] (as phe)
         self.n_bits = n.bit_length()
         self.ciphertext_bytes = (self.nsquare.bit_length() + 7) // 8
-        self._h_s: mpz | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_n(cls, n: int) -> PublicKey:
-        """The process-wide public key object for modulus ``n``."""
-        n = int(n)
-        with _KEYS_LOCK:
-            key = _KEYS.get(n)
-            if key is None:
-                if len(_KEYS) >= _MAX_KEYS:
-                    _KEYS.pop(next(iter(_KEYS)))
-                key = _KEYS[n] = cls(n)
-            return key
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PublicKey) and self.n == other.n
+        return isinstance(other, PublicKey) and self.n == other.n and self.h_s == other.h_s \
+            and self.textbook_rerandomise == other.textbook_rerandomise
 
     def __hash__(self) -> int:
-        return hash(("paillier", int(self.n)))
+        return hash(("paillier", int(self.n), int(self.h_s), self.textbook_rerandomise))
 
     def __repr__(self) -> str:
-        return f"PublicKey({self.n_bits} bits, n=...{int(self.n) % 10**8:08d})"
-
-    # -- DJN base -------------------------------------------------------------------
-    @property
-    def h_s(self) -> mpz:
-        """This process's DJN base ``(-x²)^n mod n²`` (random x, drawn on first use)."""
-        if self._h_s is None:
-            with self._lock:
-                if self._h_s is None:
-                    self._h_s = raw.djn_h_s(self.n)
-        return self._h_s
+        phe = ", base derived (phe)" if self.textbook_rerandomise else ""
+        return f"PublicKey({self.n_bits} bits, n=...{int(self.n) % 10**8:08d}{phe})"
 
     # -- raw (hazardous) layer --------------------------------------------------------
     def raw_encrypt(self, plaintexts: Sequence[int]) -> list[mpz]:
@@ -123,7 +108,13 @@ class PublicKey:
         return raw.encrypt(plaintexts, n, self.h_s)
 
     def raw_rerandomise(self, ciphertexts: Sequence[int]) -> list[mpz]:
-        """The same plaintexts under fresh randomness (multiply by fresh encryptions of 0)."""
+        """The same plaintexts under fresh randomness that hides the input ciphertexts.
+
+        ``c · h_s^R`` with R of ``|n| + 128`` bits (:func:`mpc.paillier.raw.rerandomise`), or
+        ``c · r^n`` for keys from phe (:func:`mpc.paillier.raw.rerandomise_textbook`).
+        """
+        if self.textbook_rerandomise:
+            return raw.rerandomise_textbook(ciphertexts, self.n)
         return raw.rerandomise(ciphertexts, self.n, self.h_s)
 
     # -- encodings --------------------------------------------------------------------
@@ -150,13 +141,17 @@ class PublicKey:
     # -- phe interop --------------------------------------------------------------------
     @classmethod
     def from_phe(cls, phe_public_key: Any) -> PublicKey:
-        """The gaotie key of a ``phe.PaillierPublicKey`` (same n; g must be n + 1)."""
+        """The gaotie key of a ``phe.PaillierPublicKey`` (same n; g must be n + 1).
+
+        phe keys have no DJN base: this one is derived from n (the same in every process)
+        and re-randomises with a textbook ``r^n``. Not equal to a gaotie key of the same n.
+        """
         from mpc.paillier.interop import public_key_from_phe
 
         return public_key_from_phe(phe_public_key)
 
     def to_phe(self) -> Any:
-        """This key as a ``phe.PaillierPublicKey``."""
+        """This key as a ``phe.PaillierPublicKey`` (n only: phe has no DJN base)."""
         from mpc.paillier.interop import public_key_to_phe
 
         return public_key_to_phe(self)
@@ -181,11 +176,11 @@ class PrivateKey:
         return f"PrivateKey(for {self.public_key!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PrivateKey) and self.public_key == other.public_key \
+        return isinstance(other, PrivateKey) and self.public_key.n == other.public_key.n \
             and self._p == other._p
 
     def __hash__(self) -> int:
-        return hash(self.public_key)
+        return hash(("paillier-private", int(self.public_key.n)))
 
     @property
     def p(self) -> mpz:
@@ -209,15 +204,15 @@ class PrivateKey:
     def decrypt(self, vector: EncryptedVector) -> np.ndarray | list[int]:
         """Decrypt: int64 array when every value fits, else a list of ints; floats if fixed-point.
 
-        ``ValueError`` if ``vector`` is under another key; ``OverflowError`` if a value left
-        the signed range (an overflow of homomorphic operations).
+        ``ValueError`` if ``vector`` is under another modulus (any base of this n decrypts);
+        ``OverflowError`` if a value left the signed range (an overflow of homomorphic operations).
         """
         from mpc.paillier import encoding
         from mpc.paillier.vector import EncryptedVector
 
         if not isinstance(vector, EncryptedVector):
             raise TypeError(f"decrypt expects an EncryptedVector, got {type(vector).__name__}")
-        if vector.public_key != self.public_key:
+        if vector.public_key.n != self.public_key.n:
             raise ValueError("cannot decrypt: the vector was encrypted under a different public key")
         raws = raw.decrypt(vector.ciphertexts, self._crt)
         ints = encoding.decode_signed(raws, self.public_key.n, self.public_key.max_int)

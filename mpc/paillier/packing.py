@@ -217,7 +217,7 @@ def decrypt_packed(private_key: PrivateKey, vector: PackedEncryptedVector, wrap:
     """int64 values (slot sums) of a packed vector; see the module docstring for overflow."""
     if not isinstance(vector, PackedEncryptedVector):
         raise TypeError(f"decrypt_packed expects a PackedEncryptedVector, got {type(vector).__name__}")
-    if vector.public_key != private_key.public_key:
+    if vector.public_key.n != private_key.public_key.n:
         raise ValueError("cannot decrypt: the vector was encrypted under a different public key")
     raws = private_key.raw_decrypt(vector.ciphertexts, small=False)
     return unpack(raws, vector.length, vector.slots, vector.slack_bits, vector.terms, wrap)

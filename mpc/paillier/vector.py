@@ -7,7 +7,10 @@ exponents). Mixing vectors under different public keys raises ``ValueError``.
 
 Lazy obfuscation (as phe): homomorphic results are *not* re-randomised, and are marked
 not fresh; :meth:`rerandomise` gives fresh ciphertexts, and the wire codec re-randomises
-every not-fresh vector before it leaves the party, so protocols cannot forget.
+every not-fresh vector before it leaves the party, so protocols cannot forget. Fresh means
+"new randomness made here": own encryptions and re-randomised vectors. Vectors received
+from a peer are not fresh, so forwarding one unchanged re-randomises it. Re-randomisation
+hides the input ciphertext even from the key owner (see :mod:`mpc.paillier.raw`).
 What it reveals: to the key owner, the plaintexts; to anyone else, the length and key.
 """
 
@@ -189,7 +192,8 @@ class EncryptedVector:
 
     # -- freshness ----------------------------------------------------------------------------
     def rerandomise(self) -> EncryptedVector:
-        """The same plaintexts under fresh randomness (safe to send to another party)."""
+        """The same plaintexts under fresh randomness that hides these ciphertexts, even from
+        the key owner (safe to send to any party)."""
         return EncryptedVector(self.public_key, self.public_key.raw_rerandomise(self._cts),
                                self.frac_bits, True)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import gmpy2
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
@@ -81,6 +80,7 @@ class PaillierSource:
             if not isinstance(self.pk, paillier.PublicKey):
                 raise ValueError(f"party {self.peer!r} sent no Paillier public key")
         self._vec = paillier.EncryptedVector
+        self._products = paillier.raw.products_of_powers  # Π c^e per group, on the crypto threads
         self.prg = PRG(new_seed())  # this party's own shares (never leave it unmasked)
 
     # -- the cross-product primitive --------------------------------------------------------
@@ -108,15 +108,14 @@ class PaillierSource:
         if not isinstance(enc, self._vec) or len(enc) != t_count * n or enc.public_key != self.pk:
             raise ValueError(f"party {self.peer!r} sent malformed ciphertexts")
         cts = enc.ciphertexts
-        nsq = self.pk.nsquare
         exps = [t.tolist() for t in terms]
-        accs = [gmpy2.mpz(1)] * groups
+        pairs: list[list[tuple[Any, int]]] = [[] for _ in range(groups)]
         for t in range(t_count):
             base = t * n
             for i, e in enumerate(exps[t]):
                 if e:
-                    g = i // k
-                    accs[g] = accs[g] * gmpy2.powmod(cts[base + i], e, nsq) % nsq
+                    pairs[i // k].append((cts[base + i], e))
+        accs = self._products(pairs, self.pk.n)
         rho = [secrets.randbits(kbits + SIGMA) for _ in range(n)]
         pad = [0] * groups
         for i, r in enumerate(rho):
@@ -219,17 +218,13 @@ class PaillierSource:
             enc = self.ctx.recv(self.peer)
             if not isinstance(enc, self._vec) or len(enc) != m * kk + kk * nn or enc.public_key != self.pk:
                 raise ValueError(f"party {self.peer!r} sent malformed ciphertexts")
-            cts, nsq = enc.ciphertexts, self.pk.nsquare
+            cts = enc.ciphertexts
             ea, eb = cts[:m * kk], cts[m * kk:]
             al, bl = a.tolist(), b.tolist()
-            accs = []
-            for i in range(m):
-                for j in range(nn):
-                    acc = gmpy2.mpz(1)
-                    for t in range(kk):   # A0[i,t] B1[t,j] + B0[t,j] A1[i,t]
-                        acc = acc * gmpy2.powmod(ea[i * kk + t], bl[t][j], nsq) % nsq
-                        acc = acc * gmpy2.powmod(eb[t * nn + j], al[i][t], nsq) % nsq
-                    accs.append(acc)
+            pairs = [[pair for t in range(kk)   # A0[i,t] B1[t,j] + B0[t,j] A1[i,t]
+                      for pair in ((ea[i * kk + t], bl[t][j]), (eb[t * nn + j], al[i][t]))]
+                     for i in range(m) for j in range(nn)]
+            accs = self._products(pairs, self.pk.n)
             kbits = 129 + max(1, int(kk).bit_length())
             rho = [secrets.randbits(kbits + SIGMA) for _ in range(m * nn)]
             self.ctx.send(self.peer, self._vec(self.pk, accs) + rho)

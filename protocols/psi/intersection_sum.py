@@ -109,7 +109,7 @@ def intersection_sum(ctx, ids: Any, values: Any = None, receiver: str | None = N
 
 
 def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucket, frac_bits):
-    from mpc.paillier import EncryptedVector
+    from mpc.paillier import EncryptedVector, PublicKey
     m = len(prepared.digests)
     mine = curve.scalar_mul(GROUP, key, prepared.digests[shuffled(m)])
     for s in _buckets(m, bucket):
@@ -120,6 +120,8 @@ def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucke
     mine_ab = as_keys(np.concatenate(back), compare_bytes) if back else np.zeros(0, f"S{compare_bytes}")
     del back
     pk = ctx.recv(peer)
+    if not isinstance(pk, PublicKey):
+        raise ValueError(f"party {peer!r} sent no Paillier public key")
     meta = ctx.recv(peer)
     if not isinstance(meta, dict) or not isinstance(meta.get("is_float"), bool):
         raise ValueError(f"party {peer!r} sent a malformed intersection_sum header")

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from mpc.crypto import curve, pool
+from mpc.crypto import curve
 from mpc.crypto.random import PRG, SEED_BYTES
 from protocols.psi.common import (
     DEFAULT_BUCKET,
@@ -161,20 +161,6 @@ def _pack_rows(rings: list[np.ndarray], cols: range, order: np.ndarray) -> list[
     return out
 
 
-def _horner_chunk(groups: list[list[int]], shift: int, nsq: int) -> list[int]:
-    """Pack each list of ciphertexts c_0..c_t into prod c_i^(2^(shift·i)) (worker function)."""
-    import gmpy2
-    nsq = gmpy2.mpz(nsq)
-    e = gmpy2.mpz(1) << shift
-    out = []
-    for cts in groups:
-        acc = gmpy2.mpz(cts[-1])
-        for c in reversed(cts[:-1]):
-            acc = gmpy2.powmod(acc, e, nsq) * c % nsq
-        out.append(int(acc))
-    return out
-
-
 class _Selector:
     """Selector side: keep the peer's encrypted rows ``wanted`` as its buckets stream in, then
     return them masked and packed (in output order). ``finish`` gives this party's shares."""
@@ -182,11 +168,9 @@ class _Selector:
     def __init__(self, ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int) -> None:
         from mpc.paillier import PublicKey
         self.ctx, self.peer, self.n_cols, self.slots = ctx, peer, n_cols, slots
-        n = ctx.recv(peer)
-        if not isinstance(n, int) or n.bit_length() < 256:
-            raise ValueError(f"party {peer!r} sent a malformed public key")
-        self.n = n
-        self.pk = PublicKey.from_n(n)
+        self.pk = ctx.recv(peer)
+        if not isinstance(self.pk, PublicKey):
+            raise ValueError(f"party {peer!r} sent no Paillier public key")
         self.groups = _groups(n_cols, slots)
         self.m = len(wanted)
         # Only the wanted rows are kept (memory: joined rows, not the peer's whole table).
@@ -207,8 +191,8 @@ class _Selector:
                 self.cts[g][here[j]] = got[j]
 
     def finish(self) -> list[np.ndarray]:
-        from mpc.paillier import EncryptedVector
-        m, n = self.m, self.n
+        from mpc.paillier import EncryptedVector, raw
+        m, n = self.m, int(self.pk.n)
         shares = [np.zeros(m, dtype=np.uint64) for _ in range(self.n_cols)]
         nsq = int(self.pk.nsquare)
         for g, cols in enumerate(self.groups):
@@ -225,16 +209,16 @@ class _Selector:
                 masked.append(int(self.cts[g][k]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x+r)
             self.cts[g] = []
             chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
-            packed = pool.map_chunks(_horner_chunk, chunks, 64, SLOT_BITS * width, nsq)
+            packed = raw.horner_pack(chunks, SLOT_BITS * width, n)
             self.ctx.send(self.peer, EncryptedVector(self.pk, packed, 0, fresh=False).rerandomise())
         return shares
 
 
 def _owner_start(ctx, peer: str, key_bits: int):
-    """Owner side: a fresh Paillier key pair; the public modulus goes to the peer."""
+    """Owner side: a fresh Paillier key pair; the public key (n and its DJN base) goes to the peer."""
     from mpc.paillier import generate_keypair
     pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
-    ctx.send(peer, int(pk.n))
+    ctx.send(peer, pk)
     return pk, sk
 
 

@@ -197,7 +197,7 @@ def _paillier_counts(ctx, lh, feat_owner, features, binned, y, n, key_bits):
         pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
         enc = pk.encrypt(y) if holders else None
         for p in holders:
-            ctx.send(p, int(pk.n))
+            ctx.send(p, pk)
             ctx.send(p, enc)
         for f in features:
             if feat_owner[f] == lh:            # own feature: plain counts
@@ -219,10 +219,9 @@ def _paillier_counts(ctx, lh, feat_owner, features, binned, y, n, key_bits):
                 pos += nb
         return out
     if ctx.party in holders:
-        modulus = ctx.recv(lh)
-        if not isinstance(modulus, int) or modulus.bit_length() < 256:
-            raise ValueError(f"party {lh!r} sent a malformed public key")
-        pk = PublicKey.from_n(modulus)
+        pk = ctx.recv(lh)
+        if not isinstance(pk, PublicKey):
+            raise ValueError(f"party {lh!r} sent no Paillier public key")
         enc = ctx.recv(lh)
         if not isinstance(enc, EncryptedVector) or enc.public_key != pk or len(enc) != n:
             raise ValueError(f"party {lh!r} sent malformed encrypted labels")
