@@ -41,7 +41,8 @@ from protocols.psi.common import (
 from protocols.psi.two_party import _buckets, _check_points
 
 GROUP = "x25519"
-MASK_BITS = 124
+# The sum of up to 2^30 int64 values stays below 2^93; a 133-bit mask hides it to 2^-40.
+MASK_BITS = 133
 FLOAT_FRAC_BITS = 16
 
 

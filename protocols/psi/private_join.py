@@ -11,10 +11,10 @@ Z_2^64 (a :class:`~mpc.ss.SharedTensor` per column).
    a position in π_B order. A fixes the output order k by sorting on the double-blinded
    points (pseudorandom) and sends B the i_k only.
 2. Oblivious selection of A's columns: A encrypts its rows (π_A order, all columns of a
-   row packed into one Paillier plaintext, 105-bit slots) under its own fresh key and
+   row packed into one Paillier plaintext, 135-bit slots) under its own fresh key and
    sends them to B. B maps i_k to A's π_A position p_k = σ_B[i_k], takes those
-   ciphertexts, adds a fresh random mask r_k (104 bits per slot: the masked value hides
-   the cell to statistical distance 2^-40), packs several rows into one ciphertext
+   ciphertexts, adds a fresh random mask r_k (134 bits per slot: the masked value hides
+   the cell to statistical distance 2^-70, 2^-40 over 2^30 cells), packs several rows into one ciphertext
    (Horner: c <- c^(2^w)·c'), re-randomises and returns them. A decrypts: its share is
    (cell + r_k) mod 2^64, B's share is -r_k mod 2^64.
 3. The same for B's columns with the roles swapped, at the same time: B encrypts, A
@@ -63,8 +63,10 @@ from protocols.psi.common import (
 from protocols.psi.two_party import _buckets, _check_points
 
 GROUP = "x25519"
-SLOT_BITS = 105          # 64-bit cell + 40-bit statistical mask + 1 carry bit
-MASK_BITS = 104
+# 64-bit cell + 70-bit statistical mask + 1 carry bit: 2^-70 per cell, so 2^-40 over the
+# largest supported table (2^30 cells); 15 slots per 2048-bit plaintext.
+SLOT_BITS = 135
+MASK_BITS = 134
 RING = 1 << 64
 
 
