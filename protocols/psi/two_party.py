@@ -45,12 +45,12 @@ def run(ctx, peer: str, digests: np.ndarray, peer_size: int, me_receiver: bool,
     returned: list[np.ndarray] = []      # my points blinded by both keys (perm order)
     peer_final: list[np.ndarray] = []    # peer's points blinded by both keys
     held_back: list[np.ndarray] = []     # cardinality: peer's points to return, reshuffled
-    pending = curve.submit_mul(GROUP, key, mine[own[0]]) if own else None
+    pending = curve.submit_hash_to_group(GROUP, mine[own[0]], key) if own else None
     total = max(len(own), len(theirs))
     for i in range(total):
         if i < len(own):
             blinded = pending.result()
-            pending = curve.submit_mul(GROUP, key, mine[own[i + 1]]) if i + 1 < len(own) else None
+            pending = curve.submit_hash_to_group(GROUP, mine[own[i + 1]], key) if i + 1 < len(own) else None
             ctx.send(peer, blinded)
         if i < len(theirs):
             got = _check_points(ctx, peer, ctx.recv(peer), theirs[i].stop - theirs[i].start)
