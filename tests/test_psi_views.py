@@ -97,3 +97,85 @@ def test_receiver_view_does_not_depend_on_which_items_the_peer_holds():
         means.append(f.mean(axis=0))
     # 200 fair bits per feature and world: the difference has sd 0.05; allow 5 sd.
     assert np.all(np.abs(means[0] - means[1]) < 0.25), (means[0], means[1])
+
+
+# -- N parties: the mixer's view -----------------------------------------------------------
+
+def _record_keys(monkeypatch):
+    """Keep every party's long-term key and the mixer's ElGamal secret, as the parties draw
+    them (the test plays the mixer with everything the mixer holds)."""
+    import threading
+
+    from protocols.psi import multiparty
+    local, keys, secrets = threading.local(), {}, {}
+    orig_run, orig_key = multiparty.run, curve.new_key
+
+    def run(ctx, *a, **kw):
+        local.party = ctx.party
+        return orig_run(ctx, *a, **kw)
+
+    def new_key(group):
+        k = orig_key(group)
+        keys.setdefault(local.party, k)          # the first key a party draws is its k_j
+        return k
+
+    monkeypatch.setattr(multiparty, "run", run)
+    monkeypatch.setattr(curve, "new_key", new_key)
+    if hasattr(curve, "elgamal_keypair"):
+        orig_pair = curve.elgamal_keypair
+
+        def keypair():
+            s, y = orig_pair()
+            secrets[local.party] = s
+            return s, y
+        monkeypatch.setattr(curve, "elgamal_keypair", keypair)
+    return keys, secrets
+
+
+def _runs(labels: list[str]) -> int:
+    return 1 + sum(a != b for a, b in zip(labels, labels[1:], strict=False))
+
+
+@pytest.mark.parametrize("n_parties", [3, 4])
+def test_mixer_receives_one_merged_shuffled_multiset(monkeypatch, n_parties):
+    """The mixer (last party of the ring) must get the non-leader sets' comparable values in
+    one message, as their multiset union, in an order independent of origin: then it can
+    count multiplicities (its reveal line) but not attribute a value to a set, so no
+    pairwise intersection size. Fails on the old protocol, which delivered each set apart."""
+    from collections import Counter
+    names = ["alice", "bob", "carol", "dave"][:n_parties]
+    sets = {"alice": list(range(0, 300)), "bob": list(range(0, 60)), "carol": list(range(40, 100)),
+            "dave": list(range(80, 140))}
+    keys, secrets = _record_keys(monkeypatch)
+    out, views = record_views(ecdh_psi, names, args={p: (sets[p],) for p in names}, triples=None)
+    non_leaders, mixer = names[1:], names[-1]
+    common = set.intersection(*(set(sets[p]) for p in names))
+    assert out["alice"].cardinality == len(common)
+    # Every value the mixer could compare: non-leader items blinded by the shufflers' keys
+    # (then, optionally, by its own key), labelled by the sets holding them.
+    label: dict[bytes, frozenset] = {}
+    for p in non_leaders:
+        e = curve.hash_to_group("ed25519", curve.hash_items(sets[p]))
+        for q in names[1:-1]:
+            e = curve.scalar_mul("ed25519", keys[q], e)
+        for level in (e, curve.scalar_mul("ed25519", keys[mixer], e)):
+            for x, row in zip(sets[p], level, strict=True):
+                label[row.tobytes()] = frozenset(q for q in non_leaders if x in sets[q])
+    hits = []
+    for sender, value in views[mixer]:
+        if not (isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 2):
+            continue
+        rows = value
+        if value.shape[1] == 64 and mixer in secrets:
+            rows = curve.elgamal_decrypt(secrets[mixer], value)
+        found = [label[r.tobytes()] for r in rows if r.tobytes() in label]
+        if found:
+            hits.append((sender, found))
+    assert len(hits) == 1, f"the mixer got non-leader values in {len(hits)} separate messages"
+    found = hits[0][1]
+    expect = Counter(frozenset(q for q in non_leaders if x in sets[q])
+                     for p in non_leaders for x in sets[p])
+    assert Counter(found) == expect          # the multiset union, each value once per set
+    singles = [next(iter(s)) for s in found if len(s) == 1]
+    # Blocks by origin would give len(non_leaders) runs; a uniform shuffle about 2/3 of len.
+    assert _runs(singles) > len(singles) / 3
