@@ -58,6 +58,10 @@ def _uses_ids(params: dict[str, Any]):
     return column_refs(params, "ids", use="join_key")
 
 
+# What ecdh_psi / psi_cardinality reveal beyond the 2-party case (protocols.psi.multiparty).
+N_PARTY_PSI = ("; with 3 or more parties, the first receiver also learns the size of the intersection "
+               "of the other parties' sets, and the last party learns how many values occur in exactly "
+               "c of those sets for each c (not which sets or which ids)")
 IDS = Param(list, doc="one id column per party: 'party.dataset.column'")
 RECEIVERS = Param(list, required=False, doc="parties that get the result (default: all)")
 REVEAL_TO = Param(str, required=False, doc="the one party that gets the result (default: all)")
@@ -66,7 +70,7 @@ register(ProtocolSpec(
     name="psi.ecdh",
     doc="Private set intersection of the parties' id columns (ECDH, X25519).",
     reveals="receivers: their own ids that every party holds (and the row numbers); every party: "
-            "the number of distinct ids of each party",
+            "the number of distinct ids of each party" + N_PARTY_PSI,
     params={"ids": IDS, "receivers": RECEIVERS},
     uses=_uses_ids,
     run=_run_psi,
@@ -83,7 +87,8 @@ def _run_cardinality(ctx, params: dict[str, Any], data: LocalData) -> int | None
 register(ProtocolSpec(
     name="psi.cardinality",
     doc="Number of ids every party holds, without revealing which.",
-    reveals="receivers: the size of the intersection; every party: the number of distinct ids of each party",
+    reveals="receivers: the size of the intersection; every party: the number of distinct ids of "
+            "each party" + N_PARTY_PSI,
     params={"ids": IDS, "receivers": RECEIVERS},
     uses=_uses_ids,
     run=_run_cardinality,
