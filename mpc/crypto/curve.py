@@ -15,6 +15,11 @@ Two groups, both over Curve25519:
   and ``k1*(k2*P) == k2*(k1*P)``. No inverses: used by the 2-party protocols, the fastest
   path (one ``crypto_scalarmult`` per item and hop; the map costs one Jacobi symbol and
   a share of one batched inversion per item, a few microseconds in gmpy2).
+  One Elligator 2 evaluation per item (RFC 9380's non-uniform ``encode_to_curve``) is
+  enough for the DDH argument of ECDH PSI: Elligator 2 is invertible and every image point
+  has exactly two preimages (r, -r), so a reduction can program the random oracle with
+  points of its choice (Bernstein, Hamburg, Krasnova, Lange, CCS 2013); the image is only
+  about half of the curve, but a blinded point k*H(x) is uniform in the subgroup.
   This replaces DESIGN.md's ristretto255 (same prime-order group, via another encoding):
   PyNaCl 1.6's cffi binds no ristretto255 function, and the X25519 ladder is ~2.3x faster
   than Edwards scalar multiplication.
@@ -192,7 +197,8 @@ def _elligator2_u(data: bytes) -> bytes:
     top bit ignored): r. Then x1 = -A / (1 + 2 r^2) (the denominator never vanishes: -1/2
     is not a square mod p), and u = x1 if x1^3 + A x1^2 + x1 is a square, else -x1 - A:
     exactly one of the two is, so u is on the curve, never on the twist. The inversions of
-    a chunk are batched (Montgomery's trick: one ``invert`` and three products per row).
+    the rows are batched (Montgomery's trick: one ``invert`` and three products per row).
+    gmpy2 holds the GIL: callers map small blocks (:data:`MAP_BLOCK` rows) at a time.
     """
     frombytes = int.from_bytes
     rs = [gmpy2.mpz(frombytes(data[o:o + POINT_BYTES], "little") & _LOW255)
@@ -232,18 +238,40 @@ def _mul_chunk(group: str, key: bytes, data: bytes) -> bytes:
     return bytes(ffi.buffer(out, n * POINT_BYTES))
 
 
+MAP_BLOCK = 16  # rows mapped at a time, between libsodium calls that release the GIL
+
+
 def _map_chunk(group: str, key: bytes, data: bytes) -> bytes:
-    """Digests -> group points, then optionally ``key * point``."""
+    """Digests -> group points, then optionally ``key * point``.
+
+    x25519 with a key maps :data:`MAP_BLOCK` rows, multiplies them, maps the next block...
+    The map holds the GIL (~50 us a block) and every multiplication releases it, so on
+    another thread a multiplication loop waiting for the GIL gets it within one block,
+    not after the interpreter's 5 ms switch interval: the map of one thread overlaps the
+    multiplications of the others.
+    """
+    step = MAP_BLOCK * POINT_BYTES
     if group == "x25519":
-        data = _elligator2_u(data)
-    else:
+        if not key:
+            return b"".join(_elligator2_u(data[o:o + step]) for o in range(0, len(data), step))
         ffi, lib = _lib()
         n = len(data) // POINT_BYTES
         out = ffi.new("unsigned char[]", max(n, 1) * POINT_BYTES)
-        inp = ffi.from_buffer(data)
-        for i in range(n):
-            lib.crypto_core_ed25519_from_uniform(out + POINT_BYTES * i, inp + POINT_BYTES * i)
-        data = bytes(ffi.buffer(out, n * POINT_BYTES))
+        k = ffi.from_buffer(key)
+        for o in range(0, len(data), step):
+            inp = ffi.from_buffer(_elligator2_u(data[o:o + step]))
+            dst = out + o
+            for j in range(0, min(step, len(data) - o), POINT_BYTES):
+                if lib.crypto_scalarmult(dst + j, k, inp + j) != 0:
+                    raise ValueError(f"point {(o + j) // POINT_BYTES} of the batch has low order")
+        return bytes(ffi.buffer(out, n * POINT_BYTES))
+    ffi, lib = _lib()
+    n = len(data) // POINT_BYTES
+    out = ffi.new("unsigned char[]", max(n, 1) * POINT_BYTES)
+    inp = ffi.from_buffer(data)
+    for i in range(n):
+        lib.crypto_core_ed25519_from_uniform(out + POINT_BYTES * i, inp + POINT_BYTES * i)
+    data = bytes(ffi.buffer(out, n * POINT_BYTES))
     return _mul_chunk(group, key, data) if key else data
 
 
@@ -264,7 +292,7 @@ class Pending:
         return self._value
 
 
-CHUNKS_PER_WORKER = 4  # so that one thread's GIL-held map overlaps another's multiplications
+CHUNKS_PER_WORKER = 4  # a few chunks per thread, so that threads finish together
 
 
 def _submit(fn, group: str, key: bytes, rows: np.ndarray, min_parallel: int,
