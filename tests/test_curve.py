@@ -169,3 +169,25 @@ def test_elgamal_decrypts_and_blinding_rerandomises():
                        curve.scalar_mul("ed25519", k, ct[:, :32]).view("S32").ravel()).any()
     with pytest.raises(ValueError, match="not a valid group element"):
         curve.elgamal_decrypt(s, np.zeros((1, 64), np.uint8))
+
+
+def test_large_batches_are_cut_into_chunks_on_several_threads(monkeypatch):
+    import threading
+
+    from mpc.crypto import pool
+    if pool.workers() < 2:
+        pytest.skip("one worker: batches run in the calling thread")
+    seen = []
+    orig = curve._map_chunk
+
+    def spy(group, key, data):
+        seen.append((threading.get_ident(), len(data) // 32))
+        return orig(group, key, data)
+
+    monkeypatch.setattr(curve, "_map_chunk", spy)
+    n = pool.workers() * curve.CHUNKS_PER_WORKER * 256
+    d = _random_points(n)
+    out = curve.hash_to_group("x25519", d, curve.x25519_key())
+    assert out.shape == (n, 32)
+    assert sum(rows for _, rows in seen) == n and len(seen) == pool.workers() * curve.CHUNKS_PER_WORKER
+    assert len({t for t, _ in seen}) >= 2 and threading.get_ident() not in {t for t, _ in seen}
