@@ -76,10 +76,20 @@ def _features(view) -> np.ndarray:
     return np.array([[on_curve(_u(r)), r[0] >> 3 & 1, r[15] & 1, r[31] >> 6 & 1] for r in rows], float)
 
 
-def test_receiver_view_does_not_depend_on_which_items_the_peer_holds():
-    """Two worlds with the same reveal (sizes and cardinality): bob holds 100 of alice's
-    items that hash to the curve (world 0) or 100 that hash to the twist (world 1) under a
-    raw u-coordinate hash, plus 100 items alice lacks. Alice's view must look the same."""
+def _cardinality_for_alice(ctx, ids):
+    return psi_cardinality(ctx, ids, receivers="alice")
+
+
+def _join_rows(ctx, ids):
+    return private_join(ctx, ids, {f"{ctx.party}_x": np.arange(len(ids))}, key_bits=KEY_BITS).num_rows
+
+
+@pytest.mark.parametrize("fn", [_cardinality_for_alice, _join_rows], ids=["psi_cardinality", "private_join"])
+def test_receiver_view_does_not_depend_on_which_items_the_peer_holds(fn):
+    """Two worlds with the same reveal (sizes and intersection size): bob holds 100 of
+    alice's items that hash to the curve (world 0) or 100 that hash to the twist (world 1)
+    under a raw u-coordinate hash, plus 100 items alice lacks. Alice's view (every full
+    point she receives) must look the same in both."""
     alice = list(range(600))
     raw = curve.hash_items(alice)
     on = [x for x, d in zip(alice, raw, strict=True) if on_curve(_u(d))]
@@ -87,9 +97,7 @@ def test_receiver_view_does_not_depend_on_which_items_the_peer_holds():
     outsiders = list(range(10_000, 10_100))
     means = []
     for held in (on[:100], off[:100]):
-        out, views = record_views(psi_cardinality, ["alice", "bob"],
-                                  args={"alice": (alice,), "bob": (held + outsiders,)},
-                                  kwargs={"alice": {"receivers": "alice"}, "bob": {"receivers": "alice"}},
+        out, views = record_views(fn, ["alice", "bob"], args={"alice": (alice,), "bob": (held + outsiders,)},
                                   triples=None)
         assert out["alice"] == 100
         f = _features(views["alice"])
