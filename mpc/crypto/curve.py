@@ -30,9 +30,10 @@ Two groups, both over Curve25519:
   blind-and-re-randomise, decrypt) for the N-party PSI's origin-hiding shuffle.
 
 Batches are numpy ``(n, 32)`` uint8 arrays; the work runs in tight cffi loops on the crypto
-thread pool (:mod:`mpc.crypto.pool`): libsodium releases the GIL, so the threads multiply
-in parallel while the Elligator map (gmpy2, holding the GIL) of another chunk runs; a
-batch is cut into a few chunks per worker so that the two overlap. Nothing is pickled.
+thread pool (:mod:`mpc.crypto.pool`), a few chunks per worker: libsodium releases the GIL
+in every call, so the threads multiply in parallel, and the Elligator map (gmpy2, holding
+the GIL) runs in small blocks between one thread's multiplications, so it overlaps the
+others'. Chunks are bytes handed to threads: nothing is pickled or copied to a process.
 Nothing here hides anything by itself: the protocols decide what is sent, shuffled and
 truncated. The map is not constant-time; it runs only on a party's own items, locally.
 """
