@@ -90,8 +90,8 @@ def run(ctx, digests: np.ndarray, leader: str, receivers: list[str], cardinality
     if me in shufflers:
         pos = shufflers.index(me)
         if pos == 0:
-            pool = [mine] + [_recv_points(ctx, q, width=CT) for q in others if q != me]
-            bag = np.concatenate(pool)
+            sets = [mine] + [_recv_points(ctx, q, width=CT) for q in others if q != me]
+            bag = np.concatenate(sets)      # origins in a known order: only ciphertexts here
         else:
             bag = _recv_points(ctx, shufflers[pos - 1], width=CT)
         bag = curve.elgamal_blind(pub, key, bag)
