@@ -83,6 +83,10 @@ def _uses_psi(params: dict[str, Any], oprf: bool = True):
     return uses
 
 
+# What ecdh_psi / psi_cardinality reveal beyond the 2-party case (protocols.psi.multiparty).
+N_PARTY_PSI = ("; with 3 or more parties, the first receiver also learns the size of the intersection "
+               "of the other parties' sets, and the last party learns how many values occur in exactly "
+               "c of those sets for each c (not which sets or which ids)")
 IDS = Param(list, doc="one id column per party: 'party.dataset.column'")
 RECEIVERS = Param(list, required=False, doc="parties that get the result (default: all)")
 REVEAL_TO = Param(str, required=False, doc="the one party that gets the result (default: all)")
@@ -94,7 +98,7 @@ register(ProtocolSpec(
     doc="Private set intersection of the parties' id columns (KKRT OPRF for two parties by "
         "default, ECDH for three or more; parameter 'method').",
     reveals="receivers: their own ids that every party holds (and the row numbers); every party: "
-            "the number of distinct ids of each party",
+            "the number of distinct ids of each party" + N_PARTY_PSI,
     params={"ids": IDS, "receivers": RECEIVERS, "method": METHOD},
     uses=_uses_psi,
     run=_run_psi,
@@ -113,7 +117,8 @@ register(ProtocolSpec(
     name="psi.cardinality",
     doc="Number of ids every party holds, without revealing which (ECDH: 'method' may be "
         "'auto' or 'ecdh'; the OPRF PSI would show which ids match).",
-    reveals="receivers: the size of the intersection; every party: the number of distinct ids of each party",
+    reveals="receivers: the size of the intersection; every party: the number of distinct ids of "
+            "each party" + N_PARTY_PSI,
     params={"ids": IDS, "receivers": RECEIVERS,
             "method": Param(str, required=False, default="auto", doc="'auto' or 'ecdh' (ECDH)")},
     uses=lambda p: _uses_psi(p, oprf=False),

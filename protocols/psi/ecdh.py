@@ -16,7 +16,7 @@ What each party learns (semi-honest, non-colluding parties):
   learns the multiplicity histogram of the non-leader sets).
 
 Two parties use X25519 (:mod:`protocols.psi.two_party`, streamed in buckets over the
-process pool); three or more use the Ed25519 group (:mod:`protocols.psi.multiparty`).
+crypto thread pool); three or more use the Ed25519 group (:mod:`protocols.psi.multiparty`).
 """
 
 from __future__ import annotations

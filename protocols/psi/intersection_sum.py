@@ -112,7 +112,7 @@ def intersection_sum(ctx, ids: Any, values: Any = None, receiver: str | None = N
 def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucket, frac_bits):
     from mpc.paillier import EncryptedVector, PublicKey
     m = len(prepared.digests)
-    mine = curve.scalar_mul(GROUP, key, prepared.digests[shuffled(m)])
+    mine = curve.hash_to_group(GROUP, prepared.digests[shuffled(m)], key)
     for s in _buckets(m, bucket):
         ctx.send(peer, mine[s])
     del mine
@@ -182,10 +182,10 @@ def _values_side(ctx, peer, prepared, ints, is_float, key, peer_size, receiver, 
     order = [sums[i] for i in perm.tolist()]
     digests = prepared.digests[perm]
     buckets = _buckets(m, bucket)
-    pending = curve.submit_mul(GROUP, key, digests[buckets[0]]) if buckets else None
+    pending = curve.submit_hash_to_group(GROUP, digests[buckets[0]], key) if buckets else None
     for i, s in enumerate(buckets):
         pts = pending.result()
-        pending = curve.submit_mul(GROUP, key, digests[buckets[i + 1]]) if i + 1 < len(buckets) else None
+        pending = curve.submit_hash_to_group(GROUP, digests[buckets[i + 1]], key) if i + 1 < len(buckets) else None
         ctx.send(peer, pts)
         ctx.send(peer, pk.encrypt(order[s]))
         ctx.report_progress(phase="intersection-sum: encrypting values (Paillier)", done=i + 1,

@@ -1,14 +1,19 @@
 """N-party (N >= 3) ECDH PSI over the Ed25519 prime-order group (Elligator 2 hash).
 
 Parties form a ring starting at the *leader* L (the first receiver); the *mixer* M is
-the last party of the ring. Every party j has a fresh secret scalar k_j; K is the product
-of all of them.
+the last party of the ring and the parties between them are the *shufflers* S (at least
+one). Every party j has a fresh secret scalar k_j; K is the product of all of them.
 
-1. Membership: every non-leader j hashes its distinct items, multiplies by k_j and
-   shuffles; the set visits every other non-leader (each multiplies by its key and
-   reshuffles) and ends at M. M pools the N-1 sets (all blinded by every key except k_L),
-   keeps the values present in all of them (the intersection of the non-leader sets),
-   shuffles them and sends them to L, who multiplies by k_L.
+1. Membership, origin hidden from M: M draws a fresh ElGamal key (s, Y = s·G) and sends
+   Y to the shufflers. Every non-leader encrypts its hashed distinct items under Y (fresh
+   randomness per item) and sends them to the first shuffler, which pools all N-1 sets.
+   The pool visits every shuffler in ring order; each one replaces every ciphertext of
+   a point P by a fresh encryption of k_j·P (``elgamal_blind``: exponentiate, then
+   re-randomise) and shuffles the whole pool with a CSPRNG permutation. M decrypts the
+   pool it receives: one multiset of points blinded by every shuffler's key, in an order
+   no single party knows, so M cannot tell which set any value came from. M keeps the
+   values present N-1 times (the intersection of the non-leader sets), multiplies them
+   by k_M, shuffles and sends them to L, who multiplies by k_L.
 2. Mapping: every receiver R multiplies its shuffled hashed items by a temporary scalar t;
    the batch visits every other party (each multiplies by its key; order kept for a PSI,
    reshuffled at each hop for a cardinality) and returns to R, who multiplies by
@@ -18,12 +23,21 @@ of all of them.
    sends the matching K-blinded values, sorted (an order no party can link), to the other
    receivers, who match them against their own; for a cardinality it sends the count.
 
-Reveals (semi-honest, no collusion): every party learns every party's distinct-set size.
+Reveals (semi-honest, no collusion; DDH in the Ed25519 group, so ElGamal is IND-CPA and
+blinded points are pseudorandom): every party learns every party's distinct-set size.
 Receivers learn the N-way intersection (PSI: which of their items; cardinality: its
 size). L also learns the size of the intersection of the non-leader sets. M learns how
 many values occur in exactly c of the N-1 non-leader sets, for each c (for N = 3: the
-size of the intersection of its own set with the other non-leader's, not which items).
-No party learns which items of another party are in any pairwise intersection.
+size of the intersection of its own set with the other non-leader's, not which items);
+it learns neither which sets a value came from nor the size of any smaller intersection
+(for N >= 4). Shufflers see only ciphertexts. No party learns which items of another
+party are in any pairwise intersection.
+Why ElGamal: deterministic blinding cannot hide origins, since whoever holds two sets
+blinded by the same keys can compare them; the re-randomised ciphertexts can be
+compared by nobody until M decrypts the merged, shuffled pool (the re-encryption mix of
+Sako and Kilian, EUROCRYPT 1995, with a DH-PSI blinding step at each hop).
+Cost: per non-leader item one encryption, about 3.3 scalar multiplications per shuffler
+and one decryption, on top of the mapping flows.
 """
 
 from __future__ import annotations
@@ -35,12 +49,13 @@ from protocols.psi.common import as_keys, shuffled
 
 GROUP = "ed25519"
 W = curve.POINT_BYTES
+CT = curve.CIPHERTEXT_BYTES
 
 
-def _recv_points(ctx, peer: str, rows: int | None = None) -> np.ndarray:
+def _recv_points(ctx, peer: str, rows: int | None = None, width: int = W) -> np.ndarray:
     value = ctx.recv(peer)
     if (not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 2
-            or value.shape[1] != W or (rows is not None and value.shape[0] != rows)):
+            or value.shape[1] != width or (rows is not None and value.shape[0] != rows)):
         raise ValueError(f"party {peer!r} sent a malformed batch of points")
     return value
 
@@ -57,34 +72,37 @@ def run(ctx, digests: np.ndarray, leader: str, receivers: list[str], cardinality
     key = curve.new_key(GROUP)
     n_parties = len(ring)
 
-    # 1. Membership flows of the non-leader sets, one after the other in ring order.
-    pool: list[np.ndarray] = []
-    for owner in others:
-        path = [owner] + [q for q in others if q != owner]
-        if me not in path and not (me == mixer):
-            continue
-        if me == owner:
-            pts = curve.hash_to_group(GROUP, digests, key)
-            pts = pts[shuffled(len(pts))]
-        elif me in path:
-            prev = path[path.index(me) - 1]
-            pts = curve.scalar_mul(GROUP, key, _recv_points(ctx, prev))
-            pts = pts[shuffled(len(pts))]
-        else:
-            pts = None
-        if me in path:
-            nxt = path[path.index(me) + 1] if me != path[-1] else mixer
-            if nxt == me:
-                pool.append(pts)
-            else:
-                ctx.send(nxt, pts)
-        if me == mixer and path[-1] != mixer:
-            pool.append(_recv_points(ctx, path[-1]))
+    # 1. Membership: the non-leader sets, ElGamal-encrypted for M, pooled and mixed.
+    shufflers = ring[1:-1]
     if me == mixer:
-        allpts = np.concatenate(pool) if pool else np.zeros((0, W), np.uint8)
-        values, counts = np.unique(as_keys(allpts, W), return_counts=True)
+        secret, pub = curve.elgamal_keypair()
+        for q in shufflers:
+            ctx.send(q, pub)
+    elif me in shufflers:
+        pub = ctx.recv(mixer)
+        if not isinstance(pub, bytes) or len(pub) != W:
+            raise ValueError(f"party {mixer!r} sent a malformed public key")
+    if me != leader:
+        mine = curve.elgamal_encrypt(pub, curve.hash_to_group(GROUP, digests))
+        mine = mine[shuffled(len(mine))]
+        if me != shufflers[0]:
+            ctx.send(shufflers[0], mine)
+    if me in shufflers:
+        pos = shufflers.index(me)
+        if pos == 0:
+            sets = [mine] + [_recv_points(ctx, q, width=CT) for q in others if q != me]
+            bag = np.concatenate(sets)      # origins in a known order: only ciphertexts here
+        else:
+            bag = _recv_points(ctx, shufflers[pos - 1], width=CT)
+        bag = curve.elgamal_blind(pub, key, bag)
+        bag = bag[shuffled(len(bag))]
+        ctx.send(shufflers[pos + 1] if pos + 1 < len(shufflers) else mixer, bag)
+    if me == mixer:
+        plain = curve.elgamal_decrypt(secret, _recv_points(ctx, shufflers[-1], width=CT))
+        values, counts = np.unique(as_keys(plain, W), return_counts=True)
         common = values[counts == n_parties - 1]
         common = np.frombuffer(common.tobytes(), dtype=np.uint8).reshape(-1, W)
+        common = curve.scalar_mul(GROUP, key, common)
         ctx.send(leader, common[shuffled(len(common))])
     if me == leader:
         common_k = curve.scalar_mul(GROUP, key, _recv_points(ctx, mixer))

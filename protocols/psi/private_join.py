@@ -275,7 +275,7 @@ def _ecdh_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: i
     n = prepared.n_rows
     ctx.report_progress(phase="private join: matching ids (ECDH)")
     pi = shuffled(n)
-    mine = curve.scalar_mul(GROUP, key, prepared.digests[pi])
+    mine = curve.hash_to_group(GROUP, prepared.digests[pi], key)
 
     if matcher:
         for s in _buckets(n, bucket_size):

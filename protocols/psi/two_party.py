@@ -1,16 +1,17 @@
 """Two-party ECDH PSI core over X25519 (Diffie-Hellman-style double blinding).
 
-Each party hashes its distinct items to u-coordinates, shuffles them with a secret
-permutation, multiplies by its fresh key and streams them to the peer in buckets; the peer
-multiplies every received bucket by its own key and, if the owner is a receiver, sends it
-back (in received order for a PSI, globally reshuffled for a cardinality). A receiver then
-compares its own double-blinded points with the peer's double-blinded points (which it
-computed itself), truncated to ``compare_bytes``.
+Each party maps its distinct items onto the curve (Elligator 2, :mod:`mpc.crypto.curve`),
+shuffles them with a secret permutation, multiplies by its fresh key and streams them to
+the peer in buckets; the peer multiplies every received bucket by its own key and, if the
+owner is a receiver, sends it back (in received order for a PSI, globally reshuffled for a
+cardinality). A receiver then compares its own double-blinded points with the peer's
+double-blinded points (which it computed itself), truncated to ``compare_bytes``.
 
 Reveals (semi-honest): both parties learn each other's distinct-set size. A receiver of a
 PSI learns which of its own items are in the intersection; a receiver of a cardinality
-learns only its size. A non-receiver learns nothing else. Points seen by the peer are
-pseudorandom (DDH on Curve25519) and in an order that depends on no input order.
+learns only its size. A non-receiver learns nothing else. Every point the peer sees is an
+element of the prime-order subgroup (no curve/twist bit), pseudorandom under DDH on
+Curve25519, in an order that depends on no input order.
 Truncated comparison: a false match has probability about n_a·n_b / 2^(8·compare_bytes).
 """
 
@@ -45,12 +46,12 @@ def run(ctx, peer: str, digests: np.ndarray, peer_size: int, me_receiver: bool,
     returned: list[np.ndarray] = []      # my points blinded by both keys (perm order)
     peer_final: list[np.ndarray] = []    # peer's points blinded by both keys
     held_back: list[np.ndarray] = []     # cardinality: peer's points to return, reshuffled
-    pending = curve.submit_mul(GROUP, key, mine[own[0]]) if own else None
+    pending = curve.submit_hash_to_group(GROUP, mine[own[0]], key) if own else None
     total = max(len(own), len(theirs))
     for i in range(total):
         if i < len(own):
             blinded = pending.result()
-            pending = curve.submit_mul(GROUP, key, mine[own[i + 1]]) if i + 1 < len(own) else None
+            pending = curve.submit_hash_to_group(GROUP, mine[own[i + 1]], key) if i + 1 < len(own) else None
             ctx.send(peer, blinded)
         if i < len(theirs):
             got = _check_points(ctx, peer, ctx.recv(peer), theirs[i].stop - theirs[i].start)
