@@ -123,7 +123,8 @@ def test_a_job_without_a_terminal_prints_its_phases_once_each(tls_cluster, capsy
 @pytest.mark.parametrize("protocol", ["psi.ecdh"])
 def test_status_reports_the_phase(tls_cluster, protocol):
     with tls_cluster.client("bank") as bank:
-        job = bank.submit(protocol, ids=["bank.accounts.customer_id", "retailer.purchases.customer_id"])
+        job = bank.submit(protocol, ids=["bank.accounts.customer_id", "retailer.purchases.customer_id"],
+                          method="ecdh")
         bank.result(job, progress=False)
         s = bank.status(job)
     assert s["state"] == "done" and s["progress"] == 1.0
