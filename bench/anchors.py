@@ -17,6 +17,7 @@ Both return ``{protocol: {timing: seconds, ..., "source": text}}``. ``source`` i
 ``"measured"`` when the figures come from this run; when the run fails (offline, no wheel
 for this Python, a crash) it names the reason and the figures are the ones recorded on
 this machine in the issues (``RECORDED_*``), or absent when none was recorded for that n.
+``python bench/anchors.py psi 65536`` (or ``arith 1048576``) prints one anchor's figures.
 """
 
 from __future__ import annotations
@@ -180,3 +181,9 @@ def describe(label: str, entry: dict[str, Any], gaotie_seconds: float, key: str 
         return f"  {label:22s}      n/a    ({entry['source']})"
     return (f"  {label:22s} {value:8.2f} s  ratio {label}/gaotie = {value / gaotie_seconds:.2f}"
             f"  ({entry['source']})")
+
+
+if __name__ == "__main__":
+    # python bench/anchors.py psi 65536 | arith 1048576: the anchors alone, as JSON
+    kind, size = sys.argv[1], int(sys.argv[2])
+    print(json.dumps((spu_psi if kind == "psi" else spu_arith)(size), indent=1))
