@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -110,14 +112,18 @@ def run_in_venv(name: str, requirements: tuple[str, ...], script: Path, args: li
                 probe: str, timeout: float = 3600) -> dict[str, Any]:
     """Run ``script args`` with the python of venv ``name``; the JSON object it printed."""
     py = venv_python(name, requirements, probe)
+    # its own process group: on a timeout the script's party processes are ended with it
+    proc = subprocess.Popen([str(py), str(script), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        out = subprocess.run([str(py), str(script), *map(str, args)], capture_output=True,
-                             text=True, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise AnchorUnavailable(f"{script.name} {' '.join(map(str, args))} ran over {timeout:.0f} s") from None
-    if out.returncode != 0:
-        raise AnchorUnavailable(f"{script.name} exited {out.returncode}: {_tail(out.stderr)}")
-    return parse_anchor_output(out.stdout)
+    if proc.returncode != 0:
+        raise AnchorUnavailable(f"{script.name} exited {proc.returncode}: {_tail(stderr)}")
+    return parse_anchor_output(stdout)
 
 
 def merge_with_recorded(result: dict[str, Any] | None, failure: str | None, protocols: list[str],
