@@ -7,7 +7,8 @@ Sizes: 2^16 per side by default; set ``GAOTIE_BENCH_LARGE=1`` to add 2^20 per si
   parties in this process and sharing this machine's cores), both parties receivers.
 * openmined-psi 2.0 (RAW mode, client and server in one process, reveal_intersection):
   installed in its own venv under ``bench/.venvs/openmined`` (it pins an old protobuf) and
-  run as a subprocess on the same sizes in the same run.
+  run as a subprocess (``anchor_openmined_psi.py`` through ``anchors.run_in_venv``) on the
+  same sizes in the same run.
 * floor: the bare X25519 scalar multiplications the protocol needs (4 per item pair: each
   party blinds its own items and the peer's), on the same thread pool; the Elligator 2 map
   onto the curve (printed apart) is not in it.
@@ -19,57 +20,26 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from anchors import run_in_venv  # bench/anchors.py: pytest and `python bench/...` put bench/ on sys.path
 
 import mpc
 from mpc.crypto import curve
 from protocols.psi import ecdh_psi
 
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venvs" / "openmined"
 SIZES = [1 << 16] + ([1 << 20] if os.environ.get("GAOTIE_BENCH_LARGE") else [])
-
-OPENMINED_SCRIPT = r"""
-import sys, time
-import private_set_intersection.python as psi
-n = int(sys.argv[1])
-client_items = [str(i) for i in range(n)]
-server_items = [str(i) for i in range(n // 2, n + n // 2)]
-t0 = time.perf_counter()
-c = psi.client.CreateWithNewKey(True)
-s = psi.server.CreateWithNewKey(True)
-setup = psi.ServerSetup()
-setup.ParseFromString(s.CreateSetupMessage(1e-9, n, server_items, psi.DataStructure.RAW).SerializeToString())
-req = psi.Request(); req.ParseFromString(c.CreateRequest(client_items).SerializeToString())
-resp = psi.Response(); resp.ParseFromString(s.ProcessRequest(req).SerializeToString())
-inter = c.GetIntersection(setup, resp)
-assert len(inter) == n - n // 2, len(inter)
-print(f"SECONDS {time.perf_counter() - t0:.6f}")
-"""
-
-
-def openmined_python() -> Path:
-    """The venv's python with openmined-psi installed (created on first use)."""
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    check = subprocess.run([str(py), "-c", "import private_set_intersection.python"],
-                           capture_output=True)
-    if check.returncode != 0:
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "openmined-psi==2.*"], check=True)
-    return py
 
 
 def openmined_seconds(n: int) -> float:
-    out = subprocess.run([str(openmined_python()), "-c", OPENMINED_SCRIPT, str(n)],
-                         capture_output=True, text=True, check=True, timeout=3600)
-    return float(out.stdout.split("SECONDS")[1])
+    """openmined-psi 2.0 on n x n items, in its own venv (anchors.run_in_venv)."""
+    out = run_in_venv("openmined", ("openmined-psi==2.*",), HERE / "anchor_openmined_psi.py", [n],
+                      probe="import private_set_intersection.python", timeout=3600)
+    return float(out["seconds"])
 
 
 def floor_seconds(n: int) -> float:
