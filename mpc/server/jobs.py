@@ -23,10 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import mpc.ss  # noqa: F401 - registers the engines' helper parties (the dealer)
 from mpc import tables
 from mpc.runtime.context import Context
 from mpc.runtime.errors import GaotieError, PeerFailed, describe
-from mpc.runtime.local import helper_function, run_party
+from mpc.runtime.helpers import helper_function
+from mpc.runtime.local import run_party
 from mpc.runtime.progress import Progress
 from protocols import registry
 
@@ -129,7 +131,7 @@ class JobManager:
     def _run(self, job: Job) -> None:
         options = {"triples": "dealer"} if "dealer" in job.helpers else {"triples": None}
         ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
-        ctx._progress = lambda p: setattr(job, "progress", p)
+        ctx.on_progress(lambda p: setattr(job, "progress", p))
         job.ctx = ctx
         if self.party in job.parties:
             body = lambda c: job.spec.run(c, job.params, self.data)  # noqa: E731
@@ -172,7 +174,7 @@ class JobManager:
                 self._audit(job)
                 job.done.set()
             elif job.ctx is not None:
-                job.ctx._abort(reason)
+                job.ctx.abort(reason)
         return job
 
     def refuse(self, job_id: str, protocol: str, params: Any, requester: str, error: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.ss.provider import PREFETCH, TRUNCATE
 from mpc.ss.triples import get_source
 
 _ONE = np.uint64(1)
@@ -107,7 +108,7 @@ def prefetch_mul_trunc(ctx: Any, shape: tuple[int, ...], bits: int) -> None:
     """Announce that the next calls are ``mul`` of ``shape`` then ``truncate`` by ``bits``
     (lets the dealer work ahead); a no-op for sources that do not need it."""
     source = get_source(ctx)
-    if hasattr(source, "prefetch") and not hasattr(source, "truncate"):
+    if source.supports(PREFETCH):
         source.prefetch([("arith", (int(np.prod(shape, dtype=np.int64)),), None),
                          ("trunc", tuple(shape) if len(shape) else (1,), bits)])
 
@@ -126,7 +127,7 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     if x.ndim == 0:
         return truncate(ctx, x.reshape(1), bits_arr if bits_arr.ndim == 0 else bits_arr.reshape(-1)).reshape(())
     source = get_source(ctx)
-    if hasattr(source, "truncate"):   # a source with its own truncation protocol (Paillier)
+    if source.supports(TRUNCATE):   # a source with its own truncation protocol (Paillier)
         return source.truncate(x, bits_arr)
     r, r_top, r_low = source.trunc_pair(x.shape, bits_arr)
     return _open_truncated(ctx, x, bits_arr, r, r_top, r_low)
@@ -152,7 +153,7 @@ def _open_truncated(ctx: Any, x: np.ndarray, bits_arr: np.ndarray, r: np.ndarray
 def _two_party_protocol(ctx: Any) -> bool:
     """Whether the triple source truncates by its own protocol between the computing
     parties (Paillier: no third party sees any shift, so there is nothing to hide)."""
-    return hasattr(get_source(ctx), "truncate")
+    return get_source(ctx).supports(TRUNCATE)
 
 
 def truncate_hidden(ctx: Any, x: np.ndarray, bits: Any, limit: int) -> np.ndarray:

@@ -36,6 +36,7 @@ import gmpy2
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.ss import provider
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
 # Statistical masking: 2^-SIGMA per masked element. Supported: up to 2^40 masked elements
@@ -61,8 +62,12 @@ def _pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.bitwise_or.reduce((bits.reshape(-1, 64) & _ONE) << _BITS, axis=1)
 
 
-class PaillierSource:
+class PaillierSource(provider.RandomnessProvider):
     """Two-party triple source on Paillier; see the module docstring."""
+
+    name = "paillier"
+    capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
+                              provider.TRUNCATE, provider.EDABIT, provider.DABIT})
 
     def __init__(self, ctx: Any) -> None:
         import mpc.paillier as paillier  # registers the codec extensions
@@ -125,7 +130,7 @@ class PaillierSource:
         self.ctx.send(self.peer, reply)  # the codec re-randomises it before it leaves
         return _to_uint64(-r for r in rho)
 
-    # -- TripleSource ---------------------------------------------------------------------------
+    # -- TripleSource --------------------------------------------------------------------------
     def arithmetic(self, shape: Shape):
         shape = check_shape(shape)
         count = int(np.prod(shape, dtype=np.int64))

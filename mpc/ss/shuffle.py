@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from mpc.ss.provider import SHUFFLE, MissingCapability
 from mpc.ss.triples import get_source
 
 
 def available(ctx: Any) -> bool:
     """Whether the job's triple source can shuffle (only the dealer can)."""
-    return hasattr(get_source(ctx), "shuffle")
+    return get_source(ctx).supports(SHUFFLE)
 
 
 def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
@@ -42,7 +43,7 @@ def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"shuffle needs a 2-D share array (rows, length), got shape {x.shape}")
     if not available(ctx):
-        raise ValueError("an oblivious shuffle needs the dealer (runtime option triples='dealer')")
+        raise MissingCapability(SHUFFLE, get_source(ctx).name, "an oblivious shuffle")
     rounds = get_source(ctx).shuffle(x.shape)
     for j, party in enumerate(ctx.parties):
         piece = rounds[j]

@@ -413,6 +413,9 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
     rings, fracs = _encode_columns(ctx, cols)
     if method not in JOINS:
         raise ValueError(f"unknown private_join method {method!r}; use one of {list(JOINS)}")
+    if method == "dealer":
+        from mpc.ss import provider
+        provider.require(ctx, provider.DEALER_JOIN, "private_join(method='dealer')")
     params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size, "method": method}
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
     meta = ctx.gather({"names": list(cols), "fracs": fracs})
