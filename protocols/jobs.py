@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING
 from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, register
 
 
@@ -195,6 +196,11 @@ def _uses_join(params: dict[str, Any], *value_keys: str):
     return uses + column_refs(params, *value_keys, use="aggregate")
 
 
+def _join_needs(params: dict[str, Any]) -> tuple[str, ...]:
+    """Shared arithmetic and comparisons, and the dealer's join when ``join='dealer'``."""
+    return SECRET_SHARING + ((DEALER_JOIN,) if params.get("join") == DEALER else ())
+
+
 def _histogram_frame(counts: np.ndarray, edges: np.ndarray, min_group: int) -> pd.DataFrame:
     counts = counts.astype(np.int64)
     small = counts < min_group
@@ -249,7 +255,8 @@ register(ProtocolSpec(
             "join": JOIN, "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
-    helpers=("dealer",),
+    helpers=(DEALER,),
+    needs=_join_needs,
 ))
 
 
@@ -300,7 +307,8 @@ register(ProtocolSpec(
             "join": JOIN, "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
-    helpers=("dealer",),
+    helpers=(DEALER,),
+    needs=_join_needs,
 ))
 
 
@@ -396,5 +404,6 @@ register(ProtocolSpec(
             "reveal_to": REVEAL_TO},
     uses=_uses_horizontal,
     run=_run_horizontal_describe,
-    helpers=("dealer",),
+    helpers=(DEALER,),
+    needs=lambda params: SECRET_SHARING,
 ))

@@ -3,8 +3,8 @@
 A job names a registered protocol and gives parameters as data (strings, numbers,
 lists); a server never runs anything else. Each :class:`ProtocolSpec` declares its
 parameters, the columns it reads and how it uses them (checked against every party's
-column policy before anything runs), the helper parties it needs, and in plain words
-what every party learns.
+column policy before anything runs), the helper parties and the correlated randomness it
+needs, and in plain words what every party learns.
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ class ProtocolSpec:
     run: Callable[[Any, dict[str, Any], LocalData], Any]
     helpers: tuple[str, ...] = ()
     extra_parties: Callable[[dict[str, Any]], list[str]] = field(default=lambda params: [])
+    # The correlated-randomness capabilities (mpc.ss.provider) a job with these parameters
+    # needs; every party checks them against the job's source before it prepares the job.
+    needs: Callable[[dict[str, Any]], tuple[str, ...]] = field(default=lambda params: ())
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters with defaults filled in; ValueError naming a missing/unknown/mistyped one."""

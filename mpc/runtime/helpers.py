@@ -66,6 +66,18 @@ def helper_parties(options: Mapping[str, Any]) -> list[tuple[str, HelperFunction
     return [(h.name, h.function) for h in _HELPERS.values() if options.get(h.option) == h.value]
 
 
+def options_for(helpers: Sequence[str]) -> dict[str, Any]:
+    """The runtime options that select exactly the helper parties ``helpers`` (a party
+    server's job names its helpers; options of helpers it lacks are None)."""
+    out: dict[str, Any] = {}
+    for h in _HELPERS.values():
+        if h.name in helpers:
+            out[h.option] = h.value
+        else:
+            out.setdefault(h.option, None)
+    return out
+
+
 def helper_function(name: str) -> HelperFunction:
     """The function a helper party called ``name`` runs."""
     if name not in _HELPERS:

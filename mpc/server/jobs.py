@@ -23,13 +23,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import mpc.ss  # noqa: F401 - registers the engines' helper parties (the dealer)
 from mpc import tables
 from mpc.runtime.context import Context
 from mpc.runtime.errors import GaotieError, PeerFailed, describe
-from mpc.runtime.helpers import helper_function
+from mpc.runtime.helpers import helper_function, options_for
 from mpc.runtime.local import run_party
 from mpc.runtime.progress import Progress
+from mpc.ss import provider  # also registers the engines' helper parties (the dealer)
 from protocols import registry
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class JobManager:
         unknown = [p for p in expected + helpers if p != self.party and p not in self.config.peers]
         if unknown:
             raise ValueError(f"party {self.party!r} has no address for {unknown[0]!r}")
+        provider.check(spec.needs(params), options_for(helpers), f"protocol {spec.name!r}")
         if self.party in expected:
             self.data.check(spec.uses(params))
         timeout = min(timeout or self.config.limits.job_timeout, self.config.limits.job_timeout)
@@ -129,7 +130,7 @@ class JobManager:
         return job
 
     def _run(self, job: Job) -> None:
-        options = {"triples": "dealer"} if "dealer" in job.helpers else {"triples": None}
+        options = options_for(job.helpers)
         ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
         ctx.on_progress(lambda p: setattr(job, "progress", p))
         job.ctx = ctx

@@ -27,9 +27,9 @@ from mpc.crypto.random import PRG, new_seed
 from mpc.runtime.helpers import register_helper
 from mpc.ss import provider
 from mpc.ss.dealer_join import serve_match
+from mpc.ss.provider import DEALER
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
-DEALER = "dealer"   # the helper party's name, and the value of the runtime option triples
 _LOW63 = np.uint64((1 << 63) - 1)
 
 

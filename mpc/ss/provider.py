@@ -51,7 +51,8 @@ CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BI
 # What SharedTensor arithmetic and comparisons use on every source.
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
-DEFAULT_SOURCE = "dealer"
+DEALER = "dealer"   # the dealer helper party's name, and its value of the runtime option triples
+DEFAULT_SOURCE = DEALER
 
 
 class MissingCapability(ValueError):
@@ -146,7 +147,7 @@ class RandomnessProvider:
 # -- sources by name ----------------------------------------------------------------------
 # kind -> (module, class), imported on first use (the Paillier source needs gmpy2).
 _SOURCES: dict[str, tuple[str, str]] = {
-    "dealer": ("mpc.ss.dealer", "DealerSource"),
+    DEALER: ("mpc.ss.dealer", "DealerSource"),
     "paillier": ("mpc.ss.paillier_triples", "PaillierSource"),
 }
 
