@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import random_uint64
-from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, register
+from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 FRAC_BITS = 16
 
@@ -33,7 +33,6 @@ def secure_sum(ctx, value: float) -> float:
 
 
 def _run(ctx, params: dict[str, Any], data: LocalData) -> float:
-    from mpc.server.data import numeric
 
     own = [ColumnRef.parse(c) for c in params["columns"] if ColumnRef.parse(c).party == ctx.party]
     local = 0.0

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING
-from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, register
+from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 
 def own_ref(ctx, params: dict[str, Any], key: str) -> ColumnRef | None:
@@ -93,7 +93,6 @@ register(ProtocolSpec(
 
 # -- psi.intersection_sum ------------------------------------------------------------------
 def _run_intersection_sum(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
-    from mpc.server.data import numeric
     from protocols.psi import intersection_sum
 
     ids = id_column(ctx, params, data)
@@ -147,7 +146,6 @@ def _refs(params: dict[str, Any], key: str) -> list[ColumnRef]:
 
 def own_columns(ctx, params: dict[str, Any], key: str, data: LocalData) -> dict[str, np.ndarray]:
     """This party's numeric columns named in parameter ``key`` (name -> float64 array)."""
-    from mpc.server.data import numeric
 
     out = {}
     for ref in _refs(params, key):

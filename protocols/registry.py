@@ -15,6 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
+from mpc.runtime.errors import DataError
+
 # How a protocol uses a column; a column's policy must allow it (see ALLOWED).
 USES = ("join_key", "aggregate", "plaintext")
 ALLOWED = {"plaintext": {"join_key", "aggregate", "plaintext"},
@@ -174,6 +178,24 @@ def column_refs(params: dict[str, Any], *keys: str, use: str) -> list[ColumnUse]
         for text in value if isinstance(value, list) else [value]:
             out.append(ColumnUse(ColumnRef.parse(text, key), use))
     return out
+
+
+def numeric(ref: ColumnRef, values: np.ndarray) -> np.ndarray:
+    """``values`` as float64, or DataError naming the column (and the first bad row)."""
+    if values.dtype.kind in "iufb":
+        arr = values.astype(np.float64)
+    else:
+        arr = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
+            try:
+                arr[i] = float(v)
+            except (TypeError, ValueError):
+                raise DataError(f"column {ref} is not numeric (row {i + 1})") from None
+    bad = np.flatnonzero(np.isnan(arr))
+    if len(bad):
+        raise DataError(f"column {ref} has {len(bad)} missing/NaN values (first at row {bad[0] + 1}); "
+                        f"gaotie rejects NaN rather than silently skipping rows")
+    return arr
 
 
 def reveal_table() -> str:

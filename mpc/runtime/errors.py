@@ -21,7 +21,12 @@ class PeerFailed(GaotieError):
 
 
 class JobTimeout(GaotieError, TimeoutError):
-    """No message arrived from a peer before the job's deadline."""
+    """No message arrived from a peer before the job's deadline; ``party`` is the silent
+    peer when there is one."""
+
+    def __init__(self, message: str, party: str | None = None):
+        super().__init__(message)
+        self.party = party
 
 
 class JobFailed(GaotieError):
@@ -33,6 +38,11 @@ class JobFailed(GaotieError):
         self.party = party
         self.reason = reason
         self.job_id = job_id
+
+
+class DataError(ValueError):
+    """A dataset or column is missing, unreadable, or not allowed for the requested use
+    (raised by the party server's data store and by protocols reading its columns)."""
 
 
 class ProtocolViolation(GaotieError):

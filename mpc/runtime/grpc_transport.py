@@ -218,7 +218,7 @@ class _OutStream:
             except queue.Full:
                 if time.monotonic() > deadline:
                     raise JobTimeout(f"party {self.receiver!r} did not take messages before "
-                                     f"the job timeout (job {self.job_id})") from None
+                                     f"the job timeout (job {self.job_id})", party=self.receiver) from None
 
     def send(self, data: bytes, deadline: float) -> None:
         base = dict(job_id=self.job_id, sender=self.sender, receiver=self.receiver, seq=self._seq)

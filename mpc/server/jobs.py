@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 
 from mpc import tables
 from mpc.runtime.context import Context
-from mpc.runtime.errors import GaotieError, PeerFailed, describe
+from mpc.runtime.errors import GaotieError, JobTimeout, PeerFailed, describe
 from mpc.runtime.helpers import helper_function, options_for
 from mpc.runtime.local import run_party
 from mpc.runtime.progress import Progress
@@ -54,6 +55,7 @@ class Job:
     timeout: float
     state: str = "prepared"
     error: str = ""
+    failed_party: str = ""  # with state failed or refused: the party that caused it
     result: Any = None
     progress: Progress = field(default_factory=Progress)
     started: float = 0.0
@@ -146,7 +148,7 @@ class JobManager:
         except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
             if job.state != "cancelled":
                 job.state = "failed"
-                job.error = job_error(self.party, exc)
+                job.failed_party, job.error = job_failure(self.party, exc)
             log.info("job %s failed on %s: %s", job.job_id, self.party, job.error)
         finally:
             job.ended = time.time()
@@ -162,12 +164,14 @@ class JobManager:
             raise KeyError(f"unknown job {job_id!r}")
         return job
 
-    def cancel(self, job_id: str, reason: str = "cancelled", state: str = "cancelled") -> Job:
-        """Stop a prepared or running job here (and tell its peers); ``state`` is what it ends as."""
+    def cancel(self, job_id: str, reason: str = "cancelled", state: str = "cancelled",
+               failed_party: str = "") -> Job:
+        """Stop a prepared or running job here (and tell its peers); ``state`` is what it ends
+        as, ``failed_party`` the party whose refusal or error made it end (if any)."""
         job = self.get(job_id)
         if job.state in ("prepared", "running"):
             was = job.state
-            job.state, job.error = state, reason
+            job.state, job.error, job.failed_party = state, reason, failed_party
             self.mailbox.fail(job_id, GaotieError(f"job {job_id} {reason}"))
             if was == "prepared":
                 self.mailbox.close(job_id)
@@ -215,14 +219,20 @@ class JobManager:
                 f.write(line)
 
 
-def job_error(party: str, exc: BaseException) -> str:
-    """The error of a failed job as its users see it, naming first the party that caused it."""
+def job_failure(party: str, exc: BaseException) -> tuple[str, str]:
+    """(the party that caused it, the error as users see it) of a job that failed at ``party``."""
     if isinstance(exc, PeerFailed):
-        if exc.reason.startswith(("party '", "JobTimeout: party '")):  # the peer saw a third party fail
-            return f"{exc.reason} (reported by {exc.party!r})"
-        return str(exc)
+        forwarded = _FORWARDED.match(exc.reason)   # the peer saw a third party fail (run_party)
+        if forwarded:
+            return forwarded.group(1), f"{exc.reason} (reported by {exc.party!r})"
+        return exc.party, str(exc)
     text = describe(exc)
-    return text if "party '" in text else f"party {party!r} failed: {text}"
+    culprit = exc.party if isinstance(exc, JobTimeout) and exc.party else party   # the silent peer
+    return culprit, text if "party '" in text else f"party {party!r} failed: {text}"
+
+
+# How run_party passes on a peer's failure: PeerFailed's own message, "party 'x' failed: ...".
+_FORWARDED = re.compile(r"^(?:JobTimeout: )?party '([^']*)'")
 
 
 def summarize(result: Any) -> str:
