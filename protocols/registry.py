@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mpc.runtime.context import Context
 from mpc.runtime.errors import DataError
 
 # How a protocol uses a column; a column's policy must allow it (see ALLOWED).
@@ -82,7 +83,7 @@ class ProtocolSpec:
     reveals: str
     params: Mapping[str, Param]
     uses: Callable[[dict[str, Any]], list[ColumnUse]]
-    run: Callable[[Any, dict[str, Any], LocalData], Any]
+    run: Callable[[Context, dict[str, Any], LocalData], Any]
     helpers: tuple[str, ...] = ()
     extra_parties: Callable[[dict[str, Any]], list[str]] = field(default=lambda params: [])
     # The correlated-randomness capabilities (mpc.ss.provider) a job with these parameters

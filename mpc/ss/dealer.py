@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.runtime.context import Context
 from mpc.runtime.helpers import register_helper
 from mpc.ss import provider
 from mpc.ss.dealer_join import serve_match
@@ -191,7 +192,7 @@ def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
     return req["op"], req
 
 
-def run_dealer(ctx: Any) -> dict[str, list[int]] | None:
+def run_dealer(ctx: Context) -> dict[str, list[int]] | None:
     """The dealer helper party: seed every computing party, then answer the last one.
 
     Runs until the last computing party sends ``{"op": "done"}``; uses only ``ctx``, so it
@@ -236,7 +237,7 @@ class DealerSource(provider.RandomnessProvider):
                               provider.TRUNC_PAIR_BITS, provider.EDABIT, provider.DABIT, provider.SHUFFLE,
                               provider.DEALER_JOIN, provider.PREFETCH})
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Context) -> None:
         if DEALER not in ctx.helpers:
             raise ValueError(f"triples={DEALER!r} needs the helper party {DEALER!r} in the job")
         self.ctx = ctx

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import secure_permutation
+from mpc.runtime.context import Context
 from mpc.ss import provider
 from mpc.ss.triples import MAX_ELEMENTS, get_source
 
@@ -53,7 +54,7 @@ def _keys(tags: np.ndarray, who: str) -> np.ndarray:
     return keys
 
 
-def serve_match(ctx: Any, prgs: list, request: dict) -> list[int]:
+def serve_match(ctx: Context, prgs: list, request: dict) -> list[int]:
     """Dealer side: the last party's request carries its tags and rows, the first party's
     come on its own channel. Answers both (see the module docstring) and returns what the
     dealer learned: [rows of A, rows of B, matched rows]."""
@@ -70,7 +71,7 @@ def serve_match(ctx: Any, prgs: list, request: dict) -> list[int]:
     return [len(tags_a), len(tags_b), len(i)]
 
 
-def match(ctx: Any, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
+def match(ctx: Context, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
           peer_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Party side of the dealer join (first and last computing party of a 2-party job).
 

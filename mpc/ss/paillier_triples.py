@@ -36,6 +36,7 @@ import gmpy2
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.runtime.context import Context
 from mpc.ss import provider
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
@@ -69,7 +70,7 @@ class PaillierSource(provider.RandomnessProvider):
     capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
                               provider.TRUNCATE, provider.EDABIT, provider.DABIT})
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Context) -> None:
         import mpc.paillier as paillier  # registers the codec extensions
 
         if len(ctx.parties) != 2:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.context import Context
 from mpc.ss.provider import RandomnessProvider, source_class, source_kind
 
 Shape = tuple[int, ...]
@@ -53,7 +54,7 @@ def matmul_shape(shape_a: Shape, shape_b: Shape) -> Shape:
     return tuple(batch) + (shape_a[-2], shape_b[-1])
 
 
-def get_source(ctx: Any) -> RandomnessProvider:
+def get_source(ctx: Context) -> RandomnessProvider:
     """The job's triple source (created on first use, then cached in ``ctx.state``)."""
     source = ctx.state.get(_STATE_KEY)
     if source is None:
