@@ -22,9 +22,9 @@ _LAZY = {
     "Client": "mpc.client",
 }
 
-# Engines that register their helper parties and start checks with the runtime (which
-# names no engine); loaded before ``run_local`` or a cluster is handed out.
-_ENGINES = ("mpc.ss",)
+# Engines that register their helper parties and start checks with the runtime, which
+# names no engine: mpc.runtime.helpers imports these the first time a job asks for helpers.
+ENGINES = ("mpc.ss",)
 
 __all__ = sorted(_LAZY)
 
@@ -33,7 +33,4 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mpc' has no attribute {name!r}")
-    if name in ("run_local", "LocalCluster"):
-        for engine in _ENGINES:
-            importlib.import_module(engine)
     return getattr(importlib.import_module(module), name)

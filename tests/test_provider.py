@@ -97,3 +97,18 @@ def test_the_dealer_registers_itself_with_the_runtime():
         helpers.register_helper("triples", "other", provider.DEALER, lambda ctx: None)
     with pytest.raises(ValueError, match="no helper party called 'nobody'"):
         helpers.helper_function("nobody")
+
+
+def test_helpers_do_not_depend_on_whether_the_protocol_imported_the_engine_yet():
+    """A fresh process: the runtime alone, a protocol that imports mpc.ss only when it runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mpc.runtime.local import run_local\n"
+            "assert 'mpc.ss' not in sys.modules\n"
+            "def job(ctx):\n    from mpc.ss.triples import get_source\n"
+            "    return get_source(ctx).name, ctx.helpers\n"
+            "print(run_local(job, ['a', 'b']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{'a': ('dealer', ['dealer']), 'b': ('dealer', ['dealer'])}"
