@@ -22,7 +22,7 @@ class Transport(Protocol):
 
     def recv(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any: ...
 
-    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str) -> None: ...
+    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str, origin: str = "") -> None: ...
 
     def finish(self, job_id: str, sender: str, deadline: float) -> None: ...
 
@@ -132,12 +132,13 @@ class Context:
         ``report_progress`` of this party (None: stop listening)."""
         self._progress = listener
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, origin: str | None = None) -> None:
         """Tell every other party of the job that this party failed (``reason``, which
-        names no secret value, is what they report)."""
+        names no secret value, is what they report; ``origin`` is the party whose failure
+        this is, when this party only passes on a peer's)."""
         others = [p for p in self.parties + self.helpers if p != self.party]
         try:
-            self._transport.abort(self.job_id, self.party, others, reason)
+            self._transport.abort(self.job_id, self.party, others, reason, origin or self.party)
         except GaotieError:
             pass
 

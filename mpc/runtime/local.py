@@ -17,7 +17,7 @@ from concurrent import futures
 from typing import Any
 
 from mpc.runtime.context import Context
-from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, describe
+from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, culprit, describe
 from mpc.runtime.helpers import default_options, helper_parties, start_checks
 from mpc.runtime.progress import ProgressDisplay
 
@@ -39,7 +39,7 @@ def run_party(ctx: Context, body: Callable[[Context], Any]) -> Any:
         return result
     except BaseException as exc:
         # A peer's failure is passed on naming that peer, so everyone learns who caused it.
-        ctx.abort(str(exc) if isinstance(exc, PeerFailed) else describe(exc))
+        ctx.abort(str(exc) if isinstance(exc, PeerFailed) else describe(exc), culprit(ctx.party, exc))
         raise
 
 

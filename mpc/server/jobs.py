@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 
 from mpc import tables
 from mpc.runtime.context import Context
-from mpc.runtime.errors import GaotieError, JobTimeout, PeerFailed, describe
+from mpc.runtime.errors import GaotieError, PeerFailed, culprit, describe
 from mpc.runtime.helpers import helper_function, options_for
 from mpc.runtime.local import run_party
 from mpc.runtime.progress import Progress
@@ -221,18 +220,13 @@ class JobManager:
 
 def job_failure(party: str, exc: BaseException) -> tuple[str, str]:
     """(the party that caused it, the error as users see it) of a job that failed at ``party``."""
+    origin = culprit(party, exc)
     if isinstance(exc, PeerFailed):
-        forwarded = _FORWARDED.match(exc.reason)   # the peer saw a third party fail (run_party)
-        if forwarded:
-            return forwarded.group(1), f"{exc.reason} (reported by {exc.party!r})"
-        return exc.party, str(exc)
+        if origin != exc.party:     # the peer passes on a third party's failure
+            return origin, f"{exc.reason} (reported by {exc.party!r})"
+        return origin, str(exc)
     text = describe(exc)
-    culprit = exc.party if isinstance(exc, JobTimeout) and exc.party else party   # the silent peer
-    return culprit, text if "party '" in text else f"party {party!r} failed: {text}"
-
-
-# How run_party passes on a peer's failure: PeerFailed's own message, "party 'x' failed: ...".
-_FORWARDED = re.compile(r"^(?:JobTimeout: )?party '([^']*)'")
+    return origin, text if "party '" in text else f"party {party!r} failed: {text}"
 
 
 def summarize(result: Any) -> str:

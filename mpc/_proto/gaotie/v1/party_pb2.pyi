@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Envelope(_message.Message):
-    __slots__ = ("job_id", "sender", "receiver", "seq", "chunk_index", "last", "total_size", "payload", "abort")
+    __slots__ = ("job_id", "sender", "receiver", "seq", "chunk_index", "last", "total_size", "payload", "abort", "abort_party")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class Envelope(_message.Message):
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_PARTY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     sender: str
     receiver: str
@@ -27,7 +28,8 @@ class Envelope(_message.Message):
     total_size: int
     payload: bytes
     abort: str
-    def __init__(self, job_id: _Optional[str] = ..., sender: _Optional[str] = ..., receiver: _Optional[str] = ..., seq: _Optional[int] = ..., chunk_index: _Optional[int] = ..., last: _Optional[bool] = ..., total_size: _Optional[int] = ..., payload: _Optional[bytes] = ..., abort: _Optional[str] = ...) -> None: ...
+    abort_party: str
+    def __init__(self, job_id: _Optional[str] = ..., sender: _Optional[str] = ..., receiver: _Optional[str] = ..., seq: _Optional[int] = ..., chunk_index: _Optional[int] = ..., last: _Optional[bool] = ..., total_size: _Optional[int] = ..., payload: _Optional[bytes] = ..., abort: _Optional[str] = ..., abort_party: _Optional[str] = ...) -> None: ...
 
 class ExchangeReply(_message.Message):
     __slots__ = ("values_received",)
