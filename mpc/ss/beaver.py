@@ -109,7 +109,7 @@ def prefetch_mul_trunc(ctx: Context, shape: tuple[int, ...], bits: int) -> None:
     """Announce that the next calls are ``mul`` of ``shape`` then ``truncate`` by ``bits``
     (lets the dealer work ahead); a no-op for sources that do not need it."""
     source = get_source(ctx)
-    if source.supports(PREFETCH):
+    if source.supports(PREFETCH) and not source.supports(TRUNCATE):   # it uses truncation pairs
         source.prefetch([("arith", (int(np.prod(shape, dtype=np.int64)),), None),
                          ("trunc", tuple(shape) if len(shape) else (1,), bits)])
 

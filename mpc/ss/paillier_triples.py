@@ -131,7 +131,7 @@ class PaillierSource(provider.RandomnessProvider):
         self.ctx.send(self.peer, reply)  # the codec re-randomises it before it leaves
         return _to_uint64(-r for r in rho)
 
-    # -- TripleSource --------------------------------------------------------------------------
+    # -- RandomnessProvider --------------------------------------------------------------------
     def arithmetic(self, shape: Shape):
         shape = check_shape(shape)
         count = int(np.prod(shape, dtype=np.int64))

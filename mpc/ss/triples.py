@@ -28,9 +28,6 @@ MAX_ELEMENTS = 1 << 28  # a single request above this is refused (memory bound)
 _STATE_KEY = "mpc.ss.triples"
 
 
-TripleSource = RandomnessProvider   # the older name of the interface
-
-
 def check_shape(shape: Any) -> Shape:
     """A validated shape tuple (non-negative ints, bounded element count)."""
     try:
