@@ -112,3 +112,37 @@ def test_helpers_do_not_depend_on_whether_the_protocol_imported_the_engine_yet()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "{'a': ('dealer', ['dealer']), 'b': ('dealer', ['dealer'])}"
+
+
+class ToySource(RandomnessProvider):
+    """A source with one capability, to show a new source (e.g. issue 17's OT source) plugs
+    in by registration alone. INSECURE: all-zero triples open the inputs; tests only."""
+
+    name = "toy"
+    capabilities = frozenset({provider.ARITHMETIC})
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def arithmetic(self, shape):
+        zero = np.zeros(shape, np.uint64)
+        return zero, zero.copy(), zero.copy()
+
+
+def test_a_registered_source_is_selected_by_name_and_checked_by_its_capabilities():
+    from mpc.ss import beaver
+
+    provider.register_source("toy", __name__, "ToySource")
+    assert "toy" in provider.source_kinds() and provider.source_class("toy") is ToySource
+
+    def job(ctx):
+        x = np.array([3, 5], np.uint64) if ctx.rank == 0 else np.zeros(2, np.uint64)
+        y = np.array([7, 11], np.uint64) if ctx.rank == 1 else np.zeros(2, np.uint64)
+        return beaver.open_arith(ctx, beaver.mul(ctx, x, y))
+
+    out = mpc.run_local(job, ["a", "b"], triples="toy")
+    assert out["a"].tolist() == [21, 55] and out["b"].tolist() == [21, 55]
+    with pytest.raises(MissingCapability, match="needs 'boolean'.*'toy'.*provides: arithmetic"):
+        mpc.run_local(provider.needs(provider.BOOLEAN)(job), ["a", "b"], triples="toy")
+    with pytest.raises(ValueError, match="registered twice"):
+        provider.register_source("toy", __name__, "Other")
