@@ -22,6 +22,10 @@ _LAZY = {
     "Client": "mpc.client",
 }
 
+# Engines that register their helper parties and start checks with the runtime, which
+# names no engine: mpc.runtime.helpers imports these the first time a job asks for helpers.
+ENGINES = ("mpc.ss",)
+
 __all__ = sorted(_LAZY)
 
 

@@ -73,15 +73,17 @@ class Client:
         request = party_pb2.JobRequest(protocol=protocol, params=codec.encode(params), timeout=job_timeout)
         reply = self._rpc("Submit", request)
         if reply.state in ("refused", "failed"):
-            raise _job_failed(reply.error, reply.job_id)
+            raise _job_failed(reply.failed_party, reply.error, reply.job_id)
         return reply.job_id
 
     def status(self, job_id: str) -> dict[str, Any]:
-        """``{"job_id", "state", "error", "progress", "protocol", "phase", "done", "total", "unit"}``
-        of a job: ``phase`` is what it does now, ``done`` of ``total`` ``unit`` of that phase
-        are finished (total 0: not counted), ``progress`` is their fraction."""
+        """``{"job_id", "state", "error", "failed_party", "progress", "protocol", "phase", "done",
+        "total", "unit"}`` of a job: ``failed_party`` is the party whose error or refusal made it
+        fail ("" otherwise), ``phase`` is what it does now, ``done`` of ``total`` ``unit`` of that
+        phase are finished (total 0: not counted), ``progress`` is their fraction."""
         s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
-        return {"job_id": s.job_id, "state": s.state, "error": s.error, "progress": s.progress,
+        return {"job_id": s.job_id, "state": s.state, "error": s.error, "failed_party": s.failed_party,
+                "progress": s.progress,
                 "protocol": s.protocol, "phase": s.phase, "done": s.done, "total": s.total, "unit": s.unit}
 
     def result(self, job_id: str, timeout: float | None = None, progress: bool = True) -> Any:
@@ -100,7 +102,7 @@ class Client:
                         display.finish()
                     return codec.decode(s.result)
                 if s.state in ("failed", "cancelled", "refused"):
-                    raise _job_failed(s.error or s.state, job_id)
+                    raise _job_failed(s.failed_party, s.error or s.state, job_id)
                 elapsed = time.monotonic() - start
                 if timeout is not None and elapsed > timeout:
                     raise TimeoutError(f"job {job_id} still {s.state} after {timeout}s")
@@ -122,8 +124,7 @@ class Client:
         return self._rpc("Cancel", party_pb2.JobQuery(job_id=job_id)).state
 
 
-def _job_failed(error: str, job_id: str) -> JobFailed:
-    """JobFailed naming the party an error message names first (``party 'x' ...``)."""
-    marker = "party '"
-    party = error.split(marker, 1)[1].split("'", 1)[0] if marker in error else "?"
+def _job_failed(party: str, error: str, job_id: str) -> JobFailed:
+    """JobFailed naming the party the reply names as the cause ("?" for a cancelled job)."""
+    party = party or "?"
     return JobFailed(party, error.removeprefix(f"party {party!r} failed: "), job_id)

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import random_uint64
-from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, register
+from mpc.runtime.context import Context
+from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 FRAC_BITS = 16
 
 
-def secure_sum(ctx, value: float) -> float:
+def secure_sum(ctx: Context, value: float) -> float:
     """SPMD: every party passes its number; every party gets the sum of all of them."""
     scaled = np.array([round(float(value) * (1 << FRAC_BITS))], dtype=np.int64).view(np.uint64)
     masks = random_uint64(len(ctx.parties) - 1)
@@ -32,8 +33,7 @@ def secure_sum(ctx, value: float) -> float:
     return float(total.view(np.int64)[0]) / (1 << FRAC_BITS)
 
 
-def _run(ctx, params: dict[str, Any], data: LocalData) -> float:
-    from mpc.server.data import numeric
+def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> float:
 
     own = [ColumnRef.parse(c) for c in params["columns"] if ColumnRef.parse(c).party == ctx.party]
     local = 0.0

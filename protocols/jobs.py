@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, register
+from mpc.runtime.context import Context
+from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING
+from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 
-def own_ref(ctx, params: dict[str, Any], key: str) -> ColumnRef | None:
+def own_ref(ctx: Context, params: dict[str, Any], key: str) -> ColumnRef | None:
     """This party's column among the references in parameter ``key`` (None if it has none)."""
     mine = [r for r in _refs(params, key) if r.party == ctx.party]
     if len(mine) > 1:
@@ -23,7 +25,7 @@ def own_ref(ctx, params: dict[str, Any], key: str) -> ColumnRef | None:
     return mine[0] if mine else None
 
 
-def id_column(ctx, params: dict[str, Any], data: LocalData) -> np.ndarray:
+def id_column(ctx: Context, params: dict[str, Any], data: LocalData) -> np.ndarray:
     ref = own_ref(ctx, params, "ids")
     if ref is None:
         raise ValueError(f"parameter 'ids' names no column of party {ctx.party!r}")
@@ -60,7 +62,7 @@ def psi_method(params: dict[str, Any], protocol: str, oprf: bool = True) -> str:
     return "oprf" if method == "auto" and two and oprf else ("ecdh" if method == "auto" else method)
 
 
-def _run_psi(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.psi import ecdh_psi, oprf_psi
 
     ids = id_column(ctx, params, data)
@@ -106,7 +108,7 @@ register(ProtocolSpec(
 
 
 # -- psi.cardinality -----------------------------------------------------------------------
-def _run_cardinality(ctx, params: dict[str, Any], data: LocalData) -> int | None:
+def _run_cardinality(ctx: Context, params: dict[str, Any], data: LocalData) -> int | None:
     from protocols.psi import psi_cardinality
 
     psi_method(params, "psi.cardinality", oprf=False)
@@ -127,8 +129,7 @@ register(ProtocolSpec(
 
 
 # -- psi.intersection_sum ------------------------------------------------------------------
-def _run_intersection_sum(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
-    from mpc.server.data import numeric
+def _run_intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.psi import intersection_sum
 
     ids = id_column(ctx, params, data)
@@ -180,9 +181,8 @@ def _refs(params: dict[str, Any], key: str) -> list[ColumnRef]:
     return [ColumnRef.parse(v, key) for v in (value if isinstance(value, list) else [value] if value else [])]
 
 
-def own_columns(ctx, params: dict[str, Any], key: str, data: LocalData) -> dict[str, np.ndarray]:
+def own_columns(ctx: Context, params: dict[str, Any], key: str, data: LocalData) -> dict[str, np.ndarray]:
     """This party's numeric columns named in parameter ``key`` (name -> float64 array)."""
-    from mpc.server.data import numeric
 
     out = {}
     for ref in _refs(params, key):
@@ -191,7 +191,7 @@ def own_columns(ctx, params: dict[str, Any], key: str, data: LocalData) -> dict[
     return out
 
 
-def check_min_group(ctx, params: dict[str, Any], key: str, data: LocalData, rows: int) -> None:
+def check_min_group(ctx: Context, params: dict[str, Any], key: str, data: LocalData, rows: int) -> None:
     """Refuse (on the column's owner) to aggregate fewer rows than its policy's minimum."""
     for ref in _refs(params, key):
         if ref.party == ctx.party and rows < data.min_group_size(ref):
@@ -199,7 +199,7 @@ def check_min_group(ctx, params: dict[str, Any], key: str, data: LocalData, rows
                              f"{data.min_group_size(ref)} rows (its min_group_size)")
 
 
-def shared_min_group(ctx, params: dict[str, Any], key: str, data: LocalData) -> int:
+def shared_min_group(ctx: Context, params: dict[str, Any], key: str, data: LocalData) -> int:
     """The largest min_group_size of the columns in parameter ``key`` (policies are public)."""
     own = [data.min_group_size(r) for r in _refs(params, key) if r.party == ctx.party]
     return max(ctx.gather(max(own, default=1)))
@@ -212,7 +212,7 @@ JOIN_REVEALS = ("; the dealer: the number of joined rows (the shapes of the rand
                 "join='dealer' both parties' id counts too; nothing that depends on ids or values")
 
 
-def joined(ctx, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
+def joined(ctx: Context, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
     """Private join on the ``ids`` parameter; returns (n_rows, {"party.column": SharedTensor})."""
     from protocols.psi.private_join import JOINS, private_join
     from protocols.stats import apply_shifts, scale_columns
@@ -231,6 +231,11 @@ def _uses_join(params: dict[str, Any], *value_keys: str):
     return uses + column_refs(params, *value_keys, use="aggregate")
 
 
+def _join_needs(params: dict[str, Any]) -> tuple[str, ...]:
+    """Shared arithmetic and comparisons, and the dealer's join when ``join='dealer'``."""
+    return SECRET_SHARING + ((DEALER_JOIN,) if params.get("join") == DEALER else ())
+
+
 def _histogram_frame(counts: np.ndarray, edges: np.ndarray, min_group: int) -> pd.DataFrame:
     counts = counts.astype(np.int64)
     small = counts < min_group
@@ -242,7 +247,7 @@ def _histogram_frame(counts: np.ndarray, edges: np.ndarray, min_group: int) -> p
 JOIN_STATS = ("describe", "corr", "histogram")
 
 
-def _run_join_stats(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
+def _run_join_stats(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols import stats
 
     unknown = set(params["stats"]) - set(JOIN_STATS)
@@ -285,12 +290,13 @@ register(ProtocolSpec(
             "join": JOIN, "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
-    helpers=("dealer",),
+    helpers=(DEALER,),
+    needs=_join_needs,
 ))
 
 
 # -- stats.group_by --------------------------------------------------------------------------
-def _run_group_by(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+def _run_group_by(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from mpc import ss
     from protocols import stats
 
@@ -336,12 +342,13 @@ register(ProtocolSpec(
             "join": JOIN, "reveal_to": REVEAL_TO},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
-    helpers=("dealer",),
+    helpers=(DEALER,),
+    needs=_join_needs,
 ))
 
 
 # -- stats.woe_iv ----------------------------------------------------------------------------
-def _aligned_rows(ctx, params: dict[str, Any], data: LocalData) -> np.ndarray:
+def _aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData) -> np.ndarray:
     """Own row numbers of the ids every party holds, sorted by id (the same order everywhere)."""
     from protocols.psi import ecdh_psi
 
@@ -355,7 +362,7 @@ def _aligned_rows(ctx, params: dict[str, Any], data: LocalData) -> np.ndarray:
     return result.indices[order]
 
 
-def _run_woe_iv(ctx, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
+def _run_woe_iv(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.stats import woe_iv
 
     rows = _aligned_rows(ctx, params, data)
@@ -402,7 +409,7 @@ register(ProtocolSpec(
 
 
 # -- stats.horizontal_describe ---------------------------------------------------------------
-def _run_horizontal_describe(ctx, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+def _run_horizontal_describe(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.stats import horizontal_describe
 
     own = own_columns(ctx, params, "columns", data)
@@ -432,5 +439,6 @@ register(ProtocolSpec(
             "reveal_to": REVEAL_TO},
     uses=_uses_horizontal,
     run=_run_horizontal_describe,
-    helpers=("dealer",),
+    helpers=(DEALER,),
+    needs=lambda params: SECRET_SHARING,
 ))

@@ -3,8 +3,8 @@
 A job names a registered protocol and gives parameters as data (strings, numbers,
 lists); a server never runs anything else. Each :class:`ProtocolSpec` declares its
 parameters, the columns it reads and how it uses them (checked against every party's
-column policy before anything runs), the helper parties it needs, and in plain words
-what every party learns.
+column policy before anything runs), the helper parties and the correlated randomness it
+needs, and in plain words what every party learns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
+
+from mpc.runtime.context import Context
+from mpc.runtime.errors import DataError
 
 # How a protocol uses a column; a column's policy must allow it (see ALLOWED).
 USES = ("join_key", "aggregate", "plaintext")
@@ -78,9 +83,12 @@ class ProtocolSpec:
     reveals: str
     params: Mapping[str, Param]
     uses: Callable[[dict[str, Any]], list[ColumnUse]]
-    run: Callable[[Any, dict[str, Any], LocalData], Any]
+    run: Callable[[Context, dict[str, Any], LocalData], Any]
     helpers: tuple[str, ...] = ()
     extra_parties: Callable[[dict[str, Any]], list[str]] = field(default=lambda params: [])
+    # The correlated-randomness capabilities (mpc.ss.provider) a job with these parameters
+    # needs; every party checks them against the job's source before it prepares the job.
+    needs: Callable[[dict[str, Any]], tuple[str, ...]] = field(default=lambda params: ())
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters with defaults filled in; ValueError naming a missing/unknown/mistyped one."""
@@ -171,6 +179,24 @@ def column_refs(params: dict[str, Any], *keys: str, use: str) -> list[ColumnUse]
         for text in value if isinstance(value, list) else [value]:
             out.append(ColumnUse(ColumnRef.parse(text, key), use))
     return out
+
+
+def numeric(ref: ColumnRef, values: np.ndarray) -> np.ndarray:
+    """``values`` as float64, or DataError naming the column (and the first bad row)."""
+    if values.dtype.kind in "iufb":
+        arr = values.astype(np.float64)
+    else:
+        arr = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
+            try:
+                arr[i] = float(v)
+            except (TypeError, ValueError):
+                raise DataError(f"column {ref} is not numeric (row {i + 1})") from None
+    bad = np.flatnonzero(np.isnan(arr))
+    if len(bad):
+        raise DataError(f"column {ref} has {len(bad)} missing/NaN values (first at row {bad[0] + 1}); "
+                        f"gaotie rejects NaN rather than silently skipping rows")
+    return arr
 
 
 def reveal_table() -> str:

@@ -19,7 +19,7 @@ def _with_progress(body):
     """A protocol that records every progress report of its party, then runs ``body``."""
     def job(ctx, *args):
         seen = []
-        ctx._progress = seen.append
+        ctx.on_progress(seen.append)
         body(ctx, *args)
         return seen
     return job

@@ -92,6 +92,7 @@ def test_party_raising_fails_the_job_everywhere_naming_it(cluster):
     for party in ("b", "c"):
         s = status_on(cluster, party, job)
         assert s["state"] == "failed" and "'b'" in s["error"], s
+        assert s["failed_party"] == "b", s      # a field of the reply, not parsed from the error
     for party in PARTIES:  # each party's audit log records the failure
         records = [json.loads(x) for x in cluster.audit_log(party).read_text().splitlines()]
         record = next(r for r in records if r["job_id"] == job)
@@ -113,6 +114,7 @@ def test_requester_raising(cluster):
     assert info.value.party == "c"
     s = status_on(cluster, "a", info.value.job_id)
     assert s["state"] == "failed" and "party 'c'" in s["error"]
+    assert s["failed_party"] == "c"
 
 
 # -- a party that stops answering -----------------------------------------------------------

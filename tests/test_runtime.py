@@ -156,3 +156,37 @@ def test_library_error_messages_are_withheld():
     with pytest.raises(JobFailed) as info:
         mpc.run_local(leaky, ["a", "b"], triples=None)
     assert "message withheld" in str(info.value) and "object at" not in str(info.value)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_abort_carries_the_party_whose_failure_it_passes_on(transport):
+    """a tells c that b failed: c learns both who told it (a) and whose failure it is (b),
+    as fields, over either transport (gRPC: the Envelope's abort_party)."""
+    from mpc.runtime.errors import PeerFailed
+    from mpc.runtime.local import _start_grpc
+    from mpc.runtime.memory import MemoryTransport
+
+    everyone, job = ["a", "b", "c"], "job-origin"
+    if transport == "memory":
+        net = MemoryTransport(everyone)
+        net.open(job)
+        transports, cleanup = {p: net for p in everyone}, (lambda: net.close(job))
+    else:
+        transports, cleanup = _start_grpc(everyone, job, {})
+    try:
+        transports["a"].abort(job, "a", ["c"], "party 'b' failed: ValueError: boom", "b")
+        with pytest.raises(PeerFailed) as info:
+            transports["c"].recv(job, "a", "c", time.monotonic() + 10)
+        assert (info.value.party, info.value.origin) == ("a", "b")
+    finally:
+        cleanup()
+
+
+def test_culprit_names_the_origin_the_silent_peer_or_the_party_itself():
+    from mpc.runtime.errors import PeerFailed, culprit
+
+    assert culprit("a", PeerFailed("b", "x")) == "b"
+    assert culprit("a", PeerFailed("b", "x", origin="c")) == "c"
+    assert culprit("a", JobTimeout("party 'b' sent nothing", party="b")) == "b"
+    assert culprit("a", JobTimeout("the job timeout passed")) == "a"
+    assert culprit("a", ValueError("party 'b' sent junk")) == "a"

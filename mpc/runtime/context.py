@@ -22,7 +22,7 @@ class Transport(Protocol):
 
     def recv(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any: ...
 
-    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str) -> None: ...
+    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str, origin: str = "") -> None: ...
 
     def finish(self, job_id: str, sender: str, deadline: float) -> None: ...
 
@@ -57,7 +57,7 @@ class Context:
         self.options = dict(options or {})
         self.state: dict[str, Any] = {}  # per-job scratch space for libraries (e.g. triple sources)
         self._transport = transport
-        self._progress: Callable[[Progress], None] | None = None  # set by the runner that listens
+        self._progress: Callable[[Progress], None] | None = None  # see on_progress
         self._progress_now = Progress()
 
     def __repr__(self) -> str:
@@ -125,16 +125,23 @@ class Context:
             self._progress_now = self._progress_now.then(fraction, phase, done, total, unit)
             self._progress(self._progress_now)
 
-    # -- used by the runners, not by protocol code ------------------------------------
+    # -- used by the runners (run_local, the party server), not by protocol code ----------
 
-    def _abort(self, reason: str) -> None:
-        """Tell every other party of the job that this party failed."""
+    def on_progress(self, listener: Callable[[Progress], None] | None) -> None:
+        """Call ``listener`` with the job's :class:`~mpc.runtime.progress.Progress` at every
+        ``report_progress`` of this party (None: stop listening)."""
+        self._progress = listener
+
+    def abort(self, reason: str, origin: str | None = None) -> None:
+        """Tell every other party of the job that this party failed (``reason``, which
+        names no secret value, is what they report; ``origin`` is the party whose failure
+        this is, when this party only passes on a peer's)."""
         others = [p for p in self.parties + self.helpers if p != self.party]
         try:
-            self._transport.abort(self.job_id, self.party, others, reason)
+            self._transport.abort(self.job_id, self.party, others, reason, origin or self.party)
         except GaotieError:
             pass
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """Flush this party's outgoing messages at the end of the job."""
         self._transport.finish(self.job_id, self.party, self.deadline)

@@ -12,16 +12,24 @@ class GaotieError(Exception):
 
 
 class PeerFailed(GaotieError):
-    """A peer of this job failed; raised by ``recv`` on every other party."""
+    """A peer of this job failed; raised by ``recv`` on every other party. ``party`` is the
+    peer that told us, ``origin`` the party whose failure it reports (the same, or a third
+    party the peer heard from or timed out waiting for)."""
 
-    def __init__(self, party: str, reason: str):
+    def __init__(self, party: str, reason: str, origin: str | None = None):
         super().__init__(f"party {party!r} failed: {reason}")
         self.party = party
         self.reason = reason
+        self.origin = origin or party
 
 
 class JobTimeout(GaotieError, TimeoutError):
-    """No message arrived from a peer before the job's deadline."""
+    """No message arrived from a peer before the job's deadline; ``party`` is the silent
+    peer when there is one."""
+
+    def __init__(self, message: str, party: str | None = None):
+        super().__init__(message)
+        self.party = party
 
 
 class JobFailed(GaotieError):
@@ -33,6 +41,21 @@ class JobFailed(GaotieError):
         self.party = party
         self.reason = reason
         self.job_id = job_id
+
+
+class DataError(ValueError):
+    """A dataset or column is missing, unreadable, or not allowed for the requested use
+    (raised by the party server's data store and by protocols reading its columns)."""
+
+
+def culprit(party: str, exc: BaseException) -> str:
+    """The party whose failure ``exc``, raised at ``party``, reports: a failed peer's origin,
+    the silent peer of a timeout, else ``party`` itself."""
+    if isinstance(exc, PeerFailed):
+        return exc.origin
+    if isinstance(exc, JobTimeout) and exc.party:
+        return exc.party
+    return party
 
 
 class ProtocolViolation(GaotieError):

@@ -131,7 +131,7 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
             elif env.job_id != job_id or env.sender != sender or env.receiver != party:
                 raise ProtocolViolation("job, sender or receiver changed within one stream")
             if env.abort:
-                mailbox.fail(job_id, PeerFailed(sender, env.abort))
+                mailbox.fail(job_id, PeerFailed(sender, env.abort, env.abort_party))
                 continue
             if env.chunk_index == 0:
                 if buf is not None:
@@ -218,7 +218,7 @@ class _OutStream:
             except queue.Full:
                 if time.monotonic() > deadline:
                     raise JobTimeout(f"party {self.receiver!r} did not take messages before "
-                                     f"the job timeout (job {self.job_id})") from None
+                                     f"the job timeout (job {self.job_id})", party=self.receiver) from None
 
     def send(self, data: bytes, deadline: float) -> None:
         base = dict(job_id=self.job_id, sender=self.sender, receiver=self.receiver, seq=self._seq)
@@ -231,9 +231,9 @@ class _OutStream:
             self._put(env, deadline)
         self._seq += 1
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, origin: str = "") -> None:
         env = party_pb2.Envelope(job_id=self.job_id, sender=self.sender, receiver=self.receiver,
-                                 abort=reason)
+                                 abort=reason, abort_party=origin)
         try:
             self._put(env, time.monotonic() + 2.0)
         except Exception:  # best effort: the peer may be gone already
@@ -303,10 +303,10 @@ class GrpcTransport:
     def recv(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any:
         return self.mailbox.get(job_id, sender, receiver, deadline)
 
-    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str) -> None:
+    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str, origin: str = "") -> None:
         for r in receivers:
             try:
-                self._stream(job_id, r, time.monotonic() + 5.0).abort(reason)
+                self._stream(job_id, r, time.monotonic() + 5.0).abort(reason, origin)
             except Exception:
                 pass
         self.finish(job_id, sender, time.monotonic() + 2.0)

@@ -9,7 +9,6 @@ tells every other party at once, so the whole job fails within seconds and
 
 from __future__ import annotations
 
-import importlib
 import secrets
 import threading
 import time
@@ -18,30 +17,11 @@ from concurrent import futures
 from typing import Any
 
 from mpc.runtime.context import Context
-from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, describe
+from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, culprit, describe
+from mpc.runtime.helpers import default_options, helper_parties, start_checks
 from mpc.runtime.progress import ProgressDisplay
 
-# Helper parties added to a job by runtime option, and the function each one runs.
-# The value names a function of gaotie itself, never anything a peer sent.
-HELPERS: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("triples", "dealer"): ("dealer", "mpc.ss.dealer", "run_dealer"),
-}
-DEFAULT_OPTIONS: dict[str, Any] = {"triples": "dealer"}
 _GRACE = 2.0
-
-
-def helper_parties(options: Mapping[str, Any]) -> list[tuple[str, Callable[[Context], Any]]]:
-    """The helper parties (name, function) that runtime ``options`` call for."""
-    return [(name, helper_function(name)) for (key, value), (name, _, _) in HELPERS.items()
-            if options.get(key) == value]
-
-
-def helper_function(name: str) -> Callable[[Context], Any]:
-    """The function a helper party called ``name`` runs."""
-    for helper, module, func in HELPERS.values():
-        if helper == name:
-            return getattr(importlib.import_module(module), func)
-    raise ValueError(f"no helper party called {name!r}")
 
 
 def run_party(ctx: Context, body: Callable[[Context], Any]) -> Any:
@@ -55,11 +35,11 @@ def run_party(ctx: Context, body: Callable[[Context], Any]) -> Any:
         if ctx.rank is not None:
             for helper in ctx.helpers:
                 ctx.send(helper, {"op": "done"})
-        ctx._finish()
+        ctx.finish()
         return result
     except BaseException as exc:
         # A peer's failure is passed on naming that peer, so everyone learns who caused it.
-        ctx._abort(str(exc) if isinstance(exc, PeerFailed) else describe(exc))
+        ctx.abort(str(exc) if isinstance(exc, PeerFailed) else describe(exc), culprit(ctx.party, exc))
         raise
 
 
@@ -108,12 +88,13 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
     Raises:
         JobFailed: some party raised; names the party and its exception.
     """
-    options = {**DEFAULT_OPTIONS, **runtime_options}
+    options = {**default_options(), **runtime_options}
     helpers = helper_parties(options)
     helper_names = [h for h, _ in helpers]
     parties = _check_parties(parties, helper_names)
     if len(parties) < 2:
         helpers, helper_names = [], []
+    start_checks(fn, options, parties)
     args_by = _per_party("args", args, parties, ())
     kwargs_by = _per_party("kwargs", kwargs, parties, {})
     everyone = parties + helper_names
@@ -137,7 +118,7 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
     def party_thread(party: str, body: Callable[[Context], Any]) -> None:
         ctx = Context(party, parties, job_id, transports[party], timeout, options, helper_names)
         if display is not None and party == parties[0]:
-            ctx._progress = display.update
+            ctx.on_progress(display.update)
         try:
             results[party] = run_party(ctx, body)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller below

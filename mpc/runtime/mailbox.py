@@ -118,7 +118,7 @@ class Mailbox:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise JobTimeout(f"party {sender!r} sent nothing to {receiver!r} before "
-                                     f"the job timeout (job {job_id})")
+                                     f"the job timeout (job {job_id})", party=sender)
                 self._cond.wait(min(remaining, 1.0))
 
     def _box(self, job_id: str) -> _JobBox:

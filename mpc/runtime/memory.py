@@ -36,9 +36,9 @@ class MemoryTransport:
     def recv(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any:
         return self.mailboxes[receiver].get(job_id, sender, receiver, deadline)
 
-    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str) -> None:
+    def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str, origin: str = "") -> None:
         for r in receivers:
-            self.mailboxes[r].fail(job_id, PeerFailed(sender, reason))
+            self.mailboxes[r].fail(job_id, PeerFailed(sender, reason, origin))
 
     def finish(self, job_id: str, sender: str, deadline: float) -> None:
         pass

@@ -59,9 +59,9 @@ from typing import Any
 
 from mpc.runtime.grpc_transport import DEFAULT_CHUNK_BYTES, DEFAULT_MAX_UNREAD_BYTES, DEFAULT_MAX_VALUE_BYTES
 from mpc.server.tls import TlsFiles
+from mpc.ss.provider import DEALER
 
 POLICY_LEVELS = ("plaintext", "join_key", "aggregate", "hidden")
-DEALER = "dealer"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 

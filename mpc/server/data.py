@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.errors import DataError
 from mpc.server.config import Dataset
-from protocols.registry import ALLOWED, ColumnRef, ColumnUse
+from protocols.registry import ALLOWED, ColumnRef, ColumnUse, numeric
 
-
-class DataError(ValueError):
-    """A dataset or column is missing, unreadable, or not allowed for the requested use."""
+__all__ = ["DataError", "DataStore", "PolicyRefused", "numeric", "read_table"]
 
 
 class PolicyRefused(DataError):
@@ -138,21 +137,3 @@ class DataStore:
 
     def min_group_size(self, ref: ColumnRef) -> int:
         return self.dataset(ref.dataset).min_group_size
-
-
-def numeric(ref: ColumnRef, values: np.ndarray) -> np.ndarray:
-    """``values`` as float64, or DataError naming the column (and the first bad row)."""
-    if values.dtype.kind in "iufb":
-        arr = values.astype(np.float64)
-    else:
-        arr = np.empty(len(values), dtype=np.float64)
-        for i, v in enumerate(values):
-            try:
-                arr[i] = float(v)
-            except (TypeError, ValueError):
-                raise DataError(f"column {ref} is not numeric (row {i + 1})") from None
-    bad = np.flatnonzero(np.isnan(arr))
-    if len(bad):
-        raise DataError(f"column {ref} has {len(bad)} missing/NaN values (first at row {bad[0] + 1}); "
-                        f"gaotie rejects NaN rather than silently skipping rows")
-    return arr

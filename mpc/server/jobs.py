@@ -25,9 +25,11 @@ from typing import Any
 
 from mpc import tables
 from mpc.runtime.context import Context
-from mpc.runtime.errors import GaotieError, PeerFailed, describe
-from mpc.runtime.local import helper_function, run_party
+from mpc.runtime.errors import GaotieError, PeerFailed, culprit, describe
+from mpc.runtime.helpers import helper_function, options_for
+from mpc.runtime.local import run_party
 from mpc.runtime.progress import Progress
+from mpc.ss import provider  # also registers the engines' helper parties (the dealer)
 from protocols import registry
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Job:
     timeout: float
     state: str = "prepared"
     error: str = ""
+    failed_party: str = ""  # with state failed or refused: the party that caused it
     result: Any = None
     progress: Progress = field(default_factory=Progress)
     started: float = 0.0
@@ -90,6 +93,7 @@ class JobManager:
         unknown = [p for p in expected + helpers if p != self.party and p not in self.config.peers]
         if unknown:
             raise ValueError(f"party {self.party!r} has no address for {unknown[0]!r}")
+        provider.check(spec.needs(params), options_for(helpers), f"protocol {spec.name!r}")
         if self.party in expected:
             self.data.check(spec.uses(params))
         timeout = min(timeout or self.config.limits.job_timeout, self.config.limits.job_timeout)
@@ -127,9 +131,9 @@ class JobManager:
         return job
 
     def _run(self, job: Job) -> None:
-        options = {"triples": "dealer"} if "dealer" in job.helpers else {"triples": None}
+        options = options_for(job.helpers)
         ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
-        ctx._progress = lambda p: setattr(job, "progress", p)
+        ctx.on_progress(lambda p: setattr(job, "progress", p))
         job.ctx = ctx
         if self.party in job.parties:
             body = lambda c: job.spec.run(c, job.params, self.data)  # noqa: E731
@@ -143,7 +147,7 @@ class JobManager:
         except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
             if job.state != "cancelled":
                 job.state = "failed"
-                job.error = job_error(self.party, exc)
+                job.failed_party, job.error = job_failure(self.party, exc)
             log.info("job %s failed on %s: %s", job.job_id, self.party, job.error)
         finally:
             job.ended = time.time()
@@ -159,12 +163,14 @@ class JobManager:
             raise KeyError(f"unknown job {job_id!r}")
         return job
 
-    def cancel(self, job_id: str, reason: str = "cancelled", state: str = "cancelled") -> Job:
-        """Stop a prepared or running job here (and tell its peers); ``state`` is what it ends as."""
+    def cancel(self, job_id: str, reason: str = "cancelled", state: str = "cancelled",
+               failed_party: str = "") -> Job:
+        """Stop a prepared or running job here (and tell its peers); ``state`` is what it ends
+        as, ``failed_party`` the party whose refusal or error made it end (if any)."""
         job = self.get(job_id)
         if job.state in ("prepared", "running"):
             was = job.state
-            job.state, job.error = state, reason
+            job.state, job.error, job.failed_party = state, reason, failed_party
             self.mailbox.fail(job_id, GaotieError(f"job {job_id} {reason}"))
             if was == "prepared":
                 self.mailbox.close(job_id)
@@ -172,7 +178,7 @@ class JobManager:
                 self._audit(job)
                 job.done.set()
             elif job.ctx is not None:
-                job.ctx._abort(reason)
+                job.ctx.abort(reason)
         return job
 
     def refuse(self, job_id: str, protocol: str, params: Any, requester: str, error: str) -> None:
@@ -212,14 +218,15 @@ class JobManager:
                 f.write(line)
 
 
-def job_error(party: str, exc: BaseException) -> str:
-    """The error of a failed job as its users see it, naming first the party that caused it."""
+def job_failure(party: str, exc: BaseException) -> tuple[str, str]:
+    """(the party that caused it, the error as users see it) of a job that failed at ``party``."""
+    origin = culprit(party, exc)
     if isinstance(exc, PeerFailed):
-        if exc.reason.startswith(("party '", "JobTimeout: party '")):  # the peer saw a third party fail
-            return f"{exc.reason} (reported by {exc.party!r})"
-        return str(exc)
+        if origin != exc.party:     # the peer passes on a third party's failure
+            return origin, f"{exc.reason} (reported by {exc.party!r})"
+        return origin, str(exc)
     text = describe(exc)
-    return text if "party '" in text else f"party {party!r} failed: {text}"
+    return origin, text if "party '" in text else f"party {party!r} failed: {text}"
 
 
 def summarize(result: Any) -> str:

@@ -97,7 +97,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
                               request.requester, request.timeout)
         except Exception as exc:  # noqa: BLE001 - a refusal, reported to the requester
             self.jobs.refuse(request.job_id, request.protocol, None, request.requester, describe(exc))
-            return party_pb2.JobReply(job_id=request.job_id, state="refused", error=_on(self.party, exc))
+            return party_pb2.JobReply(job_id=request.job_id, state="refused", error=_on(self.party, exc),
+                                      failed_party=self.party)
         return party_pb2.JobReply(job_id=request.job_id, state="prepared")
 
     def Start(self, request, context):  # noqa: N802
@@ -122,39 +123,41 @@ class PartyService(party_pb2_grpc.PartyServicer):
                                     request.timeout)
         except Exception as exc:  # noqa: BLE001 - bad request or own refusal
             self.jobs.refuse(job_id, request.protocol, None, self.party, describe(exc))
-            return party_pb2.JobReply(job_id=job_id, state="refused", error=_on(self.party, exc))
+            return party_pb2.JobReply(job_id=job_id, state="refused", error=_on(self.party, exc),
+                                      failed_party=self.party)
         others = [p for p in job.parties + job.helpers if p != self.party]
         join = party_pb2.JobRequest(job_id=job_id, protocol=request.protocol, params=request.params,
                                     requester=self.party, parties=job.parties, timeout=job.timeout)
         prepared: list[str] = []
         for peer in others:
-            error = self._call(peer, "Join", join)
+            error, culprit = self._call(peer, "Join", join)
             if error:
                 for p in prepared:
-                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id, reason=error))
-                self.jobs.cancel(job_id, error, state="refused")
-                return party_pb2.JobReply(job_id=job_id, state="refused", error=error)
+                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id, reason=error, failed_party=culprit))
+                self.jobs.cancel(job_id, error, state="refused", failed_party=culprit)
+                return party_pb2.JobReply(job_id=job_id, state="refused", error=error, failed_party=culprit)
             prepared.append(peer)
         for peer in others:
-            error = self._call(peer, "Start", party_pb2.JobQuery(job_id=job_id))
+            error, culprit = self._call(peer, "Start", party_pb2.JobQuery(job_id=job_id))
             if error:
                 for p in others:
-                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id, reason=error))
-                self.jobs.cancel(job_id, error, state="failed")
-                return party_pb2.JobReply(job_id=job_id, state="failed", error=error)
+                    self._call(p, "Cancel", party_pb2.JobQuery(job_id=job_id, reason=error, failed_party=culprit))
+                self.jobs.cancel(job_id, error, state="failed", failed_party=culprit)
+                return party_pb2.JobReply(job_id=job_id, state="failed", error=error, failed_party=culprit)
         self.jobs.start(job_id)
         return party_pb2.JobReply(job_id=job_id, state="running")
 
-    def _call(self, peer: str, method: str, request: Any) -> str:
-        """Call a control RPC on a peer; return an error message, or '' on success."""
+    def _call(self, peer: str, method: str, request: Any) -> tuple[str, str]:
+        """Call a control RPC on a peer; return (an error message, the party that caused it),
+        or ('', '') on success."""
         try:
             stub = self.transport.stub(peer)
             reply = getattr(stub, method)(request, timeout=_CONTROL_TIMEOUT)
         except grpc.RpcError as exc:
-            return f"party {peer!r} is unreachable ({exc.code().name}): {exc.details()}"
+            return f"party {peer!r} is unreachable ({exc.code().name}): {exc.details()}", peer
         if reply.state in ("refused", "failed"):
-            return reply.error or f"party {peer!r} refused"
-        return ""
+            return reply.error or f"party {peer!r} refused", reply.failed_party or peer
+        return "", ""
 
     def Status(self, request, context):  # noqa: N802
         self._require(context, {self.party})
@@ -164,7 +167,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         p = job.progress
         reply = party_pb2.JobStatus(job_id=job.job_id, state=job.state, error=job.error, protocol=job.spec.name,
-                                    progress=p.fraction, phase=p.phase, done=p.done, total=p.total, unit=p.unit)
+                                    failed_party=job.failed_party, progress=p.fraction, phase=p.phase,
+                                    done=p.done, total=p.total, unit=p.unit)
         if job.state == "done":
             reply.result.CopyFrom(codec.encode(job.result))
         return reply
@@ -176,7 +180,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         who = self._require(context, {self.party, job.requester})
         reason = f"cancelled by {who!r}" + (f": {request.reason}" if request.reason else "")
-        job = self.jobs.cancel(request.job_id, reason)
+        job = self.jobs.cancel(request.job_id, reason, failed_party=request.failed_party)
         return party_pb2.JobReply(job_id=job.job_id, state=job.state)
 
     def Datasets(self, request, context):  # noqa: N802

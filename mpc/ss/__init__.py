@@ -27,7 +27,7 @@ Nothing but shapes is revealed until ``reveal``; see each module for details.
 
 from __future__ import annotations
 
-from mpc.ss import beaver, compare
+from mpc.ss import beaver, compare, dealer, provider  # dealer: registers the helper party
 from mpc.ss.functions import (
     argmax,
     argmin,
@@ -46,6 +46,6 @@ from mpc.ss.functions import (
 )
 from mpc.ss.tensor import SharedTensor, concatenate, from_shares, share, stack
 
-__all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "divide",
-           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "minimum", "quantile",
-           "reciprocal", "share", "sort", "sqrt", "stack", "where"]
+__all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "dealer", "divide",
+           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "minimum", "provider",
+           "quantile", "reciprocal", "share", "sort", "sqrt", "stack", "where"]

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.context import Context
+from mpc.ss.provider import PREFETCH, TRUNCATE
 from mpc.ss.triples import get_source
 
 _ONE = np.uint64(1)
@@ -33,7 +35,7 @@ _LOW63 = np.uint64((1 << 63) - 1)
 _OFFSET = np.uint64(1 << 62)
 
 
-def _open(ctx: Any, share: np.ndarray, xor: bool) -> np.ndarray:
+def _open(ctx: Context, share: np.ndarray, xor: bool) -> np.ndarray:
     shape = np.shape(share)
     share = np.ascontiguousarray(share, dtype=np.uint64).reshape(shape)
     ctx.broadcast(share)
@@ -49,17 +51,17 @@ def _open(ctx: Any, share: np.ndarray, xor: bool) -> np.ndarray:
     return total
 
 
-def open_arith(ctx: Any, share: np.ndarray) -> np.ndarray:
+def open_arith(ctx: Context, share: np.ndarray) -> np.ndarray:
     """Reveal an arithmetically shared array to every computing party."""
     return _open(ctx, share, xor=False)
 
 
-def open_xor(ctx: Any, share: np.ndarray) -> np.ndarray:
+def open_xor(ctx: Context, share: np.ndarray) -> np.ndarray:
     """Reveal a boolean (XOR) shared array to every computing party."""
     return _open(ctx, share, xor=True)
 
 
-def open_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
+def open_bits(ctx: Context, bits: np.ndarray) -> np.ndarray:
     """Reveal XOR-shared bits (bit 0 of each word) to every computing party, 64 per word
     on the wire; returns 0/1 uint64 of the same shape."""
     bits = np.asarray(bits, dtype=np.uint64)
@@ -70,7 +72,7 @@ def open_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
     return np.unpackbits(opened.view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(bits.shape)
 
 
-def open_many(ctx: Any, shares: list[np.ndarray], xor: bool = False) -> list[np.ndarray]:
+def open_many(ctx: Context, shares: list[np.ndarray], xor: bool = False) -> list[np.ndarray]:
     """Open several arrays in one round (one message per peer)."""
     flat = np.concatenate([np.ravel(s) for s in shares]) if shares else np.empty(0, np.uint64)
     opened = _open(ctx, flat, xor)
@@ -81,7 +83,7 @@ def open_many(ctx: Any, shares: list[np.ndarray], xor: bool = False) -> list[np.
     return out
 
 
-def mul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def mul(ctx: Context, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Shares of x*y (elementwise, same shape) with a Beaver triple; one round."""
     shape = np.shape(x)
     x, y = np.asarray(x, np.uint64).reshape(-1), np.asarray(y, np.uint64).reshape(-1)
@@ -93,7 +95,7 @@ def mul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z.reshape(shape)
 
 
-def matmul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def matmul(ctx: Context, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Shares of x @ y with a matmul Beaver triple; one round."""
     a, b, c = get_source(ctx).matmul(x.shape, y.shape)
     d, e = open_many(ctx, [x - a, y - b])
@@ -103,16 +105,16 @@ def matmul(ctx: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z
 
 
-def prefetch_mul_trunc(ctx: Any, shape: tuple[int, ...], bits: int) -> None:
+def prefetch_mul_trunc(ctx: Context, shape: tuple[int, ...], bits: int) -> None:
     """Announce that the next calls are ``mul`` of ``shape`` then ``truncate`` by ``bits``
     (lets the dealer work ahead); a no-op for sources that do not need it."""
     source = get_source(ctx)
-    if hasattr(source, "prefetch") and not hasattr(source, "truncate"):
+    if source.supports(PREFETCH) and not source.supports(TRUNCATE):   # it uses truncation pairs
         source.prefetch([("arith", (int(np.prod(shape, dtype=np.int64)),), None),
                          ("trunc", tuple(shape) if len(shape) else (1,), bits)])
 
 
-def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
+def truncate(ctx: Context, x: np.ndarray, bits: Any) -> np.ndarray:
     """Shares of floor(x / 2^bits) + {0 or 1}, for signed |x| < 2^62; one round.
 
     ``bits`` is an int or an integer array broadcastable to ``x.shape`` (0..62). The dealer
@@ -126,13 +128,13 @@ def truncate(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     if x.ndim == 0:
         return truncate(ctx, x.reshape(1), bits_arr if bits_arr.ndim == 0 else bits_arr.reshape(-1)).reshape(())
     source = get_source(ctx)
-    if hasattr(source, "truncate"):   # a source with its own truncation protocol (Paillier)
+    if source.supports(TRUNCATE):   # a source with its own truncation protocol (Paillier)
         return source.truncate(x, bits_arr)
     r, r_top, r_low = source.trunc_pair(x.shape, bits_arr)
     return _open_truncated(ctx, x, bits_arr, r, r_top, r_low)
 
 
-def _open_truncated(ctx: Any, x: np.ndarray, bits_arr: np.ndarray, r: np.ndarray, r_top: np.ndarray,
+def _open_truncated(ctx: Context, x: np.ndarray, bits_arr: np.ndarray, r: np.ndarray, r_top: np.ndarray,
                     r_low: np.ndarray) -> np.ndarray:
     """The truncation itself, given shares of the pair (r, r >> 63, (r mod 2^63) >> bits)."""
     masked = x + r
@@ -149,13 +151,13 @@ def _open_truncated(ctx: Any, x: np.ndarray, bits_arr: np.ndarray, r: np.ndarray
     return out
 
 
-def _two_party_protocol(ctx: Any) -> bool:
+def _two_party_protocol(ctx: Context) -> bool:
     """Whether the triple source truncates by its own protocol between the computing
     parties (Paillier: no third party sees any shift, so there is nothing to hide)."""
-    return hasattr(get_source(ctx), "truncate")
+    return get_source(ctx).supports(TRUNCATE)
 
 
-def truncate_hidden(ctx: Any, x: np.ndarray, bits: Any, limit: int) -> np.ndarray:
+def truncate_hidden(ctx: Context, x: np.ndarray, bits: Any, limit: int) -> np.ndarray:
     """Shares of floor(x / 2^bits) + {0 or 1} for a ``bits`` (int or array broadcastable to
     ``x.shape``, each in [0, limit]) that may come from opened data: the triple source is
     asked only for a truncation by the public ``limit``, never by ``bits``.
@@ -175,7 +177,7 @@ def truncate_hidden(ctx: Any, x: np.ndarray, bits: Any, limit: int) -> np.ndarra
     return truncate(ctx, x << (np.uint64(limit) - bits_arr.astype(np.uint64)), int(limit))
 
 
-def truncate_private(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
+def truncate_private(ctx: Context, x: np.ndarray, bits: Any) -> np.ndarray:
     """``truncate`` for a ``bits`` that may come from opened data and no bound on |x| to
     use ``truncate_hidden`` with: the dealer hands out a bit-decomposed pair (shares of r,
     of r >> 63 and of each of the 63 low bits of r) whose request names no shift, and the
@@ -196,7 +198,7 @@ def truncate_private(ctx: Any, x: np.ndarray, bits: Any) -> np.ndarray:
     return _open_truncated(ctx, x, bits_arr, r, r_top, r_low)
 
 
-def and_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+def and_words(ctx: Context, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """XOR shares of x & y for each (x, y) pair of boolean-shared words; one round."""
     if not pairs:
         return []
@@ -215,7 +217,7 @@ def and_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.n
     return out
 
 
-def b2a_bits(ctx: Any, bits: np.ndarray) -> np.ndarray:
+def b2a_bits(ctx: Context, bits: np.ndarray) -> np.ndarray:
     """Arithmetic shares of XOR-shared bits (bit 0 of each word); one round."""
     bits = np.asarray(bits, dtype=np.uint64)
     if bits.ndim == 0:

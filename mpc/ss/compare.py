@@ -20,17 +20,16 @@ see protocols/stats/order.py). Everything else here reveals nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from mpc.runtime.context import Context
 from mpc.ss.beaver import and_words, b2a_bits, open_arith, open_bits
 from mpc.ss.triples import get_source
 
 _SHIFTS = (1, 2, 4, 8, 16, 32)
 
 
-def bit_decompose(ctx: Any, x: np.ndarray) -> np.ndarray:
+def bit_decompose(ctx: Context, x: np.ndarray) -> np.ndarray:
     """XOR shares of the 64 bits of the arithmetically shared x (one word per element)."""
     x = np.asarray(x, dtype=np.uint64)
     if x.ndim == 0:
@@ -72,7 +71,7 @@ def _halve(words: np.ndarray) -> np.ndarray:
     return half[0::2] | (half[1::2] << np.uint64(32))
 
 
-def _carry_into_msb(ctx: Any, c: np.ndarray, r_bool: np.ndarray) -> np.ndarray:
+def _carry_into_msb(ctx: Context, c: np.ndarray, r_bool: np.ndarray) -> np.ndarray:
     """XOR shares (bit 0) of the carry into bit 63 of c + r, c public, r bitwise shared.
 
     A tree of (generate, propagate) pairs over the 63 low bits: each level combines adjacent
@@ -100,12 +99,12 @@ def _carry_into_msb(ctx: Any, c: np.ndarray, r_bool: np.ndarray) -> np.ndarray:
     return (g[idx // 64] >> (idx % 64).astype(np.uint64)) & one
 
 
-def ltz(ctx: Any, x: np.ndarray) -> np.ndarray:
+def ltz(ctx: Context, x: np.ndarray) -> np.ndarray:
     """Arithmetic 0/1 shares of [x < 0] (signed reading of the ring element)."""
     return b2a_bits(ctx, msb_xor(ctx, x))
 
 
-def msb_xor(ctx: Any, x: np.ndarray) -> np.ndarray:
+def msb_xor(ctx: Context, x: np.ndarray) -> np.ndarray:
     """XOR shares (bit 0 of each word) of the top bit of each x (x < 0 in the signed
     reading): ``ltz`` without the conversion to an arithmetic share; 7 rounds."""
     flat = np.asarray(x, dtype=np.uint64).reshape(-1)
@@ -115,7 +114,7 @@ def msb_xor(ctx: Any, x: np.ndarray) -> np.ndarray:
     return (top ^ _carry_into_msb(ctx, c, r_bool)).reshape(np.shape(x))
 
 
-def ltz_open(ctx: Any, x: np.ndarray) -> np.ndarray:
+def ltz_open(ctx: Context, x: np.ndarray) -> np.ndarray:
     """[x < 0] (signed reading) as a bool array OPENED to every computing party; 8 rounds.
 
     Reveals the comparison outcomes themselves: use it only where they are independent of
@@ -127,13 +126,13 @@ def ltz_open(ctx: Any, x: np.ndarray) -> np.ndarray:
     return open_bits(ctx, msb_xor(ctx, x)).astype(bool)
 
 
-def or_words(ctx: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+def or_words(ctx: Context, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """XOR shares of x | y = x ^ y ^ (x & y) for each pair; one round."""
     ands = and_words(ctx, pairs)
     return [x ^ y ^ z for (x, y), z in zip(pairs, ands, strict=True)]
 
 
-def msb_onehot(ctx: Any, x: np.ndarray, positions: int = 63) -> np.ndarray:
+def msb_onehot(ctx: Context, x: np.ndarray, positions: int = 63) -> np.ndarray:
     """Arithmetic 0/1 shares, shape (positions, *x.shape): row k is 1 iff x's highest set
     bit is k (x read as non-negative below 2^positions; all rows 0 when x == 0)."""
     bits = bit_decompose(ctx, x) & np.uint64((1 << positions) - 1)

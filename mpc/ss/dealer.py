@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.runtime.context import Context
+from mpc.runtime.helpers import register_helper
+from mpc.ss import provider
 from mpc.ss.dealer_join import serve_match
+from mpc.ss.provider import DEALER
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
 _LOW63 = np.uint64((1 << 63) - 1)
@@ -188,7 +192,7 @@ def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
     return req["op"], req
 
 
-def run_dealer(ctx: Any) -> dict[str, list[int]] | None:
+def run_dealer(ctx: Context) -> dict[str, list[int]] | None:
     """The dealer helper party: seed every computing party, then answer the last one.
 
     Runs until the last computing party sends ``{"op": "done"}``; uses only ``ctx``, so it
@@ -225,15 +229,20 @@ def run_dealer(ctx: Any) -> dict[str, list[int]] | None:
     return learned or None
 
 
-class DealerSource:
+class DealerSource(provider.RandomnessProvider):
     """Client side of the dealer: expand own shares from the PRG; the last party asks."""
 
-    def __init__(self, ctx: Any) -> None:
-        if "dealer" not in ctx.helpers:
-            raise ValueError("triples='dealer' needs the helper party 'dealer' in the job")
+    name = DEALER
+    capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
+                              provider.TRUNC_PAIR_BITS, provider.EDABIT, provider.DABIT, provider.SHUFFLE,
+                              provider.DEALER_JOIN, provider.PREFETCH})
+
+    def __init__(self, ctx: Context) -> None:
+        if DEALER not in ctx.helpers:
+            raise ValueError(f"triples={DEALER!r} needs the helper party {DEALER!r} in the job")
         self.ctx = ctx
         self.last = ctx.party == ctx.parties[-1]
-        seed = ctx.recv("dealer")
+        seed = ctx.recv(DEALER)
         if not isinstance(seed, bytes):
             raise ValueError("the dealer sent a malformed seed")
         self.prg = PRG(seed)
@@ -250,7 +259,7 @@ class DealerSource:
 
     def _send_request(self, op: str, req: dict[str, Any]) -> None:
         msg = {"op": op, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in req.items()}}
-        self.ctx.send("dealer", msg)
+        self.ctx.send(DEALER, msg)
         self._pending.append(self._key(op, req))
 
     def _pieces(self, op: str, req: dict[str, Any]) -> dict[str, np.ndarray | None]:
@@ -261,7 +270,7 @@ class DealerSource:
                 self._send_request(op, req)
             if self._pending.popleft() != self._key(op, req):
                 raise RuntimeError("dealer requests were prefetched in a different order than used")
-            fixes = self.ctx.recv("dealer")
+            fixes = self.ctx.recv(DEALER)
             missing = [k for k, v in pieces.items() if v is None]
             if not isinstance(fixes, list) or len(fixes) != len(missing):
                 raise ValueError("the dealer sent a malformed correction")
@@ -324,9 +333,27 @@ class DealerSource:
         n, me = len(self.ctx.parties), self.ctx.rank
         pieces = self._pieces("shuffle", {"shape": shape})
         if me == 0 and n > 1:       # the first party fixes the round in which the last permutes
-            fix = self.ctx.recv("dealer")
+            fix = self.ctx.recv(DEALER)
             if not isinstance(fix, np.ndarray) or fix.shape != shape or fix.dtype != np.uint64:
                 raise ValueError("the dealer sent a malformed shuffle correction")
             pieces[f"q{n - 1}"] = fix
         return [{"perm": pieces[f"perm{j}"], "mask": pieces[f"s{j}"]} if j == me
                 else {"mask": pieces[f"r{j}"], "share": pieces[f"q{j}"]} for j in range(n)]
+
+    def dealer_join(self, request: dict[str, np.ndarray]) -> Any:
+        """Send the dealer this party's join request (see :mod:`mpc.ss.dealer_join`) and
+        return its answer, unchecked."""
+        msg = dict(request)
+        if self.last:
+            if not self.idle:
+                raise RuntimeError("dealer requests are pending: the join must not run inside a prefetch")
+            msg["op"] = "match"
+        self.ctx.send(DEALER, msg)
+        return self.ctx.recv(DEALER)
+
+    def join_mask(self, shape: Shape) -> np.ndarray:
+        """The mask M of the join just answered: the next words of this party's dealer PRG."""
+        return self.prg.uint64(check_shape(shape))
+
+
+register_helper("triples", DEALER, DEALER, run_dealer, default=True)

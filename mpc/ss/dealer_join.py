@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import secure_permutation
+from mpc.runtime.context import Context
+from mpc.ss import provider
 from mpc.ss.triples import MAX_ELEMENTS, get_source
 
 TAG_BYTES = 16
@@ -52,7 +54,7 @@ def _keys(tags: np.ndarray, who: str) -> np.ndarray:
     return keys
 
 
-def serve_match(ctx: Any, prgs: list, request: dict) -> list[int]:
+def serve_match(ctx: Context, prgs: list, request: dict) -> list[int]:
     """Dealer side: the last party's request carries its tags and rows, the first party's
     come on its own channel. Answers both (see the module docstring) and returns what the
     dealer learned: [rows of A, rows of B, matched rows]."""
@@ -69,7 +71,7 @@ def serve_match(ctx: Any, prgs: list, request: dict) -> list[int]:
     return [len(tags_a), len(tags_b), len(i)]
 
 
-def match(ctx: Any, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
+def match(ctx: Context, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
           peer_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Party side of the dealer join (first and last computing party of a 2-party job).
 
@@ -84,17 +86,12 @@ def match(ctx: Any, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
         add the peer's mask R_peer[:, positions] to get this party's shares of the peer's
         columns.
     """
-    if ctx.options.get("triples", "dealer") != "dealer" or "dealer" not in ctx.helpers or len(ctx.parties) != 2:
+    provider.require(ctx, provider.DEALER_JOIN, "the dealer join")
+    if len(ctx.parties) != 2:
         raise ValueError("the dealer join needs two computing parties and the dealer (triples='dealer')")
     source = get_source(ctx)
-    msg = {"tags": np.ascontiguousarray(tags, dtype=np.uint8),
-           "rows": np.ascontiguousarray(masked_rows, dtype=np.uint64)}
-    if source.last:
-        if not source.idle:
-            raise RuntimeError("dealer requests are pending: the join must not run inside a prefetch")
-        msg["op"] = "match"
-    ctx.send("dealer", msg)
-    got = ctx.recv("dealer")
+    got = source.dealer_join({"tags": np.ascontiguousarray(tags, dtype=np.uint8),
+                              "rows": np.ascontiguousarray(masked_rows, dtype=np.uint64)})
     positions = got.get("positions") if isinstance(got, dict) else None
     rows = got.get("rows") if isinstance(got, dict) else None
     if (not isinstance(positions, np.ndarray) or positions.dtype != np.int64 or positions.ndim != 1
@@ -103,4 +100,4 @@ def match(ctx: Any, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: int,
             or len(positions) > min(peer_rows, masked_rows.shape[1])
             or (len(positions) and (positions.min() < 0 or positions.max() >= peer_rows))):
         raise ValueError("the dealer sent a malformed join answer")
-    return positions, rows, source.prg.uint64((peer_cols, len(positions)))
+    return positions, rows, source.join_mask((peer_cols, len(positions)))

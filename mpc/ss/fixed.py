@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.context import Context
+
 DEFAULT_FRAC_BITS = 16
 RING_BITS = 64
 
 
-def frac_bits(ctx: Any) -> int:
+def frac_bits(ctx: Context) -> int:
     """The job's number of fractional bits (runtime option ``frac_bits``, default 16)."""
     f = int(ctx.options.get("frac_bits", DEFAULT_FRAC_BITS))
     if not 0 <= f <= 30:

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.runtime.context import Context
+from mpc.ss import provider
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 
 # Statistical masking: 2^-SIGMA per masked element. Supported: up to 2^40 masked elements
@@ -60,10 +62,14 @@ def _pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.bitwise_or.reduce((bits.reshape(-1, 64) & _ONE) << _BITS, axis=1)
 
 
-class PaillierSource:
+class PaillierSource(provider.RandomnessProvider):
     """Two-party triple source on Paillier; see the module docstring."""
 
-    def __init__(self, ctx: Any) -> None:
+    name = "paillier"
+    capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
+                              provider.TRUNCATE, provider.EDABIT, provider.DABIT})
+
+    def __init__(self, ctx: Context) -> None:
         import mpc.paillier as paillier  # registers the codec extensions
 
         if len(ctx.parties) != 2:
@@ -124,7 +130,7 @@ class PaillierSource:
         self.ctx.send(self.peer, reply)  # the codec re-randomises it before it leaves
         return _to_uint64(-r for r in rho)
 
-    # -- TripleSource ---------------------------------------------------------------------------
+    # -- RandomnessProvider --------------------------------------------------------------------
     def arithmetic(self, shape: Shape):
         shape = check_shape(shape)
         count = int(np.prod(shape, dtype=np.int64))

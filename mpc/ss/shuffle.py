@@ -21,19 +21,19 @@ dealer sends one correction of that size per round. Needs ``triples="dealer"``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from mpc.runtime.context import Context
+from mpc.ss.provider import SHUFFLE, MissingCapability
 from mpc.ss.triples import get_source
 
 
-def available(ctx: Any) -> bool:
+def available(ctx: Context) -> bool:
     """Whether the job's triple source can shuffle (only the dealer can)."""
-    return hasattr(get_source(ctx), "shuffle")
+    return get_source(ctx).supports(SHUFFLE)
 
 
-def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
+def shuffle(ctx: Context, x: np.ndarray) -> np.ndarray:
     """Shares of ``x`` (rows, length) with every row independently and obliviously permuted.
 
     All computing parties call it with their shares of the same shape.
@@ -42,7 +42,7 @@ def shuffle(ctx: Any, x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"shuffle needs a 2-D share array (rows, length), got shape {x.shape}")
     if not available(ctx):
-        raise ValueError("an oblivious shuffle needs the dealer (runtime option triples='dealer')")
+        raise MissingCapability(SHUFFLE, get_source(ctx).name, "an oblivious shuffle")
     rounds = get_source(ctx).shuffle(x.shape)
     for j, party in enumerate(ctx.parties):
         piece = rounds[j]

@@ -1,4 +1,4 @@
-"""Where correlated randomness comes from: the TripleSource interface and its selection.
+"""Where correlated randomness comes from: the job's source (a :class:`~mpc.ss.provider.RandomnessProvider`).
 
 A triple source hands each computing party its *shares* of random values with a known
 relation, and nothing else: Beaver triples (arithmetic, matmul, boolean/AND), truncation
@@ -15,36 +15,17 @@ boolean shares XOR to it (64 independent bits per word).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
+
+from mpc.runtime.context import Context
+from mpc.ss.provider import RandomnessProvider, source_class, source_kind
 
 Shape = tuple[int, ...]
 MAX_ELEMENTS = 1 << 28  # a single request above this is refused (memory bound)
 
 _STATE_KEY = "mpc.ss.triples"
-
-
-class TripleSource(Protocol):
-    """What every triple source provides; every method returns this party's shares."""
-
-    def arithmetic(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Shares of (a, b, a*b) with a, b uniform in Z_2^64."""
-
-    def matmul(self, shape_a: Shape, shape_b: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Shares of (A, B, A @ B) for uniform matrices A, B."""
-
-    def boolean(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """XOR shares of (a, b, a & b) for uniform 64-bit words a, b."""
-
-    def trunc_pair(self, shape: Shape, bits: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Arithmetic shares of (r, r >> 63, (r mod 2^63) >> bits) for uniform r."""
-
-    def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
-        """Shares of a uniform r: arithmetic and boolean (bitwise XOR)."""
-
-    def dabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
-        """Shares of a uniform bit b: arithmetic and boolean (XOR, in bit 0)."""
 
 
 def check_shape(shape: Any) -> Shape:
@@ -70,18 +51,10 @@ def matmul_shape(shape_a: Shape, shape_b: Shape) -> Shape:
     return tuple(batch) + (shape_a[-2], shape_b[-1])
 
 
-def get_source(ctx: Any) -> TripleSource:
+def get_source(ctx: Context) -> RandomnessProvider:
     """The job's triple source (created on first use, then cached in ``ctx.state``)."""
     source = ctx.state.get(_STATE_KEY)
     if source is None:
-        kind = ctx.options.get("triples", "dealer")
-        if kind == "dealer":
-            from mpc.ss.dealer import DealerSource
-            source = DealerSource(ctx)
-        elif kind == "paillier":
-            from mpc.ss.paillier_triples import PaillierSource
-            source = PaillierSource(ctx)
-        else:
-            raise ValueError(f"unknown triple source {kind!r}; use triples='dealer' or 'paillier'")
+        source = source_class(source_kind(ctx.options))(ctx)
         ctx.state[_STATE_KEY] = source
     return source

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto import curve
+from mpc.runtime.context import Context
 
 PROTOCOL_VERSION = 1
 DEFAULT_COMPARE_BYTES = 16
@@ -100,7 +101,7 @@ def check_text(items: Sequence[Any] | np.ndarray, kind: str, name: str = "items"
                              "(pass raw bytes as bytes)") from exc
 
 
-def exchange_header(ctx, protocol: str, kind: str, size: int, params: dict[str, Any]) -> list[dict]:
+def exchange_header(ctx: Context, protocol: str, kind: str, size: int, params: dict[str, Any]) -> list[dict]:
     """Send this party's header to every party; check that public parameters agree.
 
     Every party receives the same headers and runs the same checks, so a mismatch raises
@@ -131,7 +132,7 @@ def exchange_header(ctx, protocol: str, kind: str, size: int, params: dict[str, 
     return headers
 
 
-def check_receivers(ctx, receivers: Any, name: str = "receivers") -> list[str]:
+def check_receivers(ctx: Context, receivers: Any, name: str = "receivers") -> list[str]:
     """``receivers`` as a list of party names in rank order (all parties when None)."""
     if receivers is None:
         return list(ctx.parties)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.context import Context
 from protocols.psi import multiparty, two_party
 from protocols.psi.common import (
     DEFAULT_BUCKET,
@@ -40,7 +41,7 @@ from protocols.psi.common import (
 )
 
 
-def _run(ctx, protocol: str, items: Any, receivers: Sequence[str] | str | None,
+def _run(ctx: Context, protocol: str, items: Any, receivers: Sequence[str] | str | None,
          compare_bytes: int, bucket_size: int, cardinality_only: bool):
     if len(ctx.parties) < 2:
         raise ValueError(f"{protocol} needs at least 2 parties, got {ctx.parties}")
@@ -64,7 +65,7 @@ def _run(ctx, protocol: str, items: Any, receivers: Sequence[str] | str | None,
     return prepared, out
 
 
-def ecdh_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
+def ecdh_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = None, *,
              compare_bytes: int = DEFAULT_COMPARE_BYTES,
              bucket_size: int = DEFAULT_BUCKET) -> PsiResult | None:
     """Private set intersection: receivers (all parties when None) learn their own rows
@@ -93,7 +94,7 @@ def ecdh_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
     return PsiResult(items=pick(items, indices), indices=indices, cardinality=int(np.sum(mask)))
 
 
-def psi_cardinality(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
+def psi_cardinality(ctx: Context, items: Any, receivers: Sequence[str] | str | None = None, *,
                     compare_bytes: int = DEFAULT_COMPARE_BYTES,
                     bucket_size: int = DEFAULT_BUCKET) -> int | None:
     """Size of the intersection (distinct values) for receivers; None for other parties.

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto import curve
+from mpc.runtime.context import Context
 from protocols.psi.common import (
     DEFAULT_BUCKET,
     DEFAULT_COMPARE_BYTES,
@@ -63,7 +64,7 @@ def _values_array(values: Any, n: int, frac_bits: int) -> tuple[list[int], bool]
     raise TypeError(f"values must be integers or floats, got dtype {arr.dtype}")
 
 
-def intersection_sum(ctx, ids: Any, values: Any = None, receiver: str | None = None, *,
+def intersection_sum(ctx: Context, ids: Any, values: Any = None, receiver: str | None = None, *,
                      key_bits: int = 2048, compare_bytes: int = DEFAULT_COMPARE_BYTES,
                      bucket_size: int = DEFAULT_BUCKET,
                      frac_bits: int = FLOAT_FRAC_BITS) -> tuple[int, int | float] | None:
@@ -109,7 +110,7 @@ def intersection_sum(ctx, ids: Any, values: Any = None, receiver: str | None = N
     return _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucket_size, frac_bits)
 
 
-def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucket, frac_bits):
+def _id_side(ctx: Context, peer, prepared, key, peer_size, receiver, compare_bytes, bucket, frac_bits):
     from mpc.paillier import EncryptedVector, PublicKey
     m = len(prepared.digests)
     mine = curve.hash_to_group(GROUP, prepared.digests[shuffled(m)], key)
@@ -157,7 +158,7 @@ def _id_side(ctx, peer, prepared, key, peer_size, receiver, compare_bytes, bucke
     return None
 
 
-def _values_side(ctx, peer, prepared, ints, is_float, key, peer_size, receiver, key_bits,
+def _values_side(ctx: Context, peer, prepared, ints, is_float, key, peer_size, receiver, key_bits,
                  compare_bytes, bucket, frac_bits):
     from mpc.paillier import generate_keypair
     pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)

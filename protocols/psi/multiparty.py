@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.crypto import curve
+from mpc.runtime.context import Context
 from protocols.psi.common import as_keys, shuffled
 
 GROUP = "ed25519"
@@ -52,7 +53,7 @@ W = curve.POINT_BYTES
 CT = curve.CIPHERTEXT_BYTES
 
 
-def _recv_points(ctx, peer: str, rows: int | None = None, width: int = W) -> np.ndarray:
+def _recv_points(ctx: Context, peer: str, rows: int | None = None, width: int = W) -> np.ndarray:
     value = ctx.recv(peer)
     if (not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 2
             or value.shape[1] != width or (rows is not None and value.shape[0] != rows)):
@@ -60,7 +61,7 @@ def _recv_points(ctx, peer: str, rows: int | None = None, width: int = W) -> np.
     return value
 
 
-def run(ctx, digests: np.ndarray, leader: str, receivers: list[str], cardinality_only: bool,
+def run(ctx: Context, digests: np.ndarray, leader: str, receivers: list[str], cardinality_only: bool,
         compare_bytes: int) -> np.ndarray | int | None:
     """Returns a mask over ``digests`` rows (PSI receiver), a count (cardinality receiver)
     or None (non-receiver)."""

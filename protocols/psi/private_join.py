@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.crypto import curve
 from mpc.crypto.random import PRG, SEED_BYTES
+from mpc.runtime.context import Context
 from protocols.psi.common import (
     DEFAULT_BUCKET,
     DEFAULT_COMPARE_BYTES,
@@ -133,7 +134,7 @@ def _as_columns(columns: Any, n_rows: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _encode_columns(ctx, cols: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+def _encode_columns(ctx: Context, cols: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
     from mpc.ss import fixed
     rings, fracs = [], []
     f = fixed.frac_bits(ctx)
@@ -167,7 +168,7 @@ class _Selector:
     """Selector side: keep the peer's encrypted rows ``wanted`` as its buckets stream in, then
     return them masked and packed (in output order). ``finish`` gives this party's shares."""
 
-    def __init__(self, ctx, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int) -> None:
+    def __init__(self, ctx: Context, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int) -> None:
         from mpc.paillier import PublicKey
         self.ctx, self.peer, self.n_cols, self.slots = ctx, peer, n_cols, slots
         self.pk = ctx.recv(peer)
@@ -216,7 +217,7 @@ class _Selector:
         return shares
 
 
-def _owner_start(ctx, peer: str, key_bits: int):
+def _owner_start(ctx: Context, peer: str, key_bits: int):
     """Owner side: a fresh Paillier key pair; the public key (n and its DJN base) goes to the peer."""
     from mpc.paillier import generate_keypair
     pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
@@ -224,13 +225,13 @@ def _owner_start(ctx, peer: str, key_bits: int):
     return pk, sk
 
 
-def _owner_send(ctx, peer: str, pk, rings: list[np.ndarray], rows: np.ndarray, slots: int) -> None:
+def _owner_send(ctx: Context, peer: str, pk, rings: list[np.ndarray], rows: np.ndarray, slots: int) -> None:
     """Owner side: encrypt one bucket of own rows (all columns of a row packed) and send it."""
     for cols in _groups(len(rings), slots):
         ctx.send(peer, pk.encrypt(_pack_rows(rings, cols, rows)))
 
 
-def _owner_receive(ctx, peer: str, keys, n_cols: int, m: int, slots: int) -> list[np.ndarray]:
+def _owner_receive(ctx: Context, peer: str, keys, n_cols: int, m: int, slots: int) -> list[np.ndarray]:
     """Owner side, second half: decrypt the masked joined rows into this party's shares."""
     from mpc.paillier import EncryptedVector
     pk, sk = keys
@@ -258,13 +259,13 @@ def _owner_receive(ctx, peer: str, keys, n_cols: int, m: int, slots: int) -> lis
     return shares
 
 
-def _recv_buckets(ctx, peer: str, rows: int, bucket: int, width: int) -> np.ndarray:
+def _recv_buckets(ctx: Context, peer: str, rows: int, bucket: int, width: int) -> np.ndarray:
     parts = [_check_points(ctx, peer, ctx.recv(peer), s.stop - s.start, width)
              for s in _buckets(rows, bucket)]
     return np.concatenate(parts) if parts else np.zeros((0, width), np.uint8)
 
 
-def _ecdh_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
+def _ecdh_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
                params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """ECDH matching and Paillier oblivious selection (steps 1-3 of the module docstring)."""
     key_bits, compare_bytes, bucket_size = params["key_bits"], params["compare_bytes"], params["bucket_size"]
@@ -339,7 +340,7 @@ def _tags(key: bytes, digests: np.ndarray) -> np.ndarray:
     return np.frombuffer(enc.update(chained.tobytes()), np.uint8).reshape(n, 16)
 
 
-def _dealer_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
+def _dealer_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
                  params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """The dealer matches keyed tags and re-shares the masked rows (see the module docstring)."""
     from mpc.ss.dealer_join import match
@@ -367,7 +368,7 @@ def _dealer_join(ctx, prepared, rings: list[np.ndarray], peer_n: int, peer_cols:
 JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join}   # method name -> matching and selection
 
 
-def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
+def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                  compare_bytes: int = DEFAULT_COMPARE_BYTES,
                  bucket_size: int = DEFAULT_BUCKET, method: str = "ecdh") -> SharedTable:
     """Join two parties' tables on their ids, keeping every cell secret-shared.
@@ -399,6 +400,9 @@ def private_join(ctx, ids: Any, columns: Any = None, *, key_bits: int = 2048,
     rings, fracs = _encode_columns(ctx, cols)
     if method not in JOINS:
         raise ValueError(f"unknown private_join method {method!r}; use one of {list(JOINS)}")
+    if method == "dealer":
+        from mpc.ss import provider
+        provider.require(ctx, provider.DEALER_JOIN, "private_join(method='dealer')")
     params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size, "method": method}
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
     meta = ctx.gather({"names": list(cols), "fracs": fracs})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.crypto import curve
+from mpc.runtime.context import Context
 from protocols.psi.common import as_keys, shuffled
 
 GROUP = "x25519"
@@ -29,7 +30,7 @@ def _buckets(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def run(ctx, peer: str, digests: np.ndarray, peer_size: int, me_receiver: bool,
+def run(ctx: Context, peer: str, digests: np.ndarray, peer_size: int, me_receiver: bool,
         peer_receiver: bool, cardinality_only: bool, compare_bytes: int,
         bucket: int) -> np.ndarray | int | None:
     """Run the 2-party core with ``peer``.
@@ -87,7 +88,7 @@ def run(ctx, peer: str, digests: np.ndarray, peer_size: int, me_receiver: bool,
     return mask
 
 
-def _check_points(ctx, peer: str, value, rows: int, width: int = curve.POINT_BYTES) -> np.ndarray:
+def _check_points(ctx: Context, peer: str, value, rows: int, width: int = curve.POINT_BYTES) -> np.ndarray:
     """A received bucket must be a (rows, width) uint8 array: anything else is a protocol error."""
     if (not isinstance(value, np.ndarray) or value.dtype != np.uint8
             or value.shape != (rows, width)):

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Envelope(_message.Message):
-    __slots__ = ("job_id", "sender", "receiver", "seq", "chunk_index", "last", "total_size", "payload", "abort")
+    __slots__ = ("job_id", "sender", "receiver", "seq", "chunk_index", "last", "total_size", "payload", "abort", "abort_party")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECEIVER_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class Envelope(_message.Message):
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_PARTY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     sender: str
     receiver: str
@@ -27,7 +28,8 @@ class Envelope(_message.Message):
     total_size: int
     payload: bytes
     abort: str
-    def __init__(self, job_id: _Optional[str] = ..., sender: _Optional[str] = ..., receiver: _Optional[str] = ..., seq: _Optional[int] = ..., chunk_index: _Optional[int] = ..., last: _Optional[bool] = ..., total_size: _Optional[int] = ..., payload: _Optional[bytes] = ..., abort: _Optional[str] = ...) -> None: ...
+    abort_party: str
+    def __init__(self, job_id: _Optional[str] = ..., sender: _Optional[str] = ..., receiver: _Optional[str] = ..., seq: _Optional[int] = ..., chunk_index: _Optional[int] = ..., last: _Optional[bool] = ..., total_size: _Optional[int] = ..., payload: _Optional[bytes] = ..., abort: _Optional[str] = ..., abort_party: _Optional[str] = ...) -> None: ...
 
 class ExchangeReply(_message.Message):
     __slots__ = ("values_received",)
@@ -52,25 +54,29 @@ class JobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., protocol: _Optional[str] = ..., params: _Optional[_Union[_value_pb2.Value, _Mapping]] = ..., requester: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobReply(_message.Message):
-    __slots__ = ("job_id", "state", "error")
+    __slots__ = ("job_id", "state", "error", "failed_party")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PARTY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     error: str
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    failed_party: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., failed_party: _Optional[str] = ...) -> None: ...
 
 class JobQuery(_message.Message):
-    __slots__ = ("job_id", "reason")
+    __slots__ = ("job_id", "reason", "failed_party")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PARTY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     reason: str
-    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    failed_party: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ..., failed_party: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "state", "error", "protocol", "progress", "result", "phase", "done", "total", "unit")
+    __slots__ = ("job_id", "state", "error", "protocol", "progress", "result", "phase", "done", "total", "unit", "failed_party")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +87,7 @@ class JobStatus(_message.Message):
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PARTY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     error: str
@@ -91,7 +98,8 @@ class JobStatus(_message.Message):
     done: int
     total: int
     unit: str
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., protocol: _Optional[str] = ..., progress: _Optional[float] = ..., result: _Optional[_Union[_value_pb2.Value, _Mapping]] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
+    failed_party: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., protocol: _Optional[str] = ..., progress: _Optional[float] = ..., result: _Optional[_Union[_value_pb2.Value, _Mapping]] = ..., phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., failed_party: _Optional[str] = ...) -> None: ...
 
 class DatasetsRequest(_message.Message):
     __slots__ = ("party",)
