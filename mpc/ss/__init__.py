@@ -37,15 +37,17 @@ from mpc.ss.functions import (
     maximum,
     median,
     min_,
+    min_max,
     minimum,
     quantile,
     reciprocal,
+    scale_pow2,
     sort,
     sqrt,
     where,
 )
-from mpc.ss.tensor import SharedTensor, concatenate, from_shares, share, stack
+from mpc.ss.tensor import SharedTensor, concatenate, from_shares, public, share, stack, sum_of_locals
 
 __all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "divide",
-           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "minimum", "quantile",
-           "reciprocal", "share", "sort", "sqrt", "stack", "where"]
+           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "min_max", "minimum", "public",
+           "quantile", "reciprocal", "scale_pow2", "share", "sort", "sqrt", "stack", "sum_of_locals", "where"]
