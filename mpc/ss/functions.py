@@ -1,5 +1,5 @@
-"""Non-linear functions on SharedTensors: where, max/min/argmax, sort, quantiles,
-reciprocal, sqrt and inverse sqrt.
+"""Non-linear functions on SharedTensors: where, max/min/argmax, sort, power-of-two
+scaling by a secret exponent, reciprocal, sqrt and inverse sqrt.
 
 Everything here is built from the operators of :mod:`mpc.ss.tensor` and the bit
 protocols of :mod:`mpc.ss.compare`, so it reveals nothing but shapes (and what the
@@ -17,9 +17,8 @@ Numerics (f = fractional bits):
   in [0.25, 1), 3 Newton steps y <- y(1.5 - (z/2) y^2) from a linear start, then
   1/sqrt(x) = y 2^-j and sqrt(x) = (z y) 2^j, so both keep good relative precision over
   the whole range. Both return 0 for x = 0.
-- ``sort``: bitonic network, vectorised per stage (log^2 n / 2 comparison rounds);
-  quantiles then index the sorted tensor at public positions (exact for ``lower``,
-  ``higher``, ``nearest``; ``linear`` interpolates with one fixed-point product).
+- ``sort``: bitonic network, vectorised per stage (log^2 n / 2 comparison rounds).
+  Quantiles: :mod:`mpc.ss.order`.
 """
 
 from __future__ import annotations
@@ -166,48 +165,6 @@ def sort(x: SharedTensor) -> SharedTensor:
         new[..., hi_idx] = (b - m).share
         v = v._new(new)
     return v[..., :n]
-
-
-def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False) -> SharedTensor:
-    """Quantiles of a 1-D SharedTensor (numpy's definitions for ``method`` in linear,
-    lower, higher, nearest); returns a SharedTensor with q's shape. ``is_sorted=True``
-    skips the sort when ``x`` already is (e.g. several calls on one ``sort`` result).
-
-    ``lower``/``higher``/``nearest`` are exact; ``linear`` multiplies the gap between the
-    two neighbours by the public weight in fixed point: error <= gap * 2^-(f+1) + 1 ulp.
-    """
-    if x.ndim != 1:
-        raise ValueError("quantile needs a 1-D SharedTensor")
-    qs = np.asarray(q, dtype=np.float64)
-    if np.any((qs < 0) | (qs > 1)):
-        raise ValueError("quantiles must be in [0, 1]")
-    if method not in ("linear", "lower", "higher", "nearest"):
-        raise ValueError(f"unknown quantile method {method!r}")
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("quantile of an empty SharedTensor")
-    s = x if is_sorted else sort(x)
-    h = (n - 1) * qs.ravel()
-    lo = np.floor(h).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    if method == "lower":
-        out = s[lo]
-    elif method == "higher":
-        out = s[np.ceil(h).astype(np.int64)]
-    elif method == "nearest":
-        out = s[np.around(h).astype(np.int64)]
-    else:
-        frac = h - lo
-        out = s[lo]
-        if np.any(frac > 0):
-            base = out if out.is_fixed else out._lift(x.working_bits)
-            out = base + (s[hi] - s[lo]) * frac
-    return out.reshape(qs.shape)
-
-
-def median(x: SharedTensor) -> SharedTensor:
-    """Median of a 1-D SharedTensor (numpy's definition)."""
-    return quantile(x, 0.5)
 
 
 def _fixed(x: SharedTensor) -> SharedTensor:

@@ -1,9 +1,28 @@
 """Exact order statistics of shared rows: oblivious shuffle + quickselect with OPENED
 comparison outcomes (with the dealer), or a secret bitwise search (any triple source).
 
-Used by ``ss.quantile`` (and so by :mod:`protocols.stats.vertical`). The tensor-level
-entry points are ``smallest`` (the k-th smallest values of each row) and ``next_values``;
-the raw pieces below work on share arrays, like :mod:`mpc.ss.compare`.
+``quantile`` (``ss.quantile``, used by :mod:`protocols.stats.vertical`) picks the ranks
+numpy's method names, finds those order statistics and interpolates. Finding them:
+
+- in a sorted tensor (``is_sorted=True``): public indexing;
+- given each row's minimum and a public bound 2^b on its range (``low``,
+  ``range_bits``): ``smallest``, i.e. quickselect on shuffled keys with the dealer when the
+  keys fit, else the secret bitwise search below, plus ``next_values`` for the upper
+  neighbours of ``linear``;
+- otherwise (no range is known, and ``quantile`` opens nothing to learn one): the
+  bitonic ``ss.sort``, then indexing. So ``ss.quantile`` reveals nothing but shapes,
+  and the quickselect's outcomes only with keys (see below).
+
+Interpolation (``linear``): v_lo + (v_hi - v_lo) t with t the public weight at
+INTERP_BITS = 30 bits, optionally ``extra_bits`` finer than the input: D = (v_hi - v_lo)
+2^e is split as D_hi 2^30 + D_lo so that no product leaves the ring (needs D < 2^61);
+both truncations are by the constant 30, so the dealer never sees e. Error at most one
+unit of the result's scale.
+
+Bitwise search (any triple source): per rank, the answer is fixed bit by bit with a
+secret threshold t (count the values <= t, compare the count with k + 1): n comparisons
+per row and bit, nothing opened. With the dealer always 62 bits, since the number of
+rounds would tell it the range's bit length.
 
 Quickselect (with the dealer, ``mpc.ss.shuffle``).
 
@@ -50,13 +69,17 @@ from typing import Any
 import numpy as np
 
 from mpc.ss import beaver, compare
+from mpc.ss.functions import sort
 from mpc.ss.shuffle import available, shuffle
 from mpc.ss.tensor import SharedTensor, concatenate, public
+from mpc.ss.tensor import stack as ss_stack
 
-__all__ = ["available", "count_greater", "fits", "key_bits", "keys_of", "next_values", "select",
-           "shuffled", "smallest", "values_of"]
+__all__ = ["available", "can_select", "count_greater", "fits", "key_bits", "keys_of", "median",
+           "next_values", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
+INTERP_BITS = 30             # bits of the public interpolation weight
+METHODS = ("linear", "lower", "higher", "nearest")
 
 
 def key_bits(n: int) -> int:
@@ -224,3 +247,103 @@ def next_values(y: SharedTensor, owner: np.ndarray, v: SharedTensor, hi: np.ndar
 def _split(t: SharedTensor, ranks: Sequence[np.ndarray]) -> list[SharedTensor]:
     bounds = np.cumsum([0] + [len(r) for r in ranks])
     return [t[bounds[i]:bounds[i + 1]] for i in range(len(ranks))]
+
+
+def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """numpy's ranks for ``method``: (lo, hi, weights t * 2^INTERP_BITS or None when no
+    value is interpolated)."""
+    h = (n - 1) * qs
+    if method == "lower":
+        lo = hi = np.floor(h)
+    elif method == "higher":
+        lo = hi = np.ceil(h)
+    elif method == "nearest":
+        lo = hi = np.around(h)
+    elif method == "linear":
+        lo, hi = np.floor(h), np.minimum(np.floor(h) + 1, n - 1)
+    else:
+        raise ValueError(f"unknown quantile method {method!r}")
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    if method != "linear" or np.all(h == lo):
+        return lo, lo, None
+    return lo, hi, np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64)
+
+
+def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False, *,
+             low: SharedTensor | None = None, range_bits: Sequence[int] | None = None,
+             keys: SharedTensor | None = None, extra_bits: Any = None) -> SharedTensor:
+    """Quantiles ``q`` in [0, 1] of a 1-D SharedTensor, or of each row of a 2-D one, with
+    numpy's ``method`` (linear, lower, higher, nearest); shape (*rows, *q.shape). Exact
+    for lower/higher/nearest; ``linear`` within one unit of the result's scale.
+
+    How the order statistics are found (module docstring): ``is_sorted=True`` indexes x;
+    ``low`` (shares of each row's minimum) with ``range_bits`` (public b with
+    x - low < 2^b per row) selects them, by quickselect on ``keys`` (``shuffled_keys(x -
+    low)``, computed here when None and the dealer is there and they fit) or the secret
+    bitwise search; else x is sorted (``ss.sort``). ``extra_bits`` (int, or one per row):
+    fractional bits the result carries beyond x's, 0 by default (the job's frac_bits for
+    an interpolated integer tensor); a scalar adds to ``frac_bits``, an array leaves
+    ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more.
+    Reveals nothing but shapes (and, with keys, the quickselect's outcomes, which are
+    independent of the data).
+    """
+    if x.ndim not in (1, 2):
+        raise ValueError("quantile needs a 1-D SharedTensor or a 2-D one (quantiles of each row)")
+    qs = np.asarray(q, dtype=np.float64)
+    if np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
+        raise ValueError("quantiles must be in [0, 1]")
+    if method not in METHODS:
+        raise ValueError(f"unknown quantile method {method!r}")
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("quantile of an empty SharedTensor")
+    rows = x.reshape(-1, n)
+    c = rows.shape[0]
+    lo, hi, t = _positions(n, qs.ravel(), method)
+    if is_sorted or low is None:
+        s = rows if is_sorted else sort(rows)
+        v_lo, v_hi = s[:, lo], s[:, hi]
+    else:
+        y = rows - low.reshape(c, 1)
+        y_lo, y_hi = _order_values(y, lo, hi if t is not None else None, range_bits, keys)
+        v_lo = y_lo + low.reshape(c, 1)
+        v_hi = None if y_hi is None else y_hi + low.reshape(c, 1)
+    if extra_bits is None:
+        extra_bits = x.working_bits if t is not None and not x.is_fixed else 0
+    e = np.asarray(extra_bits, dtype=np.int64)
+    frac = x.frac_bits + int(e) if e.ndim == 0 else x.frac_bits
+    e = e.reshape(-1, 1) if e.ndim else e
+    if t is None:
+        out = v_lo << e
+    else:
+        big = (v_hi - v_lo) << e
+        d_hi = big >> INTERP_BITS
+        d_lo = big - (d_hi << INTERP_BITS)
+        out = (v_lo << e) + d_hi * t + ((d_lo * t) >> INTERP_BITS)
+    return out.with_frac_bits(frac).reshape(x.shape[:-1] + qs.shape)
+
+
+def _order_values(y: SharedTensor, lo: np.ndarray, hi: np.ndarray | None, range_bits: Sequence[int] | None,
+                  keys: SharedTensor | None) -> tuple[SharedTensor, SharedTensor | None]:
+    """The lo-th (and hi-th) smallest of each row of y (c, n), values in [0, 2^range_bits)."""
+    c, n = y.shape
+    rbs = [62] * c if range_bits is None else [int(b) for b in range_bits]
+    if keys is None and can_select(y.ctx, n, rbs):
+        keys = shuffled_keys(y)
+    if keys is not None:
+        ranks = np.unique(np.concatenate([lo] if hi is None else [lo, hi]))
+        found = ss_stack(smallest(y, [ranks] * c, rbs, keys=keys))
+        return found[:, np.searchsorted(ranks, lo)], (None if hi is None else found[:, np.searchsorted(ranks, hi)])
+    ranks = np.unique(lo)
+    found = ss_stack(smallest(y, [ranks] * c, rbs))
+    v_lo = found[:, np.searchsorted(ranks, lo)]
+    if hi is None:
+        return v_lo, None
+    owner = np.repeat(np.arange(c), len(hi))
+    v_hi = next_values(y, owner, v_lo.reshape(-1), np.tile(hi, c), rbs)
+    return v_lo, v_hi.reshape(c, len(hi))
+
+
+def median(x: SharedTensor) -> SharedTensor:
+    """Median of a 1-D SharedTensor (numpy's definition)."""
+    return quantile(x, 0.5)

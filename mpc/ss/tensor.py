@@ -10,12 +10,14 @@ values (uniform, independent of the data); only ``reveal`` discloses a value, an
 to the parties it names. Shapes and ``frac_bits`` are public.
 
 The dealer (when the job uses it) sees the shapes and the truncation shifts of the
-products: frac_x + frac_y - f, which the job's frac_bits fixes for tensors made by
-``share`` and public values. A tensor whose ``frac_bits`` came from data (the owner's
-per-column scale, :mod:`protocols.stats.scaling`) would tell the dealer that scale when
-multiplied with ``*``, ``@`` or divided: the statistics in :mod:`protocols.stats` never do
-(they work on its ring integers with shifts fixed by public parameters); do the same, or
-bring such a tensor to the job's frac_bits with ``beaver.truncate_hidden`` first.
+products: frac_x + frac_y - f, with f the tensor's ``working_bits`` (its ``precision``
+when set by ``at_precision``, else the job's frac_bits), which public parameters fix for
+tensors made by ``share`` and public values. A tensor whose ``frac_bits`` came from data
+(the owner's per-column scale, :mod:`protocols.stats.scaling`) would tell the dealer that
+scale when multiplied with ``*``, ``@`` or divided: the statistics in
+:mod:`protocols.stats` never do (they read its ring integers, ``with_frac_bits(0)``, with
+shifts fixed by public parameters); do the same, or bring such a tensor to a public scale
+with ``rshift_hidden`` first.
 
 Fixed-point products are truncated back to f fractional bits (dealer: a truncation pair;
 Paillier: the two-party wrap-bit protocol), with error at most 1 unit in the last place

@@ -32,7 +32,7 @@ bisection, so also to parties not in ``reveal_to``). Count, mean and std go
 only to ``reveal_to`` (all parties when None). The dealer learns the number of parties
 and columns only: its requests have the shapes (parties, columns) and (8 ranks, columns)
 whatever the rows, and the one row-count-dependent shift is truncated with a
-bit-decomposed pair (``beaver.truncate_private``) that names no shift.
+bit-decomposed pair (``SharedTensor.rshift_private``) that names no shift.
 
 NaN policy: ``nan_policy="raise"`` (default) rejects a column with NaN, naming it;
 ``"omit"`` skips NaN like pandas (the per-party counts then exclude them).

@@ -25,7 +25,7 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    parties form distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
-   (:mod:`protocols.stats.order`): about 5.25 n comparisons per column for describe's six
+   (``ss.quantile``, :mod:`mpc.ss.order`): about 5.25 n comparisons per column for describe's six
    ranks (both neighbours of each quartile; 27 rounds at n = 2^19), no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
@@ -45,7 +45,7 @@ with an integer ``bins`` and no ``range`` also opens min and max to every comput
 (the edges must be public). The dealer learns the shapes (rows and columns) and nothing
 that depends on the values: every truncation it is asked for names a shift fixed by the
 row count or a constant (shifts from the opened bit lengths go through
-``beaver.truncate_hidden``), and the quickselect's round sizes are a function of the
+``SharedTensor.rshift_hidden``), and the quickselect's round sizes are a function of the
 secret random order. One exception: a column whose range needs more than 62 - L bits
 (values at the job's frac_bits near 2^45, never a ``protocols.stats.scaling`` column)
 cannot use the shuffled keys, so the dealer sees the fixed 62-round bitwise search
@@ -79,12 +79,11 @@ import pandas as pd
 
 from mpc import ss
 from mpc.ss import SharedTensor
-from mpc.ss import order as ssorder
 from protocols.stats import _common as cm
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
-INTERP_BITS = 30
+INTERP_BITS = ss.order.INTERP_BITS     # extra fractional bits of interpolated quantiles, at most
 
 
 @dataclass
@@ -318,33 +317,7 @@ def max(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None
 
 def _use_select(ctx: Any, cols: Sequence[_Col]) -> bool:
     """Shuffle + quickselect needs the dealer and keys below 2^62."""
-    return ssorder.can_select(ctx, cols[0].n, [c.range_bits for c in cols])
-
-
-def _order_stats(ctx: Any, cols: Sequence[_Col], lo: np.ndarray,
-                 hi: np.ndarray | None) -> tuple[SharedTensor, SharedTensor | None]:
-    """The lo-th (and hi-th) smallest values y = X - min X of each column (same length),
-    flattened column by column: quickselect on each column's shuffled keys (shuffled once
-    per column and job, then reused), or the secret bitwise search."""
-    ys = ss.stack([c.y for c in cols])
-    rbs = [c.range_bits for c in cols]
-    if _use_select(ctx, cols):
-        todo = [c for c in cols if c.keys is None]
-        if todo:
-            keys = ssorder.shuffled_keys(ss.stack([c.y for c in todo]))
-            for i, c in enumerate(todo):
-                c.keys = keys[i]
-        ranks = np.unique(np.concatenate([lo] if hi is None else [lo, hi]))
-        found = ssorder.smallest(ys, [ranks] * len(cols), rbs, keys=ss.stack([c.keys for c in cols]))
-        pick = [ss.concatenate([v[np.searchsorted(ranks, r)] for v in found]) for r in (lo, hi) if r is not None]
-        return pick[0], (pick[1] if hi is not None else None)
-    ranks = np.unique(lo)
-    found = ssorder.smallest(ys, [ranks] * len(cols), rbs)
-    v_lo = ss.concatenate([v[np.searchsorted(ranks, lo)] for v in found])
-    if hi is None:
-        return v_lo, None
-    owner = np.repeat(np.arange(len(cols)), len(hi))
-    return v_lo, ssorder.next_values(ys, owner, v_lo, np.tile(hi, len(cols)), rbs)
+    return ss.order.can_select(ctx, cols[0].n, [c.range_bits for c in cols])
 
 
 def _extra_bits(col: _Col) -> int:
@@ -356,41 +329,21 @@ def _extra_bits(col: _Col) -> int:
 
 def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[SharedTensor]:
     """The quantiles of each column (same length) as ring integers at the column's scale
-    times 2^_extra_bits(column) (interpolation error at most one unit of that finer scale)."""
-    n = cols[0].n
-    h = (n - 1) * qs
-    if method == "lower":
-        lo = hi = np.floor(h)
-    elif method == "higher":
-        lo = hi = np.ceil(h)
-    elif method == "nearest":
-        lo = hi = np.around(h)
-    elif method == "linear":
-        lo, hi = np.floor(h), np.minimum(np.floor(h) + 1, n - 1)
-    else:
-        raise ValueError(f"unknown quantile method {method!r}")
-    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
-    interpolate = method == "linear" and not np.all(h == lo)
-    y_lo, y_hi = _order_stats(ctx, cols, lo, hi if interpolate else None)
-    mn = ss.concatenate([c.mn.reshape(1) for c in cols for _ in qs])
-    v_lo = y_lo + mn
-    e = np.repeat([_extra_bits(c) for c in cols], len(qs))
-    if not interpolate:
-        return _per_column(v_lo << e, len(cols))
-    t = np.tile(np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64), len(cols))
-    # v_lo + (v_hi - v_lo) t / 2^INTERP_BITS at 2^e: D = (v_hi - v_lo) 2^e < 2^61 (d < 2^(bits + 1),
-    # e <= 60 - bits), split as D_hi 2^INTERP_BITS + D_lo so that no product leaves the ring;
-    # both truncations are by the constant INTERP_BITS (e comes from an opened bit length:
-    # the dealer never sees it)
-    big = (y_hi - y_lo) << e
-    d_hi = big >> INTERP_BITS
-    d_lo = big - (d_hi << INTERP_BITS)
-    return _per_column((v_lo << e) + d_hi * t + ((d_lo * t) >> INTERP_BITS), len(cols))
-
-
-def _per_column(t: SharedTensor, c: int) -> list[SharedTensor]:
-    m = t.shape[0] // c
-    return [t[i * m:(i + 1) * m] for i in range(c)]
+    times 2^_extra_bits(column): ``ss.quantile`` given each column's minimum and range
+    bits, on the column's shuffled keys (shuffled once per column and job, then reused)
+    when quickselect applies."""
+    keys = None
+    if _use_select(ctx, cols):
+        todo = [c for c in cols if c.keys is None]
+        if todo:
+            shuffled = ss.order.shuffled_keys(ss.stack([c.y for c in todo]))
+            for i, c in enumerate(todo):
+                c.keys = shuffled[i]
+        keys = ss.stack([c.keys for c in cols])
+    out = ss.quantile(ss.stack([c.x for c in cols]), qs, method, low=ss.stack([c.mn for c in cols]),
+                      range_bits=[c.range_bits for c in cols], keys=keys,
+                      extra_bits=np.array([_extra_bits(c) for c in cols]))
+    return [out[i] for i in range(len(cols))]
 
 
 def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
@@ -449,7 +402,7 @@ def histogram(ctx: Any, x: SharedTensor, bins: Any = 10, range: tuple[float, flo
     lim = float(2 ** 61)
     th = np.ceil(np.clip(edges * scale, -lim, lim))
     th[-1] = np.floor(np.clip(edges[-1] * scale, -lim, lim)) + 1
-    below = col.n - ssorder.count_greater(ss.public(ctx, th.astype(np.int64) - 1), col.x)   # #(X < T)
+    below = col.n - ss.order.count_greater(ss.public(ctx, th.astype(np.int64) - 1), col.x)   # #(X < T)
     out = (below[1:] - below[:-1]).reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else (out.astype(np.int64), edges)
 
