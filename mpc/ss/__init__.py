@@ -7,9 +7,15 @@
 
 Operators: ``+ - * / @ ** abs``, unary ``-``, ``sum/mean``, indexing, ``reshape``,
 ``concatenate/stack``, comparisons ``< <= > >= == !=`` (0/1 integer tensors), ``where``,
-``maximum/minimum``, ``max/min/argmax/argmin``, ``sort/quantile/median``,
-``reciprocal/divide/sqrt/inv_sqrt``. Protocol code may work on shares directly:
-``from_shares``, ``t.share`` and the raw protocols in ``beaver`` and ``compare``.
+``maximum/minimum``, ``max/min/min_max/argmax/argmin``, ``sort``, ``quantile/median``
+(:mod:`mpc.ss.order`), ``reciprocal/divide/sqrt/inv_sqrt``; on the encoded ring integers
+``x << k``, ``x >> k`` (public shifts), ``rshift_hidden/rshift_private`` (shifts from
+opened data the dealer must not see), ``top_bit_onehot/bit_length``, ``scale_pow2``
+(times a secret power of two); ``public`` constants, ``sum_of_locals`` (each party's own
+array, summed by zero-sharing). A tensor carries its scale (``frac_bits``,
+``with_frac_bits``) and the precision of its fixed-point results (``at_precision``;
+the job's ``frac_bits`` by default). Protocols use these; the raw share protocols
+(``beaver``, ``compare``, ``from_shares``, ``t.share``) are for the engine itself.
 
 Guarantees (f = ``frac_bits`` runtime option, default 16):
 
@@ -27,7 +33,7 @@ Nothing but shapes is revealed until ``reveal``; see each module for details.
 
 from __future__ import annotations
 
-from mpc.ss import beaver, compare, dealer, provider  # dealer: registers the helper party
+from mpc.ss import beaver, compare, dealer, order, provider  # dealer: registers the helper party
 from mpc.ss.functions import (
     argmax,
     argmin,
@@ -35,17 +41,19 @@ from mpc.ss.functions import (
     inv_sqrt,
     max_,
     maximum,
-    median,
     min_,
+    min_max,
     minimum,
-    quantile,
     reciprocal,
+    scale_pow2,
     sort,
     sqrt,
     where,
 )
-from mpc.ss.tensor import SharedTensor, concatenate, from_shares, share, stack
+from mpc.ss.order import median, quantile
+from mpc.ss.tensor import SharedTensor, concatenate, from_shares, public, share, stack, sum_of_locals
 
 __all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "dealer", "divide",
-           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "minimum", "provider",
-           "quantile", "reciprocal", "share", "sort", "sqrt", "stack", "where"]
+           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "min_max", "minimum", "order",
+           "provider", "public", "quantile", "reciprocal", "scale_pow2", "share", "sort", "sqrt", "stack",
+           "sum_of_locals", "where"]

@@ -1,5 +1,5 @@
-"""Non-linear functions on SharedTensors: where, max/min/argmax, sort, quantiles,
-reciprocal, sqrt and inverse sqrt.
+"""Non-linear functions on SharedTensors: where, max/min/argmax, sort, power-of-two
+scaling by a secret exponent, reciprocal, sqrt and inverse sqrt.
 
 Everything here is built from the operators of :mod:`mpc.ss.tensor` and the bit
 protocols of :mod:`mpc.ss.compare`, so it reveals nothing but shapes (and what the
@@ -17,19 +17,19 @@ Numerics (f = fractional bits):
   in [0.25, 1), 3 Newton steps y <- y(1.5 - (z/2) y^2) from a linear start, then
   1/sqrt(x) = y 2^-j and sqrt(x) = (z y) 2^j, so both keep good relative precision over
   the whole range. Both return 0 for x = 0.
-- ``sort``: bitonic network, vectorised per stage (log^2 n / 2 comparison rounds);
-  quantiles then index the sorted tensor at public positions (exact for ``lower``,
-  ``higher``, ``nearest``; ``linear`` interpolates with one fixed-point product).
+- ``sort``: bitonic network, vectorised per stage (log^2 n / 2 comparison rounds).
+  Quantiles: :mod:`mpc.ss.order`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mpc.ss import beaver, compare, fixed
-from mpc.ss.tensor import SharedTensor, concatenate
+from mpc.ss import beaver
+from mpc.ss.tensor import SharedTensor, concatenate, stack
 
 
 def _as_tensor(ref: SharedTensor, value: Any) -> SharedTensor:
@@ -92,6 +92,29 @@ def max_(x: SharedTensor, axis: int | None = None) -> SharedTensor:
     return _tree_max(x, axis, want_index=False)[0]
 
 
+def min_max(x: SharedTensor, axis: int | None = None) -> tuple[SharedTensor, SharedTensor]:
+    """(minimum, maximum) over ``axis`` (all elements when None) in 1.5 n comparisons
+    instead of 2 n: one comparison per pair (x_0, x_1), (x_2, x_3), ... splits the elements
+    into larger and smaller halves (the smaller is x_a + x_b - larger, free), then one
+    comparison tree runs over both halves at once."""
+    if axis is None:
+        x, axis = x.flatten(), 0
+    v = x._new(np.moveaxis(x.share, axis, -1))
+    n = v.shape[-1]
+    if n == 0:
+        raise ValueError("min/max of an empty SharedTensor")
+    h = n // 2
+    hi = lo = v
+    if h:
+        a, b = v[..., 0:2 * h:2], v[..., 1:2 * h:2]
+        hi = maximum(a, b)
+        lo = a + b - hi
+        if n % 2:
+            hi, lo = concatenate([hi, v[..., -1:]], axis=-1), concatenate([lo, v[..., -1:]], axis=-1)
+    ext = max_(stack([hi, -lo]), axis=-1)
+    return -ext[1], ext[0]
+
+
 def min_(x: SharedTensor, axis: int | None = None) -> SharedTensor:
     """Minimum over ``axis``."""
     return -_tree_max(-x, axis, want_index=False)[0]
@@ -144,71 +167,38 @@ def sort(x: SharedTensor) -> SharedTensor:
     return v[..., :n]
 
 
-def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False) -> SharedTensor:
-    """Quantiles of a 1-D SharedTensor (numpy's definitions for ``method`` in linear,
-    lower, higher, nearest); returns a SharedTensor with q's shape. ``is_sorted=True``
-    skips the sort when ``x`` already is (e.g. several calls on one ``sort`` result).
-
-    ``lower``/``higher``/``nearest`` are exact; ``linear`` multiplies the gap between the
-    two neighbours by the public weight in fixed point: error <= gap * 2^-(f+1) + 1 ulp.
-    """
-    if x.ndim != 1:
-        raise ValueError("quantile needs a 1-D SharedTensor")
-    qs = np.asarray(q, dtype=np.float64)
-    if np.any((qs < 0) | (qs > 1)):
-        raise ValueError("quantiles must be in [0, 1]")
-    if method not in ("linear", "lower", "higher", "nearest"):
-        raise ValueError(f"unknown quantile method {method!r}")
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("quantile of an empty SharedTensor")
-    s = x if is_sorted else sort(x)
-    h = (n - 1) * qs.ravel()
-    lo = np.floor(h).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    if method == "lower":
-        out = s[lo]
-    elif method == "higher":
-        out = s[np.ceil(h).astype(np.int64)]
-    elif method == "nearest":
-        out = s[np.around(h).astype(np.int64)]
-    else:
-        frac = h - lo
-        out = s[lo]
-        if np.any(frac > 0):
-            base = out if out.is_fixed else out._lift(fixed.frac_bits(x.ctx))
-            out = base + (s[hi] - s[lo]) * frac
-    return out.reshape(qs.shape)
-
-
-def median(x: SharedTensor) -> SharedTensor:
-    """Median of a 1-D SharedTensor (numpy's definition)."""
-    return quantile(x, 0.5)
-
-
 def _fixed(x: SharedTensor) -> SharedTensor:
-    return x if x.is_fixed else x._lift(fixed.frac_bits(x.ctx))
+    return x if x.is_fixed else x._lift(x.working_bits)
 
 
-def _scale_pow2(x: SharedTensor, onehot: np.ndarray, exps: list[int]) -> SharedTensor:
-    """x * 2^exps[m] where m is the secret row set in ``onehot`` (shape (P, *x.shape))."""
+def scale_pow2(x: SharedTensor, onehot: SharedTensor, exps: Sequence[int]) -> SharedTensor:
+    """x * 2^exps[m] on the encoded ring integers, where m is the secret row set in the
+    0/1 tensor ``onehot`` (shape (P, *s), s broadcastable with x's shape; e.g.
+    ``top_bit_onehot``), and the public ``exps`` has P entries. Every candidate shift is
+    applied publicly (left shifts locally, right shifts in one truncation by the public
+    constants -exps) and the one-hot selects one with one multiplication; one or two rounds.
+    The dealer sees the constants ``exps`` only."""
+    exps = [int(e) for e in exps]
+    if onehot.shape[0] != len(exps):
+        raise ValueError(f"scale_pow2: {onehot.shape[0]} one-hot rows for {len(exps)} exponents")
+    shape = np.broadcast_shapes(x.shape, onehot.shape[1:])
+    share = np.broadcast_to(x.share, shape)
     rows: list[np.ndarray | None] = [None] * len(exps)
     neg = [k for k, e in enumerate(exps) if e < 0]
     for k, e in enumerate(exps):
         if e >= 0:
-            rows[k] = x.share << np.uint64(e)
+            rows[k] = share << np.uint64(e)
     if neg:
-        stacked = np.broadcast_to(x.share, (len(neg),) + x.shape)
-        bits = np.array([-exps[k] for k in neg], dtype=np.uint64).reshape((-1,) + (1,) * x.ndim)
+        stacked = np.broadcast_to(share, (len(neg),) + shape)
+        bits = np.array([-exps[k] for k in neg], dtype=np.uint64).reshape((-1,) + (1,) * len(shape))
         cut = beaver.truncate(x.ctx, np.ascontiguousarray(stacked), bits)
         for i, k in enumerate(neg):
             rows[k] = cut[i]
-    prod = beaver.mul(x.ctx, onehot, np.stack(rows))
+    oh = np.ascontiguousarray(np.broadcast_to(
+        onehot.share.reshape(onehot.shape[:1] + (1,) * (len(shape) + 1 - onehot.ndim) + onehot.shape[1:]),
+        (len(exps),) + shape))
+    prod = beaver.mul(x.ctx, oh, np.stack(rows))
     return x._new(np.sum(prod, axis=0, dtype=np.uint64))
-
-
-def _onehot(x: SharedTensor) -> np.ndarray:
-    return compare.msb_onehot(x.ctx, x.share, positions=62)
 
 
 def _normalised_reciprocal(y: SharedTensor):
@@ -217,9 +207,9 @@ def _normalised_reciprocal(y: SharedTensor):
     f = y.frac_bits
     sign = 1 - 2 * (y < 0)
     ay = y * sign
-    oh = _onehot(ay)
+    oh = ay.top_bit_onehot()
     exps = [f - m - 1 for m in range(oh.shape[0])]
-    z = _scale_pow2(ay, oh, exps)
+    z = scale_pow2(ay, oh, exps)
     w = 2.9142 - 2 * z
     for _ in range(3):
         w = w * (2 - z * w)
@@ -246,7 +236,7 @@ def reciprocal(x: SharedTensor) -> SharedTensor:
 
 def _reciprocal(x: SharedTensor) -> SharedTensor:
     sign, oh, exps, w = _normalised_reciprocal(x)
-    return _scale_pow2(w, oh, exps) * sign
+    return scale_pow2(w, oh, exps) * sign
 
 
 def divide(x: Any, y: SharedTensor) -> SharedTensor:
@@ -264,21 +254,21 @@ def divide(x: Any, y: SharedTensor) -> SharedTensor:
 
 def _divide(xt: SharedTensor, y: SharedTensor) -> SharedTensor:
     sign, oh, exps, w = _normalised_reciprocal(y)
-    return (_scale_pow2(xt, oh, exps) * w) * sign
+    return (scale_pow2(xt, oh, exps) * w) * sign
 
 
 def _sqrt_pair(x: SharedTensor) -> tuple[SharedTensor, SharedTensor]:
     x = _fixed(x)
     f = x.frac_bits
-    oh = _onehot(x)
+    oh = x.top_bit_onehot()
     js = [-((f - m - 1) // 2) for m in range(oh.shape[0])]   # ceil((m + 1 - f) / 2)
-    z = _scale_pow2(x, oh, [-2 * j for j in js])
+    z = scale_pow2(x, oh, [-2 * j for j in js])
     y = 2.2 - z * 1.25
     h = z * 0.5
     for _ in range(3):
         y = y * (1.5 - h * (y * y))
-    inv = _scale_pow2(y, oh, [-j for j in js])
-    root = _scale_pow2(z * y, oh, js)
+    inv = scale_pow2(y, oh, [-j for j in js])
+    root = scale_pow2(z * y, oh, js)
     return inv, root
 
 

@@ -10,12 +10,14 @@ values (uniform, independent of the data); only ``reveal`` discloses a value, an
 to the parties it names. Shapes and ``frac_bits`` are public.
 
 The dealer (when the job uses it) sees the shapes and the truncation shifts of the
-products: frac_x + frac_y - f, which the job's frac_bits fixes for tensors made by
-``share`` and public values. A tensor whose ``frac_bits`` came from data (the owner's
-per-column scale, :mod:`protocols.stats.scaling`) would tell the dealer that scale when
-multiplied with ``*``, ``@`` or divided: the statistics in :mod:`protocols.stats` never do
-(they work on its ring integers with shifts fixed by public parameters); do the same, or
-bring such a tensor to the job's frac_bits with ``beaver.truncate_hidden`` first.
+products: frac_x + frac_y - f, with f the tensor's ``working_bits`` (its ``precision``
+when set by ``at_precision``, else the job's frac_bits), which public parameters fix for
+tensors made by ``share`` and public values. A tensor whose ``frac_bits`` came from data
+(the owner's per-column scale, :mod:`protocols.stats.scaling`) would tell the dealer that
+scale when multiplied with ``*``, ``@`` or divided: the statistics in
+:mod:`protocols.stats` never do (they read its ring integers, ``with_frac_bits(0)``, with
+shifts fixed by public parameters); do the same, or bring such a tensor to a public scale
+with ``rshift_hidden`` first.
 
 Fixed-point products are truncated back to f fractional bits (dealer: a truncation pair;
 Paillier: the two-party wrap-bit protocol), with error at most 1 unit in the last place
@@ -40,10 +42,11 @@ class SharedTensor:
     __array_priority__ = 1000  # numpy array (op) SharedTensor defers to our operators
     __hash__ = None  # type: ignore[assignment]  # == is elementwise
 
-    def __init__(self, ctx: Any, share: np.ndarray, frac_bits: int) -> None:
+    def __init__(self, ctx: Any, share: np.ndarray, frac_bits: int, precision: int | None = None) -> None:
         self.ctx = ctx
         self.share = np.asarray(share, dtype=np.uint64)
         self.frac_bits = int(frac_bits)
+        self.precision = None if precision is None else int(precision)
 
     def __repr__(self) -> str:
         return (f"SharedTensor(party={self.ctx.party!r}, shape={self.shape}, "
@@ -69,8 +72,31 @@ class SharedTensor:
     def is_fixed(self) -> bool:
         return self.frac_bits > 0
 
+    @property
+    def working_bits(self) -> int:
+        """Fractional bits of fixed-point results: products are truncated back to it and
+        public floats encoded with it. The tensor's ``precision`` when set (see
+        ``at_precision``), else the job's ``frac_bits`` option. Public, like the shape."""
+        return fixed.frac_bits(self.ctx) if self.precision is None else self.precision
+
     def _new(self, share: np.ndarray, frac_bits: int | None = None) -> SharedTensor:
-        return SharedTensor(self.ctx, share, self.frac_bits if frac_bits is None else frac_bits)
+        return SharedTensor(self.ctx, share, self.frac_bits if frac_bits is None else frac_bits,
+                            self.precision)
+
+    def with_frac_bits(self, frac_bits: int) -> SharedTensor:
+        """The same shares read with ``frac_bits`` fractional bits (local, no truncation):
+        ``with_frac_bits(0)`` gives the ring integers of the encoding, and an integer
+        tensor of values scaled by 2^s becomes the fixed-point value with ``frac_bits=s``."""
+        return self._new(self.share, frac_bits)
+
+    def at_precision(self, bits: int) -> SharedTensor:
+        """The same value, with fixed-point results computed at ``bits`` fractional bits
+        instead of the job's ``frac_bits`` (products, public floats, reciprocal, sqrt...
+        of this tensor and of what is derived from it). ``bits`` is public: the dealer sees
+        it in truncation requests, so it must not come from the data."""
+        if not 0 <= int(bits) <= 30:
+            raise ValueError(f"precision must be between 0 and 30 fractional bits, got {bits}")
+        return SharedTensor(self.ctx, self.share, self.frac_bits, int(bits))
 
     # -- coercion ---------------------------------------------------------------------
     def _check_job(self, other: SharedTensor) -> None:
@@ -80,21 +106,22 @@ class SharedTensor:
                              f"({self.ctx.job_id} and {other.ctx.job_id})")
 
     def _public(self, value: Any) -> SharedTensor:
-        """A public value as a SharedTensor (party 0 holds it, others hold zeros)."""
+        """A public value as a SharedTensor (party 0 holds it, others hold zeros); floats
+        at this tensor's working precision."""
         arr = np.asarray(value)
-        if arr.dtype.kind == "f":
-            f = fixed.frac_bits(self.ctx)
-            enc, frac = fixed.encode(arr, f, "public operand"), f
-        elif arr.dtype.kind in "biu":
-            enc, frac = fixed.encode_int(arr, "public operand"), 0
-        else:
+        if arr.dtype.kind not in "biuf":
             raise TypeError(f"cannot combine a SharedTensor with {type(value).__name__}")
-        share = enc if self.ctx.rank == 0 else np.zeros(enc.shape, np.uint64)
-        return SharedTensor(self.ctx, share, frac)
+        if arr.dtype.kind != "f":
+            fixed.encode_int(arr, "public operand")          # |x| < 2^61, or ValueError
+        out = public(self.ctx, arr, self.working_bits)
+        out.precision = self.precision
+        return out
 
     def _coerce(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._check_job(other)
+            if other.precision is None and self.precision is not None:
+                return other.at_precision(self.precision)
             return other
         return self._public(other)
 
@@ -106,6 +133,8 @@ class SharedTensor:
 
     def _aligned(self, other: Any) -> tuple[SharedTensor, SharedTensor]:
         o = self._coerce(other)
+        if self.precision is None and o.precision is not None:
+            return self.at_precision(o.precision)._aligned(o)
         frac = max(self.frac_bits, o.frac_bits)
         a, b = self._lift(frac), o._lift(frac)
         try:
@@ -158,7 +187,7 @@ class SharedTensor:
         count = self.size if axis is None else self.shape[axis]
         s = self.sum(axis)
         if not s.is_fixed:
-            s = s._lift(fixed.frac_bits(self.ctx))
+            s = s._lift(self.working_bits)
         return s / float(count)
 
     def __getitem__(self, index: Any) -> SharedTensor:
@@ -173,6 +202,52 @@ class SharedTensor:
         share = self.share.copy()
         share[index] = v.share
         self.share = share
+
+    def __lshift__(self, bits: Any) -> SharedTensor:
+        """x * 2^bits on the encoded ring integers (``bits`` a public int or an integer
+        array broadcastable to the shape, >= 0); local. The caller keeps |x| 2^bits < 2^62."""
+        b = np.asarray(bits, dtype=np.uint64)
+        return self._new(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)) << b)
+
+    def __rshift__(self, bits: Any) -> SharedTensor:
+        """floor(x / 2^bits) + {0 or 1} on the encoded ring integers (``frac_bits`` is kept),
+        for a public ``bits`` (int or integer array broadcastable to the shape, 0..62) fixed
+        by public parameters: the dealer sees it (:func:`mpc.ss.beaver.truncate`). One round."""
+        b = np.asarray(bits, dtype=np.uint64)
+        share = np.ascontiguousarray(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)))
+        return self._new(beaver.truncate(self.ctx, share, b))
+
+    def rshift_hidden(self, bits: Any, limit: int) -> SharedTensor:
+        """``x >> bits`` for a ``bits`` in [0, limit] that may come from opened data: the
+        dealer is asked for a truncation by the public ``limit`` only
+        (:func:`mpc.ss.beaver.truncate_hidden`; needs |x| 2^(limit - bits) < 2^62)."""
+        b = np.asarray(bits, dtype=np.int64)
+        share = np.ascontiguousarray(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)))
+        return self._new(beaver.truncate_hidden(self.ctx, share, b, limit))
+
+    def rshift_private(self, bits: Any) -> SharedTensor:
+        """``x >> bits`` for a ``bits`` that may come from opened data, with no bound on |x|
+        needed: a bit-decomposed pair whose request names no shift
+        (:func:`mpc.ss.beaver.truncate_private`; 65 words per element, for small tensors)."""
+        b = np.asarray(bits, dtype=np.uint64)
+        shape = np.broadcast_shapes(self.shape, b.shape)
+        share = np.ascontiguousarray(np.broadcast_to(self.share, shape))
+        return self._new(beaver.truncate_private(self.ctx, share, np.broadcast_to(b, shape).copy()))
+
+    def top_bit_onehot(self) -> SharedTensor:
+        """Integer 0/1 tensor of shape (62, *shape): row k is 1 iff the highest set bit of
+        x (>= 0, read as a ring integer below 2^62) is bit k; all rows 0 where x == 0.
+        Bit decomposition, suffix OR and daBits (:func:`mpc.ss.compare.msb_onehot`);
+        reveals nothing."""
+        oh = compare.msb_onehot(self.ctx, np.ascontiguousarray(self.share), positions=62)
+        return self._new(oh, 0)
+
+    def bit_length(self) -> SharedTensor:
+        """Shares of the bit length of each ring integer x >= 0 (0 for x == 0), from
+        ``top_bit_onehot``; secret until revealed."""
+        oh = self.top_bit_onehot()
+        weights = np.arange(1, 63, dtype=np.uint64).reshape((-1,) + (1,) * self.ndim)
+        return oh._new(np.sum(oh.share * weights, axis=0, dtype=np.uint64), 0)
 
     def reshape(self, *shape: Any) -> SharedTensor:
         return self._new(self.share.reshape(*shape))
@@ -189,12 +264,20 @@ class SharedTensor:
 
     # -- products -------------------------------------------------------------------------
     def _rescale(self, share: np.ndarray, frac: int) -> SharedTensor:
-        f = fixed.frac_bits(self.ctx)
+        f = self.working_bits
         if frac > f:
             return self._new(beaver.truncate(self.ctx, share, frac - f), f)
         return self._new(share, frac)
 
+    def _adopt_precision(self, other: Any) -> SharedTensor:
+        """self, at ``other``'s precision when only ``other`` has one."""
+        if isinstance(other, SharedTensor) and self.precision is None and other.precision is not None:
+            return self.at_precision(other.precision)
+        return self
+
     def __mul__(self, other: Any) -> SharedTensor:
+        if self._adopt_precision(other) is not self:
+            return self._adopt_precision(other) * other
         b, frac_b, shared = self._operand(other)
         try:
             shape = np.broadcast_shapes(self.shape, b.shape)
@@ -202,7 +285,7 @@ class SharedTensor:
             raise ValueError(f"shape mismatch: {self.shape} * {b.shape}") from None
         a = np.ascontiguousarray(np.broadcast_to(self.share, shape))
         if shared:
-            extra = self.frac_bits + frac_b - fixed.frac_bits(self.ctx)
+            extra = self.frac_bits + frac_b - self.working_bits
             if extra > 0:
                 beaver.prefetch_mul_trunc(self.ctx, shape, extra)
             prod = beaver.mul(self.ctx, a, np.ascontiguousarray(np.broadcast_to(b, shape)))
@@ -215,7 +298,7 @@ class SharedTensor:
     def _public_raw(self, value: Any) -> np.ndarray:
         arr = np.asarray(value)
         if arr.dtype.kind == "f":
-            return fixed.encode(arr, fixed.frac_bits(self.ctx), "public operand")
+            return fixed.encode(arr, self.working_bits, "public operand")
         return fixed.encode_int(arr, "public operand")
 
     def __rtruediv__(self, other: Any) -> SharedTensor:
@@ -229,7 +312,7 @@ class SharedTensor:
         arr = np.asarray(other, dtype=np.float64)
         if np.any(arr == 0) or not np.all(np.isfinite(arr)):
             raise ZeroDivisionError("division of a SharedTensor by a public zero or non-finite value")
-        x = self if self.is_fixed else self._lift(fixed.frac_bits(self.ctx))
+        x = self if self.is_fixed else self._lift(self.working_bits)
         # |d| >= 1: x / d = (x / 2^k) * (2^k / d) with 2^k <= |d| < 2^(k+1): the first
         # factor is a truncation (error 2^k ulp before dividing by d, so <= 1 ulp after) and
         # the constant 2^k/d in (0.5, 1] keeps full relative precision in fixed point.
@@ -246,10 +329,12 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             self._check_job(other)
             return other.share, other.frac_bits, True
-        f = fixed.frac_bits(self.ctx) if np.asarray(other).dtype.kind == "f" else 0
+        f = self.working_bits if np.asarray(other).dtype.kind == "f" else 0
         return self._public_raw(other), f, False
 
     def __matmul__(self, other: Any) -> SharedTensor:
+        if self._adopt_precision(other) is not self:
+            return self._adopt_precision(other) @ other
         b, frac_b, shared = self._operand(other)
         return _matmul(self, self.share, self.frac_bits, b, frac_b, shared)
 
@@ -382,6 +467,53 @@ def share(ctx: Any, value: Any, owner: str) -> SharedTensor:
         raise ValueError(f"party {owner!r} sent a malformed share")
     shape = tuple(int(d) for d in msg["shape"])
     return SharedTensor(ctx, PRG(msg["seed"]).uint64(shape), int(msg["frac"]))
+
+
+def public(ctx: Any, value: Any, frac_bits: int | None = None) -> SharedTensor:
+    """A public value as a SharedTensor (party 0 holds it, the others zeros): floats as
+    fixed point with ``frac_bits`` (the job's when None), integers (int64 or uint64) as
+    the ring integers they are mod 2^64 (a protocol's constants and thresholds)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        f = fixed.frac_bits(ctx) if frac_bits is None else int(frac_bits)
+        enc, frac = fixed.encode(arr, f, "public operand"), f
+    elif arr.dtype.kind in "biu":
+        enc, frac = from_shares(ctx, arr.astype(np.int64) if arr.dtype.kind == "b" else arr).share, 0
+    else:
+        raise TypeError(f"cannot make a SharedTensor of a public {type(value).__name__}")
+    return SharedTensor(ctx, enc if ctx.rank == 0 else np.zeros(enc.shape, np.uint64), frac)
+
+
+_ZERO_SHARING = "mpc.ss.zero_sharing"
+
+
+def sum_of_locals(ctx: Any, local: Any, frac_bits: int = 0) -> SharedTensor:
+    """Shares of the sum over parties of each party's own integer array ``local`` (ring
+    integers, read with ``frac_bits``), without a message per call: each party adds a
+    zero-sharing to its array, from pairwise PRG streams whose seeds the lower rank of
+    each pair picks once per job. Reveals nothing; every party calls it with the same
+    shape in the same order."""
+    prgs = ctx.state.get(_ZERO_SHARING)
+    if prgs is None:
+        prgs = {}
+        for peer in ctx.peers:
+            if ctx.parties.index(peer) > ctx.rank:
+                seed = new_seed()
+                ctx.send(peer, seed)
+            else:
+                seed = ctx.recv(peer)
+                if not isinstance(seed, bytes) or len(seed) != 16:
+                    raise ValueError(f"party {peer!r} sent a malformed seed")
+            prgs[peer] = PRG(seed)
+        ctx.state[_ZERO_SHARING] = prgs
+    out = from_shares(ctx, local).share.copy()
+    for peer, prg in prgs.items():
+        z = prg.uint64(out.shape)
+        if ctx.parties.index(peer) > ctx.rank:
+            out += z
+        else:
+            out -= z
+    return SharedTensor(ctx, out, frac_bits)
 
 
 def from_shares(ctx: Any, local_share: np.ndarray, frac_bits: int = 0) -> SharedTensor:

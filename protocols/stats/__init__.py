@@ -7,7 +7,7 @@ docstring states what every party learns and the accuracy to expect:
 
 - :mod:`~protocols.stats.vertical`: count, sum, mean, var, std, cov, pearson,
   corr_matrix, histogram, quantile, median, min, max, describe on SharedTensors.
-- :mod:`~protocols.stats.order`: order statistics by oblivious shuffle + quickselect
+- :mod:`~protocols.stats.order`: :mod:`mpc.ss.order` (``ss.quantile``: oblivious shuffle + quickselect)
   (used by ``quantile``/``describe`` when the job has the dealer).
 - :mod:`~protocols.stats.horizontal`: ``horizontal_describe`` over the union of rows.
 - :mod:`~protocols.stats.groupby`: ``group_by`` with a minimum group size.

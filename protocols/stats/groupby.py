@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mpc import ss
-from mpc.ss import SharedTensor, beaver
+from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
 from protocols.stats.scaling import share_scaled
 
@@ -164,9 +164,9 @@ def group_by(ctx: Any, table: Any, key: str, aggregations: Mapping[str, Any], *,
     opened = {}
     for c, v in values.items():          # exact ring sums H @ v at the column's own scale, for
         # every group (kept or not), so that the dealer's requests do not depend on which are kept
-        ring = beaver.matmul(ctx, np.ascontiguousarray(h.share), np.ascontiguousarray(v.share[:, None]))
+        sums = h @ v.with_frac_bits(0)
         if len(kept):
-            got = cm.reveal_ring(ctx, ring[kept, 0], to)
+            got = sums[kept].reveal(to)
             opened[c] = None if got is None else got.astype(np.float64) * 2.0 ** -v.frac_bits
         else:
             opened[c] = np.zeros(0)
@@ -216,12 +216,7 @@ def _shared_key(ctx: Any, key: SharedTensor, groups: Sequence[int] | None, min_s
         raise ValueError("groups must be distinct integer codes")
     if key.is_fixed:
         raise TypeError("a secret-shared key must be an integer SharedTensor (codes, not floats)")
-    g = len(codes)
-    diff = key.share[None, :] - cm.public_int(ctx, codes[:, None], (g, n))
-    lt = cm.ltz(ctx, np.concatenate([diff, np.uint64(0) - diff]))
-    h_share = cm.public_int(ctx, 1, (g, n)) - lt[:g] - lt[g:]      # [key == g]
-    h = ss.from_shares(ctx, h_share, 0)
+    h = key.reshape(1, n) == codes[:, None]                        # H[g, j] = [key_j == g]
     counts = h.sum(axis=1)
-    small = ss.from_shares(ctx, cm.ltz(ctx, counts.share - cm.public_int(ctx, min_size, (g,))), 0).reveal()
-    kept = np.flatnonzero(np.asarray(small) == 0)
+    kept = np.flatnonzero(np.asarray((counts < min_size).reveal()) == 0)
     return codes.tolist(), kept, counts[kept], h

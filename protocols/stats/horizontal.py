@@ -32,7 +32,7 @@ bisection, so also to parties not in ``reveal_to``). Count, mean and std go
 only to ``reveal_to`` (all parties when None). The dealer learns the number of parties
 and columns only: its requests have the shapes (parties, columns) and (8 ranks, columns)
 whatever the rows, and the one row-count-dependent shift is truncated with a
-bit-decomposed pair (``beaver.truncate_private``) that names no shift.
+bit-decomposed pair (``SharedTensor.rshift_private``) that names no shift.
 
 NaN policy: ``nan_policy="raise"`` (default) rejects a column with NaN, naming it;
 ``"omit"`` skips NaN like pandas (the per-party counts then exclude them).
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mpc.ss import beaver, from_shares
+from mpc import ss
 from protocols.stats import _common as cm
 
 DESCRIBE_INDEX = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
@@ -111,17 +111,21 @@ def _order_stats(ctx: Any, sorted_keys: list[np.ndarray], col_idx: np.ndarray,
     m = len(ranks)
     lo = np.zeros(m, np.uint64)
     hi = np.full(m, np.iinfo(np.uint64).max, np.uint64)
-    need = cm.public_int(ctx, ranks + 1, (m,))
     for _ in range(64):
         mid = lo + (hi - lo) // np.uint64(2)
         local = np.array([np.searchsorted(sorted_keys[c], t, side="right") for c, t in zip(col_idx, mid, strict=True)],
                          dtype=np.int64)
-        total = cm.sum_of_locals(ctx, local.view(np.uint64))
-        short = from_shares(ctx, cm.ltz(ctx, total - need), 0).reveal()   # count(<= mid) < k+1
-        short = np.asarray(short, dtype=bool)
+        total = ss.sum_of_locals(ctx, local)                           # count(<= mid) over all parties
+        short = np.asarray((total < ranks + 1).reveal(), dtype=bool)
         lo = np.where(short, mid + np.uint64(1), lo)
         hi = np.where(short, hi, mid)
     return lo
+
+
+def _ring_int(v: int) -> int:
+    """v mod 2^64 as a signed 64-bit integer (the ring element a sum of shares wraps to)."""
+    v %= 1 << 64
+    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -189,11 +193,11 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
     m2_scale = 2 * SPREAD_BITS - cut                                  # M2 <= n range^2 / 4 < 2^58
     m2_ring = np.round(np.ldexp(m2, (m2_scale - 2 * e_s).astype(np.int64))).astype(np.int64)
     p_count, rank = len(ctx.parties), ctx.rank
-    own_means = np.zeros((p_count, c), np.uint64)
-    own_means[rank] = [int(round(math.ldexp(mu, SPREAD_BITS - int(es)))) % (1 << 64) if k > 0 else 0
+    own_means = np.zeros((p_count, c), np.int64)
+    own_means[rank] = [_ring_int(round(math.ldexp(mu, SPREAD_BITS - int(es)))) if k > 0 else 0
                        for mu, es, k in zip(means, e_s, n_local, strict=True)]
-    local = np.concatenate([s1.view(np.uint64), m2_ring.view(np.uint64), own_means.ravel()])
-    tot = cm.sum_of_locals(ctx, local)
+    local = np.concatenate([s1, m2_ring, own_means.ravel()])
+    tot = ss.sum_of_locals(ctx, local)
     s1_sh, m2_sh, mean_sh = tot[:c], tot[c:2 * c], tot[2 * c:].reshape(p_count, c)
 
     # between-party term sum_p n_p (mean_p - mean)^2, mean = sum_q w_q mean_q
@@ -202,15 +206,13 @@ def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | 
         wi = np.floor(counts[:, i] / n[i] * 2 ** WEIGHT_BITS).astype(np.int64)
         wi[np.argmax(counts[:, i])] += 2 ** WEIGHT_BITS - wi.sum()  # weights sum to 2^30 exactly
         w[:, i] = wi
-    wu = w.view(np.uint64)
-    delta = np.stack([np.sum((mean_sh[p][None, :] - mean_sh) * wu, axis=0, dtype=np.uint64)
+    delta = ss.stack([((mean_sh[p].reshape(1, c) - mean_sh) * w).sum(axis=0)
                       for p in range(p_count)])                      # 2^30 (mean_p - mean)
-    delta = beaver.truncate(ctx, delta, WEIGHT_BITS)                 # at 2^SPREAD_BITS
+    delta = delta >> WEIGHT_BITS                                     # at 2^SPREAD_BITS
     # cut comes from the row counts: a bit-decomposed pair, so the dealer never sees it
-    sq = beaver.truncate_private(ctx, beaver.mul(ctx, delta, delta),
-                                 np.broadcast_to(cut.astype(np.uint64), delta.shape).copy())
-    between = np.sum(sq * counts.astype(np.int64).view(np.uint64), axis=0, dtype=np.uint64)
-    opened = cm.reveal_ring(ctx, np.concatenate([s1_sh, m2_sh + between]), to)
+    sq = (delta * delta).rshift_private(cut)
+    between = (sq * counts).sum(axis=0)
+    opened = ss.concatenate([s1_sh, m2_sh + between]).reveal(to)
 
     if ctx.party not in to:
         return None

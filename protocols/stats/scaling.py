@@ -69,7 +69,7 @@ def share_scaled(ctx: Any, values: Any, owner: str, bits: int | None = None,
         if not isinstance(shift, int) or abs(shift) > 2000:
             raise ValueError(f"party {owner!r} sent a malformed scale for {name!r}")
         t = ss.share(ctx, None, owner)
-    return ss.from_shares(ctx, t.share, shift)
+    return t.with_frac_bits(shift)
 
 
 def scale_columns(ctx: Any, columns: Any, bits: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -97,5 +97,5 @@ def apply_shifts(table: Any, shifts: Mapping[str, int]) -> dict[str, SharedTenso
     out = {}
     for name in table.columns:
         t = table[name]
-        out[name] = ss.from_shares(t.ctx, t.share, int(shifts.get(name, t.frac_bits)))
+        out[name] = t.with_frac_bits(int(shifts.get(name, t.frac_bits)))
     return out

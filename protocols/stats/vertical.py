@@ -25,7 +25,7 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    parties form distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
-   (:mod:`protocols.stats.order`): about 5.25 n comparisons per column for describe's six
+   (``ss.quantile``, :mod:`mpc.ss.order`): about 5.25 n comparisons per column for describe's six
    ranks (both neighbours of each quartile; 27 rounds at n = 2^19), no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
@@ -45,7 +45,7 @@ with an integer ``bins`` and no ``range`` also opens min and max to every comput
 (the edges must be public). The dealer learns the shapes (rows and columns) and nothing
 that depends on the values: every truncation it is asked for names a shift fixed by the
 row count or a constant (shifts from the opened bit lengths go through
-``beaver.truncate_hidden``), and the quickselect's round sizes are a function of the
+``SharedTensor.rshift_hidden``), and the quickselect's round sizes are a function of the
 secret random order. One exception: a column whose range needs more than 62 - L bits
 (values at the job's frac_bits near 2^45, never a ``protocols.stats.scaling`` column)
 cannot use the shuffled keys, so the dealer sees the fixed 62-round bitwise search
@@ -78,54 +78,30 @@ import numpy as np
 import pandas as pd
 
 from mpc import ss
-from mpc.ss import SharedTensor, beaver
+from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
-from protocols.stats import order
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
-INTERP_BITS = 30
+INTERP_BITS = ss.order.INTERP_BITS     # extra fractional bits of interpolated quantiles, at most
 
 
 @dataclass
 class _Col:
-    """A prepared column: raw ring shares and the rescaled working shares."""
+    """A prepared column, as ring integers X of its encoding (``frac`` fractional bits)."""
 
-    x: SharedTensor
+    x: SharedTensor           # X
+    frac: int                 # X * 2^-frac = value
     n: int
     bits: int                 # bit length of max|X| (public)
     range_bits: int           # bit length of max X - min X (public)
-    mx: np.ndarray            # shares of max X (raw scale)
-    mn: np.ndarray            # shares of min X
-    y: np.ndarray             # shares of X - min X, in [0, 2^range_bits)
-    r: np.ndarray             # shares of (X - min X) rescaled to W bits
+    mx: SharedTensor          # max X
+    mn: SharedTensor          # min X
+    y: SharedTensor           # X - min X, in [0, 2^range_bits)
+    r: SharedTensor           # (X - min X) rescaled to W bits
     shift: int                # r * 2^-shift = value - min
-    d: np.ndarray | None = field(default=None)  # centred r
-    keys: np.ndarray | None = field(default=None)  # shuffled distinct keys of y (order.py)
-
-    @property
-    def frac(self) -> int:
-        return self.x.frac_bits
-
-
-def _max_and_neg_min(ctx: Any, raws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shares of max and -min of each row of ``raws`` (c, n): one comparison per pair
-    (x_0, x_1), (x_2, x_3), ... splits the rows into larger and smaller halves (the smaller
-    is x_a + x_b - larger, free), then a comparison tree over each half: 1.5 n comparisons
-    per row instead of 2 n."""
-    n = raws.shape[1]
-    h = n // 2
-    if h:
-        a, b = raws[:, 0:2 * h:2], raws[:, 1:2 * h:2]
-        hi = ss.maximum(ss.from_shares(ctx, a, 0), ss.from_shares(ctx, b, 0)).share
-        lo = a + b - hi
-        if n % 2:
-            hi = np.concatenate([hi, raws[:, -1:]], axis=1)
-            lo = np.concatenate([lo, raws[:, -1:]], axis=1)
-    else:
-        hi = lo = raws
-    ext = ss.max_(ss.from_shares(ctx, np.concatenate([hi, np.uint64(0) - lo]), 0), axis=1).share
-    return ext[:len(raws)], ext[len(raws):]
+    d: SharedTensor | None = field(default=None)     # r - mean(r)
+    keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
 
 
 def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
@@ -141,24 +117,21 @@ def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
     for name, x in todo.items():
         groups.setdefault(x.shape[0], []).append(name)
     for n, names in groups.items():
-        raws = np.stack([todo[k].share for k in names])                       # (c, n)
+        xs = ss.stack([todo[k].with_frac_bits(0) for k in names])            # X, (c, n)
         c = len(names)
-        mx, neg_mn = _max_and_neg_min(ctx, raws)
-        amax = ss.maximum(ss.from_shares(ctx, mx, 0), ss.from_shares(ctx, neg_mn, 0)).share
-        bits = cm.exponent_of(ctx, np.concatenate([amax, mx + neg_mn]))
+        mn, mx = ss.min_max(xs, axis=1)
+        bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
         w = cm.work_bits(n)
-        ys = raws + neg_mn[:, None]                                   # X - min X in [0, 2^rb)
+        ys = xs - mn.reshape(c, 1)                                    # X - min X in [0, 2^rb)
         rbs = bits[c:].astype(np.int64)
         # rescale to W bits: the right shifts rb - W come from opened bit lengths, so they go
-        # through truncate_hidden (the dealer is asked for the public 62 - W only; the bound
+        # through rshift_hidden (the dealer is asked for the public 62 - W only; the bound
         # y 2^(62 - W - shift) < 2^62 holds as y < 2^rb); the left shifts are local
-        rs = beaver.truncate_hidden(ctx, ys, np.maximum(rbs - w, 0)[:, None], 62 - w)
-        rs = rs << np.maximum(w - rbs, 0).astype(np.uint64)[:, None]
+        rs = ys.rshift_hidden(np.maximum(rbs - w, 0)[:, None], 62 - w) << np.maximum(w - rbs, 0)[:, None]
         for i, k in enumerate(names):
             x = todo[k]
             b, rb = int(bits[i]), int(rbs[i])
-            col = _Col(x, n, b, rb, mx[i], (np.uint64(0) - neg_mn[i:i + 1])[0], ys[i], rs[i],
-                       x.frac_bits + w - rb)
+            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], ys[i], rs[i], x.frac_bits + w - rb)
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
 
@@ -167,19 +140,16 @@ def _prep(ctx: Any, x: Any, name: str = "x") -> _Col:
     return _prepare_many(ctx, {name: x})[0]
 
 
-def _centred(ctx: Any, cols: Sequence[_Col]) -> np.ndarray:
-    """Shares of d = r - mean(r) for each column, shape (c, n)."""
+def _centred(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
+    """d = r - mean(r) for each column, shape (c, n); mean(r) = sum(r) round(2^G / n) / 2^G."""
     missing = [c for c in cols if c.d is None]
     if missing:
         n = missing[0].n
-        w = cm.work_bits(n)
-        g = 60 - w - 1
-        inv_n = np.uint64(round(2 ** g / n))
-        sums = np.stack([np.sum(c.r, dtype=np.uint64) for c in missing])
-        means = beaver.truncate(ctx, sums * inv_n, g)
-        for c, m in zip(missing, means, strict=True):
-            c.d = c.r - m
-    return np.stack([c.d for c in cols])
+        g = 60 - cm.work_bits(n) - 1
+        means = (ss.stack([c.r.sum() for c in missing]) * round(2 ** g / n)) >> g
+        for i, c in enumerate(missing):
+            c.d = c.r - means[i]
+    return ss.stack([c.d for c in cols])
 
 
 def _columns(table: Any, columns: Sequence[str] | None) -> dict[str, SharedTensor]:
@@ -224,14 +194,14 @@ def count(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> int | None
 
 def _sums_raw(ctx: Any, cols: Sequence[_Col], to: list[str]) -> list[float] | None:
     """The sums of columns of one length, each value first cut by 2^over so that n of them
-    fit below 2^61. over comes from the opened bit length, so the cut goes through
-    truncate_hidden with the public limit L + 1 (|X| < 2^bits, so |X| 2^(L + 1 - over) <
-    2^62), also when over <= 0 (then exact): the dealer sees the same request whatever the
-    columns' magnitudes. One truncation round for all the columns."""
+    fit below 2^61. over comes from the opened bit length, so the cut is an rshift_hidden
+    with the public limit L + 1 (|X| < 2^bits, so |X| 2^(L + 1 - over) < 2^62), also when
+    over <= 0 (then exact): the dealer sees the same request whatever the columns'
+    magnitudes. One truncation round for all the columns."""
     lg = math.ceil(math.log2(builtins.max(cols[0].n, 2)))
     over = np.array([builtins.max(c.bits + lg - 61, 0) for c in cols], dtype=np.int64)
-    raw = beaver.truncate_hidden(ctx, np.stack([c.x.share for c in cols]), over[:, None], lg + 1)
-    out = cm.reveal_ring(ctx, np.sum(raw, axis=1, dtype=np.uint64), to)
+    cut = ss.stack([c.x for c in cols]).rshift_hidden(over[:, None], lg + 1)
+    out = cut.sum(axis=1).reveal(to)
     if out is None:
         return None
     return [float(int(v)) * 2.0 ** (int(o) - c.frac) for v, o, c in zip(out, over, cols, strict=True)]
@@ -254,16 +224,16 @@ def mean(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | Non
     return None if s is None else s / col.n
 
 
-def _sq_sums(ctx: Any, cols: Sequence[_Col]) -> np.ndarray:
+def _sq_sums(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
     d = _centred(ctx, cols)
-    return np.sum(beaver.mul(ctx, d, d), axis=1, dtype=np.uint64)
+    return (d * d).sum(axis=1)
 
 
 def var(ctx: Any, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
     """Variance (ddof=1 by default, like pandas), centred on shares."""
     col = _prep(ctx, x)
     _check_ddof(col.n, ddof)
-    out = cm.reveal_ring(ctx, _sq_sums(ctx, [col])[0], cm.receivers(ctx, reveal_to))
+    out = _sq_sums(ctx, [col])[0].reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else float(int(out)) * 2.0 ** (-2 * col.shift) / (col.n - ddof)
 
 
@@ -280,29 +250,27 @@ def cov(ctx: Any, x: SharedTensor, y: SharedTensor, ddof: int = 1,
     cx, cy = _prepare_many(ctx, {"x": x, "y": y})
     _check_ddof(cx.n, ddof)
     d = _centred(ctx, [cx, cy])
-    s = np.sum(beaver.mul(ctx, d[0], d[1]), dtype=np.uint64)
-    out = cm.reveal_ring(ctx, s, cm.receivers(ctx, reveal_to))
+    out = (d[0] * d[1]).sum().reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else float(int(out)) * 2.0 ** -(cx.shift + cy.shift) / (cx.n - ddof)
 
 
 # -- correlation ------------------------------------------------------------------------------
 
 def _corr_shares(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
-    """Shares of the k x k correlation matrix (fixed point, CORR_FRAC_BITS)."""
+    """The k x k correlation matrix S_ij / sqrt(S_ii S_jj) of the sums of products S = d d^T
+    (fixed point, CORR_FRAC_BITS). Each S_ii's secret power of two 4^j_i is taken out
+    (j = ceil(bit length / 2)), so inv_sqrt works on S_ii / 4^j_i in [0.25, 1)."""
     d = _centred(ctx, cols)                                          # (k, n)
-    s = beaver.matmul(ctx, np.ascontiguousarray(d), np.ascontiguousarray(d.T))   # (k, k)
-    k = len(cols)
-    f = CORR_FRAC_BITS
-    diag = np.ascontiguousarray(s[np.arange(k), np.arange(k)])
-    oh = cm.msb_onehot(ctx, diag)                                    # (62, k)
-    half = [(m + 2) // 2 for m in range(62)]                         # j = ceil((m+1)/2)
-    u = cm.shift_secret(ctx, diag, oh, [f - 2 * j for j in half])   # S / 4^j in [0.25, 1)
-    w = cm.shift_secret(ctx, s, oh[:, :, None], [f - j for j in half])
-    w = cm.shift_secret(ctx, w, oh[:, None, :], [-j for j in half])  # S_ij / 2^(j_i + j_j)
-    with cm.frac_bits(ctx, f):
-        isq = ss.inv_sqrt(ss.from_shares(ctx, u, f))
-        wt = ss.from_shares(ctx, w, f)
-        return wt * isq.reshape(k, 1) * isq.reshape(1, k)
+    s = d @ d.T                                                      # (k, k)
+    k, f = len(cols), CORR_FRAC_BITS
+    diag = s[np.arange(k), np.arange(k)]
+    oh = diag.top_bit_onehot()                                       # (62, k)
+    half = [(m + 2) // 2 for m in range(62)]                         # j = ceil((m + 1) / 2)
+    u = ss.scale_pow2(diag, oh, [f - 2 * j for j in half])           # S_ii / 4^j in [0.25, 1)
+    w = ss.scale_pow2(s, oh.reshape(62, k, 1), [f - j for j in half])
+    w = ss.scale_pow2(w, oh.reshape(62, 1, k), [-j for j in half])   # S_ij / 2^(j_i + j_j)
+    isq = ss.inv_sqrt(u.with_frac_bits(f).at_precision(f))
+    return w.with_frac_bits(f).at_precision(f) * isq.reshape(k, 1) * isq.reshape(1, k)
 
 
 def corr_matrix(ctx: Any, columns: Any, reveal_to: str | None = None) -> pd.DataFrame | None:
@@ -333,7 +301,7 @@ def pearson(ctx: Any, x: SharedTensor, y: SharedTensor, reveal_to: str | None = 
 # -- order statistics -------------------------------------------------------------------------
 
 def _min_max(ctx: Any, col: _Col, which: str, to: list[str]) -> float | None:
-    out = cm.reveal_ring(ctx, col.mx if which == "max" else col.mn, to)
+    out = (col.mx if which == "max" else col.mn).reveal(to)
     return None if out is None else float(int(out)) / 2.0 ** col.frac
 
 
@@ -347,79 +315,9 @@ def max(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None
     return _min_max(ctx, _prep(ctx, x), "max", cm.receivers(ctx, reveal_to))
 
 
-def _rows(cols: Sequence[_Col], ks_list: Sequence[np.ndarray]) -> np.ndarray:
-    """Column index of every requested rank, in order."""
-    return np.concatenate([np.full(len(ks), i, np.int64) for i, ks in enumerate(ks_list)])
-
-
-def _split(values: np.ndarray, ks_list: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return np.split(values, np.cumsum([len(ks) for ks in ks_list])[:-1])
-
-
-def _kth(ctx: Any, cols: Sequence[_Col], ks_list: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Shares of the ks-th smallest raw ring values (0-based) of each column (all of the
-    same length), by a secret bitwise search batched over columns and ranks."""
-    owner = _rows(cols, ks_list)
-    ks = np.concatenate(ks_list)
-    m, n = len(ks), cols[0].n
-    # with the dealer, a fixed 62 rounds: their number would tell it the range's bit length
-    b = 62 if order.available(ctx) else builtins.max(c.range_bits for c in cols)
-    y = np.stack([c.y for c in cols])[owner]                          # (M, n), rows in [0, 2^b)
-    a = np.zeros(m, np.uint64)
-    need = cm.public_int(ctx, ks + 1, (m,))
-    n_pub = cm.public_int(ctx, n, (m,))
-    for j in range(b - 1, -1, -1):
-        t = a + cm.public_int(ctx, (1 << j) - 1, (m,))
-        le = n_pub - cm.count_below(ctx, t, y)                         # count(y <= t)
-        bit = cm.ltz(ctx, le - need)                                   # answer > t
-        a = a + (bit << np.uint64(j))
-    return _split(a + np.array([cols[i].mn for i in owner], dtype=np.uint64), ks_list)
-
-
-def _next_values(ctx: Any, cols: Sequence[_Col], v_list: Sequence[np.ndarray],
-                 hi_list: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Shares of the hi-th order statistics (hi = lo or lo + 1) given v, the lo-th: v itself
-    when at least hi + 1 values are <= v, else the smallest value above v. 2 comparisons
-    per row instead of one per row and bit of a second search."""
-    owner = _rows(cols, hi_list)
-    m, n = len(owner), cols[0].n
-    v = np.concatenate(v_list)
-    mn = np.array([cols[i].mn for i in owner], dtype=np.uint64)
-    y = np.stack([c.y for c in cols])[owner]
-    step = builtins.max(1, cm.CHUNK_ELEMENTS // m)
-    big = cm.public_int(ctx, np.array([1 << cols[i].range_bits for i in owner])[:, None], (m, 1))
-    le = cm.public_int(ctx, n, (m,))
-    masked = np.empty((m, n), np.uint64)
-    for s in range(0, n, step):                                        # chunks bound the memory
-        part = y[:, s:s + step]
-        above = cm.ltz(ctx, (v - mn)[:, None] - part)                  # [y > v]
-        le = le - np.sum(above, axis=1, dtype=np.uint64)
-        masked[:, s:s + step] = big + beaver.mul(ctx, above, part - big)   # y if y > v else 2^b
-    nxt = ss.min_(ss.from_shares(ctx, masked, 0), axis=1).share + mn
-    hi = np.concatenate(hi_list)
-    enough = cm.ltz(ctx, le - cm.public_int(ctx, hi + 1, (m,)))       # 1: fewer than hi + 1 are <= v
-    return _split(v + beaver.mul(ctx, enough, nxt - v), hi_list)
-
-
 def _use_select(ctx: Any, cols: Sequence[_Col]) -> bool:
-    """Shuffle + quickselect (order.py) needs the dealer and keys below 2^62."""
-    return order.available(ctx) and all(order.fits(c.n, c.range_bits) for c in cols)
-
-
-def _select_pair(ctx: Any, cols: Sequence[_Col], lo: np.ndarray,
-                 hi: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Shares of the lo-th and hi-th smallest raw values of each column by quickselect on
-    the column's shuffled distinct keys (shuffled once per column and job, then reused)."""
-    todo = [c for c in cols if c.keys is None]
-    if todo:
-        keys = order.shuffled(ctx, order.keys_of(ctx, np.stack([c.y for c in todo])))
-        for c, k in zip(todo, keys, strict=True):
-            c.keys = k
-    ranks = np.unique(np.concatenate([lo, hi]))
-    found = order.select(ctx, np.stack([c.keys for c in cols]), [ranks] * len(cols))
-    ys = order.values_of(ctx, np.concatenate(found), cols[0].n).reshape(len(cols), -1)
-    vals = [y + c.mn for y, c in zip(ys, cols, strict=True)]
-    return ([v[np.searchsorted(ranks, lo)] for v in vals], [v[np.searchsorted(ranks, hi)] for v in vals])
+    """Shuffle + quickselect needs the dealer and keys below 2^62."""
+    return ss.order.can_select(ctx, cols[0].n, [c.range_bits for c in cols])
 
 
 def _extra_bits(col: _Col) -> int:
@@ -429,45 +327,23 @@ def _extra_bits(col: _Col) -> int:
     return builtins.max(0, builtins.min(INTERP_BITS, 60 - col.bits))
 
 
-def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[np.ndarray]:
-    """Shares of the quantiles of each column (same length), at the column's scale times
-    2^_extra_bits(column) (interpolation error at most one unit of that finer scale)."""
-    n = cols[0].n
-    h = (n - 1) * qs
-    if method == "lower":
-        lo = hi = np.floor(h)
-    elif method == "higher":
-        lo = hi = np.ceil(h)
-    elif method == "nearest":
-        lo = hi = np.around(h)
-    elif method == "linear":
-        lo, hi = np.floor(h), np.minimum(np.floor(h) + 1, n - 1)
-    else:
-        raise ValueError(f"unknown quantile method {method!r}")
-    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
-    interpolate = method == "linear" and not np.all(h == lo)
+def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[SharedTensor]:
+    """The quantiles of each column (same length) as ring integers at the column's scale
+    times 2^_extra_bits(column): ``ss.quantile`` given each column's minimum and range
+    bits, on the column's shuffled keys (shuffled once per column and job, then reused)
+    when quickselect applies."""
+    keys = None
     if _use_select(ctx, cols):
-        v_lo, v_hi = _select_pair(ctx, cols, lo, hi if interpolate else lo)
-    else:
-        ranks = np.unique(lo)
-        found = _kth(ctx, cols, [ranks] * len(cols))
-        v_lo = [vals[np.searchsorted(ranks, lo)] for vals in found]
-        if interpolate:
-            v_hi = _next_values(ctx, cols, v_lo, [hi] * len(cols))
-    extra = [np.uint64(_extra_bits(c)) for c in cols]
-    if not interpolate:
-        return [v << e for v, e in zip(v_lo, extra, strict=True)]
-    f = np.tile(np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64).view(np.uint64), len(cols))
-    e = np.repeat(extra, len(qs))
-    vl = np.concatenate(v_lo)
-    # D = (v_hi - v_lo) 2^e < 2^61 (d < 2^(bits + 1), e <= 60 - bits), split as
-    # D_hi 2^INTERP_BITS + D_lo so that no product leaves the ring; both truncations are by
-    # the constant INTERP_BITS (e comes from an opened bit length: the dealer never sees it)
-    big = (np.concatenate(v_hi) - vl) << e
-    d_hi = beaver.truncate(ctx, big, INTERP_BITS)
-    d_lo = big - (d_hi << np.uint64(INTERP_BITS))
-    out = (vl << e) + d_hi * f + beaver.truncate(ctx, d_lo * f, INTERP_BITS)
-    return np.split(out, len(cols))
+        todo = [c for c in cols if c.keys is None]
+        if todo:
+            shuffled = ss.order.shuffled_keys(ss.stack([c.y for c in todo]))
+            for i, c in enumerate(todo):
+                c.keys = shuffled[i]
+        keys = ss.stack([c.keys for c in cols])
+    out = ss.quantile(ss.stack([c.x for c in cols]), qs, method, low=ss.stack([c.mn for c in cols]),
+                      range_bits=[c.range_bits for c in cols], keys=keys,
+                      extra_bits=np.array([_extra_bits(c) for c in cols]))
+    return [out[i] for i in range(len(cols))]
 
 
 def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
@@ -483,7 +359,7 @@ def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
     if qs.size == 0 or np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
         raise ValueError("quantiles must be in [0, 1]")
     col = _prep(ctx, x)
-    out = cm.reveal_ring(ctx, _quantile_shares(ctx, [col], qs.ravel(), method)[0], cm.receivers(ctx, reveal_to))
+    out = _quantile_shares(ctx, [col], qs.ravel(), method)[0].reveal(cm.receivers(ctx, reveal_to))
     if out is None:
         return None
     vals = out.astype(np.float64) / 2.0 ** (col.frac + _extra_bits(col))
@@ -526,12 +402,8 @@ def histogram(ctx: Any, x: SharedTensor, bins: Any = 10, range: tuple[float, flo
     lim = float(2 ** 61)
     th = np.ceil(np.clip(edges * scale, -lim, lim))
     th[-1] = np.floor(np.clip(edges[-1] * scale, -lim, lim)) + 1
-    tsh = cm.public_int(ctx, th.astype(np.int64), th.shape)
-    k = len(th)
-    xs = np.broadcast_to(col.x.share, (k, col.n))
-    below = cm.public_int(ctx, col.n, (k,)) - cm.count_below(ctx, tsh - cm.public_int(ctx, 1, (k,)), xs)  # x < T
-    counts = below[1:] - below[:-1]
-    out = cm.reveal_ring(ctx, counts, cm.receivers(ctx, reveal_to))
+    below = col.n - ss.order.count_greater(ss.public(ctx, th.astype(np.int64) - 1), col.x)   # #(X < T)
+    out = (below[1:] - below[:-1]).reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else (out.astype(np.int64), edges)
 
 
@@ -558,11 +430,11 @@ def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
     sq = _sq_sums(ctx, cols)
     quant = _quantile_shares(ctx, cols, np.array([0.25, 0.5, 0.75]), "linear")
     sums = _sums_raw(ctx, cols, to) or [None] * len(cols)
-    for c, s2, q, s in zip(cols, sq, quant, sums, strict=True):
-        v = cm.reveal_ring(ctx, s2, to)
+    for i, (c, q, s) in enumerate(zip(cols, quant, sums, strict=True)):
+        v = sq[i].reveal(to)
         lo = _min_max(ctx, c, "min", to)
         hi = _min_max(ctx, c, "max", to)
-        qv = cm.reveal_ring(ctx, q, to)
+        qv = q.reveal(to)
         if ctx.party in to:
             std_v = math.sqrt(builtins.max(float(int(v)) * 2.0 ** (-2 * c.shift) / (c.n - 1), 0.0))
             qf = qv.astype(np.float64) / 2.0 ** (c.frac + _extra_bits(c))

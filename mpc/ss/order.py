@@ -1,0 +1,349 @@
+"""Exact order statistics of shared rows: oblivious shuffle + quickselect with OPENED
+comparison outcomes (with the dealer), or a secret bitwise search (any triple source).
+
+``quantile`` (``ss.quantile``, used by :mod:`protocols.stats.vertical`) picks the ranks
+numpy's method names, finds those order statistics and interpolates. Finding them:
+
+- in a sorted tensor (``is_sorted=True``): public indexing;
+- given each row's minimum and a public bound 2^b on its range (``low``,
+  ``range_bits``): ``smallest``, i.e. quickselect on shuffled keys with the dealer when the
+  keys fit, else the secret bitwise search below, plus ``next_values`` for the upper
+  neighbours of ``linear``;
+- otherwise (no range is known, and ``quantile`` opens nothing to learn one): the
+  bitonic ``ss.sort``, then indexing. So ``ss.quantile`` reveals nothing but shapes,
+  and the quickselect's outcomes only with keys (see below).
+
+Interpolation (``linear``): v_lo + (v_hi - v_lo) t with t the public weight at
+INTERP_BITS = 30 bits, optionally ``extra_bits`` finer than the input: D = (v_hi - v_lo)
+2^e is split as D_hi 2^30 + D_lo so that no product leaves the ring (needs D < 2^61);
+both truncations are by the constant 30, so the dealer never sees e. Error at most one
+unit of the result's scale.
+
+Bitwise search (any triple source): per rank, the answer is fixed bit by bit with a
+secret threshold t (count the values <= t, compare the count with k + 1): n comparisons
+per row and bit, nothing opened. With the dealer always 62 bits, since the number of
+rounds would tell it the range's bit length.
+
+Quickselect (with the dealer, ``mpc.ss.shuffle``).
+
+How. Values y >= 0 of a column of n rows become distinct keys K_j = y_j * 2^L + j
+(``keys_of``; j the row index, 2^L >= n; needs y < 2^(62 - L), see ``fits``), so that
+K orders like y and breaks ties by the row index, secretly. ``shuffled`` permutes every
+column (a row of a (c, n) share array) by its own uniformly random permutation that no
+single party knows (never one permutation for two columns: the opened comparison
+patterns would then tell the columns' rank correlation). ``select`` is a multi-target
+quickselect, vectorised over all columns and all ranks: the arrangement is cut into
+segments; every active segment (it holds a wanted rank and more than one element) takes
+its first element as pivot and compares all its others with it in ONE batched
+comparison per round (``mpc.ss.compare.ltz_open`` of K_e - K_p: the XOR-shared top bit
+is opened to everyone, 8 rounds); then it is stably partitioned (smaller, pivot,
+larger), a public rearrangement every party applies to its shares. A rank is found when
+its segment has one element. About 5.25 n comparisons per column for 6 ranks (describe's
+quartile neighbours; 27 rounds at n = 2^19), 4 n for a median's two neighbours, no
+multiplication. ``values_of`` turns the few
+selected keys back into y exactly (bit decomposition, high bits to arithmetic shares).
+
+Reveals: the outcomes of the comparisons, nothing else (the shares are only rearranged
+by public positions; the values stay shared until the caller opens a result). Why the
+outcomes tell nothing: the keys are distinct and the shuffled arrangement puts them in a
+uniformly random order, independent of the data and unknown to every party (each knows
+at most its own factor of the composed permutation). The algorithm is a deterministic
+function of the outcomes, and the outcomes a function of that random order only, so the
+whole transcript has the same distribution whatever the values. The pivot (first element
+of its segment) stays a uniformly random element since stable partitioning keeps the
+random order. Ties are why the tie-break must be secret (the row index inside the key):
+breaking them by the public shuffled position would make the order of equal values
+follow the arrangement, so the outcomes would show how many ties there are (a constant
+column would answer every comparison by position). Several selections on the same
+shuffled keys are still a function of the same random order, so a column is shuffled
+once per job. Security assumes the dealer (who knows the permutations but sees no
+shares) colludes with no computing party.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mpc.ss import beaver, compare
+from mpc.ss.functions import sort
+from mpc.ss.shuffle import available, shuffle
+from mpc.ss.tensor import SharedTensor, concatenate, public
+from mpc.ss.tensor import stack as ss_stack
+
+__all__ = ["available", "can_select", "count_greater", "fits", "key_bits", "keys_of", "median",
+           "next_values", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
+
+CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
+INTERP_BITS = 30             # bits of the public interpolation weight
+METHODS = ("linear", "lower", "higher", "nearest")
+
+
+def key_bits(n: int) -> int:
+    """L: bits of the row index appended below every value (2^L >= n)."""
+    return max(1, math.ceil(math.log2(max(n, 2))))
+
+
+def fits(n: int, range_bits: int) -> bool:
+    """Whether keys of values in [0, 2^range_bits) over n rows stay below 2^62."""
+    return range_bits + key_bits(n) <= 62
+
+
+def keys_of(ctx: Any, y: np.ndarray) -> np.ndarray:
+    """Shares of the distinct keys y * 2^L + j of each row j of ``y`` (c, n), y >= 0."""
+    y = np.asarray(y, dtype=np.uint64)
+    keys = y << np.uint64(key_bits(y.shape[-1]))
+    if ctx.rank == 0:
+        keys = keys + np.arange(y.shape[-1], dtype=np.uint64)
+    return keys
+
+
+def values_of(ctx: Any, keys: np.ndarray, n: int) -> np.ndarray:
+    """Shares of y = key >> L (exact: bit decomposition, then the high bits to arithmetic
+    shares); meant for the few selected keys. Reveals nothing."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+    low = key_bits(n)
+    bits = compare.bit_decompose(ctx, keys)
+    rows = np.stack([(bits >> np.uint64(k)) & np.uint64(1) for k in range(low, 62)])
+    arith = beaver.b2a_bits(ctx, rows)
+    weights = (np.uint64(1) << np.arange(62 - low, dtype=np.uint64))[:, None]
+    return np.sum(arith * weights, axis=0, dtype=np.uint64)
+
+
+def shuffled(ctx: Any, x: np.ndarray) -> np.ndarray:
+    """Shares of each row of ``x`` (c, n) under its own oblivious random permutation."""
+    return shuffle(ctx, np.ascontiguousarray(x, dtype=np.uint64))
+
+
+def select(ctx: Any, keys: np.ndarray, ranks: list[np.ndarray],
+           trace: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
+    by multi-target quickselect with opened outcomes. Only for DISTINCT keys (< 2^62) in
+    an obliviously shuffled order (see the module docstring). ``trace``, when a list,
+    gets the opened outcomes of every round (they are public anyway)."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    c, n = keys.shape
+    if len(ranks) != c:
+        raise ValueError(f"{len(ranks)} rank lists for {c} columns")
+    rk = [np.unique(np.asarray(r, dtype=np.int64)) for r in ranks]
+    if any(r.size and (r[0] < 0 or r[-1] >= n) for r in rk):
+        raise ValueError(f"ranks must be in [0, {n})")
+    vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
+    targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
+    starts = np.arange(c, dtype=np.int64) * n
+    ends = starts + n
+    live = (np.searchsorted(targets, ends) > np.searchsorted(targets, starts)) & (ends - starts > 1)
+    starts, ends = starts[live], ends[live]
+    while starts.size:
+        sizes = ends - starts - 1                            # elements compared with each pivot
+        seg = np.repeat(np.arange(starts.size), sizes)
+        first = np.cumsum(sizes) - sizes                     # offset of each segment's elements
+        pos = starts[seg] + np.arange(seg.size) - first[seg] + 1
+        moved = vals[pos]
+        lt = compare.ltz_open(ctx, moved - vals[starts[seg]])
+        if trace is not None:
+            trace.append(lt)
+        n_less = np.bincount(seg, weights=lt, minlength=starts.size).astype(np.int64)
+        c_less = np.cumsum(lt) - lt                          # smaller ones before, counted globally
+        c_more = np.cumsum(~lt) - ~lt
+        new_pos = np.where(lt, starts[seg] + c_less - c_less[first][seg],
+                           starts[seg] + n_less[seg] + 1 + c_more - c_more[first][seg])
+        pivot_pos = starts + n_less
+        pivots = vals[starts]
+        vals[new_pos] = moved
+        vals[pivot_pos] = pivots
+        s2 = np.concatenate([starts, pivot_pos + 1])
+        e2 = np.concatenate([pivot_pos, ends])
+        live = (np.searchsorted(targets, e2) > np.searchsorted(targets, s2)) & (e2 - s2 > 1)
+        order = np.argsort(s2[live], kind="stable")
+        starts, ends = s2[live][order], e2[live][order]
+    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
+
+
+# -- tensor level ------------------------------------------------------------------------------
+
+def count_greater(t: SharedTensor, y: SharedTensor) -> SharedTensor:
+    """Shares of #{j : y_ij > t_i} for each row i (t: (M,), y: (M, n) or (n,)), in chunks of
+    about CHUNK_ELEMENTS comparisons so memory stays bounded. Reveals nothing."""
+    m, n = t.shape[0], y.shape[-1]
+    step = max(1, CHUNK_ELEMENTS // max(m, 1))
+    col = t.reshape(m, 1)
+    total = None
+    for s in range(0, n, step):
+        part = (col < y[..., s:s + step]).sum(axis=1)
+        total = part if total is None else total + part
+    return total
+
+
+def _secret_search(y: SharedTensor, ks: np.ndarray, bits: int) -> SharedTensor:
+    """The ks[i]-th smallest (0-based) of row i of y (M, n), integers in [0, 2^bits): the
+    answer is found bit by bit with a secret threshold t (count the rows <= t, compare the
+    count with k + 1); n comparisons per row and bit, nothing opened."""
+    m, n = y.shape
+    a = public(y.ctx, np.zeros(m, np.int64))
+    for j in range(bits - 1, -1, -1):
+        t = a + ((1 << j) - 1)
+        le = n - count_greater(t, y)                  # count(y <= t)
+        a = a + ((le < ks + 1) << j)                  # the answer is above t
+    return a
+
+
+def smallest(y: SharedTensor, ranks: Sequence[np.ndarray], range_bits: Sequence[int],
+             keys: SharedTensor | None = None) -> list[SharedTensor]:
+    """The ``ranks[i]``-th smallest values (0-based, each an int array) of row i of ``y``
+    (c, n): integers in [0, 2^range_bits[i]) (public bounds). Exact.
+
+    With the dealer and keys that fit (``fits``): quickselect on ``keys``, the row's
+    shuffled distinct keys (``shuffled_keys(y)``; pass the same keys again to reuse the
+    shuffle). Else the secret bitwise search, over the public widest range, or a fixed 62
+    bits with the dealer (the number of rounds would tell it the range's bit length).
+    """
+    n = y.shape[1]
+    if keys is not None:
+        found = select(y.ctx, keys.share, [np.asarray(r) for r in ranks])
+        vals = values_of(y.ctx, np.concatenate(found), n)
+        return _split(y._new(vals, 0), ranks)
+    owner = np.concatenate([np.full(len(r), i, np.int64) for i, r in enumerate(ranks)])
+    bits = 62 if available(y.ctx) else max(int(b) for b in range_bits)
+    return _split(_secret_search(y[owner], np.concatenate(ranks), bits), ranks)
+
+
+def shuffled_keys(y: SharedTensor) -> SharedTensor:
+    """The distinct keys y * 2^L + j of each row of ``y`` (c, n), every row under its own
+    oblivious permutation (needs the dealer); for ``smallest``."""
+    return y._new(shuffled(y.ctx, keys_of(y.ctx, y.share)), 0)
+
+
+def can_select(ctx: Any, n: int, range_bits: Sequence[int]) -> bool:
+    """Whether ``smallest`` may use quickselect: the dealer, and keys below 2^62."""
+    return available(ctx) and all(fits(n, int(b)) for b in range_bits)
+
+
+def next_values(y: SharedTensor, owner: np.ndarray, v: SharedTensor, hi: np.ndarray,
+                range_bits: Sequence[int]) -> SharedTensor:
+    """The hi[i]-th smallest values of rows owner[i] of ``y`` (c, n) given v[i], their
+    (hi[i] - 1)-th or hi[i]-th: v itself when at least hi + 1 values are <= v, else the
+    smallest value above v. 2 comparisons per row instead of one per row and bit of a
+    second ``smallest`` by the bitwise search."""
+    ys = y[owner]
+    m, n = ys.shape
+    step = max(1, CHUNK_ELEMENTS // m)
+    big = np.array([1 << int(range_bits[i]) for i in owner], dtype=np.int64)[:, None]
+    above_count, masked = None, []
+    for s in range(0, n, step):                                        # chunks bound the memory
+        part = ys[:, s:s + step]
+        above = v.reshape(m, 1) < part                                 # [y > v]
+        cnt = above.sum(axis=1)
+        above_count = cnt if above_count is None else above_count + cnt
+        masked.append(big + above * (part - big))                      # y if y > v else 2^b
+    nxt = concatenate(masked, axis=1).min(axis=1)
+    enough = (n - above_count) < hi + 1                                # fewer than hi + 1 are <= v
+    return v + enough * (nxt - v)
+
+
+def _split(t: SharedTensor, ranks: Sequence[np.ndarray]) -> list[SharedTensor]:
+    bounds = np.cumsum([0] + [len(r) for r in ranks])
+    return [t[bounds[i]:bounds[i + 1]] for i in range(len(ranks))]
+
+
+def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """numpy's ranks for ``method``: (lo, hi, weights t * 2^INTERP_BITS or None when no
+    value is interpolated)."""
+    h = (n - 1) * qs
+    if method == "lower":
+        lo = hi = np.floor(h)
+    elif method == "higher":
+        lo = hi = np.ceil(h)
+    elif method == "nearest":
+        lo = hi = np.around(h)
+    elif method == "linear":
+        lo, hi = np.floor(h), np.minimum(np.floor(h) + 1, n - 1)
+    else:
+        raise ValueError(f"unknown quantile method {method!r}")
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    if method != "linear" or np.all(h == lo):
+        return lo, lo, None
+    return lo, hi, np.round((h - lo) * 2 ** INTERP_BITS).astype(np.int64)
+
+
+def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False, *,
+             low: SharedTensor | None = None, range_bits: Sequence[int] | None = None,
+             keys: SharedTensor | None = None, extra_bits: Any = None) -> SharedTensor:
+    """Quantiles ``q`` in [0, 1] of a 1-D SharedTensor, or of each row of a 2-D one, with
+    numpy's ``method`` (linear, lower, higher, nearest); shape (*rows, *q.shape). Exact
+    for lower/higher/nearest; ``linear`` within one unit of the result's scale.
+
+    How the order statistics are found (module docstring): ``is_sorted=True`` indexes x;
+    ``low`` (shares of each row's minimum) with ``range_bits`` (public b with
+    x - low < 2^b per row) selects them, by quickselect on ``keys`` (``shuffled_keys(x -
+    low)``, computed here when None and the dealer is there and they fit) or the secret
+    bitwise search; else x is sorted (``ss.sort``). ``extra_bits`` (int, or one per row):
+    fractional bits the result carries beyond x's, 0 by default (the job's frac_bits for
+    an interpolated integer tensor); a scalar adds to ``frac_bits``, an array leaves
+    ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more.
+    Reveals nothing but shapes (and, with keys, the quickselect's outcomes, which are
+    independent of the data).
+    """
+    if x.ndim not in (1, 2):
+        raise ValueError("quantile needs a 1-D SharedTensor or a 2-D one (quantiles of each row)")
+    qs = np.asarray(q, dtype=np.float64)
+    if np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
+        raise ValueError("quantiles must be in [0, 1]")
+    if method not in METHODS:
+        raise ValueError(f"unknown quantile method {method!r}")
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("quantile of an empty SharedTensor")
+    rows = x.reshape(-1, n)
+    c = rows.shape[0]
+    lo, hi, t = _positions(n, qs.ravel(), method)
+    if is_sorted or low is None:
+        s = rows if is_sorted else sort(rows)
+        v_lo, v_hi = s[:, lo], s[:, hi]
+    else:
+        y = rows - low.reshape(c, 1)
+        y_lo, y_hi = _order_values(y, lo, hi if t is not None else None, range_bits, keys)
+        v_lo = y_lo + low.reshape(c, 1)
+        v_hi = None if y_hi is None else y_hi + low.reshape(c, 1)
+    if extra_bits is None:
+        extra_bits = x.working_bits if t is not None and not x.is_fixed else 0
+    e = np.asarray(extra_bits, dtype=np.int64)
+    frac = x.frac_bits + int(e) if e.ndim == 0 else x.frac_bits
+    e = e.reshape(-1, 1) if e.ndim else e
+    if t is None:
+        out = v_lo << e
+    else:
+        big = (v_hi - v_lo) << e
+        d_hi = big >> INTERP_BITS
+        d_lo = big - (d_hi << INTERP_BITS)
+        out = (v_lo << e) + d_hi * t + ((d_lo * t) >> INTERP_BITS)
+    return out.with_frac_bits(frac).reshape(x.shape[:-1] + qs.shape)
+
+
+def _order_values(y: SharedTensor, lo: np.ndarray, hi: np.ndarray | None, range_bits: Sequence[int] | None,
+                  keys: SharedTensor | None) -> tuple[SharedTensor, SharedTensor | None]:
+    """The lo-th (and hi-th) smallest of each row of y (c, n), values in [0, 2^range_bits)."""
+    c, n = y.shape
+    rbs = [62] * c if range_bits is None else [int(b) for b in range_bits]
+    if keys is None and can_select(y.ctx, n, rbs):
+        keys = shuffled_keys(y)
+    if keys is not None:
+        ranks = np.unique(np.concatenate([lo] if hi is None else [lo, hi]))
+        found = ss_stack(smallest(y, [ranks] * c, rbs, keys=keys))
+        return found[:, np.searchsorted(ranks, lo)], (None if hi is None else found[:, np.searchsorted(ranks, hi)])
+    ranks = np.unique(lo)
+    found = ss_stack(smallest(y, [ranks] * c, rbs))
+    v_lo = found[:, np.searchsorted(ranks, lo)]
+    if hi is None:
+        return v_lo, None
+    owner = np.repeat(np.arange(c), len(hi))
+    v_hi = next_values(y, owner, v_lo.reshape(-1), np.tile(hi, c), rbs)
+    return v_lo, v_hi.reshape(c, len(hi))
+
+
+def median(x: SharedTensor) -> SharedTensor:
+    """Median of a 1-D SharedTensor (numpy's definition)."""
+    return quantile(x, 0.5)
