@@ -37,7 +37,7 @@ ARRAY_BYTES = 10 * MB
 ONE_WAY_REPS = 10
 TWO_WAY = (10 * MB, 20 * MB)  # a -> b, b -> a
 TWO_WAY_ROUNDS = 5
-CHUNK = DEFAULT_CHUNK_BYTES
+CHUNK = int(os.environ.get("GAOTIE_BENCH_CHUNK", DEFAULT_CHUNK_BYTES))  # max_chunk_bytes of both
 TARGET = 600.0
 
 
@@ -73,13 +73,14 @@ def _two_way(ctx, rounds):
 
 
 def gaotie_one_way(reps: int = ONE_WAY_REPS) -> float:
-    out = mpc.run_local(_one_way, ["a", "b"], args={"a": (reps,), "b": (reps,)}, transport="grpc", triples=None)
+    out = mpc.run_local(_one_way, ["a", "b"], args={"a": (reps,), "b": (reps,)}, transport="grpc", triples=None,
+                       max_chunk_bytes=CHUNK)
     return ARRAY_BYTES * reps / max(out.values()) / MB
 
 
 def gaotie_two_way(rounds: int = TWO_WAY_ROUNDS) -> float:
     out = mpc.run_local(_two_way, ["a", "b"], args={"a": (rounds,), "b": (rounds,)}, transport="grpc",
-                        triples=None)
+                        triples=None, max_chunk_bytes=CHUNK)
     return sum(TWO_WAY) * rounds / 2 / max(out.values()) / MB
 
 

@@ -39,6 +39,7 @@ DEFAULT_MAX_VALUE_BYTES = 1 << 30
 DEFAULT_MAX_UNREAD_BYTES = 4 << 30
 _ENVELOPE_OVERHEAD = 64 << 10
 _QUEUE_CHUNKS = 16
+_WINDOW_CHUNKS = 8
 _EXCHANGE = "/gaotie.v1.Party/Exchange"
 _ALIGN = 64  # the data of a received top-level array starts at a multiple of this address
 
@@ -48,6 +49,9 @@ def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, 
     limit = max_chunk_bytes + _ENVELOPE_OVERHEAD
     return [("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
+            # HTTP/2 stream window from the start (BDP probing only grows it later): room for
+            # several chunks in flight, measured ~1.5x faster one-way on loopback than the default.
+            ("grpc.http2.lookahead_bytes", min(_WINDOW_CHUNKS * limit, (1 << 31) - 1)),
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
