@@ -208,6 +208,11 @@ def _array_parts(value: np.ndarray) -> tuple[list, int]:
     return _len_field(0x12, parts, size)
 
 
+# Types encode() takes as what they are before looking at extensions (subclasses included).
+_PLAIN_KINDS = (type(None), bool, np.bool_, int, np.integer, float, np.floating, str, bytes, bytearray,
+                memoryview, np.ndarray, list, tuple, dict)
+
+
 def dump_parts(value: Any, _depth: int = 0) -> tuple[list, int]:
     """The encoding of ``value`` as (buffers, total size); ``TypeError`` for unknown types.
 
@@ -248,7 +253,7 @@ def dump_parts(value: Any, _depth: int = 0) -> tuple[list, int]:
             parts += p
             size += len(lead) + entry
         return _len_field(0x42, parts, size)
-    if type(value) in _EXTENSION_BY_TYPE and not isinstance(value, (list, tuple, dict)):
+    if type(value) in _EXTENSION_BY_TYPE and not isinstance(value, _PLAIN_KINDS):
         kind = _EXTENSION_BY_TYPE[type(value)]
         p, s = dump_parts(_EXTENSIONS[kind][1](value), _depth + 1)
         name = _bytes_field(0x0A, kind.encode())

@@ -115,9 +115,10 @@ def _parse_envelope(data: bytes) -> _Envelope | _Malformed:
     return env
 
 
-def _envelope_head(**fields: Any) -> bytes:
-    """A serialized Envelope with ``fields`` and no payload (the payload field follows)."""
-    return party_pb2.Envelope(**fields).SerializeToString()
+def _envelope_head(**header: Any) -> bytes:
+    """A serialized Envelope with the ``header`` fields and no payload (appended after it:
+    protobuf fields may come in any order)."""
+    return party_pb2.Envelope(**header).SerializeToString()
 
 
 def _chunks(parts: list, size: int, chunk: int) -> Iterator[list]:
