@@ -68,6 +68,44 @@ def test_chunked_values_over_grpc(chunk):
     assert out["b"] == ((n,), n * (n - 1) // 2, n - 1)
 
 
+def _mixed_values(n):
+    rng = np.random.default_rng(7)  # test data, not a secret
+    return [rng.integers(0, 2**63, n, dtype=np.uint64),
+            (rng.random(n // 3 + 1).astype(np.float32), 5, b"x" * 70_001),
+            {"m": rng.integers(-9, 9, (n // 7, 7), dtype=np.int8), "rev": np.arange(3)[::-1]},
+            np.zeros((0, 4), np.uint64), list(range(1000)), "end"]
+
+
+def _send_then_scribble(ctx, n):
+    values = _mixed_values(n)
+    if ctx.rank == 0:
+        for v in values:
+            ctx.send("b", v)
+            for arr in (v, *(v if isinstance(v, tuple) else ())):
+                if isinstance(arr, np.ndarray):
+                    arr[...] = 0  # after send returns, the sender's arrays are its own again
+        return None
+    return [ctx.recv("a") for _ in values]
+
+
+@pytest.mark.parametrize("transport,chunk", [("memory", None), ("grpc", 1000), ("grpc", 65_543)])
+def test_large_values_keep_bytes_and_order(transport, chunk):
+    """Arrays of MBs in chunks far smaller than them arrive exact, in order, writable and
+    aligned, whatever the sender does to its arrays after ``send``."""
+    n = 300_000  # 2.4 MB: 2400 chunks of 1000 bytes
+    options = {} if chunk is None else {"max_chunk_bytes": chunk}
+    got = mpc.run_local(_send_then_scribble, ["a", "b"], args={"a": (n,), "b": (n,)}, transport=transport,
+                        triples=None, **options)["b"]
+    want = _mixed_values(n)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[0].dtype == np.uint64 and got[0].flags.writeable and got[0].flags.aligned
+    np.testing.assert_array_equal(got[1][0], want[1][0])
+    assert got[1][1:] == want[1][1:] and isinstance(got[1], tuple)
+    np.testing.assert_array_equal(got[2]["m"], want[2]["m"])
+    np.testing.assert_array_equal(got[2]["rev"], [2, 1, 0])
+    assert got[3].shape == (0, 4) and got[4:] == want[4:]
+
+
 def test_value_over_cap_fails_job():
     with pytest.raises(JobFailed, match="exceeds the cap"):
         mpc.run_local(_big_array, ["a", "b"], args={"a": (1000,), "b": (1000,)}, transport="grpc",

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpc import JobFailed
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
@@ -147,7 +149,7 @@ def test_replayed_sequence_numbers_are_rejected(party):
     assert rejected(party, "b", value_envelopes("j3", "b", 1, seq=5)).code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("case", ["over_cap", "longer_than_announced", "shorter_than_announced",
+@pytest.mark.parametrize("case", ["over_cap", "huge_claim", "longer_than_announced", "shorter_than_announced",
                                   "chunk_skipped", "chunk_without_start", "receiver_changed",
                                   "wrong_receiver", "garbage_value", "unknown_extension", "bad_array"])
 def test_malformed_envelopes_get_a_clear_error(party, case):
@@ -156,6 +158,9 @@ def test_malformed_envelopes_get_a_clear_error(party, case):
     E = party_pb2.Envelope  # noqa: N806
     cases = {
         "over_cap": ([E(job_id="j1", sender="b", receiver="a", total_size=CAP + 1, payload=b"x")], "exceeds the cap"),
+        # a claim no machine could allocate: refused by the cap check, before any allocation
+        "huge_claim": ([E(job_id="j1", sender="b", receiver="a", total_size=1 << 62, payload=b"x")],
+                       "exceeds the cap"),
         "longer_than_announced": ([E(job_id="j1", sender="b", receiver="a", total_size=10, payload=b"x" * 11,
                                     last=True)], "longer than its announced size"),
         "shorter_than_announced": ([E(job_id="j1", sender="b", receiver="a", total_size=10, payload=b"x",
@@ -615,3 +620,22 @@ def test_a_plaintext_cluster_is_explicitly_insecure_on_loopback():
             assert "tls off (insecure)" in cluster.log(party)
         with cluster.client("a") as client:
             assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == pytest.approx(132.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(party_pb2.Envelope, job_id=st.text(max_size=8), sender=st.text(max_size=4),
+                 seq=st.integers(0, 2**64 - 1), chunk_index=st.integers(0, 2**32 - 1), last=st.booleans(),
+                 total_size=st.integers(0, 2**64 - 1),
+                 payload=st.binary(max_size=64), abort=st.text(max_size=8)), st.binary(max_size=12))
+def test_envelope_parser_agrees_with_protobuf(env, junk):
+    """The transport parses Envelopes itself (the payload stays a view): same fields as
+    protobuf's parser, and junk protobuf refuses is refused too."""
+    from mpc.runtime.grpc_transport import _MALFORMED, _parse_envelope
+    got = _parse_envelope(env.SerializeToString())
+    for name in ("job_id", "sender", "receiver", "seq", "chunk_index", "last", "total_size", "abort"):
+        assert getattr(got, name) == getattr(env, name)
+    assert bytes(got.payload) == env.payload
+    try:
+        party_pb2.Envelope.FromString(junk)
+    except Exception:
+        assert _parse_envelope(junk) is _MALFORMED

@@ -1,13 +1,17 @@
 """gRPC transport: each party runs a gRPC server; values stream between them as chunks.
 
-Sending: a value is serialized by the codec (TypeError at the sender for unknown types),
-cut into chunks of at most ``max_chunk_bytes``, and queued on one client stream per
+Sending: a value is encoded by the codec (TypeError at the sender for unknown types) as
+a list of buffers (array data as views), cut into chunks of at most ``max_chunk_bytes``,
+and each chunk is copied once, into its serialized Envelope, before ``send`` returns (so
+the caller may change its arrays at once); envelopes are queued on one client stream per
 (job, receiver); a bounded queue gives back-pressure and lets computation overlap with
-sending. Receiving: :func:`receive_stream` checks every envelope (job open, sender is who
-the TLS certificate says, receiver is us, sequence and chunk numbers in order, claimed
-size under ``max_value_bytes`` before allocating), reassembles, decodes and delivers into
-the party's :class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction
-fails the job locally at once, so nobody waits for a dead peer until the timeout.
+sending. Receiving: envelopes are parsed without copying their payload;
+:func:`receive_stream` checks every envelope (job open, sender is who the TLS certificate
+says, receiver is us, sequence and chunk numbers in order, claimed size under
+``max_value_bytes`` before allocating), copies each payload into one buffer of the
+announced size, decodes it (large arrays are views of that buffer) and delivers into the
+party's :class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction fails
+the job locally at once, so nobody waits for a dead peer until the timeout.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
+import numpy as np
 
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import codec
 from mpc.runtime.errors import GaotieError, JobTimeout, PeerFailed, ProtocolViolation
 from mpc.runtime.mailbox import Mailbox
+from mpc.runtime.wire import WireError, fields, varint
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,9 @@ DEFAULT_MAX_VALUE_BYTES = 1 << 30
 DEFAULT_MAX_UNREAD_BYTES = 4 << 30
 _ENVELOPE_OVERHEAD = 64 << 10
 _QUEUE_CHUNKS = 16
+_WINDOW_CHUNKS = 8
+_EXCHANGE = "/gaotie.v1.Party/Exchange"
+_ALIGN = 64  # the data of a received top-level array starts at a multiple of this address
 
 
 def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, Any]]:
@@ -40,6 +49,9 @@ def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, 
     limit = max_chunk_bytes + _ENVELOPE_OVERHEAD
     return [("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
+            # HTTP/2 stream window from the start (BDP probing only grows it later): room for
+            # several chunks in flight, measured ~1.5x faster one-way on loopback than the default.
+            ("grpc.http2.lookahead_bytes", min(_WINDOW_CHUNKS * limit, (1 << 31) - 1)),
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -57,11 +69,78 @@ class _Malformed:
 _MALFORMED = _Malformed()
 
 
-def _parse_envelope(data: bytes) -> party_pb2.Envelope | _Malformed:
+class _Envelope:
+    """A parsed gaotie.v1.Envelope whose payload is a view of the received bytes."""
+
+    __slots__ = ("job_id", "sender", "receiver", "seq", "chunk_index", "last", "total_size", "payload",
+                 "abort", "abort_party")
+
+    def __init__(self) -> None:
+        self.job_id = self.sender = self.receiver = self.abort = self.abort_party = ""
+        self.seq = self.chunk_index = self.total_size = 0
+        self.last = False
+        self.payload = memoryview(b"")
+
+
+# Envelope field number -> (attribute, wire type): party.proto
+_ENVELOPE_FIELDS = {1: ("job_id", 2), 2: ("sender", 2), 3: ("receiver", 2), 4: ("seq", 0),
+                    5: ("chunk_index", 0), 6: ("last", 0), 7: ("total_size", 0), 8: ("payload", 2),
+                    9: ("abort", 2), 10: ("abort_party", 2)}
+_STRINGS = frozenset(("job_id", "sender", "receiver", "abort", "abort_party"))
+
+
+def _parse_envelope(data: bytes) -> _Envelope | _Malformed:
+    """Parse a serialized Envelope as protobuf would (unknown fields skipped, last value of
+    a repeated field wins), except that the payload is not copied."""
+    mv = memoryview(data).cast("B")
+    env = _Envelope()
     try:
-        return party_pb2.Envelope.FromString(data)
-    except Exception:  # protobuf's DecodeError (and sometimes others)
+        for number, wire, value in fields(mv, 0, len(mv)):
+            name, expected = _ENVELOPE_FIELDS.get(number, (None, wire))
+            if name is None:
+                continue
+            if wire != expected:
+                return _MALFORMED
+            if name == "payload":
+                value = mv[value[0]:value[1]]
+            elif name in _STRINGS:
+                value = str(mv[value[0]:value[1]], "utf-8")
+            elif name == "last":
+                value = bool(value)
+            elif name == "chunk_index":
+                value &= 0xFFFF_FFFF  # uint32
+            setattr(env, name, value)
+    except (WireError, UnicodeDecodeError):
         return _MALFORMED
+    return env
+
+
+def _envelope_head(**header: Any) -> bytes:
+    """A serialized Envelope with the ``header`` fields and no payload (appended after it:
+    protobuf fields may come in any order)."""
+    return party_pb2.Envelope(**header).SerializeToString()
+
+
+def _chunks(parts: list, size: int, chunk: int) -> Iterator[list]:
+    """Cut the concatenation of ``parts`` (``size`` bytes) into lists of views of at most
+    ``chunk`` bytes, without copying; one empty chunk for an empty value."""
+    if size == 0:
+        yield []
+        return
+    out: list = []
+    room = chunk
+    for part in parts:
+        view = memoryview(part).cast("B")
+        while len(view):
+            take = view[:room]
+            out.append(take)
+            view = view[len(take):]
+            room -= len(take)
+            if room == 0:
+                yield out
+                out, room = [], chunk
+    if out:
+        yield out
 
 
 def add_party_servicer(servicer: party_pb2_grpc.PartyServicer, server: grpc.Server) -> None:
@@ -111,8 +190,8 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
     identity = peer_identity(context)
     job_id = sender = None
     trusted = False
-    buf: bytearray | None = None
-    total = seq = 0
+    buf: np.ndarray | None = None
+    total = seq = filled = 0
     next_chunk = 0
     delivered = 0
     clean_end = False
@@ -140,17 +219,20 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
                 if env.total_size > max_value_bytes:
                     raise ProtocolViolation(f"value of {env.total_size} bytes exceeds the cap "
                                             f"of {max_value_bytes} bytes")
-                buf, total, seq, next_chunk = bytearray(), env.total_size, env.seq, 0
+                total, seq, next_chunk, filled = env.total_size, env.seq, 0, 0
+                buf = _value_buffer(total, env.payload)
             elif buf is None or env.chunk_index != next_chunk or env.seq != seq:
                 raise ProtocolViolation("chunk out of order")
-            buf += env.payload
-            next_chunk += 1
-            if len(buf) > total:
+            n = len(env.payload)
+            if filled + n > total:
                 raise ProtocolViolation("value longer than its announced size")
+            buf[filled:filled + n] = np.frombuffer(env.payload, np.uint8)
+            filled += n
+            next_chunk += 1
             if env.last:
-                if len(buf) != total:
+                if filled != total:
                     raise ProtocolViolation("value shorter than its announced size")
-                value = codec.loads(buf)  # parses the bytearray in place: no extra copy
+                value = codec.loads(buf, copy=False)  # large arrays are views of buf: no copy
                 buf = None
                 mailbox.put(job_id, sender, party, value, total)
                 delivered += 1
@@ -168,10 +250,19 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
     return party_pb2.ExchangeReply(values_received=delivered)
 
 
+def _value_buffer(total: int, head: memoryview) -> np.ndarray:
+    """An uninitialised buffer of ``total`` bytes (already checked against the cap) for one
+    value, placed so that the data of a top-level array (its offset read from the first
+    chunk, ``head``) starts at an aligned address and can be used in place."""
+    raw = np.empty(total + _ALIGN, np.uint8)
+    start = -(raw.ctypes.data + codec.array_data_offset(head)) % _ALIGN
+    return raw[start:start + total]
+
+
 class _OutStream:
     """One client stream carrying every value from us to one receiver in one job."""
 
-    def __init__(self, stub: party_pb2_grpc.PartyStub, job_id: str, sender: str, receiver: str,
+    def __init__(self, channel: grpc.Channel, job_id: str, sender: str, receiver: str,
                  deadline: float, max_chunk_bytes: int, on_broken: Callable[[GaotieError], None]) -> None:
         self.job_id, self.sender, self.receiver = job_id, sender, receiver
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
@@ -179,10 +270,13 @@ class _OutStream:
         self._chunk = max_chunk_bytes
         self._closing = False
         timeout = max(deadline - time.monotonic(), 0.1)
-        self._future = stub.Exchange.future(self._requests(), timeout=timeout, wait_for_ready=True)
+        # Requests are serialized Envelopes already (see send): no request serializer.
+        exchange = channel.stream_unary(_EXCHANGE, request_serializer=None,
+                                        response_deserializer=party_pb2.ExchangeReply.FromString)
+        self._future = exchange.future(self._requests(), timeout=timeout, wait_for_ready=True)
         self._future.add_done_callback(lambda f: self._done(f, on_broken))
 
-    def _requests(self) -> Iterator[party_pb2.Envelope]:
+    def _requests(self) -> Iterator[bytes]:
         while (env := self._queue.get()) is not None:
             yield env
 
@@ -208,7 +302,7 @@ class _OutStream:
         if error is not None:
             on_broken(error)
 
-    def _put(self, item: party_pb2.Envelope | None, deadline: float) -> None:
+    def _put(self, item: bytes | None, deadline: float) -> None:
         while True:
             if self._future.done() and item is not None:
                 raise self._failure(self._future) or PeerFailed(self.receiver, "unreachable or disconnected")
@@ -220,20 +314,21 @@ class _OutStream:
                     raise JobTimeout(f"party {self.receiver!r} did not take messages before "
                                      f"the job timeout (job {self.job_id})", party=self.receiver) from None
 
-    def send(self, data: bytes, deadline: float) -> None:
+    def send(self, parts: list, size: int, deadline: float) -> None:
+        """Queue one value, encoded as ``parts`` (``size`` bytes), as numbered chunks."""
         base = dict(job_id=self.job_id, sender=self.sender, receiver=self.receiver, seq=self._seq)
-        n_chunks = max(1, -(-len(data) // self._chunk))
-        for i in range(n_chunks):
-            payload = data if n_chunks == 1 else data[i * self._chunk:(i + 1) * self._chunk]
-            env = party_pb2.Envelope(chunk_index=i, last=i == n_chunks - 1,
-                                     total_size=len(data) if i == 0 else 0,
-                                     payload=payload, **base)
-            self._put(env, deadline)
+        n_chunks = max(1, -(-size // self._chunk))
+        for i, payload in enumerate(_chunks(parts, size, self._chunk)):
+            head = _envelope_head(chunk_index=i, last=i == n_chunks - 1,
+                                  total_size=size if i == 0 else 0, **base)
+            n = sum(len(p) for p in payload)
+            # The payload (field 8) appended to the other fields: the one copy of the data.
+            self._put(b"".join([head, b"\x42", varint(n), *payload]), deadline)
         self._seq += 1
 
     def abort(self, reason: str, origin: str = "") -> None:
-        env = party_pb2.Envelope(job_id=self.job_id, sender=self.sender, receiver=self.receiver,
-                                 abort=reason, abort_party=origin)
+        env = _envelope_head(job_id=self.job_id, sender=self.sender, receiver=self.receiver,
+                             abort=reason, abort_party=origin)
         try:
             self._put(env, time.monotonic() + 2.0)
         except Exception:  # best effort: the peer may be gone already
@@ -291,14 +386,15 @@ class GrpcTransport:
             if stream is None:
                 def broken(error: GaotieError) -> None:
                     self.mailbox.fail(job_id, error)
-                stream = _OutStream(self.stub(receiver), job_id, self.party, receiver, deadline,
-                                    self._chunk, broken)
+                with self._channel_lock:
+                    channel = self._channel(receiver)
+                stream = _OutStream(channel, job_id, self.party, receiver, deadline, self._chunk, broken)
                 self._streams[(job_id, receiver)] = stream
             return stream
 
     def send(self, job_id: str, sender: str, receiver: str, value: Any, deadline: float) -> None:
-        data = codec.dumps(value)  # TypeError here, before anything is queued
-        self._stream(job_id, receiver, deadline).send(data, deadline)
+        parts, size = codec.dump_parts(value)  # TypeError here, before anything is queued
+        self._stream(job_id, receiver, deadline).send(parts, size, deadline)
 
     def recv(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any:
         return self.mailbox.get(job_id, sender, receiver, deadline)
