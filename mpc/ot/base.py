@@ -30,6 +30,7 @@ import numpy as np
 from nacl._sodium import ffi, lib
 
 from mpc.ot.wire import expect
+from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
 
 POINT = 32
@@ -86,7 +87,7 @@ def _points(peer: str, value, n: int, what: str) -> list[bytes]:
     return pts
 
 
-def send_random(ctx, peer: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def send_random(ctx: Context, peer: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Sender of ``n`` random OTs with ``peer``: both keys of each, two ``(n, 16)`` uint8 arrays."""
     a = _scalar()
     big_a = _base_mul(a)
@@ -102,7 +103,7 @@ def send_random(ctx, peer: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return k0, k1
 
 
-def receive_random(ctx, peer: str, choices: np.ndarray) -> np.ndarray:
+def receive_random(ctx: Context, peer: str, choices: np.ndarray) -> np.ndarray:
     """Receiver of ``len(choices)`` random OTs: key ``choices[i]`` of each, ``(n, 16)`` uint8."""
     choices = np.asarray(choices, dtype=bool).ravel()
     n = len(choices)

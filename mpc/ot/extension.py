@@ -36,6 +36,7 @@ from mpc.ot import base
 from mpc.ot.bits import pad_rows, transpose
 from mpc.ot.hashing import BLOCK, tccr
 from mpc.ot.wire import expect
+from mpc.runtime.context import Context
 
 KAPPA = 128
 
@@ -167,7 +168,7 @@ class IknpReceiver:
         return b.ravel() if words is None else b
 
 
-def session(ctx, peer: str, role: str) -> IknpSender | IknpReceiver:
+def session(ctx: Context, peer: str, role: str) -> IknpSender | IknpReceiver:
     """This job's IKNP session with ``peer`` in which this party plays ``role``
     (``"sender"`` or ``"receiver"``), set up on first use and kept in ``ctx.state``: later
     protocols of the same job extend it without new base OTs. The peer must ask for the

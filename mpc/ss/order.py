@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.context import Context
 from mpc.ss import beaver, compare
 from mpc.ss.functions import sort
 from mpc.ss.shuffle import available, shuffle
@@ -92,7 +93,7 @@ def fits(n: int, range_bits: int) -> bool:
     return range_bits + key_bits(n) <= 62
 
 
-def keys_of(ctx: Any, y: np.ndarray) -> np.ndarray:
+def keys_of(ctx: Context, y: np.ndarray) -> np.ndarray:
     """Shares of the distinct keys y * 2^L + j of each row j of ``y`` (c, n), y >= 0."""
     y = np.asarray(y, dtype=np.uint64)
     keys = y << np.uint64(key_bits(y.shape[-1]))
@@ -101,7 +102,7 @@ def keys_of(ctx: Any, y: np.ndarray) -> np.ndarray:
     return keys
 
 
-def values_of(ctx: Any, keys: np.ndarray, n: int) -> np.ndarray:
+def values_of(ctx: Context, keys: np.ndarray, n: int) -> np.ndarray:
     """Shares of y = key >> L (exact: bit decomposition, then the high bits to arithmetic
     shares); meant for the few selected keys. Reveals nothing."""
     keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
@@ -113,12 +114,12 @@ def values_of(ctx: Any, keys: np.ndarray, n: int) -> np.ndarray:
     return np.sum(arith * weights, axis=0, dtype=np.uint64)
 
 
-def shuffled(ctx: Any, x: np.ndarray) -> np.ndarray:
+def shuffled(ctx: Context, x: np.ndarray) -> np.ndarray:
     """Shares of each row of ``x`` (c, n) under its own oblivious random permutation."""
     return shuffle(ctx, np.ascontiguousarray(x, dtype=np.uint64))
 
 
-def select(ctx: Any, keys: np.ndarray, ranks: list[np.ndarray],
+def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
            trace: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
     by multi-target quickselect with opened outcomes. Only for DISTINCT keys (< 2^62) in
@@ -217,7 +218,7 @@ def shuffled_keys(y: SharedTensor) -> SharedTensor:
     return y._new(shuffled(y.ctx, keys_of(y.ctx, y.share)), 0)
 
 
-def can_select(ctx: Any, n: int, range_bits: Sequence[int]) -> bool:
+def can_select(ctx: Context, n: int, range_bits: Sequence[int]) -> bool:
     """Whether ``smallest`` may use quickselect: the dealer, and keys below 2^62."""
     return available(ctx) and all(fits(n, int(b)) for b in range_bits)
 

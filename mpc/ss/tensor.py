@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
+from mpc.runtime.context import Context
 from mpc.ss import beaver, compare, fixed
 
 
@@ -42,7 +43,7 @@ class SharedTensor:
     __array_priority__ = 1000  # numpy array (op) SharedTensor defers to our operators
     __hash__ = None  # type: ignore[assignment]  # == is elementwise
 
-    def __init__(self, ctx: Any, share: np.ndarray, frac_bits: int, precision: int | None = None) -> None:
+    def __init__(self, ctx: Context, share: np.ndarray, frac_bits: int, precision: int | None = None) -> None:
         self.ctx = ctx
         self.share = np.asarray(share, dtype=np.uint64)
         self.frac_bits = int(frac_bits)
@@ -435,7 +436,7 @@ def _matmul(ref: SharedTensor, x: np.ndarray, frac_x: int, y: np.ndarray, frac_y
     return ref._rescale(prod, frac_x + frac_y)
 
 
-def share(ctx: Any, value: Any, owner: str) -> SharedTensor:
+def share(ctx: Context, value: Any, owner: str) -> SharedTensor:
     """Secret-share ``value`` (a numpy array, given by ``owner``; others pass None).
 
     Float arrays become fixed point with the job's ``frac_bits``; integer and bool arrays
@@ -469,7 +470,7 @@ def share(ctx: Any, value: Any, owner: str) -> SharedTensor:
     return SharedTensor(ctx, PRG(msg["seed"]).uint64(shape), int(msg["frac"]))
 
 
-def public(ctx: Any, value: Any, frac_bits: int | None = None) -> SharedTensor:
+def public(ctx: Context, value: Any, frac_bits: int | None = None) -> SharedTensor:
     """A public value as a SharedTensor (party 0 holds it, the others zeros): floats as
     fixed point with ``frac_bits`` (the job's when None), integers (int64 or uint64) as
     the ring integers they are mod 2^64 (a protocol's constants and thresholds)."""
@@ -487,7 +488,7 @@ def public(ctx: Any, value: Any, frac_bits: int | None = None) -> SharedTensor:
 _ZERO_SHARING = "mpc.ss.zero_sharing"
 
 
-def sum_of_locals(ctx: Any, local: Any, frac_bits: int = 0) -> SharedTensor:
+def sum_of_locals(ctx: Context, local: Any, frac_bits: int = 0) -> SharedTensor:
     """Shares of the sum over parties of each party's own integer array ``local`` (ring
     integers, read with ``frac_bits``), without a message per call: each party adds a
     zero-sharing to its array, from pairwise PRG streams whose seeds the lower rank of
@@ -516,7 +517,7 @@ def sum_of_locals(ctx: Any, local: Any, frac_bits: int = 0) -> SharedTensor:
     return SharedTensor(ctx, out, frac_bits)
 
 
-def from_shares(ctx: Any, local_share: np.ndarray, frac_bits: int = 0) -> SharedTensor:
+def from_shares(ctx: Context, local_share: np.ndarray, frac_bits: int = 0) -> SharedTensor:
     """Wrap shares a protocol built itself (each party passes its own uint64 share)."""
     arr = np.asarray(local_share)
     if arr.dtype != np.uint64:

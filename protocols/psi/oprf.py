@@ -56,6 +56,7 @@ from mpc.crypto import cuckoo
 from mpc.ot import KkrtReceiver, KkrtSender, session
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
+from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
 from protocols.psi.blocks import BLOCK, prepare_blocks
 from protocols.psi.common import (
@@ -157,14 +158,14 @@ def _sort_rows(values: np.ndarray) -> np.ndarray:
     return np.take(values, np.argsort(_words(values)[0]), axis=0)
 
 
-def _joint_key(ctx, peer: str) -> bytes:
+def _joint_key(ctx: Context, peer: str) -> bytes:
     mine = os.urandom(32)
     theirs = expect(peer, ctx.exchange(peer, np.frombuffer(mine, dtype=np.uint8)), np.uint8, (32,),
                     "its share of the hashing key")
     return bytes(a ^ b for a, b in zip(mine, theirs.tobytes(), strict=True))
 
 
-def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: int, bins: int,
+def _find(ctx: Context, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: int, bins: int,
           ell: int) -> np.ndarray:
     """The finder's side: a mask over its distinct items of those in the intersection."""
     kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
@@ -194,7 +195,7 @@ def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: i
     return mask
 
 
-def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell: int) -> None:
+def _serve(ctx: Context, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell: int) -> None:
     """The sender's side: three padded, sorted sets of OPRF values per bucket."""
     kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
     for b in range(nb):
@@ -215,7 +216,7 @@ def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell:
         ctx.report_progress(0.95 * (b + 1) / nb)
 
 
-def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
+def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = None, *,
              bucket_size: int = DEFAULT_OPRF_BUCKET) -> PsiResult | None:
     """Two-party PSI from the KKRT OPRF: receivers (both when None) learn their own rows
     whose value the other party holds; a non-receiver gets None.

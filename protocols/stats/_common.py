@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 
 
@@ -27,7 +28,7 @@ def float_column(values: Any, what: str) -> np.ndarray:
     return arr
 
 
-def receivers(ctx: Any, reveal_to: str | Sequence[str] | None) -> list[str]:
+def receivers(ctx: Context, reveal_to: str | Sequence[str] | None) -> list[str]:
     """The parties that get a result (all computing parties when None)."""
     if reveal_to is None:
         return list(ctx.parties)

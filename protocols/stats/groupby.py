@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mpc import ss
+from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
 from protocols.stats.scaling import share_scaled
@@ -71,7 +72,7 @@ def _normalise_aggs(aggregations: Any) -> dict[str, list[str]]:
     return out
 
 
-def _holders(ctx: Any, view: dict[str, Any], names: list[str]) -> dict[str, str | None]:
+def _holders(ctx: Context, view: dict[str, Any], names: list[str]) -> dict[str, str | None]:
     """For each column: the party holding it in plaintext, or None if it is shared."""
     mine = {}
     for c in names:
@@ -102,7 +103,7 @@ def _holders(ctx: Any, view: dict[str, Any], names: list[str]) -> dict[str, str 
     return out
 
 
-def _check_values(ctx: Any, name: str, arr: np.ndarray) -> np.ndarray:
+def _check_values(ctx: Context, name: str, arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind not in "iufb":
         raise TypeError(f"party {ctx.party!r}: column {name!r} is not numeric (dtype {arr.dtype})")
     if arr.dtype.kind == "f" and np.isnan(arr).any():
@@ -110,7 +111,7 @@ def _check_values(ctx: Any, name: str, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.int64) if arr.dtype.kind == "b" else arr
 
 
-def group_by(ctx: Any, table: Any, key: str, aggregations: Mapping[str, Any], *,
+def group_by(ctx: Context, table: Any, key: str, aggregations: Mapping[str, Any], *,
              min_group_size: int = DEFAULT_MIN_GROUP_SIZE, groups: Sequence[int] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """Aggregates per group of ``key``: a DataFrame indexed by group with ``count``, one
@@ -188,7 +189,7 @@ def group_by(ctx: Any, table: Any, key: str, aggregations: Mapping[str, Any], *,
     return out
 
 
-def _plain_key(ctx: Any, keys: Any, name: str, owner: str, min_size: int):
+def _plain_key(ctx: Context, keys: Any, name: str, owner: str, min_size: int):
     if ctx.party == owner:
         arr = np.asarray(keys)
         if arr.dtype.kind == "f" and np.isnan(arr).any():
@@ -208,7 +209,7 @@ def _plain_key(ctx: Any, keys: Any, name: str, owner: str, min_size: int):
     return meta["labels"], kept, hs.sum(axis=1)[kept], hs
 
 
-def _shared_key(ctx: Any, key: SharedTensor, groups: Sequence[int] | None, min_size: int, n: int):
+def _shared_key(ctx: Context, key: SharedTensor, groups: Sequence[int] | None, min_size: int, n: int):
     if groups is None:
         raise ValueError("a secret-shared key needs the public list of group codes: groups=[...]")
     codes = np.asarray(groups)

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from mpc import ss
+from mpc.runtime.context import Context
 from protocols.stats import _common as cm
 
 DESCRIBE_INDEX = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
@@ -69,7 +70,7 @@ def _from_keys(k: np.ndarray) -> np.ndarray:
     return np.where(pos, k & np.uint64((1 << 63) - 1), ~k).view(np.float64)
 
 
-def _local_columns(ctx: Any, frame: Any, columns: Sequence[str] | None, nan_policy: str) -> dict[str, np.ndarray]:
+def _local_columns(ctx: Context, frame: Any, columns: Sequence[str] | None, nan_policy: str) -> dict[str, np.ndarray]:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"party {ctx.party!r}: frame must be a pandas DataFrame, not {type(frame).__name__}")
     if nan_policy not in ("raise", "omit"):
@@ -105,7 +106,7 @@ def _exponent(v: float) -> int:
     return math.frexp(v)[1] if v > 0 else -1074
 
 
-def _order_stats(ctx: Any, sorted_keys: list[np.ndarray], col_idx: np.ndarray,
+def _order_stats(ctx: Context, sorted_keys: list[np.ndarray], col_idx: np.ndarray,
                  ranks: np.ndarray) -> np.ndarray:
     """The ranks-th smallest keys (0-based) of the union of columns col_idx, by bisection."""
     m = len(ranks)
@@ -135,7 +136,7 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(t >= 0.5, b - diff * (1 - t), out)
 
 
-def horizontal_describe(ctx: Any, frame: pd.DataFrame, columns: Sequence[str] | None = None,
+def horizontal_describe(ctx: Context, frame: pd.DataFrame, columns: Sequence[str] | None = None,
                         reveal_to: str | None = None, nan_policy: str = "raise") -> pd.DataFrame | None:
     """``pd.concat(all parties' frames).describe().T`` without pooling the rows.
 

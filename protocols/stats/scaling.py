@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mpc import ss
+from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 from protocols.stats._common import float_column
 
@@ -54,7 +55,7 @@ def scale_column(values: Any, name: str = "column", bits: int | None = None) -> 
     return np.round(np.ldexp(arr, shift)).astype(np.int64), shift
 
 
-def share_scaled(ctx: Any, values: Any, owner: str, bits: int | None = None,
+def share_scaled(ctx: Context, values: Any, owner: str, bits: int | None = None,
                  name: str = "column") -> SharedTensor:
     """Secret-share ``values`` (given by ``owner``; others pass None) as integers with the
     owner's per-column scale; the result's ``frac_bits`` is the public shift."""
@@ -72,7 +73,7 @@ def share_scaled(ctx: Any, values: Any, owner: str, bits: int | None = None,
     return t.with_frac_bits(shift)
 
 
-def scale_columns(ctx: Any, columns: Any, bits: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def scale_columns(ctx: Context, columns: Any, bits: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Before ``private_join``: this party's numeric columns as scaled int64 columns, and
     the shifts of every party's columns keyed ``party.name`` (gathered from all parties).
     Integer columns keep shift 0."""

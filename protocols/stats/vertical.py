@@ -78,6 +78,7 @@ import numpy as np
 import pandas as pd
 
 from mpc import ss
+from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
 
@@ -104,7 +105,7 @@ class _Col:
     keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
 
 
-def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
+def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
     """Prepare (and cache per job) several columns, batching their comparisons."""
     cache: dict[int, tuple[SharedTensor, _Col]] = ctx.state.setdefault(_CACHE, {})
     todo = {}
@@ -136,11 +137,11 @@ def _prepare_many(ctx: Any, named: Mapping[str, SharedTensor]) -> list[_Col]:
     return [cache[id(x)][1] for x in named.values()]
 
 
-def _prep(ctx: Any, x: Any, name: str = "x") -> _Col:
+def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
     return _prepare_many(ctx, {name: x})[0]
 
 
-def _centred(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
+def _centred(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """d = r - mean(r) for each column, shape (c, n); mean(r) = sum(r) round(2^G / n) / 2^G."""
     missing = [c for c in cols if c.d is None]
     if missing:
@@ -186,13 +187,13 @@ def _check_ddof(n: int, ddof: int) -> None:
 
 # -- count, sum, mean, var, std, cov --------------------------------------------------------
 
-def count(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> int | None:
+def count(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> int | None:
     """Number of rows (public: the length of the shared column)."""
     cm.check_tensor(x, "x")
     return x.shape[0] if ctx.party in cm.receivers(ctx, reveal_to) else None
 
 
-def _sums_raw(ctx: Any, cols: Sequence[_Col], to: list[str]) -> list[float] | None:
+def _sums_raw(ctx: Context, cols: Sequence[_Col], to: list[str]) -> list[float] | None:
     """The sums of columns of one length, each value first cut by 2^over so that n of them
     fit below 2^61. over comes from the opened bit length, so the cut is an rshift_hidden
     with the public limit L + 1 (|X| < 2^bits, so |X| 2^(L + 1 - over) < 2^62), also when
@@ -207,29 +208,29 @@ def _sums_raw(ctx: Any, cols: Sequence[_Col], to: list[str]) -> list[float] | No
     return [float(int(v)) * 2.0 ** (int(o) - c.frac) for v, o, c in zip(out, over, cols, strict=True)]
 
 
-def _sum_raw(ctx: Any, col: _Col, to: list[str]) -> float | None:
+def _sum_raw(ctx: Context, col: _Col, to: list[str]) -> float | None:
     out = _sums_raw(ctx, [col], to)
     return None if out is None else out[0]
 
 
-def sum(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
+def sum(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
     """Sum of the column."""
     return _sum_raw(ctx, _prep(ctx, x), cm.receivers(ctx, reveal_to))
 
 
-def mean(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:
+def mean(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float | None:
     """Mean of the column (opens the sum, equivalent given the public count)."""
     col = _prep(ctx, x)
     s = _sum_raw(ctx, col, cm.receivers(ctx, reveal_to))
     return None if s is None else s / col.n
 
 
-def _sq_sums(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
+def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     d = _centred(ctx, cols)
     return (d * d).sum(axis=1)
 
 
-def var(ctx: Any, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
+def var(ctx: Context, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
     """Variance (ddof=1 by default, like pandas), centred on shares."""
     col = _prep(ctx, x)
     _check_ddof(col.n, ddof)
@@ -237,13 +238,13 @@ def var(ctx: Any, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) 
     return None if out is None else float(int(out)) * 2.0 ** (-2 * col.shift) / (col.n - ddof)
 
 
-def std(ctx: Any, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
+def std(ctx: Context, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
     """Standard deviation (ddof=1 by default); opens the variance to the receivers only."""
     v = var(ctx, x, ddof, reveal_to)
     return None if v is None else math.sqrt(builtins.max(v, 0.0))
 
 
-def cov(ctx: Any, x: SharedTensor, y: SharedTensor, ddof: int = 1,
+def cov(ctx: Context, x: SharedTensor, y: SharedTensor, ddof: int = 1,
         reveal_to: str | None = None) -> float | None:
     """Covariance of two columns (ddof=1 by default, like numpy.cov)."""
     cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
@@ -256,7 +257,7 @@ def cov(ctx: Any, x: SharedTensor, y: SharedTensor, ddof: int = 1,
 
 # -- correlation ------------------------------------------------------------------------------
 
-def _corr_shares(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
+def _corr_shares(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """The k x k correlation matrix S_ij / sqrt(S_ii S_jj) of the sums of products S = d d^T
     (fixed point, CORR_FRAC_BITS). Each S_ii's secret power of two 4^j_i is taken out
     (j = ceil(bit length / 2)), so inv_sqrt works on S_ii / 4^j_i in [0.25, 1)."""
@@ -273,7 +274,7 @@ def _corr_shares(ctx: Any, cols: Sequence[_Col]) -> SharedTensor:
     return w.with_frac_bits(f).at_precision(f) * isq.reshape(k, 1) * isq.reshape(1, k)
 
 
-def corr_matrix(ctx: Any, columns: Any, reveal_to: str | None = None) -> pd.DataFrame | None:
+def corr_matrix(ctx: Context, columns: Any, reveal_to: str | None = None) -> pd.DataFrame | None:
     """Pearson correlation matrix of several columns (a list, dict or SharedTable) as a
     DataFrame (like ``DataFrame.corr()``); the diagonal is set to exactly 1."""
     named = _columns(columns, None)
@@ -290,7 +291,7 @@ def corr_matrix(ctx: Any, columns: Any, reveal_to: str | None = None) -> pd.Data
     return pd.DataFrame(r, index=list(named), columns=list(named))
 
 
-def pearson(ctx: Any, x: SharedTensor, y: SharedTensor, reveal_to: str | None = None) -> float | None:
+def pearson(ctx: Context, x: SharedTensor, y: SharedTensor, reveal_to: str | None = None) -> float | None:
     """Pearson correlation coefficient of two columns."""
     cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
     cols = _prepare_many(ctx, {"x": x, "y": y})
@@ -300,22 +301,22 @@ def pearson(ctx: Any, x: SharedTensor, y: SharedTensor, reveal_to: str | None = 
 
 # -- order statistics -------------------------------------------------------------------------
 
-def _min_max(ctx: Any, col: _Col, which: str, to: list[str]) -> float | None:
+def _min_max(ctx: Context, col: _Col, which: str, to: list[str]) -> float | None:
     out = (col.mx if which == "max" else col.mn).reveal(to)
     return None if out is None else float(int(out)) / 2.0 ** col.frac
 
 
-def min(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
+def min(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
     """Smallest value (exact)."""
     return _min_max(ctx, _prep(ctx, x), "min", cm.receivers(ctx, reveal_to))
 
 
-def max(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
+def max(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float | None:  # noqa: A001
     """Largest value (exact)."""
     return _min_max(ctx, _prep(ctx, x), "max", cm.receivers(ctx, reveal_to))
 
 
-def _use_select(ctx: Any, cols: Sequence[_Col]) -> bool:
+def _use_select(ctx: Context, cols: Sequence[_Col]) -> bool:
     """Shuffle + quickselect needs the dealer and keys below 2^62."""
     return ss.order.can_select(ctx, cols[0].n, [c.range_bits for c in cols])
 
@@ -327,7 +328,7 @@ def _extra_bits(col: _Col) -> int:
     return builtins.max(0, builtins.min(INTERP_BITS, 60 - col.bits))
 
 
-def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[SharedTensor]:
+def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: str) -> list[SharedTensor]:
     """The quantiles of each column (same length) as ring integers at the column's scale
     times 2^_extra_bits(column): ``ss.quantile`` given each column's minimum and range
     bits, on the column's shuffled keys (shuffled once per column and job, then reused)
@@ -346,7 +347,7 @@ def _quantile_shares(ctx: Any, cols: Sequence[_Col], qs: np.ndarray, method: str
     return [out[i] for i in range(len(cols))]
 
 
-def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
+def quantile(ctx: Context, x: SharedTensor, q: Any, method: str = "linear",
              reveal_to: str | None = None) -> float | np.ndarray | None:
     """Quantile(s) ``q`` in [0, 1] with numpy's ``method`` (linear, lower, higher,
     nearest), exact on the encoded values. With the dealer: shuffle + quickselect with
@@ -366,12 +367,12 @@ def quantile(ctx: Any, x: SharedTensor, q: Any, method: str = "linear",
     return float(vals[0]) if qs.ndim == 0 else vals.reshape(qs.shape)
 
 
-def median(ctx: Any, x: SharedTensor, reveal_to: str | None = None) -> float | None:
+def median(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float | None:
     """Median (numpy's definition)."""
     return quantile(ctx, x, 0.5, reveal_to=reveal_to)
 
 
-def histogram(ctx: Any, x: SharedTensor, bins: Any = 10, range: tuple[float, float] | None = None,  # noqa: A002
+def histogram(ctx: Context, x: SharedTensor, bins: Any = 10, range: tuple[float, float] | None = None,  # noqa: A002
               reveal_to: str | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Counts per bin like ``numpy.histogram`` (half-open bins, the last one closed).
 
@@ -412,7 +413,7 @@ def histogram(ctx: Any, x: SharedTensor, bins: Any = 10, range: tuple[float, flo
 DESCRIBE_INDEX = ["count", "mean", "std", "min", "25%", "50%", "75%", "max"]
 
 
-def describe(ctx: Any, table: Any, columns: Sequence[str] | None = None,
+def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """``DataFrame.describe().T`` of shared columns (a SharedTable, dict or list): index =
     columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles, batched

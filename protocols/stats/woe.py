@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 import mpc.tables  # noqa: F401  (registers DataFrame as a codec value)
+from mpc.runtime.context import Context
 from protocols.stats import _common as cm
 
 DEFAULT_SMOOTHING = 0.5
@@ -83,7 +84,7 @@ def woe_table(events: np.ndarray, sizes: np.ndarray, smoothing: float = DEFAULT_
                          "non_events": good.astype(np.int64), "woe": woe, "iv": iv})
 
 
-def _features_view(ctx: Any, table: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
+def _features_view(ctx: Context, table: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
     if isinstance(table, pd.DataFrame):
         table = {str(c): table[c].to_numpy() for c in table.columns}
     if table is None:
@@ -93,7 +94,7 @@ def _features_view(ctx: Any, table: Any, features: Sequence[str]) -> dict[str, n
     return {f: table[f] for f in features if table.get(f) is not None}
 
 
-def woe_iv(ctx: Any, table: Any, label: str, features: Sequence[str], bins: Any = 10, *,
+def woe_iv(ctx: Context, table: Any, label: str, features: Sequence[str], bins: Any = 10, *,
            method: str = "paillier", smoothing: float = DEFAULT_SMOOTHING, key_bits: int = 2048,
            reveal_to: str | None = None) -> tuple[pd.DataFrame, pd.Series] | None:
     """WOE per bin and IV per feature.
@@ -189,7 +190,7 @@ def woe_iv(ctx: Any, table: Any, label: str, features: Sequence[str], bins: Any 
     return None
 
 
-def _paillier_counts(ctx, lh, feat_owner, features, binned, y, n, key_bits):
+def _paillier_counts(ctx: Context, lh, feat_owner, features, binned, y, n, key_bits):
     from mpc.paillier import EncryptedVector, PublicKey, generate_keypair
     out = {}
     holders = sorted({feat_owner[f] for f in features if feat_owner[f] != lh})
@@ -248,7 +249,7 @@ def _requested_bins(bins: Any, feature: str) -> int:
     return int(b) if np.ndim(b) == 0 else max(len(np.asarray(b)) - 1, 1)
 
 
-def _ss_counts(ctx, lh, feat_owner, features, binned, y, n, bins):
+def _ss_counts(ctx: Context, lh, feat_owner, features, binned, y, n, bins):
     from mpc import ss
     ys = ss.share(ctx, y, lh)
     out = {}
