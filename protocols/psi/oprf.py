@@ -57,7 +57,7 @@ from mpc.ot import KkrtReceiver, KkrtSender, session
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
 from mpc.runtime.errors import ProtocolViolation
-from protocols.psi.blocks import BLOCK, prepare_blocks
+from protocols.psi.blocks import BLOCK, TEXT_ENCODING, prepare_blocks
 from protocols.psi.common import (
     PsiResult,
     check_receivers,
@@ -240,7 +240,7 @@ def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
     if not isinstance(bucket_size, int) or isinstance(bucket_size, bool) or bucket_size < 1:
         raise ValueError(f"bucket_size must be a positive int, got {bucket_size!r}")
     prepared = prepare_blocks(items)
-    params = {"receivers": receivers, "bucket_size": bucket_size}
+    params = {"receivers": receivers, "bucket_size": bucket_size, "encoding": TEXT_ENCODING}
     headers = exchange_header(ctx, "oprf_psi", prepared.kind, len(prepared.digests), params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
     peer = ctx.peers[0]
