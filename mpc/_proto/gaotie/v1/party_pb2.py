@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mpc._proto.gaotie.v1 import value_pb2 as gaotie_dot_v1_dot_value__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gaotie/v1/party.proto\x12\tgaotie.v1\x1a\x15gaotie/v1/value.proto\"\xa0\x01\n\x08\x45nvelope\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x10\n\x08receiver\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x12\n\ntotal_size\x18\x07 \x01(\x04\x12\x0f\n\x07payload\x18\x08 \x01(\x0c\x12\r\n\x05\x61\x62ort\x18\t \x01(\t\"(\n\rExchangeReply\x12\x17\n\x0fvalues_received\x18\x01 \x01(\x04\"\x85\x01\n\nJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12 \n\x06params\x18\x03 \x01(\x0b\x32\x10.gaotie.v1.Value\x12\x11\n\trequester\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x01\"8\n\x08JobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"*\n\x08JobQuery\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb9\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12 \n\x06result\x18\x06 \x01(\x0b\x32\x10.gaotie.v1.Value\x12\r\n\x05phase\x18\x07 \x01(\t\x12\x0c\n\x04\x64one\x18\x08 \x01(\x04\x12\r\n\x05total\x18\t \x01(\x04\x12\x0c\n\x04unit\x18\n \x01(\t\" \n\x0f\x44\x61tasetsRequest\x12\r\n\x05party\x18\x01 \x01(\t\"3\n\rDatasetsReply\x12\"\n\x08\x64\x61tasets\x18\x01 \x01(\x0b\x32\x10.gaotie.v1.Value2\x8c\x03\n\x05Party\x12;\n\x08\x45xchange\x12\x13.gaotie.v1.Envelope\x1a\x18.gaotie.v1.ExchangeReply(\x01\x12\x34\n\x06Submit\x12\x15.gaotie.v1.JobRequest\x1a\x13.gaotie.v1.JobReply\x12\x32\n\x04Join\x12\x15.gaotie.v1.JobRequest\x1a\x13.gaotie.v1.JobReply\x12\x31\n\x05Start\x12\x13.gaotie.v1.JobQuery\x1a\x13.gaotie.v1.JobReply\x12\x33\n\x06Status\x12\x13.gaotie.v1.JobQuery\x1a\x14.gaotie.v1.JobStatus\x12\x32\n\x06\x43\x61ncel\x12\x13.gaotie.v1.JobQuery\x1a\x13.gaotie.v1.JobReply\x12@\n\x08\x44\x61tasets\x12\x1a.gaotie.v1.DatasetsRequest\x1a\x18.gaotie.v1.DatasetsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15gaotie/v1/party.proto\x12\tgaotie.v1\x1a\x15gaotie/v1/value.proto\"\xa0\x01\n\x08\x45nvelope\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x10\n\x08receiver\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x13\n\x0b\x63hunk_index\x18\x05 \x01(\r\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x12\n\ntotal_size\x18\x07 \x01(\x04\x12\x0f\n\x07payload\x18\x08 \x01(\x0c\x12\r\n\x05\x61\x62ort\x18\t \x01(\t\"(\n\rExchangeReply\x12\x17\n\x0fvalues_received\x18\x01 \x01(\x04\"\x85\x01\n\nJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12 \n\x06params\x18\x03 \x01(\x0b\x32\x10.gaotie.v1.Value\x12\x11\n\trequester\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x01\"8\n\x08JobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"?\n\x08JobQuery\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0bomit_result\x18\x03 \x01(\x08\"8\n\rResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0fmax_chunk_bytes\x18\x02 \x01(\x04\"e\n\x0bResultChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x13\n\x0b\x63hunk_index\x18\x03 \x01(\r\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"\xb9\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12 \n\x06result\x18\x06 \x01(\x0b\x32\x10.gaotie.v1.Value\x12\r\n\x05phase\x18\x07 \x01(\t\x12\x0c\n\x04\x64one\x18\x08 \x01(\x04\x12\r\n\x05total\x18\t \x01(\x04\x12\x0c\n\x04unit\x18\n \x01(\t\" \n\x0f\x44\x61tasetsRequest\x12\r\n\x05party\x18\x01 \x01(\t\"3\n\rDatasetsReply\x12\"\n\x08\x64\x61tasets\x18\x01 \x01(\x0b\x32\x10.gaotie.v1.Value2\xca\x03\n\x05Party\x12;\n\x08\x45xchange\x12\x13.gaotie.v1.Envelope\x1a\x18.gaotie.v1.ExchangeReply(\x01\x12\x34\n\x06Submit\x12\x15.gaotie.v1.JobRequest\x1a\x13.gaotie.v1.JobReply\x12\x32\n\x04Join\x12\x15.gaotie.v1.JobRequest\x1a\x13.gaotie.v1.JobReply\x12\x31\n\x05Start\x12\x13.gaotie.v1.JobQuery\x1a\x13.gaotie.v1.JobReply\x12\x33\n\x06Status\x12\x13.gaotie.v1.JobQuery\x1a\x14.gaotie.v1.JobStatus\x12\x32\n\x06\x43\x61ncel\x12\x13.gaotie.v1.JobQuery\x1a\x13.gaotie.v1.JobReply\x12@\n\x08\x44\x61tasets\x12\x1a.gaotie.v1.DatasetsRequest\x1a\x18.gaotie.v1.DatasetsReply\x12<\n\x06Result\x12\x18.gaotie.v1.ResultRequest\x1a\x16.gaotie.v1.ResultChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,13 +41,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBREPLY']._serialized_start=400
   _globals['_JOBREPLY']._serialized_end=456
   _globals['_JOBQUERY']._serialized_start=458
-  _globals['_JOBQUERY']._serialized_end=500
-  _globals['_JOBSTATUS']._serialized_start=503
-  _globals['_JOBSTATUS']._serialized_end=688
-  _globals['_DATASETSREQUEST']._serialized_start=690
-  _globals['_DATASETSREQUEST']._serialized_end=722
-  _globals['_DATASETSREPLY']._serialized_start=724
-  _globals['_DATASETSREPLY']._serialized_end=775
-  _globals['_PARTY']._serialized_start=778
-  _globals['_PARTY']._serialized_end=1174
+  _globals['_JOBQUERY']._serialized_end=521
+  _globals['_RESULTREQUEST']._serialized_start=523
+  _globals['_RESULTREQUEST']._serialized_end=579
+  _globals['_RESULTCHUNK']._serialized_start=581
+  _globals['_RESULTCHUNK']._serialized_end=682
+  _globals['_JOBSTATUS']._serialized_start=685
+  _globals['_JOBSTATUS']._serialized_end=870
+  _globals['_DATASETSREQUEST']._serialized_start=872
+  _globals['_DATASETSREQUEST']._serialized_end=904
+  _globals['_DATASETSREPLY']._serialized_start=906
+  _globals['_DATASETSREPLY']._serialized_end=957
+  _globals['_PARTY']._serialized_start=960
+  _globals['_PARTY']._serialized_end=1418
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,77 @@
+"""Results of any size reach the client: the streaming Result RPC, chunked under the cap."""
+
+from __future__ import annotations
+
+import grpc
+import pandas as pd
+import pytest
+
+from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
+from mpc.cluster import LocalCluster
+from mpc.server.tls import channel_credentials
+
+
+def _datasets(n: int) -> tuple[dict, set[str]]:
+    a = [f"id{i:07d}" for i in range(n)]
+    b = [f"id{i:07d}" for i in range(n // 2, n + n // 2)]
+    datasets = {"bank": {"accounts": pd.DataFrame({"id": a})},
+                "retailer": {"purchases": pd.DataFrame({"id": b})}}
+    return datasets, set(a) & set(b)
+
+
+def _stub(cluster: LocalCluster, party: str, as_party: str):
+    options = [("grpc.ssl_target_name_override", party)]
+    channel = grpc.secure_channel(cluster.addresses[party], channel_credentials(cluster.tls_files[as_party]),
+                                  options=options)
+    return channel, party_pb2_grpc.PartyStub(channel)
+
+
+def _psi(cluster: LocalCluster, n: int, expected: set[str]) -> str:
+    with cluster.client("bank") as client:
+        job = client.submit("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"], receivers=["bank"])
+        frame = client.result(job, progress=False)
+    assert set(frame["id"]) == expected and len(frame) == len(expected)
+    assert sorted(frame["row"].tolist()) == list(range(n // 2, n))
+    return job
+
+
+def test_result_over_the_chunk_cap_is_streamed():
+    """A 64 KiB chunk cap: the ~230 KiB result cannot go inline in Status (the old client's
+    way, still served to old clients) but arrives whole through Result, to the bank only."""
+    n = 1 << 14
+    datasets, expected = _datasets(n)
+    with LocalCluster(["bank", "retailer"], tls=True, datasets=datasets,
+                      limits={"max_chunk_bytes": 1 << 16}) as cluster:
+        job = _psi(cluster, n, expected)
+        channel, stub = _stub(cluster, "bank", "bank")
+        with channel:
+            with pytest.raises(grpc.RpcError) as info:       # inline: over the cap
+                stub.Status(party_pb2.JobQuery(job_id=job), timeout=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            chunks = list(stub.Result(party_pb2.ResultRequest(job_id=job), timeout=30))
+            assert len(chunks) > 2 and all(len(c.payload) <= 1 << 16 for c in chunks)
+            assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+            assert [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+            assert sum(len(c.payload) for c in chunks) == chunks[0].total_size > 3 << 16
+            with pytest.raises(grpc.RpcError) as info:
+                next(iter(stub.Result(party_pb2.ResultRequest(job_id="nope"), timeout=10)))
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        channel, stub = _stub(cluster, "bank", "retailer")    # a peer's certificate: refused
+        with channel:
+            with pytest.raises(grpc.RpcError) as info:
+                next(iter(stub.Result(party_pb2.ResultRequest(job_id=job), timeout=10)))
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with cluster.client("bank") as client:                # no result for the bank: None
+            job = client.submit("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"],
+                                receivers=["retailer"])
+            assert client.result(job, progress=False) is None
+
+
+@pytest.mark.slow
+def test_large_psi_result_through_the_client():
+    """2^18 x 2^18 ids (half in common) under the default 2 MiB cap: a result of several MiB."""
+    n = 1 << 18
+    datasets, expected = _datasets(n)
+    with LocalCluster(["bank", "retailer"], tls=True, datasets=datasets) as cluster:
+        _psi(cluster, n, expected)
+
