@@ -68,6 +68,7 @@ from protocols.psi.common import (
 
 DEFAULT_OPRF_BUCKET = 1 << 18
 STAT = 40
+PHASE = "OPRF PSI: evaluating the OPRF per bucket"     # progress: done of nb "buckets"
 
 
 def capacity(n: int, nb: int, stat: int = STAT) -> int:
@@ -188,9 +189,10 @@ def _find(ctx, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: i
         pending.append((np.ascontiguousarray(out[filled, :ell]), idx[held], choice[held]))
         if len(pending) == 2:            # one bucket in flight: compare the previous one
             compare(*pending.pop(0))
-        ctx.report_progress(0.95 * (b + 1) / nb)
+            ctx.report_progress(phase=PHASE, done=b, total=nb, unit="buckets")
     while pending:
         compare(*pending.pop(0))
+    ctx.report_progress(phase=PHASE, done=nb, total=nb, unit="buckets")
     return mask
 
 
@@ -212,7 +214,7 @@ def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell:
         # each set sorted: the order is a function of the (pseudorandom) values alone, so it
         # says no more than a random shuffle would, and the finder needs no sort of its own
         ctx.send(peer, np.stack([_sort_rows(v) for v in values]))
-        ctx.report_progress(0.95 * (b + 1) / nb)
+        ctx.report_progress(phase=PHASE, done=b + 1, total=nb, unit="buckets")
 
 
 def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
@@ -256,6 +258,7 @@ def oprf_psi(ctx, items: Any, receivers: Sequence[str] | str | None = None, *,
         cap_f, cap_s = capacity(sizes[finder], nb), capacity(sizes[sender], nb)
         bins = cuckoo.num_bins(cap_f, STAT + math.log2(nb))
         ell = compare_bytes(nb * cap_f * cap_s)
+        ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
         layout = _Layout(prepared.digests, _joint_key(ctx, peer), nb, bins)
         if ctx.party == finder:
             mask = _find(ctx, peer, layout, m, nb, cap_f, cap_s, bins, ell)
