@@ -68,6 +68,7 @@ from protocols.psi.common import (
 
 DEFAULT_OPRF_BUCKET = 1 << 18
 STAT = 40
+_CHUNK = 1 << 16        # items per AES call (layout, sender evaluation): bounded temporaries
 PHASE = "OPRF PSI: evaluating the OPRF per bucket"     # progress: done of nb "buckets"
 
 
@@ -92,15 +93,20 @@ class _Layout:
     def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int) -> None:
         if bins >= 1 << 32:
             raise ValueError(f"{bins} bins per bucket: use a smaller bucket_size")
-        a = ecb(key[:16], blocks).view(np.uint64)            # (n, 2): bucket, bins 0 and 1
-        b = ecb(key[16:], blocks).view(np.uint64)            # (n, 2): bin 2
+        n = len(blocks)
+        small = np.uint16 if nb <= 1 << 16 else np.int64            # uint16: numpy radix-sorts it
+        bucket = np.empty(n, dtype=small)
+        self.locations = np.empty((n, 3), dtype=np.uint32)          # 12 bytes per item
         hi32, low = np.uint64(32), np.uint64(0xFFFFFFFF)
-        bucket = (((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32).astype(
-            np.uint16 if nb <= 1 << 16 else np.int64)           # uint16: numpy radix-sorts it
-        self.locations = np.empty((len(blocks), 3), dtype=np.uint32)   # 12 bytes per item
-        for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
-            self.locations[:, k] = (word * np.uint64(bins)) >> hi32
-        self.order = np.argsort(bucket, kind="stable")
+        for start in range(0, n, _CHUNK):                             # AES outputs a chunk at a time
+            part = blocks[start:start + _CHUNK]
+            a = ecb(key[:16], part).view(np.uint64)                  # (c, 2): bucket, bins 0 and 1
+            b = ecb(key[16:], part).view(np.uint64)                  # (c, 2): bin 2
+            bucket[start:start + len(part)] = ((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32
+            for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
+                self.locations[start:start + len(part), k] = (word * np.uint64(bins)) >> hi32
+        index = np.int32 if n < 1 << 31 else np.int64
+        self.order = np.argsort(bucket, kind="stable").astype(index)
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=nb))])
         self.inputs = blocks
 
@@ -208,9 +214,13 @@ def _serve(ctx, peer: str, layout: _Layout, nb: int, cap_s: int, bins: int, ell:
             hashes = np.repeat(np.arange(3, dtype=np.int64), k)
             items = np.tile(idx, 3)
             rows = layout.locations[items, hashes].astype(np.int64)
-            f = kkrt.evaluate(np.take(q, rows, axis=0), np.uint64(first) + rows.astype(np.uint64),
-                              layout.oprf_inputs(items, hashes))
-            values[:, :k] = f[:, :ell].reshape(3, k, ell)
+            f = np.empty((3 * k, ell), dtype=np.uint8)
+            for c in range(0, 3 * k, _CHUNK):        # a chunk at a time: bounded temporaries
+                part = slice(c, c + _CHUNK)
+                f[part] = kkrt.evaluate(np.take(q, rows[part], axis=0),
+                                        np.uint64(first) + rows[part].astype(np.uint64),
+                                        layout.oprf_inputs(items[part], hashes[part]))[:, :ell]
+            values[:, :k] = f.reshape(3, k, ell)
         # each set sorted: the order is a function of the (pseudorandom) values alone, so it
         # says no more than a random shuffle would, and the finder needs no sort of its own
         ctx.send(peer, np.stack([_sort_rows(v) for v in values]))
