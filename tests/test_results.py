@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pandas as pd
 import pytest
 
+from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.cluster import LocalCluster
+from mpc.runtime import codec
 from mpc.server.tls import channel_credentials
 
 
@@ -75,3 +78,38 @@ def test_large_psi_result_through_the_client():
     with LocalCluster(["bank", "retailer"], tls=True, datasets=datasets) as cluster:
         _psi(cluster, n, expected)
 
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame({"id": ["a", "bb", "é", "", None], "x": [1.0, 2, 3, 4, 5]}),
+    pd.DataFrame({"id": ["a\x00", "b"]}),                                  # numpy would drop the NUL
+    pd.DataFrame({"id": ["a" * 100, "b"]}, index=["p", "q"]),              # padding would grow it
+    pd.DataFrame({"id": [f"id{i:07d}" for i in range(1000)], "row": range(1000)}),
+    pd.DataFrame({"v": [1, 2]}, index=pd.RangeIndex(3, 5)),
+    pd.DataFrame({"id": []}),
+])
+def test_compact_text_decodes_to_the_same_frame(frame):
+    """The Result RPC's table encoding (text as U arrays) gives what Status's lists give."""
+    with tables.compact_text():
+        compact = codec.encode(frame)
+    pd.testing.assert_frame_equal(codec.decode(compact), codec.decode(codec.encode(frame)))
+
+
+def test_compact_text_sends_one_array_per_column():
+    """Not one Value per cell (~170 bytes of memory each while encoding): one U array."""
+    frame = pd.DataFrame({"id": [f"id{i:07d}" for i in range(1 << 14)]})
+    with tables.compact_text():
+        compact = codec.encode(frame)
+    entries = compact.extension.payload.map_value.entries
+    assert [c.WhichOneof("kind") for c in entries["columns"].list_value.items] == ["array"]
+    assert entries["index"].WhichOneof("kind") == "array"
+    assert compact.ByteSize() < 4 * (9 + 5) * (1 << 14) + 1000      # UCS-4: id and index
+
+
+def test_text_arrays_with_bad_code_points_are_refused():
+    value = codec.encode(np.array(["ab"]))
+    data = bytearray(value.array.data)
+    data[0:4] = (0x110000).to_bytes(4, "little")
+    value.array.data = bytes(data)
+    with pytest.raises(codec.CodecError, match="code point"):
+        codec.decode(value)

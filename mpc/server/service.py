@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import codec
 from mpc.runtime.errors import describe
@@ -178,7 +179,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if job.state != "done":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {job.job_id} is {job.state}, not done")
-        data = memoryview(codec.encode(job.result).SerializeToString())
+        with tables.compact_text():                                 # text columns as U arrays
+            data = memoryview(codec.encode(job.result).SerializeToString())
         cap = self.config.limits.max_chunk_bytes
         size = min(request.max_chunk_bytes or cap, cap)
         starts = range(0, max(len(data), 1), size)
