@@ -64,8 +64,7 @@ def _table_to_wire(frame: pd.DataFrame) -> dict[str, Any]:
         columns.append(values)
     if (_COMPACT_TEXT.get() and isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
             and frame.index.step == 1):
-        n = len(frame)
-        index: list[str] | np.ndarray = np.arange(n).astype(f"U{len(str(n - 1))}") if n else []
+        index: list[str] | np.ndarray | int = len(frame)     # 0..n-1: just its length
     else:
         index = _strings(frame.index)
     return {"names": [str(c) for c in frame.columns], "columns": columns, "index": index}
@@ -75,6 +74,10 @@ def _table_from_wire(value: Any) -> pd.DataFrame:
     if not isinstance(value, dict) or set(value) != {"names", "columns", "index"}:
         raise codec.CodecError("malformed table")
     names, columns, index = value["names"], value["columns"], value["index"]
+    if isinstance(index, int) and not isinstance(index, bool):   # compact: the range 0..n-1
+        if len(names) != len(columns) or any(len(c) != index for c in columns):
+            raise codec.CodecError("table columns of different lengths")
+        return pd.DataFrame({n: c for n, c in zip(names, columns, strict=True)}, index=pd.RangeIndex(index))
     if len(names) != len(columns) or any(len(c) != len(index) for c in columns):
         raise codec.CodecError("table columns of different lengths")
     frame = pd.DataFrame({n: c for n, c in zip(names, columns, strict=True)})
