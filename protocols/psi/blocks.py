@@ -71,23 +71,26 @@ def _big_int(v: int) -> bytes:
 def _text(seq: Any, kind: str, name: str) -> np.ndarray:
     """(n, 2) uint64 words of str or bytes items: short values encoded, long ones hashed."""
     n = len(seq)
-    if isinstance(seq, np.ndarray):
-        lengths = np.strings.str_len(seq).astype(np.int64)
-        arr = seq.astype(f"{seq.dtype.kind}{SHORT + 1}")
-    else:
-        if kind == "bytes" and not all(type(v) is bytes for v in seq):
-            seq = [bytes(v) for v in seq]
-        lengths = np.fromiter(map(len, seq), dtype=np.int64, count=n)
-        arr = np.array(seq, dtype=f"{'U' if kind == 'str' else 'S'}{SHORT + 1}")   # truncates
+    if kind == "bytes" and not isinstance(seq, np.ndarray) and not all(type(v) is bytes for v in seq):
+        seq = [bytes(v) for v in seq]
+    lengths = (np.strings.str_len(seq).astype(np.int64) if isinstance(seq, np.ndarray)
+               else np.fromiter(map(len, seq), dtype=np.int64, count=n))
     blocks = np.zeros((n, BLOCK), dtype=np.uint8)
-    if kind == "str":
-        points = arr.view(np.uint32).reshape(n, SHORT + 1)
-        short = (lengths <= SHORT) & (points < 128).all(axis=1)   # ASCII: UTF-8 = code points
-        blocks[short, :SHORT] = points[short, :SHORT]
-    else:
-        short = lengths <= SHORT
-        blocks[short, :SHORT] = arr.view(np.uint8).reshape(n, SHORT + 1)[short, :SHORT]
-    blocks[short, SHORT] = lengths[short]
+    short = lengths <= SHORT
+    if short.any():
+        width = f"{'U' if kind == 'str' else 'S'}{SHORT + 1}"
+        arr = seq.astype(width) if isinstance(seq, np.ndarray) else np.array(seq, dtype=width)  # truncates
+        if kind == "str":
+            points = arr.view(np.uint32).reshape(n, SHORT + 1)
+            short &= (points < 128).all(axis=1)                   # ASCII: UTF-8 = code points
+        else:
+            points = arr.view(np.uint8).reshape(n, SHORT + 1)
+        if short.all():
+            blocks[:, :SHORT] = points[:, :SHORT]
+            blocks[:, SHORT] = lengths
+        else:
+            blocks[short, :SHORT] = points[short, :SHORT]
+            blocks[short, SHORT] = lengths[short]
     rest = np.nonzero(~short)[0]
     if len(rest):
         others = [seq[i] for i in rest.tolist()]
