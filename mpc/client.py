@@ -12,15 +12,16 @@ from typing import Any
 
 import grpc
 
-from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
+from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc, value_pb2
 from mpc.runtime import codec
 from mpc.runtime.errors import GaotieError, JobFailed
-from mpc.runtime.grpc_transport import grpc_options
+from mpc.runtime.grpc_transport import DEFAULT_CHUNK_BYTES, grpc_options
 from mpc.runtime.progress import Progress, ProgressDisplay
 from mpc.server.tls import TlsFiles, channel_credentials
 
 _POLL = 0.05
 _SHOW_PROGRESS_AFTER = 2.0
+_RESULT_TIMEOUT = 600.0
 
 
 class Client:
@@ -81,7 +82,7 @@ class Client:
         "total", "unit"}`` of a job: ``failed_party`` is the party whose error or refusal made it
         fail ("" otherwise), ``phase`` is what it does now, ``done`` of ``total`` ``unit`` of that
         phase are finished (total 0: not counted), ``progress`` is their fraction."""
-        s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
+        s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id, omit_result=True))
         return {"job_id": s.job_id, "state": s.state, "error": s.error, "failed_party": s.failed_party,
                 "progress": s.progress,
                 "protocol": s.protocol, "phase": s.phase, "done": s.done, "total": s.total, "unit": s.unit}
@@ -96,11 +97,11 @@ class Client:
         display: ProgressDisplay | None = None
         try:
             while True:
-                s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id))
+                s = self._rpc("Status", party_pb2.JobQuery(job_id=job_id, omit_result=True))
                 if s.state == "done":
                     if display is not None:
                         display.finish()
-                    return codec.decode(s.result)
+                    return self._fetch(job_id)
                 if s.state in ("failed", "cancelled", "refused"):
                     raise _job_failed(s.failed_party, s.error or s.state, job_id)
                 elapsed = time.monotonic() - start
@@ -114,6 +115,32 @@ class Client:
         finally:
             if display is not None:
                 display.close()
+
+    def _fetch(self, job_id: str) -> Any:
+        """A done job's result through the streaming Result RPC (any size, chunks under the cap)."""
+        parts: list[bytes] = []
+        total = got = 0
+        try:
+            for i, chunk in enumerate(self._stub.Result(party_pb2.ResultRequest(
+                    job_id=job_id, max_chunk_bytes=DEFAULT_CHUNK_BYTES), timeout=_RESULT_TIMEOUT)):
+                if chunk.chunk_index != i or (i and chunk.total_size != total):
+                    raise GaotieError(f"party server {self.address}: result of job {job_id} arrived out of order")
+                total = chunk.total_size
+                got += len(chunk.payload)
+                if got > total:
+                    raise GaotieError(f"party server {self.address}: result of job {job_id} exceeds its size {total}")
+                parts.append(chunk.payload)
+                if chunk.last:
+                    break
+        except grpc.RpcError as exc:
+            raise GaotieError(f"party server {self.address}: fetching the result of job {job_id} failed "
+                              f"({exc.code().name}): {exc.details()}") from exc
+        if got != total or not parts:
+            raise GaotieError(f"party server {self.address}: result of job {job_id} is incomplete "
+                              f"({got} of {total} bytes)")
+        value = value_pb2.Value()
+        value.ParseFromString(b"".join(parts))
+        return codec.decode(value)
 
     def run(self, protocol: str, *, job_timeout: float = 0.0, progress: bool = True, **params: Any) -> Any:
         """Submit a job, wait for it, and return this party's result."""

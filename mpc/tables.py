@@ -1,15 +1,19 @@
 """pandas DataFrames as a codec value kind (``table``), and result files.
 
 A table travels as its column names and one numpy array per column (string columns as
-lists of str), so job results that are tables reach clients as DataFrames again.
+lists of str, or inside :func:`compact_text` as numpy ``U`` arrays), so job results that
+are tables reach clients as DataFrames again.
 Results are written to disk atomically: a temporary file in the same directory, fsync,
 then rename, so a reader (or a crash) never sees half a file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +22,62 @@ import pandas as pd
 
 from mpc.runtime import codec
 
+_COMPACT_TEXT: contextvars.ContextVar[bool] = contextvars.ContextVar("compact_text", default=False)
+
+
+@contextlib.contextmanager
+def compact_text() -> Iterator[None]:
+    """Inside: tables encode text columns and the index as numpy ``U`` arrays where that is
+    compact (the streaming ``Result`` RPC, whose clients decode them); outside, as lists of
+    str, which clients before the ``U`` array kind also decode (``Status``)."""
+    token = _COMPACT_TEXT.set(True)
+    try:
+        yield
+    finally:
+        _COMPACT_TEXT.reset(token)
+
+
+def _strings(values: Any) -> list[str] | np.ndarray:
+    """Text cells for the wire: a fixed-width numpy ``U`` array (one bytes field, about
+    4 bytes a character) when padding at most doubles it and it keeps every value (numpy
+    drops trailing NULs), else a list of str (one Value per cell, ~170 bytes each in
+    memory). Both decode to the same DataFrame column."""
+    cells = ["" if v is None else str(v) for v in values]
+    if not cells or not _COMPACT_TEXT.get():
+        return cells
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+    width = int(lengths.max())
+    if width > 2 * lengths.mean() + 8:
+        return cells
+    packed = np.array(cells, dtype=f"U{max(width, 1)}")
+    if not np.array_equal(np.strings.str_len(packed), lengths):
+        return cells
+    return packed
+
 
 def _table_to_wire(frame: pd.DataFrame) -> dict[str, Any]:
     columns = []
     for name in frame.columns:
         values = frame[name].to_numpy()
         if values.dtype.kind not in "biuf":
-            values = ["" if v is None else str(v) for v in values]
+            values = _strings(values)
         columns.append(values)
-    return {"names": [str(c) for c in frame.columns], "columns": columns,
-            "index": [str(i) for i in frame.index]}
+    if (_COMPACT_TEXT.get() and isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
+            and frame.index.step == 1):
+        index: list[str] | np.ndarray | int = len(frame)     # 0..n-1: just its length
+    else:
+        index = _strings(frame.index)
+    return {"names": [str(c) for c in frame.columns], "columns": columns, "index": index}
 
 
 def _table_from_wire(value: Any) -> pd.DataFrame:
     if not isinstance(value, dict) or set(value) != {"names", "columns", "index"}:
         raise codec.CodecError("malformed table")
     names, columns, index = value["names"], value["columns"], value["index"]
+    if isinstance(index, int) and not isinstance(index, bool):   # compact: the range 0..n-1
+        if len(names) != len(columns) or any(len(c) != index for c in columns):
+            raise codec.CodecError("table columns of different lengths")
+        return pd.DataFrame({n: c for n, c in zip(names, columns, strict=True)}, index=pd.RangeIndex(index))
     if len(names) != len(columns) or any(len(c) != len(index) for c in columns):
         raise codec.CodecError("table columns of different lengths")
     frame = pd.DataFrame({n: c for n, c in zip(names, columns, strict=True)})

@@ -70,8 +70,18 @@ def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFr
     result = psi(ctx, ids, receivers=_receivers(params))
     if result is None:
         return None
-    return pd.DataFrame({own_ref(ctx, params, "ids").column: [str(v) for v in result.items],
+    return pd.DataFrame({own_ref(ctx, params, "ids").column: _as_text(ids, result),
                          "row": result.indices.astype(np.int64)})
+
+
+def _as_text(ids: Any, result) -> Any:
+    """The matched ids as text: integer arrays through Arrow (a few bytes per row, no
+    Python str per row), anything else as str of each item."""
+    if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
+        import pyarrow as pa
+        return pd.Series(pa.array(ids[result.indices]).cast(pa.string()),
+                         dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    return [str(v) for v in result.items]
 
 
 def _uses_ids(params: dict[str, Any]):

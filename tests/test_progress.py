@@ -10,7 +10,8 @@ import pytest
 import mpc
 from mpc import client as client_module
 from mpc.runtime.progress import Progress, ProgressDisplay
-from protocols.psi import ecdh_psi, intersection_sum, private_join
+from protocols.psi import ecdh_psi, intersection_sum, oprf_psi, private_join
+from protocols.psi.oprf import PHASE as OPRF_PHASE
 
 KEY_BITS = 1024  # Paillier tests only: fast keys
 
@@ -51,6 +52,21 @@ def test_psi_reports_its_batches():
         assert [p.done for p in batches] == [1, 2, 3, 4, 5, 6, 7, 8, 8], party
         assert {p.total for p in batches} == {8} and {p.unit for p in batches} == {"batches"}
         assert [p.fraction for p in batches] == [i / 8 for i in range(1, 9)] + [1.0]
+
+
+@pytest.mark.parametrize("receivers", [None, "a", "b"])
+def test_oprf_psi_reports_its_buckets(receivers):
+    ids = [f"id{i}" for i in range(1000)]
+    job = _with_progress(lambda ctx, items: oprf_psi(ctx, items, receivers, bucket_size=128))
+    out = mpc.run_local(job, ["a", "b"], args={"a": (ids,), "b": (ids[300:],)}, triples=None)
+    for party, events in out.items():
+        buckets = [p for p in events if p.phase == OPRF_PHASE]
+        done = [p.done for p in buckets]
+        # max(1000, 700) ids / 128: 8 buckets, counted from 0 to 8 one at a time, then done
+        assert done[0] == 0 and done[-1] == 8 and sorted(done) == done, (party, done)
+        assert set(done) == set(range(9)), (party, done)
+        assert {p.total for p in buckets} == {8} and {p.unit for p in buckets} == {"buckets"}
+        assert buckets[-1].fraction == 1.0 and events[-1] == buckets[-1]
 
 
 def test_private_join_reports_its_phases_in_order():
@@ -120,15 +136,16 @@ def test_a_job_without_a_terminal_prints_its_phases_once_each(tls_cluster, capsy
     assert seen == [p for p in order if p in seen], lines       # in the protocol's order
 
 
-@pytest.mark.parametrize("protocol", ["psi.ecdh"])
-def test_status_reports_the_phase(tls_cluster, protocol):
+@pytest.mark.parametrize(("method", "phase", "unit"), [("ecdh", "ECDH PSI: blinding and exchanging ids", "batches"),
+                                                       ("oprf", OPRF_PHASE, "buckets")])
+def test_status_reports_the_phase(tls_cluster, method, phase, unit):
     with tls_cluster.client("bank") as bank:
-        job = bank.submit(protocol, ids=["bank.accounts.customer_id", "retailer.purchases.customer_id"],
-                          method="ecdh")
+        job = bank.submit("psi.ecdh", ids=["bank.accounts.customer_id", "retailer.purchases.customer_id"],
+                          method=method)
         bank.result(job, progress=False)
         s = bank.status(job)
     assert s["state"] == "done" and s["progress"] == 1.0
-    assert s["phase"] == "ECDH PSI: blinding and exchanging ids" and s["unit"] == "batches"
+    assert s["phase"] == phase and s["unit"] == unit
     assert s["done"] == s["total"] >= 1
 
 

@@ -56,6 +56,7 @@ GROUPS = ("x25519", "ed25519")
 _PERSON = b"gaotie-psi-v1"
 # Type tags: an int 1, a str "1" and bytes b"1" hash to different points.
 _TAGS = {"str": b"s", "bytes": b"b", "int": b"i"}
+_EXACT = {str: "str", bytes: "bytes", int: "int"}
 MIN_PARALLEL = 512  # below this a batch runs in the calling thread
 
 
@@ -77,6 +78,9 @@ def item_kind(items: Sequence[Any] | np.ndarray) -> str:
         if items.dtype.kind == "S":
             return "bytes" if len(items) else "empty"
         items = items.tolist()
+    exact = set(map(type, items))              # fast path: one exact type (no per-item loop)
+    if len(exact) == 1 and (only := next(iter(exact))) in _EXACT:
+        return _EXACT[only]
     kind = None
     for i, v in enumerate(items):
         if v is None:
@@ -109,7 +113,10 @@ def hash_items(items: Sequence[Any] | np.ndarray, kind: str | None = None) -> np
     """BLAKE2b-256 digests of ``items`` as an ``(n, 32)`` uint8 array.
 
     Domain-separated by a personalisation string and a type tag, so the same value under
-    different types (``1``, ``"1"``, ``b"1"``) gives different digests.
+    different types (``1``, ``"1"``, ``b"1"``) gives different digests. One BLAKE2b call
+    per item through ``map`` (about 1 us each): hashlib keeps the GIL for inputs under
+    2 KiB, so threads would not help; the OPRF PSI encodes short items without hashing
+    (:mod:`protocols.psi.blocks`).
     """
     kind = kind or item_kind(items)
     n = len(items)
@@ -123,13 +130,20 @@ def hash_items(items: Sequence[Any] | np.ndarray, kind: str | None = None) -> np
         encoded = items.astype("S21").tolist()      # decimal digits, as _encode writes them (vectorised)
     else:
         seq = items.tolist() if isinstance(items, np.ndarray) else items
-        encoded = [_encode(v, kind) for v in seq]
-    buf = bytearray(n * POINT_BYTES)
-    for i, v in enumerate(encoded):
-        h = base.copy()
+        if kind == "str":
+            encoded = map(str.encode, seq)           # UTF-8, strict, as _encode
+        elif kind == "bytes" and set(map(type, seq)) == {bytes}:
+            encoded = seq
+        else:
+            encoded = [_encode(v, kind) for v in seq]
+    copy = base.copy
+
+    def digest(v: bytes) -> bytes:
+        h = copy()
         h.update(v)
-        buf[i * POINT_BYTES:(i + 1) * POINT_BYTES] = h.digest()
-    out[:] = np.frombuffer(bytes(buf), dtype=np.uint8).reshape(n, POINT_BYTES)
+        return h.digest()
+
+    out[:] = np.frombuffer(b"".join(map(digest, encoded)), dtype=np.uint8).reshape(n, POINT_BYTES)
     return out
 
 

@@ -36,7 +36,7 @@ _EXTENSION_BY_TYPE: dict[type, str] = {}
 
 # Numpy kinds that are plain fixed-width numbers: b(ool) i(nt) u(int) f(loat) c(omplex),
 # plus fixed-width bytes (S). Object ("O") arrays could hold anything and are refused.
-_ARRAY_KINDS = frozenset("biufcS")
+_ARRAY_KINDS = frozenset("biufcSU")   # U: fixed-width text (UCS-4), checked on decode
 MAX_NESTING = 64
 _F64 = struct.Struct("<d")
 _FEW = 64  # containers up to this many items are written and read field by field
@@ -173,7 +173,10 @@ def _array_layout(dtype_name: str, shape: Any, nbytes: int) -> tuple[np.dtype, t
 def _decode_array(arr: value_pb2.Array) -> np.ndarray:
     dtype, shape, _ = _array_layout(arr.dtype, arr.shape, len(arr.data))
     # frombuffer gives a read-only view of the message bytes; copy to own writable memory.
-    return np.frombuffer(arr.data, dtype=dtype).reshape(shape).copy()
+    out = np.frombuffer(arr.data, dtype=dtype).reshape(shape).copy()
+    if dtype.kind == "U" and out.size and int(out.view(np.uint32).max()) > 0x10FFFF:
+        raise CodecError("text array holds a code point above U+10FFFF")
+    return out
 
 
 def _text(s: str) -> bytes:

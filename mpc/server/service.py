@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import codec
 from mpc.runtime.errors import describe
@@ -169,9 +170,27 @@ class PartyService(party_pb2_grpc.PartyServicer):
         reply = party_pb2.JobStatus(job_id=job.job_id, state=job.state, error=job.error, protocol=job.spec.name,
                                     failed_party=job.failed_party, progress=p.fraction, phase=p.phase,
                                     done=p.done, total=p.total, unit=p.unit)
-        if job.state == "done":
-            reply.result.CopyFrom(codec.encode(job.result))
+        if job.state == "done" and not request.omit_result:
+            reply.result.CopyFrom(codec.encode(job.result))   # old clients: inline, under the cap
         return reply
+
+    def Result(self, request, context):  # noqa: N802
+        """A done job's result to this party's own certificate, in chunks under the chunk cap."""
+        self._require(context, {self.party})
+        try:
+            job = self.jobs.get(request.job_id)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        if job.state != "done":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {job.job_id} is {job.state}, not done")
+        with tables.compact_text():                                 # text columns as U arrays
+            data = memoryview(codec.encode(job.result).SerializeToString())
+        cap = self.config.limits.max_chunk_bytes
+        size = min(request.max_chunk_bytes or cap, cap)
+        starts = range(0, max(len(data), 1), size)
+        for i, start in enumerate(starts):
+            yield party_pb2.ResultChunk(job_id=job.job_id, total_size=len(data), chunk_index=i,
+                                        last=i == len(starts) - 1, payload=bytes(data[start:start + size]))
 
     def Cancel(self, request, context):  # noqa: N802
         try:

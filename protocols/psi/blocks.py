@@ -2,11 +2,19 @@
 
 Integers are encoded injectively, without hashing: a value v in [-2^119, 2^119) becomes
 v mod 2^120 in bytes 0..14 (little-endian) and a zero byte 15 (numpy int arrays and lists
-of machine-size ints in one vectorised step); larger ints, strings and bytes become the
-first 16 bytes of the shared BLAKE2b item digests (:func:`mpc.crypto.curve.hash_items`),
-so a hashed value meets an encoded one with probability about 2^-120. The OPRF xors its
-hash-function index into byte 15, so ``x || i == y || j`` only if x = y and i = j (for
-hashed blocks: up to probability 2^-120). Duplicates are removed on the blocks by a
+of machine-size ints in one vectorised step). Short strings and bytes are encoded
+injectively too (``TEXT_ENCODING``): a value whose UTF-8 form has L <= 14 bytes becomes
+those bytes, zero-padded, in bytes 0..13, L in byte 14 and a zero byte 15 (for ASCII
+strings in one vectorised step through a numpy ``U`` array, no per-item hashing; the
+length byte keeps trailing NUL bytes apart). Larger ints and longer strings and bytes
+become the first 16 bytes of the shared BLAKE2b item digests
+(:func:`mpc.crypto.curve.hash_items`). Both parties pass the same kind of item (the header
+checks it), so only blocks of one kind meet. The OPRF xors its hash-function index into
+byte 15, so ``x || i == y || j`` only if x = y and i = j for encoded blocks; a hashed
+block (a 128-bit BLAKE2b output, modelled as a random oracle) equals a given other block,
+under any of the 3 x 3 index pairs, with probability at most 9 * 2^-128, so among N
+blocks of both parties a false collision has probability at most 9 N^2 / 2^129 (below
+2^-75 for N = 2^25). Duplicates are removed on the blocks by a
 numeric sort (two uint64 words), not a sort of byte strings. The blocks only ever enter
 keyed AES (bucket and cuckoo hashes, KKRT's pseudo-random code), which needs distinct
 inputs, not random ones. Both parties encode a value the same way, whatever container it
@@ -24,6 +32,9 @@ from mpc.crypto import curve
 from protocols.psi.common import PreparedItems, as_sequence, check_text
 
 BLOCK = 16
+TEXT_ENCODING = "text14-v1"   # in the OPRF header: peers with another encoding fail clearly
+_CHUNK = 1 << 16              # rows compared at a time in distinct()
+SHORT = 14                    # longest UTF-8 form (bytes) encoded without hashing
 _BIG = 1 << 119
 _SIGN = np.uint64(0x00FFFFFFFFFFFFFF)      # sign extension into bytes 8..14, byte 15 zero
 
@@ -43,11 +54,11 @@ def _ints(items: Any) -> np.ndarray | None:
                 return None
     words = np.zeros((len(arr), 2), dtype=np.uint64)
     if arr.dtype.kind == "u":
-        words[:, 0] = arr.astype(np.uint64)
+        words[:, 0] = arr
     else:
-        signed = arr.astype(np.int64)
+        signed = arr.astype(np.int64, copy=False)
         words[:, 0] = signed.view(np.uint64)
-        words[:, 1] = np.where(signed < 0, _SIGN, np.uint64(0))
+        words[np.less(signed, 0), 1] = _SIGN                # no 8-byte-per-item temporary
     return words
 
 
@@ -57,18 +68,67 @@ def _big_int(v: int) -> bytes:
     return hashlib.blake2b(str(v).encode(), digest_size=BLOCK, person=b"gaotie-oprf-int").digest()
 
 
+def _text(seq: Any, kind: str, name: str) -> np.ndarray:
+    """(n, 2) uint64 words of str or bytes items: short values encoded, long ones hashed."""
+    n = len(seq)
+    if kind == "bytes" and not isinstance(seq, np.ndarray) and not all(type(v) is bytes for v in seq):
+        seq = [bytes(v) for v in seq]
+    lengths = (np.strings.str_len(seq).astype(np.int64) if isinstance(seq, np.ndarray)
+               else np.fromiter(map(len, seq), dtype=np.int64, count=n))
+    blocks = np.zeros((n, BLOCK), dtype=np.uint8)
+    short = lengths <= SHORT
+    if short.any():
+        width = f"{'U' if kind == 'str' else 'S'}{SHORT + 1}"
+        arr = seq.astype(width) if isinstance(seq, np.ndarray) else np.array(seq, dtype=width)  # truncates
+        if kind == "str":
+            points = arr.view(np.uint32).reshape(n, SHORT + 1)
+            short &= (points < 128).all(axis=1)                   # ASCII: UTF-8 = code points
+        else:
+            points = arr.view(np.uint8).reshape(n, SHORT + 1)
+        if short.all():
+            blocks[:, :SHORT] = points[:, :SHORT]
+            blocks[:, SHORT] = lengths
+        else:
+            blocks[short, :SHORT] = points[short, :SHORT]
+            blocks[short, SHORT] = lengths[short]
+    rest = np.nonzero(~short)[0]
+    if len(rest):
+        others = [seq[i] for i in rest.tolist()]
+        check_text(others, kind, name, positions=rest)
+        if kind == "str":
+            raw = [v.encode("utf-8") for v in others]
+            fits = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw)) <= SHORT
+            for i in np.nonzero(fits)[0].tolist():     # non-ASCII, short in UTF-8
+                blocks[rest[i], :len(raw[i])] = np.frombuffer(raw[i], dtype=np.uint8)
+                blocks[rest[i], SHORT] = len(raw[i])
+            rest, others = rest[~fits], [v for v, f in zip(others, fits.tolist(), strict=True) if not f]
+        if len(rest):
+            blocks[rest] = curve.hash_items(others, kind)[:, :BLOCK]
+    return blocks.view(np.uint64)
+
+
 def distinct(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of (n, 2) uint64 ``words`` (sorted) and the row -> distinct map."""
-    if len(words) == 0:
+    """Distinct rows of (n, 2) uint64 ``words`` (sorted) and the row -> distinct map.
+
+    About 33 bytes of temporaries per row besides the input and output (the sort order,
+    a flag and the map, int32 below 2^31 rows), compared a chunk at a time.
+    """
+    n = len(words)
+    if n == 0:
         return words, np.zeros(0, dtype=np.int64)
+    index = np.int32 if n < 1 << 31 else np.int64
     order = np.lexsort((words[:, 1], words[:, 0]))
-    w = words[order]
-    new = np.ones(len(w), dtype=bool)
-    new[1:] = np.any(w[1:] != w[:-1], axis=1)
-    rank = np.cumsum(new) - 1
-    inverse = np.empty(len(w), dtype=np.int64)
+    new = np.ones(n, dtype=bool)
+    for start in range(1, n, _CHUNK):
+        here = order[start:start + _CHUNK]
+        prev = order[start - 1:start - 1 + len(here)]
+        new[start:start + len(here)] = np.any(words[here] != words[prev], axis=1)
+    rank = np.cumsum(new, dtype=index)
+    rank -= 1
+    inverse = np.empty(n, dtype=index)
     inverse[order] = rank
-    return w[new], inverse
+    del rank
+    return words[order[new]], inverse
 
 
 def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
@@ -76,8 +136,7 @@ def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
     seq = as_sequence(items, name)
     kind = curve.item_kind(seq)
     if kind in ("str", "bytes"):
-        check_text(seq, kind, name)
-        words = np.ascontiguousarray(curve.hash_items(seq, kind)[:, :BLOCK]).view(np.uint64)
+        words = _text(seq, kind, name)
     elif kind == "empty":
         words = np.zeros((0, 2), dtype=np.uint64)
     else:

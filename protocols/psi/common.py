@@ -89,15 +89,20 @@ def prepare(items: Any, name: str = "items") -> PreparedItems:
     return PreparedItems(kind, digests[first[order]], rank[inverse.ravel()].astype(np.int64), n)
 
 
-def check_text(items: Sequence[Any] | np.ndarray, kind: str, name: str = "items") -> None:
-    """ValueError naming the position of a string that is not valid Unicode (a lone surrogate)."""
+def check_text(items: Sequence[Any] | np.ndarray, kind: str, name: str = "items",
+               positions: np.ndarray | None = None) -> None:
+    """ValueError naming the position of a string that is not valid Unicode (a lone surrogate).
+
+    ``positions``: the input positions of ``items`` when they are a subset of the input.
+    """
     if kind != "str":
         return
     for i, v in enumerate(items.tolist() if isinstance(items, np.ndarray) else items):
         try:
             v.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ValueError(f"{name}: string at position {i} is not valid Unicode "
+            at = i if positions is None else int(positions[i])
+            raise ValueError(f"{name}: string at position {at} is not valid Unicode "
                              "(pass raw bytes as bytes)") from exc
 
 

@@ -58,7 +58,7 @@ from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
-from protocols.psi.blocks import BLOCK, prepare_blocks
+from protocols.psi.blocks import BLOCK, TEXT_ENCODING, prepare_blocks
 from protocols.psi.common import (
     PsiResult,
     check_receivers,
@@ -69,6 +69,8 @@ from protocols.psi.common import (
 
 DEFAULT_OPRF_BUCKET = 1 << 18
 STAT = 40
+_CHUNK = 1 << 16        # items per AES call (layout, sender evaluation): bounded temporaries
+PHASE = "OPRF PSI: evaluating the OPRF per bucket"     # progress: done of nb "buckets"
 
 
 def capacity(n: int, nb: int, stat: int = STAT) -> int:
@@ -92,15 +94,20 @@ class _Layout:
     def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int) -> None:
         if bins >= 1 << 32:
             raise ValueError(f"{bins} bins per bucket: use a smaller bucket_size")
-        a = ecb(key[:16], blocks).view(np.uint64)            # (n, 2): bucket, bins 0 and 1
-        b = ecb(key[16:], blocks).view(np.uint64)            # (n, 2): bin 2
+        n = len(blocks)
+        small = np.uint16 if nb <= 1 << 16 else np.int64            # uint16: numpy radix-sorts it
+        bucket = np.empty(n, dtype=small)
+        self.locations = np.empty((n, 3), dtype=np.uint32)          # 12 bytes per item
         hi32, low = np.uint64(32), np.uint64(0xFFFFFFFF)
-        bucket = (((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32).astype(
-            np.uint16 if nb <= 1 << 16 else np.int64)           # uint16: numpy radix-sorts it
-        self.locations = np.empty((len(blocks), 3), dtype=np.uint32)   # 12 bytes per item
-        for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
-            self.locations[:, k] = (word * np.uint64(bins)) >> hi32
-        self.order = np.argsort(bucket, kind="stable")
+        for start in range(0, n, _CHUNK):                             # AES outputs a chunk at a time
+            part = blocks[start:start + _CHUNK]
+            a = ecb(key[:16], part).view(np.uint64)                  # (c, 2): bucket, bins 0 and 1
+            b = ecb(key[16:], part).view(np.uint64)                  # (c, 2): bin 2
+            bucket[start:start + len(part)] = ((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32
+            for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
+                self.locations[start:start + len(part), k] = (word * np.uint64(bins)) >> hi32
+        index = np.int32 if n < 1 << 31 else np.int64
+        self.order = np.argsort(bucket, kind="stable").astype(index)
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=nb))])
         self.inputs = blocks
 
@@ -189,9 +196,10 @@ def _find(ctx: Context, peer: str, layout: _Layout, m: int, nb: int, cap_f: int,
         pending.append((np.ascontiguousarray(out[filled, :ell]), idx[held], choice[held]))
         if len(pending) == 2:            # one bucket in flight: compare the previous one
             compare(*pending.pop(0))
-        ctx.report_progress(0.95 * (b + 1) / nb)
+            ctx.report_progress(phase=PHASE, done=b, total=nb, unit="buckets")
     while pending:
         compare(*pending.pop(0))
+    ctx.report_progress(phase=PHASE, done=nb, total=nb, unit="buckets")
     return mask
 
 
@@ -207,13 +215,17 @@ def _serve(ctx: Context, peer: str, layout: _Layout, nb: int, cap_s: int, bins: 
             hashes = np.repeat(np.arange(3, dtype=np.int64), k)
             items = np.tile(idx, 3)
             rows = layout.locations[items, hashes].astype(np.int64)
-            f = kkrt.evaluate(np.take(q, rows, axis=0), np.uint64(first) + rows.astype(np.uint64),
-                              layout.oprf_inputs(items, hashes))
-            values[:, :k] = f[:, :ell].reshape(3, k, ell)
+            f = np.empty((3 * k, ell), dtype=np.uint8)
+            for c in range(0, 3 * k, _CHUNK):        # a chunk at a time: bounded temporaries
+                part = slice(c, c + _CHUNK)
+                f[part] = kkrt.evaluate(np.take(q, rows[part], axis=0),
+                                        np.uint64(first) + rows[part].astype(np.uint64),
+                                        layout.oprf_inputs(items[part], hashes[part]))[:, :ell]
+            values[:, :k] = f.reshape(3, k, ell)
         # each set sorted: the order is a function of the (pseudorandom) values alone, so it
         # says no more than a random shuffle would, and the finder needs no sort of its own
         ctx.send(peer, np.stack([_sort_rows(v) for v in values]))
-        ctx.report_progress(0.95 * (b + 1) / nb)
+        ctx.report_progress(phase=PHASE, done=b + 1, total=nb, unit="buckets")
 
 
 def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = None, *,
@@ -241,7 +253,7 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
     if not isinstance(bucket_size, int) or isinstance(bucket_size, bool) or bucket_size < 1:
         raise ValueError(f"bucket_size must be a positive int, got {bucket_size!r}")
     prepared = prepare_blocks(items)
-    params = {"receivers": receivers, "bucket_size": bucket_size}
+    params = {"receivers": receivers, "bucket_size": bucket_size, "encoding": TEXT_ENCODING}
     headers = exchange_header(ctx, "oprf_psi", prepared.kind, len(prepared.digests), params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
     peer = ctx.peers[0]
@@ -257,6 +269,7 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
         cap_f, cap_s = capacity(sizes[finder], nb), capacity(sizes[sender], nb)
         bins = cuckoo.num_bins(cap_f, STAT + math.log2(nb))
         ell = compare_bytes(nb * cap_f * cap_s)
+        ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
         layout = _Layout(prepared.digests, _joint_key(ctx, peer), nb, bins)
         if ctx.party == finder:
             mask = _find(ctx, peer, layout, m, nb, cap_f, cap_s, bins, ell)

@@ -69,6 +69,11 @@ class PartyStub:
                 request_serializer=gaotie_dot_v1_dot_party__pb2.DatasetsRequest.SerializeToString,
                 response_deserializer=gaotie_dot_v1_dot_party__pb2.DatasetsReply.FromString,
                 _registered_method=True)
+        self.Result = channel.unary_stream(
+                '/gaotie.v1.Party/Result',
+                request_serializer=gaotie_dot_v1_dot_party__pb2.ResultRequest.SerializeToString,
+                response_deserializer=gaotie_dot_v1_dot_party__pb2.ResultChunk.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -121,6 +126,13 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Result(self, request, context):
+        """Client to its own party server: a finished job's result, of any size, in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +170,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.Datasets,
                     request_deserializer=gaotie_dot_v1_dot_party__pb2.DatasetsRequest.FromString,
                     response_serializer=gaotie_dot_v1_dot_party__pb2.DatasetsReply.SerializeToString,
+            ),
+            'Result': grpc.unary_stream_rpc_method_handler(
+                    servicer.Result,
+                    request_deserializer=gaotie_dot_v1_dot_party__pb2.ResultRequest.FromString,
+                    response_serializer=gaotie_dot_v1_dot_party__pb2.ResultChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +366,33 @@ class Party:
             '/gaotie.v1.Party/Datasets',
             gaotie_dot_v1_dot_party__pb2.DatasetsRequest.SerializeToString,
             gaotie_dot_v1_dot_party__pb2.DatasetsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Result(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gaotie.v1.Party/Result',
+            gaotie_dot_v1_dot_party__pb2.ResultRequest.SerializeToString,
+            gaotie_dot_v1_dot_party__pb2.ResultChunk.FromString,
             options,
             channel_credentials,
             insecure,
