@@ -81,6 +81,9 @@ def get_source(ctx: Any) -> TripleSource:
         elif kind == "paillier":
             from mpc.ss.paillier_triples import PaillierSource
             source = PaillierSource(ctx)
+        elif kind == "ot":
+            from mpc.ss.ot_triples import OtSource
+            source = OtSource(ctx)
         else:
             raise ValueError(f"unknown triple source {kind!r}; use triples='dealer' or 'paillier'")
         ctx.state[_STATE_KEY] = source
