@@ -90,7 +90,8 @@ class IknpSender:
         u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (KAPPA, padded // 8),
                    "the OT-extension matrix")
         q = prg_columns(self._prgs, padded // 8)
-        q[self._delta_bits] ^= u[self._delta_bits]
+        for j in np.flatnonzero(self._delta_bits):   # q^j = G(k_j) xor Delta_j u^j, in place
+            q[j] ^= u[j]
         first, self.count = self.count, self.count + padded
         return transpose(q)[:m], first
 
