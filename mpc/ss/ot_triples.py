@@ -61,8 +61,9 @@ _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
 
 
 def _bits(words: np.ndarray) -> np.ndarray:
-    """(n,) uint64 -> (n, 64) 0/1 uint64, bit l of word i at [i, l]."""
-    return (words.reshape(-1, 1) >> _BITS) & _ONE
+    """(n,) uint64 -> (n, 64) 0/1 uint8, bit l of word i at [i, l] (little-endian words)."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    return np.unpackbits(words.view(np.uint8), bitorder="little").reshape(-1, 64)
 
 
 def _runs(nbytes: np.ndarray) -> list[tuple[int, int, int]]:
@@ -118,28 +119,30 @@ class OtSource:
     # -- OT batches, both directions at once -----------------------------------------------
     def _cot(self, x: np.ndarray, choices: np.ndarray, w: int, nbytes: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
-        """One batch of correlated OTs each way. As sender with correlations ``x`` ((ms, w)
-        uint64); as receiver with ``choices`` ((mr,) bool; the peer's correlations have w
-        words too). OT i is later multiplied by 2^shift, so only ``nbytes[i % P]`` low
+        """One batch of correlated OTs each way. As sender with correlations ``x`` ((e, P, w)
+        or broadcastable to it, ms = e P OTs); as receiver with ``choices`` ((mr,) bool; the
+        peer's correlations have w words too). OT i is later multiplied by 2^shift, so only ``nbytes[i % P]`` low
         bytes of each word travel. Returns (mine as sender (ms, w), mine as receiver
         (mr, w)): receiver + sender = choice * correlation, in those low bytes."""
-        ms, mr = len(x), len(choices)
+        ms, mr = x.shape[0] * len(nbytes), len(choices)
         if mr:
             t, first_r = self._r.extend(choices)                     # sends U
         send_share = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
-            p0 = _pad(q, first_s, 8 * w).view(np.uint64)
-            p1 = _pad(q ^ self._s.delta, first_s, 8 * w).view(np.uint64)
-            self.ctx.send(self.peer, _pack(p0 + x - p1, nbytes))
-            send_share = np.uint64(0) - p0
+            p0 = _pad(q, first_s, 8 * w).view(np.uint64).reshape(-1, len(nbytes), w)
+            tau = p0 + x
+            tau -= _pad(q ^ self._s.delta, first_s, 8 * w).view(np.uint64).reshape(tau.shape)
+            self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
+            send_share = (np.uint64(0) - p0).reshape(ms, w)
         recv_share = np.zeros((0, w), np.uint64)
         if mr:
             pr = _pad(t, first_r, 8 * w).view(np.uint64)
             data = expect(self.peer, self.ctx.recv(self.peer), np.uint8,
                           (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
             tau = _unpack(data, mr, w, nbytes)
-            recv_share = pr + tau * choices.astype(np.uint64)[:, None]
+            tau *= choices.view(np.uint8)[:, None]
+            recv_share = pr + tau
         return send_share, recv_share
 
     def _cross(self, corr, bits_mine: np.ndarray, n_send: int, shifts: np.ndarray, w: int = 1
@@ -159,9 +162,8 @@ class OtSource:
         outs_s, outs_r = [], []
         for k in range(chunks):
             lo, hi_s, hi_r = k * per, min(n_send, (k + 1) * per), min(n_recv, (k + 1) * per)
-            x = corr(lo, hi_s).reshape(-1, w) if hi_s > lo else np.zeros((0, w), np.uint64)
-            ch = (bits_mine[lo:hi_r].reshape(-1).astype(bool) if hi_r > lo
-                  else np.zeros(0, bool))
+            x = corr(lo, hi_s) if hi_s > lo else np.zeros((0, period, w), np.uint64)
+            ch = bits_mine[lo:hi_r].reshape(-1).astype(bool, copy=False)
             s, r = self._cot(x, ch, w, nbytes)
             outs_s.append(np.sum(s.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
             outs_r.append(np.sum(r.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
@@ -177,7 +179,7 @@ class OtSource:
         mine_send = slice(0, half) if self.rank == 0 else slice(half, n)
         mine_recv = slice(half, n) if self.rank == 0 else slice(0, half)
         sent = bits[mine_send]
-        s, r = self._cross(lambda lo, hi: sent[lo:hi].reshape(hi - lo, period, 1), bits[mine_recv],
+        s, r = self._cross(lambda lo, hi: sent[lo:hi, :, None], bits[mine_recv],
                            len(sent), np.full(period, shift, dtype=np.int64) if period == 1
                            else np.arange(period, dtype=np.int64) + shift)
         out = np.empty(n, np.uint64)
@@ -215,7 +217,7 @@ class OtSource:
         shape = check_shape(shape)
         n = int(np.prod(shape, dtype=np.int64))
         a, b = self.prg.uint64(n), self.prg.uint64(n)
-        s, r = self._cross(lambda lo, hi: np.broadcast_to(a[lo:hi, None, None], (hi - lo, 64, 1)),
+        s, r = self._cross(lambda lo, hi: a[lo:hi, None, None],
                            _bits(b), n, np.arange(64, dtype=np.int64))
         c = a * b + s[:, 0] + r[:, 0]                 # a_i b_i + [a_i b_peer] + [a_peer b_i]
         return a.reshape(shape), b.reshape(shape), c.reshape(shape)
@@ -231,7 +233,7 @@ class OtSource:
         tj = np.repeat(np.arange(k), nn)             # element (t, j) -> t, t-major like b.ravel()
 
         def corr(lo: int, hi: int) -> np.ndarray:
-            return np.broadcast_to(cols[tj[lo:hi], None, :], (hi - lo, 64, m))
+            return cols[tj[lo:hi], None, :]
 
         s, r = self._cross(corr, _bits(b.ravel()), k * nn, np.arange(64, dtype=np.int64), w=m)
         cross = (s + r).reshape(k, nn, m).sum(axis=0, dtype=np.uint64).T   # (m, nn)
