@@ -2,7 +2,7 @@
 
 Run: ``python bench/bench_ot_triples.py`` (or through pytest: ``pytest bench/bench_ot_triples.py
 -p no:cacheprovider -o addopts="" -s``). Sizes: ``GAOTIE_BENCH_OT_N`` (default 2^20),
-``GAOTIE_BENCH_PAILLIER_N`` (default 200 products, 4 comparisons, 2048-bit key).
+``GAOTIE_BENCH_PAILLIER_N`` (default 200 products and as many comparisons, 2048-bit key).
 
 Two parties over the gRPC transport (``mpc.run_local(transport="grpc")``: both parties in
 this process, sharing this machine's two cores), inputs already shared, timed on party 0:
@@ -12,12 +12,16 @@ truncation are made inside the call) and ``x < y``. The same run times the deale
 size. SPU CHEETAH's figures are anchors measured on this machine (simulator, 2 parties,
 FM64, 2^20 elements: ``a * b`` 12.0 s, ``a < b`` 32.4 s), kept as constants here; the
 ratio printed is CHEETAH's time per element over ours (>= 1: at least CHEETAH's speed).
-The share of time spent in the transport is the time party 0 spent blocked in recv.
+The share of time spent in the transport is the time party 0 spent blocked in recv
+(``wait%``). ``cpu s`` is this process's CPU time over the call (both parties, their
+transports and the thread pool): on a machine other jobs load, the wall time follows the
+load and the CPU time does not.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import numpy as np
@@ -28,6 +32,11 @@ from mpc import ss
 N = int(os.environ.get("GAOTIE_BENCH_OT_N", 1 << 20))
 N_PAILLIER = int(os.environ.get("GAOTIE_BENCH_PAILLIER_N", 200))
 CHEETAH = {"mul": 12.0 / (1 << 20), "lt": 32.4 / (1 << 20)}   # seconds per element, measured here
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _job(n: int, transport: str, **options) -> dict[str, float]:
@@ -49,13 +58,13 @@ def _job(n: int, transport: str, **options) -> dict[str, float]:
                 blocked[0] += time.perf_counter() - t
         ctx.recv = timed_recv
         out = {}
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), _cpu()
         z = a * b
-        out["mul"], out["mul_wait"] = time.perf_counter() - t, blocked[0]
+        out["mul"], out["mul_wait"], out["mul_cpu"] = time.perf_counter() - t, blocked[0], _cpu() - c0
         blocked[0] = 0.0
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), _cpu()
         c = a < b
-        out["lt"], out["lt_wait"] = time.perf_counter() - t, blocked[0]
+        out["lt"], out["lt_wait"], out["lt_cpu"] = time.perf_counter() - t, blocked[0], _cpu() - c0
         ctx.recv = recv
         zr, cr = z.reveal(), c.reveal()
         assert np.abs(zr - x * y).max() < 1.0 and np.array_equal(cr, (x < y).astype(np.int64))
@@ -72,11 +81,12 @@ def main() -> None:
     rows = [("ot", N, _job(N, "grpc", triples="ot")),
             ("dealer", N, _job(N, "grpc", triples="dealer")),
             ("paillier", N_PAILLIER, _job(N_PAILLIER, "grpc", triples="paillier"))]
-    print(f"{'source':10} {'n':>8} {'x*y s':>8} {'us/el':>8} {'wait%':>6} {'x<y s':>8} {'us/el':>8} "
-          f"{'wait%':>6}")
+    print(f"{'source':10} {'n':>8} {'x*y s':>8} {'us/el':>9} {'wait%':>6} {'cpu s':>7} {'x<y s':>8} "
+          f"{'us/el':>9} {'wait%':>6} {'cpu s':>7}")
     for name, n, r in rows:
-        print(f"{name:10} {n:8d} {r['mul']:8.2f} {1e6 * r['mul'] / n:8.2f} {100 * r['mul_wait'] / r['mul']:6.1f}"
-              f" {r['lt']:8.2f} {1e6 * r['lt'] / n:8.2f} {100 * r['lt_wait'] / r['lt']:6.1f}")
+        print(f"{name:10} {n:8d} {r['mul']:8.2f} {1e6 * r['mul'] / n:9.2f} {100 * r['mul_wait'] / r['mul']:6.1f}"
+              f" {r['mul_cpu']:7.2f} {r['lt']:8.2f} {1e6 * r['lt'] / n:9.2f} {100 * r['lt_wait'] / r['lt']:6.1f}"
+              f" {r['lt_cpu']:7.2f}")
     ot = rows[0][2]
     for op in ("mul", "lt"):
         ratio = CHEETAH[op] / (ot[op] / N)
