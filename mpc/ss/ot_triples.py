@@ -25,6 +25,8 @@ parties hash, transpose and send in parallel.
   r_1)_j: r_i's own bits are its boolean share, and the arithmetic share subtracts shares
   of sum_j 2^(j+1) r_0[j] r_1[j], 64 correlated OTs of 1-bit correlations per element,
   half the elements each way); truncation pairs from 64 daBits per element.
+* Comparisons: :meth:`OtSource.msb_xor`, a ripple-carry adder over the two shares (no
+  edaBit), 63 AND triples per element.
 * Truncation: the exact two-party wrap-bit protocol (:meth:`OtSource.truncate`, the same
   one as the Paillier source) with the one bit product by a correlated OT: error at most
   one unit in the last place, no failure probability for |x| < 2^62 (no SecureML local
@@ -297,3 +299,42 @@ class OtSource:
         if self.rank == 0:
             out += nonzero - (np.uint64(1 << 62) >> bits)
         return out
+
+    def msb_xor(self, x: np.ndarray) -> np.ndarray:
+        """XOR shares (bit 0 of each word) of the top bit of x = x_0 + x_1 (x < 0 in the
+        signed reading), without an edaBit: the two shares are the two addends, each known
+        in the clear to its holder, so the bits of x_0 are boolean-shared as (x_0, 0) and
+        those of x_1 as (0, x_1). A ripple-carry adder over the bit planes (bit-sliced, 64
+        elements per word): c_{i+1} = a_i xor ((a_i xor b_i) AND (a_i xor c_i)), one AND per
+        bit, 63 ANDs per element (126 random OTs) instead of an edaBit (64 correlated OTs)
+        and a carry tree (about 250 random OTs). The AND triples are made in one batch
+        first; then 63 rounds of one opening each (GMW with Beaver triples: every opened
+        value is masked by a fresh triple, uniform). Used by :func:`mpc.ss.compare.msb_xor`.
+        """
+        from mpc.ot.bits import pad_rows, transpose
+        from mpc.ss.beaver import open_many
+
+        shape = np.shape(x)
+        flat = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
+        n = flat.size
+        if n == 0:
+            return np.zeros(shape, np.uint64)
+        rows = np.zeros((pad_rows(n, 64), 8), np.uint8)
+        rows[:n] = flat.view(np.uint8).reshape(n, 8)
+        planes = transpose(rows).view(np.uint64)             # (64, words): plane i = bit i
+        words = planes.shape[1]
+        ta, tb, tc = self.boolean((63, words))
+        mine_a = planes if self.rank == 0 else np.zeros_like(planes)   # x_0's bits
+        mine_b = planes if self.rank == 1 else np.zeros_like(planes)   # x_1's bits
+        carry = np.zeros(words, np.uint64)
+        for i in range(63):
+            a_i, ab_i = mine_a[i], mine_a[i] ^ mine_b[i]
+            u = a_i ^ carry
+            d, e = open_many(self.ctx, [ab_i ^ ta[i], u ^ tb[i]], xor=True)
+            z = tc[i] ^ (d & tb[i]) ^ (e & ta[i])
+            if self.rank == 0:
+                z ^= d & e
+            carry = a_i ^ z
+        top = mine_a[63] ^ mine_b[63] ^ carry
+        bits = np.unpackbits(top.view(np.uint8), bitorder="little")[:n]
+        return bits.astype(np.uint64).reshape(shape)
