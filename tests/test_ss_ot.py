@@ -176,3 +176,21 @@ def test_odd_sizes(n):
 def test_needs_two_parties():
     with pytest.raises(Exception, match="exactly two"):
         mpc.run_local(lambda ctx: get_source(ctx), ["a", "b", "c"], **OPTS)
+
+
+def test_functions_on_the_edabit_path():
+    """sort, argmax, division and sqrt (bit decomposition with the source's edaBits, and the
+    two-party msb adder) against numpy."""
+    x = np.array([3.5, -1.25, 8.0, 0.5, 2.0, -7.75, 100.0, 0.0])
+    y = np.array([2.0, 0.5, 4.0, 9.0, 1.5, 3.0, 25.0, 7.0])
+
+    def fn(ctx, a, b):
+        return (ss.sort(a).reveal(), a.argmax().reveal(), (a / b).reveal(), ss.sqrt(b).reveal(),
+                ss.reciprocal(b).reveal())
+
+    srt, am, div, sq, rec = run(fn, x, y)
+    np.testing.assert_array_equal(srt, np.sort(x))
+    assert int(am) == int(np.argmax(x))
+    np.testing.assert_allclose(div, x / y, atol=1e-3)
+    np.testing.assert_allclose(sq, np.sqrt(y), atol=1e-3)
+    np.testing.assert_allclose(rec, 1 / y, atol=1e-3)
