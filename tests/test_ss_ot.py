@@ -194,3 +194,12 @@ def test_functions_on_the_edabit_path():
     np.testing.assert_allclose(div, x / y, atol=1e-3)
     np.testing.assert_allclose(sq, np.sqrt(y), atol=1e-3)
     np.testing.assert_allclose(rec, 1 / y, atol=1e-3)
+
+
+def test_tall_matmul_in_row_blocks(monkeypatch):
+    """A @ B with more rows than one block (blocks shrunk to 3 rows here): same triple relation."""
+    from mpc.ss import ot_triples
+    monkeypatch.setattr(ot_triples, "_MATMUL_ROWS", 3)
+    out = mpc.run_local(lambda ctx: get_source(ctx).matmul((8, 3), (3, 2)), ["alice", "bob"], **OPTS)
+    a, b, c = [x + y for x, y in zip(out["alice"], out["bob"], strict=True)]
+    assert np.array_equal(a @ b, c)

@@ -60,6 +60,7 @@ _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64)
 _CHUNK_OTS = 1 << 20      # OTs per IKNP batch: 16 MiB matrices, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
+_MATMUL_ROWS = 1 << 14    # rows of A per matmul block (so one OT's message stays <= 128 KiB)
 
 
 def _bits(words: np.ndarray) -> np.ndarray:
@@ -231,14 +232,14 @@ class OtSource:
         out_shape = matmul_shape(shape_a, shape_b)
         (m, k), nn = shape_a, shape_b[1]
         a, b = self.prg.uint64(shape_a), self.prg.uint64(shape_b)
-        cols = np.ascontiguousarray(a.T)              # (k, m): column t of A is OT (t, j)'s correlation
         tj = np.repeat(np.arange(k), nn)             # element (t, j) -> t, t-major like b.ravel()
-
-        def corr(lo: int, hi: int) -> np.ndarray:
-            return cols[tj[lo:hi], None, :]
-
-        s, r = self._cross(corr, _bits(b.ravel()), k * nn, np.arange(64, dtype=np.int64), w=m)
-        cross = (s + r).reshape(k, nn, m).sum(axis=0, dtype=np.uint64).T   # (m, nn)
+        choices = _bits(b.ravel())
+        cross = np.empty((m, nn), np.uint64)
+        for r0 in range(0, m, _MATMUL_ROWS):         # blocks of A's rows: bounded messages
+            cols = np.ascontiguousarray(a[r0:r0 + _MATMUL_ROWS].T)   # (k, rows): OT (t, j)'s correlation
+            s, r = self._cross(lambda lo, hi, cols=cols: cols[tj[lo:hi], None, :], choices, k * nn,
+                               np.arange(64, dtype=np.int64), w=cols.shape[1])
+            cross[r0:r0 + cols.shape[1]] = (s + r).reshape(k, nn, -1).sum(axis=0, dtype=np.uint64).T
         return a, b, (np.matmul(a, b) + cross).reshape(out_shape)
 
     def boolean(self, shape: Shape):
