@@ -203,3 +203,27 @@ def test_tall_matmul_in_row_blocks(monkeypatch):
     out = mpc.run_local(lambda ctx: get_source(ctx).matmul((8, 3), (3, 2)), ["alice", "bob"], **OPTS)
     a, b, c = [x + y for x, y in zip(out["alice"], out["bob"], strict=True)]
     assert np.array_equal(a @ b, c)
+
+
+def test_statistics_without_a_dealer():
+    """Joint statistics between two parties alone: describe, correlation and quantiles (the
+    secret bitwise search: the OT source has no shuffle) against pandas / numpy."""
+    import pandas as pd
+
+    from protocols import stats
+
+    rng = np.random.default_rng(12)
+    data = {"x": np.round(rng.normal(size=60) * 10, 2), "y": np.round(rng.normal(size=60), 3)}
+
+    def job(ctx):
+        x = ss.share(ctx, data["x"] if ctx.party == "alice" else None, "alice")
+        y = ss.share(ctx, data["y"] if ctx.party == "bob" else None, "bob")
+        return (stats.describe(ctx, {"x": x, "y": y}), stats.corr_matrix(ctx, {"x": x, "y": y}),
+                stats.quantile(ctx, x, [0.25, 0.5], method="nearest"))
+
+    d, c, qs = mpc.run_local(job, ["alice", "bob"], **OPTS)["alice"]
+    ref = pd.DataFrame(data).describe().T
+    np.testing.assert_allclose(d.loc[ref.index, ["count", "mean", "std", "min", "max"]].to_numpy(),
+                               ref[["count", "mean", "std", "min", "max"]].to_numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(c.to_numpy(), np.corrcoef(data["x"], data["y"]), atol=1e-3)
+    np.testing.assert_allclose(qs, np.quantile(data["x"], [0.25, 0.5], method="nearest"), atol=1e-3)
