@@ -11,7 +11,7 @@ parties hash, transpose and send in parallel.
   (l = 0..63) and the sender's correlation is a_0; the sender keeps -p_l, the receiver
   p_l + b_1[l] a_0, and both weight by 2^l and sum: shares of a_0 b_1 mod 2^64. As the
   weight 2^l kills the top l bits, OT l's correction carries only the low 64 - l bits
-  (rounded up to bytes: 288 bytes per element instead of 512) -- the correlated-OT with
+  (rounded up to 1, 2, 4 or 8 bytes: 344 bytes per element instead of 512) -- the correlated-OT with
   short messages of Asharov, Lindell, Schneider, Zohner (CCS 2013). a_1 b_0 runs the
   other way at the same time; c_i = a_i b_i + both cross shares.
 * Matmul triples: Gilboa on the matrix form (not from elementwise triples): for A_0 @ B_1
@@ -80,15 +80,22 @@ def _runs(nbytes: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def _widths(shifts: np.ndarray) -> np.ndarray:
-    """Bytes that matter of an OT value later multiplied by 2^shift (mod 2^64)."""
-    return np.maximum(0, -(-(64 - np.asarray(shifts, dtype=np.int64)) // 8))
+    """Bytes that travel of an OT value later multiplied by 2^shift (mod 2^64): the
+    64 - shift bits that matter, rounded up to 1, 2, 4 or 8 bytes (a dtype cast packs them)."""
+    need = np.maximum(0, 64 - np.asarray(shifts, dtype=np.int64))
+    return np.select([need == 0, need <= 8, need <= 16, need <= 32], [0, 1, 2, 4], 8)
+
+
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def _pack(tau: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-    """The low ``nbytes[p]`` bytes of each word of OT p of every period, as one uint8 array."""
+    """The low ``nbytes[p]`` bytes of each word of OT p of every period, as one uint8 array
+    (runs of equal width, widest first, so every run stays aligned to its width)."""
     m, w = tau.shape
-    b = tau.view(np.uint8).reshape(m // len(nbytes), len(nbytes), w, 8)
-    return np.concatenate([b[:, s:e, :, :k].reshape(-1) for s, e, k in _runs(nbytes) if k])
+    t = tau.reshape(m // len(nbytes), len(nbytes), w)
+    return np.concatenate([t[:, s:e].astype(_UINT[k]).reshape(-1).view(np.uint8)
+                           for s, e, k in _runs(nbytes) if k])
 
 
 def _packed_size(m: int, w: int, nbytes: np.ndarray) -> int:
@@ -96,14 +103,14 @@ def _packed_size(m: int, w: int, nbytes: np.ndarray) -> int:
 
 
 def _unpack(data: np.ndarray, m: int, w: int, nbytes: np.ndarray) -> np.ndarray:
-    out = np.zeros((m // len(nbytes), len(nbytes), w, 8), dtype=np.uint8)
+    out = np.zeros((m // len(nbytes), len(nbytes), w), dtype=np.uint64)
     pos = 0
     for s, e, k in _runs(nbytes):
         if k:
             size = out.shape[0] * (e - s) * w * k
-            out[:, s:e, :, :k] = data[pos:pos + size].reshape(out.shape[0], e - s, w, k)
+            out[:, s:e] = data[pos:pos + size].view(_UINT[k]).reshape(out.shape[0], e - s, w)
             pos += size
-    return out.view(np.uint64).reshape(m, w)
+    return out.reshape(m, w)
 
 
 class OtSource:
