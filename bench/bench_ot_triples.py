@@ -2,7 +2,7 @@
 
 Run: ``python bench/bench_ot_triples.py`` (or through pytest: ``pytest bench/bench_ot_triples.py
 -p no:cacheprovider -o addopts="" -s``). Sizes: ``GAOTIE_BENCH_OT_N`` (default 2^20),
-``GAOTIE_BENCH_PAILLIER_N`` (default 200 products and as many comparisons, 2048-bit key).
+``GAOTIE_BENCH_PAILLIER_N`` (default 50 products and as many comparisons, 2048-bit key).
 
 Two parties over the gRPC transport (``mpc.run_local(transport="grpc")``: both parties in
 this process, sharing this machine's two cores), inputs already shared, timed on party 0:
@@ -30,7 +30,7 @@ import mpc
 from mpc import ss
 
 N = int(os.environ.get("GAOTIE_BENCH_OT_N", 1 << 20))
-N_PAILLIER = int(os.environ.get("GAOTIE_BENCH_PAILLIER_N", 200))
+N_PAILLIER = int(os.environ.get("GAOTIE_BENCH_PAILLIER_N", 50))
 CHEETAH = {"mul": 12.0 / (1 << 20), "lt": 32.4 / (1 << 20)}   # seconds per element, measured here
 
 
