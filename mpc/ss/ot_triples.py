@@ -131,20 +131,21 @@ class OtSource:
              ) -> tuple[np.ndarray, np.ndarray]:
         """One batch of correlated OTs each way. As sender with correlations ``x`` ((e, P, w)
         or broadcastable to it, ms = e P OTs); as receiver with ``choices`` ((mr,) bool; the
-        peer's correlations have w words too). OT i is later multiplied by 2^shift, so only ``nbytes[i % P]`` low
-        bytes of each word travel. Returns (mine as sender (ms, w), mine as receiver
-        (mr, w)): receiver + sender = choice * correlation, in those low bytes."""
+        peer's correlations have w words too). OT i is later multiplied by 2^shift, so only
+        ``nbytes[i % P]`` low bytes of each word travel. Returns (the negated share as sender, p0 (ms, w); mine as
+        receiver (mr, w)): receiver - p0 = choice * correlation, in those low bytes."""
         ms, mr = x.shape[0] * len(nbytes), len(choices)
         if mr:
             t, first_r = self._r.extend(choices)                     # sends U
-        send_share = np.zeros((0, w), np.uint64)
+        p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
             p0 = _pad(q, first_s, 8 * w).view(np.uint64).reshape(-1, len(nbytes), w)
             tau = p0 + x
-            tau -= _pad(q ^ self._s.delta, first_s, 8 * w).view(np.uint64).reshape(tau.shape)
+            q ^= self._s.delta                                       # q xor Delta, in place
+            tau -= _pad(q, first_s, 8 * w).view(np.uint64).reshape(tau.shape)
             self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
-            send_share = (np.uint64(0) - p0).reshape(ms, w)
+            p0 = p0.reshape(ms, w)
         recv_share = np.zeros((0, w), np.uint64)
         if mr:
             pr = _pad(t, first_r, 8 * w).view(np.uint64)
@@ -152,8 +153,9 @@ class OtSource:
                           (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
             tau = _unpack(data, mr, w, nbytes)
             tau *= choices.view(np.uint8)[:, None]
-            recv_share = pr + tau
-        return send_share, recv_share
+            tau += pr
+            recv_share = tau
+        return p0, recv_share
 
     def _cross(self, corr, bits_mine: np.ndarray, n_send: int, shifts: np.ndarray, w: int = 1
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +177,8 @@ class OtSource:
             x = corr(lo, hi_s) if hi_s > lo else np.zeros((0, period, w), np.uint64)
             ch = bits_mine[lo:hi_r].reshape(-1).astype(bool, copy=False)
             s, r = self._cot(x, ch, w, nbytes)
-            outs_s.append(np.sum(s.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
+            outs_s.append(np.uint64(0) - np.sum(s.reshape(-1, period, w) << weights, axis=1,
+                                                dtype=np.uint64))   # the sender's share is -p0
             outs_r.append(np.sum(r.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
         empty = np.zeros((0, w), np.uint64)
         return (np.concatenate(outs_s) if outs_s else empty,
