@@ -11,9 +11,9 @@ parties hash, transpose and send in parallel.
   (l = 0..63) and the sender's correlation is a_0; the sender keeps -p_l, the receiver
   p_l + b_1[l] a_0, and both weight by 2^l and sum: shares of a_0 b_1 mod 2^64. As the
   weight 2^l kills the top l bits, OT l's correction carries only the low 64 - l bits
-  (rounded up to 1, 2, 4 or 8 bytes: 344 bytes per element instead of 512) -- the correlated-OT with
-  short messages of Asharov, Lindell, Schneider, Zohner (CCS 2013). a_1 b_0 runs the
-  other way at the same time; c_i = a_i b_i + both cross shares.
+  (rounded up to 1, 2, 4 or 8 bytes: 344 bytes per element instead of 512) -- the
+  correlated OT with short messages of Asharov, Lindell, Schneider, Zohner (CCS 2013).
+  a_1 b_0 runs the other way at the same time; c_i = a_i b_i + both cross shares.
 * Matmul triples: Gilboa on the matrix form (not from elementwise triples): for A_0 @ B_1
   the receiver chooses with the bits of each B_1[t, j] and the sender's correlation is
   the column A_0[:, t] (m words per OT), so k n 64 OTs per direction instead of m k n 128.
@@ -42,6 +42,12 @@ not make is pseudorandom to it (correlation robustness with the unknown Delta), 
 is uniform whatever the sender's correlation. Shares of every triple are therefore
 pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
 x - r) is masked by them. Tweaks (the OT's index in its session) are never reused.
+
+Parameters: kappa = 128 (computational; there is no statistical parameter: every share
+is exact, no masking slack as in the Paillier source); OTs in batches of 2^20 (16 MiB
+IKNP matrices), so memory stays bounded whatever the request. Costs per element: an
+arithmetic triple 128 correlated OTs (2 x 64, 2 x (1024 + 344) bytes), an AND triple word
+128 random OTs (2 x 1 KiB), a comparison 63 AND bits (about 16 KiB) and one daBit.
 """
 
 from __future__ import annotations
