@@ -47,7 +47,8 @@ Parameters: kappa = 128 (computational; there is no statistical parameter: every
 is exact, no masking slack as in the Paillier source); OTs in batches of 2^20 (16 MiB
 IKNP matrices), so memory stays bounded whatever the request. Costs per element: an
 arithmetic triple 128 correlated OTs (2 x 64, 2 x (1024 + 344) bytes), an AND triple word
-128 random OTs (2 x 1 KiB), a comparison 63 AND bits (about 16 KiB) and one daBit.
+128 random OTs (2 x 1 KiB), a comparison 63 AND bits (126 random OTs, about 2 KiB)
+and one daBit.
 """
 
 from __future__ import annotations
