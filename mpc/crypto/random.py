@@ -72,3 +72,13 @@ class PRG:
         out = np.empty(count + 2, dtype=np.uint64)
         self._enc.update_into(_zeros(8 * count), memoryview(out).cast("B"))
         return out[:count].reshape(shape)
+
+
+def expand_rows(prgs: list[PRG], nbytes: int) -> np.ndarray:
+    """The next ``nbytes`` of each PRG's stream as the rows of one (len(prgs), nbytes) uint8
+    array, each stream encrypted straight into its row (no intermediate bytes or copies)."""
+    buf = np.empty(len(prgs) * nbytes + 16, dtype=np.uint8)   # update_into wants a spare block
+    zeros = _zeros(nbytes)
+    for j, prg in enumerate(prgs):   # row j's spare bytes are row j + 1's, written next
+        prg._enc.update_into(zeros, memoryview(buf[j * nbytes:(j + 1) * nbytes + 16]))
+    return buf[:len(prgs) * nbytes].reshape(len(prgs), nbytes)

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from mpc.crypto.random import PRG
+from mpc.crypto.random import PRG, expand_rows
 from mpc.ot import base
 from mpc.ot.bits import pad_rows, transpose
 from mpc.ot.hashing import BLOCK, tccr
@@ -48,10 +48,7 @@ def random_bits(n: int) -> np.ndarray:
 
 def prg_columns(prgs: list[PRG], nbytes: int) -> np.ndarray:
     """The next ``nbytes`` of each PRG as the rows of a (len(prgs), nbytes) bit matrix."""
-    out = np.empty((len(prgs), nbytes), dtype=np.uint8)
-    for j, prg in enumerate(prgs):
-        out[j] = np.frombuffer(prg.bytes(nbytes), dtype=np.uint8)
-    return out
+    return expand_rows(prgs, nbytes)
 
 
 def _pad(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
@@ -91,7 +88,8 @@ class IknpSender:
         u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (KAPPA, padded // 8),
                    "the OT-extension matrix")
         q = prg_columns(self._prgs, padded // 8)
-        q[self._delta_bits] ^= u[self._delta_bits]
+        for j in np.flatnonzero(self._delta_bits):   # q^j = G(k_j) xor Delta_j u^j, in place
+            q[j] ^= u[j]
         first, self.count = self.count, self.count + padded
         return transpose(q)[:m], first
 

@@ -55,7 +55,11 @@ def tweak_blocks(tweaks: np.ndarray | int, n: int) -> np.ndarray:
 def tccr(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
     """``H(i, x) = pi(pi(x) xor i) xor pi(x)`` for each row ``x`` of ``(n, 16)`` uint8."""
     p = _pi(x)
-    out = _pi(p ^ tweak_blocks(tweaks, len(x)))
+    lanes = p.reshape(-1, BLOCK).view(np.uint64)[:, 0]   # the low 64 bits of each pi(x)
+    t = np.asarray(tweaks, dtype=np.uint64)
+    lanes ^= t                                           # in place: pi(x) xor i, no copy
+    out = _pi(p)
+    lanes ^= t                                           # back to pi(x)
     np.bitwise_xor(out, p, out=out)
     return out
 

@@ -12,6 +12,10 @@ works on every level (about 2 word-ANDs per element instead of 11, 6 rounds), th
 converted back to an arithmetic 0/1 share with a daBit (one more round): 8 rounds in all. ``a < b`` is ``ltz(a - b)``,
 exact whenever |a - b| < 2^63 (always true inside the engine's range).
 
+A two-party source that has its own ``msb_xor`` (the OT source, ``triples="ot"``) is used
+instead for the top bit: its shares are the two addends, so a ripple-carry adder over them
+needs no edaBit (63 ANDs per element, 63 rounds; see :meth:`mpc.ss.ot_triples.OtSource.msb_xor`).
+
 ``ltz_open`` opens the XOR-shared top bit instead (7 rounds of ``msb_xor`` + 1): it
 reveals the comparison outcomes, so it is only for protocols whose outcomes are
 independent of the data (comparisons of distinct keys in an obliviously shuffled order,
@@ -23,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.runtime.context import Context
+from mpc.ss import provider
 from mpc.ss.beaver import and_words, b2a_bits, open_arith, open_bits
 from mpc.ss.triples import get_source
 
@@ -107,8 +112,11 @@ def ltz(ctx: Context, x: np.ndarray) -> np.ndarray:
 def msb_xor(ctx: Context, x: np.ndarray) -> np.ndarray:
     """XOR shares (bit 0 of each word) of the top bit of each x (x < 0 in the signed
     reading): ``ltz`` without the conversion to an arithmetic share; 7 rounds."""
+    source = get_source(ctx)
+    if source.supports(provider.MSB_XOR):      # a two-party source with its own adder (OT)
+        return source.msb_xor(np.asarray(x, dtype=np.uint64))
     flat = np.asarray(x, dtype=np.uint64).reshape(-1)
-    r_arith, r_bool = get_source(ctx).edabit(flat.shape)
+    r_arith, r_bool = source.edabit(flat.shape)
     c = open_arith(ctx, flat - r_arith)        # x = c + r (mod 2^64), c uniform
     top = (r_bool ^ c if ctx.rank == 0 else r_bool) >> np.uint64(63)
     return (top ^ _carry_into_msb(ctx, c, r_bool)).reshape(np.shape(x))

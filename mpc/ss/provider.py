@@ -7,8 +7,8 @@ third party that needs no data (the dealer's shuffle and join). As CrypTen's
 it has in ``capabilities``, and calling one it lacks raises :class:`MissingCapability`
 naming the capability and the source. Callers ask ``supports(cap)``, never ``hasattr``.
 
-Which source a job uses is the runtime option ``triples`` (``"dealer"``, the default, or
-``"paillier"``; :func:`register_source` adds more, e.g. an OT source). What a job needs is
+Which source a job uses is the runtime option ``triples`` (``"dealer"``, the default,
+``"ot"`` or ``"paillier"``; :func:`register_source` adds more). What a job needs is
 declared up front, so that a job that needs a capability its source lacks fails at start:
 registry entries declare it (``ProtocolSpec.needs``, checked by every party server when it
 prepares the job) and SPMD functions with :func:`needs` (checked by ``run_local`` before
@@ -46,8 +46,9 @@ DABIT = "dabit"                    # a bit shared arithmetically and bitwise
 SHUFFLE = "shuffle"                # oblivious per-row permutation (a third party deals it)
 DEALER_JOIN = "dealer_join"        # a third party matches keyed tags and re-shares rows
 PREFETCH = "prefetch"              # requests may be sent ahead of use
+MSB_XOR = "msb_xor"                # the source's own two-party top-bit circuit on the two shares
 CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BITS, TRUNCATE, EDABIT,
-                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH})
+                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR})
 # What SharedTensor arithmetic and comparisons use on every source.
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
@@ -124,6 +125,11 @@ class RandomnessProvider:
         """Shares of a uniform bit b: arithmetic and boolean (XOR, in bit 0)."""
         raise self._missing(DABIT)
 
+    def msb_xor(self, x: np.ndarray) -> np.ndarray:
+        """XOR shares (bit 0) of the top bit of the arithmetically shared ``x``, by a circuit
+        over the two parties' shares themselves (two-party sources; no edaBit needed)."""
+        raise self._missing(MSB_XOR)
+
     def shuffle(self, shape: Shape) -> list[dict[str, np.ndarray]]:
         """This party's pieces of an oblivious shuffle of a (rows, length) array, one dict
         per round j: ``{"perm", "mask"}`` for party j, else ``{"mask", "share"}``
@@ -149,6 +155,7 @@ class RandomnessProvider:
 _SOURCES: dict[str, tuple[str, str]] = {
     DEALER: ("mpc.ss.dealer", "DealerSource"),
     "paillier": ("mpc.ss.paillier_triples", "PaillierSource"),
+    "ot": ("mpc.ss.ot_triples", "OtSource"),
 }
 
 
