@@ -49,6 +49,9 @@ def read_varint(mv: memoryview, pos: int, end: int) -> tuple[int, int]:
             raise WireError("varint longer than 10 bytes")
 
 
+MAX_FIELD_NUMBER = (1 << 29) - 1  # protobuf's largest field number; its parser refuses larger tags
+
+
 def fields(mv: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, Any]]:
     """Yield (field number, wire type, value) of the message in ``mv[pos:end]`` (a memoryview
     of bytes); value is an int for varints, a memoryview of the 8 or 4 bytes of fixed64
@@ -56,8 +59,8 @@ def fields(mv: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, Any]]
     while pos < end:
         tag, pos = read_varint(mv, pos, end)
         number, wire = tag >> 3, tag & 7
-        if number == 0:
-            raise WireError("field number 0")
+        if number == 0 or number > MAX_FIELD_NUMBER:
+            raise WireError(f"field number {number} out of range")
         if wire == 0:
             value, pos = read_varint(mv, pos, end)
         elif wire == 2:
