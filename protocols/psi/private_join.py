@@ -175,16 +175,11 @@ class _Selector:
 
     def finish(self) -> list[np.ndarray]:
         from mpc.paillier import EncryptedVector, packing
+        order = np.concatenate(self.order) if self.order else np.zeros(0, np.int64)
+        rank = np.argsort(order, kind="stable")   # kept rows -> output order
         shares: list[np.ndarray] = []
-        if not len(self.wanted):
-            for cols in self.groups:
-                masked, mine = packing.mask_rows(EncryptedVector(self.pk, [], 0, True), len(cols))
-                self.ctx.send(self.peer, masked)
-                shares.extend(mine)
-            return shares
-        rank = np.argsort(np.concatenate(self.order), kind="stable")  # output order
         for g, cols in enumerate(self.groups):
-            rows = EncryptedVector.concat(self.kept[g])[rank]
+            rows = EncryptedVector.concat(self.kept[g])[rank] if self.kept[g] else self.pk.encrypt([])
             self.kept[g] = []
             masked, mine = packing.mask_rows(rows, len(cols))
             self.ctx.send(self.peer, masked)
