@@ -28,8 +28,8 @@ i_k in B's secret order σ_B. Neither party learns which of its rows (or the oth
 are in the join, nor links an output row to an input row; column names and fixed-point
 scales are public. Float columns use the job's ``frac_bits`` (default 16) fixed point.
 
-Cost: each party encrypts all its rows once (one Paillier ciphertext per row and per 19
-columns) and decrypts about rows·columns/19 ciphertexts of the joined rows.
+Cost: each party encrypts all its rows once (one Paillier ciphertext per row and per 15
+columns) and decrypts about rows·columns/15 ciphertexts of the joined rows.
 Only two parties are supported.
 
 ``method="dealer"`` replaces steps 1-3 by the job's dealer (:mod:`mpc.ss.dealer_join`):
@@ -155,7 +155,6 @@ class _Selector:
         if not isinstance(self.pk, PublicKey):
             raise ValueError(f"party {peer!r} sent no Paillier public key")
         self.groups = packing.row_groups(self.pk, n_cols)
-        self.wanted = wanted
         # Only the wanted rows are kept (memory: joined rows, not the peer's whole table).
         self.slot_of = np.full(n_rows, -1, dtype=np.int64)
         self.slot_of[wanted] = np.arange(len(wanted))
