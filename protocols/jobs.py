@@ -307,7 +307,6 @@ register(ProtocolSpec(
 
 # -- stats.group_by --------------------------------------------------------------------------
 def _run_group_by(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
-    from mpc import ss
     from protocols import stats
 
     key_ref = ColumnRef.parse(params["key"], "key")
@@ -323,7 +322,7 @@ def _run_group_by(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.D
     min_group = shared_min_group(ctx, params, "values", data)
     min_group = max(min_group, params["min_group_size"] or 1)
     key = cols.pop(f"{key_ref.party}.__group__")
-    key = ss.from_shares(key.ctx, key.share, 0)
+    key = key.with_frac_bits(0)   # the group codes, read as ring integers
     aggregations = {name: params["aggregations"] for name in cols}
     view = {"key": key, **cols}
     ctx.report_progress(phase="statistics: group-by")

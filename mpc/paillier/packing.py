@@ -19,12 +19,14 @@ What it reveals: to the key owner, each slot's sum; to others, length, key and t
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gmpy2 import mpz
 
-from mpc.paillier.vector import PackedLike
+from mpc.paillier import raw
+from mpc.paillier.vector import EncryptedVector, PackedLike
 
 if TYPE_CHECKING:
     from mpc.paillier.keys import PrivateKey, PublicKey
@@ -230,3 +232,90 @@ def digest(*parts: bytes) -> bytes:
         h.update(len(p).to_bytes(8, "big"))
         h.update(p)
     return h.digest()[:16]
+
+
+# -- rows of uint64 cells, masked for an oblivious selection ---------------------------------
+# Layout of protocols.psi.private_join: the cells of one row (a group of columns) in slots of
+# ROW_SLOT_BITS bits, slot j at bit j·ROW_SLOT_BITS. A cell is below 2^64 and a mask below
+# 2^ROW_MASK_BITS, so a masked slot is below 2^ROW_SLOT_BITS (the extra bit takes the carry)
+# and never spills into the next one. The masked cell x + r with r uniform on 134 bits is
+# within statistical distance 2^-70 of r alone (x < 2^64): 2^-40 over 2^30 cells, the largest
+# supported table. 15 slots per 2048-bit plaintext.
+ROW_SLOT_BITS = 135
+ROW_MASK_BITS = 134
+_RING = 1 << VALUE_BITS
+
+
+def row_slots(public_key: PublicKey) -> int:
+    """How many cells one plaintext of ``public_key`` holds in the row layout."""
+    return (public_key.n_bits - 1) // ROW_SLOT_BITS
+
+
+def row_groups(public_key: PublicKey, n_cols: int) -> list[range]:
+    """The columns of a table packed together, one ciphertext per row and per group."""
+    slots = row_slots(public_key)
+    if slots < 1:
+        raise ValueError(f"a {public_key.n_bits}-bit key cannot hold a {ROW_SLOT_BITS}-bit slot")
+    return [range(i, min(i + slots, n_cols)) for i in range(0, n_cols, slots)]
+
+
+def encrypt_rows(public_key: PublicKey, cells: list[np.ndarray]) -> EncryptedVector:
+    """One ciphertext per row of ``Σ_j cells[j][row] · 2^(ROW_SLOT_BITS·j)`` (uint64 cells, at most
+    ``row_slots`` columns)."""
+    if len(cells) > row_slots(public_key):
+        raise ValueError(f"{len(cells)} columns exceed the {row_slots(public_key)} slots of a row")
+    plains = []
+    for row in zip(*(np.asarray(c, dtype=np.uint64).tolist() for c in cells), strict=True):
+        acc = 0
+        for j, v in enumerate(row):
+            acc |= int(v) << (ROW_SLOT_BITS * j)
+        plains.append(acc)
+    return EncryptedVector(public_key, public_key.raw_encrypt(plains), 0, True)
+
+
+def rows_per_ciphertext(public_key: PublicKey, width: int) -> int:
+    """How many masked rows of ``width`` cells :func:`mask_rows` packs into one ciphertext."""
+    return max(1, row_slots(public_key) // width)
+
+
+def mask_rows(rows: EncryptedVector, width: int) -> tuple[EncryptedVector, list[np.ndarray]]:
+    """The selector's step: add a fresh mask r (ROW_MASK_BITS bits, CSPRNG) to every cell of
+    ``rows`` (from :func:`encrypt_rows`, ``width`` columns), pack ``rows_per_ciphertext`` rows per
+    ciphertext (Horner: the first row in the lowest slots) and re-randomise.
+
+    Returns the vector for the key owner, who decrypts it with :func:`decrypt_rows` into its
+    additive shares ``(cell + r) mod 2^64``, and the selector's shares ``-r mod 2^64`` (one
+    uint64 array per column). The selector learns nothing (semantic security); the owner sees
+    each cell plus a mask that hides it to 2^-70 (see ``ROW_MASK_BITS``)."""
+    pk = rows.public_key
+    n, nsq, m = pk.n, pk.nsquare, len(rows)
+    masks = [[secrets.randbits(ROW_MASK_BITS) for _ in range(width)] for _ in range(m)]
+    shares = [np.array([(-mk[j]) % _RING for mk in masks], dtype=np.uint64) for j in range(width)]
+    masked = []
+    for c, mk in zip(rows.ciphertexts, masks, strict=True):
+        plain = 0
+        for j, r in enumerate(mk):
+            plain |= r << (ROW_SLOT_BITS * j)
+        masked.append(c * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x+r)
+    per = rows_per_ciphertext(pk, width)
+    chunks = [masked[t:t + per] for t in range(0, m, per)]
+    packed = raw.horner_pack(chunks, ROW_SLOT_BITS * width, n)
+    return EncryptedVector(pk, packed, 0, False).rerandomise(), shares
+
+
+def decrypt_rows(private_key: PrivateKey, vector: EncryptedVector, count: int, width: int) -> list[np.ndarray]:
+    """The key owner's shares (cell + r mod 2^64, one uint64 array per column) of the ``count``
+    rows of ``width`` cells that :func:`mask_rows` packed into ``vector``."""
+    pk = private_key.public_key
+    per = rows_per_ciphertext(pk, width)
+    if vector.public_key != pk or len(vector) != -(-count // per):
+        raise ValueError("malformed masked rows: wrong key or length")
+    plains = private_key.raw_decrypt(vector.ciphertexts, small=False) if count else []
+    cells: list[list[int]] = [[] for _ in range(width)]
+    mask64 = _RING - 1
+    for t, plain in enumerate(plains):
+        plain = int(plain)
+        for r in range(min(per, count - t * per)):
+            for j in range(width):
+                cells[j].append((plain >> (ROW_SLOT_BITS * (r * width + j))) & mask64)
+    return [np.array(c, dtype=np.uint64) for c in cells]

@@ -15,7 +15,11 @@ opened data the dealer must not see), ``top_bit_onehot/bit_length``, ``scale_pow
 array, summed by zero-sharing). A tensor carries its scale (``frac_bits``,
 ``with_frac_bits``) and the precision of its fixed-point results (``at_precision``;
 the job's ``frac_bits`` by default). Protocols use these; the raw share protocols
-(``beaver``, ``compare``, ``from_shares``, ``t.share``) are for the engine itself.
+(``beaver``, ``compare``, ``t.share``) are for the engine itself. ``from_shares`` is the
+one public constructor for shares another engine made (the words returned by
+:func:`mpc.paillier.packing.mask_rows` / ``decrypt_rows`` or
+:func:`mpc.ss.dealer_join.join_tables`): a protocol passes it those and never computes
+on share words itself (tests/test_protocols_layering.py).
 
 Guarantees (f = ``frac_bits`` runtime option, default 16):
 

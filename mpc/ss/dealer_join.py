@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc.crypto.random import secure_permutation
+from mpc.crypto.random import PRG, secure_permutation
 from mpc.runtime.context import Context
 from mpc.ss import provider
 from mpc.ss.triples import MAX_ELEMENTS, get_source
@@ -101,3 +101,19 @@ def match(ctx: Context, tags: np.ndarray, masked_rows: np.ndarray, peer_rows: in
             or (len(positions) and (positions.min() < 0 or positions.max() >= peer_rows))):
         raise ValueError("the dealer sent a malformed join answer")
     return positions, rows, source.join_mask((peer_cols, len(positions)))
+
+
+def join_tables(ctx: Context, tags: np.ndarray, rows: list[np.ndarray], seeds: tuple[bytes, bytes],
+                peer_rows: int, peer_cols: int) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+    """Party side of the dealer join with the table masks: this party's table is sent as its
+    ``rows`` (uint64 cells, in the secret order of ``tags``) minus R = PRG(seeds[rank]), and
+    its shares of the peer's matched columns are R_peer[:, positions] + M with
+    R_peer = PRG(seeds[1 - rank]) (``seeds`` is the pair both parties agreed on, never seen by
+    the dealer). Returns (joined rows, own shares per own column, shares per peer column)."""
+    n = len(tags)
+    own = np.stack(rows) if rows else np.zeros((0, n), np.uint64)
+    own -= PRG(seeds[ctx.rank]).uint64(own.shape)
+    positions, own_shares, peer_mask = match(ctx, tags, own, peer_rows, peer_cols)
+    del own
+    peer_shares = PRG(seeds[1 - ctx.rank]).uint64((peer_cols, peer_rows))[:, positions] + peer_mask
+    return len(positions), list(own_shares), list(peer_shares)

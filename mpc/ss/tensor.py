@@ -518,7 +518,9 @@ def sum_of_locals(ctx: Context, local: Any, frac_bits: int = 0) -> SharedTensor:
 
 
 def from_shares(ctx: Context, local_share: np.ndarray, frac_bits: int = 0) -> SharedTensor:
-    """Wrap shares a protocol built itself (each party passes its own uint64 share)."""
+    """The SharedTensor whose shares are ``local_share`` (each party passes its own uint64
+    words, as an engine returned them: Paillier row masking, the dealer join). The public
+    constructor for shares made outside this engine; protocols never build the words."""
     arr = np.asarray(local_share)
     if arr.dtype != np.uint64:
         if arr.dtype.kind not in "iu":

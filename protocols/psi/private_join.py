@@ -16,7 +16,8 @@ Z_2^64 (a :class:`~mpc.ss.SharedTensor` per column).
    ciphertexts, adds a fresh random mask r_k (134 bits per slot: the masked value hides
    the cell to statistical distance 2^-70, 2^-40 over 2^30 cells), packs several rows into one ciphertext
    (Horner: c <- c^(2^w)·c'), re-randomises and returns them. A decrypts: its share is
-   (cell + r_k) mod 2^64, B's share is -r_k mod 2^64.
+   (cell + r_k) mod 2^64, B's share is -r_k mod 2^64. The layout and the masking are
+   :mod:`mpc.paillier.packing` (``encrypt_rows``, ``mask_rows``, ``decrypt_rows``).
 3. The same for B's columns with the roles swapped, at the same time: B encrypts, A
    selects rows q_k (both parties encrypt, then both select, then both decrypt).
 
@@ -27,8 +28,8 @@ i_k in B's secret order σ_B. Neither party learns which of its rows (or the oth
 are in the join, nor links an output row to an input row; column names and fixed-point
 scales are public. Float columns use the job's ``frac_bits`` (default 16) fixed point.
 
-Cost: each party encrypts all its rows once (one Paillier ciphertext per row and per 19
-columns) and decrypts about rows·columns/19 ciphertexts of the joined rows.
+Cost: each party encrypts all its rows once (one Paillier ciphertext per row and per 15
+columns) and decrypts about rows·columns/15 ciphertexts of the joined rows.
 Only two parties are supported.
 
 ``method="dealer"`` replaces steps 1-3 by the job's dealer (:mod:`mpc.ss.dealer_join`):
@@ -51,7 +52,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.crypto import curve
-from mpc.crypto.random import PRG, SEED_BYTES
+from mpc.crypto.random import SEED_BYTES
 from mpc.runtime.context import Context
 from protocols.psi.common import (
     DEFAULT_BUCKET,
@@ -64,11 +65,6 @@ from protocols.psi.common import (
 from protocols.psi.two_party import _buckets, _check_points
 
 GROUP = "x25519"
-# 64-bit cell + 70-bit statistical mask + 1 carry bit: 2^-70 per cell, so 2^-40 over the
-# largest supported table (2^30 cells); 15 slots per 2048-bit plaintext.
-SLOT_BITS = 135
-MASK_BITS = 134
-RING = 1 << 64
 
 
 class SharedTable:
@@ -148,72 +144,45 @@ def _encode_columns(ctx: Context, cols: dict[str, np.ndarray]) -> tuple[list[np.
     return rings, fracs
 
 
-def _groups(n_cols: int, slots: int) -> list[range]:
-    return [range(i, min(i + slots, n_cols)) for i in range(0, n_cols, slots)]
-
-
-def _pack_rows(rings: list[np.ndarray], cols: range, order: np.ndarray) -> list[int]:
-    """One plaintext per row: sum_j cell_j · 2^(SLOT_BITS·j) over the columns of a group."""
-    per_col = [rings[c][order].tolist() for c in cols]
-    out = []
-    for cells in zip(*per_col, strict=True):
-        acc = 0
-        for j, v in enumerate(cells):
-            acc |= int(v) << (SLOT_BITS * j)
-        out.append(acc)
-    return out
-
-
 class _Selector:
     """Selector side: keep the peer's encrypted rows ``wanted`` as its buckets stream in, then
     return them masked and packed (in output order). ``finish`` gives this party's shares."""
 
-    def __init__(self, ctx: Context, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int, slots: int) -> None:
-        from mpc.paillier import PublicKey
-        self.ctx, self.peer, self.n_cols, self.slots = ctx, peer, n_cols, slots
+    def __init__(self, ctx: Context, peer: str, wanted: np.ndarray, n_rows: int, n_cols: int) -> None:
+        from mpc.paillier import PublicKey, packing
+        self.ctx, self.peer = ctx, peer
         self.pk = ctx.recv(peer)
         if not isinstance(self.pk, PublicKey):
             raise ValueError(f"party {peer!r} sent no Paillier public key")
-        self.groups = _groups(n_cols, slots)
-        self.m = len(wanted)
+        self.groups = packing.row_groups(self.pk, n_cols)
         # Only the wanted rows are kept (memory: joined rows, not the peer's whole table).
         self.slot_of = np.full(n_rows, -1, dtype=np.int64)
-        self.slot_of[wanted] = np.arange(self.m)
-        self.cts: list[list[Any]] = [[None] * self.m for _ in self.groups]
+        self.slot_of[wanted] = np.arange(len(wanted))
+        self.kept: list[list[Any]] = [[] for _ in self.groups]   # per group: EncryptedVectors
+        self.order: list[np.ndarray] = []                        # their output positions
 
     def take(self, s: slice) -> None:
         from mpc.paillier import EncryptedVector
         here = self.slot_of[s]
-        keep = np.nonzero(here >= 0)[0].tolist()
+        keep = np.nonzero(here >= 0)[0]
+        self.order.append(here[keep])
         for g in range(len(self.groups)):
             ev = self.ctx.recv(self.peer)
             if not isinstance(ev, EncryptedVector) or ev.public_key != self.pk or len(ev) != s.stop - s.start:
                 raise ValueError(f"party {self.peer!r} sent a malformed ciphertext bucket")
-            got = ev.ciphertexts
-            for j in keep:
-                self.cts[g][here[j]] = got[j]
+            self.kept[g].append(ev[keep])
 
     def finish(self) -> list[np.ndarray]:
-        from mpc.paillier import EncryptedVector, raw
-        m, n = self.m, int(self.pk.n)
-        shares = [np.zeros(m, dtype=np.uint64) for _ in range(self.n_cols)]
-        nsq = int(self.pk.nsquare)
+        from mpc.paillier import EncryptedVector, packing
+        order = np.concatenate(self.order) if self.order else np.zeros(0, np.int64)
+        rank = np.argsort(order, kind="stable")   # kept rows -> output order
+        shares: list[np.ndarray] = []
         for g, cols in enumerate(self.groups):
-            width = len(cols)
-            rows_per_ct = max(1, self.slots // width)
-            masks = [[secrets.randbits(MASK_BITS) for _ in cols] for _ in range(m)]
-            for j, c in enumerate(cols):
-                shares[c] = np.array([(-mk[j]) % RING for mk in masks], dtype=np.uint64)
-            masked = []
-            for k in range(m):
-                plain = 0
-                for j, r in enumerate(masks[k]):
-                    plain |= r << (SLOT_BITS * j)
-                masked.append(int(self.cts[g][k]) * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x+r)
-            self.cts[g] = []
-            chunks = [masked[t:t + rows_per_ct] for t in range(0, m, rows_per_ct)]
-            packed = raw.horner_pack(chunks, SLOT_BITS * width, n)
-            self.ctx.send(self.peer, EncryptedVector(self.pk, packed, 0, fresh=False).rerandomise())
+            rows = EncryptedVector.concat(self.kept[g])[rank] if self.kept[g] else self.pk.encrypt([])
+            self.kept[g] = []
+            masked, mine = packing.mask_rows(rows, len(cols))
+            self.ctx.send(self.peer, masked)
+            shares.extend(mine)
         return shares
 
 
@@ -225,37 +194,26 @@ def _owner_start(ctx: Context, peer: str, key_bits: int):
     return pk, sk
 
 
-def _owner_send(ctx: Context, peer: str, pk, rings: list[np.ndarray], rows: np.ndarray, slots: int) -> None:
+def _owner_send(ctx: Context, peer: str, pk, rings: list[np.ndarray], rows: np.ndarray) -> None:
     """Owner side: encrypt one bucket of own rows (all columns of a row packed) and send it."""
-    for cols in _groups(len(rings), slots):
-        ctx.send(peer, pk.encrypt(_pack_rows(rings, cols, rows)))
+    from mpc.paillier import packing
+    for cols in packing.row_groups(pk, len(rings)):
+        ctx.send(peer, packing.encrypt_rows(pk, [rings[c][rows] for c in cols]))
 
 
-def _owner_receive(ctx: Context, peer: str, keys, n_cols: int, m: int, slots: int) -> list[np.ndarray]:
+def _owner_receive(ctx: Context, peer: str, keys, n_cols: int, m: int) -> list[np.ndarray]:
     """Owner side, second half: decrypt the masked joined rows into this party's shares."""
-    from mpc.paillier import EncryptedVector
+    from mpc.paillier import EncryptedVector, packing
     pk, sk = keys
-    groups = _groups(n_cols, slots)
-    rings = range(n_cols)
-    shares = [np.zeros(m, dtype=np.uint64) for _ in rings]
-    mask64 = RING - 1
-    for cols in groups:
-        width = len(cols)
-        rows_per_ct = max(1, slots // width)
+    shares: list[np.ndarray] = []
+    for cols in packing.row_groups(pk, n_cols):
         ev = ctx.recv(peer)
-        n_cts = -(-m // rows_per_ct)
-        if not isinstance(ev, EncryptedVector) or ev.public_key != pk or len(ev) != n_cts:
+        if not isinstance(ev, EncryptedVector):
             raise ValueError(f"party {peer!r} sent a malformed joined-rows vector")
-        plains = [int(p) for p in np.asarray(sk.decrypt(ev), dtype=object).tolist()] if n_cts else []
-        cells: list[list[int]] = [[] for _ in cols]
-        for t, plain in enumerate(plains):
-            rows_here = min(rows_per_ct, m - t * rows_per_ct)
-            # Horner put the first row of the chunk in the lowest slots.
-            for r in range(rows_here):
-                for j in range(width):
-                    cells[j].append((plain >> (SLOT_BITS * (r * width + j))) & mask64)
-        for j, c in enumerate(cols):
-            shares[c] = np.array(cells[j], dtype=np.uint64)
+        try:
+            shares.extend(packing.decrypt_rows(sk, ev, m, len(cols)))
+        except ValueError:
+            raise ValueError(f"party {peer!r} sent a malformed joined-rows vector") from None
     return shares
 
 
@@ -270,7 +228,6 @@ def _ecdh_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, pee
     """ECDH matching and Paillier oblivious selection (steps 1-3 of the module docstring)."""
     key_bits, compare_bytes, bucket_size = params["key_bits"], params["compare_bytes"], params["bucket_size"]
     peer = ctx.peers[0]
-    slots = (key_bits - 1) // SLOT_BITS
     key = curve.new_key(GROUP)
     matcher = ctx.rank == 0
     n = prepared.n_rows
@@ -314,19 +271,19 @@ def _ecdh_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, pee
     # sends its rows (in its order pi) while keeping the joined rows of the peer's table;
     # then it returns those masked and decrypts its own masked joined rows.
     keys = _owner_start(ctx, peer, key_bits) if rings else None
-    selector = _Selector(ctx, peer, wanted, peer_n, peer_cols, slots) if peer_cols else None
+    selector = _Selector(ctx, peer, wanted, peer_n, peer_cols) if peer_cols else None
     own_b = _buckets(n, bucket_size) if rings else []
     peer_b = _buckets(peer_n, bucket_size) if peer_cols else []
     steps = max(len(own_b), len(peer_b))
     for i in range(steps):
         if i < len(own_b):
-            _owner_send(ctx, peer, keys[0], rings, pi[own_b[i]], slots)
+            _owner_send(ctx, peer, keys[0], rings, pi[own_b[i]])
         if i < len(peer_b):
             selector.take(peer_b[i])
         ctx.report_progress(phase="private join: encrypting rows (Paillier)", done=i + 1, total=steps, unit="batches")
     ctx.report_progress(phase="private join: masking and decrypting the joined rows (Paillier)")
     their_shares = selector.finish() if selector else []
-    my_shares = _owner_receive(ctx, peer, keys, len(rings), m, slots) if rings else []
+    my_shares = _owner_receive(ctx, peer, keys, len(rings), m) if rings else []
     return m, my_shares, their_shares
 
 
@@ -343,7 +300,7 @@ def _tags(key: bytes, digests: np.ndarray) -> np.ndarray:
 def _dealer_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
                  params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
     """The dealer matches keyed tags and re-shares the masked rows (see the module docstring)."""
-    from mpc.ss.dealer_join import match
+    from mpc.ss.dealer_join import join_tables
     peer = ctx.peers[0]
     if ctx.rank == 0:                      # the PRF key and both tables' mask seeds, never seen by the dealer
         secret = secrets.token_bytes(16 + 2 * SEED_BYTES)
@@ -357,12 +314,7 @@ def _dealer_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
     n = prepared.n_rows
     pi = shuffled(n)
     tags = _tags(secret[:16], prepared.digests[pi])
-    own = np.stack([r[pi] for r in rings]) if rings else np.zeros((0, n), np.uint64)
-    own -= PRG(seeds[ctx.rank]).uint64(own.shape)
-    positions, my_shares, peer_mask = match(ctx, tags, own, peer_n, peer_cols)
-    del own
-    their_shares = PRG(seeds[1 - ctx.rank]).uint64((peer_cols, peer_n))[:, positions] + peer_mask
-    return len(positions), list(my_shares), list(their_shares)
+    return join_tables(ctx, tags, [r[pi] for r in rings], (seeds[0], seeds[1]), peer_n, peer_cols)
 
 
 JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join}   # method name -> matching and selection
