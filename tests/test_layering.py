@@ -102,3 +102,29 @@ def test_the_contract_fails_on_the_code_before_it(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert violations("mpc/runtime", CONTRACT["mpc/runtime"]) == ["mpc/runtime/local.py:1 imports mpc.ss.dealer"]
     assert violations("protocols", CONTRACT["protocols"])[0] == "protocols/jobs.py:2 imports mpc.server.data"
+
+
+def _group_arithmetic(tree: ast.AST) -> list[int]:
+    """Lines doing ciphertext group arithmetic: powmod / 3-argument pow, or ``... % nsq``."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name.startswith("powmod") or (name == "pow" and len(node.args) == 3):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+            right = ast.unparse(node.right)
+            if "nsq" in right or "nsquare" in right:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_ciphertext_arithmetic_lives_in_paillier_raw_only():
+    """phe's _raw_add/_raw_mul: the group arithmetic on ciphertexts is in mpc/paillier/raw.py;
+    vectors, packing, interop, keys, wire and the Paillier triples call it."""
+    files = sorted((ROOT / "mpc" / "paillier").glob("*.py")) + [ROOT / "mpc" / "ss" / "paillier_triples.py"]
+    found = {str(p.relative_to(ROOT)): _group_arithmetic(ast.parse(p.read_text()))
+             for p in files if p.name != "raw.py"}
+    assert {p: lines for p, lines in found.items() if lines} == {}
+    assert _group_arithmetic(ast.parse("c = gmpy2.powmod(c, k, nsq)\nd = a * b % pk.nsquare"))  # the check bites

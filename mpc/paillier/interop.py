@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import gmpy2
 from gmpy2 import mpz
 
 from mpc.paillier import raw
@@ -89,7 +88,7 @@ def vector_from_phe(numbers: Sequence[Any]) -> EncryptedVector:
         if not 0 < c < nsq:
             raise ValueError("a phe ciphertext is outside (0, n²)")
         if e != target:
-            c = gmpy2.powmod(c, mpz(PHE_BASE) ** (e - target), nsq)  # mantissa · 16^(e - target)
+            c = raw.mul_plain([c], [mpz(PHE_BASE) ** (e - target)], nsq)[0]  # mantissa · 16^(e - target)
         cts.append(c)
     return EncryptedVector(pk, cts, frac_bits=-LOG2_BASE * target, fresh=False)
 
@@ -98,8 +97,7 @@ def vector_to_phe(vector: EncryptedVector) -> list[Any]:
     phe = _phe()
     pad = -vector.frac_bits % LOG2_BASE
     if pad:
-        nsq = vector.public_key.nsquare
-        cts = [gmpy2.powmod(c, 1 << pad, nsq) for c in vector.ciphertexts]
+        cts = raw.mul_plain(vector.ciphertexts, [1 << pad], vector.public_key.nsquare)
     else:
         cts = vector.ciphertexts
     exponent = -((vector.frac_bits + pad) // LOG2_BASE)

@@ -91,7 +91,6 @@ class PackedEncryptedVector(PackedLike):
 
     def __add__(self, other: Any) -> PackedEncryptedVector:
         pk = self.public_key
-        nsq = pk.nsquare
         if isinstance(other, PackedEncryptedVector):
             if other.public_key != pk:
                 raise ValueError("cannot combine ciphertexts encrypted under different public keys")
@@ -99,7 +98,7 @@ class PackedEncryptedVector(PackedLike):
                 raise ValueError(f"packed layouts differ: length {self.length} vs {other.length}, "
                                  f"slack {self.slack_bits} vs {other.slack_bits} bits")
             terms = self._check_terms(self.terms + other.terms)
-            cts = [a * b % nsq for a, b in zip(self._cts, other._cts, strict=True)]
+            cts = raw.add(self._cts, other._cts, pk.nsquare)
             return PackedEncryptedVector(pk, cts, self.length, self.slack_bits, terms, False)
         if isinstance(other, np.ndarray) or isinstance(other, (list, tuple)):
             values = np.asarray(other)
@@ -107,7 +106,7 @@ class PackedEncryptedVector(PackedLike):
                 raise ValueError(f"length mismatch: {self.length} and {values.shape}")
             terms = self._check_terms(self.terms + 1)
             raws = pack(values, self.slots, self.slack_bits)
-            cts = [c * (1 + m * pk.n) % nsq for c, m in zip(self._cts, raws, strict=True)]
+            cts = raw.add_plain(self._cts, raws, pk.n, pk.nsquare)
             return PackedEncryptedVector(pk, cts, self.length, self.slack_bits, terms, False)
         return NotImplemented
 
@@ -118,8 +117,7 @@ class PackedEncryptedVector(PackedLike):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise TypeError("packed vectors multiply only by a non-negative int scalar")
         terms = self._check_terms(self.terms * int(k))
-        nsq = self.public_key.nsquare
-        cts = [pow(c, int(k), nsq) for c in self._cts]
+        cts = raw.mul_plain(self._cts, [int(k)], self.public_key.nsquare)
         return PackedEncryptedVector(self.public_key, cts, self.length, self.slack_bits, terms, False)
 
     __rmul__ = __mul__
@@ -129,11 +127,8 @@ class PackedEncryptedVector(PackedLike):
         every value at position j of a ciphertext, so ``decrypt_packed(p.sum()).sum()`` is the
         total (padding slots hold zeros). Counts ``terms · ciphertexts`` summands."""
         terms = self._check_terms(self.terms * len(self._cts))
-        nsq = self.public_key.nsquare
-        acc = mpz(1)
-        for c in self._cts:
-            acc = acc * c % nsq
-        return PackedEncryptedVector(self.public_key, [acc], min(self.length, self.slots),
+        total = raw.product(self._cts, self.public_key.nsquare)
+        return PackedEncryptedVector(self.public_key, [total], min(self.length, self.slots),
                                      self.slack_bits, terms, False)
 
     def rerandomise(self) -> PackedEncryptedVector:
@@ -288,15 +283,16 @@ def mask_rows(rows: EncryptedVector, width: int) -> tuple[EncryptedVector, list[
     uint64 array per column). The selector learns nothing (semantic security); the owner sees
     each cell plus a mask that hides it to 2^-70 (see ``ROW_MASK_BITS``)."""
     pk = rows.public_key
-    n, nsq, m = pk.n, pk.nsquare, len(rows)
+    n, m = pk.n, len(rows)
     masks = [[secrets.randbits(ROW_MASK_BITS) for _ in range(width)] for _ in range(m)]
     shares = [np.array([(-mk[j]) % _RING for mk in masks], dtype=np.uint64) for j in range(width)]
-    masked = []
-    for c, mk in zip(rows.ciphertexts, masks, strict=True):
+    plains = []
+    for mk in masks:
         plain = 0
         for j, r in enumerate(mk):
             plain |= r << (ROW_SLOT_BITS * j)
-        masked.append(c * (1 + plain * n) % nsq)  # Enc(x)·(1+n)^r = Enc(x+r)
+        plains.append(plain)
+    masked = raw.add_plain(rows.ciphertexts, plains, n, pk.nsquare)  # Enc(x)·(1+n)^r = Enc(x+r)
     per = rows_per_ciphertext(pk, width)
     chunks = [masked[t:t + per] for t in range(0, m, per)]
     packed = raw.horner_pack(chunks, ROW_SLOT_BITS * width, n)

@@ -308,6 +308,35 @@ def rerandomise_textbook(ciphertexts: Sequence[int], n: int) -> list[mpz]:
     return pool.map_chunks(_textbook_chunk, list(ciphertexts), 2, int(n))
 
 
+# -- homomorphic operations (not re-randomised: callers do that before anything leaves) --
+
+def add(a: Sequence[int], b: Sequence[int], nsq: int) -> list[mpz]:
+    """``E(x)·E(y) = E(x + y) mod n²``, element by element (equal lengths)."""
+    return [mpz(x) * y % nsq for x, y in zip(a, b, strict=True)]
+
+
+def add_plain(ciphertexts: Sequence[int], plaintexts: Sequence[int], n: int, nsq: int) -> list[mpz]:
+    """``E(x)·(1 + m·n) = E(x + m) mod n²`` for raw plaintexts m in ``[0, n)`` (equal lengths):
+    ``(1 + n)^m = 1 + m·n mod n²``, so no exponentiation."""
+    return [mpz(c) * (1 + mpz(m) * n) % nsq for c, m in zip(ciphertexts, plaintexts, strict=True)]
+
+
+def mul_plain(ciphertexts: Sequence[int], scalars: Sequence[int], nsq: int) -> list[mpz]:
+    """``E(x)^k = E(k·x) mod n²``: one scalar for all, or one per ciphertext."""
+    if len(scalars) == 1:
+        k = scalars[0]
+        return [gmpy2.powmod(c, k, nsq) for c in ciphertexts]
+    return [gmpy2.powmod(c, k, nsq) for c, k in zip(ciphertexts, scalars, strict=True)]
+
+
+def product(ciphertexts: Sequence[int], nsq: int) -> mpz:
+    """``Π E(x_i) = E(Σ x_i) mod n²`` (an encryption of 0 for no ciphertexts)."""
+    acc = mpz(1)
+    for c in ciphertexts:
+        acc = acc * c % nsq
+    return acc
+
+
 @releasing_gil
 def _horner_chunk(groups: Sequence[Sequence[int]], shift: int, nsq: mpz) -> list[mpz]:
     e = mpz(1) << shift

@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from mpc.paillier import encoding
+from mpc.paillier import encoding, raw
 
 if TYPE_CHECKING:
     from mpc.paillier.keys import PublicKey
@@ -101,12 +100,7 @@ class EncryptedVector:
         return self._scalar_pow([mpz(1) << (frac_bits - self.frac_bits)], frac_bits)
 
     def _scalar_pow(self, ks: Sequence[int], frac_bits: int) -> EncryptedVector:
-        nsq = self.public_key.nsquare
-        if len(ks) == 1:
-            k = ks[0]
-            cts = [gmpy2.powmod(c, k, nsq) for c in self._cts]
-        else:
-            cts = [gmpy2.powmod(c, k, nsq) for c, k in zip(self._cts, ks, strict=True)]
+        cts = raw.mul_plain(self._cts, ks, self.public_key.nsquare)
         return EncryptedVector(self.public_key, cts, frac_bits, False)
 
     def _broadcast(self, m: int) -> None:
@@ -115,7 +109,6 @@ class EncryptedVector:
 
     def __add__(self, other: Any) -> EncryptedVector:
         pk = self.public_key
-        nsq = pk.nsquare
         if isinstance(other, EncryptedVector):
             _check_vector(other, pk)
             self._broadcast(len(other))
@@ -125,7 +118,7 @@ class EncryptedVector:
                 a = a * len(b)
             elif len(b) == 1 and len(a) != 1:
                 b = b * len(a)
-            return EncryptedVector(pk, [x * y % nsq for x, y in zip(a, b, strict=True)], fb, False)
+            return EncryptedVector(pk, raw.add(a, b, pk.nsquare), fb, False)
         if isinstance(other, PackedLike):
             return NotImplemented
         ints, _ = self._plain_operand(other)
@@ -153,14 +146,12 @@ class EncryptedVector:
         pk = self.public_key
         self._broadcast(len(ints))
         raws = encoding.encode_signed(ints, pk.n, pk.max_int)
-        gs = [1 + m * pk.n for m in raws]
         cts = self._cts
-        if len(gs) == 1:
-            gs = gs * len(cts)
+        if len(raws) == 1:
+            raws = raws * len(cts)
         elif len(cts) == 1:
-            cts = cts * len(gs)
-        nsq = pk.nsquare
-        return EncryptedVector(pk, [c * g % nsq for c, g in zip(cts, gs, strict=True)], self.frac_bits, False)
+            cts = cts * len(raws)
+        return EncryptedVector(pk, raw.add_plain(cts, raws, pk.n, pk.nsquare), self.frac_bits, False)
 
     def __rsub__(self, other: Any) -> EncryptedVector:
         return (-self) + other
@@ -184,11 +175,8 @@ class EncryptedVector:
 
     def sum(self) -> EncryptedVector:
         """Encryption of the sum of all elements (a vector of length 1)."""
-        nsq = self.public_key.nsquare
-        acc = mpz(1)
-        for c in self._cts:
-            acc = acc * c % nsq
-        return EncryptedVector(self.public_key, [acc], self.frac_bits, False)
+        return EncryptedVector(self.public_key, [raw.product(self._cts, self.public_key.nsquare)],
+                               self.frac_bits, False)
 
     # -- freshness ----------------------------------------------------------------------------
     def rerandomise(self) -> EncryptedVector:
