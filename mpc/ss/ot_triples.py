@@ -64,6 +64,7 @@ from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import provider
 from mpc.ss.triples import Shape, check_shape, matmul_shape
+from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 
 _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64)
@@ -291,38 +292,14 @@ class OtSource(provider.RandomnessProvider):
 
     def trunc_pair(self, shape: Shape, bits: Any):
         shape = check_shape(shape)
-        n = int(np.prod(shape, dtype=np.int64))
-        ba, _ = self.dabit((64, n))
-        ba = ba.reshape((64,) + shape)
-        j = _BITS.reshape((64,) + (1,) * len(shape))
-        r = np.sum(ba * (_ONE << j), axis=0, dtype=np.uint64)
-        shift = np.broadcast_to(np.asarray(bits, dtype=np.uint64), shape)
-        w = np.where((j >= shift) & (j < 63), _ONE << ((j - np.minimum(j, shift)) % np.uint64(64)),
-                     np.uint64(0))
-        low = np.sum(ba * w, axis=0, dtype=np.uint64)
-        return r, ba[63].copy(), low
+        ba, _ = self.dabit((64, int(np.prod(shape, dtype=np.int64))))
+        return trunc_pair_from_dabits(ba, shape, bits)
 
     def truncate(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
-        """Shares of floor(x / 2^bits) + {0 or 1} for signed |x| < 2^62, one bit product.
-
-        With x' = x + 2^62 (top bit 0) and shares x'_0 + x'_1 = x' + 2^64 w, the wrap is
-        w = m0 OR m1 = m0 + m1 - m0 m1 for the shares' top bits m_i (if exactly one is set
-        and nothing wrapped, x' would have its top bit set). Then
-        sum_i (x'_i >> f) - 2^(64-f) w = floor(x' / 2^f) - {0 or 1}; party 0 adds one unit,
-        so the error is within one ulp either way. Exact in that sense: no failure
-        probability (unlike local share shifting). The product m0 m1 is one correlated OT.
-        """
-        x = np.asarray(x, dtype=np.uint64)
-        shifted = x + np.uint64(1 << 62) if self.rank == 0 else x.copy()
-        m = (shifted >> np.uint64(63)).reshape(-1, 1)
-        w = (m[:, 0] - self._bit_products(m, 0)).reshape(x.shape)   # shares of m0 OR m1
-        bits = np.broadcast_to(np.asarray(bits, dtype=np.uint64), x.shape)
-        nonzero = (bits > 0).astype(np.uint64)
-        wrap_weight = nonzero * (_ONE << ((np.uint64(64) - bits) % np.uint64(64)))  # 2^64 = 0
-        out = (shifted >> bits) - w * wrap_weight
-        if self.rank == 0:
-            out += nonzero - (np.uint64(1 << 62) >> bits)
-        return out
+        """Shares of floor(x / 2^bits) + {0 or 1} for signed |x| < 2^62 by the wrap bit of the
+        shares (:func:`mpc.ss.two_party.truncate_by_wrap`), its one bit product a correlated OT."""
+        return truncate_by_wrap(x, bits, self.rank == 0,
+                                lambda m: self._bit_products(m.reshape(-1, 1), 0).reshape(-1))
 
     def msb_xor(self, x: np.ndarray) -> np.ndarray:
         """XOR shares (bit 0 of each word) of the top bit of x = x_0 + x_1 (x < 0 in the

@@ -38,6 +38,7 @@ from mpc.crypto.random import PRG, new_seed
 from mpc.runtime.context import Context
 from mpc.ss import provider
 from mpc.ss.triples import Shape, check_shape, matmul_shape
+from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 
 # Statistical masking: 2^-SIGMA per masked element. Supported: up to 2^40 masked elements
 # per job (requests are capped at 2^28 elements, MAX_ELEMENTS), so at most 2^-40 over the
@@ -173,36 +174,13 @@ class PaillierSource(provider.RandomnessProvider):
     def trunc_pair(self, shape: Shape, bits: Any):
         shape = check_shape(shape)
         ba, _ = self._dabits64(shape)
-        ba = ba.reshape((64,) + shape)
-        j = _BITS.reshape((64,) + (1,) * len(shape))
-        r = np.sum(ba * (_ONE << j), axis=0, dtype=np.uint64)
-        shift = np.broadcast_to(np.asarray(bits, dtype=np.uint64), shape)
-        w = np.where((j >= shift) & (j < 63), _ONE << ((j - np.minimum(j, shift)) % np.uint64(64)),
-                     np.uint64(0))
-        low = np.sum(ba * w, axis=0, dtype=np.uint64)
-        return r, ba[63].copy(), low
+        return trunc_pair_from_dabits(ba, shape, bits)
 
     def truncate(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
-        """Shares of floor(x / 2^bits) + {0 or 1} for signed |x| < 2^62, with ONE bit product.
-
-        With x' = x + 2^62 (top bit 0) and shares x'_0 + x'_1 = x' + 2^64 w, the wrap is
-        w = m0 OR m1 = m0 + m1 - m0 m1 for the shares' top bits m_i (if exactly one top bit
-        is set and there were no wrap, x' would have its top bit set). Then
-        sum_i (x'_i >> f) - 2^(64-f) w = floor(x' / 2^f) - {0 or 1}; party 0 adds one unit so
-        the error is within one ulp either way, as with the dealer. Used instead of a
-        truncation pair (64 daBits) by :func:`mpc.ss.beaver.truncate`.
-        """
-        shifted = x + np.uint64(1 << 62) if self.ctx.rank == 0 else x.copy()
-        m = (shifted >> np.uint64(63)).reshape(-1)
-        w = m - self._cross([m], 1)                             # shares of m0 + m1 - m0 m1
-        w = w.reshape(x.shape)
-        bits = np.broadcast_to(np.asarray(bits, dtype=np.uint64), x.shape)
-        nonzero = (bits > 0).astype(np.uint64)
-        wrap_weight = nonzero * (np.uint64(1) << ((np.uint64(64) - bits) % np.uint64(64)))  # 2^64 = 0
-        out = (shifted >> bits) - w * wrap_weight
-        if self.ctx.rank == 0:
-            out += nonzero - (np.uint64(1 << 62) >> bits)
-        return out
+        """Shares of floor(x / 2^bits) + {0 or 1} for signed |x| < 2^62 by the wrap bit of the
+        shares (:func:`mpc.ss.two_party.truncate_by_wrap`), its one bit product a Paillier cross
+        term. Used instead of a truncation pair (64 daBits) by :func:`mpc.ss.beaver.truncate`."""
+        return truncate_by_wrap(x, bits, self.ctx.rank == 0, lambda m: self._cross([m], 1))
 
     def matmul(self, shape_a: Shape, shape_b: Shape):
         shape_a, shape_b = check_shape(shape_a), check_shape(shape_b)
