@@ -9,10 +9,11 @@ registers with ``default=True``) resolves per job: to that helper's value when t
 deployment has the helper (run_local always has it; a party server has it when its config
 lists the helper as a peer), otherwise to the fallback the engine registers with
 :func:`register_fallback` (e.g. ``triples="ot"`` for two parties). Engines also register
-checks that ``run_local`` runs before any party starts (e.g. that the job's randomness source has what the function needs). The engines
-that register are listed in ``mpc.ENGINES`` (the package's configuration, like entry points)
-and imported the first time a job asks, so a job's helpers never depend on whether its
-protocol happened to import an engine yet.
+checks that ``run_local`` runs before any party starts (e.g. that the job's randomness
+source has what the function needs). The engines that register are listed in
+``mpc.ENGINES`` (the package's configuration, like entry points) and imported the first
+time a job asks, so a job's helpers never depend on whether its protocol happened to
+import an engine yet.
 """
 
 from __future__ import annotations
