@@ -87,7 +87,8 @@ class JobManager:
         helpers = self._helpers(spec, params, expected, list(parties), requester)
         if self.party not in expected + helpers:
             raise ValueError(f"party {self.party!r} takes no part in this job")
-        self._check_requester(requester, expected, helpers)
+        self._check_requester(requester, expected, [*helpers, *spec.helpers, *spec.required_helpers(params)])
+        self._check_required(spec, params, helpers, requester)
         unknown = [p for p in expected + helpers if p != self.party and p not in self.config.peers]
         if unknown:
             raise ValueError(f"party {self.party!r} has no address for {unknown[0]!r}")
@@ -110,7 +111,8 @@ class JobManager:
         """The job's helper parties. The requester picks them: the spec's helpers its own
         config lists as peers (a dealer if the deployment has one); it sends them after the
         computing parties in the job request's ``parties``, which the others take as given,
-        so every party agrees. Refuses a job that lacks a helper its parameters require."""
+        so every party agrees (:meth:`_check_required` then refuses a job that lacks a helper
+        its parameters require)."""
         if parties and parties[:len(expected)] != expected:
             raise ValueError(f"job parties {parties} do not match the parameters ({expected})")
         required = list(spec.required_helpers(params))
@@ -120,14 +122,17 @@ class JobManager:
             if unknown:
                 raise ValueError(f"protocol {spec.name!r} uses no helper party {unknown[0]!r}")
         else:
-            helpers = [h for h in (*spec.helpers, *required) if h in self.config.peers]
+            helpers = [h for h in (*spec.helpers, *required) if h in self.config.peers or h == self.party]
             helpers = list(dict.fromkeys(helpers))
-        for h in required:
+        return helpers
+
+    @staticmethod
+    def _check_required(spec, params: dict[str, Any], helpers: list[str], requester: str) -> None:
+        for h in spec.required_helpers(params):
             if h not in helpers:
                 raise ValueError(f"protocol {spec.name!r} with these parameters needs the helper party {h!r}, "
                                  f"which this deployment does not have (party {requester!r} lists no "
                                  f"{h!r} peer); configure a {h!r} or choose parameters that need none")
-        return helpers
 
     @staticmethod
     def _options(parties: list[str], helpers: list[str]) -> dict[str, Any]:
