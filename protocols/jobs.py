@@ -246,6 +246,11 @@ def _join_needs(params: dict[str, Any]) -> tuple[str, ...]:
     return SECRET_SHARING + ((DEALER_JOIN,) if params.get("join") == DEALER else ())
 
 
+def _join_helpers(params: dict[str, Any]) -> tuple[str, ...]:
+    """The dealer is required only for its join (``join='dealer'``); otherwise it is optional."""
+    return (DEALER,) if params.get("join") == DEALER else ()
+
+
 def _histogram_frame(counts: np.ndarray, edges: np.ndarray, min_group: int) -> pd.DataFrame:
     counts = counts.astype(np.int64)
     small = counts < min_group
@@ -301,6 +306,7 @@ register(ProtocolSpec(
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
     helpers=(DEALER,),
+    required_helpers=_join_helpers,
     needs=_join_needs,
 ))
 
@@ -352,6 +358,7 @@ register(ProtocolSpec(
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
     helpers=(DEALER,),
+    required_helpers=_join_helpers,
     needs=_join_needs,
 ))
 

@@ -84,7 +84,13 @@ class ProtocolSpec:
     params: Mapping[str, Param]
     uses: Callable[[dict[str, Any]], list[ColumnUse]]
     run: Callable[[Context, dict[str, Any], LocalData], Any]
+    # Helper parties the job can use: a party server adds each one its deployment has (its
+    # config lists the helper as a peer), e.g. the dealer for faster triples; without them the
+    # runtime's "auto" options choose a dealer-free way (triples="ot").
     helpers: tuple[str, ...] = ()
+    # Helper parties a job with these parameters cannot run without (e.g. join="dealer"); a
+    # job whose deployment lacks one is refused at start, naming it.
+    required_helpers: Callable[[dict[str, Any]], tuple[str, ...]] = field(default=lambda params: ())
     extra_parties: Callable[[dict[str, Any]], list[str]] = field(default=lambda params: [])
     # The correlated-randomness capabilities (mpc.ss.provider) a job with these parameters
     # needs; every party checks them against the job's source before it prepares the job.

@@ -89,7 +89,7 @@ def test_registry_entries_declare_their_needs():
 
 
 def test_the_dealer_registers_itself_with_the_runtime():
-    assert helpers.default_options() == {"triples": provider.DEALER}
+    assert helpers.default_options() == {"triples": "auto"}
     assert [name for name, _ in helpers.helper_parties({"triples": provider.DEALER})] == [provider.DEALER]
     assert helpers.helper_parties({"triples": "paillier"}) == []
     assert helpers.options_for([]) == {"triples": None}
@@ -97,6 +97,25 @@ def test_the_dealer_registers_itself_with_the_runtime():
         helpers.register_helper("triples", "other", provider.DEALER, lambda ctx: None)
     with pytest.raises(ValueError, match="no helper party called 'nobody'"):
         helpers.helper_function("nobody")
+
+
+def test_auto_means_the_dealer_where_there_is_one_else_ot_for_two_parties():
+    auto = helpers.default_options()
+    assert helpers.resolve_options(auto, ["a", "b", "c"], [provider.DEALER]) == {"triples": provider.DEALER}
+    assert helpers.resolve_options(auto, ["a", "b"], []) == {"triples": "ot"}
+    assert helpers.resolve_options({"triples": "paillier"}, ["a", "b"], [provider.DEALER]) == {"triples": "paillier"}
+    three = helpers.resolve_options(auto, ["a", "b", "c"], [])
+    assert three == {"triples": None}
+    with pytest.raises(MissingCapability, match="dealer-free sources 'ot' and 'paillier' serve exactly two"):
+        provider.check(provider.SECRET_SHARING, three)
+
+
+def test_run_local_auto_starts_the_dealer_and_ot_starts_none():
+    def which(ctx):
+        return get_source(ctx).name, list(ctx.helpers)
+
+    assert mpc.run_local(which, ["a", "b"])["a"] == (provider.DEALER, [provider.DEALER])
+    assert mpc.run_local(which, ["a", "b"], triples="ot")["a"] == ("ot", [])
 
 
 def test_helpers_do_not_depend_on_whether_the_protocol_imported_the_engine_yet():

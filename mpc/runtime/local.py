@@ -18,7 +18,7 @@ from typing import Any
 
 from mpc.runtime.context import Context
 from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, culprit, describe
-from mpc.runtime.helpers import default_options, helper_parties, start_checks
+from mpc.runtime.helpers import default_options, helper_parties, registered_helpers, resolve_options, start_checks
 from mpc.runtime.progress import ProgressDisplay
 
 _GRACE = 2.0
@@ -83,12 +83,15 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
             bar per phase on a terminal, one line per phase elsewhere).
         runtime_options: visible to protocols as ``ctx.options`` (e.g. ``triples``,
             ``frac_bits``); ``max_chunk_bytes`` and ``max_value_bytes`` tune the gRPC
-            transport.
+            transport. An option left ``"auto"`` (the default ``triples``) resolves to the
+            helper that serves it, which run_local always starts in-process: ``triples``
+            means the dealer here unless the caller passes ``triples="ot"`` (two parties,
+            no helper) or another source.
 
     Raises:
         JobFailed: some party raised; names the party and its exception.
     """
-    options = {**default_options(), **runtime_options}
+    options = resolve_options({**default_options(), **runtime_options}, parties, registered_helpers())
     helpers = helper_parties(options)
     helper_names = [h for h, _ in helpers]
     parties = _check_parties(parties, helper_names)

@@ -14,7 +14,7 @@ Example::
 
     [peers]
     retailer = "retailer.example.com:50051"
-    dealer = "dealer.example.com:50051"   # a peer named "dealer" serves Beaver triples
+    dealer = "dealer.example.com:50051"   # optional: a peer named "dealer" serves Beaver triples
 
     [limits]                         # all optional
     job_timeout = 600.0

@@ -26,7 +26,7 @@ from typing import Any
 from mpc import tables
 from mpc.runtime.context import Context
 from mpc.runtime.errors import GaotieError, PeerFailed, culprit, describe
-from mpc.runtime.helpers import helper_function, options_for
+from mpc.runtime.helpers import default_options, helper_function, resolve_options
 from mpc.runtime.local import run_party
 from mpc.runtime.progress import Progress
 from mpc.ss import provider  # also registers the engines' helper parties (the dealer)
@@ -84,16 +84,15 @@ class JobManager:
         spec = registry.get(protocol)
         params = spec.validate(params)
         expected = spec.parties(params)
-        if parties and list(parties) != expected:
-            raise ValueError(f"job parties {list(parties)} do not match the parameters ({expected})")
-        helpers = list(spec.helpers)
+        helpers = self._helpers(spec, params, expected, list(parties), requester)
         if self.party not in expected + helpers:
             raise ValueError(f"party {self.party!r} takes no part in this job")
-        self._check_requester(requester, expected, helpers)
+        self._check_requester(requester, expected, [*helpers, *spec.helpers, *spec.required_helpers(params)])
+        self._check_required(spec, params, helpers, requester)
         unknown = [p for p in expected + helpers if p != self.party and p not in self.config.peers]
         if unknown:
             raise ValueError(f"party {self.party!r} has no address for {unknown[0]!r}")
-        provider.check(spec.needs(params), options_for(helpers), f"protocol {spec.name!r}")
+        provider.check(spec.needs(params), self._options(expected, helpers), f"protocol {spec.name!r}")
         if self.party in expected:
             self.data.check(spec.uses(params))
         timeout = min(timeout or self.config.limits.job_timeout, self.config.limits.job_timeout)
@@ -106,6 +105,39 @@ class JobManager:
             self._jobs[job_id] = job
             self._forget_old()
         return job
+
+    def _helpers(self, spec, params: dict[str, Any], expected: list[str], parties: list[str],
+                 requester: str) -> list[str]:
+        """The job's helper parties. The requester picks them: the spec's helpers its own
+        config lists as peers (a dealer if the deployment has one); it sends them after the
+        computing parties in the job request's ``parties``, which the others take as given,
+        so every party agrees (:meth:`_check_required` then refuses a job that lacks a helper
+        its parameters require)."""
+        if parties and parties[:len(expected)] != expected:
+            raise ValueError(f"job parties {parties} do not match the parameters ({expected})")
+        required = list(spec.required_helpers(params))
+        if parties[len(expected):] or self.party != requester:
+            helpers = parties[len(expected):]
+            unknown = [h for h in helpers if h not in spec.helpers and h not in required]
+            if unknown:
+                raise ValueError(f"protocol {spec.name!r} uses no helper party {unknown[0]!r}")
+        else:
+            helpers = [h for h in (*spec.helpers, *required) if h in self.config.peers or h == self.party]
+            helpers = list(dict.fromkeys(helpers))
+        return helpers
+
+    @staticmethod
+    def _check_required(spec, params: dict[str, Any], helpers: list[str], requester: str) -> None:
+        for h in spec.required_helpers(params):
+            if h not in helpers:
+                raise ValueError(f"protocol {spec.name!r} with these parameters needs the helper party {h!r}, "
+                                 f"which this deployment does not have (party {requester!r} lists no "
+                                 f"{h!r} peer); configure a {h!r} or choose parameters that need none")
+
+    @staticmethod
+    def _options(parties: list[str], helpers: list[str]) -> dict[str, Any]:
+        """The job's runtime options: the helpers' options, "auto" resolved for these helpers."""
+        return resolve_options(default_options(), parties, helpers)
 
     def _check_requester(self, requester: str, parties: list[str], helpers: list[str]) -> None:
         if requester not in parties:
@@ -131,7 +163,7 @@ class JobManager:
         return job
 
     def _run(self, job: Job) -> None:
-        options = options_for(job.helpers)
+        options = self._options(job.parties, job.helpers)
         ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
         ctx.on_progress(lambda p: setattr(job, "progress", p))
         job.ctx = ctx

@@ -128,7 +128,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
                                       failed_party=self.party)
         others = [p for p in job.parties + job.helpers if p != self.party]
         join = party_pb2.JobRequest(job_id=job_id, protocol=request.protocol, params=request.params,
-                                    requester=self.party, parties=job.parties, timeout=job.timeout)
+                                    requester=self.party, parties=job.parties + job.helpers,
+                                    timeout=job.timeout)
         prepared: list[str] = []
         for peer in others:
             error, culprit = self._call(peer, "Join", join)

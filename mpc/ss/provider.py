@@ -7,8 +7,13 @@ third party that needs no data (the dealer's shuffle and join). As CrypTen's
 it has in ``capabilities``, and calling one it lacks raises :class:`MissingCapability`
 naming the capability and the source. Callers ask ``supports(cap)``, never ``hasattr``.
 
-Which source a job uses is the runtime option ``triples`` (``"dealer"``, the default,
-``"ot"`` or ``"paillier"``; :func:`register_source` adds more). What a job needs is
+Which source a job uses is the runtime option ``triples``: ``"dealer"``, ``"ot"``,
+``"paillier"`` (:func:`register_source` adds more) or ``"auto"``, the default, which the
+runtime resolves per job (:func:`mpc.runtime.helpers.resolve_options`): the dealer when the
+job's deployment has one (``run_local`` always does unless told ``triples="ot"``; a party
+server when its config lists a ``dealer`` peer), otherwise ``"ot"`` for two computing
+parties. Both dealer-free sources are two-party, so three or more parties without a
+dealer have no source and a job that needs one fails at start saying so. What a job needs is
 declared up front, so that a job that needs a capability its source lacks fails at start:
 registry entries declare it (``ProtocolSpec.needs``, checked by every party server when it
 prepares the job) and SPMD functions with :func:`needs` (checked by ``run_local`` before
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from mpc.runtime.helpers import register_start_check
+from mpc.runtime.helpers import AUTO, register_fallback, register_start_check
 
 if TYPE_CHECKING:
     from mpc.runtime.context import Context
@@ -53,7 +58,8 @@ CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BI
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
 DEALER = "dealer"   # the dealer helper party's name, and its value of the runtime option triples
-DEFAULT_SOURCE = DEALER
+DEFAULT_SOURCE = AUTO   # resolved per job: the dealer if the deployment has one, else "ot" for two parties
+NO_DEALER_SOURCE = "ot"
 
 
 class MissingCapability(ValueError):
@@ -62,7 +68,9 @@ class MissingCapability(ValueError):
     def __init__(self, capability: str, source: str | None, what: str = "this job") -> None:
         if source is None:
             text = (f"{what} needs correlated randomness ({capability!r}), but the job has no "
-                    f"randomness source (runtime option triples=None)")
+                    f"randomness source (runtime option triples=None: with no dealer, the dealer-free "
+                    f"sources 'ot' and 'paillier' serve exactly two computing parties; add a 'dealer' "
+                    f"peer for three or more)")
         else:
             have = ", ".join(sorted(source_class(source).capabilities)) if source in _SOURCES else "?"
             text = (f"{what} needs {capability!r}, which the randomness source {source!r} "
@@ -180,8 +188,17 @@ def source_class(kind: str) -> type[RandomnessProvider]:
 
 
 def source_kind(options: Mapping[str, Any]) -> str | None:
-    """The job's source kind from its runtime options (None: the job has none)."""
-    return options.get("triples", DEFAULT_SOURCE)
+    """The job's source kind from its (resolved) runtime options (None: the job has none).
+    Options that still say ``"auto"`` (built by hand, not by the runtime) mean the dealer."""
+    kind = options.get("triples", DEFAULT_SOURCE)
+    return DEALER if kind == AUTO else kind
+
+
+def without_dealer(parties: Sequence[str]) -> str | None:
+    """What ``triples="auto"`` means in a deployment without a dealer: ``"ot"`` for two
+    computing parties (or one), None (no source) for three or more: the OT and Paillier
+    sources are two-party."""
+    return NO_DEALER_SOURCE if len(parties) <= 2 else None
 
 
 def check(capabilities: Iterable[str], options: Mapping[str, Any], what: str = "this job") -> None:
@@ -229,3 +246,4 @@ def check_job(fn: Callable[..., Any], options: Mapping[str, Any], parties: Seque
 
 
 register_start_check(check_job)
+register_fallback("triples", without_dealer)

@@ -1,0 +1,100 @@
+"""Two companies alone: every statistics job on a TLS cluster of bank and retailer with no
+dealer (triples="auto" resolves to "ot"), against pandas on the plain data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc.cluster import LocalCluster
+
+IDS = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    rng = np.random.default_rng(17)  # test data
+    n_bank, n_retail, overlap = 60, 50, 40
+    ids = [f"c{i:04d}" for i in range(n_bank + n_retail - overlap)]
+    bank = pd.DataFrame({"customer_id": ids[:n_bank], "income": rng.lognormal(10, 0.5, n_bank).round(2),
+                         "segment": rng.choice(["gold", "silver", "basic"], n_bank, p=[0.3, 0.4, 0.3]),
+                         "default": (rng.random(n_bank) < 0.3).astype(int)})
+    retail = pd.DataFrame({"customer_id": ids[n_bank - overlap:],
+                           "spend": rng.gamma(2.0, 300.0, n_retail).round(2)})
+    more = pd.DataFrame({"customer_id": [f"r{i}" for i in range(20)], "income": rng.lognormal(9, 1.0, 20).round(2)})
+    datasets = {
+        "bank": {"accounts": {"frame": bank, "id": "customer_id", "min_group_size": 5,
+                              "columns": {"customer_id": "join_key", "income": "aggregate", "segment": "plaintext",
+                                          "default": "aggregate"}}},
+        "retailer": {"purchases": {"frame": retail, "id": "customer_id", "min_group_size": 5,
+                                   "columns": {"customer_id": "join_key", "spend": "aggregate"}},
+                     "branch": {"frame": more, "id": "customer_id", "min_group_size": 5}},
+    }
+    with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=False, tls=True) as c:
+        assert c.servers == ["bank", "retailer"]
+        c.joined = bank.merge(retail, on="customer_id")
+        c.bank, c.more = bank, more
+        yield c
+
+
+def test_join_stats_without_a_dealer_matches_pandas(cluster):
+    with cluster.client("bank") as client:
+        out = client.run("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
+                         stats=["describe", "corr", "histogram"], bins=3, progress=False)
+    plain = cluster.joined[["income", "spend"]]
+    assert out["rows"] == len(plain)
+    np.testing.assert_allclose(out["describe"].to_numpy(), plain.describe().T.to_numpy(), rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), rtol=1e-3, atol=1e-4)
+    hist = out["histogram"]["retailer.spend"]
+    counts, edges = np.histogram(plain.spend, bins=3)
+    np.testing.assert_allclose(hist.lower, edges[:-1], rtol=1e-9)
+    assert (hist["count"][~hist.suppressed] == counts[~hist.suppressed.to_numpy()]).all()
+
+
+def test_group_by_without_a_dealer_matches_pandas(cluster):
+    with cluster.client("retailer") as client:
+        out = client.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"],
+                         progress=False)
+    plain = cluster.joined.groupby("segment").spend.agg(["count", "sum", "mean"])
+    out = out.set_index("segment")
+    assert sorted(out.index) == sorted(plain.index)
+    for seg, row in plain.iterrows():
+        assert out.loc[seg, "suppressed"] == (row["count"] < 5)
+        if row["count"] >= 5:
+            assert out.loc[seg, "count"] == row["count"]
+            assert out.loc[seg, "retailer.spend_sum"] == pytest.approx(row["sum"], rel=1e-6)
+            assert out.loc[seg, "retailer.spend_mean"] == pytest.approx(row["mean"], rel=1e-6)
+
+
+def test_woe_iv_without_a_dealer_matches_plain_computation(cluster):
+    with cluster.client("bank") as client:
+        out = client.run("stats.woe_iv", ids=IDS, label="bank.accounts.default",
+                         features=["retailer.purchases.spend"], bins=3, progress=False)
+    plain = cluster.joined
+    bins = out["bins"]
+    edges = np.append(bins.lower.to_numpy(), bins.upper.iloc[-1])
+    idx = np.clip(np.searchsorted(edges, plain.spend.to_numpy(), side="right") - 1, 0, len(bins) - 1)
+    events = np.bincount(idx, weights=plain["default"], minlength=len(bins))
+    sizes = np.bincount(idx, minlength=len(bins))
+    assert (bins["count"].to_numpy() == sizes).all()
+    assert (bins["events"].to_numpy() == events).all()
+    good, bad = sizes - events, events
+    woe = np.log((good / good.sum()) / (bad / bad.sum()))
+    np.testing.assert_allclose(bins["woe"].to_numpy(), woe, rtol=1e-9)
+
+
+def test_horizontal_describe_without_a_dealer_matches_pandas(cluster):
+    with cluster.client("bank") as client:
+        out = client.run("stats.horizontal_describe", columns=["bank.accounts.income", "retailer.branch.income"],
+                         progress=False)
+    expected = pd.concat([cluster.bank.income, cluster.more.income]).describe()
+    got = out.set_index("column").loc["income"]
+    np.testing.assert_allclose(got[expected.index].to_numpy(dtype=float), expected.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("protocol, params", [
+    ("join.stats", {"columns": ["bank.accounts.income"]}),
+    ("stats.group_by", {"key": "bank.accounts.segment", "values": ["retailer.purchases.spend"]}),
+])
+def test_join_dealer_without_a_dealer_is_refused_naming_it(cluster, protocol, params):
+    with cluster.client("bank") as client, pytest.raises(Exception, match="needs the helper party 'dealer'"):
+        client.run(protocol, ids=IDS, join="dealer", progress=False, **params)
