@@ -41,3 +41,51 @@ def server_stats(cluster: LocalCluster, party: str) -> dict[str, int]:
                if line.startswith("VmRSS:"))
     return {"threads": len(os.listdir(f"/proc/{pid}/task")), "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "rss": rss}
+
+
+# -- checks of statistics jobs against pandas, shared by the dealer and no-dealer clusters ---------
+
+def check_group_by(out, joined, min_group_size):
+    """A stats.group_by result (key segment, values spend) equals pandas on the joined rows,
+    groups under ``min_group_size`` suppressed with no aggregates."""
+    import pytest
+
+    plain = joined.groupby("segment").spend.agg(["count", "sum", "mean"])
+    out = out.set_index("segment")
+    assert sorted(out.index) == sorted(plain.index)
+    for seg, row in plain.iterrows():
+        if row["count"] < min_group_size:
+            assert out.loc[seg, "suppressed"]
+            assert np.isnan(out.loc[seg, "retailer.spend_sum"])
+        else:
+            assert not out.loc[seg, "suppressed"]
+            assert out.loc[seg, "count"] == row["count"]
+            assert out.loc[seg, "retailer.spend_sum"] == pytest.approx(row["sum"], rel=1e-6)
+            assert out.loc[seg, "retailer.spend_mean"] == pytest.approx(row["mean"], rel=1e-6)
+
+
+def check_woe_iv(out, joined):
+    """A stats.woe_iv result (label default, feature spend) equals the plain WOE and IV of
+    its own bins on the joined rows."""
+    import pytest
+
+    bins = out["bins"]
+    edges = np.append(bins.lower.to_numpy(), bins.upper.iloc[-1])
+    idx = np.clip(np.searchsorted(edges, joined.spend.to_numpy(), side="right") - 1, 0, len(bins) - 1)
+    events = np.bincount(idx, weights=joined["default"], minlength=len(bins))
+    sizes = np.bincount(idx, minlength=len(bins))
+    assert (bins["count"].to_numpy() == sizes).all()
+    assert (bins["events"].to_numpy() == events).all()
+    good, bad = sizes - events, events
+    woe = np.log((good / good.sum()) / (bad / bad.sum()))
+    np.testing.assert_allclose(bins["woe"].to_numpy(), woe, rtol=1e-9)
+    iv = ((good / good.sum() - bad / bad.sum()) * woe).sum()
+    assert out["iv"].set_index("feature").loc["spend", "iv"] == pytest.approx(iv, rel=1e-9)
+
+
+def check_horizontal_income(out, *frames):
+    """stats.horizontal_describe of the parties' income columns equals pandas' describe of
+    their concatenation."""
+    expected = pd.concat([f.income for f in frames]).describe()
+    got = out.set_index("column").loc["income"]
+    np.testing.assert_allclose(got[expected.index].to_numpy(dtype=float), expected.to_numpy(), rtol=1e-6)

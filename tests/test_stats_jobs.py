@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import check_group_by, check_horizontal_income, check_woe_iv
 
 from mpc import JobFailed
 from mpc.cluster import LocalCluster
@@ -82,47 +83,22 @@ def test_group_by_matches_pandas_and_suppresses(cluster, join):
     with cluster.client("retailer") as client:
         out = client.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"],
                          min_group_size=10, join=join, progress=False)
-    plain = cluster.joined.groupby("segment").spend.agg(["count", "sum", "mean"])
-    out = out.set_index("segment")
-    assert sorted(out.index) == sorted(plain.index)
-    for seg, row in plain.iterrows():
-        if row["count"] < 10:
-            assert out.loc[seg, "suppressed"]
-            assert np.isnan(out.loc[seg, "retailer.spend_sum"])
-        else:
-            assert not out.loc[seg, "suppressed"]
-            assert out.loc[seg, "count"] == row["count"]
-            assert out.loc[seg, "retailer.spend_sum"] == pytest.approx(row["sum"], rel=1e-6)
-            assert out.loc[seg, "retailer.spend_mean"] == pytest.approx(row["mean"], rel=1e-6)
+    check_group_by(out, cluster.joined, 10)
 
 
 def test_woe_iv_matches_plain_computation(cluster):
     with cluster.client("bank") as client:
         out = client.run("stats.woe_iv", ids=IDS, label="bank.accounts.default",
                          features=["retailer.purchases.spend"], bins=4, progress=False)
-    plain = cluster.joined
-    bins = out["bins"]
-    assert out["rows"] == len(plain)
-    edges = np.append(bins.lower.to_numpy(), bins.upper.iloc[-1])
-    idx = np.clip(np.searchsorted(edges, plain.spend.to_numpy(), side="right") - 1, 0, len(bins) - 1)
-    events = np.bincount(idx, weights=plain["default"], minlength=len(bins))
-    sizes = np.bincount(idx, minlength=len(bins))
-    assert (bins["count"].to_numpy() == sizes).all()
-    assert (bins["events"].to_numpy() == events).all()
-    good, bad = sizes - events, events
-    woe = np.log((good / good.sum()) / (bad / bad.sum()))
-    np.testing.assert_allclose(bins["woe"].to_numpy(), woe, rtol=1e-9)
-    iv = ((good / good.sum() - bad / bad.sum()) * woe).sum()
-    assert out["iv"].set_index("feature").loc["spend", "iv"] == pytest.approx(iv, rel=1e-9)
+    assert out["rows"] == len(cluster.joined)
+    check_woe_iv(out, cluster.joined)
 
 
 def test_horizontal_describe_matches_pandas(cluster):
     with cluster.client("bank") as client:
         out = client.run("stats.horizontal_describe", columns=["bank.accounts.income", "retailer.branch.income"],
                          progress=False)
-    expected = pd.concat([cluster.bank.income, cluster.more.income]).describe()
-    got = out.set_index("column").loc["income"]
-    np.testing.assert_allclose(got[expected.index].to_numpy(dtype=float), expected.to_numpy(), rtol=1e-6)
+    check_horizontal_income(out, cluster.bank, cluster.more)
 
 
 def test_aggregating_too_few_rows_is_refused(cluster):

@@ -4,6 +4,7 @@ dealer (triples="auto" resolves to "ot"), against pandas on the plain data."""
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import check_group_by, check_horizontal_income, check_woe_iv
 
 from mpc.cluster import LocalCluster
 
@@ -54,41 +55,21 @@ def test_group_by_without_a_dealer_matches_pandas(cluster):
     with cluster.client("retailer") as client:
         out = client.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"],
                          progress=False)
-    plain = cluster.joined.groupby("segment").spend.agg(["count", "sum", "mean"])
-    out = out.set_index("segment")
-    assert sorted(out.index) == sorted(plain.index)
-    for seg, row in plain.iterrows():
-        assert out.loc[seg, "suppressed"] == (row["count"] < 5)
-        if row["count"] >= 5:
-            assert out.loc[seg, "count"] == row["count"]
-            assert out.loc[seg, "retailer.spend_sum"] == pytest.approx(row["sum"], rel=1e-6)
-            assert out.loc[seg, "retailer.spend_mean"] == pytest.approx(row["mean"], rel=1e-6)
+    check_group_by(out, cluster.joined, 5)
 
 
 def test_woe_iv_without_a_dealer_matches_plain_computation(cluster):
     with cluster.client("bank") as client:
         out = client.run("stats.woe_iv", ids=IDS, label="bank.accounts.default",
                          features=["retailer.purchases.spend"], bins=3, progress=False)
-    plain = cluster.joined
-    bins = out["bins"]
-    edges = np.append(bins.lower.to_numpy(), bins.upper.iloc[-1])
-    idx = np.clip(np.searchsorted(edges, plain.spend.to_numpy(), side="right") - 1, 0, len(bins) - 1)
-    events = np.bincount(idx, weights=plain["default"], minlength=len(bins))
-    sizes = np.bincount(idx, minlength=len(bins))
-    assert (bins["count"].to_numpy() == sizes).all()
-    assert (bins["events"].to_numpy() == events).all()
-    good, bad = sizes - events, events
-    woe = np.log((good / good.sum()) / (bad / bad.sum()))
-    np.testing.assert_allclose(bins["woe"].to_numpy(), woe, rtol=1e-9)
+    check_woe_iv(out, cluster.joined)
 
 
 def test_horizontal_describe_without_a_dealer_matches_pandas(cluster):
     with cluster.client("bank") as client:
         out = client.run("stats.horizontal_describe", columns=["bank.accounts.income", "retailer.branch.income"],
                          progress=False)
-    expected = pd.concat([cluster.bank.income, cluster.more.income]).describe()
-    got = out.set_index("column").loc["income"]
-    np.testing.assert_allclose(got[expected.index].to_numpy(dtype=float), expected.to_numpy(), rtol=1e-6)
+    check_horizontal_income(out, cluster.bank, cluster.more)
 
 
 @pytest.mark.parametrize("protocol, params", [
