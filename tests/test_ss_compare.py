@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mpc
+from mpc import ss
 from mpc.crypto.random import PRG, new_seed
 from mpc.ss import beaver, compare
 
@@ -66,3 +67,70 @@ def test_all_zero_xor_three_parties_and_grpc():
 def test_all_zero_xor_rejects_bad_widths():
     with pytest.raises(Exception, match="bits must be in 1..64"):
         mpc.run_local(lambda ctx: compare.all_zero_xor(ctx, np.zeros(2, np.uint64), 0), PARTIES)
+
+
+def _eq(x, y, source, parties=PARTIES, transport="memory"):
+    def fn(ctx):
+        a = ss.share(ctx, x if ctx.party == parties[0] else None, parties[0])
+        b = ss.share(ctx, y if ctx.party == parties[-1] else None, parties[-1])
+        return (a == b).reveal(), (a != b).reveal(), (a == 2.5).reveal()
+
+    return mpc.run_local(fn, parties, transport=transport, timeout=300, **SOURCES[source])[parties[0]]
+
+
+def q(v):
+    return np.round(np.asarray(v, dtype=np.float64) * 2 ** 16) / 2 ** 16
+
+
+def _check_eq(got, x, y):
+    eq, ne, eq_pub = got
+    np.testing.assert_array_equal(eq, (q(x) == q(y)).astype(np.int64))
+    np.testing.assert_array_equal(ne, (q(x) != q(y)).astype(np.int64))
+    np.testing.assert_array_equal(eq_pub, (q(x) == 2.5).astype(np.int64))
+
+
+close = st.one_of(st.sampled_from([0.0, 2.5, -2.5, 1e4, -32767.5, 2 ** -16, -(2 ** -16)]),
+                  st.floats(-30000, 30000))
+pairs_st = st.integers(1, 30).flatmap(lambda n: st.tuples(hnp.arrays(np.float64, n, elements=close),
+                                                          hnp.arrays(np.float64, n, elements=close)))
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot", "paillier"])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(xy=pairs_st, same=st.lists(st.booleans(), min_size=30, max_size=30))
+def test_equality_against_numpy(source, xy, same):
+    x, y = xy
+    y = np.where(np.array(same[:len(x)]), x, y)        # about half the pairs equal
+    _check_eq(_eq(x, y, source), x, y)
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot"])
+def test_equality_over_grpc(source):
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=200) * 100, rng.normal(size=200) * 100
+    y[::2] = x[::2]
+    x[:3] = y[:3] = 2.5
+    _check_eq(_eq(x, y, source, transport="grpc"), x, y)
+
+
+def test_equality_three_parties_by_bit_decomposition():
+    x = np.array([1.0, 2.5, -3.0, 0.0, 7.25])
+    y = np.array([1.0, 2.0, -3.0, 2 ** -16, 7.25])
+    _check_eq(_eq(x, y, "dealer", ["a", "b", "c"]), x, y)
+
+
+def test_equality_far_apart_values():
+    """The zero test reads the ring difference, exact for any integers in the engine's range
+    (|x| < 2^61), including pairs one apart at its ends and differences in the top bits."""
+    big = 2 ** 61 - 1
+    x = np.array([-big, big, 5, -big, 2 ** 60, 0], dtype=np.int64)
+    y = np.array([big, big, 5, -big + 1, -(2 ** 60), 0], dtype=np.int64)
+
+    def fn(ctx):
+        a = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+        b = ss.share(ctx, y if ctx.party == "bob" else None, "bob")
+        return (a == b).reveal()
+
+    got = mpc.run_local(fn, PARTIES, triples="ot", timeout=300)["alice"]
+    np.testing.assert_array_equal(got, (x == y).astype(np.int64))

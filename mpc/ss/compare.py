@@ -16,6 +16,11 @@ A two-party source that has its own ``msb_xor`` (the OT source, ``triples="ot"``
 instead for the top bit: its shares are the two addends, so a ripple-carry adder over them
 needs no edaBit (63 ANDs per element, 63 rounds; see :meth:`mpc.ss.ot_triples.OtSource.msb_xor`).
 
+``eqz(x)`` ([x == 0], for ``a == b``) needs no comparison: with two parties the shares
+themselves give a local XOR sharing of a word that is zero iff x is, and
+:func:`all_zero_xor` ANDs its complemented bits in a packed tree (6 rounds, 63 AND bits
+per element) before a daBit; with more parties the word is x's bit decomposition.
+
 ``ltz_open`` opens the XOR-shared top bit instead (7 rounds of ``msb_xor`` + 1): it
 reveals the comparison outcomes, so it is only for protocols whose outcomes are
 independent of the data (comparisons of distinct keys in an obliviously shuffled order,
@@ -186,6 +191,23 @@ def all_zero_xor(ctx: Context, words: np.ndarray, bits: int = 64) -> np.ndarray:
         width, bits = half, min(bits, half)
     idx = np.arange(n)
     return ((z[idx // 64] >> (idx % 64).astype(np.uint64)) & np.uint64(1)).reshape(shape)
+
+
+def eqz(ctx: Context, x: np.ndarray) -> np.ndarray:
+    """Arithmetic 0/1 shares of [x == 0] for arithmetically shared x (mod 2^64).
+
+    Two parties: x = x_0 + x_1 is 0 iff x_0 == -x_1, so d = x_0 XOR (-x_1) is a local XOR
+    sharing (party 0 holds x_0, party 1 holds -x_1) of a word that is zero iff x is:
+    :func:`all_zero_xor` (63 AND bits, 6 rounds) and a daBit (1 round), no edaBit, no
+    opening of anything but triple-masked values. More parties: the bits of x by
+    :func:`bit_decompose` (an edaBit and a carry-lookahead adder), then the same zero test.
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    if len(ctx.parties) == 2:
+        d = x if ctx.rank == 0 else np.uint64(0) - x
+    else:
+        d = bit_decompose(ctx, x)
+    return b2a_bits(ctx, all_zero_xor(ctx, d))
 
 
 def or_words(ctx: Context, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
