@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc.crypto.random import PRG, new_seed
+from mpc.crypto.random import PRG, new_seed, row_permutations
 from mpc.runtime.context import Context
 from mpc.runtime.helpers import register_helper
 from mpc.ss import provider
@@ -73,16 +73,9 @@ def _draw(prg: PRG, op: str, req: dict[str, Any], rank: int, parties: int) -> di
 
 
 def _permutations(prg: PRG, shape: Shape) -> np.ndarray:
-    """One uniformly random permutation per row of a (rows, n) shape: the argsort of 128-bit
-    keys (two PRG words), so a tie, which would bias the order, has probability below
-    n^2 / 2^129 per row (2^-69 at n = 2^30, the largest supported column). Sorted by the
-    high word; the rare row with a tie in it is re-sorted on both words."""
-    hi, lo = prg.uint64(shape), prg.uint64(shape)
-    perm = np.argsort(hi, axis=-1, kind="stable")
-    ordered = np.take_along_axis(hi, perm, axis=-1)
-    for row in np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=-1)):
-        perm[row] = np.lexsort((lo[row], hi[row]))
-    return perm
+    """One uniformly random permutation per row of a (rows, n) shape from the dealer PRG
+    (:func:`mpc.crypto.random.row_permutations`: argsort of 128-bit keys)."""
+    return row_permutations(shape, prg)
 
 
 def _shuffle_fixer(j: int, parties: int) -> int:
