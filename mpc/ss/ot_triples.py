@@ -62,7 +62,7 @@ from mpc.ot import session
 from mpc.ot.extension import _pad
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
-from mpc.ss import provider
+from mpc.ss import ot_shuffle, provider
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 
@@ -70,6 +70,7 @@ _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64)
 _CHUNK_OTS = 1 << 20      # OTs per IKNP batch: 16 MiB matrices, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
+_FULL_WORDS = np.array([8])  # cot_pair: every correlation word travels whole
 _MATMUL_ROWS = 1 << 14    # rows of A per matmul block (so one OT's message stays <= 128 KiB)
 
 
@@ -128,7 +129,8 @@ class OtSource(provider.RandomnessProvider):
 
     name = "ot"
     capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
-                              provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR})
+                              provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR,
+                              provider.SHUFFLE})
 
     def __init__(self, ctx: Context) -> None:
         if len(ctx.parties) != 2:
@@ -170,6 +172,17 @@ class OtSource(provider.RandomnessProvider):
             tau += pr
             recv_share = tau
         return p0, recv_share
+
+    def cot_pair(self, x: np.ndarray, choices: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """One batch of full-word correlated OTs each way (the peer makes the same call with
+        as many OTs): as sender with correlations ``x`` ((m, 1, w) uint64) it gets the pads
+        p0 (m, w); as receiver with ``choices`` ((m,) bool) p0' + choice * x' of the peer's."""
+        return self._cot(x, np.ascontiguousarray(choices, dtype=bool), w, _FULL_WORDS)
+
+    def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
+        """The dealer-free oblivious shuffle: permute + share by each party in turn on an
+        oblivious switching network (see :mod:`mpc.ss.ot_shuffle`)."""
+        return ot_shuffle.shuffle(self, np.ascontiguousarray(x, dtype=np.uint64), jointly)
 
     def _cross(self, corr, bits_mine: np.ndarray, n_send: int, shifts: np.ndarray, w: int = 1
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ TRUNC_PAIR_BITS = "trunc_pair_bits"  # bit-decomposed truncation pairs: the requ
 TRUNCATE = "truncate"              # the source's own truncation protocol (no pair)
 EDABIT = "edabit"                  # r shared arithmetically and bitwise
 DABIT = "dabit"                    # a bit shared arithmetically and bitwise
-SHUFFLE = "shuffle"                # oblivious per-row permutation (a third party deals it)
+SHUFFLE = "shuffle"                # oblivious permutation of shared rows (per row, or one for all)
 DEALER_JOIN = "dealer_join"        # a third party matches keyed tags and re-shares rows
 PREFETCH = "prefetch"              # requests may be sent ahead of use
 MSB_XOR = "msb_xor"                # the source's own two-party top-bit circuit on the two shares
@@ -138,10 +138,10 @@ class RandomnessProvider:
         over the two parties' shares themselves (two-party sources; no edaBit needed)."""
         raise self._missing(MSB_XOR)
 
-    def shuffle(self, shape: Shape) -> list[dict[str, np.ndarray]]:
-        """This party's pieces of an oblivious shuffle of a (rows, length) array, one dict
-        per round j: ``{"perm", "mask"}`` for party j, else ``{"mask", "share"}``
-        (see :mod:`mpc.ss.shuffle`)."""
+    def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
+        """Fresh shares of the (rows, length) uint64 share array ``x`` obliviously permuted:
+        each row by its own uniformly random permutation, or (``jointly``) every row by one,
+        that no single computing party knows (see :mod:`mpc.ss.shuffle`)."""
         raise self._missing(SHUFFLE)
 
     def dealer_join(self, request: dict[str, np.ndarray]) -> Any:
