@@ -134,3 +134,44 @@ def test_equality_far_apart_values():
 
     got = mpc.run_local(fn, PARTIES, triples="ot", timeout=300)["alice"]
     np.testing.assert_array_equal(got, (x == y).astype(np.int64))
+
+
+def _less_than(a, b, transport="memory"):
+    from mpc.ss.millionaire import less_than_xor
+    from mpc.ss.triples import get_source
+
+    def fn(ctx):
+        src = get_source(ctx)
+        out = less_than_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b)
+        assert out.dtype == np.uint64 and out.shape == a.shape
+        return beaver.open_bits(ctx, out)
+
+    return mpc.run_local(fn, PARTIES, transport=transport, triples="ot", timeout=300)["alice"]
+
+
+u64 = st.one_of(st.integers(0, 2 ** 64 - 1), st.sampled_from([0, 1, 15, 16, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1]))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ab=st.integers(1, 300).flatmap(lambda n: st.tuples(hnp.arrays(np.uint64, n, elements=u64),
+                                                          hnp.arrays(np.uint64, n, elements=u64))),
+       flips=st.integers(0, 63))
+def test_millionaires_against_numpy(ab, flips):
+    """[a < b] of unsigned 64-bit words, including equal words and words differing in one
+    bit (any digit, any position in it)."""
+    a, b = ab
+    b = b.copy()
+    b[::3] = a[::3]
+    b[1::3] = a[1::3] ^ (np.uint64(1) << np.uint64(flips))
+    np.testing.assert_array_equal(_less_than(a, b), (a < b).astype(np.uint64))
+
+
+def test_millionaires_over_grpc_in_batches(monkeypatch):
+    """Several OT batches (batch size shrunk to 100 elements), shape kept, over gRPC."""
+    from mpc.ss import millionaire
+    monkeypatch.setattr(millionaire, "_CHUNK", 100)
+    monkeypatch.setattr(millionaire, "_CHUNK_OTS", 1000)
+    rng = np.random.default_rng(11)
+    a = rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64)
+    b = np.where(rng.random((7, 50)) < 0.3, a, rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64))
+    np.testing.assert_array_equal(_less_than(a, b, "grpc"), (a < b).astype(np.uint64))

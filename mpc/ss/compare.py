@@ -13,8 +13,9 @@ converted back to an arithmetic 0/1 share with a daBit (one more round): 8 round
 exact whenever |a - b| < 2^63 (always true inside the engine's range).
 
 A two-party source that has its own ``msb_xor`` (the OT source, ``triples="ot"``) is used
-instead for the top bit: its shares are the two addends, so a ripple-carry adder over them
-needs no edaBit (63 ANDs per element, 63 rounds; see :meth:`mpc.ss.ot_triples.OtSource.msb_xor`).
+instead for the top bit: its shares are the two addends, so the carry into bit 63 is one
+comparison of the parties' private 63-bit values, by CrypTFlow2's millionaires' protocol
+(no edaBit; 94 random OTs per element, 5 rounds; see :mod:`mpc.ss.millionaire`).
 
 ``eqz(x)`` ([x == 0], for ``a == b``) needs no comparison: with two parties the shares
 themselves give a local XOR sharing of a word that is zero iff x is, and
