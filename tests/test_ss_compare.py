@@ -138,14 +138,14 @@ def test_equality_far_apart_values():
 
 
 def _less_than(a, b, transport="memory"):
-    from mpc.ss.millionaire import less_than_xor
+    from mpc.ss.millionaire import compare_xor
     from mpc.ss.triples import get_source
 
     def fn(ctx):
         src = get_source(ctx)
-        out = less_than_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b)
-        assert out.dtype == np.uint64 and out.shape == a.shape
-        return beaver.open_bits(ctx, out)
+        lt, eq = compare_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b)
+        assert lt.dtype == eq.dtype == np.uint64 and lt.shape == eq.shape == a.shape
+        return beaver.open_bits(ctx, lt), beaver.open_bits(ctx, eq)
 
     return mpc.run_local(fn, PARTIES, transport=transport, triples="ot", timeout=300)["alice"]
 
@@ -158,13 +158,15 @@ u64 = st.one_of(st.integers(0, 2 ** 64 - 1), st.sampled_from([0, 1, 15, 16, 2 **
                                                           hnp.arrays(np.uint64, n, elements=u64))),
        flips=st.integers(0, 63))
 def test_millionaires_against_numpy(ab, flips):
-    """[a < b] of unsigned 64-bit words, including equal words and words differing in one
+    """[a < b] and [a == b] of unsigned 64-bit words, including equal words and words differing in one
     bit (any digit, any position in it)."""
     a, b = ab
     b = b.copy()
     b[::3] = a[::3]
     b[1::3] = a[1::3] ^ (np.uint64(1) << np.uint64(flips))
-    np.testing.assert_array_equal(_less_than(a, b), (a < b).astype(np.uint64))
+    lt, eq = _less_than(a, b)
+    np.testing.assert_array_equal(lt, (a < b).astype(np.uint64))
+    np.testing.assert_array_equal(eq, (a == b).astype(np.uint64))
 
 
 def test_millionaires_over_grpc_in_batches(monkeypatch):
@@ -175,7 +177,9 @@ def test_millionaires_over_grpc_in_batches(monkeypatch):
     rng = np.random.default_rng(11)
     a = rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64)
     b = np.where(rng.random((7, 50)) < 0.3, a, rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64))
-    np.testing.assert_array_equal(_less_than(a, b, "grpc"), (a < b).astype(np.uint64))
+    lt, eq = _less_than(a, b, "grpc")
+    np.testing.assert_array_equal(lt, (a < b).astype(np.uint64))
+    np.testing.assert_array_equal(eq, (a == b).astype(np.uint64))
 
 
 def _bits_of(arr: np.ndarray) -> np.ndarray:
@@ -195,7 +199,7 @@ def test_comparison_views_are_independent_of_the_peers_input():
     structure for s and for not s; every bit position of the OT messages (one 32-bit word
     per digit), every row of the IKNP matrices and every opened bit plane is balanced and
     uncorrelated with s (6-sigma bounds)."""
-    from mpc.ss.millionaire import less_than_xor
+    from mpc.ss.millionaire import compare_xor
     from mpc.ss.triples import get_source
 
     n = 4096
@@ -205,7 +209,7 @@ def test_comparison_views_are_independent_of_the_peers_input():
 
     def fn(ctx, value):
         src = get_source(ctx)
-        return beaver.open_bits(ctx, less_than_xor(ctx, src._s, src._r, src.prg, value))
+        return beaver.open_bits(ctx, compare_xor(ctx, src._s, src._r, src.prg, value)[0])
 
     structures = []
     for secret in (s, 1 - s):

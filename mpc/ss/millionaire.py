@@ -1,6 +1,6 @@
 """Two-party secure comparison of private 64-bit values: CrypTFlow2's millionaires' protocol.
 
-``less_than_xor`` gives XOR shares of [a < b] where party 0 holds a and party 1 holds b
+``compare_xor`` gives XOR shares of [a < b] and [a == b] where party 0 holds a and party 1 holds b
 (unsigned 64-bit words), after Rathee, Rastogi, Gupta, Chandran, Sharma, Cheng, ... :
 "CrypTFlow2: Practical 2-Party Secure Inference" (CCS 2020), section 3:
 
@@ -12,8 +12,9 @@
    with v); R picks the message of its digit: a 1-out-of-16 OT of 2-bit messages.
 2. The digits are combined in a tree: for a high part H and a low part L,
    lt = lt_H XOR (eq_H AND lt_L) and eq = eq_H AND eq_L (the two terms of lt exclude each
-   other, so XOR is OR). 4 levels, 15 + 8 + 4 + 2 ... = 29 AND bits per element, on the
-   job's boolean triples (GMW with Beaver triples, bit-sliced 64 elements per word).
+   other, so XOR is OR). 4 levels, 8 + 4 + 2 + 1 pairs of ANDs sharing the operand eq_H
+   (the root's pair gives eq too), bit-sliced 64 elements per word, GMW with Beaver
+   triples made for the purpose: two triples with the same b from one random OT each way.
 
 The 1-out-of-16 OT comes from four 1-out-of-2 random OTs on the bits t_0..t_3 of R's
 digit t (IKNP, :mod:`mpc.ot.extension`), each with 32-bit random messages k_i^0, k_i^1
@@ -25,7 +26,8 @@ R knows k_i^{t_i} only; for v != t some i has v_i != t_i, so P_v contains slice 
 key R does not know, and the slices of different v are disjoint bits: the 15 other pads
 are jointly pseudorandom and the other messages hidden. S receives only the IKNP matrix
 (pseudorandom whatever R's choices). Per element: 64 random OTs (one per input bit, 32
-each way) and 8 + 8 words of 32 bits, then 29 AND triples (58 random OTs) in 4 rounds.
+each way) and 8 + 8 words of 32 bits, then 15 pairs of AND triples (30 random OTs) in 4
+rounds.
 
 Security: semi-honest, two non-colluding parties; kappa = 128 (IKNP with Chou-Orlandi
 base OTs, fixed-key AES hash in the ideal-permutation model); every received message is
@@ -158,17 +160,18 @@ def _and_shared(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: P
     return z1, z2
 
 
-def less_than_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
-                  value: np.ndarray) -> np.ndarray:
-    """XOR shares (uint64 0/1, shape of ``value``) of [a < b], a = party 0's ``value`` and
-    b = party 1's (unsigned 64-bit), on this party's two IKNP sessions with the peer
-    (``sender`` and ``receiver``; the peer passes its own, roles mirrored) and ``prg`` for
-    its share bits. 1 round of OT, then 4 rounds of ANDs; see the module docstring."""
+def compare_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
+                value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """XOR shares (uint64 0/1, shape of ``value``) of [a < b] and [a == b], a = party 0's
+    ``value`` and b = party 1's (unsigned 64-bit), on this party's two IKNP sessions with
+    the peer (``sender`` and ``receiver``; the peer passes its own, roles mirrored) and
+    ``prg`` for its share bits. 1 round of OT, then 4 rounds of ANDs (the root's pair of
+    ANDs gives eq with lt at no extra cost); see the module docstring."""
     shape = np.shape(value)
     flat = np.ascontiguousarray(value, dtype=np.uint64).reshape(-1)
     n = flat.size
     if n == 0:
-        return np.zeros(shape, np.uint64)
+        return np.zeros(shape, np.uint64), np.zeros(shape, np.uint64)
     rank = ctx.rank
     parts = [_leaves(ctx, sender, receiver, prg, _digits(flat[lo:lo + _CHUNK]), rank)
              for lo in range(0, n, _CHUNK)]
@@ -177,5 +180,5 @@ def less_than_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg:
     while len(lt) > 1:                       # digit 2k + 1 is above digit 2k
         t, e = _and_shared(ctx, sender, receiver, prg, eq[1::2], lt[0::2], eq[0::2])
         lt, eq = lt[1::2] ^ t, e
-    bits = np.unpackbits(lt[0].view(np.uint8), bitorder="little")[:n]
-    return bits.astype(np.uint64).reshape(shape)
+    return tuple(np.unpackbits(w[0].view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(shape)
+                 for w in (lt, eq))

@@ -63,7 +63,7 @@ from mpc.ot.extension import _pad
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import provider
-from mpc.ss.millionaire import less_than_xor
+from mpc.ss.millionaire import compare_xor
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 
@@ -130,7 +130,8 @@ class OtSource(provider.RandomnessProvider):
 
     name = "ot"
     capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
-                              provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR})
+                              provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR,
+                              provider.EQZ_XOR})
 
     def __init__(self, ctx: Context) -> None:
         if len(ctx.parties) != 2:
@@ -309,7 +310,7 @@ class OtSource(provider.RandomnessProvider):
         in the clear to its holder, so msb(x) = msb(x_0) xor msb(x_1) xor carry, where the
         carry into bit 63 is [low(x_0) + low(x_1) >= 2^63] = [2^63 - 1 - low(x_0) < low(x_1)]
         (low: the 63 low bits): one comparison of the parties' private values by
-        CrypTFlow2's millionaires' protocol (:func:`mpc.ss.millionaire.less_than_xor`:
+        CrypTFlow2's millionaires' protocol (:func:`mpc.ss.millionaire.compare_xor`:
         64 random OTs for 1-out-of-16 OTs on 4-bit digits, then 15 pairs of ANDs on
         b-sharing AND triples, 30 random OTs; 94 in all, 5 rounds). Used by
         :func:`mpc.ss.compare.msb_xor`.
@@ -317,4 +318,14 @@ class OtSource(provider.RandomnessProvider):
         flat = np.asarray(x, dtype=np.uint64)
         low = flat & _LOW63
         mine = _LOW63 - low if self.rank == 0 else low
-        return (flat >> np.uint64(63)) ^ less_than_xor(self.ctx, self._s, self._r, self.prg, mine)
+        lt, _ = compare_xor(self.ctx, self._s, self._r, self.prg, mine)
+        return (flat >> np.uint64(63)) ^ lt
+
+    def eqz_xor(self, x: np.ndarray) -> np.ndarray:
+        """XOR shares (bit 0) of [x == 0] for x = x_0 + x_1: x is 0 iff x_0 == -x_1, the
+        equality output of the same millionaires' protocol on (x_0, -x_1) (94 random OTs
+        per element; the generic zero test of :func:`mpc.ss.compare.all_zero_xor` costs
+        126 on this source's AND triples). Used by :func:`mpc.ss.compare.eqz`."""
+        flat = np.asarray(x, dtype=np.uint64)
+        _, eq = compare_xor(self.ctx, self._s, self._r, self.prg, flat if self.rank == 0 else np.uint64(0) - flat)
+        return eq
