@@ -90,14 +90,16 @@ def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
     k0 = _pad(q, first_s, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
     q ^= sender.delta
     k1 = _pad(q, first_s, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
-    pad = np.bitwise_xor.reduce((k0 & ~_SEL) | (k1 & _SEL), axis=2)
+    k0 ^= (k0 ^ k1) & _SEL                      # slice v from k_i^{v_i} (M = 4 keys below)
+    pad = k0[:, :, 0] ^ k0[:, :, 1] ^ k0[:, :, 2] ^ k0[:, :, 3]
     r = np.frombuffer(prg.bytes(n * (DIGITS // 2)), np.uint8).reshape(n, DIGITS // 2) & np.uint8(3)   # my shares
     r_lt, r_eq = (r & 1).astype(np.uint32), (r >> 1).astype(np.uint32)
     ctx.send(peer, np.ascontiguousarray(_TABLES[rank][send_d] ^ (r_lt * _EVEN) ^ (r_eq * (_EVEN << 1)) ^ pad))
     k = _pad(t, first_r, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
     c = expect(peer, ctx.recv(peer), np.uint32, (n, DIGITS // 2), "millionaires' OT messages")
     shift = (2 * recv_d).astype(np.uint32)
-    got = ((c >> shift) ^ np.bitwise_xor.reduce(k >> shift[:, :, None], axis=2)) & np.uint32(3)
+    k >>= shift[:, :, None]
+    got = ((c >> shift) ^ k[:, :, 0] ^ k[:, :, 1] ^ k[:, :, 2] ^ k[:, :, 3]) & np.uint32(3)
     lt, eq = np.empty((n, DIGITS), np.uint8), np.empty((n, DIGITS), np.uint8)
     lt[:, rank::2], eq[:, rank::2] = r_lt, r_eq
     lt[:, 1 - rank::2], eq[:, 1 - rank::2] = got & 1, got >> 1
