@@ -25,8 +25,8 @@ parties hash, transpose and send in parallel.
   r_1)_j: r_i's own bits are its boolean share, and the arithmetic share subtracts shares
   of sum_j 2^(j+1) r_0[j] r_1[j], 64 correlated OTs of 1-bit correlations per element,
   half the elements each way); truncation pairs from 64 daBits per element.
-* Comparisons: :meth:`OtSource.msb_xor`, a ripple-carry adder over the two shares (no
-  edaBit), 63 AND triples per element.
+* Comparisons: :meth:`OtSource.msb_xor`, the carry of the two shares' sum by CrypTFlow2's
+  millionaires' protocol (:mod:`mpc.ss.millionaire`; no edaBit), 94 random OTs per element.
 * Truncation: the exact two-party wrap-bit protocol (:meth:`OtSource.truncate`, the same
   one as the Paillier source) with the one bit product by a correlated OT: error at most
   one unit in the last place, no failure probability for |x| < 2^62 (no SecureML local
@@ -47,8 +47,8 @@ Parameters: kappa = 128 (computational; there is no statistical parameter: every
 is exact, no masking slack as in the Paillier source); OTs in batches of 2^20 (16 MiB
 IKNP matrices), so memory stays bounded whatever the request. Costs per element: an
 arithmetic triple 128 correlated OTs (2 x 64, 2 x (1024 + 344) bytes), an AND triple word
-128 random OTs (2 x 1 KiB), a comparison 63 AND bits (126 random OTs, about 2 KiB)
-and one daBit.
+128 random OTs (2 x 1 KiB), a comparison 94 random OTs (about 1.5 KiB of IKNP matrix, 64
+bytes of OT messages, 3 x 15 opened bits) and one daBit.
 """
 
 from __future__ import annotations
@@ -63,10 +63,12 @@ from mpc.ot.extension import _pad
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import ot_shuffle, provider
+from mpc.ss.millionaire import compare_xor
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 
 _ONE = np.uint64(1)
+_LOW63 = np.uint64((1 << 63) - 1)
 _BITS = np.arange(64, dtype=np.uint64)
 _CHUNK_OTS = 1 << 20      # OTs per IKNP batch: 16 MiB matrices, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
@@ -130,7 +132,7 @@ class OtSource(provider.RandomnessProvider):
     name = "ot"
     capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
                               provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR,
-                              provider.SHUFFLE})
+                              provider.SHUFFLE, provider.EQZ_XOR})
 
     def __init__(self, ctx: Context) -> None:
         if len(ctx.parties) != 2:
@@ -317,38 +319,25 @@ class OtSource(provider.RandomnessProvider):
     def msb_xor(self, x: np.ndarray) -> np.ndarray:
         """XOR shares (bit 0 of each word) of the top bit of x = x_0 + x_1 (x < 0 in the
         signed reading), without an edaBit: the two shares are the two addends, each known
-        in the clear to its holder, so the bits of x_0 are boolean-shared as (x_0, 0) and
-        those of x_1 as (0, x_1). A ripple-carry adder over the bit planes (bit-sliced, 64
-        elements per word): c_{i+1} = a_i xor ((a_i xor b_i) AND (a_i xor c_i)), one AND per
-        bit, 63 ANDs per element (126 random OTs) instead of an edaBit (64 correlated OTs)
-        and a carry tree (about 250 random OTs). The AND triples are made in one batch
-        first; then 63 rounds of one opening each (GMW with Beaver triples: every opened
-        value is masked by a fresh triple, uniform). Used by :func:`mpc.ss.compare.msb_xor`.
+        in the clear to its holder, so msb(x) = msb(x_0) xor msb(x_1) xor carry, where the
+        carry into bit 63 is [low(x_0) + low(x_1) >= 2^63] = [2^63 - 1 - low(x_0) < low(x_1)]
+        (low: the 63 low bits): one comparison of the parties' private values by
+        CrypTFlow2's millionaires' protocol (:func:`mpc.ss.millionaire.compare_xor`:
+        64 random OTs for 1-out-of-16 OTs on 4-bit digits, then 15 pairs of ANDs on
+        b-sharing AND triples, 30 random OTs; 94 in all, 5 rounds). Used by
+        :func:`mpc.ss.compare.msb_xor`.
         """
-        from mpc.ot.bits import pad_rows, transpose
-        from mpc.ss.beaver import open_many
+        flat = np.asarray(x, dtype=np.uint64)
+        low = flat & _LOW63
+        mine = _LOW63 - low if self.rank == 0 else low
+        lt, _ = compare_xor(self.ctx, self._s, self._r, self.prg, mine)
+        return (flat >> np.uint64(63)) ^ lt
 
-        shape = np.shape(x)
-        flat = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
-        n = flat.size
-        if n == 0:
-            return np.zeros(shape, np.uint64)
-        rows = np.zeros((pad_rows(n, 64), 8), np.uint8)
-        rows[:n] = flat.view(np.uint8).reshape(n, 8)
-        planes = transpose(rows).view(np.uint64)             # (64, words): plane i = bit i
-        words = planes.shape[1]
-        ta, tb, tc = self.boolean((63, words))
-        mine_a = planes if self.rank == 0 else np.zeros_like(planes)   # x_0's bits
-        mine_b = planes if self.rank == 1 else np.zeros_like(planes)   # x_1's bits
-        carry = np.zeros(words, np.uint64)
-        for i in range(63):
-            a_i, ab_i = mine_a[i], mine_a[i] ^ mine_b[i]
-            u = a_i ^ carry
-            d, e = open_many(self.ctx, [ab_i ^ ta[i], u ^ tb[i]], xor=True)
-            z = tc[i] ^ (d & tb[i]) ^ (e & ta[i])
-            if self.rank == 0:
-                z ^= d & e
-            carry = a_i ^ z
-        top = mine_a[63] ^ mine_b[63] ^ carry
-        bits = np.unpackbits(top.view(np.uint8), bitorder="little")[:n]
-        return bits.astype(np.uint64).reshape(shape)
+    def eqz_xor(self, x: np.ndarray) -> np.ndarray:
+        """XOR shares (bit 0) of [x == 0] for x = x_0 + x_1: x is 0 iff x_0 == -x_1, the
+        equality output of the same millionaires' protocol on (x_0, -x_1) (94 random OTs
+        per element; the generic zero test of :func:`mpc.ss.compare.all_zero_xor` costs
+        126 on this source's AND triples). Used by :func:`mpc.ss.compare.eqz`."""
+        flat = np.asarray(x, dtype=np.uint64)
+        _, eq = compare_xor(self.ctx, self._s, self._r, self.prg, flat if self.rank == 0 else np.uint64(0) - flat)
+        return eq

@@ -52,8 +52,9 @@ SHUFFLE = "shuffle"                # oblivious permutation of shared rows (per r
 DEALER_JOIN = "dealer_join"        # a third party matches keyed tags and re-shares rows
 PREFETCH = "prefetch"              # requests may be sent ahead of use
 MSB_XOR = "msb_xor"                # the source's own two-party top-bit circuit on the two shares
+EQZ_XOR = "eqz_xor"                # the source's own two-party zero test on the two shares
 CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BITS, TRUNCATE, EDABIT,
-                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR})
+                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR, EQZ_XOR})
 # What SharedTensor arithmetic and comparisons use on every source.
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
@@ -137,6 +138,11 @@ class RandomnessProvider:
         """XOR shares (bit 0) of the top bit of the arithmetically shared ``x``, by a circuit
         over the two parties' shares themselves (two-party sources; no edaBit needed)."""
         raise self._missing(MSB_XOR)
+
+    def eqz_xor(self, x: np.ndarray) -> np.ndarray:
+        """XOR shares (bit 0) of [x == 0] for the arithmetically shared ``x``, by a protocol
+        over the two parties' shares themselves (two-party sources)."""
+        raise self._missing(EQZ_XOR)
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """Fresh shares of the (rows, length) uint64 share array ``x`` obliviously permuted:
