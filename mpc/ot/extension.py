@@ -6,7 +6,8 @@ semi-honest, with kappa = 128 (computational security of AES-128 and of the base
 * setup: the extension *sender* draws Delta in {0,1}^128 and is the *receiver* of 128
   base OTs (:mod:`mpc.ot.base`) with choices Delta, getting seeds k_j^{Delta_j}; the
   extension receiver gets both seeds k_j^0, k_j^1. Each seed keys an AES-128-CTR PRG
-  (:class:`mpc.crypto.random.PRG`) whose stream continues across batches.
+  (the keystream of :class:`mpc.crypto.random.PRG`, run by :class:`mpc.ot.aes.CtrStream`
+  without the GIL) whose stream continues across batches.
 * a batch of m OTs with choice bits r (one message, receiver -> sender): the receiver
   sends the 128 x m bit matrix U with columns u^j = G(k_j^0) xor G(k_j^1) xor r; the
   sender computes q^j = G(k_j^{Delta_j}) xor Delta_j u^j. Transposed into rows
@@ -33,6 +34,7 @@ import numpy as np
 
 from mpc.crypto.random import PRG, expand_rows
 from mpc.ot import base
+from mpc.ot.aes import CtrStream, fill_rows
 from mpc.ot.bits import pad_rows, transpose
 from mpc.ot.hashing import BLOCK, tccr
 from mpc.ot.wire import expect
@@ -46,8 +48,10 @@ def random_bits(n: int) -> np.ndarray:
     return (np.frombuffer(os.urandom(n), dtype=np.uint8) & 1).astype(bool)
 
 
-def prg_columns(prgs: list[PRG], nbytes: int) -> np.ndarray:
+def prg_columns(prgs: list[PRG] | list[CtrStream], nbytes: int) -> np.ndarray:
     """The next ``nbytes`` of each PRG as the rows of a (len(prgs), nbytes) bit matrix."""
+    if prgs and isinstance(prgs[0], CtrStream):
+        return fill_rows(prgs, np.empty((len(prgs), nbytes), dtype=np.uint8))
     return expand_rows(prgs, nbytes)
 
 
@@ -62,6 +66,24 @@ def _pad(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
         raise ValueError("OT session exhausted (2^56 OTs)")
     outs = [tccr(rows, idx | (np.uint64(k) << np.uint64(56))) for k in range(blocks)]
     return np.concatenate(outs, axis=1)[:, :nbytes]
+
+
+_TILE = 1024  # rows per xor_delta stripe: numpy's inner loop runs over 16 KiB, not 16 bytes
+
+
+def xor_delta(rows: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``rows ^= delta`` in place for C-contiguous (m, 16) uint8 rows (one 128-bit Delta):
+    stripes of ``_TILE`` rows against Delta repeated, so the loop is long and vectorised."""
+    if not rows.flags.c_contiguous or rows.shape[1:] != (BLOCK,):
+        raise ValueError("xor_delta needs C-contiguous (m, 16) uint8 rows")
+    d = np.ascontiguousarray(delta, dtype=np.uint8).view(np.uint64)
+    words = rows.view(np.uint64).reshape(-1)
+    full = len(rows) - len(rows) % _TILE
+    if full:
+        words[:2 * full].reshape(-1, 2 * _TILE).__ixor__(np.tile(d, _TILE))
+    if len(rows) > full:
+        words[2 * full:].reshape(-1, 2).__ixor__(d)
+    return rows
 
 
 def _as_words(x: np.ndarray, m: int) -> np.ndarray:
@@ -79,7 +101,7 @@ class IknpSender:
         bits = random_bits(KAPPA)
         self.delta = np.packbits(bits, bitorder="little")            # (16,) uint8
         self._delta_bits = bits
-        self._prgs = [PRG(bytes(k)) for k in base.receive_random(ctx, peer, bits)]
+        self._prgs = [CtrStream(bytes(k)) for k in base.receive_random(ctx, peer, bits)]
         self.count = 0  # OTs extended so far (the tweak of the next one)
 
     def extend(self, m: int) -> tuple[np.ndarray, int]:
@@ -96,7 +118,8 @@ class IknpSender:
     def random(self, m: int, nbytes: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
         """``m`` random OTs: (m0, m1), each (m, nbytes) uint8."""
         q, first = self.extend(m)
-        return _pad(q, first, nbytes), _pad(q ^ self.delta, first, nbytes)
+        p0 = _pad(q, first, nbytes)
+        return p0, _pad(xor_delta(q, self.delta), first, nbytes)
 
     def chosen(self, m0: np.ndarray, m1: np.ndarray) -> None:
         """Chosen-message OT: the receiver gets m0[i] or m1[i] ((m, L) uint8 each)."""
@@ -125,8 +148,8 @@ class IknpReceiver:
     def __init__(self, ctx, peer: str) -> None:
         self.ctx, self.peer = ctx, peer
         k0, k1 = base.send_random(ctx, peer, KAPPA)
-        self._prg0 = [PRG(bytes(k)) for k in k0]
-        self._prg1 = [PRG(bytes(k)) for k in k1]
+        self._prg0 = [CtrStream(bytes(k)) for k in k0]
+        self._prg1 = [CtrStream(bytes(k)) for k in k1]
         self.count = 0
 
     def extend(self, choices: np.ndarray) -> tuple[np.ndarray, int]:

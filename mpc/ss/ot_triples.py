@@ -44,8 +44,9 @@ pseudorandom and independent of the peer's values; what is opened later (x - a, 
 x - r) is masked by them. Tweaks (the OT's index in its session) are never reused.
 
 Parameters: kappa = 128 (computational; there is no statistical parameter: every share
-is exact, no masking slack as in the Paillier source); OTs in batches of 2^20 (16 MiB
-IKNP matrices), so memory stays bounded whatever the request. Costs per element: an
+is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (2 MiB IKNP
+matrices), so memory stays bounded whatever the request and every batch's temporaries
+stay in cache (and below malloc's mmap threshold: no page faults per batch). Costs per element: an
 arithmetic triple 128 correlated OTs (2 x 64, 2 x (1024 + 344) bytes), an AND triple word
 128 random OTs (2 x 1 KiB), a comparison 63 AND bits (126 random OTs, about 2 KiB)
 and one daBit.
@@ -59,7 +60,8 @@ import numpy as np
 
 from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
-from mpc.ot.extension import _pad
+from mpc.ot.extension import _pad, xor_delta
+from mpc.ot.hashing import tccr_words
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import provider
@@ -68,7 +70,7 @@ from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 
 _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64)
-_CHUNK_OTS = 1 << 20      # OTs per IKNP batch: 16 MiB matrices, bounded memory
+_CHUNK_OTS = 1 << 17      # OTs per IKNP batch: 2 MiB matrices, cache-sized, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
 _MATMUL_ROWS = 1 << 14    # rows of A per matmul block (so one OT's message stays <= 128 KiB)
 
@@ -77,6 +79,14 @@ def _bits(words: np.ndarray) -> np.ndarray:
     """(n,) uint64 -> (n, 64) 0/1 uint8, bit l of word i at [i, l] (little-endian words)."""
     words = np.ascontiguousarray(words, dtype=np.uint64)
     return np.unpackbits(words.view(np.uint8), bitorder="little").reshape(-1, 64)
+
+
+def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
+    """The OT pads of ``rows`` as (m, w) uint64: H(i, row) (:func:`mpc.ot.extension._pad`);
+    for one word only its low 64 bits are formed (:func:`mpc.ot.hashing.tccr_words`)."""
+    if w == 1:
+        return tccr_words(rows, np.arange(first, first + len(rows), dtype=np.uint64)).reshape(-1, 1)
+    return _pad(rows, first, 8 * w).view(np.uint64)
 
 
 def _runs(nbytes: np.ndarray) -> list[tuple[int, int, int]]:
@@ -154,15 +164,14 @@ class OtSource(provider.RandomnessProvider):
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
-            p0 = _pad(q, first_s, 8 * w).view(np.uint64).reshape(-1, len(nbytes), w)
-            tau = p0 + x
-            q ^= self._s.delta                                       # q xor Delta, in place
-            tau -= _pad(q, first_s, 8 * w).view(np.uint64).reshape(tau.shape)
+            p0 = _pads(q, first_s, w)
+            tau = p0.reshape(-1, len(nbytes), w) + x
+            xor_delta(q, self._s.delta)                              # q xor Delta, in place
+            tau -= _pads(q, first_s, w).reshape(tau.shape)
             self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
-            p0 = p0.reshape(ms, w)
         recv_share = np.zeros((0, w), np.uint64)
         if mr:
-            pr = _pad(t, first_r, 8 * w).view(np.uint64)
+            pr = _pads(t, first_r, w)
             data = expect(self.peer, self.ctx.recv(self.peer), np.uint8,
                           (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
             tau = _unpack(data, mr, w, nbytes)
@@ -229,7 +238,7 @@ class OtSource(provider.RandomnessProvider):
             if ms:
                 q, first_s = self._s.extend(ms)
                 x0s.append(_pad(q, first_s, 1)[:, 0] & 1)
-                x1s.append(_pad(q ^ self._s.delta, first_s, 1)[:, 0] & 1)
+                x1s.append(_pad(xor_delta(q, self._s.delta), first_s, 1)[:, 0] & 1)
             if len(ch):
                 xbs.append(_pad(t, first_r, 1)[:, 0] & 1)
 
