@@ -51,7 +51,7 @@ def _tile(words: np.ndarray, out: np.ndarray, i0: int, i1: int, j0: int, j1: int
     out[j0:j1, :, i0:i1] = b.transpose(2, 1, 0)
 
 
-_TILE128 = 512  # 128-bit column blocks per tile of _transpose128: 1 MiB
+_TILE128 = 256  # 128-bit column blocks per tile of _transpose128: 512 KiB (with its temporaries, in L2)
 
 
 def _transpose128(m: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ and one daBit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -151,16 +152,20 @@ class OtSource(provider.RandomnessProvider):
         self.prg = PRG(new_seed())  # this party's own random values (never leave it unmasked)
 
     # -- OT batches, both directions at once -----------------------------------------------
-    def _cot(self, x: np.ndarray, choices: np.ndarray, w: int, nbytes: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def _cot(self, x: np.ndarray, choices: np.ndarray, w: int, nbytes: np.ndarray,
+             sent: tuple[np.ndarray, int] | None = None, then: Callable[[], Any] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, Any]:
         """One batch of correlated OTs each way. As sender with correlations ``x`` ((e, P, w)
         or broadcastable to it, ms = e P OTs); as receiver with ``choices`` ((mr,) bool; the
         peer's correlations have w words too). OT i is later multiplied by 2^shift, so only
-        ``nbytes[i % P]`` low bytes of each word travel. Returns (the negated share as sender, p0 (ms, w); mine as
-        receiver (mr, w)): receiver - p0 = choice * correlation, in those low bytes."""
+        ``nbytes[i % P]`` low bytes of each word travel. ``sent``: this batch's receiver
+        extension if its U already went out; ``then()`` runs right after the corrections are
+        sent (the next batch's U: the peer can start on it while this party finishes).
+        Returns (the negated share as sender, p0 (ms, w); mine as receiver (mr, w);
+        ``then()``'s result): receiver - p0 = choice * correlation, in those low bytes."""
         ms, mr = x.shape[0] * len(nbytes), len(choices)
-        if mr:
-            t, first_r = self._r.extend(choices)                     # sends U
+        if mr and sent is None:
+            sent = self._r.extend(choices)                           # sends U
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
@@ -169,8 +174,10 @@ class OtSource(provider.RandomnessProvider):
             xor_delta(q, self._s.delta)                              # q xor Delta, in place
             tau -= _pads(q, first_s, w).reshape(tau.shape)
             self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
+        after = then() if then is not None else None
         recv_share = np.zeros((0, w), np.uint64)
         if mr:
+            t, first_r = sent
             pr = _pads(t, first_r, w)
             data = expect(self.peer, self.ctx.recv(self.peer), np.uint8,
                           (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
@@ -178,7 +185,7 @@ class OtSource(provider.RandomnessProvider):
             tau *= choices.view(np.uint8)[:, None]
             tau += pr
             recv_share = tau
-        return p0, recv_share
+        return p0, recv_share, after
 
     def _cross(self, corr, bits_mine: np.ndarray, n_send: int, shifts: np.ndarray, w: int = 1
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -187,19 +194,28 @@ class OtSource(provider.RandomnessProvider):
         ``corr(lo, hi)`` gives this party's sender correlations of elements lo:hi as
         (hi - lo, P, w) uint64; ``bits_mine`` ((n_recv, P) 0/1) its receiver choices; the
         peer sends for n_recv elements and receives for ``n_send``. Returns (shares as
-        sender (n_send, w), shares as receiver (n_recv, w)), batched to bounded memory."""
+        sender (n_send, w), shares as receiver (n_recv, w)), batched to bounded memory.
+        Batch k + 1's IKNP matrix is sent before batch k's corrections are awaited (each
+        side's messages keep their order: U_0, tau_0, U_1, tau_1, ...)."""
         period = len(shifts)
         nbytes = _widths(shifts)
         weights = shifts.astype(np.uint64).reshape(1, period, 1)
         n_recv = len(bits_mine)
         per = max(1, min(_CHUNK_OTS // period, _CHUNK_WORDS // (period * w)))
         chunks = -(-max(n_send, n_recv) // per)
+
+        def choices(k: int) -> np.ndarray:
+            return bits_mine[k * per:min(n_recv, (k + 1) * per)].reshape(-1).astype(bool, copy=False)
+
         outs_s, outs_r = [], []
+        first = choices(0)
+        sent = self._r.extend(first) if chunks and len(first) else None
         for k in range(chunks):
-            lo, hi_s, hi_r = k * per, min(n_send, (k + 1) * per), min(n_recv, (k + 1) * per)
+            lo, hi_s = k * per, min(n_send, (k + 1) * per)
             x = corr(lo, hi_s) if hi_s > lo else np.zeros((0, period, w), np.uint64)
-            ch = bits_mine[lo:hi_r].reshape(-1).astype(bool, copy=False)
-            s, r = self._cot(x, ch, w, nbytes)
+            nxt = choices(k + 1) if k + 1 < chunks else np.zeros(0, bool)
+            then = (lambda c=nxt: self._r.extend(c)) if len(nxt) else None
+            s, r, sent = self._cot(x, choices(k), w, nbytes, sent, then)
             outs_s.append(np.uint64(0) - np.sum(s.reshape(-1, period, w) << weights, axis=1,
                                                 dtype=np.uint64))   # the sender's share is -p0
             outs_r.append(np.sum(r.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
