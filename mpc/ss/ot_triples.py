@@ -32,11 +32,12 @@ parties hash, transpose and send in parallel.
   one unit in the last place, no failure probability for |x| < 2^62 (no SecureML local
   truncation).
 
-Security (semi-honest, two non-colluding parties): IKNP with kappa = 128 base OTs
-(Chou-Orlandi, :mod:`mpc.ot.base`) and the tweakable correlation-robust hash of
-:mod:`mpc.ot.hashing` (fixed-key AES, ideal-permutation model). What a party receives:
-as the extension sender, the IKNP matrix U (each column masked by a PRG stream of a seed
-it does not hold: pseudorandom whatever the peer's choice bits); as the receiver, the
+Security (semi-honest, two non-colluding parties): IKNP with SoftSpokenOT's k = 2 matrix
+(:mod:`mpc.ot.extension`), kappa = 128 base OTs (Chou-Orlandi, :mod:`mpc.ot.base`) and the
+tweakable correlation-robust hash of :mod:`mpc.ot.hashing` (fixed-key AES,
+ideal-permutation model). What a party receives: as the extension sender, the matrix U
+(each row masked by the PRG stream of a punctured GGM leaf it cannot compute:
+pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
 is uniform whatever the sender's correlation. Shares of every triple are therefore
@@ -44,12 +45,12 @@ pseudorandom and independent of the peer's values; what is opened later (x - a, 
 x - r) is masked by them. Tweaks (the OT's index in its session) are never reused.
 
 Parameters: kappa = 128 (computational; there is no statistical parameter: every share
-is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (2 MiB IKNP
-matrices), so memory stays bounded whatever the request and every batch's temporaries
-stay in cache (and below malloc's mmap threshold: no page faults per batch). Costs per element: an
-arithmetic triple 128 correlated OTs (2 x 64, 2 x (1024 + 344) bytes), an AND triple word
-128 random OTs (2 x 1 KiB), a comparison 63 AND bits (126 random OTs, about 2 KiB)
-and one daBit.
+is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1 MiB
+extension matrices), so memory stays bounded whatever the request and every batch's
+temporaries stay in cache (and below malloc's mmap threshold: no page faults per batch).
+Costs per element: an arithmetic triple 128 correlated OTs (2 x 64, 2 x (512 + 344)
+bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 63 AND bits (126
+random OTs, about 1 KiB) and one daBit.
 """
 
 from __future__ import annotations
