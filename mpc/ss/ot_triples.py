@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.crypto import pool
 from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
 from mpc.ot.extension import _pad, xor_delta
@@ -89,6 +90,20 @@ def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
     if w == 1:
         return tccr_words(rows, np.arange(first, first + len(rows), dtype=np.uint64)).reshape(-1, 1)
     return _pad(rows, first, 8 * w).view(np.uint64)
+
+
+class _Parallel:
+    """Hashing on the crypto pool while this thread goes on (AES and numpy release the GIL),
+    or inline when the pool has one worker."""
+
+    def __init__(self) -> None:
+        self._pool = pool.get_pool() if pool.workers() > 1 else None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._pool.submit(fn, *args) if self._pool is not None else fn(*args)
+
+    def result(self, job: Any) -> Any:
+        return job.result() if self._pool is not None else job
 
 
 def _runs(nbytes: np.ndarray) -> list[tuple[int, int, int]]:
@@ -167,19 +182,20 @@ class OtSource(provider.RandomnessProvider):
         ms, mr = x.shape[0] * len(nbytes), len(choices)
         if mr and sent is None:
             sent = self._r.extend(choices)                           # sends U
+        run = _Parallel()
+        pr = run.submit(_pads, *sent, w) if mr else None              # the receiver's pads meanwhile
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
+            p1 = run.submit(_pads, xor_delta(q.copy(), self._s.delta), first_s, w)   # q xor Delta
             p0 = _pads(q, first_s, w)
             tau = p0.reshape(-1, len(nbytes), w) + x
-            xor_delta(q, self._s.delta)                              # q xor Delta, in place
-            tau -= _pads(q, first_s, w).reshape(tau.shape)
+            tau -= run.result(p1).reshape(tau.shape)
             self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
         after = then() if then is not None else None
         recv_share = np.zeros((0, w), np.uint64)
         if mr:
-            t, first_r = sent
-            pr = _pads(t, first_r, w)
+            pr = run.result(pr)
             data = expect(self.peer, self.ctx.recv(self.peer), np.uint8,
                           (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
             tau = _unpack(data, mr, w, nbytes)
