@@ -165,6 +165,22 @@ def test_ot_views_are_independent_of_the_peers_values():
     assert shapes[0] == shapes[1]
 
 
+def test_mul_multiplies_the_shares_without_opening():
+    """OtSource.mul: x * y mod 2^64 from the two parties' shares by cross products of the
+    shares themselves; all a party receives is OT traffic (uint8 matrices and corrections),
+    no opened uint64 value."""
+    n = 3000
+    rng = np.random.default_rng(5)
+    x, y, x0, y0 = (rng.integers(0, 2**64, n, dtype=np.uint64) for _ in range(4))
+    shares = {"alice": (x0, y0), "bob": (x - x0, y - y0)}
+    out, views = record_views(lambda ctx, a, b: get_source(ctx).mul(a, b), ["alice", "bob"],
+                              args=shares, triples="ot")
+    assert np.array_equal(out["alice"] + out["bob"], x * y)
+    for party in views:
+        arrays = [v for _, v in views[party] if isinstance(v, np.ndarray)]
+        assert arrays and all(v.dtype == np.uint8 for v in arrays)
+
+
 @pytest.mark.parametrize("n", [1, 127, 129])
 def test_odd_sizes(n):
     rng = np.random.default_rng(n)

@@ -14,6 +14,9 @@ parties hash, transpose and send in parallel.
   (rounded up to 1, 2, 4 or 8 bytes: 344 bytes per element instead of 512) -- the
   correlated OT with short messages of Asharov, Lindell, Schneider, Zohner (CCS 2013).
   a_1 b_0 runs the other way at the same time; c_i = a_i b_i + both cross shares.
+* Multiplication without a triple (:meth:`OtSource.mul`, used by :func:`mpc.ss.beaver.mul`):
+  the same two cross products on the shares x_i, y_i themselves, x y = x_0 y_0 + x_1 y_1 +
+  [x_0 y_1] + [x_1 y_0]: no triple's a_i b_i, no opening of (x - a, y - b), one round less.
 * Matmul triples: Gilboa on the matrix form (not from elementwise triples): for A_0 @ B_1
   the receiver chooses with the bits of each B_1[t, j] and the sender's correlation is
   the column A_0[:, t] (m words per OT), so k n 64 OTs per direction instead of m k n 128.
@@ -41,8 +44,8 @@ pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
 is uniform whatever the sender's correlation. Shares of every triple are therefore
-pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
-x - r) is masked by them. Tweaks (the OT's index in its session) are never reused.
+pseudorandom and independent of the peer's values; what is opened later (x - a, y - b
+of a matmul, the bits of the comparison circuit) is masked by them; a product opens nothing. Tweaks (the OT's index in its session) are never reused.
 
 Parameters: kappa = 128 (computational; there is no statistical parameter: every share
 is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1 MiB
@@ -155,7 +158,8 @@ class OtSource(provider.RandomnessProvider):
 
     name = "ot"
     capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
-                              provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR})
+                              provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR,
+                              provider.MUL})
 
     def __init__(self, ctx: Context) -> None:
         if len(ctx.parties) != 2:
@@ -290,6 +294,21 @@ class OtSource(provider.RandomnessProvider):
                            _bits(b), n, np.arange(64, dtype=np.int64))
         c = a * b + s[:, 0] + r[:, 0]                 # a_i b_i + [a_i b_peer] + [a_peer b_i]
         return a.reshape(shape), b.reshape(shape), c.reshape(shape)
+
+    def mul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Shares of x * y straight from the shares: x y = x_0 y_0 + x_1 y_1 + x_0 y_1 + x_1 y_0,
+        the two cross terms by Gilboa on the shares themselves (each party the OT receiver
+        with the bits of its own y share, the sender with its own x share as correlation),
+        exactly as a triple's a_0 b_1, a_1 b_0 but with no triple to open: the same OTs, the
+        opening of (x - a, y - b) and its round saved. Secure for the same reason (the
+        receiver's choices are hidden by U, the sender's correlation by the corrections'
+        pads); nothing is opened."""
+        x = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
+        y = np.ascontiguousarray(y, dtype=np.uint64).reshape(-1)
+        if x.shape != y.shape:
+            raise ValueError(f"mul needs shares of one shape, got {x.shape} and {y.shape}")
+        s, r = self._cross(lambda lo, hi: x[lo:hi, None, None], _bits(y), len(x), np.arange(64, dtype=np.int64))
+        return x * y + s[:, 0] + r[:, 0]
 
     def matmul(self, shape_a: Shape, shape_b: Shape):
         shape_a, shape_b = check_shape(shape_a), check_shape(shape_b)
