@@ -199,6 +199,7 @@ def test_comparison_views_are_independent_of_the_peers_input():
     structure for s and for not s; every bit position of the OT messages (one 32-bit word
     per digit), every row of the IKNP matrices and every opened bit plane is balanced and
     uncorrelated with s (6-sigma bounds)."""
+    from mpc.ot.extension import CHUNKS
     from mpc.ss.millionaire import compare_xor
     from mpc.ss.triples import get_source
 
@@ -228,7 +229,7 @@ def test_comparison_views_are_independent_of_the_peers_input():
                 for digit in words:
                     for bit in range(32):
                         _balanced_and_independent((digit >> np.uint32(bit)) & 1, secret)
-            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == 128:   # IKNP matrix U
+            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS:   # extension matrix U
                 kinds["u"] += 1
                 cols = v.shape[1] * 8
                 per = -(-cols // n)                                  # OTs per element (padded)

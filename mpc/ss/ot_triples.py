@@ -14,6 +14,9 @@ parties hash, transpose and send in parallel.
   (rounded up to 1, 2, 4 or 8 bytes: 344 bytes per element instead of 512) -- the
   correlated OT with short messages of Asharov, Lindell, Schneider, Zohner (CCS 2013).
   a_1 b_0 runs the other way at the same time; c_i = a_i b_i + both cross shares.
+* Multiplication without a triple (:meth:`OtSource.mul`, used by :func:`mpc.ss.beaver.mul`):
+  the same two cross products on the shares x_i, y_i themselves, x y = x_0 y_0 + x_1 y_1 +
+  [x_0 y_1] + [x_1 y_0]: no triple's a_i b_i, no opening of (x - a, y - b), one round less.
 * Matmul triples: Gilboa on the matrix form (not from elementwise triples): for A_0 @ B_1
   the receiver chooses with the bits of each B_1[t, j] and the sender's correlation is
   the column A_0[:, t] (m words per OT), so k n 64 OTs per direction instead of m k n 128.
@@ -32,34 +35,40 @@ parties hash, transpose and send in parallel.
   one unit in the last place, no failure probability for |x| < 2^62 (no SecureML local
   truncation).
 
-Security (semi-honest, two non-colluding parties): IKNP with kappa = 128 base OTs
-(Chou-Orlandi, :mod:`mpc.ot.base`) and the tweakable correlation-robust hash of
-:mod:`mpc.ot.hashing` (fixed-key AES, ideal-permutation model). What a party receives:
-as the extension sender, the IKNP matrix U (each column masked by a PRG stream of a seed
-it does not hold: pseudorandom whatever the peer's choice bits); as the receiver, the
+Security (semi-honest, two non-colluding parties): IKNP with SoftSpokenOT's k = 2 matrix
+(:mod:`mpc.ot.extension`), kappa = 128 base OTs (Chou-Orlandi, :mod:`mpc.ot.base`) and the
+tweakable correlation-robust hash of :mod:`mpc.ot.hashing` (fixed-key AES,
+ideal-permutation model). What a party receives: as the extension sender, the matrix U
+(each row masked by the PRG stream of a punctured GGM leaf it cannot compute:
+pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
 is uniform whatever the sender's correlation. Shares of every triple are therefore
-pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
-x - r) is masked by them. Tweaks (the OT's index in its session) are never reused.
+pseudorandom and independent of the peer's values; what is opened later (x - a, y - b
+of a matmul, the bits of the comparison circuit) is masked by them; a product opens
+nothing. Tweaks (the OT's index in its session) are never reused.
 
 Parameters: kappa = 128 (computational; there is no statistical parameter: every share
-is exact, no masking slack as in the Paillier source); OTs in batches of 2^20 (16 MiB
-IKNP matrices), so memory stays bounded whatever the request. Costs per element: an
-arithmetic triple 128 correlated OTs (2 x 64, 2 x (1024 + 344) bytes), an AND triple word
-128 random OTs (2 x 1 KiB), a comparison 94 random OTs (about 1.5 KiB of IKNP matrix, 64
-bytes of OT messages, 3 x 15 opened bits) and one daBit.
+is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1 MiB
+extension matrices), so memory stays bounded whatever the request and every batch's
+temporaries stay in cache (and below malloc's mmap threshold: no page faults per batch).
+Costs per element: an arithmetic triple 128 correlated OTs (2 x 64, 2 x (512 + 344)
+bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 94 random OTs (1-out-of-16 OTs
+on 4-bit digits and an AND tree, see mpc.ss.millionaire) and one daBit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from mpc.crypto import pool
 from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
-from mpc.ot.extension import _pad
+from mpc.ot.extension import _pad, xor_delta
+from mpc.ot.hashing import tccr_words
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import ot_shuffle, provider
@@ -70,7 +79,7 @@ from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
 _ONE = np.uint64(1)
 _LOW63 = np.uint64((1 << 63) - 1)
 _BITS = np.arange(64, dtype=np.uint64)
-_CHUNK_OTS = 1 << 20      # OTs per IKNP batch: 16 MiB matrices, bounded memory
+_CHUNK_OTS = 1 << 17      # OTs per IKNP batch: 2 MiB matrices, cache-sized, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
 _FULL_WORDS = np.array([8])  # cot_pair: every correlation word travels whole
 _MATMUL_ROWS = 1 << 14    # rows of A per matmul block (so one OT's message stays <= 128 KiB)
@@ -80,6 +89,28 @@ def _bits(words: np.ndarray) -> np.ndarray:
     """(n,) uint64 -> (n, 64) 0/1 uint8, bit l of word i at [i, l] (little-endian words)."""
     words = np.ascontiguousarray(words, dtype=np.uint64)
     return np.unpackbits(words.view(np.uint8), bitorder="little").reshape(-1, 64)
+
+
+def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
+    """The OT pads of ``rows`` as (m, w) uint64: H(i, row) (:func:`mpc.ot.extension._pad`);
+    for one word only its low 64 bits are formed (:func:`mpc.ot.hashing.tccr_words`)."""
+    if w == 1:
+        return tccr_words(rows, np.arange(first, first + len(rows), dtype=np.uint64)).reshape(-1, 1)
+    return _pad(rows, first, 8 * w).view(np.uint64)
+
+
+class _Parallel:
+    """Hashing on the crypto pool while this thread goes on (AES and numpy release the GIL),
+    or inline when the pool has one worker."""
+
+    def __init__(self) -> None:
+        self._pool = pool.get_pool() if pool.workers() > 1 else None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._pool.submit(fn, *args) if self._pool is not None else fn(*args)
+
+    def result(self, job: Any) -> Any:
+        return job.result() if self._pool is not None else job
 
 
 def _runs(nbytes: np.ndarray) -> list[tuple[int, int, int]]:
@@ -132,7 +163,7 @@ class OtSource(provider.RandomnessProvider):
     name = "ot"
     capabilities = frozenset({provider.ARITHMETIC, provider.MATMUL, provider.BOOLEAN, provider.TRUNC_PAIR,
                               provider.TRUNCATE, provider.EDABIT, provider.DABIT, provider.MSB_XOR,
-                              provider.SHUFFLE, provider.EQZ_XOR})
+                              provider.SHUFFLE, provider.EQZ_XOR, provider.MUL})
 
     def __init__(self, ctx: Context) -> None:
         if len(ctx.parties) != 2:
@@ -145,41 +176,48 @@ class OtSource(provider.RandomnessProvider):
         self.prg = PRG(new_seed())  # this party's own random values (never leave it unmasked)
 
     # -- OT batches, both directions at once -----------------------------------------------
-    def _cot(self, x: np.ndarray, choices: np.ndarray, w: int, nbytes: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def _cot(self, x: np.ndarray, choices: np.ndarray, w: int, nbytes: np.ndarray,
+             sent: tuple[np.ndarray, int] | None = None, then: Callable[[], Any] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, Any]:
         """One batch of correlated OTs each way. As sender with correlations ``x`` ((e, P, w)
         or broadcastable to it, ms = e P OTs); as receiver with ``choices`` ((mr,) bool; the
         peer's correlations have w words too). OT i is later multiplied by 2^shift, so only
-        ``nbytes[i % P]`` low bytes of each word travel. Returns (the negated share as sender, p0 (ms, w); mine as
-        receiver (mr, w)): receiver - p0 = choice * correlation, in those low bytes."""
+        ``nbytes[i % P]`` low bytes of each word travel. ``sent``: this batch's receiver
+        extension if its U already went out; ``then()`` runs right after the corrections are
+        sent (the next batch's U: the peer can start on it while this party finishes).
+        Returns (the negated share as sender, p0 (ms, w); mine as receiver (mr, w);
+        ``then()``'s result): receiver - p0 = choice * correlation, in those low bytes."""
         ms, mr = x.shape[0] * len(nbytes), len(choices)
-        if mr:
-            t, first_r = self._r.extend(choices)                     # sends U
+        if mr and sent is None:
+            sent = self._r.extend(choices)                           # sends U
+        run = _Parallel()
+        pr = run.submit(_pads, *sent, w) if mr else None              # the receiver's pads meanwhile
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
-            p0 = _pad(q, first_s, 8 * w).view(np.uint64).reshape(-1, len(nbytes), w)
-            tau = p0 + x
-            q ^= self._s.delta                                       # q xor Delta, in place
-            tau -= _pad(q, first_s, 8 * w).view(np.uint64).reshape(tau.shape)
+            p1 = run.submit(_pads, xor_delta(q.copy(), self._s.delta), first_s, w)   # q xor Delta
+            p0 = _pads(q, first_s, w)
+            tau = p0.reshape(-1, len(nbytes), w) + x
+            tau -= run.result(p1).reshape(tau.shape)
             self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
-            p0 = p0.reshape(ms, w)
+        after = then() if then is not None else None
         recv_share = np.zeros((0, w), np.uint64)
         if mr:
-            pr = _pad(t, first_r, 8 * w).view(np.uint64)
+            pr = run.result(pr)
             data = expect(self.peer, self.ctx.recv(self.peer), np.uint8,
                           (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
             tau = _unpack(data, mr, w, nbytes)
             tau *= choices.view(np.uint8)[:, None]
             tau += pr
             recv_share = tau
-        return p0, recv_share
+        return p0, recv_share, after
 
     def cot_pair(self, x: np.ndarray, choices: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
         """One batch of full-word correlated OTs each way (the peer makes the same call with
         as many OTs): as sender with correlations ``x`` ((m, 1, w) uint64) it gets the pads
         p0 (m, w); as receiver with ``choices`` ((m,) bool) p0' + choice * x' of the peer's."""
-        return self._cot(x, np.ascontiguousarray(choices, dtype=bool), w, _FULL_WORDS)
+        p0, mine, _ = self._cot(x, np.ascontiguousarray(choices, dtype=bool), w, _FULL_WORDS)
+        return p0, mine
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an
@@ -193,19 +231,28 @@ class OtSource(provider.RandomnessProvider):
         ``corr(lo, hi)`` gives this party's sender correlations of elements lo:hi as
         (hi - lo, P, w) uint64; ``bits_mine`` ((n_recv, P) 0/1) its receiver choices; the
         peer sends for n_recv elements and receives for ``n_send``. Returns (shares as
-        sender (n_send, w), shares as receiver (n_recv, w)), batched to bounded memory."""
+        sender (n_send, w), shares as receiver (n_recv, w)), batched to bounded memory.
+        Batch k + 1's IKNP matrix is sent before batch k's corrections are awaited (each
+        side's messages keep their order: U_0, tau_0, U_1, tau_1, ...)."""
         period = len(shifts)
         nbytes = _widths(shifts)
         weights = shifts.astype(np.uint64).reshape(1, period, 1)
         n_recv = len(bits_mine)
         per = max(1, min(_CHUNK_OTS // period, _CHUNK_WORDS // (period * w)))
         chunks = -(-max(n_send, n_recv) // per)
+
+        def choices(k: int) -> np.ndarray:
+            return bits_mine[k * per:min(n_recv, (k + 1) * per)].reshape(-1).astype(bool, copy=False)
+
         outs_s, outs_r = [], []
+        first = choices(0)
+        sent = self._r.extend(first) if chunks and len(first) else None
         for k in range(chunks):
-            lo, hi_s, hi_r = k * per, min(n_send, (k + 1) * per), min(n_recv, (k + 1) * per)
+            lo, hi_s = k * per, min(n_send, (k + 1) * per)
             x = corr(lo, hi_s) if hi_s > lo else np.zeros((0, period, w), np.uint64)
-            ch = bits_mine[lo:hi_r].reshape(-1).astype(bool, copy=False)
-            s, r = self._cot(x, ch, w, nbytes)
+            nxt = choices(k + 1) if k + 1 < chunks else np.zeros(0, bool)
+            then = (lambda c=nxt: self._r.extend(c)) if len(nxt) else None
+            s, r, sent = self._cot(x, choices(k), w, nbytes, sent, then)
             outs_s.append(np.uint64(0) - np.sum(s.reshape(-1, period, w) << weights, axis=1,
                                                 dtype=np.uint64))   # the sender's share is -p0
             outs_r.append(np.sum(r.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
@@ -244,7 +291,7 @@ class OtSource(provider.RandomnessProvider):
             if ms:
                 q, first_s = self._s.extend(ms)
                 x0s.append(_pad(q, first_s, 1)[:, 0] & 1)
-                x1s.append(_pad(q ^ self._s.delta, first_s, 1)[:, 0] & 1)
+                x1s.append(_pad(xor_delta(q, self._s.delta), first_s, 1)[:, 0] & 1)
             if len(ch):
                 xbs.append(_pad(t, first_r, 1)[:, 0] & 1)
 
@@ -263,6 +310,21 @@ class OtSource(provider.RandomnessProvider):
                            _bits(b), n, np.arange(64, dtype=np.int64))
         c = a * b + s[:, 0] + r[:, 0]                 # a_i b_i + [a_i b_peer] + [a_peer b_i]
         return a.reshape(shape), b.reshape(shape), c.reshape(shape)
+
+    def mul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Shares of x * y straight from the shares: x y = x_0 y_0 + x_1 y_1 + x_0 y_1 + x_1 y_0,
+        the two cross terms by Gilboa on the shares themselves (each party the OT receiver
+        with the bits of its own y share, the sender with its own x share as correlation),
+        exactly as a triple's a_0 b_1, a_1 b_0 but with no triple to open: the same OTs, the
+        opening of (x - a, y - b) and its round saved. Secure for the same reason (the
+        receiver's choices are hidden by U, the sender's correlation by the corrections'
+        pads); nothing is opened."""
+        x = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
+        y = np.ascontiguousarray(y, dtype=np.uint64).reshape(-1)
+        if x.shape != y.shape:
+            raise ValueError(f"mul needs shares of one shape, got {x.shape} and {y.shape}")
+        s, r = self._cross(lambda lo, hi: x[lo:hi, None, None], _bits(y), len(x), np.arange(64, dtype=np.int64))
+        return x * y + s[:, 0] + r[:, 0]
 
     def matmul(self, shape_a: Shape, shape_b: Shape):
         shape_a, shape_b = check_shape(shape_a), check_shape(shape_b)

@@ -53,8 +53,9 @@ DEALER_JOIN = "dealer_join"        # a third party matches keyed tags and re-sha
 PREFETCH = "prefetch"              # requests may be sent ahead of use
 MSB_XOR = "msb_xor"                # the source's own two-party top-bit circuit on the two shares
 EQZ_XOR = "eqz_xor"                # the source's own two-party zero test on the two shares
+MUL = "mul"                        # the source multiplies two shared arrays itself (no triple, no opening)
 CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BITS, TRUNCATE, EDABIT,
-                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR, EQZ_XOR})
+                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR, EQZ_XOR, MUL})
 # What SharedTensor arithmetic and comparisons use on every source.
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
@@ -138,6 +139,11 @@ class RandomnessProvider:
         """XOR shares (bit 0) of the top bit of the arithmetically shared ``x``, by a circuit
         over the two parties' shares themselves (two-party sources; no edaBit needed)."""
         raise self._missing(MSB_XOR)
+
+    def mul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Shares of x * y (elementwise, flat uint64 shares of one shape) by the source's own
+        two-party protocol on the shares themselves (cross products, no Beaver triple)."""
+        raise self._missing(MUL)
 
     def eqz_xor(self, x: np.ndarray) -> np.ndarray:
         """XOR shares (bit 0) of [x == 0] for the arithmetically shared ``x``, by a protocol
