@@ -27,6 +27,8 @@ parties hash, transpose and send in parallel.
   half the elements each way); truncation pairs from 64 daBits per element.
 * Comparisons: :meth:`OtSource.msb_xor`, a ripple-carry adder over the two shares (no
   edaBit), 63 AND triples per element.
+* Oblivious shuffle (:meth:`OtSource.shuffle`): permute + share by each party in turn on
+  a switching network, one full-word correlated OT per switch (:mod:`mpc.ss.ot_shuffle`).
 * Truncation: the exact two-party wrap-bit protocol (:meth:`OtSource.truncate`, the same
   one as the Paillier source) with the one bit product by a correlated OT: error at most
   one unit in the last place, no failure probability for |x| < 2^62 (no SecureML local
