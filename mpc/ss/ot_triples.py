@@ -72,7 +72,6 @@ _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64)
 _CHUNK_OTS = 1 << 20      # OTs per IKNP batch: 16 MiB matrices, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
-_FULL_WORDS = np.array([8])  # cot_pair: every correlation word travels whole
 _MATMUL_ROWS = 1 << 14    # rows of A per matmul block (so one OT's message stays <= 128 KiB)
 
 
@@ -175,11 +174,17 @@ class OtSource(provider.RandomnessProvider):
             recv_share = tau
         return p0, recv_share
 
-    def cot_pair(self, x: np.ndarray, choices: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """One batch of full-word correlated OTs each way (the peer makes the same call with
-        as many OTs): as sender with correlations ``x`` ((m, 1, w) uint64) it gets the pads
-        p0 (m, w); as receiver with ``choices`` ((m,) bool) p0' + choice * x' of the peer's."""
-        return self._cot(x, np.ascontiguousarray(choices, dtype=bool), w, _FULL_WORDS)
+    def rot_pair(self, m: int, choices: np.ndarray, nbytes: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch of random OTs each way (the peer makes the same call, its ``m`` being
+        ``len(choices)`` here): as sender ``m`` pairs (p0, p1), as receiver p_choice for each
+        of ``choices``; every pad ``nbytes`` wide ((m, nbytes) uint8). The caller derandomises
+        (sends p0 + x - p1 for a correlated OT)."""
+        t, first_r = self._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
+        q, first_s = self._s.extend(m)                                           # receives U
+        p0 = _pad(q, first_s, nbytes)
+        q ^= self._s.delta
+        return p0, _pad(q, first_s, nbytes), _pad(t, first_r, nbytes)
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an
