@@ -104,6 +104,8 @@ def main() -> None:
     for op in ("quantile", "describe"):
         print(f"  {op:9} before (bitwise search) {before[op]:7.2f} s   after (OT shuffle + quickselect) "
               f"{after[op]:7.2f} s   speed-up {before[op] / after[op]:5.1f}x")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"peak RSS of this process (every party at once): {peak:.2f} GiB")
     print(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 
