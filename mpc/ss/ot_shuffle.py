@@ -21,8 +21,8 @@ n-word message is independent of x and can be precomputed.
   consecutive layers (all rows) as fit 2^20 words in one IKNP batch, then S's
   derandomising corrections p0 + (v1_S - v0_S) - p1 of the whole group in one message
   (S computes them layer by layer from its own pads); all layers in one batch up to
-  n = 2^16 (one row), two layers per batch at 2^20. At the end S holds (a, B) and P (pi, Delta) with
-  pi(a) = B + Delta (P's part is affine in its input: pi(v_P) + Delta).
+  n = 2^16 (one row), two layers per batch at 2^20. At the end S holds (a, B) and P
+  (pi, Delta) with pi(a) = B + Delta (P's part is affine in its input: pi(v_P) + Delta).
 * Online: S sends d = x_S - a; P's new share is pi(x_P + d) + Delta, S's is B. They add
   up to pi(x_P + x_S - a) + pi(a) - B + B = pi(x).
 
@@ -35,12 +35,14 @@ sequential messages of rows x n words.
 Security (semi-honest, two non-colluding parties; kappa = 128, the IKNP parameters of
 :mod:`mpc.ot.extension`). P receives only OT outputs and corrections: each correction is
 masked by the pad of the choice it did not make (pseudorandom to it by correlation
-robustness), and d is masked by the uniform a, which enters nothing else P sees; so
-P's view is pseudorandom whatever x and S's values. S receives only the IKNP matrices of
-P's choice bits, pseudorandom whatever the bits, so it learns nothing about pi. Each
-party's output share is fresh: S's B is a function of its own uniform pads, P's share
-is x-dependent but masked by B. Permutations are uniform (argsort of 128-bit CSPRNG keys,
-:func:`mpc.crypto.random.row_permutations`), and the padding to 2^k dummies is public.
+robustness), and d is masked by the uniform a, which reaches P otherwise only inside
+corrections masked by such pads; so P's view is pseudorandom whatever x and S's values
+(in the second round, d masks the first round's permuting party's share with its own
+a). S receives only the IKNP matrices of P's choice bits, pseudorandom whatever the
+bits, so it learns nothing about pi. Each party's output share is fresh: S's B is a
+function of its own uniform pads, P's share is x-dependent but masked by B. Permutations
+are uniform (argsort of 128-bit CSPRNG keys, :func:`mpc.crypto.random.row_permutations`),
+and the padding to 2^k dummies is public.
 Cost per switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of correction,
 (2 log2 n - 1) n/2 switches per network: at n = 2^20 and one row about 20M OTs, 480 MB
 per party's network.
