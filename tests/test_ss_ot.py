@@ -224,7 +224,7 @@ def test_tall_matmul_in_row_blocks(monkeypatch):
 
 def test_statistics_without_a_dealer():
     """Joint statistics between two parties alone: describe, correlation and quantiles (the
-    secret bitwise search: the OT source has no shuffle) against pandas / numpy."""
+    dealer-free shuffle and quickselect) against pandas / numpy."""
     import pandas as pd
 
     from protocols import stats

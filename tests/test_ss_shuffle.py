@@ -1,5 +1,6 @@
-"""Dealer shuffle: every row comes back as a permutation of itself, rows are permuted
-independently, no single party's permutation is the result, and bad input is refused."""
+"""Oblivious shuffle, with the dealer and dealer-free (triples="ot", two parties): every
+row comes back as a permutation of itself, rows are permuted independently (or jointly,
+staying aligned), permutations look uniform, and bad input is refused."""
 
 import numpy as np
 import pytest
@@ -15,11 +16,15 @@ def _shuffled(ctx, data):
     return ss.from_shares(ctx, rows).reveal(), sh.available(ctx)
 
 
-@pytest.mark.parametrize("parties", [["a", "b"], ["a", "b", "c"]])
+SOURCES = [(["a", "b"], "dealer"), (["a", "b", "c"], "dealer"), (["a", "b"], "ot")]
+
+
+@pytest.mark.parametrize(("parties", "triples"), SOURCES)
 @pytest.mark.parametrize("transport", ["memory", "grpc"])
-def test_shuffle_permutes_each_row(parties, transport):
+def test_shuffle_permutes_each_row(parties, triples, transport):
     data = np.stack([np.arange(1000, dtype=np.int64), np.arange(1000, dtype=np.int64)]) - 500
-    out = mpc.run_local(_shuffled, parties, args={p: (data,) for p in parties}, transport=transport, timeout=120)
+    out = mpc.run_local(_shuffled, parties, args={p: (data,) for p in parties}, transport=transport, timeout=120,
+                        triples=triples)
     rows, ok = out[parties[0]]
     assert ok
     assert all(np.array_equal(out[p][0], rows) for p in parties)
@@ -29,13 +34,38 @@ def test_shuffle_permutes_each_row(parties, transport):
     assert not np.array_equal(rows[0], rows[1])      # independent permutations per row
 
 
-def test_shuffle_is_uniform_enough():
+@pytest.mark.parametrize("triples", ["dealer", "ot"])
+def test_shuffle_is_uniform_enough(triples):
     """Position of element 0 over many shuffles of 4 elements: every slot is hit."""
     data = np.tile(np.arange(4, dtype=np.int64), (400, 1))
-    rows, _ = mpc.run_local(_shuffled, ["a", "b"], args={p: (data,) for p in "ab"}, timeout=60)["a"]
+    rows, _ = mpc.run_local(_shuffled, ["a", "b"], args={p: (data,) for p in "ab"}, timeout=60,
+                            triples=triples)["a"]
     where = np.argmax(rows.astype(np.int64) == 0, axis=1)
     counts = np.bincount(where, minlength=4)
     assert counts.min() > 50, counts
+
+
+@pytest.mark.parametrize("jointly", [False, True])
+def test_ot_shuffle_hits_every_permutation_evenly(jointly):
+    """1200 shuffles of 3 elements (padded to a 4-wire network with a dummy): each of the 6
+    permutations about 200 times (chi-square, 5 degrees of freedom, p ~ 1e-6 bound), and
+    never the dummy's value inside the output."""
+    def job(ctx, data):
+        x = ss.share(ctx, data if ctx.party == "a" else None, owner="a").share
+        if jointly:     # 1200 one-row joint shuffles: one permutation per call
+            return [ss.from_shares(ctx, sh.shuffle(ctx, x[i:i + 1], jointly=True)).reveal()[0]
+                    for i in range(len(x))]
+        return ss.from_shares(ctx, sh.shuffle(ctx, x)).reveal()
+    reps = 300 if jointly else 1200
+    data = np.tile(np.arange(1, 4, dtype=np.int64), (reps, 1))
+    rows = np.asarray(mpc.run_local(job, ["a", "b"], args={p: (data,) for p in "ab"}, timeout=300,
+                                    triples="ot")["a"]).astype(np.int64)
+    assert np.array_equal(np.sort(rows, axis=1), data)
+    code = rows[:, 0] * 10 + rows[:, 1]
+    counts = np.array([np.sum(code == c) for c in (12, 13, 21, 23, 31, 32)])
+    expected = reps / 6
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    assert chi2 < 35, counts
 
 
 def _shuffled_jointly(ctx, data):
@@ -60,13 +90,27 @@ def check_joint(out: np.ndarray, data: np.ndarray) -> None:
     assert not np.array_equal(perm, data[0])
 
 
-@pytest.mark.parametrize("parties", [["a", "b"], ["a", "b", "c"]])
+@pytest.mark.parametrize(("parties", "triples"), SOURCES)
 @pytest.mark.parametrize("transport", ["memory", "grpc"])
-def test_shuffle_jointly_keeps_rows_aligned(parties, transport):
+def test_shuffle_jointly_keeps_rows_aligned(parties, triples, transport):
     data = _table()
     out = mpc.run_local(_shuffled_jointly, parties, args={p: (data,) for p in parties},
-                        transport=transport, timeout=120)
+                        transport=transport, timeout=120, triples=triples)
     check_joint(out[parties[0]], data)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 1023, 4097])
+@pytest.mark.parametrize("jointly", [False, True])
+def test_ot_shuffle_odd_sizes(n, jointly):
+    """Widths that are not powers of two run on the padded network; 0 and 1 are no-ops."""
+    data = np.stack([np.arange(n, dtype=np.int64) * 7 - 3, np.arange(n, dtype=np.int64)])
+    fn = _shuffled_jointly if jointly else (lambda ctx, d: _shuffled(ctx, d)[0])
+    out = mpc.run_local(fn, ["a", "b"], args={p: (data,) for p in "ab"}, timeout=120, triples="ot")["a"]
+    out = np.asarray(out).astype(np.int64).reshape(data.shape)
+    for r in range(2):
+        assert np.array_equal(np.sort(out[r]), np.sort(data[r]))
+    if jointly and n:
+        assert np.array_equal(out, data[:, out[1]])
 
 
 def _bad(ctx):

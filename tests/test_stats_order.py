@@ -19,20 +19,22 @@ def _select_job(ctx, data, ranks):
     return ss.from_shares(ctx, vals, 0).reveal(), [len(t) for t in trace]
 
 
-def _run(data, ranks, parties=("alice", "bob")):
-    out = mpc.run_local(_select_job, list(parties), args={p: (data, ranks) for p in parties}, timeout=60)
+def _run(data, ranks, parties=("alice", "bob"), triples="dealer"):
+    out = mpc.run_local(_select_job, list(parties), args={p: (data, ranks) for p in parties}, timeout=120,
+                        triples=triples)
     vals, trace = out[parties[0]]
     assert all(out[p][1] == trace for p in parties)          # every party saw the same outcomes
     return np.asarray(vals, dtype=np.int64), trace
 
 
+@pytest.mark.parametrize("triples", ["dealer", "ot"])
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000])
-def test_select_matches_sort_with_ties_and_distinct(n):
+def test_select_matches_sort_with_ties_and_distinct(n, triples):
     rng = np.random.default_rng(n)
     data = np.stack([rng.integers(0, 4, n), rng.permutation(n) * 3, np.full(n, 5), rng.integers(0, 1 << 40, n)])
     ranks = [np.unique(rng.integers(0, n, 5)) for _ in range(4)]
     ranks[1] = np.arange(n)                                  # every rank of one column: a full sort
-    got, _ = _run(data.astype(np.int64), ranks)
+    got, _ = _run(data.astype(np.int64), ranks, triples=triples)
     want = np.concatenate([np.sort(row)[r] for row, r in zip(data, ranks, strict=True)])
     np.testing.assert_array_equal(got, want)
 
@@ -44,13 +46,14 @@ def test_select_three_parties():
     np.testing.assert_array_equal(got, np.concatenate([np.sort(row)[ranks[0]] for row in data]))
 
 
-def test_ties_do_not_degenerate_the_pivots():
+@pytest.mark.parametrize("triples", ["dealer", "ot"])
+def test_ties_do_not_degenerate_the_pivots(triples):
     """A constant column needs as few rounds as distinct values: the secret row-index
     tie-break keeps the order of the keys random (a public tie-break would not)."""
     n = 2000
     ranks = [np.array([0, 499, 500, 999, 1000, 1499, 1500, n - 1])]
-    _, rounds_const = _run(np.full((1, n), 7), ranks)
-    _, rounds_distinct = _run(np.random.default_rng(0).permutation(n)[None, :], ranks)
+    _, rounds_const = _run(np.full((1, n), 7), ranks, triples=triples)
+    _, rounds_distinct = _run(np.random.default_rng(0).permutation(n)[None, :], ranks, triples=triples)
     assert len(rounds_const) < 80 and len(rounds_distinct) < 80
     assert sum(rounds_const) < 12 * n
 

@@ -179,6 +179,55 @@ def test_shuffle_views():
     assert_masked(runs[0]["b"], s, min_arrays=1)
 
 
+def _ot_shuffle(ctx, x, jointly):
+    t = ss.share(ctx, x if ctx.party == "a" else None, owner="a")
+    rows = np.stack([t.share, t.share * np.uint64(3)])
+    return shuffle(ctx, rows, jointly=jointly), rows                # shares only: nothing opened
+
+
+def _bytes_balanced(view) -> int:
+    """Every uint8 array received (IKNP matrices, packed OT corrections): bits balanced (6
+    sigma) overall and in each array of at least 4 KiB. Returns the bytes checked."""
+    arrays = [leaf for leaf in flatten(view) if isinstance(leaf, np.ndarray) and leaf.dtype == np.uint8]
+    total = 0
+    for a in arrays:
+        bits = np.unpackbits(a.ravel())
+        if bits.size >= 1 << 15:
+            assert abs(bits.mean() - 0.5) < 6 / math.sqrt(bits.size), "a received byte array is biased"
+        total += a.size
+    return total
+
+
+@pytest.mark.parametrize("jointly", [False, True])
+def test_ot_shuffle_views(monkeypatch, jointly):
+    """triples="ot": what each party receives has the same structure whatever the values
+    and whatever the permutations (identity, reversal or uniform: a party's choice bits
+    vary with its permutation), looks uniform, and no received word correlates with the
+    secret column."""
+    from mpc.ss import ot_shuffle
+
+    x, s = secret_column(1.0)
+    runs = []
+    for xs, perms in ((x, None), (x * 1000 + 5, "identity"), (-x, "reversed")):
+        if perms == "identity":
+            monkeypatch.setattr(ot_shuffle, "row_permutations",
+                                lambda shape: np.tile(np.arange(shape[1]), (shape[0], 1)))
+        elif perms == "reversed":
+            monkeypatch.setattr(ot_shuffle, "row_permutations",
+                                lambda shape: np.tile(np.arange(shape[1])[::-1], (shape[0], 1)))
+        res, views = record_views(_ot_shuffle, ["a", "b"], args={p: (xs, jointly) for p in "ab"}, triples="ot")
+        out, before = (res["a"][k] + res["b"][k] for k in (0, 1))
+        assert np.array_equal(np.sort(out, axis=1), np.sort(before, axis=1))
+        if perms is not None:         # both factors fixed: the identity, or a reversal applied twice
+            assert np.array_equal(out, before)
+        runs.append(views)
+        for p in "ab":
+            assert _bytes_balanced(views[p]) > 100_000
+            assert_masked(views[p], s, min_arrays=1)
+    for p in "ab":
+        assert len({tuple((sender, canonical(v)) for sender, v in run[p]) for run in runs}) == 1
+
+
 def test_permutations_break_ties_on_the_second_word():
     """Equal high words must not fall back to the row order (a biased permutation)."""
     from mpc.ss.dealer import _permutations

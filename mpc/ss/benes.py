@@ -18,7 +18,7 @@ block with destinations d (input i goes to output d[i]), inputs i and i^1 share 
 switch and inputs i and s(i) = d^-1(d(i) ^ 1) share an output switch, so each must go to
 different halves. The map g(i) = s(i ^ 1) keeps the half (two differing steps); the two
 colour classes of every constraint cycle are one g-orbit each, {g^j(i)} and {g^j(i) ^ 1}.
-Each orbit is labelled by its smallest element with pointer jumping (log2 m rounds of
+Each orbit is labelled by its smallest element with pointer jumping (log2 m - 1 rounds of
 ``label = min(label, label[h]); h = h[h]``), and the orbit with the smaller label goes up.
 So routing costs O(n log^2 n) numpy work in O(log^2 n) vectorised steps: no Python loop
 over switches or cycles (about a second at n = 2^20).
@@ -69,9 +69,11 @@ def route(dest: np.ndarray) -> list[np.ndarray]:
         g += (np.arange(blocks, dtype=idx_t) * m)[:, None]
         h = g.ravel()
         label = np.arange(blocks * m, dtype=idx_t)
-        for _ in range(m.bit_length() - 1):          # orbits have at most m/2 elements
+        rounds = m.bit_length() - 2                   # orbits have at most m/2 = 2^rounds elements
+        for r in range(rounds):
             np.minimum(label, label[h], out=label)
-            h = h[h]
+            if r + 1 < rounds:
+                h = h[h]
         label = label.reshape(blocks, m)
         colour = label > label[:, local ^ 1]          # True: to the lower half-network
         cin = colour[:, 0::2]

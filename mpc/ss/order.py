@@ -1,14 +1,15 @@
 """Exact order statistics of shared rows: oblivious shuffle + quickselect with OPENED
-comparison outcomes (with the dealer), or a secret bitwise search (any triple source).
+comparison outcomes (with the dealer or ``triples="ot"``), or a secret bitwise search (any
+triple source).
 
 ``quantile`` (``ss.quantile``, used by :mod:`protocols.stats.vertical`) picks the ranks
 numpy's method names, finds those order statistics and interpolates. Finding them:
 
 - in a sorted tensor (``is_sorted=True``): public indexing;
 - given each row's minimum and a public bound 2^b on its range (``low``,
-  ``range_bits``): ``smallest``, i.e. quickselect on shuffled keys with the dealer when the
-  keys fit, else the secret bitwise search below, plus ``next_values`` for the upper
-  neighbours of ``linear``;
+  ``range_bits``): ``smallest``, i.e. quickselect on shuffled keys when the source can
+  shuffle (the dealer, ``"ot"``) and the keys fit, else the secret bitwise search below,
+  plus ``next_values`` for the upper neighbours of ``linear``;
 - otherwise (no range is known, and ``quantile`` opens nothing to learn one): the
   bitonic ``ss.sort``, then indexing. So ``ss.quantile`` reveals nothing but shapes,
   and the quickselect's outcomes only with keys (see below).
@@ -24,7 +25,8 @@ secret threshold t (count the values <= t, compare the count with k + 1): n comp
 per row and bit, nothing opened. With the dealer always 62 bits, since the number of
 rounds would tell it the range's bit length.
 
-Quickselect (with the dealer, ``mpc.ss.shuffle``).
+Quickselect (with a source that shuffles, ``mpc.ss.shuffle``: the dealer, or the
+dealer-free two-party shuffle of ``triples="ot"``, :mod:`mpc.ss.ot_shuffle`).
 
 How. Values y >= 0 of a column of n rows become distinct keys K_j = y_j * 2^L + j
 (``keys_of``; j the row index, 2^L >= n; needs y < 2^(62 - L), see ``fits``), so that
@@ -56,8 +58,12 @@ breaking them by the public shuffled position would make the order of equal valu
 follow the arrangement, so the outcomes would show how many ties there are (a constant
 column would answer every comparison by position). Several selections on the same
 shuffled keys are still a function of the same random order, so a column is shuffled
-once per job. Security assumes the dealer (who knows the permutations but sees no
-shares) colludes with no computing party.
+once per job. Who knows the permutation: with the dealer, the dealer (it deals every
+factor but sees no shares), so security assumes it colludes with no computing party;
+with ``triples="ot"`` nobody: the order is pi_1 o pi_0 with pi_i uniform and known only to
+party i (each applies its factor by an oblivious switching network, Mohassel-Sadeghian,
+EUROCRYPT 2013, on IKNP OT with kappa = 128), so, with two non-colluding semi-honest
+parties, each sees outcomes of keys in an order that is uniform given its own factor.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ import numpy as np
 from mpc.runtime.context import Context
 from mpc.ss import beaver, compare
 from mpc.ss.functions import sort
+from mpc.ss.provider import DEALER, source_kind
 from mpc.ss.shuffle import available, shuffle
 from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
@@ -197,7 +204,7 @@ def smallest(y: SharedTensor, ranks: Sequence[np.ndarray], range_bits: Sequence[
     """The ``ranks[i]``-th smallest values (0-based, each an int array) of row i of ``y``
     (c, n): integers in [0, 2^range_bits[i]) (public bounds). Exact.
 
-    With the dealer and keys that fit (``fits``): quickselect on ``keys``, the row's
+    With a source that shuffles and keys that fit (``fits``): quickselect on ``keys``, the row's
     shuffled distinct keys (``shuffled_keys(y)``; pass the same keys again to reuse the
     shuffle). Else the secret bitwise search, over the public widest range, or a fixed 62
     bits with the dealer (the number of rounds would tell it the range's bit length).
@@ -208,18 +215,18 @@ def smallest(y: SharedTensor, ranks: Sequence[np.ndarray], range_bits: Sequence[
         vals = values_of(y.ctx, np.concatenate(found), n)
         return _split(y._new(vals, 0), ranks)
     owner = np.concatenate([np.full(len(r), i, np.int64) for i, r in enumerate(ranks)])
-    bits = 62 if available(y.ctx) else max(int(b) for b in range_bits)
+    bits = 62 if source_kind(y.ctx.options) == DEALER else max(int(b) for b in range_bits)
     return _split(_secret_search(y[owner], np.concatenate(ranks), bits), ranks)
 
 
 def shuffled_keys(y: SharedTensor) -> SharedTensor:
     """The distinct keys y * 2^L + j of each row of ``y`` (c, n), every row under its own
-    oblivious permutation (needs the dealer); for ``smallest``."""
+    oblivious permutation (needs a source that shuffles: the dealer or "ot"); for ``smallest``."""
     return y._new(shuffled(y.ctx, keys_of(y.ctx, y.share)), 0)
 
 
 def can_select(ctx: Context, n: int, range_bits: Sequence[int]) -> bool:
-    """Whether ``smallest`` may use quickselect: the dealer, and keys below 2^62."""
+    """Whether ``smallest`` may use quickselect: a source that shuffles, and keys below 2^62."""
     return available(ctx) and all(fits(n, int(b)) for b in range_bits)
 
 

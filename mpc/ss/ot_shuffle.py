@@ -14,29 +14,35 @@ n-word message is independent of x and can be precomputed.
 * Offline: the other party S draws a uniform input mask a and walks the network on its
   shares, P on its shares of 0. A switch with bit c (P's) on wires holding v0 = v0_S +
   v0_P, v1 = v1_S + v1_P outputs (v0 + t, v1 - t) with t = c (v1 - v0). One correlated OT
-  (:meth:`mpc.ss.ot_triples.OtSource.cot_pair`) with P's choice c and S's correlation
+  (a random OT of :meth:`mpc.ss.ot_triples.OtSource.rot_pair`, derandomised; Beaver's
+  precomputed-OT trick) with P's choice c and S's correlation
   v1_S - v0_S gives S the pad p and P p + c (v1_S - v0_S); S's share of t is -p, P's is
-  that plus c (v1_P - v0_P). One OT per switch, all switches of a layer (and of every row)
-  in one batch, 2 log2 n - 1 batches. At the end S holds (a, B) and P (pi, Delta) with
-  pi(a) = B + Delta (P's part is affine in its input: pi(v_P) + Delta).
+  that plus c (v1_P - v0_P). One OT per switch: random OTs for the switches of as many
+  consecutive layers (all rows) as fit 2^20 words in one IKNP batch, then S's
+  derandomising corrections p0 + (v1_S - v0_S) - p1 of the whole group in one message
+  (S computes them layer by layer from its own pads); all layers in one batch up to
+  n = 2^16 (one row), two layers per batch at 2^20. At the end S holds (a, B) and P
+  (pi, Delta) with pi(a) = B + Delta (P's part is affine in its input: pi(v_P) + Delta).
 * Online: S sends d = x_S - a; P's new share is pi(x_P + d) + Delta, S's is B. They add
   up to pi(x_P + x_S - a) + pi(a) - B + B = pi(x).
 
 ``jointly``: one network (one permutation per party) for all rows, each OT's correlation
 ``rows`` words wide; else one network per row, every row's switches in the same batches.
 Both parties' networks run at once (each party is P in one and S in the other), so the
-offline phase takes 2 log2 n - 1 rounds of two messages each way, the online one two
+offline phase takes one round of two messages each way per batch, the online one two
 sequential messages of rows x n words.
 
 Security (semi-honest, two non-colluding parties; kappa = 128, the IKNP parameters of
 :mod:`mpc.ot.extension`). P receives only OT outputs and corrections: each correction is
 masked by the pad of the choice it did not make (pseudorandom to it by correlation
-robustness), and d is masked by the uniform a, which enters nothing else P sees; so
-P's view is pseudorandom whatever x and S's values. S receives only the IKNP matrices of
-P's choice bits, pseudorandom whatever the bits, so it learns nothing about pi. Each
-party's output share is fresh: S's B is a function of its own uniform pads, P's share
-is x-dependent but masked by B. Permutations are uniform (argsort of 128-bit CSPRNG keys,
-:func:`mpc.crypto.random.row_permutations`), and the padding to 2^k dummies is public.
+robustness), and d is masked by the uniform a, which reaches P otherwise only inside
+corrections masked by such pads; so P's view is pseudorandom whatever x and S's values
+(in the second round, d masks the first round's permuting party's share with its own
+a). S receives only the IKNP matrices of P's choice bits, pseudorandom whatever the
+bits, so it learns nothing about pi. Each party's output share is fresh: S's B is a
+function of its own uniform pads, P's share is x-dependent but masked by B. Permutations
+are uniform (argsort of 128-bit CSPRNG keys, :func:`mpc.crypto.random.row_permutations`),
+and the padding to 2^k dummies is public.
 Cost per switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of correction,
 (2 log2 n - 1) n/2 switches per network: at n = 2^20 and one row about 20M OTs, 480 MB
 per party's network.
@@ -55,7 +61,7 @@ from mpc.ss import benes
 if TYPE_CHECKING:
     from mpc.ss.ot_triples import OtSource
 
-_CHUNK_WORDS = 1 << 21    # correlation words per OT batch: bounded memory
+_BATCH_WORDS = 1 << 20    # OTs x words per batch of layers: bounded memory (~100 MB per side)
 
 
 def _destinations(shape: tuple[int, int], width: int) -> np.ndarray:
@@ -69,32 +75,61 @@ def _destinations(shape: tuple[int, int], width: int) -> np.ndarray:
     return dest
 
 
-def _layer(source: OtSource, v_s: np.ndarray, v_p: np.ndarray, bits: np.ndarray,
-           jointly: bool) -> None:
-    """One switch layer of both networks, in place: ``v_s`` this party's shares as S of the
-    peer's network, ``v_p`` as P of its own with control ``bits`` ((1 or rows, n/2))."""
-    rows, half = v_s.shape[0], v_s.shape[1] // 2
-    corr = v_s[:, 1::2] - v_s[:, 0::2]               # (rows, half)
-    if jointly:
-        x, w, choices = corr.T.reshape(half, 1, rows), rows, bits.reshape(half)
-    else:
-        x, w, choices = corr.reshape(rows * half, 1, 1), 1, bits.reshape(rows * half)
-    per = max(1, _CHUNK_WORDS // w)
-    pads, got = [], []
-    for lo in range(0, len(choices), per):
-        p, r = source.cot_pair(x[lo:lo + per], choices[lo:lo + per], w)
-        pads.append(p)
-        got.append(r)
-    pad, recv = np.concatenate(pads), np.concatenate(got)
-    if jointly:
-        pad, recv = pad.T, recv.T
-    pad, recv = pad.reshape(rows, half), recv.reshape(rows, half)
-    v_s[:, 0::2] -= pad
-    v_s[:, 1::2] += pad
-    c = np.broadcast_to(bits, (rows, half)).astype(np.uint64)
-    recv += c * (v_p[:, 1::2] - v_p[:, 0::2])
-    v_p[:, 0::2] += recv
-    v_p[:, 1::2] -= recv
+def _groups(bits: list[np.ndarray], words: int) -> list[range]:
+    """Consecutive layers whose OTs (times ``words``) fit one batch of _BATCH_WORDS (a layer
+    larger than that is a batch of its own)."""
+    out, start, size = [], 0, 0
+    for j, b in enumerate(bits):
+        size_j = b.size * words
+        if j > start and size + size_j > _BATCH_WORDS:
+            out.append(range(start, j))
+            start, size = j, 0
+        size += size_j
+    out.append(range(start, len(bits)))
+    return out
+
+
+def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], jointly: bool
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The offline phase of both networks at once: this party walks the peer's network as S
+    from its mask ``a`` and its own (control ``bits``, (1 or rows, n/2) per layer) as P from
+    0. Random OTs for a group of layers in one batch each way, then S's corrections
+    p0 + (v1_S - v0_S) - p1 of the whole group in one message. Returns (B, Delta)."""
+    ctx, peer = source.ctx, source.peer
+    rows, width = a.shape
+    half = width // 2
+    w = rows if jointly else 1
+    v_s, v_p = a.copy(), np.zeros_like(a)
+    for group in _groups(bits, w):
+        sizes = [half if jointly else rows * half for _ in group]
+        total = sum(sizes)
+        choices = np.concatenate([bits[j].reshape(-1) for j in group])
+        p0, p1, mine = (p.view(np.uint64).reshape(total, w) for p in source.rot_pair(total, choices, 8 * w))
+        taus, off = [], 0
+        for j, m in zip(group, sizes, strict=True):          # S: the peer's network
+            corr = v_s[:, 1::2] - v_s[:, 0::2]
+            x = corr.T if jointly else corr.reshape(m, 1)
+            pad = p0[off:off + m]
+            taus.append(pad + x - p1[off:off + m])
+            pad = pad.T if jointly else pad.reshape(rows, half)
+            v_s[:, 0::2] -= pad
+            v_s[:, 1::2] += pad
+            v_s = benes.wire(v_s, j, width)
+            off += m
+        ctx.send(peer, np.concatenate(taus))
+        tau = expect(peer, ctx.recv(peer), np.uint64, (total, w), "the shuffle's OT corrections")
+        off = 0
+        for j, m in zip(group, sizes, strict=True):          # P: this party's network
+            c = bits[j].reshape(-1).astype(np.uint64)[:, None]
+            got = mine[off:off + m] + c * tau[off:off + m]
+            got = got.T if jointly else got.reshape(rows, half)
+            cb = np.broadcast_to(bits[j], (rows, half)).astype(np.uint64)
+            got += cb * (v_p[:, 1::2] - v_p[:, 0::2])
+            v_p[:, 0::2] += got
+            v_p[:, 1::2] -= got
+            v_p = benes.wire(v_p, j, width)
+            off += m
+    return v_s, v_p
 
 
 def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarray:
@@ -108,10 +143,7 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarra
     dest = _destinations((1 if jointly else rows, n), width)
     bits = benes.route(dest)
     a = source.prg.uint64((rows, width))
-    v_s, v_p = a.copy(), np.zeros((rows, width), np.uint64)
-    for j, b in enumerate(bits):                     # offline: both networks at once
-        _layer(source, v_s, v_p, b, jointly)
-        v_s, v_p = benes.wire(v_s, j, width), benes.wire(v_p, j, width)
+    v_s, v_p = _network(source, a, bits, jointly)    # offline: both networks at once
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for permuter in (0, 1):                          # online: party 0's pi, then party 1's

@@ -30,6 +30,8 @@ parties hash, transpose and send in parallel.
   half the elements each way); truncation pairs from 64 daBits per element.
 * Comparisons: :meth:`OtSource.msb_xor`, the carry of the two shares' sum by CrypTFlow2's
   millionaires' protocol (:mod:`mpc.ss.millionaire`; no edaBit), 94 random OTs per element.
+* Oblivious shuffle (:meth:`OtSource.shuffle`): permute + share by each party in turn on
+  a switching network, one full-word correlated OT per switch (:mod:`mpc.ss.ot_shuffle`).
 * Truncation: the exact two-party wrap-bit protocol (:meth:`OtSource.truncate`, the same
   one as the Paillier source) with the one bit product by a correlated OT: error at most
   one unit in the last place, no failure probability for |x| < 2^62 (no SecureML local
@@ -81,7 +83,6 @@ _LOW63 = np.uint64((1 << 63) - 1)
 _BITS = np.arange(64, dtype=np.uint64)
 _CHUNK_OTS = 1 << 17      # OTs per IKNP batch: 2 MiB matrices, cache-sized, bounded memory
 _CHUNK_WORDS = 1 << 21    # correlation words per batch (matmul: m words per OT)
-_FULL_WORDS = np.array([8])  # cot_pair: every correlation word travels whole
 _MATMUL_ROWS = 1 << 14    # rows of A per matmul block (so one OT's message stays <= 128 KiB)
 
 
@@ -212,12 +213,17 @@ class OtSource(provider.RandomnessProvider):
             recv_share = tau
         return p0, recv_share, after
 
-    def cot_pair(self, x: np.ndarray, choices: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """One batch of full-word correlated OTs each way (the peer makes the same call with
-        as many OTs): as sender with correlations ``x`` ((m, 1, w) uint64) it gets the pads
-        p0 (m, w); as receiver with ``choices`` ((m,) bool) p0' + choice * x' of the peer's."""
-        p0, mine, _ = self._cot(x, np.ascontiguousarray(choices, dtype=bool), w, _FULL_WORDS)
-        return p0, mine
+    def rot_pair(self, m: int, choices: np.ndarray, nbytes: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch of random OTs each way (the peer makes the same call, its ``m`` being
+        ``len(choices)`` here): as sender ``m`` pairs (p0, p1), as receiver p_choice for each
+        of ``choices``; every pad ``nbytes`` wide ((m, nbytes) uint8). The caller derandomises
+        (sends p0 + x - p1 for a correlated OT)."""
+        t, first_r = self._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
+        q, first_s = self._s.extend(m)                                           # receives U
+        p0 = _pad(q, first_s, nbytes)
+        q ^= self._s.delta
+        return p0, _pad(q, first_s, nbytes), _pad(t, first_r, nbytes)
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an

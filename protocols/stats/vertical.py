@@ -21,8 +21,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    the result), the correlation is normalised on shares: the secret power of two of each
    sum of squares is taken out (bit decomposition, one-hot, public shifts) so that
    inv_sqrt works on [0.25, 1) with 20 fractional bits.
-4. Order statistics (quantile, describe) are exact. With the dealer (the default): the
-   parties form distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
+4. Order statistics (quantile, describe) are exact. With a source that shuffles (the
+   dealer, or ``triples="ot"``'s dealer-free two-party shuffle): the parties form
+   distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
    (``ss.quantile``, :mod:`mpc.ss.order`): about 5.25 n comparisons per column for describe's six
@@ -31,8 +32,8 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
    the keys are distinct and in a uniformly random order no party knows, so the
    outcomes are a function of that random order only, the same distribution whatever
-   the data (ties included: the row index breaks them secretly). Without the dealer
-   (``triples="paillier"``), or when range bits + L > 62, the k-th smallest value is
+   the data (ties included: the row index breaks them secretly). With
+   ``triples="paillier"`` (no shuffle), or when range bits + L > 62, the k-th smallest value is
    found bit by bit with a *secret* threshold (compare every row with it, count,
    compare the count with k): per rank, n comparisons per bit of (max - min), nothing
    opened until the end; for ``linear`` the upper neighbour costs 2 more comparisons
