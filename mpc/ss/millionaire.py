@@ -134,25 +134,29 @@ def _words(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.packbits(bits & 1, bitorder="little").view(np.uint64).reshape(shape)
 
 
-def _and_shared(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
-                y: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """XOR shares of (x1 AND y, x2 AND y), boolean-shared words of one shape; one round
-    after the triples.
-
-    Two Beaver triples sharing their b, (a1, b, c1) and (a2, b, c2), from random OTs with
-    2-bit messages as in ABY (Demmler, Schneider, Zohner, NDSS 2015): in an OT where this
-    party is the sender it defines its (a1, a2) = x0 xor x1 and the receiver chooses with
-    its bit of b, so x0 xor x_b = b AND (a1, a2); one OT each way per bit gives both
-    triples (2 random OTs for 2 ANDs, instead of 4), and y xor b is opened once for both.
-    """
-    shape = y.shape
+def _shared_b_triples(sender: IknpSender, receiver: IknpReceiver, prg: PRG, shape: tuple[int, ...]
+                      ) -> tuple[np.ndarray, ...]:
+    """Shares of pairs of AND triples sharing their b, (a1, b, c1) and (a2, b, c2), words
+    of ``shape``: from random OTs with 2-bit messages as in ABY (Demmler, Schneider, Zohner,
+    NDSS 2015). In an OT where this party is the sender it defines its (a1, a2) = x0 xor x1
+    and the receiver chooses with its bit of b, so x0 xor x_b = b AND (a1, a2): one OT each
+    way per bit gives both triples (2 random OTs for 2 ANDs instead of 4)."""
     b = prg.uint64(shape)
     choices = np.unpackbits(b.view(np.uint8), bitorder="little").astype(bool)
-    x0, x1_, xc = _rot2(sender, receiver, choices)
-    a = x0 ^ x1_
+    x0, x1, xc = _rot2(sender, receiver, choices)
+    a = x0 ^ x1
     a1, a2 = _words(a, shape), _words(a >> 1, shape)
     c1 = (a1 & b) ^ _words(x0, shape) ^ _words(xc, shape)
     c2 = (a2 & b) ^ _words(x0 >> 1, shape) ^ _words(xc >> 1, shape)
+    return a1, a2, b, c1, c2
+
+
+def _and_shared(ctx: Context, triples: tuple[np.ndarray, ...], y: np.ndarray, x1: np.ndarray,
+                x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """XOR shares of (x1 AND y, x2 AND y), boolean-shared words of one shape, with a pair
+    of triples sharing b (:func:`_shared_b_triples`): y xor b is opened once for both; one
+    round (GMW: every opened word is masked by fresh triple words, uniform)."""
+    a1, a2, b, c1, c2 = triples
     e, d1, d2 = open_many(ctx, [y ^ b, x1 ^ a1, x2 ^ a2], xor=True)
     z1 = c1 ^ (d1 & b) ^ (e & a1)
     z2 = c2 ^ (d2 & b) ^ (e & a2)
@@ -167,8 +171,9 @@ def compare_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: P
     """XOR shares (uint64 0/1, shape of ``value``) of [a < b] and [a == b], a = party 0's
     ``value`` and b = party 1's (unsigned 64-bit), on this party's two IKNP sessions with
     the peer (``sender`` and ``receiver``; the peer passes its own, roles mirrored) and
-    ``prg`` for its share bits. 1 round of OT, then 4 rounds of ANDs (the root's pair of
-    ANDs gives eq with lt at no extra cost); see the module docstring."""
+    ``prg`` for its share bits. 1 round of OT for the digits, one for the tree's triples,
+    then 4 rounds of ANDs (the root's pair of ANDs gives eq with lt at no extra cost); see
+    the module docstring."""
     shape = np.shape(value)
     flat = np.ascontiguousarray(value, dtype=np.uint64).reshape(-1)
     n = flat.size
@@ -179,8 +184,12 @@ def compare_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: P
              for lo in range(0, n, _CHUNK)]
     lt = _planes(np.concatenate([p[0] for p in parts]))
     eq = _planes(np.concatenate([p[1] for p in parts]))
+    # the tree's triples in one batch: 8 + 4 + 2 + 1 pair-planes of words
+    triples = _shared_b_triples(sender, receiver, prg, (DIGITS - 1, lt.shape[1]))
+    row = 0
     while len(lt) > 1:                       # digit 2k + 1 is above digit 2k
-        t, e = _and_shared(ctx, sender, receiver, prg, eq[1::2], lt[0::2], eq[0::2])
-        lt, eq = lt[1::2] ^ t, e
+        pairs = len(lt) // 2
+        t, e = _and_shared(ctx, [w[row:row + pairs] for w in triples], eq[1::2], lt[0::2], eq[0::2])
+        lt, eq, row = lt[1::2] ^ t, e, row + pairs
     return tuple(np.unpackbits(w[0].view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(shape)
                  for w in (lt, eq))
