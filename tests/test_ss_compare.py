@@ -242,3 +242,19 @@ def test_comparison_views_are_independent_of_the_peers_input():
                     _balanced_and_independent(_bits_of(plane)[:n], secret)
         assert kinds["ot"] == 1 and kinds["u"] >= 2 and kinds["open"] >= 4, kinds
     assert structures[0] == structures[1]
+
+
+def test_malformed_ot_messages_name_the_peer():
+    """A peer sending a millionaires' OT message of the wrong shape is refused, naming it."""
+    from mpc.ss.millionaire import compare_xor
+    from mpc.ss.triples import get_source
+
+    def fn(ctx):
+        src = get_source(ctx)
+        if ctx.party == "bob":
+            send = ctx.send
+            ctx.send = lambda peer, v: send(peer, v[:-1] if getattr(v, "dtype", None) == np.uint32 else v)
+        return compare_xor(ctx, src._s, src._r, src.prg, np.arange(10, dtype=np.uint64))
+
+    with pytest.raises(Exception, match="party 'bob' sent .*millionaires' OT messages"):
+        mpc.run_local(fn, PARTIES, triples="ot", timeout=30)
