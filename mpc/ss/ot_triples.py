@@ -39,7 +39,9 @@ as the extension sender, the IKNP matrix U (each column masked by a PRG stream o
 it does not hold: pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
-is uniform whatever the sender's correlation. Shares of every triple are therefore
+is uniform whatever the sender's correlation; in comparisons also the masked messages of
+the 1-out-of-16 OTs, whose pads but the chosen one hold key slices it does not know
+(:mod:`mpc.ss.millionaire`). Shares of every triple are therefore
 pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
 x - r) is masked by them. Tweaks (the OT's index in its session) are never reused.
 
