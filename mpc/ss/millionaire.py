@@ -1,8 +1,9 @@
 """Two-party secure comparison of private 64-bit values: CrypTFlow2's millionaires' protocol.
 
 ``compare_xor`` gives XOR shares of [a < b] and [a == b] where party 0 holds a and party 1 holds b
-(unsigned 64-bit words), after Rathee, Rastogi, Gupta, Chandran, Sharma, Cheng, ... :
-"CrypTFlow2: Practical 2-Party Secure Inference" (CCS 2020), section 3:
+(unsigned 64-bit words), after D. Rathee, M. Rathee, Kumar, Chandran, Gupta, Rastogi,
+Sharma, "CrypTFlow2: Practical 2-Party Secure Inference" (CCS 2020), the millionaires'
+protocol of its section 3:
 
 1. Each value is cut into 16 digits of m = 4 bits. For every digit j one party is the OT
    sender S (party 0 for even j, party 1 for odd j, so both directions of the job's two
@@ -26,8 +27,8 @@ R knows k_i^{t_i} only; for v != t some i has v_i != t_i, so P_v contains slice 
 key R does not know, and the slices of different v are disjoint bits: the 15 other pads
 are jointly pseudorandom and the other messages hidden. S receives only the IKNP matrix
 (pseudorandom whatever R's choices). Per element: 64 random OTs (one per input bit, 32
-each way) and 8 + 8 words of 32 bits, then 15 pairs of AND triples (30 random OTs) in 4
-rounds.
+each way) and 8 + 8 words of 32 bits, and 15 pairs of AND triples (30 random OTs, in the
+same IKNP batch), then 4 rounds of openings.
 
 Security: semi-honest, two non-colluding parties; kappa = 128 (IKNP with Chou-Orlandi
 base OTs, fixed-key AES hash in the ideal-permutation model); every received message is
