@@ -170,10 +170,9 @@ def test_millionaires_against_numpy(ab, flips):
 
 
 def test_millionaires_over_grpc_in_batches(monkeypatch):
-    """Several OT batches (batch size shrunk to 100 elements), shape kept, over gRPC."""
+    """Several OT batches (batch size shrunk to 128 elements), shape kept, over gRPC."""
     from mpc.ss import millionaire
-    monkeypatch.setattr(millionaire, "_CHUNK", 100)
-    monkeypatch.setattr(millionaire, "_CHUNK_OTS", 1000)
+    monkeypatch.setattr(millionaire, "_CHUNK", 128)
     rng = np.random.default_rng(11)
     a = rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64)
     b = np.where(rng.random((7, 50)) < 0.3, a, rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64))
@@ -229,17 +228,30 @@ def test_comparison_views_are_independent_of_the_peers_input():
                 for digit in words:
                     for bit in range(32):
                         _balanced_and_independent((digit >> np.uint32(bit)) & 1, secret)
-            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS:   # extension matrix U
-                kinds["u"] += 1
-                cols = v.shape[1] * 8
-                per = -(-cols // n)                                  # OTs per element (padded)
-                choice = np.repeat(secret, per)[:cols] if per * n >= cols else secret
+            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS and v.shape[1] * 8 >= 32 * n:
+                kinds["u"] += 1                         # the extension matrix U of the batch
+                choice = np.repeat(secret, 32)          # OTs 0..32n-1: (element, digit, bit)
                 for row in v[::7]:
-                    bits = _bits_of(row)
-                    _balanced_and_independent(bits[:len(choice)], choice[:len(bits)])
+                    _balanced_and_independent(_bits_of(row)[:choice.size], choice)
             elif v.dtype == np.uint64 and v.ndim == 1 and v.size % (n // 64) == 0:   # opened planes
                 kinds["open"] += 1
                 for plane in v.reshape(-1, n // 64):
                     _balanced_and_independent(_bits_of(plane)[:n], secret)
-        assert kinds["ot"] == 1 and kinds["u"] >= 2 and kinds["open"] >= 4, kinds
+        assert kinds["ot"] == 1 and kinds["u"] == 1 and kinds["open"] >= 4, kinds
     assert structures[0] == structures[1]
+
+
+def test_malformed_ot_messages_name_the_peer():
+    """A peer sending a millionaires' OT message of the wrong shape is refused, naming it."""
+    from mpc.ss.millionaire import compare_xor
+    from mpc.ss.triples import get_source
+
+    def fn(ctx):
+        src = get_source(ctx)
+        if ctx.party == "bob":
+            send = ctx.send
+            ctx.send = lambda peer, v: send(peer, v[:-1] if getattr(v, "dtype", None) == np.uint32 else v)
+        return compare_xor(ctx, src._s, src._r, src.prg, np.arange(10, dtype=np.uint64))
+
+    with pytest.raises(Exception, match="party 'bob' sent .*millionaires' OT messages"):
+        mpc.run_local(fn, PARTIES, triples="ot", timeout=30)

@@ -45,10 +45,11 @@ ideal-permutation model). What a party receives: as the extension sender, the ma
 pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
-is uniform whatever the sender's correlation. Shares of every triple are therefore
-pseudorandom and independent of the peer's values; what is opened later (x - a, y - b
-of a matmul, the bits of the comparison circuit) is masked by them; a product opens
-nothing. Tweaks (the OT's index in its session) are never reused.
+is uniform whatever the sender's correlation; in comparisons also the masked messages of
+the 1-out-of-16 OTs, whose pads but the chosen one hold key slices it does not know
+(:mod:`mpc.ss.millionaire`). Shares of every triple are therefore
+pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
+x - r) is masked by them; a product opens nothing. Tweaks (the OT's index in its session) are never reused.
 
 Parameters: kappa = 128 (computational; there is no statistical parameter: every share
 is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1 MiB
