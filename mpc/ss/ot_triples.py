@@ -192,7 +192,7 @@ class OtSource(provider.RandomnessProvider):
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
-            p1 = run.submit(_pads, xor_delta(q.copy(), self._s.delta), first_s, w)   # q xor Delta
+            p1 = run.submit(_pads, xor_delta(q, self._s.delta, np.empty_like(q)), first_s, w)   # q xor Delta
             p0 = _pads(q, first_s, w)
             tau = p0.reshape(-1, len(nbytes), w) + x
             tau -= run.result(p1).reshape(tau.shape)
