@@ -96,6 +96,11 @@ def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
     return _pad(rows, first, 8 * w).view(np.uint64)
 
 
+def _low_bits(rows: np.ndarray, first: int) -> np.ndarray:
+    """Bit 0 of each row's pad H(i, row) (the low bit of :func:`_pads`), as 0/1 uint8."""
+    return (_pads(rows, first, 1)[:, 0] & _ONE).astype(np.uint8)
+
+
 class _Parallel:
     """Hashing on the crypto pool while this thread goes on (AES and numpy release the GIL),
     or inline when the pool has one worker."""
@@ -271,14 +276,16 @@ class OtSource(provider.RandomnessProvider):
             lo = k * per
             ms = 64 * max(0, min(n_send, lo + per) - lo)
             ch = np.unpackbits(choices[lo:lo + per].view(np.uint8), bitorder="little").astype(bool)
+            run = _Parallel()
             if len(ch):
-                t, first_r = self._r.extend(ch)
+                xb = run.submit(_low_bits, *self._r.extend(ch))
             if ms:
                 q, first_s = self._s.extend(ms)
-                x0s.append(_pad(q, first_s, 1)[:, 0] & 1)
-                x1s.append(_pad(xor_delta(q, self._s.delta), first_s, 1)[:, 0] & 1)
+                x1 = run.submit(_low_bits, xor_delta(q, self._s.delta, np.empty_like(q)), first_s)
+                x0s.append(_low_bits(q, first_s))
+                x1s.append(run.result(x1))
             if len(ch):
-                xbs.append(_pad(t, first_r, 1)[:, 0] & 1)
+                xbs.append(run.result(xb))
 
         def words(parts: list[np.ndarray]) -> np.ndarray:
             if not parts:
