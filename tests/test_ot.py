@@ -163,6 +163,29 @@ def test_malformed_extension_matrix_names_the_peer():
         run(job)
 
 
+def test_softspoken_setup_punctures_one_leaf_per_column_pair():
+    """The extension sender rebuilds, for each column pair with Delta bits (d0, d1), exactly
+    the three GGM leaves other than (d0, d1), in the order A, B, C that extend() combines."""
+    from mpc.ot import extension
+
+    def job(ctx, _):
+        if ctx.party == "alice":
+            bits = random_bits(128)
+            keys = base.receive_random(ctx, "bob", bits)
+            return bits, extension._punctured_seeds(ctx, "bob", bits, keys)
+        k0, k1 = base.send_random(ctx, "alice", 128)
+        return extension._puncturable_seeds(ctx, "alice", k0, k1)
+
+    out = run(job)
+    (bits, known), leaves = out["alice"], out["bob"]
+    assert len(known) == 3 * 64 and len(leaves) == 4 * 64 and len(set(leaves)) == 256
+    for c in range(64):
+        d0, d1 = int(bits[2 * c]), int(bits[2 * c + 1])
+        four, mine = leaves[4 * c:4 * c + 4], known[3 * c:3 * c + 3]
+        assert four[d0 + 2 * d1] not in known
+        assert mine == [four[(1 - d0) + 2 * d1], four[(1 - d0) + 2 * (1 - d1)], four[d0 + 2 * (1 - d1)]]
+
+
 def test_base_ot_refuses_a_small_order_point():
     def job(ctx, _):
         if ctx.party == "alice":

@@ -130,19 +130,24 @@ def _pad(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
 _TILE = 1024  # rows per xor_delta stripe: numpy's inner loop runs over 16 KiB, not 16 bytes
 
 
-def xor_delta(rows: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """``rows ^= delta`` in place for C-contiguous (m, 16) uint8 rows (one 128-bit Delta):
-    stripes of ``_TILE`` rows against Delta repeated, so the loop is long and vectorised."""
+def xor_delta(rows: np.ndarray, delta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``rows ^ delta`` for C-contiguous (m, 16) uint8 rows (one 128-bit Delta), in place or
+    into ``out``: stripes of ``_TILE`` rows against Delta repeated, so the loop is long and
+    vectorised."""
     if not rows.flags.c_contiguous or rows.shape[1:] != (BLOCK,):
         raise ValueError("xor_delta needs C-contiguous (m, 16) uint8 rows")
+    out = rows if out is None else out
+    if out.shape != rows.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError("xor_delta: out must be C-contiguous uint8 of the rows' shape")
     d = np.ascontiguousarray(delta, dtype=np.uint8).view(np.uint64)
-    words = rows.view(np.uint64).reshape(-1)
+    words, dest = rows.view(np.uint64).reshape(-1), out.view(np.uint64).reshape(-1)
     full = len(rows) - len(rows) % _TILE
     if full:
-        words[:2 * full].reshape(-1, 2 * _TILE).__ixor__(np.tile(d, _TILE))
+        np.bitwise_xor(words[:2 * full].reshape(-1, 2 * _TILE), np.tile(d, _TILE),
+                       out=dest[:2 * full].reshape(-1, 2 * _TILE))
     if len(rows) > full:
-        words[2 * full:].reshape(-1, 2).__ixor__(d)
-    return rows
+        np.bitwise_xor(words[2 * full:].reshape(-1, 2), d, out=dest[2 * full:].reshape(-1, 2))
+    return out
 
 
 def _as_words(x: np.ndarray, m: int) -> np.ndarray:

@@ -93,12 +93,31 @@ def _bits(words: np.ndarray) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8), bitorder="little").reshape(-1, 64)
 
 
+class _WordBits:
+    """The bits of uint64 words as (n, 64) 0/1 uint8 rows (:func:`_bits`), made slice by
+    slice as :meth:`OtSource._cross` takes its batches: no n x 64 array."""
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.words = np.ascontiguousarray(words, dtype=np.uint64).reshape(-1)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return _bits(self.words[rows])
+
+
 def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
     """The OT pads of ``rows`` as (m, w) uint64: H(i, row) (:func:`mpc.ot.extension._pad`);
     for one word only its low 64 bits are formed (:func:`mpc.ot.hashing.tccr_words`)."""
     if w == 1:
         return tccr_words(rows, np.arange(first, first + len(rows), dtype=np.uint64)).reshape(-1, 1)
     return _pad(rows, first, 8 * w).view(np.uint64)
+
+
+def _low_bits(rows: np.ndarray, first: int) -> np.ndarray:
+    """Bit 0 of each row's pad H(i, row) (the low bit of :func:`_pads`), as 0/1 uint8."""
+    return (_pads(rows, first, 1)[:, 0] & _ONE).astype(np.uint8)
 
 
 class _Parallel:
@@ -197,7 +216,7 @@ class OtSource(provider.RandomnessProvider):
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms)                          # receives U
-            p1 = run.submit(_pads, xor_delta(q.copy(), self._s.delta), first_s, w)   # q xor Delta
+            p1 = run.submit(_pads, xor_delta(q, self._s.delta, np.empty_like(q)), first_s, w)   # q xor Delta
             p0 = _pads(q, first_s, w)
             tau = p0.reshape(-1, len(nbytes), w) + x
             tau -= run.result(p1).reshape(tau.shape)
@@ -236,9 +255,10 @@ class OtSource(provider.RandomnessProvider):
         """Shares of sum_p 2^shifts[p] * choice[e, p] * corr[e, p] per element e, both ways.
 
         ``corr(lo, hi)`` gives this party's sender correlations of elements lo:hi as
-        (hi - lo, P, w) uint64; ``bits_mine`` ((n_recv, P) 0/1) its receiver choices; the
-        peer sends for n_recv elements and receives for ``n_send``. Returns (shares as
-        sender (n_send, w), shares as receiver (n_recv, w)), batched to bounded memory.
+        (hi - lo, P, w) uint64; ``bits_mine`` ((n_recv, P) 0/1, an array or a
+        :class:`_WordBits`) its receiver choices; the peer sends for n_recv elements and
+        receives for ``n_send``. Returns (shares as sender (n_send, w), shares as receiver
+        (n_recv, w)), batched to bounded memory.
         Batch k + 1's IKNP matrix is sent before batch k's corrections are awaited (each
         side's messages keep their order: U_0, tau_0, U_1, tau_1, ...)."""
         period = len(shifts)
@@ -249,7 +269,8 @@ class OtSource(provider.RandomnessProvider):
         chunks = -(-max(n_send, n_recv) // per)
 
         def choices(k: int) -> np.ndarray:
-            return bits_mine[k * per:min(n_recv, (k + 1) * per)].reshape(-1).astype(bool, copy=False)
+            c = bits_mine[k * per:min(n_recv, (k + 1) * per)].reshape(-1)
+            return c.view(bool) if c.dtype == np.uint8 else c.astype(bool)   # 0/1 values
 
         outs_s, outs_r = [], []
         first = choices(0)
@@ -293,14 +314,16 @@ class OtSource(provider.RandomnessProvider):
             lo = k * per
             ms = 64 * max(0, min(n_send, lo + per) - lo)
             ch = np.unpackbits(choices[lo:lo + per].view(np.uint8), bitorder="little").astype(bool)
+            run = _Parallel()
             if len(ch):
-                t, first_r = self._r.extend(ch)
+                xb = run.submit(_low_bits, *self._r.extend(ch))
             if ms:
                 q, first_s = self._s.extend(ms)
-                x0s.append(_pad(q, first_s, 1)[:, 0] & 1)
-                x1s.append(_pad(xor_delta(q, self._s.delta), first_s, 1)[:, 0] & 1)
+                x1 = run.submit(_low_bits, xor_delta(q, self._s.delta, np.empty_like(q)), first_s)
+                x0s.append(_low_bits(q, first_s))
+                x1s.append(run.result(x1))
             if len(ch):
-                xbs.append(_pad(t, first_r, 1)[:, 0] & 1)
+                xbs.append(run.result(xb))
 
         def words(parts: list[np.ndarray]) -> np.ndarray:
             if not parts:
@@ -314,7 +337,7 @@ class OtSource(provider.RandomnessProvider):
         n = int(np.prod(shape, dtype=np.int64))
         a, b = self.prg.uint64(n), self.prg.uint64(n)
         s, r = self._cross(lambda lo, hi: a[lo:hi, None, None],
-                           _bits(b), n, np.arange(64, dtype=np.int64))
+                           _WordBits(b), n, np.arange(64, dtype=np.int64))
         c = a * b + s[:, 0] + r[:, 0]                 # a_i b_i + [a_i b_peer] + [a_peer b_i]
         return a.reshape(shape), b.reshape(shape), c.reshape(shape)
 
@@ -330,7 +353,8 @@ class OtSource(provider.RandomnessProvider):
         y = np.ascontiguousarray(y, dtype=np.uint64).reshape(-1)
         if x.shape != y.shape:
             raise ValueError(f"mul needs shares of one shape, got {x.shape} and {y.shape}")
-        s, r = self._cross(lambda lo, hi: x[lo:hi, None, None], _bits(y), len(x), np.arange(64, dtype=np.int64))
+        s, r = self._cross(lambda lo, hi: x[lo:hi, None, None], _WordBits(y), len(x),
+                           np.arange(64, dtype=np.int64))
         return x * y + s[:, 0] + r[:, 0]
 
     def matmul(self, shape_a: Shape, shape_b: Shape):
@@ -341,7 +365,7 @@ class OtSource(provider.RandomnessProvider):
         (m, k), nn = shape_a, shape_b[1]
         a, b = self.prg.uint64(shape_a), self.prg.uint64(shape_b)
         tj = np.repeat(np.arange(k), nn)             # element (t, j) -> t, t-major like b.ravel()
-        choices = _bits(b.ravel())
+        choices = _WordBits(b)
         cross = np.empty((m, nn), np.uint64)
         for r0 in range(0, m, _MATMUL_ROWS):         # blocks of A's rows: bounded messages
             cols = np.ascontiguousarray(a[r0:r0 + _MATMUL_ROWS].T)   # (k, rows): OT (t, j)'s correlation
