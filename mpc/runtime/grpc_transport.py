@@ -27,7 +27,7 @@ import grpc
 import numpy as np
 
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
-from mpc.runtime import codec
+from mpc.runtime import allocator, buffers, codec
 from mpc.runtime.errors import GaotieError, JobTimeout, PeerFailed, ProtocolViolation
 from mpc.runtime.mailbox import Mailbox
 from mpc.runtime.wire import WireError, fields, varint
@@ -254,9 +254,7 @@ def _value_buffer(total: int, head: memoryview) -> np.ndarray:
     """An uninitialised buffer of ``total`` bytes (already checked against the cap) for one
     value, placed so that the data of a top-level array (its offset read from the first
     chunk, ``head``) starts at an aligned address and can be used in place."""
-    raw = np.empty(total + _ALIGN, np.uint8)
-    start = -(raw.ctypes.data + codec.array_data_offset(head)) % _ALIGN
-    return raw[start:start + total]
+    return buffers.POOL.take(total, _ALIGN, codec.array_data_offset(head))
 
 
 class _OutStream:
@@ -350,6 +348,7 @@ class GrpcTransport:
     def __init__(self, party: str, addresses: dict[str, str], mailbox: Mailbox,
                  credentials: Callable[[str], grpc.ChannelCredentials | None] | None = None,
                  max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        allocator.tune()  # keep chunk-sized buffers in the process (see mpc.runtime.allocator)
         self.party = party
         self.addresses = dict(addresses)
         self.mailbox = mailbox
