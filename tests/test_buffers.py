@@ -64,6 +64,7 @@ def test_recycled_receive_buffers_carry_each_round_correctly_over_grpc():
         expect = [(int((base * (other_rank + 1) + r).sum()), True, True, r) for r in range(4)]
         assert out[me] == expect
     assert buffers.POOL.reused > reused  # later rounds reused the memory of earlier ones
+    assert buffers.POOL.idle_bytes == 0  # emptied when the parties finished the job
 
 
 def test_allocator_tuning_is_applied_once_on_glibc():

@@ -6,7 +6,9 @@ kernel zeroes every page on first touch, and on the 2-core loopback benchmark th
 zeroing cost more CPU than all the copies of the data put together (``perf``: 20-40 % of
 the cycles in ``clear_page_erms``). Protocols receive arrays of the same sizes round
 after round and drop them after use, so the memory of a dropped value is kept (up to
-``max_idle_bytes``) and handed to the next value of a fitting size.
+``max_idle_bytes``) and handed to the next value of a fitting size. The gRPC transport
+empties the pool when a party finishes a job, so idle buffers do not outlive the job
+whose rounds they serve (and do not add to the peak memory of later work).
 
 How: :func:`take` returns a uint8 array over pooled storage, placed so that a chosen
 offset into it is aligned. The array does not own its memory and its base is not an
@@ -28,7 +30,7 @@ import weakref
 import numpy as np
 
 MIN_POOLED_BYTES = 1 << 20  # smaller buffers come from numpy directly (cheap to allocate)
-MAX_IDLE_BYTES = 256 << 20  # idle storage kept for reuse, per process
+MAX_IDLE_BYTES = 128 << 20  # idle storage kept for reuse, per process
 _SLACK = 4  # a stored buffer serves a request when at most 1/_SLACK of it would be unused
 
 

@@ -413,6 +413,7 @@ class GrpcTransport:
                 del self._streams[(job_id, s.receiver)]
         for s in streams:
             s.close(deadline)
+        buffers.POOL.clear()  # idle receive buffers live no longer than the job that used them
 
     def close(self) -> None:
         """Close every channel (and with them any stream still open)."""
