@@ -9,9 +9,10 @@ sending. Receiving: envelopes are parsed without copying their payload;
 :func:`receive_stream` checks every envelope (job open, sender is who the TLS certificate
 says, receiver is us, sequence and chunk numbers in order, claimed size under
 ``max_value_bytes`` before allocating), copies each payload into one buffer of the
-announced size, decodes it (large arrays are views of that buffer) and delivers into the
-party's :class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction fails
-the job locally at once, so nobody waits for a dead peer until the timeout.
+announced size (recycled memory for large values: :mod:`mpc.runtime.buffers`), decodes
+it (large arrays are views of that buffer) and delivers into the party's
+:class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction fails the job
+locally at once, so nobody waits for a dead peer until the timeout.
 """
 
 from __future__ import annotations
