@@ -9,9 +9,10 @@ sending. Receiving: envelopes are parsed without copying their payload;
 :func:`receive_stream` checks every envelope (job open, sender is who the TLS certificate
 says, receiver is us, sequence and chunk numbers in order, claimed size under
 ``max_value_bytes`` before allocating), copies each payload into one buffer of the
-announced size, decodes it (large arrays are views of that buffer) and delivers into the
-party's :class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction fails
-the job locally at once, so nobody waits for a dead peer until the timeout.
+announced size (recycled memory for large values: :mod:`mpc.runtime.buffers`), decodes
+it (large arrays are views of that buffer) and delivers into the party's
+:class:`~mpc.runtime.mailbox.Mailbox`. A broken stream in either direction fails the job
+locally at once, so nobody waits for a dead peer until the timeout.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import grpc
 import numpy as np
 
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
-from mpc.runtime import codec
+from mpc.runtime import allocator, buffers, codec
 from mpc.runtime.errors import GaotieError, JobTimeout, PeerFailed, ProtocolViolation
 from mpc.runtime.mailbox import Mailbox
 from mpc.runtime.wire import WireError, fields, varint
@@ -254,9 +255,7 @@ def _value_buffer(total: int, head: memoryview) -> np.ndarray:
     """An uninitialised buffer of ``total`` bytes (already checked against the cap) for one
     value, placed so that the data of a top-level array (its offset read from the first
     chunk, ``head``) starts at an aligned address and can be used in place."""
-    raw = np.empty(total + _ALIGN, np.uint8)
-    start = -(raw.ctypes.data + codec.array_data_offset(head)) % _ALIGN
-    return raw[start:start + total]
+    return buffers.POOL.take(total, _ALIGN, codec.array_data_offset(head))
 
 
 class _OutStream:
@@ -350,6 +349,7 @@ class GrpcTransport:
     def __init__(self, party: str, addresses: dict[str, str], mailbox: Mailbox,
                  credentials: Callable[[str], grpc.ChannelCredentials | None] | None = None,
                  max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        allocator.tune()  # keep chunk-sized buffers in the process (see mpc.runtime.allocator)
         self.party = party
         self.addresses = dict(addresses)
         self.mailbox = mailbox
@@ -414,6 +414,7 @@ class GrpcTransport:
                 del self._streams[(job_id, s.receiver)]
         for s in streams:
             s.close(deadline)
+        buffers.POOL.clear()  # idle receive buffers live no longer than the job that used them
 
     def close(self) -> None:
         """Close every channel (and with them any stream still open)."""

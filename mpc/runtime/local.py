@@ -167,6 +167,7 @@ def _root_cause(errors: dict[str, BaseException], job_id: str) -> JobFailed:
 def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
     import grpc
 
+    from mpc.runtime import allocator
     from mpc.runtime.grpc_transport import (
         DEFAULT_CHUNK_BYTES,
         DEFAULT_MAX_VALUE_BYTES,
@@ -177,6 +178,7 @@ def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
     )
     from mpc.runtime.mailbox import Mailbox
 
+    allocator.tune()  # before gRPC starts its threads (see mpc.runtime.allocator)
     chunk = int(options.get("max_chunk_bytes", DEFAULT_CHUNK_BYTES))
     cap = int(options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES))
     servers, mailboxes, addresses = {}, {}, {}

@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
-from mpc.runtime import codec
+from mpc.runtime import allocator, codec
 from mpc.runtime.errors import describe
 from mpc.runtime.grpc_transport import (
     GrpcTransport,
@@ -225,6 +225,7 @@ def _on(party: str, exc: BaseException) -> str:
 
 def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health.HealthServicer]:
     """A started-ready (not yet started) gRPC server for ``config``, bound to its address."""
+    allocator.tune()  # before gRPC starts its threads (see mpc.runtime.allocator)
     service = PartyService(config)
     # Every open job holds one incoming Exchange stream (and with it a worker thread) per peer
     # for its whole run: size the pool for that, plus control calls, or concurrent jobs starve
