@@ -317,7 +317,15 @@ def _dealer_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
     return join_tables(ctx, tags, [r[pi] for r in rings], (seeds[0], seeds[1]), peer_n, peer_cols)
 
 
-JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join}   # method name -> matching and selection
+def _circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
+                  params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+    """Circuit PSI on cuckoo bins, no third party (:mod:`protocols.psi.circuit_join`)."""
+    from protocols.psi.circuit_join import circuit_join
+    return circuit_join(ctx, prepared, rings, peer_n, peer_cols, params)
+
+
+# method name -> matching and selection
+JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join, "circuit": _circuit_join}
 
 
 def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int = 2048,
