@@ -47,7 +47,7 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
     n_a, n_b = (n, peer_n) if ctx.rank == 0 else (peer_n, n)
     join = BinJoin(ctx, len(rings), peer_cols)
     if min(n_a, n_b) > 0:
-        bucket = params.get("oprf_bucket") or DEFAULT_OPRF_BUCKET
+        bucket = params.get("oprf_bucket", DEFAULT_OPRF_BUCKET)
         nb = -(-max(n_a, n_b) // bucket)
         cap_a, cap_b = capacity(n_a, nb), capacity(n_b, nb)
         bins = cuckoo.num_bins(cap_a, STAT + math.log2(nb))
