@@ -13,8 +13,9 @@ ECDH + Paillier join on the two servers).
 Each party is its own ``gaotie serve`` process with mutual TLS (``LocalCluster``), reading
 its table from a Parquet file, so the peak RSS printed is per party (``VmHWM`` of each
 server process). Besides the end-to-end job, the join alone is timed (a ``join.stats``
-job asking for no statistic: the same join, then only the row count). Reference: pandas on the pooled plaintext (``merge`` +
-``corr`` + ``describe``) in the same run; the ratios are printed side by side.
+job asking for no statistic: the same join, then only the row count). Reference: pandas
+on the pooled plaintext (``merge`` + ``corr`` + ``describe``) in the same run; the ratios
+are printed side by side.
 """
 
 from __future__ import annotations
