@@ -34,9 +34,10 @@ receives the OKVS tables: every cell is uniform or a key's value minus uniform c
 the values are masked by H of OPRF outputs A does not know (all but its own o_b, and
 those unmask to (t_b, payload + u_b), uniform since t_b, u_b are B's), so the tables are
 pseudorandom whatever B's set; the seed is public (it is redrawn when an OKVS does not
-peel, with probability ~1e-5, which tells A only that B's pseudorandom keys did not
-peel under the first seed). Both then learn the opened shuffled flags: a uniformly random
-set of m positions, so only the join size m. Message shapes depend only on the set sizes.
+peel, with probability ~1e-5 per 2^18-id bucket and below 1% for small ones, which tells
+A only that B's pseudorandom keys did not peel under the first seed). Both then learn
+the opened shuffled flags: a uniformly random set of m positions, so only the join size
+m. Message shapes depend only on the set sizes.
 """
 
 from __future__ import annotations
