@@ -16,6 +16,11 @@ A two-party source that has its own ``msb_xor`` (the OT source, ``triples="ot"``
 instead for the top bit: its shares are the two addends, so a ripple-carry adder over them
 needs no edaBit (63 ANDs per element, 63 rounds; see :meth:`mpc.ss.ot_triples.OtSource.msb_xor`).
 
+``eqz(x)`` ([x == 0], for ``a == b``) needs no comparison: with two parties the shares
+themselves give a local XOR sharing of a word that is zero iff x is, and
+:func:`all_zero_xor` ANDs its complemented bits in a packed tree (6 rounds, 63 AND bits
+per element) before a daBit; with more parties the word is x's bit decomposition.
+
 ``ltz_open`` opens the XOR-shared top bit instead (7 rounds of ``msb_xor`` + 1): it
 reveals the comparison outcomes, so it is only for protocols whose outcomes are
 independent of the data (comparisons of distinct keys in an obliviously shuffled order,
@@ -132,6 +137,77 @@ def ltz_open(ctx: Context, x: np.ndarray) -> np.ndarray:
     if x.size == 0:
         return np.zeros(x.shape, bool)
     return open_bits(ctx, msb_xor(ctx, x)).astype(bool)
+
+
+_LANE_MASKS = {64: 0x00000000FFFFFFFF, 32: 0x0000FFFF0000FFFF, 16: 0x00FF00FF00FF00FF,
+               8: 0x0F0F0F0F0F0F0F0F, 4: 0x3333333333333333, 2: 0x5555555555555555}
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _low_halves(words: np.ndarray, width: int) -> np.ndarray:
+    """The low half of every ``width``-bit lane of every word, packed: lanes of width/2,
+    twice as many per word, half as many words (lane order kept; XOR-linear)."""
+    x = words & np.uint64(_LANE_MASKS[width])
+    for shift, mask in _COMPRESS:
+        if shift >= width // 2:
+            x = (x ^ (x >> np.uint64(shift))) & np.uint64(mask)
+    return x[0::2] | (x[1::2] << np.uint64(32))
+
+
+def all_zero_xor(ctx: Context, words: np.ndarray, bits: int = 64) -> np.ndarray:
+    """XOR shares (uint64 0/1, bit 0 of each word, shape of ``words``) of [d == 0], d the
+    XOR-shared words (only their low ``bits`` bits count); ceil(log2 bits) rounds.
+
+    [d == 0] is the AND of the complemented bits (a NOT is local: party 0 flips its share).
+    A packed AND tree: every level splits each element's lane of w bits into halves and
+    ANDs them, the halves first packed so that the words ANDed hold only live lanes (two
+    elements per word at w = 64, 64 at the last level): bits - 1 AND bits per element in
+    all (63 for 64 bits, on n/2 + n/4 + ... + n/64 words), levels whose upper halves are
+    unused (``bits`` <= w/2) cost nothing. Works on any source's boolean triples
+    (:func:`mpc.ss.beaver.and_words`, GMW with Beaver triples: each opened value is masked
+    by a fresh triple, so a party sees uniform words and learns nothing).
+    """
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bits must be in 1..64, got {bits}")
+    shape = np.shape(words)
+    z = np.ascontiguousarray(words, dtype=np.uint64).reshape(-1)
+    n = z.size
+    if n == 0:
+        return np.zeros(shape, np.uint64)
+    neutral = _ALL if ctx.rank == 0 else np.uint64(0)          # a shared all-ones word
+    unused = _ALL ^ np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0)
+    z = z ^ neutral                                            # NOT d: bit i is [d_i == 0]
+    z = (z | unused) if ctx.rank == 0 else (z & ~unused)       # unused bits: neutral ones
+    width = 64
+    while width > 1:
+        if z.size % 2:
+            z = np.concatenate([z, np.full(1, neutral)])
+        half = width // 2
+        lo = _low_halves(z, width)
+        if bits <= half:            # upper halves all ones: nothing to AND
+            z = lo
+        else:
+            (z,) = and_words(ctx, [(lo, _low_halves(z >> np.uint64(half), width))])
+        width, bits = half, min(bits, half)
+    idx = np.arange(n)
+    return ((z[idx // 64] >> (idx % 64).astype(np.uint64)) & np.uint64(1)).reshape(shape)
+
+
+def eqz(ctx: Context, x: np.ndarray) -> np.ndarray:
+    """Arithmetic 0/1 shares of [x == 0] for arithmetically shared x (mod 2^64).
+
+    Two parties: x = x_0 + x_1 is 0 iff x_0 == -x_1, so d = x_0 XOR (-x_1) is a local XOR
+    sharing (party 0 holds x_0, party 1 holds -x_1) of a word that is zero iff x is:
+    :func:`all_zero_xor` (63 AND bits, 6 rounds) and a daBit (1 round), no edaBit, no
+    opening of anything but triple-masked values. More parties: the bits of x by
+    :func:`bit_decompose` (an edaBit and a carry-lookahead adder), then the same zero test.
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    if len(ctx.parties) == 2:
+        d = x if ctx.rank == 0 else np.uint64(0) - x
+    else:
+        d = bit_decompose(ctx, x)
+    return b2a_bits(ctx, all_zero_xor(ctx, d))
 
 
 def or_words(ctx: Context, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

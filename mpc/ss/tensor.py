@@ -368,9 +368,11 @@ class SharedTensor:
         return 1 - (self < other)
 
     def __eq__(self, other: Any) -> SharedTensor:  # type: ignore[override]
+        """[self == other] as 0/1 shares: a zero test of the difference
+        (:func:`mpc.ss.compare.eqz`), not two comparisons."""
         a, b = self._aligned(other)
-        lt, gt = self._ltz_of([a - b, b - a])
-        return 1 - lt - gt
+        diff = a - b
+        return self._new(compare.eqz(self.ctx, np.ascontiguousarray(diff.share)).reshape(diff.shape), 0)
 
     def __ne__(self, other: Any) -> SharedTensor:  # type: ignore[override]
         return 1 - (self == other)

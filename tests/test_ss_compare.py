@@ -1,0 +1,136 @@
+"""Zero tests on XOR shares and equality on arithmetic shares, for every triple source."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import mpc
+from mpc import ss
+from mpc.crypto.random import PRG, new_seed
+from mpc.ss import beaver, compare
+
+SOURCES = {"dealer": {"triples": "dealer"}, "ot": {"triples": "ot"},
+           "paillier": {"triples": "paillier", "paillier_bits": 512}}
+PARTIES = ["alice", "bob"]
+
+
+def _all_zero(words, bits, source, parties=PARTIES, transport="memory"):
+    """Share ``words`` XOR-wise (a random mask on the first party), run all_zero_xor, open."""
+    mask = [PRG(new_seed()).uint64(words.shape) for _ in parties[1:]]
+    shares = [words ^ np.bitwise_xor.reduce(mask, axis=0) if mask else words, *mask]
+
+    def fn(ctx):
+        out = compare.all_zero_xor(ctx, shares[ctx.rank], bits)
+        assert out.dtype == np.uint64 and out.shape == words.shape
+        return beaver.open_bits(ctx, out)
+
+    return mpc.run_local(fn, parties, transport=transport, timeout=300, **SOURCES[source])[parties[0]]
+
+
+def _expected(words, bits):
+    low = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
+    return ((words & low) == 0).astype(np.uint64)
+
+
+words_st = st.integers(1, 200).flatmap(lambda n: hnp.arrays(
+    np.uint64, n, elements=st.one_of(st.sampled_from([0, 1, 1 << 63, 1 << 31, 1 << 32, 2 ** 64 - 1]),
+                                     st.integers(0, 2 ** 64 - 1))))
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot", "paillier"])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(words=words_st, bits=st.sampled_from([64, 63, 33, 32, 17, 8, 5, 1]))
+def test_all_zero_xor_against_numpy(source, words, bits):
+    words = words.copy()
+    words[::3] &= ~np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0)   # many zeros
+    np.testing.assert_array_equal(_all_zero(words, bits, source), _expected(words, bits))
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 4097])
+def test_all_zero_xor_every_single_bit(n):
+    """Each one-bit word (and zero) at every lane position of a packed tree."""
+    rng = np.random.default_rng(n)
+    words = np.uint64(1) << rng.integers(0, 64, n).astype(np.uint64)
+    words[rng.random(n) < 0.3] = 0
+    np.testing.assert_array_equal(_all_zero(words, 64, "ot"), _expected(words, 64))
+
+
+def test_all_zero_xor_three_parties_and_grpc():
+    words = np.array([0, 5, 1 << 40, 0, 7 << 61], dtype=np.uint64)
+    np.testing.assert_array_equal(_all_zero(words, 64, "dealer", ["a", "b", "c"]), _expected(words, 64))
+    np.testing.assert_array_equal(_all_zero(words, 41, "ot", transport="grpc"), _expected(words, 41))
+
+
+def test_all_zero_xor_rejects_bad_widths():
+    with pytest.raises(Exception, match="bits must be in 1..64"):
+        mpc.run_local(lambda ctx: compare.all_zero_xor(ctx, np.zeros(2, np.uint64), 0), PARTIES)
+
+
+def _eq(x, y, source, parties=PARTIES, transport="memory"):
+    def fn(ctx):
+        a = ss.share(ctx, x if ctx.party == parties[0] else None, parties[0])
+        b = ss.share(ctx, y if ctx.party == parties[-1] else None, parties[-1])
+        return (a == b).reveal(), (a != b).reveal(), (a == 2.5).reveal()
+
+    return mpc.run_local(fn, parties, transport=transport, timeout=300, **SOURCES[source])[parties[0]]
+
+
+def q(v):
+    return np.round(np.asarray(v, dtype=np.float64) * 2 ** 16) / 2 ** 16
+
+
+def _check_eq(got, x, y):
+    eq, ne, eq_pub = got
+    np.testing.assert_array_equal(eq, (q(x) == q(y)).astype(np.int64))
+    np.testing.assert_array_equal(ne, (q(x) != q(y)).astype(np.int64))
+    np.testing.assert_array_equal(eq_pub, (q(x) == 2.5).astype(np.int64))
+
+
+close = st.one_of(st.sampled_from([0.0, 2.5, -2.5, 1e4, -32767.5, 2 ** -16, -(2 ** -16)]),
+                  st.floats(-30000, 30000))
+pairs_st = st.integers(1, 30).flatmap(lambda n: st.tuples(hnp.arrays(np.float64, n, elements=close),
+                                                          hnp.arrays(np.float64, n, elements=close)))
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot", "paillier"])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(xy=pairs_st, same=st.lists(st.booleans(), min_size=30, max_size=30))
+def test_equality_against_numpy(source, xy, same):
+    x, y = xy
+    y = np.where(np.array(same[:len(x)]), x, y)        # about half the pairs equal
+    _check_eq(_eq(x, y, source), x, y)
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot"])
+def test_equality_over_grpc(source):
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=200) * 100, rng.normal(size=200) * 100
+    y[::2] = x[::2]
+    x[:3] = y[:3] = 2.5
+    _check_eq(_eq(x, y, source, transport="grpc"), x, y)
+
+
+def test_equality_three_parties_by_bit_decomposition():
+    x = np.array([1.0, 2.5, -3.0, 0.0, 7.25])
+    y = np.array([1.0, 2.0, -3.0, 2 ** -16, 7.25])
+    _check_eq(_eq(x, y, "dealer", ["a", "b", "c"]), x, y)
+
+
+def test_equality_far_apart_values():
+    """The zero test reads the ring difference, exact for any integers in the engine's range
+    (|x| < 2^61), including pairs one apart at its ends and differences in the top bits."""
+    big = 2 ** 61 - 1
+    x = np.array([-big, big, 5, -big, 2 ** 60, 0], dtype=np.int64)
+    y = np.array([big, big, 5, -big + 1, -(2 ** 60), 0], dtype=np.int64)
+
+    def fn(ctx):
+        a = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+        b = ss.share(ctx, y if ctx.party == "bob" else None, "bob")
+        return (a == b).reveal()
+
+    got = mpc.run_local(fn, PARTIES, triples="ot", timeout=300)["alice"]
+    np.testing.assert_array_equal(got, (x == y).astype(np.int64))
