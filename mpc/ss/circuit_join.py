@@ -53,6 +53,7 @@ from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import _standin
 from mpc.ss.beaver import b2a_bits, open_arith
+from mpc.ss.compare import all_zero_xor
 
 SIGMA = 64
 SEED_TRIES = 16
@@ -139,7 +140,7 @@ class BinJoin:
                 else np.zeros((self.a_cols + self.b_cols, 0), np.uint64))
         self.word, self.rows = [], []
         ctx.report_progress(phase="private join: match flags (AND tree on the OPPRF outputs)")
-        flag = b2a_bits(ctx, _standin.all_zero_xor(ctx, word)) if word.size else word
+        flag = b2a_bits(ctx, all_zero_xor(ctx, word, SIGMA)) if word.size else word
         del word
         stacked = np.concatenate([flag.reshape(1, -1), rows])
         del rows, flag
