@@ -188,3 +188,33 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
             for x in big:
                 _bits_balanced(x)
             assert_masked(views[party], matched, min_arrays=2)
+
+
+def test_malformed_okvs_message_names_the_party(monkeypatch):
+    def bad(self, keys, bins, payload, n_bins, max_keys):
+        self.ctx.send(self.peer, [1, 2, 3])
+        self.word.append(np.zeros(n_bins, np.uint64))
+        self.rows.append(np.zeros((self.a_cols + self.b_cols, n_bins), np.uint64))
+    monkeypatch.setattr(engine.BinJoin, "program", bad)
+    with pytest.raises(JobFailed, match="'bob' sent a malformed OKVS message") as info:
+        run((list(range(10)), None), (list(range(5, 15)), None))
+    assert info.value.party == "alice"
+
+
+def test_join_stats_on_two_servers_without_a_dealer_matches_pandas():
+    """join.stats with join='circuit' (what 'auto' picks without a dealer) on two TLS
+    party servers: rows, describe and corr equal pandas on the merged plaintext."""
+    from mpc.cluster import LocalCluster
+    a, b = tables(700, 500, 300, kind="str")
+    bank, retail = a.rename(columns={"id": "customer_id"}), b.rename(columns={"id": "customer_id"})
+    datasets = {"bank": {"accounts": {"frame": bank, "id": "customer_id"}},
+                "retailer": {"purchases": {"frame": retail, "id": "customer_id"}}}
+    ids = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
+    with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=False, tls=True) as cluster, \
+            cluster.client("bank") as client:
+        out = client.run("join.stats", ids=ids, columns=["bank.accounts.x", "bank.accounts.k", "retailer.purchases.y"],
+                         stats=["describe", "corr"], join="circuit", progress=False)
+    plain = bank.merge(retail, on="customer_id")[["x", "k", "y"]]
+    assert out["rows"] == len(plain) == 300
+    np.testing.assert_allclose(out["describe"].to_numpy(), plain.describe().T.to_numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), atol=1e-4)
