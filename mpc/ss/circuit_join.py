@@ -42,6 +42,7 @@ m. Message shapes depend only on the set sizes.
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import numpy as np
@@ -54,9 +55,37 @@ from mpc.runtime.context import Context
 from mpc.ss import _standin
 from mpc.ss.beaver import b2a_bits, open_arith
 from mpc.ss.compare import all_zero_xor
+from mpc.ss.provider import SHUFFLE, MissingCapability
+from mpc.ss.triples import get_source
 
 SIGMA = 64
 SEED_TRIES = 16
+
+
+INSECURE_SHUFFLE_ENV = "GAOTIE_INSECURE_JOINT_SHUFFLE"   # scratch: tests and benches until h/shuffle lands
+
+
+def _real_joint_shuffle() -> bool:
+    from mpc.ss import shuffle as sh
+    return "jointly" in inspect.signature(sh.shuffle).parameters
+
+
+def available(ctx: Context) -> bool:
+    """Whether this job can run the circuit join: it needs one oblivious permutation of all
+    rows that no party knows (``mpc.ss.shuffle.shuffle(jointly=True)``)."""
+    if os.environ.get(INSECURE_SHUFFLE_ENV) == "1":
+        return True
+    from mpc.ss import shuffle as sh
+    return _real_joint_shuffle() and sh.available(ctx)
+
+
+def _joint_shuffle(ctx: Context, rows: np.ndarray) -> np.ndarray:
+    if _real_joint_shuffle():
+        from mpc.ss import shuffle as sh
+        return sh.shuffle(ctx, rows, jointly=True)
+    if os.environ.get(INSECURE_SHUFFLE_ENV) == "1":
+        return _standin.shuffle(ctx, rows, jointly=True)
+    raise MissingCapability(SHUFFLE, get_source(ctx).name, "the circuit join (one joint oblivious shuffle)")
 
 
 def _masks(keys: np.ndarray, width: int) -> np.ndarray:
@@ -145,7 +174,7 @@ class BinJoin:
         stacked = np.concatenate([flag.reshape(1, -1), rows])
         del rows, flag
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
-        shuffled = _standin.shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
+        shuffled = _joint_shuffle(ctx, stacked) if stacked.shape[1] else stacked
         del stacked
         opened = open_arith(ctx, shuffled[0])
         if np.any(opened > 1):

@@ -346,7 +346,8 @@ def resolve_method(ctx: Context, method: str) -> str:
     source = None if kind is None else provider.source_class(kind)
     if source is not None and source.supports(provider.DEALER_JOIN):
         return "dealer"
-    if source is not None and all(source.supports(c) for c in CIRCUIT_NEEDS):
+    from mpc.ss import circuit_join
+    if source is not None and all(source.supports(c) for c in CIRCUIT_NEEDS) and circuit_join.available(ctx):
         return "circuit"
     return "ecdh"
 
