@@ -65,22 +65,19 @@ SEED_TRIES = 16
 INSECURE_SHUFFLE_ENV = "GAOTIE_INSECURE_JOINT_SHUFFLE"   # scratch: tests and benches until h/shuffle lands
 
 
-def _real_joint_shuffle() -> bool:
+def _real_joint_shuffle(ctx: Context) -> bool:
     from mpc.ss import shuffle as sh
-    return "jointly" in inspect.signature(sh.shuffle).parameters
+    return "jointly" in inspect.signature(sh.shuffle).parameters and sh.available(ctx)
 
 
 def available(ctx: Context) -> bool:
     """Whether this job can run the circuit join: it needs one oblivious permutation of all
-    rows that no party knows (``mpc.ss.shuffle.shuffle(jointly=True)``)."""
-    if os.environ.get(INSECURE_SHUFFLE_ENV) == "1":
-        return True
-    from mpc.ss import shuffle as sh
-    return _real_joint_shuffle() and sh.available(ctx)
+    rows that no party knows (``mpc.ss.shuffle.shuffle(jointly=True)`` on the job's source)."""
+    return _real_joint_shuffle(ctx) or os.environ.get(INSECURE_SHUFFLE_ENV) == "1"
 
 
 def _joint_shuffle(ctx: Context, rows: np.ndarray) -> np.ndarray:
-    if _real_joint_shuffle():
+    if _real_joint_shuffle(ctx):
         from mpc.ss import shuffle as sh
         return sh.shuffle(ctx, rows, jointly=True)
     if os.environ.get(INSECURE_SHUFFLE_ENV) == "1":
