@@ -103,8 +103,8 @@ def encode(pos: np.ndarray, values: np.ndarray, cells: int) -> np.ndarray:
     table = random_uint64((cells, values.shape[1]))          # free cells: uniform
     for keys, pivot in reversed(_peel(pos, cells)):
         p = pos[keys]
-        total = table[p[:, 0]] + table[p[:, 1]] + table[p[:, 2]] - table[pivot]
-        table[pivot] = values[keys] - total
+        others = p[p != pivot[:, None]].reshape(-1, HASHES - 1)      # positions are distinct per key
+        table[pivot] = values[keys] - table[others[:, 0]] - table[others[:, 1]]
     return table
 
 
