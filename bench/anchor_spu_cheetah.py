@@ -1,11 +1,11 @@
-"""SecretFlow SPU anchor: two-party fixed-point ``a * b`` and ``a < b`` timed on this machine.
+"""SecretFlow SPU anchor: two-party fixed-point ``a * b``, ``a < b`` and ``a == b`` timed on this machine.
 
 Runs inside the spu virtual environment (``bench/anchors.py`` makes it), never in gaotie's:
 spu pins numpy<2. Usage: ``python anchor_spu_cheetah.py N [PROTOCOL ...]`` with protocols
 among CHEETAH (dealer-free: OT and HE, two parties) and SEMI2K (a trusted first party
 deals the Beaver triples, like gaotie's dealer path); both by default. Prints one JSON
 object on a stdout line prefixed ``ANCHOR_JSON ``:
-``{"n": N, "seconds": {"CHEETAH": {"mul": s, "lt": s, "mul_8": s, "lt_8": s}, ...},
+``{"n": N, "seconds": {"CHEETAH": {"mul": s, "lt": s, "eq": s, "mul_8": s, ...}, ...},
 "errors": {...}, "spu": version}`` (``*_8``: the warm-up call on 8 elements).
 
 Per protocol: ``spu.utils.simulation.Simulator(2, RuntimeConfig(protocol, field=FM64))``
@@ -28,7 +28,8 @@ MARK = "ANCHOR_JSON "  # spu's C++ logs share stdout: results are the lines with
 
 
 def time_ops(protocol: str, n: int) -> dict[str, float]:
-    """Seconds of ``a * b`` and ``a < b`` on n float64 elements under ``protocol``."""
+    """Seconds of ``a * b``, ``a < b`` and ``a == b`` (a quarter of the pairs equal) on n
+    float64 elements under ``protocol``."""
     import numpy as np
     import spu.libspu as libspu
     import spu.utils.simulation as spsim
@@ -37,18 +38,20 @@ def time_ops(protocol: str, n: int) -> dict[str, float]:
                                   field=libspu.FieldType.FM64)
     sim = spsim.Simulator(2, config)
     # the op, and its check against numpy (fixed point: 2^-18 resolution, |a * b| < 10^4)
-    ops = {"mul": (lambda a, b: a * b, lambda out: np.allclose(out, a * b, atol=0.1)),
-           "lt": (lambda a, b: a < b, lambda out: np.array_equal(out.astype(bool), a < b))}
     rng = np.random.default_rng(1)  # public benchmark data, not a secret
     a, b = rng.uniform(-100, 100, n), rng.uniform(-100, 100, n)
+    b_eq = np.where(np.arange(n) % 4 == 0, a, b)      # a quarter of the pairs equal, for ==
+    ops = {"mul": (lambda a, b: a * b, b, lambda out: np.allclose(out, a * b, atol=0.1)),
+           "lt": (lambda a, b: a < b, b, lambda out: np.array_equal(out.astype(bool), a < b)),
+           "eq": (lambda a, b: a == b, b_eq, lambda out: np.array_equal(out.astype(bool), a == b_eq))}
     seconds = {}
-    for name, (fn, check) in ops.items():
+    for name, (fn, other, check) in ops.items():
         call = spsim.sim_jax(sim, fn)
         t0 = time.perf_counter()
-        call(a[:8], b[:8])  # warm-up: jax, the compiler, the runtimes
+        call(a[:8], other[:8])  # warm-up: jax, the compiler, the runtimes
         seconds[f"{name}_8"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = np.asarray(call(a, b))
+        out = np.asarray(call(a, other))
         seconds[name] = time.perf_counter() - t0
         if not check(out):
             raise RuntimeError(f"{protocol} {name}: output differs from numpy")

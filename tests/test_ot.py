@@ -27,7 +27,8 @@ def naive_transpose(m: np.ndarray) -> np.ndarray:
     return np.packbits(bits.T, axis=1, bitorder="little")
 
 
-@pytest.mark.parametrize("shape", [(64, 8), (128, 64), (192, 24), (640, 16), (4096, 8), (64, 4096)])
+@pytest.mark.parametrize("shape", [(64, 8), (128, 64), (128, 8), (128, 16 * 600), (192, 24), (640, 16), (4096, 8),
+                                   (64, 4096)])
 def test_transpose_matches_naive(shape):
     m = np.frombuffer(os.urandom(shape[0] * shape[1]), dtype=np.uint8).reshape(shape)
     before = m.copy()
@@ -43,6 +44,33 @@ def test_transpose_refuses_bad_shapes():
         transpose(np.zeros((65, 8), dtype=np.uint8))
     with pytest.raises(TypeError):
         transpose(np.zeros((64, 1), dtype=np.uint64))
+
+
+def test_aes_backends_match_pyca():
+    """mpc.ot.aes (OpenSSL through ctypes where available) computes pyca's AES-ECB, and its
+    CTR streams continue exactly as mpc.crypto.random.PRG's across calls of any size."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from mpc.crypto.random import PRG
+    from mpc.ot import aes
+    from mpc.ot.hashing import tccr_words
+
+    key = os.urandom(16)
+    x = np.frombuffer(os.urandom(16 * 1000), dtype=np.uint8).reshape(1000, 16)
+    want = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(x.tobytes())
+    assert aes.Ecb(key).encrypt(x, np.empty_like(x)).tobytes() == want
+    stream, prg = aes.CtrStream(key), PRG(key)
+    for n in (16, 5, 27, 4096, 0, 48):
+        assert stream.fill(np.empty(n, np.uint8)).tobytes() == prg.bytes(n)
+    keys = [os.urandom(16) for _ in range(128)]
+    rows = aes.fill_rows([aes.CtrStream(k) for k in keys], np.empty((128, 64), np.uint8))
+    assert all(rows[j].tobytes() == PRG(k).bytes(64) for j, k in enumerate(keys))
+    with pytest.raises(TypeError):
+        aes.Ecb(key).encrypt(x[:, :8], np.empty((1000, 8), np.uint8))   # not contiguous
+    with pytest.raises(ValueError):
+        aes.Ecb(key).encrypt(x, np.empty(16, np.uint8))                  # output too small
+    tweaks = np.arange(1000, dtype=np.uint64) + 7
+    assert np.array_equal(tccr_words(x, tweaks), tccr(x, tweaks).view(np.uint64)[:, 0])
 
 
 def test_hashes_are_tweaked_and_deterministic():

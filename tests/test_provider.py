@@ -38,7 +38,7 @@ def test_a_missing_capability_names_itself_and_the_source():
         name = "bare"
 
     with pytest.raises(MissingCapability, match="'shuffle'.*'bare'"):
-        Bare().shuffle((1, 2))
+        Bare().shuffle(np.zeros((1, 2), np.uint64))
     with pytest.raises(MissingCapability, match="'arithmetic'"):
         Bare().arithmetic((3,))
 

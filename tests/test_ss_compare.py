@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 import mpc
 from mpc import ss
 from mpc.crypto.random import PRG, new_seed
+from mpc.runtime.views import record_views
 from mpc.ss import beaver, compare
 
 SOURCES = {"dealer": {"triples": "dealer"}, "ot": {"triples": "ot"},
@@ -134,3 +135,111 @@ def test_equality_far_apart_values():
 
     got = mpc.run_local(fn, PARTIES, triples="ot", timeout=300)["alice"]
     np.testing.assert_array_equal(got, (x == y).astype(np.int64))
+
+
+def _less_than(a, b, transport="memory"):
+    from mpc.ss.millionaire import compare_xor
+    from mpc.ss.triples import get_source
+
+    def fn(ctx):
+        src = get_source(ctx)
+        lt, eq = compare_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b)
+        assert lt.dtype == eq.dtype == np.uint64 and lt.shape == eq.shape == a.shape
+        return beaver.open_bits(ctx, lt), beaver.open_bits(ctx, eq)
+
+    return mpc.run_local(fn, PARTIES, transport=transport, triples="ot", timeout=300)["alice"]
+
+
+u64 = st.one_of(st.integers(0, 2 ** 64 - 1), st.sampled_from([0, 1, 15, 16, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1]))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ab=st.integers(1, 300).flatmap(lambda n: st.tuples(hnp.arrays(np.uint64, n, elements=u64),
+                                                          hnp.arrays(np.uint64, n, elements=u64))),
+       flips=st.integers(0, 63))
+def test_millionaires_against_numpy(ab, flips):
+    """[a < b] and [a == b] of unsigned 64-bit words, including equal words and words differing in one
+    bit (any digit, any position in it)."""
+    a, b = ab
+    b = b.copy()
+    b[::3] = a[::3]
+    b[1::3] = a[1::3] ^ (np.uint64(1) << np.uint64(flips))
+    lt, eq = _less_than(a, b)
+    np.testing.assert_array_equal(lt, (a < b).astype(np.uint64))
+    np.testing.assert_array_equal(eq, (a == b).astype(np.uint64))
+
+
+def test_millionaires_over_grpc_in_batches(monkeypatch):
+    """Several OT batches (batch size shrunk to 100 elements), shape kept, over gRPC."""
+    from mpc.ss import millionaire
+    monkeypatch.setattr(millionaire, "_CHUNK", 100)
+    monkeypatch.setattr(millionaire, "_CHUNK_OTS", 1000)
+    rng = np.random.default_rng(11)
+    a = rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64)
+    b = np.where(rng.random((7, 50)) < 0.3, a, rng.integers(0, 2 ** 63, (7, 50), dtype=np.uint64))
+    lt, eq = _less_than(a, b, "grpc")
+    np.testing.assert_array_equal(lt, (a < b).astype(np.uint64))
+    np.testing.assert_array_equal(eq, (a == b).astype(np.uint64))
+
+
+def _bits_of(arr: np.ndarray) -> np.ndarray:
+    return np.unpackbits(np.ascontiguousarray(arr).view(np.uint8), bitorder="little")
+
+
+def _balanced_and_independent(bits: np.ndarray, secret: np.ndarray) -> None:
+    bound = 6.0 / np.sqrt(bits.size)
+    assert abs(bits.mean() - 0.5) < bound
+    assert abs(np.corrcoef(bits.astype(float), secret.astype(float))[0, 1]) < bound
+
+
+def test_comparison_views_are_independent_of_the_peers_input():
+    """What alice receives while comparing her value with bob's (the millionaires' OT and
+    its AND tree): bob's value is all zeros or all ones per element by a secret bit s (so
+    every choice bit and every digit bob uses follows s). Alice's view has the same
+    structure for s and for not s; every bit position of the OT messages (one 32-bit word
+    per digit), every row of the IKNP matrices and every opened bit plane is balanced and
+    uncorrelated with s (6-sigma bounds)."""
+    from mpc.ot.extension import CHUNKS
+    from mpc.ss.millionaire import compare_xor
+    from mpc.ss.triples import get_source
+
+    n = 4096
+    rng = np.random.default_rng(13)           # test data only
+    s = rng.integers(0, 2, n).astype(np.uint64)
+    a = rng.integers(0, 2 ** 64, n, dtype=np.uint64, endpoint=False)
+
+    def fn(ctx, value):
+        src = get_source(ctx)
+        return beaver.open_bits(ctx, compare_xor(ctx, src._s, src._r, src.prg, value)[0])
+
+    structures = []
+    for secret in (s, 1 - s):
+        b = np.uint64(0) - secret                  # 0 or 2^64 - 1
+        out, views = record_views(fn, PARTIES, args={"alice": (a,), "bob": (b,)}, triples="ot")
+        np.testing.assert_array_equal(out["alice"], (a < b).astype(np.uint64))
+        got = [v for sender, v in views["alice"] if sender == "bob"]
+        structures.append([(type(v).__name__, getattr(v, "dtype", None), getattr(v, "shape", None)) for v in got])
+        kinds = {"ot": 0, "u": 0, "open": 0}
+        for v in got:
+            if not isinstance(v, np.ndarray):
+                continue
+            if v.dtype == np.uint32 and v.shape == (n, 8):          # 1-of-16 OT messages
+                kinds["ot"] += 1
+                words = v.T.copy()                                   # (digit, element)
+                for digit in words:
+                    for bit in range(32):
+                        _balanced_and_independent((digit >> np.uint32(bit)) & 1, secret)
+            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS:   # extension matrix U
+                kinds["u"] += 1
+                cols = v.shape[1] * 8
+                per = -(-cols // n)                                  # OTs per element (padded)
+                choice = np.repeat(secret, per)[:cols] if per * n >= cols else secret
+                for row in v[::7]:
+                    bits = _bits_of(row)
+                    _balanced_and_independent(bits[:len(choice)], choice[:len(bits)])
+            elif v.dtype == np.uint64 and v.ndim == 1 and v.size % (n // 64) == 0:   # opened planes
+                kinds["open"] += 1
+                for plane in v.reshape(-1, n // 64):
+                    _balanced_and_independent(_bits_of(plane)[:n], secret)
+        assert kinds["ot"] == 1 and kinds["u"] >= 2 and kinds["open"] >= 4, kinds
+    assert structures[0] == structures[1]

@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 import mpc
 from mpc import ss
 from mpc.runtime.views import record_views
-from mpc.ss import beaver
+from mpc.ss import beaver, ot_triples
 from mpc.ss.triples import get_source
 
 F = 16
@@ -139,22 +139,23 @@ def _corr(bits: np.ndarray, secret: np.ndarray) -> float:
 
 
 def test_ot_views_are_independent_of_the_peers_values():
-    """What each party receives from the OT engine: the IKNP matrix U (128 rows, one column
-    per OT) and the packed corrections. Shapes are fixed by n; U's bits are balanced and
-    uncorrelated with the peer's choice bits (the bits of its b); the corrections' bits are
-    balanced and uncorrelated with the bits of the sender's a (6-sigma bounds)."""
-    n = 2048
+    """What each party receives from the OT engine: the extension matrix U (64 rows, one
+    per column pair of SoftSpokenOT, one column per OT) and the packed corrections. Shapes
+    are fixed by n; U's bits are balanced and uncorrelated with the peer's choice bits (the
+    bits of its b); the corrections' bits are balanced and uncorrelated with the bits of the
+    sender's a (6-sigma bounds)."""
+    n = min(2048, ot_triples._CHUNK_OTS // 64)     # one IKNP batch
     shapes = []
     for _ in range(2):
         out, views = record_views(lambda ctx: get_source(ctx).arithmetic((n,)), ["alice", "bob"], triples="ot")
         shapes.append({p: [(type(v).__name__, getattr(v, "shape", None)) for _, v in views[p]] for p in views})
         for me, peer in (("alice", "bob"), ("bob", "alice")):
             arrays = [v for _, v in views[me] if isinstance(v, np.ndarray) and v.dtype == np.uint8]
-            (u,) = [v for v in arrays if v.shape == (128, 64 * n // 8)]
+            (u,) = [v for v in arrays if v.shape == (64, 64 * n // 8)]
             (tau,) = [v for v in arrays if v.shape == (344 * n,)]
             choice = _bits_of(out[peer][1])                       # OT i chooses bit i % 64 of b[i // 64]
             bound = 6.0 / np.sqrt(choice.size)
-            for row in u[::8]:
+            for row in u[::4]:
                 bits = _bits_of(row)
                 assert abs(bits.mean() - 0.5) < bound and abs(_corr(bits, choice)) < bound
             # OTs 0..31 of each element carry 8 bytes each (then 4, 2, 1): 344 per element
@@ -162,6 +163,22 @@ def test_ot_views_are_independent_of_the_peers_values():
             bits0, a0 = low & 1, out[peer][0] & np.uint64(1)
             assert abs(bits0.mean() - 0.5) < 6 / np.sqrt(n) and abs(_corr(bits0, a0)) < 6 / np.sqrt(n)
     assert shapes[0] == shapes[1]
+
+
+def test_mul_multiplies_the_shares_without_opening():
+    """OtSource.mul: x * y mod 2^64 from the two parties' shares by cross products of the
+    shares themselves; all a party receives is OT traffic (uint8 matrices and corrections),
+    no opened uint64 value."""
+    n = 3000
+    rng = np.random.default_rng(5)
+    x, y, x0, y0 = (rng.integers(0, 2**64, n, dtype=np.uint64) for _ in range(4))
+    shares = {"alice": (x0, y0), "bob": (x - x0, y - y0)}
+    out, views = record_views(lambda ctx, a, b: get_source(ctx).mul(a, b), ["alice", "bob"],
+                              args=shares, triples="ot")
+    assert np.array_equal(out["alice"] + out["bob"], x * y)
+    for party in views:
+        arrays = [v for _, v in views[party] if isinstance(v, np.ndarray)]
+        assert arrays and all(v.dtype == np.uint8 for v in arrays)
 
 
 @pytest.mark.parametrize("n", [1, 127, 129])

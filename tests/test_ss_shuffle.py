@@ -38,6 +38,37 @@ def test_shuffle_is_uniform_enough():
     assert counts.min() > 50, counts
 
 
+def _shuffled_jointly(ctx, data):
+    x = ss.share(ctx, data if ctx.party == ctx.parties[0] else None, owner=ctx.parties[0])
+    rows = sh.shuffle(ctx, x.share, jointly=True)
+    return ss.from_shares(ctx, rows).reveal()
+
+
+def _table(rows=4, n=1000):
+    """Row 0 the column index, the other rows functions of it: rows stay aligned iff every
+    column of the output is one column of the input."""
+    idx = np.arange(n, dtype=np.int64)
+    return np.stack([idx] + [idx * (r + 3) - 7 * r for r in range(1, rows)])
+
+
+def check_joint(out: np.ndarray, data: np.ndarray) -> None:
+    """``out`` is ``data`` with its columns permuted by one permutation, not the identity."""
+    out = out.astype(np.int64)
+    perm = out[0]
+    assert np.array_equal(np.sort(perm), data[0])
+    assert np.array_equal(out, data[:, perm])
+    assert not np.array_equal(perm, data[0])
+
+
+@pytest.mark.parametrize("parties", [["a", "b"], ["a", "b", "c"]])
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_shuffle_jointly_keeps_rows_aligned(parties, transport):
+    data = _table()
+    out = mpc.run_local(_shuffled_jointly, parties, args={p: (data,) for p in parties},
+                        transport=transport, timeout=120)
+    check_joint(out[parties[0]], data)
+
+
 def _bad(ctx):
     return sh.shuffle(ctx, np.zeros(5, np.uint64))
 
@@ -51,7 +82,7 @@ def test_shuffle_refuses_1d_and_paillier():
 
 def _pieces(ctx):
     from mpc.ss.triples import get_source
-    return get_source(ctx).shuffle((1, 200))
+    return get_source(ctx).shuffle_pieces((1, 200))
 
 
 @pytest.mark.parametrize("parties", [["a", "b"], ["a", "b", "c"]])

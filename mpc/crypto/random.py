@@ -37,6 +37,23 @@ def secure_permutation(n: int) -> np.ndarray:
     return np.lexsort((keys[:, 1], keys[:, 0])).astype(np.int64)
 
 
+def row_permutations(shape: tuple[int, int], prg: PRG | None = None) -> np.ndarray:
+    """One uniformly random permutation per row of a (rows, n) shape (int64): the argsort of
+    128-bit keys (two words from ``prg``, or the OS CSPRNG), so a tie, which would bias the
+    order, has probability below n^2 / 2^129 per row (2^-69 at n = 2^30). Sorted by the high
+    word; the rare row with a tie in it is re-sorted on both words."""
+    shape = (int(shape[0]), int(shape[1]))
+    if prg is None:
+        hi, lo = random_uint64(shape), random_uint64(shape)
+    else:
+        hi, lo = prg.uint64(shape), prg.uint64(shape)
+    perm = np.argsort(hi, axis=-1, kind="stable")
+    ordered = np.take_along_axis(hi, perm, axis=-1)
+    for row in np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=-1)):
+        perm[row] = np.lexsort((lo[row], hi[row]))
+    return perm
+
+
 _ZEROS = memoryview(bytes(1 << 20))
 
 

@@ -51,6 +51,43 @@ def _tile(words: np.ndarray, out: np.ndarray, i0: int, i1: int, j0: int, j1: int
     out[j0:j1, :, i0:i1] = b.transpose(2, 1, 0)
 
 
+_TILE128 = 256  # 128-bit column blocks per tile of _transpose128: 512 KiB (with its temporaries, in L2)
+
+
+def _transpose128(m: np.ndarray) -> np.ndarray:
+    """:func:`transpose` of a 128-row matrix (IKNP's): each output row in one 16-byte copy.
+
+    Split the 128 rows into halves r6 and each 128-bit column block into words W. Swapping
+    the off-diagonal 64x64 blocks first (row half <-> word, four strided copies) leaves, after
+    the six rounds, both words of an output row side by side, so the last step copies
+    16-byte units (a transposed copy of a void view) instead of single words.
+    """
+    nj = m.shape[1] // 16
+    src = np.ascontiguousarray(m).view(np.uint64).reshape(2, 64, nj, 2)   # [r6, r, J, W]
+    out = np.empty((nj, 128, 2), dtype=np.uint64)                          # [J, K, h]
+    out_v = out.view("V16").reshape(nj, 128)
+    for j0 in range(0, nj, _TILE128):
+        j1 = min(nj, j0 + _TILE128)
+        b = np.empty((2, 64, j1 - j0, 2), dtype=np.uint64)                 # [a, r, J, w]
+        for a in range(2):
+            for w in range(2):
+                b[a, :, :, w] = src[w, :, j0:j1, a]
+        rows = b.reshape(128, -1)
+        t = np.empty(64 * rows.shape[1], dtype=np.uint64)
+        for j, mask in _ROUNDS:
+            v = rows.reshape(128 // (2 * j), 2, j, -1)
+            lo, hi = v[:, 0], v[:, 1]
+            tt = t.reshape(128 // (2 * j), j, -1)
+            np.right_shift(lo, np.uint64(j), out=tt)
+            np.bitwise_xor(tt, hi, out=tt)
+            np.bitwise_and(tt, mask, out=tt)
+            np.bitwise_xor(hi, tt, out=hi)
+            np.left_shift(tt, np.uint64(j), out=tt)
+            np.bitwise_xor(lo, tt, out=lo)
+        out_v[j0:j1] = b.view("V16").reshape(128, j1 - j0).T
+    return out.view(np.uint8).reshape(128 * nj, 16)
+
+
 def transpose(m: np.ndarray) -> np.ndarray:
     """The transpose of bit matrix ``m`` ((r, c/8) uint8 -> (c, r/8) uint8).
 
@@ -62,6 +99,8 @@ def transpose(m: np.ndarray) -> np.ndarray:
     rows, cbytes = m.shape
     if rows % 64 or cbytes % 8:
         raise ValueError(f"bit matrix {rows}x{8 * cbytes}: both sides must be multiples of 64")
+    if rows == 128 and cbytes % 16 == 0 and cbytes:
+        return _transpose128(m)
     rb, cb = rows // 64, cbytes // 8
     out = np.empty((cb, 64, rb), dtype=np.uint64)
     if rb == 0 or cb == 0:

@@ -1,28 +1,39 @@
-"""IKNP OT extension: millions of 1-out-of-2 OTs from 128 base OTs and AES.
+"""IKNP OT extension with SoftSpokenOT's half-size matrix: millions of 1-out-of-2 OTs from
+128 base OTs and AES.
 
 Ishai, Kilian, Nissim, Petrank, "Extending Oblivious Transfers Efficiently" (CRYPTO 2003),
-semi-honest, with kappa = 128 (computational security of AES-128 and of the base OTs):
+with the receiver's message halved by Roy's SoftSpokenOT ("SoftSpokenOT: Quieter OT
+Extension from Small-Field Silent VOLE in the Minicrypt Model", CRYPTO 2022) at k = 2;
+semi-honest, kappa = 128 (computational security of AES-128 and of the base OTs):
 
 * setup: the extension *sender* draws Delta in {0,1}^128 and is the *receiver* of 128
-  base OTs (:mod:`mpc.ot.base`) with choices Delta, getting seeds k_j^{Delta_j}; the
-  extension receiver gets both seeds k_j^0, k_j^1. Each seed keys an AES-128-CTR PRG
-  (:class:`mpc.crypto.random.PRG`) whose stream continues across batches.
-* a batch of m OTs with choice bits r (one message, receiver -> sender): the receiver
-  sends the 128 x m bit matrix U with columns u^j = G(k_j^0) xor G(k_j^1) xor r; the
-  sender computes q^j = G(k_j^{Delta_j}) xor Delta_j u^j. Transposed into rows
-  (:func:`mpc.ot.bits.transpose`): q_i = t_i xor r_i Delta, where t_i are the rows of
-  G(k^0), which the receiver holds.
+  base OTs (:mod:`mpc.ot.base`) with choices Delta. The 128 columns are taken in 64 pairs
+  (2c, 2c+1); for each pair the extension receiver draws a two-level GGM tree (AES-CTR as
+  the length-doubling PRG) with four leaves s_x, x = (x0, x1), and sends, under the two
+  base-OT keys of the pair as one-time pads, the level sums that let the sender with
+  (d0, d1) = (Delta_2c, Delta_2c+1) rebuild every leaf but s_(d0, d1) (a punctured PRF,
+  SoftSpokenOT's (2^k - 1)-out-of-2^k OT). Each leaf keys an AES-128-CTR stream G(s_x)
+  (:class:`mpc.ot.aes.CtrStream`, the keystream of :class:`mpc.crypto.random.PRG`) that
+  continues across batches.
+* a batch of m OTs with choice bits r (one message, receiver -> sender): per pair the
+  receiver forms u = xor_x G(s_x), t^2c = xor_{x0=1} G(s_x), t^2c+1 = xor_{x1=1} G(s_x) and
+  sends the 64 x m bit matrix with rows c = u xor r (IKNP sends 128 rows). The sender,
+  without G(s_(d0,d1)), forms w^2c = xor_{x0 != d0} G(s_x), w^2c+1 = xor_{x1 != d1} G(s_x)
+  (= t^b xor Delta_b u) and q^b = w^b xor Delta_b c = t^b xor Delta_b r: the IKNP
+  correlation. Transposed into rows (:func:`mpc.ot.bits.transpose`): q_i = t_i xor r_i Delta.
 * outputs are hashed with the tweakable correlation-robust hash of
   :func:`mpc.ot.hashing.tccr` (tweak = the OT's index in the session): the sender gets
   m0_i = H(i, q_i), m1_i = H(i, q_i xor Delta); the receiver gets m{r_i}_i = H(i, t_i).
 
-What each side sees: the sender sees U, each column masked by the PRG stream of a seed
-it does not hold (k_j^{1 - Delta_j}), so U is pseudorandom whatever r. The receiver sees
-nothing from the sender in a random OT; m{1-r_i}_i = H(i, t_i xor Delta) is pseudorandom
-to it as Delta is unknown (correlation robustness). Chosen-message and correlated OT add
-one sender -> receiver message of masked values. Batches are padded to a multiple of 128
-OTs. The sessions are directional: to extend OTs the other way, open the pair the other
-way round.
+What each side sees: the sender sees the setup sums under the keys of the base OTs it did
+not choose (one-time pads) and, per batch, c = u xor r, where u includes the stream of
+the leaf it cannot rebuild (s_(d0,d1): the GGM tree's PRG hides it), so c is
+pseudorandom whatever r. The receiver sees nothing from the sender in a random OT;
+m{1-r_i}_i = H(i, t_i xor Delta) is pseudorandom to it as Delta is unknown (correlation
+robustness). Chosen-message and correlated OT add one sender -> receiver message of
+masked values. Batches are padded to a multiple of 128 OTs. The sessions are directional:
+to extend OTs the other way, open the pair the other way round. Cost per OT: 64 bits on
+the wire (IKNP: 128), 2 (receiver) and 1.5 (sender) AES blocks of PRG output.
 """
 
 from __future__ import annotations
@@ -31,14 +42,64 @@ import os
 
 import numpy as np
 
-from mpc.crypto.random import PRG, expand_rows
+from mpc.crypto.random import PRG, expand_rows, new_seed
 from mpc.ot import base
+from mpc.ot.aes import CtrStream, fill_rows
 from mpc.ot.bits import pad_rows, transpose
 from mpc.ot.hashing import BLOCK, tccr
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 
 KAPPA = 128
+CHUNKS = KAPPA // 2   # SoftSpokenOT with k = 2: one message row per two columns
+
+
+def _ggm(root: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The two-level GGM tree of ``root`` (AES-128-CTR as the length-doubling PRG): the
+    level-1 nodes n_0, n_1 and the four leaves, leaf (x0, x1) at index x0 + 2 x1."""
+    level = PRG(root).bytes(32)
+    nodes = [level[:16], level[16:]]
+    kids = [PRG(n).bytes(32) for n in nodes]
+    return nodes, [kids[x0][16 * x1:16 * x1 + 16] for x1 in range(2) for x0 in range(2)]
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def _puncturable_seeds(ctx: Context, peer: str, k0: np.ndarray, k1: np.ndarray) -> list[bytes]:
+    """The extension receiver's side of the punctured-PRF setup: a GGM tree per column pair,
+    its sibling sums sent under the base-OT keys (one-time pads); returns the 4 leaves of
+    each pair, ``CHUNKS * 4`` seeds."""
+    msg = np.empty((CHUNKS, 2, 2, 16), dtype=np.uint8)
+    seeds = []
+    for c in range(CHUNKS):
+        nodes, leaves = _ggm(new_seed())
+        j0, j1 = 2 * c, 2 * c + 1
+        pairs = [(nodes[1], nodes[0]),                                  # choice d0 -> n_{1-d0}
+                 (_xor(leaves[2], leaves[3]), _xor(leaves[0], leaves[1]))]   # d1 -> sum over x1 = 1-d1
+        for level, (j, (m0, m1)) in enumerate(zip((j0, j1), pairs, strict=True)):
+            msg[c, level, 0] = np.frombuffer(m0, np.uint8) ^ k0[j]
+            msg[c, level, 1] = np.frombuffer(m1, np.uint8) ^ k1[j]
+        seeds.extend(leaves)
+    ctx.send(peer, msg)
+    return seeds
+
+
+def _punctured_seeds(ctx: Context, peer: str, bits: np.ndarray, keys: np.ndarray) -> list[bytes]:
+    """The extension sender's side: for each column pair with (d0, d1) = Delta's two bits,
+    the three leaves other than (d0, d1), ordered A = (1-d0, d1), B = (1-d0, 1-d1),
+    C = (d0, 1-d1) so that w_0 = A xor B and w_1 = B xor C; ``CHUNKS * 3`` seeds."""
+    msg = expect(peer, ctx.recv(peer), np.uint8, (CHUNKS, 2, 2, 16), "the punctured-PRF setup")
+    seeds = []
+    for c in range(CHUNKS):
+        d0, d1 = int(bits[2 * c]), int(bits[2 * c + 1])
+        sibling = (msg[c, 0, d0] ^ keys[2 * c]).tobytes()               # n_{1-d0}
+        sum_x1 = (msg[c, 1, d1] ^ keys[2 * c + 1]).tobytes()            # leaves (0, 1-d1) xor (1, 1-d1)
+        kids = PRG(sibling).bytes(32)
+        near = [kids[:16], kids[16:]]                                   # leaves (1-d0, 0), (1-d0, 1)
+        seeds.extend([near[d1], near[1 - d1], _xor(sum_x1, near[1 - d1])])
+    return seeds
 
 
 def random_bits(n: int) -> np.ndarray:
@@ -46,8 +107,10 @@ def random_bits(n: int) -> np.ndarray:
     return (np.frombuffer(os.urandom(n), dtype=np.uint8) & 1).astype(bool)
 
 
-def prg_columns(prgs: list[PRG], nbytes: int) -> np.ndarray:
+def prg_columns(prgs: list[PRG] | list[CtrStream], nbytes: int) -> np.ndarray:
     """The next ``nbytes`` of each PRG as the rows of a (len(prgs), nbytes) bit matrix."""
+    if prgs and isinstance(prgs[0], CtrStream):
+        return fill_rows(prgs, np.empty((len(prgs), nbytes), dtype=np.uint8))
     return expand_rows(prgs, nbytes)
 
 
@@ -62,6 +125,24 @@ def _pad(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
         raise ValueError("OT session exhausted (2^56 OTs)")
     outs = [tccr(rows, idx | (np.uint64(k) << np.uint64(56))) for k in range(blocks)]
     return np.concatenate(outs, axis=1)[:, :nbytes]
+
+
+_TILE = 1024  # rows per xor_delta stripe: numpy's inner loop runs over 16 KiB, not 16 bytes
+
+
+def xor_delta(rows: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``rows ^= delta`` in place for C-contiguous (m, 16) uint8 rows (one 128-bit Delta):
+    stripes of ``_TILE`` rows against Delta repeated, so the loop is long and vectorised."""
+    if not rows.flags.c_contiguous or rows.shape[1:] != (BLOCK,):
+        raise ValueError("xor_delta needs C-contiguous (m, 16) uint8 rows")
+    d = np.ascontiguousarray(delta, dtype=np.uint8).view(np.uint64)
+    words = rows.view(np.uint64).reshape(-1)
+    full = len(rows) - len(rows) % _TILE
+    if full:
+        words[:2 * full].reshape(-1, 2 * _TILE).__ixor__(np.tile(d, _TILE))
+    if len(rows) > full:
+        words[2 * full:].reshape(-1, 2).__ixor__(d)
+    return rows
 
 
 def _as_words(x: np.ndarray, m: int) -> np.ndarray:
@@ -79,24 +160,30 @@ class IknpSender:
         bits = random_bits(KAPPA)
         self.delta = np.packbits(bits, bitorder="little")            # (16,) uint8
         self._delta_bits = bits
-        self._prgs = [PRG(bytes(k)) for k in base.receive_random(ctx, peer, bits)]
+        keys = base.receive_random(ctx, peer, bits)                   # k_j^{Delta_j}
+        self._prgs = [CtrStream(seed) for seed in _punctured_seeds(ctx, peer, bits, keys)]
         self.count = 0  # OTs extended so far (the tweak of the next one)
 
     def extend(self, m: int) -> tuple[np.ndarray, int]:
         """Receive one batch: the rows q_i ((m, 16) uint8) and the index of the first OT."""
         padded = pad_rows(m)
-        u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (KAPPA, padded // 8),
+        u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (CHUNKS, padded // 8),
                    "the OT-extension matrix")
-        q = prg_columns(self._prgs, padded // 8)
-        for j in np.flatnonzero(self._delta_bits):   # q^j = G(k_j) xor Delta_j u^j, in place
-            q[j] ^= u[j]
+        g = prg_columns(self._prgs, padded // 8).reshape(CHUNKS, 3, padded // 8)   # A, B, C
+        q = np.empty((CHUNKS, 2, padded // 8), dtype=np.uint8)
+        np.bitwise_xor(g[:, 0], g[:, 1], out=q[:, 0])     # w_0 = A xor B
+        np.bitwise_xor(g[:, 1], g[:, 2], out=q[:, 1])     # w_1 = B xor C
+        q = q.reshape(KAPPA, padded // 8)
+        for j in np.flatnonzero(self._delta_bits):        # q^j = w^j xor Delta_j c, in place
+            q[j] ^= u[j // 2]
         first, self.count = self.count, self.count + padded
         return transpose(q)[:m], first
 
     def random(self, m: int, nbytes: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
         """``m`` random OTs: (m0, m1), each (m, nbytes) uint8."""
         q, first = self.extend(m)
-        return _pad(q, first, nbytes), _pad(q ^ self.delta, first, nbytes)
+        p0 = _pad(q, first, nbytes)
+        return p0, _pad(xor_delta(q, self.delta), first, nbytes)
 
     def chosen(self, m0: np.ndarray, m1: np.ndarray) -> None:
         """Chosen-message OT: the receiver gets m0[i] or m1[i] ((m, L) uint8 each)."""
@@ -125,8 +212,7 @@ class IknpReceiver:
     def __init__(self, ctx, peer: str) -> None:
         self.ctx, self.peer = ctx, peer
         k0, k1 = base.send_random(ctx, peer, KAPPA)
-        self._prg0 = [PRG(bytes(k)) for k in k0]
-        self._prg1 = [PRG(bytes(k)) for k in k1]
+        self._prgs = [CtrStream(seed) for seed in _puncturable_seeds(ctx, peer, k0, k1)]
         self.count = 0
 
     def extend(self, choices: np.ndarray) -> tuple[np.ndarray, int]:
@@ -134,13 +220,16 @@ class IknpReceiver:
         r = np.asarray(choices, dtype=bool).ravel()
         m, padded = len(r), pad_rows(len(r))
         rbits = np.packbits(np.concatenate([r, np.zeros(padded - m, dtype=bool)]), bitorder="little")
-        t = prg_columns(self._prg0, padded // 8)
-        u = prg_columns(self._prg1, padded // 8)
-        u ^= t
-        u ^= rbits
+        g = prg_columns(self._prgs, padded // 8).reshape(CHUNKS, 4, padded // 8)   # leaves x0 + 2 x1
+        t = np.empty((CHUNKS, 2, padded // 8), dtype=np.uint8)
+        np.bitwise_xor(g[:, 1], g[:, 3], out=t[:, 0])     # v_0: the leaves with x0 = 1
+        np.bitwise_xor(g[:, 2], g[:, 3], out=t[:, 1])     # v_1: the leaves with x1 = 1
+        u = g[:, 0] ^ g[:, 1]
+        u ^= t[:, 1]                                      # u = the xor of all four leaves
+        u ^= rbits                                        # c = u xor r
         self.ctx.send(self.peer, u)
         first, self.count = self.count, self.count + padded
-        return transpose(t)[:m], first
+        return transpose(t.reshape(KAPPA, padded // 8))[:m], first
 
     def random(self, choices: np.ndarray, nbytes: int = BLOCK) -> np.ndarray:
         """Random OTs: message choices[i] of each, (m, nbytes) uint8."""

@@ -13,13 +13,15 @@ converted back to an arithmetic 0/1 share with a daBit (one more round): 8 round
 exact whenever |a - b| < 2^63 (always true inside the engine's range).
 
 A two-party source that has its own ``msb_xor`` (the OT source, ``triples="ot"``) is used
-instead for the top bit: its shares are the two addends, so a ripple-carry adder over them
-needs no edaBit (63 ANDs per element, 63 rounds; see :meth:`mpc.ss.ot_triples.OtSource.msb_xor`).
+instead for the top bit: its shares are the two addends, so the carry into bit 63 is one
+comparison of the parties' private 63-bit values, by CrypTFlow2's millionaires' protocol
+(no edaBit; 94 random OTs per element, 5 rounds; see :mod:`mpc.ss.millionaire`).
 
 ``eqz(x)`` ([x == 0], for ``a == b``) needs no comparison: with two parties the shares
 themselves give a local XOR sharing of a word that is zero iff x is, and
 :func:`all_zero_xor` ANDs its complemented bits in a packed tree (6 rounds, 63 AND bits
-per element) before a daBit; with more parties the word is x's bit decomposition.
+per element) before a daBit; with more parties the word is x's bit decomposition. The OT
+source has its own test (the equality output of its millionaires' protocol, cheaper there).
 
 ``ltz_open`` opens the XOR-shared top bit instead (7 rounds of ``msb_xor`` + 1): it
 reveals the comparison outcomes, so it is only for protocols whose outcomes are
@@ -201,8 +203,14 @@ def eqz(ctx: Context, x: np.ndarray) -> np.ndarray:
     :func:`all_zero_xor` (63 AND bits, 6 rounds) and a daBit (1 round), no edaBit, no
     opening of anything but triple-masked values. More parties: the bits of x by
     :func:`bit_decompose` (an edaBit and a carry-lookahead adder), then the same zero test.
+    A source with its own two-party zero test (``EQZ_XOR``: the OT source's millionaires'
+    protocol on (x_0, -x_1), 94 random OTs per element instead of the 126 of 63 AND
+    triples, about 10% less CPU measured at 2^18) is used instead, then the daBit.
     """
     x = np.asarray(x, dtype=np.uint64)
+    source = get_source(ctx)
+    if source.supports(provider.EQZ_XOR):      # a two-party source with its own test (OT)
+        return b2a_bits(ctx, source.eqz_xor(x))
     if len(ctx.parties) == 2:
         d = x if ctx.rank == 0 else np.uint64(0) - x
     else:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc.crypto.random import PRG, new_seed
+from mpc.crypto.random import PRG, new_seed, row_permutations
 from mpc.runtime.context import Context
 from mpc.runtime.helpers import register_helper
 from mpc.ss import provider
@@ -66,23 +66,16 @@ def _draw(prg: PRG, op: str, req: dict[str, Any], rank: int, parties: int) -> di
         out["bb"] = prg.uint64(shape) & np.uint64(1)
         out["ba"] = None if last else prg.uint64(shape)
     elif op == "shuffle":
-        out.update(_draw_shuffle(prg, shape, rank, parties))
+        out.update(_draw_shuffle(prg, shape, rank, parties, bool(req.get("joint", False))))
     else:
         raise ValueError(f"unknown dealer request {op!r}")
     return out
 
 
 def _permutations(prg: PRG, shape: Shape) -> np.ndarray:
-    """One uniformly random permutation per row of a (rows, n) shape: the argsort of 128-bit
-    keys (two PRG words), so a tie, which would bias the order, has probability below
-    n^2 / 2^129 per row (2^-69 at n = 2^30, the largest supported column). Sorted by the
-    high word; the rare row with a tie in it is re-sorted on both words."""
-    hi, lo = prg.uint64(shape), prg.uint64(shape)
-    perm = np.argsort(hi, axis=-1, kind="stable")
-    ordered = np.take_along_axis(hi, perm, axis=-1)
-    for row in np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=-1)):
-        perm[row] = np.lexsort((lo[row], hi[row]))
-    return perm
+    """One uniformly random permutation per row of a (rows, n) shape from the dealer PRG
+    (:func:`mpc.crypto.random.row_permutations`: argsort of 128-bit keys)."""
+    return row_permutations(shape, prg)
 
 
 def _shuffle_fixer(j: int, parties: int) -> int:
@@ -91,16 +84,17 @@ def _shuffle_fixer(j: int, parties: int) -> int:
     return 0 if j == parties - 1 else parties - 1
 
 
-def _draw_shuffle(prg: PRG, shape: Shape, rank: int, parties: int) -> dict[str, np.ndarray | None]:
+def _draw_shuffle(prg: PRG, shape: Shape, rank: int, parties: int,
+                  joint: bool = False) -> dict[str, np.ndarray | None]:
     """Round j of the shuffle: party j draws its permutations (one per row, see
-    ``_permutations``) and the mask s it adds to its permuted
+    ``_permutations``; ``joint``: one permutation, shape (1, n), for all rows) and the mask s it adds to its permuted
     share (without s, the party fixing the round would receive its own masks permuted,
     and so learn the permutation); every other party draws the mask r it sends, and its
     new share q (None for the party that gets the dealer's correction)."""
     out: dict[str, np.ndarray | None] = {}
     for j in range(parties):
         if j == rank:
-            out[f"perm{j}"] = _permutations(prg, shape)
+            out[f"perm{j}"] = _permutations(prg, (1, shape[1]) if joint else shape)
             out[f"s{j}"] = prg.uint64(shape)
         else:
             out[f"r{j}"] = prg.uint64(shape)
@@ -115,8 +109,8 @@ def _shuffle_corrections(pieces: list[dict]) -> dict[int, np.ndarray]:
     n = len(pieces)
     out = {}
     for j in range(n):
-        perm = pieces[j][f"perm{j}"]
         masks = _add([pieces[i][f"r{j}"] for i in range(n) if i != j])
+        perm = np.broadcast_to(pieces[j][f"perm{j}"], masks.shape)
         fix = np.take_along_axis(masks, perm, axis=-1) - pieces[j][f"s{j}"]
         for i in range(n):
             if i != j and i != _shuffle_fixer(j, n):
@@ -182,6 +176,8 @@ def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
         req["shape_b"] = check_shape(req.get("shape_b", ()))
     if req["op"] == "shuffle" and len(req["shape"]) != 2:
         raise ValueError("shuffle request needs a 2-D shape (rows, length)")
+    if req["op"] == "shuffle" and not isinstance(req.get("joint", False), bool):
+        raise ValueError("shuffle request's 'joint' must be a bool")
     if req["op"] == "trunc_bits":
         check_shape((64,) + req["shape"])        # 65 words per element: bound the memory
     if req["op"] == "trunc":
@@ -323,15 +319,19 @@ class DealerSource(provider.RandomnessProvider):
     def dabit(self, shape: Shape):
         return tuple(self._get("dabit", {"shape": check_shape(shape)}, ["ba", "bb"]))
 
-    def shuffle(self, shape: Shape) -> list[dict[str, np.ndarray]]:
+    def shuffle_pieces(self, shape: Shape, jointly: bool = False) -> list[dict[str, np.ndarray]]:
         """This party's pieces of a dealer shuffle of a (rows, length) array, one dict per
         round j (the round in which party j permutes): ``{"perm": p, "mask": s}`` for party j
-        itself, else ``{"mask": r, "share": q}``. See :mod:`mpc.ss.shuffle`."""
+        itself, else ``{"mask": r, "share": q}``. ``jointly``: ``p`` is one permutation of
+        shape (1, length) for every row. See :mod:`mpc.ss.shuffle`."""
         shape = check_shape(shape)
         if len(shape) != 2:
             raise ValueError(f"shuffle needs a 2-D shape (rows, length), got {shape}")
         n, me = len(self.ctx.parties), self.ctx.rank
-        pieces = self._pieces("shuffle", {"shape": shape})
+        req: dict[str, Any] = {"shape": shape}
+        if jointly:
+            req["joint"] = True
+        pieces = self._pieces("shuffle", req)
         if me == 0 and n > 1:       # the first party fixes the round in which the last permutes
             fix = self.ctx.recv(DEALER)
             if not isinstance(fix, np.ndarray) or fix.shape != shape or fix.dtype != np.uint64:
@@ -339,6 +339,28 @@ class DealerSource(provider.RandomnessProvider):
             pieces[f"q{n - 1}"] = fix
         return [{"perm": pieces[f"perm{j}"], "mask": pieces[f"s{j}"]} if j == me
                 else {"mask": pieces[f"r{j}"], "share": pieces[f"q{j}"]} for j in range(n)]
+
+    def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
+        """Shares of the (rows, length) ``x`` obliviously permuted, one round per computing
+        party (see :mod:`mpc.ss.shuffle`): each row by its own permutation, or all rows by
+        one (``jointly``)."""
+        rounds = self.shuffle_pieces(x.shape, jointly)
+        ctx = self.ctx
+        for j, party in enumerate(ctx.parties):
+            piece = rounds[j]
+            if party == ctx.party:
+                total = x.copy()
+                for peer in ctx.peers:
+                    got = ctx.recv(peer)
+                    if not isinstance(got, np.ndarray) or got.shape != x.shape or got.dtype != np.uint64:
+                        raise ValueError(f"party {peer!r} sent a shuffle share of the wrong shape or type")
+                    total += got
+                perm = np.broadcast_to(piece["perm"], x.shape)
+                x = np.take_along_axis(total, perm, axis=-1) + piece["mask"]
+            else:
+                ctx.send(party, x - piece["mask"])
+                x = piece["share"]
+        return x
 
     def dealer_join(self, request: dict[str, np.ndarray]) -> Any:
         """Send the dealer this party's join request (see :mod:`mpc.ss.dealer_join`) and

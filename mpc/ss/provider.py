@@ -48,12 +48,14 @@ TRUNC_PAIR_BITS = "trunc_pair_bits"  # bit-decomposed truncation pairs: the requ
 TRUNCATE = "truncate"              # the source's own truncation protocol (no pair)
 EDABIT = "edabit"                  # r shared arithmetically and bitwise
 DABIT = "dabit"                    # a bit shared arithmetically and bitwise
-SHUFFLE = "shuffle"                # oblivious per-row permutation (a third party deals it)
+SHUFFLE = "shuffle"                # oblivious permutation of shared rows (per row, or one for all)
 DEALER_JOIN = "dealer_join"        # a third party matches keyed tags and re-shares rows
 PREFETCH = "prefetch"              # requests may be sent ahead of use
 MSB_XOR = "msb_xor"                # the source's own two-party top-bit circuit on the two shares
+EQZ_XOR = "eqz_xor"                # the source's own two-party zero test on the two shares
+MUL = "mul"                        # the source multiplies two shared arrays itself (no triple, no opening)
 CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BITS, TRUNCATE, EDABIT,
-                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR})
+                          DABIT, SHUFFLE, DEALER_JOIN, PREFETCH, MSB_XOR, EQZ_XOR, MUL})
 # What SharedTensor arithmetic and comparisons use on every source.
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
@@ -138,10 +140,20 @@ class RandomnessProvider:
         over the two parties' shares themselves (two-party sources; no edaBit needed)."""
         raise self._missing(MSB_XOR)
 
-    def shuffle(self, shape: Shape) -> list[dict[str, np.ndarray]]:
-        """This party's pieces of an oblivious shuffle of a (rows, length) array, one dict
-        per round j: ``{"perm", "mask"}`` for party j, else ``{"mask", "share"}``
-        (see :mod:`mpc.ss.shuffle`)."""
+    def mul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Shares of x * y (elementwise, flat uint64 shares of one shape) by the source's own
+        two-party protocol on the shares themselves (cross products, no Beaver triple)."""
+        raise self._missing(MUL)
+
+    def eqz_xor(self, x: np.ndarray) -> np.ndarray:
+        """XOR shares (bit 0) of [x == 0] for the arithmetically shared ``x``, by a protocol
+        over the two parties' shares themselves (two-party sources)."""
+        raise self._missing(EQZ_XOR)
+
+    def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
+        """Fresh shares of the (rows, length) uint64 share array ``x`` obliviously permuted:
+        each row by its own uniformly random permutation, or (``jointly``) every row by one,
+        that no single computing party knows (see :mod:`mpc.ss.shuffle`)."""
         raise self._missing(SHUFFLE)
 
     def dealer_join(self, request: dict[str, np.ndarray]) -> Any:

@@ -1,5 +1,9 @@
-"""Oblivious shuffle of shared rows with the dealer: each row of a (rows, length) share
-array is permuted by its own uniformly random permutation that no computing party knows.
+"""Oblivious shuffle of shared rows: each row of a (rows, length) share array is permuted
+by its own uniformly random permutation (``jointly=False``), or every row by one permutation
+(``jointly=True``: a table's columns move together), that no computing party knows.
+
+The job's randomness source runs it (capability ``SHUFFLE``); with the dealer, as follows
+(``jointly``: the dealer PRGs draw one permutation per round for all rows).
 
 One round per computing party j: every other party i sends party j its share minus a
 mask r_i (uniform, from i's dealer PRG); party j adds what it got to its own share,
@@ -29,12 +33,14 @@ from mpc.ss.triples import get_source
 
 
 def available(ctx: Context) -> bool:
-    """Whether the job's triple source can shuffle (only the dealer can)."""
+    """Whether the job's triple source can shuffle."""
     return get_source(ctx).supports(SHUFFLE)
 
 
-def shuffle(ctx: Context, x: np.ndarray) -> np.ndarray:
-    """Shares of ``x`` (rows, length) with every row independently and obliviously permuted.
+def shuffle(ctx: Context, x: np.ndarray, *, jointly: bool = False) -> np.ndarray:
+    """Shares of ``x`` (rows, length) obliviously permuted: every row independently, or
+    (``jointly``) all rows by the same permutation, so that column i of the result is
+    column pi(i) of ``x`` in every row.
 
     All computing parties call it with their shares of the same shape.
     """
@@ -43,18 +49,4 @@ def shuffle(ctx: Context, x: np.ndarray) -> np.ndarray:
         raise ValueError(f"shuffle needs a 2-D share array (rows, length), got shape {x.shape}")
     if not available(ctx):
         raise MissingCapability(SHUFFLE, get_source(ctx).name, "an oblivious shuffle")
-    rounds = get_source(ctx).shuffle(x.shape)
-    for j, party in enumerate(ctx.parties):
-        piece = rounds[j]
-        if party == ctx.party:
-            total = x.copy()
-            for peer in ctx.peers:
-                got = ctx.recv(peer)
-                if not isinstance(got, np.ndarray) or got.shape != x.shape or got.dtype != np.uint64:
-                    raise ValueError(f"party {peer!r} sent a shuffle share of the wrong shape or type")
-                total += got
-            x = np.take_along_axis(total, piece["perm"], axis=-1) + piece["mask"]
-        else:
-            ctx.send(party, x - piece["mask"])
-            x = piece["share"]
-    return x
+    return get_source(ctx).shuffle(x, jointly=bool(jointly))
