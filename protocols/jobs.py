@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.runtime.context import Context
-from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING
+from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING, SHUFFLE
 from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 
@@ -244,8 +244,10 @@ def _uses_join(params: dict[str, Any], *value_keys: str):
 
 
 def _join_needs(params: dict[str, Any]) -> tuple[str, ...]:
-    """Shared arithmetic and comparisons, and the dealer's join when ``join='dealer'``."""
-    return SECRET_SHARING + ((DEALER_JOIN,) if params.get("join") == DEALER else ())
+    """Shared arithmetic and comparisons, the dealer's join when ``join='dealer'``, the joint
+    shuffle when ``join='circuit'``."""
+    join = params.get("join")
+    return SECRET_SHARING + ((DEALER_JOIN,) if join == DEALER else (SHUFFLE,) if join == "circuit" else ())
 
 
 def _join_helpers(params: dict[str, Any]) -> tuple[str, ...]:

@@ -15,12 +15,16 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    AES_seed(k) under a fresh public seed. A decodes at o_b and subtracts H(o_b): in a bin
    whose item B holds, s_b = t_b and it gets payload_y + u_b; elsewhere pseudorandom
    garbage. B keeps t_b and -u_b: additive shares of B's payload per bin.
-2. Flag: d_b = s_b xor t_b is XOR-shared by construction (A holds s_b, B t_b); the
-   flag [d_b = 0] comes XOR-shared from an AND tree over the 64 bits, then arithmetic by
-   a daBit (:func:`mpc.ss.beaver.b2a_bits`).
+2. Flag: s_b - t_b is additively shared by construction (A holds s_b, B -t_b); the flag
+   [s_b = t_b] is :func:`mpc.ss.compare.eqz` of it: the source's two-party zero test on
+   the two addends (with ``triples="ot"`` the millionaires' equality of
+   :mod:`mpc.ss.millionaire`, 94 random OTs per bin; otherwise the AND tree of
+   :func:`mpc.ss.compare.all_zero_xor` on s_b xor t_b, 63 AND bits), then a daBit.
 3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
    B's payload shares) of all bins are shuffled by ONE permutation no party knows
-   (``shuffle(jointly=True)``), the shuffled flags are opened and the flagged rows kept.
+   (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: the dealer's, or without one
+   the OT shuffle of :mod:`mpc.ss.ot_shuffle`, a Benes network per party), the shuffled
+   flags are opened and the flagged rows kept.
    Unmatched bins' garbage payloads are dropped, so no multiplication by the flag.
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
@@ -29,7 +33,7 @@ so over all bins (2^21 at 2^20 items) a false match has probability below 2^-43 
 >= 40 + log2(bins) holds to 2^24 bins).
 
 Reveals (semi-honest, no collusion): B receives only the KKRT matrix (pseudorandom) and
-the masked openings of the AND tree, the daBit conversion and the shuffle (uniform). A
+the masked openings of the zero test, the daBit conversion and the shuffle (uniform). A
 receives the OKVS tables: every cell is uniform or a key's value minus uniform cells, and
 the values are masked by H of OPRF outputs A does not know (all but its own o_b, and
 those unmask to (t_b, payload + u_b), uniform since t_b, u_b are B's), so the tables are
@@ -42,7 +46,6 @@ m. Message shapes depend only on the set sizes.
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import numpy as np
@@ -52,37 +55,13 @@ from mpc.crypto.random import random_uint64
 from mpc.ot.hashing import ecb, tccr
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
-from mpc.ss import _standin
-from mpc.ss.beaver import b2a_bits, open_arith
-from mpc.ss.compare import all_zero_xor
-from mpc.ss.provider import SHUFFLE, MissingCapability
-from mpc.ss.triples import get_source
+from mpc.ss.beaver import open_arith
+from mpc.ss.compare import eqz
+from mpc.ss.shuffle import shuffle
 
 SIGMA = 64
 SEED_TRIES = 16
-
-
-INSECURE_SHUFFLE_ENV = "GAOTIE_INSECURE_JOINT_SHUFFLE"   # scratch: tests and benches until h/shuffle lands
-
-
-def _real_joint_shuffle(ctx: Context) -> bool:
-    from mpc.ss import shuffle as sh
-    return "jointly" in inspect.signature(sh.shuffle).parameters and sh.available(ctx)
-
-
-def available(ctx: Context) -> bool:
-    """Whether this job can run the circuit join: it needs one oblivious permutation of all
-    rows that no party knows (``mpc.ss.shuffle.shuffle(jointly=True)`` on the job's source)."""
-    return _real_joint_shuffle(ctx) or os.environ.get(INSECURE_SHUFFLE_ENV) == "1"
-
-
-def _joint_shuffle(ctx: Context, rows: np.ndarray) -> np.ndarray:
-    if _real_joint_shuffle(ctx):
-        from mpc.ss import shuffle as sh
-        return sh.shuffle(ctx, rows, jointly=True)
-    if os.environ.get(INSECURE_SHUFFLE_ENV) == "1":
-        return _standin.shuffle(ctx, rows, jointly=True)
-    raise MissingCapability(SHUFFLE, get_source(ctx).name, "the circuit join (one joint oblivious shuffle)")
+NEEDS = ("arithmetic", "boolean", "dabit", "shuffle")   # of the job's randomness source
 
 
 def _masks(keys: np.ndarray, width: int) -> np.ndarray:
@@ -165,13 +144,15 @@ class BinJoin:
         rows = (np.concatenate(self.rows, axis=1) if self.rows
                 else np.zeros((self.a_cols + self.b_cols, 0), np.uint64))
         self.word, self.rows = [], []
-        ctx.report_progress(phase="private join: match flags (AND tree on the OPPRF outputs)")
-        flag = b2a_bits(ctx, all_zero_xor(ctx, word, SIGMA)) if word.size else word
+        ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
+        # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
+        # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
+        flag = eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word) if word.size else word
         del word
         stacked = np.concatenate([flag.reshape(1, -1), rows])
         del rows, flag
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
-        shuffled = _joint_shuffle(ctx, stacked) if stacked.shape[1] else stacked
+        shuffled = shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
         del stacked
         opened = open_arith(ctx, shuffled[0])
         if np.any(opened > 1):

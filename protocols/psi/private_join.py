@@ -329,16 +329,12 @@ def _circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, 
 JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join, "circuit": _circuit_join}
 
 
-# What the circuit join asks of the job's randomness source: AND triples and daBits (the
-# flag), arithmetic triples (nothing here, but every consumer of the table).
-CIRCUIT_NEEDS = ("arithmetic", "boolean", "dabit")
-
-
 def resolve_method(ctx: Context, method: str) -> str:
     """``"auto"``: the dealer join when the job's randomness source is the dealer (the
     deployment has one and the job may use it), else the circuit join when the source
-    deals what it needs (the dealer-free ``"ot"`` source of two companies alone), else
-    ECDH (a job with no randomness source, ``triples=None``). Other names unchanged."""
+    deals what it needs (triples, daBits and the joint shuffle: the dealer-free ``"ot"``
+    source of two companies alone), else ECDH (a job with no randomness source,
+    ``triples=None``). Other names unchanged."""
     if method != "auto":
         return method
     from mpc.ss import provider
@@ -347,7 +343,7 @@ def resolve_method(ctx: Context, method: str) -> str:
     if source is not None and source.supports(provider.DEALER_JOIN):
         return "dealer"
     from mpc.ss import circuit_join
-    if source is not None and all(source.supports(c) for c in CIRCUIT_NEEDS) and circuit_join.available(ctx):
+    if source is not None and all(source.supports(c) for c in circuit_join.NEEDS):
         return "circuit"
     return "ecdh"
 
