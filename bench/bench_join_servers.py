@@ -4,12 +4,19 @@ describe of the four joined columns, as one ``join.stats`` job.
 
 Run: ``/work/venv/bin/pytest bench/bench_join_servers.py -p no:cacheprovider -o addopts="" -s``.
 N = ``GAOTIE_BENCH_SERVERS_N`` (default 2^16; the target is 2^20 in <= 60 s with <= 2 GiB
-per party), join method = ``GAOTIE_BENCH_SERVERS_JOIN`` (``dealer``, the default, or ``ecdh``).
+per party), join methods = ``GAOTIE_BENCH_SERVERS_JOIN`` (comma-separated; default
+``dealer,circuit``: the dealer join on bank + retailer + dealer, and the dealer-free
+circuit join on two servers alone, ``LocalCluster(dealer=False)``, where ``join="auto"``
+and ``triples="auto"`` resolve to the circuit join and OT triples; ``ecdh`` runs the
+ECDH + Paillier join on the two servers). ``GAOTIE_BENCH_SERVERS_E2E=dealer`` (a list)
+runs the end-to-end job only for those methods (the others time the join alone).
 
-Each party (bank, retailer, and the dealer) is its own ``gaotie serve`` process with mutual
-TLS (``LocalCluster``), reading its table from a Parquet file, so the peak RSS printed is
-per party (``VmHWM`` of each server process). Reference: pandas on the pooled plaintext
-(``merge`` + ``corr`` + ``describe``) in the same run; the ratio is printed.
+Each party is its own ``gaotie serve`` process with mutual TLS (``LocalCluster``), reading
+its table from a Parquet file, so the peak RSS printed is per party (``VmHWM`` of each
+server process). Besides the end-to-end job, the join alone is timed (a ``join.stats``
+job asking for no statistic: the same join, then only the row count). Reference: pandas
+on the pooled plaintext (``merge`` + ``corr`` + ``describe``) in the same run; the ratios
+are printed side by side.
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ import pytest
 from mpc.cluster import LocalCluster
 
 N = int(os.environ.get("GAOTIE_BENCH_SERVERS_N", 1 << 16))
-JOIN = os.environ.get("GAOTIE_BENCH_SERVERS_JOIN", "dealer")
+JOINS = os.environ.get("GAOTIE_BENCH_SERVERS_JOIN", "dealer,circuit").split(",")
+E2E = os.environ.get("GAOTIE_BENCH_SERVERS_E2E", ",".join(JOINS)).split(",")
 TARGET_S = 60.0
+COLUMNS = ["bank.accounts.income", "bank.accounts.rate", "retailer.purchases.spend", "retailer.purchases.score"]
+IDS = ["bank.accounts.id", "retailer.purchases.id"]
 
 
 def frames(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -48,34 +58,51 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _run(join: str, bank: pd.DataFrame, retail: pd.DataFrame) -> tuple[dict, float, float, dict]:
+    """One cluster per method (with the dealer only for the dealer join): the join alone
+    (``count``), then the end-to-end job; returns (result, join s, end-to-end s, peak RSS)."""
+    datasets = {"bank": {"accounts": bank}, "retailer": {"purchases": retail}}
+    limits = {"job_timeout": 7200.0}     # the servers' default (600 s) is too short for the ECDH join at 2^20
+    with LocalCluster(["bank", "retailer"], datasets=datasets, limits=limits, dealer=join == "dealer") as cluster, \
+            cluster.client("bank") as client:
+        kw = {"join": "auto" if join == "circuit" else join, "job_timeout": 3600, "progress": False}
+        t0 = time.perf_counter()
+        client.run("join.stats", ids=IDS, columns=COLUMNS, stats=[], **kw)
+        join_s = time.perf_counter() - t0
+        out, elapsed = None, float("nan")
+        if join in E2E:
+            t0 = time.perf_counter()
+            out = client.run("join.stats", ids=IDS, columns=COLUMNS, stats=["describe", "corr"], **kw)
+            elapsed = time.perf_counter() - t0
+        rss = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+    return out, join_s, elapsed, rss
+
+
 @pytest.mark.timeout(7200)
 def test_join_stats_on_party_servers(benchmark):
     bank, retail = frames(N)
-    datasets = {"bank": {"accounts": bank}, "retailer": {"purchases": retail}}
-    columns = ["bank.accounts.income", "bank.accounts.rate", "retailer.purchases.spend", "retailer.purchases.score"]
-    limits = {"job_timeout": 7200.0}     # the servers' default (600 s) is too short for the ECDH join at 2^20
-    with LocalCluster(["bank", "retailer"], datasets=datasets, limits=limits) as cluster, \
-            cluster.client("bank") as client:
-        def run():
-            return client.run("join.stats", ids=["bank.accounts.id", "retailer.purchases.id"], columns=columns,
-                              stats=["describe", "corr"], join=JOIN, job_timeout=3600, progress=False)
-
-        t0 = time.perf_counter()
-        out = benchmark.pedantic(run, rounds=1, iterations=1)
-        elapsed = time.perf_counter() - t0
-        rss = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
-
     t0 = time.perf_counter()
     plain = bank.merge(retail, on="id")[["income", "rate", "spend", "score"]]
     expected_corr, expected_describe = plain.corr(), plain.describe().T
     pandas_s = time.perf_counter() - t0
 
-    assert out["rows"] == len(plain)
-    np.testing.assert_allclose(out["corr"].to_numpy(), expected_corr.to_numpy(), atol=1e-4)
-    np.testing.assert_allclose(out["describe"].to_numpy(), expected_describe.to_numpy(), rtol=1e-3, atol=1e-9)
-    print(f"\njoin.stats on party servers, {N} x {N} ids, join={JOIN}: {out['rows']} joined rows, "
-          f"{elapsed:.1f} s end to end (target {TARGET_S:.0f} s at 2^20); pandas on the plaintext "
-          f"{pandas_s:.3f} s (ratio {elapsed / pandas_s:.0f}x); peak RSS per party (MiB): "
-          + ", ".join(f"{p} {v:.0f}" for p, v in rss.items()))
+    lines, results = [], {}
+    for join in JOINS[1:]:
+        results[join] = _run(join, bank, retail)
+    results[JOINS[0]] = benchmark.pedantic(_run, args=(JOINS[0], bank, retail), rounds=1, iterations=1)
+    for join in JOINS:
+        out, join_s, elapsed, rss = results[join]
+        if out is not None:
+            assert out["rows"] == len(plain)
+            np.testing.assert_allclose(out["corr"].to_numpy(), expected_corr.to_numpy(), atol=1e-4)
+            np.testing.assert_allclose(out["describe"].to_numpy(), expected_describe.to_numpy(), rtol=1e-3,
+                                       atol=1e-9)
+        lines.append(f"  join={join:8s} {'(no dealer)' if join != 'dealer' else '(dealer)   '}: join alone "
+                     f"{join_s:6.1f} s, join + corr + describe {elapsed:6.1f} s ({elapsed / TARGET_S:.2f} x the "
+                     f"{TARGET_S:.0f} s target; {elapsed / pandas_s:.0f}x pandas); peak RSS per party (MiB): "
+                     + ", ".join(f"{p} {v:.0f}" for p, v in rss.items()))
+    print(f"\njoin.stats on party servers, {N} x {N} ids, {len(plain)} joined rows; pandas on the plaintext "
+          f"{pandas_s:.3f} s; load {os.getloadavg()[0]:.1f}\n" + "\n".join(lines))
     if N >= 1 << 20:
-        assert max(rss.values()) <= 2048, rss
+        for join in JOINS:
+            assert max(results[join][3].values()) <= 2048, (join, results[join][3])

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.runtime.context import Context
-from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING
+from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING, SHUFFLE
 from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 
@@ -215,11 +215,13 @@ def shared_min_group(ctx: Context, params: dict[str, Any], key: str, data: Local
     return max(ctx.gather(max(own, default=1)))
 
 
-JOIN = Param(str, required=False, default="ecdh",
-             doc="'ecdh' (no third party learns anything) or 'dealer' (far faster; the dealer learns "
-                 "both id counts and the number of joined rows)")
-JOIN_REVEALS = ("; the dealer: the number of joined rows (the shapes of the randomness it deals), and with "
-                "join='dealer' both parties' id counts too; nothing that depends on ids or values")
+JOIN = Param(str, required=False, default="auto",
+             doc="'auto' (the dealer join where the deployment has a dealer, else 'circuit'), 'circuit' "
+                 "(circuit PSI, no third party), 'dealer' (the fastest; the dealer learns both id counts "
+                 "and the number of joined rows) or 'ecdh' (ECDH and Paillier, no third party, slower)")
+JOIN_REVEALS = ("; the dealer (if the deployment has one): the number of joined rows (the shapes of the "
+                "randomness it deals), and with join='dealer' (or 'auto') both parties' id counts too; "
+                "nothing that depends on ids or values")
 
 
 def joined(ctx: Context, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
@@ -227,8 +229,8 @@ def joined(ctx: Context, params: dict[str, Any], data: LocalData, columns: dict[
     from protocols.psi.private_join import JOINS, private_join
     from protocols.stats import apply_shifts, scale_columns
 
-    if params["join"] not in JOINS:
-        raise ValueError(f"parameter 'join' must be one of {list(JOINS)}, not {params['join']!r}")
+    if params["join"] not in ("auto", *JOINS):
+        raise ValueError(f"parameter 'join' must be one of {['auto', *JOINS]}, not {params['join']!r}")
     ints, shifts = scale_columns(ctx, columns)
     table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"])
     return table.num_rows, apply_shifts(table, shifts)
@@ -242,8 +244,10 @@ def _uses_join(params: dict[str, Any], *value_keys: str):
 
 
 def _join_needs(params: dict[str, Any]) -> tuple[str, ...]:
-    """Shared arithmetic and comparisons, and the dealer's join when ``join='dealer'``."""
-    return SECRET_SHARING + ((DEALER_JOIN,) if params.get("join") == DEALER else ())
+    """Shared arithmetic and comparisons, the dealer's join when ``join='dealer'``, the joint
+    shuffle when ``join='circuit'``."""
+    join = params.get("join")
+    return SECRET_SHARING + ((DEALER_JOIN,) if join == DEALER else (SHUFFLE,) if join == "circuit" else ())
 
 
 def _join_helpers(params: dict[str, Any]) -> tuple[str, ...]:

@@ -20,8 +20,8 @@ CIPHERTEXT_ATTRS = {"nsquare", "ciphertexts", "powmod", "raw_encrypt", "raw_decr
 CIPHERTEXT_NAMES = {"nsq", "nsquare", "powmod", "gmpy2", "mpz"}
 CIPHERTEXT_TYPES = {"EncryptedVector", "PackedEncryptedVector"}
 # the mpc.ss modules a psi protocol or a job may import: capabilities, encoding of its own
-# plaintexts, and the dealer join (an engine call that returns shares)
-ALLOWED_SS_MODULES = {"mpc.ss", "mpc.ss.provider", "mpc.ss.fixed", "mpc.ss.dealer_join"}
+# plaintexts, and the dealer and circuit joins (engine calls that return shares)
+ALLOWED_SS_MODULES = {"mpc.ss", "mpc.ss.provider", "mpc.ss.fixed", "mpc.ss.dealer_join", "mpc.ss.circuit_join"}
 # uint64 words that are not shares: the OPRF's hash blocks and bit rows (KKRT/OT extension)
 PLAIN_UINT64 = {"blocks.py", "oprf.py"}
 

@@ -172,6 +172,41 @@ def _joint_key(ctx: Context, peer: str) -> bytes:
     return bytes(a ^ b for a, b in zip(mine, theirs.tobytes(), strict=True))
 
 
+def oprf_bins(kkrt: KkrtReceiver, layout: _Layout, idx: np.ndarray, bins: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Receiver side of one bucket: cuckoo-insert the items ``idx`` into ``bins`` bins, fill
+    empty bins with random dummies and run one KKRT batch on x || i.
+
+    Returns (F(bin, input) as (bins, 16) uint8, table (item of each bin's ``idx`` position,
+    -1 if empty), choice (the hash index that placed each item))."""
+    table, choice = cuckoo.insert(layout.locations[idx], bins)
+    filled = table >= 0
+    inputs = np.frombuffer(os.urandom(16 * bins), dtype=np.uint8).reshape(bins, 16).copy()
+    held = table[filled]
+    inputs[filled] = layout.oprf_inputs(idx[held], choice[held])
+    out, _ = kkrt.evaluate(inputs)
+    return out, table, choice
+
+
+def evaluate_items(kkrt: KkrtSender, q: np.ndarray, first: int, layout: _Layout, idx: np.ndarray,
+                   width: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sender side of one bucket: F(h_i(y), y || i) for every item y of ``idx`` and i = 0, 1, 2
+    (hash-major: row i k + j is item idx[j] under hash i), truncated to ``width`` bytes.
+
+    Returns (values (3k, width) uint8, the item of each row, the bin of each row)."""
+    k = len(idx)
+    hashes = np.repeat(np.arange(3, dtype=np.int64), k)
+    items = np.tile(idx, 3)
+    rows = layout.locations[items, hashes].astype(np.int64)
+    f = np.empty((3 * k, width), dtype=np.uint8)
+    for c in range(0, 3 * k, _CHUNK):        # a chunk at a time: bounded temporaries
+        part = slice(c, c + _CHUNK)
+        f[part] = kkrt.evaluate(np.take(q, rows[part], axis=0),
+                                np.uint64(first) + rows[part].astype(np.uint64),
+                                layout.oprf_inputs(items[part], hashes[part]))[:, :width]
+    return f, items, rows
+
+
 def _find(ctx: Context, peer: str, layout: _Layout, m: int, nb: int, cap_f: int, cap_s: int, bins: int,
           ell: int) -> np.ndarray:
     """The finder's side: a mask over its distinct items of those in the intersection."""
@@ -187,12 +222,9 @@ def _find(ctx: Context, peer: str, layout: _Layout, m: int, nb: int, cap_f: int,
 
     for b in range(nb):
         idx = layout.bucket(b, cap_f, ctx.party)
-        table, choice = cuckoo.insert(layout.locations[idx], bins)
+        out, table, choice = oprf_bins(kkrt, layout, idx, bins)
         filled = table >= 0
-        inputs = np.frombuffer(os.urandom(16 * bins), dtype=np.uint8).reshape(bins, 16).copy()
         held = table[filled]
-        inputs[filled] = layout.oprf_inputs(idx[held], choice[held])
-        out, _ = kkrt.evaluate(inputs)
         pending.append((np.ascontiguousarray(out[filled, :ell]), idx[held], choice[held]))
         if len(pending) == 2:            # one bucket in flight: compare the previous one
             compare(*pending.pop(0))
@@ -212,15 +244,7 @@ def _serve(ctx: Context, peer: str, layout: _Layout, nb: int, cap_s: int, bins: 
         k = len(idx)
         values = np.frombuffer(os.urandom(3 * cap_s * ell), dtype=np.uint8).reshape(3, cap_s, ell).copy()
         if k:
-            hashes = np.repeat(np.arange(3, dtype=np.int64), k)
-            items = np.tile(idx, 3)
-            rows = layout.locations[items, hashes].astype(np.int64)
-            f = np.empty((3 * k, ell), dtype=np.uint8)
-            for c in range(0, 3 * k, _CHUNK):        # a chunk at a time: bounded temporaries
-                part = slice(c, c + _CHUNK)
-                f[part] = kkrt.evaluate(np.take(q, rows[part], axis=0),
-                                        np.uint64(first) + rows[part].astype(np.uint64),
-                                        layout.oprf_inputs(items[part], hashes[part]))[:, :ell]
+            f, _, _ = evaluate_items(kkrt, q, first, layout, idx, ell)
             values[:, :k] = f.reshape(3, k, ell)
         # each set sorted: the order is a function of the (pseudorandom) values alone, so it
         # says no more than a random shuffle would, and the finder needs no sort of its own

@@ -62,6 +62,7 @@ from protocols.psi.common import (
     prepare,
     shuffled,
 )
+from protocols.psi.oprf import DEFAULT_OPRF_BUCKET
 from protocols.psi.two_party import _buckets, _check_points
 
 GROUP = "x25519"
@@ -317,22 +318,54 @@ def _dealer_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
     return join_tables(ctx, tags, [r[pi] for r in rings], (seeds[0], seeds[1]), peer_n, peer_cols)
 
 
-JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join}   # method name -> matching and selection
+def _circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
+                  params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+    """Circuit PSI on cuckoo bins, no third party (:mod:`protocols.psi.circuit_join`)."""
+    from protocols.psi.circuit_join import circuit_join
+    return circuit_join(ctx, prepared, rings, peer_n, peer_cols, params)
+
+
+# method name -> matching and selection
+JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join, "circuit": _circuit_join}
+
+
+def resolve_method(ctx: Context, method: str) -> str:
+    """``"auto"``: the dealer join when the job's randomness source is the dealer (the
+    deployment has one and the job may use it), else the circuit join when the source
+    deals what it needs (triples, daBits and the joint shuffle: the dealer-free ``"ot"``
+    source of two companies alone), else ECDH (a job with no randomness source,
+    ``triples=None``). Other names unchanged."""
+    if method != "auto":
+        return method
+    from mpc.ss import provider
+    kind = provider.source_kind(ctx.options)
+    source = None if kind is None else provider.source_class(kind)
+    if source is not None and source.supports(provider.DEALER_JOIN):
+        return "dealer"
+    from mpc.ss import circuit_join
+    if source is not None and all(source.supports(c) for c in circuit_join.NEEDS):
+        return "circuit"
+    return "ecdh"
 
 
 def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                  compare_bytes: int = DEFAULT_COMPARE_BYTES,
-                 bucket_size: int = DEFAULT_BUCKET, method: str = "ecdh") -> SharedTable:
+                 bucket_size: int = DEFAULT_BUCKET, method: str = "auto",
+                 oprf_bucket_size: int = DEFAULT_OPRF_BUCKET) -> SharedTable:
     """Join two parties' tables on their ids, keeping every cell secret-shared.
 
     Args:
         ids: this party's ids (str, bytes or int; must be unique: a duplicate raises).
         columns: dict of name -> 1-D numeric array aligned with ``ids``, or a DataFrame.
         key_bits: Paillier modulus bits for the oblivious selection (< 2048: tests only).
-        method: ``"ecdh"`` (default: ECDH matching, Paillier selection, no third party) or
+        bucket_size, oprf_bucket_size: ids per bucket of the ECDH and of the circuit join
+            (bound memory; the same on both parties).
+        method: ``"auto"`` (default: see :func:`resolve_method`), ``"circuit"`` (circuit
+            PSI on cuckoo bins, OT only, no third party: :mod:`protocols.psi.circuit_join`),
             ``"dealer"`` (the job's dealer matches keyed tags and re-shares masked rows:
-            no public-key operation per row, ~100x faster, and the dealer learns both
-            table sizes and the number of joined rows).
+            the fastest, and the dealer learns both table sizes and the number of joined
+            rows) or ``"ecdh"`` (ECDH matching and Paillier selection: no third party and
+            no randomness source needed, but ~10x slower than the circuit join).
 
     Returns:
         :class:`SharedTable` (the same shape on both parties): ``num_rows`` joined rows,
@@ -350,12 +383,16 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
                          "hold the same id (aggregate duplicates first)")
     cols = _as_columns(columns, prepared.n_rows)
     rings, fracs = _encode_columns(ctx, cols)
+    if not isinstance(oprf_bucket_size, int) or isinstance(oprf_bucket_size, bool) or oprf_bucket_size < 1:
+        raise ValueError(f"oprf_bucket_size must be a positive int, got {oprf_bucket_size!r}")
+    method = resolve_method(ctx, method)
     if method not in JOINS:
-        raise ValueError(f"unknown private_join method {method!r}; use one of {list(JOINS)}")
+        raise ValueError(f"unknown private_join method {method!r}; use one of {['auto', *JOINS]}")
     if method == "dealer":
         from mpc.ss import provider
         provider.require(ctx, provider.DEALER_JOIN, "private_join(method='dealer')")
-    params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size, "method": method}
+    params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size, "method": method,
+              "oprf_bucket": oprf_bucket_size}
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
     meta = ctx.gather({"names": list(cols), "fracs": fracs})
     for party, md in zip(ctx.parties, meta, strict=True):

@@ -1,0 +1,164 @@
+"""Dealer-free circuit join, the share half: an OPPRF per cuckoo bin (by an OKVS), a
+shared match flag per bin, and compaction by one oblivious shuffle.
+
+The caller (:mod:`protocols.psi.circuit_join`) runs the KKRT OPRF on A's cuckoo bins: A
+(first party) holds o_b = F(b, x_b) for each of its bins b, B (last party) can evaluate
+F(b, y) for each of its items y and each of y's three candidate bins. This module then
+(Pinkas, Schneider, Tkachenko, Yanai, "Efficient Circuit-based PSI with Linear
+Communication", Eurocrypt 2019, the OPPRF of section 4 in the OKVS form of Rindal,
+Schoppmann, "VOLE-PSI", Eurocrypt 2021):
+
+1. OPPRF (:class:`BinJoin`): B draws per bin a target t_b (SIGMA = 64 bits) and a mask
+   u_b per payload column, and encodes in an OKVS (:mod:`mpc.crypto.okvs`, a 3-hash
+   garbled cuckoo table) for each key k = F(b, y) the value (t_b, payload_y + u_b) +
+   H(k), with H the fixed-key-AES TCCR hash (:func:`mpc.ot.hashing.tccr`) and positions
+   AES_seed(k) under a fresh public seed. A decodes at o_b and subtracts H(o_b): in a bin
+   whose item B holds, s_b = t_b and it gets payload_y + u_b; elsewhere pseudorandom
+   garbage. B keeps t_b and -u_b: additive shares of B's payload per bin.
+2. Flag: s_b - t_b is additively shared by construction (A holds s_b, B -t_b); the flag
+   [s_b = t_b] is :func:`mpc.ss.compare.eqz` of it: the source's two-party zero test on
+   the two addends (with ``triples="ot"`` the millionaires' equality of
+   :mod:`mpc.ss.millionaire`, 94 random OTs per bin; otherwise the AND tree of
+   :func:`mpc.ss.compare.all_zero_xor` on s_b xor t_b, 63 AND bits), then a daBit.
+3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
+   B's payload shares) of all bins are shuffled by ONE permutation no party knows
+   (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: the dealer's, or without one
+   the OT shuffle of :mod:`mpc.ss.ot_shuffle`, a Benes network per party), the shuffled
+   flags are opened and the flagged rows kept.
+   Unmatched bins' garbage payloads are dropped, so no multiplication by the flag.
+
+Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
+SIGMA = 64 bits of target: an unmatched bin decodes to s_b = t_b with probability 2^-64,
+so over all bins (2^21 at 2^20 items) a false match has probability below 2^-43 (SIGMA
+>= 40 + log2(bins) holds to 2^24 bins).
+
+Reveals (semi-honest, no collusion): B receives only the KKRT matrix (pseudorandom) and
+the masked openings of the zero test, the daBit conversion and the shuffle (uniform). A
+receives the OKVS tables: every cell is uniform or a key's value minus uniform cells, and
+the values are masked by H of OPRF outputs A does not know (all but its own o_b, and
+those unmask to (t_b, payload + u_b), uniform since t_b, u_b are B's), so the tables are
+pseudorandom whatever B's set; the seed is public (it is redrawn when an OKVS does not
+peel, with probability ~1e-5 per 2^18-id bucket and below 1% for small ones, which tells
+A only that B's pseudorandom keys did not peel under the first seed). Both then learn
+the opened shuffled flags: a uniformly random set of m positions, so only the join size
+m. Message shapes depend only on the set sizes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mpc.crypto import okvs
+from mpc.crypto.random import random_uint64
+from mpc.ot.hashing import ecb, tccr
+from mpc.ot.wire import expect
+from mpc.runtime.context import Context
+from mpc.ss.beaver import open_arith
+from mpc.ss.compare import eqz
+from mpc.ss.shuffle import shuffle
+
+SIGMA = 64
+SEED_TRIES = 16
+NEEDS = ("arithmetic", "boolean", "dabit", "shuffle")   # of the job's randomness source
+
+
+def _masks(keys: np.ndarray, width: int) -> np.ndarray:
+    """H(k): ``width`` uint64 words per 16-byte key (TCCR with tweaks 1, 2, ...)."""
+    blocks = [tccr(keys, np.uint64(j + 1)).view(np.uint64) for j in range(-(-width // 2))]
+    return np.concatenate(blocks, axis=1)[:, :width]
+
+
+def _positions(seed: bytes, keys: np.ndarray, cells: int) -> np.ndarray:
+    return okvs.positions(ecb(seed, keys).view(np.uint64), cells)
+
+
+class BinJoin:
+    """One party's side of the OPPRF, flag and compaction over buckets of cuckoo bins.
+
+    A (rank 0) calls :meth:`receive` per bucket, B (rank 1) :meth:`program`, in the same
+    bucket order; both then call :meth:`finish`.
+    """
+
+    def __init__(self, ctx: Context, own_cols: int, peer_cols: int) -> None:
+        self.ctx, self.peer = ctx, ctx.peers[0]
+        self.own_cols, self.peer_cols = own_cols, peer_cols
+        self.a_cols = own_cols if ctx.rank == 0 else peer_cols
+        self.b_cols = peer_cols if ctx.rank == 0 else own_cols
+        self.word: list[np.ndarray] = []      # per bucket: s_b (A) or t_b (B)
+        self.rows: list[np.ndarray] = []      # per bucket: (a_cols + b_cols, bins) shares
+
+    def program(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
+                max_keys: int) -> None:
+        """B: program bucket's OKVS for keys F(b, y) ((k, 16) uint8) in bins ``bins`` with
+        B's column values ``payload`` (one (k,) ring array per column) and send it."""
+        width = 1 + self.b_cols
+        t = random_uint64(n_bins)
+        u = random_uint64((self.b_cols, n_bins))
+        values = np.empty((len(keys), width), dtype=np.uint64)
+        values[:, 0] = t[bins]
+        for c, col in enumerate(payload):
+            values[:, 1 + c] = np.asarray(col, dtype=np.uint64) + u[c, bins]
+        values += _masks(keys, width)
+        cells = okvs.num_cells(max_keys)
+        for _ in range(SEED_TRIES):
+            seed = os.urandom(16)
+            try:
+                table = okvs.encode(_positions(seed, keys, cells), values, cells)
+                break
+            except okvs.OkvsError:
+                continue
+        else:
+            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)")
+        self.ctx.send(self.peer, {"seed": np.frombuffer(seed, np.uint8), "table": table})
+        self.word.append(t)
+        rows = np.zeros((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)   # A's columns: share 0
+        rows[self.a_cols:] = -u
+        self.rows.append(rows)
+
+    def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int) -> None:
+        """A: decode the bucket's OKVS at its OPRF outputs o_b ((bins, 16) uint8); ``own``
+        are A's column values per bin (one (bins,) ring array per column)."""
+        width = 1 + self.b_cols
+        cells = okvs.num_cells(max_keys)
+        got = self.ctx.recv(self.peer)
+        if not isinstance(got, dict) or set(got) != {"seed", "table"}:
+            raise ValueError(f"party {self.peer!r} sent a malformed OKVS message")
+        seed = expect(self.peer, got["seed"], np.uint8, (16,), "the OKVS seed").tobytes()
+        table = expect(self.peer, got["table"], np.uint64, (cells, width), "the OKVS")
+        n_bins = len(outputs)
+        decoded = okvs.decode(table, _positions(seed, outputs, cells)) - _masks(outputs, width)
+        self.word.append(np.ascontiguousarray(decoded[:, 0]))
+        rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)
+        for c, col in enumerate(own):
+            rows[c] = col
+        rows[self.a_cols:] = decoded[:, 1:].T
+        self.rows.append(rows)
+
+    def finish(self) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+        """Flag, shuffle, open the flags, keep the matched rows: (joined rows, this party's
+        shares of its own columns, its shares of the peer's columns), in a random order."""
+        ctx = self.ctx
+        word = np.concatenate(self.word) if self.word else np.zeros(0, np.uint64)
+        rows = (np.concatenate(self.rows, axis=1) if self.rows
+                else np.zeros((self.a_cols + self.b_cols, 0), np.uint64))
+        self.word, self.rows = [], []
+        ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
+        # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
+        # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
+        flag = eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word) if word.size else word
+        del word
+        stacked = np.concatenate([flag.reshape(1, -1), rows])
+        del rows, flag
+        ctx.report_progress(phase="private join: oblivious shuffle of the bins")
+        shuffled = shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
+        del stacked
+        opened = open_arith(ctx, shuffled[0])
+        if np.any(opened > 1):
+            raise ValueError(f"party {self.peer!r}: the opened match flags are not 0/1 (malformed shares)")
+        keep = np.nonzero(opened)[0]
+        kept = shuffled[1:, keep]
+        a, b = list(kept[:self.a_cols]), list(kept[self.a_cols:])
+        own, theirs = (a, b) if ctx.rank == 0 else (b, a)
+        return len(keep), own, theirs

@@ -1,0 +1,222 @@
+"""private_join(method="circuit"), the dealer-free circuit join, against pandas merge:
+memory and gRPC, several buckets, duplicate ids, empty and full joins, malformed peer
+messages, join="auto", and the views (what each party receives does not depend on which
+rows matched, beyond the count)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mpc
+from mpc.runtime.errors import JobFailed
+from mpc.runtime.views import flatten, record_views
+from mpc.ss import circuit_join as engine
+from protocols.psi import private_join
+from protocols.psi.private_join import resolve_method
+
+RNG = np.random.default_rng(11)          # test data only
+
+
+
+def _job(ctx, ids, frame, **kw):
+    t = private_join(ctx, ids, frame, method="circuit", **kw)
+    return t.num_rows, t.columns, {c: t[c].reveal() for c in t.columns}
+
+
+def run(a, b, transport="memory", **kw):
+    return mpc.run_local(_job, ["alice", "bob"], args={"alice": a, "bob": b}, kwargs={"alice": kw, "bob": kw},
+                         transport=transport, triples="ot", timeout=300)
+
+
+def tables(n_a, n_b, overlap, kind="int"):
+    ids = RNG.choice(10 * (n_a + n_b) + 10, n_a + n_b - overlap, replace=False)
+    if kind == "str":
+        ids = np.array([f"cust-{i}" for i in ids], dtype=object)
+    a = pd.DataFrame({"id": ids[:n_a], "x": RNG.normal(size=n_a), "k": RNG.integers(-1000, 1000, n_a),
+                      "arow": np.arange(n_a)})
+    b = pd.DataFrame({"id": ids[n_a - overlap:], "y": RNG.lognormal(0, 2, n_b).clip(1e-3, 1e3),
+                      "brow": np.arange(n_b)})
+    return a, b
+
+
+def check(a, b, out):
+    """Both parties agree on the shape; the revealed rows are pandas' merge (as a set)."""
+    expected = a.merge(b, on="id").sort_values("arow").reset_index(drop=True)
+    n, names, cols = out["alice"]
+    assert out["bob"][:2] == (n, names)
+    assert names == ["alice.x", "alice.k", "alice.arow", "bob.y", "bob.brow"]
+    assert n == len(expected)
+    got = pd.DataFrame({c.split(".")[1]: v for c, v in cols.items()}).sort_values("arow").reset_index(drop=True)
+    assert (got.arow.to_numpy() == expected.arow.to_numpy()).all()
+    assert (got.brow.to_numpy() == expected.brow.to_numpy()).all()           # rows stay aligned
+    assert (got.k.to_numpy() == expected.k.to_numpy()).all()
+    np.testing.assert_allclose(got.x, expected.x, atol=2e-5)
+    np.testing.assert_allclose(got.y, expected.y, atol=2e-5)
+    return cols
+
+
+def _run_frames(a, b, transport="memory", **kw):
+    return run((a.id.tolist() if a.id.dtype == object else a.id.to_numpy(), a.drop(columns="id")),
+               (b.id.tolist() if b.id.dtype == object else b.id.to_numpy(), b.drop(columns="id")), transport, **kw)
+
+
+@pytest.mark.parametrize("n_a, n_b, overlap", [(300, 200, 120), (50, 400, 50), (1, 1, 1), (2000, 1500, 700)])
+def test_matches_pandas_merge(n_a, n_b, overlap):
+    a, b = tables(n_a, n_b, overlap)
+    cols = check(a, b, _run_frames(a, b))
+    if overlap > 20:       # the output order is neither party's input order
+        arow = cols["alice.arow"]
+        assert not (np.diff(arow) > 0).all() and not (np.diff(cols["bob.brow"]) > 0).all()
+
+
+def test_several_buckets_and_string_ids():
+    a, b = tables(900, 700, 400, kind="str")
+    check(a, b, _run_frames(a, b, oprf_bucket_size=128))
+
+
+def test_grpc_transport():
+    a, b = tables(400, 300, 150)
+    check(a, b, _run_frames(a, b, transport="grpc", oprf_bucket_size=256))
+
+
+def test_all_rows_joined_and_empty_joins():
+    a, b = tables(500, 500, 500)
+    check(a, b, _run_frames(a, b))
+    a, b = tables(300, 200, 0)
+    check(a, b, _run_frames(a, b))
+    a, b = tables(300, 200, 0)
+    assert check(a.iloc[:0], b, _run_frames(a.iloc[:0], b))["alice.x"].shape == (0,)
+    assert check(a, b.iloc[:0], _run_frames(a, b.iloc[:0]))["bob.y"].shape == (0,)
+
+
+def test_columns_on_one_side_only():
+    out = run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 250)), None))
+    n, names, cols = out["bob"]
+    assert n == 50 and names == ["alice.x"] and sorted(cols["alice.x"].tolist()) == list(range(50, 100))
+
+
+def test_duplicate_ids_are_rejected_on_the_party_that_has_them():
+    with pytest.raises(JobFailed, match="unique") as info:
+        run(([1, 2], {"x": np.array([1, 2])}), ([3, 4, 3], {"y": np.array([1, 2, 3])}))
+    assert info.value.party == "bob"
+
+
+def test_malformed_okvs_names_the_party(monkeypatch):
+    original = engine.BinJoin.program
+
+    def bad(self, keys, bins, payload, n_bins, max_keys):
+        original(self, keys, bins, payload, n_bins, max_keys - 3)      # a table of the wrong size
+    monkeypatch.setattr(engine.BinJoin, "program", bad)
+    with pytest.raises(JobFailed, match="'bob' sent .* as the OKVS") as info:
+        run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 150)), {"y": np.arange(100)}))
+    assert info.value.party == "alice"
+
+
+def test_mismatched_bucket_sizes_are_refused():
+    with pytest.raises(JobFailed, match="oprf_bucket"):
+        mpc.run_local(_job, ["alice", "bob"], args={"alice": ([1], None), "bob": ([1], None)},
+                      kwargs={"alice": {"oprf_bucket_size": 64}, "bob": {"oprf_bucket_size": 128}},
+                      triples="ot", timeout=60)
+
+
+def _method(ctx):
+    return resolve_method(ctx, "auto")
+
+
+@pytest.mark.parametrize("triples, expected", [("ot", "circuit"), ("dealer", "dealer"), (None, "ecdh")])
+def test_auto_picks_the_dealer_join_only_with_a_dealer(triples, expected):
+    assert mpc.run_local(_method, ["alice", "bob"], triples=triples)["alice"] == expected
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+N = 2048
+
+
+def _join_count(ctx, ids, cols):
+    return private_join(ctx, ids, cols, method="circuit").num_rows
+
+
+def _bits_balanced(array: np.ndarray) -> None:
+    """Each of the 8 bit positions of the array's bytes is balanced (6 sigma)."""
+    b = np.unpackbits(np.ascontiguousarray(array).view(np.uint8).reshape(-1, 1)[:1 << 18], axis=1)
+    assert np.abs(b.mean(axis=0) - 0.5).max() < 6 / math.sqrt(len(b)), f"biased bits in {array.dtype} {array.shape}"
+
+
+def _skeleton(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _skeleton(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_skeleton(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape)
+    return type(value).__name__
+
+
+def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
+    """Two runs with the same sizes and join size but different matched rows: every message
+    has the same structure and shape at both parties, every uint64 word received is
+    uniform, and no received bin-length array correlates with which bins matched."""
+    flags: dict[str, np.ndarray] = {}
+    original = engine.BinJoin.finish
+
+    def spy(self):
+        flags[self.ctx.party] = np.concatenate(self.word) if self.word else np.zeros(0, np.uint64)
+        return original(self)
+    monkeypatch.setattr(engine.BinJoin, "finish", spy)
+    runs = []
+    ids_a = np.arange(N)
+    for ids_b in (np.arange(N // 2, N // 2 + N), np.concatenate([np.arange(0, N, 2), np.arange(N, 2 * N, 2) + N])):
+        v = RNG.normal(size=N)
+        res, views = record_views(_join_count, ["a", "b"], args={"a": (ids_a, {"x": v}), "b": (ids_b, {"y": v})},
+                                  triples="ot", timeout=120)
+        assert res["a"] == res["b"] == N // 2
+        matched = (flags["a"] == flags["b"]).astype(np.int64)     # s_b == t_b: the bins that matched
+        assert matched.sum() == N // 2
+        runs.append((views, matched))
+    for party in "ab":
+        assert [_skeleton(v) for _, v in runs[0][0][party]] == [_skeleton(v) for _, v in runs[1][0][party]]
+    from test_views import assert_masked
+    for views, matched in runs:
+        for party in "ab":
+            leaves = [x for x in flatten(views[party]) if isinstance(x, np.ndarray)
+                      and x.dtype in (np.uint8, np.uint64)]
+            big = [x for x in leaves if x.nbytes >= 4096]
+            assert len(big) > 10, "no words received"
+            for x in big:                      # OKVS, OT matrices, shuffle and zero-test messages
+                _bits_balanced(x)
+            assert_masked(views[party], matched, min_arrays=1)   # the bin-length words (flag shares)
+
+
+def test_malformed_okvs_message_names_the_party(monkeypatch):
+    def bad(self, keys, bins, payload, n_bins, max_keys):
+        self.ctx.send(self.peer, [1, 2, 3])
+        self.word.append(np.zeros(n_bins, np.uint64))
+        self.rows.append(np.zeros((self.a_cols + self.b_cols, n_bins), np.uint64))
+    monkeypatch.setattr(engine.BinJoin, "program", bad)
+    with pytest.raises(JobFailed, match="'bob' sent a malformed OKVS message") as info:
+        run((list(range(10)), None), (list(range(5, 15)), None))
+    assert info.value.party == "alice"
+
+
+def test_join_stats_on_two_servers_without_a_dealer_matches_pandas():
+    """join.stats with join='circuit' (what 'auto' picks without a dealer) on two TLS
+    party servers: rows, describe and corr equal pandas on the merged plaintext."""
+    from mpc.cluster import LocalCluster
+    a, b = tables(700, 500, 300, kind="str")
+    bank, retail = a.rename(columns={"id": "customer_id"}), b.rename(columns={"id": "customer_id"})
+    datasets = {"bank": {"accounts": {"frame": bank, "id": "customer_id"}},
+                "retailer": {"purchases": {"frame": retail, "id": "customer_id"}}}
+    ids = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
+    with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=False, tls=True) as cluster, \
+            cluster.client("bank") as client:
+        out = client.run("join.stats", ids=ids, columns=["bank.accounts.x", "bank.accounts.k", "retailer.purchases.y"],
+                         stats=["describe", "corr"], join="circuit", progress=False)
+    plain = bank.merge(retail, on="customer_id")[["x", "k", "y"]]
+    assert out["rows"] == len(plain) == 300
+    np.testing.assert_allclose(out["describe"].to_numpy(), plain.describe().T.to_numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), atol=1e-4)
