@@ -1,0 +1,24 @@
+"""Joint queries in SQL: ``SELECT`` aggregates over two parties' tables, planned onto
+gaotie's protocols (owner-side pushdown, a private join, aggregates on secret shares).
+
+* :func:`parse` (SQL + the parties' column policies -> :class:`Plan`), refusing unsupported
+  SQL with its position (:class:`SqlError`) and policy violations with the column and its
+  level (:class:`PolicyRefused`);
+* :func:`compile_query` (plan -> the ``sql.aggregate`` job and its parameters);
+* :func:`explain` (what runs where, what is secret-shared, what every party learns).
+
+The ``sql.aggregate`` job itself lives in :mod:`protocols.sql.job` (registered with the
+built-in protocols).
+"""
+
+from protocols.sql.explain import explain
+from protocols.sql.parse import PolicyRefused, SqlError, parse, tables_of
+from protocols.sql.plan import Plan
+
+
+def compile_query(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> tuple[str, dict]:
+    """(protocol, parameters) of the job that runs ``plan``."""
+    return "sql.aggregate", {"sql": plan.sql, "plan": plan.to_params(), "join": join, "reveal_to": reveal_to}
+
+
+__all__ = ["Plan", "PolicyRefused", "SqlError", "compile_query", "explain", "parse", "tables_of"]

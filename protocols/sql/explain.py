@@ -1,0 +1,84 @@
+"""``EXPLAIN`` of a planned query: before anything runs, the protocols it compiles to,
+what each party computes in plaintext, what is secret-shared, and what every party
+learns (the reveal lines of the protocols it runs, combined)."""
+
+from __future__ import annotations
+
+from protocols.sql.plan import MOMENTS, Plan, columns_of, show
+
+
+def _agg(a) -> str:
+    args = ", ".join(show(e) for e in a.args) or "*"
+    q = f", q={a.q}" if a.q is not None else ""
+    return f"{a.func.upper()}({args}{q})"
+
+
+def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> str:
+    """The plan as text (one fact per line)."""
+    from protocols import registry
+
+    a, b = plan.tables
+    to = reveal_to or " and ".join(plan.parties)
+    lines = [f"query: {plan.sql.strip()}",
+             "protocols: sql.aggregate = owner-side WHERE, private join (protocols.psi.private_join, "
+             f"join={join!r}), aggregates on secret shares (protocols.stats.vertical, mpc.ss)",
+             "plan:"]
+    step = 1
+    for t in plan.tables:
+        conj = plan.pushdown.get(t.party, [])
+        if conj:
+            lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
+                         f"where {' AND '.join(show(e) for e in conj)}")
+            step += 1
+    shared = sorted({r for g in plan.group_by if g.column for r in [g.column]}
+                    | set(plan.aggregate_columns()))
+    lines.append(f"  {step}. private join {a.key_ref} = {b.key_ref}: the joined rows' columns "
+                 f"{', '.join(shared) or '(none)'} secret-shared between {a.party} and {b.party}; "
+                 "nobody learns which rows joined")
+    step += 1
+    if plan.secret_filter is not None:
+        lines.append(f"  {step}. on shares: WHERE {show(plan.secret_filter)} as a secret 0/1 weight per "
+                     "row (never opened)")
+        step += 1
+    for g in plan.group_by:
+        if g.column:
+            owner = g.column.split(".", 1)[0]
+            lines.append(f"  {step}. GROUP BY {g.name}: {owner} sends its labels of {g.column} (public to "
+                         "both); row membership stays secret (secure comparisons on the shared codes)")
+        else:
+            lines.append(f"  {step}. GROUP BY {g.name}: buckets {g.labels} by secure comparisons on shares "
+                         f"of {', '.join(columns_of(g.conds))}")
+        step += 1
+    aggs = ", ".join(_agg(x) for x in plan.aggregates)
+    lines.append(f"  {step}. on shares: {aggs}")
+    step += 1
+    if plan.group_by or plan.secret_filter is not None:
+        lines.append(f"  {step}. groups with fewer than {plan.min_group_size} rows (or the parties' larger "
+                     "min_group_size) are suppressed: only that bit is opened, to both parties; they are "
+                     "marked suppressed=True with no aggregates")
+        step += 1
+    post = [x for x, on in (("HAVING", plan.having is not None), ("ORDER BY", bool(plan.order_by)),
+                            ("LIMIT", plan.limit is not None)) if on]
+    lines.append(f"  {step}. opened to {to}: the aggregates of the kept groups"
+                 + (f"; then {', '.join(post)} on the opened result" if post else ""))
+    lines.append("what each party learns:")
+    extra = []
+    if any(x.func in MOMENTS for x in plan.aggregates):
+        extra.append("for STDDEV/VARIANCE/COVAR/CORR also each kept group's centred moments (its mean relative "
+                     "to the overall mean, variances and covariance)")
+    if plan.having is not None:
+        extra.append("the aggregates of the groups HAVING drops (HAVING runs on opened values)")
+    for p in plan.parties:
+        gets = reveal_to is None or reveal_to == p
+        parts = ["the number of joined rows after the owners' WHERE",
+                 "the power-of-two magnitude of each joined column"]
+        if plan.group_by:
+            parts.append("the group labels and which groups are suppressed")
+        if gets:
+            parts.append("per kept group its row count and " + aggs + (("; " + "; ".join(extra)) if extra else ""))
+        lines.append(f"  {p}: " + "; ".join(parts))
+    lines.append("  dealer (if the deployment has one): the number of joined rows and groups (shapes of the "
+                 "randomness it deals)" + ("; with join='dealer' both parties' id counts" if join == "dealer" else "")
+                 + "; nothing that depends on ids or values")
+    lines.append("registry: sql.aggregate reveals: " + registry.get("sql.aggregate").reveals)
+    return "\n".join(lines)
