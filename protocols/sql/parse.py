@@ -174,6 +174,8 @@ class _Parser:
             return ["null"]
         if isinstance(node, exp.Neg):
             return ["neg", self.expr(node.this, where=where, allow_agg=allow_agg)]
+        if isinstance(node, exp.Div) and any(True for _ in node.expression.find_all(exp.Column)):
+            raise unsupported(node, f"division by a column ({node.sql()})", "divide by constants only")
         for cls, op in _BIN.items():
             if type(node) is cls:
                 return ["bin", op, self.expr(node.this, where=where, allow_agg=allow_agg),
