@@ -168,7 +168,8 @@ class Client:
         and what each party learns."""
         from protocols import sql as sqlmod
 
-        protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join)
+        me = next(iter(self.datasets()), None)
+        protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join, requester=me)
         if min_group_size is not None:
             params["min_group_size"] = int(min_group_size)
         return self.run(protocol, progress=progress, **params)

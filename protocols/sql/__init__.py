@@ -16,9 +16,14 @@ from protocols.sql.parse import PolicyRefused, SqlError, parse, tables_of
 from protocols.sql.plan import Plan
 
 
-def compile_query(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> tuple[str, dict]:
-    """(protocol, parameters) of the job that runs ``plan``."""
-    return "sql.aggregate", {"sql": plan.sql, "plan": plan.to_params(), "join": join, "reveal_to": reveal_to}
+def compile_query(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh",
+                  requester: str | None = None) -> tuple[str, dict]:
+    """(protocol, parameters) of the job that runs ``plan``; a query of one party's table
+    by another party (``requester``) makes the requester the job's second party."""
+    params = {"sql": plan.sql, "plan": plan.to_params(), "join": join, "reveal_to": reveal_to}
+    if len(plan.tables) == 1 and requester and requester != plan.tables[0].party:
+        params["parties"] = [plan.tables[0].party, requester]
+    return "sql.aggregate", params
 
 
 __all__ = ["Plan", "PolicyRefused", "SqlError", "compile_query", "explain", "parse", "tables_of"]

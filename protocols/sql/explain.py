@@ -17,6 +17,8 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     """The plan as text (one fact per line)."""
     from protocols import registry
 
+    if len(plan.tables) == 1:
+        return _explain_single(plan, reveal_to)
     a, b = plan.tables
     to = reveal_to or " and ".join(plan.parties)
     lines = [f"query: {plan.sql.strip()}",
@@ -81,4 +83,25 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                  "randomness it deals)" + ("; with join='dealer' both parties' id counts" if join == "dealer" else "")
                  + "; nothing that depends on ids or values")
     lines.append("registry: sql.aggregate reveals: " + registry.get("sql.aggregate").reveals)
+    return "\n".join(lines)
+
+
+def _explain_single(plan: Plan, reveal_to: str | None) -> str:
+    t = plan.tables[0]
+    aggs = ", ".join(_agg(x) for x in plan.aggregates)
+    where = " AND ".join(show(e) for e in plan.pushdown.get(t.party, []))
+    to = reveal_to or "the requester and " + t.party
+    lines = [f"query: {plan.sql.strip()}",
+             "protocols: sql.aggregate on one party's table: computed by its owner in plaintext "
+             "(protocols.sql.local), no secret sharing",
+             "plan:",
+             f"  1. {t.party} (plaintext, its own rows): {t.party}.{t.dataset}"
+             + (f" where {where}" if where else "")
+             + (f", grouped by {', '.join(g.name for g in plan.group_by)}" if plan.group_by else "")
+             + f": {aggs}",
+             f"  2. groups with fewer than {plan.min_group_size} rows are suppressed (suppressed=True, no aggregates)",
+             f"  3. {t.party} sends the result table to {to}",
+             "what each party learns:",
+             f"  {t.party}: the query (it computes it)",
+             f"  receivers ({to}): the group labels, which groups are suppressed, and {aggs} of the kept groups"]
     return "\n".join(lines)

@@ -81,8 +81,8 @@ class _Rows:
 
 def _uses(params: dict[str, Any]) -> list[ColumnUse]:
     plan = Plan.from_params(params["plan"])
-    if len(plan.tables) != 2 or plan.tables[0].party == plan.tables[1].party:
-        raise ValueError("sql.aggregate joins the tables of exactly two parties")
+    if len(plan.tables) not in (1, 2) or len({t.party for t in plan.tables}) != len(plan.tables):
+        raise ValueError("sql.aggregate reads one party's table or joins the tables of two parties")
     seen, out = set(), []
     for ref, use in plan.column_uses():
         if (ref, use) not in seen:
@@ -113,6 +113,9 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     from protocols.stats import vertical
 
     plan = Plan.from_params(params["plan"])
+    if len(plan.tables) == 1:
+        from protocols.sql.local import run_single
+        return run_single(ctx, plan, params, data)
     to = cm.receivers(ctx, params.get("reveal_to"))
     f = fixed.frac_bits(ctx)
     ctx.report_progress(phase="sql: pushdown")
@@ -323,8 +326,11 @@ register(ProtocolSpec(
             "plan": Param(dict, doc="the plan protocols.sql.parse made of it"),
             "min_group_size": Param(int, required=False, default=None,
                                     doc="raise the suppression threshold above the policies' minimum"),
+            "parties": Param(list, required=False, default=None,
+                             doc="one party's table: the parties of the job (its owner and the requester)"),
             "join": JOIN, "reveal_to": REVEAL_TO},
     uses=_uses,
+    extra_parties=lambda params: list(params.get("parties") or []),
     run=_run,
     helpers=(DEALER,),
     required_helpers=_join_helpers,

@@ -68,6 +68,7 @@ class _Parser:
         self.columns: dict[str, dict[str, str]] = {}   # alias -> {column: policy}
         self.min_groups: dict[str, int] = {}            # alias -> min_group_size
         self.using: str | None = None
+        self.ids: dict[str, str] = {}                   # alias -> the dataset's id column
         self.aggregates: list[Aggregate] = []
 
     # -- tables -----------------------------------------------------------------------
@@ -88,6 +89,7 @@ class _Parser:
         if alias in self.columns:
             raise unsupported(node, f"table {party}.{dataset} twice", "a self-join")
         self.columns[alias] = dict(found[0]["columns"])
+        self.ids[alias] = found[0].get("id") or ""
         self.min_groups[alias] = int(found[0].get("min_group_size") or 1)
         t = TableRef(party, dataset, alias, "")
         self.tables.append(t)
@@ -287,14 +289,16 @@ class _Parser:
             raise SqlError("SELECT needs FROM party.dataset")
         self.table(from_.this)
         joins = tree.args.get("joins") or []
-        if not joins:
-            raise unsupported(from_.this, "a query of one party's table",
-                              "join it with another party's table: the owner can query its own data directly")
         if len(joins) > 1:
             raise unsupported(joins[1], "a join of three or more tables", "private joins are two-party")
-        self.join(joins[0])
-        if self.tables[0].party == self.tables[1].party:
-            raise unsupported(joins[0], "a join of two tables of one party", "join two parties' tables")
+        if not joins:
+            t = self.tables[0]
+            if self.columns[t.alias].get(self.ids[t.alias]) in ("join_key", "plaintext"):
+                t.key = self.ids[t.alias]
+        if joins:
+            self.join(joins[0])
+            if self.tables[0].party == self.tables[1].party:
+                raise unsupported(joins[0], "a join of two tables of one party", "join two parties' tables")
 
         # GROUP BY
         selects = list(tree.expressions)
@@ -367,7 +371,10 @@ class _Parser:
             refs = columns_of(e)
             owners = {r.rsplit(".", 2)[0] for r in refs}
             levels = {self.policy(r) for r in refs}
-            if refs and len(owners) == 1 and levels == {"plaintext"}:
+            if len(self.tables) == 1:      # one party's table: its owner evaluates all of WHERE
+                self.check_values(e, conj, "filtered")
+                pushdown.setdefault(self.tables[0].party, []).append(e)
+            elif refs and len(owners) == 1 and levels == {"plaintext"}:
                 pushdown.setdefault(refs[0].split(".", 1)[0], []).append(e)
             else:
                 self.check_values(e, conj, "filtered on shares")
@@ -392,7 +399,7 @@ class _Parser:
                 raise unsupported(lim, "LIMIT other than a whole number")
             limit = int(lim.this)
         quantiles = [a for a in self.aggregates if a.func == "quantile"]
-        if quantiles and (groups or secret_filter is not None):
+        if quantiles and len(self.tables) == 2 and (groups or secret_filter is not None):
             raise unsupported(tree, f"{quantiles[0].name} with GROUP BY or a WHERE on shares",
                               "quantiles run over all joined rows (a WHERE on plaintext columns is fine)")
         min_group = max((self.min_groups[t.alias] for t in self.tables), default=1)

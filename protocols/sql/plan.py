@@ -112,12 +112,14 @@ class Plan:
 
     def column_uses(self) -> Iterator[tuple[str, str]]:
         """(column reference, use) for every column the plan reads (registry USES)."""
+        single = len(self.tables) == 1      # one party's table: its owner filters, aggregates leave
         for t in self.tables:
-            yield t.key_ref, "join_key"
+            if t.key:        # one party's table: its id column, read for the row count only
+                yield t.key_ref, "join_key"
         for conjuncts in self.pushdown.values():
             for e in conjuncts:
                 for ref in columns_of(e):
-                    yield ref, "plaintext"
+                    yield ref, "aggregate" if single else "plaintext"
         for g in self.group_by:
             if g.column:
                 yield g.column, "plaintext"
