@@ -300,3 +300,63 @@ def test_cli_query_formats_and_explain(cluster, capsys):
     assert "what each party learns:" in capsys.readouterr().out
     assert main(["query", f"SELECT r.spend {J}", "--server", server]) == 2
     assert "policy 'aggregate'" in capsys.readouterr().err
+
+
+# -- views: what each party and the dealer receive ---------------------------------------------------
+
+class _Frames:
+    """A LocalData over in-memory tables (the view test runs the job's function directly)."""
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def column(self, ref):
+        return self.frames[ref.dataset][ref.column].to_numpy()
+
+    def min_group_size(self, ref):
+        return MIN_GROUP
+
+
+def _sql_job(ctx, params, frames):
+    from protocols.sql.job import _run
+    return _run(ctx, params, _Frames(frames))
+
+
+def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
+    """Two runs whose values and secret filter outcomes differ, same shapes: the dealer's views
+    are identical; the bank's received words of a row axis are uniform and uncorrelated with
+    the retailer's secret (tests/test_views.py's checks)."""
+    from test_views import assert_masked, dealer_view
+
+    from mpc.runtime.views import record_views
+    from protocols.sql import compile_query, parse
+
+    n = 1024
+    rng = np.random.default_rng(23)   # test data
+    segment = rng.choice(["x", "y", "z"], n)
+    schemas = {"bank": [{"name": "accounts", "id": "id", "min_group_size": MIN_GROUP,
+                         "columns": {"id": "join_key", "segment": "plaintext"}}],
+               "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
+                             "columns": {"id": "join_key", "spend": "aggregate"}}]}
+    sql = ("SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(r.spend), MIN(r.spend) "
+           "FROM bank.accounts b JOIN retailer.purchases r USING (id) WHERE r.spend > 0 GROUP BY b.segment")
+    _, params = compile_query(parse(sql, schemas), join="dealer")
+    runs = []
+    for scale in (1.0, -250.0):
+        s = rng.integers(0, 2, n)
+        spend = (np.where(s == 1, 3.0, -1.0) + rng.normal(0, 0.1, n)) * scale
+        order = rng.permutation(n)
+        frames = {"bank": {"accounts": pd.DataFrame({"id": np.arange(n), "segment": segment})},
+                  "retailer": {"purchases": pd.DataFrame({"id": order, "spend": spend[order]})}}
+        res, views = record_views(_sql_job, ["bank", "retailer"],
+                                  args={p: (params, frames[p]) for p in ("bank", "retailer")})
+        pooled = pd.DataFrame({"segment": segment, "spend": spend})
+        pooled = pooled[pooled.spend > 0].groupby("segment").spend.agg(["size", "mean", "std", "min"])
+        out = res["bank"].set_index("segment")
+        for seg, row in pooled.iterrows():
+            assert out.loc[seg].iloc[0] == row["size"]
+            assert out.loc[seg].iloc[1:4].to_numpy(float) == pytest.approx(row[["mean", "std", "min"]].to_numpy(float),
+                                                                           rel=1e-3)
+        assert_masked(views["bank"], s)
+        runs.append(views)
+    assert dealer_view(runs[0]) == dealer_view(runs[1])

@@ -321,7 +321,8 @@ register(ProtocolSpec(
             "each column's power-of-two magnitude; reveal_to (default: both): per kept group its row count, "
             "the requested aggregates, and for STDDEV/VARIANCE/COVAR/CORR the group's centred moments "
             "(its mean relative to the overall mean, variances and covariance); HAVING/ORDER BY/LIMIT apply "
-            "to these opened values; a filter on shares stays secret" + JOIN_REVEALS,
+            "to these opened values; a filter on shares stays secret" + JOIN_REVEALS + ". One party's table: "
+            "its owner computes the query in plaintext and the receivers get the result table only",
     params={"sql": Param(str, doc="the SQL text (recorded in the audit log)"),
             "plan": Param(dict, doc="the plan protocols.sql.parse made of it"),
             "min_group_size": Param(int, required=False, default=None,
