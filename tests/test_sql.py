@@ -360,3 +360,9 @@ def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
         assert_masked(views["bank"], s)
         runs.append(views)
     assert dealer_view(runs[0]) == dealer_view(runs[1])
+
+
+def test_an_expression_that_would_overflow_the_ring_is_refused(cluster):
+    """income * spend * income reaches ~2^53: its fixed-point product cannot fit; refused, never wrapped."""
+    with cluster.client("bank") as client, pytest.raises(JobFailed, match="beyond what a product on shares holds"):
+        client.query(f"SELECT SUM(b.income * r.spend * b.income) {J}", join="dealer", progress=False)

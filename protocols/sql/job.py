@@ -38,6 +38,7 @@ learn the aggregates of groups HAVING drops too.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,9 @@ from protocols.jobs import (
 )
 from protocols.registry import ColumnRef, ColumnUse, LocalData, Param, ProtocolSpec, numeric, register
 from protocols.sql import evaluate
-from protocols.sql.plan import MOMENTS, Aggregate, Plan
+from protocols.sql.plan import MOMENTS, Aggregate, Plan, show
 from protocols.sql.result import finish
+from protocols.stats.scaling import column_exponent
 
 _BIG = 2 ** 60          # above every encoded value: MIN/MAX of rows outside a group
 
@@ -127,6 +129,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
                          for r in _cols(e)} | set(_cols(plan.secret_filter))
                         | {r for g in plan.group_by for c in g.conds for r in _cols(c)})
     columns: dict[str, np.ndarray] = {}
+    exponents: dict[str, int] = {}
     for r in exact_refs:
         ref = ColumnRef.parse(r)
         if ref.party == ctx.party:
@@ -135,10 +138,21 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         ref = ColumnRef.parse(r)
         if ref.party == ctx.party:
             v = numeric(ref, rows_view.column(ref))
-            if np.abs(v).max(initial=0) >= 2.0 ** (45 - f):
-                raise ValueError(f"column {ref} has values beyond +-2^{45 - f}: too large for arithmetic "
-                                 f"on shares at {f} fractional bits")
+            exponents[r] = column_exponent(v)
             columns[f"sqlf__{ref.column}"] = np.round(np.ldexp(v, f)).astype(np.int64)
+    # every party checks that no expression overflows the ring, from the columns' public
+    # power-of-two magnitudes (the same the scaling of bare columns publishes)
+    for mine in ctx.gather({k: v for k, v in exponents.items() if ColumnRef.parse(k).party == ctx.party}):
+        exponents.update(mine)
+    n_bound = max(ctx.gather(len(rows_view.column(ColumnRef.parse(next(
+        t.key_ref for t in plan.tables if t.party == ctx.party))))))
+    for a in plan.aggregates:
+        for e in a.args:
+            if not _bare(e):
+                check_ring(e, exponents, f, n_bound if a.func in ("sum", "avg") else 1, a.name)
+    for e in [plan.secret_filter] + [c for g in plan.group_by for c in g.conds]:
+        if e is not None:
+            check_ring(e, exponents, f, 1, show(e))
     labels: list[list[Any]] = []
     for i, g in enumerate(plan.group_by):
         mine = None
@@ -226,6 +240,50 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         frame["suppressed"] = sup
     frame.attrs["rows"] = int(n)
     return finish(plan, frame)
+
+
+def check_ring(e: Any, exponents: dict[str, int], f: int, n: int, what: str) -> float:
+    """A bound on |e| from the columns' magnitudes (max |x| < 2^e); ValueError naming ``what``
+    when a product, comparison or sum of n rows of it at f fractional bits could exceed the
+    signed 64-bit ring (2^62 with a bit of margin), which would wrap silently."""
+    limit = 2.0 ** 62
+
+    def bound(x: Any) -> float:
+        op = x[0]
+        if op == "col":
+            return 2.0 ** exponents[x[1]]
+        if op == "num":
+            return abs(float(x[1]))
+        if op == "neg":
+            return bound(x[1])
+        if op == "bin":
+            a, b = bound(x[2]), bound(x[3])
+            if x[1] == "*":
+                if a * b * 4.0 ** f >= limit:
+                    raise ValueError(f"{what}: {show(x)} may reach 2^{math.log2(a * b):.0f}, beyond what a product "
+                                     f"on shares holds at {f} fractional bits (2^{62 - 2 * f}); scale a column down")
+                return a * b
+            if x[1] == "/":
+                return a / max(abs(float(x[3][1])) if x[3][0] == "num" else 1.0, 1e-300)
+            return a + b
+        if op == "cmp":
+            if (bound(x[2]) + bound(x[3])) * 2.0 ** f >= limit / 2:
+                raise ValueError(f"{what}: the comparison {show(x)} is beyond the ring at {f} fractional bits")
+            return 1.0
+        for y in x[1:]:
+            if isinstance(y, list) and y and isinstance(y[0], str):
+                bound(y)
+            elif isinstance(y, list):
+                for z in y:
+                    if isinstance(z, list):
+                        bound(z)
+        return 1.0
+
+    b = bound(e)
+    if b * 2.0 ** f * n >= limit:
+        raise ValueError(f"{what}: a sum of {n} rows of values up to 2^{math.log2(b):.0f} is beyond the "
+                         f"64-bit ring at {f} fractional bits")
+    return b
 
 
 def _cols(e: Any) -> list[str]:
