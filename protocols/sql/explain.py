@@ -19,11 +19,13 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
 
     if len(plan.tables) == 1:
         return _explain_single(plan, reveal_to)
-    a, b = plan.tables
     to = reveal_to or " and ".join(plan.parties)
+    three = len(plan.tables) == 3
     lines = [f"query: {plan.sql.strip()}",
-             "protocols: sql.aggregate = owner-side WHERE, private join (protocols.psi.private_join, "
-             f"join={join!r}), aggregates on secret shares (protocols.stats.vertical, mpc.ss)",
+             "protocols: sql.aggregate = owner-side WHERE, "
+             + ("rows aligned by multi-party PSI (psi.ecdh) and secret-shared by their owners" if three else
+                f"private join (protocols.psi.private_join, join={join!r})")
+             + ", aggregates on secret shares (protocols.stats.vertical, mpc.ss)",
              "plan:"]
     step = 1
     for t in plan.tables:
@@ -34,9 +36,16 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
             step += 1
     shared = sorted({r for g in plan.group_by if g.column for r in [g.column]}
                     | set(plan.aggregate_columns()))
-    lines.append(f"  {step}. private join {a.key_ref} = {b.key_ref}: the joined rows' columns "
-                 f"{', '.join(shared) or '(none)'} secret-shared between {a.party} and {b.party}; "
-                 "nobody learns which rows joined")
+    keys = " = ".join(t.key_ref for t in plan.tables)
+    between = " and ".join(plan.parties)
+    if three:
+        lines.append(f"  {step}. multi-party PSI on {keys}: every party learns which of its own rows all three "
+                     f"hold; the rows are sorted by id and {', '.join(shared) or '(no columns)'} secret-shared "
+                     f"by their owners between {between}")
+    else:
+        lines.append(f"  {step}. private join {keys}: the joined rows' columns "
+                     f"{', '.join(shared) or '(none)'} secret-shared between {between}; "
+                     "nobody learns which rows joined")
     step += 1
     if plan.secret_filter is not None:
         lines.append(f"  {step}. on shares: WHERE {show(plan.secret_filter)} as a secret 0/1 weight per "
@@ -45,8 +54,8 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     for g in plan.group_by:
         if g.column:
             owner = g.column.split(".", 1)[0]
-            lines.append(f"  {step}. GROUP BY {g.name}: {owner} sends its labels of {g.column} (public to "
-                         "both); row membership stays secret (secure comparisons on the shared codes)")
+            lines.append(f"  {step}. GROUP BY {g.name}: {owner} sends its labels of {g.column} (public to every "
+                         "party); row membership stays secret (secure comparisons on the shared codes)")
         else:
             lines.append(f"  {step}. GROUP BY {g.name}: buckets {g.labels} by secure comparisons on shares "
                          f"of {', '.join(columns_of(g.conds))}")
@@ -56,7 +65,7 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     step += 1
     if plan.group_by or plan.secret_filter is not None:
         lines.append(f"  {step}. groups with fewer than {plan.min_group_size} rows (or the parties' larger "
-                     "min_group_size) are suppressed: only that bit is opened, to both parties; they are "
+                     "min_group_size) are suppressed: only that bit is opened, to every party; they are "
                      "marked suppressed=True with no aggregates")
         step += 1
     post = [x for x, on in (("HAVING", plan.having is not None), ("ORDER BY", bool(plan.order_by)),
@@ -72,7 +81,8 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
         extra.append("the aggregates of the groups HAVING drops (HAVING runs on opened values)")
     for p in plan.parties:
         gets = reveal_to is None or reveal_to == p
-        parts = ["the number of joined rows after the owners' WHERE",
+        parts = (["which of its own rows all three parties hold (the PSI alignment)"] if three else []) + [
+                 "the number of joined rows after the owners' WHERE",
                  "the power-of-two magnitude of each joined column"]
         if plan.group_by:
             parts.append("the group labels and which groups are suppressed")

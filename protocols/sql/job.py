@@ -51,6 +51,7 @@ from mpc.ss.provider import DEALER
 from protocols.jobs import (
     JOIN,
     JOIN_REVEALS,
+    N_PARTY_PSI,
     REVEAL_TO,
     _join_helpers,
     _join_needs,
@@ -83,8 +84,8 @@ class _Rows:
 
 def _uses(params: dict[str, Any]) -> list[ColumnUse]:
     plan = Plan.from_params(params["plan"])
-    if len(plan.tables) not in (1, 2) or len({t.party for t in plan.tables}) != len(plan.tables):
-        raise ValueError("sql.aggregate reads one party's table or joins the tables of two parties")
+    if len(plan.tables) not in (1, 2, 3) or len({t.party for t in plan.tables}) != len(plan.tables):
+        raise ValueError("sql.aggregate reads one party's table or joins the tables of two or three parties")
     seen, out = set(), []
     for ref, use in plan.column_uses():
         if (ref, use) not in seen:
@@ -166,7 +167,10 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
             labels.append(list(g.labels))
 
     ctx.report_progress(phase="sql: private join")
-    n, cols = joined(ctx, {"ids": plan.ids, "join": params["join"]}, rows_view, columns)
+    if len(plan.tables) == 2:
+        n, cols = joined(ctx, {"ids": plan.ids, "join": params["join"]}, rows_view, columns)
+    else:
+        n, cols = _aligned(ctx, plan, rows_view, columns)
     agg_cols = {"columns": plan.aggregate_columns()}
     check_min_group(ctx, agg_cols, "columns", rows_view, n)
     min_group = max(shared_min_group(ctx, agg_cols, "columns", rows_view), plan.min_group_size,
@@ -286,6 +290,29 @@ def check_ring(e: Any, exponents: dict[str, int], f: int, n: int, what: str) -> 
     return b
 
 
+def _aligned(ctx: Context, plan: Plan, data: LocalData, columns: dict[str, np.ndarray]):
+    """Three parties: the rows all hold, aligned by multi-party PSI (``psi.ecdh``: each party
+    learns which of its own ids every party holds, as in ``stats.woe_iv``) and sorted by id;
+    then each owner secret-shares its columns of those rows with its per-column scale.
+    Returns (rows, {"party.name": SharedTensor}) like ``protocols.jobs.joined``."""
+    from protocols.jobs import _aligned_rows
+    from protocols.stats import scale_columns
+
+    rows = _aligned_rows(ctx, {"ids": plan.ids}, data)
+    ints, shifts = scale_columns(ctx, {k: np.asarray(v)[rows] for k, v in columns.items()})
+    cols = {}
+    for name in sorted(shifts):
+        party, col = name.split(".", 1)
+        cols[name] = ss.share(ctx, ints[col] if party == ctx.party else None, party).with_frac_bits(shifts[name])
+    return len(rows), cols
+
+
+def _required_helpers(params: dict[str, Any]) -> tuple[str, ...]:
+    """The dealer for join='dealer', and for three parties (shared arithmetic beyond two)."""
+    three = len(Plan.from_params(params["plan"]).tables) == 3
+    return (DEALER,) if three else _join_helpers(params)
+
+
 def _cols(e: Any) -> list[str]:
     from protocols.sql.plan import columns_of
     return columns_of(e) if e is not None else []
@@ -379,7 +406,9 @@ register(ProtocolSpec(
             "each column's power-of-two magnitude; reveal_to (default: both): per kept group its row count, "
             "the requested aggregates, and for STDDEV/VARIANCE/COVAR/CORR the group's centred moments "
             "(its mean relative to the overall mean, variances and covariance); HAVING/ORDER BY/LIMIT apply "
-            "to these opened values; a filter on shares stays secret" + JOIN_REVEALS + ". One party's table: "
+            "to these opened values; a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "
+            "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
+            + ". One party's table: "
             "its owner computes the query in plaintext and the receivers get the result table only",
     params={"sql": Param(str, doc="the SQL text (recorded in the audit log)"),
             "plan": Param(dict, doc="the plan protocols.sql.parse made of it"),
@@ -392,7 +421,7 @@ register(ProtocolSpec(
     extra_parties=lambda params: list(params.get("parties") or []),
     run=_run,
     helpers=(DEALER,),
-    required_helpers=_join_helpers,
+    required_helpers=_required_helpers,
     needs=_join_needs,
 ))
 

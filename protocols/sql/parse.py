@@ -130,28 +130,34 @@ class _Parser:
             what = " ".join(x for x in (j.side, j.kind) if x).upper() or "JOIN"
             raise unsupported(j, f"{what} JOIN", "only INNER JOIN")
         right = self.table(j.this)
-        left = self.tables[0]
+        earlier = self.tables[:-1]
         using = j.args.get("using")
         on = j.args.get("on")
         if using:
             if len(using) != 1:
                 raise unsupported(j, "USING with several columns", "join on one key column")
             key = using[0].name
+            left = next((t for t in earlier if key in self.columns[t.alias]), None)
             for t in (left, right):
-                if key not in self.columns[t.alias]:
-                    raise SqlError(f"USING ({key}): {t.party}.{t.dataset} has no column {key!r}")
-            left.key = right.key = key
+                if t is None or key not in self.columns[t.alias]:
+                    who = f"{t.party}.{t.dataset}" if t is not None else "no earlier table"
+                    raise SqlError(f"USING ({key}): {who} has no column {key!r} ({position(j)})")
+            pairs = [(left, key), (right, key)]
             self.using = key
         elif isinstance(on, exp.EQ) and isinstance(on.this, exp.Column) and isinstance(on.expression, exp.Column):
             a, ka, _ = self.ref(on.this)
             b, kb, _ = self.ref(on.expression)
-            if {a.alias, b.alias} != {left.alias, right.alias}:
-                raise unsupported(on, "join condition", "ON left.key = right.key between the two tables")
-            a.key, b.key = ka, kb
+            if right not in (a, b) or a is b:
+                raise unsupported(on, "join condition", "ON earlier.key = joined.key, the joined table on one side")
+            pairs = [(a, ka), (b, kb)]
         else:
             raise unsupported(on if on is not None else j, "join condition",
                               "only ON a.key = b.key or USING (key)")
-        for t in (left, right):
+        for t, k in pairs:
+            if t.key and t.key != k:
+                raise unsupported(j, f"a second join key {k!r} for {t.party}.{t.dataset}",
+                                  f"every table joins on one key (here {t.key!r})")
+            t.key = k
             if self.columns[t.alias][t.key] not in ("join_key", "plaintext"):
                 raise PolicyRefused(f"column {t.key_ref} has policy {self.columns[t.alias][t.key]!r}, "
                                     f"which does not allow joining on it (needs 'join_key')")
@@ -289,16 +295,16 @@ class _Parser:
             raise SqlError("SELECT needs FROM party.dataset")
         self.table(from_.this)
         joins = tree.args.get("joins") or []
-        if len(joins) > 1:
-            raise unsupported(joins[1], "a join of three or more tables", "private joins are two-party")
+        if len(joins) > 2:
+            raise unsupported(joins[2], "a join of four or more tables", "join two or three parties' tables")
         if not joins:
             t = self.tables[0]
             if self.columns[t.alias].get(self.ids[t.alias]) in ("join_key", "plaintext"):
                 t.key = self.ids[t.alias]
-        if joins:
-            self.join(joins[0])
-            if self.tables[0].party == self.tables[1].party:
-                raise unsupported(joins[0], "a join of two tables of one party", "join two parties' tables")
+        for j in joins:
+            self.join(j)
+            if len({t.party for t in self.tables}) != len(self.tables):
+                raise unsupported(j, "a join of two tables of one party", "join different parties' tables")
 
         # GROUP BY
         selects = list(tree.expressions)
@@ -399,7 +405,7 @@ class _Parser:
                 raise unsupported(lim, "LIMIT other than a whole number")
             limit = int(lim.this)
         quantiles = [a for a in self.aggregates if a.func == "quantile"]
-        if quantiles and len(self.tables) == 2 and (groups or secret_filter is not None):
+        if quantiles and len(self.tables) > 1 and (groups or secret_filter is not None):
             raise unsupported(tree, f"{quantiles[0].name} with GROUP BY or a WHERE on shares",
                               "quantiles run over all joined rows (a WHERE on plaintext columns is fine)")
         min_group = max((self.min_groups[t.alias] for t in self.tables), default=1)
