@@ -4,7 +4,7 @@ learns (the reveal lines of the protocols it runs, combined)."""
 
 from __future__ import annotations
 
-from protocols.sql.plan import MOMENTS, Plan, columns_of, show
+from protocols.sql.plan import MOMENTS, Plan, columns_of, having_on_shares, show
 
 
 def _agg(a) -> str:
@@ -68,7 +68,12 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                      "min_group_size) are suppressed: only that bit is opened, to every party; they are "
                      "marked suppressed=True with no aggregates")
         step += 1
-    post = [x for x, on in (("HAVING", plan.having is not None), ("ORDER BY", bool(plan.order_by)),
+    on_shares = having_on_shares(plan)
+    if on_shares:
+        lines.append(f"  {step}. on shares: HAVING {show(plan.having)}; only whether each kept group passes is "
+                     "opened, to every party; the groups it drops are left out of the result")
+        step += 1
+    post = [x for x, on in (("HAVING", plan.having is not None and not on_shares), ("ORDER BY", bool(plan.order_by)),
                             ("LIMIT", plan.limit is not None)) if on]
     lines.append(f"  {step}. opened to {to}: the aggregates of the kept groups"
                  + (f"; then {', '.join(post)} on the opened result" if post else ""))
@@ -77,7 +82,7 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     if any(x.func in MOMENTS for x in plan.aggregates):
         extra.append("for STDDEV/VARIANCE/COVAR/CORR also each kept group's centred moments (its mean relative "
                      "to the overall mean, variances and covariance)")
-    if plan.having is not None:
+    if plan.having is not None and not on_shares:
         extra.append("the aggregates of the groups HAVING drops (HAVING runs on opened values)")
     for p in plan.parties:
         gets = reveal_to is None or reveal_to == p
@@ -85,7 +90,8 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                  "the number of joined rows after the owners' WHERE",
                  "the power-of-two magnitude of each joined column"]
         if plan.group_by:
-            parts.append("the group labels and which groups are suppressed")
+            parts.append("the group labels and which groups are suppressed"
+                         + (" or dropped by HAVING" if on_shares else ""))
         if gets:
             parts.append("per kept group its row count and " + aggs + (("; " + "; ".join(extra)) if extra else ""))
         lines.append(f"  {p}: " + "; ".join(parts))

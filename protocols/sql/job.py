@@ -61,7 +61,7 @@ from protocols.jobs import (
 )
 from protocols.registry import ColumnRef, ColumnUse, LocalData, Param, ProtocolSpec, numeric, register
 from protocols.sql import evaluate
-from protocols.sql.plan import MOMENTS, Aggregate, Plan, show
+from protocols.sql.plan import MOMENTS, Aggregate, Plan, having_on_shares, show
 from protocols.sql.result import finish
 from protocols.stats.scaling import column_exponent
 
@@ -214,8 +214,20 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         counts_sh, kept = None, np.arange(1)
     else:
         counts_sh = h.sum(axis=1)
-        kept = np.flatnonzero(np.asarray((counts_sh < min_group).reveal()) == 0)
+        small = np.asarray((counts_sh < min_group).reveal()) != 0
+        kept = np.flatnonzero(~small)
 
+    having_done = False
+    if counts_sh is not None and having_on_shares(plan) and len(kept):
+        bit = _having(ctx, plan, tensor, wsum, counts_sh, n)
+        passes = np.ones(len(kept), bool) if not isinstance(bit, SharedTensor) else \
+            np.asarray(bit[kept].reveal()).astype(bool)
+        if not isinstance(bit, SharedTensor) and not bit:
+            passes[:] = False
+        kept, having_done = kept[passes], True
+        dropped = np.ones(len(groups), bool)
+        dropped[kept] = False
+        dropped[small] = False                     # suppressed groups stay, marked
     def opened(x: SharedTensor) -> np.ndarray | None:
         return x[kept].reveal(to) if len(kept) else (np.zeros((0, *x.shape[1:])) if ctx.party in to else None)
 
@@ -242,8 +254,52 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         sup = np.ones(len(groups), dtype=bool)
         sup[kept] = False
         frame["suppressed"] = sup
+    if having_done:                      # groups HAVING dropped on shares: not in the result
+        frame = frame[~dropped]
+        frame["suppressed"] = frame["suppressed"].to_numpy(bool)
     frame.attrs["rows"] = int(n)
-    return finish(plan, frame)
+    return finish(plan, frame, having=not having_done)
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+
+
+def _having(ctx: Context, plan: Plan, tensor, wsum, counts: SharedTensor, n: int) -> Any:
+    """HAVING on shares (:func:`protocols.sql.plan.having_on_shares`): a 0/1 SharedTensor per
+    group, or a public 0/1 when the constants decide it. Compared as ring integers: SUM(x) op c
+    is S op round(c 2^s) and AVG(x) op c is S - round(c 2^s) COUNT op 0, for x at s fractional
+    bits; |S| < 2^61 (the scaling, check_ring), so a constant with |c 2^s| n >= 2^61 lies
+    outside every group's range and its sign decides."""
+    by_name = {a.name: a for a in plan.aggregates}
+    sums: dict[str, tuple[SharedTensor, int]] = {}
+
+    def decided(op: str, c: float) -> int:      # agg op c when |agg| < |c|
+        return int({"<": c > 0, "<=": c > 0, ">": c < 0, ">=": c < 0, "=": False, "!=": True}[op])
+
+    def hv(e: Any) -> Any:
+        if e[0] == "and":
+            return evaluate._and(hv(e[1]), hv(e[2]))
+        if e[0] == "or":
+            return evaluate._or(hv(e[1]), hv(e[2]))
+        if e[0] == "not":
+            return 1 - hv(e[1])
+        a, b, op = e[2], e[3], e[1]
+        if a[0] == "num":
+            a, b, op = b, a, _FLIP[op]
+        agg, c = by_name[a[1]], float(b[1])
+        if agg.func == "count":
+            return evaluate._cmp(op, counts, c)
+        if agg.name not in sums:
+            t = tensor(agg.args[0])
+            sums[agg.name] = (wsum(t.with_frac_bits(0)), t.frac_bits)
+        total, s = sums[agg.name]
+        k = c * 2.0 ** s
+        if abs(k) * (n if agg.func == "avg" else 1) >= 2.0 ** 61:
+            return decided(op, c)
+        k = int(round(k))
+        return evaluate._cmp(op, total - counts * k if agg.func == "avg" else total - k, 0)
+
+    return hv(plan.having)
 
 
 def check_ring(e: Any, exponents: dict[str, int], f: int, n: int, what: str) -> float:
@@ -284,7 +340,7 @@ def check_ring(e: Any, exponents: dict[str, int], f: int, n: int, what: str) -> 
         return 1.0
 
     b = bound(e)
-    if b * 2.0 ** f * n >= limit:
+    if b * 2.0 ** f * n >= limit / 2:
         raise ValueError(f"{what}: a sum of {n} rows of values up to 2^{math.log2(b):.0f} is beyond the "
                          f"64-bit ring at {f} fractional bits")
     return b

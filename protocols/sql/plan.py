@@ -186,3 +186,28 @@ def show(e: Any) -> str:
     if op == "isnull":
         return f"{show(e[1])} IS NULL"
     return repr(e)
+
+
+HAVING_ON_SHARES = ("count", "sum", "avg")
+
+
+def having_on_shares(plan: Plan) -> bool:
+    """Whether the plan's HAVING is evaluated on shares (only whether each kept group passes is
+    opened): comparisons of COUNT/SUM/AVG outputs with constants joined by AND/OR/NOT, in a
+    query with groups or a filter on shares. Otherwise HAVING runs on the opened values."""
+    if plan.having is None or len(plan.tables) < 2 or not (plan.group_by or plan.secret_filter is not None):
+        return False
+    by_name = {a.name: a for a in plan.aggregates}
+
+    def ok(e: Any) -> bool:
+        if e[0] in ("and", "or"):
+            return ok(e[1]) and ok(e[2])
+        if e[0] == "not":
+            return ok(e[1])
+        if e[0] == "cmp":
+            sides = {e[2][0], e[3][0]}
+            out = e[2] if e[2][0] == "out" else e[3]
+            return sides == {"out", "num"} and by_name[out[1]].func in HAVING_ON_SHARES
+        return False
+
+    return ok(plan.having)

@@ -14,12 +14,13 @@ from protocols.sql import evaluate
 from protocols.sql.plan import Plan
 
 
-def finish(plan: Plan, frame: pd.DataFrame) -> pd.DataFrame:
-    """The query's result table from the per-group frame the job opened."""
+def finish(plan: Plan, frame: pd.DataFrame, having: bool = True) -> pd.DataFrame:
+    """The query's result table from the per-group frame the job opened (``having=False``:
+    HAVING was already evaluated on shares)."""
     rows = frame.attrs.get("rows")
     frame = frame.reset_index(drop=True)
     suppressed = frame["suppressed"].to_numpy(bool) if "suppressed" in frame else np.zeros(len(frame), bool)
-    if plan.having is not None:
+    if plan.having is not None and having:
         keep = evaluate.plain(plan.having, lambda name: frame[name])
         keep = np.broadcast_to(np.asarray(keep, dtype=bool), (len(frame),))
         frame = frame[keep | suppressed].reset_index(drop=True)
