@@ -24,15 +24,18 @@ Steps, every one an existing protocol or statistic:
    covariance, correlation); MIN/MAX as the minimum of H x + (1 - H) 2^60 by a
    comparison tree; quantiles (no GROUP BY, no secret filter) by
    ``protocols.stats.vertical.quantile``.
-6. HAVING, ORDER BY and LIMIT on the opened result (at the receivers).
+6. HAVING: comparisons of COUNT/SUM/AVG with constants on shares (only whether each kept
+   group passes is opened, to every party); any other HAVING, and ORDER BY and LIMIT, on
+   the opened result (at the receivers).
 
 Reveals (the registry line below): to every party the number of joined rows, the group
 labels of plaintext keys, which groups are suppressed, each column's power-of-two
 magnitude (scaling, as in ``join.stats``); to ``reveal_to`` the count, and for
 STDDEV/VARIANCE/COVAR/CORR the centred first and second moments, of every kept group
 (so also a group's mean relative to the overall mean, its variances and covariance), and
-the requested aggregates; HAVING is applied to these opened values, so the receivers
-learn the aggregates of groups HAVING drops too.
+the requested aggregates; a HAVING on shares opens only each kept group's pass bit, any
+other HAVING is applied to the opened values (the receivers then learn the aggregates of
+the groups it drops).
 """
 
 from __future__ import annotations
@@ -461,8 +464,9 @@ register(ProtocolSpec(
             "plaintext GROUP BY keys and which groups are suppressed (fewer rows than min_group_size); "
             "each column's power-of-two magnitude; reveal_to (default: both): per kept group its row count, "
             "the requested aggregates, and for STDDEV/VARIANCE/COVAR/CORR the group's centred moments "
-            "(its mean relative to the overall mean, variances and covariance); HAVING/ORDER BY/LIMIT apply "
-            "to these opened values; a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "
+            "(its mean relative to the overall mean, variances and covariance); HAVING on COUNT/SUM/AVG: "
+            "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
+            "a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "
             "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
             + ". One party's table: "
             "its owner computes the query in plaintext and the receivers get the result table only",
