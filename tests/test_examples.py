@@ -77,6 +77,8 @@ def test_notebook_executes(tmp_path):
     joined = _joined()
     assert str(len(joined)) in text  # the PSI cardinality cell
     assert any("image/png" in o.get("data", {}) for outs in outputs.values() for o in outs)  # the histogram
+    printed = "".join(o.get("text", "") for outs in outputs.values() for o in outs)
+    assert "what each party learns:" in printed and "avg_spend" in text     # the SQL cells
 
 
 def test_sql_query():
