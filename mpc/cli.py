@@ -102,6 +102,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.explain:
+            print(client.explain(args.sql, reveal_to=args.reveal_to, join=args.join))
+            return 0
+        result = client.query(args.sql, reveal_to=args.reveal_to, join=args.join, progress=not args.quiet)
+    if result is None:
+        print(f"(the result went to {args.reveal_to})")
+    elif args.format == "csv":
+        print(result.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(result.to_json(orient="records"))
+    else:
+        print(result.to_string(index=False))
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for party, datasets in client.datasets(args.party).items():
@@ -174,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", action="store_true", help="print the result when done")
     client_args(p)
     p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("query", help="run a SQL query over the parties' tables (party.dataset)")
+    p.add_argument("sql", help='e.g. "SELECT b.segment, AVG(r.spend) FROM bank.accounts b JOIN '
+                              'retailer.purchases r USING (customer_id) GROUP BY b.segment"')
+    p.add_argument("--explain", action="store_true", help="print the plan and what each party learns; run nothing")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--reveal-to", help="the one party that gets the result (default: both)")
+    p.add_argument("--join", choices=("ecdh", "dealer"), default="ecdh", help="private join method")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    client_args(p)
+    p.set_defaults(fn=cmd_query)
 
     p = sub.add_parser("datasets", help="list a party's datasets and column policies (never rows)")
     p.add_argument("--party", help="a peer's name: ask your server to list that peer's datasets")

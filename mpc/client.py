@@ -146,6 +146,41 @@ class Client:
         """Submit a job, wait for it, and return this party's result."""
         return self.result(self.submit(protocol, job_timeout=job_timeout, **params), progress=progress)
 
+    def _plan(self, sql: str):
+        from protocols import sql as sqlmod
+
+        schemas = {}
+        for party in sqlmod.tables_of(sql):
+            try:
+                schemas.update(self.datasets(party))
+            except GaotieError as exc:
+                raise sqlmod.SqlError(f"cannot read the datasets of party {party!r}: {exc}") from None
+        return sqlmod.parse(sql, schemas)
+
+    def query(self, sql: str, *, reveal_to: str | None = None, progress: bool = True,
+              join: str = "ecdh", min_group_size: int | None = None) -> Any:
+        """Run a SQL query over the parties' tables (``party.dataset``) and return the result
+        as a pandas DataFrame (``suppressed`` marks groups under min_group_size).
+
+        The SQL is planned here (:mod:`protocols.sql`: unsupported SQL and policy violations
+        raise ``SqlError`` / ``PolicyRefused`` before anything runs) into the ``sql.aggregate``
+        job, which every party checks against its own policy; ``explain(sql)`` shows the plan
+        and what each party learns."""
+        from protocols import sql as sqlmod
+
+        me = next(iter(self.datasets()), None)
+        protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join, requester=me)
+        if min_group_size is not None:
+            params["min_group_size"] = int(min_group_size)
+        return self.run(protocol, progress=progress, **params)
+
+    def explain(self, sql: str, *, reveal_to: str | None = None, join: str = "ecdh") -> str:
+        """The plan of a SQL query: protocols, who computes what in plaintext, what is
+        secret-shared and what every party learns. Runs nothing."""
+        from protocols import sql as sqlmod
+
+        return sqlmod.explain(self._plan(sql), reveal_to=reveal_to, join=join)
+
     def cancel(self, job_id: str) -> str:
         """Cancel a job on every party; returns the job's state."""
         return self._rpc("Cancel", party_pb2.JobQuery(job_id=job_id)).state

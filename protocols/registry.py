@@ -136,7 +136,7 @@ class ProtocolSpec:
 
 _REGISTRY: dict[str, ProtocolSpec] = {}
 # Modules whose import registers the built-in protocols (a fixed list: never from the wire).
-_BUILTIN_MODULES = ("protocols.demo", "protocols.jobs")
+_BUILTIN_MODULES = ("protocols.demo", "protocols.jobs", "protocols.sql.job")
 _loaded = False
 _load_lock = threading.Lock()
 

@@ -77,3 +77,19 @@ def test_notebook_executes(tmp_path):
     joined = _joined()
     assert str(len(joined)) in text  # the PSI cardinality cell
     assert any("image/png" in o.get("data", {}) for outs in outputs.values() for o in outs)  # the histogram
+    printed = "".join(o.get("text", "") for outs in outputs.values() for o in outs)
+    assert "what each party learns:" in printed and "avg_spend" in text     # the SQL cells
+
+
+def test_sql_query():
+    joined = _joined()
+    frequent = joined[joined.visits >= 12]
+    stdout = run_example("sql_query.py")
+    assert "what each party learns:" in stdout and "as a secret 0/1 weight per row" in stdout
+    want = frequent.groupby("segment").agg(n=("spend", "size"), avg=("spend", "mean"), sd=("income", "std"))
+    for segment, row in want.iterrows():
+        line = next(x for x in stdout.splitlines() if x.strip().startswith(segment + " "))
+        fields = line.split()
+        assert float(fields[1]) == row["n"]
+        assert float(fields[2]) == pytest.approx(row["avg"], rel=1e-5)
+        assert float(fields[3]) == pytest.approx(row["sd"], rel=1e-4)

@@ -1,0 +1,123 @@
+"""``EXPLAIN`` of a planned query: before anything runs, the protocols it compiles to,
+what each party computes in plaintext, what is secret-shared, and what every party
+learns (the reveal lines of the protocols it runs, combined)."""
+
+from __future__ import annotations
+
+from protocols.sql.plan import MOMENTS, Plan, columns_of, having_on_shares, show
+
+
+def _agg(a) -> str:
+    args = ", ".join(show(e) for e in a.args) or "*"
+    q = f", q={a.q}" if a.q is not None else ""
+    return f"{a.func.upper()}({args}{q})"
+
+
+def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> str:
+    """The plan as text (one fact per line)."""
+    from protocols import registry
+
+    if len(plan.tables) == 1:
+        return _explain_single(plan, reveal_to)
+    to = reveal_to or " and ".join(plan.parties)
+    three = len(plan.tables) == 3
+    lines = [f"query: {plan.sql.strip()}",
+             "protocols: sql.aggregate = owner-side WHERE, "
+             + ("rows aligned by multi-party PSI (psi.ecdh) and secret-shared by their owners" if three else
+                f"private join (protocols.psi.private_join, join={join!r})")
+             + ", aggregates on secret shares (protocols.stats.vertical, mpc.ss)",
+             "plan:"]
+    step = 1
+    for t in plan.tables:
+        conj = plan.pushdown.get(t.party, [])
+        if conj:
+            lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
+                         f"where {' AND '.join(show(e) for e in conj)}")
+            step += 1
+    shared = sorted({r for g in plan.group_by if g.column for r in [g.column]}
+                    | set(plan.aggregate_columns()))
+    keys = " = ".join(t.key_ref for t in plan.tables)
+    between = " and ".join(plan.parties)
+    if three:
+        lines.append(f"  {step}. multi-party PSI on {keys}: every party learns which of its own rows all three "
+                     f"hold; the rows are sorted by id and {', '.join(shared) or '(no columns)'} secret-shared "
+                     f"by their owners between {between}")
+    else:
+        lines.append(f"  {step}. private join {keys}: the joined rows' columns "
+                     f"{', '.join(shared) or '(none)'} secret-shared between {between}; "
+                     "nobody learns which rows joined")
+    step += 1
+    if plan.secret_filter is not None:
+        lines.append(f"  {step}. on shares: WHERE {show(plan.secret_filter)} as a secret 0/1 weight per "
+                     "row (never opened)")
+        step += 1
+    for g in plan.group_by:
+        if g.column:
+            owner = g.column.split(".", 1)[0]
+            lines.append(f"  {step}. GROUP BY {g.name}: {owner} sends its labels of {g.column} (public to every "
+                         "party); row membership stays secret (secure comparisons on the shared codes)")
+        else:
+            lines.append(f"  {step}. GROUP BY {g.name}: buckets {g.labels} by secure comparisons on shares "
+                         f"of {', '.join(columns_of(g.conds))}")
+        step += 1
+    aggs = ", ".join(_agg(x) for x in plan.aggregates)
+    lines.append(f"  {step}. on shares: {aggs}")
+    step += 1
+    if plan.group_by or plan.secret_filter is not None:
+        lines.append(f"  {step}. groups with fewer than {plan.min_group_size} rows (or the parties' larger "
+                     "min_group_size) are suppressed: only that bit is opened, to every party; they are "
+                     "marked suppressed=True with no aggregates")
+        step += 1
+    on_shares = having_on_shares(plan)
+    if on_shares:
+        lines.append(f"  {step}. on shares: HAVING {show(plan.having)}; only whether each kept group passes is "
+                     "opened, to every party; the groups it drops are left out of the result")
+        step += 1
+    post = [x for x, on in (("HAVING", plan.having is not None and not on_shares), ("ORDER BY", bool(plan.order_by)),
+                            ("LIMIT", plan.limit is not None)) if on]
+    lines.append(f"  {step}. opened to {to}: the aggregates of the kept groups"
+                 + (f"; then {', '.join(post)} on the opened result" if post else ""))
+    lines.append("what each party learns:")
+    extra = []
+    if any(x.func in MOMENTS for x in plan.aggregates):
+        extra.append("for STDDEV/VARIANCE/COVAR/CORR also each kept group's centred moments (its mean relative "
+                     "to the overall mean, variances and covariance)")
+    if plan.having is not None and not on_shares:
+        extra.append("the aggregates of the groups HAVING drops (HAVING runs on opened values)")
+    for p in plan.parties:
+        gets = reveal_to is None or reveal_to == p
+        parts = (["which of its own rows all three parties hold (the PSI alignment)"] if three else []) + [
+                 "the number of joined rows after the owners' WHERE",
+                 "the power-of-two magnitude of each joined column"]
+        if plan.group_by:
+            parts.append("the group labels and which groups are suppressed"
+                         + (" or dropped by HAVING" if on_shares else ""))
+        if gets:
+            parts.append("per kept group its row count and " + aggs + (("; " + "; ".join(extra)) if extra else ""))
+        lines.append(f"  {p}: " + "; ".join(parts))
+    lines.append("  dealer (if the deployment has one): the number of joined rows and groups (shapes of the "
+                 "randomness it deals)" + ("; with join='dealer' both parties' id counts" if join == "dealer" else "")
+                 + "; nothing that depends on ids or values")
+    lines.append("registry: sql.aggregate reveals: " + registry.get("sql.aggregate").reveals)
+    return "\n".join(lines)
+
+
+def _explain_single(plan: Plan, reveal_to: str | None) -> str:
+    t = plan.tables[0]
+    aggs = ", ".join(_agg(x) for x in plan.aggregates)
+    where = " AND ".join(show(e) for e in plan.pushdown.get(t.party, []))
+    to = reveal_to or "the requester and " + t.party
+    lines = [f"query: {plan.sql.strip()}",
+             "protocols: sql.aggregate on one party's table: computed by its owner in plaintext "
+             "(protocols.sql.local), no secret sharing",
+             "plan:",
+             f"  1. {t.party} (plaintext, its own rows): {t.party}.{t.dataset}"
+             + (f" where {where}" if where else "")
+             + (f", grouped by {', '.join(g.name for g in plan.group_by)}" if plan.group_by else "")
+             + f": {aggs}",
+             f"  2. groups with fewer than {plan.min_group_size} rows are suppressed (suppressed=True, no aggregates)",
+             f"  3. {t.party} sends the result table to {to}",
+             "what each party learns:",
+             f"  {t.party}: the query (it computes it)",
+             f"  receivers ({to}): the group labels, which groups are suppressed, and {aggs} of the kept groups"]
+    return "\n".join(lines)

@@ -1,0 +1,487 @@
+"""The ``sql.aggregate`` job: a planned SQL query (:mod:`protocols.sql.plan`) run by both
+parties of a two-party join.
+
+Steps, every one an existing protocol or statistic:
+
+1. *Pushdown.* Each owner evaluates its ``WHERE`` conjuncts on its own plaintext columns
+   and keeps the matching rows; no other party sees the predicate's outcome per row (the
+   join reveals only how many rows remain joined).
+2. *Private join* (``protocols.psi.private_join`` through ``protocols.jobs.joined``, as in
+   ``join.stats`` and ``stats.group_by``): the joined columns secret-shared, the columns
+   aggregated bare with their owner's per-column scale (``protocols.stats.scaling``),
+   the columns inside expressions and secret filters at the job's fixed point, the
+   plaintext group keys as integer codes.
+3. *On shares* (:mod:`protocols.sql.evaluate`): expressions, the secret filter as a 0/1
+   weight per row, group indicators (code == g by secure comparison, as
+   ``protocols.stats.groupby`` does for a shared key; bucket conditions for CASE WHEN /
+   WIDTH_BUCKET), their product with the filter: the weight matrix H (groups x rows).
+4. *Suppression.* Each group's count H 1 is compared with the largest ``min_group_size``
+   of the columns' policies (and the plan's) on shares; only that bit is opened, to every
+   party. Suppressed groups appear with ``suppressed = True`` and no aggregates.
+5. *Aggregates of the kept groups* opened to ``reveal_to`` only: counts; sums H x (exact
+   ring sums at the column's scale); moments from the columns centred and rescaled by
+   ``protocols.stats.vertical`` (sums H d and H d d' of centred values: variance, std,
+   covariance, correlation); MIN/MAX as the minimum of H x + (1 - H) 2^60 by a
+   comparison tree; quantiles (no GROUP BY, no secret filter) by
+   ``protocols.stats.vertical.quantile``.
+6. HAVING: comparisons of COUNT/SUM/AVG with constants on shares (only whether each kept
+   group passes is opened, to every party); any other HAVING, and ORDER BY and LIMIT, on
+   the opened result (at the receivers).
+
+Reveals (the registry line below): to every party the number of joined rows, the group
+labels of plaintext keys, which groups are suppressed, each column's power-of-two
+magnitude (scaling, as in ``join.stats``); to ``reveal_to`` the count, and for
+STDDEV/VARIANCE/COVAR/CORR the centred first and second moments, of every kept group
+(so also a group's mean relative to the overall mean, its variances and covariance), and
+the requested aggregates; a HAVING on shares opens only each kept group's pass bit, any
+other HAVING is applied to the opened values (the receivers then learn the aggregates of
+the groups it drops).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mpc import ss
+from mpc.runtime.context import Context
+from mpc.ss import SharedTensor, fixed
+from mpc.ss.provider import DEALER
+from protocols.jobs import (
+    JOIN,
+    JOIN_REVEALS,
+    N_PARTY_PSI,
+    REVEAL_TO,
+    _join_helpers,
+    _join_needs,
+    check_min_group,
+    joined,
+    shared_min_group,
+)
+from protocols.registry import ColumnRef, ColumnUse, LocalData, Param, ProtocolSpec, numeric, register
+from protocols.sql import evaluate
+from protocols.sql.plan import MOMENTS, Aggregate, Plan, having_on_shares, show
+from protocols.sql.result import finish
+from protocols.stats.scaling import column_exponent
+
+_BIG = 2 ** 60          # above every encoded value: MIN/MAX of rows outside a group
+
+
+class _Rows:
+    """This party's data restricted to the rows its pushdown kept (a LocalData)."""
+
+    def __init__(self, data: LocalData, mask: np.ndarray | None) -> None:
+        self.data, self.mask = data, mask
+
+    def column(self, ref: ColumnRef) -> Any:
+        values = self.data.column(ref)
+        return values if self.mask is None else values[self.mask]
+
+    def min_group_size(self, ref: ColumnRef) -> int:
+        return self.data.min_group_size(ref)
+
+
+def _uses(params: dict[str, Any]) -> list[ColumnUse]:
+    plan = Plan.from_params(params["plan"])
+    if len(plan.tables) not in (1, 2, 3) or len({t.party for t in plan.tables}) != len(plan.tables):
+        raise ValueError("sql.aggregate reads one party's table or joins the tables of two or three parties")
+    seen, out = set(), []
+    for ref, use in plan.column_uses():
+        if (ref, use) not in seen:
+            seen.add((ref, use))
+            out.append(ColumnUse(ColumnRef.parse(ref, "plan"), use))
+    return out
+
+
+def _bare(e: Any) -> str | None:
+    return e[1] if isinstance(e, list) and e and e[0] == "col" else None
+
+
+def _mask(ctx: Context, plan: Plan, data: LocalData) -> np.ndarray | None:
+    conjuncts = plan.pushdown.get(ctx.party, [])
+    if not conjuncts:
+        return None
+    me = next(t for t in plan.tables if t.party == ctx.party)
+    n = len(data.column(ColumnRef.parse(me.key_ref)))
+    mask = np.ones(n, dtype=bool)
+    for e in conjuncts:
+        m = evaluate.plain(e, lambda r: data.column(ColumnRef.parse(r)))
+        mask &= np.broadcast_to(np.asarray(m, dtype=bool), (n,))
+    return mask
+
+
+def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    from protocols.stats import _common as cm
+    from protocols.stats import vertical
+
+    plan = Plan.from_params(params["plan"])
+    if len(plan.tables) == 1:
+        from protocols.sql.local import run_single
+        return run_single(ctx, plan, params, data)
+    to = cm.receivers(ctx, params.get("reveal_to"))
+    f = fixed.frac_bits(ctx)
+    ctx.report_progress(phase="sql: pushdown")
+    rows_view = _Rows(data, _mask(ctx, plan, data))
+
+    # the columns this party puts into the join
+    exact_refs = sorted({r for a in plan.aggregates for e in a.args if (r := _bare(e))})
+    fixed_refs = sorted({r for a in plan.aggregates for e in a.args if not _bare(e)
+                         for r in _cols(e)} | set(_cols(plan.secret_filter))
+                        | {r for g in plan.group_by for c in g.conds for r in _cols(c)})
+    columns: dict[str, np.ndarray] = {}
+    exponents: dict[str, int] = {}
+    for r in exact_refs:
+        ref = ColumnRef.parse(r)
+        if ref.party == ctx.party:
+            columns[f"sqlx__{ref.column}"] = numeric(ref, rows_view.column(ref))
+    for r in fixed_refs:
+        ref = ColumnRef.parse(r)
+        if ref.party == ctx.party:
+            v = numeric(ref, rows_view.column(ref))
+            exponents[r] = column_exponent(v)
+            columns[f"sqlf__{ref.column}"] = np.round(np.ldexp(v, f)).astype(np.int64)
+    # every party checks that no expression overflows the ring, from the columns' public
+    # power-of-two magnitudes (the same the scaling of bare columns publishes)
+    for mine in ctx.gather({k: v for k, v in exponents.items() if ColumnRef.parse(k).party == ctx.party}):
+        exponents.update(mine)
+    n_bound = max(ctx.gather(len(rows_view.column(ColumnRef.parse(next(
+        t.key_ref for t in plan.tables if t.party == ctx.party))))))
+    for a in plan.aggregates:
+        for e in a.args:
+            if not _bare(e):
+                check_ring(e, exponents, f, n_bound if a.func in ("sum", "avg") else 1, a.name)
+    for e in [plan.secret_filter] + [c for g in plan.group_by for c in g.conds]:
+        if e is not None:
+            check_ring(e, exponents, f, 1, show(e))
+    labels: list[list[Any]] = []
+    for i, g in enumerate(plan.group_by):
+        mine = None
+        if g.column and ColumnRef.parse(g.column).party == ctx.party:
+            codes, uniques = pd.factorize(pd.Series(rows_view.column(ColumnRef.parse(g.column))), sort=True)
+            columns[f"sqlg__{i}"] = codes.astype(np.int64)
+            mine = [u.item() if hasattr(u, "item") else u for u in uniques]
+        if g.column:
+            labels.append(ctx.gather(mine)[ctx.parties.index(ColumnRef.parse(g.column).party)])
+        else:
+            labels.append(list(g.labels))
+
+    ctx.report_progress(phase="sql: private join")
+    if len(plan.tables) == 2:
+        n, cols = joined(ctx, {"ids": plan.ids, "join": params["join"]}, rows_view, columns)
+    else:
+        n, cols = _aligned(ctx, plan, rows_view, columns)
+    agg_cols = {"columns": plan.aggregate_columns()}
+    check_min_group(ctx, agg_cols, "columns", rows_view, n)
+    min_group = max(shared_min_group(ctx, agg_cols, "columns", rows_view), plan.min_group_size,
+                    params.get("min_group_size") or 1)
+
+    def fixed_col(r: str) -> SharedTensor:
+        ref = ColumnRef.parse(r)
+        return cols[f"{ref.party}.sqlf__{ref.column}"].with_frac_bits(f)
+
+    def tensor(e: Any) -> SharedTensor:
+        r = _bare(e)
+        if r is not None:
+            ref = ColumnRef.parse(r)
+            return cols[f"{ref.party}.sqlx__{ref.column}"]
+        v = evaluate.shared(e, fixed_col)
+        return v if isinstance(v, SharedTensor) else ss.public(ctx, np.full(n, float(v)))
+
+    # the weight matrix H (groups x rows): group indicators times the secret filter
+    ctx.report_progress(phase="sql: groups and filter")
+    h = None
+    for i, g in enumerate(plan.group_by):
+        if g.column:
+            ref = ColumnRef.parse(g.column)
+            codes = cols[f"{ref.party}.sqlg__{i}"].with_frac_bits(0)
+            hk = codes.reshape(1, n) == np.arange(len(labels[i]))[:, None]
+        else:
+            hk = ss.stack([_as_rows(ctx, evaluate.shared(c, fixed_col), n) for c in g.conds])
+        h = hk if h is None else (h.reshape(h.shape[0], 1, n) * hk.reshape(1, hk.shape[0], n)).reshape(-1, n)
+    if plan.secret_filter is not None:
+        w = _as_rows(ctx, evaluate.shared(plan.secret_filter, fixed_col), n).reshape(1, n)
+        h = w if h is None else h * w
+    groups = list(itertools.product(*labels)) if labels else [()]
+
+    def wsum(t0: SharedTensor) -> SharedTensor:
+        """Per-group sums of rows (axis 0 of t0): shape (groups, ...)."""
+        if h is None:
+            return t0.sum(axis=0, keepdims=True)
+        return h @ t0
+
+    if h is None:
+        counts_sh, kept = None, np.arange(1)
+    else:
+        counts_sh = h.sum(axis=1)
+        small = np.asarray((counts_sh < min_group).reveal()) != 0
+        kept = np.flatnonzero(~small)
+
+    having_done = False
+    if counts_sh is not None and having_on_shares(plan) and len(kept):
+        bit = _having(ctx, plan, tensor, wsum, counts_sh, n)
+        passes = np.ones(len(kept), bool) if not isinstance(bit, SharedTensor) else \
+            np.asarray(bit[kept].reveal()).astype(bool)
+        if not isinstance(bit, SharedTensor) and not bit:
+            passes[:] = False
+        kept, having_done = kept[passes], True
+        dropped = np.ones(len(groups), bool)
+        dropped[kept] = False
+        dropped[small] = False                     # suppressed groups stay, marked
+    def opened(x: SharedTensor) -> np.ndarray | None:
+        return x[kept].reveal(to) if len(kept) else (np.zeros((0, *x.shape[1:])) if ctx.party in to else None)
+
+    ctx.report_progress(phase="sql: aggregates")
+    counts = np.full(1, n, dtype=np.int64) if counts_sh is None else opened(counts_sh)
+    results: dict[str, Any] = {}
+    plain_aggs = [a for a in plan.aggregates if a.func not in MOMENTS]
+    for a in plain_aggs:
+        results[a.name] = _aggregate(ctx, a, tensor, wsum, h, opened, counts, n, to)
+    moments = [a for a in plan.aggregates if a.func in MOMENTS]
+    if moments:
+        results.update(_moments(ctx, moments, tensor, wsum, opened, counts, vertical))
+    ctx.report_progress(1.0)
+    if ctx.party not in to:
+        return None
+    frame = pd.DataFrame({g.name: [grp[i] for grp in groups] for i, g in enumerate(plan.group_by)})
+    if frame.empty and not plan.group_by:
+        frame = pd.DataFrame(index=[0])
+    for a in plan.aggregates:
+        col = np.full(len(groups), np.nan)
+        col[kept] = np.asarray(results[a.name], dtype=np.float64)
+        frame[a.name] = col
+    if plan.group_by:
+        sup = np.ones(len(groups), dtype=bool)
+        sup[kept] = False
+        frame["suppressed"] = sup
+    if having_done:                      # groups HAVING dropped on shares: not in the result
+        frame = frame[~dropped]
+        frame["suppressed"] = frame["suppressed"].to_numpy(bool)
+    frame.attrs["rows"] = int(n)
+    return finish(plan, frame, having=not having_done)
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+
+
+def _having(ctx: Context, plan: Plan, tensor, wsum, counts: SharedTensor, n: int) -> Any:
+    """HAVING on shares (:func:`protocols.sql.plan.having_on_shares`): a 0/1 SharedTensor per
+    group, or a public 0/1 when the constants decide it. Compared as ring integers: SUM(x) op c
+    is S op round(c 2^s) and AVG(x) op c is S - round(c 2^s) COUNT op 0, for x at s fractional
+    bits; |S| < 2^61 (the scaling, check_ring), so a constant with |c 2^s| n >= 2^61 lies
+    outside every group's range and its sign decides."""
+    by_name = {a.name: a for a in plan.aggregates}
+    sums: dict[str, tuple[SharedTensor, int]] = {}
+
+    def decided(op: str, c: float) -> int:      # agg op c when |agg| < |c|
+        return int({"<": c > 0, "<=": c > 0, ">": c < 0, ">=": c < 0, "=": False, "!=": True}[op])
+
+    def hv(e: Any) -> Any:
+        if e[0] == "and":
+            return evaluate._and(hv(e[1]), hv(e[2]))
+        if e[0] == "or":
+            return evaluate._or(hv(e[1]), hv(e[2]))
+        if e[0] == "not":
+            return 1 - hv(e[1])
+        a, b, op = e[2], e[3], e[1]
+        if a[0] == "num":
+            a, b, op = b, a, _FLIP[op]
+        agg, c = by_name[a[1]], float(b[1])
+        if agg.func == "count":
+            return evaluate._cmp(op, counts, c)
+        if agg.name not in sums:
+            t = tensor(agg.args[0])
+            sums[agg.name] = (wsum(t.with_frac_bits(0)), t.frac_bits)
+        total, s = sums[agg.name]
+        k = c * 2.0 ** s
+        if abs(k) * (n if agg.func == "avg" else 1) >= 2.0 ** 61:
+            return decided(op, c)
+        k = int(round(k))
+        return evaluate._cmp(op, total - counts * k if agg.func == "avg" else total - k, 0)
+
+    return hv(plan.having)
+
+
+def check_ring(e: Any, exponents: dict[str, int], f: int, n: int, what: str) -> float:
+    """A bound on |e| from the columns' magnitudes (max |x| < 2^e); ValueError naming ``what``
+    when a product, comparison or sum of n rows of it at f fractional bits could exceed the
+    signed 64-bit ring (2^62 with a bit of margin), which would wrap silently."""
+    limit = 2.0 ** 62
+
+    def bound(x: Any) -> float:
+        op = x[0]
+        if op == "col":
+            return 2.0 ** exponents[x[1]]
+        if op == "num":
+            return abs(float(x[1]))
+        if op == "neg":
+            return bound(x[1])
+        if op == "bin":
+            a, b = bound(x[2]), bound(x[3])
+            if x[1] == "*":
+                if a * b * 4.0 ** f >= limit:
+                    raise ValueError(f"{what}: {show(x)} may reach 2^{math.log2(a * b):.0f}, beyond what a product "
+                                     f"on shares holds at {f} fractional bits (2^{62 - 2 * f}); scale a column down")
+                return a * b
+            if x[1] == "/":
+                return a / max(abs(float(x[3][1])) if x[3][0] == "num" else 1.0, 1e-300)
+            return a + b
+        if op == "cmp":
+            if (bound(x[2]) + bound(x[3])) * 2.0 ** f >= limit / 2:
+                raise ValueError(f"{what}: the comparison {show(x)} is beyond the ring at {f} fractional bits")
+            return 1.0
+        for y in x[1:]:
+            if isinstance(y, list) and y and isinstance(y[0], str):
+                bound(y)
+            elif isinstance(y, list):
+                for z in y:
+                    if isinstance(z, list):
+                        bound(z)
+        return 1.0
+
+    b = bound(e)
+    if b * 2.0 ** f * n >= limit / 2:
+        raise ValueError(f"{what}: a sum of {n} rows of values up to 2^{math.log2(b):.0f} is beyond the "
+                         f"64-bit ring at {f} fractional bits")
+    return b
+
+
+def _aligned(ctx: Context, plan: Plan, data: LocalData, columns: dict[str, np.ndarray]):
+    """Three parties: the rows all hold, aligned by multi-party PSI (``psi.ecdh``: each party
+    learns which of its own ids every party holds, as in ``stats.woe_iv``) and sorted by id;
+    then each owner secret-shares its columns of those rows with its per-column scale.
+    Returns (rows, {"party.name": SharedTensor}) like ``protocols.jobs.joined``."""
+    from protocols.jobs import _aligned_rows
+    from protocols.stats import scale_columns
+
+    rows = _aligned_rows(ctx, {"ids": plan.ids}, data)
+    ints, shifts = scale_columns(ctx, {k: np.asarray(v)[rows] for k, v in columns.items()})
+    cols = {}
+    for name in sorted(shifts):
+        party, col = name.split(".", 1)
+        cols[name] = ss.share(ctx, ints[col] if party == ctx.party else None, party).with_frac_bits(shifts[name])
+    return len(rows), cols
+
+
+def _required_helpers(params: dict[str, Any]) -> tuple[str, ...]:
+    """The dealer for join='dealer', and for three parties (shared arithmetic beyond two)."""
+    three = len(Plan.from_params(params["plan"]).tables) == 3
+    return (DEALER,) if three else _join_helpers(params)
+
+
+def _cols(e: Any) -> list[str]:
+    from protocols.sql.plan import columns_of
+    return columns_of(e) if e is not None else []
+
+
+def _as_rows(ctx: Context, v: Any, n: int) -> SharedTensor:
+    """A 0/1 condition as an integer SharedTensor of n rows (public constants too)."""
+    if isinstance(v, SharedTensor):
+        return v.with_frac_bits(0) if v.frac_bits == 0 else v
+    return ss.public(ctx, np.full(n, int(bool(v)), dtype=np.int64))
+
+
+def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: int, to: list[str]) -> Any:
+    from protocols.stats import vertical
+
+    if a.func == "count":
+        return counts
+    t = tensor(a.args[0])
+    if a.func in ("sum", "avg"):
+        s = opened(wsum(t.with_frac_bits(0)))
+        if s is None:
+            return None
+        total = s.astype(np.float64) * 2.0 ** -t.frac_bits
+        return total if a.func == "sum" else total / counts
+    if a.func in ("min", "max"):
+        t0 = t.with_frac_bits(0).reshape(1, n)
+        if h is not None:
+            big = _BIG if a.func == "min" else -_BIG
+            t0 = h * t0 + (1 - h) * big
+        mn, mx = ss.min_max(t0, axis=1)
+        out = opened(mn if a.func == "min" else mx)
+        return None if out is None else out.astype(np.float64) * 2.0 ** -t.frac_bits
+    if a.func == "quantile":
+        if h is not None:
+            raise ValueError("quantiles per group or under a filter on shares are not supported yet")
+        out = vertical.quantile(ctx, t, a.q, reveal_to=to)
+        return None if out is None else np.array([out])
+    raise ValueError(f"unknown aggregate {a.func!r}")
+
+
+def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, vertical) -> dict[str, Any]:
+    """VAR/STDDEV/COVAR/CORR per group from sums of centred values (one Beaver product for
+    all the pairs): cov = (S_xy - S_x S_y / n) / (n - ddof), in the rescaled units of
+    :func:`protocols.stats.vertical._prepare_many`."""
+    keys: dict[str, Any] = {}
+    for a in aggs:
+        for e in (a.args if len(a.args) == 2 else a.args * 2):
+            keys.setdefault(repr(e), e)
+    names = list(keys)
+    prepared = vertical._prepare_many(ctx, {k: tensor(e) for k, e in keys.items()})
+    d = vertical._centred(ctx, prepared)                               # (c, n) ring integers
+    pairs: list[tuple[int, int]] = []
+    for a in aggs:
+        i, j = (names.index(repr(a.args[0])), names.index(repr(a.args[-1])))
+        want = [(i, j)] + ([(i, i), (j, j)] if a.func == "corr" else [])
+        pairs += [p for p in want if p not in pairs]
+    prod = ss.stack([d[i] for i, _ in pairs]) * ss.stack([d[j] for _, j in pairs])
+    s1 = opened(wsum(d.T))                                             # (g, c)
+    s2 = opened(wsum(prod.T))                                          # (g, pairs)
+    if s1 is None:
+        return {a.name: None for a in aggs}
+    s1, s2 = s1.astype(np.float64), s2.astype(np.float64)
+    cnt = np.asarray(counts, dtype=np.float64)
+
+    def cov(i: int, j: int, ddof: int) -> np.ndarray:
+        k = pairs.index((i, j))
+        scale = 2.0 ** -(prepared[i].shift + prepared[j].shift)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (s2[:, k] - s1[:, i] * s1[:, j] / cnt) / (cnt - ddof) * scale
+
+    out = {}
+    for a in aggs:
+        i, j = names.index(repr(a.args[0])), names.index(repr(a.args[-1]))
+        ddof = 0 if a.func.endswith("_pop") else 1
+        if a.func.startswith("var") or a.func.startswith("covar"):
+            out[a.name] = cov(i, j, ddof)
+        elif a.func.startswith("stddev"):
+            out[a.name] = np.sqrt(np.maximum(cov(i, i, ddof), 0.0))
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[a.name] = cov(i, j, 1) / np.sqrt(cov(i, i, 1) * cov(j, j, 1))
+    return out
+
+
+register(ProtocolSpec(
+    name="sql.aggregate",
+    doc="A SQL query (Client.query / gaotie query): SELECT aggregates FROM two parties' tables "
+        "JOIN ... GROUP BY, planned by protocols.sql into pushdown, a private join and aggregates on shares.",
+    reveals="every party: the number of joined rows (after each owner's plaintext WHERE), the labels of "
+            "plaintext GROUP BY keys and which groups are suppressed (fewer rows than min_group_size); "
+            "each column's power-of-two magnitude; reveal_to (default: both): per kept group its row count, "
+            "the requested aggregates, and for STDDEV/VARIANCE/COVAR/CORR the group's centred moments "
+            "(its mean relative to the overall mean, variances and covariance); HAVING on COUNT/SUM/AVG: "
+            "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
+            "a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "
+            "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
+            + ". One party's table: "
+            "its owner computes the query in plaintext and the receivers get the result table only",
+    params={"sql": Param(str, doc="the SQL text (recorded in the audit log)"),
+            "plan": Param(dict, doc="the plan protocols.sql.parse made of it"),
+            "min_group_size": Param(int, required=False, default=None,
+                                    doc="raise the suppression threshold above the policies' minimum"),
+            "parties": Param(list, required=False, default=None,
+                             doc="one party's table: the parties of the job (its owner and the requester)"),
+            "join": JOIN, "reveal_to": REVEAL_TO},
+    uses=_uses,
+    extra_parties=lambda params: list(params.get("parties") or []),
+    run=_run,
+    helpers=(DEALER,),
+    required_helpers=_required_helpers,
+    needs=_join_needs,
+))
+

@@ -1,0 +1,433 @@
+"""SQL queries (Client.query, gaotie query) on a real cluster (bank, retailer, dealer), each
+checked against DuckDB running the same SQL on the pooled plaintext tables."""
+
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc import JobFailed
+from mpc.cli import main
+from mpc.cluster import LocalCluster
+from protocols.sql import PolicyRefused, SqlError
+
+J = "FROM bank.accounts b JOIN retailer.purchases r USING (customer_id)"
+JON = "FROM bank.accounts b JOIN retailer.purchases r ON b.customer_id = r.customer_id"
+MIN_GROUP = 5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    rng = np.random.default_rng(5)  # test data
+    nb, nr, ov = 220, 200, 160
+    ids = [f"c{i:04d}" for i in range(nb + nr - ov)]
+    bank = pd.DataFrame({"customer_id": ids[:nb], "income": rng.lognormal(10, .5, nb).round(2),
+                         "segment": rng.choice(["mass", "affluent", "private", "vip"], nb, p=[.5, .36, .12, .02]),
+                         "age": rng.integers(18, 80, nb), "score": rng.normal(0, 1, nb)})
+    retail = pd.DataFrame({"customer_id": ids[nb - ov:], "spend": rng.gamma(2, 300, nr).round(2),
+                           "visits": rng.poisson(8, nr), "channel": rng.choice(["web", "store"], nr)})
+    ds = {"bank": {"accounts": {"frame": bank, "id": "customer_id", "min_group_size": MIN_GROUP,
+                                "columns": {"customer_id": "join_key", "income": "aggregate", "segment": "plaintext",
+                                            "age": "aggregate", "score": "hidden"}}},
+          "retailer": {"purchases": {"frame": retail, "id": "customer_id", "min_group_size": MIN_GROUP,
+                                     "columns": {"customer_id": "join_key", "spend": "aggregate",
+                                                 "visits": "aggregate", "channel": "plaintext"}}}}
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA bank; CREATE SCHEMA retailer")
+    con.register("bank_df", bank)
+    con.register("retail_df", retail)
+    con.execute("CREATE TABLE bank.accounts AS SELECT * FROM bank_df; "
+                "CREATE TABLE retailer.purchases AS SELECT * FROM retail_df")
+    with LocalCluster(["bank", "retailer"], tls=False, datasets=ds) as c:
+        c.duck = con
+        yield c
+
+
+def _close(ours, theirs, rel):
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    assert np.allclose(ours, theirs, rtol=rel, atol=rel * 1e-3 + 1e-9), (ours, theirs)
+
+
+# (sql, groups: how many leading outputs are group keys, tolerance, DuckDB's SQL if different)
+QUERIES = [
+    (f"SELECT COUNT(*) {JON}", 0, 1e-6, None),
+    (f"SELECT COUNT(*) AS n, SUM(r.spend) AS total, AVG(b.income) AS mean_income {J}", 0, 1e-6, None),
+    (f"SELECT MIN(b.income), MAX(r.spend), MIN(b.age), MAX(r.visits) {J}", 0, 1e-9, None),
+    (f"SELECT STDDEV(b.income), VARIANCE(r.spend) {J}", 0, 1e-3, None),
+    (f"SELECT STDDEV_SAMP(r.spend), VAR_SAMP(b.income), STDDEV_POP(b.age), VAR_POP(r.visits) {J}", 0, 1e-3, None),
+    (f"SELECT CORR(b.income, r.spend), COVAR_SAMP(b.income, r.spend), COVAR_POP(b.age, r.visits) {J}", 0, 1e-3, None),
+    (f"SELECT MEDIAN(r.spend) {J}", 0, 1e-3, None),
+    (f"SELECT QUANTILE_CONT(b.income, 0.25) AS q1 {J}", 0, 1e-3, None),
+    (f"SELECT PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY r.spend) {J}", 0, 1e-3, None),
+    (f"SELECT SUM(b.income * r.spend) {J}", 0, 1e-6, None),
+    (f"SELECT AVG(r.spend - b.age), SUM(r.spend / 2 + 1), AVG(-r.visits) {J}", 0, 1e-6, None),
+    (f"SELECT COUNT(r.visits), AVG(r.visits * r.visits) {J}", 0, 1e-6, None),
+    (f"SELECT STDDEV(b.income - r.spend), CORR(b.age, r.spend * 2) {J}", 0, 1e-3, None),
+    # WHERE on plaintext columns: pushed down to the owner
+    (f"SELECT COUNT(*), AVG(r.spend) {J} WHERE b.segment = 'mass'", 0, 1e-6, None),
+    (f"SELECT SUM(b.income) {J} WHERE r.channel IN ('web')", 0, 1e-6, None),
+    (f"SELECT COUNT(*), MAX(b.income) {J} WHERE b.segment <> 'private' AND r.channel = 'store'", 0, 1e-6, None),
+    (f"SELECT AVG(b.income) {J} WHERE NOT b.segment = 'mass' AND b.segment IS NOT NULL", 0, 1e-6, None),
+    (f"SELECT MEDIAN(b.income) {J} WHERE r.channel = 'web'", 0, 1e-3, None),
+    # WHERE on aggregate columns: evaluated on shares
+    (f"SELECT COUNT(*), SUM(b.income) {J} WHERE r.spend > 500", 0, 1e-6, None),
+    (f"SELECT COUNT(*), AVG(r.spend) {J} WHERE b.age BETWEEN 30 AND 50", 0, 1e-6, None),
+    (f"SELECT COUNT(*) {J} WHERE r.visits IN (5, 6, 7)", 0, 1e-6, None),
+    (f"SELECT COUNT(*), AVG(b.income) {J} WHERE r.spend > 500 OR b.age < 30", 0, 1e-6, None),
+    (f"SELECT SUM(r.spend) {J} WHERE NOT (r.spend > 500)", 0, 1e-6, None),
+    (f"SELECT COUNT(*) {J} WHERE r.spend > b.income / 50", 0, 1e-6, None),
+    (f"SELECT COUNT(*), AVG(r.spend), STDDEV(r.spend) {J} WHERE b.age >= 40 AND r.channel = 'web'", 0, 1e-3, None),
+    (f"SELECT MIN(r.spend), MAX(b.income) {J} WHERE b.age < 50", 0, 1e-9, None),
+    (f"SELECT COUNT(*) {J} WHERE r.spend IS NOT NULL AND r.visits <= 8", 0, 1e-6, None),
+    # GROUP BY plaintext columns of either party
+    (f"SELECT b.segment, COUNT(*), AVG(r.spend) {J} GROUP BY b.segment", 1, 1e-6, None),
+    (f"SELECT r.channel, SUM(b.income), AVG(b.income) {J} GROUP BY r.channel", 1, 1e-6, None),
+    (f"SELECT b.segment, r.channel, COUNT(*) AS n, SUM(r.spend) {J} GROUP BY b.segment, r.channel", 2, 1e-6, None),
+    (f"SELECT segment, AVG(income) AS a {J} GROUP BY 1", 1, 1e-6, None),
+    (f"SELECT b.segment AS seg, AVG(r.spend), STDDEV(r.spend), VAR_SAMP(b.income) {J} GROUP BY seg", 1, 1e-3, None),
+    (f"SELECT b.segment, CORR(b.income, r.spend), COVAR_SAMP(b.age, r.spend) {J} GROUP BY b.segment", 1, 1e-3, None),
+    (f"SELECT r.channel, MIN(b.income), MAX(r.spend) {J} GROUP BY r.channel", 1, 1e-9, None),
+    (f"SELECT b.segment, COUNT(*), SUM(r.spend) {J} WHERE r.spend > 400 GROUP BY b.segment", 1, 1e-6, None),
+    (f"SELECT r.channel, AVG(b.income) {J} WHERE b.segment IN ('mass', 'affluent') GROUP BY r.channel", 1, 1e-6, None),
+    (f"SELECT b.segment, SUM(b.income * r.spend) AS p {J} GROUP BY b.segment", 1, 1e-6, None),
+    # HAVING, ORDER BY, LIMIT on the opened result
+    (f"SELECT b.segment, COUNT(*) AS n {J} GROUP BY b.segment HAVING COUNT(*) > 20 ORDER BY n DESC", 1, 1e-6, None),
+    (f"SELECT b.segment, AVG(r.spend) AS a {J} GROUP BY b.segment HAVING AVG(r.spend) > 500 AND SUM(r.spend) > 0",
+     1, 1e-6, None),
+    (f"SELECT r.channel, b.segment, COUNT(*) AS n, SUM(r.spend) AS s {J} WHERE b.age > 25 GROUP BY 1, 2 "
+     "HAVING NOT (SUM(r.spend) < 9000) OR AVG(b.income) >= 1e9", 2, 1e-6, None),
+    (f"SELECT b.segment, STDDEV(r.spend) AS s {J} GROUP BY 1 HAVING STDDEV(r.spend) > 400", 1, 1e-3, None),
+    (f"SELECT b.segment, r.channel, AVG(r.spend) AS a {J} GROUP BY 1, 2 ORDER BY a DESC LIMIT 3", 2, 1e-6, None),
+    (f"SELECT r.channel, COUNT(*) {J} GROUP BY r.channel ORDER BY AVG(b.income)", 1, 1e-6, None),
+    # bucket expressions of aggregate columns as histograms
+    (f"SELECT CASE WHEN r.spend < 300 THEN 'low' WHEN r.spend < 800 THEN 'mid' ELSE 'high' END AS band, "
+     f"COUNT(*), AVG(b.income) {J} GROUP BY band", 1, 1e-6, None),
+    (f"SELECT CASE WHEN b.age < 40 THEN 'young' ELSE 'old' END AS a, b.segment, COUNT(*) {J} GROUP BY 1, 2",
+     2, 1e-6, None),
+    (f"SELECT WIDTH_BUCKET(b.age, 20, 80, 3) AS bucket, COUNT(*), SUM(r.spend) {J} GROUP BY bucket", 1, 1e-6,
+     f"SELECT CASE WHEN b.age < 20 THEN 0 WHEN b.age < 40 THEN 1 WHEN b.age < 60 THEN 2 WHEN b.age < 80 THEN 3 "
+     f"ELSE 4 END AS bucket, COUNT(*), SUM(r.spend) {J} GROUP BY bucket"),
+]
+
+
+# one party's table: computed by its owner in plaintext, sent to the requester
+SINGLE = [
+    ("SELECT COUNT(*), AVG(spend), STDDEV(spend), MEDIAN(visits) FROM retailer.purchases", 0, 1e-9, None),
+    ("SELECT channel, COUNT(*), SUM(spend), QUANTILE_CONT(spend, 0.75), CORR(spend, visits) "
+     "FROM retailer.purchases p WHERE p.visits > 6 GROUP BY channel ORDER BY channel", 1, 1e-9, None),
+    ("SELECT CASE WHEN spend < 500 THEN 'low' ELSE 'high' END AS band, MIN(spend), MAX(visits) "
+     "FROM retailer.purchases WHERE channel = 'web' OR spend > 900 GROUP BY band", 1, 1e-9, None),
+]
+
+
+def _check(out: pd.DataFrame, want: pd.DataFrame, groups: int, rel: float, ordered: bool,
+           complete: bool = True) -> None:
+    assert len(out.columns) == len(want.columns) + (1 if groups else 0)
+    if not groups:
+        assert len(out) == 1
+        for i in range(len(want.columns)):
+            _close(out.iloc[0, i], want.iloc[0, i], rel)
+        return
+    kept = out[~out["suppressed"]].reset_index(drop=True)
+    keys = [str(c) for c in want.columns[:groups]]
+    want = want.copy()
+    want.columns = [str(c) for c in want.columns]
+    if ordered:     # the kept groups come in DuckDB's order
+        ours = [tuple(r) for r in kept.iloc[:, :groups].astype(str).values]
+        theirs = [tuple(r) for r in want.iloc[:, :groups].astype(str).values if tuple(r) in ours]
+        assert ours == theirs[:len(ours)]
+    for _, row in kept.iterrows():
+        match = want[(want[keys].astype(str) == [str(row.iloc[i]) for i in range(groups)]).all(axis=1)]
+        assert len(match) == 1, (row, want)
+        for i in range(groups, len(want.columns)):
+            _close(row.iloc[i], match.iloc[0, i], rel)
+    if complete:    # every group of DuckDB's answer is in ours, kept or suppressed
+        ours_keys = {tuple(r) for r in out.iloc[:, :groups].astype(str).values}
+        assert {tuple(r) for r in want.iloc[:, :groups].astype(str).values} <= ours_keys
+    sup = out[out["suppressed"]]
+    for _, row in sup.iterrows():       # a suppressed group is small or empty in DuckDB's answer
+        assert row.iloc[groups:-1].isna().all()
+
+
+@pytest.mark.parametrize(("sql", "groups", "rel", "duck"), QUERIES, ids=[f"q{i:02d}" for i in range(len(QUERIES))])
+def test_query_matches_duckdb(cluster, sql, groups, rel, duck):
+    with cluster.client("bank") as client:
+        out = client.query(sql, join="dealer", progress=False)
+    want = cluster.duck.execute(duck or sql.replace(" LIMIT 3", "")).df()
+    _check(out, want, groups, rel, ordered="ORDER BY" in sql, complete="LIMIT" not in sql)
+    if "LIMIT" in sql:
+        assert len(out) <= 3
+
+
+@pytest.mark.parametrize(("sql", "groups", "rel", "duck"), SINGLE, ids=[f"single{i}" for i in range(len(SINGLE))])
+@pytest.mark.parametrize("requester", ["bank", "retailer"])
+def test_one_party_table_matches_duckdb(cluster, sql, groups, rel, duck, requester):
+    with cluster.client(requester) as client:
+        out = client.query(sql, progress=False)
+    _check(out, cluster.duck.execute(duck or sql).df(), groups, rel, ordered="ORDER BY" in sql)
+
+
+def test_explain_of_one_party_table(cluster):
+    with cluster.client("bank") as client:
+        text = client.explain("SELECT channel, AVG(spend) FROM retailer.purchases GROUP BY channel")
+    assert "computed by its owner in plaintext" in text and "retailer (plaintext, its own rows)" in text
+
+
+def test_one_party_table_still_refuses_row_level_output(cluster):
+    with cluster.client("bank") as client, pytest.raises(PolicyRefused, match="retailer.purchases.spend"):
+        client.query("SELECT spend FROM retailer.purchases", progress=False)
+
+
+def test_query_with_the_ecdh_join_and_reveal_to_one_party(cluster):
+    sql = f"SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(b.income) {J} WHERE r.channel = 'web' GROUP BY 1"
+    with cluster.client("retailer") as client:
+        out = client.query(sql, reveal_to="retailer", progress=False)
+    _check(out, cluster.duck.execute(sql).df(), 1, 1e-3, ordered=False)
+    with cluster.client("bank") as client:
+        assert client.query(sql, reveal_to="retailer", join="dealer", progress=False) is None
+
+
+def test_small_groups_are_suppressed_and_marked(cluster):
+    sql = f"SELECT b.segment, COUNT(*) AS n, AVG(r.spend) {J} GROUP BY b.segment"
+    counts = dict(cluster.duck.execute(sql).df()[["segment", "n"]].values)
+    with cluster.client("bank") as client:
+        out = client.query(sql, join="dealer", progress=False, min_group_size=25)
+    assert set(out["segment"]) == set(counts)
+    for _, row in out.iterrows():
+        assert row["suppressed"] == (counts[row["segment"]] < 25)
+        assert np.isnan(row["n"]) == row["suppressed"]
+    assert out["suppressed"].any() and not out["suppressed"].all()
+
+
+def test_a_secret_filter_suppresses_a_group_it_empties(cluster):
+    sql = f"SELECT b.segment, COUNT(*) AS n {J} WHERE r.spend > 1500 GROUP BY b.segment"
+    want = dict(cluster.duck.execute(sql).df().values)
+    with cluster.client("bank") as client:
+        out = client.query(sql, join="dealer", progress=False)
+    for _, row in out.iterrows():
+        n = want.get(row["segment"], 0)
+        assert row["suppressed"] == (n < MIN_GROUP)
+        if not row["suppressed"]:
+            assert row["n"] == n
+
+
+@pytest.mark.parametrize(("sql", "column", "level"), [
+    (f"SELECT b.segment, b.income {J} GROUP BY b.segment", "bank.accounts.income", "aggregate"),
+    (f"SELECT r.spend {J}", "retailer.purchases.spend", "aggregate"),
+    (f"SELECT r.spend, COUNT(*) {J} GROUP BY r.spend", "retailer.purchases.spend", "aggregate"),
+    (f"SELECT SUM(b.score) {J}", "bank.accounts.score", "hidden"),
+    (f"SELECT COUNT(*) {J} WHERE b.score > 0", "bank.accounts.score", "hidden"),
+    ("SELECT COUNT(*) FROM bank.accounts b JOIN retailer.purchases r ON b.income = r.spend",
+     "bank.accounts.income", "aggregate"),
+    (f"SELECT AVG(r.customer_id) {J}", "retailer.purchases.customer_id", "join_key"),
+])
+def test_policy_violations_are_refused_naming_the_column(cluster, sql, column, level):
+    with cluster.client("bank") as client, pytest.raises(PolicyRefused) as info:
+        client.query(sql, progress=False)
+    assert column in str(info.value) and f"'{level}'" in str(info.value)
+
+
+def test_every_party_checks_the_plan_against_its_policy(cluster):
+    """A plan made without the client's checks (grouping by an aggregate column) is refused by the server."""
+    from protocols.sql import compile_query, parse
+
+    with cluster.client("bank") as client:
+        schemas = {**client.datasets("bank"), **client.datasets("retailer")}
+        plan = parse(f"SELECT b.segment, COUNT(*) {J} GROUP BY b.segment", schemas)
+        plan.group_by[0].column = "retailer.purchases.spend"
+        protocol, params = compile_query(plan, join="dealer")
+        with pytest.raises(JobFailed, match="retailer.*spend.*policy 'aggregate'"):
+            client.run(protocol, progress=False, **params)
+
+
+@pytest.mark.parametrize(("sql", "construct", "where"), [
+    ("SELECT COUNT(*) FROM bank.accounts b LEFT JOIN retailer.purchases r USING (customer_id)", "LEFT JOIN",
+     "line 1"),
+    (f"SELECT COUNT(*) {J} WHERE r.spend > (SELECT 1)", "subquery", "line 1"),
+    (f"SELECT SUM(r.spend) OVER () {J}", "window function", "line 1"),
+    (f"SELECT COUNT(*) {J} JOIN bank.accounts c USING (customer_id) JOIN retailer.purchases d "
+     "USING (customer_id)", "four or more tables", "line 1"),
+    (f"SELECT COUNT(*) {J} JOIN bank.accounts c USING (customer_id)", "two tables of one party", "line 1"),
+    (f"SELECT *\n{J}", "SELECT *", "line 1, column 8"),
+    (f"SELECT COUNT(DISTINCT r.visits) {J}", "DISTINCT", "line 1"),
+    (f"SELECT COUNT(*) {J} UNION SELECT 1", "UNION", ""),
+    (f"SELECT b.segment, MEDIAN(r.spend) {J} GROUP BY 1", "GROUP BY", ""),
+    (f"SELECT SUM(r.spend / b.income) {J}", "division by a column", "line 1"),
+    (f"SELECT AVG(r.spend) + 1 {J}", "arithmetic on aggregates", "line 1"),
+    (f"SELECT COUNT(*) {J}\nWHERE r.spend LIKE 'x%'", "LIKE", "line 2"),
+    (f"SELECT COUNT(*) {J} WHERE r.spend = 'x'", "string comparison on shares", "line 1"),
+    (f"SELECT COUNT(*) {J} GROUP BY b.segment || 'x'", "GROUP BY", "line 1"),
+    (f"SELECT COUNT(*) {J} WHERE", "syntax error", "line 1"),
+])
+def test_unsupported_sql_names_the_construct_and_its_position(cluster, sql, construct, where):
+    with cluster.client("bank") as client, pytest.raises(SqlError) as info:
+        client.explain(sql)
+    message = str(info.value)
+    assert construct in message and where in message and "\n" not in message, message
+
+
+def test_explain_shows_protocols_plaintext_shares_and_what_each_party_learns(cluster):
+    sql = (f"SELECT b.segment, AVG(r.spend), STDDEV(r.spend) {J} WHERE r.channel = 'web' AND b.age > 30 "
+           "GROUP BY b.segment HAVING COUNT(*) > 5")
+    with cluster.client("bank") as client:
+        text = client.explain(sql, reveal_to="bank")
+    assert "sql.aggregate" in text and "private join" in text
+    assert "retailer (plaintext, its own rows only)" in text and "channel = 'web'" in text
+    assert "(bank.accounts.age > 30) as a secret 0/1 weight" in text
+    assert "secret-shared between bank and retailer" in text
+    lines = {line.split(":", 1)[0].strip(): line for line in text.splitlines()}
+    assert "AVG(retailer.purchases.spend)" in lines["bank"] and "centred moments" in lines["bank"]
+    assert "AVG" not in lines["retailer"] and "which groups are suppressed" in lines["retailer"]
+    assert "nothing that depends on ids or values" in lines["dealer (if the deployment has one)"]
+    assert "only whether each kept group passes is opened" in text and "HAVING drops" not in lines["bank"]
+    with cluster.client("bank") as client:     # a HAVING on moments runs on the opened values, and says so
+        text = client.explain(f"SELECT b.segment, STDDEV(r.spend) AS s {J} GROUP BY 1 HAVING STDDEV(r.spend) > 1")
+    assert "HAVING drops" in text and "then HAVING" in text
+
+
+def test_the_audit_log_records_the_sql_and_the_plan(cluster):
+    sql = f"SELECT COUNT(*) AS audited {J}"
+    with cluster.client("bank") as client:
+        client.query(sql, join="dealer", progress=False)
+    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
+    mine = [r for r in records if r["protocol"] == "sql.aggregate" and isinstance(r.get("params"), dict)
+            and r["params"].get("sql") == sql]
+    assert mine and mine[-1]["params"]["plan"]["outputs"] == ["audited"]
+    assert mine[-1]["outcome"] == "done"
+
+
+def test_cli_query_formats_and_explain(cluster, capsys):
+    server = cluster.addresses["bank"]
+    sql = f"SELECT b.segment, COUNT(*) AS n {J} GROUP BY b.segment ORDER BY b.segment"
+    want = cluster.duck.execute(sql).df()
+    assert main(["query", sql, "--server", server, "--format", "json", "--join", "dealer", "--quiet"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    kept = {r["segment"]: r["n"] for r in rows if not r["suppressed"]}
+    assert kept == {s: n for s, n in want.values if n >= MIN_GROUP}
+    assert main(["query", sql, "--server", server, "--format", "csv", "--join", "dealer", "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "segment,n,suppressed"
+    assert main(["query", sql, "--server", server, "--explain"]) == 0
+    assert "what each party learns:" in capsys.readouterr().out
+    assert main(["query", f"SELECT r.spend {J}", "--server", server]) == 2
+    assert "policy 'aggregate'" in capsys.readouterr().err
+
+
+# -- views: what each party and the dealer receive ---------------------------------------------------
+
+class _Frames:
+    """A LocalData over in-memory tables (the view test runs the job's function directly)."""
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def column(self, ref):
+        return self.frames[ref.dataset][ref.column].to_numpy()
+
+    def min_group_size(self, ref):
+        return MIN_GROUP
+
+
+def _sql_job(ctx, params, frames):
+    from protocols.sql.job import _run
+    return _run(ctx, params, _Frames(frames))
+
+
+def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
+    """Two runs whose values and secret filter outcomes differ, same shapes: the dealer's views
+    are identical; the bank's received words of a row axis are uniform and uncorrelated with
+    the retailer's secret (tests/test_views.py's checks)."""
+    from test_views import assert_masked, dealer_view
+
+    from mpc.runtime.views import record_views
+    from protocols.sql import compile_query, parse
+
+    n = 1024
+    rng = np.random.default_rng(23)   # test data
+    segment = rng.choice(["x", "y", "z"], n)
+    schemas = {"bank": [{"name": "accounts", "id": "id", "min_group_size": MIN_GROUP,
+                         "columns": {"id": "join_key", "segment": "plaintext"}}],
+               "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
+                             "columns": {"id": "join_key", "spend": "aggregate"}}]}
+    sql = ("SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(r.spend), MIN(r.spend) "
+           "FROM bank.accounts b JOIN retailer.purchases r USING (id) WHERE r.spend > 0 GROUP BY b.segment")
+    _, params = compile_query(parse(sql, schemas), join="dealer")
+    runs = []
+    for scale in (1.0, -250.0):
+        s = rng.integers(0, 2, n)
+        spend = (np.where(s == 1, 3.0, -1.0) + rng.normal(0, 0.1, n)) * scale
+        order = rng.permutation(n)
+        frames = {"bank": {"accounts": pd.DataFrame({"id": np.arange(n), "segment": segment})},
+                  "retailer": {"purchases": pd.DataFrame({"id": order, "spend": spend[order]})}}
+        res, views = record_views(_sql_job, ["bank", "retailer"],
+                                  args={p: (params, frames[p]) for p in ("bank", "retailer")})
+        pooled = pd.DataFrame({"segment": segment, "spend": spend})
+        pooled = pooled[pooled.spend > 0].groupby("segment").spend.agg(["size", "mean", "std", "min"])
+        out = res["bank"].set_index("segment")
+        for seg, row in pooled.iterrows():
+            assert out.loc[seg].iloc[0] == row["size"]
+            assert out.loc[seg].iloc[1:4].to_numpy(float) == pytest.approx(row[["mean", "std", "min"]].to_numpy(float),
+                                                                           rel=1e-3)
+        assert_masked(views["bank"], s)
+        runs.append(views)
+    assert dealer_view(runs[0]) == dealer_view(runs[1])
+
+
+def test_an_expression_that_would_overflow_the_ring_is_refused(cluster):
+    """income * spend * income reaches ~2^53: its fixed-point product cannot fit; refused, never wrapped."""
+    with cluster.client("bank") as client, pytest.raises(JobFailed, match="beyond what a product on shares holds"):
+        client.query(f"SELECT SUM(b.income * r.spend * b.income) {J}", join="dealer", progress=False)
+
+
+# -- three parties: rows aligned by multi-party PSI, then shares between all three -------------------
+
+@pytest.fixture(scope="module")
+def three():
+    rng = np.random.default_rng(31)   # test data
+    ids = [f"u{i:04d}" for i in range(260)]
+    bank = pd.DataFrame({"customer_id": ids[:200], "income": rng.lognormal(10, .5, 200).round(2),
+                         "segment": rng.choice(["mass", "affluent"], 200)})
+    retail = pd.DataFrame({"customer_id": ids[40:240], "spend": rng.gamma(2, 300, 200).round(2)})
+    ads = pd.DataFrame({"user_id": ids[20:260], "clicks": rng.poisson(3, 240),
+                        "campaign": rng.choice(["spring", "summer"], 240)})
+    ds = {"bank": {"accounts": {"frame": bank, "id": "customer_id", "min_group_size": MIN_GROUP,
+                                "columns": {"customer_id": "join_key", "income": "aggregate", "segment": "plaintext"}}},
+          "retailer": {"purchases": {"frame": retail, "id": "customer_id", "min_group_size": MIN_GROUP,
+                                     "columns": {"customer_id": "join_key", "spend": "aggregate"}}},
+          "ads": {"impressions": {"frame": ads, "id": "user_id", "min_group_size": MIN_GROUP,
+                                  "columns": {"user_id": "join_key", "clicks": "aggregate", "campaign": "plaintext"}}}}
+    con = duckdb.connect()
+    for schema, table, frame in (("bank", "accounts", bank), ("retailer", "purchases", retail),
+                                 ("ads", "impressions", ads)):
+        con.execute(f"CREATE SCHEMA {schema}")
+        con.register(f"{schema}_df", frame)
+        con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM {schema}_df")
+    with LocalCluster(["bank", "retailer", "ads"], tls=False, datasets=ds) as c:
+        c.duck = con
+        yield c
+
+
+J3 = ("FROM bank.accounts b JOIN retailer.purchases r USING (customer_id) "
+      "JOIN ads.impressions a ON a.user_id = b.customer_id")
+THREE = [
+    (f"SELECT COUNT(*), SUM(r.spend), AVG(b.income), AVG(a.clicks) {J3}", 0, 1e-6),
+    (f"SELECT STDDEV(r.spend), CORR(b.income, r.spend), SUM(b.income * a.clicks) {J3}", 0, 1e-3),
+    (f"SELECT a.campaign, b.segment, COUNT(*), AVG(r.spend) {J3} WHERE r.spend > 300 GROUP BY 1, 2", 2, 1e-6),
+    (f"SELECT b.segment, MIN(r.spend), MAX(a.clicks), VAR_SAMP(b.income) {J3} WHERE a.campaign = 'spring' "
+     "GROUP BY b.segment", 1, 1e-3),
+]
+
+
+@pytest.mark.parametrize(("sql", "groups", "rel"), THREE, ids=[f"three{i}" for i in range(len(THREE))])
+def test_three_party_query_matches_duckdb(three, sql, groups, rel):
+    with three.client("ads") as client:
+        out = client.query(sql, progress=False)
+    _check(out, three.duck.execute(sql).df(), groups, rel, ordered=False)
+
+
+def test_three_party_explain_says_rows_are_aligned_by_psi(three):
+    with three.client("bank") as client:
+        text = client.explain(f"SELECT COUNT(*) {J3}")
+    assert "multi-party PSI" in text and "which of its own rows all three parties hold" in text
+    assert text.count("which of its own rows all three parties hold") == 3   # one line per party
