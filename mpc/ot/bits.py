@@ -36,7 +36,14 @@ def _tile(words: np.ndarray, out: np.ndarray, i0: int, i1: int, j0: int, j1: int
     (word columns, 64, row blocks): out[j, c, i] = word c of block (i, j) transposed.
     """
     b = words[i0:i1, :, j0:j1].copy()  # a copy: the rounds work in place
-    ni, nj = i1 - i0, j1 - j0
+    _swap_rounds(b)
+    out[j0:j1, :, i0:i1] = b.transpose(2, 1, 0)
+
+
+def _swap_rounds(b: np.ndarray) -> None:
+    """The six rounds of the 64x64 transpose, in place on ``b`` (blocks, 64, word columns):
+    round j swaps the j-bit halves between rows j apart (masked shifts and XORs)."""
+    ni, _, nj = b.shape
     t = np.empty(ni * 32 * nj, dtype=np.uint64)
     for j, mask in _ROUNDS:
         v = b.reshape(ni, 64 // (2 * j), 2, j, nj)
@@ -48,7 +55,6 @@ def _tile(words: np.ndarray, out: np.ndarray, i0: int, i1: int, j0: int, j1: int
         np.bitwise_xor(hi, tt, out=hi)
         np.left_shift(tt, np.uint64(j), out=tt)
         np.bitwise_xor(lo, tt, out=lo)
-    out[j0:j1, :, i0:i1] = b.transpose(2, 1, 0)
 
 
 _TILE128 = 256  # 128-bit column blocks per tile of _transpose128: 512 KiB (with its temporaries, in L2)
@@ -72,18 +78,7 @@ def _transpose128(m: np.ndarray) -> np.ndarray:
         for a in range(2):
             for w in range(2):
                 b[a, :, :, w] = src[w, :, j0:j1, a]
-        rows = b.reshape(128, -1)
-        t = np.empty(64 * rows.shape[1], dtype=np.uint64)
-        for j, mask in _ROUNDS:
-            v = rows.reshape(128 // (2 * j), 2, j, -1)
-            lo, hi = v[:, 0], v[:, 1]
-            tt = t.reshape(128 // (2 * j), j, -1)
-            np.right_shift(lo, np.uint64(j), out=tt)
-            np.bitwise_xor(tt, hi, out=tt)
-            np.bitwise_and(tt, mask, out=tt)
-            np.bitwise_xor(hi, tt, out=hi)
-            np.left_shift(tt, np.uint64(j), out=tt)
-            np.bitwise_xor(lo, tt, out=lo)
+        _swap_rounds(b.reshape(2, 64, -1))   # the 128 rows as two 64-row halves (a view)
         out_v[j0:j1] = b.view("V16").reshape(128, j1 - j0).T
     return out.view(np.uint8).reshape(128 * nj, 16)
 
