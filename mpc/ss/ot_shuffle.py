@@ -75,61 +75,76 @@ def _destinations(shape: tuple[int, int], width: int) -> np.ndarray:
     return dest
 
 
-def _groups(bits: list[np.ndarray], words: int) -> list[range]:
-    """Consecutive layers whose OTs (times ``words``) fit one batch of _BATCH_WORDS (a layer
-    larger than that is a batch of its own)."""
+def _groups(sizes: list[int]) -> list[range]:
+    """Consecutive layers whose OT words (``sizes``: switches x words per layer) fit one batch
+    of _BATCH_WORDS (a layer larger than that is a batch of its own)."""
     out, start, size = [], 0, 0
-    for j, b in enumerate(bits):
-        size_j = b.size * words
+    for j, size_j in enumerate(sizes):
         if j > start and size + size_j > _BATCH_WORDS:
             out.append(range(start, j))
             start, size = j, 0
         size += size_j
-    out.append(range(start, len(bits)))
+    out.append(range(start, len(sizes)))
     return out
 
 
-def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], jointly: bool
+def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jointly: bool
              ) -> tuple[np.ndarray, np.ndarray]:
     """The offline phase of both networks at once: this party walks the peer's network as S
-    from its mask ``a`` and its own (control ``bits``, (1 or rows, n/2) per layer) as P from
-    0. Random OTs for a group of layers in one batch each way, then S's corrections
-    p0 + (v1_S - v0_S) - p1 of the whole group in one message. Returns (B, Delta)."""
+    from its mask ``a`` and its own (control ``bits``, (1 or rows, width/2) per layer) as P
+    from 0. Only the real switches of the n-wire network take an OT; the others are
+    public (:func:`mpc.ss.benes.fixed_bits`) and both walks apply them locally. Random OTs
+    for a group of layers in one batch each way, then S's corrections p0 + (v1_S - v0_S) -
+    p1 of the whole group in one message. Returns (B, Delta)."""
     ctx, peer = source.ctx, source.peer
     rows, width = a.shape
-    half = width // 2
+    # walk (A, width, W) arrays whose C order is the OTs' order: jointly (1, width, rows),
+    # each switch's rows together (one OT, rows words); else (rows, width, 1)
     w = rows if jointly else 1
-    v_s, v_p = a.copy(), np.zeros_like(a)
-    for group in _groups(bits, w):
-        sizes = [half if jointly else rows * half for _ in group]
+    v_s = (a.T[None] if jointly else a[:, :, None]).copy()    # a itself is needed online
+    v_p = np.zeros_like(v_s)
+    real = [np.flatnonzero(r) for r in benes.real_switches(n, width)]
+    fixed = [np.flatnonzero(f) for f in benes.fixed_bits(n, width)]
+    for group in _groups([len(r) * rows for r in real]):
+        sizes = [len(real[j]) * rows // w for j in group]
         total = sum(sizes)
-        choices = np.concatenate([bits[j].reshape(-1) for j in group])
+        choices = np.concatenate([bits[j][:, real[j]].reshape(-1) for j in group])
         p0, p1, mine = (p.view(np.uint64).reshape(total, w) for p in source.rot_pair(total, choices, 8 * w))
         taus, off = [], 0
         for j, m in zip(group, sizes, strict=True):          # S: the peer's network
-            corr = v_s[:, 1::2] - v_s[:, 0::2]
-            x = corr.T if jointly else corr.reshape(m, 1)
-            pad = p0[off:off + m]
-            taus.append(pad + x - p1[off:off + m])
-            pad = pad.T if jointly else pad.reshape(rows, half)
-            v_s[:, 0::2] -= pad
-            v_s[:, 1::2] += pad
-            v_s = benes.wire(v_s, j, width)
+            i0, i1 = 2 * real[j], 2 * real[j] + 1
+            _swap(v_s, fixed[j])
+            x0, x1 = v_s[:, i0], v_s[:, i1]
+            pad = p0[off:off + m].reshape(x0.shape)
+            taus.append((pad + (x1 - x0) - p1[off:off + m].reshape(x0.shape)).reshape(m, w))
+            v_s[:, i0] = x0 - pad
+            v_s[:, i1] = x1 + pad
+            v_s = benes.wire(v_s, j, width, axis=1)
             off += m
         ctx.send(peer, np.concatenate(taus))
         tau = expect(peer, ctx.recv(peer), np.uint64, (total, w), "the shuffle's OT corrections")
         off = 0
         for j, m in zip(group, sizes, strict=True):          # P: this party's network
-            c = bits[j].reshape(-1).astype(np.uint64)[:, None]
-            got = mine[off:off + m] + c * tau[off:off + m]
-            got = got.T if jointly else got.reshape(rows, half)
-            cb = np.broadcast_to(bits[j], (rows, half)).astype(np.uint64)
-            got += cb * (v_p[:, 1::2] - v_p[:, 0::2])
-            v_p[:, 0::2] += got
-            v_p[:, 1::2] -= got
-            v_p = benes.wire(v_p, j, width)
+            i0, i1 = 2 * real[j], 2 * real[j] + 1
+            _swap(v_p, fixed[j])
+            c = bits[j][:, real[j]].astype(np.uint64)[:, :, None]
+            x0, x1 = v_p[:, i0], v_p[:, i1]
+            got = (mine[off:off + m] + tau[off:off + m] * c.reshape(m, 1)).reshape(x0.shape)
+            got += c * (x1 - x0)
+            v_p[:, i0] = x0 + got
+            v_p[:, i1] = x1 - got
+            v_p = benes.wire(v_p, j, width, axis=1)
             off += m
-    return v_s, v_p
+    if jointly:
+        return v_s[0].T, v_p[0].T
+    return v_s[:, :, 0], v_p[:, :, 0]
+
+
+def _swap(v: np.ndarray, switches: np.ndarray) -> None:
+    """Cross the given (public, crossed) switches of v's wire axis 1 in place."""
+    if len(switches):
+        i0, i1 = 2 * switches, 2 * switches + 1
+        v[:, i0], v[:, i1] = v[:, i1], v[:, i0]
 
 
 def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarray:
@@ -141,9 +156,9 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarra
         return x.copy()
     width = benes.padded_size(n)
     dest = _destinations((1 if jointly else rows, n), width)
-    bits = benes.route(dest)
+    bits = benes.route(dest, n)
     a = source.prg.uint64((rows, width))
-    v_s, v_p = _network(source, a, bits, jointly)    # offline: both networks at once
+    v_s, v_p = _network(source, a, bits, n, jointly)    # offline: both networks at once
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for permuter in (0, 1):                          # online: party 0's pi, then party 1's
