@@ -103,41 +103,82 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
     w = rows if jointly else 1
     v_s = (a.T[None] if jointly else a[:, :, None]).copy()    # a itself is needed online
     v_p = np.zeros_like(v_s)
-    real = [np.flatnonzero(r) for r in benes.real_switches(n, width)]
-    fixed = [np.flatnonzero(f) for f in benes.fixed_bits(n, width)]
-    for group in _groups([len(r) * rows for r in real]):
-        sizes = [len(real[j]) * rows // w for j in group]
-        total = sum(sizes)
-        choices = np.concatenate([bits[j][:, real[j]].reshape(-1) for j in group])
+    lead = v_s.shape[0]
+    plan = _plan(n, width)
+    for group in _groups([lay.switches * rows for lay in plan]):
+        total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
+        choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
+                                  for j in group for key in plan[j].parts])
         p0, p1, mine = (p.view(np.uint64).reshape(total, w) for p in source.rot_pair(total, choices, 8 * w))
         taus, off = [], 0
-        for j, m in zip(group, sizes, strict=True):          # S: the peer's network
-            i0, i1 = 2 * real[j], 2 * real[j] + 1
-            _swap(v_s, fixed[j])
-            x0, x1 = v_s[:, i0], v_s[:, i1]
-            pad = p0[off:off + m].reshape(x0.shape)
-            taus.append((pad + (x1 - x0) - p1[off:off + m].reshape(x0.shape)).reshape(m, w))
-            v_s[:, i0] = x0 - pad
-            v_s[:, i1] = x1 + pad
+        for j in group:                                      # S: the peer's network
+            lay = plan[j]
+            _swap(v_s, lay.fixed)
+            v = v_s.reshape(lead, lay.blocks, lay.half, 2, -1)
+            for key in lay.parts:
+                i0, i1 = key + (0,), key + (1,)
+                t = v[i1] - v[i0]
+                cnt = t.size // w
+                pad = p0[off:off + cnt].reshape(t.shape)
+                t += pad
+                t -= p1[off:off + cnt].reshape(t.shape)
+                taus.append(t.reshape(cnt, w))
+                v[i0] -= pad
+                v[i1] += pad
+                off += cnt
             v_s = benes.wire(v_s, j, width, axis=1)
-            off += m
         ctx.send(peer, np.concatenate(taus))
         tau = expect(peer, ctx.recv(peer), np.uint64, (total, w), "the shuffle's OT corrections")
         off = 0
-        for j, m in zip(group, sizes, strict=True):          # P: this party's network
-            i0, i1 = 2 * real[j], 2 * real[j] + 1
-            _swap(v_p, fixed[j])
-            c = bits[j][:, real[j]].astype(np.uint64)[:, :, None]
-            x0, x1 = v_p[:, i0], v_p[:, i1]
-            got = (mine[off:off + m] + tau[off:off + m] * c.reshape(m, 1)).reshape(x0.shape)
-            got += c * (x1 - x0)
-            v_p[:, i0] = x0 + got
-            v_p[:, i1] = x1 - got
+        for j in group:                                      # P: this party's network
+            lay = plan[j]
+            _swap(v_p, lay.fixed)
+            v = v_p.reshape(lead, lay.blocks, lay.half, 2, -1)
+            b = bits[j].reshape(-1, lay.blocks, lay.half)
+            for key in lay.parts:
+                i0, i1 = key + (0,), key + (1,)
+                c = b[key].astype(np.uint64)[..., None]
+                cnt = c.size
+                got = tau[off:off + cnt] * c.reshape(cnt, 1)
+                got += mine[off:off + cnt]
+                t = v[i1] - v[i0]
+                t *= c
+                t += got.reshape(t.shape)
+                v[i0] += t
+                v[i1] -= t
+                off += cnt
             v_p = benes.wire(v_p, j, width, axis=1)
-            off += m
     if jointly:
         return v_s[0].T, v_p[0].T
     return v_s[:, :, 0], v_p[:, :, 0]
+
+
+class _Layer:
+    """One layer's real switches as index keys into the (lead, blocks, half, 2, W) view of
+    the walk: the prefix of q switches every block has (a strided view, updated in place)
+    and switch q of the blocks that have q + 1 (the blocks' real wires differ by at most
+    one); ``fixed``: the crossed public switches."""
+
+    def __init__(self, real: np.ndarray, fixed: np.ndarray, blocks: int):
+        self.blocks, self.half = blocks, len(real) // blocks
+        per = real.reshape(blocks, self.half).sum(axis=1)
+        q = int(per.min())
+        extra = np.flatnonzero(per > q)
+        self.parts: list[tuple] = []
+        if q:
+            self.parts.append((slice(None), slice(None), slice(0, q)))
+        if len(extra):
+            self.parts.append((slice(None), extra, q))
+        self.switches = int(real.sum())
+        self.fixed = np.flatnonzero(fixed)
+
+
+def _plan(n: int, width: int) -> list[_Layer]:
+    """The layers of the n-wire network in the width-``width`` layout (public: n only)."""
+    k = benes.log2_size(width)
+    return [_Layer(r, f, 1 << (j if j < k else 2 * k - 2 - j))
+            for j, (r, f) in enumerate(zip(benes.real_switches(n, width), benes.fixed_bits(n, width),
+                                           strict=True))]
 
 
 def _swap(v: np.ndarray, switches: np.ndarray) -> None:
