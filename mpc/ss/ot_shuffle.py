@@ -6,8 +6,11 @@ shared over Z_2^64, and the two parties get fresh shares of pi(x). The shuffle i
 is permuted by pi_1 o pi_0, which no single party knows (each knows one uniform factor).
 
 Construction: the oblivious switching network of Mohassel and Sadeghian ("How to hide
-circuits in MPC", EUROCRYPT 2013) on a Benes network (:mod:`mpc.ss.benes`, n padded to a
-power of two with dummy wires that P's permutation fixes), in the "permutation
+circuits in MPC", EUROCRYPT 2013) on the arbitrary-size rearrangeable network on n wires
+(Chang-Melhem 1997, :mod:`mpc.ss.benes`: laid out in a power-of-two Benes network whose
+dummy wires P's permutation fixes; every switch touching a dummy has a public state set by
+n alone, which both parties apply locally, so only the network's real switches take an
+OT), in the "permutation
 correlation" form (as in Chase, Ghosh, Poburinnaya, ASIACRYPT 2020): everything but one
 n-word message is independent of x and can be precomputed.
 
@@ -42,10 +45,12 @@ a). S receives only the IKNP matrices of P's choice bits, pseudorandom whatever 
 bits, so it learns nothing about pi. Each party's output share is fresh: S's B is a
 function of its own uniform pads, P's share is x-dependent but masked by B. Permutations
 are uniform (argsort of 128-bit CSPRNG keys, :func:`mpc.crypto.random.row_permutations`),
-and the padding to 2^k dummies is public.
-Cost per switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of correction,
-(2 log2 n - 1) n/2 switches per network: at n = 2^20 and one row about 20M OTs, 480 MB
-per party's network.
+and the padding to 2^k dummies, with the fixed switch states, is public (a function of n).
+Cost per real switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of
+correction; :func:`mpc.ss.benes.switch_count` (n), about n log2 n - n/2, switches per
+network: at n = 2^20 and one row about 20M OTs, 480 MB per party's network; at
+n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy) runs on
+the padded width, each layer's real switches as a per-block prefix view.
 """
 
 from __future__ import annotations
