@@ -110,15 +110,17 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
     v_p = np.zeros_like(v_s)
     lead = v_s.shape[0]
     plan = _plan(n, width)
+    _swap(v_s, plan[0].fixed)
+    _swap(v_p, plan[0].fixed)
     for group in _groups([lay.switches * rows for lay in plan]):
         total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
         choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
                                   for j in group for key in plan[j].parts])
         p0, p1, mine = (p.view(np.uint64).reshape(total, w) for p in source.rot_pair(total, choices, 8 * w))
         taus, off = [], 0
+        moves = {j: _move(plan, j, width) for j in group}
         for j in group:                                      # S: the peer's network
             lay = plan[j]
-            _swap(v_s, lay.fixed)
             v = v_s.reshape(lead, lay.blocks, lay.half, 2, -1)
             for key in lay.parts:
                 i0, i1 = key + (0,), key + (1,)
@@ -131,13 +133,12 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
                 v[i0] -= pad
                 v[i1] += pad
                 off += cnt
-            v_s = benes.wire(v_s, j, width, axis=1)
+            v_s = np.take(v_s, moves[j], axis=1)
         ctx.send(peer, np.concatenate(taus))
         tau = expect(peer, ctx.recv(peer), np.uint64, (total, w), "the shuffle's OT corrections")
         off = 0
         for j in group:                                      # P: this party's network
             lay = plan[j]
-            _swap(v_p, lay.fixed)
             v = v_p.reshape(lead, lay.blocks, lay.half, 2, -1)
             b = bits[j].reshape(-1, lay.blocks, lay.half)
             for key in lay.parts:
@@ -152,7 +153,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
                 v[i0] += t
                 v[i1] -= t
                 off += cnt
-            v_p = benes.wire(v_p, j, width, axis=1)
+            v_p = np.take(v_p, moves[j], axis=1)
     if jointly:
         return v_s[0].T, v_p[0].T
     return v_s[:, :, 0], v_p[:, :, 0]
@@ -184,6 +185,18 @@ def _plan(n: int, width: int) -> list[_Layer]:
     return [_Layer(r, f, 1 << (j if j < k else 2 * k - 2 - j))
             for j, (r, f) in enumerate(zip(benes.real_switches(n, width), benes.fixed_bits(n, width),
                                            strict=True))]
+
+
+def _move(plan: list[_Layer], j: int, width: int) -> np.ndarray:
+    """The wiring after layer j, then the public crossed switches of layer j + 1, as one
+    gather index on the wire axis (one np.take: faster than the strided reshape copy)."""
+    idx = benes.wire(np.arange(width), j, width)
+    if j + 1 < len(plan) and len(plan[j + 1].fixed):
+        f = plan[j + 1].fixed
+        sw = np.arange(width)
+        sw[2 * f], sw[2 * f + 1] = 2 * f + 1, 2 * f
+        idx = idx[sw]
+    return idx
 
 
 def _swap(v: np.ndarray, switches: np.ndarray) -> None:
