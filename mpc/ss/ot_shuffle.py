@@ -50,7 +50,8 @@ Cost per real switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words 
 correction; :func:`mpc.ss.benes.switch_count` (n), about n log2 n - n/2, switches per
 network: at n = 2^20 and one row about 20M OTs, 480 MB per party's network; at
 n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy) runs on
-the padded width, each layer's real switches as a per-block prefix view.
+the padded width, word-major (every operation along the wire axis), each layer's real
+switches as a per-block prefix view, the wiring as one gather.
 """
 
 from __future__ import annotations
@@ -103,65 +104,69 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
     p1 of the whole group in one message. Returns (B, Delta)."""
     ctx, peer = source.ctx, source.peer
     rows, width = a.shape
-    # walk (A, width, W) arrays whose C order is the OTs' order: jointly (1, width, rows),
-    # each switch's rows together (one OT, rows words); else (rows, width, 1)
+    # walk (W, A, width) arrays: jointly (rows, 1, width), one OT per switch carrying its
+    # W = rows words; else (1, rows, width). The switches' OT order is the C order of the
+    # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
+    # operation runs along the long wire axis (each group's pads transposed once)
     w = rows if jointly else 1
-    v_s = (a.T[None] if jointly else a[:, :, None]).copy()    # a itself is needed online
+    v_s = (a[:, None, :] if jointly else a[None]).copy()    # a itself is needed online
     v_p = np.zeros_like(v_s)
-    lead = v_s.shape[0]
+    lead = v_s.shape[1]
     plan = _plan(n, width)
     _swap(v_s, plan[0].fixed)
     _swap(v_p, plan[0].fixed)
+    every = (slice(None),)
     for group in _groups([lay.switches * rows for lay in plan]):
         total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
         choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
                                   for j in group for key in plan[j].parts])
-        p0, p1, mine = (p.view(np.uint64).reshape(total, w) for p in source.rot_pair(total, choices, 8 * w))
-        taus, off = [], 0
+        p0, p1, mine = (np.ascontiguousarray(p.view(np.uint64).reshape(total, w).T)
+                        for p in source.rot_pair(total, choices, 8 * w))
+        taus, off = np.empty((w, total), np.uint64), 0
         moves = {j: _move(plan, j, width) for j in group}
         for j in group:                                      # S: the peer's network
             lay = plan[j]
-            v = v_s.reshape(lead, lay.blocks, lay.half, 2, -1)
+            v = v_s.reshape(w, lead, lay.blocks, lay.half, 2)
             for key in lay.parts:
-                i0, i1 = key + (0,), key + (1,)
+                i0, i1 = every + key + (0,), every + key + (1,)
                 t = v[i1] - v[i0]
                 cnt = t.size // w
-                pad = p0[off:off + cnt].reshape(t.shape)
+                pad = p0[:, off:off + cnt].reshape(t.shape)
                 t += pad
-                t -= p1[off:off + cnt].reshape(t.shape)
-                taus.append(t.reshape(cnt, w))
+                t -= p1[:, off:off + cnt].reshape(t.shape)
+                taus[:, off:off + cnt] = t.reshape(w, cnt)
                 v[i0] -= pad
                 v[i1] += pad
                 off += cnt
-            v_s = np.take(v_s, moves[j], axis=1)
-        ctx.send(peer, np.concatenate(taus))
-        tau = expect(peer, ctx.recv(peer), np.uint64, (total, w), "the shuffle's OT corrections")
+            v_s = np.take(v_s, moves[j], axis=2)
+        ctx.send(peer, taus)
+        tau = expect(peer, ctx.recv(peer), np.uint64, (w, total), "the shuffle's OT corrections")
         off = 0
         for j in group:                                      # P: this party's network
             lay = plan[j]
-            v = v_p.reshape(lead, lay.blocks, lay.half, 2, -1)
+            v = v_p.reshape(w, lead, lay.blocks, lay.half, 2)
             b = bits[j].reshape(-1, lay.blocks, lay.half)
             for key in lay.parts:
-                i0, i1 = key + (0,), key + (1,)
-                c = b[key].astype(np.uint64)[..., None]
+                i0, i1 = every + key + (0,), every + key + (1,)
+                c = b[key].astype(np.uint64)[None]
                 cnt = c.size
-                got = tau[off:off + cnt] * c.reshape(cnt, 1)
-                got += mine[off:off + cnt]
+                got = tau[:, off:off + cnt] * c.reshape(1, cnt)
+                got += mine[:, off:off + cnt]
                 t = v[i1] - v[i0]
                 t *= c
                 t += got.reshape(t.shape)
                 v[i0] += t
                 v[i1] -= t
                 off += cnt
-            v_p = np.take(v_p, moves[j], axis=1)
+            v_p = np.take(v_p, moves[j], axis=2)
     if jointly:
-        return v_s[0].T, v_p[0].T
-    return v_s[:, :, 0], v_p[:, :, 0]
+        return v_s[:, 0], v_p[:, 0]
+    return v_s[0], v_p[0]
 
 
 class _Layer:
-    """One layer's real switches as index keys into the (lead, blocks, half, 2, W) view of
-    the walk: the prefix of q switches every block has (a strided view, updated in place)
+    """One layer's real switches as index keys into the (A, blocks, half) axes of the
+    walk's (W, A, blocks, half, 2) view: the prefix of q switches every block has (a strided view, updated in place)
     and switch q of the blocks that have q + 1 (the blocks' real wires differ by at most
     one); ``fixed``: the crossed public switches."""
 
@@ -200,10 +205,10 @@ def _move(plan: list[_Layer], j: int, width: int) -> np.ndarray:
 
 
 def _swap(v: np.ndarray, switches: np.ndarray) -> None:
-    """Cross the given (public, crossed) switches of v's wire axis 1 in place."""
+    """Cross the given (public, crossed) switches of v's wire axis (the last) in place."""
     if len(switches):
         i0, i1 = 2 * switches, 2 * switches + 1
-        v[:, i0], v[:, i1] = v[:, i1], v[:, i0]
+        v[..., i0], v[..., i1] = v[..., i1], v[..., i0]
 
 
 def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarray:
