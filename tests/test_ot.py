@@ -252,3 +252,12 @@ def test_tccr_multi_is_tccr_per_tweak_and_wide_pads_unchanged():
     assert np.array_equal(tccr_multi(x, tweaks), want)
     assert np.array_equal(_pad(x, 0, 40), want[:, :40])
     assert np.array_equal(_pad(x, 7, 16), tccr(x, np.arange(7, 1007, dtype=np.uint64)))
+
+
+@pytest.mark.parametrize("words", [1, 2, 3, 5, 8])
+def test_pad_words_is_pad_word_major(words):
+    from mpc.ot.extension import _pad, pad_words
+    x = np.frombuffer(os.urandom(16 * 777), np.uint8).reshape(777, 16)
+    want = np.ascontiguousarray(_pad(x, 12345, 8 * words)).view(np.uint64).T
+    got = pad_words(x, 12345, words)
+    assert got.flags.c_contiguous and got.shape == (words, 777) and np.array_equal(got, want)

@@ -107,7 +107,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
     # walk (W, A, width) arrays: jointly (rows, 1, width), one OT per switch carrying its
     # W = rows words; else (1, rows, width). The switches' OT order is the C order of the
     # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
-    # operation runs along the long wire axis (each group's pads transposed once)
+    # operation runs along the long wire axis
     w = rows if jointly else 1
     v_s = (a[:, None, :] if jointly else a[None]).copy()    # a itself is needed online
     v_p = np.zeros_like(v_s)
@@ -120,8 +120,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
         total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
         choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
                                   for j in group for key in plan[j].parts])
-        p0, p1, mine = (np.ascontiguousarray(p.view(np.uint64).reshape(total, w).T)
-                        for p in source.rot_pair(total, choices, 8 * w))
+        p0, p1, mine = source.rot_pair(total, choices, w)
         taus, off = np.empty((w, total), np.uint64), 0
         moves = {j: _move(plan, j, width) for j in group}
         for j in group:                                      # S: the peer's network
