@@ -149,9 +149,9 @@ def route(dest: np.ndarray, n: int | None = None) -> list[np.ndarray]:
         label = key.ravel()
         rounds = m.bit_length() - 2                   # orbits have at most m/2 = 2^rounds elements
         for j in range(rounds):
-            np.minimum(label, label[h], out=label)
+            np.minimum(label, np.take(label, h), out=label)
             if j + 1 < rounds:
-                h = h[h]
+                h = np.take(h, h)
         label = label.reshape(blocks, m)
         colour = label > label[:, local ^ 1]          # True: to the lower half-network
         cin = colour[:, 0::2]
