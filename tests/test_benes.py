@@ -53,3 +53,49 @@ def test_sizes():
         benes.route(np.zeros((1, 6), np.int64))
     with pytest.raises(ValueError, match="rows, n"):
         benes.route(np.arange(4))
+
+
+def _check_arbitrary(n, dest_real):
+    """Route n real wires in the padded layout; check the permutation and that every switch
+    that is not real has its public state, so only real switches need an OT."""
+    width = benes.padded_size(n)
+    rows = len(dest_real)
+    dest = np.concatenate([dest_real, np.tile(np.arange(n, width), (rows, 1))], axis=1)
+    bits = benes.route(dest, n)
+    x = np.tile(np.arange(width), (rows, 1))
+    assert np.array_equal(benes.evaluate(bits, x), _scatter(dest, x))
+    for b, real, fixed in zip(bits, benes.real_switches(n, width), benes.fixed_bits(n, width), strict=True):
+        assert np.array_equal(b[:, ~real], np.broadcast_to(fixed[~real], (rows, int((~real).sum()))))
+        assert not fixed[real].any()
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 7])
+def test_every_permutation_of_n_wires_arbitrary_size(n):
+    _check_arbitrary(n, np.array(list(itertools.permutations(range(n)))))
+
+
+@pytest.mark.parametrize("n", [9, 11, 13, 17, 31, 33, 63, 65, 99, 127, 129, 255, 257, 1000, 1023, 1025, 3001])
+def test_random_permutations_arbitrary_size(n):
+    rng = np.random.default_rng(n)
+    _check_arbitrary(n, np.stack([rng.permutation(n) for _ in range(6)]))
+
+
+def _switches(n):
+    """The recursion of the arbitrary-size network (Chang-Melhem 1997): floor(n/2) input and
+    output switches, sub-networks of floor(n/2) and ceil(n/2) wires."""
+    if n < 2:
+        return 0
+    if n == 2:
+        return 1
+    return 2 * (n // 2) + _switches(n // 2) + _switches(n - n // 2)
+
+
+def test_switch_count_is_the_arbitrary_size_recursion():
+    for n in list(range(0, 70)) + [1000, 1025, 348651, int(1.33 * 2 ** 20)]:
+        assert benes.switch_count(n) == _switches(n)
+    for k in range(1, 12):
+        assert benes.switch_count(1 << k) == (2 * k - 1) << (k - 1)     # the Benes network
+    n = int(1.33 * 2 ** 20)
+    assert benes.switch_count(n) < 0.65 * benes.layers(benes.padded_size(n)) * benes.padded_size(n) // 2
+    with pytest.raises(ValueError, match="do not fit"):
+        benes.route(np.arange(4)[None], 5)

@@ -239,3 +239,25 @@ def test_session_is_kept_per_job_and_role():
     for (m0, m1), mc in zip(out["alice"], out["bob"], strict=True):
         assert np.array_equal(mc, np.where(choices[:, None], m1, m0))
     assert not np.array_equal(out["alice"][0][0], out["alice"][1][0])   # fresh OTs each batch
+
+
+def test_tccr_multi_is_tccr_per_tweak_and_wide_pads_unchanged():
+    """The multi-tweak hash (pi(x) once) equals separate tccr calls, so _pad's wide OT pads
+    (k blocks with tweaks i | k << 56) are the same bytes as before."""
+    from mpc.ot.extension import _pad
+    from mpc.ot.hashing import tccr_multi
+    x = np.frombuffer(os.urandom(16 * 1000), np.uint8).reshape(1000, 16)
+    tweaks = [np.arange(1000, dtype=np.uint64) | (np.uint64(k) << np.uint64(56)) for k in range(3)]
+    want = np.concatenate([tccr(x, t) for t in tweaks], axis=1)
+    assert np.array_equal(tccr_multi(x, tweaks), want)
+    assert np.array_equal(_pad(x, 0, 40), want[:, :40])
+    assert np.array_equal(_pad(x, 7, 16), tccr(x, np.arange(7, 1007, dtype=np.uint64)))
+
+
+@pytest.mark.parametrize("words", [1, 2, 3, 5, 8])
+def test_pad_words_is_pad_word_major(words):
+    from mpc.ot.extension import _pad, pad_words
+    x = np.frombuffer(os.urandom(16 * 777), np.uint8).reshape(777, 16)
+    want = np.ascontiguousarray(_pad(x, 12345, 8 * words)).view(np.uint64).T
+    got = pad_words(x, 12345, words)
+    assert got.flags.c_contiguous and got.shape == (words, 777) and np.array_equal(got, want)

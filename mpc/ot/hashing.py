@@ -77,6 +77,41 @@ def tccr(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
     return out
 
 
+def tccr_multi(x: np.ndarray, tweaks: list[np.ndarray]) -> np.ndarray:
+    """``tccr(x, t)`` for each t of ``tweaks`` side by side ((n, 16 len(tweaks)) uint8), pi(x)
+    computed once: the same hash as separate calls, one fixed-key AES pass fewer per extra
+    tweak (the wide OT pads of :func:`mpc.ot.extension._pad`)."""
+    p = _pi(x)
+    lanes = p.reshape(-1, BLOCK).view(np.uint64)[:, 0]
+    out = np.empty((len(p), BLOCK * len(tweaks)), dtype=np.uint8)
+    for k, tw in enumerate(tweaks):
+        t = np.asarray(tw, dtype=np.uint64)
+        lanes ^= t
+        e = _pi(p)
+        lanes ^= t
+        np.bitwise_xor(e, p, out=out[:, k * BLOCK:(k + 1) * BLOCK])
+    return out
+
+
+def tccr_word_major(x: np.ndarray, tweaks: list[np.ndarray], words: int) -> np.ndarray:
+    """The first ``words`` 64-bit words of ``tccr_multi(x, tweaks)``'s rows, word-major
+    ((words, n) uint64, C-contiguous): word 2k + j of row i is word j of tccr(x_i, t_k).
+    For consumers that work on each word across all rows (the shuffle's walk)."""
+    p = _pi(x)
+    n = len(p)
+    lanes = p.reshape(-1, BLOCK).view(np.uint64)[:, 0]
+    out = np.empty((2 * len(tweaks), n), dtype=np.uint64)
+    for k, tw in enumerate(tweaks):
+        t = np.asarray(tw, dtype=np.uint64)
+        lanes ^= t
+        e = _pi(p)
+        lanes ^= t
+        np.bitwise_xor(e, p, out=e)
+        ev = e.view(np.uint64).reshape(n, 2)
+        out[2 * k], out[2 * k + 1] = ev[:, 0], ev[:, 1]
+    return out[:words]
+
+
 def tccr_words(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
     """The low 64 bits of ``tccr(x, tweaks)`` as (n,) uint64, in fewer passes.
 

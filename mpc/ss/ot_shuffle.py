@@ -6,8 +6,11 @@ shared over Z_2^64, and the two parties get fresh shares of pi(x). The shuffle i
 is permuted by pi_1 o pi_0, which no single party knows (each knows one uniform factor).
 
 Construction: the oblivious switching network of Mohassel and Sadeghian ("How to hide
-circuits in MPC", EUROCRYPT 2013) on a Benes network (:mod:`mpc.ss.benes`, n padded to a
-power of two with dummy wires that P's permutation fixes), in the "permutation
+circuits in MPC", EUROCRYPT 2013) on the arbitrary-size rearrangeable network on n wires
+(Chang-Melhem 1997, :mod:`mpc.ss.benes`: laid out in a power-of-two Benes network whose
+dummy wires P's permutation fixes; every switch touching a dummy has a public state set by
+n alone, which both parties apply locally, so only the network's real switches take an
+OT), in the "permutation
 correlation" form (as in Chase, Ghosh, Poburinnaya, ASIACRYPT 2020): everything but one
 n-word message is independent of x and can be precomputed.
 
@@ -42,10 +45,13 @@ a). S receives only the IKNP matrices of P's choice bits, pseudorandom whatever 
 bits, so it learns nothing about pi. Each party's output share is fresh: S's B is a
 function of its own uniform pads, P's share is x-dependent but masked by B. Permutations
 are uniform (argsort of 128-bit CSPRNG keys, :func:`mpc.crypto.random.row_permutations`),
-and the padding to 2^k dummies is public.
-Cost per switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of correction,
-(2 log2 n - 1) n/2 switches per network: at n = 2^20 and one row about 20M OTs, 480 MB
-per party's network.
+and the padding to 2^k dummies, with the fixed switch states, is public (a function of n).
+Cost per real switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of
+correction; :func:`mpc.ss.benes.switch_count` (n), about n log2 n - n/2, switches per
+network: at n = 2^20 and one row about 20M OTs, 480 MB per party's network; at
+n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy) runs on
+the padded width, word-major (every operation along the wire axis), each layer's real
+switches as a per-block prefix view, the wiring as one gather.
 """
 
 from __future__ import annotations
@@ -75,61 +81,133 @@ def _destinations(shape: tuple[int, int], width: int) -> np.ndarray:
     return dest
 
 
-def _groups(bits: list[np.ndarray], words: int) -> list[range]:
-    """Consecutive layers whose OTs (times ``words``) fit one batch of _BATCH_WORDS (a layer
-    larger than that is a batch of its own)."""
+def _groups(sizes: list[int]) -> list[range]:
+    """Consecutive layers whose OT words (``sizes``: switches x words per layer) fit one batch
+    of _BATCH_WORDS (a layer larger than that is a batch of its own)."""
     out, start, size = [], 0, 0
-    for j, b in enumerate(bits):
-        size_j = b.size * words
+    for j, size_j in enumerate(sizes):
         if j > start and size + size_j > _BATCH_WORDS:
             out.append(range(start, j))
             start, size = j, 0
         size += size_j
-    out.append(range(start, len(bits)))
+    out.append(range(start, len(sizes)))
     return out
 
 
-def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], jointly: bool
+def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jointly: bool
              ) -> tuple[np.ndarray, np.ndarray]:
     """The offline phase of both networks at once: this party walks the peer's network as S
-    from its mask ``a`` and its own (control ``bits``, (1 or rows, n/2) per layer) as P from
-    0. Random OTs for a group of layers in one batch each way, then S's corrections
-    p0 + (v1_S - v0_S) - p1 of the whole group in one message. Returns (B, Delta)."""
+    from its mask ``a`` and its own (control ``bits``, (1 or rows, width/2) per layer) as P
+    from 0. Only the real switches of the n-wire network take an OT; the others are
+    public (:func:`mpc.ss.benes.fixed_bits`) and both walks apply them locally. Random OTs
+    for a group of layers in one batch each way, then S's corrections p0 + (v1_S - v0_S) -
+    p1 of the whole group in one message. Returns (B, Delta)."""
     ctx, peer = source.ctx, source.peer
     rows, width = a.shape
-    half = width // 2
+    # walk (W, A, width) arrays: jointly (rows, 1, width), one OT per switch carrying its
+    # W = rows words; else (1, rows, width). The switches' OT order is the C order of the
+    # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
+    # operation runs along the long wire axis
     w = rows if jointly else 1
-    v_s, v_p = a.copy(), np.zeros_like(a)
-    for group in _groups(bits, w):
-        sizes = [half if jointly else rows * half for _ in group]
-        total = sum(sizes)
-        choices = np.concatenate([bits[j].reshape(-1) for j in group])
-        p0, p1, mine = (p.view(np.uint64).reshape(total, w) for p in source.rot_pair(total, choices, 8 * w))
-        taus, off = [], 0
-        for j, m in zip(group, sizes, strict=True):          # S: the peer's network
-            corr = v_s[:, 1::2] - v_s[:, 0::2]
-            x = corr.T if jointly else corr.reshape(m, 1)
-            pad = p0[off:off + m]
-            taus.append(pad + x - p1[off:off + m])
-            pad = pad.T if jointly else pad.reshape(rows, half)
-            v_s[:, 0::2] -= pad
-            v_s[:, 1::2] += pad
-            v_s = benes.wire(v_s, j, width)
-            off += m
-        ctx.send(peer, np.concatenate(taus))
-        tau = expect(peer, ctx.recv(peer), np.uint64, (total, w), "the shuffle's OT corrections")
+    v_s = (a[:, None, :] if jointly else a[None]).copy()    # a itself is needed online
+    v_p = np.zeros_like(v_s)
+    lead = v_s.shape[1]
+    plan = _plan(n, width)
+    _swap(v_s, plan[0].fixed)
+    _swap(v_p, plan[0].fixed)
+    every = (slice(None),)
+    for group in _groups([lay.switches * rows for lay in plan]):
+        total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
+        choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
+                                  for j in group for key in plan[j].parts])
+        p0, p1, mine = source.rot_pair(total, choices, w)
+        taus, off = np.empty((w, total), np.uint64), 0
+        moves = {j: _move(plan, j, width) for j in group}
+        for j in group:                                      # S: the peer's network
+            lay = plan[j]
+            v = v_s.reshape(w, lead, lay.blocks, lay.half, 2)
+            for key in lay.parts:
+                i0, i1 = every + key + (0,), every + key + (1,)
+                t = v[i1] - v[i0]
+                cnt = t.size // w
+                pad = p0[:, off:off + cnt].reshape(t.shape)
+                t += pad
+                t -= p1[:, off:off + cnt].reshape(t.shape)
+                taus[:, off:off + cnt] = t.reshape(w, cnt)
+                v[i0] -= pad
+                v[i1] += pad
+                off += cnt
+            v_s = np.take(v_s, moves[j], axis=2)
+        ctx.send(peer, taus)
+        tau = expect(peer, ctx.recv(peer), np.uint64, (w, total), "the shuffle's OT corrections")
         off = 0
-        for j, m in zip(group, sizes, strict=True):          # P: this party's network
-            c = bits[j].reshape(-1).astype(np.uint64)[:, None]
-            got = mine[off:off + m] + c * tau[off:off + m]
-            got = got.T if jointly else got.reshape(rows, half)
-            cb = np.broadcast_to(bits[j], (rows, half)).astype(np.uint64)
-            got += cb * (v_p[:, 1::2] - v_p[:, 0::2])
-            v_p[:, 0::2] += got
-            v_p[:, 1::2] -= got
-            v_p = benes.wire(v_p, j, width)
-            off += m
-    return v_s, v_p
+        for j in group:                                      # P: this party's network
+            lay = plan[j]
+            v = v_p.reshape(w, lead, lay.blocks, lay.half, 2)
+            b = bits[j].reshape(-1, lay.blocks, lay.half)
+            for key in lay.parts:
+                i0, i1 = every + key + (0,), every + key + (1,)
+                c = b[key].astype(np.uint64)[None]
+                cnt = c.size
+                got = tau[:, off:off + cnt] * c.reshape(1, cnt)
+                got += mine[:, off:off + cnt]
+                t = v[i1] - v[i0]
+                t *= c
+                t += got.reshape(t.shape)
+                v[i0] += t
+                v[i1] -= t
+                off += cnt
+            v_p = np.take(v_p, moves[j], axis=2)
+    if jointly:
+        return v_s[:, 0], v_p[:, 0]
+    return v_s[0], v_p[0]
+
+
+class _Layer:
+    """One layer's real switches as index keys into the (A, blocks, half) axes of the
+    walk's (W, A, blocks, half, 2) view: the prefix of q switches every block has (a strided view, updated in place)
+    and switch q of the blocks that have q + 1 (the blocks' real wires differ by at most
+    one); ``fixed``: the crossed public switches."""
+
+    def __init__(self, real: np.ndarray, fixed: np.ndarray, blocks: int):
+        self.blocks, self.half = blocks, len(real) // blocks
+        per = real.reshape(blocks, self.half).sum(axis=1)
+        q = int(per.min())
+        extra = np.flatnonzero(per > q)
+        self.parts: list[tuple] = []
+        if q:
+            self.parts.append((slice(None), slice(None), slice(0, q)))
+        if len(extra):
+            self.parts.append((slice(None), extra, q))
+        self.switches = int(real.sum())
+        self.fixed = np.flatnonzero(fixed)
+
+
+def _plan(n: int, width: int) -> list[_Layer]:
+    """The layers of the n-wire network in the width-``width`` layout (public: n only)."""
+    k = benes.log2_size(width)
+    return [_Layer(r, f, 1 << (j if j < k else 2 * k - 2 - j))
+            for j, (r, f) in enumerate(zip(benes.real_switches(n, width), benes.fixed_bits(n, width),
+                                           strict=True))]
+
+
+def _move(plan: list[_Layer], j: int, width: int) -> np.ndarray:
+    """The wiring after layer j, then the public crossed switches of layer j + 1, as one
+    gather index on the wire axis (one np.take: faster than the strided reshape copy)."""
+    idx = benes.wire(np.arange(width), j, width)
+    if j + 1 < len(plan) and len(plan[j + 1].fixed):
+        f = plan[j + 1].fixed
+        sw = np.arange(width)
+        sw[2 * f], sw[2 * f + 1] = 2 * f + 1, 2 * f
+        idx = idx[sw]
+    return idx
+
+
+def _swap(v: np.ndarray, switches: np.ndarray) -> None:
+    """Cross the given (public, crossed) switches of v's wire axis (the last) in place."""
+    if len(switches):
+        i0, i1 = 2 * switches, 2 * switches + 1
+        v[..., i0], v[..., i1] = v[..., i1], v[..., i0]
 
 
 def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarray:
@@ -141,9 +219,9 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarra
         return x.copy()
     width = benes.padded_size(n)
     dest = _destinations((1 if jointly else rows, n), width)
-    bits = benes.route(dest)
+    bits = benes.route(dest, n)
     a = source.prg.uint64((rows, width))
-    v_s, v_p = _network(source, a, bits, jointly)    # offline: both networks at once
+    v_s, v_p = _network(source, a, bits, n, jointly)    # offline: both networks at once
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for permuter in (0, 1):                          # online: party 0's pi, then party 1's

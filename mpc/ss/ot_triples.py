@@ -70,7 +70,7 @@ import numpy as np
 from mpc.crypto import pool
 from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
-from mpc.ot.extension import _pad, xor_delta
+from mpc.ot.extension import _pad, pad_words, xor_delta
 from mpc.ot.hashing import tccr_words
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
@@ -239,17 +239,18 @@ class OtSource(provider.RandomnessProvider):
             recv_share = tau
         return p0, recv_share, after
 
-    def rot_pair(self, m: int, choices: np.ndarray, nbytes: int
+    def rot_pair(self, m: int, choices: np.ndarray, words: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One batch of random OTs each way (the peer makes the same call, its ``m`` being
         ``len(choices)`` here): as sender ``m`` pairs (p0, p1), as receiver p_choice for each
-        of ``choices``; every pad ``nbytes`` wide ((m, nbytes) uint8). The caller derandomises
-        (sends p0 + x - p1 for a correlated OT)."""
+        of ``choices``; every pad ``words`` 64-bit words wide, word-major ((words, m) uint64:
+        :func:`mpc.ot.extension.pad_words`). The caller derandomises (sends p0 + x - p1 for
+        a correlated OT)."""
         t, first_r = self._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
         q, first_s = self._s.extend(m)                                           # receives U
-        p0 = _pad(q, first_s, nbytes)
+        p0 = pad_words(q, first_s, words)
         q ^= self._s.delta
-        return p0, _pad(q, first_s, nbytes), _pad(t, first_r, nbytes)
+        return p0, pad_words(q, first_s, words), pad_words(t, first_r, words)
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an
