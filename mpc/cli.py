@@ -226,14 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError, TimeoutError, KeyError) as exc:
-        print(f"gaotie: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     except Exception as exc:  # GaotieError and friends: one line, no traceback wall
         from mpc.runtime.errors import GaotieError
         if isinstance(exc, GaotieError):
-            print(f"gaotie: error: {exc}", file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
             return 1
         raise
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line the CLI prints for a failure: the exception's message, or, for one
+    without a message, what :func:`mpc.runtime.errors.describe` says (type and where)."""
+    from mpc.runtime.errors import describe
+    return f"gaotie: error: {str(exc) or describe(exc)}"
 
 
 if __name__ == "__main__":

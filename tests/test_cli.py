@@ -119,3 +119,14 @@ def test_run_job_file_and_datasets_and_audit(tls_cluster, tmp_path):
     assert float(out.stdout.splitlines()[1]) == pytest.approx(expected, rel=1e-9)
     out = gaotie("run", str(tmp_path / "nope.toml"), *conn)
     assert out.returncode == 2 and "nope.toml" in out.stderr
+
+
+def test_an_error_without_a_message_still_says_what_failed():
+    from mpc.cli import error_line
+
+    assert error_line(ValueError("bad port 'x'")) == "gaotie: error: bad port 'x'"
+    try:
+        raise TimeoutError()
+    except TimeoutError as exc:
+        line = error_line(exc)
+    assert line.startswith("gaotie: error: TimeoutError (no message) at ") and "test_cli.py" in line
