@@ -3,11 +3,23 @@
 import os
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
 import pytest
 
 from mpc.cluster import LocalCluster
+
+# Fixed-point inputs for operator tests: tiny, large and edge values (|x| within 16-bit-fraction range).
+FIXED_POINT_FLOATS = st.one_of(st.floats(-1e-3, 1e-3), st.floats(-30000, 30000),
+                               st.sampled_from([0.0, -32767.5, 1e4]))
+
+
+def float_pairs(max_n: int):
+    """Two float64 arrays of one length in 1..max_n with FIXED_POINT_FLOATS elements."""
+    return st.integers(1, max_n).flatmap(lambda n: st.tuples(hnp.arrays(np.float64, n, elements=FIXED_POINT_FLOATS),
+                                                             hnp.arrays(np.float64, n, elements=FIXED_POINT_FLOATS)))
 
 
 def bank_and_retailer(n_bank=300, n_retail=250, overlap=120, seed=3):

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
+from conftest import float_pairs
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import mpc
 from mpc import ss
@@ -78,12 +77,8 @@ def _check_ops(res, x, y):
     np.testing.assert_allclose(res["where"], np.where(qx < qy, qx, 2 * qy), rtol=0, atol=1.01 * ULP)
 
 
-mixed = st.one_of(st.floats(-1e-3, 1e-3), st.floats(-30000, 30000), st.sampled_from([0.0, -32767.5, 1e4]))
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(xy=st.integers(1, 40).flatmap(lambda n: st.tuples(hnp.arrays(np.float64, n, elements=mixed),
-                                                         hnp.arrays(np.float64, n, elements=mixed))))
+@given(xy=float_pairs(40))
 def test_operators_against_numpy(xy):
     x, y = xy
     _check_ops(run(_ops, x, y), x, y)

@@ -1,9 +1,8 @@
 """Operators with dealer-free Paillier triples (two parties, small insecure keys for speed)."""
 
 import numpy as np
+from conftest import float_pairs
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import mpc
 from mpc import ss
@@ -25,12 +24,8 @@ def run(fn, x, y):
     return out["alice"]
 
 
-mixed = st.one_of(st.floats(-1e-3, 1e-3), st.floats(-30000, 30000), st.sampled_from([0.0, -32767.5, 1e4]))
-
-
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(xy=st.integers(1, 4).flatmap(lambda n: st.tuples(hnp.arrays(np.float64, n, elements=mixed),
-                                                        hnp.arrays(np.float64, n, elements=mixed))))
+@given(xy=float_pairs(4))
 def test_arithmetic_and_comparisons_with_paillier_triples(xy):
     x, y = xy
 
