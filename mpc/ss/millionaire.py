@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.crypto.random import PRG
-from mpc.ot.extension import IknpReceiver, IknpSender, _pad
+from mpc.ot.extension import IknpReceiver, IknpSender, _pad, xor_delta
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss.beaver import open_many
@@ -91,10 +91,10 @@ def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
     t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
     q, first_s = sender.extend(m + extra.size)                        # receives the peer's U
     x0, xc = _pad(q[m:], first_s + m, 1)[:, 0] & 3, _pad(t[m:], first_r + m, 1)[:, 0] & 3
-    x1 = _pad(q[m:] ^ sender.delta, first_s + m, 1)[:, 0] & 3
+    x1 = _pad(xor_delta(q[m:], sender.delta, np.empty_like(q[m:])), first_s + m, 1)[:, 0] & 3
     q, t = q[:m], t[:m]
     k0 = _pad(q, first_s, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
-    q ^= sender.delta
+    xor_delta(q, sender.delta)                  # in place
     k1 = _pad(q, first_s, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
     k0 ^= (k0 ^ k1) & _SEL                      # slice v from k_i^{v_i} (M = 4 keys below)
     pad = k0[:, :, 0] ^ k0[:, :, 1] ^ k0[:, :, 2] ^ k0[:, :, 3]

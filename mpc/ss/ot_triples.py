@@ -249,7 +249,7 @@ class OtSource(provider.RandomnessProvider):
         t, first_r = self._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
         q, first_s = self._s.extend(m)                                           # receives U
         p0 = pad_words(q, first_s, words)
-        q ^= self._s.delta
+        xor_delta(q, self._s.delta)                                             # in place
         return p0, pad_words(q, first_s, words), pad_words(t, first_r, words)
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
