@@ -289,7 +289,8 @@ class _OutStream:
             return None
         code = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
         if code == "DEADLINE_EXCEEDED":
-            return JobTimeout(f"job {self.job_id}: the job timeout passed while sending to {self.receiver!r}")
+            return JobTimeout(f"job {self.job_id}: the job timeout passed while sending to {self.receiver!r}",
+                              party=self.receiver)
         if code in ("INVALID_ARGUMENT", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"):
             return PeerFailed(self.receiver, f"refused a message from {self.sender!r}: {exc.details()}")
         return PeerFailed(self.receiver, f"unreachable or disconnected (stream to {self.receiver!r}: {code})")
