@@ -65,6 +65,8 @@ from mpc.ot.wire import expect
 from mpc.ss import benes
 
 if TYPE_CHECKING:
+    from mpc.crypto.random import PRG
+    from mpc.runtime.context import Context
     from mpc.ss.ot_triples import OtSource
 
 _BATCH_WORDS = 1 << 20    # OTs x words per batch of layers: bounded memory (~100 MB per side)
@@ -234,4 +236,48 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarra
         else:
             ctx.send(peer, mine - a)
             mine = v_s
+    return np.ascontiguousarray(mine[:, :n])
+
+
+def shuffle_parties(ctx: Context, pairs: dict[str, OtSource], prg: PRG, x: np.ndarray, jointly: bool = False
+                    ) -> np.ndarray:
+    """Fresh shares of the (rows, n) shares ``x`` among N >= 3 parties, permuted by
+    pi_{N-1} o ... o pi_0, pi_j known to party j only; ``pairs``: this party's two-party
+    sources with every peer. See :ref:`the N-party section <n-party>` of the module
+    docstring: party j permutes in round j, every other party k running the network of
+    pi_j with it on k's own share (k as S with its mask a_kj, j as P).
+
+    Offline (independent of x), pair by pair in the job's rank order (no two parties wait
+    on each other): this party and peer k walk both networks of the pair at once
+    (:func:`_network`): this party gets B (its output share of k's round) and Delta_k
+    (its part of its own round with k). Online, round j: every k != j sends d_k = share_k -
+    a_kj and takes B_kj as its new share; j's new share is pi_j(share_j + sum_k d_k) +
+    sum_k Delta_k. One message of rows x width words to each round's permuting party."""
+    rank, parties = ctx.rank, ctx.parties
+    rows, n = x.shape
+    if rows == 0 or n <= 1:
+        return x.copy()
+    width = benes.padded_size(n)
+    dest = _destinations((1 if jointly else rows, n), width)
+    bits = benes.route(dest, n)
+    masks, outs, deltas = {}, {}, []
+    for peer in ctx.peers:                                     # offline: pairs in rank order
+        masks[peer] = prg.uint64((rows, width))
+        outs[peer], delta = _network(pairs[peer], masks[peer], bits, n, jointly)
+        deltas.append(delta)
+    mine = np.zeros((rows, width), np.uint64)
+    mine[:, :n] = x
+    for j, permuter in enumerate(parties):                    # online: party j's round
+        if rank == j:
+            total = mine.copy()
+            for peer in ctx.peers:
+                total += expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
+            out = np.empty_like(total)
+            np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
+            for delta in deltas:
+                out += delta
+            mine = out
+        else:
+            ctx.send(permuter, mine - masks[permuter])
+            mine = outs[permuter]
     return np.ascontiguousarray(mine[:, :n])
