@@ -106,8 +106,9 @@ def test_views_are_independent_of_the_input():
         total = out["a"] + out["b"] + out["c"]
         for r in range(rows):
             assert np.array_equal(np.sort(total[r]), np.sort(x[r]))
-        layouts.append({p: [(s, type(v).__name__, getattr(v, "dtype", None), getattr(v, "shape", None))
-                            for s, v in views[p]] for p in views})
+        # per (receiver, sender): a party's pairs run at once, so only each channel is ordered
+        layouts.append({(p, q): [(type(v).__name__, getattr(v, "dtype", None), getattr(v, "shape", None))
+                                 for s, v in views[p] if s == q] for p in views for q in views})
         for p in THREE:
             words = [v for _, v in views[p] if isinstance(v, np.ndarray) and v.dtype == np.uint64]
             assert words, p
@@ -210,3 +211,20 @@ def test_three_servers_without_a_dealer_run_horizontal_describe():
             got = client.run("stats.horizontal_describe", progress=False,
                              columns=[f"{p}.t.{c}" for p in frames for c in ("big", "count")])
     _check_pooled(got.set_index("column"), frames)
+
+
+def test_group_by_and_woe_three_parties_without_dealer():
+    """stats.group_by (shared comparisons against the group codes) and stats.woe_iv with
+    method="ss" (shared bins by comparisons) on three parties and triples="ot"."""
+    from test_stats_groupby_woe import check_groups, check_woe, data, gb_job, woe_job
+
+    key, spend, rate, y, score, age = data(n=200, seed=7)
+    parties = ["alice", "bob", "carol"]
+    tables = {"alice": {"region": key}, "bob": {"spend": spend}, "carol": {"rate": rate}}
+    out = mpc.run_local(gb_job, parties, args={p: (tables,) for p in parties}, timeout=300, **OT)
+    for p in parties:
+        check_groups(out[p], key, spend, rate, 5)
+    tables = {"alice": {"y": y}, "bob": {"score": score}, "carol": {"age": age}}
+    out = mpc.run_local(woe_job, parties, args={p: (tables,) for p in parties},
+                        kwargs={p: {"bins": 4, "method": "ss"} for p in parties}, timeout=300, **OT)
+    check_woe(out["carol"], y, {"score": score, "age": age}, 4)

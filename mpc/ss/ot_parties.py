@@ -210,6 +210,5 @@ class OtParties(provider.RandomnessProvider):
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """One permutation per party, each party's network run with every other party
         (:func:`mpc.ss.ot_shuffle.shuffle_parties`): no N - 1 parties know the result's."""
-        pairs = {peer: pair_source(self.ctx, peer) for peer in self.ctx.peers}
-        return ot_shuffle.shuffle_parties(self.ctx, pairs, self.prg, np.ascontiguousarray(x, dtype=np.uint64),
-                                          jointly)
+        return ot_shuffle.shuffle_parties(self.ctx, lambda peer: pair_source(self.ctx, peer), self.prg,
+                                          np.ascontiguousarray(x, dtype=np.uint64), jointly)

@@ -56,7 +56,9 @@ switches as a per-block prefix view, the wiring as one gather.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from mpc.runtime.context import Context
     from mpc.ss.ot_triples import OtSource
 
+T = TypeVar("T")
 _BATCH_WORDS = 1 << 20    # OTs x words per batch of layers: bounded memory (~100 MB per side)
 
 
@@ -239,45 +242,59 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarra
     return np.ascontiguousarray(mine[:, :n])
 
 
-def shuffle_parties(ctx: Context, pairs: dict[str, OtSource], prg: PRG, x: np.ndarray, jointly: bool = False
-                    ) -> np.ndarray:
-    """Fresh shares of the (rows, n) shares ``x`` among N >= 3 parties, permuted by
-    pi_{N-1} o ... o pi_0, pi_j known to party j only; ``pairs``: this party's two-party
-    sources with every peer. See :ref:`the N-party section <n-party>` of the module
-    docstring: party j permutes in round j, every other party k running the network of
-    pi_j with it on k's own share (k as S with its mask a_kj, j as P).
+def _each_peer(peers: list[str], fn: Callable[[str], T]) -> dict[str, T]:
+    """``fn(peer)`` for every peer at once, one thread each (every pair has its own
+    channels and OT sessions; numpy and AES release the GIL): each pair's walk runs while
+    the others wait on the network. The first failure is raised without waiting for the
+    other pairs (the job's abort wakes them)."""
+    if len(peers) == 1:
+        return {peers[0]: fn(peers[0])}
+    pool = ThreadPoolExecutor(len(peers), thread_name_prefix="gaotie-shuffle-pair")
+    try:
+        futures = {pool.submit(fn, peer): peer for peer in peers}
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in done:
+            if f.exception() is not None:
+                raise f.exception()
+        return {peer: f.result() for f, peer in futures.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
-    Offline (independent of x), pair by pair in the job's rank order (no two parties wait
-    on each other): this party and peer k walk both networks of the pair at once
-    (:func:`_network`): this party gets B (its output share of k's round) and Delta_k
-    (its part of its own round with k). Online, round j: every k != j sends d_k = share_k -
-    a_kj and takes B_kj as its new share; j's new share is pi_j(share_j + sum_k d_k) +
-    sum_k Delta_k. One message of rows x width words to each round's permuting party."""
-    rank, parties = ctx.rank, ctx.parties
+
+def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: np.ndarray,
+                    jointly: bool = False) -> np.ndarray:
+    """Fresh shares of the (rows, n) shares ``x`` among N >= 3 parties, permuted by
+    pi_{N-1} o ... o pi_0, pi_j known to party j only (the N-party section of the module
+    docstring); ``pair(peer)``: this party's two-party source with ``peer``.
+
+    Offline (independent of x), all pairs at once: this party and each peer k walk both
+    networks of their pair (:func:`_network`): this party gets B_k (its output share of k's
+    round) and Delta_k (its part of its own round with k). Online, round j: every k != j
+    sends d_k = share_k - a_kj to j and takes B_kj as its new share; j's new share is
+    pi_j(share_j + sum_k d_k) + sum_k Delta_k. One message of rows x width words from every
+    other party to each round's permuting party."""
+    rank, parties, peers = ctx.rank, ctx.parties, ctx.peers
     rows, n = x.shape
     if rows == 0 or n <= 1:
         return x.copy()
     width = benes.padded_size(n)
     dest = _destinations((1 if jointly else rows, n), width)
     bits = benes.route(dest, n)
-    masks, outs, deltas = {}, {}, []
-    for peer in ctx.peers:                                     # offline: pairs in rank order
-        masks[peer] = prg.uint64((rows, width))
-        outs[peer], delta = _network(pairs[peer], masks[peer], bits, n, jointly)
-        deltas.append(delta)
+    masks = {peer: prg.uint64((rows, width)) for peer in peers}
+    walks = _each_peer(peers, lambda peer: _network(pair(peer), masks[peer], bits, n, jointly))
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for j, permuter in enumerate(parties):                    # online: party j's round
         if rank == j:
             total = mine.copy()
-            for peer in ctx.peers:
+            for peer in peers:
                 total += expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
             out = np.empty_like(total)
             np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
-            for delta in deltas:
-                out += delta
+            for peer in peers:
+                out += walks[peer][1]                          # sum_k Delta_k
             mine = out
         else:
             ctx.send(permuter, mine - masks[permuter])
-            mine = outs[permuter]
+            mine = walks[permuter][0]                          # B
     return np.ascontiguousarray(mine[:, :n])
