@@ -1,4 +1,4 @@
-"""Dealer-free two-party oblivious shuffle on OT extension (``triples="ot"``).
+"""Dealer-free oblivious shuffle on OT extension (``triples="ot"``): two parties, and N >= 3 at the end.
 
 Permute + share: party P knows a permutation pi, the (rows, n) array x is additively
 shared over Z_2^64, and the two parties get fresh shares of pi(x). The shuffle is permute
@@ -52,6 +52,40 @@ network: at n = 2^20 and one row about 20M OTs, 480 MB per party's network; at
 n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy) runs on
 the padded width, word-major (every operation along the wire axis), each layer's real
 switches as a per-block prefix view, the wiring as one gather.
+
+N >= 3 parties (:func:`shuffle_parties`, the shuffle of :class:`mpc.ss.ot_parties.OtParties`).
+Round j = 0..N-1 is permute + share by party j with its secret uniform pi_j, where *every*
+other party k runs the two-party network of pi_j with j on k's own share: k as S with its
+mask a_kj, j as P (the same switch bits in its N - 1 networks). Party j ends with
+pi_j(x_j + sum_k d_k) + sum_k Delta_k, each k with B_kj: they add up to pi_j(x), since
+pi_j(a_kj) = B_kj + Delta_k per network. The result is permuted by pi_{N-1} o ... o pi_0:
+every party reshuffles once, as in the shuffles of Laur, Willemson and Zhang
+("Round-efficient oblivious database manipulation", ISC 2011), here each reshuffle by the
+OT switching network instead of a dealer or a replicated sharing. All networks are
+independent of x: every pair walks both of its networks (this party's round and the
+peer's) as in the two-party shuffle, all pairs at once (a thread per peer, each pair its
+own channels and OT sessions). Online: N sequential rounds; in round j every other party
+sends j one message d_k = share_k - a_kj and takes B_kj (known offline) as its new share.
+
+Why not fold (the tempting cheaper design: for round j the other parties give their shares
+to one helper h, and j and h run the two-party protocol): h would hold every share of the
+round's input but j's, so j and h together hold all of them and learn x; that is secure
+against single parties only. Here no party ever receives another's share: every message is
+masked by its sender's own uniform mask, or is OT traffic.
+
+Security of the N-party shuffle (semi-honest; any coalition C of at most N - 1 parties;
+kappa = 128): pick a party m outside C. C's view: the networks between two members of C
+add nothing; in a network between a member and an outsider, the member's view is
+pseudorandom by the two-party argument above (as S: IKNP matrices of P's choice bits; as P:
+corrections masked by the pads of the choices it did not make, and d masked by the
+outsider's a, which never appears otherwise); every share C ends with is a B of its own
+pads or masked by an outsider's B. So C's view is independent of x and of every
+outsider's permutation, and the result's permutation (...) o pi_m o (...) is uniform given
+it: pi_m is uniform and independent of the view, the other factors fixed. Nothing beyond
+the shape (rows, n) is revealed to anyone. (OtParties' other capabilities are weaker:
+see :mod:`mpc.ss.ot_parties`.) Cost per party: N - 1 pair networks, each both ways as in
+the two-party shuffle (about N - 1 times its offline work and traffic per party, the pairs
+overlapped), plus (N - 1) x rows x n words online.
 """
 
 from __future__ import annotations
