@@ -200,17 +200,27 @@ def test_horizontal_describe_three_parties_without_dealer(transport):
         _check_pooled(out[p], frames)
 
 
-def test_three_servers_without_a_dealer_run_horizontal_describe():
+def test_three_servers_without_a_dealer_run_horizontal_describe_and_sql():
     """Three `gaotie serve` processes, no dealer: triples="auto" resolves to "ot" (OtParties),
-    whose shuffle the quartiles need."""
+    whose shuffle the quartiles need; a three-table SQL aggregate runs too."""
     frames = _frames(["bank", "shop", "telco"], n0=40, seed=5)
-    datasets = {p: {"t": {"frame": f, "columns": {"big": "aggregate", "count": "aggregate"}, "min_group_size": 1}}
+    for i, f in enumerate(frames.values()):
+        f["id"] = [f"u{j + 5 * i:03d}" for j in range(len(f))]
+    datasets = {p: {"t": {"frame": f, "id": "id", "min_group_size": 1,
+                          "columns": {"id": "join_key", "big": "aggregate", "count": "aggregate"}}}
                 for p, f in frames.items()}
     with LocalCluster(list(frames), tls=False, datasets=datasets, dealer=False) as cluster:
         with cluster.client("shop") as client:
             got = client.run("stats.horizontal_describe", progress=False,
                              columns=[f"{p}.t.{c}" for p in frames for c in ("big", "count")])
-    _check_pooled(got.set_index("column"), frames)
+            sql = client.query("SELECT COUNT(*), SUM(b.big * s.count), AVG(t.big) FROM bank.t b "
+                               "JOIN shop.t s USING (id) JOIN telco.t t ON t.id = b.id", progress=False)
+    _check_pooled(got.set_index("column"), {p: f[["big", "count"]] for p, f in frames.items()})
+    m = frames["bank"].merge(frames["shop"], on="id", suffixes=("_b", "_s")).merge(frames["telco"], on="id")
+    row = [float(v) for v in np.asarray(sql).reshape(-1)]
+    assert row[0] == len(m)
+    assert row[1] == pytest.approx(float((m["big_b"] * m["count_s"]).sum()), rel=1e-6)
+    assert row[2] == pytest.approx(float(m["big"].mean()), rel=1e-6)
 
 
 def test_group_by_and_woe_three_parties_without_dealer():
