@@ -145,6 +145,37 @@ def test_folded_protocols_send_only_shares_to_the_second_party():
     assert [s for s, _ in views["c"]] and all(s in ("a", "b") for s, _ in views["c"])
 
 
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_operators_three_parties_against_numpy(transport):
+    """SharedTensor arithmetic on three parties' shares with OtParties: products (triples
+    and the folded mul), matmul, comparisons, equality, max, sort, argmax, division, sqrt."""
+    rng = np.random.default_rng(9)
+    x = np.round(rng.normal(size=12) * 20, 3)
+    y = np.round(rng.uniform(0.5, 30, 12), 3)
+    m = np.round(rng.normal(size=(3, 4)), 3)
+
+    def job(ctx):
+        a = ss.share(ctx, x if ctx.party == "a" else None, "a")
+        b = ss.share(ctx, y if ctx.party == "b" else None, "b")
+        c = ss.share(ctx, m if ctx.party == "c" else None, "c")
+        return {"mul": (a * b).reveal(), "matmul": (c @ c.T).reveal(), "lt": (a < b).reveal(),
+                "eq": (a == a).reveal(), "max": ss.maximum(a, b).reveal(), "sort": ss.sort(a).reveal(),
+                "argmax": a.argmax().reveal(), "div": (a / b).reveal(), "sqrt": ss.sqrt(b).reveal()}
+
+    out = mpc.run_local(job, THREE, transport=transport, timeout=300, **OT)
+    assert all(np.array_equal(np.asarray(out[p]["sort"]), np.asarray(out["a"]["sort"])) for p in THREE)
+    r = out["b"]
+    np.testing.assert_allclose(r["mul"], x * y, atol=1e-3)
+    np.testing.assert_allclose(r["matmul"], m @ m.T, atol=1e-3)
+    np.testing.assert_array_equal(r["lt"], (x < y).astype(np.int64))
+    np.testing.assert_array_equal(r["eq"], np.ones(12, np.int64))
+    np.testing.assert_allclose(r["max"], np.maximum(x, y), atol=2.0 ** -15)
+    np.testing.assert_allclose(r["sort"], np.sort(x), atol=2.0 ** -15)
+    assert int(r["argmax"]) == int(np.argmax(x))
+    np.testing.assert_allclose(r["div"], x / y, atol=1e-3)
+    np.testing.assert_allclose(r["sqrt"], np.sqrt(y), atol=1e-3)
+
+
 # -- statistics ------------------------------------------------------------------------------
 def _quantiles_and_describe(ctx, cols, owners):
     shared = {k: stats.share_scaled(ctx, v if ctx.party == owners[k] else None, owners[k], name=k)
