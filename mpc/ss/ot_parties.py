@@ -16,21 +16,23 @@ pairs of parties, each pair through a *pair view* of the job's context
   protocol on (x_p0, x_p1 + sum of the others); the others' output shares are zero.
 
 Security of the folded part (semi-honest, kappa = 128 as in :mod:`mpc.ss.ot_triples`).
-Folding sends a party's share to p1, and a Beaver opening x - a with the others' zero
-triple shares shows that share to p0 and p1 as well: the parties of rank >= 2 hold shares
-that p0 and p1 see. The N-party run is then the two-party protocol between p0 and a
-virtual party P1' = {p1 and every party of rank >= 2}: p0's view is its two-party view; p1's
-view and each other party's are parts of P1''s, which the two-party protocol keeps
-independent of p0's shares. So no single party learns anything beyond the job's outputs
-(DESIGN.md's threat model: semi-honest parties that do not collude), nor does any coalition
-that leaves out p0 or leaves out p1 (the two-party protocol hides either one's share from
-the other plus everything P1' knows: the others' shares are sums the virtual party already
-holds). It does NOT hold against p0 and p1 together: they hold both shares of every folded
-value. That is weaker than the dealer (any coalition of computing parties, the dealer
-colluding with none) and than the shuffle (any N - 1). What would close it: pairwise
-Gilboa triples between all pairs (c_i = a_i b_i + sum_j [a_i b_j] + [a_j b_i], MASCOT's
-semi-honest core; Keller, Orsini, Scholl, CCS 2016) with N-party daBits/edaBits and the
-generic comparison circuits; not built.
+The shares held by the parties of rank >= 2 are no secret from p0 and p1: folding sends
+them to p1, and a Beaver opening x - a (matmul, AND gates) with their zero triple shares
+shows them to both. So the run is the two-party protocol between p0 and p1 with the others'
+shares as known offsets: p0's share stays hidden from p1, and p1's from p0, exactly as in
+the two-party protocol (by the OT triples' pads and the sharings' uniform masks), whatever
+the others' shares are; a party of rank >= 2 receives only shares dealt to it and openings
+masked by the pair's triples. Hence no single party learns anything beyond the job's
+outputs (DESIGN.md's threat model: semi-honest parties that do not collude), nor do p0 or
+p1 together with parties of rank >= 2 (those add only shares the pair sees anyway and their
+own inputs), nor parties of rank >= 2 together. It does NOT hold against p0 and p1
+together: they hold both shares of every folded value. That is weaker than the dealer (any
+coalition of computing parties, the dealer colluding with none) and than the shuffle (any
+N - 1). What would close it: pairwise Gilboa triples between all pairs (c_i = a_i b_i +
+sum_j [a_i b_j] + [a_j b_i], MASCOT's semi-honest core; Keller, Orsini, Scholl, CCS 2016),
+N-party daBits (b = XOR_i b_i, one product per party in turn) and edaBits from them, and the
+generic comparison and truncation circuits on those: several times the OTs of the folded
+comparisons and of the one-bit-product truncation; not built.
 
 Costs: the pair's, plus one message of the folded shares from every party of rank >= 2 to
 p1 per protocol on shares.
