@@ -222,12 +222,13 @@ def _check_pooled(got, frames):
     np.testing.assert_allclose(got.loc[ref.index, "std"], ref["std"], rtol=1e-7)
 
 
-@pytest.mark.parametrize("transport", ["memory", "grpc"])
-def test_horizontal_describe_three_parties_without_dealer(transport):
-    frames = _frames(THREE)
-    out = mpc.run_local(lambda ctx, f: horizontal_describe(ctx, f), THREE, args={p: (frames[p],) for p in THREE},
+@pytest.mark.parametrize(("parties", "transport"), [(THREE, "memory"), (THREE, "grpc"),
+                                                   (["a", "b", "c", "d"], "memory")])
+def test_horizontal_describe_three_parties_without_dealer(parties, transport):
+    frames = _frames(parties)
+    out = mpc.run_local(lambda ctx, f: horizontal_describe(ctx, f), parties, args={p: (frames[p],) for p in parties},
                         transport=transport, timeout=300, **OT)
-    for p in THREE:
+    for p in parties:
         _check_pooled(out[p], frames)
 
 
