@@ -270,3 +270,15 @@ def test_group_by_and_woe_three_parties_without_dealer():
     out = mpc.run_local(woe_job, parties, args={p: (tables,) for p in parties},
                         kwargs={p: {"bins": 4, "method": "ss"} for p in parties}, timeout=300, **OT)
     check_woe(out["carol"], y, {"score": score, "age": age}, 4)
+
+
+def test_a_malformed_folded_share_names_the_party():
+    def job(ctx):
+        x = np.arange(4, dtype=np.uint64)
+        if ctx.party == "c":
+            ctx.send("b", np.zeros(3, np.uint8))              # not its share of x
+            return None
+        return get_source(ctx).msb_xor(x)
+
+    with pytest.raises(mpc.JobFailed, match=r"party 'c' sent an array uint8 \(3,\) as its folded share"):
+        mpc.run_local(job, THREE, timeout=30, **OT)

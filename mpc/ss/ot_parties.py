@@ -47,6 +47,7 @@ import numpy as np
 from mpc.crypto.random import PRG, new_seed
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
+from mpc.runtime.errors import ProtocolViolation
 from mpc.ss import ot_shuffle, provider
 from mpc.ss.ot_triples import OtSource
 from mpc.ss.triples import Shape, check_shape, matmul_shape
@@ -144,7 +145,8 @@ class OtParties(provider.RandomnessProvider):
                 got = self.ctx.recv(peer)
                 got = got if len(shares) > 1 else [got]
                 if not isinstance(got, list) or len(got) != len(shares):
-                    raise ValueError(f"party {peer!r} sent a malformed folded share")
+                    raise ProtocolViolation(f"party {peer!r} sent a {type(got).__name__} as its folded "
+                                            f"shares, expected a list of {len(shares)} arrays")
                 for o, s, g in zip(out, shares, got, strict=True):
                     o += expect(peer, g, np.uint64, s.shape, "its folded share")
         return out
