@@ -99,15 +99,18 @@ def test_the_dealer_registers_itself_with_the_runtime():
         helpers.helper_function("nobody")
 
 
-def test_auto_means_the_dealer_where_there_is_one_else_ot_for_two_parties():
+def test_auto_means_the_dealer_where_there_is_one_else_ot():
     auto = helpers.default_options()
     assert helpers.resolve_options(auto, ["a", "b", "c"], [provider.DEALER]) == {"triples": provider.DEALER}
     assert helpers.resolve_options(auto, ["a", "b"], []) == {"triples": "ot"}
     assert helpers.resolve_options({"triples": "paillier"}, ["a", "b"], [provider.DEALER]) == {"triples": "paillier"}
     three = helpers.resolve_options(auto, ["a", "b", "c"], [])
-    assert three == {"triples": None}
-    with pytest.raises(MissingCapability, match="dealer-free sources 'ot' and 'paillier' serve exactly two"):
-        provider.check(provider.SECRET_SHARING, three)
+    assert three == {"triples": "ot"}           # three parties: mpc.ss.ot_parties.OtParties
+    provider.check(provider.SECRET_SHARING + (provider.SHUFFLE,), three)
+    assert provider.source_class("ot", 3).__name__ == "OtParties"
+    assert provider.source_class("ot", 3).capabilities == provider.source_class("ot").capabilities
+    with pytest.raises(MissingCapability, match="no randomness source"):
+        provider.check(provider.SECRET_SHARING, {"triples": None})
 
 
 def test_run_local_auto_starts_the_dealer_and_ot_starts_none():

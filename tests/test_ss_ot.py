@@ -185,9 +185,12 @@ def test_odd_sizes(n):
     np.testing.assert_array_equal(res[1], (q(x) < q(y)).astype(np.int64))
 
 
-def test_needs_two_parties():
+def test_ot_source_is_two_party_and_three_parties_get_ot_parties():
+    from mpc.ss.ot_triples import OtSource
     with pytest.raises(Exception, match="exactly two"):
-        mpc.run_local(lambda ctx: get_source(ctx), ["a", "b", "c"], **OPTS)
+        mpc.run_local(lambda ctx: OtSource(ctx), ["a", "b", "c"], **OPTS)
+    out = mpc.run_local(lambda ctx: type(get_source(ctx)).__name__, ["a", "b", "c"], **OPTS)
+    assert set(out.values()) == {"OtParties"}
 
 
 def test_functions_on_the_edabit_path():

@@ -1,4 +1,4 @@
-"""Dealer-free two-party oblivious shuffle on OT extension (``triples="ot"``).
+"""Dealer-free oblivious shuffle on OT extension (``triples="ot"``): two parties, and N >= 3 at the end.
 
 Permute + share: party P knows a permutation pi, the (rows, n) array x is additively
 shared over Z_2^64, and the two parties get fresh shares of pi(x). The shuffle is permute
@@ -52,11 +52,51 @@ network: at n = 2^20 and one row about 20M OTs, 480 MB per party's network; at
 n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy) runs on
 the padded width, word-major (every operation along the wire axis), each layer's real
 switches as a per-block prefix view, the wiring as one gather.
+
+N >= 3 parties (:func:`shuffle_parties`, the shuffle of :class:`mpc.ss.ot_parties.OtParties`).
+Round j = 0..N-1 is permute + share by party j with its secret uniform pi_j, where *every*
+other party k runs the two-party network of pi_j with j on k's own share: k as S with its
+mask a_kj, j as P (the same switch bits in its N - 1 networks). Party j ends with
+pi_j(x_j + sum_k d_k) + sum_k Delta_k, each k with B_kj: they add up to pi_j(x), since
+pi_j(a_kj) = B_kj + Delta_k per network. The result is permuted by pi_{N-1} o ... o pi_0:
+every party reshuffles once, as in the shuffles of Laur, Willemson and Zhang
+("Round-efficient oblivious database manipulation", ISC 2011), here each reshuffle by the
+OT switching network instead of a dealer or a replicated sharing. All networks are
+independent of x: every pair walks both of its networks (this party's round and the
+peer's) as in the two-party shuffle, all pairs at once (a thread per peer, each pair its
+own channels and OT sessions). Online: N sequential rounds; in round j every other party
+sends j one message d_k = share_k - a_kj and takes B_kj (known offline) as its new share.
+
+Why not fold (the tempting cheaper design: for round j the other parties give their shares
+to one helper h, and j and h run the two-party protocol): h would hold every share of the
+round's input but j's, so j and h together hold all of them and learn x; that is secure
+against single parties only. Here no party ever receives another's share: every message is
+masked by its sender's own uniform mask, or is OT traffic.
+
+Security of the N-party shuffle (semi-honest; any coalition C of at most N - 1 parties;
+kappa = 128): pick a party m outside C. C's view: the networks between two members of C
+add nothing; in a network between a member and an outsider, the member's view is
+pseudorandom by the two-party argument above (as S: IKNP matrices of P's choice bits; as P:
+corrections masked by the pads of the choices it did not make, and d masked by the
+outsider's a, which never appears otherwise); every share C ends with is a B of its own
+pads or masked by an outsider's B. So C's view is independent of x and of every
+outsider's permutation, and the result's permutation (...) o pi_m o (...) is uniform given
+it: pi_m is uniform and independent of the view, the other factors fixed. Nothing beyond
+the shape (rows, n) is revealed to anyone. (OtParties' other capabilities are weaker:
+see :mod:`mpc.ss.ot_parties`.) Cost per party: N - 1 pair networks, each both ways as in
+the two-party shuffle (about N - 1 times its offline work and traffic per party, the pairs
+overlapped), plus (N - 1) x rows x n words online. The IKNP extensions and their hashing
+dominate (the two walks took about 4% of a two-party shuffle's time at n = 2^18), so a
+party's N - 1 networks cost about N - 1 times one: measured with all three parties on one
+2-core machine over gRPC (load 9-15), n = 2^20: 50.2 s against the two-party 19.8 s
+(``bench/bench_shuffle_parties.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -65,8 +105,11 @@ from mpc.ot.wire import expect
 from mpc.ss import benes
 
 if TYPE_CHECKING:
+    from mpc.crypto.random import PRG
+    from mpc.runtime.context import Context
     from mpc.ss.ot_triples import OtSource
 
+T = TypeVar("T")
 _BATCH_WORDS = 1 << 20    # OTs x words per batch of layers: bounded memory (~100 MB per side)
 
 
@@ -234,4 +277,62 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarra
         else:
             ctx.send(peer, mine - a)
             mine = v_s
+    return np.ascontiguousarray(mine[:, :n])
+
+
+def _each_peer(peers: list[str], fn: Callable[[str], T]) -> dict[str, T]:
+    """``fn(peer)`` for every peer at once, one thread each (every pair has its own
+    channels and OT sessions; numpy and AES release the GIL): each pair's walk runs while
+    the others wait on the network. The first failure is raised without waiting for the
+    other pairs (the job's abort wakes them)."""
+    if len(peers) == 1:
+        return {peers[0]: fn(peers[0])}
+    pool = ThreadPoolExecutor(len(peers), thread_name_prefix="gaotie-shuffle-pair")
+    try:
+        futures = {pool.submit(fn, peer): peer for peer in peers}
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in done:
+            if f.exception() is not None:
+                raise f.exception()
+        return {peer: f.result() for f, peer in futures.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: np.ndarray,
+                    jointly: bool = False) -> np.ndarray:
+    """Fresh shares of the (rows, n) shares ``x`` among N >= 3 parties, permuted by
+    pi_{N-1} o ... o pi_0, pi_j known to party j only (the N-party section of the module
+    docstring); ``pair(peer)``: this party's two-party source with ``peer``.
+
+    Offline (independent of x), all pairs at once: this party and each peer k walk both
+    networks of their pair (:func:`_network`): this party gets B_k (its output share of k's
+    round) and Delta_k (its part of its own round with k). Online, round j: every k != j
+    sends d_k = share_k - a_kj to j and takes B_kj as its new share; j's new share is
+    pi_j(share_j + sum_k d_k) + sum_k Delta_k. One message of rows x width words from every
+    other party to each round's permuting party."""
+    rank, parties, peers = ctx.rank, ctx.parties, ctx.peers
+    rows, n = x.shape
+    if rows == 0 or n <= 1:
+        return x.copy()
+    width = benes.padded_size(n)
+    dest = _destinations((1 if jointly else rows, n), width)
+    bits = benes.route(dest, n)
+    masks = {peer: prg.uint64((rows, width)) for peer in peers}
+    walks = _each_peer(peers, lambda peer: _network(pair(peer), masks[peer], bits, n, jointly))
+    mine = np.zeros((rows, width), np.uint64)
+    mine[:, :n] = x
+    for j, permuter in enumerate(parties):                    # online: party j's round
+        if rank == j:
+            total = mine.copy()
+            for peer in peers:
+                total += expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
+            out = np.empty_like(total)
+            np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
+            for peer in peers:
+                out += walks[peer][1]                          # sum_k Delta_k
+            mine = out
+        else:
+            ctx.send(permuter, mine - masks[permuter])
+            mine = walks[permuter][0]                          # B
     return np.ascontiguousarray(mine[:, :n])

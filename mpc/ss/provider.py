@@ -11,9 +11,11 @@ Which source a job uses is the runtime option ``triples``: ``"dealer"``, ``"ot"`
 ``"paillier"`` (:func:`register_source` adds more) or ``"auto"``, the default, which the
 runtime resolves per job (:func:`mpc.runtime.helpers.resolve_options`): the dealer when the
 job's deployment has one (``run_local`` always does unless told ``triples="ot"``; a party
-server when its config lists a ``dealer`` peer), otherwise ``"ot"`` for two computing
-parties. Both dealer-free sources are two-party, so three or more parties without a
-dealer have no source and a job that needs one fails at start saying so. What a job needs is
+server when its config lists a ``dealer`` peer), otherwise ``"ot"``, for any
+number of computing parties: two run :class:`mpc.ss.ot_triples.OtSource`, three or more
+:class:`mpc.ss.ot_parties.OtParties` (the same capabilities: an N-party shuffle, the rest on
+the first two parties; that module says what it does not protect against). The Paillier
+source is two-party. What a job needs is
 declared up front, so that a job that needs a capability its source lacks fails at start:
 registry entries declare it (``ProtocolSpec.needs``, checked by every party server when it
 prepares the job) and SPMD functions with :func:`needs` (checked by ``run_local`` before
@@ -60,7 +62,7 @@ CAPABILITIES = frozenset({ARITHMETIC, MATMUL, BOOLEAN, TRUNC_PAIR, TRUNC_PAIR_BI
 SECRET_SHARING = (ARITHMETIC, BOOLEAN, EDABIT, DABIT)
 
 DEALER = "dealer"   # the dealer helper party's name, and its value of the runtime option triples
-DEFAULT_SOURCE = AUTO   # resolved per job: the dealer if the deployment has one, else "ot" for two parties
+DEFAULT_SOURCE = AUTO   # resolved per job: the dealer if the deployment has one, else "ot"
 NO_DEALER_SOURCE = "ot"
 
 
@@ -70,9 +72,8 @@ class MissingCapability(ValueError):
     def __init__(self, capability: str, source: str | None, what: str = "this job") -> None:
         if source is None:
             text = (f"{what} needs correlated randomness ({capability!r}), but the job has no "
-                    f"randomness source (runtime option triples=None: with no dealer, the dealer-free "
-                    f"sources 'ot' and 'paillier' serve exactly two computing parties; add a 'dealer' "
-                    f"peer for three or more)")
+                    f"randomness source (runtime option triples=None: pass triples='ot' for the "
+                    f"dealer-free OT source, or add a 'dealer' peer)")
         else:
             have = ", ".join(sorted(source_class(source).capabilities)) if source in _SOURCES else "?"
             text = (f"{what} needs {capability!r}, which the randomness source {source!r} "
@@ -177,6 +178,10 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "paillier": ("mpc.ss.paillier_triples", "PaillierSource"),
     "ot": ("mpc.ss.ot_triples", "OtSource"),
 }
+# kind -> (module, class) for three or more computing parties, where it differs
+_MULTI_SOURCES: dict[str, tuple[str, str]] = {
+    "ot": ("mpc.ss.ot_parties", "OtParties"),
+}
 
 
 def register_source(kind: str, module: str, cls: str) -> None:
@@ -190,12 +195,14 @@ def source_kinds() -> list[str]:
     return sorted(_SOURCES)
 
 
-def source_class(kind: str) -> type[RandomnessProvider]:
-    """The provider class that the runtime option ``triples=kind`` selects."""
+def source_class(kind: str, parties: int = 2) -> type[RandomnessProvider]:
+    """The provider class that the runtime option ``triples=kind`` selects for a job of
+    ``parties`` computing parties (``"ot"``: a different class for three or more, with the
+    same capabilities)."""
     if kind not in _SOURCES:
         raise ValueError(f"unknown triple source {kind!r}; use triples="
                          + " or ".join(repr(k) for k in source_kinds()))
-    module, name = _SOURCES[kind]
+    module, name = _MULTI_SOURCES[kind] if parties > 2 and kind in _MULTI_SOURCES else _SOURCES[kind]
     return getattr(importlib.import_module(module), name)
 
 
@@ -207,10 +214,9 @@ def source_kind(options: Mapping[str, Any]) -> str | None:
 
 
 def without_dealer(parties: Sequence[str]) -> str | None:
-    """What ``triples="auto"`` means in a deployment without a dealer: ``"ot"`` for two
-    computing parties (or one), None (no source) for three or more: the OT and Paillier
-    sources are two-party."""
-    return NO_DEALER_SOURCE if len(parties) <= 2 else None
+    """What ``triples="auto"`` means in a deployment without a dealer: ``"ot"``, for any
+    number of computing parties (:func:`source_class`)."""
+    return NO_DEALER_SOURCE
 
 
 def check(capabilities: Iterable[str], options: Mapping[str, Any], what: str = "this job") -> None:

@@ -22,10 +22,12 @@ Security needs, as everywhere with the dealer, that it colludes with no computin
 Cost: N rounds; each moves (N - 1) x rows x length words to the permuting party, and the
 dealer sends one correction of that size per round.
 
-Without a dealer (``triples="ot"``, two parties): :mod:`mpc.ss.ot_shuffle`, permute + share
-by party 0 then party 1, each with its own secret uniform permutation, on an oblivious
-switching network over IKNP OT (Mohassel-Sadeghian, EUROCRYPT 2013; kappa = 128): no third
-party, each party knows only its own factor. The Paillier source cannot shuffle.
+Without a dealer (``triples="ot"``): :mod:`mpc.ss.ot_shuffle`, permute + share by each party
+in turn, each with its own secret uniform permutation, on an oblivious switching network
+over IKNP OT (Mohassel-Sadeghian, EUROCRYPT 2013; kappa = 128): no third party, each party
+knows only its own factor. With N >= 3 parties every other party runs the permuting party's
+network with it on its own share, so the permutation stays hidden from any N - 1 colluding
+parties. The Paillier source cannot shuffle.
 """
 
 from __future__ import annotations

@@ -55,6 +55,6 @@ def get_source(ctx: Context) -> RandomnessProvider:
     """The job's triple source (created on first use, then cached in ``ctx.state``)."""
     source = ctx.state.get(_STATE_KEY)
     if source is None:
-        source = source_class(source_kind(ctx.options))(ctx)
+        source = source_class(source_kind(ctx.options), len(ctx.parties))(ctx)
         ctx.state[_STATE_KEY] = source
     return source

@@ -367,9 +367,9 @@ def _aligned(ctx: Context, plan: Plan, data: LocalData, columns: dict[str, np.nd
 
 
 def _required_helpers(params: dict[str, Any]) -> tuple[str, ...]:
-    """The dealer for join='dealer', and for three parties (shared arithmetic beyond two)."""
-    three = len(Plan.from_params(params["plan"]).tables) == 3
-    return (DEALER,) if three else _join_helpers(params)
+    """The dealer for join='dealer' only: three parties' shared arithmetic runs without one
+    too (``triples="ot"``: :class:`mpc.ss.ot_parties.OtParties`)."""
+    return _join_helpers(params)
 
 
 def _cols(e: Any) -> list[str]:
