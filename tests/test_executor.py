@@ -167,6 +167,22 @@ def test_server_with_a_ray_executor_runs_psi(ray_executor, tmp_path):
     assert not any(x in log for x in a[:50])          # items never reach the server's log
 
 
+def test_an_unreachable_cluster_fails_fast_naming_it():
+    pytest.importorskip("ray")
+    from mpc.cluster import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(executors.ExecutorError, match=f"cannot connect to the Ray cluster at '{address}'"):
+        RayExecutor(address).start()
+    assert time.monotonic() - t0 < 15
+    settings = {"bank": {"executor": {"kind": "ray", "address": address}}}
+    with pytest.raises(RuntimeError, match=r"exited with code 1(.|\n)*party.toml: \[executor\]: cannot connect "
+                                           r"to the Ray cluster at"):
+        with LocalCluster(["bank", "retailer"], dealer=False, tls=False, settings=settings):
+            pass
+
+
 # -- [executor] in party.toml ------------------------------------------------------------
 
 def _config(executor: dict | None) -> dict:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -139,6 +140,15 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail fast if nothing listens at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"nothing answers at {address} ({type(exc).__name__})") from None
+
+
 class RayExecutor:
     """Calls as tasks on the party's Ray cluster at ``address`` (``"local"``: a private
     instance on this machine with ``num_cpus`` CPUs, for tests and notebooks).
@@ -179,20 +189,24 @@ class RayExecutor:
             except ImportError:
                 raise ExecutorError("[executor] kind = 'ray' needs Ray: pip install 'gaotie[ray]'") from None
             env = {"env_vars": {"GAOTIE_WORKERS": str(self.cpus_per_task)}}
-            if ray.is_initialized():
-                self._owns_ray = False        # this process already joined a cluster: use it
-            else:
-                try:
-                    if self.address == LOCAL:
-                        ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
-                                 runtime_env=env, namespace="gaotie")
-                    else:
-                        ray.init(address=self.address, log_to_driver=False, runtime_env=env,
-                                 namespace="gaotie")
-                except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError...
-                    raise ExecutorError(f"cannot connect to the Ray cluster at {self.address!r}: "
-                                        f"{type(exc).__name__}: {exc}") from None
-                self._owns_ray = True
+            try:
+                if self.address != LOCAL:
+                    _probe(self.address)          # Ray itself retries an unreachable GCS for minutes
+                if ray.is_initialized():          # this process already joined a cluster: that one
+                    joined = ray.get_runtime_context().gcs_address
+                    if self.address != LOCAL and joined != self.address:
+                        raise RuntimeError(f"this process is already connected to the Ray cluster at {joined}")
+                    self._owns_ray = False
+                elif self.address == LOCAL:
+                    ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                             runtime_env=env, namespace="gaotie")
+                    self._owns_ray = True
+                else:
+                    ray.init(address=self.address, log_to_driver=False, runtime_env=env, namespace="gaotie")
+                    self._owns_ray = True
+            except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError...
+                raise ExecutorError(f"cannot connect to the Ray cluster at {self.address!r}: "
+                                    f"{type(exc).__name__}: {exc}") from None
             self._ray = ray
             if self.window is None:
                 cpus = int(ray.cluster_resources().get("CPU", 1))
