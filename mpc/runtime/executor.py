@@ -36,6 +36,7 @@ import hashlib
 import importlib
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -149,6 +150,12 @@ def _probe(address: str, timeout: float = 10.0) -> None:
         raise ConnectionError(f"nothing answers at {address} ({type(exc).__name__})") from None
 
 
+def _digest_after(seconds: float) -> str:
+    """:func:`code_digest` after a pause (so that concurrent calls land on distinct workers)."""
+    time.sleep(seconds)
+    return code_digest()
+
+
 class RayExecutor:
     """Calls as tasks on the party's Ray cluster at ``address`` (``"local"``: a private
     instance on this machine with ``num_cpus`` CPUs, for tests and notebooks).
@@ -214,8 +221,12 @@ class RayExecutor:
         self._check_code()
 
     def _check_code(self) -> None:
-        theirs = self._get(self._remote(code_digest).remote(), code_digest)
-        if theirs != code_digest():
+        """Every worker the window will use runs this code: one task per CPU slot, at once, so
+        Ray starts those worker processes now rather than during the first job's buckets."""
+        slots = max(1, min(self.window or 1, int(self._ray.cluster_resources().get("CPU", 1)) // self.cpus_per_task))
+        remote = self._remote(_digest_after)
+        digests = {self._get(ref, _digest_after) for ref in [remote.remote(0.5) for _ in range(slots)]}
+        if digests != {code_digest()}:
             raise ExecutorError(f"the Ray workers at {self.address!r} run different gaotie code than this "
                                 "server (digest of mpc/ and protocols/ differs): install the same version "
                                 "on every node of the cluster")
