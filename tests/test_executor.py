@@ -20,6 +20,7 @@ from mpc.cluster import LocalCluster
 from mpc.runtime import executor as executors
 from mpc.runtime.errors import ProtocolViolation
 from mpc.runtime.executor import InProcess, RayExecutor
+from mpc.runtime.views import flatten, record_views
 from mpc.server.config import ConfigError, parse_config
 from protocols.psi import oprf, two_party
 from protocols.psi.ecdh import ecdh_psi, psi_cardinality
@@ -143,6 +144,26 @@ def test_ecdh_psi_on_ray_matches_in_process(ray_executor, monkeypatch):
         assert list(on_ray[p].indices) == list(here[p].indices) == [i for i, x in enumerate(items) if x in common]
     counts = run(psi_cardinality, ray_executor)
     assert counts == {"a": len(common), "b": len(common)}
+
+
+def _shapes(view):
+    return [(type(v).__name__, str(v.dtype), v.shape) if isinstance(v, np.ndarray) else type(v).__name__
+            for v in flatten(view)]
+
+
+@pytest.mark.parametrize("fn", [oprf_psi, ecdh_psi])
+def test_peers_see_the_same_messages_with_ray(ray_executor, fn):
+    """What each party receives has the same kinds, dtypes and shapes whichever executor its
+    peer uses: the executor changes where work runs, not what is sent."""
+    a, b = _sets(3000, 2000, 700)
+    kwargs = {"bucket_size": 1024}
+    args = {"a": (a,), "b": (b,)}
+    _, here = record_views(fn, ["a", "b"], args=args, kwargs={"a": kwargs, "b": kwargs}, triples=None)
+    _, on_ray = record_views(fn, ["a", "b"], args=args, kwargs={"a": kwargs, "b": kwargs}, triples=None,
+                             executor=ray_executor)
+    for p in ("a", "b"):
+        assert [s for s, _ in on_ray[p]] == [s for s, _ in here[p]]
+        assert _shapes(on_ray[p]) == _shapes(here[p])
 
 
 def test_server_with_a_ray_executor_runs_psi(ray_executor, tmp_path):
