@@ -74,6 +74,7 @@ class KkrtSender:
         self._prgs = [PRG(bytes(k)) for k in seeds]
         keys = np.frombuffer(os.urandom(_CODE_BLOCKS * BLOCK), dtype=np.uint8).reshape(_CODE_BLOCKS, BLOCK)
         ctx.send(peer, keys)
+        self.code_keys = keys                                   # (4, 16) uint8, public to the peer
         self.code = Code(keys)
         self.count = 0
 
@@ -89,10 +90,20 @@ class KkrtSender:
 
     def evaluate(self, q: np.ndarray, index: np.ndarray, x: np.ndarray) -> np.ndarray:
         """F(index[i], x[i]) = H(index, q xor (C(x) and s)) for rows ``q`` of those instances."""
-        c = self.code(x)
-        np.bitwise_and(c, self.s, out=c)
-        np.bitwise_xor(c, q, out=c)
-        return wide_hash(c, index)
+        return sender_evaluate(self.code_keys, self.s, q, index, x)
+
+
+def sender_evaluate(code_keys: np.ndarray, s: np.ndarray, q: np.ndarray, index: np.ndarray,
+                    x: np.ndarray) -> np.ndarray:
+    """The sender's F(index[i], x[i]) = H(index, q xor (C(x) and s)) from arrays alone (the
+    code's keys (4, 16), the secret s (64,), rows q of those instances (n, 64)): a pure
+    function, so the sender's executor may run it on any of its own workers
+    (:mod:`mpc.runtime.executor`). ``s`` and ``q`` are the sender's OPRF key: whoever holds
+    them can evaluate F on any input."""
+    c = Code(code_keys)(x)
+    np.bitwise_and(c, s, out=c)
+    np.bitwise_xor(c, q, out=c)
+    return wide_hash(c, index)
 
 
 class KkrtReceiver:

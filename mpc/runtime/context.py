@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from mpc.runtime import executor as executors
 from mpc.runtime.errors import GaotieError
+from mpc.runtime.executor import Executor
 from mpc.runtime.progress import Progress
 
 
@@ -37,11 +39,16 @@ class Context:
         rank: index of ``party`` in ``parties`` (None for a helper).
         job_id: identifier of the job, the same on every party.
         options: runtime options (``frac_bits``, ``triples``...), the same on every party.
+        executor: where this party's bucket-local CPU work runs
+            (:mod:`mpc.runtime.executor`: ``ctx.executor.map(fn, args, shared)``); the
+            process's in-process thread pool unless the runner (a party server with an
+            ``[executor]`` table, ``run_local(executor=...)``) gives another. Local to this
+            party: its peers never see it.
     """
 
     def __init__(self, party: str, parties: Sequence[str], job_id: str, transport: Transport,
                  timeout: float = 60.0, options: dict[str, Any] | None = None,
-                 helpers: Sequence[str] = ()) -> None:
+                 helpers: Sequence[str] = (), executor: Executor | None = None) -> None:
         self.party = party
         self.parties = list(parties)
         self.helpers = list(helpers)
@@ -56,6 +63,7 @@ class Context:
         self.deadline = time.monotonic() + timeout
         self.options = dict(options or {})
         self.state: dict[str, Any] = {}  # per-job scratch space for libraries (e.g. triple sources)
+        self.executor: Executor = executor if executor is not None else executors.default()
         self._transport = transport
         self._progress: Callable[[Progress], None] | None = None  # see on_progress
         self._progress_now = Progress()

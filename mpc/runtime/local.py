@@ -18,6 +18,7 @@ from typing import Any
 
 from mpc.runtime.context import Context
 from mpc.runtime.errors import JobFailed, JobTimeout, PeerFailed, culprit, describe
+from mpc.runtime.executor import Executor
 from mpc.runtime.helpers import default_options, helper_parties, registered_helpers, resolve_options, start_checks
 from mpc.runtime.progress import ProgressDisplay
 
@@ -67,7 +68,8 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
               args: Mapping[str, Sequence[Any]] | None = None,
               kwargs: Mapping[str, Mapping[str, Any]] | None = None,
               transport: str | Callable[[list[str]], Any] = "memory", timeout: float = 60.0,
-              progress: bool = False, **runtime_options: Any) -> dict[str, Any]:
+              progress: bool = False, executor: Executor | None = None,
+              **runtime_options: Any) -> dict[str, Any]:
     """Run ``fn(ctx, *args[party], **kwargs[party])`` for every party; return their results.
 
     Args:
@@ -81,6 +83,8 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
         timeout: seconds for the whole job; a silent peer fails the job at this point.
         progress: show the first party's phases on stderr as the protocol reports them (a
             bar per phase on a terminal, one line per phase elsewhere).
+        executor: where every party's bucket-local CPU work runs (:mod:`mpc.runtime.executor`;
+            for example ``RayExecutor("local")``); the in-process thread pool by default.
         runtime_options: visible to protocols as ``ctx.options`` (e.g. ``triples``,
             ``frac_bits``); ``max_chunk_bytes`` and ``max_value_bytes`` tune the gRPC
             transport. An option left ``"auto"`` (the default ``triples``) resolves to the
@@ -119,7 +123,7 @@ def run_local(fn: Callable[..., Any], parties: Sequence[str],
     display = ProgressDisplay(f"{getattr(fn, '__name__', 'job')} {job_id}") if progress else None
 
     def party_thread(party: str, body: Callable[[Context], Any]) -> None:
-        ctx = Context(party, parties, job_id, transports[party], timeout, options, helper_names)
+        ctx = Context(party, parties, job_id, transports[party], timeout, options, helper_names, executor)
         if display is not None and party == parties[0]:
             ctx.on_progress(display.update)
         try:

@@ -23,6 +23,12 @@ Example::
     max_open_jobs = 64
     max_unread_bytes = 4294967296    # per job: received, not yet read by the protocol
 
+    [executor]                       # optional: where bucket-local CPU work runs
+    kind = "ray"                     # "in-process" (default: threads of the server) or "ray"
+    address = "10.0.0.5:6379"        # the party's own Ray cluster ("local": a private one here)
+    window = 64                      # optional: tasks in flight (default: 2 x the cluster's CPUs)
+    task_timeout = 600.0             # optional: seconds to wait for one task
+
     [datasets.accounts]
     path = "data/accounts.csv"       # .csv or .parquet, relative to this file
     id = "customer_id"
@@ -45,6 +51,11 @@ the server without TLS, for tests and demos on one machine: it is accepted only 
 TLS there are no identities: anything that can connect to the port acts as this party
 (submits jobs, reads results, cancels) and can send messages under any party's name.
 
+``[executor]`` with ``kind = "ray"`` runs the party's hashing, OPRF and ECDH evaluation and
+matching as tasks on a Ray cluster (:mod:`mpc.runtime.executor`); the server stays the only
+endpoint its peers talk to. The cluster receives the party's secret keys and items: it must
+be the party's own (docs/security.md). ``kind = "in-process"`` takes ``workers`` (threads).
+
 Every error names the file and the key that is wrong.
 """
 
@@ -57,6 +68,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpc.runtime.executor import KINDS as EXECUTOR_KINDS
+from mpc.runtime.executor import LOCAL, Executor
+from mpc.runtime.executor import make as make_executor
 from mpc.runtime.grpc_transport import DEFAULT_CHUNK_BYTES, DEFAULT_MAX_UNREAD_BYTES, DEFAULT_MAX_VALUE_BYTES
 from mpc.server.tls import TlsFiles
 from mpc.ss.provider import DEALER
@@ -98,6 +112,62 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """The ``[executor]`` table: ``kind`` and the options of :func:`mpc.runtime.executor.make`."""
+
+    kind: str = "in-process"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def make(self) -> Executor:
+        """The executor this table describes (not started: the server starts it)."""
+        return make_executor(self.kind, **self.options)
+
+
+# key -> (type, kinds it applies to)
+_EXECUTOR_KEYS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "workers": (int, ("in-process",)),
+    "address": (str, ("ray",)),
+    "num_cpus": (int, ("ray",)),
+    "window": (int, ("ray",)),
+    "cpus_per_task": (int, ("ray",)),
+    "task_timeout": (float, ("ray",)),
+}
+
+
+def _parse_executor(raw: dict[str, Any], where: str) -> ExecutorConfig:
+    table = _get(raw, "executor", dict, where, {})
+    ewhere = f"{where}: [executor]"
+    kind = _get(table, "kind", str, ewhere, "in-process")
+    if kind not in EXECUTOR_KINDS:
+        raise ConfigError(f"{ewhere}: key 'kind': {kind!r} is not one of {', '.join(EXECUTOR_KINDS)}")
+    options: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "kind":
+            continue
+        if key not in _EXECUTOR_KEYS:
+            raise ConfigError(f"{ewhere}: unknown key 'executor.{key}' (expected kind, "
+                              f"{', '.join(_EXECUTOR_KEYS)})")
+        kind_type, kinds = _EXECUTOR_KEYS[key]
+        if kind not in kinds:
+            raise ConfigError(f"{ewhere}: key 'executor.{key}' applies to kind = {kinds[0]!r}, not {kind!r}")
+        value = _get(table, key, kind_type, ewhere)
+        if kind_type is not str and value <= 0:
+            raise ConfigError(f"{ewhere}: key 'executor.{key}' must be positive, got {value!r}")
+        options[key] = value
+    if kind == "ray":
+        address = options.get("address")
+        if not address:
+            raise ConfigError(f"{ewhere}: missing key 'executor.address' (the Ray cluster's host:port, "
+                              f"or {LOCAL!r} for a private instance on this machine)")
+        if address != LOCAL:
+            _check_address(address, f"{ewhere}: key 'executor.address'")
+            if "num_cpus" in options:
+                raise ConfigError(f"{ewhere}: key 'executor.num_cpus' applies only to address = {LOCAL!r} "
+                                  "(a cluster has its own CPUs)")
+    return ExecutorConfig(kind, options)
+
+
+@dataclass(frozen=True)
 class PartyConfig:
     party: str
     listen: str
@@ -109,6 +179,7 @@ class PartyConfig:
     source: Path | None = None
     allowed_requesters: tuple[str, ...] | None = None  # None: any computing party of the job
     insecure: bool = False  # plaintext on loopback, no identities (tests and demos only)
+    executor: ExecutorConfig = ExecutorConfig()
 
     def __post_init__(self) -> None:
         if (self.tls is None) != self.insecure:
@@ -234,7 +305,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
     base = path.parent
     where = str(path)
     known = {"party", "listen", "workdir", "tls", "insecure", "allowed_requesters", "peers", "limits",
-             "datasets"}
+             "datasets", "executor"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
@@ -289,4 +360,6 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         if min_group < 1:
             raise ConfigError(f"{dwhere}: key 'min_group_size' must be at least 1")
         datasets[name] = Dataset(name, file, id_column, policies, min_group)
-    return PartyConfig(party, listen, peers, workdir, tls, datasets, limits, path, allowed, tls is None)
+    executor = _parse_executor(raw, where)
+    return PartyConfig(party, listen, peers, workdir, tls, datasets, limits, path, allowed, tls is None,
+                       executor)

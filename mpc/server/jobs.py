@@ -67,12 +67,13 @@ class Job:
 class JobManager:
     """The jobs this party takes part in."""
 
-    def __init__(self, party: str, transport, mailbox, data, config) -> None:
+    def __init__(self, party: str, transport, mailbox, data, config, executor=None) -> None:
         self.party = party
         self.transport = transport
         self.mailbox = mailbox
         self.data = data
         self.config = config
+        self.executor = executor      # None: the in-process default (mpc.runtime.executor)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._audit_lock = threading.Lock()
@@ -164,7 +165,8 @@ class JobManager:
 
     def _run(self, job: Job) -> None:
         options = self._options(job.parties, job.helpers)
-        ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers)
+        ctx = Context(self.party, job.parties, job.job_id, self.transport, job.timeout, options, job.helpers,
+                      self.executor)
         ctx.on_progress(lambda p: setattr(job, "progress", p))
         job.ctx = ctx
         if self.party in job.parties:

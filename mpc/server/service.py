@@ -29,6 +29,7 @@ from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
 from mpc.runtime import allocator, codec
 from mpc.runtime.errors import describe
+from mpc.runtime.executor import ExecutorError
 from mpc.runtime.grpc_transport import (
     GrpcTransport,
     add_party_servicer,
@@ -62,7 +63,8 @@ class PartyService(party_pb2_grpc.PartyServicer):
         self.transport = GrpcTransport(config.party, config.addresses, self.mailbox, creds,
                                        config.limits.max_chunk_bytes)
         self.data = DataStore(config.party, config.datasets)
-        self.jobs = JobManager(config.party, self.transport, self.mailbox, self.data, config)
+        self.executor = config.executor.make()  # where bucket-local CPU work runs ([executor])
+        self.jobs = JobManager(config.party, self.transport, self.mailbox, self.data, config, self.executor)
 
     # -- identity --------------------------------------------------------------------
     def _caller(self, context: grpc.ServicerContext) -> str:
@@ -258,10 +260,15 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
     if config.results_dir.is_dir():  # temp files of results being written when a server was killed
         for partial in config.results_dir.glob(".*.tmp"):
             partial.unlink(missing_ok=True)
+    try:   # connect to the party's Ray cluster now: a wrong address fails the start, not a job
+        service.executor.start()
+    except Exception as exc:
+        service.transport.close()
+        raise ExecutorError(f"{config.source or config.party}: [executor]: {exc}") from None
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("party %s serving on %s (tls %s)", config.party, config.listen,
-             "off (insecure)" if config.insecure else "on")
+    log.info("party %s serving on %s (tls %s, executor %s)", config.party, config.listen,
+             "off (insecure)" if config.insecure else "on", service.executor.kind)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -272,3 +279,4 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2.0).wait()
     service.transport.close()
+    service.executor.close()

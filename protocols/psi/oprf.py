@@ -55,9 +55,12 @@ import numpy as np
 from mpc.crypto import cuckoo
 from mpc.ot import KkrtReceiver, KkrtSender, session
 from mpc.ot.hashing import ecb
+from mpc.ot.kkrt import sender_evaluate
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
+from mpc.runtime.executor import Executor, chunks
+from mpc.runtime.executor import default as default_executor
 from protocols.psi.blocks import BLOCK, TEXT_ENCODING, prepare_blocks
 from protocols.psi.common import (
     PsiResult,
@@ -88,24 +91,33 @@ def compare_bytes(pairs: int, stat: int = STAT) -> int:
     return min(16, max(8, math.ceil((stat + math.log2(max(2, pairs))) / 8)))
 
 
+def _hash_chunk(part: np.ndarray, key: bytes, nb: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket ((c,) int64) and 3 candidate bins ((c, 3) uint32) of the blocks ``part``
+    under the joint hashing key: a pure function, run on the party's executor."""
+    hi32, low = np.uint64(32), np.uint64(0xFFFFFFFF)
+    a = ecb(key[:16], part).view(np.uint64)                  # (c, 2): bucket, bins 0 and 1
+    b = ecb(key[16:], part).view(np.uint64)                  # (c, 2): bin 2
+    locations = np.empty((len(part), 3), dtype=np.uint32)
+    for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
+        locations[:, k] = (word * np.uint64(bins)) >> hi32
+    return ((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32, locations
+
+
 class _Layout:
     """Where each item goes: its bucket and, inside the bucket, its 3 candidate bins."""
 
-    def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int) -> None:
+    def __init__(self, blocks: np.ndarray, key: bytes, nb: int, bins: int,
+                 executor: Executor | None = None) -> None:
         if bins >= 1 << 32:
             raise ValueError(f"{bins} bins per bucket: use a smaller bucket_size")
         n = len(blocks)
         small = np.uint16 if nb <= 1 << 16 else np.int64            # uint16: numpy radix-sorts it
         bucket = np.empty(n, dtype=small)
         self.locations = np.empty((n, 3), dtype=np.uint32)          # 12 bytes per item
-        hi32, low = np.uint64(32), np.uint64(0xFFFFFFFF)
-        for start in range(0, n, _CHUNK):                             # AES outputs a chunk at a time
-            part = blocks[start:start + _CHUNK]
-            a = ecb(key[:16], part).view(np.uint64)                  # (c, 2): bucket, bins 0 and 1
-            b = ecb(key[16:], part).view(np.uint64)                  # (c, 2): bin 2
-            bucket[start:start + len(part)] = ((a[:, 0] >> hi32) * np.uint64(nb)) >> hi32
-            for k, word in enumerate((a[:, 1] & low, a[:, 1] >> hi32, b[:, 0] & low)):
-                self.locations[start:start + len(part), k] = (word * np.uint64(bins)) >> hi32
+        parts = chunks(n, _CHUNK)                                     # AES outputs a chunk at a time
+        hashed = (executor or default_executor()).map(_hash_chunk, ((blocks[p],) for p in parts), (key, nb, bins))
+        for p, (b, loc) in zip(parts, hashed, strict=True):
+            bucket[p], self.locations[p] = b, loc
         index = np.int32 if n < 1 << 31 else np.int64
         self.order = np.argsort(bucket, kind="stable").astype(index)
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=nb))])
@@ -188,10 +200,19 @@ def oprf_bins(kkrt: KkrtReceiver, layout: _Layout, idx: np.ndarray, bins: int
     return out, table, choice
 
 
+def _evaluate_chunk(q: np.ndarray, index: np.ndarray, x: np.ndarray, code_keys: np.ndarray, s: np.ndarray,
+                    width: int) -> np.ndarray:
+    """The sender's OPRF values of one chunk of rows, truncated to ``width`` bytes (a pure
+    function, run on the party's executor: its arguments hold the sender's OPRF key)."""
+    return np.ascontiguousarray(sender_evaluate(code_keys, s, q, index, x)[:, :width])
+
+
 def evaluate_items(kkrt: KkrtSender, q: np.ndarray, first: int, layout: _Layout, idx: np.ndarray,
-                   width: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   width: int = 16, executor: Executor | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sender side of one bucket: F(h_i(y), y || i) for every item y of ``idx`` and i = 0, 1, 2
-    (hash-major: row i k + j is item idx[j] under hash i), truncated to ``width`` bytes.
+    (hash-major: row i k + j is item idx[j] under hash i), truncated to ``width`` bytes,
+    a chunk of rows per call of ``executor`` (in-process by default).
 
     Returns (values (3k, width) uint8, the item of each row, the bin of each row)."""
     k = len(idx)
@@ -199,11 +220,12 @@ def evaluate_items(kkrt: KkrtSender, q: np.ndarray, first: int, layout: _Layout,
     items = np.tile(idx, 3)
     rows = layout.locations[items, hashes].astype(np.int64)
     f = np.empty((3 * k, width), dtype=np.uint8)
-    for c in range(0, 3 * k, _CHUNK):        # a chunk at a time: bounded temporaries
-        part = slice(c, c + _CHUNK)
-        f[part] = kkrt.evaluate(np.take(q, rows[part], axis=0),
-                                np.uint64(first) + rows[part].astype(np.uint64),
-                                layout.oprf_inputs(items[part], hashes[part]))[:, :width]
+    parts = chunks(3 * k, _CHUNK)            # a chunk at a time: bounded temporaries
+    args = ((np.take(q, rows[p], axis=0), np.uint64(first) + rows[p].astype(np.uint64),
+             layout.oprf_inputs(items[p], hashes[p])) for p in parts)
+    values = (executor or default_executor()).map(_evaluate_chunk, args, (kkrt.code_keys, kkrt.s, width))
+    for p, v in zip(parts, values, strict=True):
+        f[p] = v
     return f, items, rows
 
 
@@ -216,9 +238,11 @@ def _find(ctx: Context, peer: str, layout: _Layout, m: int, nb: int, cap_f: int,
 
     def compare(outputs: np.ndarray, items: np.ndarray, choice: np.ndarray) -> None:
         theirs = expect(peer, ctx.recv(peer), np.uint8, (3, cap_s, ell), "OPRF values")
-        for i in range(3):
-            sel = choice == i
-            mask[items[sel]] = _member(outputs[sel], theirs[i], peer, "OPRF values")
+        sels = [choice == i for i in range(3)]
+        found = ctx.executor.map(_member, ((outputs[sel], theirs[i], peer, "OPRF values")
+                                           for i, sel in enumerate(sels)))
+        for sel, hit in zip(sels, found, strict=True):
+            mask[items[sel]] = hit
 
     for b in range(nb):
         idx = layout.bucket(b, cap_f, ctx.party)
@@ -244,7 +268,7 @@ def _serve(ctx: Context, peer: str, layout: _Layout, nb: int, cap_s: int, bins: 
         k = len(idx)
         values = np.frombuffer(os.urandom(3 * cap_s * ell), dtype=np.uint8).reshape(3, cap_s, ell).copy()
         if k:
-            f, _, _ = evaluate_items(kkrt, q, first, layout, idx, ell)
+            f, _, _ = evaluate_items(kkrt, q, first, layout, idx, ell, ctx.executor)
             values[:, :k] = f.reshape(3, k, ell)
         # each set sorted: the order is a function of the (pseudorandom) values alone, so it
         # says no more than a random shuffle would, and the finder needs no sort of its own
@@ -294,7 +318,7 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
         bins = cuckoo.num_bins(cap_f, STAT + math.log2(nb))
         ell = compare_bytes(nb * cap_f * cap_s)
         ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
-        layout = _Layout(prepared.digests, _joint_key(ctx, peer), nb, bins)
+        layout = _Layout(prepared.digests, _joint_key(ctx, peer), nb, bins, ctx.executor)
         if ctx.party == finder:
             mask = _find(ctx, peer, layout, m, nb, cap_f, cap_s, bins, ell)
             if sender in receivers:

@@ -21,9 +21,11 @@ import numpy as np
 
 from mpc.crypto import curve
 from mpc.runtime.context import Context
+from mpc.runtime.executor import chunks
 from protocols.psi.common import as_keys, shuffled
 
 GROUP = "x25519"
+CHUNK = 4096        # points per executor call: ~0.1 s of scalar multiplications
 
 
 def _buckets(n: int, size: int) -> list[slice]:
@@ -47,16 +49,18 @@ def run(ctx: Context, peer: str, digests: np.ndarray, peer_size: int, me_receive
     returned: list[np.ndarray] = []      # my points blinded by both keys (perm order)
     peer_final: list[np.ndarray] = []    # peer's points blinded by both keys
     held_back: list[np.ndarray] = []     # cardinality: peer's points to return, reshuffled
-    pending = curve.submit_hash_to_group(GROUP, mine[own[0]], key) if own else None
+    # own buckets blinded a chunk per executor call, running ahead of the exchange
+    own_parts = [chunks(s.stop - s.start, CHUNK) for s in own]
+    blinding = ctx.executor.map(_blind, ((mine[s][c],) for s, parts in zip(own, own_parts, strict=True)
+                                         for c in parts), (key,))
     total = max(len(own), len(theirs))
     for i in range(total):
         if i < len(own):
-            blinded = pending.result()
-            pending = curve.submit_hash_to_group(GROUP, mine[own[i + 1]], key) if i + 1 < len(own) else None
-            ctx.send(peer, blinded)
+            ctx.send(peer, np.concatenate([next(blinding) for _ in own_parts[i]]))
         if i < len(theirs):
             got = _check_points(ctx, peer, ctx.recv(peer), theirs[i].stop - theirs[i].start)
-            double = curve.scalar_mul(GROUP, key, got)[:, :compare_bytes]
+            double = np.concatenate(list(ctx.executor.map(
+                _reblind, ((got[c],) for c in chunks(len(got), CHUNK)), (key, compare_bytes))))
             if me_receiver:
                 peer_final.append(double)
             if peer_receiver:
@@ -86,6 +90,17 @@ def run(ctx: Context, peer: str, digests: np.ndarray, peer_size: int, me_receive
     mask = np.zeros(m, dtype=bool)
     mask[perm[hit]] = True
     return mask
+
+
+def _blind(digests: np.ndarray, key: bytes) -> np.ndarray:
+    """key * H(x) for a chunk of digests (run on the party's executor, in one thread)."""
+    return curve.submit_hash_to_group(GROUP, digests, key, min_parallel=len(digests) + 1).result()
+
+
+def _reblind(points: np.ndarray, key: bytes, width: int) -> np.ndarray:
+    """key * P for a chunk of the peer's points, truncated to ``width`` bytes (run on the
+    party's executor, in one thread)."""
+    return np.ascontiguousarray(curve.submit_mul(GROUP, key, points, min_parallel=len(points) + 1).result()[:, :width])
 
 
 def _check_points(ctx: Context, peer: str, value, rows: int, width: int = curve.POINT_BYTES) -> np.ndarray:
