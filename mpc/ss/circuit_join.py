@@ -47,6 +47,7 @@ m. Message shapes depend only on the set sizes.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -55,9 +56,13 @@ from mpc.crypto.random import random_uint64
 from mpc.ot.hashing import ecb, tccr
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
+from mpc.ss import ot_shuffle
 from mpc.ss.beaver import open_arith
 from mpc.ss.compare import eqz
+from mpc.ss.ot_triples import OtSource
+from mpc.ss.provider import source_kind
 from mpc.ss.shuffle import shuffle
+from mpc.ss.triples import get_source
 
 SIGMA = 64
 SEED_TRIES = 16
@@ -88,6 +93,17 @@ class BinJoin:
         self.b_cols = peer_cols if ctx.rank == 0 else own_cols
         self.word: list[np.ndarray] = []      # per bucket: s_b (A) or t_b (B)
         self.rows: list[np.ndarray] = []      # per bucket: (a_cols + b_cols, bins) shares
+        self._routed: Future | None = None
+
+    def expect_bins(self, total: int) -> None:
+        """Announce the number of bins (public: a function of the set sizes) before the
+        buckets: with the OT shuffle, this party's secret permutation of them is drawn and
+        routed through the switching network (:func:`mpc.ss.ot_shuffle.draw`, plain numpy
+        that releases the GIL) in a thread while the OPRF, the OPPRF and the zero test run."""
+        if total > 1 and source_kind(self.ctx.options) == "ot":
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="join-route")
+            self._routed = pool.submit(ot_shuffle.draw, total)
+            pool.shutdown(wait=False)
 
     def program(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
                 max_keys: int) -> None:
@@ -149,16 +165,31 @@ class BinJoin:
         # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
         flag = eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word) if word.size else word
         del word
-        stacked = np.concatenate([flag.reshape(1, -1), rows])
+        # rows: A's columns (A's plaintext, B's shares 0), the flag, B's columns
+        stacked = np.concatenate([rows[:self.a_cols], flag.reshape(1, -1), rows[self.a_cols:]])
         del rows, flag
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
-        shuffled = shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
+        shuffled = self._shuffle(stacked) if stacked.shape[1] else stacked
         del stacked
-        opened = open_arith(ctx, shuffled[0])
+        opened = open_arith(ctx, shuffled[self.a_cols])
         if np.any(opened > 1):
             raise ValueError(f"party {self.peer!r}: the opened match flags are not 0/1 (malformed shares)")
         keep = np.nonzero(opened)[0]
-        kept = shuffled[1:, keep]
-        a, b = list(kept[:self.a_cols]), list(kept[self.a_cols:])
+        kept = shuffled[:, keep]
+        a, b = list(kept[:self.a_cols]), list(kept[self.a_cols + 1:])
         own, theirs = (a, b) if ctx.rank == 0 else (b, a)
         return len(keep), own, theirs
+
+    def _shuffle(self, stacked: np.ndarray) -> np.ndarray:
+        """One joint shuffle of the rows. With the OT source, A's columns (the first
+        ``a_cols`` rows, A's plaintext) skip A's own switching network: A permutes them by
+        its permutation itself (``clear`` of :func:`mpc.ss.ot_shuffle.shuffle`), and this
+        party's permutation is the one drawn in advance (:meth:`expect_bins`)."""
+        source = get_source(self.ctx)
+        routed = self._routed.result() if self._routed is not None else None
+        self._routed = None
+        if isinstance(source, OtSource):
+            if routed is not None and routed.n != stacked.shape[1]:
+                routed = None
+            return ot_shuffle.shuffle(source, stacked, jointly=True, clear=self.a_cols, routed=routed)
+        return shuffle(self.ctx, stacked, jointly=True)

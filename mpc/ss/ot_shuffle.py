@@ -94,56 +94,61 @@ def _groups(sizes: list[int]) -> list[range]:
     return out
 
 
-def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jointly: bool
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jointly: bool,
+             own_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The offline phase of both networks at once: this party walks the peer's network as S
     from its mask ``a`` and its own (control ``bits``, (1 or rows, width/2) per layer) as P
-    from 0. Only the real switches of the n-wire network take an OT; the others are
-    public (:func:`mpc.ss.benes.fixed_bits`) and both walks apply them locally. Random OTs
-    for a group of layers in one batch each way, then S's corrections p0 + (v1_S - v0_S) -
-    p1 of the whole group in one message. Returns (B, Delta)."""
+    from 0 (``own_rows`` words wide when ``jointly``: its own network may carry fewer rows
+    than the peer's, see ``clear`` of :func:`shuffle`). Only the real switches of the
+    n-wire network take an OT; the others are public (:func:`mpc.ss.benes.fixed_bits`) and
+    both walks apply them locally. Random OTs for a group of layers in one batch each way,
+    then S's corrections p0 + (v1_S - v0_S) - p1 of the whole group in one message.
+    Returns (B, Delta)."""
     ctx, peer = source.ctx, source.peer
     rows, width = a.shape
     # walk (W, A, width) arrays: jointly (rows, 1, width), one OT per switch carrying its
     # W = rows words; else (1, rows, width). The switches' OT order is the C order of the
     # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
     # operation runs along the long wire axis
-    w = rows if jointly else 1
+    w_s, w_p = (rows, own_rows) if jointly else (1, 1)
     v_s = (a[:, None, :] if jointly else a[None]).copy()    # a itself is needed online
-    v_p = np.zeros_like(v_s)
+    v_p = np.zeros((w_p,) + v_s.shape[1:], np.uint64)
     lead = v_s.shape[1]
     plan = _plan(n, width)
     _swap(v_s, plan[0].fixed)
     _swap(v_p, plan[0].fixed)
     every = (slice(None),)
-    for group in _groups([lay.switches * rows for lay in plan]):
-        total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
+    for group in _groups([lay.switches * max(rows, own_rows) for lay in plan]):
+        total = sum(lay.switches for lay in plan[group.start:group.stop]) * lead
         choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
                                   for j in group for key in plan[j].parts])
-        p0, p1, mine = source.rot_pair(total, choices, w)
-        taus, off = np.empty((w, total), np.uint64), 0
+        # one batch both ways, pads max(w_s, w_p) words wide (the peer makes the same call);
+        # each side keeps the words of its own walk
+        p0, p1, mine = source.rot_pair(total, choices, max(w_s, w_p))
+        p0, p1, mine = p0[:w_s], p1[:w_s], mine[:w_p]
+        taus, off = np.empty((w_s, total), np.uint64), 0
         moves = {j: _move(plan, j, width) for j in group}
         for j in group:                                      # S: the peer's network
             lay = plan[j]
-            v = v_s.reshape(w, lead, lay.blocks, lay.half, 2)
+            v = v_s.reshape(w_s, lead, lay.blocks, lay.half, 2)
             for key in lay.parts:
                 i0, i1 = every + key + (0,), every + key + (1,)
                 t = v[i1] - v[i0]
-                cnt = t.size // w
+                cnt = int(np.prod(t.shape[1:]))     # switches of this part (w_s may be 0)
                 pad = p0[:, off:off + cnt].reshape(t.shape)
                 t += pad
                 t -= p1[:, off:off + cnt].reshape(t.shape)
-                taus[:, off:off + cnt] = t.reshape(w, cnt)
+                taus[:, off:off + cnt] = t.reshape(w_s, cnt)
                 v[i0] -= pad
                 v[i1] += pad
                 off += cnt
             v_s = np.take(v_s, moves[j], axis=2)
         ctx.send(peer, taus)
-        tau = expect(peer, ctx.recv(peer), np.uint64, (w, total), "the shuffle's OT corrections")
+        tau = expect(peer, ctx.recv(peer), np.uint64, (w_p, total), "the shuffle's OT corrections")
         off = 0
         for j in group:                                      # P: this party's network
             lay = plan[j]
-            v = v_p.reshape(w, lead, lay.blocks, lay.half, 2)
+            v = v_p.reshape(w_p, lead, lay.blocks, lay.half, 2)
             b = bits[j].reshape(-1, lay.blocks, lay.half)
             for key in lay.parts:
                 i0, i1 = every + key + (0,), every + key + (1,)
@@ -210,28 +215,66 @@ def _swap(v: np.ndarray, switches: np.ndarray) -> None:
         v[..., i0], v[..., i1] = v[..., i1], v[..., i0]
 
 
-def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarray:
+class Routed:
+    """This party's secret permutation(s) on n wires and their network's control bits:
+    ``rows`` uniform permutations (one for a joint shuffle) as destinations on the padded
+    width, routed (:func:`mpc.ss.benes.route`). Depends only on n and the CSPRNG, so it can
+    be drawn before the data exist (:func:`draw`, e.g. in a thread while other work runs)."""
+
+    def __init__(self, n: int, rows: int = 1) -> None:
+        self.n, self.rows = n, rows
+        self.width = benes.padded_size(n)
+        self.dest = _destinations((rows, n), self.width)
+        self.bits = benes.route(self.dest, n)
+
+
+def draw(n: int, rows: int = 1) -> Routed:
+    """This party's permutation(s) for a shuffle of length n (see :class:`Routed`)."""
+    return Routed(n, rows)
+
+
+def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int = 0,
+            routed: Routed | None = None) -> np.ndarray:
     """Fresh shares of the (rows, n) shares ``x`` permuted by pi_1 o pi_0 (see the module
-    docstring); every row by its own pair of permutations unless ``jointly``."""
+    docstring); every row by its own pair of permutations unless ``jointly``.
+
+    ``clear`` (``jointly`` only): the first ``clear`` rows are party 0's plaintext, shared
+    as (value, 0) (public: party 1 passes zeros). Party 0 then permutes them by pi_0
+    itself, in the clear, and only the other rows go through its network; all rows go
+    through party 1's. Party 1's shares of them stay 0 until its own round, so it learns
+    nothing new; the output is the same as without ``clear``.
+    ``routed``: this party's permutation drawn in advance (:func:`draw`, n = the length of
+    ``x``, one row if ``jointly`` else ``rows``)."""
     ctx, peer, rank = source.ctx, source.peer, source.rank
     rows, n = x.shape
+    if not 0 <= clear <= rows or (clear and not jointly):
+        raise ValueError(f"clear rows need a joint shuffle and 0 <= clear <= rows, got clear={clear}")
     if rows == 0 or n <= 1:
         return x.copy()
-    width = benes.padded_size(n)
-    dest = _destinations((1 if jointly else rows, n), width)
-    bits = benes.route(dest, n)
-    a = source.prg.uint64((rows, width))
-    v_s, v_p = _network(source, a, bits, n, jointly)    # offline: both networks at once
+    if routed is None:
+        routed = draw(n, 1 if jointly else rows)
+    if (routed.n, routed.rows) != (n, 1 if jointly else rows):
+        raise ValueError(f"the permutation drawn for {routed.rows} x {routed.n} wires does not fit {x.shape}")
+    width, dest = routed.width, routed.dest
+    # network 0 (party 0's permutation) carries rows - clear words, network 1 all rows
+    peer_rows, own_rows = (rows, rows - clear) if rank == 0 else (rows - clear, rows)
+    a = source.prg.uint64((peer_rows, width))
+    v_s, v_p = _network(source, a, routed.bits, n, jointly, own_rows)   # offline: both networks at once
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for permuter in (0, 1):                          # online: party 0's pi, then party 1's
+        skip = clear if permuter == 0 else 0         # rows the permuter holds in the clear
         if rank == permuter:
-            d = expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
-            total = mine + d
+            total = mine.copy()
+            if skip < rows:
+                d = expect(peer, ctx.recv(peer), np.uint64, (rows - skip, width), "the masked shuffle share")
+                total[skip:] += d
             out = np.empty_like(total)
             np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
-            mine = out + v_p
+            out[skip:] += v_p
+            mine = out
         else:
-            ctx.send(peer, mine - a)
-            mine = v_s
+            if skip < rows:
+                ctx.send(peer, mine[skip:] - a)
+            mine = np.concatenate([np.zeros((skip, width), np.uint64), v_s]) if skip else v_s
     return np.ascontiguousarray(mine[:, :n])

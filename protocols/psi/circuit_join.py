@@ -54,6 +54,7 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
         max_keys = 3 * cap_b
         blocks = np.ascontiguousarray(prepared.digests[:, :16])
         layout = _Layout(blocks, _joint_key(ctx, peer), nb, bins)
+        join.expect_bins(nb * bins)          # this party's shuffle permutation, routed meanwhile
         ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
         if ctx.rank == 0:
             kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
