@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mpc.crypto.random import row_permutations
+from mpc.ot.extension import pad_words, xor_delta
 from mpc.ot.wire import expect
 from mpc.ss import benes
 
@@ -122,10 +123,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
         total = sum(lay.switches for lay in plan[group.start:group.stop]) * lead
         choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
                                   for j in group for key in plan[j].parts])
-        # one batch both ways, pads max(w_s, w_p) words wide (the peer makes the same call);
-        # each side keeps the words of its own walk
-        p0, p1, mine = source.rot_pair(total, choices, max(w_s, w_p))
-        p0, p1, mine = p0[:w_s], p1[:w_s], mine[:w_p]
+        p0, p1, mine = _rot_pair(source, total, choices, w_s, w_p)
         taus, off = np.empty((w_s, total), np.uint64), 0
         moves = {j: _move(plan, j, width) for j in group}
         for j in group:                                      # S: the peer's network
@@ -166,6 +164,22 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
     if jointly:
         return v_s[:, 0], v_p[:, 0]
     return v_s[0], v_p[0]
+
+
+def _rot_pair(source: OtSource, m: int, choices: np.ndarray, send_words: int, recv_words: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`mpc.ss.ot_triples.OtSource.rot_pair` with pads ``send_words`` wide as sender
+    and ``recv_words`` as receiver (the peer's widths swapped): the two networks of a
+    ``clear`` shuffle carry different rows. The same IKNP batches and pads (the pad of OT
+    i is H(i, row), :func:`mpc.ot.extension.pad_words`, so a pad's first words do not
+    depend on its width)."""
+    if send_words == recv_words:
+        return source.rot_pair(m, choices, send_words)
+    t, first_r = source._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
+    q, first_s = source._s.extend(m)                                           # receives U
+    p0 = pad_words(q, first_s, send_words)
+    xor_delta(q, source._s.delta)                                             # in place
+    return p0, pad_words(q, first_s, send_words), pad_words(t, first_r, recv_words)
 
 
 class _Layer:
