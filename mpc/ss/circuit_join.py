@@ -23,8 +23,10 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
 3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
    B's payload shares) of all bins are shuffled by ONE permutation no party knows
    (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: the dealer's, or without one
-   the OT shuffle of :mod:`mpc.ss.ot_shuffle`, a Benes network per party), the shuffled
-   flags are opened and the flagged rows kept.
+   the OT shuffle of :mod:`mpc.ss.ot_shuffle`, a Benes network per party, where A's
+   columns, A's plaintext, skip A's own network: ``clear``), the shuffled flags are
+   opened and the flagged rows kept. Each party's permutation depends only on the public
+   bin count, so it is drawn and routed in a thread while the OPRF and zero test run.
    Unmatched bins' garbage payloads are dropped, so no multiplication by the flag.
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);

@@ -31,6 +31,12 @@ n-word message is independent of x and can be precomputed.
 
 ``jointly``: one network (one permutation per party) for all rows, each OT's correlation
 ``rows`` words wide; else one network per row, every row's switches in the same batches.
+``clear`` (jointly): rows that party 0 holds in the clear (party 1's shares publicly 0)
+skip party 0's network: party 0 applies pi_0 to them itself, then they go through party
+1's network like the rest (the circuit join's A columns: 3 of its 5 rows take network 0).
+The networks then differ in width, and so do the pads of the two OT directions.
+A party's permutation and its routing depend on n alone (:func:`draw`), so a caller can
+draw it ahead, in a thread, while other work runs.
 Both parties' networks run at once (each party is P in one and S in the other), so the
 offline phase takes one round of two messages each way per batch, the online one two
 sequential messages of rows x n words.
