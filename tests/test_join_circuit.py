@@ -93,6 +93,26 @@ def test_all_rows_joined_and_empty_joins():
     assert check(a, b.iloc[:0], _run_frames(a, b.iloc[:0]))["bob.y"].shape == (0,)
 
 
+def test_with_the_dealer_source_and_many_columns():
+    """method="circuit" on the dealer's shuffle (no clear rows there) and, on the OT source,
+    with more of A's columns than B's (A's clear rows skip A's network): both equal pandas."""
+    a, b = tables(400, 300, 150)
+    a = a.assign(z=RNG.normal(size=len(a)), w=RNG.integers(0, 9, len(a)))
+    expected = a.merge(b, on="id")
+    for triples in ("dealer", "ot"):
+        out = mpc.run_local(_job, ["alice", "bob"], transport="memory", triples=triples, timeout=300,
+                            args={"alice": (a.id.to_numpy(), a.drop(columns="id")),
+                                  "bob": (b.id.to_numpy(), b.drop(columns="id"))})
+        n, names, cols = out["alice"]
+        assert n == len(expected) and out["bob"][:2] == (n, names)
+        got = pd.DataFrame({c.split(".")[1]: v for c, v in cols.items()}).sort_values("arow")
+        want = expected.sort_values("arow")
+        assert (got.arow.to_numpy() == want.arow.to_numpy()).all()
+        assert (got.brow.to_numpy() == want.brow.to_numpy()).all()
+        assert (got.w.to_numpy() == want.w.to_numpy()).all()
+        np.testing.assert_allclose(got.z, want.z, atol=2e-5)
+
+
 def test_columns_on_one_side_only():
     out = run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 250)), None))
     n, names, cols = out["bob"]
