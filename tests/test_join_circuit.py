@@ -186,6 +186,8 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
 
     def spy(self):
         flags[self.ctx.party] = np.concatenate(self.word) if self.word else np.zeros(0, np.uint64)
+        if self.ctx.rank == 0:
+            flags["filled"] = np.concatenate(self.filled)
         return original(self)
     monkeypatch.setattr(engine.BinJoin, "finish", spy)
     runs = []
@@ -198,6 +200,14 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
         matched = (flags["a"] == flags["b"]).astype(np.int64)     # s_b == t_b: the bins that matched
         assert matched.sum() == N // 2
         runs.append((views, matched))
+        # B learns where A's empty bins went in A's round of the shuffle: distinct positions,
+        # a uniform subset (uncorrelated with the empty bins themselves or the matches)
+        gone = [x for x in flatten(views["b"]) if isinstance(x, np.ndarray) and x.dtype == np.int64]
+        assert len(gone) == 1 and len(gone[0]) == len(matched) - N
+        where = np.zeros(len(matched))
+        where[gone[0]] = 1
+        for secret in (matched, ~flags["filled"]):
+            assert abs(np.corrcoef(where, secret)[0, 1]) < 6 / math.sqrt(len(matched))
     for party in "ab":
         assert [_skeleton(v) for _, v in runs[0][0][party]] == [_skeleton(v) for _, v in runs[1][0][party]]
     from test_views import assert_masked
@@ -209,7 +219,10 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
             assert len(big) > 10, "no words received"
             for x in big:                      # OKVS, OT matrices, shuffle and zero-test messages
                 _bits_balanced(x)
-            assert_masked(views[party], matched, min_arrays=1)   # the bin-length words (flag shares)
+            # the bin-order words: the masked shares of A's round of the shuffle (on the padded width)
+            width = 1 << (len(matched) - 1).bit_length()
+            bin_order = [x[..., :len(matched)] for x in leaves if x.ndim == 2 and x.shape[-1] == width]
+            assert_masked(bin_order, matched, min_arrays=1 if party == "a" else 0)
 
 
 def test_malformed_okvs_message_names_the_party(monkeypatch):

@@ -96,15 +96,21 @@ class BinJoin:
         self.word: list[np.ndarray] = []      # per bucket: s_b (A) or t_b (B)
         self.rows: list[np.ndarray] = []      # per bucket: (a_cols + b_cols, bins) shares
         self._routed: Future | None = None
+        self.filled: list[np.ndarray] = []    # A, per bucket: which bins hold one of its ids
+        self.total = self.items_a = 0
 
-    def expect_bins(self, total: int) -> None:
-        """Announce the number of bins (public: a function of the set sizes) before the
-        buckets: with the OT shuffle, this party's secret permutation of them is drawn and
-        routed through the switching network (:func:`mpc.ss.ot_shuffle.draw`, plain numpy
-        that releases the GIL) in a thread while the OPRF, the OPPRF and the zero test run."""
-        if total > 1 and source_kind(self.ctx.options) == "ot":
+    def expect_bins(self, total: int, items_a: int) -> None:
+        """Announce the number of bins and of A's ids (public: functions of the set sizes)
+        before the buckets. With the OT source the join shuffles in two rounds (see
+        :meth:`finish`): A's permutation on the ``total`` bins, B's on the ``items_a`` bins
+        A fills; this party's is drawn and routed through its switching network
+        (:func:`mpc.ss.ot_shuffle.draw`, plain numpy that releases the GIL) in a thread
+        while the OPRF, the OPPRF and the zero test run."""
+        self.total, self.items_a = total, items_a
+        wires = total if self.ctx.rank == 0 else items_a
+        if wires > 1 and source_kind(self.ctx.options) == "ot":
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="join-route")
-            self._routed = pool.submit(ot_shuffle.draw, total)
+            self._routed = pool.submit(ot_shuffle.draw, wires)
             pool.shutdown(wait=False)
 
     def program(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
@@ -135,9 +141,11 @@ class BinJoin:
         rows[self.a_cols:] = -u
         self.rows.append(rows)
 
-    def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int) -> None:
+    def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int,
+                filled: np.ndarray | None = None) -> None:
         """A: decode the bucket's OKVS at its OPRF outputs o_b ((bins, 16) uint8); ``own``
-        are A's column values per bin (one (bins,) ring array per column)."""
+        are A's column values per bin (one (bins,) ring array per column), ``filled`` which
+        bins hold one of A's ids (default all)."""
         width = 1 + self.b_cols
         cells = okvs.num_cells(max_keys)
         got = self.ctx.recv(self.peer)
@@ -148,6 +156,7 @@ class BinJoin:
         n_bins = len(outputs)
         decoded = okvs.decode(table, _positions(seed, outputs, cells)) - _masks(outputs, width)
         self.word.append(np.ascontiguousarray(decoded[:, 0]))
+        self.filled.append(np.ones(n_bins, bool) if filled is None else np.asarray(filled, bool))
         rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)
         for c, col in enumerate(own):
             rows[c] = col
@@ -162,6 +171,9 @@ class BinJoin:
         rows = (np.concatenate(self.rows, axis=1) if self.rows
                 else np.zeros((self.a_cols + self.b_cols, 0), np.uint64))
         self.word, self.rows = [], []
+        source = get_source(ctx)
+        if isinstance(source, OtSource) and word.size:
+            return self._finish_two_rounds(source, word, rows)
         ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
         # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
         # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
@@ -171,8 +183,13 @@ class BinJoin:
         stacked = np.concatenate([rows[:self.a_cols], flag.reshape(1, -1), rows[self.a_cols:]])
         del rows, flag
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
-        shuffled = self._shuffle(stacked) if stacked.shape[1] else stacked
+        shuffled = shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
         del stacked
+        return self._compact(shuffled)
+
+    def _compact(self, shuffled: np.ndarray) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+        """Open the shuffled flags (row ``a_cols``) and keep the flagged columns."""
+        ctx = self.ctx
         opened = open_arith(ctx, shuffled[self.a_cols])
         if np.any(opened > 1):
             raise ValueError(f"party {self.peer!r}: the opened match flags are not 0/1 (malformed shares)")
@@ -182,16 +199,43 @@ class BinJoin:
         own, theirs = (a, b) if ctx.rank == 0 else (b, a)
         return len(keep), own, theirs
 
-    def _shuffle(self, stacked: np.ndarray) -> np.ndarray:
-        """One joint shuffle of the rows. With the OT source, A's columns (the first
-        ``a_cols`` rows, A's plaintext) skip A's own switching network: A permutes them by
-        its permutation itself (``clear`` of :func:`mpc.ss.ot_shuffle.shuffle`), and this
-        party's permutation is the one drawn in advance (:meth:`expect_bins`)."""
-        source = get_source(self.ctx)
+    def _finish_two_rounds(self, source: OtSource, word: np.ndarray, rows: np.ndarray
+                           ) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+        """The OT source's flow (see the module docstring, step 3): round 0 of the shuffle
+        (A's permutation) on all bins with rows (A's columns, in the clear, then s_b - t_b
+        and B's columns, shared); A names the positions its empty bins went to; both drop
+        them; the zero test on the n_A remaining; round 1 (B's permutation) on those."""
+        ctx = self.ctx
+        total, n_a = len(word), self.items_a
+        if total != self.total:
+            raise ValueError(f"{ctx.party}: {total} bins decoded, {self.total} announced")
         routed = self._routed.result() if self._routed is not None else None
         self._routed = None
-        if isinstance(source, OtSource):
-            if routed is not None and routed.n != stacked.shape[1]:
-                routed = None
-            return ot_shuffle.shuffle(source, stacked, jointly=True, clear=self.a_cols, routed=routed)
-        return shuffle(self.ctx, stacked, jointly=True)
+        ctx.report_progress(phase="private join: oblivious shuffle of the bins")
+        rounds = ot_shuffle.TwoRounds(source, total, n_a, 1 + self.b_cols, self.a_cols + 1 + self.b_cols, routed)
+        # s_b - t_b is shared as (s_b, -t_b)
+        diff = word if ctx.rank == 0 else np.uint64(0) - word
+        stacked = np.concatenate([rows[:self.a_cols], diff.reshape(1, -1), rows[self.a_cols:]])
+        del rows, word, diff
+        moved = rounds.round(0, stacked, clear=self.a_cols)
+        del stacked
+        empty_n = total - n_a
+        if ctx.rank == 0:
+            filled = np.concatenate(self.filled)
+            if int(filled.sum()) != n_a:
+                raise ValueError(f"{ctx.party}: {int(filled.sum())} filled bins for {n_a} ids")
+            gone = np.sort(rounds.routed.dest[0, np.flatnonzero(~filled)]) if empty_n else np.zeros(0, np.int64)
+            ctx.send(self.peer, gone.astype(np.int64))
+        else:
+            gone = expect(self.peer, ctx.recv(self.peer), np.int64, (empty_n,), "the empty bins' positions")
+            if empty_n and (gone[0] < 0 or gone[-1] >= total or np.any(np.diff(gone) <= 0)):
+                raise ValueError(f"party {self.peer!r} sent empty-bin positions that are not distinct, "
+                                 f"sorted and below {total}")
+        self.filled = []
+        kept = np.ones(total, bool)
+        kept[gone] = False
+        moved = moved[:, kept]
+        ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
+        moved[self.a_cols] = eqz(ctx, moved[self.a_cols])
+        ctx.report_progress(phase="private join: oblivious shuffle of the bins")
+        return self._compact(rounds.round(1, moved))

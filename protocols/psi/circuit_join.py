@@ -54,21 +54,21 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
         max_keys = 3 * cap_b
         blocks = np.ascontiguousarray(prepared.digests[:, :16])
         layout = _Layout(blocks, _joint_key(ctx, peer), nb, bins)
-        join.expect_bins(nb * bins)          # this party's shuffle permutation, routed meanwhile
+        join.expect_bins(nb * bins, n_a)    # this party's shuffle permutation, routed meanwhile
         ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
         if ctx.rank == 0:
             kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
-            pending: list[tuple[np.ndarray, list[np.ndarray]]] = []
+            pending: list[tuple] = []
             for b in range(nb):
                 idx = layout.bucket(b, cap_a, ctx.party)
                 out, table, _ = oprf_bins(kkrt, layout, idx, bins)
                 item = idx[np.maximum(table, 0)] if len(idx) else np.zeros(bins, np.int64)
-                pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings]))
+                pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings], max_keys, table >= 0))
                 if len(pending) == 2:        # one bucket in flight: B programs while A sends the next
-                    join.receive(*pending.pop(0), max_keys)
+                    join.receive(*pending.pop(0))
                     ctx.report_progress(phase=PHASE, done=b, total=nb, unit="buckets")
             while pending:
-                join.receive(*pending.pop(0), max_keys)
+                join.receive(*pending.pop(0))
         else:
             kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
             for b in range(nb):
