@@ -195,3 +195,39 @@ def test_ot_shuffle_refuses_bad_clear():
         ot_shuffle.shuffle(get_source(ctx), np.zeros((2, 4), np.uint64), jointly=False, clear=1)
     with pytest.raises(Exception, match="clear rows"):
         mpc.run_local(job, ["a", "b"], timeout=30, triples="ot")
+
+
+def test_ot_shuffle_two_rounds_with_wires_dropped_between():
+    """TwoRounds: party 0's round on 1000 wires (one clear row), then 300 wires dropped
+    (party 0 names them), party 1's round on the 700 left: the rows stay aligned, the
+    survivors are exactly the columns not dropped, and their order is neither input's."""
+    from mpc.ss import ot_shuffle
+    from mpc.ss.triples import get_source
+
+    def job(ctx, data):
+        src = get_source(ctx)
+        rounds = ot_shuffle.TwoRounds(src, 1000, 700, 2, 3)
+        x = data.astype(np.uint64) if ctx.party == "a" else np.zeros(data.shape, np.uint64)
+        y = rounds.round(0, x, clear=1)
+        opened = ss.from_shares(ctx, y[1:2]).reveal()[0].astype(np.int64)
+        keep = np.sort(np.flatnonzero(opened % 10 != 0)[:700])      # drop 300 public columns
+        z = rounds.round(1, y[:, keep])
+        return ss.from_shares(ctx, z).reveal(), opened[keep]
+    data = _table(3, 1000)
+    out = mpc.run_local(job, ["a", "b"], args={p: (data,) for p in "ab"}, timeout=120, triples="ot")
+    got, survivors = out["a"]
+    got = got.astype(np.int64)
+    assert np.array_equal(got, data[:, got[0]])
+    assert np.array_equal(np.sort(got[0]), np.sort((survivors + 7) // 4))  # row 1 is 4 * index - 7
+    assert not np.array_equal(got[0], np.sort(got[0]))
+
+
+def test_ot_shuffle_two_rounds_refuses_wrong_shapes():
+    from mpc.ss import ot_shuffle
+    from mpc.ss.triples import get_source
+
+    def job(ctx):
+        rounds = ot_shuffle.TwoRounds(get_source(ctx), 10, 6, 1, 2)
+        rounds.round(0, np.zeros((2, 9), np.uint64))
+    with pytest.raises(Exception, match="round 0 of the shuffle"):
+        mpc.run_local(job, ["a", "b"], timeout=30, triples="ot")
