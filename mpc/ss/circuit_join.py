@@ -22,12 +22,26 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    :func:`mpc.ss.compare.all_zero_xor` on s_b xor t_b, 63 AND bits), then a daBit.
 3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
    B's payload shares) of all bins are shuffled by ONE permutation no party knows
-   (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: the dealer's, or without one
-   the OT shuffle of :mod:`mpc.ss.ot_shuffle`, a Benes network per party, where A's
-   columns, A's plaintext, skip A's own network: ``clear``), the shuffled flags are
-   opened and the flagged rows kept. Each party's permutation depends only on the public
-   bin count, so it is drawn and routed in a thread while the OPRF and zero test run.
-   Unmatched bins' garbage payloads are dropped, so no multiplication by the flag.
+   (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: with the dealer its shuffle),
+   the shuffled flags are opened and the flagged rows kept. Unmatched bins' garbage
+   payloads are dropped, so no multiplication by the flag.
+
+   Without a dealer (the OT source) the shuffle is the two permute + share rounds of
+   :class:`mpc.ss.ot_shuffle.TwoRounds` (Mohassel-Sadeghian switching networks, one per
+   party), and the zero test moves between them:
+   a. round 0, A's uniform permutation pi_0 on all N bins, rows (A's columns, s_b - t_b,
+      B's columns); A's columns are A's plaintext and skip A's network (A permutes them
+      itself: ``clear``);
+   b. A sends the positions pi_0(e) of its N - n_A empty bins e (cuckoo bins holding no
+      id of A; their s_b is a decoding at the OPRF of a random dummy, so they never
+      match but with probability 2^-64), and both drop those columns;
+   c. the zero test on the n_A remaining differences gives the shared flags;
+   d. round 1, B's uniform permutation pi_1 on the n_A wires, rows (A's columns, flag,
+      B's columns); then the flags are opened and the flagged rows kept.
+   So the zero test (the most expensive step) and B's network run on n_A elements
+   instead of N = 1.34 n_A. Each party's permutation depends only on public sizes (N for
+   A, n_A for B), so it is drawn and routed in a thread while the OPRF and the zero test
+   run.
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
 SIGMA = 64 bits of target: an unmatched bin decodes to s_b = t_b with probability 2^-64,
@@ -43,7 +57,12 @@ pseudorandom whatever B's set; the seed is public (it is redrawn when an OKVS do
 peel, with probability ~1e-5 per 2^18-id bucket and below 1% for small ones, which tells
 A only that B's pseudorandom keys did not peel under the first seed). Both then learn
 the opened shuffled flags: a uniformly random set of m positions, so only the join size
-m. Message shapes depend only on the set sizes.
+m. Without a dealer B also receives pi_0(empty bins) in step 3b: pi_0 is uniform, drawn
+by A from the CSPRNG and independent of everything B sees (B's view of round 0 is
+simulatable without it, by the switching network's security), so this is a uniformly
+random (N - n_A)-subset of [0, N), simulatable from the two public counts; the flags
+opened after round 1 are at positions pi_1(pi_0(matched bins)), uniform to A (pi_1 is
+B's) and to B (pi_0 is A's). Message shapes depend only on the set sizes.
 """
 
 from __future__ import annotations

@@ -36,7 +36,11 @@ skip party 0's network: party 0 applies pi_0 to them itself, then they go throug
 1's network like the rest (the circuit join's A columns: 3 of its 5 rows take network 0).
 The networks then differ in width, and so do the pads of the two OT directions.
 A party's permutation and its routing depend on n alone (:func:`draw`), so a caller can
-draw it ahead, in a thread, while other work runs.
+draw it ahead, in a thread, while other work runs. :class:`TwoRounds` exposes the two
+rounds of a joint shuffle separately (the offline phase of both networks still in one
+walk, each network with its own public size and rows), so a caller can act between
+them: the circuit join drops wires after round 0 (positions party 0 names, uniform
+because pi_0 is) and runs round 1 on fewer wires.
 Both parties' networks run at once (each party is P in one and S in the other), so the
 offline phase takes one round of two messages each way per batch, the online one two
 sequential messages of rows x n words.

@@ -15,7 +15,9 @@ Yanai, Eurocrypt 2020):
    and B's columns of that id plus B's masks u_b whenever B holds x_b; B keeps t_b, -u_b
    (:class:`mpc.ss.circuit_join.BinJoin`). The match flag [s_b = t_b] is computed on XOR
    shares, all bins' rows (flag, A's columns, B's columns) are shuffled by one
-   permutation neither party knows, the flags opened and the matched rows kept.
+   permutation neither party knows, the flags opened and the matched rows kept (without
+   a dealer the shuffle's two rounds bracket the zero test, and A's empty bins are
+   dropped after A's round, where their positions are uniform: see the engine).
 
 Reveals (semi-honest, no collusion; kappa = 128, lambda = 40, sigma = 64): both id
 counts and the number of joined rows, nothing else: every message has a shape fixed by
