@@ -236,6 +236,24 @@ def test_malformed_okvs_message_names_the_party(monkeypatch):
     assert info.value.party == "alice"
 
 
+@pytest.mark.parametrize("bad", ["repeat", "range"])
+def test_malformed_empty_bin_positions_name_the_party(monkeypatch, bad):
+    """B checks the positions A names for its empty bins: distinct, sorted, in range."""
+    original = engine.BinJoin._empty_positions
+
+    def wrong(dest, filled):
+        gone = original(dest, filled)
+        if bad == "repeat":
+            gone[1] = gone[0]
+        else:
+            gone[-1] = len(dest) + 5
+        return gone
+    monkeypatch.setattr(engine.BinJoin, "_empty_positions", staticmethod(wrong))
+    with pytest.raises(JobFailed, match="'alice' sent empty-bin positions") as info:
+        run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 150)), {"y": np.arange(100)}))
+    assert info.value.party == "bob"
+
+
 def test_join_stats_on_two_servers_without_a_dealer_matches_pandas():
     """join.stats with join='circuit' (what 'auto' picks without a dealer) on two TLS
     party servers: rows, describe and corr equal pandas on the merged plaintext."""

@@ -206,6 +206,11 @@ class BinJoin:
         del stacked
         return self._compact(shuffled)
 
+    @staticmethod
+    def _empty_positions(dest: np.ndarray, filled: np.ndarray) -> np.ndarray:
+        """A: where round 0 (input i to output dest[i]) sent A's empty bins, sorted."""
+        return np.sort(dest[np.flatnonzero(~filled)]).astype(np.int64)
+
     def _compact(self, shuffled: np.ndarray) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
         """Open the shuffled flags (row ``a_cols``) and keep the flagged columns."""
         ctx = self.ctx
@@ -243,8 +248,8 @@ class BinJoin:
             filled = np.concatenate(self.filled)
             if int(filled.sum()) != n_a:
                 raise ValueError(f"{ctx.party}: {int(filled.sum())} filled bins for {n_a} ids")
-            gone = np.sort(rounds.routed.dest[0, np.flatnonzero(~filled)]) if empty_n else np.zeros(0, np.int64)
-            ctx.send(self.peer, gone.astype(np.int64))
+            ctx.send(self.peer, self._empty_positions(rounds.routed.dest[0], filled))
+            gone = rounds.routed.dest[0, np.flatnonzero(~filled)]
         else:
             gone = expect(self.peer, ctx.recv(self.peer), np.int64, (empty_n,), "the empty bins' positions")
             if empty_n and (gone[0] < 0 or gone[-1] >= total or np.any(np.diff(gone) <= 0)):
