@@ -93,6 +93,26 @@ def test_all_rows_joined_and_empty_joins():
     assert check(a, b.iloc[:0], _run_frames(a, b.iloc[:0]))["bob.y"].shape == (0,)
 
 
+def test_with_the_dealer_source_and_many_columns():
+    """method="circuit" on the dealer's shuffle (no clear rows there) and, on the OT source,
+    with more of A's columns than B's (A's clear rows skip A's network): both equal pandas."""
+    a, b = tables(400, 300, 150)
+    a = a.assign(z=RNG.normal(size=len(a)), w=RNG.integers(0, 9, len(a)))
+    expected = a.merge(b, on="id")
+    for triples in ("dealer", "ot"):
+        out = mpc.run_local(_job, ["alice", "bob"], transport="memory", triples=triples, timeout=300,
+                            args={"alice": (a.id.to_numpy(), a.drop(columns="id")),
+                                  "bob": (b.id.to_numpy(), b.drop(columns="id"))})
+        n, names, cols = out["alice"]
+        assert n == len(expected) and out["bob"][:2] == (n, names)
+        got = pd.DataFrame({c.split(".")[1]: v for c, v in cols.items()}).sort_values("arow")
+        want = expected.sort_values("arow")
+        assert (got.arow.to_numpy() == want.arow.to_numpy()).all()
+        assert (got.brow.to_numpy() == want.brow.to_numpy()).all()
+        assert (got.w.to_numpy() == want.w.to_numpy()).all()
+        np.testing.assert_allclose(got.z, want.z, atol=2e-5)
+
+
 def test_columns_on_one_side_only():
     out = run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 250)), None))
     n, names, cols = out["bob"]
@@ -166,6 +186,8 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
 
     def spy(self):
         flags[self.ctx.party] = np.concatenate(self.word) if self.word else np.zeros(0, np.uint64)
+        if self.ctx.rank == 0:
+            flags["filled"] = np.concatenate(self.filled)
         return original(self)
     monkeypatch.setattr(engine.BinJoin, "finish", spy)
     runs = []
@@ -178,6 +200,14 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
         matched = (flags["a"] == flags["b"]).astype(np.int64)     # s_b == t_b: the bins that matched
         assert matched.sum() == N // 2
         runs.append((views, matched))
+        # B learns where A's empty bins went in A's round of the shuffle: distinct positions,
+        # a uniform subset (uncorrelated with the empty bins themselves or the matches)
+        gone = [x for x in flatten(views["b"]) if isinstance(x, np.ndarray) and x.dtype == np.int64]
+        assert len(gone) == 1 and len(gone[0]) == len(matched) - N
+        where = np.zeros(len(matched))
+        where[gone[0]] = 1
+        for secret in (matched, ~flags["filled"]):
+            assert abs(np.corrcoef(where, secret)[0, 1]) < 6 / math.sqrt(len(matched))
     for party in "ab":
         assert [_skeleton(v) for _, v in runs[0][0][party]] == [_skeleton(v) for _, v in runs[1][0][party]]
     from test_views import assert_masked
@@ -189,7 +219,10 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
             assert len(big) > 10, "no words received"
             for x in big:                      # OKVS, OT matrices, shuffle and zero-test messages
                 _bits_balanced(x)
-            assert_masked(views[party], matched, min_arrays=1)   # the bin-length words (flag shares)
+            # the bin-order words: the masked shares of A's round of the shuffle (on the padded width)
+            width = 1 << (len(matched) - 1).bit_length()
+            bin_order = [x[..., :len(matched)] for x in leaves if x.ndim == 2 and x.shape[-1] == width]
+            assert_masked(bin_order, matched, min_arrays=1 if party == "a" else 0)
 
 
 def test_malformed_okvs_message_names_the_party(monkeypatch):
@@ -201,6 +234,24 @@ def test_malformed_okvs_message_names_the_party(monkeypatch):
     with pytest.raises(JobFailed, match="'bob' sent a malformed OKVS message") as info:
         run((list(range(10)), None), (list(range(5, 15)), None))
     assert info.value.party == "alice"
+
+
+@pytest.mark.parametrize("bad", ["repeat", "range"])
+def test_malformed_empty_bin_positions_name_the_party(monkeypatch, bad):
+    """B checks the positions A names for its empty bins: distinct, sorted, in range."""
+    original = engine.BinJoin._empty_positions
+
+    def wrong(dest, filled):
+        gone = original(dest, filled)
+        if bad == "repeat":
+            gone[1] = gone[0]
+        else:
+            gone[-1] = len(dest) + 5
+        return gone
+    monkeypatch.setattr(engine.BinJoin, "_empty_positions", staticmethod(wrong))
+    with pytest.raises(JobFailed, match="'alice' sent empty-bin positions") as info:
+        run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 150)), {"y": np.arange(100)}))
+    assert info.value.party == "bob"
 
 
 def test_join_stats_on_two_servers_without_a_dealer_matches_pandas():

@@ -140,3 +140,94 @@ def test_no_party_can_recover_a_permutation_from_its_pieces(parties):
                 continue
             piece = out[p][j]
             assert len(set(piece["share"].ravel().tolist()) & set(piece["mask"].ravel().tolist())) < 3
+
+
+def _shuffled_clear(ctx, data, clear, early):
+    """Rows [:clear] are party a's plaintext shared (value, 0), the rest shared by a."""
+    from mpc.ss import ot_shuffle
+    from mpc.ss.triples import get_source
+    x = ss.share(ctx, data[clear:] if ctx.party == "a" else None, owner="a").share
+    own = data[:clear].astype(np.uint64) if ctx.party == "a" else np.zeros((clear, data.shape[1]), np.uint64)
+    routed = ot_shuffle.draw(data.shape[1]) if early else None
+    out = ot_shuffle.shuffle(get_source(ctx), np.concatenate([own, x]), jointly=True, clear=clear, routed=routed)
+    return ss.from_shares(ctx, out).reveal()
+
+
+@pytest.mark.parametrize("clear", [1, 2, 4])
+@pytest.mark.parametrize("n", [2, 5, 1000])
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_ot_shuffle_with_clear_rows_keeps_rows_aligned(clear, n, transport):
+    """Party 0's plaintext rows skip its own network (it permutes them itself), the rest
+    take both: still one joint permutation; clear = rows (everything party 0's) too."""
+    data = _table(4, n)
+    out = mpc.run_local(_shuffled_clear, ["a", "b"], args={p: (data, clear, n == 5) for p in "ab"},
+                        transport=transport, timeout=120, triples="ot")
+    out_a = out["a"].astype(np.int64)
+    assert np.array_equal(out_a, out["b"].astype(np.int64))
+    assert np.array_equal(np.sort(out_a[0]), data[0])
+    assert np.array_equal(out_a, data[:, out_a[0]])
+    if n > 2:
+        assert not np.array_equal(out_a[0], data[0])
+
+
+def test_ot_shuffle_with_clear_rows_is_uniform():
+    """3 elements, one clear row and one shared: each of the 6 permutations ~ 1/6."""
+    def job(ctx):
+        from mpc.ss import ot_shuffle
+        from mpc.ss.triples import get_source
+        data = np.array([[1, 2, 3], [10, 20, 30]], dtype=np.uint64)
+        x = data.copy() if ctx.party == "a" else np.zeros_like(data)
+        return [ss.from_shares(ctx, ot_shuffle.shuffle(get_source(ctx), x, jointly=True, clear=1)).reveal()
+                for _ in range(300)]
+    rows = np.asarray(mpc.run_local(job, ["a", "b"], timeout=300, triples="ot")["a"]).astype(np.int64)
+    assert np.array_equal(rows[:, 1], rows[:, 0] * 10)
+    code = rows[:, 0, 0] * 10 + rows[:, 0, 1]
+    counts = np.array([np.sum(code == c) for c in (12, 13, 21, 23, 31, 32)])
+    chi2 = float(np.sum((counts - 50) ** 2 / 50))
+    assert chi2 < 35, counts
+
+
+def test_ot_shuffle_refuses_bad_clear():
+    from mpc.ss import ot_shuffle
+
+    def job(ctx):
+        from mpc.ss.triples import get_source
+        ot_shuffle.shuffle(get_source(ctx), np.zeros((2, 4), np.uint64), jointly=False, clear=1)
+    with pytest.raises(Exception, match="clear rows"):
+        mpc.run_local(job, ["a", "b"], timeout=30, triples="ot")
+
+
+def test_ot_shuffle_two_rounds_with_wires_dropped_between():
+    """TwoRounds: party 0's round on 1000 wires (one clear row), then 300 wires dropped
+    (party 0 names them), party 1's round on the 700 left: the rows stay aligned, the
+    survivors are exactly the columns not dropped, and their order is neither input's."""
+    from mpc.ss import ot_shuffle
+    from mpc.ss.triples import get_source
+
+    def job(ctx, data):
+        src = get_source(ctx)
+        rounds = ot_shuffle.TwoRounds(src, 1000, 700, 2, 3)
+        x = data.astype(np.uint64) if ctx.party == "a" else np.zeros(data.shape, np.uint64)
+        y = rounds.round(0, x, clear=1)
+        opened = ss.from_shares(ctx, y[1:2]).reveal()[0].astype(np.int64)
+        keep = np.sort(np.flatnonzero(opened % 10 != 0)[:700])      # drop 300 public columns
+        z = rounds.round(1, y[:, keep])
+        return ss.from_shares(ctx, z).reveal(), opened[keep]
+    data = _table(3, 1000)
+    out = mpc.run_local(job, ["a", "b"], args={p: (data,) for p in "ab"}, timeout=120, triples="ot")
+    got, survivors = out["a"]
+    got = got.astype(np.int64)
+    assert np.array_equal(got, data[:, got[0]])
+    assert np.array_equal(np.sort(got[0]), np.sort((survivors + 7) // 4))  # row 1 is 4 * index - 7
+    assert not np.array_equal(got[0], np.sort(got[0]))
+
+
+def test_ot_shuffle_two_rounds_refuses_wrong_shapes():
+    from mpc.ss import ot_shuffle
+    from mpc.ss.triples import get_source
+
+    def job(ctx):
+        rounds = ot_shuffle.TwoRounds(get_source(ctx), 10, 6, 1, 2)
+        rounds.round(0, np.zeros((2, 9), np.uint64))
+    with pytest.raises(Exception, match="round 0 of the shuffle"):
+        mpc.run_local(job, ["a", "b"], timeout=30, triples="ot")

@@ -64,6 +64,15 @@ def positions(words: np.ndarray, cells: int) -> np.ndarray:
     return out
 
 
+def _distinct(values: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """Indices of one occurrence of each distinct value (values index ``slot``, a scratch
+    array): every position writes its index into its value's slot, the last write wins,
+    and a position is kept if its write won. O(len) and no sort (np.unique sorts)."""
+    idx = np.arange(len(values))
+    slot[values] = idx
+    return np.flatnonzero(slot[values] == idx)
+
+
 def _peel(pos: np.ndarray, cells: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Peeling rounds: per round (keys, their pivot cells).
 
@@ -77,14 +86,19 @@ def _peel(pos: np.ndarray, cells: int) -> list[tuple[np.ndarray, np.ndarray]]:
     frontier = np.nonzero(degree == 1)[0]
     rounds: list[tuple[np.ndarray, np.ndarray]] = []
     done = 0
+    key_slot = np.empty(n, np.int64)         # scratch for de-duplicating without a sort
+    cell_slot = np.empty(cells, np.int64)
     while frontier.size:
-        keys, first = np.unique(owner[frontier].astype(np.int64), return_index=True)   # a key may own several
+        owners = owner[frontier].astype(np.int64)           # a key may own several cells
+        first = _distinct(owners, key_slot)
+        keys = owners[first]
         rounds.append((keys, frontier[first]))
         done += len(keys)
         touched = pos[keys].ravel()
         degree -= np.bincount(touched, minlength=cells)
         owner -= np.bincount(touched, weights=np.repeat(keys.astype(np.float64), HASHES), minlength=cells)
-        frontier = np.unique(touched[degree[touched] == 1])
+        single = touched[degree[touched] == 1]
+        frontier = single[_distinct(single, cell_slot)]
     if done != n:
         raise OkvsError(f"{n - done} of {n} keys form a 2-core ({cells} cells)")
     return rounds

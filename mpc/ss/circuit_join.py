@@ -22,10 +22,26 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    :func:`mpc.ss.compare.all_zero_xor` on s_b xor t_b, 63 AND bits), then a daBit.
 3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
    B's payload shares) of all bins are shuffled by ONE permutation no party knows
-   (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: the dealer's, or without one
-   the OT shuffle of :mod:`mpc.ss.ot_shuffle`, a Benes network per party), the shuffled
-   flags are opened and the flagged rows kept.
-   Unmatched bins' garbage payloads are dropped, so no multiplication by the flag.
+   (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: with the dealer its shuffle),
+   the shuffled flags are opened and the flagged rows kept. Unmatched bins' garbage
+   payloads are dropped, so no multiplication by the flag.
+
+   Without a dealer (the OT source) the shuffle is the two permute + share rounds of
+   :class:`mpc.ss.ot_shuffle.TwoRounds` (Mohassel-Sadeghian switching networks, one per
+   party), and the zero test moves between them:
+   a. round 0, A's uniform permutation pi_0 on all N bins, rows (A's columns, s_b - t_b,
+      B's columns); A's columns are A's plaintext and skip A's network (A permutes them
+      itself: ``clear``);
+   b. A sends the positions pi_0(e) of its N - n_A empty bins e (cuckoo bins holding no
+      id of A; their s_b is a decoding at the OPRF of a random dummy, so they never
+      match but with probability 2^-64), and both drop those columns;
+   c. the zero test on the n_A remaining differences gives the shared flags;
+   d. round 1, B's uniform permutation pi_1 on the n_A wires, rows (A's columns, flag,
+      B's columns); then the flags are opened and the flagged rows kept.
+   So the zero test (the most expensive step) and B's network run on n_A elements
+   instead of N = 1.34 n_A. Each party's permutation depends only on public sizes (N for
+   A, n_A for B), so it is drawn and routed in a thread while the OPRF and the zero test
+   run.
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
 SIGMA = 64 bits of target: an unmatched bin decodes to s_b = t_b with probability 2^-64,
@@ -41,12 +57,18 @@ pseudorandom whatever B's set; the seed is public (it is redrawn when an OKVS do
 peel, with probability ~1e-5 per 2^18-id bucket and below 1% for small ones, which tells
 A only that B's pseudorandom keys did not peel under the first seed). Both then learn
 the opened shuffled flags: a uniformly random set of m positions, so only the join size
-m. Message shapes depend only on the set sizes.
+m. Without a dealer B also receives pi_0(empty bins) in step 3b: pi_0 is uniform, drawn
+by A from the CSPRNG and independent of everything B sees (B's view of round 0 is
+simulatable without it, by the switching network's security), so this is a uniformly
+random (N - n_A)-subset of [0, N), simulatable from the two public counts; the flags
+opened after round 1 are at positions pi_1(pi_0(matched bins)), uniform to A (pi_1 is
+B's) and to B (pi_0 is A's). Message shapes depend only on the set sizes.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -55,9 +77,13 @@ from mpc.crypto.random import random_uint64
 from mpc.ot.hashing import ecb, tccr
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
+from mpc.ss import ot_shuffle
 from mpc.ss.beaver import open_arith
 from mpc.ss.compare import eqz
+from mpc.ss.ot_triples import OtSource
+from mpc.ss.provider import source_kind
 from mpc.ss.shuffle import shuffle
+from mpc.ss.triples import get_source
 
 SIGMA = 64
 SEED_TRIES = 16
@@ -88,6 +114,23 @@ class BinJoin:
         self.b_cols = peer_cols if ctx.rank == 0 else own_cols
         self.word: list[np.ndarray] = []      # per bucket: s_b (A) or t_b (B)
         self.rows: list[np.ndarray] = []      # per bucket: (a_cols + b_cols, bins) shares
+        self._routed: Future | None = None
+        self.filled: list[np.ndarray] = []    # A, per bucket: which bins hold one of its ids
+        self.total = self.items_a = 0
+
+    def expect_bins(self, total: int, items_a: int) -> None:
+        """Announce the number of bins and of A's ids (public: functions of the set sizes)
+        before the buckets. With the OT source the join shuffles in two rounds (see
+        :meth:`finish`): A's permutation on the ``total`` bins, B's on the ``items_a`` bins
+        A fills; this party's is drawn and routed through its switching network
+        (:func:`mpc.ss.ot_shuffle.draw`, plain numpy that releases the GIL) in a thread
+        while the OPRF, the OPPRF and the zero test run."""
+        self.total, self.items_a = total, items_a
+        wires = total if self.ctx.rank == 0 else items_a
+        if wires > 1 and source_kind(self.ctx.options) == "ot":
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="join-route")
+            self._routed = pool.submit(ot_shuffle.draw, wires)
+            pool.shutdown(wait=False)
 
     def program(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
                 max_keys: int) -> None:
@@ -117,9 +160,11 @@ class BinJoin:
         rows[self.a_cols:] = -u
         self.rows.append(rows)
 
-    def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int) -> None:
+    def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int,
+                filled: np.ndarray | None = None) -> None:
         """A: decode the bucket's OKVS at its OPRF outputs o_b ((bins, 16) uint8); ``own``
-        are A's column values per bin (one (bins,) ring array per column)."""
+        are A's column values per bin (one (bins,) ring array per column), ``filled`` which
+        bins hold one of A's ids (default all)."""
         width = 1 + self.b_cols
         cells = okvs.num_cells(max_keys)
         got = self.ctx.recv(self.peer)
@@ -130,6 +175,7 @@ class BinJoin:
         n_bins = len(outputs)
         decoded = okvs.decode(table, _positions(seed, outputs, cells)) - _masks(outputs, width)
         self.word.append(np.ascontiguousarray(decoded[:, 0]))
+        self.filled.append(np.ones(n_bins, bool) if filled is None else np.asarray(filled, bool))
         rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)
         for c, col in enumerate(own):
             rows[c] = col
@@ -144,21 +190,76 @@ class BinJoin:
         rows = (np.concatenate(self.rows, axis=1) if self.rows
                 else np.zeros((self.a_cols + self.b_cols, 0), np.uint64))
         self.word, self.rows = [], []
+        source = get_source(ctx)
+        if isinstance(source, OtSource) and word.size:
+            return self._finish_two_rounds(source, word, rows)
         ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
         # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
         # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
         flag = eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word) if word.size else word
         del word
-        stacked = np.concatenate([flag.reshape(1, -1), rows])
+        # rows: A's columns (A's plaintext, B's shares 0), the flag, B's columns
+        stacked = np.concatenate([rows[:self.a_cols], flag.reshape(1, -1), rows[self.a_cols:]])
         del rows, flag
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
         shuffled = shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
         del stacked
-        opened = open_arith(ctx, shuffled[0])
+        return self._compact(shuffled)
+
+    @staticmethod
+    def _empty_positions(dest: np.ndarray, filled: np.ndarray) -> np.ndarray:
+        """A: where round 0 (input i to output dest[i]) sent A's empty bins, sorted."""
+        return np.sort(dest[np.flatnonzero(~filled)]).astype(np.int64)
+
+    def _compact(self, shuffled: np.ndarray) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+        """Open the shuffled flags (row ``a_cols``) and keep the flagged columns."""
+        ctx = self.ctx
+        opened = open_arith(ctx, shuffled[self.a_cols])
         if np.any(opened > 1):
             raise ValueError(f"party {self.peer!r}: the opened match flags are not 0/1 (malformed shares)")
         keep = np.nonzero(opened)[0]
-        kept = shuffled[1:, keep]
-        a, b = list(kept[:self.a_cols]), list(kept[self.a_cols:])
+        kept = shuffled[:, keep]
+        a, b = list(kept[:self.a_cols]), list(kept[self.a_cols + 1:])
         own, theirs = (a, b) if ctx.rank == 0 else (b, a)
         return len(keep), own, theirs
+
+    def _finish_two_rounds(self, source: OtSource, word: np.ndarray, rows: np.ndarray
+                           ) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+        """The OT source's flow (see the module docstring, step 3): round 0 of the shuffle
+        (A's permutation) on all bins with rows (A's columns, in the clear, then s_b - t_b
+        and B's columns, shared); A names the positions its empty bins went to; both drop
+        them; the zero test on the n_A remaining; round 1 (B's permutation) on those."""
+        ctx = self.ctx
+        total, n_a = len(word), self.items_a
+        if total != self.total:
+            raise ValueError(f"{ctx.party}: {total} bins decoded, {self.total} announced")
+        routed = self._routed.result() if self._routed is not None else None
+        self._routed = None
+        ctx.report_progress(phase="private join: oblivious shuffle of the bins")
+        rounds = ot_shuffle.TwoRounds(source, total, n_a, 1 + self.b_cols, self.a_cols + 1 + self.b_cols, routed)
+        # s_b - t_b is shared as (s_b, -t_b)
+        diff = word if ctx.rank == 0 else np.uint64(0) - word
+        stacked = np.concatenate([rows[:self.a_cols], diff.reshape(1, -1), rows[self.a_cols:]])
+        del rows, word, diff
+        moved = rounds.round(0, stacked, clear=self.a_cols)
+        del stacked
+        empty_n = total - n_a
+        if ctx.rank == 0:
+            filled = np.concatenate(self.filled)
+            if int(filled.sum()) != n_a:
+                raise ValueError(f"{ctx.party}: {int(filled.sum())} filled bins for {n_a} ids")
+            ctx.send(self.peer, self._empty_positions(rounds.routed.dest[0], filled))
+            gone = rounds.routed.dest[0, np.flatnonzero(~filled)]
+        else:
+            gone = expect(self.peer, ctx.recv(self.peer), np.int64, (empty_n,), "the empty bins' positions")
+            if empty_n and (gone[0] < 0 or gone[-1] >= total or np.any(np.diff(gone) <= 0)):
+                raise ValueError(f"party {self.peer!r} sent empty-bin positions that are not distinct, "
+                                 f"sorted and below {total}")
+        self.filled = []
+        kept = np.ones(total, bool)
+        kept[gone] = False
+        moved = moved[:, kept]
+        ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
+        moved[self.a_cols] = eqz(ctx, moved[self.a_cols])
+        ctx.report_progress(phase="private join: oblivious shuffle of the bins")
+        return self._compact(rounds.round(1, moved))

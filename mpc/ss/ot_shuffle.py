@@ -31,6 +31,16 @@ n-word message is independent of x and can be precomputed.
 
 ``jointly``: one network (one permutation per party) for all rows, each OT's correlation
 ``rows`` words wide; else one network per row, every row's switches in the same batches.
+``clear`` (jointly): rows that party 0 holds in the clear (party 1's shares publicly 0)
+skip party 0's network: party 0 applies pi_0 to them itself, then they go through party
+1's network like the rest (the circuit join's A columns: 3 of its 5 rows take network 0).
+The networks then differ in width, and so do the pads of the two OT directions.
+A party's permutation and its routing depend on n alone (:func:`draw`), so a caller can
+draw it ahead, in a thread, while other work runs. :class:`TwoRounds` exposes the two
+rounds of a joint shuffle separately (the offline phase of both networks still in one
+walk, each network with its own public size and rows), so a caller can act between
+them: the circuit join drops wires after round 0 (positions party 0 names, uniform
+because pi_0 is) and runs round 1 on fewer wires.
 Both parties' networks run at once (each party is P in one and S in the other), so the
 offline phase takes one round of two messages each way per batch, the online one two
 sequential messages of rows x n words.
@@ -101,6 +111,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from mpc.crypto.random import row_permutations
+from mpc.ot.extension import pad_words, xor_delta
 from mpc.ot.wire import expect
 from mpc.ss import benes
 
@@ -137,56 +148,66 @@ def _groups(sizes: list[int]) -> list[range]:
     return out
 
 
-def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jointly: bool
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The offline phase of both networks at once: this party walks the peer's network as S
-    from its mask ``a`` and its own (control ``bits``, (1 or rows, width/2) per layer) as P
-    from 0. Only the real switches of the n-wire network take an OT; the others are
-    public (:func:`mpc.ss.benes.fixed_bits`) and both walks apply them locally. Random OTs
-    for a group of layers in one batch each way, then S's corrections p0 + (v1_S - v0_S) -
-    p1 of the whole group in one message. Returns (B, Delta)."""
+def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, n_p: int,
+             jointly: bool, own_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The offline phase of both networks at once: this party walks the peer's network (on
+    n_s wires) as S from its mask ``a`` ((rows, padded width of n_s)) and its own (n_p
+    wires, control ``bits``, (1 or rows, width/2) per layer) as P from 0, ``own_rows``
+    words wide when ``jointly`` (the two networks may differ in wires and rows, see
+    :class:`TwoRounds`). Only the real switches of each network take an OT; the others
+    are public (:func:`mpc.ss.benes.fixed_bits`) and both walks apply them locally. Random
+    OTs for a group of layers of each network in one batch each way, then S's corrections
+    p0 + (v1_S - v0_S) - p1 of the whole group in one message. Returns (B, Delta)."""
     ctx, peer = source.ctx, source.peer
-    rows, width = a.shape
+    rows, width_s = a.shape
+    width_p = benes.padded_size(n_p)
     # walk (W, A, width) arrays: jointly (rows, 1, width), one OT per switch carrying its
     # W = rows words; else (1, rows, width). The switches' OT order is the C order of the
     # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
     # operation runs along the long wire axis
-    w = rows if jointly else 1
+    w_s, w_p = (rows, own_rows) if jointly else (1, 1)
     v_s = (a[:, None, :] if jointly else a[None]).copy()    # a itself is needed online
-    v_p = np.zeros_like(v_s)
     lead = v_s.shape[1]
-    plan = _plan(n, width)
-    _swap(v_s, plan[0].fixed)
-    _swap(v_p, plan[0].fixed)
+    v_p = np.zeros((w_p, lead, width_p), np.uint64)
+    plan_s = _plan(n_s, width_s)
+    plan_p = plan_s if (n_p, width_p) == (n_s, width_s) else _plan(n_p, width_p)
+    _swap(v_s, plan_s[0].fixed)
+    _swap(v_p, plan_p[0].fixed)
     every = (slice(None),)
-    for group in _groups([lay.switches * rows for lay in plan]):
-        total = sum(lay.switches for lay in plan[group.start:group.stop]) * rows // w
-        choices = np.concatenate([bits[j].reshape(-1, plan[j].blocks, plan[j].half)[key].reshape(-1)
-                                  for j in group for key in plan[j].parts])
-        p0, p1, mine = source.rot_pair(total, choices, w)
-        taus, off = np.empty((w, total), np.uint64), 0
-        moves = {j: _move(plan, j, width) for j in group}
-        for j in group:                                      # S: the peer's network
-            lay = plan[j]
-            v = v_s.reshape(w, lead, lay.blocks, lay.half, 2)
+    # the groups of a network are the same at both parties (its wires and rows are public)
+    # (words: switches x lead x w); a network carrying no row takes no OT at all
+    groups_s = _groups([lay.switches * lead * w_s for lay in plan_s]) if w_s else []
+    groups_p = _groups([lay.switches * lead * w_p for lay in plan_p]) if w_p else []
+    for g in range(max(len(groups_s), len(groups_p))):
+        group_s = groups_s[g] if g < len(groups_s) else range(0)
+        group_p = groups_p[g] if g < len(groups_p) else range(0)
+        total = sum(plan_s[j].switches for j in group_s) * lead
+        choices = np.concatenate([np.zeros(0, bool)] + [
+            bits[j].reshape(-1, plan_p[j].blocks, plan_p[j].half)[key].reshape(-1)
+            for j in group_p for key in plan_p[j].parts])
+        p0, p1, mine = _rot_pair(source, total, choices, w_s, w_p)
+        taus, off = np.empty((w_s, total), np.uint64), 0
+        for j in group_s:                                    # S: the peer's network
+            lay = plan_s[j]
+            v = v_s.reshape(w_s, lead, lay.blocks, lay.half, 2)
             for key in lay.parts:
                 i0, i1 = every + key + (0,), every + key + (1,)
                 t = v[i1] - v[i0]
-                cnt = t.size // w
+                cnt = int(np.prod(t.shape[1:]))     # switches of this part (w_s may be 0)
                 pad = p0[:, off:off + cnt].reshape(t.shape)
                 t += pad
                 t -= p1[:, off:off + cnt].reshape(t.shape)
-                taus[:, off:off + cnt] = t.reshape(w, cnt)
+                taus[:, off:off + cnt] = t.reshape(w_s, cnt)
                 v[i0] -= pad
                 v[i1] += pad
                 off += cnt
-            v_s = np.take(v_s, moves[j], axis=2)
+            v_s = np.take(v_s, _move(plan_s, j, width_s), axis=2)
         ctx.send(peer, taus)
-        tau = expect(peer, ctx.recv(peer), np.uint64, (w, total), "the shuffle's OT corrections")
+        tau = expect(peer, ctx.recv(peer), np.uint64, (w_p, len(choices)), "the shuffle's OT corrections")
         off = 0
-        for j in group:                                      # P: this party's network
-            lay = plan[j]
-            v = v_p.reshape(w, lead, lay.blocks, lay.half, 2)
+        for j in group_p:                                    # P: this party's network
+            lay = plan_p[j]
+            v = v_p.reshape(w_p, lead, lay.blocks, lay.half, 2)
             b = bits[j].reshape(-1, lay.blocks, lay.half)
             for key in lay.parts:
                 i0, i1 = every + key + (0,), every + key + (1,)
@@ -200,10 +221,32 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n: int, jo
                 v[i0] += t
                 v[i1] -= t
                 off += cnt
-            v_p = np.take(v_p, moves[j], axis=2)
+            v_p = np.take(v_p, _move(plan_p, j, width_p), axis=2)
     if jointly:
         return v_s[:, 0], v_p[:, 0]
     return v_s[0], v_p[0]
+
+
+def _rot_pair(source: OtSource, m: int, choices: np.ndarray, send_words: int, recv_words: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`mpc.ss.ot_triples.OtSource.rot_pair` with pads ``send_words`` wide as sender
+    and ``recv_words`` as receiver (the peer's widths swapped): the two networks of a
+    ``clear`` shuffle carry different rows. The same IKNP batches and pads (the pad of OT
+    i is H(i, row), :func:`mpc.ot.extension.pad_words`, so a pad's first words do not
+    depend on its width)."""
+    if send_words == recv_words and m and len(choices):
+        return source.rot_pair(m, choices, send_words)
+    empty = np.zeros((0, 0), np.uint64)
+    mine = p0 = p1 = empty
+    if len(choices):                  # both parties know both counts: skipped on both sides
+        t, first_r = source._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
+        mine = pad_words(t, first_r, recv_words)
+    if m:
+        q, first_s = source._s.extend(m)                                           # receives U
+        p0 = pad_words(q, first_s, send_words)
+        xor_delta(q, source._s.delta)                                             # in place
+        p1 = pad_words(q, first_s, send_words)
+    return p0, p1, mine
 
 
 class _Layer:
@@ -253,18 +296,109 @@ def _swap(v: np.ndarray, switches: np.ndarray) -> None:
         v[..., i0], v[..., i1] = v[..., i1], v[..., i0]
 
 
-def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False) -> np.ndarray:
+class Routed:
+    """This party's secret permutation(s) on n wires and their network's control bits:
+    ``rows`` uniform permutations (one for a joint shuffle) as destinations on the padded
+    width, routed (:func:`mpc.ss.benes.route`). Depends only on n and the CSPRNG, so it can
+    be drawn before the data exist (:func:`draw`, e.g. in a thread while other work runs)."""
+
+    def __init__(self, n: int, rows: int = 1) -> None:
+        self.n, self.rows = n, rows
+        self.width = benes.padded_size(n)
+        self.dest = _destinations((rows, n), self.width)
+        self.bits = benes.route(self.dest, n)
+
+
+def draw(n: int, rows: int = 1) -> Routed:
+    """This party's permutation(s) for a shuffle of length n (see :class:`Routed`)."""
+    return Routed(n, rows)
+
+
+class TwoRounds:
+    """A joint shuffle as its two permute + share rounds, the offline phase of both first:
+    round 0 by party 0's permutation on ``n0`` wires carrying ``rows0`` shared rows, round 1
+    by party 1's on ``n1`` wires carrying ``rows1`` (both public). Between the rounds the
+    caller may act on the round-0 output, e.g. drop wires (the circuit join drops the
+    wires of A's empty bins: n1 < n0). ``routed``: this party's permutation drawn in
+    advance (:func:`draw`, on n0 wires for party 0, n1 for party 1). A network of at most
+    one wire is the identity and costs nothing."""
+
+    def __init__(self, source: OtSource, n0: int, n1: int, rows0: int, rows1: int,
+                 routed: Routed | None = None) -> None:
+        self.source, self.n, self.rows = source, (n0, n1), (rows0, rows1)
+        rank = source.rank
+        live = [rows0 if n0 > 1 else 0, rows1 if n1 > 1 else 0]      # rows each network carries
+        own, other = rank, 1 - rank
+        n_own = self.n[own]
+        if routed is None and n_own > 1:
+            routed = draw(n_own)
+        if routed is not None and (routed.n, routed.rows) != (n_own, 1):
+            raise ValueError(f"the permutation drawn for {routed.rows} x {routed.n} wires does not fit a "
+                             f"joint shuffle of {n_own} wires")
+        self.routed = routed
+        n_peer = max(self.n[other], 2)
+        self.a = source.prg.uint64((live[other], benes.padded_size(n_peer)))
+        bits = routed.bits if routed is not None else benes.route(np.arange(2)[None], 2)
+        self.v_s, self.v_p = _network(source, self.a, bits, n_peer, max(n_own, 2), True, live[own])
+
+    def round(self, permuter: int, x: np.ndarray, clear: int = 0) -> np.ndarray:
+        """Fresh shares of the (rows, n) shares ``x`` permuted by party ``permuter``'s
+        permutation; its first ``clear`` rows are the permuter's plaintext (the other
+        party's shares publicly 0): the permuter applies its permutation to them itself
+        (they take no network; the other party's shares stay 0)."""
+        ctx, peer, rank = self.source.ctx, self.source.peer, self.source.rank
+        rows, n = x.shape
+        if (n, rows - clear) != (self.n[permuter], self.rows[permuter]) or not 0 <= clear <= rows:
+            raise ValueError(f"round {permuter} of the shuffle is for {self.rows[permuter]} shared rows on "
+                             f"{self.n[permuter]} wires, got {x.shape} with {clear} clear rows")
+        if n <= 1:
+            return x.copy()
+        width = benes.padded_size(n)
+        mine = np.zeros((rows, width), np.uint64)
+        mine[:, :n] = x
+        if rank == permuter:
+            if clear < rows:
+                d = expect(peer, ctx.recv(peer), np.uint64, (rows - clear, width), "the masked shuffle share")
+                mine[clear:] += d
+            out = np.empty_like(mine)
+            np.put_along_axis(out, np.broadcast_to(self.routed.dest, mine.shape), mine, axis=1)
+            out[clear:] += self.v_p
+        else:
+            if clear < rows:
+                ctx.send(peer, mine[clear:] - self.a)
+            out = np.zeros((rows, width), np.uint64)
+            out[clear:] = self.v_s
+        return np.ascontiguousarray(out[:, :n])
+
+
+def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int = 0,
+            routed: Routed | None = None) -> np.ndarray:
     """Fresh shares of the (rows, n) shares ``x`` permuted by pi_1 o pi_0 (see the module
-    docstring); every row by its own pair of permutations unless ``jointly``."""
+    docstring); every row by its own pair of permutations unless ``jointly``.
+
+    ``clear`` (``jointly`` only): the first ``clear`` rows are party 0's plaintext, shared
+    as (value, 0) (public: party 1 passes zeros). Party 0 then permutes them by pi_0
+    itself, in the clear, and only the other rows go through its network; all rows go
+    through party 1's. Party 1's shares of them stay 0 until its own round, so it learns
+    nothing new; the output is the same as without ``clear``.
+    ``routed``: this party's permutation drawn in advance (:func:`draw`, n = the length of
+    ``x``, one row if ``jointly`` else ``rows``)."""
     ctx, peer, rank = source.ctx, source.peer, source.rank
     rows, n = x.shape
+    if not 0 <= clear <= rows or (clear and not jointly):
+        raise ValueError(f"clear rows need a joint shuffle and 0 <= clear <= rows, got clear={clear}")
     if rows == 0 or n <= 1:
         return x.copy()
-    width = benes.padded_size(n)
-    dest = _destinations((1 if jointly else rows, n), width)
-    bits = benes.route(dest, n)
+    if jointly:
+        rounds = TwoRounds(source, n, n, rows - clear, rows, routed)
+        return rounds.round(1, rounds.round(0, x, clear))
+    if routed is None:
+        routed = draw(n, rows)
+    if (routed.n, routed.rows) != (n, rows):
+        raise ValueError(f"the permutation drawn for {routed.rows} x {routed.n} wires does not fit {x.shape}")
+    width, dest = routed.width, routed.dest
     a = source.prg.uint64((rows, width))
-    v_s, v_p = _network(source, a, bits, n, jointly)    # offline: both networks at once
+    v_s, v_p = _network(source, a, routed.bits, n, n, False, rows)   # offline: both networks at once
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for permuter in (0, 1):                          # online: party 0's pi, then party 1's

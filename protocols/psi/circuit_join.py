@@ -15,7 +15,9 @@ Yanai, Eurocrypt 2020):
    and B's columns of that id plus B's masks u_b whenever B holds x_b; B keeps t_b, -u_b
    (:class:`mpc.ss.circuit_join.BinJoin`). The match flag [s_b = t_b] is computed on XOR
    shares, all bins' rows (flag, A's columns, B's columns) are shuffled by one
-   permutation neither party knows, the flags opened and the matched rows kept.
+   permutation neither party knows, the flags opened and the matched rows kept (without
+   a dealer the shuffle's two rounds bracket the zero test, and A's empty bins are
+   dropped after A's round, where their positions are uniform: see the engine).
 
 Reveals (semi-honest, no collusion; kappa = 128, lambda = 40, sigma = 64): both id
 counts and the number of joined rows, nothing else: every message has a shape fixed by
@@ -54,20 +56,21 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
         max_keys = 3 * cap_b
         blocks = np.ascontiguousarray(prepared.digests[:, :16])
         layout = _Layout(blocks, _joint_key(ctx, peer), nb, bins)
+        join.expect_bins(nb * bins, n_a)    # this party's shuffle permutation, routed meanwhile
         ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
         if ctx.rank == 0:
             kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
-            pending: list[tuple[np.ndarray, list[np.ndarray]]] = []
+            pending: list[tuple] = []
             for b in range(nb):
                 idx = layout.bucket(b, cap_a, ctx.party)
                 out, table, _ = oprf_bins(kkrt, layout, idx, bins)
                 item = idx[np.maximum(table, 0)] if len(idx) else np.zeros(bins, np.int64)
-                pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings]))
+                pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings], max_keys, table >= 0))
                 if len(pending) == 2:        # one bucket in flight: B programs while A sends the next
-                    join.receive(*pending.pop(0), max_keys)
+                    join.receive(*pending.pop(0))
                     ctx.report_progress(phase=PHASE, done=b, total=nb, unit="buckets")
             while pending:
-                join.receive(*pending.pop(0), max_keys)
+                join.receive(*pending.pop(0))
         else:
             kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
             for b in range(nb):
