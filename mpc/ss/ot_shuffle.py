@@ -453,7 +453,7 @@ def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: 
     dest = _destinations((1 if jointly else rows, n), width)
     bits = benes.route(dest, n)
     masks = {peer: prg.uint64((rows, width)) for peer in peers}
-    walks = _each_peer(peers, lambda peer: _network(pair(peer), masks[peer], bits, n, jointly))
+    walks = _each_peer(peers, lambda peer: _network(pair(peer), masks[peer], bits, n, n, jointly, rows))
     mine = np.zeros((rows, width), np.uint64)
     mine[:, :n] = x
     for j, permuter in enumerate(parties):                    # online: party j's round
