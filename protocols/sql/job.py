@@ -56,9 +56,9 @@ from protocols.jobs import (
     JOIN_REVEALS,
     N_PARTY_PSI,
     REVEAL_TO,
-    _join_helpers,
-    _join_needs,
     check_min_group,
+    join_helpers,
+    join_needs,
     joined,
     shared_min_group,
 )
@@ -354,10 +354,10 @@ def _aligned(ctx: Context, plan: Plan, data: LocalData, columns: dict[str, np.nd
     learns which of its own ids every party holds, as in ``stats.woe_iv``) and sorted by id;
     then each owner secret-shares its columns of those rows with its per-column scale.
     Returns (rows, {"party.name": SharedTensor}) like ``protocols.jobs.joined``."""
-    from protocols.jobs import _aligned_rows
+    from protocols.jobs import aligned_rows
     from protocols.stats import scale_columns
 
-    rows = _aligned_rows(ctx, {"ids": plan.ids}, data)
+    rows = aligned_rows(ctx, {"ids": plan.ids}, data)
     ints, shifts = scale_columns(ctx, {k: np.asarray(v)[rows] for k, v in columns.items()})
     cols = {}
     for name in sorted(shifts):
@@ -369,7 +369,7 @@ def _aligned(ctx: Context, plan: Plan, data: LocalData, columns: dict[str, np.nd
 def _required_helpers(params: dict[str, Any]) -> tuple[str, ...]:
     """The dealer for join='dealer', and for three parties (shared arithmetic beyond two)."""
     three = len(Plan.from_params(params["plan"]).tables) == 3
-    return (DEALER,) if three else _join_helpers(params)
+    return (DEALER,) if three else join_helpers(params)
 
 
 def _cols(e: Any) -> list[str]:
@@ -415,14 +415,14 @@ def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: i
 def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, vertical) -> dict[str, Any]:
     """VAR/STDDEV/COVAR/CORR per group from sums of centred values (one Beaver product for
     all the pairs): cov = (S_xy - S_x S_y / n) / (n - ddof), in the rescaled units of
-    :func:`protocols.stats.vertical._prepare_many`."""
+    :func:`protocols.stats.vertical.prepare_many`."""
     keys: dict[str, Any] = {}
     for a in aggs:
         for e in (a.args if len(a.args) == 2 else a.args * 2):
             keys.setdefault(repr(e), e)
     names = list(keys)
-    prepared = vertical._prepare_many(ctx, {k: tensor(e) for k, e in keys.items()})
-    d = vertical._centred(ctx, prepared)                               # (c, n) ring integers
+    prepared = vertical.prepare_many(ctx, {k: tensor(e) for k, e in keys.items()})
+    d = vertical.centred(ctx, prepared)                               # (c, n) ring integers
     pairs: list[tuple[int, int]] = []
     for a in aggs:
         i, j = (names.index(repr(a.args[0])), names.index(repr(a.args[-1])))
@@ -482,6 +482,6 @@ register(ProtocolSpec(
     run=_run,
     helpers=(DEALER,),
     required_helpers=_required_helpers,
-    needs=_join_needs,
+    needs=join_needs,
 ))
 
