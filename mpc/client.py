@@ -170,7 +170,7 @@ class Client:
 
         me = next(iter(self.datasets()), None)
         protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join, requester=me)
-        if min_group_size is not None:
+        if min_group_size is not None and protocol == "sql.aggregate":
             params["min_group_size"] = int(min_group_size)
         return self.run(protocol, progress=progress, **params)
 

@@ -372,19 +372,23 @@ register(ProtocolSpec(
 
 
 # -- stats.woe_iv ----------------------------------------------------------------------------
-def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData) -> np.ndarray:
+def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData,
+                 receivers: list[str] | None = None) -> np.ndarray | None:
     """This party's row numbers of the ids every party holds, sorted by id, so that row i
     is the same id at every party: ``ecdh_psi`` (2 or more parties, every party a
     receiver) on the ``ids`` parameter. Used by the jobs that align rows in the clear
     instead of a private join (stats.woe_iv, sql.aggregate with three parties).
 
     Reveals what ``psi.ecdh`` reveals to its receivers: every party learns which of its
-    own ids all parties hold (plus :data:`N_PARTY_PSI` for three or more). ValueError
-    naming the column when an id occurs twice in the intersection (rows must be unique)."""
+    own ids all parties hold (plus :data:`N_PARTY_PSI` for three or more); with
+    ``receivers``, only they do and the others get None. ValueError naming the column
+    when an id occurs twice in the intersection (rows must be unique)."""
     from protocols.psi import ecdh_psi
 
     ids = id_column(ctx, params, data)
-    result = ecdh_psi(ctx, ids)
+    result = ecdh_psi(ctx, ids, receivers=receivers)
+    if result is None:
+        return None
     keys = [str(v) for v in result.items]
     if len(set(keys)) != len(keys):
         raise ValueError(f"column {own_ref(ctx, params, 'ids')} has duplicate ids in the intersection; "

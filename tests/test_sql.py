@@ -27,13 +27,15 @@ def cluster():
                          "segment": rng.choice(["mass", "affluent", "private", "vip"], nb, p=[.5, .36, .12, .02]),
                          "age": rng.integers(18, 80, nb), "score": rng.normal(0, 1, nb)})
     retail = pd.DataFrame({"customer_id": ids[nb - ov:], "spend": rng.gamma(2, 300, nr).round(2),
-                           "visits": rng.poisson(8, nr), "channel": rng.choice(["web", "store"], nr)})
+                           "visits": rng.poisson(8, nr), "channel": rng.choice(["web", "store"], nr),
+                           "tier": rng.integers(1, 4, nr)})
     ds = {"bank": {"accounts": {"frame": bank, "id": "customer_id", "min_group_size": MIN_GROUP,
                                 "columns": {"customer_id": "join_key", "income": "aggregate", "segment": "plaintext",
                                             "age": "aggregate", "score": "hidden"}}},
           "retailer": {"purchases": {"frame": retail, "id": "customer_id", "min_group_size": MIN_GROUP,
                                      "columns": {"customer_id": "join_key", "spend": "aggregate",
-                                                 "visits": "aggregate", "channel": "plaintext"}}}}
+                                                 "visits": "aggregate", "channel": "plaintext",
+                                                 "tier": "plaintext"}}}}
     con = duckdb.connect()
     con.execute("CREATE SCHEMA bank; CREATE SCHEMA retailer")
     con.register("bank_df", bank)
@@ -169,6 +171,63 @@ def test_one_party_table_matches_duckdb(cluster, sql, groups, rel, duck, request
     _check(out, cluster.duck.execute(duck or sql).df(), groups, rel, ordered="ORDER BY" in sql)
 
 
+# row-level output: plaintext columns of one party's table; join keys and plaintext columns of the
+# joined rows to the PSI receivers (reveal_to)
+ROWS = [
+    ("SELECT channel, tier FROM retailer.purchases WHERE tier >= 2 AND channel = 'web'", None),
+    ("SELECT segment AS s FROM bank.accounts WHERE segment IN ('vip', 'private') ORDER BY s DESC", None),
+    (f"SELECT customer_id, b.segment, r.channel, r.tier {J}", "bank"),
+    (f"SELECT b.customer_id, r.tier {JON} WHERE b.segment = 'mass' AND r.channel = 'web' "
+     "ORDER BY b.customer_id DESC LIMIT 7", "bank"),
+    (f"SELECT r.customer_id AS id, b.segment {J} WHERE r.tier = 1 ORDER BY 1", "retailer"),
+    (f"SELECT customer_id {J} WHERE r.tier <> 2", None),
+]
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple]:
+    return [tuple(str(v) for v in row) for row in frame.itertuples(index=False)]
+
+
+@pytest.mark.parametrize(("sql", "reveal_to"), ROWS, ids=[f"rows{i}" for i in range(len(ROWS))])
+def test_row_level_output_matches_duckdb(cluster, sql, reveal_to):
+    want = cluster.duck.execute(sql).df()
+    with cluster.client(reveal_to or "bank") as client:
+        out = client.query(sql, reveal_to=reveal_to, progress=False)
+    assert list(out.columns) == [str(c) for c in want.columns]
+    if "ORDER BY" in sql:     # the order keys come in DuckDB's order (ties in any order)
+        assert _rows(out) == _rows(want) if "customer_id" in sql else sorted(_rows(out)) == sorted(_rows(want))
+        first = out.columns[0]
+        assert [str(v) for v in out[first]] == [str(v) for v in want[first]]
+    else:
+        assert sorted(_rows(out)) == sorted(_rows(want))
+    assert len(out) > 0
+
+
+def test_row_level_output_goes_to_reveal_to_only(cluster):
+    """reveal_to=bank and only bank's columns and the key: the retailer gets nothing and, having no
+    column to send, is no PSI receiver (explain says so)."""
+    sql = f"SELECT customer_id, b.segment {J} WHERE b.segment = 'affluent'"
+    with cluster.client("retailer") as client:
+        assert client.query(sql, reveal_to="bank", progress=False) is None
+        text = client.explain(sql, reveal_to="bank")
+    lines = {line.split(":", 1)[0].strip(): line for line in text.splitlines()}
+    assert "which of its own rows" in lines["bank"] and "which of its own rows" not in lines["retailer"]
+    assert "sql.rows" in text and "PSI on" in text
+
+
+@pytest.mark.parametrize(("sql", "column", "level"), [
+    (f"SELECT customer_id, b.income {J}", "bank.accounts.income", "aggregate"),
+    (f"SELECT r.channel, b.score {J}", "bank.accounts.score", "hidden"),
+    (f"SELECT b.segment {J} WHERE r.spend > 100", "retailer.purchases.spend", "aggregate"),
+    ("SELECT customer_id FROM retailer.purchases", "retailer.purchases.customer_id", "join_key"),
+    ("SELECT channel FROM retailer.purchases WHERE visits > 3", "retailer.purchases.visits", "aggregate"),
+])
+def test_row_level_output_refuses_columns_beyond_their_policy(cluster, sql, column, level):
+    with cluster.client("bank") as client, pytest.raises(PolicyRefused) as info:
+        client.query(sql, progress=False)
+    assert column in str(info.value) and f"'{level}'" in str(info.value) and "row" in str(info.value)
+
+
 def test_explain_of_one_party_table(cluster):
     with cluster.client("bank") as client:
         text = client.explain("SELECT channel, AVG(spend) FROM retailer.purchases GROUP BY channel")
@@ -260,6 +319,9 @@ def test_every_party_checks_the_plan_against_its_policy(cluster):
     (f"SELECT COUNT(*) {J} WHERE r.spend = 'x'", "string comparison on shares", "line 1"),
     (f"SELECT COUNT(*) {J} GROUP BY b.segment || 'x'", "GROUP BY", "line 1"),
     (f"SELECT COUNT(*) {J} WHERE", "syntax error", "line 1"),
+    (f"SELECT r.tier + 1 {J}", "row-level SELECT", "line 1"),
+    (f"SELECT b.segment {J}\nWHERE b.segment = r.channel", "across parties", "line 2"),
+    (f"SELECT b.segment, COUNT(*) {J}", "beside aggregates", "line 1"),
 ])
 def test_unsupported_sql_names_the_construct_and_its_position(cluster, sql, construct, where):
     with cluster.client("bank") as client, pytest.raises(SqlError) as info:
@@ -424,6 +486,16 @@ def test_three_party_query_matches_duckdb(three, sql, groups, rel):
     with three.client("ads") as client:
         out = client.query(sql, progress=False)
     _check(out, three.duck.execute(sql).df(), groups, rel, ordered=False)
+
+
+def test_three_party_row_level_output_matches_duckdb(three):
+    sql = f"SELECT customer_id, b.segment, a.campaign {J3} WHERE a.campaign = 'summer' ORDER BY customer_id"
+    with three.client("bank") as client:
+        out = client.query(sql, reveal_to="ads", progress=False)
+        assert out is None
+    with three.client("ads") as client:
+        out = client.query(sql, reveal_to="ads", progress=False)
+    assert _rows(out) == _rows(three.duck.execute(sql).df())
 
 
 def test_three_party_explain_says_rows_are_aligned_by_psi(three):

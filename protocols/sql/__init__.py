@@ -18,12 +18,15 @@ from protocols.sql.plan import Plan
 
 def compile_query(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh",
                   requester: str | None = None) -> tuple[str, dict]:
-    """(protocol, parameters) of the job that runs ``plan``; a query of one party's table
-    by another party (``requester``) makes the requester the job's second party."""
-    params = {"sql": plan.sql, "plan": plan.to_params(), "join": join, "reveal_to": reveal_to}
+    """(protocol, parameters) of the job that runs ``plan``: ``sql.aggregate``, or
+    ``sql.rows`` for a query without aggregates (row-level output); a query of one party's
+    table by another party (``requester``) makes the requester the job's second party."""
+    params = {"sql": plan.sql, "plan": plan.to_params(), "reveal_to": reveal_to}
+    if not plan.is_rows:
+        params["join"] = join
     if len(plan.tables) == 1 and requester and requester != plan.tables[0].party:
         params["parties"] = [plan.tables[0].party, requester]
-    return "sql.aggregate", params
+    return ("sql.rows" if plan.is_rows else "sql.aggregate"), params
 
 
 __all__ = ["Plan", "PolicyRefused", "SqlError", "compile_query", "explain", "parse", "tables_of"]

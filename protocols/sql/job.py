@@ -63,7 +63,8 @@ from protocols.jobs import (
     shared_min_group,
 )
 from protocols.registry import ColumnRef, ColumnUse, LocalData, Param, ProtocolSpec, numeric, register
-from protocols.sql import evaluate
+from protocols.sql import evaluate, pushdown
+from protocols.sql import rows as _rows  # noqa: F401  (registers sql.rows)
 from protocols.sql.plan import MOMENTS, Aggregate, Plan, having_on_shares, show
 from protocols.sql.result import finish
 from protocols.stats.scaling import column_exponent
@@ -71,22 +72,16 @@ from protocols.stats.scaling import column_exponent
 _BIG = 2 ** 60          # above every encoded value: MIN/MAX of rows outside a group
 
 
-class _Rows:
-    """This party's data restricted to the rows its pushdown kept (a LocalData)."""
-
-    def __init__(self, data: LocalData, mask: np.ndarray | None) -> None:
-        self.data, self.mask = data, mask
-
-    def column(self, ref: ColumnRef) -> Any:
-        values = self.data.column(ref)
-        return values if self.mask is None else values[self.mask]
-
-    def min_group_size(self, ref: ColumnRef) -> int:
-        return self.data.min_group_size(ref)
-
-
 def _uses(params: dict[str, Any]) -> list[ColumnUse]:
     plan = Plan.from_params(params["plan"])
+    if plan.is_rows:
+        raise ValueError("sql.aggregate runs a plan of aggregates; row-level output runs as sql.rows")
+    return plan_uses(plan)
+
+
+def plan_uses(plan: Plan) -> list[ColumnUse]:
+    """The column uses a plan declares (the registry's ``uses`` of sql.aggregate and
+    sql.rows): every party's policy check covers every column the query reads."""
     if len(plan.tables) not in (1, 2, 3) or len({t.party for t in plan.tables}) != len(plan.tables):
         raise ValueError("sql.aggregate reads one party's table or joins the tables of two or three parties")
     seen, out = set(), []
@@ -101,19 +96,6 @@ def _bare(e: Any) -> str | None:
     return e[1] if isinstance(e, list) and e and e[0] == "col" else None
 
 
-def _mask(ctx: Context, plan: Plan, data: LocalData) -> np.ndarray | None:
-    conjuncts = plan.pushdown.get(ctx.party, [])
-    if not conjuncts:
-        return None
-    me = next(t for t in plan.tables if t.party == ctx.party)
-    n = len(data.column(ColumnRef.parse(me.key_ref)))
-    mask = np.ones(n, dtype=bool)
-    for e in conjuncts:
-        m = evaluate.plain(e, lambda r: data.column(ColumnRef.parse(r)))
-        mask &= np.broadcast_to(np.asarray(m, dtype=bool), (n,))
-    return mask
-
-
 def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.stats import _common as cm
     from protocols.stats import vertical
@@ -125,7 +107,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     to = cm.receivers(ctx, params.get("reveal_to"))
     f = fixed.frac_bits(ctx)
     ctx.report_progress(phase="sql: pushdown")
-    rows_view = _Rows(data, _mask(ctx, plan, data))
+    rows_view = pushdown.kept(ctx, plan, data)
 
     # the columns this party puts into the join
     exact_refs = sorted({r for a in plan.aggregates for e in a.args if (r := _bare(e))})

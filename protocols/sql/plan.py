@@ -78,6 +78,7 @@ class Plan:
     order_by: list[tuple[str, bool]] = field(default_factory=list)  # (output name, descending)
     limit: int | None = None
     min_group_size: int = 1                            # the policies' largest (public)
+    rows: list[list[str]] = field(default_factory=list)  # a row-level query: [output name, column]
 
     # -- to and from job parameters ---------------------------------------------------
     def to_params(self) -> dict[str, Any]:
@@ -97,7 +98,8 @@ class Plan:
                        pushdown={str(k): list(v) for k, v in (d.get("pushdown") or {}).items()},
                        secret_filter=d.get("secret_filter"), having=d.get("having"),
                        order_by=[(str(n), bool(desc)) for n, desc in d.get("order_by") or []],
-                       limit=d.get("limit"), min_group_size=int(d.get("min_group_size") or 1))
+                       limit=d.get("limit"), min_group_size=int(d.get("min_group_size") or 1),
+                       rows=[[str(name), str(ref)] for name, ref in d.get("rows") or []])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"parameter 'plan' is malformed: {exc}") from None
 
@@ -110,9 +112,15 @@ class Plan:
     def ids(self) -> list[str]:
         return [t.key_ref for t in self.tables]
 
+    @property
+    def is_rows(self) -> bool:
+        """A row-level query (no aggregates): the ``sql.rows`` job."""
+        return bool(self.rows)
+
     def column_uses(self) -> Iterator[tuple[str, str]]:
         """(column reference, use) for every column the plan reads (registry USES)."""
-        single = len(self.tables) == 1      # one party's table: its owner filters, aggregates leave
+        # one party's aggregate query: its owner filters, only aggregates leave
+        single = len(self.tables) == 1 and not self.is_rows
         for t in self.tables:
             if t.key:        # one party's table: its id column, read for the row count only
                 yield t.key_ref, "join_key"
@@ -120,6 +128,9 @@ class Plan:
             for e in conjuncts:
                 for ref in columns_of(e):
                     yield ref, "aggregate" if single else "plaintext"
+        keys = {t.key_ref for t in self.tables} if len(self.tables) > 1 else set()
+        for _, ref in self.rows:     # output as they are: join keys to the PSI receivers
+            yield ref, "join_key" if ref in keys else "plaintext"
         for g in self.group_by:
             if g.column:
                 yield g.column, "plaintext"
