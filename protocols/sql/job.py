@@ -63,7 +63,7 @@ from protocols.jobs import (
     shared_min_group,
 )
 from protocols.registry import ColumnRef, ColumnUse, LocalData, Param, ProtocolSpec, numeric, register
-from protocols.sql import evaluate, pushdown
+from protocols.sql import evaluate, pushdown, quantiles
 from protocols.sql import rows as _rows  # noqa: F401  (registers sql.rows)
 from protocols.sql.plan import MOMENTS, Aggregate, Plan, having_on_shares, show
 from protocols.sql.result import finish
@@ -221,7 +221,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     results: dict[str, Any] = {}
     plain_aggs = [a for a in plan.aggregates if a.func not in MOMENTS]
     for a in plain_aggs:
-        results[a.name] = _aggregate(ctx, a, tensor, wsum, h, opened, counts, n, to)
+        results[a.name] = _aggregate(ctx, a, tensor, wsum, h, opened, counts, n, to, counts_sh, kept)
     moments = [a for a in plan.aggregates if a.func in MOMENTS]
     if moments:
         results.update(_moments(ctx, moments, tensor, wsum, opened, counts, vertical))
@@ -366,7 +366,8 @@ def _as_rows(ctx: Context, v: Any, n: int) -> SharedTensor:
     return ss.public(ctx, np.full(n, int(bool(v)), dtype=np.int64))
 
 
-def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: int, to: list[str]) -> Any:
+def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: int, to: list[str],
+               counts_sh: SharedTensor | None = None, kept: np.ndarray | None = None) -> Any:
     from protocols.stats import vertical
 
     if a.func == "count":
@@ -387,10 +388,14 @@ def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: i
         out = opened(mn if a.func == "min" else mx)
         return None if out is None else out.astype(np.float64) * 2.0 ** -t.frac_bits
     if a.func == "quantile":
-        if h is not None:
-            raise ValueError("quantiles per group or under a filter on shares are not supported yet")
-        out = vertical.quantile(ctx, t, a.q, reveal_to=to)
-        return None if out is None else np.array([out])
+        if h is None:
+            out = vertical.quantile(ctx, t, a.q, reveal_to=to)
+            return None if out is None else np.array([out])
+        if not len(kept):
+            return opened(counts_sh)
+        vals, frac = quantiles.grouped(t, h[kept], counts_sh[kept], [a.q])     # the kept groups only
+        out = vals.reveal(to)
+        return None if out is None else out[:, 0].astype(np.float64) * 2.0 ** -frac
     raise ValueError(f"unknown aggregate {a.func!r}")
 
 

@@ -405,10 +405,6 @@ class _Parser:
             for o in tree.args["order"].expressions:
                 order_by.append((self.order_name(o.this, selects, outputs, group_sql), bool(o.args.get("desc"))))
         limit = self.limit(tree)
-        quantiles = [a for a in self.aggregates if a.func == "quantile"]
-        if quantiles and len(self.tables) > 1 and (groups or secret_filter is not None):
-            raise unsupported(tree, f"{quantiles[0].name} with GROUP BY or a WHERE on shares",
-                              "quantiles run over all joined rows (a WHERE on plaintext columns is fine)")
         min_group = max((self.min_groups[t.alias] for t in self.tables), default=1)
         return Plan(self.sql, self.tables, outputs, self.aggregates, groups, pushdown, secret_filter,
                     having, order_by, limit, min_group)
