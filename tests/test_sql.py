@@ -106,6 +106,15 @@ QUERIES = [
     (f"SELECT r.channel, b.segment, COUNT(*) AS n, SUM(r.spend) AS s {J} WHERE b.age > 25 GROUP BY 1, 2 "
      "HAVING NOT (SUM(r.spend) < 9000) OR AVG(b.income) >= 1e9", 2, 1e-6, None),
     (f"SELECT b.segment, STDDEV(r.spend) AS s {J} GROUP BY 1 HAVING STDDEV(r.spend) > 400", 1, 1e-3, None),
+    # HAVING on MIN/MAX/quantiles/VARIANCE/STDDEV compared on shares
+    (f"SELECT b.segment, r.channel, MIN(r.spend) AS lo, MAX(b.income) AS hi {J} GROUP BY 1, 2 "
+     "HAVING MIN(r.spend) < 70 OR MAX(b.income) > 60000", 2, 1e-9, None),
+    (f"SELECT b.segment, r.channel, MEDIAN(r.spend) AS m {J} GROUP BY 1, 2 HAVING MEDIAN(r.spend) > 550", 2, 1e-3,
+     None),
+    (f"SELECT b.segment, VAR_SAMP(b.income) AS v, STDDEV(r.spend) AS s {J} WHERE r.spend > 200 GROUP BY 1 "
+     "HAVING VARIANCE(b.income) < 1.9e8 AND STDDEV(r.spend) >= 300", 1, 1e-3, None),
+    (f"SELECT r.channel, b.segment, COUNT(*) AS n {J} GROUP BY 1, 2 HAVING VAR_POP(b.income) > -1 "
+     "AND NOT STDDEV_POP(r.spend) < 0 AND QUANTILE_CONT(b.age, 0.5) BETWEEN 40 AND 50", 2, 1e-6, None),
     (f"SELECT b.segment, r.channel, AVG(r.spend) AS a {J} GROUP BY 1, 2 ORDER BY a DESC LIMIT 3", 2, 1e-6, None),
     (f"SELECT r.channel, COUNT(*) {J} GROUP BY r.channel ORDER BY AVG(b.income)", 1, 1e-6, None),
     # bucket expressions of aggregate columns as histograms
@@ -348,9 +357,27 @@ def test_explain_shows_protocols_plaintext_shares_and_what_each_party_learns(clu
     assert "AVG" not in lines["retailer"] and "which groups are suppressed" in lines["retailer"]
     assert "nothing that depends on ids or values" in lines["dealer (if the deployment has one)"]
     assert "only whether each kept group passes is opened" in text and "HAVING drops" not in lines["bank"]
-    with cluster.client("bank") as client:     # a HAVING on moments runs on the opened values, and says so
-        text = client.explain(f"SELECT b.segment, STDDEV(r.spend) AS s {J} GROUP BY 1 HAVING STDDEV(r.spend) > 1")
+    with cluster.client("bank") as client:     # a HAVING on CORR runs on the opened values, and says so
+        text = client.explain(f"SELECT b.segment, CORR(b.age, r.spend) AS c {J} GROUP BY 1 "
+                              "HAVING CORR(b.age, r.spend) > 0")
     assert "HAVING drops" in text and "then HAVING" in text
+
+
+def test_having_on_shares_drops_groups_and_keeps_the_suppressed_marked(cluster):
+    """HAVING on a quantile and a variance runs on shares: the receiver gets the passing groups
+    only (the others' values never open); suppressed groups stay, marked; explain says so."""
+    sql = (f"SELECT b.segment, r.channel, COUNT(*) AS n, MEDIAN(r.spend) AS m {J} GROUP BY 1, 2 "
+           "HAVING MEDIAN(r.spend) > 550 AND VARIANCE(b.income) > 1e8")
+    want = cluster.duck.execute(sql).df()
+    with cluster.client("bank") as client:
+        out = client.query(sql, reveal_to="bank", join="dealer", progress=False, min_group_size=10)
+        text = client.explain(sql, reveal_to="bank")
+    kept = out[~out["suppressed"]]
+    assert {(a, b) for a, b in kept[["segment", "channel"]].values} == \
+        {(a, b) for a, b, n in want[["segment", "channel", "n"]].values if n >= 10}
+    assert out["suppressed"].any() and out[out["suppressed"]]["m"].isna().all()
+    assert "on shares: HAVING" in text and "only whether each kept group passes is opened" in text
+    assert "HAVING drops" not in text
 
 
 def test_the_audit_log_records_the_sql_and_the_plan(cluster):

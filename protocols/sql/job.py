@@ -22,10 +22,13 @@ Steps, every one an existing protocol or statistic:
    ring sums at the column's scale); moments from the columns centred and rescaled by
    ``protocols.stats.vertical`` (sums H d and H d d' of centred values: variance, std,
    covariance, correlation); MIN/MAX as the minimum of H x + (1 - H) 2^60 by a
-   comparison tree; quantiles (no GROUP BY, no secret filter) by
-   ``protocols.stats.vertical.quantile``.
-6. HAVING: comparisons of COUNT/SUM/AVG with constants on shares (only whether each kept
-   group passes is opened, to every party); any other HAVING, and ORDER BY and LIMIT, on
+   comparison tree; quantiles over all joined rows by ``protocols.stats.vertical.quantile``,
+   per group or under a filter on shares by :func:`protocols.sql.quantiles.grouped`
+   (secret ranks: the group counts stay with ``reveal_to``).
+6. HAVING: comparisons of COUNT/SUM/AVG/MIN/MAX/quantiles/VARIANCE/STDDEV with constants
+   (and BETWEEN) on shares (:func:`_having`; only whether each kept group passes is opened,
+   to every party; the groups it drops leave the result, the suppressed ones stay, marked);
+   any other HAVING (CORR, COVAR, two aggregates compared), and ORDER BY and LIMIT, on
    the opened result (at the receivers).
 
 Reveals (the registry line below): to every party the number of joined rows, the group
@@ -204,7 +207,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
 
     having_done = False
     if counts_sh is not None and having_on_shares(plan) and len(kept):
-        bit = _having(ctx, plan, tensor, wsum, counts_sh, n)
+        bit = _having(ctx, plan, tensor, wsum, h, counts_sh, n)
         passes = np.ones(len(kept), bool) if not isinstance(bit, SharedTensor) else \
             np.asarray(bit[kept].reveal()).astype(bool)
         if not isinstance(bit, SharedTensor) and not bit:
@@ -249,42 +252,101 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 
 
-def _having(ctx: Context, plan: Plan, tensor, wsum, counts: SharedTensor, n: int) -> Any:
+def _having(ctx: Context, plan: Plan, tensor, wsum, h: SharedTensor, counts: SharedTensor, n: int) -> Any:
     """HAVING on shares (:func:`protocols.sql.plan.having_on_shares`): a 0/1 SharedTensor per
-    group, or a public 0/1 when the constants decide it. Compared as ring integers: SUM(x) op c
-    is S op round(c 2^s) and AVG(x) op c is S - round(c 2^s) COUNT op 0, for x at s fractional
-    bits; |S| < 2^61 (the scaling, check_ring), so a constant with |c 2^s| n >= 2^61 lies
-    outside every group's range and its sign decides."""
+    group, or a public 0/1 when the constants decide it. Every comparison is of ring integers
+    on shares; only the caller opens the kept groups' bits.
+
+    * COUNT op c; SUM(x) op c is S op round(c 2^s) and AVG(x) op c is S - round(c 2^s) COUNT
+      op 0, for x at s fractional bits; |S| < 2^61 (the scaling, check_ring), so a constant
+      with |c 2^s| n >= 2^61 lies outside every group's range and its sign decides.
+    * MIN/MAX(x) op c: the group's minimum (maximum) as _aggregate computes it, op round(c 2^s).
+    * a quantile op c: :func:`protocols.sql.quantiles.grouped` op round(c 2^frac).
+    * VARIANCE (VAR_SAMP, VAR_POP) op c: from the centred sums of
+      :func:`protocols.stats.vertical.centred` (d at W bits, public shift u: value - min =
+      r 2^-u), var = (C S2 - S1^2) / (C (C - ddof)) 2^-2u, so var op c is
+      C S2' - S1'^2 op K C (C - ddof) with S1' = S1 >> k, S2' = S2 >> 2k, 2k >= L + 1
+      (L = ceil(log2 n): every product stays below 2^60) and K = round(c 2^(2u - 2k)); exact
+      up to the truncations and K's rounding (relative 2^-(2W - 2k) at the threshold, about
+      1e-5 at 2^20 rows). var < 2^(2W - 2u) always, so a larger or a negative c is decided by
+      its sign. STDDEV op c is var op c^2 for c >= 0 (and decided for c < 0).
+    """
     by_name = {a.name: a for a in plan.aggregates}
     sums: dict[str, tuple[SharedTensor, int]] = {}
+    lg = max(1, math.ceil(math.log2(max(n, 2))))
 
     def decided(op: str, c: float) -> int:      # agg op c when |agg| < |c|
         return int({"<": c > 0, "<=": c > 0, ">": c < 0, ">=": c < 0, "=": False, "!=": True}[op])
 
+    def against(op: str, value: SharedTensor, frac: int, c: float, limit: float = 2.0 ** 61) -> Any:
+        k = c * 2.0 ** frac
+        if abs(k) >= limit:
+            return decided(op, c)
+        return evaluate.compare(op, value - int(round(k)), 0)
+
+    def variance(agg: Aggregate, op: str, c: float) -> Any:
+        from protocols.stats import _common as cm
+        from protocols.stats import vertical
+
+        col = vertical.prepare_many(ctx, {"x": tensor(agg.args[0])})[0]
+        d = vertical.centred(ctx, [col])                                   # (1, n)
+        w = cm.work_bits(n)
+        if c < 0 or c * 2.0 ** (2 * col.shift) >= 2.0 ** (2 * w):
+            return decided(op, c)
+        k = (lg + 2) // 2
+        s1 = wsum(d.T).reshape(-1) >> k
+        s2 = wsum((d * d).T).reshape(-1) >> (2 * k)
+        ddof = 0 if agg.func.endswith("_pop") else 1
+        big_k = int(round(c * 2.0 ** (2 * col.shift - 2 * k)))
+        lhs = counts * s2 - s1 * s1
+        return evaluate.compare(op, lhs - (counts * counts - counts * ddof) * big_k, 0)
+
     def hv(e: Any) -> Any:
         if e[0] == "and":
-            return evaluate._and(hv(e[1]), hv(e[2]))
+            return evaluate.both(hv(e[1]), hv(e[2]))
         if e[0] == "or":
-            return evaluate._or(hv(e[1]), hv(e[2]))
+            return evaluate.either(hv(e[1]), hv(e[2]))
         if e[0] == "not":
             return 1 - hv(e[1])
+        if e[0] == "between":
+            return evaluate.both(hv(["cmp", ">=", e[1], e[2]]), hv(["cmp", "<=", e[1], e[3]]))
         a, b, op = e[2], e[3], e[1]
         if a[0] == "num":
             a, b, op = b, a, _FLIP[op]
         agg, c = by_name[a[1]], float(b[1])
         if agg.func == "count":
-            return evaluate._cmp(op, counts, c)
+            return evaluate.compare(op, counts, c)
+        if agg.func in ("var_samp", "var_pop"):
+            return variance(agg, op, c)
+        if agg.func in ("stddev_samp", "stddev_pop"):
+            return decided(op, c) if c < 0 else variance(agg, op, c * c)
+        t = tensor(agg.args[0])
+        if agg.func in ("min", "max"):
+            return against(op, _group_min_max(t, h, agg.func, n), t.frac_bits, c)
+        if agg.func == "quantile":
+            vals, frac = quantiles.grouped(t, h, counts, [agg.q])
+            return against(op, vals[:, 0], frac, c)
         if agg.name not in sums:
-            t = tensor(agg.args[0])
             sums[agg.name] = (wsum(t.with_frac_bits(0)), t.frac_bits)
         total, s = sums[agg.name]
         k = c * 2.0 ** s
         if abs(k) * (n if agg.func == "avg" else 1) >= 2.0 ** 61:
             return decided(op, c)
         k = int(round(k))
-        return evaluate._cmp(op, total - counts * k if agg.func == "avg" else total - k, 0)
+        return evaluate.compare(op, total - counts * k if agg.func == "avg" else total - k, 0)
 
     return hv(plan.having)
+
+
+def _group_min_max(t: SharedTensor, h: SharedTensor | None, func: str, n: int) -> SharedTensor:
+    """MIN or MAX of each group's rows (ring integers at t's scale): the minimum of
+    H x + (1 - H) 2^60 (the maximum of H x - (1 - H) 2^60) by a comparison tree."""
+    t0 = t.with_frac_bits(0).reshape(1, n)
+    if h is not None:
+        big = _BIG if func == "min" else -_BIG
+        t0 = h * t0 + (1 - h) * big
+    mn, mx = ss.min_max(t0, axis=1)
+    return mn if func == "min" else mx
 
 
 def check_ring(e: Any, exponents: dict[str, int], f: int, n: int, what: str) -> float:
@@ -380,12 +442,7 @@ def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: i
         total = s.astype(np.float64) * 2.0 ** -t.frac_bits
         return total if a.func == "sum" else total / counts
     if a.func in ("min", "max"):
-        t0 = t.with_frac_bits(0).reshape(1, n)
-        if h is not None:
-            big = _BIG if a.func == "min" else -_BIG
-            t0 = h * t0 + (1 - h) * big
-        mn, mx = ss.min_max(t0, axis=1)
-        out = opened(mn if a.func == "min" else mx)
+        out = opened(_group_min_max(t, h, a.func, n))
         return None if out is None else out.astype(np.float64) * 2.0 ** -t.frac_bits
     if a.func == "quantile":
         if h is None:
@@ -445,13 +502,14 @@ def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, 
 
 register(ProtocolSpec(
     name="sql.aggregate",
-    doc="A SQL query (Client.query / gaotie query): SELECT aggregates FROM two parties' tables "
+    doc="A SQL query (Client.query / gaotie query): SELECT aggregates FROM one, two or three parties' tables "
         "JOIN ... GROUP BY, planned by protocols.sql into pushdown, a private join and aggregates on shares.",
     reveals="every party: the number of joined rows (after each owner's plaintext WHERE), the labels of "
             "plaintext GROUP BY keys and which groups are suppressed (fewer rows than min_group_size); "
             "each column's power-of-two magnitude; reveal_to (default: both): per kept group its row count, "
             "the requested aggregates, and for STDDEV/VARIANCE/COVAR/CORR the group's centred moments "
-            "(its mean relative to the overall mean, variances and covariance); HAVING on COUNT/SUM/AVG: "
+            "(its mean relative to the overall mean, variances and covariance); HAVING on COUNT/SUM/AVG/MIN/MAX/"
+            "quantiles/VARIANCE/STDDEV against constants: "
             "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
             "a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "
             "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI

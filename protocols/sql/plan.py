@@ -199,13 +199,15 @@ def show(e: Any) -> str:
     return repr(e)
 
 
-HAVING_ON_SHARES = ("count", "sum", "avg")
+HAVING_ON_SHARES = ("count", "sum", "avg", "min", "max", "quantile", "var_samp", "var_pop",
+                    "stddev_samp", "stddev_pop")
 
 
 def having_on_shares(plan: Plan) -> bool:
     """Whether the plan's HAVING is evaluated on shares (only whether each kept group passes is
-    opened): comparisons of COUNT/SUM/AVG outputs with constants joined by AND/OR/NOT, in a
-    query with groups or a filter on shares. Otherwise HAVING runs on the opened values."""
+    opened): comparisons of COUNT/SUM/AVG/MIN/MAX/quantile/VARIANCE/STDDEV outputs with
+    constants joined by AND/OR/NOT, in a query of joined tables with groups or a filter on
+    shares. Otherwise (CORR, COVAR, two aggregates compared) HAVING runs on the opened values."""
     if plan.having is None or len(plan.tables) < 2 or not (plan.group_by or plan.secret_filter is not None):
         return False
     by_name = {a.name: a for a in plan.aggregates}
@@ -215,6 +217,8 @@ def having_on_shares(plan: Plan) -> bool:
             return ok(e[1]) and ok(e[2])
         if e[0] == "not":
             return ok(e[1])
+        if e[0] == "between":
+            return ok(["cmp", ">=", e[1], e[2]]) and ok(["cmp", "<=", e[1], e[3]])
         if e[0] == "cmp":
             sides = {e[2][0], e[3][0]}
             out = e[2] if e[2][0] == "out" else e[3]
