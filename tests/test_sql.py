@@ -443,7 +443,7 @@ def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
                          "columns": {"id": "join_key", "segment": "plaintext"}}],
                "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
                              "columns": {"id": "join_key", "spend": "aggregate"}}]}
-    sql = ("SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(r.spend), MIN(r.spend) "
+    sql = ("SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(r.spend), MIN(r.spend), MEDIAN(r.spend) "
            "FROM bank.accounts b JOIN retailer.purchases r USING (id) WHERE r.spend > 0 GROUP BY b.segment")
     _, params = compile_query(parse(sql, schemas), join="dealer")
     runs = []
@@ -456,15 +456,52 @@ def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
         res, views = record_views(_sql_job, ["bank", "retailer"],
                                   args={p: (params, frames[p]) for p in ("bank", "retailer")})
         pooled = pd.DataFrame({"segment": segment, "spend": spend})
-        pooled = pooled[pooled.spend > 0].groupby("segment").spend.agg(["size", "mean", "std", "min"])
+        pooled = pooled[pooled.spend > 0].groupby("segment").spend.agg(["size", "mean", "std", "min", "median"])
         out = res["bank"].set_index("segment")
         for seg, row in pooled.iterrows():
             assert out.loc[seg].iloc[0] == row["size"]
-            assert out.loc[seg].iloc[1:4].to_numpy(float) == pytest.approx(row[["mean", "std", "min"]].to_numpy(float),
-                                                                           rel=1e-3)
+            assert out.loc[seg].iloc[1:5].to_numpy(float) == pytest.approx(
+                row[["mean", "std", "min", "median"]].to_numpy(float), rel=1e-3)
         assert_masked(views["bank"], s)
         runs.append(views)
     assert dealer_view(runs[0]) == dealer_view(runs[1])
+
+
+def _rows_job(ctx, params, frames):
+    from protocols.sql.rows import _run
+    return _run(ctx, params, _Frames(frames))
+
+
+def _psi_job(ctx, ids):
+    from protocols.psi import ecdh_psi
+    ecdh_psi(ctx, ids, receivers=["bank"])
+
+
+def test_sql_rows_views_a_party_without_output_columns_sees_only_the_psi():
+    """reveal_to=bank, output: the key and bank's plaintext column. The retailer receives exactly
+    what a non-receiver of ecdh_psi receives (same messages, same shapes), and nothing after it;
+    the bank gets the rows DuckDB-style pandas finds."""
+    from test_views import canonical
+
+    from mpc.runtime.views import record_views
+    from protocols.sql import compile_query, parse
+
+    schemas = {"bank": [{"name": "accounts", "id": "id", "min_group_size": MIN_GROUP,
+                         "columns": {"id": "join_key", "segment": "plaintext"}}],
+               "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
+                             "columns": {"id": "join_key", "spend": "aggregate"}}]}
+    sql = "SELECT id, b.segment FROM bank.accounts b JOIN retailer.purchases r USING (id) ORDER BY id"
+    _, params = compile_query(parse(sql, schemas), reveal_to="bank")
+    bank = pd.DataFrame({"id": np.arange(300), "segment": np.resize(["x", "y", "z"], 300)})
+    retail = pd.DataFrame({"id": np.arange(150, 420)[::-1], "spend": np.linspace(0, 1, 270)})
+    frames = {"bank": {"accounts": bank}, "retailer": {"purchases": retail}}
+    res, views = record_views(_rows_job, ["bank", "retailer"], args={p: (params, frames[p]) for p in frames})
+    assert res["retailer"] is None
+    assert res["bank"]["id"].tolist() == list(range(150, 300))
+    assert res["bank"]["segment"].tolist() == bank["segment"].iloc[150:300].tolist()
+    _, psi_views = record_views(_psi_job, ["bank", "retailer"],
+                                args={"bank": (bank["id"].to_numpy(),), "retailer": (retail["id"].to_numpy(),)})
+    assert [canonical(v) for _, v in views["retailer"]] == [canonical(v) for _, v in psi_views["retailer"]]
 
 
 def test_an_expression_that_would_overflow_the_ring_is_refused(cluster):
