@@ -403,6 +403,10 @@ def test_cli_query_formats_and_explain(cluster, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "segment,n,suppressed"
     assert main(["query", sql, "--server", server, "--explain"]) == 0
     assert "what each party learns:" in capsys.readouterr().out
+    rows_sql = f"SELECT customer_id, r.tier {J} WHERE r.tier = 3"
+    assert main(["query", rows_sql, "--server", server, "--format", "csv", "--reveal-to", "bank", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "customer_id,tier" and len(lines) - 1 == len(cluster.duck.execute(rows_sql).df())
     assert main(["query", f"SELECT r.spend {J}", "--server", server]) == 2
     assert "policy 'aggregate'" in capsys.readouterr().err
 
