@@ -161,8 +161,9 @@ def _explain_rows(plan: Plan, reveal_to: str | None) -> str:
             lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
                          f"where {' AND '.join(show(e) for e in conj)}")
             step += 1
-    lines.append(f"  {step}. PSI on {keys}: {', '.join(psi)} learn which of their own rows all parties hold, "
-                 "sorted by id")
+    lines.append(f"  {step}. PSI on {keys}: " + (f"{psi[0]} learns which of its own rows" if len(psi) == 1 else
+                                                  f"{' and '.join(psi)} learn which of their own rows")
+                 + " all parties hold, sorted by id")
     step += 1
     if send:
         lines.append(f"  {step}. {', '.join(send)} send their output columns of the joined rows, in id order, to "
