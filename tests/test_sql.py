@@ -552,6 +552,8 @@ THREE = [
      "GROUP BY b.segment", 1, 1e-3),
     (f"SELECT b.segment, MEDIAN(r.spend), QUANTILE_CONT(a.clicks, 0.25) {J3} WHERE b.income > 15000 GROUP BY 1",
      1, 1e-3),
+    (f"SELECT a.campaign, b.segment, COUNT(*), STDDEV(r.spend) {J3} GROUP BY 1, 2 "
+     "HAVING MAX(a.clicks) >= 8 AND STDDEV(r.spend) > 465", 2, 1e-3),
 ]
 
 
