@@ -473,11 +473,11 @@ def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, 
         want = [(i, j)] + ([(i, i), (j, j)] if a.func == "corr" else [])
         pairs += [p for p in want if p not in pairs]
     prod = ss.stack([d[i] for i, _ in pairs]) * ss.stack([d[j] for _, j in pairs])
-    s1 = opened(wsum(d.T))                                             # (g, c)
-    s2 = opened(wsum(prod.T))                                          # (g, pairs)
-    if s1 is None:
+    c = d.shape[0]
+    sums = opened(wsum(ss.concatenate([d, prod]).T))                   # (g, c + pairs): one product with H
+    if sums is None:
         return {a.name: None for a in aggs}
-    s1, s2 = s1.astype(np.float64), s2.astype(np.float64)
+    s1, s2 = sums[:, :c].astype(np.float64), sums[:, c:].astype(np.float64)
     cnt = np.asarray(counts, dtype=np.float64)
 
     def cov(i: int, j: int, ddof: int) -> np.ndarray:
