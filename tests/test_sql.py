@@ -315,6 +315,26 @@ def test_every_party_checks_the_plan_against_its_policy(cluster):
             client.run(protocol, progress=False, **params)
 
 
+def test_every_party_checks_a_row_plan_against_its_policy(cluster):
+    """A row plan made without the client's checks (outputting an aggregate column, or filtering
+    rows on one) is refused by the column's owner."""
+    from protocols.sql import compile_query, parse
+
+    with cluster.client("bank") as client:
+        schemas = {**client.datasets("bank"), **client.datasets("retailer")}
+        plan = parse(f"SELECT customer_id, r.channel {J}", schemas)
+        plan.rows[1][1] = "retailer.purchases.spend"
+        protocol, params = compile_query(plan, reveal_to="bank")
+        assert protocol == "sql.rows"
+        with pytest.raises(JobFailed, match="retailer.*spend.*policy 'aggregate'"):
+            client.run(protocol, progress=False, **params)
+        plan = parse(f"SELECT customer_id, r.channel {J} WHERE r.channel = 'web'", schemas)
+        plan.pushdown["retailer"][0][2][1] = "retailer.purchases.visits"
+        protocol, params = compile_query(plan, reveal_to="bank")
+        with pytest.raises(JobFailed, match="retailer.*visits.*policy 'aggregate'"):
+            client.run(protocol, progress=False, **params)
+
+
 @pytest.mark.parametrize(("sql", "construct", "where"), [
     ("SELECT COUNT(*) FROM bank.accounts b LEFT JOIN retailer.purchases r USING (customer_id)", "LEFT JOIN",
      "line 1"),

@@ -111,8 +111,9 @@ def _uses(params: dict[str, Any]):
     from protocols.sql.job import plan_uses
 
     plan = Plan.from_params(params["plan"])
-    if not plan.is_rows:
-        raise ValueError("sql.rows runs a plan of row-level output (plan.rows); aggregates run as sql.aggregate")
+    if not plan.is_rows or plan.aggregates or plan.group_by or plan.secret_filter is not None or plan.having:
+        raise ValueError("sql.rows runs a plan of row-level output only (plan.rows, no aggregates, groups, "
+                         "HAVING or filter on shares); aggregates run as sql.aggregate")
     return plan_uses(plan)
 
 
