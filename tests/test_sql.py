@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mpc
 from mpc import JobFailed
 from mpc.cli import main
 from mpc.cluster import LocalCluster
@@ -526,6 +527,35 @@ def test_sql_rows_views_a_party_without_output_columns_sees_only_the_psi():
     _, psi_views = record_views(_psi_job, ["bank", "retailer"],
                                 args={"bank": (bank["id"].to_numpy(),), "retailer": (retail["id"].to_numpy(),)})
     assert [canonical(v) for _, v in views["retailer"]] == [canonical(v) for _, v in psi_views["retailer"]]
+
+
+def _grouped_quantiles(ctx, x, groups, qs):
+    from mpc import ss
+    from protocols.sql import quantiles
+
+    enc = np.round(x * 256).astype(np.int64)             # 8 fractional bits
+    xs = ss.share(ctx, enc if ctx.party == "alice" else None, "alice").with_frac_bits(8)
+    h = ss.share(ctx, (groups[None, :] == np.arange(3)[:, None]).astype(np.int64) if ctx.party == "bob" else None,
+                 "bob").with_frac_bits(0)
+    vals, frac = quantiles.grouped(xs, h, h.sum(axis=1), qs)
+    return vals.reveal().astype(np.float64) * 2.0 ** -frac
+
+
+@pytest.mark.parametrize("triples", ["dealer", "ot"])
+def test_grouped_quantiles_with_secret_ranks_match_numpy(triples):
+    """quantiles.grouped against numpy's linear quantiles of each group, with ties, a group of
+    one row, q = 0 and 1; the dealer's 62-bit search and the dealer-free range-bit search."""
+    rng = np.random.default_rng(3)   # test data
+    x = np.round(rng.normal(50, 30, 150), 2)
+    x[:20] = x[20]                                        # ties
+    groups = rng.integers(0, 2, 150)
+    groups[77] = 2                                        # a group of one row
+    qs = [0.0, 0.25, 0.5, 0.9, 1.0]
+    out = mpc.run_local(_grouped_quantiles, ["alice", "bob"], args={p: (x, groups, qs) for p in ("alice", "bob")},
+                        triples=triples, timeout=300)
+    enc = np.round(x * 256) / 256                         # the values as shared (8 fractional bits)
+    want = np.array([[np.quantile(enc[groups == g], q) for q in qs] for g in range(3)])
+    np.testing.assert_allclose(out["alice"], want, rtol=0, atol=2.0 ** -8)
 
 
 def test_an_expression_that_would_overflow_the_ring_is_refused(cluster):
