@@ -1,14 +1,17 @@
-"""Joint queries in SQL: ``SELECT`` aggregates over two parties' tables, planned onto
-gaotie's protocols (owner-side pushdown, a private join, aggregates on secret shares).
+"""Joint queries in SQL: ``SELECT`` over one, two or three parties' tables, planned onto
+gaotie's protocols (owner-side pushdown, a private join or PSI alignment, aggregates and
+quantiles on secret shares; row-level output of plaintext columns and join keys where the
+policies allow it).
 
 * :func:`parse` (SQL + the parties' column policies -> :class:`Plan`), refusing unsupported
   SQL with its position (:class:`SqlError`) and policy violations with the column and its
   level (:class:`PolicyRefused`);
-* :func:`compile_query` (plan -> the ``sql.aggregate`` job and its parameters);
+* :func:`compile_query` (plan -> the ``sql.aggregate`` or ``sql.rows`` job and its parameters);
 * :func:`explain` (what runs where, what is secret-shared, what every party learns).
 
-The ``sql.aggregate`` job itself lives in :mod:`protocols.sql.job` (registered with the
-built-in protocols).
+The jobs live in :mod:`protocols.sql.job` (``sql.aggregate``) and :mod:`protocols.sql.rows`
+(``sql.rows``), registered with the built-in protocols; :mod:`protocols.sql.quantiles` holds
+the per-group quantiles with secret ranks, :mod:`protocols.sql.pushdown` the owners' WHERE.
 """
 
 from protocols.sql.explain import explain

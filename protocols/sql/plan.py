@@ -1,11 +1,12 @@
 """The plan of a SQL query: plain data a party server can check and run.
 
-A plan is what :func:`protocols.sql.parse.parse` makes of a ``SELECT``: the two tables
-and their join key, the ``WHERE`` conjuncts each owner evaluates on its own rows in
-plaintext (``pushdown``), the ``WHERE`` part evaluated on secret shares (``secret_filter``,
-a 0/1 weight per joined row), the group keys, and the aggregates. It travels to every
-party as the ``plan`` parameter of the ``sql.aggregate`` job (a dict of str, numbers and
-lists: never code), so each party checks it against its own column policy before
+A plan is what :func:`protocols.sql.parse.parse` makes of a ``SELECT``: the tables (one,
+two or three) and their join key, the ``WHERE`` conjuncts each owner evaluates on its own
+rows in plaintext (``pushdown``), the ``WHERE`` part evaluated on secret shares
+(``secret_filter``, a 0/1 weight per joined row), the group keys and the aggregates, or for
+a query without aggregates the output columns (``rows``). It travels to every party as the
+``plan`` parameter of the ``sql.aggregate`` (or ``sql.rows``) job (a dict of str, numbers
+and lists: never code), so each party checks it against its own column policy before
 anything runs, and the audit log records it next to the SQL text.
 
 Expressions are nested lists (``Expr``):

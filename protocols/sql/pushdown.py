@@ -14,7 +14,7 @@ import numpy as np
 from mpc.runtime.context import Context
 from protocols.registry import ColumnRef, LocalData
 from protocols.sql import evaluate
-from protocols.sql.plan import Plan
+from protocols.sql.plan import Plan, columns_of
 
 
 class Rows:
@@ -37,7 +37,7 @@ def mask(ctx: Context, plan: Plan, data: LocalData) -> np.ndarray | None:
     if not conjuncts:
         return None
     me = next(t for t in plan.tables if t.party == ctx.party)
-    first = me.key_ref if me.key else evaluate_columns(conjuncts)[0]
+    first = me.key_ref if me.key else _first_column(conjuncts)
     n = len(data.column(ColumnRef.parse(first)))
     keep = np.ones(n, dtype=bool)
     for e in conjuncts:
@@ -51,10 +51,9 @@ def kept(ctx: Context, plan: Plan, data: LocalData) -> Rows:
     return Rows(data, mask(ctx, plan, data))
 
 
-def evaluate_columns(conjuncts: list) -> list[str]:
-    from protocols.sql.plan import columns_of
-
+def _first_column(conjuncts: list) -> str:
+    """A column the conjuncts read (its length is the table's), for a table without an id."""
     refs = columns_of(conjuncts)
     if not refs:
         raise ValueError("a WHERE without columns on a table without an id column: name a column")
-    return refs
+    return refs[0]
