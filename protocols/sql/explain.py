@@ -63,7 +63,11 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                          f"of {', '.join(columns_of(g.conds))}")
         step += 1
     aggs = ", ".join(_agg(x) for x in plan.aggregates)
-    lines.append(f"  {step}. on shares: {aggs}")
+    grouped_q = any(x.func == "quantile" for x in plan.aggregates) and bool(plan.group_by
+                                                                          or plan.secret_filter is not None)
+    lines.append(f"  {step}. on shares: {aggs}" + ("; the quantiles per group with secret ranks (a bitwise search "
+                                                   "with a secret threshold: the group counts are not opened for "
+                                                   "them)" if grouped_q else ""))
     step += 1
     if plan.group_by or plan.secret_filter is not None:
         lines.append(f"  {step}. groups with fewer than {plan.min_group_size} rows (or the parties' larger "
