@@ -410,6 +410,14 @@ def test_the_audit_log_records_the_sql_and_the_plan(cluster):
             and r["params"].get("sql") == sql]
     assert mine and mine[-1]["params"]["plan"]["outputs"] == ["audited"]
     assert mine[-1]["outcome"] == "done"
+    rows_sql = f"SELECT customer_id AS audited_id {J} WHERE r.tier = 2"
+    with cluster.client("bank") as client:
+        client.query(rows_sql, reveal_to="bank", progress=False)
+    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
+    mine = [r for r in records if r["protocol"] == "sql.rows" and isinstance(r.get("params"), dict)
+            and r["params"].get("sql") == rows_sql]
+    assert mine and mine[-1]["params"]["plan"]["rows"] == [["audited_id", "bank.accounts.customer_id"]]
+    assert mine[-1]["outcome"] == "done"
 
 
 def test_cli_query_formats_and_explain(cluster, capsys):
