@@ -500,6 +500,34 @@ def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
     assert dealer_view(runs[0]) == dealer_view(runs[1])
 
 
+def test_variance_of_an_offset_column_per_group_matches_pandas():
+    """VARIANCE/STDDEV of one owner's column (its owner's offset and squares, V = C S2 - S1^2 on
+    shares): a column 1e6 +- 0.01 and one spanning 1e-3..1e4 keep 1e-3 relative accuracy."""
+    from mpc.runtime.views import record_views
+    from protocols.sql import compile_query, parse
+
+    n = 3000
+    rng = np.random.default_rng(41)   # test data
+    schemas = {"bank": [{"name": "accounts", "id": "id", "min_group_size": MIN_GROUP,
+                         "columns": {"id": "join_key", "segment": "plaintext"}}],
+               "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
+                             "columns": {"id": "join_key", "off": "aggregate", "wide": "aggregate"}}]}
+    sql = ("SELECT b.segment, STDDEV(r.off), VAR_POP(r.wide), VARIANCE(r.off) "
+           "FROM bank.accounts b JOIN retailer.purchases r USING (id) GROUP BY b.segment")
+    _, params = compile_query(parse(sql, schemas), join="dealer")
+    segment = rng.choice(["x", "y", "z"], n, p=[.7, .25, .05])
+    off = 1e6 + rng.normal(0, 0.01, n) + (segment == "z") * 0.05
+    wide = np.exp(rng.uniform(np.log(1e-3), np.log(1e4), n))
+    frames = {"bank": {"accounts": pd.DataFrame({"id": np.arange(n), "segment": segment})},
+              "retailer": {"purchases": pd.DataFrame({"id": np.arange(n), "off": off, "wide": wide})}}
+    res, _ = record_views(_sql_job, ["bank", "retailer"], args={p: (params, frames[p]) for p in frames})
+    pooled = pd.DataFrame({"segment": segment, "off": off, "wide": wide}).groupby("segment")
+    out = res["bank"].set_index("segment")
+    np.testing.assert_allclose(out.iloc[:, 0].to_numpy(float), pooled.off.std().to_numpy(), rtol=1e-3)
+    np.testing.assert_allclose(out.iloc[:, 1].to_numpy(float), pooled.wide.var(ddof=0).to_numpy(), rtol=1e-3)
+    np.testing.assert_allclose(out.iloc[:, 2].to_numpy(float), pooled.off.var().to_numpy(), rtol=1e-3)
+
+
 def _rows_job(ctx, params, frames):
     from protocols.sql.rows import _run
     return _run(ctx, params, _Frames(frames))

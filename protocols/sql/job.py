@@ -123,6 +123,12 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         ref = ColumnRef.parse(r)
         if ref.party == ctx.party:
             columns[f"sqlx__{ref.column}"] = numeric(ref, rows_view.column(ref))
+    for r in _owner_moment_refs(plan):      # VARIANCE/STDDEV of one owner's column: see _owner_variances
+        ref = ColumnRef.parse(r)
+        if ref.party == ctx.party:
+            x = numeric(ref, rows_view.column(ref)).astype(np.float64)
+            u = x - (float(np.median(x)) if len(x) else 0.0)     # a private offset: never opened
+            columns[f"sqlu__{ref.column}"], columns[f"sqlv__{ref.column}"] = u, u * u
     for r in fixed_refs:
         ref = ColumnRef.parse(r)
         if ref.party == ctx.party:
@@ -225,7 +231,10 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     plain_aggs = [a for a in plan.aggregates if a.func not in MOMENTS]
     for a in plain_aggs:
         results[a.name] = _aggregate(ctx, a, tensor, wsum, h, opened, counts, n, to, counts_sh, kept)
-    moments = [a for a in plan.aggregates if a.func in MOMENTS]
+    owner_vars = [a for a in plan.aggregates if a.func in VARIANCES and _bare(a.args[0])]
+    if owner_vars:
+        results.update(_owner_variances(ctx, owner_vars, cols, wsum, opened, counts, counts_sh, n))
+    moments = [a for a in plan.aggregates if a.func in MOMENTS and a not in owner_vars]
     if moments:
         results.update(_moments(ctx, moments, tensor, wsum, opened, counts, vertical))
     ctx.report_progress(1.0)
@@ -454,6 +463,56 @@ def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: i
         out = vals.reveal(to)
         return None if out is None else out[:, 0].astype(np.float64) * 2.0 ** -frac
     raise ValueError(f"unknown aggregate {a.func!r}")
+
+
+VARIANCES = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
+
+
+def _owner_moment_refs(plan: Plan) -> list[str]:
+    """The bare columns whose VARIANCE/STDDEV :func:`_owner_variances` computes."""
+    return sorted({r for a in plan.aggregates if a.func in VARIANCES and (r := _bare(a.args[0]))})
+
+
+def _owner_variances(ctx: Context, aggs: list[Aggregate], cols: dict[str, SharedTensor], wsum, opened,
+                     counts, counts_sh: SharedTensor | None, n: int) -> dict[str, Any]:
+    """VARIANCE/STDDEV of one owner's column per group, from columns its owner adds in
+    plaintext: u = x - o (o: the median of its own kept rows, private) and u^2, joined
+    with their own scales s1, s2 like any column. Per group, on shares, with the ring
+    sums S1 = H u, S2 = H u^2 and the count C: V = C S2 - S1^2 = C (C - ddof) var (the
+    translation by o cancels), computed as C (S2 >> (L + 1)) - (S1 >> 30)^2 (L =
+    ceil(log2 n): both products stay below 2^60) and brought to one power of two with
+    ``rshift_private`` (the shifts depend on the column scales, which the dealer must not
+    see). Only V of each kept group is opened, to ``reveal_to``: with C it is the variance
+    and nothing else (not even the group's mean, unlike the centred moments of
+    :func:`_moments`; o never leaves its owner). Cost: two more joined columns, three
+    products per group, no comparison of rows. Accuracy: S1 keeps about 30 bits and S2
+    ~ 59 - 2L + log2(C) - log2(max u^2 / var) bits: a relative error near 2^-25 for groups
+    of 2^16 rows at n = 2^20, worse for tiny groups of heavy-tailed columns."""
+    lg = max(1, math.ceil(math.log2(max(n, 2))))
+    cnt_sh = counts_sh if counts_sh is not None else ss.public(ctx, np.full(1, n, dtype=np.int64))
+    var: dict[str, Any] = {}
+    for r in sorted({_bare(a.args[0]) for a in aggs}):
+        ref = ColumnRef.parse(r)
+        u, v = cols[f"{ref.party}.sqlu__{ref.column}"], cols[f"{ref.party}.sqlv__{ref.column}"]
+        sums = wsum(ss.stack([u.with_frac_bits(0), v.with_frac_bits(0)], axis=1))     # (g, 2)
+        s1, s2 = sums[:, 0] >> 30, sums[:, 1] >> (lg + 1)
+        e_a, e_b = lg + 1 - v.frac_bits, 60 - 2 * u.frac_bits     # value = A 2^e_a, B 2^e_b
+        e = max(e_a, e_b)
+        big = (cnt_sh.with_frac_bits(0) * s2).rshift_private(e - e_a) - (s1 * s1).rshift_private(e - e_b)
+        out = opened(big)
+        var[r] = None if out is None else out.astype(np.float64) * 2.0 ** e
+    out = {}
+    for a in aggs:
+        total = var[_bare(a.args[0])]
+        if total is None:
+            out[a.name] = None
+            continue
+        ddof = 0 if a.func.endswith("_pop") else 1
+        cnt = np.asarray(counts, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vv = np.where(cnt - ddof > 0, total / (cnt * (cnt - ddof)), np.nan)
+        out[a.name] = np.sqrt(np.maximum(vv, 0.0)) if a.func.startswith("stddev") else vv
+    return out
 
 
 def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, vertical) -> dict[str, Any]:
