@@ -374,7 +374,8 @@ def test_explain_shows_protocols_plaintext_shares_and_what_each_party_learns(clu
     assert "(bank.accounts.age > 30) as a secret 0/1 weight" in text
     assert "secret-shared between bank and retailer" in text
     lines = {line.split(":", 1)[0].strip(): line for line in text.splitlines()}
-    assert "AVG(retailer.purchases.spend)" in lines["bank"] and "centred moments" in lines["bank"]
+    assert "AVG(retailer.purchases.spend)" in lines["bank"] and "only the variance" in lines["bank"]
+    assert "centred moments" not in lines["bank"]
     assert "AVG" not in lines["retailer"] and "which groups are suppressed" in lines["retailer"]
     assert "nothing that depends on ids or values" in lines["dealer (if the deployment has one)"]
     assert "only whether each kept group passes is opened" in text and "HAVING drops" not in lines["bank"]

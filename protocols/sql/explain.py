@@ -4,7 +4,7 @@ learns (the reveal lines of the protocols it runs, combined)."""
 
 from __future__ import annotations
 
-from protocols.sql.plan import MOMENTS, Plan, columns_of, having_on_shares, show
+from protocols.sql.plan import MOMENTS, VARIANCES, Plan, columns_of, having_on_shares, show
 
 
 def _agg(a) -> str:
@@ -85,9 +85,13 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                  + (f"; then {', '.join(post)} on the opened result" if post else ""))
     lines.append("what each party learns:")
     extra = []
-    if any(x.func in MOMENTS for x in plan.aggregates):
-        extra.append("for STDDEV/VARIANCE/COVAR/CORR also each kept group's centred moments (its mean relative "
-                     "to the overall mean, variances and covariance)")
+    owner_var = [x for x in plan.aggregates if x.func in VARIANCES and x.args[0][0] == "col"]
+    if any(x.func in MOMENTS and x not in owner_var for x in plan.aggregates):
+        extra.append("for COVAR/CORR and STDDEV/VARIANCE of expressions also each kept group's centred moments "
+                     "(its mean relative to the overall mean, variances and covariance)")
+    if owner_var:
+        extra.append("for STDDEV/VARIANCE of one party's column only the variance (its owner joins an offset "
+                     "column and its squares; the group's mean is not opened for them)")
     if plan.having is not None and not on_shares:
         extra.append("the aggregates of the groups HAVING drops (HAVING runs on opened values)")
     for p in plan.parties:

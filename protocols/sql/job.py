@@ -19,9 +19,11 @@ Steps, every one an existing protocol or statistic:
    of the columns' policies (and the plan's) on shares; only that bit is opened, to every
    party. Suppressed groups appear with ``suppressed = True`` and no aggregates.
 5. *Aggregates of the kept groups* opened to ``reveal_to`` only: counts; sums H x (exact
-   ring sums at the column's scale); moments from the columns centred and rescaled by
-   ``protocols.stats.vertical`` (sums H d and H d d' of centred values: variance, std,
-   covariance, correlation); MIN/MAX as the minimum of H x + (1 - H) 2^60 by a
+   ring sums at the column's scale); VARIANCE/STDDEV of one party's column from its
+   owner's offset column and squares (:func:`_owner_variances`: only C S2 - S1^2 opens);
+   other moments from the columns centred and rescaled by ``protocols.stats.vertical``
+   (sums H d and H d d' of centred values: variance and std of expressions, covariance,
+   correlation); MIN/MAX as the minimum of H x + (1 - H) 2^60 by a
    comparison tree; quantiles over all joined rows by ``protocols.stats.vertical.quantile``,
    per group or under a filter on shares by :func:`protocols.sql.quantiles.grouped`
    (secret ranks: the group counts stay with ``reveal_to``).
@@ -33,8 +35,9 @@ Steps, every one an existing protocol or statistic:
 
 Reveals (the registry line below): to every party the number of joined rows, the group
 labels of plaintext keys, which groups are suppressed, each column's power-of-two
-magnitude (scaling, as in ``join.stats``); to ``reveal_to`` the count, and for
-STDDEV/VARIANCE/COVAR/CORR the centred first and second moments, of every kept group
+magnitude (scaling, as in ``join.stats``; for VARIANCE/STDDEV of a bare column also of
+its owner's offset column and squares); to ``reveal_to`` the count, and for COVAR/CORR and
+STDDEV/VARIANCE of expressions the centred first and second moments, of every kept group
 (so also a group's mean relative to the overall mean, its variances and covariance), and
 the requested aggregates; a HAVING on shares opens only each kept group's pass bit, any
 other HAVING is applied to the opened values (the receivers then learn the aggregates of
@@ -68,7 +71,7 @@ from protocols.jobs import (
 from protocols.registry import ColumnRef, ColumnUse, LocalData, Param, ProtocolSpec, numeric, register
 from protocols.sql import evaluate, pushdown, quantiles
 from protocols.sql import rows as _rows  # noqa: F401  (registers sql.rows)
-from protocols.sql.plan import MOMENTS, Aggregate, Plan, having_on_shares, show
+from protocols.sql.plan import MOMENTS, VARIANCES, Aggregate, Plan, having_on_shares, show
 from protocols.sql.result import finish
 from protocols.stats.scaling import column_exponent
 
@@ -465,9 +468,6 @@ def _aggregate(ctx: Context, a: Aggregate, tensor, wsum, h, opened, counts, n: i
     raise ValueError(f"unknown aggregate {a.func!r}")
 
 
-VARIANCES = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
-
-
 def _owner_moment_refs(plan: Plan) -> list[str]:
     """The bare columns whose VARIANCE/STDDEV :func:`_owner_variances` computes."""
     return sorted({r for a in plan.aggregates if a.func in VARIANCES and (r := _bare(a.args[0]))})
@@ -566,8 +566,9 @@ register(ProtocolSpec(
     reveals="every party: the number of joined rows (after each owner's plaintext WHERE), the labels of "
             "plaintext GROUP BY keys and which groups are suppressed (fewer rows than min_group_size); "
             "each column's power-of-two magnitude; reveal_to (default: both): per kept group its row count, "
-            "the requested aggregates, and for STDDEV/VARIANCE/COVAR/CORR the group's centred moments "
-            "(its mean relative to the overall mean, variances and covariance); HAVING on COUNT/SUM/AVG/MIN/MAX/"
+            "the requested aggregates, and for COVAR/CORR and STDDEV/VARIANCE of expressions the group's "
+            "centred moments (its mean relative to the overall mean, variances and covariance), for "
+            "STDDEV/VARIANCE of one party's column only the variance; HAVING on COUNT/SUM/AVG/MIN/MAX/"
             "quantiles/VARIANCE/STDDEV against constants: "
             "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
             "a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "

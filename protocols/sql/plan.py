@@ -30,6 +30,8 @@ AGGREGATES = ("count", "sum", "avg", "min", "max", "var_samp", "var_pop", "stdde
               "covar_samp", "covar_pop", "corr", "quantile")
 # aggregates computed from the centred moments of their arguments (protocols.stats.vertical)
 MOMENTS = ("var_samp", "var_pop", "stddev_samp", "stddev_pop", "covar_samp", "covar_pop", "corr")
+# of a bare column: from its owner's offset column and squares (protocols.sql.job._owner_variances)
+VARIANCES = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
 
 
 @dataclass
