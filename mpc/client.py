@@ -160,17 +160,20 @@ class Client:
     def query(self, sql: str, *, reveal_to: str | None = None, progress: bool = True,
               join: str = "ecdh", min_group_size: int | None = None) -> Any:
         """Run a SQL query over the parties' tables (``party.dataset``) and return the result
-        as a pandas DataFrame (``suppressed`` marks groups under min_group_size).
+        as a pandas DataFrame (``suppressed`` marks groups under min_group_size), or None at a
+        party that is not ``reveal_to``.
 
         The SQL is planned here (:mod:`protocols.sql`: unsupported SQL and policy violations
         raise ``SqlError`` / ``PolicyRefused`` before anything runs) into the ``sql.aggregate``
-        job, which every party checks against its own policy; ``explain(sql)`` shows the plan
-        and what each party learns."""
+        job (aggregates), or ``sql.rows`` (no aggregates: plaintext columns, and after a join
+        the join keys, delivered row by row to ``reveal_to``), which every party checks
+        against its own policy; ``explain(sql)`` shows the plan and what each party learns.
+        ``join`` and ``min_group_size`` apply to aggregates."""
         from protocols import sql as sqlmod
 
         me = next(iter(self.datasets()), None)
         protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join, requester=me)
-        if min_group_size is not None:
+        if min_group_size is not None and protocol == "sql.aggregate":
             params["min_group_size"] = int(min_group_size)
         return self.run(protocol, progress=progress, **params)
 

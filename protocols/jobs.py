@@ -243,15 +243,19 @@ def _uses_join(params: dict[str, Any], *value_keys: str):
     return uses + column_refs(params, *value_keys, use="aggregate")
 
 
-def _join_needs(params: dict[str, Any]) -> tuple[str, ...]:
-    """Shared arithmetic and comparisons, the dealer's join when ``join='dealer'``, the joint
-    shuffle when ``join='circuit'``."""
+def join_needs(params: dict[str, Any]) -> tuple[str, ...]:
+    """The capabilities (``ProtocolSpec.needs``) of a job over a private join on the ``join``
+    parameter: shared arithmetic and comparisons, the dealer's join when ``join='dealer'``,
+    the joint shuffle when ``join='circuit'``. Shared by every private-join job (join.stats,
+    stats.group_by, sql.aggregate) so that they ask for the same helpers."""
     join = params.get("join")
     return SECRET_SHARING + ((DEALER_JOIN,) if join == DEALER else (SHUFFLE,) if join == "circuit" else ())
 
 
-def _join_helpers(params: dict[str, Any]) -> tuple[str, ...]:
-    """The dealer is required only for its join (``join='dealer'``); otherwise it is optional."""
+def join_helpers(params: dict[str, Any]) -> tuple[str, ...]:
+    """The helpers a private-join job requires (``ProtocolSpec.required_helpers``): the
+    dealer only for its join (``join='dealer'``); otherwise it is optional (an accelerator
+    of the triples when the deployment has one)."""
     return (DEALER,) if params.get("join") == DEALER else ()
 
 
@@ -310,8 +314,8 @@ register(ProtocolSpec(
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
     helpers=(DEALER,),
-    required_helpers=_join_helpers,
-    needs=_join_needs,
+    required_helpers=join_helpers,
+    needs=join_needs,
 ))
 
 
@@ -362,18 +366,29 @@ register(ProtocolSpec(
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
     helpers=(DEALER,),
-    required_helpers=_join_helpers,
-    needs=_join_needs,
+    required_helpers=join_helpers,
+    needs=join_needs,
 ))
 
 
 # -- stats.woe_iv ----------------------------------------------------------------------------
-def _aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData) -> np.ndarray:
-    """Own row numbers of the ids every party holds, sorted by id (the same order everywhere)."""
+def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData,
+                 receivers: list[str] | None = None) -> np.ndarray | None:
+    """This party's row numbers of the ids every party holds, sorted by id, so that row i
+    is the same id at every party: ``ecdh_psi`` (2 or more parties, every party a
+    receiver) on the ``ids`` parameter. Used by the jobs that align rows in the clear
+    instead of a private join (stats.woe_iv, sql.aggregate with three parties).
+
+    Reveals what ``psi.ecdh`` reveals to its receivers: every party learns which of its
+    own ids all parties hold (plus :data:`N_PARTY_PSI` for three or more); with
+    ``receivers``, only they do and the others get None. ValueError naming the column
+    when an id occurs twice in the intersection (rows must be unique)."""
     from protocols.psi import ecdh_psi
 
     ids = id_column(ctx, params, data)
-    result = ecdh_psi(ctx, ids)
+    result = ecdh_psi(ctx, ids, receivers=receivers)
+    if result is None:
+        return None
     keys = [str(v) for v in result.items]
     if len(set(keys)) != len(keys):
         raise ValueError(f"column {own_ref(ctx, params, 'ids')} has duplicate ids in the intersection; "
@@ -385,7 +400,7 @@ def _aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData) -> np.n
 def _run_woe_iv(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.stats import woe_iv
 
-    rows = _aligned_rows(ctx, params, data)
+    rows = aligned_rows(ctx, params, data)
     check_min_group(ctx, params, "features", data, len(rows))
     check_min_group(ctx, params, "label", data, len(rows))
     label = ColumnRef.parse(params["label"], "label")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mpc
 from mpc import JobFailed
 from mpc.cli import main
 from mpc.cluster import LocalCluster
@@ -27,13 +28,15 @@ def cluster():
                          "segment": rng.choice(["mass", "affluent", "private", "vip"], nb, p=[.5, .36, .12, .02]),
                          "age": rng.integers(18, 80, nb), "score": rng.normal(0, 1, nb)})
     retail = pd.DataFrame({"customer_id": ids[nb - ov:], "spend": rng.gamma(2, 300, nr).round(2),
-                           "visits": rng.poisson(8, nr), "channel": rng.choice(["web", "store"], nr)})
+                           "visits": rng.poisson(8, nr), "channel": rng.choice(["web", "store"], nr),
+                           "tier": rng.integers(1, 4, nr)})
     ds = {"bank": {"accounts": {"frame": bank, "id": "customer_id", "min_group_size": MIN_GROUP,
                                 "columns": {"customer_id": "join_key", "income": "aggregate", "segment": "plaintext",
                                             "age": "aggregate", "score": "hidden"}}},
           "retailer": {"purchases": {"frame": retail, "id": "customer_id", "min_group_size": MIN_GROUP,
                                      "columns": {"customer_id": "join_key", "spend": "aggregate",
-                                                 "visits": "aggregate", "channel": "plaintext"}}}}
+                                                 "visits": "aggregate", "channel": "plaintext",
+                                                 "tier": "plaintext"}}}}
     con = duckdb.connect()
     con.execute("CREATE SCHEMA bank; CREATE SCHEMA retailer")
     con.register("bank_df", bank)
@@ -92,6 +95,11 @@ QUERIES = [
     (f"SELECT b.segment, COUNT(*), SUM(r.spend) {J} WHERE r.spend > 400 GROUP BY b.segment", 1, 1e-6, None),
     (f"SELECT r.channel, AVG(b.income) {J} WHERE b.segment IN ('mass', 'affluent') GROUP BY r.channel", 1, 1e-6, None),
     (f"SELECT b.segment, SUM(b.income * r.spend) AS p {J} GROUP BY b.segment", 1, 1e-6, None),
+    # quantiles per group and under a WHERE on shares (secret ranks)
+    (f"SELECT b.segment, MEDIAN(r.spend), QUANTILE_CONT(b.income, 0.9) {J} GROUP BY b.segment", 1, 1e-3, None),
+    (f"SELECT MEDIAN(b.income), PERCENTILE_CONT(0.25) WITHIN GROUP (ORDER BY r.spend) {J} WHERE r.visits > 8",
+     0, 1e-3, None),
+    (f"SELECT r.channel, QUANTILE_CONT(r.spend - b.age, 0.75) AS q {J} WHERE b.age < 60 GROUP BY 1", 1, 1e-3, None),
     # HAVING, ORDER BY, LIMIT on the opened result
     (f"SELECT b.segment, COUNT(*) AS n {J} GROUP BY b.segment HAVING COUNT(*) > 20 ORDER BY n DESC", 1, 1e-6, None),
     (f"SELECT b.segment, AVG(r.spend) AS a {J} GROUP BY b.segment HAVING AVG(r.spend) > 500 AND SUM(r.spend) > 0",
@@ -99,6 +107,15 @@ QUERIES = [
     (f"SELECT r.channel, b.segment, COUNT(*) AS n, SUM(r.spend) AS s {J} WHERE b.age > 25 GROUP BY 1, 2 "
      "HAVING NOT (SUM(r.spend) < 9000) OR AVG(b.income) >= 1e9", 2, 1e-6, None),
     (f"SELECT b.segment, STDDEV(r.spend) AS s {J} GROUP BY 1 HAVING STDDEV(r.spend) > 400", 1, 1e-3, None),
+    # HAVING on MIN/MAX/quantiles/VARIANCE/STDDEV compared on shares
+    (f"SELECT b.segment, r.channel, MIN(r.spend) AS lo, MAX(b.income) AS hi {J} GROUP BY 1, 2 "
+     "HAVING MIN(r.spend) < 70 OR MAX(b.income) > 60000", 2, 1e-9, None),
+    (f"SELECT b.segment, r.channel, MEDIAN(r.spend) AS m {J} GROUP BY 1, 2 HAVING MEDIAN(r.spend) > 550", 2, 1e-3,
+     None),
+    (f"SELECT b.segment, VAR_SAMP(b.income) AS v, STDDEV(r.spend) AS s {J} WHERE r.spend > 200 GROUP BY 1 "
+     "HAVING VARIANCE(b.income) < 1.9e8 AND STDDEV(r.spend) >= 300", 1, 1e-3, None),
+    (f"SELECT r.channel, b.segment, COUNT(*) AS n {J} GROUP BY 1, 2 HAVING VAR_POP(b.income) > -1 "
+     "AND NOT STDDEV_POP(r.spend) < 0 AND QUANTILE_CONT(b.age, 0.5) BETWEEN 40 AND 50", 2, 1e-6, None),
     (f"SELECT b.segment, r.channel, AVG(r.spend) AS a {J} GROUP BY 1, 2 ORDER BY a DESC LIMIT 3", 2, 1e-6, None),
     (f"SELECT r.channel, COUNT(*) {J} GROUP BY r.channel ORDER BY AVG(b.income)", 1, 1e-6, None),
     # bucket expressions of aggregate columns as histograms
@@ -167,6 +184,63 @@ def test_one_party_table_matches_duckdb(cluster, sql, groups, rel, duck, request
     with cluster.client(requester) as client:
         out = client.query(sql, progress=False)
     _check(out, cluster.duck.execute(duck or sql).df(), groups, rel, ordered="ORDER BY" in sql)
+
+
+# row-level output: plaintext columns of one party's table; join keys and plaintext columns of the
+# joined rows to the PSI receivers (reveal_to)
+ROWS = [
+    ("SELECT channel, tier FROM retailer.purchases WHERE tier >= 2 AND channel = 'web'", None),
+    ("SELECT segment AS s FROM bank.accounts WHERE segment IN ('vip', 'private') ORDER BY s DESC", None),
+    (f"SELECT customer_id, b.segment, r.channel, r.tier {J}", "bank"),
+    (f"SELECT b.customer_id, r.tier {JON} WHERE b.segment = 'mass' AND r.channel = 'web' "
+     "ORDER BY b.customer_id DESC LIMIT 7", "bank"),
+    (f"SELECT r.customer_id AS id, b.segment {J} WHERE r.tier = 1 ORDER BY 1", "retailer"),
+    (f"SELECT customer_id {J} WHERE r.tier <> 2", None),
+]
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple]:
+    return [tuple(str(v) for v in row) for row in frame.itertuples(index=False)]
+
+
+@pytest.mark.parametrize(("sql", "reveal_to"), ROWS, ids=[f"rows{i}" for i in range(len(ROWS))])
+def test_row_level_output_matches_duckdb(cluster, sql, reveal_to):
+    want = cluster.duck.execute(sql).df()
+    with cluster.client(reveal_to or "bank") as client:
+        out = client.query(sql, reveal_to=reveal_to, progress=False)
+    assert list(out.columns) == [str(c) for c in want.columns]
+    if "ORDER BY" in sql:     # the order keys come in DuckDB's order (ties in any order)
+        assert _rows(out) == _rows(want) if "customer_id" in sql else sorted(_rows(out)) == sorted(_rows(want))
+        first = out.columns[0]
+        assert [str(v) for v in out[first]] == [str(v) for v in want[first]]
+    else:
+        assert sorted(_rows(out)) == sorted(_rows(want))
+    assert len(out) > 0
+
+
+def test_row_level_output_goes_to_reveal_to_only(cluster):
+    """reveal_to=bank and only bank's columns and the key: the retailer gets nothing and, having no
+    column to send, is no PSI receiver (explain says so)."""
+    sql = f"SELECT customer_id, b.segment {J} WHERE b.segment = 'affluent'"
+    with cluster.client("retailer") as client:
+        assert client.query(sql, reveal_to="bank", progress=False) is None
+        text = client.explain(sql, reveal_to="bank")
+    lines = {line.split(":", 1)[0].strip(): line for line in text.splitlines()}
+    assert "which of its own rows" in lines["bank"] and "which of its own rows" not in lines["retailer"]
+    assert "sql.rows" in text and "PSI on" in text
+
+
+@pytest.mark.parametrize(("sql", "column", "level"), [
+    (f"SELECT customer_id, b.income {J}", "bank.accounts.income", "aggregate"),
+    (f"SELECT r.channel, b.score {J}", "bank.accounts.score", "hidden"),
+    (f"SELECT b.segment {J} WHERE r.spend > 100", "retailer.purchases.spend", "aggregate"),
+    ("SELECT customer_id FROM retailer.purchases", "retailer.purchases.customer_id", "join_key"),
+    ("SELECT channel FROM retailer.purchases WHERE visits > 3", "retailer.purchases.visits", "aggregate"),
+])
+def test_row_level_output_refuses_columns_beyond_their_policy(cluster, sql, column, level):
+    with cluster.client("bank") as client, pytest.raises(PolicyRefused) as info:
+        client.query(sql, progress=False)
+    assert column in str(info.value) and f"'{level}'" in str(info.value) and "row" in str(info.value)
 
 
 def test_explain_of_one_party_table(cluster):
@@ -242,6 +316,26 @@ def test_every_party_checks_the_plan_against_its_policy(cluster):
             client.run(protocol, progress=False, **params)
 
 
+def test_every_party_checks_a_row_plan_against_its_policy(cluster):
+    """A row plan made without the client's checks (outputting an aggregate column, or filtering
+    rows on one) is refused by the column's owner."""
+    from protocols.sql import compile_query, parse
+
+    with cluster.client("bank") as client:
+        schemas = {**client.datasets("bank"), **client.datasets("retailer")}
+        plan = parse(f"SELECT customer_id, r.channel {J}", schemas)
+        plan.rows[1][1] = "retailer.purchases.spend"
+        protocol, params = compile_query(plan, reveal_to="bank")
+        assert protocol == "sql.rows"
+        with pytest.raises(JobFailed, match="retailer.*spend.*policy 'aggregate'"):
+            client.run(protocol, progress=False, **params)
+        plan = parse(f"SELECT customer_id, r.channel {J} WHERE r.channel = 'web'", schemas)
+        plan.pushdown["retailer"][0][2][1] = "retailer.purchases.visits"
+        protocol, params = compile_query(plan, reveal_to="bank")
+        with pytest.raises(JobFailed, match="retailer.*visits.*policy 'aggregate'"):
+            client.run(protocol, progress=False, **params)
+
+
 @pytest.mark.parametrize(("sql", "construct", "where"), [
     ("SELECT COUNT(*) FROM bank.accounts b LEFT JOIN retailer.purchases r USING (customer_id)", "LEFT JOIN",
      "line 1"),
@@ -253,13 +347,15 @@ def test_every_party_checks_the_plan_against_its_policy(cluster):
     (f"SELECT *\n{J}", "SELECT *", "line 1, column 8"),
     (f"SELECT COUNT(DISTINCT r.visits) {J}", "DISTINCT", "line 1"),
     (f"SELECT COUNT(*) {J} UNION SELECT 1", "UNION", ""),
-    (f"SELECT b.segment, MEDIAN(r.spend) {J} GROUP BY 1", "GROUP BY", ""),
     (f"SELECT SUM(r.spend / b.income) {J}", "division by a column", "line 1"),
     (f"SELECT AVG(r.spend) + 1 {J}", "arithmetic on aggregates", "line 1"),
     (f"SELECT COUNT(*) {J}\nWHERE r.spend LIKE 'x%'", "LIKE", "line 2"),
     (f"SELECT COUNT(*) {J} WHERE r.spend = 'x'", "string comparison on shares", "line 1"),
     (f"SELECT COUNT(*) {J} GROUP BY b.segment || 'x'", "GROUP BY", "line 1"),
     (f"SELECT COUNT(*) {J} WHERE", "syntax error", "line 1"),
+    (f"SELECT r.tier + 1 {J}", "row-level SELECT", "line 1"),
+    (f"SELECT b.segment {J}\nWHERE b.segment = r.channel", "across parties", "line 2"),
+    (f"SELECT b.segment, COUNT(*) {J}", "beside aggregates", "line 1"),
 ])
 def test_unsupported_sql_names_the_construct_and_its_position(cluster, sql, construct, where):
     with cluster.client("bank") as client, pytest.raises(SqlError) as info:
@@ -278,13 +374,32 @@ def test_explain_shows_protocols_plaintext_shares_and_what_each_party_learns(clu
     assert "(bank.accounts.age > 30) as a secret 0/1 weight" in text
     assert "secret-shared between bank and retailer" in text
     lines = {line.split(":", 1)[0].strip(): line for line in text.splitlines()}
-    assert "AVG(retailer.purchases.spend)" in lines["bank"] and "centred moments" in lines["bank"]
+    assert "AVG(retailer.purchases.spend)" in lines["bank"] and "only the variance" in lines["bank"]
+    assert "centred moments" not in lines["bank"]
     assert "AVG" not in lines["retailer"] and "which groups are suppressed" in lines["retailer"]
     assert "nothing that depends on ids or values" in lines["dealer (if the deployment has one)"]
     assert "only whether each kept group passes is opened" in text and "HAVING drops" not in lines["bank"]
-    with cluster.client("bank") as client:     # a HAVING on moments runs on the opened values, and says so
-        text = client.explain(f"SELECT b.segment, STDDEV(r.spend) AS s {J} GROUP BY 1 HAVING STDDEV(r.spend) > 1")
+    with cluster.client("bank") as client:     # a HAVING on CORR runs on the opened values, and says so
+        text = client.explain(f"SELECT b.segment, CORR(b.age, r.spend) AS c {J} GROUP BY 1 "
+                              "HAVING CORR(b.age, r.spend) > 0")
     assert "HAVING drops" in text and "then HAVING" in text
+
+
+def test_having_on_shares_drops_groups_and_keeps_the_suppressed_marked(cluster):
+    """HAVING on a quantile and a variance runs on shares: the receiver gets the passing groups
+    only (the others' values never open); suppressed groups stay, marked; explain says so."""
+    sql = (f"SELECT b.segment, r.channel, COUNT(*) AS n, MEDIAN(r.spend) AS m {J} GROUP BY 1, 2 "
+           "HAVING MEDIAN(r.spend) > 550 AND VARIANCE(b.income) > 1e8")
+    want = cluster.duck.execute(sql).df()
+    with cluster.client("bank") as client:
+        out = client.query(sql, reveal_to="bank", join="dealer", progress=False, min_group_size=10)
+        text = client.explain(sql, reveal_to="bank")
+    kept = out[~out["suppressed"]]
+    assert {(a, b) for a, b in kept[["segment", "channel"]].values} == \
+        {(a, b) for a, b, n in want[["segment", "channel", "n"]].values if n >= 10}
+    assert out["suppressed"].any() and out[out["suppressed"]]["m"].isna().all()
+    assert "on shares: HAVING" in text and "only whether each kept group passes is opened" in text
+    assert "HAVING drops" not in text and "secret ranks" in text
 
 
 def test_the_audit_log_records_the_sql_and_the_plan(cluster):
@@ -295,6 +410,14 @@ def test_the_audit_log_records_the_sql_and_the_plan(cluster):
     mine = [r for r in records if r["protocol"] == "sql.aggregate" and isinstance(r.get("params"), dict)
             and r["params"].get("sql") == sql]
     assert mine and mine[-1]["params"]["plan"]["outputs"] == ["audited"]
+    assert mine[-1]["outcome"] == "done"
+    rows_sql = f"SELECT customer_id AS audited_id {J} WHERE r.tier = 2"
+    with cluster.client("bank") as client:
+        client.query(rows_sql, reveal_to="bank", progress=False)
+    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
+    mine = [r for r in records if r["protocol"] == "sql.rows" and isinstance(r.get("params"), dict)
+            and r["params"].get("sql") == rows_sql]
+    assert mine and mine[-1]["params"]["plan"]["rows"] == [["audited_id", "bank.accounts.customer_id"]]
     assert mine[-1]["outcome"] == "done"
 
 
@@ -310,6 +433,10 @@ def test_cli_query_formats_and_explain(cluster, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "segment,n,suppressed"
     assert main(["query", sql, "--server", server, "--explain"]) == 0
     assert "what each party learns:" in capsys.readouterr().out
+    rows_sql = f"SELECT customer_id, r.tier {J} WHERE r.tier = 3"
+    assert main(["query", rows_sql, "--server", server, "--format", "csv", "--reveal-to", "bank", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "customer_id,tier" and len(lines) - 1 == len(cluster.duck.execute(rows_sql).df())
     assert main(["query", f"SELECT r.spend {J}", "--server", server]) == 2
     assert "policy 'aggregate'" in capsys.readouterr().err
 
@@ -350,7 +477,7 @@ def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
                          "columns": {"id": "join_key", "segment": "plaintext"}}],
                "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
                              "columns": {"id": "join_key", "spend": "aggregate"}}]}
-    sql = ("SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(r.spend), MIN(r.spend) "
+    sql = ("SELECT b.segment, COUNT(*), AVG(r.spend), STDDEV(r.spend), MIN(r.spend), MEDIAN(r.spend) "
            "FROM bank.accounts b JOIN retailer.purchases r USING (id) WHERE r.spend > 0 GROUP BY b.segment")
     _, params = compile_query(parse(sql, schemas), join="dealer")
     runs = []
@@ -363,15 +490,109 @@ def test_sql_views_dealer_sees_shapes_only_and_shares_are_masked():
         res, views = record_views(_sql_job, ["bank", "retailer"],
                                   args={p: (params, frames[p]) for p in ("bank", "retailer")})
         pooled = pd.DataFrame({"segment": segment, "spend": spend})
-        pooled = pooled[pooled.spend > 0].groupby("segment").spend.agg(["size", "mean", "std", "min"])
+        pooled = pooled[pooled.spend > 0].groupby("segment").spend.agg(["size", "mean", "std", "min", "median"])
         out = res["bank"].set_index("segment")
         for seg, row in pooled.iterrows():
             assert out.loc[seg].iloc[0] == row["size"]
-            assert out.loc[seg].iloc[1:4].to_numpy(float) == pytest.approx(row[["mean", "std", "min"]].to_numpy(float),
-                                                                           rel=1e-3)
+            assert out.loc[seg].iloc[1:5].to_numpy(float) == pytest.approx(
+                row[["mean", "std", "min", "median"]].to_numpy(float), rel=1e-3)
         assert_masked(views["bank"], s)
         runs.append(views)
     assert dealer_view(runs[0]) == dealer_view(runs[1])
+
+
+def test_variance_of_an_offset_column_per_group_matches_pandas():
+    """VARIANCE/STDDEV of one owner's column (its owner's offset and squares, V = C S2 - S1^2 on
+    shares): a column 1e6 +- 0.01 and one spanning 1e-3..1e4 keep 1e-3 relative accuracy."""
+    from mpc.runtime.views import record_views
+    from protocols.sql import compile_query, parse
+
+    n = 3000
+    rng = np.random.default_rng(41)   # test data
+    schemas = {"bank": [{"name": "accounts", "id": "id", "min_group_size": MIN_GROUP,
+                         "columns": {"id": "join_key", "segment": "plaintext"}}],
+               "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
+                             "columns": {"id": "join_key", "off": "aggregate", "wide": "aggregate"}}]}
+    sql = ("SELECT b.segment, STDDEV(r.off), VAR_POP(r.wide), VARIANCE(r.off) "
+           "FROM bank.accounts b JOIN retailer.purchases r USING (id) GROUP BY b.segment")
+    _, params = compile_query(parse(sql, schemas), join="dealer")
+    segment = rng.choice(["x", "y", "z"], n, p=[.7, .25, .05])
+    off = 1e6 + rng.normal(0, 0.01, n) + (segment == "z") * 0.05
+    wide = np.exp(rng.uniform(np.log(1e-3), np.log(1e4), n))
+    frames = {"bank": {"accounts": pd.DataFrame({"id": np.arange(n), "segment": segment})},
+              "retailer": {"purchases": pd.DataFrame({"id": np.arange(n), "off": off, "wide": wide})}}
+    res, _ = record_views(_sql_job, ["bank", "retailer"], args={p: (params, frames[p]) for p in frames})
+    pooled = pd.DataFrame({"segment": segment, "off": off, "wide": wide}).groupby("segment")
+    out = res["bank"].set_index("segment")
+    np.testing.assert_allclose(out.iloc[:, 0].to_numpy(float), pooled.off.std().to_numpy(), rtol=1e-3)
+    np.testing.assert_allclose(out.iloc[:, 1].to_numpy(float), pooled.wide.var(ddof=0).to_numpy(), rtol=1e-3)
+    np.testing.assert_allclose(out.iloc[:, 2].to_numpy(float), pooled.off.var().to_numpy(), rtol=1e-3)
+
+
+def _rows_job(ctx, params, frames):
+    from protocols.sql.rows import _run
+    return _run(ctx, params, _Frames(frames))
+
+
+def _psi_job(ctx, ids):
+    from protocols.psi import ecdh_psi
+    ecdh_psi(ctx, ids, receivers=["bank"])
+
+
+def test_sql_rows_views_a_party_without_output_columns_sees_only_the_psi():
+    """reveal_to=bank, output: the key and bank's plaintext column. The retailer receives exactly
+    what a non-receiver of ecdh_psi receives (same messages, same shapes), and nothing after it;
+    the bank gets the rows DuckDB-style pandas finds."""
+    from test_views import canonical
+
+    from mpc.runtime.views import record_views
+    from protocols.sql import compile_query, parse
+
+    schemas = {"bank": [{"name": "accounts", "id": "id", "min_group_size": MIN_GROUP,
+                         "columns": {"id": "join_key", "segment": "plaintext"}}],
+               "retailer": [{"name": "purchases", "id": "id", "min_group_size": MIN_GROUP,
+                             "columns": {"id": "join_key", "spend": "aggregate"}}]}
+    sql = "SELECT id, b.segment FROM bank.accounts b JOIN retailer.purchases r USING (id) ORDER BY id"
+    _, params = compile_query(parse(sql, schemas), reveal_to="bank")
+    bank = pd.DataFrame({"id": np.arange(300), "segment": np.resize(["x", "y", "z"], 300)})
+    retail = pd.DataFrame({"id": np.arange(150, 420)[::-1], "spend": np.linspace(0, 1, 270)})
+    frames = {"bank": {"accounts": bank}, "retailer": {"purchases": retail}}
+    res, views = record_views(_rows_job, ["bank", "retailer"], args={p: (params, frames[p]) for p in frames})
+    assert res["retailer"] is None
+    assert res["bank"]["id"].tolist() == list(range(150, 300))
+    assert res["bank"]["segment"].tolist() == bank["segment"].iloc[150:300].tolist()
+    _, psi_views = record_views(_psi_job, ["bank", "retailer"],
+                                args={"bank": (bank["id"].to_numpy(),), "retailer": (retail["id"].to_numpy(),)})
+    assert [canonical(v) for _, v in views["retailer"]] == [canonical(v) for _, v in psi_views["retailer"]]
+
+
+def _grouped_quantiles(ctx, x, groups, qs):
+    from mpc import ss
+    from protocols.sql import quantiles
+
+    enc = np.round(x * 256).astype(np.int64)             # 8 fractional bits
+    xs = ss.share(ctx, enc if ctx.party == "alice" else None, "alice").with_frac_bits(8)
+    h = ss.share(ctx, (groups[None, :] == np.arange(3)[:, None]).astype(np.int64) if ctx.party == "bob" else None,
+                 "bob").with_frac_bits(0)
+    vals, frac = quantiles.grouped(xs, h, h.sum(axis=1), qs)
+    return vals.reveal().astype(np.float64) * 2.0 ** -frac
+
+
+@pytest.mark.parametrize("triples", ["dealer", "ot"])
+def test_grouped_quantiles_with_secret_ranks_match_numpy(triples):
+    """quantiles.grouped against numpy's linear quantiles of each group, with ties, a group of
+    one row, q = 0 and 1; the dealer's 62-bit search and the dealer-free range-bit search."""
+    rng = np.random.default_rng(3)   # test data
+    x = np.round(rng.normal(50, 30, 150), 2)
+    x[:20] = x[20]                                        # ties
+    groups = rng.integers(0, 2, 150)
+    groups[77] = 2                                        # a group of one row
+    qs = [0.0, 0.25, 0.5, 0.9, 1.0]
+    out = mpc.run_local(_grouped_quantiles, ["alice", "bob"], args={p: (x, groups, qs) for p in ("alice", "bob")},
+                        triples=triples, timeout=300)
+    enc = np.round(x * 256) / 256                         # the values as shared (8 fractional bits)
+    want = np.array([[np.quantile(enc[groups == g], q) for q in qs] for g in range(3)])
+    np.testing.assert_allclose(out["alice"], want, rtol=0, atol=2.0 ** -8)
 
 
 def test_an_expression_that_would_overflow_the_ring_is_refused(cluster):
@@ -416,6 +637,10 @@ THREE = [
     (f"SELECT a.campaign, b.segment, COUNT(*), AVG(r.spend) {J3} WHERE r.spend > 300 GROUP BY 1, 2", 2, 1e-6),
     (f"SELECT b.segment, MIN(r.spend), MAX(a.clicks), VAR_SAMP(b.income) {J3} WHERE a.campaign = 'spring' "
      "GROUP BY b.segment", 1, 1e-3),
+    (f"SELECT b.segment, MEDIAN(r.spend), QUANTILE_CONT(a.clicks, 0.25) {J3} WHERE b.income > 15000 GROUP BY 1",
+     1, 1e-3),
+    (f"SELECT a.campaign, b.segment, COUNT(*), STDDEV(r.spend) {J3} GROUP BY 1, 2 "
+     "HAVING MAX(a.clicks) >= 8 AND STDDEV(r.spend) > 465", 2, 1e-3),
 ]
 
 
@@ -424,6 +649,16 @@ def test_three_party_query_matches_duckdb(three, sql, groups, rel):
     with three.client("ads") as client:
         out = client.query(sql, progress=False)
     _check(out, three.duck.execute(sql).df(), groups, rel, ordered=False)
+
+
+def test_three_party_row_level_output_matches_duckdb(three):
+    sql = f"SELECT customer_id, b.segment, a.campaign {J3} WHERE a.campaign = 'summer' ORDER BY customer_id"
+    with three.client("bank") as client:
+        out = client.query(sql, reveal_to="ads", progress=False)
+        assert out is None
+    with three.client("ads") as client:
+        out = client.query(sql, reveal_to="ads", progress=False)
+    assert _rows(out) == _rows(three.duck.execute(sql).df())
 
 
 def test_three_party_explain_says_rows_are_aligned_by_psi(three):

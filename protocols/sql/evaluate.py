@@ -60,7 +60,9 @@ def plain(e: Any, column: Callable[[str], Any]) -> Any:
     raise ValueError(f"unknown expression {op!r}")
 
 
-def _cmp(op: str, a: Any, b: Any) -> Any:
+def compare(op: str, a: Any, b: Any) -> Any:
+    """a op b for a comparison ``op`` of the plan: a 0/1 SharedTensor (one secure comparison
+    per element, or a zero test for = and !=) when either side is shared, else a public 0/1."""
     if not isinstance(a, SharedTensor):
         if not isinstance(b, SharedTensor):
             return int(bool(_PLAIN_CMP[op](a, b)))
@@ -68,7 +70,8 @@ def _cmp(op: str, a: Any, b: Any) -> Any:
     return {"<": a.__lt__, "<=": a.__le__, ">": a.__gt__, ">=": a.__ge__, "=": a.__eq__, "!=": a.__ne__}[op](b)
 
 
-def _and(a: Any, b: Any) -> Any:
+def both(a: Any, b: Any) -> Any:
+    """a AND b of 0/1 values (a product on shares; a public side selects without one)."""
     if not isinstance(a, SharedTensor) and not isinstance(b, SharedTensor):
         return int(bool(a) and bool(b))
     if not isinstance(a, SharedTensor):
@@ -78,10 +81,11 @@ def _and(a: Any, b: Any) -> Any:
     return a * b
 
 
-def _or(a: Any, b: Any) -> Any:
+def either(a: Any, b: Any) -> Any:
+    """a OR b of 0/1 values: a + b - ab."""
     if not isinstance(a, SharedTensor) and not isinstance(b, SharedTensor):
         return int(bool(a) or bool(b))
-    return a + b - _and(a, b)
+    return a + b - both(a, b)
 
 
 def shared(e: Any, column: Callable[[str], SharedTensor]) -> Any:
@@ -106,21 +110,21 @@ def shared(e: Any, column: Callable[[str], SharedTensor]) -> Any:
     if op == "neg":
         return -shared(e[1], column)
     if op == "cmp":
-        return _cmp(e[1], shared(e[2], column), shared(e[3], column))
+        return compare(e[1], shared(e[2], column), shared(e[3], column))
     if op == "and":
-        return _and(shared(e[1], column), shared(e[2], column))
+        return both(shared(e[1], column), shared(e[2], column))
     if op == "or":
-        return _or(shared(e[1], column), shared(e[2], column))
+        return either(shared(e[1], column), shared(e[2], column))
     if op == "not":
         return 1 - shared(e[1], column)
     if op == "in":
         a, out = shared(e[1], column), 0
         for v in e[2]:
-            out = _or(out, _cmp("=", a, v[1]))
+            out = either(out, compare("=", a, v[1]))
         return out
     if op == "between":
         a = shared(e[1], column)
-        return _and(_cmp(">=", a, shared(e[2], column)), _cmp("<=", a, shared(e[3], column)))
+        return both(compare(">=", a, shared(e[2], column)), compare("<=", a, shared(e[3], column)))
     if op == "isnull":
         return 0
     raise ValueError(f"unknown expression {op!r}")

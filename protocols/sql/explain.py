@@ -4,7 +4,7 @@ learns (the reveal lines of the protocols it runs, combined)."""
 
 from __future__ import annotations
 
-from protocols.sql.plan import MOMENTS, Plan, columns_of, having_on_shares, show
+from protocols.sql.plan import MOMENTS, VARIANCES, Plan, columns_of, having_on_shares, show
 
 
 def _agg(a) -> str:
@@ -17,6 +17,8 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     """The plan as text (one fact per line)."""
     from protocols import registry
 
+    if plan.is_rows:
+        return _explain_rows(plan, reveal_to)
     if len(plan.tables) == 1:
         return _explain_single(plan, reveal_to)
     to = reveal_to or " and ".join(plan.parties)
@@ -61,7 +63,11 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                          f"of {', '.join(columns_of(g.conds))}")
         step += 1
     aggs = ", ".join(_agg(x) for x in plan.aggregates)
-    lines.append(f"  {step}. on shares: {aggs}")
+    grouped_q = any(x.func == "quantile" for x in plan.aggregates) and bool(plan.group_by
+                                                                          or plan.secret_filter is not None)
+    lines.append(f"  {step}. on shares: {aggs}" + ("; the quantiles per group with secret ranks (a bitwise search "
+                                                   "with a secret threshold: the group counts are not opened for "
+                                                   "them)" if grouped_q else ""))
     step += 1
     if plan.group_by or plan.secret_filter is not None:
         lines.append(f"  {step}. groups with fewer than {plan.min_group_size} rows (or the parties' larger "
@@ -79,9 +85,13 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                  + (f"; then {', '.join(post)} on the opened result" if post else ""))
     lines.append("what each party learns:")
     extra = []
-    if any(x.func in MOMENTS for x in plan.aggregates):
-        extra.append("for STDDEV/VARIANCE/COVAR/CORR also each kept group's centred moments (its mean relative "
-                     "to the overall mean, variances and covariance)")
+    owner_var = [x for x in plan.aggregates if x.func in VARIANCES and x.args[0][0] == "col"]
+    if any(x.func in MOMENTS and x not in owner_var for x in plan.aggregates):
+        extra.append("for COVAR/CORR and STDDEV/VARIANCE of expressions also each kept group's centred moments "
+                     "(its mean relative to the overall mean, variances and covariance)")
+    if owner_var:
+        extra.append("for STDDEV/VARIANCE of one party's column only the variance (its owner joins an offset "
+                     "column and its squares; the group's mean is not opened for them)")
     if plan.having is not None and not on_shares:
         extra.append("the aggregates of the groups HAVING drops (HAVING runs on opened values)")
     for p in plan.parties:
@@ -120,4 +130,63 @@ def _explain_single(plan: Plan, reveal_to: str | None) -> str:
              "what each party learns:",
              f"  {t.party}: the query (it computes it)",
              f"  receivers ({to}): the group labels, which groups are suppressed, and {aggs} of the kept groups"]
+    return "\n".join(lines)
+
+
+def _explain_rows(plan: Plan, reveal_to: str | None) -> str:
+    """A row-level query (``sql.rows``): plaintext columns and join keys leave as they are."""
+    from protocols import registry
+    from protocols.sql.rows import psi_receivers, senders
+
+    cols = ", ".join(f"{ref} AS {name}" if ref.rsplit(".", 1)[1] != name else ref for name, ref in plan.rows)
+    post = [x for x, on in (("ORDER BY", bool(plan.order_by)), ("LIMIT", plan.limit is not None)) if on]
+    lines = [f"query: {plan.sql.strip()}"]
+    if len(plan.tables) == 1:
+        t = plan.tables[0]
+        where = " AND ".join(show(e) for e in plan.pushdown.get(t.party, []))
+        to = reveal_to or "the requester and " + t.party
+        lines += ["protocols: sql.rows on one party's table: its owner selects the rows in plaintext "
+                  "(plaintext columns only), no cryptography",
+                  "plan:",
+                  f"  1. {t.party} (plaintext, its own rows): {t.party}.{t.dataset}"
+                  + (f" where {where}" if where else "") + (f", then {', '.join(post)}" if post else ""),
+                  f"  2. {t.party} sends {cols} of those rows to {to}",
+                  "what each party learns:",
+                  f"  {t.party}: the query (it computes it)",
+                  f"  receivers ({to}): {cols} of the rows the WHERE keeps"]
+        return "\n".join(lines)
+    to = [reveal_to] if reveal_to else plan.parties
+    psi = psi_receivers(plan, reveal_to)
+    send = [s for s in senders(plan) if any(p != s for p in to)]     # columns that travel
+    keys = " = ".join(t.key_ref for t in plan.tables)
+    lines += ["protocols: sql.rows = owner-side WHERE, ECDH PSI on the join keys (protocols.psi.ecdh_psi, "
+              "rows aligned by id), then the plaintext output columns sent by their owners",
+              "plan:"]
+    step = 1
+    for t in plan.tables:
+        conj = plan.pushdown.get(t.party, [])
+        if conj:
+            lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
+                         f"where {' AND '.join(show(e) for e in conj)}")
+            step += 1
+    lines.append(f"  {step}. PSI on {keys}: " + (f"{psi[0]} learns which of its own rows" if len(psi) == 1 else
+                                                  f"{' and '.join(psi)} learn which of their own rows")
+                 + " all parties hold, sorted by id")
+    step += 1
+    if send:
+        lines.append(f"  {step}. {', '.join(send)} send their output columns of the joined rows, in id order, to "
+                     f"{', '.join(p for p in to)}")
+        step += 1
+    verb = "assembles" if len(to) == 1 else "assemble"
+    lines.append(f"  {step}. {' and '.join(to)} {verb} {cols}" + (f"; then {', '.join(post)}" if post else ""))
+    lines.append("what each party learns:")
+    for p in plan.parties:
+        parts = ["the number of distinct ids of each party after the owners' WHERE"]
+        if p in psi:
+            parts.append("which of its own rows all parties hold (a PSI receiver"
+                         + (", to send its output columns)" if p in send and p not in to else ")"))
+        if p in to:
+            parts.append(f"{cols} of the joined rows")
+        lines.append(f"  {p}: " + "; ".join(parts))
+    lines.append("registry: sql.rows reveals: " + registry.get("sql.rows").reveals)
     return "\n".join(lines)

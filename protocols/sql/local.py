@@ -57,12 +57,7 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
     if ctx.party != owner:
         if ctx.party not in receivers:
             return None
-        got = ctx.recv(owner)     # [[column name, values], ...] (a map would lose the column order)
-        if not isinstance(got, list) or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
-                                                and isinstance(c[1], list) for c in got):
-            raise ValueError(f"party {owner!r} sent a malformed query result")
-        frame = pd.DataFrame({name: pd.Series(values, dtype=float if name in numeric_outputs else object)
-                              for name, values in got})
+        frame = recv_table(ctx, owner, numeric_outputs)
         if "suppressed" in frame:
             frame["suppressed"] = frame["suppressed"].astype(bool)
         return frame
@@ -129,10 +124,37 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
     if plan.group_by:
         frame["suppressed"] = sup
     result = finish(plan, frame)
-    wire = [[c, [None if isinstance(v, float) and np.isnan(v) else (v.item() if hasattr(v, "item") else v)
-                 for v in result[c].tolist()]] for c in result.columns]
+    send_table(ctx, result, receivers)
+    return result if ctx.party in receivers else None
+
+
+def send_table(ctx: Context, frame: pd.DataFrame, receivers: list[str]) -> None:
+    """Send a result table to the receivers other than this party, as [[column name,
+    values], ...] (a map would lose the column order); NaN travels as None."""
+    wire = [[str(c), [None if _missing(v) else (v.item() if hasattr(v, "item") else v)
+                      for v in frame[c].tolist()]] for c in frame.columns]
     for p in receivers:
         if p != ctx.party:
             ctx.send(p, wire)
-    return result if ctx.party in receivers else None
+
+
+def recv_table(ctx: Context, sender: str, numeric: set[str] = frozenset(), rows: int | None = None) -> pd.DataFrame:
+    """The table ``send_table`` sent from ``sender`` (columns in ``numeric`` as float); a
+    malformed message, or one whose columns do not have ``rows`` values, is an error naming
+    the sender."""
+    got = ctx.recv(sender)
+    if not isinstance(got, list) or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                                            and isinstance(c[1], list) for c in got):
+        raise ValueError(f"party {sender!r} sent a malformed query result")
+    if rows is not None and any(len(values) != rows for _, values in got):
+        raise ValueError(f"party {sender!r} sent columns of {[len(v) for _, v in got]} rows, not {rows}")
+    for name, values in got:
+        bad = next((v for v in values if v is not None and not isinstance(v, bool | int | float | str)), None)
+        if bad is not None:
+            raise ValueError(f"party {sender!r} sent a value of type {type(bad).__name__} in column {name!r}")
+    return pd.DataFrame({name: pd.Series(values, dtype=float if name in numeric else object) for name, values in got})
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT
 

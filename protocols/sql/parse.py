@@ -330,13 +330,19 @@ class _Parser:
             if name:
                 group_sql[name] = key.name
 
+        having_node, order_node = tree.args.get("having"), tree.args.get("order")
+        if not group_nodes and not any(isinstance(n, tuple(_AGG_FUNCS) + (exp.WithinGroup,))
+                                       for part in (*selects, having_node, order_node) if part is not None
+                                       for n in part.walk()):
+            return self.row_plan(tree, selects)
+
         # SELECT list
         outputs: list[str] = []
         for s in selects:
             name = s.alias if isinstance(s, exp.Alias) else None
             inner = s.this if isinstance(s, exp.Alias) else s
             if isinstance(inner, exp.Star):
-                raise unsupported(inner, "SELECT *", "row-level output of joined rows is not supported")
+                raise unsupported(inner, "SELECT *", "name the columns: aggregates and GROUP BY keys")
             if type(inner) in _AGG_FUNCS or isinstance(inner, exp.WithinGroup):
                 agg = self.aggregate(inner, name=name)
                 if name and agg.name != name:     # the same aggregate under two names
@@ -362,8 +368,8 @@ class _Parser:
                     raise PolicyRefused(f"column {ref} has policy {level!r}: it cannot be output row by row "
                                         f"({position(col)}); only aggregates over at least "
                                         f"{self.min_groups[t.alias]} rows may leave")
-                raise unsupported(col, f"row-level output of {ref}",
-                                  "it would show which rows joined; GROUP BY it or aggregate")
+                raise unsupported(col, f"column {ref} beside aggregates",
+                                  "GROUP BY it, aggregate it, or query rows without aggregates")
             raise unsupported(inner, f"expression {inner.sql()} in SELECT")
         if not self.aggregates and not groups:
             raise SqlError("the query has no aggregate")
@@ -398,19 +404,73 @@ class _Parser:
         if tree.args.get("order"):
             for o in tree.args["order"].expressions:
                 order_by.append((self.order_name(o.this, selects, outputs, group_sql), bool(o.args.get("desc"))))
-        limit = None
-        if tree.args.get("limit"):
-            lim = tree.args["limit"].expression
-            if not isinstance(lim, exp.Literal) or lim.is_string or not lim.this.isdigit():
-                raise unsupported(lim, "LIMIT other than a whole number")
-            limit = int(lim.this)
-        quantiles = [a for a in self.aggregates if a.func == "quantile"]
-        if quantiles and len(self.tables) > 1 and (groups or secret_filter is not None):
-            raise unsupported(tree, f"{quantiles[0].name} with GROUP BY or a WHERE on shares",
-                              "quantiles run over all joined rows (a WHERE on plaintext columns is fine)")
+        limit = self.limit(tree)
         min_group = max((self.min_groups[t.alias] for t in self.tables), default=1)
         return Plan(self.sql, self.tables, outputs, self.aggregates, groups, pushdown, secret_filter,
                     having, order_by, limit, min_group)
+
+    def row_plan(self, tree: exp.Select, selects: list[exp.Expression]) -> Plan:
+        """A query without aggregates or GROUP BY: row-level output, allowed for 'plaintext'
+        columns, and after a join for the join keys (the PSI receivers already hold them).
+        WHERE may use 'plaintext' columns only (each conjunct one party's, evaluated by its
+        owner): a filter on any other column would show row by row which rows pass it."""
+        joined = len(self.tables) > 1
+        rows: list[list[str]] = []
+        names: set[str] = set()
+        sql_of: dict[str, str] = {}
+        for s in selects:
+            name = s.alias if isinstance(s, exp.Alias) else None
+            inner = s.this if isinstance(s, exp.Alias) else s
+            if isinstance(inner, exp.Star):
+                raise unsupported(inner, "SELECT *", "name the plaintext columns to output, or aggregate")
+            if not isinstance(inner, exp.Column):
+                raise unsupported(inner, f"expression {inner.sql()} in a row-level SELECT",
+                                  "output plaintext columns as they are, or aggregate")
+            t, cname, level = self.ref(inner)
+            ref = f"{t.party}.{t.dataset}.{cname}"
+            key = joined and cname == t.key
+            if level != "plaintext" and not (key and level == "join_key"):
+                raise PolicyRefused(_row_refusal(ref, level, position(inner), self.min_groups[t.alias], joined))
+            out = name or cname
+            k = 1
+            while out in names:              # DuckDB's names for a repeated column
+                out, k = f"{name or cname}_{k}", k + 1
+            names.add(out)
+            rows.append([out, ref])
+            sql_of[inner.sql()] = out
+        pushdown: dict[str, list[Expr]] = {}
+        where = tree.args.get("where")
+        for conj in _conjuncts(where.this) if where else []:
+            e = self.expr(conj, where="WHERE")
+            refs = columns_of(e)
+            for col in conj.find_all(exp.Column):
+                t, cname, level = self.ref(col)
+                if level != "plaintext":
+                    raise PolicyRefused(f"column {t.party}.{t.dataset}.{cname} has policy {level!r}: a row-level "
+                                        f"query cannot filter on it ({position(col)}); the rows it outputs would "
+                                        "show which rows pass (filter on 'plaintext' columns, or aggregate)")
+            owners = {r.split(".", 1)[0] for r in refs}
+            if len(owners) > 1:
+                raise unsupported(conj, f"WHERE {conj.sql()} across parties' columns",
+                                  "in a row-level query each condition uses one party's plaintext columns")
+            pushdown.setdefault(refs[0].split(".", 1)[0] if refs else self.tables[0].party, []).append(e)
+        if tree.args.get("having"):
+            raise unsupported(tree.args["having"], "HAVING without GROUP BY or aggregates")
+        outputs = [r[0] for r in rows]
+        order_by = []
+        if tree.args.get("order"):
+            for o in tree.args["order"].expressions:
+                order_by.append((self.order_name(o.this, selects, outputs, sql_of), bool(o.args.get("desc"))))
+        return Plan(self.sql, self.tables, outputs, [], [], pushdown, None, None, order_by, self.limit(tree),
+                    max((self.min_groups[t.alias] for t in self.tables), default=1), rows)
+
+    def limit(self, tree: exp.Select) -> int | None:
+        if not tree.args.get("limit"):
+            return None
+        lim = tree.args["limit"].expression
+        if not isinstance(lim, exp.Literal) or lim.is_string or not lim.this.isdigit():
+            raise unsupported(lim, "LIMIT other than a whole number")
+        return int(lim.this)
 
     def group_key(self, node: exp.Expression, name: str | None) -> GroupKey:
         if isinstance(node, exp.Column):
@@ -465,6 +525,17 @@ class _Parser:
         if type(node) in _AGG_FUNCS or isinstance(node, exp.WithinGroup):
             return self.aggregate(node, hidden=True).name
         raise unsupported(node, f"ORDER BY {node.sql()}", "order by output names, positions or aggregates")
+
+
+def _row_refusal(ref: str, level: str, where: str, min_group: int, joined: bool) -> str:
+    if level == "join_key":
+        why = ("only the join key of this query's join may be output (to the PSI receivers)" if joined
+               else "it can be joined on, not output (join it with another party's table to output the matches)")
+    elif level == "aggregate":
+        why = f"only aggregates over at least {min_group} rows may leave"
+    else:
+        why = "it may not be used at all"
+    return f"column {ref} has policy {level!r}: it cannot be output row by row ({where}); {why}"
 
 
 def _conjuncts(node: exp.Expression) -> list[exp.Expression]:

@@ -1,11 +1,12 @@
 """The plan of a SQL query: plain data a party server can check and run.
 
-A plan is what :func:`protocols.sql.parse.parse` makes of a ``SELECT``: the two tables
-and their join key, the ``WHERE`` conjuncts each owner evaluates on its own rows in
-plaintext (``pushdown``), the ``WHERE`` part evaluated on secret shares (``secret_filter``,
-a 0/1 weight per joined row), the group keys, and the aggregates. It travels to every
-party as the ``plan`` parameter of the ``sql.aggregate`` job (a dict of str, numbers and
-lists: never code), so each party checks it against its own column policy before
+A plan is what :func:`protocols.sql.parse.parse` makes of a ``SELECT``: the tables (one,
+two or three) and their join key, the ``WHERE`` conjuncts each owner evaluates on its own
+rows in plaintext (``pushdown``), the ``WHERE`` part evaluated on secret shares
+(``secret_filter``, a 0/1 weight per joined row), the group keys and the aggregates, or for
+a query without aggregates the output columns (``rows``). It travels to every party as the
+``plan`` parameter of the ``sql.aggregate`` (or ``sql.rows``) job (a dict of str, numbers
+and lists: never code), so each party checks it against its own column policy before
 anything runs, and the audit log records it next to the SQL text.
 
 Expressions are nested lists (``Expr``):
@@ -29,6 +30,8 @@ AGGREGATES = ("count", "sum", "avg", "min", "max", "var_samp", "var_pop", "stdde
               "covar_samp", "covar_pop", "corr", "quantile")
 # aggregates computed from the centred moments of their arguments (protocols.stats.vertical)
 MOMENTS = ("var_samp", "var_pop", "stddev_samp", "stddev_pop", "covar_samp", "covar_pop", "corr")
+# of a bare column: from its owner's offset column and squares (protocols.sql.job._owner_variances)
+VARIANCES = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Plan:
     order_by: list[tuple[str, bool]] = field(default_factory=list)  # (output name, descending)
     limit: int | None = None
     min_group_size: int = 1                            # the policies' largest (public)
+    rows: list[list[str]] = field(default_factory=list)  # a row-level query: [output name, column]
 
     # -- to and from job parameters ---------------------------------------------------
     def to_params(self) -> dict[str, Any]:
@@ -97,7 +101,8 @@ class Plan:
                        pushdown={str(k): list(v) for k, v in (d.get("pushdown") or {}).items()},
                        secret_filter=d.get("secret_filter"), having=d.get("having"),
                        order_by=[(str(n), bool(desc)) for n, desc in d.get("order_by") or []],
-                       limit=d.get("limit"), min_group_size=int(d.get("min_group_size") or 1))
+                       limit=d.get("limit"), min_group_size=int(d.get("min_group_size") or 1),
+                       rows=[[str(name), str(ref)] for name, ref in d.get("rows") or []])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"parameter 'plan' is malformed: {exc}") from None
 
@@ -110,9 +115,15 @@ class Plan:
     def ids(self) -> list[str]:
         return [t.key_ref for t in self.tables]
 
+    @property
+    def is_rows(self) -> bool:
+        """A row-level query (no aggregates): the ``sql.rows`` job."""
+        return bool(self.rows)
+
     def column_uses(self) -> Iterator[tuple[str, str]]:
         """(column reference, use) for every column the plan reads (registry USES)."""
-        single = len(self.tables) == 1      # one party's table: its owner filters, aggregates leave
+        # one party's aggregate query: its owner filters, only aggregates leave
+        single = len(self.tables) == 1 and not self.is_rows
         for t in self.tables:
             if t.key:        # one party's table: its id column, read for the row count only
                 yield t.key_ref, "join_key"
@@ -120,6 +131,9 @@ class Plan:
             for e in conjuncts:
                 for ref in columns_of(e):
                     yield ref, "aggregate" if single else "plaintext"
+        keys = {t.key_ref for t in self.tables} if len(self.tables) > 1 else set()
+        for _, ref in self.rows:     # output as they are: join keys to the PSI receivers
+            yield ref, "join_key" if ref in keys else "plaintext"
         for g in self.group_by:
             if g.column:
                 yield g.column, "plaintext"
@@ -188,13 +202,15 @@ def show(e: Any) -> str:
     return repr(e)
 
 
-HAVING_ON_SHARES = ("count", "sum", "avg")
+HAVING_ON_SHARES = ("count", "sum", "avg", "min", "max", "quantile", "var_samp", "var_pop",
+                    "stddev_samp", "stddev_pop")
 
 
 def having_on_shares(plan: Plan) -> bool:
     """Whether the plan's HAVING is evaluated on shares (only whether each kept group passes is
-    opened): comparisons of COUNT/SUM/AVG outputs with constants joined by AND/OR/NOT, in a
-    query with groups or a filter on shares. Otherwise HAVING runs on the opened values."""
+    opened): comparisons of COUNT/SUM/AVG/MIN/MAX/quantile/VARIANCE/STDDEV outputs with
+    constants joined by AND/OR/NOT, in a query of joined tables with groups or a filter on
+    shares. Otherwise (CORR, COVAR, two aggregates compared) HAVING runs on the opened values."""
     if plan.having is None or len(plan.tables) < 2 or not (plan.group_by or plan.secret_filter is not None):
         return False
     by_name = {a.name: a for a in plan.aggregates}
@@ -204,6 +220,8 @@ def having_on_shares(plan: Plan) -> bool:
             return ok(e[1]) and ok(e[2])
         if e[0] == "not":
             return ok(e[1])
+        if e[0] == "between":
+            return ok(["cmp", ">=", e[1], e[2]]) and ok(["cmp", "<=", e[1], e[3]])
         if e[0] == "cmp":
             sides = {e[2][0], e[3][0]}
             out = e[2] if e[2][0] == "out" else e[3]

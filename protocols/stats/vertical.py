@@ -106,8 +106,13 @@ class _Col:
     keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
 
 
-def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
-    """Prepare (and cache per job) several columns, batching their comparisons."""
+def prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
+    """Step 1 of the module docstring for several columns at once (their comparisons
+    batched), cached per job and tensor: each column as ring integers X, its max and min,
+    X - min X and its rescaling r to W bits with the public ``shift`` (r 2^-shift = value -
+    min). Every computing party learns the bit lengths of max|X| and of the range (the
+    module's reveal line); nothing else is opened. Used by the moments here and by callers
+    that weight the rows themselves (protocols.sql.job: per-group moments)."""
     cache: dict[int, tuple[SharedTensor, _Col]] = ctx.state.setdefault(_CACHE, {})
     todo = {}
     for name, x in named.items():
@@ -139,11 +144,14 @@ def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]
 
 
 def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
-    return _prepare_many(ctx, {name: x})[0]
+    return prepare_many(ctx, {name: x})[0]
 
 
-def _centred(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
-    """d = r - mean(r) for each column, shape (c, n); mean(r) = sum(r) round(2^G / n) / 2^G."""
+def centred(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+    """Step 2 of the module docstring: d = r - mean(r) for each prepared column
+    (:func:`prepare_many`), shape (c, n), ring integers at the column's ``shift``;
+    mean(r) = sum(r) round(2^G / n) / 2^G with one truncation by the public G (fixed by n).
+    Sums of d and of products of d give the centred moments; opens nothing."""
     missing = [c for c in cols if c.d is None]
     if missing:
         n = missing[0].n
@@ -227,7 +235,7 @@ def mean(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float |
 
 
 def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
-    d = _centred(ctx, cols)
+    d = centred(ctx, cols)
     return (d * d).sum(axis=1)
 
 
@@ -249,9 +257,9 @@ def cov(ctx: Context, x: SharedTensor, y: SharedTensor, ddof: int = 1,
         reveal_to: str | None = None) -> float | None:
     """Covariance of two columns (ddof=1 by default, like numpy.cov)."""
     cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
-    cx, cy = _prepare_many(ctx, {"x": x, "y": y})
+    cx, cy = prepare_many(ctx, {"x": x, "y": y})
     _check_ddof(cx.n, ddof)
-    d = _centred(ctx, [cx, cy])
+    d = centred(ctx, [cx, cy])
     out = (d[0] * d[1]).sum().reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else float(int(out)) * 2.0 ** -(cx.shift + cy.shift) / (cx.n - ddof)
 
@@ -262,7 +270,7 @@ def _corr_shares(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """The k x k correlation matrix S_ij / sqrt(S_ii S_jj) of the sums of products S = d d^T
     (fixed point, CORR_FRAC_BITS). Each S_ii's secret power of two 4^j_i is taken out
     (j = ceil(bit length / 2)), so inv_sqrt works on S_ii / 4^j_i in [0.25, 1)."""
-    d = _centred(ctx, cols)                                          # (k, n)
+    d = centred(ctx, cols)                                          # (k, n)
     s = d @ d.T                                                      # (k, k)
     k, f = len(cols), CORR_FRAC_BITS
     diag = s[np.arange(k), np.arange(k)]
@@ -282,7 +290,7 @@ def corr_matrix(ctx: Context, columns: Any, reveal_to: str | None = None) -> pd.
     if len(named) < 1:
         raise ValueError("corr_matrix needs at least one column")
     cm.check_same_length(named)
-    cols = _prepare_many(ctx, named)
+    cols = prepare_many(ctx, named)
     r = _corr_shares(ctx, cols).reveal(cm.receivers(ctx, reveal_to))
     if r is None:
         return None
@@ -295,7 +303,7 @@ def corr_matrix(ctx: Context, columns: Any, reveal_to: str | None = None) -> pd.
 def pearson(ctx: Context, x: SharedTensor, y: SharedTensor, reveal_to: str | None = None) -> float | None:
     """Pearson correlation coefficient of two columns."""
     cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
-    cols = _prepare_many(ctx, {"x": x, "y": y})
+    cols = prepare_many(ctx, {"x": x, "y": y})
     r = _corr_shares(ctx, cols).reveal(cm.receivers(ctx, reveal_to))
     return None if r is None else float(np.asarray(r)[0, 1])
 
@@ -424,7 +432,7 @@ def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
     min and max come from the comparison tree that also scales the columns."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
-    cols = _prepare_many(ctx, named)
+    cols = prepare_many(ctx, named)
     rows = []
     for c in cols:
         _check_ddof(c.n, 1)
