@@ -51,6 +51,25 @@ def _load() -> ctypes.CDLL | None:
 _LIB = _load()
 
 
+def _load_holding() -> ctypes.CDLL | None:
+    """``EVP_EncryptUpdate`` through :class:`ctypes.PyDLL`, which keeps the GIL: for the many
+    short calls of :func:`fill_rows`, where releasing and re-taking the GIL around each
+    (a hand-off to the other party's thread in ``run_local``, a wake-up on a busy machine)
+    costs more than the call."""
+    if _LIB is None:
+        return None
+    try:
+        lib = ctypes.PyDLL(_LIB._name)
+        lib.EVP_EncryptUpdate.argtypes = _LIB.EVP_EncryptUpdate.argtypes
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+_HOLDING = _load_holding()
+_SHORT_CALL = 1 << 16   # bytes per row below which fill_rows keeps the GIL (about 8 us of AES)
+
+
 def backend() -> str:
     """``"evp"`` (OpenSSL through ctypes, GIL released) or ``"pyca"``."""
     return "evp" if _LIB is not None else "pyca"
@@ -168,7 +187,8 @@ def fill_rows(streams: list[CtrStream], out: np.ndarray) -> np.ndarray:
             stream.fill(row)
         return out
     base, src, n = out.ctypes.data, zeros.ctypes.data, ctypes.c_int(0)
-    update, ref = _LIB.EVP_EncryptUpdate, ctypes.byref(n)
+    lib = _HOLDING if _HOLDING is not None and nbytes < _SHORT_CALL else _LIB
+    update, ref = lib.EVP_EncryptUpdate, ctypes.byref(n)
     for j, stream in enumerate(streams):
         if nbytes > _MAX_CALL or update(stream._c._ctx, base + j * nbytes, ref, src, nbytes) != 1:
             stream.fill(out[j])   # (never for IKNP's sizes) the checked path
