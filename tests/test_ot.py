@@ -65,6 +65,9 @@ def test_aes_backends_match_pyca():
     keys = [os.urandom(16) for _ in range(128)]
     rows = aes.fill_rows([aes.CtrStream(k) for k in keys], np.empty((128, 64), np.uint8))
     assert all(rows[j].tobytes() == PRG(k).bytes(64) for j, k in enumerate(keys))
+    long = aes._SHORT_CALL + 16        # rows long enough for the GIL-releasing call
+    rows = aes.fill_rows([aes.CtrStream(k) for k in keys[:2]], np.empty((2, long), np.uint8))
+    assert all(rows[j].tobytes() == PRG(k).bytes(long) for j, k in enumerate(keys[:2]))
     with pytest.raises(TypeError):
         aes.Ecb(key).encrypt(x[:, :8], np.empty((1000, 8), np.uint8))   # not contiguous
     with pytest.raises(ValueError):
