@@ -8,7 +8,11 @@ calls) run in parallel. Both backends compute the same function: AES-128-ECB of 
 16-byte block, and AES-128-CTR with a zero IV (a big-endian 128-bit counter from 0), the
 keystream of :class:`mpc.crypto.random.PRG`. The ctypes backend is used when the
 process can load ``libcrypto`` (the library Python's own ``ssl`` module links), with
-``GAOTIE_AES=pyca`` to force pyca.
+``GAOTIE_AES=pyca`` to force pyca. One exception: :func:`fill_rows` (an OT batch's PRG
+rows, 256 calls of a few microseconds each) calls through :class:`ctypes.PyDLL`, keeping
+the GIL, for rows under ``_SHORT_CALL`` bytes: with both parties of ``run_local`` in one
+process, each release and re-take of the GIL is a hand-off to the other party's thread
+(and on a loaded machine a wake-up), which cost more than such a row's AES.
 
 Buffers are numpy arrays; every call checks that they are C-contiguous uint8 of the right
 sizes before handing pointers to OpenSSL.
