@@ -104,13 +104,13 @@ def main() -> None:
             ("dealer", N, _job(N, "grpc", triples="dealer")),
             ("paillier", N_PAILLIER, _job(N_PAILLIER, "grpc", triples="paillier"))]
     print(f"load average after gaotie: {' '.join(open('/proc/loadavg').read().split()[:3])}")
-    spu = _spu(N)
     head = "".join(f" {op + ' s':>8} {'us/el':>9} {'wait%':>6} {'cpu s':>7}" for op in OPS)
-    print(f"{'source':10} {'n':>8}{head}")
+    print(f"{'source':10} {'n':>8}{head}")   # before SPU's run, so a timeout there keeps them
     for name, n, r in rows:
         print(f"{name:10} {n:8d}" + "".join(f" {r[op]:8.2f} {1e6 * r[op] / n:9.2f} "
                                           f"{100 * r[op + '_wait'] / r[op]:6.1f} {r[op + '_cpu']:7.2f}"
-                                          for op in OPS))
+                                          for op in OPS), flush=True)
+    spu = _spu(N)
     for protocol, (ours, mine) in (("CHEETAH", ("ot", rows[0][2])), ("SEMI2K", ("dealer", rows[1][2]))):
         entry = spu[protocol]
         for op in OPS:
