@@ -1,7 +1,8 @@
 """Dealer-free OT triples (``triples="ot"``) vs SPU CHEETAH: 2^20 multiplications, comparisons, equalities.
 
 Run: ``python bench/bench_ot_triples.py`` (or through pytest: ``pytest bench/bench_ot_triples.py
--p no:cacheprovider -o addopts="" -s``). Sizes: ``GAOTIE_BENCH_OT_N`` (default 2^20),
+-p no:cacheprovider -o addopts="" -o timeout=0 -s``: the suite's 300 s timeout stops SPU's run
+at 2^20 on a loaded machine). Sizes: ``GAOTIE_BENCH_OT_N`` (default 2^20),
 ``GAOTIE_BENCH_PAILLIER_N`` (default 50 products and as many comparisons, 2048-bit key).
 
 Two parties over the gRPC transport (``mpc.run_local(transport="grpc")``: both parties in
