@@ -27,8 +27,8 @@ def naive_transpose(m: np.ndarray) -> np.ndarray:
     return np.packbits(bits.T, axis=1, bitorder="little")
 
 
-@pytest.mark.parametrize("shape", [(64, 8), (128, 64), (128, 8), (128, 16 * 600), (192, 24), (640, 16), (4096, 8),
-                                   (64, 4096)])
+@pytest.mark.parametrize("shape", [(64, 8), (128, 64), (128, 8), (128, 16 * 600), (128, 16 * 1100), (192, 24),
+                                   (640, 16), (4096, 8), (64, 4096)])
 def test_transpose_matches_naive(shape):
     m = np.frombuffer(os.urandom(shape[0] * shape[1]), dtype=np.uint8).reshape(shape)
     before = m.copy()
@@ -65,6 +65,9 @@ def test_aes_backends_match_pyca():
     keys = [os.urandom(16) for _ in range(128)]
     rows = aes.fill_rows([aes.CtrStream(k) for k in keys], np.empty((128, 64), np.uint8))
     assert all(rows[j].tobytes() == PRG(k).bytes(64) for j, k in enumerate(keys))
+    long = aes._SHORT_CALL + 16        # rows long enough for the GIL-releasing call
+    rows = aes.fill_rows([aes.CtrStream(k) for k in keys[:2]], np.empty((2, long), np.uint8))
+    assert all(rows[j].tobytes() == PRG(k).bytes(long) for j, k in enumerate(keys[:2]))
     with pytest.raises(TypeError):
         aes.Ecb(key).encrypt(x[:, :8], np.empty((1000, 8), np.uint8))   # not contiguous
     with pytest.raises(ValueError):

@@ -8,7 +8,11 @@ calls) run in parallel. Both backends compute the same function: AES-128-ECB of 
 16-byte block, and AES-128-CTR with a zero IV (a big-endian 128-bit counter from 0), the
 keystream of :class:`mpc.crypto.random.PRG`. The ctypes backend is used when the
 process can load ``libcrypto`` (the library Python's own ``ssl`` module links), with
-``GAOTIE_AES=pyca`` to force pyca.
+``GAOTIE_AES=pyca`` to force pyca. One exception: :func:`fill_rows` (an OT batch's PRG
+rows, 256 calls of a few microseconds each) calls through :class:`ctypes.PyDLL`, keeping
+the GIL, for rows under ``_SHORT_CALL`` bytes: with both parties of ``run_local`` in one
+process, each release and re-take of the GIL is a hand-off to the other party's thread
+(and on a loaded machine a wake-up), which cost more than such a row's AES.
 
 Buffers are numpy arrays; every call checks that they are C-contiguous uint8 of the right
 sizes before handing pointers to OpenSSL.
@@ -49,6 +53,25 @@ def _load() -> ctypes.CDLL | None:
 
 
 _LIB = _load()
+
+
+def _load_holding() -> ctypes.CDLL | None:
+    """``EVP_EncryptUpdate`` through :class:`ctypes.PyDLL`, which keeps the GIL: for the many
+    short calls of :func:`fill_rows`, where releasing and re-taking the GIL around each
+    (a hand-off to the other party's thread in ``run_local``, a wake-up on a busy machine)
+    costs more than the call."""
+    if _LIB is None:
+        return None
+    try:
+        lib = ctypes.PyDLL(_LIB._name)
+        lib.EVP_EncryptUpdate.argtypes = _LIB.EVP_EncryptUpdate.argtypes
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+_HOLDING = _load_holding()
+_SHORT_CALL = 1 << 16   # bytes per row below which fill_rows keeps the GIL (about 8 us of AES)
 
 
 def backend() -> str:
@@ -168,7 +191,8 @@ def fill_rows(streams: list[CtrStream], out: np.ndarray) -> np.ndarray:
             stream.fill(row)
         return out
     base, src, n = out.ctypes.data, zeros.ctypes.data, ctypes.c_int(0)
-    update, ref = _LIB.EVP_EncryptUpdate, ctypes.byref(n)
+    lib = _HOLDING if _HOLDING is not None and nbytes < _SHORT_CALL else _LIB
+    update, ref = lib.EVP_EncryptUpdate, ctypes.byref(n)
     for j, stream in enumerate(streams):
         if nbytes > _MAX_CALL or update(stream._c._ctx, base + j * nbytes, ref, src, nbytes) != 1:
             stream.fill(out[j])   # (never for IKNP's sizes) the checked path

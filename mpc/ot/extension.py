@@ -173,7 +173,7 @@ class IknpSender:
         self.ctx, self.peer = ctx, peer
         bits = random_bits(KAPPA)
         self.delta = np.packbits(bits, bitorder="little")            # (16,) uint8
-        self._delta_bits = bits
+        self._delta_mask = np.where(bits, 0xFF, 0).astype(np.uint8).reshape(CHUNKS, 2, 1)   # byte masks
         keys = base.receive_random(ctx, peer, bits)                   # k_j^{Delta_j}
         self._prgs = [CtrStream(seed) for seed in _punctured_seeds(ctx, peer, bits, keys)]
         self.count = 0  # OTs extended so far (the tweak of the next one)
@@ -184,12 +184,10 @@ class IknpSender:
         u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (CHUNKS, padded // 8),
                    "the OT-extension matrix")
         g = prg_columns(self._prgs, padded // 8).reshape(CHUNKS, 3, padded // 8)   # A, B, C
-        q = np.empty((CHUNKS, 2, padded // 8), dtype=np.uint8)
-        np.bitwise_xor(g[:, 0], g[:, 1], out=q[:, 0])     # w_0 = A xor B
-        np.bitwise_xor(g[:, 1], g[:, 2], out=q[:, 1])     # w_1 = B xor C
+        q = np.bitwise_xor(g[:, 0:2], g[:, 1:3])          # (w_0, w_1) = (A xor B, B xor C)
+        c = np.bitwise_and(u[:, None, :], self._delta_mask)   # Delta_j c, both columns of a pair
+        np.bitwise_xor(q, c, out=q)                       # q^j = w^j xor Delta_j c: three calls
         q = q.reshape(KAPPA, padded // 8)
-        for j in np.flatnonzero(self._delta_bits):        # q^j = w^j xor Delta_j c, in place
-            q[j] ^= u[j // 2]
         first, self.count = self.count, self.count + padded
         return transpose(q)[:m], first
 
@@ -235,9 +233,7 @@ class IknpReceiver:
         m, padded = len(r), pad_rows(len(r))
         rbits = np.packbits(np.concatenate([r, np.zeros(padded - m, dtype=bool)]), bitorder="little")
         g = prg_columns(self._prgs, padded // 8).reshape(CHUNKS, 4, padded // 8)   # leaves x0 + 2 x1
-        t = np.empty((CHUNKS, 2, padded // 8), dtype=np.uint8)
-        np.bitwise_xor(g[:, 1], g[:, 3], out=t[:, 0])     # v_0: the leaves with x0 = 1
-        np.bitwise_xor(g[:, 2], g[:, 3], out=t[:, 1])     # v_1: the leaves with x1 = 1
+        t = np.bitwise_xor(g[:, 1:3], g[:, 3:4])          # (v_0, v_1): the leaves with x0 = 1, x1 = 1
         u = g[:, 0] ^ g[:, 1]
         u ^= t[:, 1]                                      # u = the xor of all four leaves
         u ^= rbits                                        # c = u xor r

@@ -62,6 +62,7 @@ on 4-bit digits and an AND tree, see mpc.ss.millionaire) and one daBit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -140,14 +141,19 @@ class _Parallel:
         return job.result() if self._pool is not None else job
 
 
-def _runs(nbytes: np.ndarray) -> list[tuple[int, int, int]]:
+def _runs(nbytes: np.ndarray) -> tuple[tuple[int, int, int], ...]:
     """Maximal runs (start, stop, width) of equal byte widths in the period pattern."""
+    return _runs_of(tuple(np.asarray(nbytes).tolist()))
+
+
+@functools.lru_cache(maxsize=64)
+def _runs_of(nbytes: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
     out, start = [], 0
     for p in range(1, len(nbytes) + 1):
         if p == len(nbytes) or nbytes[p] != nbytes[start]:
-            out.append((start, p, int(nbytes[start])))
+            out.append((start, p, nbytes[start]))
             start = p
-    return out
+    return tuple(out)
 
 
 def _widths(shifts: np.ndarray) -> np.ndarray:
