@@ -175,6 +175,9 @@ class JobManager:
             result = run_party(ctx, body)
             if self.party in job.parties and result is not None:
                 tables.write_atomic(self.config.results_dir / f"{job.job_id}.parquet", tables.to_frame(result))
+            checkpoint = ctx.state.get("checkpoint")
+            if checkpoint is not None:    # a bucketed job: its result is safe, its buckets go
+                checkpoint.clear()
             job.result, job.state, job.progress = result, "done", job.progress.then(1.0)
         except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
             if job.state != "cancelled":

@@ -61,7 +61,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
         creds = (lambda peer: tls.channel_credentials(config.tls)) if config.tls else None
         self.transport = GrpcTransport(config.party, config.addresses, self.mailbox, creds,
                                        config.limits.max_chunk_bytes)
-        self.data = DataStore(config.party, config.datasets)
+        self.data = DataStore(config.party, config.datasets, config.workdir, config.limits.memory)
         self.jobs = JobManager(config.party, self.transport, self.mailbox, self.data, config)
 
     # -- identity --------------------------------------------------------------------
