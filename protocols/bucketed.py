@@ -59,7 +59,8 @@ def _start(ctx: Context, store: Checkpoint) -> set[int]:
         if store.state.get("spilled") or store.done:
             store.forget(store.done)
             store.set_state(spilled=False)
-        return set()
+        done = set()
+    ctx.state["resumed_buckets"] = sorted(done)     # the server's audit log records them
     return done
 
 
