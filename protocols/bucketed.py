@@ -189,7 +189,8 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
             col = np.zeros(cap, dtype=np.int64)
             col[inverse] = np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64)
             cols[name] = col
-        ids = [bytes(row) for row in padded]
+        raw = padded.tobytes()
+        ids = [raw[i:i + 16] for i in range(0, len(raw), 16)]     # the blocks, as bytes ids
         table = private_join(ctx, ids, cols, method=params["join"])
         out = {"rows": np.array([table.num_rows], dtype=np.int64)}
         for i, name in enumerate(table.columns):
