@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mpc.crypto import curve
 from mpc.runtime.checkpoint import Checkpoint, job_key
 from mpc.runtime.context import Context
 from mpc.runtime.errors import DataError
 from protocols import buckets
 from protocols.psi.common import check_receivers, exchange_header
+from protocols.psi.ecdh import ecdh_mask
 from protocols.psi.oprf import capacity, oprf_mask
 from protocols.registry import ColumnRef, LocalData
 
@@ -84,9 +86,11 @@ def _text(parts: list[np.ndarray]) -> Any:
     return [str(v) for v in ids.tolist()]
 
 
-def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, memory: int) -> pd.DataFrame | None:
-    """``psi.ecdh`` (two parties, OPRF) in buckets: receivers get (id as text, row) of their
-    rows whose id the other party holds, in row order; others None."""
+def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, memory: int,
+        method: str = "oprf") -> pd.DataFrame | None:
+    """``psi.ecdh`` between two parties in buckets (``method`` "oprf" or "ecdh" per bucket):
+    receivers get (id as text, row) of their rows whose id the other party holds, in row
+    order; others None."""
     if len(ctx.parties) != 2:
         raise ValueError("a bucketed PSI runs between exactly 2 parties")
     receivers = check_receivers(ctx, params.get("receivers") or None)
@@ -94,7 +98,8 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     done = _start(ctx, store)
     sp, _, kind = buckets.spill(ctx, store, lambda: ((b[ref.column], None) for b in data.batches([ref])), 0)
     m = int(sum(store.state["counts"]))
-    sizes, nb = _plan(ctx, "bucketed_psi", kind, m, memory, "psi", {"receivers": receivers})
+    sizes, nb = _plan(ctx, "bucketed_psi", kind, m, memory, "psi" if method == "oprf" else "ecdh",
+                      {"receivers": receivers, "method": method})
     if store.state.get("nb", nb) != nb:
         raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
     store.set_state(nb=nb)
@@ -103,7 +108,12 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
         rec = sp.read(first, count)
         padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        mask = oprf_mask(ctx, kind, padded, receivers)
+        if method == "oprf":
+            mask = oprf_mask(ctx, kind, padded, receivers)
+        else:   # ECDH on digests of the blocks (both parties encode ids alike; dummies stay random)
+            raw = padded.tobytes()
+            mask = ecdh_mask(ctx, kind, curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes"),
+                             receivers)
         rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
         return {"rows": rows.astype(np.int64)}
 
@@ -164,10 +174,10 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
             offset += len(b[ref.column])
             yield b[ref.column], (np.stack(cols, axis=1) if cols else None)
 
-    sp, _, kind = buckets.spill(ctx, store, batches, len(values))
-    if "shifts" not in store.state:
-        n = store.state["rows"]
-        store.set_state(shifts=[0 if ints[j] else default_bits(n) - exps[j] for j in range(len(values))])
+    def scales(n: int) -> dict[str, Any]:      # one scale per column for every bucket
+        return {"shifts": [0 if ints[j] else default_bits(n) - exps[j] for j in range(len(values))]}
+
+    sp, _, kind = buckets.spill(ctx, store, batches, len(values), scales)
     shifts = store.state["shifts"]
     m = int(sum(store.state["counts"]))
     if m != store.state["rows"]:

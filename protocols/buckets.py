@@ -64,7 +64,7 @@ PHASE_RUN = "buckets: one protocol run per bucket"
 # Peak bytes per distinct id of one bucket's run, and the fixed cost of a party process,
 # measured on two servers (bench/bench_scale.py): the OPRF PSI ~100 B per item at 2^24, the
 # private join several hundred per row; with margin.
-COSTS = {"psi": (160, 400 << 20), "join": (900, 500 << 20)}
+COSTS = {"psi": (160, 400 << 20), "ecdh": (400, 400 << 20), "join": (900, 500 << 20)}
 
 
 def bucket_rows(memory: int, kind: str) -> int:
@@ -152,9 +152,10 @@ def agree(ctx: Context, store: Checkpoint) -> set[int] | None:
 
 
 def spill(ctx: Context, store: Checkpoint, batches: Callable[[], Iterable[tuple[Any, np.ndarray | None]]],
-          n_values: int) -> tuple[Spill, bytes, str]:
+          n_values: int, extra: Callable[[int], dict[str, Any]] = lambda rows: {}) -> tuple[Spill, bytes, str]:
     """Step 1: a fresh joint key and the input streamed into spill files (or, resuming, the
-    ones the checkpoint has). ``batches()`` yields (ids, values (rows, n_values) or None)."""
+    ones the checkpoint has). ``batches()`` yields (ids, values (rows, n_values) or None);
+    ``extra(rows)``: more state the caller learnt while streaming, saved with the spill."""
     sp = Spill(store.path("spill"), n_values)
     if store.state.get("spilled"):
         return sp, bytes.fromhex(store.state["key"]), store.state["kind"]
@@ -177,7 +178,7 @@ def spill(ctx: Context, store: Checkpoint, batches: Callable[[], Iterable[tuple[
         row += len(words)
         ctx.report_progress(done=row)
     counts = [len(distinct(sp.read(i, 1)["w"])[0]) for i in range(SPILL)]
-    store.set_state(spilled=True, key=key.hex(), kind=kind, rows=row, counts=counts)
+    store.set_state(spilled=True, key=key.hex(), kind=kind, rows=row, counts=counts, **extra(row))
     return sp, key, kind
 
 

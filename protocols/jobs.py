@@ -67,8 +67,8 @@ def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFr
     from protocols.psi import ecdh_psi, oprf_psi
 
     memory = bucketed.budget(params, data)
-    if memory is not None and psi_method(params, "psi.ecdh") == "oprf":
-        return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory)
+    if memory is not None and len(ctx.parties) == 2:
+        return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory, psi_method(params, "psi.ecdh"))
     ids = id_column(ctx, params, data)
     psi = oprf_psi if psi_method(params, "psi.ecdh") == "oprf" else ecdh_psi
     result = psi(ctx, ids, receivers=_receivers(params))

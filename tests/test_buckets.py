@@ -137,9 +137,15 @@ def pair(tmp_path_factory):
     a, b = _tables()
     a.to_csv(d / "a.csv", index=False)      # a real CSV file, streamed
     b.to_parquet(d / "b.parquet", row_group_size=20000)
-    datasets = {"a": {"t": {"path": str(d / "a.csv"), "id": "id", "columns": {"id": "join_key", "x": "aggregate"}}},
+    sa, sb = a.iloc[:12000], b.iloc[:12000]
+    sa.to_csv(d / "sa.csv", index=False)
+    sb.astype({"id": str}).assign(id=lambda f: "c" + f.id).to_csv(d / "sb.csv", index=False)
+    sa.astype({"id": str}).assign(id=lambda f: "c" + f.id).to_csv(d / "sa_text.csv", index=False)
+    datasets = {"a": {"t": {"path": str(d / "a.csv"), "id": "id", "columns": {"id": "join_key", "x": "aggregate"}},
+                      "s": {"path": str(d / "sa_text.csv"), "id": "id", "columns": {"id": "join_key"}}},
                 "b": {"t": {"path": str(d / "b.parquet"), "id": "id",
-                            "columns": {"id": "join_key", "y": "aggregate"}}}}
+                            "columns": {"id": "join_key", "y": "aggregate"}},
+                      "s": {"path": str(d / "sb.csv"), "id": "id", "columns": {"id": "join_key"}}}}
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
                       limits={"job_timeout": 120.0}) as c:
         yield c, a, b
@@ -165,6 +171,28 @@ def test_bucketed_psi_equals_python_sets(pair):
     assert (a.id.to_numpy()[out["row"]] == out["id"].astype(np.int64)).all()
     assert _audit(cluster, "a", job)["resumed_buckets"] == []
     assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+
+
+def test_bucketed_ecdh_psi_of_text_ids_equals_python_sets(pair):
+    cluster, a, b = pair
+    sa = ("c" + b.id.iloc[:12000].astype(str)).tolist()      # b's ids: b's client gets b's rows
+    sb = set("c" + a.id.iloc[:12000].astype(str))
+    with cluster.client("b") as client:
+        job = client.submit("psi.ecdh", ids=["a.s.id", "b.s.id"], memory="1MiB", method="ecdh")
+        out = client.result(job, progress=False)
+    want = [i for i, v in enumerate(sa) if v in sb]
+    assert len(want) > 100 and out["row"].tolist() == want and out["id"].tolist() == [sa[i] for i in want]
+    assert set(_audit(cluster, "a", job)) >= {"resumed_buckets"}
+
+
+def test_memory_limit_in_party_config(tmp_path):
+    from mpc.server.config import ConfigError, parse_config
+    base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True}
+    assert parse_config({**base, "limits": {"memory": "2GiB"}}, tmp_path / "p.toml").limits.memory == 2 << 30
+    assert parse_config(base, tmp_path / "p.toml").limits.memory is None
+    for bad, why in (("lots", "not a size"), ("1MiB", "under the 64 MiB")):
+        with pytest.raises(ConfigError, match=f"key 'memory'.*{why}"):
+            parse_config({**base, "limits": {"memory": bad}}, tmp_path / "p.toml")
 
 
 def test_bucketed_join_stats_equals_pandas(pair):
@@ -211,6 +239,40 @@ def test_killed_server_resumes_without_redoing_finished_buckets(pair):
     assert _audit(cluster, "a", second)["resumed_buckets"] == sorted(resumed)
     common = set(a.id) & set(b.id)
     assert set(out["id"].astype(np.int64)) == common and len(out) == len(common)
+
+
+def _kill_after(cluster, party: str, buckets_done: int) -> set[int]:
+    """SIGKILL ``party``'s server once its checkpoint has ``buckets_done`` buckets, restart it;
+    the buckets its manifest holds then."""
+    deadline = time.monotonic() + 120
+    finished: list[int] = []
+    while len(finished) < buckets_done and time.monotonic() < deadline:
+        for m in _checkpoints(cluster, party).glob("*/manifest.json"):
+            try:
+                finished = json.loads(m.read_text())["done"]
+            except ValueError:
+                pass
+        time.sleep(0.01)
+    assert len(finished) >= buckets_done, "the job finished too few buckets"
+    cluster.restart(party)
+    return set(json.loads(next(_checkpoints(cluster, party).glob("*/manifest.json")).read_text())["done"])
+
+
+def test_killed_server_resumes_a_join_from_saved_shares(pair):
+    cluster, a, b = pair
+    params = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"], memory="1MiB", stats=["corr"])
+    with cluster.client("b") as client:
+        first = client.submit("join.stats", **params)
+        saved = _kill_after(cluster, "a", 3)
+        with pytest.raises(Exception):      # noqa: B017 - the first run fails at b
+            client.result(first, progress=False)
+        second = client.submit("join.stats", **params)
+        out = client.result(second, progress=False)
+    resumed = set(_audit(cluster, "a", second)["resumed_buckets"])
+    assert resumed and resumed <= saved
+    joined = a.merge(b, on="id")
+    assert out["rows"] == len(joined)
+    assert out["corr"].loc["a.x", "b.y"] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
 
 
 def test_timeout_applies_per_bucket_not_to_the_whole_job(pair):
