@@ -62,9 +62,10 @@ PHASE_RUN = "buckets: one protocol run per bucket"
 
 
 # Peak bytes per distinct id of one bucket's run, and the fixed cost of a party process,
-# measured on two servers (bench/bench_scale.py): the OPRF PSI ~100 B per item at 2^24, the
+# measured on two servers (bench/bench_scale.py): the OPRF PSI ~130 B per item at 2^22 (2^23
+# per bucket went over 2 GiB at 2^24 with the result), the
 # private join several hundred per row; with margin.
-COSTS = {"psi": (160, 400 << 20), "ecdh": (400, 400 << 20), "join": (900, 500 << 20)}
+COSTS = {"psi": (250, 400 << 20), "ecdh": (400, 400 << 20), "join": (900, 500 << 20)}
 
 
 def bucket_rows(memory: int, kind: str) -> int:
