@@ -285,3 +285,26 @@ def test_timeout_applies_per_bucket_not_to_the_whole_job(pair):
     assert len(out) == len(set(a.id) & set(b.id))
     if elapsed <= 3.0:
         pytest.skip(f"the job took {elapsed:.1f} s, under its timeout: nothing to show here")
+
+
+@pytest.mark.parametrize("values", [["a", "bb", "ccc"] * 5, [str(i * 7919) for i in range(70000)], ["x", "", "y"],
+                                    ["é", "a"], ["a\x00", "b", "c"]])
+def test_compact_text_from_arrow_buffers_equals_the_str_form(values):
+    """A big PSI result's text column reaches the Result RPC without a Python str per cell."""
+    import pyarrow as pa
+
+    from mpc import tables
+    from mpc.runtime import codec
+    for dtype in (pd.StringDtype("pyarrow", na_value=np.nan), pd.ArrowDtype(pa.string())):
+        column = pd.Series(pa.array(values), dtype=dtype).iloc[1:].reset_index(drop=True)   # sliced
+        frame = pd.DataFrame({"id": column, "row": np.arange(len(column))})
+        with tables.compact_text():
+            fast = tables._arrow_ascii(frame["id"])
+            slow = tables._strings(frame["id"].to_numpy())
+            parts, total = codec.dump_parts(frame)
+        if fast is not None:
+            assert fast.dtype == slow.dtype and np.array_equal(fast, slow)
+        else:
+            assert "" in values or "é" in values or "a\x00" in values
+        back = codec.loads(b"".join(bytes(memoryview(p).cast("B")) for p in parts))
+        assert back["id"].tolist() == list(values[1:]) and back["row"].tolist() == list(range(len(column)))
