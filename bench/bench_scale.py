@@ -20,7 +20,11 @@ result to the client) and the join alone.
 Measured (two servers with TLS, 2 shared cores, other sessions running; load = 1-minute
 average): PSI 2^24 x 2^24, 4 buckets of 2^22: 133.6 s, job peak 910 / 828 MiB, the receiver
 1551 MiB after serving the 2^23-row result (load 10.4); join alone (dealer) 2^24 x 2^24, 16
-buckets of 2^20: 328.4 s, 1113 / 1084 MiB, dealer 421 MiB (load 14.7).
+buckets of 2^20: 328.4 s, 1113 / 1084 MiB, dealer 421 MiB (load 14.7). 2^20: PSI 15.3 s,
+600 / 447 MiB; join alone 18.5 s, 569 / 569 MiB; join + corr 28.1 s, 567 / 569 MiB. 2^22: PSI
+51.1 s, 733 / 688 MiB (one bucket); join alone (4 buckets) 67.1 s, 848 / 778 MiB; join + corr
+71.7 s, 1047 / 982 MiB (load 9-12). The unbucketed join.stats peaked at 1.17 GiB (2^20) and
+3.2 GiB (2^22).
 
 Each party is its own ``gaotie serve`` process (``LocalCluster``, mutual TLS) reading a
 Parquet file of N rows (ids overlapping by half, one float column); the peak RSS printed is
