@@ -134,6 +134,20 @@ class LocalCluster:
         for party in self.servers:
             self._wait_serving(party)
 
+    def restart(self, party: str, kill: bool = True) -> None:
+        """Stop ``party``'s server (SIGKILL by default: a crash, nothing flushed) and start it
+        again with the same config, address and work directory."""
+        proc = self.processes[party]
+        if proc.poll() is None:
+            proc.kill() if kill else proc.terminate()
+        proc.wait()
+        log = open(self.workdir / "logs" / f"{party}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[party] = subprocess.Popen(
+            [sys.executable, "-m", "mpc.cli", "serve", "--config", str(self.configs[party])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self._wait_serving(party)
+
     def stop(self) -> None:
         """Stop every server process (idempotent)."""
         atexit.unregister(self.stop)

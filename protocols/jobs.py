@@ -14,6 +14,7 @@ import pandas as pd
 
 from mpc.runtime.context import Context
 from mpc.ss.provider import DEALER, DEALER_JOIN, SECRET_SHARING, SHUFFLE
+from protocols import bucketed
 from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, column_refs, numeric, register
 
 
@@ -65,6 +66,9 @@ def psi_method(params: dict[str, Any], protocol: str, oprf: bool = True) -> str:
 def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.psi import ecdh_psi, oprf_psi
 
+    memory = bucketed.budget(params, data)
+    if memory is not None and len(ctx.parties) == 2:
+        return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory, psi_method(params, "psi.ecdh"))
     ids = id_column(ctx, params, data)
     psi = oprf_psi if psi_method(params, "psi.ecdh") == "oprf" else ecdh_psi
     result = psi(ctx, ids, receivers=_receivers(params))
@@ -104,6 +108,11 @@ RECEIVERS = Param(list, required=False, doc="parties that get the result (defaul
 REVEAL_TO = Param(str, required=False, doc="the one party that gets the result (default: all)")
 METHOD = Param(str, required=False, default="auto",
                doc="'auto' (KKRT OPRF for 2 parties, ECDH for 3 or more), 'oprf' or 'ecdh'")
+MEMORY = Param(str, required=False,
+               doc="memory budget per party, e.g. '2GiB' (with the server's [limits] memory, the smaller "
+                   "wins): the input is streamed into hash buckets and the job checkpoints per bucket")
+BUCKET_REVEALS = ("; with a memory budget that needs more than one bucket, the number of joined rows in "
+                  "each hash bucket")
 
 register(ProtocolSpec(
     name="psi.ecdh",
@@ -111,7 +120,7 @@ register(ProtocolSpec(
         "default, ECDH for three or more; parameter 'method').",
     reveals="receivers: their own ids that every party holds (and the row numbers); every party: "
             "the number of distinct ids of each party" + N_PARTY_PSI,
-    params={"ids": IDS, "receivers": RECEIVERS, "method": METHOD},
+    params={"ids": IDS, "receivers": RECEIVERS, "method": METHOD, "memory": MEMORY},
     uses=_uses_psi,
     run=_run_psi,
 ))
@@ -215,6 +224,7 @@ def shared_min_group(ctx: Context, params: dict[str, Any], key: str, data: Local
     return max(ctx.gather(max(own, default=1)))
 
 
+JOIN_METHODS = ("circuit", "dealer", "ecdh")
 JOIN = Param(str, required=False, default="auto",
              doc="'auto' (the dealer join where the deployment has a dealer, else 'circuit'), 'circuit' "
                  "(circuit PSI, no third party), 'dealer' (the fastest; the dealer learns both id counts "
@@ -226,11 +236,15 @@ JOIN_REVEALS = ("; the dealer (if the deployment has one): the number of joined 
 
 def joined(ctx: Context, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
     """Private join on the ``ids`` parameter; returns (n_rows, {"party.column": SharedTensor})."""
-    from protocols.psi.private_join import JOINS, private_join
+    if params["join"] not in ("auto", *JOIN_METHODS):
+        raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
+    return _joined(ctx, params, data, columns)
+
+
+def _joined(ctx: Context, params: dict[str, Any], data: LocalData, columns: dict[str, np.ndarray]):
+    from protocols.psi.private_join import private_join
     from protocols.stats import apply_shifts, scale_columns
 
-    if params["join"] not in ("auto", *JOINS):
-        raise ValueError(f"parameter 'join' must be one of {['auto', *JOINS]}, not {params['join']!r}")
     ints, shifts = scale_columns(ctx, columns)
     table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"])
     return table.num_rows, apply_shifts(table, shifts)
@@ -276,7 +290,14 @@ def _run_join_stats(ctx: Context, params: dict[str, Any], data: LocalData) -> di
     unknown = set(params["stats"]) - set(JOIN_STATS)
     if unknown:
         raise ValueError(f"parameter 'stats': unknown statistic {sorted(unknown)[0]!r}; choose from {JOIN_STATS}")
-    rows, cols = joined(ctx, params, data, own_columns(ctx, params, "columns", data))
+    if params["join"] not in ("auto", *JOIN_METHODS):
+        raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
+    memory = bucketed.budget(params, data)
+    if memory is not None:        # streamed into hash buckets: no whole column in memory
+        values = [r for r in _refs(params, "columns") if r.party == ctx.party]
+        rows, cols = bucketed.join(ctx, params, data, own_ref(ctx, params, "ids"), values, memory)
+    else:
+        rows, cols = _joined(ctx, params, data, own_columns(ctx, params, "columns", data))
     check_min_group(ctx, params, "columns", data, rows)
     min_group = shared_min_group(ctx, params, "columns", data)
     to = params.get("reveal_to")
@@ -306,11 +327,12 @@ register(ProtocolSpec(
     reveals="reveal_to (default: both): the number of joined rows and the requested statistics of the "
             "joined columns (describe: count, mean, std, min, quartiles, max - min/max/quartiles are values "
             "of single rows; corr: Pearson matrix; histogram: counts per bin, bins under min_group_size "
-            "suppressed); each column's power-of-two magnitude; nothing about which rows joined" + JOIN_REVEALS,
+            "suppressed); each column's power-of-two magnitude; nothing about which rows joined" + JOIN_REVEALS
+            + BUCKET_REVEALS,
     params={"ids": IDS, "columns": Param(list, doc="numeric columns 'party.dataset.column'"),
             "stats": Param(list, required=False, default=["describe", "corr"], doc=f"any of {JOIN_STATS}"),
             "bins": Param(int, required=False, default=10, doc="histogram bins"),
-            "join": JOIN, "reveal_to": REVEAL_TO},
+            "join": JOIN, "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=lambda p: _uses_join(p, "columns"),
     run=_run_join_stats,
     helpers=(DEALER,),

@@ -119,6 +119,11 @@ class Context:
             return None
         return [value if p == self.party else self.recv(p) for p in self.parties]
 
+    def renew_deadline(self) -> None:
+        """Progress was made (a bucket of a bucketed job is finished): the job's timeout
+        starts again from now, so it bounds the time without progress, not the whole job."""
+        self.deadline = time.monotonic() + self.timeout
+
     def report_progress(self, fraction: float | None = None, phase: str | None = None, *,
                         done: int | None = None, total: int | None = None, unit: str | None = None) -> None:
         """Tell whoever runs the job how far along it is; a no-op when nobody listens.

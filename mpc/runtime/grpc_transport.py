@@ -258,14 +258,19 @@ def _value_buffer(total: int, head: memoryview) -> np.ndarray:
     return buffers.POOL.take(total, _ALIGN, codec.array_data_offset(head))
 
 
+_RENEW_SLACK = 1.0   # seconds a deadline must move before a stream is reopened
+
+
 class _OutStream:
     """One client stream carrying every value from us to one receiver in one job."""
 
     def __init__(self, channel: grpc.Channel, job_id: str, sender: str, receiver: str,
-                 deadline: float, max_chunk_bytes: int, on_broken: Callable[[GaotieError], None]) -> None:
+                 deadline: float, max_chunk_bytes: int, on_broken: Callable[[GaotieError], None],
+                 seq: int = 0) -> None:
         self.job_id, self.sender, self.receiver = job_id, sender, receiver
+        self.deadline = deadline
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self._seq = 0
+        self._seq = seq
         self._chunk = max_chunk_bytes
         self._closing = False
         timeout = max(deadline - time.monotonic(), 0.1)
@@ -381,17 +386,29 @@ class GrpcTransport:
             self._channels[peer] = channel
         return channel
 
-    def _stream(self, job_id: str, receiver: str, deadline: float) -> _OutStream:
+    def _stream(self, job_id: str, receiver: str, deadline: float, renew: bool = True) -> _OutStream:
+        """The job's stream to ``receiver``. A gRPC call's timeout is fixed when it opens, so
+        when the job's deadline has moved on (``Context.renew_deadline``: a bucketed job's
+        timeout runs per bucket) the old stream is closed (once the receiver has taken all
+        of it) and a new one carries on with the next sequence number."""
         with self._lock:
             stream = self._streams.get((job_id, receiver))
-            if stream is None:
-                def broken(error: GaotieError) -> None:
-                    self.mailbox.fail(job_id, error)
-                with self._channel_lock:
-                    channel = self._channel(receiver)
-                stream = _OutStream(channel, job_id, self.party, receiver, deadline, self._chunk, broken)
-                self._streams[(job_id, receiver)] = stream
-            return stream
+            if stream is None or not renew or deadline <= stream.deadline + _RENEW_SLACK:
+                stream = stream or self._open(job_id, receiver, deadline, 0)
+                return stream
+            del self._streams[(job_id, receiver)]
+        stream.close(stream.deadline)     # FIFO: the receiver has all of it before the next one
+        with self._lock:
+            return self._open(job_id, receiver, deadline, stream._seq)
+
+    def _open(self, job_id: str, receiver: str, deadline: float, seq: int) -> _OutStream:
+        def broken(error: GaotieError) -> None:
+            self.mailbox.fail(job_id, error)
+        with self._channel_lock:
+            channel = self._channel(receiver)
+        stream = _OutStream(channel, job_id, self.party, receiver, deadline, self._chunk, broken, seq=seq)
+        self._streams[(job_id, receiver)] = stream
+        return stream
 
     def send(self, job_id: str, sender: str, receiver: str, value: Any, deadline: float) -> None:
         parts, size = codec.dump_parts(value)  # TypeError here, before anything is queued
@@ -403,7 +420,7 @@ class GrpcTransport:
     def abort(self, job_id: str, sender: str, receivers: Sequence[str], reason: str, origin: str = "") -> None:
         for r in receivers:
             try:
-                self._stream(job_id, r, time.monotonic() + 5.0).abort(reason, origin)
+                self._stream(job_id, r, time.monotonic() + 5.0, renew=False).abort(reason, origin)
             except Exception:
                 pass
         self.finish(job_id, sender, time.monotonic() + 2.0)

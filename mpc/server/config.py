@@ -22,6 +22,9 @@ Example::
     max_chunk_bytes = 2097152
     max_open_jobs = 64
     max_unread_bytes = 4294967296    # per job: received, not yet read by the protocol
+    memory = "2GiB"                  # optional: PSI and join.stats stream their input into hash
+                                     # buckets (spilled under workdir) sized to this budget, and
+                                     # checkpoint per bucket; without it they hold the input whole
 
     [executor]                       # optional: where bucket-local CPU work runs
     kind = "ray"                     # "in-process" (default: threads of the server) or "ray"
@@ -68,6 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpc.runtime.budget import parse_bytes
 from mpc.runtime.executor import KINDS as EXECUTOR_KINDS
 from mpc.runtime.executor import LOCAL, Executor
 from mpc.runtime.executor import make as make_executor
@@ -109,6 +113,7 @@ class Limits:
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
     max_open_jobs: int = 64
     max_unread_bytes: int = DEFAULT_MAX_UNREAD_BYTES
+    memory: int | None = None   # bytes a bucketed job may hold per party (None: jobs are not bucketed)
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,20 @@ def _parse_requesters(raw: dict[str, Any], party: str, peers: dict[str, str],
     return tuple(names)
 
 
+def _parse_memory(lim_raw: dict[str, Any], where: str) -> int | None:
+    """``[limits] memory``: a size such as "2GiB" or a number of bytes (at least 64 MiB)."""
+    value = _get(lim_raw, "memory", (str, int), where, None)
+    if value is None:
+        return None
+    try:
+        size = parse_bytes(value, "memory")
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key 'memory': {exc}") from None
+    if size < 64 << 20:
+        raise ConfigError(f"{where}: key 'memory': {value!r} is under the 64 MiB a party process needs")
+    return size
+
+
 def load_config(path: str | Path) -> PartyConfig:
     """Read and validate a party's TOML configuration."""
     path = Path(path)
@@ -333,7 +352,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         max_value_bytes=_get(lim_raw, "max_value_bytes", int, f"{where}: [limits]", defaults.max_value_bytes),
         max_chunk_bytes=_get(lim_raw, "max_chunk_bytes", int, f"{where}: [limits]", defaults.max_chunk_bytes),
         max_open_jobs=_get(lim_raw, "max_open_jobs", int, f"{where}: [limits]", defaults.max_open_jobs),
-        max_unread_bytes=_get(lim_raw, "max_unread_bytes", int, f"{where}: [limits]", defaults.max_unread_bytes))
+        max_unread_bytes=_get(lim_raw, "max_unread_bytes", int, f"{where}: [limits]", defaults.max_unread_bytes),
+        memory=_parse_memory(lim_raw, f"{where}: [limits]"))
     if min(limits.job_timeout, limits.max_value_bytes, limits.max_chunk_bytes, limits.max_open_jobs,
            limits.max_unread_bytes) <= 0:
         raise ConfigError(f"{where}: [limits] values must be positive")

@@ -177,6 +177,9 @@ class JobManager:
             result = run_party(ctx, body)
             if self.party in job.parties and result is not None:
                 tables.write_atomic(self.config.results_dir / f"{job.job_id}.parquet", tables.to_frame(result))
+            checkpoint = ctx.state.get("checkpoint")
+            if checkpoint is not None:    # a bucketed job: its result is safe, its buckets go
+                checkpoint.clear()
             job.result, job.state, job.progress = result, "done", job.progress.then(1.0)
         except BaseException as exc:  # noqa: BLE001 - recorded and reported through Status
             if job.state != "cancelled":
@@ -241,7 +244,9 @@ class JobManager:
             "job_id": job.job_id, "protocol": job.spec.name, "requester": job.requester,
             "party": self.party, "parties": job.parties + job.helpers, "params": _jsonable(job.params),
             "reveals": job.spec.reveals, "revealed_to_me": summarize(job.result) if job.state == "done" else "",
-            "start": job.started, "end": job.ended, "outcome": job.state, "error": job.error})
+            "start": job.started, "end": job.ended, "outcome": job.state, "error": job.error,
+            **({"resumed_buckets": job.ctx.state["resumed_buckets"]}
+               if job.ctx is not None and "resumed_buckets" in job.ctx.state else {})})
 
     def _write_audit(self, record: dict[str, Any]) -> None:
         path = self.config.audit_log

@@ -131,8 +131,10 @@ def distinct(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return words[order[new]], inverse
 
 
-def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
-    """Check ``items`` and encode them: ``digests`` holds one 16-byte block per distinct item."""
+def encode(items: Any, name: str = "items") -> tuple[str, np.ndarray]:
+    """Check ``items`` and encode every row (duplicates kept): (kind, (n, 2) uint64 words of
+    the 16-byte blocks). A batch of a streamed column encodes as the same rows would in the
+    whole column."""
     seq = as_sequence(items, name)
     kind = curve.item_kind(seq)
     if kind in ("str", "bytes"):
@@ -144,6 +146,12 @@ def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
         if words is None:
             raw = b"".join(_big_int(int(v)) for v in seq)
             words = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    return kind, words
+
+
+def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
+    """Check ``items`` and encode them: ``digests`` holds one 16-byte block per distinct item."""
+    kind, words = encode(items, name)
     blocks, inverse = distinct(words)
     return PreparedItems(kind, np.ascontiguousarray(blocks).view(np.uint8).reshape(-1, BLOCK),
                          inverse, len(words))

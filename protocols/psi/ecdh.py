@@ -104,3 +104,18 @@ def psi_cardinality(ctx: Context, items: Any, receivers: Sequence[str] | str | N
     """
     _, count = _run(ctx, "psi_cardinality", items, receivers, compare_bytes, bucket_size, True)
     return None if count is None else int(count)
+
+
+def ecdh_mask(ctx: Context, kind: str, digests: np.ndarray, receivers: list[str], *,
+              compare_bytes: int = DEFAULT_COMPARE_BYTES, bucket_size: int = DEFAULT_BUCKET) -> np.ndarray | None:
+    """Two-party ECDH PSI on distinct 32-byte item digests ((m, 32) uint8, of items of
+    ``kind``; a bucket of :mod:`protocols.bucketed`): a receiver gets the mask of its digests
+    the other party holds, a non-receiver None. ``receivers`` in rank order; the same on both
+    parties."""
+    if len(ctx.parties) != 2:
+        raise ValueError(f"ecdh_mask runs between exactly 2 parties, got {ctx.parties}")
+    params = {"receivers": receivers, "compare_bytes": compare_bytes, "bucket_size": bucket_size}
+    headers = exchange_header(ctx, "ecdh_psi", kind, len(digests), params)
+    peer = ctx.peers[0]
+    return two_party.run(ctx, peer, digests, headers[ctx.parties.index(peer)]["size"], ctx.party in receivers,
+                         peer in receivers, False, compare_bytes, bucket_size)

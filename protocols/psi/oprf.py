@@ -301,8 +301,21 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
     if not isinstance(bucket_size, int) or isinstance(bucket_size, bool) or bucket_size < 1:
         raise ValueError(f"bucket_size must be a positive int, got {bucket_size!r}")
     prepared = prepare_blocks(items)
+    mask = oprf_mask(ctx, prepared.kind, prepared.digests, receivers, bucket_size)
+    ctx.report_progress(1.0)
+    if mask is None:
+        return None
+    indices = rows_of(prepared, mask)
+    return PsiResult(items=pick(items, indices), indices=indices, cardinality=int(mask.sum()))
+
+
+def oprf_mask(ctx: Context, kind: str, digests: np.ndarray, receivers: list[str],
+              bucket_size: int = DEFAULT_OPRF_BUCKET) -> np.ndarray | None:
+    """The OPRF PSI on distinct 16-byte blocks ``digests`` ((m, 16) uint8, of items of
+    ``kind``): a receiver gets the mask of its blocks the other party holds, a non-receiver
+    None. ``receivers`` in rank order (:func:`check_receivers`); the same on both parties."""
     params = {"receivers": receivers, "bucket_size": bucket_size, "encoding": TEXT_ENCODING}
-    headers = exchange_header(ctx, "oprf_psi", prepared.kind, len(prepared.digests), params)
+    headers = exchange_header(ctx, "oprf_psi", kind, len(digests), params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
     peer = ctx.peers[0]
     if len(receivers) == 1:
@@ -310,7 +323,7 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
     else:   # the smaller set finds: its cuckoo table is the larger cost per item
         finder = min(ctx.parties, key=lambda p: (sizes[p], ctx.parties.index(p)))
     sender = next(p for p in ctx.parties if p != finder)
-    m = len(prepared.digests)
+    m = len(digests)
     mask = np.zeros(m, dtype=bool)
     if min(sizes.values()) > 0:
         nb = -(-max(sizes.values()) // bucket_size)
@@ -318,11 +331,11 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
         bins = cuckoo.num_bins(cap_f, STAT + math.log2(nb))
         ell = compare_bytes(nb * cap_f * cap_s)
         ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
-        layout = _Layout(prepared.digests, _joint_key(ctx, peer), nb, bins, ctx.executor)
+        layout = _Layout(digests, _joint_key(ctx, peer), nb, bins, ctx.executor)
         if ctx.party == finder:
             mask = _find(ctx, peer, layout, m, nb, cap_f, cap_s, bins, ell)
             if sender in receivers:
-                found = np.ascontiguousarray(prepared.digests[mask])
+                found = np.ascontiguousarray(digests[mask])
                 w = found.view(np.uint64)
                 ctx.send(peer, found[np.lexsort((w[:, 1], w[:, 0]))])   # sorted: no input order
         elif ctx.party in receivers:
@@ -331,11 +344,7 @@ def oprf_psi(ctx: Context, items: Any, receivers: Sequence[str] | str | None = N
             if (not isinstance(found, np.ndarray) or found.dtype != np.uint8 or found.ndim != 2
                     or found.shape[1] != BLOCK or len(found) > min(sizes.values())):
                 expect(peer, found, np.uint8, (min(sizes.values()), BLOCK), "the intersection")
-            mask = _member(prepared.digests, found, peer, "the intersection")
+            mask = _member(digests, found, peer, "the intersection")
         else:
             _serve(ctx, peer, layout, nb, cap_s, bins, ell)
-    ctx.report_progress(1.0)
-    if ctx.party not in receivers:
-        return None
-    indices = rows_of(prepared, mask)
-    return PsiResult(items=pick(items, indices), indices=indices, cardinality=int(mask.sum()))
+    return mask if ctx.party in receivers else None

@@ -1,0 +1,131 @@
+"""Checkpoints of bucketed jobs: a manifest and one result file per finished bucket.
+
+A long job (a bucketed PSI or join, :mod:`protocols.buckets`) works through its input one
+hash bucket at a time. After each bucket it saves that bucket's result here, in the party
+server's work directory (``<workdir>/checkpoints/<key>/``), and records the bucket as
+finished in ``manifest.json`` (the job id that started it, the protocol, its parameters,
+the SHA-256 of each input file and whatever the protocol needs to go on, such as the
+number of buckets). When the server restarts and the same job is submitted again (same
+protocol, parameters and input files: the same ``key``), the protocol finds the
+checkpoint, agrees with its peers on the buckets every party has finished, and skips
+them. Every file is written atomically (temporary file, fsync, rename), so a crash leaves
+either the old or the new version. The directory is removed when the job's result is
+written; a job that fails keeps it for a later resume.
+
+What is stored is what the party already holds: its own input's spilled buckets, its
+share of results, and the joint hashing key both parties drew (which the peer knows too).
+The work directory is as private as the party's results directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+VERSION = 1
+
+
+def job_key(protocol: str, params: Any, parties: list[str], inputs: dict[str, str]) -> str:
+    """The name of a job's checkpoint: a hash of what makes two submissions the same job
+    (protocol, parameters, parties and the SHA-256 of each input file)."""
+    text = json.dumps({"protocol": protocol, "params": params, "parties": parties, "inputs": inputs},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Checkpoint:
+    """The checkpoint directory of one job at one party.
+
+    Args:
+        root: the server's checkpoint directory (``<workdir>/checkpoints``).
+        key: :func:`job_key` of the job.
+        manifest: what identifies the job (job id, protocol, parameters, input hashes);
+            an existing checkpoint whose manifest differs in any of these is discarded.
+    """
+
+    def __init__(self, root: Path, key: str, manifest: dict[str, Any]) -> None:
+        self.dir = Path(root) / key
+        self.key = key
+        identity = {"version": VERSION, **{k: v for k, v in manifest.items() if k != "job_id"}}
+        old = self._read()
+        if old is not None and {k: old.get(k) for k in identity} == json.loads(json.dumps(identity, default=str)):
+            self.manifest = old
+            self.resumed = True
+        else:
+            self.clear()
+            self.manifest = {**identity, "job_id": manifest.get("job_id", ""), "done": [], "state": {}}
+            self.resumed = False
+            self._save()
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.dir / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _save(self) -> None:
+        _write_atomic(self.dir / MANIFEST, json.dumps(self.manifest, sort_keys=True, default=str).encode())
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Protocol state saved with the manifest (JSON values)."""
+        return self.manifest["state"]
+
+    def set_state(self, **values: Any) -> None:
+        self.manifest["state"].update(values)
+        self._save()
+
+    @property
+    def done(self) -> set[int]:
+        """The buckets finished and saved."""
+        return set(self.manifest["done"])
+
+    def path(self, name: str) -> Path:
+        """A file or directory of this checkpoint (spilled input, for example)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / name
+
+    def save_bucket(self, bucket: int, arrays: dict[str, np.ndarray]) -> None:
+        """Store bucket ``bucket``'s result, then record it as finished."""
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        _write_atomic(self.dir / f"bucket-{bucket}.npz", buf.getvalue())
+        if bucket not in self.manifest["done"]:
+            self.manifest["done"].append(bucket)
+        self._save()
+
+    def load_bucket(self, bucket: int) -> dict[str, np.ndarray]:
+        with np.load(self.dir / f"bucket-{bucket}.npz", allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def forget(self, buckets: set[int]) -> None:
+        """Drop buckets from the finished list (a peer has not finished them: redo)."""
+        self.manifest["done"] = [b for b in self.manifest["done"] if b not in buckets]
+        self._save()
+
+    def clear(self) -> None:
+        """Remove the checkpoint and everything in it."""
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,219 @@
+"""Bucketed PSI and private join for party servers: bounded memory, per-bucket checkpoints.
+
+The registry's ``psi.ecdh`` (two parties, OPRF) and ``join.stats`` run here when the
+party has a memory budget (``[limits] memory`` or the job's ``memory`` parameter): the
+input is streamed into hash buckets on disk and the protocol runs once per bucket
+(:mod:`protocols.buckets` says how, and what that reveals). Each finished bucket is saved
+in the server's work directory (:class:`mpc.runtime.checkpoint.Checkpoint`), so the same
+job submitted again after a restart skips the buckets both parties finished.
+
+The data object of a party server provides ``batches(refs)`` (a stream of row batches),
+``fingerprint(dataset)`` (SHA-256 of the file), ``workdir`` and ``memory``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mpc.crypto import curve
+from mpc.runtime.checkpoint import Checkpoint, job_key
+from mpc.runtime.context import Context
+from mpc.runtime.errors import DataError
+from protocols import buckets
+from protocols.psi.common import check_receivers, exchange_header
+from protocols.psi.ecdh import ecdh_mask
+from protocols.psi.oprf import capacity, oprf_mask
+from protocols.registry import ColumnRef, LocalData
+
+
+def budget(params: dict[str, Any], data: LocalData) -> int | None:
+    """The job's memory budget in bytes: the smaller of the job's ``memory`` parameter and
+    the server's ``[limits] memory``; None when neither is set (the unbucketed path)."""
+    given = [buckets.parse_bytes(params["memory"], "parameter 'memory'")] if params.get("memory") else []
+    server = getattr(data, "memory", None)
+    if server:
+        given.append(int(server))
+    return min(given) if given else None
+
+
+def _checkpoint(ctx: Context, protocol: str, params: dict[str, Any], data: LocalData,
+                refs: list[ColumnRef], memory: int) -> Checkpoint:
+    workdir = getattr(data, "workdir", None)
+    if workdir is None:
+        raise DataError(f"party {ctx.party!r}: a bucketed job needs the server's work directory")
+    inputs = {r.dataset: data.fingerprint(r.dataset) for r in refs}
+    ident = {"protocol": protocol, "params": params, "parties": ctx.parties, "inputs": inputs,
+             "memory": memory}
+    store = Checkpoint(workdir / "checkpoints", job_key(protocol, {**params, "memory": memory}, ctx.parties, inputs),
+                       {**ident, "job_id": ctx.job_id})
+    ctx.state["checkpoint"] = store      # removed by the server once the result is written
+    return store
+
+
+def _start(ctx: Context, store: Checkpoint) -> set[int]:
+    """Agree with the peer on resuming; a checkpoint the peer does not share is emptied."""
+    done = buckets.agree(ctx, store)
+    if done is None:
+        if store.state.get("spilled") or store.done:
+            store.forget(store.done)
+            store.set_state(spilled=False)
+        done = set()
+    ctx.state["resumed_buckets"] = sorted(done)     # the server's audit log records them
+    return done
+
+
+def _plan(ctx: Context, protocol: str, kind: str, m: int, memory: int, cost: str,
+          params: dict[str, Any]) -> tuple[dict[str, int], int]:
+    """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins)."""
+    headers = exchange_header(ctx, protocol, kind, m, params)
+    sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
+    rows = min(ctx.gather(buckets.bucket_rows(memory, cost)))
+    if not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"party {ctx.peers[0]!r} sent a malformed bucket size")
+    return sizes, buckets.plan(list(sizes.values()), rows)
+
+
+def _text(parts: list[np.ndarray]) -> Any:
+    """Matched ids as text, as the unbucketed job gives them (integers through Arrow)."""
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+    if ids.dtype.kind in "iu":
+        import pyarrow as pa
+        return pd.Series(pa.array(ids).cast(pa.string()), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    return [str(v) for v in ids.tolist()]
+
+
+def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, memory: int,
+        method: str = "oprf") -> pd.DataFrame | None:
+    """``psi.ecdh`` between two parties in buckets (``method`` "oprf" or "ecdh" per bucket):
+    receivers get (id as text, row) of their rows whose id the other party holds, in row
+    order; others None."""
+    if len(ctx.parties) != 2:
+        raise ValueError("a bucketed PSI runs between exactly 2 parties")
+    receivers = check_receivers(ctx, params.get("receivers") or None)
+    store = _checkpoint(ctx, "psi.ecdh", params, data, [ref], memory)
+    done = _start(ctx, store)
+    sp, _, kind = buckets.spill(ctx, store, lambda: ((b[ref.column], None) for b in data.batches([ref])), 0)
+    m = int(sum(store.state["counts"]))
+    sizes, nb = _plan(ctx, "bucketed_psi", kind, m, memory, "psi" if method == "oprf" else "ecdh",
+                      {"receivers": receivers, "method": method})
+    if store.state.get("nb", nb) != nb:
+        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    store.set_state(nb=nb)
+    cap = capacity(sizes[ctx.party], nb)
+
+    def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
+        rec = sp.read(first, count)
+        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+        if method == "oprf":
+            mask = oprf_mask(ctx, kind, padded, receivers)
+        else:   # ECDH on digests of the blocks (both parties encode ids alike; dummies stay random)
+            raw = padded.tobytes()
+            mask = ecdh_mask(ctx, kind, curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes"),
+                             receivers)
+        rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
+        return {"rows": rows.astype(np.int64)}
+
+    found = [r["rows"] for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    ctx.report_progress(1.0)
+    if ctx.party not in receivers:
+        return None
+    rows = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    parts, start = [], 0
+    for batch in data.batches([ref]):        # the matched rows' ids, streamed once more
+        ids = batch[ref.column]
+        lo, hi = np.searchsorted(rows, [start, start + len(ids)])
+        parts.append(ids[rows[lo:hi] - start])
+        start += len(ids)
+    return pd.DataFrame({ref.column: _text(parts), "row": rows})
+
+
+def _numeric(ref: ColumnRef, values: np.ndarray, offset: int) -> np.ndarray:
+    """A batch of a value column as float64; DataError naming the column and the file row."""
+    if values.dtype.kind in "iufb":
+        arr = values.astype(np.float64)
+    else:
+        arr = np.empty(len(values), dtype=np.float64)
+        for i, v in enumerate(values):
+            try:
+                arr[i] = float(v)
+            except (TypeError, ValueError):
+                raise DataError(f"column {ref} is not numeric (row {offset + i + 1})") from None
+    bad = np.flatnonzero(np.isnan(arr))
+    if len(bad):
+        raise DataError(f"column {ref} has missing/NaN values (first at row {offset + bad[0] + 1}); "
+                        f"gaotie rejects NaN rather than silently skipping rows")
+    return arr
+
+
+def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, values: list[ColumnRef],
+         memory: int) -> tuple[int, dict[str, Any]]:
+    """The private join of ``join.stats`` in buckets: (joined rows, {"party.column":
+    SharedTensor}) over all buckets, each column with one scale for every bucket."""
+    from mpc import ss
+    from protocols.psi.private_join import private_join
+    from protocols.stats.scaling import default_bits
+
+    store = _checkpoint(ctx, "join.stats", params, data, [ref, *values], memory)
+    done = _start(ctx, store)
+    names = [v.column for v in values]
+    exps = [0] * len(values)
+    ints = [True] * len(values)
+
+    def batches():
+        offset = 0
+        for b in data.batches([ref, *values]):
+            cols = [_numeric(v, b[v.column], offset) for v in values]
+            for j, (v, c) in enumerate(zip(values, cols, strict=True)):
+                ints[j] &= b[v.column].dtype.kind in "iub"
+                if len(c):
+                    exps[j] = max(exps[j], math.frexp(float(np.max(np.abs(c))))[1])
+            offset += len(b[ref.column])
+            yield b[ref.column], (np.stack(cols, axis=1) if cols else None)
+
+    def scales(n: int) -> dict[str, Any]:      # one scale per column for every bucket
+        return {"shifts": [0 if ints[j] else default_bits(n) - exps[j] for j in range(len(values))]}
+
+    sp, _, kind = buckets.spill(ctx, store, batches, len(values), scales)
+    shifts = store.state["shifts"]
+    m = int(sum(store.state["counts"]))
+    if m != store.state["rows"]:
+        raise ValueError(f"ids must be unique for private_join: column {ref} holds {store.state['rows'] - m} "
+                         "repeated ids (aggregate duplicates first)")
+    sizes, nb = _plan(ctx, "bucketed_join", kind, m, memory, "join", {"join": params["join"]})
+    if store.state.get("nb", nb) != nb:
+        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    store.set_state(nb=nb)
+    everyone = ctx.gather(dict(zip(names, shifts, strict=True)))
+    all_shifts = {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}
+    cap = capacity(sizes[ctx.party], nb)
+
+    def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
+        rec = sp.read(first, count)
+        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+        cols = {}
+        for j, name in enumerate(names):
+            col = np.zeros(cap, dtype=np.int64)
+            col[inverse] = np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64)
+            cols[name] = col
+        raw = padded.tobytes()
+        ids = [raw[i:i + 16] for i in range(0, len(raw), 16)]     # the blocks, as bytes ids
+        table = private_join(ctx, ids, cols, method=params["join"])
+        out = {"rows": np.array([table.num_rows], dtype=np.int64)}
+        for i, name in enumerate(table.columns):
+            out[f"c{i}"] = table[name].share
+            out[f"f{i}"] = np.array([table[name].frac_bits])
+        out["names"] = np.array(list(table.columns), dtype=str)
+        return out
+
+    results = [r for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    total = int(sum(int(r["rows"][0]) for r in results))
+    cols: dict[str, Any] = {}
+    for i, name in enumerate(results[0]["names"].tolist()):
+        parts = [ss.from_shares(ctx, r[f"c{i}"], int(r[f"f{i}"][0])) for r in results]
+        t = ss.concatenate(parts) if len(parts) > 1 else parts[0]
+        cols[name] = t.with_frac_bits(int(all_shifts.get(name, t.frac_bits)))
+    return total, cols

@@ -1,0 +1,310 @@
+"""Streamed input reads, bucketed PSI and join.stats under a memory budget, per-bucket
+checkpoints and resume, per-bucket timeouts: on real party servers and real files."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+import pytest
+
+import mpc.server.data as data
+from mpc.cluster import LocalCluster
+from mpc.runtime.budget import parse_bytes
+from mpc.runtime.checkpoint import Checkpoint
+from mpc.runtime.errors import DataError
+from protocols import buckets
+
+
+# -- streaming reads ----------------------------------------------------------------------
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Arrow parses 64 KiB at a time: the files below span many blocks and batches."""
+    monkeypatch.setattr(data, "_BLOCK_BYTES", 1 << 16)
+
+
+def _csv(path: Path, rows: list[str], header: str = "a,b,c") -> Path:
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _same(streamed: dict, whole: dict) -> None:
+    assert list(streamed) == list(whole)
+    for name in whole:
+        assert streamed[name].dtype == whole[name].dtype, name
+        if whole[name].dtype.kind == "f":
+            np.testing.assert_array_equal(streamed[name], whole[name])
+        else:
+            assert streamed[name].tolist() == whole[name].tolist(), name
+
+
+def _whole(path: Path) -> dict:
+    """The whole-file read as pyarrow does it in one go (the reference)."""
+    table = pacsv.read_csv(path)
+    return {n: data._to_numpy(table.column(n), bool(table.column(n).null_count)) for n in table.column_names}
+
+
+@pytest.mark.parametrize("late", ["1.5", "x", "", "true"])
+def test_streamed_csv_equals_whole_file_read_when_a_late_row_widens_a_column(tmp_path, small_blocks, late):
+    rows = [f"{i},w{i},{i * 0.5}" for i in range(30000)] + [f"{late},z,1"] + [f"{i},v,2" for i in range(50)]
+    path = _csv(tmp_path / "t.csv", rows)
+    whole = _whole(path)
+    _same(data.read_table(path), whole)
+    batches = list(data.iter_batches(path, batch_rows=1000))
+    assert len(batches) > 20
+    _same({n: np.concatenate([b[n] for b in batches]) for n in whole}, whole)
+    assert {b["a"].dtype for b in batches} == {whole["a"].dtype}     # one dtype in every batch
+
+
+def test_streamed_parquet_equals_whole_file_read_with_nulls(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2, None] * 5000, "b": ["x", "y", "z"] * 5000, "c": np.arange(15000)})
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path, row_group_size=4000)
+    batches = list(data.iter_batches(path, batch_rows=1000))
+    assert len(batches) == 15 and {b["a"].dtype for b in batches} == {np.dtype(np.float64)}
+    whole = data.read_table(path)
+    np.testing.assert_array_equal(whole["a"], frame["a"].to_numpy())
+    assert whole["c"].dtype == np.int64 and whole["b"].tolist() == frame["b"].tolist()
+    cols = list(data.iter_batches(path, columns=["c"]))
+    assert [list(b) for b in cols] == [["c"]]
+
+
+def test_streamed_bad_row_names_file_and_line_like_the_whole_read(tmp_path, small_blocks):
+    rows = [f"{i},w{i},1" for i in range(20000)] + ["7,SECRET,1,EXTRA"] + ["1,2,3"]
+    path = _csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(DataError) as whole:
+        data.read_table(path)
+    with pytest.raises(DataError) as streamed:
+        next(data.iter_batches(path))
+    assert str(whole.value) == str(streamed.value)
+    assert "bad.csv" in str(streamed.value) and "line 20002" in str(streamed.value)
+    assert "SECRET" not in str(streamed.value) and "EXTRA" not in str(streamed.value)
+
+
+def test_parse_bytes():
+    assert parse_bytes("2GiB") == 2 << 30 and parse_bytes("512 MiB") == 512 << 20 and parse_bytes(4096) == 4096
+    with pytest.raises(ValueError, match="not a size"):
+        parse_bytes("lots")
+
+
+def test_spill_files_are_real_and_read_back(tmp_path):
+    sp = buckets.Spill(tmp_path / "spill", 1)
+    words = np.arange(2000, dtype=np.uint64).reshape(-1, 2)
+    files = buckets.spill_bucket(words, bytes(16))
+    rec = np.zeros(len(words), dtype=sp.dtype)
+    rec["w"], rec["row"], rec["v"][:, 0] = words, np.arange(len(words)), np.arange(len(words)) * 0.5
+    sp.add(files, rec)
+    assert len(list((tmp_path / "spill").iterdir())) == len(set(files.tolist())) > 100
+    back = sp.read(0, buckets.SPILL)
+    assert sorted(back["row"].tolist()) == list(range(len(words)))
+    assert np.array_equal(np.sort(back["v"][:, 0]), rec["v"][:, 0])
+
+
+def test_checkpoint_survives_reopen_and_drops_on_changed_inputs(tmp_path):
+    ident = {"protocol": "p", "inputs": {"t": "abc"}, "job_id": "j1"}
+    cp = Checkpoint(tmp_path, "k", ident)
+    cp.save_bucket(3, {"rows": np.arange(5)})
+    again = Checkpoint(tmp_path, "k", {**ident, "job_id": "j2"})
+    assert again.resumed and again.done == {3} and again.manifest["job_id"] == "j1"
+    assert again.load_bucket(3)["rows"].tolist() == list(range(5))
+    changed = Checkpoint(tmp_path, "k", {**ident, "inputs": {"t": "def"}})
+    assert not changed.resumed and changed.done == set()
+    changed.clear()
+    assert not (tmp_path / "k").exists()
+
+
+# -- bucketed jobs on two servers ------------------------------------------------------------
+N = 1 << 17     # rows per party; memory "1MiB" gives buckets of 4096 ids: 32 buckets
+
+
+def _tables(n: int = N):
+    rng = np.random.default_rng(7)
+    common = rng.choice(10**9, n // 3, replace=False)
+    a_ids = np.concatenate([common, rng.choice(10**9, n - len(common), replace=False) + 10**9])
+    b_ids = np.concatenate([common, rng.choice(10**9, n - len(common), replace=False) + 2 * 10**9])
+    rng.shuffle(a_ids)
+    rng.shuffle(b_ids)
+    a = pd.DataFrame({"id": a_ids, "x": rng.normal(3, 2, n)})
+    b = pd.DataFrame({"id": b_ids, "y": rng.exponential(5, n)})
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    a, b = _tables()
+    a.to_csv(d / "a.csv", index=False)      # a real CSV file, streamed
+    b.to_parquet(d / "b.parquet", row_group_size=20000)
+    sa, sb = a.iloc[:12000], b.iloc[:12000]
+    sa.to_csv(d / "sa.csv", index=False)
+    sb.astype({"id": str}).assign(id=lambda f: "c" + f.id).to_csv(d / "sb.csv", index=False)
+    sa.astype({"id": str}).assign(id=lambda f: "c" + f.id).to_csv(d / "sa_text.csv", index=False)
+    datasets = {"a": {"t": {"path": str(d / "a.csv"), "id": "id", "columns": {"id": "join_key", "x": "aggregate"}},
+                      "s": {"path": str(d / "sa_text.csv"), "id": "id", "columns": {"id": "join_key"}}},
+                "b": {"t": {"path": str(d / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate"}},
+                      "s": {"path": str(d / "sb.csv"), "id": "id", "columns": {"id": "join_key"}}}}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0}) as c:
+        yield c, a, b
+
+
+def _checkpoints(cluster, party: str) -> Path:
+    return cluster.workdir / party / "state" / "checkpoints"
+
+
+def _audit(cluster, party: str, job_id: str) -> dict:
+    lines = [json.loads(x) for x in cluster.audit_log(party).read_text().splitlines()]
+    return next(x for x in lines if x["job_id"] == job_id)
+
+
+def test_bucketed_psi_equals_python_sets(pair):
+    cluster, a, b = pair
+    with cluster.client("a") as client:
+        job = client.submit("psi.ecdh", ids=["a.t.id", "b.t.id"], memory="1MiB")
+        out = client.result(job, progress=False)
+    common = set(a.id) & set(b.id)
+    assert set(out["id"].astype(np.int64)) == common and len(out) == len(common)
+    assert out["row"].tolist() == np.nonzero(a.id.isin(common).to_numpy())[0].tolist()
+    assert (a.id.to_numpy()[out["row"]] == out["id"].astype(np.int64)).all()
+    assert _audit(cluster, "a", job)["resumed_buckets"] == []
+    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+
+
+def test_bucketed_ecdh_psi_of_text_ids_equals_python_sets(pair):
+    cluster, a, b = pair
+    sa = ("c" + b.id.iloc[:12000].astype(str)).tolist()      # b's ids: b's client gets b's rows
+    sb = set("c" + a.id.iloc[:12000].astype(str))
+    with cluster.client("b") as client:
+        job = client.submit("psi.ecdh", ids=["a.s.id", "b.s.id"], memory="1MiB", method="ecdh")
+        out = client.result(job, progress=False)
+    want = [i for i, v in enumerate(sa) if v in sb]
+    assert len(want) > 100 and out["row"].tolist() == want and out["id"].tolist() == [sa[i] for i in want]
+    assert set(_audit(cluster, "a", job)) >= {"resumed_buckets"}
+
+
+def test_memory_limit_in_party_config(tmp_path):
+    from mpc.server.config import ConfigError, parse_config
+    base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True}
+    assert parse_config({**base, "limits": {"memory": "2GiB"}}, tmp_path / "p.toml").limits.memory == 2 << 30
+    assert parse_config(base, tmp_path / "p.toml").limits.memory is None
+    for bad, why in (("lots", "not a size"), ("1MiB", "under the 64 MiB")):
+        with pytest.raises(ConfigError, match=f"key 'memory'.*{why}"):
+            parse_config({**base, "limits": {"memory": bad}}, tmp_path / "p.toml")
+
+
+def test_bucketed_join_stats_equals_pandas(pair):
+    cluster, a, b = pair
+    with cluster.client("a") as client:
+        out = client.run("join.stats", ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"], memory="1MiB",
+                         stats=["describe", "corr"], progress=False)
+    joined = a.merge(b, on="id")
+    assert out["rows"] == len(joined)
+    want = joined[["x", "y"]].describe()
+    got = out["describe"]
+    for col, name in (("a.x", "x"), ("b.y", "y")):
+        for stat in ("mean", "std", "min", "max", "50%"):
+            assert got.loc[col, stat] == pytest.approx(want.loc[stat, name], rel=1e-6, abs=1e-9), (col, stat)
+    assert out["corr"].loc["a.x", "b.y"] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
+    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+
+
+def test_killed_server_resumes_without_redoing_finished_buckets(pair):
+    cluster, a, b = pair
+    params = dict(ids=["a.t.id", "b.t.id"], memory="1MiB", receivers=["a"])
+    with cluster.client("a") as client:
+        first = client.submit("psi.ecdh", **params)
+        deadline = time.monotonic() + 60
+        finished: list[int] = []
+        while len(finished) < 4 and time.monotonic() < deadline:      # a few buckets done at b
+            for m in _checkpoints(cluster, "b").glob("*/manifest.json"):
+                try:
+                    finished = json.loads(m.read_text())["done"]
+                except ValueError:
+                    pass
+            time.sleep(0.01)
+        assert len(finished) >= 4, "the job finished no buckets"
+        cluster.restart("b")                                   # SIGKILL mid-job, start again
+        with pytest.raises(Exception):                         # noqa: B017 - the first run fails at a
+            client.result(first, progress=False)
+        manifest = json.loads(next(_checkpoints(cluster, "b").glob("*/manifest.json")).read_text())
+        saved = set(manifest["done"])
+        assert manifest["job_id"] == first and saved and len(saved) < 32
+        second = client.submit("psi.ecdh", **params)
+        out = client.result(second, progress=False)
+    resumed = set(_audit(cluster, "b", second)["resumed_buckets"])
+    assert resumed and resumed <= saved and len(saved - resumed) <= 1   # a may be one bucket behind
+    assert _audit(cluster, "a", second)["resumed_buckets"] == sorted(resumed)
+    common = set(a.id) & set(b.id)
+    assert set(out["id"].astype(np.int64)) == common and len(out) == len(common)
+
+
+def _kill_after(cluster, party: str, buckets_done: int) -> set[int]:
+    """SIGKILL ``party``'s server once its checkpoint has ``buckets_done`` buckets, restart it;
+    the buckets its manifest holds then."""
+    deadline = time.monotonic() + 120
+    finished: list[int] = []
+    while len(finished) < buckets_done and time.monotonic() < deadline:
+        for m in _checkpoints(cluster, party).glob("*/manifest.json"):
+            try:
+                finished = json.loads(m.read_text())["done"]
+            except ValueError:
+                pass
+        time.sleep(0.01)
+    assert len(finished) >= buckets_done, "the job finished too few buckets"
+    cluster.restart(party)
+    return set(json.loads(next(_checkpoints(cluster, party).glob("*/manifest.json")).read_text())["done"])
+
+
+def test_killed_server_resumes_a_join_from_saved_shares(pair):
+    cluster, a, b = pair
+    params = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"], memory="1MiB", stats=["corr"])
+    with cluster.client("b") as client:
+        first = client.submit("join.stats", **params)
+        saved = _kill_after(cluster, "a", 3)
+        with pytest.raises(Exception):      # noqa: B017 - the first run fails at b
+            client.result(first, progress=False)
+        second = client.submit("join.stats", **params)
+        out = client.result(second, progress=False)
+    resumed = set(_audit(cluster, "a", second)["resumed_buckets"])
+    assert resumed and resumed <= saved
+    joined = a.merge(b, on="id")
+    assert out["rows"] == len(joined)
+    assert out["corr"].loc["a.x", "b.y"] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
+
+
+def test_timeout_applies_per_bucket_not_to_the_whole_job(pair):
+    cluster, a, b = pair
+    with cluster.client("a") as client:
+        start = time.monotonic()
+        job = client.submit("psi.ecdh", ids=["a.t.id", "b.t.id"], memory="1MiB", job_timeout=3.0)
+        out = client.result(job, progress=False)
+        elapsed = time.monotonic() - start
+    assert len(out) == len(set(a.id) & set(b.id))
+    if elapsed <= 3.0:
+        pytest.skip(f"the job took {elapsed:.1f} s, under its timeout: nothing to show here")
+
+
+@pytest.mark.parametrize("values", [["a", "bb", "ccc"] * 5, [str(i * 7919) for i in range(70000)], ["x", "", "y"],
+                                    ["é", "a"], ["a\x00", "b", "c"]])
+def test_compact_text_from_arrow_buffers_equals_the_str_form(values):
+    """A big PSI result's text column reaches the Result RPC without a Python str per cell."""
+    import pyarrow as pa
+
+    from mpc import tables
+    from mpc.runtime import codec
+    for dtype in (pd.StringDtype("pyarrow", na_value=np.nan), pd.ArrowDtype(pa.string())):
+        column = pd.Series(pa.array(values), dtype=dtype).iloc[1:].reset_index(drop=True)   # sliced
+        frame = pd.DataFrame({"id": column, "row": np.arange(len(column))})
+        with tables.compact_text():
+            fast = tables._arrow_ascii(frame["id"])
+            slow = tables._strings(frame["id"].to_numpy())
+            parts, total = codec.dump_parts(frame)
+        if fast is not None:
+            assert fast.dtype == slow.dtype and np.array_equal(fast, slow)
+        else:
+            assert "" in values or "é" in values or "a\x00" in values
+        back = codec.loads(b"".join(bytes(memoryview(p).cast("B")) for p in parts))
+        assert back["id"].tolist() == list(values[1:]) and back["row"].tolist() == list(range(len(column)))
