@@ -176,8 +176,8 @@ class LocalCluster:
         else:
             config["insecure"] = True  # allowed because every address is 127.0.0.1
         config.update(self._settings.get(party, {}))
-        if self._limits:
-            config["limits"] = dict(self._limits)
+        if self._limits:    # a party's own settings' limits win over the cluster-wide ones
+            config["limits"] = {**self._limits, **config.get("limits", {})}
         datasets = {}
         for name, spec in self._datasets.get(party, {}).items():
             datasets[name] = self._dataset_config(directory, name, spec)

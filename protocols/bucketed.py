@@ -149,6 +149,23 @@ def _numeric(ref: ColumnRef, values: np.ndarray, offset: int) -> np.ndarray:
     return arr
 
 
+def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:
+    """Refuse a join in ``nb`` > 1 buckets unless every party's ``[limits]
+    bucket_join_sizes`` allows it: each bucket's join opens its joined-row count, the sizes
+    of nb pseudo-random parts of the intersection whose membership both parties can compute
+    for their own ids, which is more than the unbucketed join's one count. A requester
+    choosing a small ``memory`` must not buy that reveal without the owners' consent."""
+    if nb <= 1:
+        return
+    consents = ctx.gather(bool(getattr(data, "bucket_join_sizes", False)))
+    refusing = [p for p, ok in zip(ctx.parties, consents, strict=True) if ok is not True]
+    if refusing:
+        raise DataError(
+            f"join.stats under this memory budget needs {nb} buckets, and a bucketed join reveals the "
+            f"number of joined rows in each bucket; party {refusing[0]!r} does not allow it "
+            "(its party.toml: [limits] bucket_join_sizes = true), so raise the memory budget or ask it to")
+
+
 def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, values: list[ColumnRef],
          memory: int) -> tuple[int, dict[str, Any]]:
     """The private join of ``join.stats`` in buckets: (joined rows, {"party.column":
@@ -186,6 +203,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     sizes, nb = _plan(ctx, "bucketed_join", kind, m, memory, "join", {"join": params["join"]})
     if store.state.get("nb", nb) != nb:
         raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    _consent_to_bucket_sizes(ctx, data, nb)
     store.set_state(nb=nb)
     everyone = ctx.gather(dict(zip(names, shifts, strict=True)))
     all_shifts = {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}

@@ -112,7 +112,7 @@ MEMORY = Param(str, required=False,
                doc="memory budget per party, e.g. '2GiB' (with the server's [limits] memory, the smaller "
                    "wins): the input is streamed into hash buckets and the job checkpoints per bucket")
 BUCKET_REVEALS = ("; with a memory budget that needs more than one bucket, the number of joined rows in "
-                  "each hash bucket")
+                  "each hash bucket (refused unless every party's [limits] bucket_join_sizes allows it)")
 
 register(ProtocolSpec(
     name="psi.ecdh",

@@ -14,7 +14,7 @@ import mpc.server.data as data
 from mpc.cluster import LocalCluster
 from mpc.runtime.budget import parse_bytes
 from mpc.runtime.checkpoint import Checkpoint
-from mpc.runtime.errors import DataError
+from mpc.runtime.errors import DataError, JobFailed
 from protocols import buckets
 
 
@@ -147,8 +147,26 @@ def pair(tmp_path_factory):
                             "columns": {"id": "join_key", "y": "aggregate"}},
                       "s": {"path": str(d / "sb.csv"), "id": "id", "columns": {"id": "join_key"}}}}
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
-                      limits={"job_timeout": 120.0}) as c:
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as c:
         yield c, a, b
+
+
+def test_a_bucketed_join_needs_every_partys_consent_to_reveal_bucket_sizes(tmp_path):
+    a, b = _tables(10000)               # memory "1MiB": buckets of 4096 ids, 3 of them
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    datasets = {p: {"t": {"path": str(tmp_path / f"{p}.csv"), "id": "id",
+                          "columns": {"id": "join_key", col: "aggregate"}}} for p, col in (("a", "x"), ("b", "y"))}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
+                      settings={"a": {"limits": {"bucket_join_sizes": True}}}) as cluster:
+        with cluster.client("a") as client:
+            with pytest.raises(JobFailed, match=r"party 'b' does not allow it .*bucket_join_sizes = true"):
+                client.run("join.stats", ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"],
+                           memory="1MiB", stats=["corr"], progress=False)
+            # one bucket (the input fits the budget) reveals only the join size: no consent needed
+            out = client.run("join.stats", ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"],
+                             memory="1GiB", stats=["corr"], progress=False)
+    assert out["rows"] == len(a.merge(b, on="id"))
 
 
 def _checkpoints(cluster, party: str) -> Path:
@@ -190,6 +208,10 @@ def test_memory_limit_in_party_config(tmp_path):
     base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True}
     assert parse_config({**base, "limits": {"memory": "2GiB"}}, tmp_path / "p.toml").limits.memory == 2 << 30
     assert parse_config(base, tmp_path / "p.toml").limits.memory is None
+    assert parse_config(base, tmp_path / "p.toml").limits.bucket_join_sizes is False
+    assert parse_config({**base, "limits": {"bucket_join_sizes": True}}, tmp_path / "p.toml").limits.bucket_join_sizes
+    with pytest.raises(ConfigError, match="bucket_join_sizes"):
+        parse_config({**base, "limits": {"bucket_join_sizes": "yes"}}, tmp_path / "p.toml")
     for bad, why in (("lots", "not a size"), ("1MiB", "under the 64 MiB")):
         with pytest.raises(ConfigError, match=f"key 'memory'.*{why}"):
             parse_config({**base, "limits": {"memory": bad}}, tmp_path / "p.toml")

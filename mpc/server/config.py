@@ -25,6 +25,8 @@ Example::
     memory = "2GiB"                  # optional: PSI and join.stats stream their input into hash
                                      # buckets (spilled under workdir) sized to this budget, and
                                      # checkpoint per bucket; without it they hold the input whole
+    bucket_join_sizes = false        # optional: let a join.stats in several buckets reveal the
+                                     # number of joined rows of each bucket (refused by default)
 
     [executor]                       # optional: where bucket-local CPU work runs
     kind = "ray"                     # "in-process" (default: threads of the server) or "ray"
@@ -114,6 +116,8 @@ class Limits:
     max_open_jobs: int = 64
     max_unread_bytes: int = DEFAULT_MAX_UNREAD_BYTES
     memory: int | None = None   # bytes a bucketed job may hold per party (None: jobs are not bucketed)
+    # a join in more than one bucket reveals each bucket's joined-row count: only with consent
+    bucket_join_sizes: bool = False
 
 
 @dataclass(frozen=True)
@@ -353,7 +357,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         max_chunk_bytes=_get(lim_raw, "max_chunk_bytes", int, f"{where}: [limits]", defaults.max_chunk_bytes),
         max_open_jobs=_get(lim_raw, "max_open_jobs", int, f"{where}: [limits]", defaults.max_open_jobs),
         max_unread_bytes=_get(lim_raw, "max_unread_bytes", int, f"{where}: [limits]", defaults.max_unread_bytes),
-        memory=_parse_memory(lim_raw, f"{where}: [limits]"))
+        memory=_parse_memory(lim_raw, f"{where}: [limits]"),
+        bucket_join_sizes=_get(lim_raw, "bucket_join_sizes", bool, f"{where}: [limits]", False))
     if min(limits.job_timeout, limits.max_value_bytes, limits.max_chunk_bytes, limits.max_open_jobs,
            limits.max_unread_bytes) <= 0:
         raise ConfigError(f"{where}: [limits] values must be positive")
