@@ -115,3 +115,12 @@ def test_prepare_rows_keeps_input_order_or_reports_repeats():
     assert np.array_equal(rows.digests[:1], prepare_blocks(ids[:1], "ids").digests)
     dup = prepare_rows(["a", "b", "a"], "ids")
     assert len(dup.digests) == 2 and dup.inverse.tolist()[0] == dup.inverse.tolist()[2]
+
+
+def test_many_ties_on_many_first_words_take_the_lexsort():
+    words = RNG.integers(0, 2**64, (1 << 18, 2), dtype=np.uint64)
+    words[:, 0] = RNG.integers(0, 1 << 17, 1 << 18).astype(np.uint64)   # > 2^16 first words, most tied
+    words[100:200] = words[300:400]
+    rows, inverse = distinct(words)
+    ref_rows, ref_inverse = reference(words)
+    assert np.array_equal(rows, ref_rows) and np.array_equal(inverse, ref_inverse)

@@ -115,8 +115,16 @@ def _mark(key: np.ndarray, order: np.ndarray, new: np.ndarray) -> None:
 
 
 def _both(words: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Lexsort order of ``words`` by (word 0, word 1), flagging distinct rows in ``new``."""
-    order = np.lexsort((words[:, 1], words[:, 0]))
+    """Order of ``words`` by (word 0, word 1), flagging distinct rows in ``new``: with at
+    most 2^16 distinct first words, an argsort of word 1 then a stable (radix) argsort of
+    word 0's uint16 rank; else a lexsort."""
+    low, high = words[:, 0], words[:, 1]
+    values = np.unique(low)
+    if len(values) <= 1 << 16:
+        order = np.argsort(high)
+        order = order[np.argsort(np.searchsorted(values, low[order]).astype(np.uint16), kind="stable")]
+    else:
+        order = np.lexsort((high, low))
     _mark(words[:, 0], order, new)
     _mark(words[:, 1], order, new)
     return order
