@@ -15,7 +15,8 @@ block (a 128-bit BLAKE2b output, modelled as a random oracle) equals a given oth
 under any of the 3 x 3 index pairs, with probability at most 9 * 2^-128, so among N
 blocks of both parties a false collision has probability at most 9 N^2 / 2^129 (below
 2^-75 for N = 2^25). Duplicates are removed on the blocks by a
-numeric sort (two uint64 words), not a sort of byte strings. The blocks only ever enter
+numeric sort (of one uint64 word where the other is constant or rarely tied, else both),
+not a sort of byte strings. The blocks only ever enter
 keyed AES (bucket and cuckoo hashes, KKRT's pseudo-random code), which needs distinct
 inputs, not random ones. Both parties encode a value the same way, whatever container it
 came in.
@@ -33,7 +34,7 @@ from protocols.psi.common import PreparedItems, as_sequence, check_text
 
 BLOCK = 16
 TEXT_ENCODING = "text14-v1"   # in the OPRF header: peers with another encoding fail clearly
-_CHUNK = 1 << 16              # rows compared at a time in distinct()
+_SAMPLE = 1 << 12             # rows of word 0 looked at to choose _order's sort
 SHORT = 14                    # longest UTF-8 form (bytes) encoded without hashing
 _BIG = 1 << 119
 _SIGN = np.uint64(0x00FFFFFFFFFFFFFF)      # sign extension into bytes 8..14, byte 15 zero
@@ -107,28 +108,82 @@ def _text(seq: Any, kind: str, name: str) -> np.ndarray:
     return blocks.view(np.uint64)
 
 
-def distinct(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of (n, 2) uint64 ``words`` (sorted) and the row -> distinct map.
+def _mark(key: np.ndarray, order: np.ndarray, new: np.ndarray) -> None:
+    """Flag in ``new`` the sorted rows (``order``) whose ``key`` differs from the previous row's."""
+    ranked = key[order]
+    new[1:] |= ranked[1:] != ranked[:-1]
 
-    About 33 bytes of temporaries per row besides the input and output (the sort order,
-    a flag and the map, int32 below 2^31 rows), compared a chunk at a time.
+
+def _both(words: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Order of ``words`` by (word 0, word 1), flagging distinct rows in ``new``: with at
+    most 2^16 distinct first words, an argsort of word 1 then a stable (radix) argsort of
+    word 0's uint16 rank; else a lexsort."""
+    low, high = words[:, 0], words[:, 1]
+    values = np.unique(low)
+    if len(values) <= 1 << 16:
+        order = np.argsort(high)
+        order = order[np.argsort(np.searchsorted(values, low[order]).astype(np.uint16), kind="stable")]
+    else:
+        order = np.lexsort((high, low))
+    _mark(words[:, 0], order, new)
+    _mark(words[:, 1], order, new)
+    return order
+
+
+def _order(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A sort order of the rows of (n >= 1, 2) uint64 ``words`` by (word 0, word 1), and
+    the flags of the sorted rows that differ from their predecessor (``new``).
+
+    One numeric argsort of one word where the other is constant (ints below 2^64: word 1
+    is 0 or the sign extension; strings sharing their first 8 bytes), else an argsort of
+    word 0 and the rows tied on it (few for hashed and varied ids) sorted by both words in
+    place; one lexsort of all rows when a sample of word 0 or the argsort shows many ties. The order among equal
+    rows is unspecified: they are one distinct row, so :func:`distinct` does not depend on it.
+    """
+    n = len(words)
+    low, high = words[:, 0], words[:, 1]
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    for key, other in ((low, high), (high, low)):
+        if np.all(other == other[0]):
+            order = np.argsort(key)
+            _mark(key, order, new)
+            return order, new
+    sample = low[::max(1, n // _SAMPLE)]
+    if len(np.unique(sample)) < len(sample) // 2:     # word 0 mostly shared: sort by both
+        return _both(words, new), new
+    order = np.argsort(low)
+    _mark(low, order, new)
+    tied = np.flatnonzero(~new[1:])               # sorted row t + 1 has row t's word 0
+    if len(tied) > n // 4:
+        new[1:] = False
+        return _both(words, new), new
+    if len(tied):
+        runs = np.union1d(tied, tied + 1)         # the sorted positions of tied rows
+        sub = order[runs]
+        order[runs] = sub[np.lexsort((high[sub], low[sub]))]
+        new[tied + 1] = high[order[tied + 1]] != high[order[tied]]
+    return order, new
+
+
+def distinct(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of (n, 2) uint64 ``words`` (sorted by word 0, then word 1) and the
+    row -> distinct map.
+
+    About 25 bytes of temporaries per row besides the input and output at the peak (the
+    sort order, one sorted word, a flag; then the map, int32 below 2^31 rows).
     """
     n = len(words)
     if n == 0:
         return words, np.zeros(0, dtype=np.int64)
     index = np.int32 if n < 1 << 31 else np.int64
-    order = np.lexsort((words[:, 1], words[:, 0]))
-    new = np.ones(n, dtype=bool)
-    for start in range(1, n, _CHUNK):
-        here = order[start:start + _CHUNK]
-        prev = order[start - 1:start - 1 + len(here)]
-        new[start:start + len(here)] = np.any(words[here] != words[prev], axis=1)
+    order, new = _order(words)
     rank = np.cumsum(new, dtype=index)
     rank -= 1
     inverse = np.empty(n, dtype=index)
     inverse[order] = rank
     del rank
-    return words[order[new]], inverse
+    return np.take(words, order[new], axis=0), inverse
 
 
 def encode(items: Any, name: str = "items") -> tuple[str, np.ndarray]:
@@ -155,3 +210,16 @@ def prepare_blocks(items: Any, name: str = "items") -> PreparedItems:
     blocks, inverse = distinct(words)
     return PreparedItems(kind, np.ascontiguousarray(blocks).view(np.uint8).reshape(-1, BLOCK),
                          inverse, len(words))
+
+
+def prepare_rows(items: Any, name: str = "items") -> PreparedItems:
+    """:func:`prepare_blocks` in input order for distinct ``items`` (a join's ids): row i's
+    block is ``digests[i]``, ``inverse`` the identity, so the blocks stay aligned with the
+    rows' columns. With a repeated item the result is :func:`prepare_blocks`' (fewer digests
+    than rows, ``inverse`` naming the repeats), for the caller's duplicate check."""
+    prepared = prepare_blocks(items, name)
+    if len(prepared.digests) != prepared.n_rows:
+        return prepared
+    inverse = prepared.inverse
+    return PreparedItems(prepared.kind, prepared.digests[inverse],
+                         np.arange(len(inverse), dtype=inverse.dtype), prepared.n_rows)

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpc.crypto import curve
 from mpc.crypto.random import SEED_BYTES
 from mpc.runtime.context import Context
+from protocols.psi.blocks import TEXT_ENCODING, prepare_rows
 from protocols.psi.common import (
     DEFAULT_BUCKET,
     DEFAULT_COMPARE_BYTES,
@@ -375,7 +376,12 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     from mpc import ss
     if len(ctx.parties) != 2:
         raise ValueError(f"private_join runs between exactly 2 parties, got {ctx.parties}")
-    prepared = prepare(ids, "ids")
+    method = resolve_method(ctx, method)
+    if method not in JOINS:
+        raise ValueError(f"unknown private_join method {method!r}; use one of {['auto', *JOINS]}")
+    # the circuit join's ids only enter keyed AES (cuckoo layout, KKRT), so distinct 16-byte
+    # blocks do (protocols.psi.blocks: injective, no BLAKE2b per id); the others need digests
+    prepared = prepare_rows(ids, "ids") if method == "circuit" else prepare(ids, "ids")
     if len(prepared.digests) != prepared.n_rows:
         dup = int(np.nonzero(np.bincount(prepared.inverse) > 1)[0][0])
         pos = np.nonzero(prepared.inverse == dup)[0][:2].tolist()
@@ -385,14 +391,13 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     rings, fracs = _encode_columns(ctx, cols)
     if not isinstance(oprf_bucket_size, int) or isinstance(oprf_bucket_size, bool) or oprf_bucket_size < 1:
         raise ValueError(f"oprf_bucket_size must be a positive int, got {oprf_bucket_size!r}")
-    method = resolve_method(ctx, method)
-    if method not in JOINS:
-        raise ValueError(f"unknown private_join method {method!r}; use one of {['auto', *JOINS]}")
     if method == "dealer":
         from mpc.ss import provider
         provider.require(ctx, provider.DEALER_JOIN, "private_join(method='dealer')")
     params = {"key_bits": key_bits, "compare_bytes": compare_bytes, "bucket_size": bucket_size, "method": method,
               "oprf_bucket": oprf_bucket_size}
+    if method == "circuit":
+        params["encoding"] = TEXT_ENCODING
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
     meta = ctx.gather({"names": list(cols), "fracs": fracs})
     for party, md in zip(ctx.parties, meta, strict=True):
