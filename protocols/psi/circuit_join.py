@@ -6,7 +6,8 @@ Communication" (Eurocrypt 2019), with the OPPRF as an OKVS (Rindal, Schoppmann,
 "VOLE-PSI", Eurocrypt 2021; the OKVS a garbled cuckoo table of Pinkas, Rosulek, Trieu,
 Yanai, Eurocrypt 2020):
 
-1. Both hash their ids (16-byte blocks of the BLAKE2b digests) under a joint key into
+1. Both encode their ids as 16-byte blocks (:func:`protocols.psi.blocks.prepare_rows`:
+   injective, no hashing for short ids) and hash those under a joint key into
    buckets of public capacity and, inside a bucket, to 3 candidate bins (the pieces of
    :mod:`protocols.psi.oprf`). A (first party) cuckoo-hashes its ids into the bins
    (failure <= 2^-40) and runs one KKRT batch per bucket (:mod:`mpc.ot.kkrt`): it learns
