@@ -81,6 +81,7 @@ import pandas as pd
 from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
+from mpc.ss.gram import gram
 from protocols.stats import _common as cm
 
 _CACHE = "protocols.stats.vertical"
@@ -226,9 +227,24 @@ def mean(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float |
     return None if s is None else s / col.n
 
 
-def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+def _products(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+    """S = d d^T (k, k), the sums of products of the centred columns, computed once per job
+    and set of columns (``describe`` takes its diagonal, ``corr_matrix`` all of it):
+    :func:`mpc.ss.gram.gram`, one cross product of the parties' shares with the OT source."""
+    cache: dict[tuple[int, ...], tuple[list[_Col], SharedTensor]] = ctx.state.setdefault(_CACHE + ".gram", {})
+    key = tuple(id(c) for c in cols)
+    hit = cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], cols, strict=True)):
+        return hit[1]
     d = _centred(ctx, cols)
-    return (d * d).sum(axis=1)
+    s = d._new(gram(ctx, d.share), 0)
+    cache[key] = (list(cols), s)
+    return s
+
+
+def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+    k = len(cols)
+    return _products(ctx, cols)[np.arange(k), np.arange(k)]
 
 
 def var(ctx: Context, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
@@ -251,8 +267,7 @@ def cov(ctx: Context, x: SharedTensor, y: SharedTensor, ddof: int = 1,
     cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
     cx, cy = _prepare_many(ctx, {"x": x, "y": y})
     _check_ddof(cx.n, ddof)
-    d = _centred(ctx, [cx, cy])
-    out = (d[0] * d[1]).sum().reveal(cm.receivers(ctx, reveal_to))
+    out = _products(ctx, [cx, cy])[0, 1].reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else float(int(out)) * 2.0 ** -(cx.shift + cy.shift) / (cx.n - ddof)
 
 
@@ -262,8 +277,7 @@ def _corr_shares(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """The k x k correlation matrix S_ij / sqrt(S_ii S_jj) of the sums of products S = d d^T
     (fixed point, CORR_FRAC_BITS). Each S_ii's secret power of two 4^j_i is taken out
     (j = ceil(bit length / 2)), so inv_sqrt works on S_ii / 4^j_i in [0.25, 1)."""
-    d = _centred(ctx, cols)                                          # (k, n)
-    s = d @ d.T                                                      # (k, k)
+    s = _products(ctx, cols)                                         # (k, k)
     k, f = len(cols), CORR_FRAC_BITS
     diag = s[np.arange(k), np.arange(k)]
     oh = diag.top_bit_onehot()                                       # (62, k)
