@@ -35,11 +35,20 @@ from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import beaver
 from mpc.ss.ot_triples import OtSource
+from mpc.ss.tensor import SharedTensor
 from mpc.ss.triples import get_source
 
 OTS_PER_BATCH = 1 << 20          # random OTs per batch and direction: k-word pads, bounded memory
 _GROUPS = ((0, 32, np.uint64), (32, 48, np.uint32), (48, 56, np.uint16), (56, 64, np.uint8))
 _WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
+
+
+def gram_matrix(t: SharedTensor) -> SharedTensor:
+    """t @ t.T for an integer SharedTensor ``t`` (k, n) (``frac_bits`` doubled, nothing
+    truncated): :func:`gram`. Reveals nothing."""
+    if t.ndim != 2:
+        raise ValueError(f"gram_matrix needs a 2-D SharedTensor, got shape {t.shape}")
+    return t._new(gram(t.ctx, t.share), 2 * t.frac_bits)
 
 
 def gram(ctx: Context, x: np.ndarray) -> np.ndarray:

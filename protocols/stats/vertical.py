@@ -81,7 +81,6 @@ import pandas as pd
 from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
-from mpc.ss.gram import gram
 from protocols.stats import _common as cm
 
 _CACHE = "protocols.stats.vertical"
@@ -230,14 +229,14 @@ def mean(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float |
 def _products(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """S = d d^T (k, k), the sums of products of the centred columns, computed once per job
     and set of columns (``describe`` takes its diagonal, ``corr_matrix`` all of it):
-    :func:`mpc.ss.gram.gram`, one cross product of the parties' shares with the OT source."""
+    ``ss.gram_matrix`` (:mod:`mpc.ss.gram`), one cross product of the parties' shares with the OT source."""
     cache: dict[tuple[int, ...], tuple[list[_Col], SharedTensor]] = ctx.state.setdefault(_CACHE + ".gram", {})
     key = tuple(id(c) for c in cols)
     hit = cache.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], cols, strict=True)):
         return hit[1]
     d = _centred(ctx, cols)
-    s = d._new(gram(ctx, d.share), 0)
+    s = ss.gram_matrix(d)
     cache[key] = (list(cols), s)
     return s
 
