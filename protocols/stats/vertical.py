@@ -121,7 +121,7 @@ def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]
     for n, names in groups.items():
         xs = ss.stack([todo[k].with_frac_bits(0) for k in names])            # X, (c, n)
         c = len(names)
-        mn, mx = ss.min_max(xs, axis=1)
+        mn, mx = ss.order.extremes(xs)
         bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
         w = cm.work_bits(n)
         ys = xs - mn.reshape(c, 1)                                    # X - min X in [0, 2^rb)
