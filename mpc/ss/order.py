@@ -129,9 +129,10 @@ def shuffled(ctx: Context, x: np.ndarray) -> np.ndarray:
 def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
            trace: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
-    by multi-target quickselect with opened outcomes. Only for DISTINCT keys (< 2^62) in
-    an obliviously shuffled order (see the module docstring). ``trace``, when a list,
-    gets the opened outcomes of every round (they are public anyway)."""
+    by multi-target selection with opened outcomes: segments longer than SAMPLE_ABOVE are
+    first cut by sample pivots (``_sample_cut``), then a quickselect finishes. Only for
+    DISTINCT keys (< 2^62) in an obliviously shuffled order (see the module docstring).
+    ``trace``, when a list, gets the opened outcomes of every round (they are public anyway)."""
     keys = np.asarray(keys, dtype=np.uint64)
     c, n = keys.shape
     if len(ranks) != c:
@@ -142,9 +143,35 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
     vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
     targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
     starts = np.arange(c, dtype=np.int64) * n
-    ends = starts + n
-    live = (np.searchsorted(targets, ends) > np.searchsorted(targets, starts)) & (ends - starts > 1)
-    starts, ends = starts[live], ends[live]
+    starts, ends = _live(starts, starts + n, targets)
+    for _ in range(MAX_CUTS):
+        if not np.any(ends - starts > SAMPLE_ABOVE):
+            break
+        starts, ends = _live(*_sample_cut(ctx, vals, starts, ends, targets, trace), targets)
+    _quickselect(ctx, vals, starts, ends, targets, trace)
+    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
+
+
+SAMPLE_ABOVE = 1 << 12       # segments longer than this are cut by sample pivots first
+SIGMAS = 2.5                 # half-width of a target's bracket, in sample standard deviations
+SAMPLE_FACTOR = 1.0          # sample size s = SAMPLE_FACTOR m^(2/3) for a segment of m
+MAX_CUTS = 6
+
+
+def _live(starts: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segments [starts, ends) that hold a target and more than one element, in order."""
+    keep = (np.searchsorted(targets, ends) > np.searchsorted(targets, starts)) & (ends - starts > 1)
+    order = np.argsort(starts[keep], kind="stable")
+    return starts[keep][order], ends[keep][order]
+
+
+def _quickselect(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
+                 trace: list[np.ndarray] | None) -> None:
+    """Quickselect in place on the segments [starts, ends) of ``vals`` until every target
+    position holds its order statistic: every active segment takes its first element as
+    pivot, compares all its others with it in ONE batched opened comparison per round, and
+    is stably partitioned (smaller, pivot, larger)."""
+    starts, ends = _live(starts, ends, targets)
     while starts.size:
         sizes = ends - starts - 1                            # elements compared with each pivot
         seg = np.repeat(np.arange(starts.size), sizes)
@@ -163,12 +190,81 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
         pivots = vals[starts]
         vals[new_pos] = moved
         vals[pivot_pos] = pivots
-        s2 = np.concatenate([starts, pivot_pos + 1])
-        e2 = np.concatenate([pivot_pos, ends])
-        live = (np.searchsorted(targets, e2) > np.searchsorted(targets, s2)) & (e2 - s2 > 1)
-        order = np.argsort(s2[live], kind="stable")
-        starts, ends = s2[live][order], e2[live][order]
-    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
+        starts, ends = _live(np.concatenate([starts, pivot_pos + 1]), np.concatenate([pivot_pos, ends]), targets)
+
+
+def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
+                trace: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every segment longer than SAMPLE_ABOVE by pivots from a sample (Floyd-Rivest):
+    its first s = m^(2/3) elements (a uniform sample, the order being random) are
+    quickselected (on a copy) at the sample ranks r s / m -+ (SIGMAS sigma + 1) around each
+    target rank r, sigma = sqrt(s q (1 - q)); then every element of the segment finds its
+    bucket among those pivots by a binary search of opened comparisons, one batched
+    comparison per level for all segments, stopping as soon as its interval of buckets
+    holds no target's bracket. The segment is rearranged stably by final interval (each a
+    contiguous range of ranks). Returns the new segments (those not cut are kept)."""
+    sizes = ends - starts
+    big = np.flatnonzero(sizes > SAMPLE_ABOVE)
+    keep_s, keep_e = starts[sizes <= SAMPLE_ABOVE], ends[sizes <= SAMPLE_ABOVE]
+    # 1. pivot sample ranks of each big segment
+    samp_sizes, piv_ranks, wanted = [], [], []
+    for i in big:
+        m = int(sizes[i])
+        s = min(m // 2, max(64, round(SAMPLE_FACTOR * m ** (2 / 3))))
+        r = targets[(targets >= starts[i]) & (targets < ends[i])] - starts[i]
+        q = r / (m - 1)
+        half = SIGMAS * np.sqrt(s * q * (1 - q)) + 1
+        lo = np.floor(r * (s - 1) / (m - 1) - half).astype(np.int64)
+        hi = np.ceil(r * (s - 1) / (m - 1) + half).astype(np.int64)
+        ranks = np.unique(np.concatenate([lo[lo >= 0], hi[hi < s]]))
+        # bucket b holds the keys between pivots b - 1 and b; a target's bracket runs from the
+        # bucket above its lo pivot to the one below its hi pivot
+        b0 = np.where(lo >= 0, np.searchsorted(ranks, lo, side="right"), 0)
+        b1 = np.where(hi < s, np.searchsorted(ranks, hi), len(ranks))
+        want = np.zeros(len(ranks) + 1, bool)
+        for u, v in zip(b0, b1, strict=True):
+            want[u:v + 1] = True
+        samp_sizes.append(s)
+        piv_ranks.append(ranks)
+        wanted.append(want)
+    samp_sizes = np.array(samp_sizes, np.int64)
+    # 2. the pivots: quickselect on a copy of the samples
+    s_starts = np.cumsum(samp_sizes) - samp_sizes
+    sample = np.concatenate([vals[starts[i]:starts[i] + s] for i, s in zip(big, samp_sizes, strict=True)])
+    s_targets = np.concatenate([r + o for r, o in zip(piv_ranks, s_starts, strict=True)])
+    _quickselect(ctx, sample, s_starts, s_starts + samp_sizes, s_targets, trace)
+    pivots = sample[s_targets]                                       # flat, segment by segment
+    n_piv = np.array([len(r) for r in piv_ranks], np.int64)
+    p_off = np.cumsum(n_piv) - n_piv
+    w_cum = [np.concatenate([[0], np.cumsum(w)]) for w in wanted]    # wanted buckets in [lo, hi]
+    w_off = np.cumsum([len(w) for w in w_cum]) - np.array([len(w) for w in w_cum])
+    w_flat = np.concatenate(w_cum)
+    # 3. binary search of every element of the big segments among its segment's pivots
+    seg = np.repeat(np.arange(len(big)), sizes[big])
+    pos = np.concatenate([np.arange(starts[i], ends[i]) for i in big])
+    lo, hi = np.zeros(pos.size, np.int64), n_piv[seg].copy()        # bucket interval [lo, hi]
+    while True:
+        has = w_flat[w_off[seg] + hi + 1] - w_flat[w_off[seg] + lo] > 0
+        act = np.flatnonzero(has & (lo < hi))
+        if not act.size:
+            break
+        mid = (lo[act] + hi[act]) // 2
+        lt = compare.ltz_open(ctx, vals[pos[act]] - pivots[p_off[seg[act]] + mid])
+        if trace is not None:
+            trace.append(lt)
+        hi[act] = np.where(lt, mid, hi[act])
+        lo[act] = np.where(lt, lo[act], mid + 1)
+    # 4. stable rearrangement by interval; the intervals of one segment are disjoint
+    order = np.lexsort((np.arange(pos.size), lo, seg))
+    moved = vals[pos[order]]
+    seg_o, lo_o = seg[order], lo[order]
+    vals[np.concatenate([np.arange(starts[i], ends[i]) for i in big])] = moved
+    new = np.flatnonzero(np.concatenate([[True], (seg_o[1:] != seg_o[:-1]) | (lo_o[1:] != lo_o[:-1])]))
+    first = np.concatenate([np.arange(starts[i], ends[i]) for i in big])[new]
+    last = np.concatenate([first[1:], [0]])
+    seg_end = ends[big][seg_o[new]]
+    last = np.where(np.concatenate([seg_o[new][1:] != seg_o[new][:-1], [True]]), seg_end, last)
+    return np.concatenate([keep_s, first]), np.concatenate([keep_e, last])
 
 
 def _larger(ctx: Context, u: np.ndarray, v: np.ndarray) -> np.ndarray:
