@@ -34,15 +34,25 @@ K orders like y and breaks ties by the row index, secretly. ``shuffled`` permute
 column (a row of a (c, n) share array) by its own uniformly random permutation that no
 single party knows (never one permutation for two columns: the opened comparison
 patterns would then tell the columns' rank correlation). ``select`` is a multi-target
-quickselect, vectorised over all columns and all ranks: the arrangement is cut into
-segments; every active segment (it holds a wanted rank and more than one element) takes
-its first element as pivot and compares all its others with it in ONE batched
-comparison per round (``mpc.ss.compare.ltz_open`` of K_e - K_p: the XOR-shared top bit
-is opened to everyone, 8 rounds); then it is stably partitioned (smaller, pivot,
-larger), a public rearrangement every party applies to its shares. A rank is found when
-its segment has one element. About 5.25 n comparisons per column for 6 ranks (describe's
-quartile neighbours; 27 rounds at n = 2^19), 4 n for a median's two neighbours, no
-multiplication. ``values_of`` turns the few
+selection, vectorised over all columns and all ranks: the arrangement is cut into
+segments. A segment longer than SAMPLE_ABOVE (4096) is first cut by sample pivots
+(Floyd and Rivest, "Expected time bounds for selection", CACM 1975): its first
+s = m^(2/3) elements (a uniform sample, the order being random) are quickselected on a
+copy at the sample ranks r s / m -+ (2.5 sigma + 1) around each target rank r, and every
+element of the segment finds its bucket among those pivots by a binary search of opened
+comparisons (one batch per level for all segments), stopping as soon as its interval of
+buckets holds no target's bracket; the segment is rearranged stably by final interval
+(a contiguous range of ranks each). Then a quickselect: every active segment (it holds a
+wanted rank and more than one element) takes its first element as pivot and compares all
+its others with it in ONE batched comparison per round (``mpc.ss.compare.ltz_open`` of
+K_e - K_p: the XOR-shared top bit is opened to everyone); then it is stably partitioned
+(smaller, pivot, larger), a public rearrangement every party applies to its shares. A
+rank is found when its segment has one element. Measured (tests/test_ss_select.py, a
+plaintext count at n = 2^19): 3.0 n comparisons per column for describe's six ranks
+(both neighbours of each quartile) in about 65 rounds, against 4.55 n for the plain
+quickselect (30 rounds); no multiplication. A target outside its bracket (probability
+about 1% per target at 2.5 sigma) only leaves a larger segment for the next cut.
+``values_of`` turns the few
 selected keys back into y exactly (bit decomposition, high bits to arithmetic shares).
 
 Reveals: the outcomes of the comparisons, nothing else (the shares are only rearranged
@@ -53,12 +63,18 @@ at most its own factor of the composed permutation). The algorithm is a determin
 function of the outcomes, and the outcomes a function of that random order only, so the
 whole transcript has the same distribution whatever the values. The pivot (first element
 of its segment) stays a uniformly random element since stable partitioning keeps the
-random order. Ties are why the tie-break must be secret (the row index inside the key):
-breaking them by the public shuffled position would make the order of equal values
-follow the arrangement, so the outcomes would show how many ties there are (a constant
-column would answer every comparison by position). Several selections on the same
-shuffled keys are still a function of the same random order, so a column is shuffled
-once per job. Who knows the permutation: with the dealer, the dealer (it deals every
+random order; so does a segment's sample (its first s elements), and the sample's own
+quickselect runs on a copy so the segment's order stays untouched. Every choice the
+selection makes (samples, pivot sample ranks, which elements compare with which pivot,
+the rearrangements) is a function of the public target ranks and of earlier outcomes,
+hence of the random order only (tests/test_ss_select.py: a constant column and a column of
+distinct values arranged to the same rank sequence give identical outcomes). Ties are
+why the tie-break must be secret (the row index inside the key): breaking them by the public
+shuffled position would make the order of equal values follow the arrangement, so the
+outcomes would show how many ties there are (a constant column would answer every comparison
+by position). Several selections on the same shuffled keys are still a function of the same
+random order, so a column is shuffled once per job.
+Who knows the permutation: with the dealer, the dealer (it deals every
 factor but sees no shares), so security assumes it colludes with no computing party;
 with ``triples="ot"`` nobody: the order is pi_1 o pi_0 with pi_i uniform and known only to
 party i (each applies its factor by an oblivious switching network, Mohassel-Sadeghian,

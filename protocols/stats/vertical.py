@@ -7,7 +7,9 @@ the others get None.
 How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integers X):
 
 1. *Scale.* max(X) and min(X) by a comparison tree (exact; one comparison per pair
-   splits the rows into larger and smaller halves, then a tree over each); then the bit lengths of
+   splits the rows into larger and smaller halves, then a tree over each: 1.5 n
+   comparisons, ``ss.order.extremes``, whose outcomes stay XOR-shared and select by a
+   multiplexer of one random OT each way with the OT source); then the bit lengths of
    max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
    two** (orders of magnitude of the largest |value| and of the range), nothing else.
    X - min(X) is rescaled by the public 2^(W - range bits) to W bits,
@@ -16,7 +18,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    scaling by the range keeps columns from 1e-4 to 1e4, or 1000 +- 0.01, accurate in one
    table: the resolution is 2^-W of the column's range, whatever the job's frac_bits.
 2. *Centre on shares.* mean(X) = sum(X) * round(2^G/n) / 2^G (one truncation), d = X - mean.
-3. Sums of products of d (one Beaver multiplication) give var, cov and the correlation
+3. Sums of products of d, the Gram matrix d d^T computed once per job for all columns
+   (``ss.gram_matrix``: with the OT source one cross product of the two parties' shares,
+   Gilboa on random OTs; else a matmul triple), give var, cov and the correlation
    matrix; var/cov are opened directly (var, n and the scale determine nothing more than
    the result), the correlation is normalised on shares: the secret power of two of each
    sum of squares is taken out (bit decomposition, one-hot, public shifts) so that
@@ -26,8 +30,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
-   (``ss.quantile``, :mod:`mpc.ss.order`): about 5.25 n comparisons per column for describe's six
-   ranks (both neighbours of each quartile; 27 rounds at n = 2^19), no multiplication; the
+   (``ss.quantile``, :mod:`mpc.ss.order`: sample pivots, then quickselect): about 3 n
+   comparisons per column for describe's six ranks (both neighbours of each quartile;
+   about 65 rounds at n = 2^19), no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
    the keys are distinct and in a uniformly random order no party knows, so the
