@@ -87,7 +87,14 @@ def _describe(ctx, data, owners):
 
 @pytest.mark.parametrize("transport", ["memory", "grpc"])
 def test_describe_without_a_dealer_on_ties_equals_pandas(monkeypatch, transport):
+    """Owner-scaled columns (a public bound): min, max and the quartiles come out of one
+    selection, the min/max tournament is never run."""
     monkeypatch.setattr(order, "SAMPLE_ABOVE", 256)
+
+    def no_tournament(x):
+        raise AssertionError("describe of bounded columns ran the min/max tournament")
+
+    monkeypatch.setattr(order, "extremes", no_tournament)
     n = 5000
     data = {"ties": RNG.integers(0, 4, n).astype(np.float64) * 0.5,          # four values
             "dup": np.where(RNG.random(n) < 0.7, 3.25, RNG.normal(0, 100, n)),

@@ -85,7 +85,7 @@ parties, each sees outcomes of keys in an order that is uniform given its own fa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,8 +98,9 @@ from mpc.ss.shuffle import available, shuffle
 from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
 
-__all__ = ["available", "can_select", "count_greater", "extremes", "fits", "key_bits", "keys_of", "median",
-           "next_values", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
+__all__ = ["available", "can_select", "count_greater", "dealer_free", "extremes", "fits", "key_bits", "keys_of",
+           "median", "next_values", "positions", "quantile", "select", "shuffled", "shuffled_keys", "smallest",
+           "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -370,6 +371,12 @@ def shuffled_keys(y: SharedTensor) -> SharedTensor:
     return y._new(shuffled(y.ctx, keys_of(y.ctx, y.share)), 0)
 
 
+def dealer_free(ctx: Context) -> bool:
+    """Whether the job's randomness comes from no dealer (a dealer deals the shuffles'
+    permutations, so it would see selection round sizes of an order it knows)."""
+    return source_kind(ctx.options) != DEALER
+
+
 def can_select(ctx: Context, n: int, range_bits: Sequence[int]) -> bool:
     """Whether ``smallest`` may use quickselect: a source that shuffles, and keys below 2^62."""
     return available(ctx) and all(fits(n, int(b)) for b in range_bits)
@@ -402,6 +409,13 @@ def _split(t: SharedTensor, ranks: Sequence[np.ndarray]) -> list[SharedTensor]:
     return [t[bounds[i]:bounds[i + 1]] for i in range(len(ranks))]
 
 
+def positions(n: int, qs: Any, method: str = "linear") -> np.ndarray:
+    """The ranks (0-based, sorted, unique) whose order statistics ``quantile(x, qs,
+    method)`` reads for n rows (to select them beforehand, see ``known``)."""
+    lo, hi, _ = _positions(n, np.asarray(qs, dtype=np.float64).ravel(), method)
+    return np.unique(np.concatenate([lo, hi]))
+
+
 def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """numpy's ranks for ``method``: (lo, hi, weights t * 2^INTERP_BITS or None when no
     value is interpolated)."""
@@ -424,7 +438,8 @@ def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndar
 
 def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False, *,
              low: SharedTensor | None = None, range_bits: Sequence[int] | None = None,
-             keys: SharedTensor | None = None, extra_bits: Any = None) -> SharedTensor:
+             keys: SharedTensor | None = None, extra_bits: Any = None,
+             known: Mapping[int, SharedTensor] | None = None) -> SharedTensor:
     """Quantiles ``q`` in [0, 1] of a 1-D SharedTensor, or of each row of a 2-D one, with
     numpy's ``method`` (linear, lower, higher, nearest); shape (*rows, *q.shape). Exact
     for lower/higher/nearest; ``linear`` within one unit of the result's scale.
@@ -436,7 +451,9 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
     bitwise search; else x is sorted (``ss.sort``). ``extra_bits`` (int, or one per row):
     fractional bits the result carries beyond x's, 0 by default (the job's frac_bits for
     an interpolated integer tensor); a scalar adds to ``frac_bits``, an array leaves
-    ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more.
+    ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more. ``known``:
+    rank -> (rows,) shares of x's order statistics found beforehand (e.g. in one selection
+    with min and max); when it holds every rank the method needs, nothing is selected.
     Reveals nothing but shapes (and, with keys, the quickselect's outcomes, which are
     independent of the data).
     """
@@ -453,7 +470,10 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
     rows = x.reshape(-1, n)
     c = rows.shape[0]
     lo, hi, t = _positions(n, qs.ravel(), method)
-    if is_sorted or low is None:
+    if known is not None and all(int(r) in known for r in np.concatenate([lo, hi])):
+        v_lo = ss_stack([known[int(r)].reshape(c) for r in lo], axis=1)
+        v_hi = ss_stack([known[int(r)].reshape(c) for r in hi], axis=1)
+    elif is_sorted or low is None:
         s = rows if is_sorted else sort(rows)
         v_lo, v_hi = s[:, lo], s[:, hi]
     else:

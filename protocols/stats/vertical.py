@@ -9,7 +9,11 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
 1. *Scale.* max(X) and min(X) by a comparison tree (exact; one comparison per pair
    splits the rows into larger and smaller halves, then a tree over each: 1.5 n
    comparisons, ``ss.order.extremes``, whose outcomes stay XOR-shared and select by a
-   multiplexer of one random OT each way with the OT source); then the bit lengths of
+   multiplexer of one random OT each way with the OT source). A column with a public
+   bound |X| <= 2^B (an owner-scaled one: ``scaling.bound_bits``) skips the tournament:
+   its distinct keys of X + 2^B are shuffled and min, max and describe's quartile
+   neighbours come out of one selection with opened outcomes (step 4), the same keys
+   serving later quantiles; then the bit lengths of
    max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
    two** (orders of magnitude of the largest |value| and of the range), nothing else.
    X - min(X) is rescaled by the public 2^(W - range bits) to W bits,
@@ -87,6 +91,7 @@ from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
+from protocols.stats import scaling
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
@@ -109,10 +114,15 @@ class _Col:
     shift: int                # r * 2^-shift = value - min
     d: SharedTensor | None = field(default=None)     # r - mean(r)
     keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
+    zkeys: SharedTensor | None = field(default=None)  # or of z = X + 2^B (B: the public bound)
+    zbound: int = 0                                   # B (zkeys only)
+    known: dict[int, SharedTensor] | None = field(default=None)   # rank -> X's order statistic
 
 
-def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
-    """Prepare (and cache per job) several columns, batching their comparisons."""
+def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: bool = False) -> list[_Col]:
+    """Prepare (and cache per job) several columns, batching their comparisons.
+    ``select_first`` (describe): without a dealer, columns with a public bound get min,
+    max and the quartiles from one selection (``_select_first``) instead of a tournament."""
     cache: dict[int, tuple[SharedTensor, _Col]] = ctx.state.setdefault(_CACHE, {})
     todo = {}
     for name, x in named.items():
@@ -126,7 +136,13 @@ def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]
     for n, names in groups.items():
         xs = ss.stack([todo[k].with_frac_bits(0) for k in names])            # X, (c, n)
         c = len(names)
-        mn, mx = ss.order.extremes(xs)
+        bounds = [scaling.bound_bits(todo[k]) for k in names]
+        zkeys, known = None, None
+        if select_first and ss.order.dealer_free(ctx) and all(b is not None for b in bounds) \
+                and ss.order.can_select(ctx, n, [b + 2 for b in bounds]):
+            mn, mx, zkeys, known = _select_first(xs, np.array(bounds, np.int64))
+        else:
+            mn, mx = ss.order.extremes(xs)
         bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
         w = cm.work_bits(n)
         ys = xs - mn.reshape(c, 1)                                    # X - min X in [0, 2^rb)
@@ -139,8 +155,32 @@ def _prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]
             x = todo[k]
             b, rb = int(bits[i]), int(rbs[i])
             col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], ys[i], rs[i], x.frac_bits + w - rb)
+            if zkeys is not None:
+                col.zkeys, col.zbound = zkeys[i], int(bounds[i])
+                col.known = {r: v[i] for r, v in known.items()}
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
+
+
+DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
+
+
+def _select_first(xs: SharedTensor, bounds: np.ndarray
+                  ) -> tuple[SharedTensor, SharedTensor, SharedTensor, dict[int, SharedTensor]]:
+    """Min, max and describe's quartile neighbours of each row of X (c, n) in ONE selection,
+    for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the distinct keys
+    of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the quartiles'
+    are selected together (about 3.6 n opened comparisons per column at 2^19 against 1.5 n
+    secret ones for the min/max tournament plus 3 n for the quartiles afterwards). Returns
+    (min, max, the keys for later quantiles, rank -> X's order statistic)."""
+    c, n = xs.shape
+    off = (np.int64(1) << bounds).reshape(c, 1)
+    z = xs + off
+    keys = ss.order.shuffled_keys(z)
+    ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
+    found = ss.stack(ss.order.smallest(z, [ranks] * c, [int(b) + 2 for b in bounds], keys=keys)) - off
+    known = {int(r): found[:, i] for i, r in enumerate(ranks)}
+    return known[0], known[n - 1], keys, known
 
 
 def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
@@ -352,6 +392,17 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
     times 2^_extra_bits(column): ``ss.quantile`` given each column's minimum and range
     bits, on the column's shuffled keys (shuffled once per column and job, then reused)
     when quickselect applies."""
+    xs = ss.stack([c.x for c in cols])
+    extra = np.array([_extra_bits(c) for c in cols])
+    if all(c.zkeys is not None for c in cols):
+        need = ss.order.positions(cols[0].n, qs, method)
+        known = None
+        if all(int(r) in c.known for c in cols for r in need):
+            known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
+        offs = np.array([1 << c.zbound for c in cols], np.int64)
+        out = ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
+                          keys=ss.stack([c.zkeys for c in cols]), extra_bits=extra, known=known)
+        return [out[i] for i in range(len(cols))]
     keys = None
     if _use_select(ctx, cols):
         todo = [c for c in cols if c.keys is None]
@@ -442,7 +493,7 @@ def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
     min and max come from the comparison tree that also scales the columns."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
-    cols = _prepare_many(ctx, named)
+    cols = _prepare_many(ctx, named, select_first=True)
     rows = []
     for c in cols:
         _check_ddof(c.n, 1)
