@@ -420,10 +420,11 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
 def quantile(ctx: Context, x: SharedTensor, q: Any, method: str = "linear",
              reveal_to: str | None = None) -> float | np.ndarray | None:
     """Quantile(s) ``q`` in [0, 1] with numpy's ``method`` (linear, lower, higher,
-    nearest), exact on the encoded values. With the dealer: shuffle + quickselect with
-    opened comparisons (about 4 n comparisons and 30-40 rounds for a median's two
-    neighbours at n = 2^19; the outcomes are independent of the data, see the module
-    docstring); without it: one
+    nearest), exact on the encoded values. With a source that shuffles (the dealer, or
+    ``triples="ot"``): shuffle + selection with opened comparisons (sample pivots, then
+    quickselect; about 2.5-3 n comparisons for a median's two neighbours at n = 2^19;
+    the outcomes are independent of the data, see the module docstring); with
+    ``triples="paillier"``: one
     round of n comparisons per bit of the column's range and per rank, nothing opened.
     Only the result is revealed."""
     qs = np.asarray(q, dtype=np.float64)
@@ -487,10 +488,13 @@ def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """``DataFrame.describe().T`` of shared columns (a SharedTable, dict or list): index =
     columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles, batched
-    over columns: with the dealer, an oblivious shuffle and about 5 comparisons per row
-    and column whose outcomes are opened (they are independent of the data, see the module
-    docstring); without it, 3 comparisons per row and column per bit of the widest range.
-    min and max come from the comparison tree that also scales the columns."""
+    over columns: with a source that shuffles, an oblivious shuffle and about 3
+    comparisons per row and column whose outcomes are opened (they are independent of the
+    data, see the module docstring); with ``triples="paillier"``, 3 comparisons per row and
+    column per bit of the widest range. min and max come from the comparison tree that
+    also scales the columns (1.5 n comparisons), or, without a dealer and for owner-scaled
+    columns (a public bound), from the same selection as the quartiles (about 3.6 n
+    comparisons per column for all eight ranks at 2^19)."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
     cols = _prepare_many(ctx, named, select_first=True)
