@@ -37,6 +37,7 @@ def _data(n):
 @pytest.mark.parametrize("triples", ["ot", "dealer"])
 def test_sample_cuts_match_sort(monkeypatch, triples):
     monkeypatch.setattr(order, "SAMPLE_ABOVE", 64)
+    monkeypatch.setattr(order, "OPEN_CHUNK", 1000)            # several comparison calls per round
     n = 3001
     x = _data(n)
     ranks = [np.array([0, 1, n // 4, n // 4 + 1, n // 2, 3 * n // 4, n - 2, n - 1]), np.array([7]),

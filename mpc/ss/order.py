@@ -173,6 +173,14 @@ SAMPLE_ABOVE = 1 << 12       # segments longer than this are cut by sample pivot
 SIGMAS = 2.5                 # half-width of a target's bracket, in sample standard deviations
 SAMPLE_FACTOR = 1.0          # sample size s = SAMPLE_FACTOR m^(2/3) for a segment of m
 MAX_CUTS = 6
+OPEN_CHUNK = 1 << 20         # opened comparisons per call: bounds the comparison's temporaries
+
+
+def _less_open(ctx: Context, d: np.ndarray) -> np.ndarray:
+    """[d < 0] opened (``compare.ltz_open``), OPEN_CHUNK elements per call."""
+    if d.size <= OPEN_CHUNK:
+        return compare.ltz_open(ctx, d)
+    return np.concatenate([compare.ltz_open(ctx, d[i:i + OPEN_CHUNK]) for i in range(0, d.size, OPEN_CHUNK)])
 
 
 def _live(starts: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +203,7 @@ def _quickselect(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nd
         first = np.cumsum(sizes) - sizes                     # offset of each segment's elements
         pos = starts[seg] + np.arange(seg.size) - first[seg] + 1
         moved = vals[pos]
-        lt = compare.ltz_open(ctx, moved - vals[starts[seg]])
+        lt = _less_open(ctx, moved - vals[starts[seg]])
         if trace is not None:
             trace.append(lt)
         n_less = np.bincount(seg, weights=lt, minlength=starts.size).astype(np.int64)
@@ -266,7 +274,7 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
         if not act.size:
             break
         mid = (lo[act] + hi[act]) // 2
-        lt = compare.ltz_open(ctx, vals[pos[act]] - pivots[p_off[seg[act]] + mid])
+        lt = _less_open(ctx, vals[pos[act]] - pivots[p_off[seg[act]] + mid])
         if trace is not None:
             trace.append(lt)
         hi[act] = np.where(lt, mid, hi[act])
