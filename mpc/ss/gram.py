@@ -38,7 +38,7 @@ from mpc.ss.ot_triples import OtSource
 from mpc.ss.tensor import SharedTensor
 from mpc.ss.triples import get_source
 
-OTS_PER_BATCH = 1 << 20          # random OTs per batch and direction: k-word pads, bounded memory
+OTS_PER_BATCH = 1 << 19          # random OTs per batch and direction: k-word pads, about 100 MiB
 _GROUPS = ((0, 32, np.uint64), (32, 48, np.uint32), (48, 56, np.uint16), (56, 64, np.uint8))
 _WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
