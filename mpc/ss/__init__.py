@@ -54,10 +54,11 @@ from mpc.ss.functions import (
     sqrt,
     where,
 )
+from mpc.ss.gram import gram_matrix
 from mpc.ss.order import median, quantile
 from mpc.ss.tensor import SharedTensor, concatenate, from_shares, public, share, stack, sum_of_locals
 
 __all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "dealer", "divide",
-           "from_shares", "inv_sqrt", "max_", "maximum", "median", "min_", "min_max", "minimum", "order",
+           "from_shares", "gram_matrix", "inv_sqrt", "max_", "maximum", "median", "min_", "min_max", "minimum", "order",
            "provider", "public", "quantile", "reciprocal", "scale_pow2", "share", "sort", "sqrt", "stack",
            "sum_of_locals", "where"]

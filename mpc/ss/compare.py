@@ -23,6 +23,15 @@ themselves give a local XOR sharing of a word that is zero iff x is, and
 per element) before a daBit; with more parties the word is x's bit decomposition. The OT
 source has its own test (the equality output of its millionaires' protocol, cheaper there).
 
+``mux_xor(b, x)`` multiplies an arithmetic share x by an XOR-shared bit b (the output of
+``msb_xor``, no conversion): with the OT source one random OT each way and two words per
+element, the multiplexer of CrypTFlow2 (section 4.1) -- party i, the sender, offers
+m_c = (b_i xor c) x_i - r_i for c = 0, 1 masked by the random OT's pads, the peer chooses
+with its bit b_(1-i) and gets (b_0 xor b_1) x_i - r_i; r_i is party i's share. The
+receiver learns one pad-masked message (the other pad is unknown to it), itself masked by
+r_i: uniform. Instead of a daBit plus a multiplication by Gilboa (128 correlated OTs).
+Other sources: ``b2a_bits`` then a Beaver multiplication.
+
 ``ltz_open`` opens the XOR-shared top bit instead (7 rounds of ``msb_xor`` + 1): it
 reveals the comparison outcomes, so it is only for protocols whose outcomes are
 independent of the data (comparisons of distinct keys in an obliviously shuffled order,
@@ -33,9 +42,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpc.crypto.random import PRG, new_seed
+from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss import provider
-from mpc.ss.beaver import and_words, b2a_bits, open_arith, open_bits
+from mpc.ss.beaver import and_words, b2a_bits, mul, open_arith, open_bits
+from mpc.ss.ot_triples import OtSource
 from mpc.ss.triples import get_source
 
 _SHIFTS = (1, 2, 4, 8, 16, 32)
@@ -127,6 +139,34 @@ def msb_xor(ctx: Context, x: np.ndarray) -> np.ndarray:
     c = open_arith(ctx, flat - r_arith)        # x = c + r (mod 2^64), c uniform
     top = (r_bool ^ c if ctx.rank == 0 else r_bool) >> np.uint64(63)
     return (top ^ _carry_into_msb(ctx, c, r_bool)).reshape(np.shape(x))
+
+
+def mux_xor(ctx: Context, bits: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Arithmetic shares of b * x for XOR-shared bits ``bits`` (bit 0 of each word) and
+    arithmetic shares ``x`` of the same shape; one round (module docstring). Reveals nothing."""
+    shape = np.shape(x)
+    b = np.ascontiguousarray(bits, dtype=np.uint64).reshape(-1) & np.uint64(1)
+    v = np.ascontiguousarray(x, dtype=np.uint64).reshape(-1)
+    if b.shape != v.shape:
+        raise ValueError(f"mux_xor needs bits and values of one shape, got {np.shape(bits)} and {shape}")
+    source = get_source(ctx)
+    if not isinstance(source, OtSource) or not v.size:
+        return mul(ctx, b2a_bits(ctx, b), v).reshape(shape)
+    prg = ctx.state.get(_MUX_PRG)
+    if prg is None:
+        prg = ctx.state[_MUX_PRG] = PRG(new_seed())
+    peer = ctx.peers[0]
+    p0, p1, mine = source.rot_pair(v.size, b.astype(bool), 1)           # (1, n) word-major pads
+    r = prg.uint64(v.size)
+    m0 = (v * b) - r                                                    # (b_i xor 0) x_i - r_i
+    m1 = (v * (b ^ np.uint64(1))) - r                                   # (b_i xor 1) x_i - r_i
+    ctx.send(peer, np.stack([m0 + p0[0], m1 + p1[0]]))
+    e = expect(peer, ctx.recv(peer), np.uint64, (2, v.size), "multiplexer OT messages")
+    got = np.where(b.astype(bool), e[1], e[0]) - mine[0]               # (b_peer xor b_i) x_peer - r_peer
+    return (r + got).reshape(shape)
+
+
+_MUX_PRG = "mpc.ss.compare.mux_prg"
 
 
 def ltz_open(ctx: Context, x: np.ndarray) -> np.ndarray:

@@ -34,15 +34,25 @@ K orders like y and breaks ties by the row index, secretly. ``shuffled`` permute
 column (a row of a (c, n) share array) by its own uniformly random permutation that no
 single party knows (never one permutation for two columns: the opened comparison
 patterns would then tell the columns' rank correlation). ``select`` is a multi-target
-quickselect, vectorised over all columns and all ranks: the arrangement is cut into
-segments; every active segment (it holds a wanted rank and more than one element) takes
-its first element as pivot and compares all its others with it in ONE batched
-comparison per round (``mpc.ss.compare.ltz_open`` of K_e - K_p: the XOR-shared top bit
-is opened to everyone, 8 rounds); then it is stably partitioned (smaller, pivot,
-larger), a public rearrangement every party applies to its shares. A rank is found when
-its segment has one element. About 5.25 n comparisons per column for 6 ranks (describe's
-quartile neighbours; 27 rounds at n = 2^19), 4 n for a median's two neighbours, no
-multiplication. ``values_of`` turns the few
+selection, vectorised over all columns and all ranks: the arrangement is cut into
+segments. A segment longer than SAMPLE_ABOVE (4096) is first cut by sample pivots
+(Floyd and Rivest, "Expected time bounds for selection", CACM 1975): its first
+s = m^(2/3) elements (a uniform sample, the order being random) are quickselected on a
+copy at the sample ranks r s / m -+ (2.5 sigma + 1) around each target rank r, and every
+element of the segment finds its bucket among those pivots by a binary search of opened
+comparisons (one batch per level for all segments), stopping as soon as its interval of
+buckets holds no target's bracket; the segment is rearranged stably by final interval
+(a contiguous range of ranks each). Then a quickselect: every active segment (it holds a
+wanted rank and more than one element) takes its first element as pivot and compares all
+its others with it in ONE batched comparison per round (``mpc.ss.compare.ltz_open`` of
+K_e - K_p: the XOR-shared top bit is opened to everyone); then it is stably partitioned
+(smaller, pivot, larger), a public rearrangement every party applies to its shares. A
+rank is found when its segment has one element. Measured (tests/test_ss_select.py, a
+plaintext count at n = 2^19): 3.0 n comparisons per column for describe's six ranks
+(both neighbours of each quartile) in about 65 rounds, against 4.55 n for the plain
+quickselect (30 rounds); no multiplication. A target outside its bracket (probability
+about 1% per target at 2.5 sigma) only leaves a larger segment for the next cut.
+``values_of`` turns the few
 selected keys back into y exactly (bit decomposition, high bits to arithmetic shares).
 
 Reveals: the outcomes of the comparisons, nothing else (the shares are only rearranged
@@ -53,12 +63,18 @@ at most its own factor of the composed permutation). The algorithm is a determin
 function of the outcomes, and the outcomes a function of that random order only, so the
 whole transcript has the same distribution whatever the values. The pivot (first element
 of its segment) stays a uniformly random element since stable partitioning keeps the
-random order. Ties are why the tie-break must be secret (the row index inside the key):
-breaking them by the public shuffled position would make the order of equal values
-follow the arrangement, so the outcomes would show how many ties there are (a constant
-column would answer every comparison by position). Several selections on the same
-shuffled keys are still a function of the same random order, so a column is shuffled
-once per job. Who knows the permutation: with the dealer, the dealer (it deals every
+random order; so does a segment's sample (its first s elements), and the sample's own
+quickselect runs on a copy so the segment's order stays untouched. Every choice the
+selection makes (samples, pivot sample ranks, which elements compare with which pivot,
+the rearrangements) is a function of the public target ranks and of earlier outcomes,
+hence of the random order only (tests/test_ss_select.py: a constant column and a column of
+distinct values arranged to the same rank sequence give identical outcomes). Ties are
+why the tie-break must be secret (the row index inside the key): breaking them by the public
+shuffled position would make the order of equal values follow the arrangement, so the
+outcomes would show how many ties there are (a constant column would answer every comparison
+by position). Several selections on the same shuffled keys are still a function of the same
+random order, so a column is shuffled once per job.
+Who knows the permutation: with the dealer, the dealer (it deals every
 factor but sees no shares), so security assumes it colludes with no computing party;
 with ``triples="ot"`` nobody: the order is pi_1 o pi_0 with pi_i uniform and known only to
 party i (each applies its factor by an oblivious switching network, Mohassel-Sadeghian,
@@ -69,7 +85,7 @@ parties, each sees outcomes of keys in an order that is uniform given its own fa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,8 +98,9 @@ from mpc.ss.shuffle import available, shuffle
 from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
 
-__all__ = ["available", "can_select", "count_greater", "fits", "key_bits", "keys_of", "median",
-           "next_values", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
+__all__ = ["available", "can_select", "count_greater", "dealer_free", "extremes", "fits", "key_bits", "keys_of",
+           "median", "next_values", "positions", "quantile", "select", "shuffled", "shuffled_keys", "smallest",
+           "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -122,16 +139,22 @@ def values_of(ctx: Context, keys: np.ndarray, n: int) -> np.ndarray:
 
 
 def shuffled(ctx: Context, x: np.ndarray) -> np.ndarray:
-    """Shares of each row of ``x`` (c, n) under its own oblivious random permutation."""
-    return shuffle(ctx, np.ascontiguousarray(x, dtype=np.uint64))
+    """Shares of each row of ``x`` (c, n) under its own oblivious random permutation; one
+    row per shuffle call (measured at 4 x 2^19 with the OT shuffle: about 100 MiB less peak
+    memory per party than all rows at once, for the same OTs)."""
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    if x.ndim != 2 or x.shape[0] <= 1:
+        return shuffle(ctx, x)
+    return np.concatenate([shuffle(ctx, x[i:i + 1]) for i in range(x.shape[0])])
 
 
 def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
            trace: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
-    by multi-target quickselect with opened outcomes. Only for DISTINCT keys (< 2^62) in
-    an obliviously shuffled order (see the module docstring). ``trace``, when a list,
-    gets the opened outcomes of every round (they are public anyway)."""
+    by multi-target selection with opened outcomes: segments longer than SAMPLE_ABOVE are
+    first cut by sample pivots (``_sample_cut``), then a quickselect finishes. Only for
+    DISTINCT keys (< 2^62) in an obliviously shuffled order (see the module docstring).
+    ``trace``, when a list, gets the opened outcomes of every round (they are public anyway)."""
     keys = np.asarray(keys, dtype=np.uint64)
     c, n = keys.shape
     if len(ranks) != c:
@@ -142,16 +165,50 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
     vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
     targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
     starts = np.arange(c, dtype=np.int64) * n
-    ends = starts + n
-    live = (np.searchsorted(targets, ends) > np.searchsorted(targets, starts)) & (ends - starts > 1)
-    starts, ends = starts[live], ends[live]
+    starts, ends = _live(starts, starts + n, targets)
+    for _ in range(MAX_CUTS):
+        if not np.any(ends - starts > SAMPLE_ABOVE):
+            break
+        starts, ends = _live(*_sample_cut(ctx, vals, starts, ends, targets, trace), targets)
+    _quickselect(ctx, vals, starts, ends, targets, trace)
+    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
+
+
+SAMPLE_ABOVE = 1 << 12       # segments longer than this are cut by sample pivots first
+SIGMAS = 2.5                 # half-width of a target's bracket, in sample standard deviations
+SAMPLE_FACTOR = 1.0          # sample size s = SAMPLE_FACTOR m^(2/3) for a segment of m
+MAX_CUTS = 6
+OPEN_CHUNK = 1 << 20         # opened comparisons per call: bounds the comparison's temporaries
+
+
+def _less_open(ctx: Context, d: np.ndarray) -> np.ndarray:
+    """[d < 0] opened (``compare.ltz_open``), OPEN_CHUNK elements per call."""
+    if d.size <= OPEN_CHUNK:
+        return compare.ltz_open(ctx, d)
+    return np.concatenate([compare.ltz_open(ctx, d[i:i + OPEN_CHUNK]) for i in range(0, d.size, OPEN_CHUNK)])
+
+
+def _live(starts: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segments [starts, ends) that hold a target and more than one element, in order."""
+    keep = (np.searchsorted(targets, ends) > np.searchsorted(targets, starts)) & (ends - starts > 1)
+    order = np.argsort(starts[keep], kind="stable")
+    return starts[keep][order], ends[keep][order]
+
+
+def _quickselect(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
+                 trace: list[np.ndarray] | None) -> None:
+    """Quickselect in place on the segments [starts, ends) of ``vals`` until every target
+    position holds its order statistic: every active segment takes its first element as
+    pivot, compares all its others with it in ONE batched opened comparison per round, and
+    is stably partitioned (smaller, pivot, larger)."""
+    starts, ends = _live(starts, ends, targets)
     while starts.size:
         sizes = ends - starts - 1                            # elements compared with each pivot
         seg = np.repeat(np.arange(starts.size), sizes)
         first = np.cumsum(sizes) - sizes                     # offset of each segment's elements
         pos = starts[seg] + np.arange(seg.size) - first[seg] + 1
         moved = vals[pos]
-        lt = compare.ltz_open(ctx, moved - vals[starts[seg]])
+        lt = _less_open(ctx, moved - vals[starts[seg]])
         if trace is not None:
             trace.append(lt)
         n_less = np.bincount(seg, weights=lt, minlength=starts.size).astype(np.int64)
@@ -163,12 +220,114 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
         pivots = vals[starts]
         vals[new_pos] = moved
         vals[pivot_pos] = pivots
-        s2 = np.concatenate([starts, pivot_pos + 1])
-        e2 = np.concatenate([pivot_pos, ends])
-        live = (np.searchsorted(targets, e2) > np.searchsorted(targets, s2)) & (e2 - s2 > 1)
-        order = np.argsort(s2[live], kind="stable")
-        starts, ends = s2[live][order], e2[live][order]
-    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
+        starts, ends = _live(np.concatenate([starts, pivot_pos + 1]), np.concatenate([pivot_pos, ends]), targets)
+
+
+def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
+                trace: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every segment longer than SAMPLE_ABOVE by pivots from a sample (Floyd-Rivest):
+    its first s = m^(2/3) elements (a uniform sample, the order being random) are
+    quickselected (on a copy) at the sample ranks r s / m -+ (SIGMAS sigma + 1) around each
+    target rank r, sigma = sqrt(s q (1 - q)); then every element of the segment finds its
+    bucket among those pivots by a binary search of opened comparisons, one batched
+    comparison per level for all segments, stopping as soon as its interval of buckets
+    holds no target's bracket. The segment is rearranged stably by final interval (each a
+    contiguous range of ranks). Returns the new segments (those not cut are kept)."""
+    sizes = ends - starts
+    big = np.flatnonzero(sizes > SAMPLE_ABOVE)
+    keep_s, keep_e = starts[sizes <= SAMPLE_ABOVE], ends[sizes <= SAMPLE_ABOVE]
+    # 1. pivot sample ranks of each big segment
+    samp_sizes, piv_ranks, wanted = [], [], []
+    for i in big:
+        m = int(sizes[i])
+        s = min(m // 2, max(64, round(SAMPLE_FACTOR * m ** (2 / 3))))
+        r = targets[(targets >= starts[i]) & (targets < ends[i])] - starts[i]
+        q = r / (m - 1)
+        half = SIGMAS * np.sqrt(s * q * (1 - q)) + 1
+        lo = np.floor(r * (s - 1) / (m - 1) - half).astype(np.int64)
+        hi = np.ceil(r * (s - 1) / (m - 1) + half).astype(np.int64)
+        ranks = np.unique(np.concatenate([lo[lo >= 0], hi[hi < s]]))
+        # bucket b holds the keys between pivots b - 1 and b; a target's bracket runs from the
+        # bucket above its lo pivot to the one below its hi pivot
+        b0 = np.where(lo >= 0, np.searchsorted(ranks, lo, side="right"), 0)
+        b1 = np.where(hi < s, np.searchsorted(ranks, hi), len(ranks))
+        want = np.zeros(len(ranks) + 1, bool)
+        for u, v in zip(b0, b1, strict=True):
+            want[u:v + 1] = True
+        samp_sizes.append(s)
+        piv_ranks.append(ranks)
+        wanted.append(want)
+    samp_sizes = np.array(samp_sizes, np.int64)
+    # 2. the pivots: quickselect on a copy of the samples
+    s_starts = np.cumsum(samp_sizes) - samp_sizes
+    sample = np.concatenate([vals[starts[i]:starts[i] + s] for i, s in zip(big, samp_sizes, strict=True)])
+    s_targets = np.concatenate([r + o for r, o in zip(piv_ranks, s_starts, strict=True)])
+    _quickselect(ctx, sample, s_starts, s_starts + samp_sizes, s_targets, trace)
+    pivots = sample[s_targets]                                       # flat, segment by segment
+    n_piv = np.array([len(r) for r in piv_ranks], np.int64)
+    p_off = np.cumsum(n_piv) - n_piv
+    w_cum = [np.concatenate([[0], np.cumsum(w)]) for w in wanted]    # wanted buckets in [lo, hi]
+    w_off = np.cumsum([len(w) for w in w_cum]) - np.array([len(w) for w in w_cum])
+    w_flat = np.concatenate(w_cum)
+    # 3. binary search of every element of the big segments among its segment's pivots
+    seg = np.repeat(np.arange(len(big)), sizes[big])
+    pos = np.concatenate([np.arange(starts[i], ends[i]) for i in big])
+    lo, hi = np.zeros(pos.size, np.int64), n_piv[seg].copy()        # bucket interval [lo, hi]
+    while True:
+        has = w_flat[w_off[seg] + hi + 1] - w_flat[w_off[seg] + lo] > 0
+        act = np.flatnonzero(has & (lo < hi))
+        if not act.size:
+            break
+        mid = (lo[act] + hi[act]) // 2
+        lt = _less_open(ctx, vals[pos[act]] - pivots[p_off[seg[act]] + mid])
+        if trace is not None:
+            trace.append(lt)
+        hi[act] = np.where(lt, mid, hi[act])
+        lo[act] = np.where(lt, lo[act], mid + 1)
+    # 4. stable rearrangement by interval; the intervals of one segment are disjoint
+    order = np.lexsort((np.arange(pos.size), lo, seg))
+    moved = vals[pos[order]]
+    seg_o, lo_o = seg[order], lo[order]
+    vals[np.concatenate([np.arange(starts[i], ends[i]) for i in big])] = moved
+    new = np.flatnonzero(np.concatenate([[True], (seg_o[1:] != seg_o[:-1]) | (lo_o[1:] != lo_o[:-1])]))
+    first = np.concatenate([np.arange(starts[i], ends[i]) for i in big])[new]
+    last = np.concatenate([first[1:], [0]])
+    seg_end = ends[big][seg_o[new]]
+    last = np.where(np.concatenate([seg_o[new][1:] != seg_o[new][:-1], [True]]), seg_end, last)
+    return np.concatenate([keep_s, first]), np.concatenate([keep_e, last])
+
+
+def _larger(ctx: Context, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Shares of max(u, v) elementwise: u + [u < v] (v - u), the bit XOR-shared (``msb_xor``
+    of u - v) and multiplied in by the multiplexer (``compare.mux_xor``), no daBit."""
+    return u + compare.mux_xor(ctx, compare.msb_xor(ctx, u - v), v - u)
+
+
+def extremes(x: SharedTensor) -> tuple[SharedTensor, SharedTensor]:
+    """(min, max) of each row of ``x`` (c, n), values |x| < 2^62; exact, reveals nothing.
+    As ``ss.min_max`` (one comparison per pair splits the rows into larger and smaller
+    halves, then one tournament over both), 1.5 n comparisons per row in ceil(log2 n) + 1
+    rounds, but each round's comparison outcome stays XOR-shared and selects by the
+    multiplexer (one random OT each way per element with the OT source) instead of a daBit
+    and a Gilboa multiplication (128 correlated OTs)."""
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError(f"extremes needs a (rows, n) SharedTensor with n > 0, got shape {x.shape}")
+    ctx, v = x.ctx, x.share
+    c, n = v.shape
+    h = n // 2
+    hi = lo = v
+    if h:
+        a, b = v[:, 0:2 * h:2], v[:, 1:2 * h:2]
+        hi = _larger(ctx, a, b)
+        lo = a + b - hi
+        if n % 2:
+            hi, lo = np.concatenate([hi, v[:, -1:]], axis=1), np.concatenate([lo, v[:, -1:]], axis=1)
+    w = np.concatenate([hi, np.uint64(0) - lo])                    # max of both halves at once
+    while w.shape[1] > 1:
+        h = w.shape[1] // 2
+        top = _larger(ctx, w[:, 0:2 * h:2], w[:, 1:2 * h:2])
+        w = np.concatenate([top, w[:, -1:]], axis=1) if w.shape[1] % 2 else top
+    return x._new(np.uint64(0) - w[c:, 0]), x._new(w[:c, 0])
 
 
 # -- tensor level ------------------------------------------------------------------------------
@@ -225,6 +384,12 @@ def shuffled_keys(y: SharedTensor) -> SharedTensor:
     return y._new(shuffled(y.ctx, keys_of(y.ctx, y.share)), 0)
 
 
+def dealer_free(ctx: Context) -> bool:
+    """Whether the job's randomness comes from no dealer (a dealer deals the shuffles'
+    permutations, so it would see selection round sizes of an order it knows)."""
+    return source_kind(ctx.options) != DEALER
+
+
 def can_select(ctx: Context, n: int, range_bits: Sequence[int]) -> bool:
     """Whether ``smallest`` may use quickselect: a source that shuffles, and keys below 2^62."""
     return available(ctx) and all(fits(n, int(b)) for b in range_bits)
@@ -257,6 +422,13 @@ def _split(t: SharedTensor, ranks: Sequence[np.ndarray]) -> list[SharedTensor]:
     return [t[bounds[i]:bounds[i + 1]] for i in range(len(ranks))]
 
 
+def positions(n: int, qs: Any, method: str = "linear") -> np.ndarray:
+    """The ranks (0-based, sorted, unique) whose order statistics ``quantile(x, qs,
+    method)`` reads for n rows (to select them beforehand, see ``known``)."""
+    lo, hi, _ = _positions(n, np.asarray(qs, dtype=np.float64).ravel(), method)
+    return np.unique(np.concatenate([lo, hi]))
+
+
 def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """numpy's ranks for ``method``: (lo, hi, weights t * 2^INTERP_BITS or None when no
     value is interpolated)."""
@@ -279,7 +451,8 @@ def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndar
 
 def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False, *,
              low: SharedTensor | None = None, range_bits: Sequence[int] | None = None,
-             keys: SharedTensor | None = None, extra_bits: Any = None) -> SharedTensor:
+             keys: SharedTensor | None = None, extra_bits: Any = None,
+             known: Mapping[int, SharedTensor] | None = None) -> SharedTensor:
     """Quantiles ``q`` in [0, 1] of a 1-D SharedTensor, or of each row of a 2-D one, with
     numpy's ``method`` (linear, lower, higher, nearest); shape (*rows, *q.shape). Exact
     for lower/higher/nearest; ``linear`` within one unit of the result's scale.
@@ -291,7 +464,9 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
     bitwise search; else x is sorted (``ss.sort``). ``extra_bits`` (int, or one per row):
     fractional bits the result carries beyond x's, 0 by default (the job's frac_bits for
     an interpolated integer tensor); a scalar adds to ``frac_bits``, an array leaves
-    ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more.
+    ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more. ``known``:
+    rank -> (rows,) shares of x's order statistics found beforehand (e.g. in one selection
+    with min and max); when it holds every rank the method needs, nothing is selected.
     Reveals nothing but shapes (and, with keys, the quickselect's outcomes, which are
     independent of the data).
     """
@@ -308,7 +483,10 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
     rows = x.reshape(-1, n)
     c = rows.shape[0]
     lo, hi, t = _positions(n, qs.ravel(), method)
-    if is_sorted or low is None:
+    if known is not None and all(int(r) in known for r in np.concatenate([lo, hi])):
+        v_lo = ss_stack([known[int(r)].reshape(c) for r in lo], axis=1)
+        v_hi = ss_stack([known[int(r)].reshape(c) for r in hi], axis=1)
+    elif is_sorted or low is None:
         s = rows if is_sorted else sort(rows)
         v_lo, v_hi = s[:, lo], s[:, hi]
     else:

@@ -15,6 +15,12 @@ operators ``*``, ``@``, ``/`` on a scaled column would name it in a truncation r
 * ``scale_columns(ctx, columns)`` before ``private_join``: the owner's float columns as
   int64 plus every party's shifts; after the join, ``apply_shifts(table, shifts)`` gives
   the columns as SharedTensors with the right ``frac_bits``.
+
+Both also publish each float column's ``bits`` (|X| <= 2^bits for its ring integers X, a
+function of the owner's row count and of the public ``bits`` parameter only) and note it
+for the job (``bound_bits``): the statistics then know a public bound on every value
+without opening anything, so they can form order keys of X + 2^bits at once and find
+min, max and quantiles in one selection (:mod:`protocols.stats.vertical`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from mpc.ss import SharedTensor
 from protocols.stats._common import float_column
 
 DEFAULT_BITS = 52          # float64 precision; sums of 2^8 rows still fit below 2^61
+_BOUNDS = "protocols.stats.scaling.bounds"            # job state: qualified name -> bits
+_TENSOR_BOUNDS = "protocols.stats.scaling.tensor_bounds"   # job state: id(tensor) -> (tensor, bits)
 
 
 def column_exponent(values: np.ndarray) -> int:
@@ -63,14 +71,29 @@ def share_scaled(ctx: Context, values: Any, owner: str, bits: int | None = None,
         if values is None:
             raise ValueError(f"party {owner!r} is the owner of {name!r} and must pass its values")
         ints, shift = scale_column(values, name, bits)
-        ctx.broadcast(shift)
+        b = default_bits(len(ints)) if bits is None else int(bits)
+        ctx.broadcast([shift, b])
         t = ss.share(ctx, ints, owner)
     else:
-        shift = ctx.recv(owner)
-        if not isinstance(shift, int) or abs(shift) > 2000:
+        msg = ctx.recv(owner)
+        if not (isinstance(msg, list) and len(msg) == 2 and all(isinstance(v, int) for v in msg)
+                and abs(msg[0]) <= 2000 and 1 <= msg[1] <= 62):
             raise ValueError(f"party {owner!r} sent a malformed scale for {name!r}")
+        shift, b = msg
         t = ss.share(ctx, None, owner)
-    return t.with_frac_bits(shift)
+    return _note(t.with_frac_bits(shift), b)
+
+
+def _note(t: SharedTensor, bits: int) -> SharedTensor:
+    t.ctx.state.setdefault(_TENSOR_BOUNDS, {})[id(t)] = (t, int(bits))
+    return t
+
+
+def bound_bits(t: SharedTensor) -> int | None:
+    """The public b with |X| <= 2^b for the ring integers X of a column made by
+    ``share_scaled`` or ``apply_shifts`` in this job (None for any other tensor)."""
+    hit = t.ctx.state.get(_TENSOR_BOUNDS, {}).get(id(t))
+    return hit[1] if hit is not None and hit[0] is t else None
 
 
 def scale_columns(ctx: Context, columns: Any, bits: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -81,22 +104,33 @@ def scale_columns(ctx: Context, columns: Any, bits: int | None = None) -> tuple[
         columns = {str(c): columns[c].to_numpy() for c in columns.columns}
     if not isinstance(columns, Mapping):
         raise TypeError("columns must be a dict of arrays or a DataFrame")
-    out, shifts = {}, {}
+    out, shifts, bounds = {}, {}, {}
     for name, col in columns.items():
         arr = np.asarray(col)
         if arr.dtype.kind in "iub":
             out[name], shifts[name] = arr.astype(np.int64), 0
         else:
             out[name], shifts[name] = scale_column(arr, name, bits)
-    everyone = ctx.gather(shifts)
-    return out, {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}
+            bounds[name] = default_bits(len(arr)) if bits is None else int(bits)
+    everyone = ctx.gather({"shifts": shifts, "bounds": bounds})
+    noted = ctx.state.setdefault(_BOUNDS, {})
+    for p, got in zip(ctx.parties, everyone, strict=True):
+        for k, v in got["bounds"].items():
+            if not isinstance(v, int) or not 1 <= v <= 62:
+                raise ValueError(f"party {p!r} sent a malformed bound for column {k!r}")
+            noted[f"{p}.{k}"] = v
+    return out, {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True)
+                 for k, v in s["shifts"].items()}
 
 
 def apply_shifts(table: Any, shifts: Mapping[str, int]) -> dict[str, SharedTensor]:
     """The columns of a ``private_join`` table (qualified names) with their owner's shift
-    as ``frac_bits``."""
+    as ``frac_bits`` (and the bound ``scale_columns`` published, see ``bound_bits``)."""
     out = {}
     for name in table.columns:
         t = table[name]
         out[name] = t.with_frac_bits(int(shifts.get(name, t.frac_bits)))
+        b = t.ctx.state.get(_BOUNDS, {}).get(name)
+        if b is not None:
+            _note(out[name], b)
     return out

@@ -7,7 +7,13 @@ the others get None.
 How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integers X):
 
 1. *Scale.* max(X) and min(X) by a comparison tree (exact; one comparison per pair
-   splits the rows into larger and smaller halves, then a tree over each); then the bit lengths of
+   splits the rows into larger and smaller halves, then a tree over each: 1.5 n
+   comparisons, ``ss.order.extremes``, whose outcomes stay XOR-shared and select by a
+   multiplexer of one random OT each way with the OT source). A column with a public
+   bound |X| <= 2^B (an owner-scaled one: ``scaling.bound_bits``) skips the tournament:
+   its distinct keys of X + 2^B are shuffled and min, max and describe's quartile
+   neighbours come out of one selection with opened outcomes (step 4), the same keys
+   serving later quantiles; then the bit lengths of
    max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
    two** (orders of magnitude of the largest |value| and of the range), nothing else.
    X - min(X) is rescaled by the public 2^(W - range bits) to W bits,
@@ -16,7 +22,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    scaling by the range keeps columns from 1e-4 to 1e4, or 1000 +- 0.01, accurate in one
    table: the resolution is 2^-W of the column's range, whatever the job's frac_bits.
 2. *Centre on shares.* mean(X) = sum(X) * round(2^G/n) / 2^G (one truncation), d = X - mean.
-3. Sums of products of d (one Beaver multiplication) give var, cov and the correlation
+3. Sums of products of d, the Gram matrix d d^T computed once per job for all columns
+   (``ss.gram_matrix``: with the OT source one cross product of the two parties' shares,
+   Gilboa on random OTs; else a matmul triple), give var, cov and the correlation
    matrix; var/cov are opened directly (var, n and the scale determine nothing more than
    the result), the correlation is normalised on shares: the secret power of two of each
    sum of squares is taken out (bit decomposition, one-hot, public shifts) so that
@@ -26,8 +34,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
-   (``ss.quantile``, :mod:`mpc.ss.order`): about 5.25 n comparisons per column for describe's six
-   ranks (both neighbours of each quartile; 27 rounds at n = 2^19), no multiplication; the
+   (``ss.quantile``, :mod:`mpc.ss.order`: sample pivots, then quickselect): about 3 n
+   comparisons per column for describe's six ranks (both neighbours of each quartile;
+   about 65 rounds at n = 2^19), no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
    the keys are distinct and in a uniformly random order no party knows, so the
@@ -82,6 +91,7 @@ from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
+from protocols.stats import scaling
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
@@ -104,15 +114,20 @@ class _Col:
     shift: int                # r * 2^-shift = value - min
     d: SharedTensor | None = field(default=None)     # r - mean(r)
     keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
+    zkeys: SharedTensor | None = field(default=None)  # or of z = X + 2^B (B: the public bound)
+    zbound: int = 0                                   # B (zkeys only)
+    known: dict[int, SharedTensor] | None = field(default=None)   # rank -> X's order statistic
 
 
-def prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
+def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: bool = False) -> list[_Col]:
     """Step 1 of the module docstring for several columns at once (their comparisons
     batched), cached per job and tensor: each column as ring integers X, its max and min,
     X - min X and its rescaling r to W bits with the public ``shift`` (r 2^-shift = value -
     min). Every computing party learns the bit lengths of max|X| and of the range (the
     module's reveal line); nothing else is opened. Used by the moments here and by callers
-    that weight the rows themselves (protocols.sql.job: per-group moments)."""
+    that weight the rows themselves (protocols.sql.job: per-group moments).
+    ``select_first`` (describe): without a dealer, columns with a public bound get min,
+    max and the quartiles from one selection (``_select_first``) instead of a tournament."""
     cache: dict[int, tuple[SharedTensor, _Col]] = ctx.state.setdefault(_CACHE, {})
     todo = {}
     for name, x in named.items():
@@ -126,7 +141,13 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
     for n, names in groups.items():
         xs = ss.stack([todo[k].with_frac_bits(0) for k in names])            # X, (c, n)
         c = len(names)
-        mn, mx = ss.min_max(xs, axis=1)
+        bounds = [scaling.bound_bits(todo[k]) for k in names]
+        zkeys, known = None, None
+        if select_first and ss.order.dealer_free(ctx) and all(b is not None for b in bounds) \
+                and ss.order.can_select(ctx, n, [b + 2 for b in bounds]):
+            mn, mx, zkeys, known = _select_first(xs, np.array(bounds, np.int64))
+        else:
+            mn, mx = ss.order.extremes(xs)
         bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
         w = cm.work_bits(n)
         ys = xs - mn.reshape(c, 1)                                    # X - min X in [0, 2^rb)
@@ -139,8 +160,32 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor]) -> list[_Col]:
             x = todo[k]
             b, rb = int(bits[i]), int(rbs[i])
             col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], ys[i], rs[i], x.frac_bits + w - rb)
+            if zkeys is not None:
+                col.zkeys, col.zbound = zkeys[i], int(bounds[i])
+                col.known = {r: v[i] for r, v in known.items()}
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
+
+
+DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
+
+
+def _select_first(xs: SharedTensor, bounds: np.ndarray
+                  ) -> tuple[SharedTensor, SharedTensor, SharedTensor, dict[int, SharedTensor]]:
+    """Min, max and describe's quartile neighbours of each row of X (c, n) in ONE selection,
+    for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the distinct keys
+    of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the quartiles'
+    are selected together (about 3.6 n opened comparisons per column at 2^19 against 1.5 n
+    secret ones for the min/max tournament plus 3 n for the quartiles afterwards). Returns
+    (min, max, the keys for later quantiles, rank -> X's order statistic)."""
+    c, n = xs.shape
+    off = (np.int64(1) << bounds).reshape(c, 1)
+    z = xs + off
+    keys = ss.order.shuffled_keys(z)
+    ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
+    found = ss.stack(ss.order.smallest(z, [ranks] * c, [int(b) + 2 for b in bounds], keys=keys)) - off
+    known = {int(r): found[:, i] for i, r in enumerate(ranks)}
+    return known[0], known[n - 1], keys, known
 
 
 def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
@@ -234,9 +279,24 @@ def mean(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float |
     return None if s is None else s / col.n
 
 
-def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+def _products(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+    """S = d d^T (k, k), the sums of products of the centred columns, computed once per job
+    and set of columns (``describe`` takes its diagonal, ``corr_matrix`` all of it):
+    ``ss.gram_matrix`` (:mod:`mpc.ss.gram`), one cross product of the parties' shares with the OT source."""
+    cache: dict[tuple[int, ...], tuple[list[_Col], SharedTensor]] = ctx.state.setdefault(_CACHE + ".gram", {})
+    key = tuple(id(c) for c in cols)
+    hit = cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], cols, strict=True)):
+        return hit[1]
     d = centred(ctx, cols)
-    return (d * d).sum(axis=1)
+    s = ss.gram_matrix(d)
+    cache[key] = (list(cols), s)
+    return s
+
+
+def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
+    k = len(cols)
+    return _products(ctx, cols)[np.arange(k), np.arange(k)]
 
 
 def var(ctx: Context, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
@@ -259,8 +319,7 @@ def cov(ctx: Context, x: SharedTensor, y: SharedTensor, ddof: int = 1,
     cm.check_same_length({"x": cm.check_tensor(x, "x"), "y": cm.check_tensor(y, "y")})
     cx, cy = prepare_many(ctx, {"x": x, "y": y})
     _check_ddof(cx.n, ddof)
-    d = centred(ctx, [cx, cy])
-    out = (d[0] * d[1]).sum().reveal(cm.receivers(ctx, reveal_to))
+    out = _products(ctx, [cx, cy])[0, 1].reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else float(int(out)) * 2.0 ** -(cx.shift + cy.shift) / (cx.n - ddof)
 
 
@@ -270,8 +329,7 @@ def _corr_shares(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """The k x k correlation matrix S_ij / sqrt(S_ii S_jj) of the sums of products S = d d^T
     (fixed point, CORR_FRAC_BITS). Each S_ii's secret power of two 4^j_i is taken out
     (j = ceil(bit length / 2)), so inv_sqrt works on S_ii / 4^j_i in [0.25, 1)."""
-    d = centred(ctx, cols)                                          # (k, n)
-    s = d @ d.T                                                      # (k, k)
+    s = _products(ctx, cols)                                         # (k, k)
     k, f = len(cols), CORR_FRAC_BITS
     diag = s[np.arange(k), np.arange(k)]
     oh = diag.top_bit_onehot()                                       # (62, k)
@@ -342,6 +400,17 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
     times 2^_extra_bits(column): ``ss.quantile`` given each column's minimum and range
     bits, on the column's shuffled keys (shuffled once per column and job, then reused)
     when quickselect applies."""
+    xs = ss.stack([c.x for c in cols])
+    extra = np.array([_extra_bits(c) for c in cols])
+    if all(c.zkeys is not None for c in cols):
+        need = ss.order.positions(cols[0].n, qs, method)
+        known = None
+        if all(int(r) in c.known for c in cols for r in need):
+            known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
+        offs = np.array([1 << c.zbound for c in cols], np.int64)
+        out = ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
+                          keys=ss.stack([c.zkeys for c in cols]), extra_bits=extra, known=known)
+        return [out[i] for i in range(len(cols))]
     keys = None
     if _use_select(ctx, cols):
         todo = [c for c in cols if c.keys is None]
@@ -359,10 +428,11 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
 def quantile(ctx: Context, x: SharedTensor, q: Any, method: str = "linear",
              reveal_to: str | None = None) -> float | np.ndarray | None:
     """Quantile(s) ``q`` in [0, 1] with numpy's ``method`` (linear, lower, higher,
-    nearest), exact on the encoded values. With the dealer: shuffle + quickselect with
-    opened comparisons (about 4 n comparisons and 30-40 rounds for a median's two
-    neighbours at n = 2^19; the outcomes are independent of the data, see the module
-    docstring); without it: one
+    nearest), exact on the encoded values. With a source that shuffles (the dealer, or
+    ``triples="ot"``): shuffle + selection with opened comparisons (sample pivots, then
+    quickselect; about 2.5-3 n comparisons for a median's two neighbours at n = 2^19;
+    the outcomes are independent of the data, see the module docstring); with
+    ``triples="paillier"``: one
     round of n comparisons per bit of the column's range and per rank, nothing opened.
     Only the result is revealed."""
     qs = np.asarray(q, dtype=np.float64)
@@ -426,13 +496,16 @@ def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
              reveal_to: str | None = None) -> pd.DataFrame | None:
     """``DataFrame.describe().T`` of shared columns (a SharedTable, dict or list): index =
     columns; count, mean, std, min, 25%, 50%, 75%, max. Cost: mostly the quantiles, batched
-    over columns: with the dealer, an oblivious shuffle and about 5 comparisons per row
-    and column whose outcomes are opened (they are independent of the data, see the module
-    docstring); without it, 3 comparisons per row and column per bit of the widest range.
-    min and max come from the comparison tree that also scales the columns."""
+    over columns: with a source that shuffles, an oblivious shuffle and about 3
+    comparisons per row and column whose outcomes are opened (they are independent of the
+    data, see the module docstring); with ``triples="paillier"``, 3 comparisons per row and
+    column per bit of the widest range. min and max come from the comparison tree that
+    also scales the columns (1.5 n comparisons), or, without a dealer and for owner-scaled
+    columns (a public bound), from the same selection as the quartiles (about 3.6 n
+    comparisons per column for all eight ranks at 2^19)."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
-    cols = prepare_many(ctx, named)
+    cols = prepare_many(ctx, named, select_first=True)
     rows = []
     for c in cols:
         _check_ddof(c.n, 1)

@@ -1,0 +1,74 @@
+"""mpc.ss.gram: shares of X X^T, against numpy, on both transports and with the dealer;
+a view test of the OT path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import mpc
+from mpc import ss
+from mpc.runtime.views import flatten, record_views
+from mpc.ss import beaver, gram
+
+RNG = np.random.default_rng(3)        # test data only
+
+
+def _job(ctx, x):
+    t = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+    return beaver.open_arith(ctx, gram.gram(ctx, t.share)).astype(np.int64)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 257, 5001])
+def test_gram_matches_numpy_ot(n):
+    x = RNG.integers(-2 ** 21, 2 ** 21, (4, n))
+    got = mpc.run_local(_job, ["alice", "bob"], args={p: (x,) for p in ("alice", "bob")}, triples="ot")
+    assert np.array_equal(got["alice"], x @ x.T) and np.array_equal(got["bob"], x @ x.T)
+
+
+def test_gram_many_batches_grpc(monkeypatch):
+    """Several OT batches (a small batch size), odd length, wrapping products, gRPC."""
+    monkeypatch.setattr(gram, "OTS_PER_BATCH", 1 << 12)
+    x = RNG.integers(-2 ** 40, 2 ** 40, (3, 1001))
+    got = mpc.run_local(_job, ["alice", "bob"], args={p: (x,) for p in ("alice", "bob")}, triples="ot",
+                        transport="grpc")
+    want = (x.astype(np.uint64) @ x.T.astype(np.uint64)).astype(np.int64)      # mod 2^64
+    assert np.array_equal(got["alice"], want)
+
+
+def test_gram_with_the_dealer():
+    x = RNG.integers(-1000, 1000, (2, 300))
+    got = mpc.run_local(_job, ["alice", "bob"], args={p: (x,) for p in ("alice", "bob")})
+    assert np.array_equal(got["alice"], x @ x.T)
+
+
+def _views_of(x):
+    return record_views(_job, ["alice", "bob"], args={p: (x,) for p in ("alice", "bob")}, triples="ot")
+
+
+def test_gram_views():
+    """What each party receives (IKNP matrices, corrections) has the same structure whatever
+    the values, and every received array's bits are balanced: the corrections are masked
+    by pads the receiver cannot compute, whatever the sender's shares."""
+    n = 4096
+    runs = [_views_of(x) for x in (np.zeros((4, n), np.int64), RNG.integers(-2 ** 30, 2 ** 30, (4, n)),
+                                   np.full((4, n), 7, np.int64))]
+    for p in ("alice", "bob"):
+        shapes = {tuple((s, _shape(v)) for s, v in views[p]) for _, views in runs}
+        assert len(shapes) == 1
+        for _, views in runs:
+            checked = 0
+            for leaf in flatten(views[p]):
+                if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "u" and leaf.nbytes >= 1 << 14:
+                    bits = np.unpackbits(leaf.view(np.uint8).ravel())
+                    assert abs(bits.mean() - 0.5) < 6 / math.sqrt(bits.size), "a received array is biased"
+                    checked += 1
+            assert checked >= 4
+
+
+def _shape(value):
+    leaves = flatten([("", value)])
+    return tuple((leaf.dtype.str, leaf.shape) if isinstance(leaf, np.ndarray) else type(leaf).__name__
+                 for leaf in leaves)

@@ -1,0 +1,114 @@
+"""The multi-target selection of mpc.ss.order with sample pivots (Floyd-Rivest cuts before
+the quickselect): equal to numpy on data with ties and duplicates, dealer-free and with the
+dealer; the opened outcomes are a function of the keys' rank sequence only (a view test);
+describe and quantiles without a dealer equal pandas / numpy on tied data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mpc
+from mpc import ss
+from mpc.ss import order
+from protocols import stats
+
+RNG = np.random.default_rng(11)       # test data only
+
+
+def _select(ctx, x, ranks):
+    t = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+    keys = order.shuffled_keys(t)
+    trace: list[np.ndarray] = []
+    found = order.select(ctx, keys.share, ranks, trace)
+    vals = order.values_of(ctx, np.concatenate(found), x.shape[1])
+    return t._new(vals, 0).reveal(), len(trace)
+
+
+def _data(n):
+    x = RNG.integers(0, 2 ** 30, (4, n))
+    x[1] = 5                                        # constant
+    x[2] = RNG.integers(0, 3, n)                    # three values, many ties
+    x[3, : n // 2] = x[3, 0]                        # half duplicates of one value
+    return x
+
+
+@pytest.mark.parametrize("triples", ["ot", "dealer"])
+def test_sample_cuts_match_sort(monkeypatch, triples):
+    monkeypatch.setattr(order, "SAMPLE_ABOVE", 64)
+    monkeypatch.setattr(order, "OPEN_CHUNK", 1000)            # several comparison calls per round
+    n = 3001
+    x = _data(n)
+    ranks = [np.array([0, 1, n // 4, n // 4 + 1, n // 2, 3 * n // 4, n - 2, n - 1]), np.array([7]),
+             np.array([0, n - 1]), np.array([n // 3, n // 3 + 1, 2000])]
+    got, rounds = mpc.run_local(_select, ["alice", "bob"], args={p: (x, ranks) for p in ("alice", "bob")},
+                                triples=triples)["bob"]
+    want = np.concatenate([np.sort(x[j])[r] for j, r in enumerate(ranks)])
+    assert np.array_equal(got, want)
+    assert rounds > 10
+
+
+def _trace_job(ctx, keys, ranks):
+    share = keys if ctx.party == "alice" else np.zeros_like(keys)
+    trace: list[np.ndarray] = []
+    order.select(ctx, share, ranks, trace)
+    return trace
+
+
+def test_outcomes_depend_only_on_the_rank_sequence(monkeypatch):
+    """View test of the reveal line: two columns, one all ties and one of distinct random
+    values, arranged so that their distinct keys y 2^L + j have the same rank sequence,
+    give identical opened outcomes in every round. The shuffle makes the rank sequence a
+    uniformly random permutation whatever the data, so the outcomes carry nothing else."""
+    monkeypatch.setattr(order, "SAMPLE_ABOVE", 128)
+    n = 2000
+    seq = np.argsort(RNG.random(n))                            # the rank of the key at each position
+    runs = []
+    for y in (np.full(n, 9, np.uint64), RNG.integers(0, 2 ** 20, n).astype(np.uint64)):
+        keys = (y << np.uint64(order.key_bits(n))) + np.arange(n, dtype=np.uint64)
+        by_rank = np.sort(keys)
+        arranged = by_rank[seq].reshape(1, n)
+        trace = mpc.run_local(_trace_job, ["alice", "bob"],
+                              args={p: (arranged, [np.array([0, n // 4, n // 2, n // 2 + 1, n - 1])])
+                                    for p in ("alice", "bob")}, triples="ot")
+        assert all(np.array_equal(a, b) for a, b in zip(trace["alice"], trace["bob"], strict=True))
+        runs.append(trace["alice"])
+    assert len(runs[0]) == len(runs[1]) > 5
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+
+
+def _describe(ctx, data, owners):
+    cols = {k: stats.share_scaled(ctx, v if ctx.party == owners[k] else None, owners[k], name=k)
+            for k, v in data.items()}
+    return (stats.describe(ctx, cols), stats.corr_matrix(ctx, cols),
+            stats.quantile(ctx, cols["ties"], [0.0, 0.1, 0.33, 0.5, 0.9, 1.0]),
+            stats.quantile(ctx, cols["dup"], [0.25, 0.5], method="nearest"))
+
+
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_describe_without_a_dealer_on_ties_equals_pandas(monkeypatch, transport):
+    """Owner-scaled columns (a public bound): min, max and the quartiles come out of one
+    selection, the min/max tournament is never run."""
+    monkeypatch.setattr(order, "SAMPLE_ABOVE", 256)
+
+    def no_tournament(x):
+        raise AssertionError("describe of bounded columns ran the min/max tournament")
+
+    monkeypatch.setattr(order, "extremes", no_tournament)
+    n = 5000
+    data = {"ties": RNG.integers(0, 4, n).astype(np.float64) * 0.5,          # four values
+            "dup": np.where(RNG.random(n) < 0.7, 3.25, RNG.normal(0, 100, n)),
+            "wide": RNG.lognormal(3, 2, n).clip(1e-4, 1e4),
+            "const": np.full(n, -2.5)}
+    owners = {"ties": "alice", "dup": "bob", "wide": "alice", "const": "bob"}
+    d, c, q, qn = mpc.run_local(_describe, ["alice", "bob"], args={p: (data, owners) for p in ("alice", "bob")},
+                                triples="ot", transport=transport, timeout=600)["alice"]
+    frame = pd.DataFrame(data)
+    ref = frame.describe().T
+    np.testing.assert_allclose(d.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-3, atol=1e-9)
+    want_c = frame.drop(columns="const").corr().to_numpy()
+    np.testing.assert_allclose(c.drop(index="const", columns="const").to_numpy(), want_c, atol=1e-4)
+    np.testing.assert_allclose(q, np.quantile(data["ties"], [0.0, 0.1, 0.33, 0.5, 0.9, 1.0]), rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(qn, np.quantile(data["dup"], [0.25, 0.5], method="nearest"), rtol=1e-9)
