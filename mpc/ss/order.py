@@ -345,10 +345,11 @@ def count_greater(t: SharedTensor, y: SharedTensor) -> SharedTensor:
     return total
 
 
-def _secret_search(y: SharedTensor, ks: np.ndarray, bits: int) -> SharedTensor:
+def secret_search(y: SharedTensor, ks: np.ndarray | SharedTensor, bits: int) -> SharedTensor:
     """The ks[i]-th smallest (0-based) of row i of y (M, n), integers in [0, 2^bits): the
     answer is found bit by bit with a secret threshold t (count the rows <= t, compare the
-    count with k + 1); n comparisons per row and bit, nothing opened."""
+    count with k + 1); n comparisons per row and bit, nothing opened. ``ks`` public ints,
+    or shares when the ranks are secret too (per-group quantiles, protocols.sql.quantiles)."""
     m, n = y.shape
     a = public(y.ctx, np.zeros(m, np.int64))
     for j in range(bits - 1, -1, -1):
@@ -375,7 +376,7 @@ def smallest(y: SharedTensor, ranks: Sequence[np.ndarray], range_bits: Sequence[
         return _split(y._new(vals, 0), ranks)
     owner = np.concatenate([np.full(len(r), i, np.int64) for i, r in enumerate(ranks)])
     bits = 62 if source_kind(y.ctx.options) == DEALER else max(int(b) for b in range_bits)
-    return _split(_secret_search(y[owner], np.concatenate(ranks), bits), ranks)
+    return _split(secret_search(y[owner], np.concatenate(ranks), bits), ranks)
 
 
 def shuffled_keys(y: SharedTensor) -> SharedTensor:

@@ -31,23 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc import ss
 from mpc.ss import SharedTensor
-from mpc.ss.order import count_greater, next_values
+from mpc.ss.order import next_values, secret_search
 from mpc.ss.provider import DEALER, source_kind
 from protocols.stats import vertical
 
 WEIGHT_BITS = 30         # bits of the interpolation weight t
-
-
-def _search(y: SharedTensor, ks: SharedTensor, bits: int) -> SharedTensor:
-    """The ks[i]-th smallest (0-based, secret) of row i of y (M, n), integers in [0, 2^bits)."""
-    m, n = y.shape
-    a = ss.public(y.ctx, np.zeros(m, np.int64))
-    for j in range(bits - 1, -1, -1):
-        le = n - count_greater(a + ((1 << j) - 1), y)       # count(y <= threshold)
-        a = a + ((le < ks + 1) << j)                          # the answer is above the threshold
-    return a
 
 
 def grouped(x: SharedTensor, h: SharedTensor, counts: SharedTensor, qs: list[float]) -> tuple[SharedTensor, int]:
@@ -71,7 +60,7 @@ def grouped(x: SharedTensor, h: SharedTensor, counts: SharedTensor, qs: list[flo
     low = t < 0                                                     # the truncation rounded up
     lo, t = lo - low, t + (low << WEIGHT_BITS)
     bits = 62 if source_kind(ctx.options) == DEALER else rb + 1
-    v_lo = _search(ys[owner], lo, bits)
+    v_lo = secret_search(ys[owner], lo, bits)
     v_hi = next_values(ys, owner, v_lo, lo + 1, [rb] * g)
     e = max(0, min(WEIGHT_BITS, 59 - max(col.bits, rb + 1)))    # (v << e) and (min << e) stay below 2^61
     d = v_hi - v_lo                                                 # in [0, 2^(b+1))
