@@ -228,3 +228,77 @@ def test_culprit_names_the_origin_the_silent_peer_or_the_party_itself():
     assert culprit("a", JobTimeout("party 'b' sent nothing", party="b")) == "b"
     assert culprit("a", JobTimeout("the job timeout passed")) == "a"
     assert culprit("a", ValueError("party 'b' sent junk")) == "a"
+
+
+_PARTY_SCRIPT = """
+import json, os, sys
+import numpy as np
+from mpc import ss
+from mpc.runtime.errors import JobFailed
+from mpc.runtime.local import run_party_process
+
+party, addresses, job, fail = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def body(ctx):
+    rng = np.random.default_rng(3)                    # both derive the inputs; each shares its own
+    x, y = rng.normal(size=200) * 10, rng.normal(size=200) * 10
+    a = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
+    b = ss.share(ctx, y if ctx.party == "bob" else None, "bob")
+    if ctx.party == fail:
+        raise ValueError("boom")
+    return {"mul": (a * b).reveal().tolist(), "lt": (a < b).reveal().tolist(), "pid": os.getpid(),
+            "triples": ctx.options["triples"]}
+
+try:
+    print(json.dumps(run_party_process(body, party, ["alice", "bob"], addresses, job, timeout=120)))
+except JobFailed as exc:
+    print(json.dumps({"failed": exc.party}))
+"""
+
+
+def _two_party_processes(fail: str = "") -> dict[str, dict]:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mpc.cluster import free_port
+
+    addresses = {p: f"127.0.0.1:{free_port()}" for p in ("alice", "bob")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = {p: subprocess.Popen([sys.executable, "-c", _PARTY_SCRIPT, p, json.dumps(addresses), "job-2p", fail],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for p in addresses}
+    out = {}
+    for p, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr
+        out[p] = json.loads(stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_run_party_process_two_os_processes_match_numpy():
+    """Two real OS processes, one party each, over gRPC on loopback; no dealer address, so
+    triples="auto" resolves to "ot". Each shares only its own input; products and
+    comparisons match numpy on both."""
+    out = _two_party_processes()
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=200) * 10, rng.normal(size=200) * 10
+    assert out["alice"]["pid"] != out["bob"]["pid"]
+    for p in ("alice", "bob"):
+        assert out[p]["triples"] == "ot"
+        assert np.abs(np.array(out[p]["mul"]) - x * y).max() < 0.05
+        assert np.array_equal(out[p]["lt"], (x < y).astype(int))
+
+
+def test_run_party_process_failure_names_the_party_in_the_other_process():
+    out = _two_party_processes(fail="bob")
+    assert out == {"alice": {"failed": "bob"}, "bob": {"failed": "bob"}}
+
+
+def test_run_party_process_refuses_a_party_without_address():
+    from mpc.runtime.local import run_party_process
+
+    with pytest.raises(ValueError, match="no address"):
+        run_party_process(_sum_of_all, "a", ["a", "b"], {"a": "127.0.0.1:0"}, "job", args=(1,))

@@ -205,3 +205,88 @@ def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
             server.stop(grace=None)
 
     return transports, cleanup
+
+
+def run_party_process(fn: Callable[..., Any], party: str, parties: Sequence[str],
+                      addresses: Mapping[str, str], job_id: str, args: Sequence[Any] = (),
+                      kwargs: Mapping[str, Any] | None = None, timeout: float = 60.0,
+                      executor: Executor | None = None, **runtime_options: Any) -> Any:
+    """Run ONE party of ``fn`` in this process, over gRPC to peers in other processes.
+
+    What: the one-party counterpart of :func:`run_local` with ``transport="grpc"``. This
+    process starts only ``party``'s gRPC server, bound to ``addresses[party]``
+    (``"host:port"``), and reaches every other party at its address; every process of the
+    job calls this with the same ``parties``, ``addresses``, ``job_id`` and options. The
+    result is ``fn(ctx, *args, **kwargs)`` of this party. ``party`` may also be a helper
+    (e.g. ``"dealer"``) that the job's options call for: it then runs the helper's function.
+
+    Why: parties that share one interpreter (run_local) share its GIL, so a benchmark of two
+    CPU-bound parties there measures the interpreter more than the protocol; a real
+    deployment runs one party server per company. This runs each party in its own OS
+    process without the configuration, TLS and job submission of a party server
+    (:mod:`mpc.server`), e.g. for benchmarks (``bench/bench_ot_triples.py``) and tests.
+
+    Security: as run_local's gRPC transport: plaintext gRPC without TLS or peer
+    authentication, so for loopback or a trusted network only; a deployment across
+    companies uses party servers with mutual TLS. Received values are decoded by the codec
+    (nothing is unpickled) and checked by :func:`~mpc.runtime.grpc_transport.receive_stream`.
+    Options resolve as on a party server: ``"auto"`` picks a helper only if ``addresses``
+    names it (otherwise the fallback, e.g. ``triples="ot"`` for two parties).
+
+    Raises:
+        JobFailed: this party or a peer failed; names the party that caused it.
+        ValueError: bad party lists, or a party or needed helper without an address.
+    """
+    import grpc
+
+    from mpc.runtime import allocator
+    from mpc.runtime.grpc_transport import (
+        DEFAULT_CHUNK_BYTES,
+        DEFAULT_MAX_VALUE_BYTES,
+        ExchangeServicer,
+        GrpcTransport,
+        add_party_servicer,
+        grpc_options,
+    )
+    from mpc.runtime.helpers import helper_function
+    from mpc.runtime.mailbox import Mailbox
+
+    available = [h for h in addresses if h not in parties]
+    options = resolve_options({**default_options(), **runtime_options}, parties, available)
+    helper_names = [h for h, _ in helper_parties(options)] if len(parties) >= 2 else []
+    parties = _check_parties(parties, helper_names)
+    everyone = parties + helper_names
+    missing = [p for p in everyone if p not in addresses]
+    if missing:
+        raise ValueError(f"no address for {missing} (addresses name {sorted(addresses)})")
+    if party not in everyone:
+        raise ValueError(f"party {party!r} is not one of {everyone}")
+    if party in parties:
+        start_checks(fn, options, parties)
+        body: Callable[[Context], Any] = lambda ctx: fn(ctx, *args, **dict(kwargs or {}))  # noqa: E731
+    else:
+        body = helper_function(party)
+
+    allocator.tune()  # before gRPC starts its threads (see mpc.runtime.allocator)
+    chunk = int(options.get("max_chunk_bytes", DEFAULT_CHUNK_BYTES))
+    cap = int(options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES))
+    mailbox = Mailbox()
+    mailbox.open(job_id)  # before the server starts: a fast peer's first message finds the job
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * len(everyone))),
+                         options=grpc_options(chunk))
+    add_party_servicer(ExchangeServicer(party, mailbox, cap), server)
+    if not server.add_insecure_port(addresses[party]):
+        raise ValueError(f"party {party!r} cannot listen on {addresses[party]!r}")
+    server.start()
+    transport = GrpcTransport(party, {p: addresses[p] for p in everyone}, mailbox, max_chunk_bytes=chunk)
+    try:
+        ctx = Context(party, parties, job_id, transport, timeout, options, helper_names, executor)
+        try:
+            return run_party(ctx, body)
+        except BaseException as exc:
+            raise _root_cause({party: exc}, job_id) from exc
+    finally:
+        mailbox.close(job_id)
+        transport.close()
+        # In-flight streams (a peer's last half-close) may end; then the port is free.
+        server.stop(grace=_GRACE).wait()
