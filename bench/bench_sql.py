@@ -10,7 +10,8 @@ on both sides), 4 bank segments:
   job that computes the same answer: ``stats.group_by`` with the means of ``spend`` and of
   ``spend_sq`` (the retailer's own spend^2, a column it adds in plaintext), from which
   std = sqrt((E[x^2] - E[x]^2) n / (n - 1)) (no job computes per-group spreads directly;
-  the SQL query centres on shares instead, which needs no extra column and no cancellation).
+  the SQL query lets the owner add its column minus a private offset and that squared, and
+  opens only C S2 - S1^2 per group: ``protocols.sql.job._owner_variances``).
 
 Every result is checked against pandas on the pooled plaintext. Run:
 ``pytest bench/bench_sql.py -p no:cacheprovider -o addopts="" -s``; N =
