@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mpc.runtime import codec
+from mpc.runtime import codec, files
 
 _COMPACT_TEXT: contextvars.ContextVar[bool] = contextvars.ContextVar("compact_text", default=False)
 
@@ -169,17 +167,7 @@ def _cell(v: Any) -> Any:
 
 
 def write_atomic(path: Path, frame: pd.DataFrame) -> Path:
-    """Write ``frame`` as Parquet to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``frame`` as Parquet to ``path`` atomically (:mod:`mpc.runtime.files`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            frame.to_parquet(f, index=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_atomic(path, lambda f: frame.to_parquet(f, index=False))
     return path

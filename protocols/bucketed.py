@@ -27,7 +27,7 @@ from protocols import buckets
 from protocols.psi.common import check_receivers, exchange_header
 from protocols.psi.ecdh import ecdh_mask
 from protocols.psi.oprf import capacity, oprf_mask
-from protocols.registry import ColumnRef, LocalData
+from protocols.registry import ColumnRef, LocalData, numeric
 
 
 def budget(params: dict[str, Any], data: LocalData) -> int | None:
@@ -131,24 +131,6 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     return pd.DataFrame({ref.column: _text(parts), "row": rows})
 
 
-def _numeric(ref: ColumnRef, values: np.ndarray, offset: int) -> np.ndarray:
-    """A batch of a value column as float64; DataError naming the column and the file row."""
-    if values.dtype.kind in "iufb":
-        arr = values.astype(np.float64)
-    else:
-        arr = np.empty(len(values), dtype=np.float64)
-        for i, v in enumerate(values):
-            try:
-                arr[i] = float(v)
-            except (TypeError, ValueError):
-                raise DataError(f"column {ref} is not numeric (row {offset + i + 1})") from None
-    bad = np.flatnonzero(np.isnan(arr))
-    if len(bad):
-        raise DataError(f"column {ref} has missing/NaN values (first at row {offset + bad[0] + 1}); "
-                        f"gaotie rejects NaN rather than silently skipping rows")
-    return arr
-
-
 def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:
     """Refuse a join in ``nb`` > 1 buckets unless every party's ``[limits]
     bucket_join_sizes`` allows it: each bucket's join opens its joined-row count, the sizes
@@ -183,7 +165,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     def batches():
         offset = 0
         for b in data.batches([ref, *values]):
-            cols = [_numeric(v, b[v.column], offset) for v in values]
+            cols = [numeric(v, b[v.column], offset) for v in values]
             for j, (v, c) in enumerate(zip(values, cols, strict=True)):
                 ints[j] &= b[v.column].dtype.kind in "iub"
                 if len(c):

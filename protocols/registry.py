@@ -187,8 +187,9 @@ def column_refs(params: dict[str, Any], *keys: str, use: str) -> list[ColumnUse]
     return out
 
 
-def numeric(ref: ColumnRef, values: np.ndarray) -> np.ndarray:
-    """``values`` as float64, or DataError naming the column (and the first bad row)."""
+def numeric(ref: ColumnRef, values: np.ndarray, offset: int = 0) -> np.ndarray:
+    """``values`` as float64, or DataError naming the column (and the first bad row; a batch
+    of a streamed file passes ``offset``, the rows before it)."""
     if values.dtype.kind in "iufb":
         arr = values.astype(np.float64)
     else:
@@ -197,10 +198,10 @@ def numeric(ref: ColumnRef, values: np.ndarray) -> np.ndarray:
             try:
                 arr[i] = float(v)
             except (TypeError, ValueError):
-                raise DataError(f"column {ref} is not numeric (row {i + 1})") from None
+                raise DataError(f"column {ref} is not numeric (row {offset + i + 1})") from None
     bad = np.flatnonzero(np.isnan(arr))
     if len(bad):
-        raise DataError(f"column {ref} has {len(bad)} missing/NaN values (first at row {bad[0] + 1}); "
+        raise DataError(f"column {ref} has {len(bad)} missing/NaN values (first at row {offset + bad[0] + 1}); "
                         f"gaotie rejects NaN rather than silently skipping rows")
     return arr
 

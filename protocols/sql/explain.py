@@ -29,13 +29,7 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                 f"private join (protocols.psi.private_join, join={join!r})")
              + ", aggregates on secret shares (protocols.stats.vertical, mpc.ss)",
              "plan:"]
-    step = 1
-    for t in plan.tables:
-        conj = plan.pushdown.get(t.party, [])
-        if conj:
-            lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
-                         f"where {' AND '.join(show(e) for e in conj)}")
-            step += 1
+    step = _pushdown_steps(plan, lines)
     shared = sorted({r for g in plan.group_by if g.column for r in [g.column]}
                     | set(plan.aggregate_columns()))
     keys = " = ".join(t.key_ref for t in plan.tables)
@@ -162,13 +156,7 @@ def _explain_rows(plan: Plan, reveal_to: str | None) -> str:
     lines += ["protocols: sql.rows = owner-side WHERE, ECDH PSI on the join keys (protocols.psi.ecdh_psi, "
               "rows aligned by id), then the plaintext output columns sent by their owners",
               "plan:"]
-    step = 1
-    for t in plan.tables:
-        conj = plan.pushdown.get(t.party, [])
-        if conj:
-            lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
-                         f"where {' AND '.join(show(e) for e in conj)}")
-            step += 1
+    step = _pushdown_steps(plan, lines)
     lines.append(f"  {step}. PSI on {keys}: " + (f"{psi[0]} learns which of its own rows" if len(psi) == 1 else
                                                   f"{' and '.join(psi)} learn which of their own rows")
                  + " all parties hold, sorted by id")
@@ -190,3 +178,16 @@ def _explain_rows(plan: Plan, reveal_to: str | None) -> str:
         lines.append(f"  {p}: " + "; ".join(parts))
     lines.append("registry: sql.rows reveals: " + registry.get("sql.rows").reveals)
     return "\n".join(lines)
+
+
+def _pushdown_steps(plan: Plan, lines: list[str]) -> int:
+    """Append the plan's owner-side WHERE steps (one per party that filters) to ``lines``;
+    the number of the next step."""
+    step = 1
+    for t in plan.tables:
+        conj = plan.pushdown.get(t.party, [])
+        if conj:
+            lines.append(f"  {step}. {t.party} (plaintext, its own rows only): keeps the rows of {t.party}.{t.dataset} "
+                         f"where {' AND '.join(show(e) for e in conj)}")
+            step += 1
+    return step
