@@ -168,7 +168,12 @@ def _root_cause(errors: dict[str, BaseException], job_id: str) -> JobFailed:
     return JobFailed(exc.party, exc.reason, job_id)
 
 
-def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
+def _serve_party(party: str, address: str, job_id: str, options: Mapping[str, Any], size: int):
+    """``party``'s plaintext gRPC server bound to ``address`` ("127.0.0.1:0": any free
+    port), its mailbox open for ``job_id`` before the server starts (a fast peer's first
+    message finds the job); ``size`` parties in the job size its thread pool. Returns
+    (server, mailbox, bound port, chunk bytes). The one server setup of run_local's gRPC
+    transport and of :func:`run_party_process`."""
     import grpc
 
     from mpc.runtime import allocator
@@ -176,7 +181,6 @@ def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
         DEFAULT_CHUNK_BYTES,
         DEFAULT_MAX_VALUE_BYTES,
         ExchangeServicer,
-        GrpcTransport,
         add_party_servicer,
         grpc_options,
     )
@@ -185,16 +189,24 @@ def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
     allocator.tune()  # before gRPC starts its threads (see mpc.runtime.allocator)
     chunk = int(options.get("max_chunk_bytes", DEFAULT_CHUNK_BYTES))
     cap = int(options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES))
-    servers, mailboxes, addresses = {}, {}, {}
+    mailbox = Mailbox()
+    mailbox.open(job_id)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * size)), options=grpc_options(chunk))
+    add_party_servicer(ExchangeServicer(party, mailbox, cap), server)
+    port = server.add_insecure_port(address)
+    if not port:
+        raise ValueError(f"party {party!r} cannot listen on {address!r}")
+    server.start()
+    return server, mailbox, port, chunk
+
+
+def _start_grpc(everyone: list[str], job_id: str, options: Mapping[str, Any]):
+    from mpc.runtime.grpc_transport import GrpcTransport
+
+    servers, mailboxes, addresses, chunk = {}, {}, {}, 0
     for p in everyone:
-        mailboxes[p] = Mailbox()
-        mailboxes[p].open(job_id)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * len(everyone))),
-                             options=grpc_options(chunk))
-        add_party_servicer(ExchangeServicer(p, mailboxes[p], cap), server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        servers[p], addresses[p] = server, f"127.0.0.1:{port}"
+        servers[p], mailboxes[p], port, chunk = _serve_party(p, "127.0.0.1:0", job_id, options, len(everyone))
+        addresses[p] = f"127.0.0.1:{port}"
     transports = {p: GrpcTransport(p, addresses, mailboxes[p], max_chunk_bytes=chunk) for p in everyone}
 
     def cleanup() -> None:
@@ -237,19 +249,8 @@ def run_party_process(fn: Callable[..., Any], party: str, parties: Sequence[str]
         JobFailed: this party or a peer failed; names the party that caused it.
         ValueError: bad party lists, or a party or needed helper without an address.
     """
-    import grpc
-
-    from mpc.runtime import allocator
-    from mpc.runtime.grpc_transport import (
-        DEFAULT_CHUNK_BYTES,
-        DEFAULT_MAX_VALUE_BYTES,
-        ExchangeServicer,
-        GrpcTransport,
-        add_party_servicer,
-        grpc_options,
-    )
+    from mpc.runtime.grpc_transport import GrpcTransport
     from mpc.runtime.helpers import helper_function
-    from mpc.runtime.mailbox import Mailbox
 
     available = [h for h in addresses if h not in parties]
     options = resolve_options({**default_options(), **runtime_options}, parties, available)
@@ -267,17 +268,7 @@ def run_party_process(fn: Callable[..., Any], party: str, parties: Sequence[str]
     else:
         body = helper_function(party)
 
-    allocator.tune()  # before gRPC starts its threads (see mpc.runtime.allocator)
-    chunk = int(options.get("max_chunk_bytes", DEFAULT_CHUNK_BYTES))
-    cap = int(options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES))
-    mailbox = Mailbox()
-    mailbox.open(job_id)  # before the server starts: a fast peer's first message finds the job
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * len(everyone))),
-                         options=grpc_options(chunk))
-    add_party_servicer(ExchangeServicer(party, mailbox, cap), server)
-    if not server.add_insecure_port(addresses[party]):
-        raise ValueError(f"party {party!r} cannot listen on {addresses[party]!r}")
-    server.start()
+    server, mailbox, _, chunk = _serve_party(party, addresses[party], job_id, options, len(everyone))
     transport = GrpcTransport(party, {p: addresses[p] for p in everyone}, mailbox, max_chunk_bytes=chunk)
     try:
         ctx = Context(party, parties, job_id, transport, timeout, options, helper_names, executor)
