@@ -402,21 +402,24 @@ def test_having_on_shares_drops_groups_and_keeps_the_suppressed_marked(cluster):
     assert "HAVING drops" not in text and "secret ranks" in text
 
 
+def _audited(cluster, protocol: str, sql: str) -> list[dict]:
+    """The retailer's audit records of ``protocol`` jobs that ran ``sql``."""
+    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
+    return [r for r in records if r["protocol"] == protocol and isinstance(r.get("params"), dict)
+            and r["params"].get("sql") == sql]
+
+
 def test_the_audit_log_records_the_sql_and_the_plan(cluster):
     sql = f"SELECT COUNT(*) AS audited {J}"
     with cluster.client("bank") as client:
         client.query(sql, join="dealer", progress=False)
-    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
-    mine = [r for r in records if r["protocol"] == "sql.aggregate" and isinstance(r.get("params"), dict)
-            and r["params"].get("sql") == sql]
+    mine = _audited(cluster, "sql.aggregate", sql)
     assert mine and mine[-1]["params"]["plan"]["outputs"] == ["audited"]
     assert mine[-1]["outcome"] == "done"
     rows_sql = f"SELECT customer_id AS audited_id {J} WHERE r.tier = 2"
     with cluster.client("bank") as client:
         client.query(rows_sql, reveal_to="bank", progress=False)
-    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
-    mine = [r for r in records if r["protocol"] == "sql.rows" and isinstance(r.get("params"), dict)
-            and r["params"].get("sql") == rows_sql]
+    mine = _audited(cluster, "sql.rows", rows_sql)
     assert mine and mine[-1]["params"]["plan"]["rows"] == [["audited_id", "bank.accounts.customer_id"]]
     assert mine[-1]["outcome"] == "done"
 
