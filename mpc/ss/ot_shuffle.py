@@ -111,7 +111,6 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from mpc.crypto.random import row_permutations
-from mpc.ot.extension import pad_words, xor_delta
 from mpc.ot.wire import expect
 from mpc.ss import benes
 
@@ -185,7 +184,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
         choices = np.concatenate([np.zeros(0, bool)] + [
             bits[j].reshape(-1, plan_p[j].blocks, plan_p[j].half)[key].reshape(-1)
             for j in group_p for key in plan_p[j].parts])
-        p0, p1, mine = _rot_pair(source, total, choices, w_s, w_p)
+        p0, p1, mine = source.rot_pair(total, choices, w_s, w_p)
         taus, off = np.empty((w_s, total), np.uint64), 0
         for j in group_s:                                    # S: the peer's network
             lay = plan_s[j]
@@ -225,28 +224,6 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
     if jointly:
         return v_s[:, 0], v_p[:, 0]
     return v_s[0], v_p[0]
-
-
-def _rot_pair(source: OtSource, m: int, choices: np.ndarray, send_words: int, recv_words: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:meth:`mpc.ss.ot_triples.OtSource.rot_pair` with pads ``send_words`` wide as sender
-    and ``recv_words`` as receiver (the peer's widths swapped): the two networks of a
-    ``clear`` shuffle carry different rows. The same IKNP batches and pads (the pad of OT
-    i is H(i, row), :func:`mpc.ot.extension.pad_words`, so a pad's first words do not
-    depend on its width)."""
-    if send_words == recv_words and m and len(choices):
-        return source.rot_pair(m, choices, send_words)
-    empty = np.zeros((0, 0), np.uint64)
-    mine = p0 = p1 = empty
-    if len(choices):                  # both parties know both counts: skipped on both sides
-        t, first_r = source._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
-        mine = pad_words(t, first_r, recv_words)
-    if m:
-        q, first_s = source._s.extend(m)                                           # receives U
-        p0 = pad_words(q, first_s, send_words)
-        xor_delta(q, source._s.delta)                                             # in place
-        p1 = pad_words(q, first_s, send_words)
-    return p0, p1, mine
 
 
 class _Layer:

@@ -245,18 +245,28 @@ class OtSource(provider.RandomnessProvider):
             recv_share = tau
         return p0, recv_share, after
 
-    def rot_pair(self, m: int, choices: np.ndarray, words: int
+    def rot_pair(self, m: int, choices: np.ndarray, words: int, recv_words: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One batch of random OTs each way (the peer makes the same call, its ``m`` being
         ``len(choices)`` here): as sender ``m`` pairs (p0, p1), as receiver p_choice for each
-        of ``choices``; every pad ``words`` 64-bit words wide, word-major ((words, m) uint64:
-        :func:`mpc.ot.extension.pad_words`). The caller derandomises (sends p0 + x - p1 for
-        a correlated OT)."""
-        t, first_r = self._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
-        q, first_s = self._s.extend(m)                                           # receives U
-        p0 = pad_words(q, first_s, words)
-        xor_delta(q, self._s.delta)                                             # in place
-        return p0, pad_words(q, first_s, words), pad_words(t, first_r, words)
+        of ``choices``; the sender's pads ``words`` 64-bit words wide, the receiver's
+        ``recv_words`` (default ``words``; the peer passes the two swapped), word-major
+        ((words, m) uint64: :func:`mpc.ot.extension.pad_words`; the pad of OT i is H(i, row),
+        so its first words do not depend on its width). The caller derandomises (sends
+        p0 + x - p1 for a correlated OT). A direction with no OTs (``m`` = 0 or no choices:
+        both parties know both counts) is skipped on both sides: its pads are empty."""
+        recv_words = words if recv_words is None else recv_words
+        p0 = p1 = np.zeros((words, 0), np.uint64)
+        mine = np.zeros((recv_words, 0), np.uint64)
+        if len(choices):
+            t, first_r = self._r.extend(np.ascontiguousarray(choices, dtype=bool))   # sends U
+            mine = pad_words(t, first_r, recv_words)
+        if m:
+            q, first_s = self._s.extend(m)                                           # receives U
+            p0 = pad_words(q, first_s, words)
+            xor_delta(q, self._s.delta)                                             # in place
+            p1 = pad_words(q, first_s, words)
+        return p0, p1, mine
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an
