@@ -10,6 +10,19 @@ streaming of the same bytes measured in the same run (the ceiling), and the rati
   identity serializers (one stream one-way; one stream each way, simultaneously, for
   two-way), no codec, no envelope, no checks.
 * latency: small-message ping-pong.
+* two processes (``--processes``): the shape of ``bench/bench_ot_triples.py``'s ``ot 2-proc``
+  and of a deployment, each party in its own OS process (own interpreter and GIL,
+  :func:`mpc.runtime.local.run_party_process`), both sending ``PROC_GB`` GB of arrays of
+  ``PROC_SIZES`` bytes at once (``ctx.exchange`` rounds), next to raw gRPC in two processes
+  (each streams the same bytes as ``CHUNK``-sized ``bytes`` messages to the other, made
+  with one copy as gaotie's envelopes are). The figure is CPU seconds of a party process
+  per GB sent (while as much is received), split by thread: ``main`` (codec, the envelope
+  copy, mailbox), ``grpc-send`` (gRPC's request-consuming and channel threads: its copy of
+  each message, the kernel's send path), ``grpc-recv`` (the server's polling thread: its
+  copies of each received message), ``handler`` (``receive_stream``: checks, the copy into
+  the value's buffer, decoding), ``grpc-core`` (gRPC's C event-engine threads: socket
+  reads), ``ended`` (threads gone before the end: raw gRPC's request-consuming thread).
+  Small messages (1 KB) give the CPU per message.
 
 Every party process tunes glibc's malloc when it starts its gRPC transport
 (:mod:`mpc.runtime.allocator`); the benchmark applies the same tuning before its first
@@ -21,17 +34,22 @@ Times are taken inside the job (after a first message has opened the streams), s
 and server start-up is not counted. Everything runs in this process, sharing the
 machine's cores: print ``/proc/loadavg`` next to the figures.
 
-Run: ``pytest bench/bench_transport.py -o addopts="" -s`` or ``python bench/bench_transport.py [reps]``.
+Run: ``pytest bench/bench_transport.py -o addopts="" -s`` or ``python bench/bench_transport.py [reps]``;
+``python bench/bench_transport.py --processes`` for the two-process figures only.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -47,6 +65,10 @@ TWO_WAY = (10 * MB, 20 * MB)  # a -> b, b -> a
 TWO_WAY_ROUNDS = 5
 CHUNK = int(os.environ.get("GAOTIE_BENCH_CHUNK", DEFAULT_CHUNK_BYTES))  # max_chunk_bytes of both
 TARGET = 600.0
+PROC_GB = float(os.environ.get("GAOTIE_BENCH_PROC_GB", 1.0))   # per direction, per size
+PROC_SIZES = (1 << 20, 8 << 20)
+SMALL = 1 << 10
+SMALL_ROUNDS = 3000
 
 
 def _one_way(ctx, reps):
@@ -216,5 +238,187 @@ def test_message_latency(benchmark):
     print(f"\none-way small-message latency over the gRPC transport: {latency * 1e6:.0f} us")
 
 
+# -- two processes: CPU per byte and per message ------------------------------------------
+
+_ROLES = {"MainThread": "main", "_run": "grpc-send", "_serve": "grpc-recv",
+          "ThreadPoolExecutor": "handler", "event_engine": "grpc-core"}
+
+
+def _role(python_name: str | None, comm: str) -> str:
+    if python_name is None:
+        return _ROLES.get(comm.rstrip("0123456789-_"), "other")
+    for key, role in _ROLES.items():
+        if key in python_name:
+            return role
+    return "other"
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, summed by role (see the module docstring)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        role = _role(names.get(int(tid)), comm)
+        out[role] = out.get(role, 0.0) + (int(stat[11]) + int(stat[12])) / tick
+    return out
+
+
+def _process_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class _Meter:
+    """Wall time, process CPU and per-role thread CPU from start to stop."""
+
+    def __enter__(self) -> _Meter:
+        self.t, self.cpu, self.threads = time.perf_counter(), _process_cpu(), thread_cpu()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        after = thread_cpu()
+        cpu = _process_cpu() - self.cpu
+        threads = {k: v - self.threads.get(k, 0.0) for k, v in after.items()}
+        # threads that ended meanwhile (raw gRPC's request-consuming thread) count only here
+        threads["ended"] = max(cpu - sum(threads.values()), 0.0)
+        self.result = {"wall": time.perf_counter() - self.t, "cpu": cpu, "threads": threads}
+
+
+def _exchange_job(ctx, size: int, rounds: int) -> dict:
+    """A party process's side: ``rounds`` exchanges of ``size``-byte arrays, measured."""
+    other = ctx.peers[0]
+    arr = np.arange(max(size // 8, 1), dtype=np.uint64)
+    ctx.exchange(other, arr)                     # streams open, buffers warm
+    with _Meter() as m:
+        for _ in range(rounds):
+            got = ctx.exchange(other, arr)
+    assert got.nbytes == arr.nbytes and got[-1] == arr[-1]
+    return m.result
+
+
+def _raw_party(port: int, peer: int, size: int, rounds: int, start_at: float) -> dict:
+    """A raw gRPC process: stream ``rounds`` x ``size`` bytes to ``peer`` while taking as much."""
+    allocator.tune()
+    received = threading.Event()
+
+    def consume(request_iterator, context):
+        n = sum(len(chunk) for chunk in request_iterator)
+        received.set()
+        return n.to_bytes(8, "big")
+
+    identity = lambda b: b  # noqa: E731
+    handler = grpc.method_handlers_generic_handler(
+        "raw.Sink", {"Put": grpc.stream_unary_rpc_method_handler(consume, identity, identity)})
+    server = grpc.server(futures.ThreadPoolExecutor(4), options=grpc_options(CHUNK))
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{peer}", options=grpc_options(CHUNK))
+    grpc.channel_ready_future(channel).result(timeout=30)
+    put = channel.stream_unary("/raw.Sink/Put", request_serializer=None, response_deserializer=identity)
+    view = memoryview(np.arange(max(size // 8, 1), dtype=np.uint64)).cast("B")
+
+    def chunks():
+        for _ in range(rounds):
+            for i in range(0, len(view), CHUNK):
+                yield bytes(view[i:i + CHUNK])     # one copy, as gaotie's envelope
+    time.sleep(max(start_at - time.time(), 0.0))
+    with _Meter() as m:
+        assert int.from_bytes(put(chunks(), timeout=600), "big") == len(view) * rounds
+        received.wait(600)
+    time.sleep(0.5)                                # the peer may still be sending to us
+    channel.close()
+    server.stop(None)
+    return m.result
+
+
+def _spawn(kind: str, size: int, rounds: int) -> list[dict]:
+    """Run two party processes of ``kind`` ("gaotie" or "raw"); their measurements."""
+    from mpc.cluster import free_port
+
+    ports = [free_port(), free_port()]
+    root = str(Path(mpc.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    if kind == "gaotie":
+        addresses = json.dumps({"a": f"127.0.0.1:{ports[0]}", "b": f"127.0.0.1:{ports[1]}"})
+        job = f"bench-transport-{os.getpid()}-{time.monotonic_ns()}"
+        argvs = [["gaotie", p, addresses, job, str(size), str(rounds)] for p in "ab"]
+    else:
+        start_at = str(time.time() + 3.0)
+        argvs = [["raw", str(ports[i]), str(ports[1 - i]), str(size), str(rounds), start_at] for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--party", *argv],
+                              stdout=subprocess.PIPE, env=env, text=True) for argv in argvs]
+    outs = []
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{kind} party process exited with {proc.returncode} (its stderr is above)")
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    return outs
+
+
+def _party_main(kind: str, *argv: str) -> None:
+    if kind == "gaotie":
+        from mpc.runtime.local import run_party_process
+
+        party, addresses, job, size, rounds = argv
+        out = run_party_process(_exchange_job, party, ["a", "b"], json.loads(addresses), job,
+                                args=(int(size), int(rounds)), timeout=900, triples=None,
+                                max_chunk_bytes=CHUNK)
+    else:
+        port, peer, size, rounds, start_at = argv
+        out = _raw_party(int(port), int(peer), int(size), int(rounds), float(start_at))
+    print(json.dumps(out), flush=True)
+
+
+def _roles(threads: dict[str, float], per: float, unit: str) -> str:
+    order = ["main", "grpc-send", "grpc-recv", "handler", "grpc-core", "other", "ended"]
+    return " ".join(f"{k} {threads.get(k, 0.0) / per:.2f}" for k in order if threads.get(k, 0.0) >= 0.005) + unit
+
+
+def processes_report(sizes: tuple[int, ...] = PROC_SIZES, gigabytes: float = PROC_GB) -> dict[str, float]:
+    """CPU per GB (and per small message) of gaotie and raw gRPC, each party in its own process."""
+    print(f"\ntwo processes, both directions at once; load average {_loadavg()}; chunk {CHUNK} bytes")
+    figures = {}
+    for size in sizes:
+        rounds = max(1, int(gigabytes * 1e9 // size))
+        gb = size * rounds / 1e9
+        for kind in ("raw", "gaotie"):
+            outs = _spawn(kind, size, rounds)
+            cpu = statistics.mean(o["cpu"] for o in outs) / gb
+            rate = gb * 1e3 / max(o["wall"] for o in outs)
+            threads = {k: statistics.mean(o["threads"].get(k, 0.0) for o in outs) for k in outs[0]["threads"]}
+            figures[f"{kind}_{size}"] = cpu
+            print(f"  {kind:6} {size / 2**20:5.1f} MiB arrays, {gb:.2f} GB each way: {rate:5.0f} MB/s per "
+                  f"direction, {cpu:.2f} CPU-s per GB sent+received per process ({_roles(threads, gb, '')})")
+        print(f"  gaotie / raw CPU per byte at {size / 2**20:.1f} MiB: "
+              f"{figures[f'gaotie_{size}'] / figures[f'raw_{size}']:.2f}")
+    outs = _spawn("gaotie", SMALL, SMALL_ROUNDS)
+    per = statistics.mean(o["cpu"] for o in outs) / SMALL_ROUNDS
+    threads = {k: statistics.mean(o["threads"].get(k, 0.0) for o in outs) * 1e6 for k in outs[0]["threads"]}
+    figures["gaotie_round_us"] = per * 1e6
+    print(f"  gaotie {SMALL} B exchanges: {per * 1e6:.0f} CPU-us per round (one value sent, one received) "
+          f"per process ({_roles(threads, SMALL_ROUNDS, ' us')}); load average {_loadavg()}")
+    return figures
+
+
+def test_process_cpu_per_byte():
+    processes_report()
+
+
 if __name__ == "__main__":
-    report(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    if sys.argv[1:2] == ["--party"]:
+        _party_main(*sys.argv[2:])
+    elif sys.argv[1:2] == ["--processes"]:
+        processes_report()
+    else:
+        report(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+        processes_report()
