@@ -131,6 +131,10 @@ def _run_cardinality(ctx: Context, params: dict[str, Any], data: LocalData) -> i
     from protocols.psi import psi_cardinality
 
     psi_method(params, "psi.cardinality", oprf=False)
+    memory = bucketed.budget(params, data)
+    if memory is not None and len(ctx.parties) == 2:
+        from protocols.bucketed_cardinality import cardinality
+        return cardinality(ctx, params, data, own_ref(ctx, params, "ids"), memory)
     return psi_cardinality(ctx, id_column(ctx, params, data), receivers=_receivers(params))
 
 
@@ -141,7 +145,8 @@ register(ProtocolSpec(
     reveals="receivers: the size of the intersection; every party: the number of distinct ids of "
             "each party" + N_PARTY_PSI,
     params={"ids": IDS, "receivers": RECEIVERS,
-            "method": Param(str, required=False, default="auto", doc="'auto' or 'ecdh' (ECDH)")},
+            "method": Param(str, required=False, default="auto", doc="'auto' or 'ecdh' (ECDH)"),
+            "memory": MEMORY},
     uses=lambda p: _uses_psi(p, oprf=False),
     run=_run_cardinality,
 ))

@@ -330,3 +330,74 @@ def test_compact_text_from_arrow_buffers_equals_the_str_form(values):
             assert "" in values or "é" in values or "a\x00" in values
         back = codec.loads(b"".join(bytes(memoryview(p).cast("B")) for p in parts))
         assert back["id"].tolist() == list(values[1:]) and back["row"].tolist() == list(range(len(column)))
+
+
+# -- psi.cardinality under a budget ------------------------------------------------------------
+def test_bucketed_cardinality_equals_python_sets_and_the_unbucketed_job(pair):
+    cluster, a, b = pair
+    common = set(a.id) & set(b.id)
+    with cluster.client("a") as client:
+        both = client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], memory="1MiB", progress=False)
+        whole = client.run("psi.cardinality", ids=["a.s.id", "b.s.id"], progress=False)
+        small = client.run("psi.cardinality", ids=["a.s.id", "b.s.id"], memory="1MiB", progress=False)
+        job = client.submit("psi.cardinality", ids=["a.t.id", "b.t.id"], memory="1MiB", receivers=["b"])
+        assert client.result(job, progress=False) is None
+    assert both == len(common) > 1000
+    assert small == whole == len(set("c" + a.id.iloc[:12000].astype(str)) & set("c" + b.id.iloc[:12000].astype(str)))
+    with cluster.client("b") as client:
+        assert client.result(job, progress=False) == len(common)
+    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+
+
+def test_bucketed_cardinality_views_carry_points_in_orders_unlinked_to_ids(tmp_path, monkeypatch):
+    """Everything a receiver gets: the peer's blinded points and its own double-blinded ones,
+    each in a uniformly random order. With the parties' keys (kept here from outside the
+    protocol) a test links each point to its id: its position must not follow the id's
+    spill file (which the receiver could compute, knowing the bucket key) nor its input
+    row; every message size is a function of the distinct counts only."""
+    from mpc.crypto import curve
+    from mpc.runtime.views import record_views
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import bucketed_cardinality as bc
+    from protocols import registry
+    from protocols.psi.blocks import encode
+
+    monkeypatch.setattr(bc, "CHUNK", 700)
+    keys: list[bytes] = []
+    new_key = curve.new_key
+    monkeypatch.setattr(curve, "new_key", lambda group: keys.append(new_key(group)) or keys[-1])
+    rng = np.random.default_rng(3)
+    ids = {"a": rng.permutation(np.arange(0, 6000)), "b": rng.permutation(np.arange(2500, 9000))}
+    stores = {}
+    for p, v in ids.items():
+        pd.DataFrame({"id": np.concatenate([v, v[:300]])}).to_csv(tmp_path / f"{p}.csv", index=False)  # repeats
+        ds = Dataset("t", tmp_path / f"{p}.csv", "id", {"id": "join_key"})
+        stores[p] = DataStore(p, {"t": ds}, tmp_path / p, memory=1 << 30)
+    spec = registry.get("psi.cardinality")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "receivers": ["a"], "memory": "1GiB"})
+    out, views = record_views(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"])
+    assert out == {"a": 3500, "b": None}
+    joint = bytes.fromhex(json.loads(next((tmp_path / "a" / "checkpoints").glob("*/manifest.json"))
+                                     .read_text())["state"]["key"])
+
+    def blinded(p: str, key_list: list[bytes], width: int) -> tuple[dict, np.ndarray]:
+        words = encode(ids[p], "ids")[1]
+        pts = curve.hash_to_group(bc.GROUP, bc._digests(words), key_list[0])
+        for k in key_list[1:]:
+            pts = curve.scalar_mul(bc.GROUP, k, pts)
+        return {bytes(r[:width]): i for i, r in enumerate(pts)}, buckets.spill_bucket(words, joint)
+
+    arrays = [v for s, v in views["a"] if s == "b" and isinstance(v, np.ndarray) and v.ndim == 2]
+    for width, mine, n in ((32, "b", 6500), (16, "a", 6000)):
+        stream = np.concatenate([x for x in arrays if x.shape[1] == width])
+        assert [len(x) for x in arrays if x.shape[1] == width] == [700] * (n // 700) + [n % 700]
+        for key_list in ([keys[0]], [keys[1]]) if width == 32 else ([keys[0], keys[1]],):
+            index, files = blinded(mine, key_list, width)
+            if bytes(stream[0]) in index:
+                break
+        pos = [index[bytes(r)] for r in stream]                   # every point links to one id
+        assert sorted(pos) == list(range(n))
+        assert abs(np.corrcoef(np.arange(n), files[pos])[0, 1]) < 0.08, width     # not in spill-file order
+        assert abs(np.corrcoef(np.arange(n), pos)[0, 1]) < 0.08, width            # nor in input order
+    assert not [v for s, v in views["b"] if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 16]
