@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.crypto import curve
-from mpc.runtime.checkpoint import Checkpoint, job_key
+from mpc.runtime.checkpoint import DIRECTORY, Checkpoint, job_key
 from mpc.runtime.context import Context
 from mpc.runtime.errors import DataError
 from protocols import buckets
@@ -48,7 +48,7 @@ def _checkpoint(ctx: Context, protocol: str, params: dict[str, Any], data: Local
     inputs = {r.dataset: data.fingerprint(r.dataset) for r in refs}
     ident = {"protocol": protocol, "params": params, "parties": ctx.parties, "inputs": inputs,
              "memory": memory}
-    store = Checkpoint(workdir / "checkpoints", job_key(protocol, {**params, "memory": memory}, ctx.parties, inputs),
+    store = Checkpoint(workdir / DIRECTORY, job_key(protocol, {**params, "memory": memory}, ctx.parties, inputs),
                        {**ident, "job_id": ctx.job_id})
     ctx.state["checkpoint"] = store      # removed by the server once the result is written
     return store

@@ -401,3 +401,59 @@ def test_bucketed_cardinality_views_carry_points_in_orders_unlinked_to_ids(tmp_p
         assert abs(np.corrcoef(np.arange(n), files[pos])[0, 1]) < 0.08, width     # not in spill-file order
         assert abs(np.corrcoef(np.arange(n), pos)[0, 1]) < 0.08, width            # nor in input order
     assert not [v for s, v in views["b"] if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 16]
+
+
+# -- stale checkpoints -------------------------------------------------------------------------
+def _plant(root: Path, key: str, age: float) -> Path:
+    """A checkpoint directory with a spilled file, its manifest last written ``age`` s ago."""
+    import os
+    d = root / key
+    d.mkdir(parents=True)
+    (d / "spill").mkdir()
+    (d / "spill" / "spill-000.bin").write_bytes(b"x" * 100)
+    (d / "manifest.json").write_text("{}")
+    then = time.time() - age
+    os.utime(d / "manifest.json", (then, then))
+    return d
+
+
+def test_sweep_removes_stale_checkpoints_no_running_job_uses(tmp_path):
+    from mpc.runtime.checkpoint import sweep
+    old, fresh, running = _plant(tmp_path, "old", 7200), _plant(tmp_path, "fresh", 10), _plant(tmp_path, "run", 9000)
+    assert sweep(tmp_path, 3600.0, keep={"run"}) == ["old"]
+    assert not old.exists() and fresh.exists() and running.exists()
+    assert sweep(tmp_path / "nothing-here", 0.0) == []
+    assert sorted(sweep(tmp_path, 0.0)) == ["fresh", "run"] and not list(tmp_path.iterdir())
+
+
+def test_checkpoint_retention_in_party_config(tmp_path):
+    from mpc.server.config import ConfigError, parse_config
+    base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True}
+    parse = lambda limits: parse_config({**base, "limits": limits}, tmp_path / "p.toml").limits  # noqa: E731
+    assert parse({}).checkpoint_retention == 7 * 86400
+    assert parse({"checkpoint_retention": "12h"}).checkpoint_retention == 12 * 3600
+    assert parse({"checkpoint_retention": 90}).checkpoint_retention == 90.0
+    assert parse({"checkpoint_retention": "0"}).checkpoint_retention == 0.0
+    for bad, why in (("a week", "not a duration"), (-5, "zero or more"), (True, "must be str/int/float")):
+        with pytest.raises(ConfigError, match=f"checkpoint_retention.*{why}"):
+            parse({"checkpoint_retention": bad})
+
+
+def test_servers_remove_stale_checkpoints_at_start_and_at_each_jobs_end(tmp_path):
+    pd.DataFrame({"id": np.arange(100)}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"id": np.arange(50, 300)}).to_csv(tmp_path / "b.csv", index=False)
+    datasets = {p: {"t": {"path": str(tmp_path / f"{p}.csv"), "id": "id", "columns": {"id": "join_key"}}}
+                for p in "ab"}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 60.0, "checkpoint_retention": "1h"}) as cluster:
+        old = _plant(_checkpoints(cluster, "a"), "old", 2 * 3600)
+        fresh = _plant(_checkpoints(cluster, "a"), "fresh", 60)
+        cluster.restart("a")                    # at start
+        assert not old.exists() and fresh.exists()
+        old_b = _plant(_checkpoints(cluster, "b"), "old", 2 * 3600)
+        with cluster.client("a") as client:     # at a job's end (a job that keeps no checkpoint)
+            assert client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], progress=False) == 50
+        deadline = time.monotonic() + 10
+        while old_b.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not old_b.exists() and fresh.exists()

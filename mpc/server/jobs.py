@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpc import tables
+from mpc.runtime.checkpoint import sweep
 from mpc.runtime.context import Context
 from mpc.runtime.errors import GaotieError, PeerFailed, culprit, describe
 from mpc.runtime.helpers import default_options, helper_function, resolve_options
@@ -191,6 +192,20 @@ class JobManager:
             self.mailbox.close(job.job_id)
             self._audit(job)
             job.done.set()
+            self._sweep_checkpoints()
+
+    def _sweep_checkpoints(self) -> None:
+        """Remove the checkpoints of finished or failed jobs last written longer ago than
+        ``[limits] checkpoint_retention``; a running job's checkpoint stays."""
+        with self._lock:
+            running = [j.ctx.state.get("checkpoint") for j in self._jobs.values()
+                       if j.ctx is not None and not j.done.is_set()]
+        keep = {c.key for c in running if c is not None}
+        try:
+            for key in sweep(self.config.checkpoints_dir, self.config.limits.checkpoint_retention, keep):
+                log.info("removed stale checkpoint %s (older than [limits] checkpoint_retention)", key)
+        except OSError as exc:      # a full or read-only disk must not fail the job that just ended
+            log.warning("could not sweep checkpoints: %s", exc)
 
     # -- queries ---------------------------------------------------------------------
     def get(self, job_id: str) -> Job:

@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
-from mpc.runtime import allocator, codec
+from mpc.runtime import allocator, checkpoint, codec
 from mpc.runtime.errors import describe
 from mpc.runtime.executor import ExecutorError
 from mpc.runtime.grpc_transport import (
@@ -265,6 +265,8 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
     if config.results_dir.is_dir():  # temp files of results being written when a server was killed
         for partial in config.results_dir.glob(".*.tmp"):
             partial.unlink(missing_ok=True)
+    for key in checkpoint.sweep(config.checkpoints_dir, config.limits.checkpoint_retention):
+        log.info("removed stale checkpoint %s (older than [limits] checkpoint_retention)", key)
     try:   # connect to the party's Ray cluster now: a wrong address fails the start, not a job
         service.executor.start()
     except Exception as exc:
