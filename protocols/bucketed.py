@@ -23,6 +23,7 @@ from mpc.crypto import curve
 from mpc.runtime.checkpoint import DIRECTORY, Checkpoint, job_key
 from mpc.runtime.context import Context
 from mpc.runtime.errors import DataError
+from mpc.tables import ResultFile, ResultWriter
 from protocols import buckets
 from protocols.psi.common import check_receivers, exchange_header
 from protocols.psi.ecdh import ecdh_mask
@@ -77,6 +78,9 @@ def _plan(ctx: Context, protocol: str, kind: str, m: int, memory: int, cost: str
     return sizes, buckets.plan(list(sizes.values()), rows)
 
 
+_STRING = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
 def _text(parts: list[np.ndarray]) -> Any:
     """Matched ids as text, as the unbucketed job gives them (integers through Arrow)."""
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype=object)
@@ -87,10 +91,11 @@ def _text(parts: list[np.ndarray]) -> Any:
 
 
 def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, memory: int,
-        method: str = "oprf") -> pd.DataFrame | None:
+        method: str = "oprf") -> ResultFile | None:
     """``psi.ecdh`` between two parties in buckets (``method`` "oprf" or "ecdh" per bucket):
     receivers get (id as text, row) of their rows whose id the other party holds, in row
-    order; others None."""
+    order, as a Parquet file written a batch of input rows at a time (the matched rows kept
+    as one bit per input row meanwhile, never the intersection itself); others None."""
     if len(ctx.parties) != 2:
         raise ValueError("a bucketed PSI runs between exactly 2 parties")
     receivers = check_receivers(ctx, params.get("receivers") or None)
@@ -117,18 +122,40 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
         rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
         return {"rows": rows.astype(np.int64)}
 
-    found = [r["rows"] for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    matched = RowBits(int(store.state["rows"]))
+    for _, r in buckets.run_buckets(ctx, store, nb, done, work):
+        matched.set(r["rows"])
     ctx.report_progress(1.0)
     if ctx.party not in receivers:
         return None
-    rows = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
-    parts, start = [], 0
+    out = ResultWriter(store.path("result.parquet"))
+    start = 0
     for batch in data.batches([ref]):        # the matched rows' ids, streamed once more
         ids = batch[ref.column]
-        lo, hi = np.searchsorted(rows, [start, start + len(ids)])
-        parts.append(ids[rows[lo:hi] - start])
+        rows = matched.rows(start, start + len(ids))
+        text = pd.Series(_text([ids[rows - start]]), dtype=_STRING)     # one Arrow string type throughout
+        out.write(pd.DataFrame({ref.column: text, "row": rows}))
         start += len(ids)
-    return pd.DataFrame({ref.column: _text(parts), "row": rows})
+    return out.close(pd.DataFrame({ref.column: pd.Series([], dtype=_STRING), "row": np.zeros(0, dtype=np.int64)}))
+
+
+class RowBits:
+    """A set of row numbers 0..n-1 as n bits (n/8 bytes: a 2^24-row input's matches in 2 MiB,
+    where the matched row numbers would take 8 bytes each)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.bits = np.zeros((n + 7) // 8, dtype=np.uint8)
+
+    def set(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        np.bitwise_or.at(self.bits, rows >> 3, np.left_shift(1, rows & 7).astype(np.uint8))
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """The rows of the set in [lo, hi), ascending."""
+        first = lo >> 3
+        flags = np.unpackbits(self.bits[first:(hi + 7) >> 3], bitorder="little")
+        return (np.nonzero(flags[lo - 8 * first:hi - 8 * first])[0] + lo).astype(np.int64)
 
 
 def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:

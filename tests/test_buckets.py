@@ -189,6 +189,24 @@ def test_bucketed_psi_equals_python_sets(pair):
     assert (a.id.to_numpy()[out["row"]] == out["id"].astype(np.int64)).all()
     assert _audit(cluster, "a", job)["resumed_buckets"] == []
     assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+    saved = pd.read_parquet(cluster.results_dir("a") / f"{job}.parquet")   # written batch by batch, moved
+    assert saved["row"].tolist() == out["row"].tolist() and saved["id"].tolist() == out["id"].tolist()
+    assert _audit(cluster, "a", job)["revealed_to_me"] == f"table {len(common)} rows x 2 columns (id, row)"
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 4099])
+def test_row_bits_hold_a_set_of_rows(n):
+    from protocols.bucketed import RowBits
+    rng = np.random.default_rng(n)
+    rows = rng.choice(n, n // 3, replace=False) if n else np.zeros(0, np.int64)
+    bits = RowBits(n)
+    bits.set(rows[: len(rows) // 2])
+    bits.set(rows[len(rows) // 2:])
+    want = sorted(rows.tolist())
+    assert bits.rows(0, n).tolist() == want
+    for lo, hi in ((0, 3), (3, 11), (5, n), (n // 2, n)):
+        if lo <= hi:
+            assert bits.rows(lo, hi).tolist() == [r for r in want if lo <= r < hi]
 
 
 def test_bucketed_ecdh_psi_of_text_ids_equals_python_sets(pair):

@@ -176,8 +176,11 @@ class JobManager:
             body = helper_function(self.party)
         try:
             result = run_party(ctx, body)
-            if self.party in job.parties and result is not None:
-                tables.write_atomic(self.config.results_dir / f"{job.job_id}.parquet", tables.to_frame(result))
+            target = self.config.results_dir / f"{job.job_id}.parquet"
+            if isinstance(result, tables.ResultFile):     # written as the job went: moved, not loaded
+                result = result.move(target)
+            elif self.party in job.parties and result is not None:
+                tables.write_atomic(target, tables.to_frame(result))
             checkpoint = ctx.state.get("checkpoint")
             if checkpoint is not None:    # a bucketed job: its result is safe, its buckets go
                 checkpoint.clear()
@@ -290,6 +293,8 @@ def summarize(result: Any) -> str:
 
     if result is None:
         return "nothing"
+    if isinstance(result, tables.ResultFile):
+        return f"table {result.rows} rows x {len(result.columns)} columns ({', '.join(result.columns)})"
     if isinstance(result, pd.DataFrame):
         return f"table {result.shape[0]} rows x {result.shape[1]} columns ({', '.join(map(str, result.columns))})"
     if isinstance(result, dict):
