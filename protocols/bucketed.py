@@ -244,3 +244,34 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
         t = ss.concatenate(parts) if len(parts) > 1 else parts[0]
         cols[name] = t.with_frac_bits(int(all_shifts.get(name, t.frac_bits)))
     return total, cols
+
+
+# Peak bytes per input row of the jobs that still hold their input whole (the private join's
+# and ECDH's figures of buckets.COSTS; a horizontal describe holds a few copies of each value).
+WHOLE_INPUT_COSTS = {"join": buckets.COSTS["join"][0], "ecdh": buckets.COSTS["ecdh"][0], "values": 64}
+_WHOLE_BASE = 400 << 20      # a party process, as buckets.COSTS
+
+
+def refuse_over_budget(ctx: Context, params: dict[str, Any], data: LocalData, refs: list[ColumnRef],
+                       job: str, per_row: int) -> None:
+    """Refuse, before any message, a job that holds its whole input in memory (it is not
+    bucketed) when this party's input outgrows its memory budget (:func:`budget`): rows of
+    each of its datasets among ``refs`` (counted by streaming the file) times ``per_row``
+    bytes, plus a party process's base, must fit. Without a budget, nothing is checked.
+
+    The error names the party, the dataset, its rows and the budget (public to the
+    requester anyway: the row count is this party's own, and refusing reveals it only to
+    the parties of the job, which learn the distinct counts of a PSI in any case)."""
+    memory = budget(params, data)
+    if memory is None:
+        return
+    for name in sorted({r.dataset for r in refs if r.party == ctx.party}):
+        ref = next(r for r in refs if r.party == ctx.party and r.dataset == name)
+        rows = sum(len(b[ref.column]) for b in data.batches([ref]))
+        need = _WHOLE_BASE + rows * per_row
+        if need > memory:
+            raise DataError(
+                f"party {ctx.party!r} refuses: {job} is not bucketed and holds its input whole, and dataset "
+                f"{name!r} has {rows} rows, about {need >> 20} MiB at {per_row} B a row, over its memory budget "
+                f"of {memory >> 20} MiB ([limits] memory or the job's memory parameter); raise the budget or "
+                "give fewer rows")

@@ -69,6 +69,8 @@ def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFr
     memory = bucketed.budget(params, data)
     if memory is not None and len(ctx.parties) == 2:
         return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory, psi_method(params, "psi.ecdh"))
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.ecdh with 3 or more parties",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     ids = id_column(ctx, params, data)
     psi = oprf_psi if psi_method(params, "psi.ecdh") == "oprf" else ecdh_psi
     result = psi(ctx, ids, receivers=_receivers(params))
@@ -135,6 +137,8 @@ def _run_cardinality(ctx: Context, params: dict[str, Any], data: LocalData) -> i
     if memory is not None and len(ctx.parties) == 2:
         from protocols.bucketed_cardinality import cardinality
         return cardinality(ctx, params, data, own_ref(ctx, params, "ids"), memory)
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.cardinality with 3 or more parties",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     return psi_cardinality(ctx, id_column(ctx, params, data), receivers=_receivers(params))
 
 
@@ -156,6 +160,8 @@ register(ProtocolSpec(
 def _run_intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.psi import intersection_sum
 
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.intersection_sum",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     ids = id_column(ctx, params, data)
     ref = ColumnRef.parse(params["values"], "values")
     values = numeric(ref, data.column(ref)) if ref.party == ctx.party else None
@@ -351,6 +357,8 @@ def _run_group_by(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.D
     from protocols import stats
 
     key_ref = ColumnRef.parse(params["key"], "key")
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "stats.group_by",
+                                bucketed.WHOLE_INPUT_COSTS["join"])
     columns = own_columns(ctx, params, "values", data)
     labels = None
     if key_ref.party == ctx.party:
@@ -427,6 +435,8 @@ def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData,
 def _run_woe_iv(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.stats import woe_iv
 
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "stats.woe_iv",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     rows = aligned_rows(ctx, params, data)
     check_min_group(ctx, params, "features", data, len(rows))
     check_min_group(ctx, params, "label", data, len(rows))
@@ -474,6 +484,9 @@ register(ProtocolSpec(
 def _run_horizontal_describe(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.stats import horizontal_describe
 
+    refs = _refs(params, "columns")
+    bucketed.refuse_over_budget(ctx, params, data, refs, "stats.horizontal_describe",
+                                bucketed.WHOLE_INPUT_COSTS["values"] * max(1, sum(r.party == ctx.party for r in refs)))
     own = own_columns(ctx, params, "columns", data)
     lengths = {len(v) for v in own.values()}
     if len(lengths) > 1:

@@ -358,12 +358,12 @@ def test_bucketed_cardinality_equals_python_sets_and_the_unbucketed_job(pair):
         both = client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], memory="1MiB", progress=False)
         whole = client.run("psi.cardinality", ids=["a.s.id", "b.s.id"], progress=False)
         small = client.run("psi.cardinality", ids=["a.s.id", "b.s.id"], memory="1MiB", progress=False)
-        job = client.submit("psi.cardinality", ids=["a.t.id", "b.t.id"], memory="1MiB", receivers=["b"])
+        job = client.submit("psi.cardinality", ids=["a.s.id", "b.s.id"], memory="1MiB", receivers=["b"])
         assert client.result(job, progress=False) is None
     assert both == len(common) > 1000
     assert small == whole == len(set("c" + a.id.iloc[:12000].astype(str)) & set("c" + b.id.iloc[:12000].astype(str)))
     with cluster.client("b") as client:
-        assert client.result(job, progress=False) == len(common)
+        assert client.result(job, progress=False) == whole
     assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
 
 
@@ -475,3 +475,39 @@ def test_servers_remove_stale_checkpoints_at_start_and_at_each_jobs_end(tmp_path
         while old_b.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not old_b.exists() and fresh.exists()
+
+
+# -- jobs that hold their input whole refuse an input over the budget ------------------------------
+def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_path):
+    """b's [limits] memory (440 MiB, a 400 MiB process base) leaves ~46,000 rows of a private
+    join, ~100,000 of an ECDH PSI: its 130,000-row table is refused by every job that holds its input whole, naming b,
+    the dataset and the budget; its 2,000-row table runs and matches pandas."""
+    rng = np.random.default_rng(5)
+    big = pd.DataFrame({"id": np.arange(130000), "y": rng.normal(size=130000), "g": rng.integers(0, 2, 130000)})
+    big.to_csv(tmp_path / "big.csv", index=False)
+    small = big.iloc[:2000]
+    small.to_csv(tmp_path / "small.csv", index=False)
+    a = pd.DataFrame({"id": np.arange(0, 3000, 2), "x": rng.normal(size=1500)})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    cols = {"id": "join_key", "y": "aggregate", "g": "plaintext"}
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate"}}},
+                "b": {"big": {"path": str(tmp_path / "big.csv"), "id": "id", "columns": cols},
+                      "small": {"path": str(tmp_path / "small.csv"), "id": "id", "columns": cols}}}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
+                      settings={"b": {"limits": {"memory": "440MiB"}}}) as cluster, cluster.client("a") as client:
+        why = r"party 'b' refuses: {} is not bucketed .*dataset 'big' has 130000 rows.*budget of 440 MiB"
+        for job, params in (("stats.group_by", dict(ids=["a.t.id", "b.big.id"], key="b.big.g", values=["a.t.x"])),
+                            ("stats.woe_iv", dict(ids=["a.t.id", "b.big.id"], label="b.big.g", features=["a.t.x"])),
+                            ("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y"))):
+            with pytest.raises(JobFailed, match=why.format(job)):
+                client.run(job, **params, progress=False)
+        with pytest.raises(JobFailed, match=why.format("sql.aggregate")):
+            client.query("SELECT q.g, COUNT(*), SUM(p.x) FROM a.t p JOIN b.big q ON p.id = q.id GROUP BY q.g",
+                         progress=False)
+        out = client.run("stats.group_by", ids=["a.t.id", "b.small.id"], key="b.small.g", values=["a.t.x"],
+                         aggregations=["count", "sum"], min_group_size=1, progress=False)
+    joined = a.merge(small, on="id")
+    want = joined.groupby("g")["x"].agg(["count", "sum"])
+    assert out["count"].tolist() == want["count"].tolist()
+    np.testing.assert_allclose(out.filter(like="sum").iloc[:, 0], want["sum"], atol=1e-3)
