@@ -126,17 +126,81 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     for _, r in buckets.run_buckets(ctx, store, nb, done, work):
         matched.set(r["rows"])
     ctx.report_progress(1.0)
-    if ctx.party not in receivers:
-        return None
+    return _write_matches(store, data, ref, matched) if ctx.party in receivers else None
+
+
+def _write_matches(store: Checkpoint, data: LocalData, ref: ColumnRef, matched: RowBits) -> ResultFile:
+    """The matched rows (id as text, row), in row order, to a Parquet file a batch at a time:
+    the input streamed once more for the ids of the rows ``matched`` holds."""
     out = ResultWriter(store.path("result.parquet"))
     start = 0
-    for batch in data.batches([ref]):        # the matched rows' ids, streamed once more
+    for batch in data.batches([ref]):
         ids = batch[ref.column]
         rows = matched.rows(start, start + len(ids))
         text = pd.Series(_text([ids[rows - start]]), dtype=_STRING)     # one Arrow string type throughout
         out.write(pd.DataFrame({ref.column: text, "row": rows}))
         start += len(ids)
     return out.close(pd.DataFrame({ref.column: pd.Series([], dtype=_STRING), "row": np.zeros(0, dtype=np.int64)}))
+
+
+def psi_parties(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef,
+                memory: int) -> ResultFile | None:
+    """``psi.ecdh`` among three or more parties in buckets: the N-party ECDH PSI
+    (:mod:`protocols.psi.multiparty`) once per bucket on ids padded to the bucket's public
+    capacity. Receivers get a result file like :func:`psi`'s.
+
+    Per bucket the leader learns the size of the non-leader intersection and the mixer the
+    multiplicity histogram of the non-leader sets (the N-party protocol's two extra reveals),
+    for nb pseudo-random parts of the ids whose membership every party can compute for its
+    own ids: more than the one total of the unbucketed run, so nb > 1 needs every party's
+    ``[limits] bucket_psi_sizes`` (:func:`_consent`). The padding dummies are random
+    16-byte blocks: each occurs in one set only, so they never enter an intersection and
+    count as singletons in the mixer's histogram (whose total per bucket is the public sum
+    of the capacities)."""
+    from protocols.psi import multiparty
+    from protocols.psi.common import DEFAULT_COMPARE_BYTES
+
+    receivers = check_receivers(ctx, params.get("receivers") or None)
+    store = _checkpoint(ctx, "psi.ecdh", params, data, [ref], memory)
+    done = _start(ctx, store)
+    sp, _, kind = buckets.spill(ctx, store, lambda: ((b[ref.column], None) for b in data.batches([ref])), 0)
+    m = int(sum(store.state["counts"]))
+    sizes, nb = _plan(ctx, "bucketed_psi_parties", kind, m, memory, "ecdh", {"receivers": receivers})
+    if store.state.get("nb", nb) != nb:
+        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    _consent(ctx, data, nb, "bucket_psi_sizes",
+             "psi.ecdh among 3 or more parties under this memory budget needs {nb} buckets, and then the first "
+             "receiver learns the size of the other parties' intersection in each bucket and the last party "
+             "their multiplicity histogram in each bucket")
+    store.set_state(nb=nb)
+    cap = capacity(sizes[ctx.party], nb)
+
+    def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
+        rec = sp.read(first, count)
+        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+        raw = padded.tobytes()
+        digests = curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes")
+        mask = multiparty.run(ctx, digests, receivers[0], receivers, False, DEFAULT_COMPARE_BYTES)
+        rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
+        return {"rows": rows.astype(np.int64)}
+
+    matched = RowBits(int(store.state["rows"]))
+    for _, r in buckets.run_buckets(ctx, store, nb, done, work):
+        matched.set(r["rows"])
+    ctx.report_progress(1.0)
+    return _write_matches(store, data, ref, matched) if ctx.party in receivers else None
+
+
+def _consent(ctx: Context, data: LocalData, nb: int, key: str, what: str) -> None:
+    """Refuse a job in ``nb`` > 1 buckets unless every party's ``[limits] <key>`` allows the
+    per-bucket reveal ``what`` describes."""
+    if nb <= 1:
+        return
+    consents = ctx.gather(bool(getattr(data, key, False)))
+    refusing = [p for p, ok in zip(ctx.parties, consents, strict=True) if ok is not True]
+    if refusing:
+        raise DataError(f"{what.format(nb=nb)}; party {refusing[0]!r} does not allow it (its party.toml: "
+                        f"[limits] {key} = true), so raise the memory budget or ask it to")
 
 
 class RowBits:

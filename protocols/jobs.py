@@ -69,8 +69,8 @@ def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFr
     memory = bucketed.budget(params, data)
     if memory is not None and len(ctx.parties) == 2:
         return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory, psi_method(params, "psi.ecdh"))
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.ecdh with 3 or more parties",
-                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
+    if memory is not None:
+        return bucketed.psi_parties(ctx, params, data, own_ref(ctx, params, "ids"), memory)
     ids = id_column(ctx, params, data)
     psi = oprf_psi if psi_method(params, "psi.ecdh") == "oprf" else ecdh_psi
     result = psi(ctx, ids, receivers=_receivers(params))
@@ -113,6 +113,8 @@ METHOD = Param(str, required=False, default="auto",
 MEMORY = Param(str, required=False,
                doc="memory budget per party, e.g. '2GiB' (with the server's [limits] memory, the smaller "
                    "wins): the input is streamed into hash buckets and the job checkpoints per bucket")
+BUCKET_PSI_REVEALS = ("; with 3 or more parties and a memory budget that needs more than one bucket, those "
+                      "two sizes per hash bucket (refused unless every party's [limits] bucket_psi_sizes allows it)")
 BUCKET_REVEALS = ("; with a memory budget that needs more than one bucket, the number of joined rows in "
                   "each hash bucket (refused unless every party's [limits] bucket_join_sizes allows it)")
 
@@ -121,7 +123,7 @@ register(ProtocolSpec(
     doc="Private set intersection of the parties' id columns (KKRT OPRF for two parties by "
         "default, ECDH for three or more; parameter 'method').",
     reveals="receivers: their own ids that every party holds (and the row numbers); every party: "
-            "the number of distinct ids of each party" + N_PARTY_PSI,
+            "the number of distinct ids of each party" + N_PARTY_PSI + BUCKET_PSI_REVEALS,
     params={"ids": IDS, "receivers": RECEIVERS, "method": METHOD, "memory": MEMORY},
     uses=_uses_psi,
     run=_run_psi,

@@ -511,3 +511,35 @@ def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_pa
     want = joined.groupby("g")["x"].agg(["count", "sum"])
     assert out["count"].tolist() == want["count"].tolist()
     np.testing.assert_allclose(out.filter(like="sum").iloc[:, 0], want["sum"], atol=1e-3)
+
+
+# -- psi.ecdh among three parties under a budget ---------------------------------------------------
+def test_bucketed_three_party_psi_equals_python_sets_with_every_partys_consent(tmp_path):
+    rng = np.random.default_rng(11)
+    common = rng.choice(10**6, 1500, replace=False)
+    ids = {p: rng.permutation(np.concatenate([common, rng.choice(10**6, 3000, replace=False) + (i + 1) * 10**6,
+                                              common[:700]]))      # repeated ids too
+           for i, p in enumerate("abc")}
+    ids["c"] = np.concatenate([ids["c"], ids["a"][:2000]])        # c shares more with a, b does not
+    for p, v in ids.items():
+        pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
+    datasets = {p: {"t": {"path": str(tmp_path / f"{p}.csv"), "id": "id", "columns": {"id": "join_key"}}}
+                for p in "abc"}
+    want_set = set(ids["a"]) & set(ids["b"]) & set(ids["c"])
+    params = dict(ids=["a.t.id", "b.t.id", "c.t.id"], memory="1MiB")   # buckets of 4096 ids: 2 of them
+    with LocalCluster(["a", "b", "c"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 120.0},
+                      settings={p: {"limits": {"bucket_psi_sizes": True}} for p in "ab"}) as cluster:
+        with cluster.client("a") as client:
+            with pytest.raises(JobFailed, match=r"needs 2 buckets.*party 'c' does not allow it.*bucket_psi_sizes"):
+                client.run("psi.ecdh", **params, progress=False)
+            one = client.run("psi.ecdh", **{**params, "memory": "1GiB"}, progress=False)   # 1 bucket: no consent
+    with LocalCluster(["a", "b", "c"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 120.0,
+                      "bucket_psi_sizes": True}) as cluster:
+        with cluster.client("b") as client:
+            job = client.submit("psi.ecdh", **params, receivers=["b", "c"])
+            out = client.result(job, progress=False)
+        with cluster.client("a") as client:
+            assert client.result(job, progress=False) is None
+    want = np.nonzero(np.isin(ids["b"], list(want_set)))[0]
+    assert out["row"].tolist() == want.tolist() and out["id"].astype(np.int64).tolist() == ids["b"][want].tolist()
+    assert one["row"].tolist() == np.nonzero(np.isin(ids["a"], list(want_set)))[0].tolist()

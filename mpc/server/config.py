@@ -27,6 +27,8 @@ Example::
                                      # checkpoint per bucket; without it they hold the input whole
     bucket_join_sizes = false        # optional: let a join.stats in several buckets reveal the
                                      # number of joined rows of each bucket (refused by default)
+    bucket_psi_sizes = false         # optional: the same for a psi.ecdh of 3 or more parties (the
+                                     # leader's and mixer's extra reveals, per bucket)
     checkpoint_retention = "7d"      # optional: a bucket checkpoint no running job uses, last
                                      # written longer ago, is removed at start and at each job's end
 
@@ -121,6 +123,7 @@ class Limits:
     memory: int | None = None   # bytes a bucketed job may hold per party (None: jobs are not bucketed)
     # a join in more than one bucket reveals each bucket's joined-row count: only with consent
     bucket_join_sizes: bool = False
+    bucket_psi_sizes: bool = False   # likewise an N-party PSI's per-bucket leader and mixer reveals
     checkpoint_retention: float = RETENTION   # seconds a stale bucket checkpoint is kept
 
 
@@ -379,6 +382,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         max_unread_bytes=_get(lim_raw, "max_unread_bytes", int, f"{where}: [limits]", defaults.max_unread_bytes),
         memory=_parse_memory(lim_raw, f"{where}: [limits]"),
         bucket_join_sizes=_get(lim_raw, "bucket_join_sizes", bool, f"{where}: [limits]", False),
+        bucket_psi_sizes=_get(lim_raw, "bucket_psi_sizes", bool, f"{where}: [limits]", False),
         checkpoint_retention=_parse_retention(lim_raw, f"{where}: [limits]"))
     if min(limits.job_timeout, limits.max_value_bytes, limits.max_chunk_bytes, limits.max_open_jobs,
            limits.max_unread_bytes) <= 0:

@@ -64,7 +64,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
         self.transport = GrpcTransport(config.party, config.addresses, self.mailbox, creds,
                                        config.limits.max_chunk_bytes)
         self.data = DataStore(config.party, config.datasets, config.workdir, config.limits.memory,
-                              config.limits.bucket_join_sizes)
+                              config.limits.bucket_join_sizes, config.limits.bucket_psi_sizes)
         self.executor = config.executor.make()  # where bucket-local CPU work runs ([executor])
         self.jobs = JobManager(config.party, self.transport, self.mailbox, self.data, config, self.executor)
 
