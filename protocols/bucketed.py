@@ -41,6 +41,18 @@ def budget(params: dict[str, Any], data: LocalData) -> int | None:
     return min(given) if given else None
 
 
+def joint_budget(ctx: Context, params: dict[str, Any], data: LocalData) -> int | None:
+    """The job's memory budget agreed by all parties: the smallest :func:`budget` of any
+    party (a server's ``[limits] memory`` binds every party of its jobs), None when no party
+    has one. Every party runs the bucketed path or none does (one gather)."""
+    budgets = ctx.gather(budget(params, data))
+    for p, b in zip(ctx.parties, budgets, strict=True):
+        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b <= 0):
+            raise ValueError(f"party {p!r} sent a malformed memory budget")
+    given = [b for b in budgets if b is not None]
+    return min(given) if given else None
+
+
 def _checkpoint(ctx: Context, protocol: str, params: dict[str, Any], data: LocalData,
                 refs: list[ColumnRef], memory: int) -> Checkpoint:
     workdir = getattr(data, "workdir", None)

@@ -66,7 +66,7 @@ def psi_method(params: dict[str, Any], protocol: str, oprf: bool = True) -> str:
 def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.psi import ecdh_psi, oprf_psi
 
-    memory = bucketed.budget(params, data)
+    memory = bucketed.joint_budget(ctx, params, data)
     if memory is not None and len(ctx.parties) == 2:
         return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory, psi_method(params, "psi.ecdh"))
     if memory is not None:
@@ -135,7 +135,7 @@ def _run_cardinality(ctx: Context, params: dict[str, Any], data: LocalData) -> i
     from protocols.psi import psi_cardinality
 
     psi_method(params, "psi.cardinality", oprf=False)
-    memory = bucketed.budget(params, data)
+    memory = bucketed.joint_budget(ctx, params, data)
     if memory is not None and len(ctx.parties) == 2:
         from protocols.bucketed_cardinality import cardinality
         return cardinality(ctx, params, data, own_ref(ctx, params, "ids"), memory)
@@ -305,7 +305,7 @@ def _run_join_stats(ctx: Context, params: dict[str, Any], data: LocalData) -> di
         raise ValueError(f"parameter 'stats': unknown statistic {sorted(unknown)[0]!r}; choose from {JOIN_STATS}")
     if params["join"] not in ("auto", *JOIN_METHODS):
         raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
-    memory = bucketed.budget(params, data)
+    memory = bucketed.joint_budget(ctx, params, data)
     if memory is not None:        # streamed into hash buckets: no whole column in memory
         values = [r for r in _refs(params, "columns") if r.party == ctx.party]
         rows, cols = bucketed.join(ctx, params, data, own_ref(ctx, params, "ids"), values, memory)
@@ -359,8 +359,14 @@ def _run_group_by(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.D
     from protocols import stats
 
     key_ref = ColumnRef.parse(params["key"], "key")
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "stats.group_by",
-                                bucketed.WHOLE_INPUT_COSTS["join"])
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None:       # the join in hash buckets, group totals summed on shares
+        from protocols.bucketed_groupby import group_by
+        if params["join"] not in ("auto", *JOIN_METHODS):
+            raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
+        min_group = max(shared_min_group(ctx, params, "values", data), params["min_group_size"] or 1)
+        return group_by(ctx, params, data, own_ref(ctx, params, "ids"),
+                        [r for r in _refs(params, "values") if r.party == ctx.party], key_ref, memory, min_group)
     columns = own_columns(ctx, params, "values", data)
     labels = None
     if key_ref.party == ctx.party:
@@ -392,14 +398,15 @@ register(ProtocolSpec(
         "over the rows both hold (private join).",
     reveals="every party: the number of joined rows, the group labels and which groups are suppressed "
             "(fewer rows than min_group_size); reveal_to (default: both): count and the aggregations of "
-            "the other groups" + JOIN_REVEALS + " (and the number of groups, not which are suppressed)",
+            "the other groups" + JOIN_REVEALS + " (and the number of groups, not which are suppressed)"
+            + BUCKET_REVEALS,
     params={"ids": IDS, "key": Param(str, doc="the grouping column 'party.dataset.column'"),
             "values": Param(list, doc="numeric columns to aggregate"),
             "aggregations": Param(list, required=False, default=["sum", "mean"],
                                   doc="any of count, sum, mean"),
             "min_group_size": Param(int, required=False, default=None,
                                     doc="raise the suppression threshold above the policies' minimum"),
-            "join": JOIN, "reveal_to": REVEAL_TO},
+            "join": JOIN, "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
     helpers=(DEALER,),

@@ -480,8 +480,9 @@ def test_servers_remove_stale_checkpoints_at_start_and_at_each_jobs_end(tmp_path
 # -- jobs that hold their input whole refuse an input over the budget ------------------------------
 def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_path):
     """b's [limits] memory (440 MiB, a 400 MiB process base) leaves ~46,000 rows of a private
-    join, ~100,000 of an ECDH PSI: its 130,000-row table is refused by every job that holds its input whole, naming b,
-    the dataset and the budget; its 2,000-row table runs and matches pandas."""
+    join, ~100,000 of an ECDH PSI: its 130,000-row table is refused by every job that holds
+    its input whole, naming b, the dataset and the budget; a group-by (bucketed) of its
+    2,000-row table runs and matches pandas."""
     rng = np.random.default_rng(5)
     big = pd.DataFrame({"id": np.arange(130000), "y": rng.normal(size=130000), "g": rng.integers(0, 2, 130000)})
     big.to_csv(tmp_path / "big.csv", index=False)
@@ -497,8 +498,7 @@ def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_pa
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
                       settings={"b": {"limits": {"memory": "440MiB"}}}) as cluster, cluster.client("a") as client:
         why = r"party 'b' refuses: {} is not bucketed .*dataset 'big' has 130000 rows.*budget of 440 MiB"
-        for job, params in (("stats.group_by", dict(ids=["a.t.id", "b.big.id"], key="b.big.g", values=["a.t.x"])),
-                            ("stats.woe_iv", dict(ids=["a.t.id", "b.big.id"], label="b.big.g", features=["a.t.x"])),
+        for job, params in (("stats.woe_iv", dict(ids=["a.t.id", "b.big.id"], label="b.big.g", features=["a.t.x"])),
                             ("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y"))):
             with pytest.raises(JobFailed, match=why.format(job)):
                 client.run(job, **params, progress=False)
@@ -543,3 +543,41 @@ def test_bucketed_three_party_psi_equals_python_sets_with_every_partys_consent(t
     want = np.nonzero(np.isin(ids["b"], list(want_set)))[0]
     assert out["row"].tolist() == want.tolist() and out["id"].astype(np.int64).tolist() == ids["b"][want].tolist()
     assert one["row"].tolist() == np.nonzero(np.isin(ids["a"], list(want_set)))[0].tolist()
+
+
+# -- stats.group_by in buckets ------------------------------------------------------------------
+def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
+    rng = np.random.default_rng(17)
+    n = 10000                               # memory "1MiB": buckets of 4096 ids, 4 of them
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(50, 10, n).round(3)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(3000, 3000 + n)), "y": rng.integers(0, 100, n),
+                      "seg": rng.choice(["gold", "silver", "bronze"], n)})
+    b.loc[b.index[b.id < n][:6], "seg"] = "rare"        # 6 joined rows: suppressed
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=3000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate", "seg": "plaintext"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], key="b.t.seg", values=["a.t.x", "b.t.y"], aggregations=["sum", "mean"],
+                  min_group_size=10, join="circuit")
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster:
+        with cluster.client("a") as client:
+            job = client.submit("stats.group_by", **params, memory="1MiB")
+            out = client.result(job, progress=False)
+            whole = client.run("stats.group_by", **params, progress=False)
+        assert len(_audit(cluster, "a", job)["resumed_buckets"]) == 0
+        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+    joined = a.merge(b, on="id")
+    want = joined.groupby("seg").agg(count=("x", "size"), xs=("x", "sum"), xm=("x", "mean"), ys=("y", "sum"))
+    assert list(out.columns) == list(whole.columns) and out["seg"].tolist() == whole["seg"].tolist()
+    assert out["suppressed"].tolist() == whole["suppressed"].tolist() == (want.loc[out["seg"], "count"] < 10).tolist()
+    assert out["suppressed"].any() and not out["suppressed"].all()
+    kept = out[~out["suppressed"]].set_index("seg")
+    assert kept["count"].tolist() == want.loc[kept.index, "count"].tolist()
+    np.testing.assert_allclose(kept.filter(like="x_sum").iloc[:, 0], want.loc[kept.index, "xs"], rtol=1e-9)
+    np.testing.assert_allclose(kept.filter(like="x_mean").iloc[:, 0], want.loc[kept.index, "xm"], rtol=1e-9)
+    np.testing.assert_allclose(kept.filter(like="y_sum").iloc[:, 0], want.loc[kept.index, "ys"], rtol=1e-12)
+    np.testing.assert_allclose(kept.filter(like="sum").to_numpy(), whole[~whole["suppressed"]].filter(like="sum")
+                               .to_numpy(), rtol=1e-9)
