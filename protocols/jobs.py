@@ -493,9 +493,8 @@ register(ProtocolSpec(
 def _run_horizontal_describe(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.stats import horizontal_describe
 
-    refs = _refs(params, "columns")
-    bucketed.refuse_over_budget(ctx, params, data, refs, "stats.horizontal_describe",
-                                bucketed.WHOLE_INPUT_COSTS["values"] * max(1, sum(r.party == ctx.party for r in refs)))
+    if bucketed.joint_budget(ctx, params, data) is not None:     # streamed: one batch in memory
+        return _horizontal_streamed(ctx, params, data)
     own = own_columns(ctx, params, "columns", data)
     lengths = {len(v) for v in own.values()}
     if len(lengths) > 1:
@@ -503,6 +502,33 @@ def _run_horizontal_describe(ctx: Context, params: dict[str, Any], data: LocalDa
     check_min_group(ctx, params, "columns", data, lengths.pop() if lengths else 0)
     frame = pd.DataFrame(own)
     out = horizontal_describe(ctx, frame, columns=sorted(own), reveal_to=params.get("reveal_to"))
+    return None if out is None else out.reset_index().rename(columns={"index": "column"})
+
+
+def _horizontal_streamed(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    """stats.horizontal_describe under a memory budget: this party's columns streamed a batch
+    at a time (``horizontal_describe_stream``: the same messages and reveal)."""
+    import os
+
+    from protocols.stats.horizontal import horizontal_describe_stream
+
+    mine = [r for r in _refs(params, "columns") if r.party == ctx.party]
+    if len({r.dataset for r in mine}) > 1:
+        raise ValueError(f"party {ctx.party!r}: the columns {[str(r) for r in mine]} are in different datasets")
+    workdir = getattr(data, "workdir", None)
+    if workdir is None:
+        raise ValueError(f"party {ctx.party!r}: a streamed describe needs the server's work directory")
+    check_min_group(ctx, params, "columns", data, sum(len(b[mine[0].column]) for b in data.batches(mine[:1])))
+
+    def batches():
+        offset = 0
+        for b in data.batches(mine):
+            yield pd.DataFrame({r.column: numeric(r, b[r.column], offset) for r in mine})
+            offset += len(b[mine[0].column])
+
+    names = sorted(r.column for r in mine)
+    out = horizontal_describe_stream(ctx, batches(), names, workdir / "tmp" / f"{ctx.job_id}-{os.getpid()}",
+                                     reveal_to=params.get("reveal_to"))
     return None if out is None else out.reset_index().rename(columns={"index": "column"})
 
 
@@ -520,7 +546,7 @@ register(ProtocolSpec(
             "reveal_to (default: all): count, mean and std of the union; no row leaves its party; "
             "the dealer: the number of parties and columns only",
     params={"columns": Param(list, doc="the same column names at every party: 'party.dataset.column'"),
-            "reveal_to": REVEAL_TO},
+            "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=_uses_horizontal,
     run=_run_horizontal_describe,
     helpers=(DEALER,),

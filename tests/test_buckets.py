@@ -581,3 +581,53 @@ def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
     np.testing.assert_allclose(kept.filter(like="y_sum").iloc[:, 0], want.loc[kept.index, "ys"], rtol=1e-12)
     np.testing.assert_allclose(kept.filter(like="sum").to_numpy(), whole[~whole["suppressed"]].filter(like="sum")
                                .to_numpy(), rtol=1e-9)
+
+
+# -- stats.horizontal_describe streamed ------------------------------------------------------------
+def test_streamed_horizontal_describe_equals_the_whole_frame_protocol_and_pandas(tmp_path):
+    """Many small batches (sorted runs on disk, moments merged batch by batch) against the
+    in-memory protocol and pandas, columns from 1e-4 to 1e5 and one constant."""
+    from mpc.runtime.local import run_local
+    from protocols.stats.horizontal import horizontal_describe, horizontal_describe_stream
+
+    rng = np.random.default_rng(23)
+    frames = {p: pd.DataFrame({"small": rng.normal(1e-4, 1e-5, n), "big": rng.lognormal(10, 1, n),
+                               "flat": np.full(n, 3.5)}) for p, n in (("a", 5003), ("b", 7919))}
+
+    def streamed(ctx):
+        f = frames[ctx.party]
+        return horizontal_describe_stream(ctx, (f.iloc[i:i + 500] for i in range(0, len(f), 500)),
+                                          ["big", "flat", "small"], tmp_path / ctx.party)
+
+    got = run_local(streamed, ["a", "b"], timeout=120)
+    whole = run_local(lambda ctx: horizontal_describe(ctx, frames[ctx.party], ["big", "flat", "small"]),
+                      ["a", "b"], timeout=120)
+    want = pd.concat(frames.values()).describe().T.loc[["big", "flat", "small"]]
+    for p in "ab":
+        assert not (tmp_path / p).exists()      # the runs are removed
+        out = got[p]
+        for stat in ("count", "min", "25%", "50%", "75%", "max"):
+            assert out[stat].tolist() == whole[p][stat].tolist() == want[stat].tolist(), stat    # exact
+        np.testing.assert_allclose(out["mean"], want["mean"], rtol=1e-14)
+        np.testing.assert_allclose(out["std"], want["std"], rtol=1e-7, atol=1e-12)
+
+
+def test_horizontal_describe_job_under_a_budget_equals_pandas(tmp_path):
+    rng = np.random.default_rng(29)
+    frames = {"a": pd.DataFrame({"id": np.arange(3000), "v": rng.normal(5, 2, 3000)}),
+              "b": pd.DataFrame({"id": np.arange(4000), "v": rng.exponential(3, 4000)})}
+    frames["a"].to_csv(tmp_path / "a.csv", index=False)
+    frames["b"].to_parquet(tmp_path / "b.parquet", row_group_size=1000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "columns": {"v": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "columns": {"v": "aggregate"}}}}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
+                      settings={"b": {"limits": {"memory": "1GiB"}}}) as cluster, cluster.client("a") as client:
+        out = client.run("stats.horizontal_describe", columns=["a.t.v", "b.t.v"], progress=False)
+        for p in "ab":      # both streamed (b's budget binds a too): sorted runs made and removed
+            runs = cluster.workdir / p / "state" / "tmp"
+            assert runs.is_dir() and not list(runs.iterdir())
+    want = pd.concat([frames["a"].v, frames["b"].v]).describe()
+    row = out.set_index("column").loc["v"]
+    for stat in ("count", "min", "25%", "50%", "75%", "max"):
+        assert row[stat] == want[stat], stat
+    assert row["mean"] == pytest.approx(want["mean"], rel=1e-14) and row["std"] == pytest.approx(want["std"], rel=1e-7)
