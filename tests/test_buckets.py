@@ -631,3 +631,31 @@ def test_horizontal_describe_job_under_a_budget_equals_pandas(tmp_path):
     for stat in ("count", "min", "25%", "50%", "75%", "max"):
         assert row[stat] == want[stat], stat
     assert row["mean"] == pytest.approx(want["mean"], rel=1e-14) and row["std"] == pytest.approx(want["std"], rel=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["int", "text"])
+def test_bucketed_psi_result_file_with_no_match_and_with_matches_in_late_batches(tmp_path, kind):
+    """The result file keeps one Arrow string type whether the first batches match or not."""
+    from mpc.runtime.local import run_local
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from mpc.tables import ResultFile
+    from protocols import registry
+
+    ids = {"a": np.arange(0, 6000), "b": np.arange(5000, 9000)}
+    spec = registry.get("psi.ecdh")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "receivers": ["a"], "memory": "1MiB"})
+    out = {}
+    for case, b_ids in (("none", ids["b"] + 10**6), ("late", ids["b"])):
+        stores = {}
+        for p, v in (("a", ids["a"]), ("b", b_ids)):
+            col = v if kind == "int" else np.array([f"x{i}" for i in v], dtype=object)
+            pd.DataFrame({"id": col}).to_parquet(tmp_path / f"{p}{case}.parquet", row_group_size=700)
+            ds = Dataset("t", tmp_path / f"{p}{case}.parquet", "id", {"id": "join_key"})
+            stores[p] = DataStore(p, {"t": ds}, tmp_path / f"{p}{case}", memory=1 << 30)
+        got = run_local(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"], timeout=120)
+        assert got["b"] is None and isinstance(got["a"], ResultFile)
+        out[case] = got["a"].load()
+    assert len(out["none"]) == 0 and list(out["none"].columns) == ["id", "row"]
+    want = [str(v) if kind == "int" else f"x{v}" for v in range(5000, 6000)]
+    assert out["late"]["id"].tolist() == want and out["late"]["row"].tolist() == list(range(5000, 6000))
