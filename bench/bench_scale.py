@@ -28,6 +28,11 @@ buckets of 2^20: 328.4 s, 1113 / 1084 MiB, dealer 421 MiB (load 14.7). 2^20: PSI
 71.7 s, 1047 / 982 MiB (load 9-12). The unbucketed join.stats peaked at 1.17 GiB (2^20) and
 3.2 GiB (2^22).
 
+psi.cardinality 2^20 x 2^20 (ECDH out of core, receiver bank): 449.8 s, peak 287 / 278 MiB
+(load 13.8, 2026-12-02 04:38); stats.group_by 2^20 x 2^20 with the dealer join, 4 labels: 2GiB
+(one bucket) 33.5 s, 603 / 570 MiB, dealer 358 MiB (load 12.2); 1GiB (2 buckets of 2^19)
+11.9 s, 527 / 514 MiB, dealer 296 MiB (load 4.6, 04:49).
+
 Each party is its own ``gaotie serve`` process (``LocalCluster``, mutual TLS) reading a
 Parquet file of N rows (ids overlapping by half, one float column); the peak RSS printed is
 each server's ``VmHWM`` (one cluster per job and size, so the figures are per job). The 10^8
