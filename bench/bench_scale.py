@@ -8,7 +8,9 @@ issue's figures are 20, 22 and 24 -- 24 takes minutes, so it is marked slow and 
 when listed). ``GAOTIE_BENCH_SCALE_JOBS`` (default ``psi,join``), ``GAOTIE_BENCH_SCALE_MEMORY``
 (default ``2GiB``), ``GAOTIE_BENCH_SCALE_JOIN`` (default ``dealer``: bank + retailer + a
 dealer; ``circuit`` runs the dealer-free join on two servers), ``GAOTIE_BENCH_SCALE_STATS``
-(default ``corr``; empty: the join alone, ``stats=[]``).
+(default ``corr``; empty: the join alone, ``stats=[]``). Job kinds: ``psi``, ``join``,
+``cardinality`` (psi.cardinality, ECDH out of core: only the total), ``group_by``
+(stats.group_by over a plaintext 4-label key of the bank, the retailer's spend summed).
 
 What the budget bounds: the PSI and the join, bucket by bucket. The statistics after the
 join still run on all joined rows at once (concatenated shares; per-bucket composition of
@@ -25,6 +27,11 @@ buckets of 2^20: 328.4 s, 1113 / 1084 MiB, dealer 421 MiB (load 14.7). 2^20: PSI
 51.1 s, 733 / 688 MiB (one bucket); join alone (4 buckets) 67.1 s, 848 / 778 MiB; join + corr
 71.7 s, 1047 / 982 MiB (load 9-12). The unbucketed join.stats peaked at 1.17 GiB (2^20) and
 3.2 GiB (2^22).
+
+psi.cardinality 2^20 x 2^20 (ECDH out of core, receiver bank): 449.8 s, peak 287 / 278 MiB
+(load 13.8, 2026-12-02 04:38); stats.group_by 2^20 x 2^20 with the dealer join, 4 labels: 2GiB
+(one bucket) 33.5 s, 603 / 570 MiB, dealer 358 MiB (load 12.2); 1GiB (2 buckets of 2^19)
+11.9 s, 527 / 514 MiB, dealer 296 MiB (load 4.6, 04:49).
 
 Each party is its own ``gaotie serve`` process (``LocalCluster``, mutual TLS) reading a
 Parquet file of N rows (ids overlapping by half, one float column); the peak RSS printed is
@@ -58,14 +65,16 @@ IDS = ["bank.accounts.id", "retailer.purchases.id"]
 def _files(directory: Path, n: int) -> dict:
     rng = np.random.default_rng(20)
     ids = rng.permutation(n + n // 2).astype(np.int64) * 7919 + 13
-    bank = pd.DataFrame({"id": ids[:n], "income": rng.lognormal(3, 2, n), "rate": rng.normal(size=n)})
+    bank = pd.DataFrame({"id": ids[:n], "income": rng.lognormal(3, 2, n), "rate": rng.normal(size=n),
+                         "segment": rng.choice(["a", "b", "c", "d"], n)})
     retail = pd.DataFrame({"id": ids[n // 2:], "spend": rng.lognormal(1, 1, n), "score": rng.normal(600, 50, n)})
     paths = {}
     for party, name, frame in (("bank", "accounts", bank), ("retailer", "purchases", retail)):
         path = directory / f"{party}.parquet"
         frame.to_parquet(path, index=False, row_group_size=1 << 20)
         paths[party] = {name: {"path": str(path), "id": "id",
-                               "columns": {c: "join_key" if c == "id" else "aggregate" for c in frame.columns}}}
+                               "columns": {c: "join_key" if c == "id" else "plaintext" if c == "segment"
+                                           else "aggregate" for c in frame.columns}}}
     return paths
 
 
@@ -77,13 +86,18 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
-    dealer = job == "join" and JOIN == "dealer"
+    dealer = job in ("join", "group_by") and JOIN == "dealer"
     with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer,
-                      limits={"job_timeout": 3600.0, "memory": MEMORY}) as cluster, \
+                      limits={"job_timeout": 3600.0, "memory": MEMORY, "bucket_join_sizes": True}) as cluster, \
             cluster.client("bank") as client:
         t0 = time.perf_counter()
         if job == "psi":
             job_id = client.submit("psi.ecdh", ids=IDS, receivers=["bank"])
+        elif job == "cardinality":
+            job_id = client.submit("psi.cardinality", ids=IDS, receivers=["bank"])
+        elif job == "group_by":
+            job_id = client.submit("stats.group_by", ids=IDS, key="bank.accounts.segment",
+                                   values=["retailer.purchases.spend"], aggregations=["sum", "mean"], join=JOIN)
         else:
             job_id = client.submit("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
                                    stats=STATS, join=JOIN)
@@ -101,6 +115,10 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
 def _check(job: str, out, n: int) -> None:
     if job == "psi":
         assert len(out) == n // 2
+    elif job == "cardinality":
+        assert out == n // 2
+    elif job == "group_by":
+        assert out["count"].sum() == n // 2
     else:
         assert out["rows"] == n // 2
 
@@ -113,15 +131,16 @@ def test_scale(benchmark, tmp_path, job, log2):
     datasets = _files(tmp_path, n)
     elapsed, rss, out = benchmark.pedantic(_run, args=(job, datasets, n), rounds=1, iterations=1)
     _check(job, out, n)
-    rows = buckets.bucket_rows(parse_bytes(MEMORY), "psi" if job == "psi" else "join")
+    rows = buckets.bucket_rows(parse_bytes(MEMORY), {"psi": "psi", "cardinality": "ecdh"}.get(job, "join"))
     nb = buckets.plan([n, n], rows)
     per_bucket = elapsed / nb
     nb_1e8 = -(-10**8 // rows)
     load = os.getloadavg()
-    print(f"\n{job} 2^{log2} x 2^{log2} on two servers{' + dealer' if job == 'join' and JOIN == 'dealer' else ''}, "
+    dealt = job in ("join", "group_by") and JOIN == "dealer"
+    print(f"\n{job} 2^{log2} x 2^{log2} on two servers{' + dealer' if dealt else ''}, "
           f"memory {MEMORY}: {elapsed:.1f} s, {nb} buckets of <= {rows} ids; peak RSS per party (MiB): "
           + ", ".join(f"{p} {v:.0f}" for p, v in rss.items())
           + f"; 10^8 x 10^8 extrapolated: {nb_1e8} buckets, ~{per_bucket * nb_1e8 / 60:.0f} min, peak RSS as at "
           f"one bucket; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-    if log2 >= 20 and (job == "psi" or not STATS):
+    if log2 >= 20 and (job in ("psi", "cardinality", "group_by") or not STATS):
         assert max(v for p, v in rss.items() if p != "dealer") <= parse_bytes(MEMORY) / (1 << 20), rss

@@ -171,3 +171,66 @@ def write_atomic(path: Path, frame: pd.DataFrame) -> Path:
     path = Path(path)
     files.write_atomic(path, lambda f: frame.to_parquet(f, index=False))
     return path
+
+
+class ResultFile:
+    """A table result a job wrote to a Parquet file batch by batch (a bucketed PSI's matched
+    rows), so that no process holds the whole table while the job runs: the party server
+    moves the file into its results directory (:meth:`move`) instead of writing a frame, and
+    reads it back (:meth:`load`) only when a client fetches the result.
+
+    Args:
+        path: the Parquet file.
+        rows: its number of rows.
+        columns: its column names.
+    """
+
+    def __init__(self, path: Path, rows: int, columns: list[str]) -> None:
+        self.path, self.rows, self.columns = Path(path), int(rows), list(columns)
+
+    def load(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path)
+
+    def move(self, target: Path) -> ResultFile:
+        """The same result at ``target`` (an atomic rename: the same file system)."""
+        import os
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, target)
+        return ResultFile(target, self.rows, self.columns)
+
+
+class ResultWriter:
+    """Writes a table result to a Parquet file a batch of rows at a time (one row group per
+    batch); :meth:`close` returns the :class:`ResultFile`. The file appears under its name
+    only once complete (a temporary name, then a rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._writer = None
+        self._columns: list[str] = []
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._columns = list(frame.columns)
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.rows += len(frame)
+
+    def close(self, empty: pd.DataFrame) -> ResultFile:
+        """Finish the file (``empty``: the frame written when no batch was, for its columns)."""
+        import os
+        if self._writer is None:
+            self.write(empty)
+        self._writer.close()
+        with open(self._tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self._tmp, self.path)
+        return ResultFile(self.path, self.rows, self._columns)

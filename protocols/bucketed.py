@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from mpc.crypto import curve
-from mpc.runtime.checkpoint import Checkpoint, job_key
+from mpc.runtime.checkpoint import DIRECTORY, Checkpoint, job_key
 from mpc.runtime.context import Context
 from mpc.runtime.errors import DataError
+from mpc.tables import ResultFile, ResultWriter
 from protocols import buckets
 from protocols.psi.common import check_receivers, exchange_header
 from protocols.psi.ecdh import ecdh_mask
@@ -40,6 +41,18 @@ def budget(params: dict[str, Any], data: LocalData) -> int | None:
     return min(given) if given else None
 
 
+def joint_budget(ctx: Context, params: dict[str, Any], data: LocalData) -> int | None:
+    """The job's memory budget agreed by all parties: the smallest :func:`budget` of any
+    party (a server's ``[limits] memory`` binds every party of its jobs), None when no party
+    has one. Every party runs the bucketed path or none does (one gather)."""
+    budgets = ctx.gather(budget(params, data))
+    for p, b in zip(ctx.parties, budgets, strict=True):
+        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b <= 0):
+            raise ValueError(f"party {p!r} sent a malformed memory budget")
+    given = [b for b in budgets if b is not None]
+    return min(given) if given else None
+
+
 def _checkpoint(ctx: Context, protocol: str, params: dict[str, Any], data: LocalData,
                 refs: list[ColumnRef], memory: int) -> Checkpoint:
     workdir = getattr(data, "workdir", None)
@@ -48,7 +61,7 @@ def _checkpoint(ctx: Context, protocol: str, params: dict[str, Any], data: Local
     inputs = {r.dataset: data.fingerprint(r.dataset) for r in refs}
     ident = {"protocol": protocol, "params": params, "parties": ctx.parties, "inputs": inputs,
              "memory": memory}
-    store = Checkpoint(workdir / "checkpoints", job_key(protocol, {**params, "memory": memory}, ctx.parties, inputs),
+    store = Checkpoint(workdir / DIRECTORY, job_key(protocol, {**params, "memory": memory}, ctx.parties, inputs),
                        {**ident, "job_id": ctx.job_id})
     ctx.state["checkpoint"] = store      # removed by the server once the result is written
     return store
@@ -77,6 +90,9 @@ def _plan(ctx: Context, protocol: str, kind: str, m: int, memory: int, cost: str
     return sizes, buckets.plan(list(sizes.values()), rows)
 
 
+_STRING = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
 def _text(parts: list[np.ndarray]) -> Any:
     """Matched ids as text, as the unbucketed job gives them (integers through Arrow)."""
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype=object)
@@ -87,10 +103,11 @@ def _text(parts: list[np.ndarray]) -> Any:
 
 
 def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, memory: int,
-        method: str = "oprf") -> pd.DataFrame | None:
+        method: str = "oprf") -> ResultFile | None:
     """``psi.ecdh`` between two parties in buckets (``method`` "oprf" or "ecdh" per bucket):
     receivers get (id as text, row) of their rows whose id the other party holds, in row
-    order; others None."""
+    order, as a Parquet file written a batch of input rows at a time (the matched rows kept
+    as one bit per input row meanwhile, never the intersection itself); others None."""
     if len(ctx.parties) != 2:
         raise ValueError("a bucketed PSI runs between exactly 2 parties")
     receivers = check_receivers(ctx, params.get("receivers") or None)
@@ -117,18 +134,104 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
         rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
         return {"rows": rows.astype(np.int64)}
 
-    found = [r["rows"] for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    matched = RowBits(int(store.state["rows"]))
+    for _, r in buckets.run_buckets(ctx, store, nb, done, work):
+        matched.set(r["rows"])
     ctx.report_progress(1.0)
-    if ctx.party not in receivers:
-        return None
-    rows = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
-    parts, start = [], 0
-    for batch in data.batches([ref]):        # the matched rows' ids, streamed once more
+    return _write_matches(store, data, ref, matched) if ctx.party in receivers else None
+
+
+def _write_matches(store: Checkpoint, data: LocalData, ref: ColumnRef, matched: RowBits) -> ResultFile:
+    """The matched rows (id as text, row), in row order, to a Parquet file a batch at a time:
+    the input streamed once more for the ids of the rows ``matched`` holds."""
+    out = ResultWriter(store.path("result.parquet"))
+    start = 0
+    for batch in data.batches([ref]):
         ids = batch[ref.column]
-        lo, hi = np.searchsorted(rows, [start, start + len(ids)])
-        parts.append(ids[rows[lo:hi] - start])
+        rows = matched.rows(start, start + len(ids))
+        text = pd.Series(_text([ids[rows - start]]), dtype=_STRING)     # one Arrow string type throughout
+        out.write(pd.DataFrame({ref.column: text, "row": rows}))
         start += len(ids)
-    return pd.DataFrame({ref.column: _text(parts), "row": rows})
+    return out.close(pd.DataFrame({ref.column: pd.Series([], dtype=_STRING), "row": np.zeros(0, dtype=np.int64)}))
+
+
+def psi_parties(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef,
+                memory: int) -> ResultFile | None:
+    """``psi.ecdh`` among three or more parties in buckets: the N-party ECDH PSI
+    (:mod:`protocols.psi.multiparty`) once per bucket on ids padded to the bucket's public
+    capacity. Receivers get a result file like :func:`psi`'s.
+
+    Per bucket the leader learns the size of the non-leader intersection and the mixer the
+    multiplicity histogram of the non-leader sets (the N-party protocol's two extra reveals),
+    for nb pseudo-random parts of the ids whose membership every party can compute for its
+    own ids: more than the one total of the unbucketed run, so nb > 1 needs every party's
+    ``[limits] bucket_psi_sizes`` (:func:`_consent`). The padding dummies are random
+    16-byte blocks: each occurs in one set only, so they never enter an intersection and
+    count as singletons in the mixer's histogram (whose total per bucket is the public sum
+    of the capacities)."""
+    from protocols.psi import multiparty
+    from protocols.psi.common import DEFAULT_COMPARE_BYTES
+
+    receivers = check_receivers(ctx, params.get("receivers") or None)
+    store = _checkpoint(ctx, "psi.ecdh", params, data, [ref], memory)
+    done = _start(ctx, store)
+    sp, _, kind = buckets.spill(ctx, store, lambda: ((b[ref.column], None) for b in data.batches([ref])), 0)
+    m = int(sum(store.state["counts"]))
+    sizes, nb = _plan(ctx, "bucketed_psi_parties", kind, m, memory, "ecdh", {"receivers": receivers})
+    if store.state.get("nb", nb) != nb:
+        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    _consent(ctx, data, nb, "bucket_psi_sizes",
+             "psi.ecdh among 3 or more parties under this memory budget needs {nb} buckets, and then the first "
+             "receiver learns the size of the other parties' intersection in each bucket and the last party "
+             "their multiplicity histogram in each bucket")
+    store.set_state(nb=nb)
+    cap = capacity(sizes[ctx.party], nb)
+
+    def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
+        rec = sp.read(first, count)
+        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+        raw = padded.tobytes()
+        digests = curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes")
+        mask = multiparty.run(ctx, digests, receivers[0], receivers, False, DEFAULT_COMPARE_BYTES)
+        rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
+        return {"rows": rows.astype(np.int64)}
+
+    matched = RowBits(int(store.state["rows"]))
+    for _, r in buckets.run_buckets(ctx, store, nb, done, work):
+        matched.set(r["rows"])
+    ctx.report_progress(1.0)
+    return _write_matches(store, data, ref, matched) if ctx.party in receivers else None
+
+
+def _consent(ctx: Context, data: LocalData, nb: int, key: str, what: str) -> None:
+    """Refuse a job in ``nb`` > 1 buckets unless every party's ``[limits] <key>`` allows the
+    per-bucket reveal ``what`` describes."""
+    if nb <= 1:
+        return
+    consents = ctx.gather(bool(getattr(data, key, False)))
+    refusing = [p for p, ok in zip(ctx.parties, consents, strict=True) if ok is not True]
+    if refusing:
+        raise DataError(f"{what.format(nb=nb)}; party {refusing[0]!r} does not allow it (its party.toml: "
+                        f"[limits] {key} = true), so raise the memory budget or ask it to")
+
+
+class RowBits:
+    """A set of row numbers 0..n-1 as n bits (n/8 bytes: a 2^24-row input's matches in 2 MiB,
+    where the matched row numbers would take 8 bytes each)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.bits = np.zeros((n + 7) // 8, dtype=np.uint8)
+
+    def set(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        np.bitwise_or.at(self.bits, rows >> 3, np.left_shift(1, rows & 7).astype(np.uint8))
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """The rows of the set in [lo, hi), ascending."""
+        first = lo >> 3
+        flags = np.unpackbits(self.bits[first:(hi + 7) >> 3], bitorder="little")
+        return (np.nonzero(flags[lo - 8 * first:hi - 8 * first])[0] + lo).astype(np.int64)
 
 
 def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:
@@ -217,3 +320,34 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
         t = ss.concatenate(parts) if len(parts) > 1 else parts[0]
         cols[name] = t.with_frac_bits(int(all_shifts.get(name, t.frac_bits)))
     return total, cols
+
+
+# Peak bytes per input row of the jobs that still hold their input whole (the private join's
+# and ECDH's figures of buckets.COSTS; a horizontal describe holds a few copies of each value).
+WHOLE_INPUT_COSTS = {"join": buckets.COSTS["join"][0], "ecdh": buckets.COSTS["ecdh"][0], "values": 64}
+_WHOLE_BASE = 400 << 20      # a party process, as buckets.COSTS
+
+
+def refuse_over_budget(ctx: Context, params: dict[str, Any], data: LocalData, refs: list[ColumnRef],
+                       job: str, per_row: int) -> None:
+    """Refuse, before any message, a job that holds its whole input in memory (it is not
+    bucketed) when this party's input outgrows its memory budget (:func:`budget`): rows of
+    each of its datasets among ``refs`` (counted by streaming the file) times ``per_row``
+    bytes, plus a party process's base, must fit. Without a budget, nothing is checked.
+
+    The error names the party, the dataset, its rows and the budget (public to the
+    requester anyway: the row count is this party's own, and refusing reveals it only to
+    the parties of the job, which learn the distinct counts of a PSI in any case)."""
+    memory = budget(params, data)
+    if memory is None:
+        return
+    for name in sorted({r.dataset for r in refs if r.party == ctx.party}):
+        ref = next(r for r in refs if r.party == ctx.party and r.dataset == name)
+        rows = sum(len(b[ref.column]) for b in data.batches([ref]))
+        need = _WHOLE_BASE + rows * per_row
+        if need > memory:
+            raise DataError(
+                f"party {ctx.party!r} refuses: {job} is not bucketed and holds its input whole, and dataset "
+                f"{name!r} has {rows} rows, about {need >> 20} MiB at {per_row} B a row, over its memory budget "
+                f"of {memory >> 20} MiB ([limits] memory or the job's memory parameter); raise the budget or "
+                "give fewer rows")

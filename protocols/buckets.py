@@ -130,6 +130,18 @@ def joint_key(ctx: Context, peer: str) -> bytes:
     return bytes(a ^ b for a, b in zip(mine, theirs.tobytes(), strict=True))
 
 
+def joint_key_all(ctx: Context) -> bytes:
+    """The bucket key of three or more parties: the xor of 16 random bytes from each (every
+    party sends its share to every other), so no coalition short of all chooses it."""
+    mine = os.urandom(16)
+    key = bytearray(mine)
+    for p, share in zip(ctx.parties, ctx.gather(np.frombuffer(mine, dtype=np.uint8)), strict=True):
+        if p != ctx.party:
+            for i, b in enumerate(expect(p, share, np.uint8, (16,), "its share of the bucket key").tobytes()):
+                key[i] ^= b
+    return bytes(key)
+
+
 def agree(ctx: Context, store: Checkpoint) -> set[int] | None:
     """Whether to resume: the buckets both parties have finished (None: start afresh).
 
@@ -140,6 +152,8 @@ def agree(ctx: Context, store: Checkpoint) -> set[int] | None:
     state = store.state
     mine = {"key": hashlib.sha256(bytes.fromhex(state["key"])).hexdigest() if state.get("spilled") else "",
             "done": sorted(store.done)}
+    if len(ctx.parties) > 2:
+        return _agree_all(ctx, store, mine)
     peer = ctx.peers[0]
     theirs = ctx.exchange(peer, mine)
     if not isinstance(theirs, dict) or not isinstance(theirs.get("key"), str) or \
@@ -152,6 +166,22 @@ def agree(ctx: Context, store: Checkpoint) -> set[int] | None:
     return both
 
 
+def _agree_all(ctx: Context, store: Checkpoint, mine: dict[str, Any]) -> set[int] | None:
+    """:func:`agree` among three or more parties: every status to every party; resume only
+    when all hold the same key, the buckets every party finished."""
+    statuses = ctx.gather(mine)
+    done = set(store.done)
+    for p, theirs in zip(ctx.parties, statuses, strict=True):
+        if not isinstance(theirs, dict) or not isinstance(theirs.get("key"), str) or \
+                not isinstance(theirs.get("done"), list):
+            raise ValueError(f"party {p!r} sent a malformed checkpoint status")
+        if not mine["key"] or theirs["key"] != mine["key"]:
+            return None
+        done &= {int(b) for b in theirs["done"] if isinstance(b, int)}
+    store.forget(store.done - done)
+    return done
+
+
 def spill(ctx: Context, store: Checkpoint, batches: Callable[[], Iterable[tuple[Any, np.ndarray | None]]],
           n_values: int, extra: Callable[[int], dict[str, Any]] = lambda rows: {}) -> tuple[Spill, bytes, str]:
     """Step 1: a fresh joint key and the input streamed into spill files (or, resuming, the
@@ -160,7 +190,7 @@ def spill(ctx: Context, store: Checkpoint, batches: Callable[[], Iterable[tuple[
     sp = Spill(store.path("spill"), n_values)
     if store.state.get("spilled"):
         return sp, bytes.fromhex(store.state["key"]), store.state["kind"]
-    key = joint_key(ctx, ctx.peers[0])
+    key = joint_key(ctx, ctx.peers[0]) if len(ctx.parties) == 2 else joint_key_all(ctx)
     sp.reset()
     kind, row = "empty", 0
     ctx.report_progress(phase=PHASE_SPILL, done=0, unit="rows")

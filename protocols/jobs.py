@@ -66,9 +66,11 @@ def psi_method(params: dict[str, Any], protocol: str, oprf: bool = True) -> str:
 def _run_psi(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.psi import ecdh_psi, oprf_psi
 
-    memory = bucketed.budget(params, data)
+    memory = bucketed.joint_budget(ctx, params, data)
     if memory is not None and len(ctx.parties) == 2:
         return bucketed.psi(ctx, params, data, own_ref(ctx, params, "ids"), memory, psi_method(params, "psi.ecdh"))
+    if memory is not None:
+        return bucketed.psi_parties(ctx, params, data, own_ref(ctx, params, "ids"), memory)
     ids = id_column(ctx, params, data)
     psi = oprf_psi if psi_method(params, "psi.ecdh") == "oprf" else ecdh_psi
     result = psi(ctx, ids, receivers=_receivers(params))
@@ -111,6 +113,8 @@ METHOD = Param(str, required=False, default="auto",
 MEMORY = Param(str, required=False,
                doc="memory budget per party, e.g. '2GiB' (with the server's [limits] memory, the smaller "
                    "wins): the input is streamed into hash buckets and the job checkpoints per bucket")
+BUCKET_PSI_REVEALS = ("; with 3 or more parties and a memory budget that needs more than one bucket, those "
+                      "two sizes per hash bucket (refused unless every party's [limits] bucket_psi_sizes allows it)")
 BUCKET_REVEALS = ("; with a memory budget that needs more than one bucket, the number of joined rows in "
                   "each hash bucket (refused unless every party's [limits] bucket_join_sizes allows it)")
 
@@ -119,7 +123,7 @@ register(ProtocolSpec(
     doc="Private set intersection of the parties' id columns (KKRT OPRF for two parties by "
         "default, ECDH for three or more; parameter 'method').",
     reveals="receivers: their own ids that every party holds (and the row numbers); every party: "
-            "the number of distinct ids of each party" + N_PARTY_PSI,
+            "the number of distinct ids of each party" + N_PARTY_PSI + BUCKET_PSI_REVEALS,
     params={"ids": IDS, "receivers": RECEIVERS, "method": METHOD, "memory": MEMORY},
     uses=_uses_psi,
     run=_run_psi,
@@ -131,6 +135,12 @@ def _run_cardinality(ctx: Context, params: dict[str, Any], data: LocalData) -> i
     from protocols.psi import psi_cardinality
 
     psi_method(params, "psi.cardinality", oprf=False)
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None and len(ctx.parties) == 2:
+        from protocols.bucketed_cardinality import cardinality
+        return cardinality(ctx, params, data, own_ref(ctx, params, "ids"), memory)
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.cardinality with 3 or more parties",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     return psi_cardinality(ctx, id_column(ctx, params, data), receivers=_receivers(params))
 
 
@@ -141,7 +151,8 @@ register(ProtocolSpec(
     reveals="receivers: the size of the intersection; every party: the number of distinct ids of "
             "each party" + N_PARTY_PSI,
     params={"ids": IDS, "receivers": RECEIVERS,
-            "method": Param(str, required=False, default="auto", doc="'auto' or 'ecdh' (ECDH)")},
+            "method": Param(str, required=False, default="auto", doc="'auto' or 'ecdh' (ECDH)"),
+            "memory": MEMORY},
     uses=lambda p: _uses_psi(p, oprf=False),
     run=_run_cardinality,
 ))
@@ -151,6 +162,8 @@ register(ProtocolSpec(
 def _run_intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.psi import intersection_sum
 
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.intersection_sum",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     ids = id_column(ctx, params, data)
     ref = ColumnRef.parse(params["values"], "values")
     values = numeric(ref, data.column(ref)) if ref.party == ctx.party else None
@@ -292,7 +305,7 @@ def _run_join_stats(ctx: Context, params: dict[str, Any], data: LocalData) -> di
         raise ValueError(f"parameter 'stats': unknown statistic {sorted(unknown)[0]!r}; choose from {JOIN_STATS}")
     if params["join"] not in ("auto", *JOIN_METHODS):
         raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
-    memory = bucketed.budget(params, data)
+    memory = bucketed.joint_budget(ctx, params, data)
     if memory is not None:        # streamed into hash buckets: no whole column in memory
         values = [r for r in _refs(params, "columns") if r.party == ctx.party]
         rows, cols = bucketed.join(ctx, params, data, own_ref(ctx, params, "ids"), values, memory)
@@ -346,6 +359,14 @@ def _run_group_by(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.D
     from protocols import stats
 
     key_ref = ColumnRef.parse(params["key"], "key")
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None:       # the join in hash buckets, group totals summed on shares
+        from protocols.bucketed_groupby import group_by
+        if params["join"] not in ("auto", *JOIN_METHODS):
+            raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
+        min_group = max(shared_min_group(ctx, params, "values", data), params["min_group_size"] or 1)
+        return group_by(ctx, params, data, own_ref(ctx, params, "ids"),
+                        [r for r in _refs(params, "values") if r.party == ctx.party], key_ref, memory, min_group)
     columns = own_columns(ctx, params, "values", data)
     labels = None
     if key_ref.party == ctx.party:
@@ -377,14 +398,15 @@ register(ProtocolSpec(
         "over the rows both hold (private join).",
     reveals="every party: the number of joined rows, the group labels and which groups are suppressed "
             "(fewer rows than min_group_size); reveal_to (default: both): count and the aggregations of "
-            "the other groups" + JOIN_REVEALS + " (and the number of groups, not which are suppressed)",
+            "the other groups" + JOIN_REVEALS + " (and the number of groups, not which are suppressed)"
+            + BUCKET_REVEALS,
     params={"ids": IDS, "key": Param(str, doc="the grouping column 'party.dataset.column'"),
             "values": Param(list, doc="numeric columns to aggregate"),
             "aggregations": Param(list, required=False, default=["sum", "mean"],
                                   doc="any of count, sum, mean"),
             "min_group_size": Param(int, required=False, default=None,
                                     doc="raise the suppression threshold above the policies' minimum"),
-            "join": JOIN, "reveal_to": REVEAL_TO},
+            "join": JOIN, "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=lambda p: _uses_join(p, "values") + column_refs(p, "key", use="plaintext"),
     run=_run_group_by,
     helpers=(DEALER,),
@@ -422,6 +444,8 @@ def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData,
 def _run_woe_iv(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.stats import woe_iv
 
+    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "stats.woe_iv",
+                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
     rows = aligned_rows(ctx, params, data)
     check_min_group(ctx, params, "features", data, len(rows))
     check_min_group(ctx, params, "label", data, len(rows))
@@ -469,6 +493,8 @@ register(ProtocolSpec(
 def _run_horizontal_describe(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.stats import horizontal_describe
 
+    if bucketed.joint_budget(ctx, params, data) is not None:     # streamed: one batch in memory
+        return _horizontal_streamed(ctx, params, data)
     own = own_columns(ctx, params, "columns", data)
     lengths = {len(v) for v in own.values()}
     if len(lengths) > 1:
@@ -476,6 +502,33 @@ def _run_horizontal_describe(ctx: Context, params: dict[str, Any], data: LocalDa
     check_min_group(ctx, params, "columns", data, lengths.pop() if lengths else 0)
     frame = pd.DataFrame(own)
     out = horizontal_describe(ctx, frame, columns=sorted(own), reveal_to=params.get("reveal_to"))
+    return None if out is None else out.reset_index().rename(columns={"index": "column"})
+
+
+def _horizontal_streamed(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    """stats.horizontal_describe under a memory budget: this party's columns streamed a batch
+    at a time (``horizontal_describe_stream``: the same messages and reveal)."""
+    import os
+
+    from protocols.stats.horizontal import horizontal_describe_stream
+
+    mine = [r for r in _refs(params, "columns") if r.party == ctx.party]
+    if len({r.dataset for r in mine}) > 1:
+        raise ValueError(f"party {ctx.party!r}: the columns {[str(r) for r in mine]} are in different datasets")
+    workdir = getattr(data, "workdir", None)
+    if workdir is None:
+        raise ValueError(f"party {ctx.party!r}: a streamed describe needs the server's work directory")
+    check_min_group(ctx, params, "columns", data, sum(len(b[mine[0].column]) for b in data.batches(mine[:1])))
+
+    def batches():
+        offset = 0
+        for b in data.batches(mine):
+            yield pd.DataFrame({r.column: numeric(r, b[r.column], offset) for r in mine})
+            offset += len(b[mine[0].column])
+
+    names = sorted(r.column for r in mine)
+    out = horizontal_describe_stream(ctx, batches(), names, workdir / "tmp" / f"{ctx.job_id}-{os.getpid()}",
+                                     reveal_to=params.get("reveal_to"))
     return None if out is None else out.reset_index().rename(columns={"index": "column"})
 
 
@@ -493,7 +546,7 @@ register(ProtocolSpec(
             "reveal_to (default: all): count, mean and std of the union; no row leaves its party; "
             "the dealer: the number of parties and columns only",
     params={"columns": Param(list, doc="the same column names at every party: 'party.dataset.column'"),
-            "reveal_to": REVEAL_TO},
+            "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=_uses_horizontal,
     run=_run_horizontal_describe,
     helpers=(DEALER,),

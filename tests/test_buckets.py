@@ -189,6 +189,24 @@ def test_bucketed_psi_equals_python_sets(pair):
     assert (a.id.to_numpy()[out["row"]] == out["id"].astype(np.int64)).all()
     assert _audit(cluster, "a", job)["resumed_buckets"] == []
     assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+    saved = pd.read_parquet(cluster.results_dir("a") / f"{job}.parquet")   # written batch by batch, moved
+    assert saved["row"].tolist() == out["row"].tolist() and saved["id"].tolist() == out["id"].tolist()
+    assert _audit(cluster, "a", job)["revealed_to_me"] == f"table {len(common)} rows x 2 columns (id, row)"
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 4099])
+def test_row_bits_hold_a_set_of_rows(n):
+    from protocols.bucketed import RowBits
+    rng = np.random.default_rng(n)
+    rows = rng.choice(n, n // 3, replace=False) if n else np.zeros(0, np.int64)
+    bits = RowBits(n)
+    bits.set(rows[: len(rows) // 2])
+    bits.set(rows[len(rows) // 2:])
+    want = sorted(rows.tolist())
+    assert bits.rows(0, n).tolist() == want
+    for lo, hi in ((0, 3), (3, 11), (5, n), (n // 2, n)):
+        if lo <= hi:
+            assert bits.rows(lo, hi).tolist() == [r for r in want if lo <= r < hi]
 
 
 def test_bucketed_ecdh_psi_of_text_ids_equals_python_sets(pair):
@@ -330,3 +348,314 @@ def test_compact_text_from_arrow_buffers_equals_the_str_form(values):
             assert "" in values or "é" in values or "a\x00" in values
         back = codec.loads(b"".join(bytes(memoryview(p).cast("B")) for p in parts))
         assert back["id"].tolist() == list(values[1:]) and back["row"].tolist() == list(range(len(column)))
+
+
+# -- psi.cardinality under a budget ------------------------------------------------------------
+def test_bucketed_cardinality_equals_python_sets_and_the_unbucketed_job(pair):
+    cluster, a, b = pair
+    common = set(a.id) & set(b.id)
+    with cluster.client("a") as client:
+        both = client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], memory="1MiB", progress=False)
+        whole = client.run("psi.cardinality", ids=["a.s.id", "b.s.id"], progress=False)
+        small = client.run("psi.cardinality", ids=["a.s.id", "b.s.id"], memory="1MiB", progress=False)
+        job = client.submit("psi.cardinality", ids=["a.s.id", "b.s.id"], memory="1MiB", receivers=["b"])
+        assert client.result(job, progress=False) is None
+    assert both == len(common) > 1000
+    assert small == whole == len(set("c" + a.id.iloc[:12000].astype(str)) & set("c" + b.id.iloc[:12000].astype(str)))
+    with cluster.client("b") as client:
+        assert client.result(job, progress=False) == whole
+    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+
+
+def test_bucketed_cardinality_views_carry_points_in_orders_unlinked_to_ids(tmp_path, monkeypatch):
+    """Everything a receiver gets: the peer's blinded points and its own double-blinded ones,
+    each in a uniformly random order. With the parties' keys (kept here from outside the
+    protocol) a test links each point to its id: its position must not follow the id's
+    spill file (which the receiver could compute, knowing the bucket key) nor its input
+    row; every message size is a function of the distinct counts only."""
+    from mpc.crypto import curve
+    from mpc.runtime.views import record_views
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import bucketed_cardinality as bc
+    from protocols import registry
+    from protocols.psi.blocks import encode
+
+    monkeypatch.setattr(bc, "CHUNK", 700)
+    keys: list[bytes] = []
+    new_key = curve.new_key
+    monkeypatch.setattr(curve, "new_key", lambda group: keys.append(new_key(group)) or keys[-1])
+    rng = np.random.default_rng(3)
+    ids = {"a": rng.permutation(np.arange(0, 6000)), "b": rng.permutation(np.arange(2500, 9000))}
+    stores = {}
+    for p, v in ids.items():
+        pd.DataFrame({"id": np.concatenate([v, v[:300]])}).to_csv(tmp_path / f"{p}.csv", index=False)  # repeats
+        ds = Dataset("t", tmp_path / f"{p}.csv", "id", {"id": "join_key"})
+        stores[p] = DataStore(p, {"t": ds}, tmp_path / p, memory=1 << 30)
+    spec = registry.get("psi.cardinality")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "receivers": ["a"], "memory": "1GiB"})
+    out, views = record_views(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"])
+    assert out == {"a": 3500, "b": None}
+    joint = bytes.fromhex(json.loads(next((tmp_path / "a" / "checkpoints").glob("*/manifest.json"))
+                                     .read_text())["state"]["key"])
+
+    def blinded(p: str, key_list: list[bytes], width: int) -> tuple[dict, np.ndarray]:
+        words = encode(ids[p], "ids")[1]
+        pts = curve.hash_to_group(bc.GROUP, bc._digests(words), key_list[0])
+        for k in key_list[1:]:
+            pts = curve.scalar_mul(bc.GROUP, k, pts)
+        return {bytes(r[:width]): i for i, r in enumerate(pts)}, buckets.spill_bucket(words, joint)
+
+    arrays = [v for s, v in views["a"] if s == "b" and isinstance(v, np.ndarray) and v.ndim == 2]
+    for width, mine, n in ((32, "b", 6500), (16, "a", 6000)):
+        stream = np.concatenate([x for x in arrays if x.shape[1] == width])
+        assert [len(x) for x in arrays if x.shape[1] == width] == [700] * (n // 700) + [n % 700]
+        for key_list in ([keys[0]], [keys[1]]) if width == 32 else ([keys[0], keys[1]],):
+            index, files = blinded(mine, key_list, width)
+            if bytes(stream[0]) in index:
+                break
+        pos = [index[bytes(r)] for r in stream]                   # every point links to one id
+        assert sorted(pos) == list(range(n))
+        assert abs(np.corrcoef(np.arange(n), files[pos])[0, 1]) < 0.08, width     # not in spill-file order
+        assert abs(np.corrcoef(np.arange(n), pos)[0, 1]) < 0.08, width            # nor in input order
+    assert not [v for s, v in views["b"] if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 16]
+
+
+# -- stale checkpoints -------------------------------------------------------------------------
+def _plant(root: Path, key: str, age: float) -> Path:
+    """A checkpoint directory with a spilled file, its manifest last written ``age`` s ago."""
+    import os
+    d = root / key
+    d.mkdir(parents=True)
+    (d / "spill").mkdir()
+    (d / "spill" / "spill-000.bin").write_bytes(b"x" * 100)
+    (d / "manifest.json").write_text("{}")
+    then = time.time() - age
+    os.utime(d / "manifest.json", (then, then))
+    return d
+
+
+def test_sweep_removes_stale_checkpoints_no_running_job_uses(tmp_path):
+    from mpc.runtime.checkpoint import sweep
+    old, fresh, running = _plant(tmp_path, "old", 7200), _plant(tmp_path, "fresh", 10), _plant(tmp_path, "run", 9000)
+    assert sweep(tmp_path, 3600.0, keep={"run"}) == ["old"]
+    assert not old.exists() and fresh.exists() and running.exists()
+    assert sweep(tmp_path / "nothing-here", 0.0) == []
+    assert sorted(sweep(tmp_path, 0.0)) == ["fresh", "run"] and not list(tmp_path.iterdir())
+
+
+def test_checkpoint_retention_in_party_config(tmp_path):
+    from mpc.server.config import ConfigError, parse_config
+    base = {"party": "a", "listen": "127.0.0.1:1", "insecure": True}
+    parse = lambda limits: parse_config({**base, "limits": limits}, tmp_path / "p.toml").limits  # noqa: E731
+    assert parse({}).checkpoint_retention == 7 * 86400
+    assert parse({"checkpoint_retention": "12h"}).checkpoint_retention == 12 * 3600
+    assert parse({"checkpoint_retention": 90}).checkpoint_retention == 90.0
+    assert parse({"checkpoint_retention": "0"}).checkpoint_retention == 0.0
+    for bad, why in (("a week", "not a duration"), (-5, "zero or more"), (True, "must be str/int/float")):
+        with pytest.raises(ConfigError, match=f"checkpoint_retention.*{why}"):
+            parse({"checkpoint_retention": bad})
+
+
+def test_servers_remove_stale_checkpoints_at_start_and_at_each_jobs_end(tmp_path):
+    pd.DataFrame({"id": np.arange(100)}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"id": np.arange(50, 300)}).to_csv(tmp_path / "b.csv", index=False)
+    datasets = {p: {"t": {"path": str(tmp_path / f"{p}.csv"), "id": "id", "columns": {"id": "join_key"}}}
+                for p in "ab"}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 60.0, "checkpoint_retention": "1h"}) as cluster:
+        old = _plant(_checkpoints(cluster, "a"), "old", 2 * 3600)
+        fresh = _plant(_checkpoints(cluster, "a"), "fresh", 60)
+        cluster.restart("a")                    # at start
+        assert not old.exists() and fresh.exists()
+        old_b = _plant(_checkpoints(cluster, "b"), "old", 2 * 3600)
+        with cluster.client("a") as client:     # at a job's end (a job that keeps no checkpoint)
+            assert client.run("psi.cardinality", ids=["a.t.id", "b.t.id"], progress=False) == 50
+        deadline = time.monotonic() + 10
+        while old_b.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not old_b.exists() and fresh.exists()
+
+
+# -- jobs that hold their input whole refuse an input over the budget ------------------------------
+def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_path):
+    """b's [limits] memory (440 MiB, a 400 MiB process base) leaves ~46,000 rows of a private
+    join, ~100,000 of an ECDH PSI: its 130,000-row table is refused by every job that holds
+    its input whole, naming b, the dataset and the budget; a group-by (bucketed) of its
+    2,000-row table runs and matches pandas."""
+    rng = np.random.default_rng(5)
+    big = pd.DataFrame({"id": np.arange(130000), "y": rng.normal(size=130000), "g": rng.integers(0, 2, 130000)})
+    big.to_csv(tmp_path / "big.csv", index=False)
+    small = big.iloc[:2000]
+    small.to_csv(tmp_path / "small.csv", index=False)
+    a = pd.DataFrame({"id": np.arange(0, 3000, 2), "x": rng.normal(size=1500)})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    cols = {"id": "join_key", "y": "aggregate", "g": "plaintext"}
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate"}}},
+                "b": {"big": {"path": str(tmp_path / "big.csv"), "id": "id", "columns": cols},
+                      "small": {"path": str(tmp_path / "small.csv"), "id": "id", "columns": cols}}}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
+                      settings={"b": {"limits": {"memory": "440MiB"}}}) as cluster, cluster.client("a") as client:
+        why = r"party 'b' refuses: {} is not bucketed .*dataset 'big' has 130000 rows.*budget of 440 MiB"
+        for job, params in (("stats.woe_iv", dict(ids=["a.t.id", "b.big.id"], label="b.big.g", features=["a.t.x"])),
+                            ("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y"))):
+            with pytest.raises(JobFailed, match=why.format(job)):
+                client.run(job, **params, progress=False)
+        with pytest.raises(JobFailed, match=why.format("sql.aggregate")):
+            client.query("SELECT q.g, COUNT(*), SUM(p.x) FROM a.t p JOIN b.big q ON p.id = q.id GROUP BY q.g",
+                         progress=False)
+        out = client.run("stats.group_by", ids=["a.t.id", "b.small.id"], key="b.small.g", values=["a.t.x"],
+                         aggregations=["count", "sum"], min_group_size=1, progress=False)
+    joined = a.merge(small, on="id")
+    want = joined.groupby("g")["x"].agg(["count", "sum"])
+    assert out["count"].tolist() == want["count"].tolist()
+    np.testing.assert_allclose(out.filter(like="sum").iloc[:, 0], want["sum"], atol=1e-3)
+
+
+# -- psi.ecdh among three parties under a budget ---------------------------------------------------
+def test_bucketed_three_party_psi_equals_python_sets_with_every_partys_consent(tmp_path):
+    rng = np.random.default_rng(11)
+    common = rng.choice(10**6, 1500, replace=False)
+    ids = {p: rng.permutation(np.concatenate([common, rng.choice(10**6, 3000, replace=False) + (i + 1) * 10**6,
+                                              common[:700]]))      # repeated ids too
+           for i, p in enumerate("abc")}
+    ids["c"] = np.concatenate([ids["c"], ids["a"][:2000]])        # c shares more with a, b does not
+    for p, v in ids.items():
+        pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
+    datasets = {p: {"t": {"path": str(tmp_path / f"{p}.csv"), "id": "id", "columns": {"id": "join_key"}}}
+                for p in "abc"}
+    want_set = set(ids["a"]) & set(ids["b"]) & set(ids["c"])
+    params = dict(ids=["a.t.id", "b.t.id", "c.t.id"], memory="1MiB")   # buckets of 4096 ids: 2 of them
+    with LocalCluster(["a", "b", "c"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 120.0},
+                      settings={p: {"limits": {"bucket_psi_sizes": True}} for p in "ab"}) as cluster:
+        with cluster.client("a") as client:
+            with pytest.raises(JobFailed, match=r"needs 2 buckets.*party 'c' does not allow it.*bucket_psi_sizes"):
+                client.run("psi.ecdh", **params, progress=False)
+            one = client.run("psi.ecdh", **{**params, "memory": "1GiB"}, progress=False)   # 1 bucket: no consent
+    with LocalCluster(["a", "b", "c"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 120.0,
+                      "bucket_psi_sizes": True}) as cluster:
+        with cluster.client("b") as client:
+            job = client.submit("psi.ecdh", **params, receivers=["b", "c"])
+            out = client.result(job, progress=False)
+        with cluster.client("a") as client:
+            assert client.result(job, progress=False) is None
+    want = np.nonzero(np.isin(ids["b"], list(want_set)))[0]
+    assert out["row"].tolist() == want.tolist() and out["id"].astype(np.int64).tolist() == ids["b"][want].tolist()
+    assert one["row"].tolist() == np.nonzero(np.isin(ids["a"], list(want_set)))[0].tolist()
+
+
+# -- stats.group_by in buckets ------------------------------------------------------------------
+def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
+    rng = np.random.default_rng(17)
+    n = 10000                               # memory "1MiB": buckets of 4096 ids, 4 of them
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(50, 10, n).round(3)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(3000, 3000 + n)), "y": rng.integers(0, 100, n),
+                      "seg": rng.choice(["gold", "silver", "bronze"], n)})
+    b.loc[b.index[b.id < n][:6], "seg"] = "rare"        # 6 joined rows: suppressed
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=3000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate", "seg": "plaintext"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], key="b.t.seg", values=["a.t.x", "b.t.y"], aggregations=["sum", "mean"],
+                  min_group_size=10, join="circuit")
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster:
+        with cluster.client("a") as client:
+            job = client.submit("stats.group_by", **params, memory="1MiB")
+            out = client.result(job, progress=False)
+            whole = client.run("stats.group_by", **params, progress=False)
+        assert len(_audit(cluster, "a", job)["resumed_buckets"]) == 0
+        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+    joined = a.merge(b, on="id")
+    want = joined.groupby("seg").agg(count=("x", "size"), xs=("x", "sum"), xm=("x", "mean"), ys=("y", "sum"))
+    assert list(out.columns) == list(whole.columns) and out["seg"].tolist() == whole["seg"].tolist()
+    assert out["suppressed"].tolist() == whole["suppressed"].tolist() == (want.loc[out["seg"], "count"] < 10).tolist()
+    assert out["suppressed"].any() and not out["suppressed"].all()
+    kept = out[~out["suppressed"]].set_index("seg")
+    assert kept["count"].tolist() == want.loc[kept.index, "count"].tolist()
+    np.testing.assert_allclose(kept.filter(like="x_sum").iloc[:, 0], want.loc[kept.index, "xs"], rtol=1e-9)
+    np.testing.assert_allclose(kept.filter(like="x_mean").iloc[:, 0], want.loc[kept.index, "xm"], rtol=1e-9)
+    np.testing.assert_allclose(kept.filter(like="y_sum").iloc[:, 0], want.loc[kept.index, "ys"], rtol=1e-12)
+    np.testing.assert_allclose(kept.filter(like="sum").to_numpy(), whole[~whole["suppressed"]].filter(like="sum")
+                               .to_numpy(), rtol=1e-9)
+
+
+# -- stats.horizontal_describe streamed ------------------------------------------------------------
+def test_streamed_horizontal_describe_equals_the_whole_frame_protocol_and_pandas(tmp_path):
+    """Many small batches (sorted runs on disk, moments merged batch by batch) against the
+    in-memory protocol and pandas, columns from 1e-4 to 1e5 and one constant."""
+    from mpc.runtime.local import run_local
+    from protocols.stats.horizontal import horizontal_describe, horizontal_describe_stream
+
+    rng = np.random.default_rng(23)
+    frames = {p: pd.DataFrame({"small": rng.normal(1e-4, 1e-5, n), "big": rng.lognormal(10, 1, n),
+                               "flat": np.full(n, 3.5)}) for p, n in (("a", 5003), ("b", 7919))}
+
+    def streamed(ctx):
+        f = frames[ctx.party]
+        return horizontal_describe_stream(ctx, (f.iloc[i:i + 500] for i in range(0, len(f), 500)),
+                                          ["big", "flat", "small"], tmp_path / ctx.party)
+
+    got = run_local(streamed, ["a", "b"], timeout=120)
+    whole = run_local(lambda ctx: horizontal_describe(ctx, frames[ctx.party], ["big", "flat", "small"]),
+                      ["a", "b"], timeout=120)
+    want = pd.concat(frames.values()).describe().T.loc[["big", "flat", "small"]]
+    for p in "ab":
+        assert not (tmp_path / p).exists()      # the runs are removed
+        out = got[p]
+        for stat in ("count", "min", "25%", "50%", "75%", "max"):
+            assert out[stat].tolist() == whole[p][stat].tolist() == want[stat].tolist(), stat    # exact
+        np.testing.assert_allclose(out["mean"], want["mean"], rtol=1e-14)
+        np.testing.assert_allclose(out["std"], want["std"], rtol=1e-7, atol=1e-12)
+
+
+def test_horizontal_describe_job_under_a_budget_equals_pandas(tmp_path):
+    rng = np.random.default_rng(29)
+    frames = {"a": pd.DataFrame({"id": np.arange(3000), "v": rng.normal(5, 2, 3000)}),
+              "b": pd.DataFrame({"id": np.arange(4000), "v": rng.exponential(3, 4000)})}
+    frames["a"].to_csv(tmp_path / "a.csv", index=False)
+    frames["b"].to_parquet(tmp_path / "b.parquet", row_group_size=1000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "columns": {"v": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "columns": {"v": "aggregate"}}}}
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
+                      settings={"b": {"limits": {"memory": "1GiB"}}}) as cluster, cluster.client("a") as client:
+        out = client.run("stats.horizontal_describe", columns=["a.t.v", "b.t.v"], progress=False)
+        for p in "ab":      # both streamed (b's budget binds a too): sorted runs made and removed
+            runs = cluster.workdir / p / "state" / "tmp"
+            assert runs.is_dir() and not list(runs.iterdir())
+    want = pd.concat([frames["a"].v, frames["b"].v]).describe()
+    row = out.set_index("column").loc["v"]
+    for stat in ("count", "min", "25%", "50%", "75%", "max"):
+        assert row[stat] == want[stat], stat
+    assert row["mean"] == pytest.approx(want["mean"], rel=1e-14) and row["std"] == pytest.approx(want["std"], rel=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["int", "text"])
+def test_bucketed_psi_result_file_with_no_match_and_with_matches_in_late_batches(tmp_path, kind):
+    """The result file keeps one Arrow string type whether the first batches match or not."""
+    from mpc.runtime.local import run_local
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from mpc.tables import ResultFile
+    from protocols import registry
+
+    ids = {"a": np.arange(0, 6000), "b": np.arange(5000, 9000)}
+    spec = registry.get("psi.ecdh")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "receivers": ["a"], "memory": "1MiB"})
+    out = {}
+    for case, b_ids in (("none", ids["b"] + 10**6), ("late", ids["b"])):
+        stores = {}
+        for p, v in (("a", ids["a"]), ("b", b_ids)):
+            col = v if kind == "int" else np.array([f"x{i}" for i in v], dtype=object)
+            pd.DataFrame({"id": col}).to_parquet(tmp_path / f"{p}{case}.parquet", row_group_size=700)
+            ds = Dataset("t", tmp_path / f"{p}{case}.parquet", "id", {"id": "join_key"})
+            stores[p] = DataStore(p, {"t": ds}, tmp_path / f"{p}{case}", memory=1 << 30)
+        got = run_local(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"], timeout=120)
+        assert got["b"] is None and isinstance(got["a"], ResultFile)
+        out[case] = got["a"].load()
+    assert len(out["none"]) == 0 and list(out["none"].columns) == ["id", "row"]
+    want = [str(v) if kind == "int" else f"x{v}" for v in range(5000, 6000)]
+    assert out["late"]["id"].tolist() == want and out["late"]["row"].tolist() == list(range(5000, 6000))

@@ -10,7 +10,10 @@ protocol, parameters and input files: the same ``key``), the protocol finds the
 checkpoint, agrees with its peers on the buckets every party has finished, and skips
 them. Every file is written atomically (temporary file, fsync, rename), so a crash leaves
 either the old or the new version. The directory is removed when the job's result is
-written; a job that fails keeps it for a later resume.
+written; a job that fails keeps it for a later resume, until :func:`sweep` removes it: a
+checkpoint no running job uses, last written longer ago than the server's ``[limits]
+checkpoint_retention`` (default 7 days), goes when the server starts and whenever a job
+ends, so the spilled inputs of abandoned jobs do not fill the disk.
 
 What is stored is what the party already holds: its own input's spilled buckets, its
 share of results, and the joint hashing key both parties drew (which the peer knows too).
@@ -22,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +35,9 @@ import numpy as np
 from mpc.runtime import files
 
 MANIFEST = "manifest.json"
+DIRECTORY = "checkpoints"   # under a party server's work directory
 VERSION = 1
+RETENTION = 7 * 86400.0     # seconds a stale checkpoint is kept by default ([limits] checkpoint_retention)
 
 
 def job_key(protocol: str, params: Any, parties: list[str], inputs: dict[str, str]) -> str:
@@ -119,3 +126,29 @@ class Checkpoint:
     def clear(self) -> None:
         """Remove the checkpoint and everything in it."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sweep(root: Path, retention: float, keep: Iterable[str] = (), now: float | None = None) -> list[str]:
+    """Remove the checkpoints under ``root`` last written more than ``retention`` seconds
+    ago (the manifest's modification time: every finished bucket rewrites it), except
+    those named in ``keep`` (the keys of running jobs). Returns the keys removed.
+
+    A checkpoint is only ever a resume point: removing one makes a resubmitted job start
+    afresh, never a wrong result."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    keep = set(keep)
+    removed = []
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name in keep:
+            continue
+        try:
+            written = (d / MANIFEST).stat().st_mtime if (d / MANIFEST).exists() else d.stat().st_mtime
+        except OSError:
+            continue
+        if now - written > retention:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
+    return removed

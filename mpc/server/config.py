@@ -27,6 +27,10 @@ Example::
                                      # checkpoint per bucket; without it they hold the input whole
     bucket_join_sizes = false        # optional: let a join.stats in several buckets reveal the
                                      # number of joined rows of each bucket (refused by default)
+    bucket_psi_sizes = false         # optional: the same for a psi.ecdh of 3 or more parties (the
+                                     # leader's and mixer's extra reveals, per bucket)
+    checkpoint_retention = "7d"      # optional: a bucket checkpoint no running job uses, last
+                                     # written longer ago, is removed at start and at each job's end
 
     [executor]                       # optional: where bucket-local CPU work runs
     kind = "ray"                     # "in-process" (default: threads of the server) or "ray"
@@ -73,7 +77,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpc.runtime.budget import parse_bytes
+from mpc.runtime.budget import parse_bytes, parse_duration
+from mpc.runtime.checkpoint import DIRECTORY, RETENTION
 from mpc.runtime.executor import KINDS as EXECUTOR_KINDS
 from mpc.runtime.executor import LOCAL, Executor
 from mpc.runtime.executor import make as make_executor
@@ -118,6 +123,8 @@ class Limits:
     memory: int | None = None   # bytes a bucketed job may hold per party (None: jobs are not bucketed)
     # a join in more than one bucket reveals each bucket's joined-row count: only with consent
     bucket_join_sizes: bool = False
+    bucket_psi_sizes: bool = False   # likewise an N-party PSI's per-bucket leader and mixer reveals
+    checkpoint_retention: float = RETENTION   # seconds a stale bucket checkpoint is kept
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,10 @@ class PartyConfig:
     @property
     def results_dir(self) -> Path:
         return self.workdir / "results"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.workdir / DIRECTORY
 
     @property
     def audit_log(self) -> Path:
@@ -311,6 +322,18 @@ def _parse_memory(lim_raw: dict[str, Any], where: str) -> int | None:
     return size
 
 
+def _parse_retention(lim_raw: dict[str, Any], where: str) -> float:
+    """``[limits] checkpoint_retention``: a duration such as "7d" or "12h", or seconds (0: a
+    failed job's checkpoint goes at the next job's end)."""
+    value = _get(lim_raw, "checkpoint_retention", (str, int, float), where, None)
+    if value is None:
+        return RETENTION
+    try:
+        return parse_duration(value, "checkpoint_retention")
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key 'checkpoint_retention': {exc}") from None
+
+
 def load_config(path: str | Path) -> PartyConfig:
     """Read and validate a party's TOML configuration."""
     path = Path(path)
@@ -358,7 +381,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> PartyConfig:
         max_open_jobs=_get(lim_raw, "max_open_jobs", int, f"{where}: [limits]", defaults.max_open_jobs),
         max_unread_bytes=_get(lim_raw, "max_unread_bytes", int, f"{where}: [limits]", defaults.max_unread_bytes),
         memory=_parse_memory(lim_raw, f"{where}: [limits]"),
-        bucket_join_sizes=_get(lim_raw, "bucket_join_sizes", bool, f"{where}: [limits]", False))
+        bucket_join_sizes=_get(lim_raw, "bucket_join_sizes", bool, f"{where}: [limits]", False),
+        bucket_psi_sizes=_get(lim_raw, "bucket_psi_sizes", bool, f"{where}: [limits]", False),
+        checkpoint_retention=_parse_retention(lim_raw, f"{where}: [limits]"))
     if min(limits.job_timeout, limits.max_value_bytes, limits.max_chunk_bytes, limits.max_open_jobs,
            limits.max_unread_bytes) <= 0:
         raise ConfigError(f"{where}: [limits] values must be positive")

@@ -232,12 +232,13 @@ class DataStore:
     """The datasets of one party, loaded lazily."""
 
     def __init__(self, party: str, datasets: dict[str, Dataset], workdir: Path | None = None,
-                 memory: int | None = None, bucket_join_sizes: bool = False) -> None:
+                 memory: int | None = None, bucket_join_sizes: bool = False, bucket_psi_sizes: bool = False) -> None:
         self.party = party
         self.datasets = datasets
         self.workdir = workdir          # bucketed jobs spill and checkpoint under it
         self.memory = memory            # [limits] memory: bytes a bucketed job may hold
         self.bucket_join_sizes = bucket_join_sizes   # [limits]: consent to per-bucket join sizes
+        self.bucket_psi_sizes = bucket_psi_sizes     # [limits]: consent to an N-party PSI's per-bucket sizes
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, dict[str, np.ndarray]]] = {}
         self._scans: dict[str, tuple[tuple[float, int], CsvSchema]] = {}

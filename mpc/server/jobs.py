@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpc import tables
+from mpc.runtime.checkpoint import sweep
 from mpc.runtime.context import Context
 from mpc.runtime.errors import GaotieError, PeerFailed, culprit, describe
 from mpc.runtime.helpers import default_options, helper_function, resolve_options
@@ -175,8 +176,11 @@ class JobManager:
             body = helper_function(self.party)
         try:
             result = run_party(ctx, body)
-            if self.party in job.parties and result is not None:
-                tables.write_atomic(self.config.results_dir / f"{job.job_id}.parquet", tables.to_frame(result))
+            target = self.config.results_dir / f"{job.job_id}.parquet"
+            if isinstance(result, tables.ResultFile):     # written as the job went: moved, not loaded
+                result = result.move(target)
+            elif self.party in job.parties and result is not None:
+                tables.write_atomic(target, tables.to_frame(result))
             checkpoint = ctx.state.get("checkpoint")
             if checkpoint is not None:    # a bucketed job: its result is safe, its buckets go
                 checkpoint.clear()
@@ -191,6 +195,20 @@ class JobManager:
             self.mailbox.close(job.job_id)
             self._audit(job)
             job.done.set()
+            self._sweep_checkpoints()
+
+    def _sweep_checkpoints(self) -> None:
+        """Remove the checkpoints of finished or failed jobs last written longer ago than
+        ``[limits] checkpoint_retention``; a running job's checkpoint stays."""
+        with self._lock:
+            running = [j.ctx.state.get("checkpoint") for j in self._jobs.values()
+                       if j.ctx is not None and not j.done.is_set()]
+        keep = {c.key for c in running if c is not None}
+        try:
+            for key in sweep(self.config.checkpoints_dir, self.config.limits.checkpoint_retention, keep):
+                log.info("removed stale checkpoint %s (older than [limits] checkpoint_retention)", key)
+        except OSError as exc:      # a full or read-only disk must not fail the job that just ended
+            log.warning("could not sweep checkpoints: %s", exc)
 
     # -- queries ---------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -275,6 +293,8 @@ def summarize(result: Any) -> str:
 
     if result is None:
         return "nothing"
+    if isinstance(result, tables.ResultFile):
+        return f"table {result.rows} rows x {len(result.columns)} columns ({', '.join(result.columns)})"
     if isinstance(result, pd.DataFrame):
         return f"table {result.shape[0]} rows x {result.shape[1]} columns ({', '.join(map(str, result.columns))})"
     if isinstance(result, dict):

@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mpc import tables
 from mpc._proto.gaotie.v1 import party_pb2, party_pb2_grpc
-from mpc.runtime import allocator, codec
+from mpc.runtime import allocator, checkpoint, codec
 from mpc.runtime.errors import describe
 from mpc.runtime.executor import ExecutorError
 from mpc.runtime.grpc_transport import (
@@ -64,7 +64,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
         self.transport = GrpcTransport(config.party, config.addresses, self.mailbox, creds,
                                        config.limits.max_chunk_bytes)
         self.data = DataStore(config.party, config.datasets, config.workdir, config.limits.memory,
-                              config.limits.bucket_join_sizes)
+                              config.limits.bucket_join_sizes, config.limits.bucket_psi_sizes)
         self.executor = config.executor.make()  # where bucket-local CPU work runs ([executor])
         self.jobs = JobManager(config.party, self.transport, self.mailbox, self.data, config, self.executor)
 
@@ -176,7 +176,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
                                     failed_party=job.failed_party, progress=p.fraction, phase=p.phase,
                                     done=p.done, total=p.total, unit=p.unit)
         if job.state == "done" and not request.omit_result:
-            reply.result.CopyFrom(codec.encode(job.result))   # old clients: inline, under the cap
+            reply.result.CopyFrom(codec.encode(_loaded(job.result)))   # old clients: inline, under the cap
         return reply
 
     def Result(self, request, context):  # noqa: N802
@@ -192,7 +192,7 @@ class PartyService(party_pb2_grpc.PartyServicer):
             # the encoding as buffers, array data as views of the result's arrays (the same
             # bytes as codec.encode(...).SerializeToString(), without two whole copies: a
             # 2^23-row PSI result cost 1.3 GB more that way)
-            parts, total = codec.dump_parts(job.result)
+            parts, total = codec.dump_parts(_loaded(job.result))
         cap = self.config.limits.max_chunk_bytes
         size = min(request.max_chunk_bytes or cap, cap)
         n_chunks = max(1, -(-total // size))
@@ -223,6 +223,11 @@ class PartyService(party_pb2_grpc.PartyServicer):
                               f"party {request.party!r} is unreachable ({exc.code().name})")
         self._require(context, {self.party, *self.config.peers})
         return party_pb2.DatasetsReply(datasets=codec.encode({self.party: self.data.describe()}))
+
+
+def _loaded(result: Any) -> Any:
+    """A job's result as a value: a result file (a bucketed PSI's) is read only when fetched."""
+    return result.load() if isinstance(result, tables.ResultFile) else result
 
 
 def _on(party: str, exc: BaseException) -> str:
@@ -265,6 +270,8 @@ def serve(config: PartyConfig, ready: threading.Event | None = None) -> None:
     if config.results_dir.is_dir():  # temp files of results being written when a server was killed
         for partial in config.results_dir.glob(".*.tmp"):
             partial.unlink(missing_ok=True)
+    for key in checkpoint.sweep(config.checkpoints_dir, config.limits.checkpoint_retention):
+        log.info("removed stale checkpoint %s (older than [limits] checkpoint_retention)", key)
     try:   # connect to the party's Ray cluster now: a wrong address fails the start, not a job
         service.executor.start()
     except Exception as exc:

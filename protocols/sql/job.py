@@ -57,6 +57,7 @@ from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor, fixed
 from mpc.ss.provider import DEALER
+from protocols.bucketed import WHOLE_INPUT_COSTS, refuse_over_budget
 from protocols.jobs import (
     JOIN,
     JOIN_REVEALS,
@@ -107,6 +108,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     from protocols.stats import vertical
 
     plan = Plan.from_params(params["plan"])
+    refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)], "sql.aggregate", WHOLE_INPUT_COSTS["join"])
     if len(plan.tables) == 1:
         from protocols.sql.local import run_single
         return run_single(ctx, plan, params, data)

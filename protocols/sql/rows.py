@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.runtime.context import Context
+from protocols.bucketed import WHOLE_INPUT_COSTS, refuse_over_budget
 from protocols.jobs import N_PARTY_PSI, REVEAL_TO, aligned_rows
 from protocols.registry import ColumnRef, LocalData, Param, ProtocolSpec, register
 from protocols.sql import pushdown
@@ -72,7 +73,10 @@ def _single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData) -
 
 
 def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    from protocols.sql.job import plan_uses
+
     plan = Plan.from_params(params["plan"])
+    refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)], "sql.rows", WHOLE_INPUT_COSTS["ecdh"])
     if len(plan.tables) == 1:
         return _single(ctx, plan, params, data)
     to = receivers(ctx, params.get("reveal_to"))

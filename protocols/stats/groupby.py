@@ -161,14 +161,22 @@ def group_by(ctx: Context, table: Any, key: str, aggregations: Mapping[str, Any]
     else:
         labels, kept, counts_kept, h = _shared_key(ctx, view[key], groups, min_group_size, n)
 
+    sums = {c: h @ v.with_frac_bits(0) for c, v in values.items()}   # exact ring sums at each column's
+    # own scale, for every group (kept or not), so that the dealer's requests do not depend on which are kept
+    return _opened(ctx, key, labels, kept, counts_kept, sums, {c: v.frac_bits for c, v in values.items()}, aggs, to)
+
+
+def _opened(ctx: Context, key: str, labels: list[Any], kept: np.ndarray, counts_kept: SharedTensor,
+            sums: dict[str, SharedTensor], fracs: dict[str, int], aggs: dict[str, list[str]],
+            to: list[str]) -> pd.DataFrame | None:
+    """The result frame: the kept groups' counts and sums (ring integers at ``fracs``) opened
+    to ``to``; None at the other parties."""
     opened_counts = counts_kept.reveal(to) if len(kept) else np.zeros(0, np.int64)
     opened = {}
-    for c, v in values.items():          # exact ring sums H @ v at the column's own scale, for
-        # every group (kept or not), so that the dealer's requests do not depend on which are kept
-        sums = h @ v.with_frac_bits(0)
+    for c, total in sums.items():
         if len(kept):
-            got = sums[kept].reveal(to)
-            opened[c] = None if got is None else got.astype(np.float64) * 2.0 ** -v.frac_bits
+            got = total[kept].reveal(to)
+            opened[c] = None if got is None else got.astype(np.float64) * 2.0 ** -fracs[c]
         else:
             opened[c] = np.zeros(0)
     if ctx.party not in to:
@@ -187,6 +195,33 @@ def group_by(ctx: Context, table: Any, key: str, aggregations: Mapping[str, Any]
     sup[kept] = False
     out["suppressed"] = sup
     return out
+
+
+def group_totals(key: SharedTensor, codes: Sequence[int],
+                 values: Mapping[str, SharedTensor]) -> tuple[SharedTensor, dict[str, SharedTensor]]:
+    """Per-group row counts and exact ring sums of aligned shared rows, opening nothing:
+    (counts (G,), {column: sums (G,) as ring integers at the column's ``frac_bits``}) for the
+    public integer ``codes`` of a shared integer ``key``. Totals of disjoint parts of a table
+    (the hash buckets of a bucketed join) add up to the whole table's."""
+    n = key.shape[0]
+    h = key.reshape(1, n) == np.asarray(codes)[:, None]           # H[g, j] = [key_j == g]
+    return h.sum(axis=1), {c: h @ v.with_frac_bits(0) for c, v in values.items()}
+
+
+def open_group_totals(ctx: Context, key: str, labels: list[Any], counts: SharedTensor,
+                      sums: Mapping[str, SharedTensor], fracs: Mapping[str, int], aggregations: Mapping[str, Any],
+                      *, min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+                      reveal_to: str | None = None) -> pd.DataFrame | None:
+    """:func:`group_by`'s result from totals already summed on shares (:func:`group_totals`
+    over several parts): each group's count is compared with ``min_group_size`` on shares
+    and only that bit opens, to every party; the kept groups' counts and aggregates open to
+    ``reveal_to``. The same reveal as :func:`group_by` with a shared key."""
+    if int(min_group_size) < 1:
+        raise ValueError("min_group_size must be at least 1")
+    to = cm.receivers(ctx, reveal_to)
+    kept = np.flatnonzero(np.asarray((counts < min_group_size).reveal()) == 0)
+    return _opened(ctx, key, list(labels), kept, counts[kept], dict(sums), dict(fracs),
+                   _normalise_aggs(aggregations), to)
 
 
 def _plain_key(ctx: Context, keys: Any, name: str, owner: str, min_size: int):

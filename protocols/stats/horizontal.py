@@ -41,7 +41,8 @@ NaN policy: ``nan_policy="raise"`` (default) rejects a column with NaN, naming i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,16 +107,24 @@ def _exponent(v: float) -> int:
     return math.frexp(v)[1] if v > 0 else -1074
 
 
-def _order_stats(ctx: Context, sorted_keys: list[np.ndarray], col_idx: np.ndarray,
+def _sorted_counter(sorted_keys: list[np.ndarray]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """count_le(columns, thresholds): this party's keys <= each threshold, per column."""
+    def count_le(col_idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.array([np.searchsorted(sorted_keys[c], x, side="right") for c, x in zip(col_idx, t, strict=True)],
+                        dtype=np.int64)
+    return count_le
+
+
+def _order_stats(ctx: Context, count_le: Callable[[np.ndarray, np.ndarray], np.ndarray], col_idx: np.ndarray,
                  ranks: np.ndarray) -> np.ndarray:
-    """The ranks-th smallest keys (0-based) of the union of columns col_idx, by bisection."""
+    """The ranks-th smallest keys (0-based) of the union of columns col_idx, by bisection;
+    ``count_le`` counts this party's keys <= a threshold (:func:`_sorted_counter`)."""
     m = len(ranks)
     lo = np.zeros(m, np.uint64)
     hi = np.full(m, np.iinfo(np.uint64).max, np.uint64)
     for _ in range(64):
         mid = lo + (hi - lo) // np.uint64(2)
-        local = np.array([np.searchsorted(sorted_keys[c], t, side="right") for c, t in zip(col_idx, mid, strict=True)],
-                         dtype=np.int64)
+        local = count_le(col_idx, mid)
         total = ss.sum_of_locals(ctx, local)                           # count(<= mid) over all parties
         short = np.asarray((total < ranks + 1).reveal(), dtype=bool)
         lo = np.where(short, mid + np.uint64(1), lo)
@@ -149,25 +158,33 @@ def horizontal_describe(ctx: Context, frame: pd.DataFrame, columns: Sequence[str
     to = cm.receivers(ctx, reveal_to)
     cols = _local_columns(ctx, frame, columns, nan_policy)
     names = list(cols)
+    arrays = [cols[k] for k in names]
+    n_local = np.array([len(a) for a in arrays], dtype=np.int64)
+    sums = np.array([math.fsum(a) if len(a) else 0.0 for a in arrays])
+    means = np.where(n_local > 0, sums / np.maximum(n_local, 1), 0.0)
+    m2 = np.array([float(np.sum((a - mu) ** 2)) for a, mu in zip(arrays, means, strict=True)])
+    keys = [np.sort(_float_keys(a)) for a in arrays]
+    return _describe(ctx, names, n_local, sums, means, m2, _sorted_counter(keys), to)
+
+
+def _describe(ctx: Context, names: list[str], n_local: np.ndarray, sums: np.ndarray, means: np.ndarray,
+              m2: np.ndarray, count_le: Callable[[np.ndarray, np.ndarray], np.ndarray],
+              to: list[str]) -> pd.DataFrame | None:
+    """The protocol on this party's local summaries: per column its row count, sum, mean and
+    sum of squared deviations, and ``count_le`` over its values' ordered keys."""
     everyone = ctx.gather(names)
     for p, theirs in zip(ctx.parties, everyone, strict=True):
         if theirs != names:
             raise ValueError(f"parties describe different columns: {ctx.party!r} has {names}, "
                              f"{p!r} has {theirs}")
     c = len(names)
-    arrays = [cols[k] for k in names]
-    n_local = np.array([len(a) for a in arrays], dtype=np.int64)
     counts = np.array(ctx.gather(n_local.tolist()), dtype=np.int64)      # (P, C), public
     n = counts.sum(axis=0)
     empty = [names[i] for i in range(c) if n[i] == 0]
     if empty:
         raise ValueError(f"column(s) {empty} have no values at any party")
-    sums = np.array([math.fsum(a) if len(a) else 0.0 for a in arrays])
-    means = np.where(n_local > 0, sums / np.maximum(n_local, 1), 0.0)
-    m2 = np.array([float(np.sum((a - mu) ** 2)) for a, mu in zip(arrays, means, strict=True)])
 
     # order statistics (revealed to everyone by the bisection)
-    keys = [np.sort(_float_keys(a)) for a in arrays]
     want_c, want_r, plan = [], [], []
     for i in range(c):
         h = (n[i] - 1) * np.array(QUANTILES)
@@ -178,7 +195,7 @@ def horizontal_describe(ctx: Context, frame: pd.DataFrame, columns: Sequence[str
         want_c += [i] * len(ranks)
         want_r += ranks
         plan.append((base, ranks, lo, hi, h - lo))
-    found = _from_keys(_order_stats(ctx, keys, np.array(want_c), np.array(want_r, dtype=np.int64)))
+    found = _from_keys(_order_stats(ctx, count_le, np.array(want_c), np.array(want_r, dtype=np.int64)))
     umin = [found[plan[i][0]] for i in range(c)]
     umax = [found[plan[i][0] + 1] for i in range(c)]                  # ranks[1] = n - 1
 
@@ -227,3 +244,78 @@ def horizontal_describe(ctx: Context, frame: pd.DataFrame, columns: Sequence[str
         std = math.sqrt(max(m2_tot, 0.0) / (n[i] - 1)) if n[i] > 1 else float("nan")
         rows.append([float(n[i]), total / n[i], std, at[0], *qv.tolist(), at[int(n[i] - 1)]])
     return pd.DataFrame(rows, index=names, columns=DESCRIBE_INDEX)
+
+
+class _Runs:
+    """One column's ordered keys on disk as sorted runs (one per batch), counted by binary
+    search in memory-mapped files: memory stays at one batch whatever the rows."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.files: list[Path] = []
+        self._maps: list[np.ndarray] | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        if len(values):
+            path = self.dir / f"run-{len(self.files):05d}.npy"
+            np.save(path, np.sort(_float_keys(values)))
+            self.files.append(path)
+
+    def count_le(self, t: Any) -> int:
+        if self._maps is None:
+            self._maps = [np.load(f, mmap_mode="r") for f in self.files]
+        return int(sum(np.searchsorted(m, t, side="right") for m in self._maps))
+
+
+def horizontal_describe_stream(ctx: Context, batches: Iterable[pd.DataFrame], columns: Sequence[str],
+                               workdir: Path, reveal_to: str | None = None,
+                               nan_policy: str = "raise") -> pd.DataFrame | None:
+    """:func:`horizontal_describe` over this party's rows given a batch at a time, in bounded
+    memory: the same messages and reveal (every party must call one of the two).
+
+    Per column: the row count; the sum as math.fsum of the batches' correctly rounded
+    sums (within a few ulps of one fsum of all rows); mean and sum of squared deviations
+    merged batch by batch (Chan, Golub and LeVeque, "Algorithms for computing the sample
+    variance", 1983: M2 = M2_a + M2_b + delta^2 n_a n_b / n); each batch's ordered keys saved
+    as a sorted run under ``workdir`` (removed at the end), which the bisection of the order
+    statistics counts by binary search (:class:`_Runs`)."""
+    import shutil
+
+    to = cm.receivers(ctx, reveal_to)
+    names = [str(c) for c in columns]
+    c = len(names)
+    n_local = np.zeros(c, np.int64)
+    partial_sums: list[list[float]] = [[] for _ in range(c)]
+    means = np.zeros(c)
+    m2 = np.zeros(c)
+    runs = [_Runs(Path(workdir) / f"col{i}") for i in range(c)]
+    try:
+        for frame in batches:
+            cols = _local_columns(ctx, frame, names, nan_policy)
+            for i, name in enumerate(names):
+                a = cols[name]
+                if not len(a):
+                    continue
+                nb, sb = len(a), math.fsum(a)
+                mb = sb / nb
+                m2b = float(np.sum((a - mb) ** 2))
+                na = int(n_local[i])
+                tot = na + nb
+                delta = mb - means[i]
+                means[i] += delta * nb / tot
+                m2[i] += m2b + delta * delta * na * nb / tot
+                n_local[i] = tot
+                partial_sums[i].append(sb)
+                runs[i].add(a)
+        sums = np.array([math.fsum(p) for p in partial_sums])
+        means = np.where(n_local > 0, sums / np.maximum(n_local, 1), 0.0)
+
+        def count_le(col_idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+            return np.array([runs[ci].count_le(x) for ci, x in zip(col_idx, t, strict=True)], dtype=np.int64)
+
+        return _describe(ctx, names, n_local, sums, means, m2, count_le, to)
+    finally:
+        for r in runs:
+            r._maps = None
+        shutil.rmtree(workdir, ignore_errors=True)
