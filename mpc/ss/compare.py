@@ -256,7 +256,7 @@ def eqz(ctx: Context, x: np.ndarray) -> np.ndarray:
     opening of anything but triple-masked values. More parties: the bits of x by
     :func:`bit_decompose` (an edaBit and a carry-lookahead adder), then the same zero test.
     A source with its own two-party zero test (``EQZ_XOR``: the OT source's millionaires'
-    protocol on (x_0, -x_1), 94 random OTs per element instead of the 126 of 63 AND
+    protocol on (x_0, -x_1), 84 random OTs per element instead of the 126 of 63 AND
     triples, about 10% less CPU measured at 2^18) is used instead, then the daBit.
     """
     x = np.asarray(x, dtype=np.uint64)

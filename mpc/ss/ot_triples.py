@@ -29,7 +29,8 @@ parties hash, transpose and send in parallel.
   of sum_j 2^(j+1) r_0[j] r_1[j], 64 correlated OTs of 1-bit correlations per element,
   half the elements each way); truncation pairs from 64 daBits per element.
 * Comparisons: :meth:`OtSource.msb_xor`, the carry of the two shares' sum by CrypTFlow2's
-  millionaires' protocol (:mod:`mpc.ss.millionaire`; no edaBit), 94 random OTs per element.
+  millionaires' protocol (:mod:`mpc.ss.millionaire`; no edaBit), 83 random OTs per element
+  (fewer under a public bound on |x|).
 * Oblivious shuffle (:meth:`OtSource.shuffle`): permute + share by each party in turn on
   a switching network, one full-word correlated OT per switch (:mod:`mpc.ss.ot_shuffle`).
 * Truncation: the exact two-party wrap-bit protocol (:meth:`OtSource.truncate`, the same
@@ -46,7 +47,7 @@ pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
 is uniform whatever the sender's correlation; in comparisons also the masked messages of
-the 1-out-of-16 OTs, whose pads but the chosen one hold key slices it does not know
+the 1-out-of-2^m OTs, whose pads but the chosen one hold key slices it does not know
 (:mod:`mpc.ss.millionaire`). Shares of every triple are therefore
 pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
 x - r) is masked by them; a product opens nothing. Tweaks (the OT's index in its session) are never reused.
@@ -56,8 +57,8 @@ is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1
 extension matrices), so memory stays bounded whatever the request and every batch's
 temporaries stay in cache (and below malloc's mmap threshold: no page faults per batch).
 Costs per element: an arithmetic triple 128 correlated OTs (2 x 64, 2 x (512 + 344)
-bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 94 random OTs (1-out-of-16 OTs
-on 4-bit digits and an AND tree, see mpc.ss.millionaire) and one daBit.
+bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 83 random OTs (1-out-of-2^m
+OTs on digits of up to 6 bits and an AND tree, see mpc.ss.millionaire) and one daBit.
 """
 
 from __future__ import annotations
@@ -458,7 +459,7 @@ class OtSource(provider.RandomnessProvider):
 
     def eqz_xor(self, x: np.ndarray) -> np.ndarray:
         """XOR shares (bit 0) of [x == 0] for x = x_0 + x_1: x is 0 iff x_0 == -x_1, the
-        equality output of the same millionaires' protocol on (x_0, -x_1) (94 random OTs
+        equality output of the same millionaires' protocol on (x_0, -x_1) (84 random OTs
         per element; the generic zero test of :func:`mpc.ss.compare.all_zero_xor` costs
         126 on this source's AND triples). Used by :func:`mpc.ss.compare.eqz`."""
         flat = np.asarray(x, dtype=np.uint64)
