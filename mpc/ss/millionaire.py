@@ -145,7 +145,9 @@ def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
     k0 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
     xor_delta(q, sender.delta)                  # in place
     k1 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
-    k0 ^= (k0 ^ k1) & sel                       # slice v from k_i^{v_i}
+    np.bitwise_xor(k1, k0, out=k1)              # slice v from k_i^{v_i}: k0 ^ ((k0 ^ k1) & sel), in place
+    np.bitwise_and(k1, sel, out=k1)
+    np.bitwise_xor(k0, k1, out=k0)
     pad = np.bitwise_xor.reduceat(k0, starts, axis=1)                  # (n, Ds, 2)
     r = np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & np.uint8(3)   # my shares
     r_lt, r_eq = (r & 1).astype(np.uint64), (r >> 1).astype(np.uint64)
