@@ -137,13 +137,13 @@ def test_equality_far_apart_values():
     np.testing.assert_array_equal(got, (x == y).astype(np.int64))
 
 
-def _less_than(a, b, transport="memory"):
+def _less_than(a, b, transport="memory", bits=64):
     from mpc.ss.millionaire import compare_xor
     from mpc.ss.triples import get_source
 
     def fn(ctx):
         src = get_source(ctx)
-        lt, eq = compare_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b)
+        lt, eq = compare_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b, bits)
         assert lt.dtype == eq.dtype == np.uint64 and lt.shape == eq.shape == a.shape
         return beaver.open_bits(ctx, lt), beaver.open_bits(ctx, eq)
 
@@ -195,14 +195,16 @@ def test_comparison_views_are_independent_of_the_peers_input():
     """What alice receives while comparing her value with bob's (the millionaires' OT and
     its AND tree): bob's value is all zeros or all ones per element by a secret bit s (so
     every choice bit and every digit bob uses follows s). Alice's view has the same
-    structure for s and for not s; every bit position of the OT messages (one 32-bit word
+    structure for s and for not s; every bit position of the OT messages (one 128-bit word
     per digit), every row of the IKNP matrices and every opened bit plane is balanced and
     uncorrelated with s (6-sigma bounds)."""
     from mpc.ot.extension import CHUNKS
-    from mpc.ss.millionaire import compare_xor
+    from mpc.ss.millionaire import compare_xor, layout
     from mpc.ss.triples import get_source
 
     n = 4096
+    sizes = layout(64)
+    chosen = int(sizes[0::2].sum())           # bob chooses on the even digits (alice offers them)
     rng = np.random.default_rng(13)           # test data only
     s = rng.integers(0, 2, n).astype(np.uint64)
     a = rng.integers(0, 2 ** 64, n, dtype=np.uint64, endpoint=False)
@@ -222,15 +224,16 @@ def test_comparison_views_are_independent_of_the_peers_input():
         for v in got:
             if not isinstance(v, np.ndarray):
                 continue
-            if v.dtype == np.uint32 and v.shape == (n, 8):          # 1-of-16 OT messages
+            if v.dtype == np.uint64 and v.shape == (n, len(sizes[1::2]), 2):   # 1-of-2^m OT messages
                 kinds["ot"] += 1
-                words = v.T.copy()                                   # (digit, element)
-                for digit in words:
-                    for bit in range(32):
-                        _balanced_and_independent((digit >> np.uint32(bit)) & 1, secret)
-            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS and v.shape[1] * 8 >= 32 * n:
+                words = v.reshape(n, -1).T.copy()                    # (digit word, element)
+                for k, word in enumerate(words):
+                    m = sizes[1::2][k // 2]                          # slices of values < 2^m only
+                    for bit in range(min(64, 2 ** (m + 1) - 64 * (k % 2))):
+                        _balanced_and_independent((word >> np.uint64(bit)) & 1, secret)
+            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS and v.shape[1] * 8 >= chosen * n:
                 kinds["u"] += 1                         # the extension matrix U of the batch
-                choice = np.repeat(secret, 32)          # OTs 0..32n-1: (element, digit, bit)
+                choice = np.repeat(secret, chosen)      # OTs 0..chosen n - 1: (element, digit, bit)
                 for row in v[::7]:
                     _balanced_and_independent(_bits_of(row)[:choice.size], choice)
             elif v.dtype == np.uint64 and v.ndim == 1 and v.size % (n // 64) == 0:   # opened planes
@@ -250,8 +253,66 @@ def test_malformed_ot_messages_name_the_peer():
         src = get_source(ctx)
         if ctx.party == "bob":
             send = ctx.send
-            ctx.send = lambda peer, v: send(peer, v[:-1] if getattr(v, "dtype", None) == np.uint32 else v)
+            ctx.send = lambda peer, v: send(peer, v[:-1] if getattr(v, "ndim", 0) == 3 else v)
         return compare_xor(ctx, src._s, src._r, src.prg, np.arange(10, dtype=np.uint64))
 
     with pytest.raises(Exception, match="party 'bob' sent .*millionaires' OT messages"):
         mpc.run_local(fn, PARTIES, triples="ot", timeout=30)
+
+
+@pytest.mark.parametrize("bits", [2, 5, 7, 13, 37, 61, 63, 64])
+def test_millionaires_on_fewer_bits_read_the_low_bits_only(bits):
+    """``bits`` < 64: [a < b] and [a == b] of the low ``bits`` bits, whatever the words'
+    higher bits (random here), including equal and one-bit-apart low parts and the extremes."""
+    from mpc.ss.millionaire import layout
+    rng = np.random.default_rng(bits)
+    low = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2 ** 64 - 1)
+    a = rng.integers(0, 2 ** 64, 400, dtype=np.uint64, endpoint=False)
+    b = rng.integers(0, 2 ** 64, 400, dtype=np.uint64, endpoint=False)
+    b[::4] = (a[::4] & low) | (b[::4] & ~low)                            # equal low parts
+    b[1::4] = a[1::4] ^ (np.uint64(1) << rng.integers(0, bits, 100).astype(np.uint64))
+    a[2:6], b[2:6] = [0, low, 0, low], [low, 0, 0, low]
+    lt, eq = _less_than(a, b, bits=bits)
+    np.testing.assert_array_equal(lt, ((a & low) < (b & low)).astype(np.uint64))
+    np.testing.assert_array_equal(eq, ((a & low) == (b & low)).astype(np.uint64))
+    sizes = layout(bits)
+    assert sizes.sum() == bits and sizes.max() <= 6 and len(sizes) == max(2, -(-bits // 6))
+
+
+def _boundary_values(b):
+    """Signed values around the bound |x| <= 2^b - 1 and random ones inside it."""
+    rng = np.random.default_rng(b)
+    edge = (1 << b) - 1
+    return np.concatenate([[0, 1, -1, edge, -edge, edge - 1, -edge + 1, 1 << (b - 1), -(1 << (b - 1))],
+                           rng.integers(-edge, edge + 1, 300)]).astype(np.int64)
+
+
+@pytest.mark.parametrize("source", ["ot", "dealer"])
+@pytest.mark.parametrize("b", [2, 9, 30, 45, 61, 62])
+def test_ltz_open_with_a_public_bound_matches_numpy(source, b):
+    """|x| < 2^b, so x is a signed (b + 1)-bit integer: ``bits=b + 1`` gives numpy's sign at
+    the boundary values +-(2^b - 1), 0, +-1 (the OT source compares b bits instead of 63;
+    the dealer's edaBit path ignores the bound). Shares are uniform mod 2^64, so their
+    high bits are noise the bounded comparison must not read."""
+    x = _boundary_values(b)
+    r = PRG(new_seed()).uint64(x.shape)
+    shares = {"alice": (x.astype(np.uint64) - r,), "bob": (r,)}
+
+    def job(ctx, share):
+        return compare.ltz_open(ctx, share, bits=b + 1), compare.ltz_open(ctx, share)
+
+    out = mpc.run_local(job, PARTIES, args=shares, timeout=120, **SOURCES[source])
+    for bounded, full in out.values():
+        np.testing.assert_array_equal(bounded, x < 0)
+        np.testing.assert_array_equal(full, x < 0)
+
+
+def test_bounded_comparison_rejects_bad_widths():
+    def job(ctx):
+        with pytest.raises(ValueError, match="bits must be in 3..64"):
+            compare.msb_xor(ctx, np.zeros(3, np.uint64), bits=2)
+        with pytest.raises(ValueError, match="bits must be in 3..64"):
+            compare.ltz_open(ctx, np.zeros(3, np.uint64), bits=65)
+        return True
+
+    assert all(mpc.run_local(job, PARTIES, triples="ot", timeout=30).values())

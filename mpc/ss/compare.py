@@ -15,7 +15,8 @@ exact whenever |a - b| < 2^63 (always true inside the engine's range).
 A two-party source that has its own ``msb_xor`` (the OT source, ``triples="ot"``) is used
 instead for the top bit: its shares are the two addends, so the carry into bit 63 is one
 comparison of the parties' private 63-bit values, by CrypTFlow2's millionaires' protocol
-(no edaBit; 94 random OTs per element, 5 rounds; see :mod:`mpc.ss.millionaire`).
+(no edaBit; 83 random OTs per element, 5 rounds; see :mod:`mpc.ss.millionaire`). When the
+caller knows a public bound |x| < 2^(b-1) (``bits=b``), that comparison is on b - 1 bits.
 
 ``eqz(x)`` ([x == 0], for ``a == b``) needs no comparison: with two parties the shares
 themselves give a local XOR sharing of a word that is zero iff x is, and
@@ -128,12 +129,22 @@ def ltz(ctx: Context, x: np.ndarray) -> np.ndarray:
     return b2a_bits(ctx, msb_xor(ctx, x))
 
 
-def msb_xor(ctx: Context, x: np.ndarray) -> np.ndarray:
+def msb_xor(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
     """XOR shares (bit 0 of each word) of the top bit of each x (x < 0 in the signed
-    reading): ``ltz`` without the conversion to an arithmetic share; 7 rounds."""
+    reading): ``ltz`` without the conversion to an arithmetic share; 7 rounds.
+
+    ``bits`` (public, 3..64): the caller knows that x is a signed ``bits``-bit integer,
+    -2^(bits-1) <= x < 2^(bits-1) (e.g. a difference of two values in [0, 2^(bits-1))).
+    Then bit 63 of x equals bit bits - 1 (sign extension), and that bit of x_0 + x_1 mod
+    2^64 is a function of the shares' low ``bits`` bits alone (a carry only runs upwards):
+    the OT source compares bits - 1 instead of 63 bits (:meth:`OtSource.msb_xor`, about
+    one random OT less per bit). The edaBit path ignores it (its adder costs the same).
+    Out of that range the result is meaningless."""
+    if not 3 <= bits <= 64:
+        raise ValueError(f"bits must be in 3..64, got {bits}")
     source = get_source(ctx)
     if source.supports(provider.MSB_XOR):      # a two-party source with its own adder (OT)
-        return source.msb_xor(np.asarray(x, dtype=np.uint64))
+        return source.msb_xor(np.asarray(x, dtype=np.uint64), bits)
     flat = np.asarray(x, dtype=np.uint64).reshape(-1)
     r_arith, r_bool = source.edabit(flat.shape)
     c = open_arith(ctx, flat - r_arith)        # x = c + r (mod 2^64), c uniform
@@ -169,8 +180,9 @@ def mux_xor(ctx: Context, bits: np.ndarray, x: np.ndarray) -> np.ndarray:
 _MUX_PRG = "mpc.ss.compare.mux_prg"
 
 
-def ltz_open(ctx: Context, x: np.ndarray) -> np.ndarray:
+def ltz_open(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
     """[x < 0] (signed reading) as a bool array OPENED to every computing party; 8 rounds.
+    ``bits``: x is a signed integer of that many bits (public bound, see ``msb_xor``).
 
     Reveals the comparison outcomes themselves: use it only where they are independent of
     the data (e.g. comparisons of distinct keys in an obliviously shuffled order).
@@ -178,7 +190,7 @@ def ltz_open(ctx: Context, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint64)
     if x.size == 0:
         return np.zeros(x.shape, bool)
-    return open_bits(ctx, msb_xor(ctx, x)).astype(bool)
+    return open_bits(ctx, msb_xor(ctx, x, bits)).astype(bool)
 
 
 _LANE_MASKS = {64: 0x00000000FFFFFFFF, 32: 0x0000FFFF0000FFFF, 16: 0x00FF00FF00FF00FF,
@@ -244,7 +256,7 @@ def eqz(ctx: Context, x: np.ndarray) -> np.ndarray:
     opening of anything but triple-masked values. More parties: the bits of x by
     :func:`bit_decompose` (an edaBit and a carry-lookahead adder), then the same zero test.
     A source with its own two-party zero test (``EQZ_XOR``: the OT source's millionaires'
-    protocol on (x_0, -x_1), 94 random OTs per element instead of the 126 of 63 AND
+    protocol on (x_0, -x_1), 84 random OTs per element instead of the 126 of 63 AND
     triples, about 10% less CPU measured at 2^18) is used instead, then the daBit.
     """
     x = np.asarray(x, dtype=np.uint64)

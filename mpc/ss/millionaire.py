@@ -1,39 +1,50 @@
-"""Two-party secure comparison of private 64-bit values: CrypTFlow2's millionaires' protocol.
+"""Two-party secure comparison of private values of up to 64 bits: CrypTFlow2's millionaires' protocol.
 
 ``compare_xor`` gives XOR shares of [a < b] and [a == b] where party 0 holds a and party 1 holds b
-(unsigned 64-bit words), after D. Rathee, M. Rathee, Kumar, Chandran, Gupta, Rastogi,
-Sharma, "CrypTFlow2: Practical 2-Party Secure Inference" (CCS 2020), the millionaires'
-protocol of its section 3:
+(the low ``bits`` bits of unsigned 64-bit words, 64 by default), after D. Rathee, M. Rathee,
+Kumar, Chandran, Gupta, Rastogi, Sharma, "CrypTFlow2: Practical 2-Party Secure Inference"
+(CCS 2020), the millionaires' protocol of its section 3:
 
-1. Each value is cut into 16 digits of m = 4 bits. For every digit j one party is the OT
-   sender S (party 0 for even j, party 1 for odd j, so both directions of the job's two
-   IKNP sessions carry half the work at once) and the other the receiver R. S draws two
-   random bits (its shares of lt_j = [a_j < b_j] and eq_j = [a_j == b_j]) and offers, for
-   every value v R's digit could take, the message (its shares XOR lt and eq computed
-   with v); R picks the message of its digit: a 1-out-of-16 OT of 2-bit messages.
+1. Each value is cut into D = ceil(bits / 6) digits of at most M = 6 bits (``layout``:
+   sizes as even as possible, the larger ones at the bottom; 11 digits for 64 or 63 bits,
+   e.g. 6 of 6 bits and 5 of 5 for 61). For every digit j one party is the OT sender S
+   (party 0 for even j, party 1 for odd j, so both directions of the job's two IKNP
+   sessions carry half the work at once) and the other the receiver R. S draws two random
+   bits (its shares of lt_j = [a_j < b_j] and eq_j = [a_j == b_j]) and offers, for every
+   value v R's digit of m bits could take, the message (its shares XOR lt and eq computed
+   with v); R picks the message of its digit: a 1-out-of-2^m OT of 2-bit messages.
 2. The digits are combined in a tree: for a high part H and a low part L,
    lt = lt_H XOR (eq_H AND lt_L) and eq = eq_H AND eq_L (the two terms of lt exclude each
-   other, so XOR is OR). 4 levels, 8 + 4 + 2 + 1 pairs of ANDs sharing the operand eq_H
-   (the root's pair gives eq too), bit-sliced 64 elements per word, GMW with Beaver
-   triples made for the purpose: two triples with the same b from one random OT each way.
+   other, so XOR is OR). ceil(log2 D) levels (4 for 11 digits), D - 1 pairs of ANDs in all
+   sharing the operand eq_H (a level with an odd count passes its top digit up; the
+   root's pair gives eq too), bit-sliced 64 elements per word, GMW with Beaver triples
+   made for the purpose: two triples with the same b from one random OT each way.
 
-The 1-out-of-16 OT comes from four 1-out-of-2 random OTs on the bits t_0..t_3 of R's
-digit t (IKNP, :mod:`mpc.ot.extension`), each with 32-bit random messages k_i^0, k_i^1
-(the truncated tweakable correlation-robust hash of the IKNP row), by the standard
-reduction of Naor and Pinkas ("Oblivious transfer and polynomial evaluation", STOC 1999)
-in its 2-bit-slice form: the pad of message v is P_v = XOR_i slice_v(k_i^{v_i}), bits
-2v, 2v + 1 of the four keys, and S sends all 16 masked messages as one 32-bit word.
-R knows k_i^{t_i} only; for v != t some i has v_i != t_i, so P_v contains slice v of a
-key R does not know, and the slices of different v are disjoint bits: the 15 other pads
-are jointly pseudorandom and the other messages hidden. S receives only the IKNP matrix
-(pseudorandom whatever R's choices). Per element: 64 random OTs (one per input bit, 32
-each way) and 8 + 8 words of 32 bits, and 15 pairs of AND triples (30 random OTs, in the
-same IKNP batch), then 4 rounds of openings.
+The 1-out-of-2^m OT comes from m 1-out-of-2 random OTs on the bits t_0..t_(m-1) of R's
+digit t (IKNP, :mod:`mpc.ot.extension`), each with 128-bit random messages k_i^0, k_i^1
+(the tweakable correlation-robust hash of the IKNP row: one AES block, the same hash cost
+as any shorter pad), by the standard reduction of Naor and Pinkas ("Oblivious transfer
+and polynomial evaluation", STOC 1999) in its 2-bit-slice form: the pad of message v is
+P_v = XOR_i slice_v(k_i^{v_i}), bits 2v, 2v + 1 of the m keys (2^6 slices of 2 bits fill
+the 128 bits), and S sends all 2^m masked messages as one 128-bit word (the slices of
+v >= 2^m zero). R knows k_i^{t_i} only; for v != t some i has v_i != t_i, so P_v contains
+slice v of a key R does not know, and the slices of different v are disjoint bits: the
+other pads are jointly pseudorandom and the other messages hidden. S receives only the
+IKNP matrix (pseudorandom whatever R's choices). Per element: ``bits`` random OTs (one per
+input bit, half each way) and D words of 128 bits, and D - 1 pairs of AND triples
+(2 (D - 1) random OTs, in the same IKNP batch), then ceil(log2 D) rounds of openings: 84
+random OTs for 64 bits, 83 for 63 (the sign of a 64-bit share sum), 81 for 61; with
+16 digits of 4 bits (32-bit pads) it was 94 for 63.
+
+Why 6-bit digits: a digit of m bits costs m random OTs whatever m, and saves tree ANDs as
+m grows; up to m = 6 the 2^(m + 1) bits of pad fit one AES block of the hash, beyond it
+the pads (and S's 2^(m + 1)-bit messages) double per bit.
 
 Security: semi-honest, two non-colluding parties; kappa = 128 (IKNP with Chou-Orlandi
 base OTs, fixed-key AES hash in the ideal-permutation model); every received message is
 pseudorandom or masked by a share the sender drew, so a party's view is simulatable from
-its own input and output (the CrypTFlow2 argument).
+its own input and output (the CrypTFlow2 argument). ``bits`` is public (both parties pass
+the same), and the view's shapes depend on it and the count only.
 """
 
 from __future__ import annotations
@@ -46,25 +57,32 @@ from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss.beaver import open_many
 
-M = 4                     # bits per digit
-DIGITS = 64 // M          # 16 digits per word
-_CHUNK = 1 << 15          # elements per OT batch: 47 * 2^15 OTs each way, 24 MiB IKNP matrices
+M = 6                     # bits per digit at most: 2^6 slices of 2 bits fill one 128-bit hash block
+_CHUNK = 1 << 15          # elements per OT batch: at most 42 * 2^15 OTs each way, 21 MiB IKNP matrices
+_VALUES = 1 << M          # messages per 1-out-of-2^M OT
 
-_V = np.arange(1 << M)
-# bits 2v, 2v + 1 of a pad word come from key k_i^{v_i}: mask of the slices with v_i = 1
-_SEL = np.array([sum(3 << (2 * v) for v in _V if (v >> i) & 1) for i in range(M)], np.uint32)
-_EVEN = np.uint32(0x55555555)
+_V = np.arange(_VALUES)
+# slice v of a 128-bit pad (two uint64 words): bits 2 (v % 32), 2 (v % 32) + 1 of word v // 32
+_SLOT = np.zeros((_VALUES, 2), np.uint64)
+_SLOT[_V, _V // 32] = np.uint64(3) << (2 * (_V % 32)).astype(np.uint64)
+# per key i: the slices v with v_i = 1 (they come from k_i^1, the others from k_i^0)
+_SEL = np.stack([np.bitwise_or.reduce(_SLOT[(_V >> i) & 1 == 1], axis=0) for i in range(M)])
+# per digit size m: the slices of the 2^m values a digit of m bits can take
+_VALID = np.stack([np.bitwise_or.reduce(_SLOT[:1 << m], axis=0) for m in range(M + 1)])
+_EVEN = np.uint64(0x5555555555555555)
 
 
 def _tables() -> dict[int, np.ndarray]:
-    """Per sender rank: word of (lt, eq) for all 16 receiver digits v, by the sender's digit s."""
+    """Per sender rank: the 128-bit word ((2,) uint64) of (lt, eq) for all 2^M receiver
+    digits v, by the sender's digit s: bit 2v [s < v] (party 0 holds a) or [v < s] (party 1
+    holds b), bit 2v + 1 [s == v]."""
     out = {}
     for rank in (0, 1):
-        tab = np.zeros(1 << M, np.uint32)
+        tab = np.zeros((_VALUES, 2), np.uint64)
         for s in _V:
-            lt = (s < _V) if rank == 0 else (_V < s)       # party 0 holds a: [a_j < b_j]
-            tab[s] = np.sum((lt.astype(np.uint32) << (2 * _V).astype(np.uint32))
-                            | ((s == _V).astype(np.uint32) << (2 * _V + 1).astype(np.uint32)))
+            lt = (s < _V) if rank == 0 else (_V < s)
+            tab[s] = (np.bitwise_or.reduce(_SLOT[lt] & _EVEN, axis=0)
+                      | np.bitwise_or.reduce(_SLOT[_V == s] & ~_EVEN, axis=0))
         out[rank] = tab
     return out
 
@@ -72,43 +90,79 @@ def _tables() -> dict[int, np.ndarray]:
 _TABLES = _tables()
 
 
-def _digits(values: np.ndarray) -> np.ndarray:
-    """(n,) uint64 -> (n, 16) uint8 digits, least significant first."""
-    shifts = (np.arange(DIGITS, dtype=np.uint64) * np.uint64(M))
-    return ((values[:, None] >> shifts) & np.uint64((1 << M) - 1)).astype(np.uint8)
+def layout(bits: int) -> np.ndarray:
+    """Digit sizes (least significant first) for ``bits``-bit values: D = max(2, ceil(bits /
+    M)) digits (each party offers at least one), sizes as even as possible (floor or ceil
+    of bits / D), the larger at the bottom."""
+    if not 2 <= bits <= 64:
+        raise ValueError(f"bits must be in 2..64, got {bits}")
+    d = max(2, -(-bits // M))
+    base, wide = divmod(bits, d)
+    return np.array([base + 1] * wide + [base] * (d - wide), np.int64)
+
+
+def ots_per_element(bits: int) -> tuple[int, int]:
+    """Random OTs per compared element that party 0 receives and sends (the digits it
+    chooses on and offers, and one per pair of tree ANDs each way)."""
+    sizes = layout(bits)
+    tree = len(sizes) - 1
+    return int(sizes[1::2].sum()) + tree, int(sizes[0::2].sum()) + tree
+
+
+def _digits(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(n,) uint64 -> (n, D) uint8 digits of ``sizes`` bits, least significant first."""
+    shifts = (np.cumsum(sizes) - sizes).astype(np.uint64)
+    masks = ((np.uint64(1) << sizes.astype(np.uint64)) - np.uint64(1))
+    return ((values[:, None] >> shifts) & masks).astype(np.uint8)
+
+
+def _key_runs(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For digits of ``sizes`` bits, one OT per bit (digit-major): where each digit's OTs
+    start, and the slice mask (``_SEL``) of each OT's key."""
+    starts = np.cumsum(sizes) - sizes
+    sel = np.concatenate([_SEL[:m] for m in sizes]) if len(sizes) else np.zeros((0, 2), np.uint64)
+    return starts, sel
 
 
 def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
-            digits: np.ndarray, rank: int, extra: np.ndarray) -> tuple[np.ndarray, ...]:
-    """XOR shares (n, 16) uint8 of lt_j and eq_j for one batch of elements, and in the same
+            digits: np.ndarray, sizes: np.ndarray, rank: int, extra: np.ndarray) -> tuple[np.ndarray, ...]:
+    """XOR shares (n, D) uint8 of lt_j and eq_j for one batch of elements, and in the same
     IKNP batch random OTs with 2-bit messages for the ``extra`` choice bits (the tree's
     triples): (lt, eq, x0, x1, x_c), the last three as sender (x0, x1) and as receiver."""
     peer = sender.peer
     n = len(digits)
-    send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]      # (n, 8) each
-    choices = ((recv_d[:, :, None] >> np.arange(M, dtype=np.uint8)) & 1).astype(bool).reshape(-1)
-    m = choices.size
+    send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]      # this party offers / chooses
+    send_m, recv_m = sizes[rank::2], sizes[1 - rank::2]
+    choices = np.concatenate([(recv_d[:, j:j + 1] >> np.arange(m, dtype=np.uint8)) & 1
+                              for j, m in enumerate(recv_m)], axis=1).astype(bool).reshape(-1)
+    mr, ms = choices.size, n * int(send_m.sum())
     t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
-    q, first_s = sender.extend(m + extra.size)                        # receives the peer's U
-    x0, xc = _pad(q[m:], first_s + m, 1)[:, 0] & 3, _pad(t[m:], first_r + m, 1)[:, 0] & 3
-    x1 = _pad(xor_delta(q[m:], sender.delta, np.empty_like(q[m:])), first_s + m, 1)[:, 0] & 3
-    q, t = q[:m], t[:m]
-    k0 = _pad(q, first_s, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
+    q, first_s = sender.extend(ms + extra.size)                       # receives the peer's U
+    x0, xc = _pad(q[ms:], first_s + ms, 1)[:, 0] & 3, _pad(t[mr:], first_r + mr, 1)[:, 0] & 3
+    x1 = _pad(xor_delta(q[ms:], sender.delta, np.empty_like(q[ms:])), first_s + ms, 1)[:, 0] & 3
+    q, t = q[:ms], t[:mr]
+    starts, sel = _key_runs(send_m)
+    k0 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
     xor_delta(q, sender.delta)                  # in place
-    k1 = _pad(q, first_s, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
-    k0 ^= (k0 ^ k1) & _SEL                      # slice v from k_i^{v_i} (M = 4 keys below)
-    pad = k0[:, :, 0] ^ k0[:, :, 1] ^ k0[:, :, 2] ^ k0[:, :, 3]
-    r = np.frombuffer(prg.bytes(n * (DIGITS // 2)), np.uint8).reshape(n, DIGITS // 2) & np.uint8(3)   # my shares
-    r_lt, r_eq = (r & 1).astype(np.uint32), (r >> 1).astype(np.uint32)
-    ctx.send(peer, np.ascontiguousarray(_TABLES[rank][send_d] ^ (r_lt * _EVEN) ^ (r_eq * (_EVEN << 1)) ^ pad))
-    k = _pad(t, first_r, 4).view(np.uint32).reshape(n, DIGITS // 2, M)
-    c = expect(peer, ctx.recv(peer), np.uint32, (n, DIGITS // 2), "millionaires' OT messages")
-    shift = (2 * recv_d).astype(np.uint32)
-    k >>= shift[:, :, None]
-    got = ((c >> shift) ^ k[:, :, 0] ^ k[:, :, 1] ^ k[:, :, 2] ^ k[:, :, 3]) & np.uint32(3)
-    lt, eq = np.empty((n, DIGITS), np.uint8), np.empty((n, DIGITS), np.uint8)
+    k1 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
+    np.bitwise_xor(k1, k0, out=k1)              # slice v from k_i^{v_i}: k0 ^ ((k0 ^ k1) & sel), in place
+    np.bitwise_and(k1, sel, out=k1)
+    np.bitwise_xor(k0, k1, out=k0)
+    pad = np.bitwise_xor.reduceat(k0, starts, axis=1)                  # (n, Ds, 2)
+    r = np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & np.uint8(3)   # my shares
+    r_lt, r_eq = (r & 1).astype(np.uint64), (r >> 1).astype(np.uint64)
+    mask = (r_lt * _EVEN) | (r_eq * (_EVEN << np.uint64(1)))
+    msg = (_TABLES[rank][send_d] ^ mask[:, :, None] ^ pad) & _VALID[send_m]
+    ctx.send(peer, msg)
+    rstarts, _ = _key_runs(recv_m)
+    k = np.bitwise_xor.reduceat(_pad(t, first_r, 16).view(np.uint64).reshape(n, -1, 2), rstarts, axis=1)
+    c = expect(peer, ctx.recv(peer), np.uint64, (n, len(recv_m), 2), "millionaires' OT messages")
+    c ^= k
+    word = np.take_along_axis(c, (recv_d >> np.uint8(5)).astype(np.intp)[:, :, None], axis=2)[:, :, 0]
+    got = (word >> (2 * (recv_d & np.uint8(31))).astype(np.uint64)) & np.uint64(3)
+    lt, eq = np.empty((n, len(sizes)), np.uint8), np.empty((n, len(sizes)), np.uint8)
     lt[:, rank::2], eq[:, rank::2] = r_lt, r_eq
-    lt[:, 1 - rank::2], eq[:, 1 - rank::2] = got & 1, got >> 1
+    lt[:, 1 - rank::2], eq[:, 1 - rank::2] = got & np.uint64(1), got >> np.uint64(1)
     return lt, eq, x0, x1, xc
 
 
@@ -156,35 +210,39 @@ def _and_shared(ctx: Context, triples: tuple[np.ndarray, ...], y: np.ndarray, x1
 
 
 def compare_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
-                value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                value: np.ndarray, bits: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """XOR shares (uint64 0/1, shape of ``value``) of [a < b] and [a == b], a = party 0's
-    ``value`` and b = party 1's (unsigned 64-bit), on this party's two IKNP sessions with
-    the peer (``sender`` and ``receiver``; the peer passes its own, roles mirrored) and
-    ``prg`` for its share bits. 1 round of OT (the digits' and the tree's triples' in one
-    IKNP batch), then 4 rounds of ANDs (the root's pair of ANDs gives eq with lt at no extra cost); see
-    the module docstring."""
+    ``value`` and b = party 1's, both read as their low ``bits`` bits (2..64, public: the
+    peer passes the same), on this party's two IKNP sessions with the peer (``sender`` and
+    ``receiver``; the peer passes its own, roles mirrored) and ``prg`` for its share bits.
+    1 round of OT (the digits' and the tree's triples' in one IKNP batch), then
+    ceil(log2 D) rounds of ANDs (the root's pair of ANDs gives eq with lt at no extra
+    cost); see the module docstring."""
+    sizes = layout(bits)
     shape = np.shape(value)
     flat = np.ascontiguousarray(value, dtype=np.uint64).reshape(-1)
     n = flat.size
     if n == 0:
         return np.zeros(shape, np.uint64), np.zeros(shape, np.uint64)
-    rank, words = ctx.rank, -(-n // 64)
-    # the tree's triples (8 + 4 + 2 + 1 pair-planes of words) from OTs in the digits' batches
-    b = prg.uint64((DIGITS - 1, words))
+    rank, words, d = ctx.rank, -(-n // 64), len(sizes)
+    # the tree's triples (d - 1 pair-planes of words) from OTs in the digits' batches
+    b = prg.uint64((d - 1, words))
     parts = []
     for lo in range(0, n, _CHUNK):            # _CHUNK is a multiple of 64: whole words
         cols = b[:, lo // 64:-(-min(n, lo + _CHUNK) // 64)]
         extra = np.unpackbits(np.ascontiguousarray(cols).view(np.uint8), bitorder="little")
-        parts.append(_leaves(ctx, sender, receiver, prg, _digits(flat[lo:lo + _CHUNK]), rank,
+        parts.append(_leaves(ctx, sender, receiver, prg, _digits(flat[lo:lo + _CHUNK], sizes), sizes, rank,
                              extra.astype(bool)))
     lt = _planes(np.concatenate([p[0] for p in parts]))
     eq = _planes(np.concatenate([p[1] for p in parts]))
-    rot = [np.concatenate([p[k].reshape(DIGITS - 1, -1) for p in parts], axis=1).reshape(-1) for k in (2, 3, 4)]
+    rot = [np.concatenate([p[k].reshape(d - 1, -1) for p in parts], axis=1).reshape(-1) for k in (2, 3, 4)]
     triples = _shared_b_triples(b, *rot)
     row = 0
-    while len(lt) > 1:                       # digit 2k + 1 is above digit 2k
+    while len(lt) > 1:                       # digit 2k + 1 is above digit 2k; an odd top passes up
         pairs = len(lt) // 2
-        t, e = _and_shared(ctx, [w[row:row + pairs] for w in triples], eq[1::2], lt[0::2], eq[0::2])
-        lt, eq, row = lt[1::2] ^ t, e, row + pairs
+        t, e = _and_shared(ctx, [w[row:row + pairs] for w in triples], eq[1:2 * pairs:2], lt[0:2 * pairs:2],
+                           eq[0:2 * pairs:2])
+        lt, eq = np.concatenate([lt[1:2 * pairs:2] ^ t, lt[2 * pairs:]]), np.concatenate([e, eq[2 * pairs:]])
+        row += pairs
     return tuple(np.unpackbits(w[0].view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(shape)
                  for w in (lt, eq))

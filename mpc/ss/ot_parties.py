@@ -194,9 +194,9 @@ class OtParties(provider.RandomnessProvider):
         folded = self._fold(x)
         return np.zeros(np.shape(x), np.uint64) if folded is None else self._pair.truncate(folded[0], bits)
 
-    def msb_xor(self, x: np.ndarray) -> np.ndarray:
+    def msb_xor(self, x: np.ndarray, bits: int = 64) -> np.ndarray:
         folded = self._fold(x)
-        return np.zeros(np.shape(x), np.uint64) if folded is None else self._pair.msb_xor(folded[0])
+        return np.zeros(np.shape(x), np.uint64) if folded is None else self._pair.msb_xor(folded[0], bits)
 
     def eqz_xor(self, x: np.ndarray) -> np.ndarray:
         folded = self._fold(x)

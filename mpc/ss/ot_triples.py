@@ -29,7 +29,8 @@ parties hash, transpose and send in parallel.
   of sum_j 2^(j+1) r_0[j] r_1[j], 64 correlated OTs of 1-bit correlations per element,
   half the elements each way); truncation pairs from 64 daBits per element.
 * Comparisons: :meth:`OtSource.msb_xor`, the carry of the two shares' sum by CrypTFlow2's
-  millionaires' protocol (:mod:`mpc.ss.millionaire`; no edaBit), 94 random OTs per element.
+  millionaires' protocol (:mod:`mpc.ss.millionaire`; no edaBit), 83 random OTs per element
+  (fewer under a public bound on |x|).
 * Oblivious shuffle (:meth:`OtSource.shuffle`): permute + share by each party in turn on
   a switching network, one full-word correlated OT per switch (:mod:`mpc.ss.ot_shuffle`).
 * Truncation: the exact two-party wrap-bit protocol (:meth:`OtSource.truncate`, the same
@@ -46,7 +47,7 @@ pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
 not make is pseudorandom to it (correlation robustness with the unknown Delta), so tau
 is uniform whatever the sender's correlation; in comparisons also the masked messages of
-the 1-out-of-16 OTs, whose pads but the chosen one hold key slices it does not know
+the 1-out-of-2^m OTs, whose pads but the chosen one hold key slices it does not know
 (:mod:`mpc.ss.millionaire`). Shares of every triple are therefore
 pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
 x - r) is masked by them; a product opens nothing. Tweaks (the OT's index in its session) are never reused.
@@ -56,8 +57,8 @@ is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1
 extension matrices), so memory stays bounded whatever the request and every batch's
 temporaries stay in cache (and below malloc's mmap threshold: no page faults per batch).
 Costs per element: an arithmetic triple 128 correlated OTs (2 x 64, 2 x (512 + 344)
-bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 94 random OTs (1-out-of-16 OTs
-on 4-bit digits and an AND tree, see mpc.ss.millionaire) and one daBit.
+bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 83 random OTs (1-out-of-2^m
+OTs on digits of up to 6 bits and an AND tree, see mpc.ss.millionaire) and one daBit.
 """
 
 from __future__ import annotations
@@ -432,26 +433,33 @@ class OtSource(provider.RandomnessProvider):
         return truncate_by_wrap(x, bits, self.rank == 0,
                                 lambda m: self._bit_products(m.reshape(-1, 1), 0).reshape(-1))
 
-    def msb_xor(self, x: np.ndarray) -> np.ndarray:
-        """XOR shares (bit 0 of each word) of the top bit of x = x_0 + x_1 (x < 0 in the
-        signed reading), without an edaBit: the two shares are the two addends, each known
-        in the clear to its holder, so msb(x) = msb(x_0) xor msb(x_1) xor carry, where the
-        carry into bit 63 is [low(x_0) + low(x_1) >= 2^63] = [2^63 - 1 - low(x_0) < low(x_1)]
-        (low: the 63 low bits): one comparison of the parties' private values by
-        CrypTFlow2's millionaires' protocol (:func:`mpc.ss.millionaire.compare_xor`:
-        64 random OTs for 1-out-of-16 OTs on 4-bit digits, then 15 pairs of ANDs on
-        b-sharing AND triples, 30 random OTs; 94 in all, 5 rounds). Used by
+    def msb_xor(self, x: np.ndarray, bits: int = 64) -> np.ndarray:
+        """XOR shares (bit 0 of each word) of [x < 0] for x = x_0 + x_1 a signed ``bits``-bit
+        integer (-2^(bits-1) <= x < 2^(bits-1), public ``bits`` in 3..64; 64: any ring
+        element, read signed), without an edaBit. Its sign is bit bits - 1 of x mod 2^bits
+        (two's complement), and that bit of a sum mod 2^64 depends on the addends' low
+        ``bits`` bits only (carries run upwards), so for h = bits - 1 and low = the h low
+        bits: sign = bit_h(x_0) xor bit_h(x_1) xor carry, the carry into bit h being
+        [low(x_0) + low(x_1) >= 2^h] = [2^h - 1 - low(x_0) < low(x_1)]: one comparison of
+        the parties' private h-bit values by CrypTFlow2's millionaires' protocol
+        (:func:`mpc.ss.millionaire.compare_xor`: h random OTs for 1-out-of-2^m OTs on
+        digits of up to 6 bits, then ceil(h / 6) - 1 pairs of ANDs on b-sharing AND
+        triples, two random OTs each; 83 OTs in all for bits = 64, 5 rounds). Used by
         :func:`mpc.ss.compare.msb_xor`.
         """
+        if not 3 <= bits <= 64:
+            raise ValueError(f"bits must be in 3..64, got {bits}")
         flat = np.asarray(x, dtype=np.uint64)
-        low = flat & _LOW63
-        mine = _LOW63 - low if self.rank == 0 else low
-        lt, _ = compare_xor(self.ctx, self._s, self._r, self.prg, mine)
-        return (flat >> np.uint64(63)) ^ lt
+        h = np.uint64(bits - 1)
+        low_mask = (_ONE << h) - _ONE
+        low = flat & low_mask
+        mine = low_mask - low if self.rank == 0 else low
+        lt, _ = compare_xor(self.ctx, self._s, self._r, self.prg, mine, bits - 1)
+        return ((flat >> h) & _ONE) ^ lt
 
     def eqz_xor(self, x: np.ndarray) -> np.ndarray:
         """XOR shares (bit 0) of [x == 0] for x = x_0 + x_1: x is 0 iff x_0 == -x_1, the
-        equality output of the same millionaires' protocol on (x_0, -x_1) (94 random OTs
+        equality output of the same millionaires' protocol on (x_0, -x_1) (84 random OTs
         per element; the generic zero test of :func:`mpc.ss.compare.all_zero_xor` costs
         126 on this source's AND triples). Used by :func:`mpc.ss.compare.eqz`."""
         flat = np.asarray(x, dtype=np.uint64)

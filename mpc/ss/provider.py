@@ -136,9 +136,11 @@ class RandomnessProvider:
         """Shares of a uniform bit b: arithmetic and boolean (XOR, in bit 0)."""
         raise self._missing(DABIT)
 
-    def msb_xor(self, x: np.ndarray) -> np.ndarray:
+    def msb_xor(self, x: np.ndarray, bits: int = 64) -> np.ndarray:
         """XOR shares (bit 0) of the top bit of the arithmetically shared ``x``, by a circuit
-        over the two parties' shares themselves (two-party sources; no edaBit needed)."""
+        over the two parties' shares themselves (two-party sources; no edaBit needed).
+        ``bits``: x is known to be a signed integer of that many bits (public), so the
+        circuit may work on fewer bits."""
         raise self._missing(MSB_XOR)
 
     def mul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:

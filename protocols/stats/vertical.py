@@ -34,9 +34,10 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    distinct keys K = (X - min(X)) * 2^L + row index (L = ceil(log2 n)),
    shuffle each column obliviously with its own permutation (``mpc.ss.shuffle``) and
    run a multi-target quickselect on them whose comparisons are OPENED
-   (``ss.quantile``, :mod:`mpc.ss.order`: sample pivots, then quickselect): about 3 n
+   (``ss.quantile``, :mod:`mpc.ss.order`: sample pivots, then quickselect): about 2.94 n
    comparisons per column for describe's six ranks (both neighbours of each quartile;
-   about 65 rounds at n = 2^19), no multiplication; the
+   about 60 rounds at n = 2^19), each on the keys' public bit bound (range bits + L),
+   no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
    the keys are distinct and in a uniformly random order no party knows, so the
@@ -175,7 +176,7 @@ def _select_first(xs: SharedTensor, bounds: np.ndarray
     """Min, max and describe's quartile neighbours of each row of X (c, n) in ONE selection,
     for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the distinct keys
     of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the quartiles'
-    are selected together (about 3.6 n opened comparisons per column at 2^19 against 1.5 n
+    are selected together (about 3.41 n opened comparisons per column at 2^19 against 1.5 n
     secret ones for the min/max tournament plus 3 n for the quartiles afterwards). Returns
     (min, max, the keys for later quantiles, rank -> X's order statistic)."""
     c, n = xs.shape
@@ -501,7 +502,7 @@ def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
     data, see the module docstring); with ``triples="paillier"``, 3 comparisons per row and
     column per bit of the widest range. min and max come from the comparison tree that
     also scales the columns (1.5 n comparisons), or, without a dealer and for owner-scaled
-    columns (a public bound), from the same selection as the quartiles (about 3.6 n
+    columns (a public bound), from the same selection as the quartiles (about 3.41 n
     comparisons per column for all eight ranks at 2^19)."""
     named = _columns(table, columns)
     to = cm.receivers(ctx, reveal_to)
