@@ -76,31 +76,36 @@ def gram(ctx: Context, x: np.ndarray) -> np.ndarray:
 
 def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One batch: this party the sender for the positions of ``s`` (k, js), the receiver for
-    those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, j, b) order, so each
-    bit-weight group of corrections is one contiguous slice."""
+    those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, b, j) order: each
+    bit-weight group of corrections is one contiguous slice, the sender's correlation of OT
+    (l, b, j) is its column vector s[:, j] (a broadcast add along the position axis), and
+    the sums over positions run along the last, contiguous axis."""
     k, js = s.shape
     jr = r.shape[1]
     m_send = 64 * js * k
-    # choice of OT (l, j, b): bit l of my r[b, j]
-    choices = ((r.T[None, :, :] >> np.arange(64, dtype=np.uint64)[:, None, None]) & np.uint64(1)).astype(bool)
+    # choice of OT (l, b, j): bit l of my r[b, j]
+    choices = ((r[None] >> np.arange(64, dtype=np.uint64)[:, None, None]) & np.uint64(1)).astype(bool)
     p0, p1, got = source.rot_pair(m_send, choices.reshape(-1), k)     # (k, m) word-major pads
     peer = source.peer
     if m_send:
-        corr = np.broadcast_to(s.T[None, :, None, :], (64, js, k, k))    # (l, j, b, a): s[a, j]
-        tau = p0 - p1
-        tau += np.ascontiguousarray(np.moveaxis(corr, 3, 0)).reshape(k, -1)
-        tau = tau.reshape(k, 64, js * k)
+        tau = np.subtract(p0, p1).reshape(k, 64, k, js)
+        tau += s[:, None, None, :]                                    # [a, l, b, j] += s[a, j]
+        tau = tau.reshape(k, 64, k * js)
         ctx.send(peer, [np.ascontiguousarray(tau[:, a:b].astype(dt)) for a, b, dt in _GROUPS])
-        share_s = _weighted(np.uint64(0) - p0, k, js)
+        del tau
+        np.negative(p0, out=p0)                                       # the sender's share is -p0
+        share_s = _weighted(p0, k, js)
     else:
         share_s = np.zeros((k, k), np.uint64)
+    del p0, p1
     if jr:
         msg = ctx.recv(peer)
         if not isinstance(msg, list) or len(msg) != len(_GROUPS):
             raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = np.empty((k, 64, jr * k), np.uint64)
+        tau = np.empty((k, 64, k * jr), np.uint64)
         for part, (a, b, dt) in zip(msg, _GROUPS, strict=True):
-            tau[:, a:b] = expect(peer, part, dt, (k, b - a, jr * k), "Gram-matrix OT corrections")
+            tau[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
+        del msg
         tau = tau.reshape(k, -1)
         tau *= choices.reshape(1, -1).view(np.uint8)
         tau += got
@@ -111,6 +116,6 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray) -> tupl
 
 
 def _weighted(v: np.ndarray, k: int, j: int) -> np.ndarray:
-    """sum over l and positions of 2^l v[a, (l, j, b)] -> (k, k) [a, b]."""
-    per_l = v.reshape(k, 64, j, k).sum(axis=2, dtype=np.uint64)       # the weight depends on l only
+    """sum over l and positions of 2^l v[a, (l, b, j)] -> (k, k) [a, b]."""
+    per_l = v.reshape(k, 64, k, j).sum(axis=3, dtype=np.uint64)       # the weight depends on l only
     return (per_l * _WEIGHTS[None, :, None]).sum(axis=1, dtype=np.uint64)
