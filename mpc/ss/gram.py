@@ -21,7 +21,9 @@ short correlated OT, CCS 2013). A caller that knows |X X^T| < 2^(b - 1) (``bits`
 the statistics' centred columns, b = 60 at 2^19 rows) needs the cross term mod 2^b only:
 the receivers choose with bits 0..b-1 of their shares (b OTs per share, not 64, and the
 corrections' widths shift down by 64 - b bits), and the result is 2^(64 - b) X X^T, exact
-mod 2^64.
+mod 2^64. The 32 OTs l >= b - 32 need their pads and corrections mod 2^32 only: they take
+a random-OT batch of their own with k 32-bit pads (one AES block per OT for k <= 4, not
+two), the arithmetic in uint32.
 
 Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair` (IKNP with
 kappa = 128, semi-honest, non-colluding parties); the receiver's choices are hidden by the
@@ -56,11 +58,7 @@ def gram_matrix(t: SharedTensor, bits: int = 64) -> SharedTensor:
     return t._new(gram(t.ctx, t.share, bits), 2 * t.frac_bits + 64 - bits)
 
 
-def _groups(bits: int) -> tuple[tuple[int, int, type], ...]:
-    """The corrections of OT l (l < bits) by width: weighted by 2^l and needed mod 2^bits,
-    only their low bits - l bits count (8, 4, 2 or 1 bytes)."""
-    return ((0, bits - 32, np.uint64), (bits - 32, bits - 16, np.uint32), (bits - 16, bits - 8, np.uint16),
-            (bits - 8, bits, np.uint8))
+_NARROW = ((0, 16, np.uint32), (16, 24, np.uint16), (24, 32, np.uint8))   # of the 32 narrow OTs
 
 
 def gram(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
@@ -97,47 +95,65 @@ def gram(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
 def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """One batch: this party the sender for the positions of ``s`` (k, js), the receiver for
-    those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, b, j) order: each
-    bit-weight group of corrections is one contiguous slice, the sender's correlation of OT
-    (l, b, j) is its column vector s[:, j] (a broadcast add along the position axis), and
-    the sums over positions run along the last, contiguous axis."""
+    those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, b, j) order: the
+    sender's correlation of OT (l, b, j) is its column vector s[:, j] (a broadcast add along
+    the position axis), and the sums over positions run along the last, contiguous axis.
+    Two random-OT batches: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
+    (l >= bits - 32, whose corrections count mod 2^32 only: 2^l v is needed mod 2^bits)
+    with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32."""
     k, js = s.shape
     jr = r.shape[1]
-    m_send = bits * js * k
-    groups = _groups(bits)
+    wide = bits - 32
+    shifts = np.arange(bits, dtype=np.uint64)[:, None, None]
     # choice of OT (l, b, j), l < bits: bit l of my r[b, j]
-    choices = ((r[None] >> np.arange(bits, dtype=np.uint64)[:, None, None]) & np.uint64(1)).astype(bool)
-    p0, p1, got = source.rot_pair(m_send, choices.reshape(-1), k)     # (k, m) word-major pads
+    choices = ((r[None] >> shifts) & np.uint64(1)).astype(bool)
+    w0, w1, got = source.rot_pair(wide * js * k, choices[:wide].reshape(-1), k)    # (k, m) word-major
+    n0, n1, got32 = source.rot_pair(32 * js * k, choices[wide:].reshape(-1), -(-k // 2))
+    n0, n1, got32 = (_as_u32(v, k) for v in (n0, n1, got32))
     peer = source.peer
-    if m_send:
-        tau = np.subtract(p0, p1).reshape(k, bits, k, js)
+    if js:
+        tau = np.subtract(w0, w1).reshape(k, wide, k, js)
         tau += s[:, None, None, :]                                    # [a, l, b, j] += s[a, j]
-        tau = tau.reshape(k, bits, k * js)
-        ctx.send(peer, [np.ascontiguousarray(tau[:, a:b].astype(dt)) for a, b, dt in groups])
-        del tau
-        np.negative(p0, out=p0)                                       # the sender's share is -p0
-        share_s = _weighted(p0, k, js, bits)
+        narrow = np.subtract(n0, n1).reshape(k, 32, k, js)
+        narrow += s.astype(np.uint32)[:, None, None, :]
+        narrow = narrow.reshape(k, 32, k * js)
+        ctx.send(peer, [tau.reshape(k, wide, k * js)] + [np.ascontiguousarray(narrow[:, a:b].astype(dt))
+                                                         for a, b, dt in _NARROW])
+        del tau, narrow
+        np.negative(w0, out=w0)                                       # the sender's share is -p0
+        np.negative(n0, out=n0)
+        share_s = _weighted(w0, k, js, 0, wide) + _weighted(n0, k, js, wide, bits)
     else:
         share_s = np.zeros((k, k), np.uint64)
-    del p0, p1
+    del w0, w1, n0, n1
     if jr:
         msg = ctx.recv(peer)
-        if not isinstance(msg, list) or len(msg) != len(groups):
+        if not isinstance(msg, list) or len(msg) != 1 + len(_NARROW):
             raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = np.empty((k, bits, k * jr), np.uint64)
-        for part, (a, b, dt) in zip(msg, groups, strict=True):
-            tau[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
+        tau = expect(peer, msg[0], np.uint64, (k, wide, k * jr), "Gram-matrix OT corrections").reshape(k, -1)
+        narrow = np.empty((k, 32, k * jr), np.uint32)
+        for part, (a, b, dt) in zip(msg[1:], _NARROW, strict=True):
+            narrow[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
         del msg
-        tau = tau.reshape(k, -1)
-        tau *= choices.reshape(1, -1).view(np.uint8)
-        tau += got
-        share_r = _weighted(tau, k, jr, bits)
+        narrow = narrow.reshape(k, -1)
+        for t, c, g in ((tau, choices[:wide], got), (narrow, choices[wide:], got32)):
+            t *= c.reshape(1, -1).view(np.uint8)
+            t += g
+        share_r = _weighted(tau, k, jr, 0, wide) + _weighted(narrow, k, jr, wide, bits)
     else:
         share_r = np.zeros((k, k), np.uint64)
     return share_s, share_r
 
 
-def _weighted(v: np.ndarray, k: int, j: int, bits: int) -> np.ndarray:
-    """sum over l and positions of 2^l v[a, (l, b, j)] -> (k, k) [a, b]."""
-    per_l = v.reshape(k, bits, k, j).sum(axis=3, dtype=np.uint64)     # the weight depends on l only
-    return (per_l * _WEIGHTS[None, :bits, None]).sum(axis=1, dtype=np.uint64)
+def _as_u32(pads: np.ndarray, k: int) -> np.ndarray:
+    """(w, m) uint64 word-major pads as (k, m) uint32 word-major ones (32-bit word 2i + h
+    of an OT is half h of its 64-bit word i)."""
+    w, m = pads.shape
+    return np.ascontiguousarray(pads.view(np.uint32).reshape(w, m, 2).transpose(0, 2, 1).reshape(2 * w, m)[:k])
+
+
+def _weighted(v: np.ndarray, k: int, j: int, lo: int, hi: int) -> np.ndarray:
+    """sum over l in [lo, hi) and positions of 2^l v[a, (l, b, j)] -> (k, k) [a, b] (mod 2^64;
+    32-bit v are summed as 64-bit integers: 2^l (v mod 2^32) is what counts)."""
+    per_l = v.reshape(k, hi - lo, k, j).sum(axis=3, dtype=np.uint64)   # the weight depends on l only
+    return (per_l * _WEIGHTS[None, lo:hi, None]).sum(axis=1, dtype=np.uint64)
