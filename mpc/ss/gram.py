@@ -28,8 +28,11 @@ two), the arithmetic in uint32.
 Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair` (IKNP with
 kappa = 128, semi-honest, non-colluding parties); the receiver's choices are hidden by the
 extension matrix, the sender's correlation by the pad of the choice not made (correlation
-robustness), so each correction tau = p0 + x - p1 is uniform to the receiver. Nothing is
-opened; the result is a sharing of X X^T and the caller decides what to reveal. With any
+robustness), so each correction tau = p0 + x - p1 is uniform to the receiver (the narrow
+ones mod 2^32, masked by 32-bit pads, and every correction's low bits only: truncating a
+uniform word leaves it uniform). The number of OTs and their widths depend on the public
+shape and ``bits`` only. Nothing is opened; the result is a sharing of 2^(64 - bits) X X^T
+and the caller decides what to reveal. With any
 other source: the matmul Beaver triple (``mpc.ss.beaver.matmul``).
 """
 
