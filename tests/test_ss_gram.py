@@ -16,9 +16,9 @@ from mpc.ss import beaver, gram
 RNG = np.random.default_rng(3)        # test data only
 
 
-def _job(ctx, x):
+def _job(ctx, x, bits=64):
     t = ss.share(ctx, x if ctx.party == "alice" else None, "alice")
-    return beaver.open_arith(ctx, gram.gram(ctx, t.share)).astype(np.int64)
+    return beaver.open_arith(ctx, gram.gram(ctx, t.share, bits)).astype(np.int64)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 257, 5001])
@@ -36,6 +36,20 @@ def test_gram_many_batches_grpc(monkeypatch):
                         transport="grpc")
     want = (x.astype(np.uint64) @ x.T.astype(np.uint64)).astype(np.int64)      # mod 2^64
     assert np.array_equal(got["alice"], want)
+
+
+@pytest.mark.parametrize("triples", ["ot", "dealer"])
+def test_gram_fewer_bits(monkeypatch, triples):
+    """``bits`` = 60 (entries below 2^59, the statistics' bound): the result is 16 x x^T,
+    exact, with 60 OTs per share; several batches, gRPC."""
+    monkeypatch.setattr(gram, "OTS_PER_BATCH", 1 << 12)
+    x = RNG.integers(-2 ** 23, 2 ** 23, (4, 3001))
+    x[0] = 2 ** 23 - 1                             # entries near the bound: 3001 * 2^46 ~ 2^57.6
+    got = mpc.run_local(_job, ["alice", "bob"], args={p: (x, 60) for p in ("alice", "bob")}, triples=triples,
+                        transport="grpc")
+    assert np.array_equal(got["alice"], 16 * (x @ x.T)) and np.array_equal(got["bob"], 16 * (x @ x.T))
+    with pytest.raises(mpc.JobFailed, match="bits must be in 40..64"):
+        mpc.run_local(_job, ["alice", "bob"], args={p: (x, 30) for p in ("alice", "bob")}, triples="ot")
 
 
 def test_gram_with_the_dealer():

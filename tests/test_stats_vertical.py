@@ -361,3 +361,25 @@ def test_describe_three_parties_grpc_with_ties():
     assert out["alice"] is None and out["carol"] is None
     ref = pd.DataFrame({k: encoded(v) for k, v in data.items()}).describe().T
     np.testing.assert_allclose(out["bob"].loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1000, 3000])
+def test_var_cov_corr_on_the_ot_gram_match_numpy(n):
+    """Without a dealer the Gram matrix takes L + 2W + 1 choice bits per share (61 at 1000
+    rows, 60 at 3000) and comes back as 2^(64 - bits) d d^T: var, cov, std and the
+    correlation matrix of wide-range, near-constant and offset columns equal numpy."""
+    data = wide_data(n, seed=5)
+
+    def job(ctx):
+        cols = _share_all(ctx, data, OWNERS)
+        return ({k: stats.var(ctx, x) for k, x in cols.items()}, stats.cov(ctx, cols["big"], cols["corr"]),
+                stats.corr_matrix(ctx, cols), stats.describe(ctx, cols))
+
+    var, cov, corr, desc = mpc.run_local(job, ["alice", "bob"], triples="ot", timeout=300)["bob"]
+    frame = pd.DataFrame(data)
+    for k, v in var.items():
+        assert v == pytest.approx(data[k].var(ddof=1), rel=RTOL)
+    assert cov == pytest.approx(np.cov(data["big"], data["corr"])[0, 1], rel=RTOL)
+    np.testing.assert_allclose(corr.loc[frame.columns, frame.columns].to_numpy(), frame.corr().to_numpy(),
+                               atol=1e-4)
+    np.testing.assert_allclose(desc.loc[frame.columns, "std"].to_numpy(), frame.std().to_numpy(), rtol=RTOL)

@@ -17,13 +17,22 @@ party 1 for the second), so both directions of the job's two IKNP sessions carry
 work at once: 32 k n random OTs of k words per direction in all, against 64 k n for the
 matmul triple. OT l's correction is multiplied by 2^l, so only its low 64 - l bits travel
 (8, 4, 2 or 1 bytes: 5.4 bytes per word on average, Asharov-Lindell-Schneider-Zohner's
-short correlated OT, CCS 2013).
+short correlated OT, CCS 2013). A caller that knows |X X^T| < 2^(b - 1) (``bits`` = b:
+the statistics' centred columns, b = 60 at 2^19 rows) needs the cross term mod 2^b only:
+the receivers choose with bits 0..b-1 of their shares (b OTs per share, not 64, and the
+corrections' widths shift down by 64 - b bits), and the result is 2^(64 - b) X X^T, exact
+mod 2^64. The 32 OTs l >= b - 32 need their pads and corrections mod 2^32 only: they take
+a random-OT batch of their own with k 32-bit pads (one AES block per OT for k <= 4, not
+two), the arithmetic in uint32.
 
 Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair` (IKNP with
 kappa = 128, semi-honest, non-colluding parties); the receiver's choices are hidden by the
 extension matrix, the sender's correlation by the pad of the choice not made (correlation
-robustness), so each correction tau = p0 + x - p1 is uniform to the receiver. Nothing is
-opened; the result is a sharing of X X^T and the caller decides what to reveal. With any
+robustness), so each correction tau = p0 + x - p1 is uniform to the receiver (the narrow
+ones mod 2^32, masked by 32-bit pads, and every correction's low bits only: truncating a
+uniform word leaves it uniform). The number of OTs and their widths depend on the public
+shape and ``bits`` only. Nothing is opened; the result is a sharing of 2^(64 - bits) X X^T
+and the caller decides what to reveal. With any
 other source: the matmul Beaver triple (``mpc.ss.beaver.matmul``).
 """
 
@@ -39,78 +48,115 @@ from mpc.ss.tensor import SharedTensor
 from mpc.ss.triples import get_source
 
 OTS_PER_BATCH = 1 << 19          # random OTs per batch and direction: k-word pads, about 100 MiB
-_GROUPS = ((0, 32, np.uint64), (32, 48, np.uint32), (48, 56, np.uint16), (56, 64, np.uint8))
 _WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
 
-def gram_matrix(t: SharedTensor) -> SharedTensor:
-    """t @ t.T for an integer SharedTensor ``t`` (k, n) (``frac_bits`` doubled, nothing
-    truncated): :func:`gram`. Reveals nothing."""
+def gram_matrix(t: SharedTensor, bits: int = 64) -> SharedTensor:
+    """t @ t.T for an integer SharedTensor ``t`` (k, n) (nothing truncated): :func:`gram`.
+    ``bits`` < 64: the caller knows every entry is below 2^(bits - 1) in magnitude; the
+    result is then 2^(64 - bits) t t^T, read with 64 - bits more fractional bits
+    (``frac_bits`` 2 f + 64 - bits: the same values). Reveals nothing."""
     if t.ndim != 2:
         raise ValueError(f"gram_matrix needs a 2-D SharedTensor, got shape {t.shape}")
-    return t._new(gram(t.ctx, t.share), 2 * t.frac_bits)
+    return t._new(gram(t.ctx, t.share, bits), 2 * t.frac_bits + 64 - bits)
 
 
-def gram(ctx: Context, x: np.ndarray) -> np.ndarray:
-    """Shares (k, k) of x @ x.T for the shares ``x`` (k, n) (mod 2^64). Reveals nothing."""
+_NARROW = ((0, 16, np.uint32), (16, 24, np.uint16), (24, 32, np.uint8))   # of the 32 narrow OTs
+
+
+def gram(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
+    """Shares (k, k) of 2^(64 - bits) x @ x.T for the shares ``x`` (k, n) (mod 2^64).
+
+    ``bits`` (40..64): the caller guarantees |(x x^T)_ab| < 2^(bits - 1); then only the
+    cross term's low ``bits`` bits are needed (2^(64 - bits) times a value known mod
+    2^bits is exact mod 2^64), so the receivers choose with bits 0..bits-1 of their shares:
+    ``bits`` OTs per share instead of 64. Reveals nothing."""
     x = np.ascontiguousarray(x, dtype=np.uint64)
     if x.ndim != 2:
         raise ValueError(f"gram needs a (k, n) share array, got shape {x.shape}")
+    if not 40 <= bits <= 64:
+        raise ValueError(f"gram: bits must be in 40..64, got {bits}")
+    up = np.uint64(64 - bits)
     source = get_source(ctx)
     if not isinstance(source, OtSource) or x.shape[1] < 2:
-        return beaver.matmul(ctx, x, np.ascontiguousarray(x.T))
+        return beaver.matmul(ctx, x, np.ascontiguousarray(x.T)) << up
     k, n = x.shape
     half = n // 2
     first, second = np.arange(half), np.arange(half, n)
-    parts = -(-(n - half) // max(2, OTS_PER_BATCH // (64 * k)))      # batches; every one has >= 1 position each way
+    parts = -(-(n - half) // max(2, OTS_PER_BATCH // (bits * k)))      # batches; every one has >= 1 position each way
     send_idx, recv_idx = (first, second) if ctx.rank == 0 else (second, first)
     as_sender = np.zeros((k, k), np.uint64)                   # [a, b]: my column a times the peer's b
     as_receiver = np.zeros((k, k), np.uint64)                 # [a, b]: the peer's column a times my b
     for s_idx, r_idx in zip(np.array_split(send_idx, parts), np.array_split(recv_idx, parts), strict=True):
-        ps, pr = _batch(ctx, source, x[:, s_idx[0]:s_idx[-1] + 1], x[:, r_idx[0]:r_idx[-1] + 1])
+        ps, pr = _batch(ctx, source, x[:, s_idx[0]:s_idx[-1] + 1], x[:, r_idx[0]:r_idx[-1] + 1], bits)
         as_sender += ps
         as_receiver += pr
     cross = as_sender + as_receiver.T if ctx.rank == 0 else as_receiver + as_sender.T
-    return x @ x.T + cross + cross.T
+    return (x @ x.T + cross + cross.T) << up
 
 
-def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: int
+           ) -> tuple[np.ndarray, np.ndarray]:
     """One batch: this party the sender for the positions of ``s`` (k, js), the receiver for
-    those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, j, b) order, so each
-    bit-weight group of corrections is one contiguous slice."""
+    those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, b, j) order: the
+    sender's correlation of OT (l, b, j) is its column vector s[:, j] (a broadcast add along
+    the position axis), and the sums over positions run along the last, contiguous axis.
+    Two random-OT batches: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
+    (l >= bits - 32, whose corrections count mod 2^32 only: 2^l v is needed mod 2^bits)
+    with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32."""
     k, js = s.shape
     jr = r.shape[1]
-    m_send = 64 * js * k
-    # choice of OT (l, j, b): bit l of my r[b, j]
-    choices = ((r.T[None, :, :] >> np.arange(64, dtype=np.uint64)[:, None, None]) & np.uint64(1)).astype(bool)
-    p0, p1, got = source.rot_pair(m_send, choices.reshape(-1), k)     # (k, m) word-major pads
+    wide = bits - 32
+    shifts = np.arange(bits, dtype=np.uint64)[:, None, None]
+    # choice of OT (l, b, j), l < bits: bit l of my r[b, j]
+    choices = ((r[None] >> shifts) & np.uint64(1)).astype(bool)
+    w0, w1, got = source.rot_pair(wide * js * k, choices[:wide].reshape(-1), k)    # (k, m) word-major
+    n0, n1, got32 = source.rot_pair(32 * js * k, choices[wide:].reshape(-1), -(-k // 2))
+    n0, n1, got32 = (_as_u32(v, k) for v in (n0, n1, got32))
     peer = source.peer
-    if m_send:
-        corr = np.broadcast_to(s.T[None, :, None, :], (64, js, k, k))    # (l, j, b, a): s[a, j]
-        tau = p0 - p1
-        tau += np.ascontiguousarray(np.moveaxis(corr, 3, 0)).reshape(k, -1)
-        tau = tau.reshape(k, 64, js * k)
-        ctx.send(peer, [np.ascontiguousarray(tau[:, a:b].astype(dt)) for a, b, dt in _GROUPS])
-        share_s = _weighted(np.uint64(0) - p0, k, js)
+    if js:
+        tau = np.subtract(w0, w1).reshape(k, wide, k, js)
+        tau += s[:, None, None, :]                                    # [a, l, b, j] += s[a, j]
+        narrow = np.subtract(n0, n1).reshape(k, 32, k, js)
+        narrow += s.astype(np.uint32)[:, None, None, :]
+        narrow = narrow.reshape(k, 32, k * js)
+        ctx.send(peer, [tau.reshape(k, wide, k * js)] + [np.ascontiguousarray(narrow[:, a:b].astype(dt))
+                                                         for a, b, dt in _NARROW])
+        del tau, narrow
+        np.negative(w0, out=w0)                                       # the sender's share is -p0
+        np.negative(n0, out=n0)
+        share_s = _weighted(w0, k, js, 0, wide) + _weighted(n0, k, js, wide, bits)
     else:
         share_s = np.zeros((k, k), np.uint64)
+    del w0, w1, n0, n1
     if jr:
         msg = ctx.recv(peer)
-        if not isinstance(msg, list) or len(msg) != len(_GROUPS):
+        if not isinstance(msg, list) or len(msg) != 1 + len(_NARROW):
             raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = np.empty((k, 64, jr * k), np.uint64)
-        for part, (a, b, dt) in zip(msg, _GROUPS, strict=True):
-            tau[:, a:b] = expect(peer, part, dt, (k, b - a, jr * k), "Gram-matrix OT corrections")
-        tau = tau.reshape(k, -1)
-        tau *= choices.reshape(1, -1).view(np.uint8)
-        tau += got
-        share_r = _weighted(tau, k, jr)
+        tau = expect(peer, msg[0], np.uint64, (k, wide, k * jr), "Gram-matrix OT corrections").reshape(k, -1)
+        narrow = np.empty((k, 32, k * jr), np.uint32)
+        for part, (a, b, dt) in zip(msg[1:], _NARROW, strict=True):
+            narrow[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
+        del msg
+        narrow = narrow.reshape(k, -1)
+        for t, c, g in ((tau, choices[:wide], got), (narrow, choices[wide:], got32)):
+            t *= c.reshape(1, -1).view(np.uint8)
+            t += g
+        share_r = _weighted(tau, k, jr, 0, wide) + _weighted(narrow, k, jr, wide, bits)
     else:
         share_r = np.zeros((k, k), np.uint64)
     return share_s, share_r
 
 
-def _weighted(v: np.ndarray, k: int, j: int) -> np.ndarray:
-    """sum over l and positions of 2^l v[a, (l, j, b)] -> (k, k) [a, b]."""
-    per_l = v.reshape(k, 64, j, k).sum(axis=2, dtype=np.uint64)       # the weight depends on l only
-    return (per_l * _WEIGHTS[None, :, None]).sum(axis=1, dtype=np.uint64)
+def _as_u32(pads: np.ndarray, k: int) -> np.ndarray:
+    """(w, m) uint64 word-major pads as (k, m) uint32 word-major ones (32-bit word 2i + h
+    of an OT is half h of its 64-bit word i)."""
+    w, m = pads.shape
+    return np.ascontiguousarray(pads.view(np.uint32).reshape(w, m, 2).transpose(0, 2, 1).reshape(2 * w, m)[:k])
+
+
+def _weighted(v: np.ndarray, k: int, j: int, lo: int, hi: int) -> np.ndarray:
+    """sum over l in [lo, hi) and positions of 2^l v[a, (l, b, j)] -> (k, k) [a, b] (mod 2^64;
+    32-bit v are summed as 64-bit integers: 2^l (v mod 2^32) is what counts)."""
+    per_l = v.reshape(k, hi - lo, k, j).sum(axis=3, dtype=np.uint64)   # the weight depends on l only
+    return (per_l * _WEIGHTS[None, lo:hi, None]).sum(axis=1, dtype=np.uint64)

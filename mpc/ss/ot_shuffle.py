@@ -172,6 +172,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
     plan_p = plan_s if (n_p, width_p) == (n_s, width_s) else _plan(n_p, width_p)
     _swap(v_s, plan_s[0].fixed)
     _swap(v_p, plan_p[0].fixed)
+    spare_s, spare_p = np.empty_like(v_s), np.empty_like(v_p)   # the wiring's gathers, double-buffered
     every = (slice(None),)
     # the groups of a network are the same at both parties (its wires and rows are public)
     # (words: switches x lead x w); a network carrying no row takes no OT at all
@@ -191,16 +192,18 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
             v = v_s.reshape(w_s, lead, lay.blocks, lay.half, 2)
             for key in lay.parts:
                 i0, i1 = every + key + (0,), every + key + (1,)
-                t = v[i1] - v[i0]
-                cnt = int(np.prod(t.shape[1:]))     # switches of this part (w_s may be 0)
-                pad = p0[:, off:off + cnt].reshape(t.shape)
+                shape = v[i0].shape
+                cnt = int(np.prod(shape[1:]))       # switches of this part (w_s may be 0)
+                t = taus[:, off:off + cnt].reshape(shape)        # the corrections, in place
+                np.subtract(v[i1], v[i0], out=t)
+                pad = p0[:, off:off + cnt].reshape(shape)
                 t += pad
-                t -= p1[:, off:off + cnt].reshape(t.shape)
-                taus[:, off:off + cnt] = t.reshape(w_s, cnt)
+                t -= p1[:, off:off + cnt].reshape(shape)
                 v[i0] -= pad
                 v[i1] += pad
                 off += cnt
-            v_s = np.take(v_s, _move(plan_s, j, width_s), axis=2)
+            np.take(v_s, _move(plan_s, j, width_s), axis=2, out=spare_s, mode="clip")
+            v_s, spare_s = spare_s, v_s
         ctx.send(peer, taus)
         tau = expect(peer, ctx.recv(peer), np.uint64, (w_p, len(choices)), "the shuffle's OT corrections")
         off = 0
@@ -212,15 +215,16 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
                 i0, i1 = every + key + (0,), every + key + (1,)
                 c = b[key].astype(np.uint64)[None]
                 cnt = c.size
-                got = tau[:, off:off + cnt] * c.reshape(1, cnt)
-                got += mine[:, off:off + cnt]
+                # t = c (tau + v1 - v0) + mine: P's share of c (v1 - v0) plus S's pad
                 t = v[i1] - v[i0]
+                t += tau[:, off:off + cnt].reshape(t.shape)
                 t *= c
-                t += got.reshape(t.shape)
+                t += mine[:, off:off + cnt].reshape(t.shape)
                 v[i0] += t
                 v[i1] -= t
                 off += cnt
-            v_p = np.take(v_p, _move(plan_p, j, width_p), axis=2)
+            np.take(v_p, _move(plan_p, j, width_p), axis=2, out=spare_p, mode="clip")
+            v_p, spare_p = spare_p, v_p
     if jointly:
         return v_s[:, 0], v_p[:, 0]
     return v_s[0], v_p[0]

@@ -24,7 +24,9 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
 2. *Centre on shares.* mean(X) = sum(X) * round(2^G/n) / 2^G (one truncation), d = X - mean.
 3. Sums of products of d, the Gram matrix d d^T computed once per job for all columns
    (``ss.gram_matrix``: with the OT source one cross product of the two parties' shares,
-   Gilboa on random OTs; else a matmul triple), give var, cov and the correlation
+   Gilboa on random OTs, only the low L + 2W + 1 bits of each share choosing since the
+   sums are known to fit: 60 OTs per share at 2^19 rows, not 64; else a matmul triple),
+   give var, cov and the correlation
    matrix; var/cov are opened directly (var, n and the scale determine nothing more than
    the result), the correlation is normalised on shares: the secret power of two of each
    sum of squares is taken out (bit decomposition, one-hot, public shifts) so that
@@ -290,9 +292,20 @@ def _products(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     if hit is not None and all(a is b for a, b in zip(hit[0], cols, strict=True)):
         return hit[1]
     d = centred(ctx, cols)
-    s = ss.gram_matrix(d)
+    s = ss.gram_matrix(d, _gram_bits(cols[0].n))
     cache[key] = (list(cols), s)
     return s
+
+
+def _gram_bits(n: int) -> int:
+    """Signed bits every entry of d d^T fits: d = r - mean(r), r in [0, 2^W] (a range of 2^W), so
+    sum d_a^2 <= n 2^(2W) / 4 (plus the rounding of the mean, below 2.25 n) < 2^(L + 2W - 1)
+    and |sum d_a d_b| is at most that (Cauchy-Schwarz), L = ceil(log2 n), 2W <= 60 - L.
+    With L + 2W + 1 bits the Gram matrix is 2^(63 - L - 2W) d d^T (``ss.gram_matrix``:
+    read with that many fractional bits, so opened entries are the sums themselves; the
+    correlation's normalisation is scale-free), its diagonal below 2^62 as
+    ``top_bit_onehot`` needs."""
+    return math.ceil(math.log2(builtins.max(n, 2))) + 2 * cm.work_bits(n) + 1
 
 
 def _sq_sums(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
@@ -305,7 +318,7 @@ def var(ctx: Context, x: SharedTensor, ddof: int = 1, reveal_to: str | None = No
     col = _prep(ctx, x)
     _check_ddof(col.n, ddof)
     out = _sq_sums(ctx, [col])[0].reveal(cm.receivers(ctx, reveal_to))
-    return None if out is None else float(int(out)) * 2.0 ** (-2 * col.shift) / (col.n - ddof)
+    return None if out is None else float(out) * 2.0 ** (-2 * col.shift) / (col.n - ddof)
 
 
 def std(ctx: Context, x: SharedTensor, ddof: int = 1, reveal_to: str | None = None) -> float | None:
@@ -321,7 +334,7 @@ def cov(ctx: Context, x: SharedTensor, y: SharedTensor, ddof: int = 1,
     cx, cy = prepare_many(ctx, {"x": x, "y": y})
     _check_ddof(cx.n, ddof)
     out = _products(ctx, [cx, cy])[0, 1].reveal(cm.receivers(ctx, reveal_to))
-    return None if out is None else float(int(out)) * 2.0 ** -(cx.shift + cy.shift) / (cx.n - ddof)
+    return None if out is None else float(out) * 2.0 ** -(cx.shift + cy.shift) / (cx.n - ddof)
 
 
 # -- correlation ------------------------------------------------------------------------------
@@ -520,7 +533,7 @@ def describe(ctx: Context, table: Any, columns: Sequence[str] | None = None,
         hi = _min_max(ctx, c, "max", to)
         qv = q.reveal(to)
         if ctx.party in to:
-            std_v = math.sqrt(builtins.max(float(int(v)) * 2.0 ** (-2 * c.shift) / (c.n - 1), 0.0))
+            std_v = math.sqrt(builtins.max(float(v) * 2.0 ** (-2 * c.shift) / (c.n - 1), 0.0))
             qf = qv.astype(np.float64) / 2.0 ** (c.frac + _extra_bits(c))
             rows.append([float(c.n), s / c.n, std_v, lo, *qf.tolist(), hi])
     if ctx.party not in to:
