@@ -18,7 +18,7 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
 2. Flag: s_b - t_b is additively shared by construction (A holds s_b, B -t_b); the flag
    [s_b = t_b] is :func:`mpc.ss.compare.eqz` of it: the source's two-party zero test on
    the two addends (with ``triples="ot"`` the millionaires' equality of
-   :mod:`mpc.ss.millionaire`, 94 random OTs per bin; otherwise the AND tree of
+   :mod:`mpc.ss.millionaire`, 84 random OTs per bin (64-bit equality, 6-bit digits); otherwise the AND tree of
    :func:`mpc.ss.compare.all_zero_xor` on s_b xor t_b, 63 AND bits), then a daBit.
 3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
    B's payload shares) of all bins are shuffled by ONE permutation no party knows
