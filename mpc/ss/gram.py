@@ -16,8 +16,8 @@ positions are split in halves with the roles swapped (party 0 sends for the firs
 party 1 for the second), so both directions of the job's two IKNP sessions carry half the
 work at once: 32 k n random OTs of k words per direction in all, against 64 k n for the
 matmul triple. OT l's correction is multiplied by 2^l, so only its low 64 - l bits travel
-(8, 4, 2 or 1 bytes: 5.4 bytes per word on average, Asharov-Lindell-Schneider-Zohner's
-short correlated OT, CCS 2013).
+(rounded up to whole bytes: 4.5 bytes per word on average, :mod:`mpc.ss.ot_corrections`;
+Asharov-Lindell-Schneider-Zohner's short correlated OT, CCS 2013).
 
 Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair` (IKNP with
 kappa = 128, semi-honest, non-colluding parties); the receiver's choices are hidden by the
@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.ot.wire import expect
 from mpc.runtime.context import Context
-from mpc.ss import beaver
+from mpc.ss import beaver, ot_corrections
 from mpc.ss.ot_triples import OtSource
 from mpc.ss.tensor import SharedTensor
 from mpc.ss.triples import get_source
 
 OTS_PER_BATCH = 1 << 19          # random OTs per batch and direction: k-word pads, about 100 MiB
-_GROUPS = ((0, 32, np.uint64), (32, 48, np.uint32), (48, 56, np.uint16), (56, 64, np.uint8))
+_NBYTES = ot_corrections.widths(np.arange(64))   # OT l's correction: its low 64 - l bits, whole bytes
 _WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
 
@@ -89,19 +88,13 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray) -> tupl
         corr = np.broadcast_to(s.T[None, :, None, :], (64, js, k, k))    # (l, j, b, a): s[a, j]
         tau = p0 - p1
         tau += np.ascontiguousarray(np.moveaxis(corr, 3, 0)).reshape(k, -1)
-        tau = tau.reshape(k, 64, js * k)
-        ctx.send(peer, [np.ascontiguousarray(tau[:, a:b].astype(dt)) for a, b, dt in _GROUPS])
+        ctx.send(peer, ot_corrections.pack(tau.reshape(k, 64, js * k), _NBYTES))
         share_s = _weighted(np.uint64(0) - p0, k, js)
     else:
         share_s = np.zeros((k, k), np.uint64)
     if jr:
-        msg = ctx.recv(peer)
-        if not isinstance(msg, list) or len(msg) != len(_GROUPS):
-            raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = np.empty((k, 64, jr * k), np.uint64)
-        for part, (a, b, dt) in zip(msg, _GROUPS, strict=True):
-            tau[:, a:b] = expect(peer, part, dt, (k, b - a, jr * k), "Gram-matrix OT corrections")
-        tau = tau.reshape(k, -1)
+        tau = ot_corrections.unpack(peer, ctx.recv(peer), k, jr * k, _NBYTES,
+                                    "Gram-matrix OT corrections").reshape(k, -1)
         tau *= choices.reshape(1, -1).view(np.uint8)
         tau += got
         share_r = _weighted(tau, k, jr)
