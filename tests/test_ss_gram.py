@@ -79,7 +79,7 @@ def test_gram_views():
                     bits = np.unpackbits(leaf.view(np.uint8).ravel())
                     assert abs(bits.mean() - 0.5) < 6 / math.sqrt(bits.size), "a received array is biased"
                     checked += 1
-            assert checked >= 4
+            assert checked >= 2                  # the IKNP matrix and the packed corrections
 
 
 def _shape(value):

@@ -147,14 +147,14 @@ def test_ot_views_are_independent_of_the_peers_values():
         for me, peer in (("alice", "bob"), ("bob", "alice")):
             arrays = [v for _, v in views[me] if isinstance(v, np.ndarray) and v.dtype == np.uint8]
             (u,) = [v for v in arrays if v.shape == (64, 64 * n // 8)]
-            (tau,) = [v for v in arrays if v.shape == (344 * n,)]
+            (tau,) = [v for v in arrays if v.shape == (288 * n,)]
             choice = _bits_of(out[peer][1])                       # OT i chooses bit i % 64 of b[i // 64]
             bound = 6.0 / np.sqrt(choice.size)
             for row in u[::4]:
                 bits = _bits_of(row)
                 assert abs(bits.mean() - 0.5) < bound and abs(_corr(bits, choice)) < bound
-            # OTs 0..31 of each element carry 8 bytes each (then 4, 2, 1): 344 per element
-            low = tau[:n * 32 * 8].reshape(n, 32, 8)[:, 0, 0]         # OT 0: correlation a_peer
+            # OT l carries ceil((64 - l) / 8) bytes: 288 per element, OTs 0..7's 8 bytes first
+            low = tau[:n * 8 * 8].reshape(n, 8, 8)[:, 0, 0]           # OT 0: correlation a_peer
             bits0, a0 = low & 1, out[peer][0] & np.uint64(1)
             assert abs(bits0.mean() - 0.5) < 6 / np.sqrt(n) and abs(_corr(bits0, a0)) < 6 / np.sqrt(n)
     assert shapes[0] == shapes[1]

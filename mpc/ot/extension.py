@@ -178,11 +178,13 @@ class IknpSender:
         self._prgs = [CtrStream(seed) for seed in _punctured_seeds(ctx, peer, bits, keys)]
         self.count = 0  # OTs extended so far (the tweak of the next one)
 
-    def extend(self, m: int) -> tuple[np.ndarray, int]:
-        """Receive one batch: the rows q_i ((m, 16) uint8) and the index of the first OT."""
+    def extend(self, m: int, u: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Receive one batch: the rows q_i ((m, 16) uint8) and the index of the first OT.
+        ``u``: the batch's matrix if it came inside another message (see
+        :meth:`IknpReceiver.columns`); received here otherwise."""
         padded = pad_rows(m)
-        u = expect(self.peer, self.ctx.recv(self.peer), np.uint8, (CHUNKS, padded // 8),
-                   "the OT-extension matrix")
+        u = expect(self.peer, self.ctx.recv(self.peer) if u is None else u, np.uint8,
+                   (CHUNKS, padded // 8), "the OT-extension matrix")
         g = prg_columns(self._prgs, padded // 8).reshape(CHUNKS, 3, padded // 8)   # A, B, C
         q = np.bitwise_xor(g[:, 0:2], g[:, 1:3])          # (w_0, w_1) = (A xor B, B xor C)
         c = np.bitwise_and(u[:, None, :], self._delta_mask)   # Delta_j c, both columns of a pair
@@ -227,8 +229,11 @@ class IknpReceiver:
         self._prgs = [CtrStream(seed) for seed in _puncturable_seeds(ctx, peer, k0, k1)]
         self.count = 0
 
-    def extend(self, choices: np.ndarray) -> tuple[np.ndarray, int]:
-        """Send one batch for ``choices`` (bool, (m,)): the rows t_i and the first OT's index."""
+    def columns(self, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """One batch for ``choices`` (bool, (m,)) without sending: its message c = u xor r
+        ((64, padded / 8) uint8, for the caller to send, alone or inside its next message),
+        the column matrix t (128 rows; :func:`mpc.ot.bits.transpose` of it, first m rows,
+        are the t_i) and the first OT's index. The peer's sender extends the same batch."""
         r = np.asarray(choices, dtype=bool).ravel()
         m, padded = len(r), pad_rows(len(r))
         rbits = np.packbits(np.concatenate([r, np.zeros(padded - m, dtype=bool)]), bitorder="little")
@@ -237,9 +242,14 @@ class IknpReceiver:
         u = g[:, 0] ^ g[:, 1]
         u ^= t[:, 1]                                      # u = the xor of all four leaves
         u ^= rbits                                        # c = u xor r
-        self.ctx.send(self.peer, u)
         first, self.count = self.count, self.count + padded
-        return transpose(t.reshape(KAPPA, padded // 8))[:m], first
+        return u, t.reshape(KAPPA, padded // 8), first
+
+    def extend(self, choices: np.ndarray) -> tuple[np.ndarray, int]:
+        """Send one batch for ``choices`` (bool, (m,)): the rows t_i and the first OT's index."""
+        u, t, first = self.columns(choices)
+        self.ctx.send(self.peer, u)
+        return transpose(t)[:np.size(choices)], first
 
     def random(self, choices: np.ndarray, nbytes: int = BLOCK) -> np.ndarray:
         """Random OTs: message choices[i] of each, (m, nbytes) uint8."""

@@ -16,7 +16,7 @@ positions are split in halves with the roles swapped (party 0 sends for the firs
 party 1 for the second), so both directions of the job's two IKNP sessions carry half the
 work at once: 32 k n random OTs of k words per direction in all, against 64 k n for the
 matmul triple. OT l's correction is multiplied by 2^l, so only its low 64 - l bits travel
-(8, 4, 2 or 1 bytes: 5.4 bytes per word on average, Asharov-Lindell-Schneider-Zohner's
+(rounded up to whole bytes, :mod:`mpc.ss.ot_corrections`; Asharov-Lindell-Schneider-Zohner's
 short correlated OT, CCS 2013). A caller that knows |X X^T| < 2^(b - 1) (``bits`` = b:
 the statistics' centred columns, b = 60 at 2^19 rows) needs the cross term mod 2^b only:
 the receivers choose with bits 0..b-1 of their shares (b OTs per share, not 64, and the
@@ -42,7 +42,7 @@ import numpy as np
 
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
-from mpc.ss import beaver
+from mpc.ss import beaver, ot_corrections
 from mpc.ss.ot_triples import OtSource
 from mpc.ss.tensor import SharedTensor
 from mpc.ss.triples import get_source
@@ -120,8 +120,8 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
         narrow = np.subtract(n0, n1).reshape(k, 32, k, js)
         narrow += s.astype(np.uint32)[:, None, None, :]
         narrow = narrow.reshape(k, 32, k * js)
-        ctx.send(peer, [tau.reshape(k, wide, k * js)] + [np.ascontiguousarray(narrow[:, a:b].astype(dt))
-                                                         for a, b, dt in _NARROW])
+        wide_part = ot_corrections.pack(tau.reshape(k, wide, k * js), _wide_bytes(bits))
+        ctx.send(peer, [wide_part] + [np.ascontiguousarray(narrow[:, a:b].astype(dt)) for a, b, dt in _NARROW])
         del tau, narrow
         np.negative(w0, out=w0)                                       # the sender's share is -p0
         np.negative(n0, out=n0)
@@ -133,7 +133,8 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
         msg = ctx.recv(peer)
         if not isinstance(msg, list) or len(msg) != 1 + len(_NARROW):
             raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = expect(peer, msg[0], np.uint64, (k, wide, k * jr), "Gram-matrix OT corrections").reshape(k, -1)
+        tau = ot_corrections.unpack(peer, msg[0], k, k * jr, _wide_bytes(bits),
+                                    "Gram-matrix OT corrections").reshape(k, -1)
         narrow = np.empty((k, 32, k * jr), np.uint32)
         for part, (a, b, dt) in zip(msg[1:], _NARROW, strict=True):
             narrow[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
@@ -146,6 +147,12 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
     else:
         share_r = np.zeros((k, k), np.uint64)
     return share_s, share_r
+
+
+def _wide_bytes(bits: int) -> np.ndarray:
+    """Bytes that travel of wide OT l's correction (l < bits - 32): its value counts mod
+    2^(bits - l) only (the cross term is needed mod 2^bits), so ceil((bits - l) / 8)."""
+    return ot_corrections.widths(np.arange(bits - 32) + 64 - bits)
 
 
 def _as_u32(pads: np.ndarray, k: int) -> np.ndarray:

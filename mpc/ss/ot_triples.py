@@ -11,9 +11,12 @@ parties hash, transpose and send in parallel.
   (l = 0..63) and the sender's correlation is a_0; the sender keeps -p_l, the receiver
   p_l + b_1[l] a_0, and both weight by 2^l and sum: shares of a_0 b_1 mod 2^64. As the
   weight 2^l kills the top l bits, OT l's correction carries only the low 64 - l bits
-  (rounded up to 1, 2, 4 or 8 bytes: 344 bytes per element instead of 512) -- the
-  correlated OT with short messages of Asharov, Lindell, Schneider, Zohner (CCS 2013).
-  a_1 b_0 runs the other way at the same time; c_i = a_i b_i + both cross shares.
+  (rounded up to whole bytes, :mod:`mpc.ss.ot_corrections`: 288 bytes per element instead
+  of 512) -- the correlated OT with short messages of Asharov, Lindell, Schneider, Zohner
+  (CCS 2013). a_1 b_0 runs the other way at the same time; c_i = a_i b_i + both cross
+  shares. Each batch's corrections and the next batch's IKNP matrix travel as one
+  message, [tau_k, U_k+1]: one message per batch and direction (the transport's cost per
+  message besides its cost per byte).
 * Multiplication without a triple (:meth:`OtSource.mul`, used by :func:`mpc.ss.beaver.mul`):
   the same two cross products on the shares x_i, y_i themselves, x y = x_0 y_0 + x_1 y_1 +
   [x_0 y_1] + [x_1 y_0]: no triple's a_i b_i, no opening of (x - a, y - b), one round less.
@@ -56,14 +59,13 @@ Parameters: kappa = 128 (computational; there is no statistical parameter: every
 is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1 MiB
 extension matrices), so memory stays bounded whatever the request and every batch's
 temporaries stay in cache (and below malloc's mmap threshold: no page faults per batch).
-Costs per element: an arithmetic triple 128 correlated OTs (2 x 64, 2 x (512 + 344)
+Costs per element: an arithmetic triple 128 correlated OTs (2 x 64, 2 x (512 + 288)
 bytes), an AND triple word 128 random OTs (2 x 512 bytes), a comparison 83 random OTs (1-out-of-2^m
 OTs on digits of up to 6 bits and an AND tree, see mpc.ss.millionaire) and one daBit.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -72,11 +74,12 @@ import numpy as np
 from mpc.crypto import pool
 from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
+from mpc.ot.bits import transpose
 from mpc.ot.extension import _pad, pad_words, xor_delta
 from mpc.ot.hashing import tccr_words
-from mpc.ot.wire import expect
 from mpc.runtime.context import Context
-from mpc.ss import ot_shuffle, provider
+from mpc.runtime.errors import ProtocolViolation
+from mpc.ss import ot_corrections, ot_shuffle, provider
 from mpc.ss.millionaire import compare_xor
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
@@ -109,11 +112,14 @@ class _WordBits:
         return _bits(self.words[rows])
 
 
-def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
+def _pads(rows: np.ndarray, first: int, w: int, tweaks: np.ndarray | None = None) -> np.ndarray:
     """The OT pads of ``rows`` as (m, w) uint64: H(i, row) (:func:`mpc.ot.extension._pad`);
-    for one word only its low 64 bits are formed (:func:`mpc.ot.hashing.tccr_words`)."""
+    for one word only its low 64 bits are formed (:func:`mpc.ot.hashing.tccr_words`).
+    ``tweaks``: the indices first, first + 1, ... if the caller has them already."""
     if w == 1:
-        return tccr_words(rows, np.arange(first, first + len(rows), dtype=np.uint64)).reshape(-1, 1)
+        if tweaks is None:
+            tweaks = np.arange(first, first + len(rows), dtype=np.uint64)
+        return tccr_words(rows, tweaks).reshape(-1, 1)
     return _pad(rows, first, 8 * w).view(np.uint64)
 
 
@@ -142,55 +148,6 @@ class _Parallel:
         return job.result() if self._pool is not None else job
 
 
-def _runs(nbytes: np.ndarray) -> tuple[tuple[int, int, int], ...]:
-    """Maximal runs (start, stop, width) of equal byte widths in the period pattern."""
-    return _runs_of(tuple(np.asarray(nbytes).tolist()))
-
-
-@functools.lru_cache(maxsize=64)
-def _runs_of(nbytes: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
-    out, start = [], 0
-    for p in range(1, len(nbytes) + 1):
-        if p == len(nbytes) or nbytes[p] != nbytes[start]:
-            out.append((start, p, nbytes[start]))
-            start = p
-    return tuple(out)
-
-
-def _widths(shifts: np.ndarray) -> np.ndarray:
-    """Bytes that travel of an OT value later multiplied by 2^shift (mod 2^64): the
-    64 - shift bits that matter, rounded up to 1, 2, 4 or 8 bytes (a dtype cast packs them)."""
-    need = np.maximum(0, 64 - np.asarray(shifts, dtype=np.int64))
-    return np.select([need == 0, need <= 8, need <= 16, need <= 32], [0, 1, 2, 4], 8)
-
-
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def _pack(tau: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-    """The low ``nbytes[p]`` bytes of each word of OT p of every period, as one uint8 array
-    (runs of equal width, widest first, so every run stays aligned to its width)."""
-    m, w = tau.shape
-    t = tau.reshape(m // len(nbytes), len(nbytes), w)
-    return np.concatenate([t[:, s:e].astype(_UINT[k]).reshape(-1).view(np.uint8)
-                           for s, e, k in _runs(nbytes) if k])
-
-
-def _packed_size(m: int, w: int, nbytes: np.ndarray) -> int:
-    return (m // len(nbytes)) * w * int(nbytes.sum())
-
-
-def _unpack(data: np.ndarray, m: int, w: int, nbytes: np.ndarray) -> np.ndarray:
-    out = np.zeros((m // len(nbytes), len(nbytes), w), dtype=np.uint64)
-    pos = 0
-    for s, e, k in _runs(nbytes):
-        if k:
-            size = out.shape[0] * (e - s) * w * k
-            out[:, s:e] = data[pos:pos + size].view(_UINT[k]).reshape(out.shape[0], e - s, w)
-            pos += size
-    return out.reshape(m, w)
-
-
 class OtSource(provider.RandomnessProvider):
     """Two-party triple source on IKNP OT extension; see the module docstring."""
 
@@ -211,40 +168,53 @@ class OtSource(provider.RandomnessProvider):
 
     # -- OT batches, both directions at once -----------------------------------------------
     def _cot(self, x: np.ndarray, choices: np.ndarray, w: int, nbytes: np.ndarray,
-             sent: tuple[np.ndarray, int] | None = None, then: Callable[[], Any] | None = None
-             ) -> tuple[np.ndarray, np.ndarray, Any]:
+             sent: tuple[np.ndarray, int] | None, nxt: np.ndarray, peer_u: np.ndarray | None,
+             next_ms: int, run: _Parallel) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
         """One batch of correlated OTs each way. As sender with correlations ``x`` ((e, P, w)
         or broadcastable to it, ms = e P OTs); as receiver with ``choices`` ((mr,) bool; the
         peer's correlations have w words too). OT i is later multiplied by 2^shift, so only
-        ``nbytes[i % P]`` low bytes of each word travel. ``sent``: this batch's receiver
-        extension if its U already went out; ``then()`` runs right after the corrections are
-        sent (the next batch's U: the peer can start on it while this party finishes).
-        Returns (the negated share as sender, p0 (ms, w); mine as receiver (mr, w);
-        ``then()``'s result): receiver - p0 = choice * correlation, in those low bytes."""
-        ms, mr = x.shape[0] * len(nbytes), len(choices)
-        if mr and sent is None:
-            sent = self._r.extend(choices)                           # sends U
-        run = _Parallel()
+        ``nbytes[i % P]`` low bytes of each word travel (:mod:`mpc.ss.ot_corrections`).
+        ``sent``: this batch's receiver rows (t_i, first OT), its U already sent. ``nxt``:
+        the next batch's receiver choices (may be empty); their U goes out in one message
+        with this batch's corrections, [tau, U], so each direction carries one message per
+        batch (U alone if this party sends no corrections). ``peer_u``: this batch's U if it
+        came inside the peer's last message (None: it comes alone, received here);
+        ``next_ms``: this party's sender OTs in the next batch (the peer attaches their U).
+        Returns (the negated share as sender, p0 (ms, w); mine as receiver (mr, w); the next
+        batch's receiver rows; the peer's next U): receiver - p0 = choice * correlation, in
+        those low bytes."""
+        period = len(nbytes)
+        ms, mr = x.shape[0] * period, len(choices)
         pr = run.submit(_pads, *sent, w) if mr else None              # the receiver's pads meanwhile
+        ahead = self._r.columns(nxt) if len(nxt) else None           # the next batch's U
         p0 = np.zeros((0, w), np.uint64)
         if ms:
-            q, first_s = self._s.extend(ms)                          # receives U
-            p1 = run.submit(_pads, xor_delta(q, self._s.delta, np.empty_like(q)), first_s, w)   # q xor Delta
-            p0 = _pads(q, first_s, w)
-            tau = p0.reshape(-1, len(nbytes), w) + x
+            q, first_s = self._s.extend(ms, peer_u)                   # receives U unless it came along
+            tweaks = np.arange(first_s, first_s + ms, dtype=np.uint64)
+            p1 = run.submit(_pads, xor_delta(q, self._s.delta, np.empty_like(q)), first_s, w, tweaks)
+            p0 = _pads(q, first_s, w, tweaks)
+            tau = p0.reshape(-1, period, w) + x
             tau -= run.result(p1).reshape(tau.shape)
-            self.ctx.send(self.peer, _pack(tau.reshape(ms, w), nbytes))
-        after = then() if then is not None else None
-        recv_share = np.zeros((0, w), np.uint64)
+            packed = ot_corrections.pack(tau, nbytes)
+            self.ctx.send(self.peer, packed if ahead is None else [packed, ahead[0]])
+        elif ahead is not None:
+            self.ctx.send(self.peer, ahead[0])
+        sent_next = (transpose(ahead[1])[:len(nxt)], ahead[2]) if ahead is not None else None
+        recv_share, u_next = np.zeros((0, w), np.uint64), None
         if mr:
             pr = run.result(pr)
-            data = expect(self.peer, self.ctx.recv(self.peer), np.uint8,
-                          (_packed_size(mr, w, nbytes),), "correlated-OT corrections")
-            tau = _unpack(data, mr, w, nbytes)
+            msg = self.ctx.recv(self.peer)
+            if next_ms:
+                if not isinstance(msg, list) or len(msg) != 2:
+                    raise ProtocolViolation(f"party {self.peer!r} sent a {type(msg).__name__} as correlated-OT "
+                                            "corrections and the next OT-extension matrix, expected a list of two")
+                msg, u_next = msg
+            tau = ot_corrections.unpack(self.peer, msg, mr // period, w, nbytes,
+                                        "correlated-OT corrections").reshape(mr, w)
             tau *= choices.view(np.uint8)[:, None]
             tau += pr
             recv_share = tau
-        return p0, recv_share, after
+        return p0, recv_share, sent_next, u_next
 
     def rot_pair(self, m: int, choices: np.ndarray, words: int, recv_words: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,7 +256,7 @@ class OtSource(provider.RandomnessProvider):
         Batch k + 1's IKNP matrix is sent before batch k's corrections are awaited (each
         side's messages keep their order: U_0, tau_0, U_1, tau_1, ...)."""
         period = len(shifts)
-        nbytes = _widths(shifts)
+        nbytes = ot_corrections.widths(shifts)
         weights = shifts.astype(np.uint64).reshape(1, period, 1)
         n_recv = len(bits_mine)
         per = max(1, min(_CHUNK_OTS // period, _CHUNK_WORDS // (period * w)))
@@ -296,21 +266,26 @@ class OtSource(provider.RandomnessProvider):
             c = bits_mine[k * per:min(n_recv, (k + 1) * per)].reshape(-1)
             return c.view(bool) if c.dtype == np.uint8 else c.astype(bool)   # 0/1 values
 
-        outs_s, outs_r = [], []
-        first = choices(0)
-        sent = self._r.extend(first) if chunks and len(first) else None
+        def sends(k: int) -> int:
+            return max(0, min(n_send, (k + 1) * per) - k * per)
+
+        out_s, out_r = np.empty((n_send, w), np.uint64), np.empty((n_recv, w), np.uint64)
+        run = _Parallel()
+        mine = choices(0)
+        sent = self._r.extend(mine) if chunks and len(mine) else None
+        peer_u = None
         for k in range(chunks):
-            lo, hi_s = k * per, min(n_send, (k + 1) * per)
-            x = corr(lo, hi_s) if hi_s > lo else np.zeros((0, period, w), np.uint64)
+            lo = k * per
+            x = corr(lo, lo + sends(k)) if sends(k) else np.zeros((0, period, w), np.uint64)
             nxt = choices(k + 1) if k + 1 < chunks else np.zeros(0, bool)
-            then = (lambda c=nxt: self._r.extend(c)) if len(nxt) else None
-            s, r, sent = self._cot(x, choices(k), w, nbytes, sent, then)
-            outs_s.append(np.uint64(0) - np.sum(s.reshape(-1, period, w) << weights, axis=1,
-                                                dtype=np.uint64))   # the sender's share is -p0
-            outs_r.append(np.sum(r.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64))
-        empty = np.zeros((0, w), np.uint64)
-        return (np.concatenate(outs_s) if outs_s else empty,
-                np.concatenate(outs_r) if outs_r else empty)
+            s, r, sent, peer_u = self._cot(x, mine, w, nbytes, sent, nxt, peer_u,
+                                           period * sends(k + 1), run)
+            np.subtract(np.uint64(0), np.sum(s.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64),
+                        out=out_s[lo:lo + sends(k)])                 # the sender's share is -p0
+            np.sum(r.reshape(-1, period, w) << weights, axis=1, dtype=np.uint64,
+                   out=out_r[lo:lo + len(mine) // period])
+            mine = nxt
+        return out_s, out_r
 
     def _bit_products(self, bits: np.ndarray, shift: int) -> np.ndarray:
         """Shares of 2^shift * b_0 * b_1 for this party's 0/1 uint64 ``bits`` ((n, P)):
