@@ -444,12 +444,24 @@ def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData,
 def _run_woe_iv(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.stats import woe_iv
 
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "stats.woe_iv",
-                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
+    label = ColumnRef.parse(params["label"], "label")
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None:       # aligned per hash bucket, per-bin sums added on ciphertexts
+        from protocols import bucketed_woe
+
+        def check(n: int) -> None:
+            check_min_group(ctx, params, "features", data, n)
+            check_min_group(ctx, params, "label", data, n)
+
+        res = bucketed_woe.woe_iv(ctx, params, data, own_ref(ctx, params, "ids"), label,
+                                  _refs(params, "features"), memory, check)
+        if res is None:
+            return None
+        table, iv, n = res
+        return {"rows": n, "bins": table, "iv": iv.rename("iv").reset_index().rename(columns={"index": "feature"})}
     rows = aligned_rows(ctx, params, data)
     check_min_group(ctx, params, "features", data, len(rows))
     check_min_group(ctx, params, "label", data, len(rows))
-    label = ColumnRef.parse(params["label"], "label")
     view = {name: values[rows] for name, values in own_columns(ctx, params, "features", data).items()}
     if label.party == ctx.party:
         y = own_columns(ctx, params, "label", data)[label.column][rows]
@@ -483,7 +495,7 @@ register(ProtocolSpec(
     params={"ids": IDS, "label": Param(str, doc="the 0/1 label column 'party.dataset.column'"),
             "features": Param(list, doc="numeric feature columns of the other party"),
             "bins": Param(int, required=False, default=10, doc="equal-frequency bins per feature"),
-            "reveal_to": REVEAL_TO},
+            "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=_uses_woe,
     run=_run_woe_iv,
 ))

@@ -498,8 +498,7 @@ def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_pa
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
                       settings={"b": {"limits": {"memory": "440MiB"}}}) as cluster, cluster.client("a") as client:
         why = r"party 'b' refuses: {} is not bucketed .*dataset 'big' has 130000 rows.*budget of 440 MiB"
-        for job, params in (("stats.woe_iv", dict(ids=["a.t.id", "b.big.id"], label="b.big.g", features=["a.t.x"])),
-                            ("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y"))):
+        for job, params in (("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y")),):
             with pytest.raises(JobFailed, match=why.format(job)):
                 client.run(job, **params, progress=False)
         with pytest.raises(JobFailed, match=why.format("sql.aggregate")):
@@ -581,6 +580,51 @@ def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
     np.testing.assert_allclose(kept.filter(like="y_sum").iloc[:, 0], want.loc[kept.index, "ys"], rtol=1e-12)
     np.testing.assert_allclose(kept.filter(like="sum").to_numpy(), whole[~whole["suppressed"]].filter(like="sum")
                                .to_numpy(), rtol=1e-9)
+
+
+# -- stats.woe_iv in buckets ---------------------------------------------------------------------
+def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
+    """4 buckets (memory "1MiB": 4096 ids a bucket): the same WOE table and IVs as the
+    unbucketed job and as pandas on the merged frame (equal-frequency edges over the joined
+    rows), the label at b as a Parquet file, a's features in a CSV."""
+    from protocols.stats.woe import woe_table
+
+    rng = np.random.default_rng(29)
+    n = 10000
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(50, 10, n).round(3),
+                      "z": rng.integers(0, 5, n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(4000, 4000 + n))})
+    b["bad"] = (rng.random(n) < 0.2 + 0.5 * (b.id % 7 == 0)).astype(np.int64)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=3000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate", "z": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "bad": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], label="b.t.bad", features=["a.t.x", "a.t.z"], bins=6)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0}) as cluster:      # no bucket_join_sizes consent needed
+        with cluster.client("a") as client:
+            job = client.submit("stats.woe_iv", **params, memory="1MiB")
+            out = client.result(job, progress=False)
+            whole = client.run("stats.woe_iv", **params, progress=False)
+        assert len(_audit(cluster, "a", job)["resumed_buckets"]) == 0
+        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+    joined = a.merge(b, on="id")
+    assert out["rows"] == whole["rows"] == len(joined)
+    pd.testing.assert_frame_equal(out["bins"], whole["bins"])
+    pd.testing.assert_frame_equal(out["iv"], whole["iv"])
+    for f in ("x", "z"):
+        edges = np.unique(np.quantile(joined[f], np.linspace(0, 1, 7)))
+        idx = np.clip(np.searchsorted(edges, joined[f], side="right") - 1, 0, len(edges) - 2)
+        sizes = np.bincount(idx, minlength=len(edges) - 1)
+        events = np.bincount(idx, weights=joined.bad, minlength=len(edges) - 1)
+        want = woe_table(events, sizes)
+        got = out["bins"][out["bins"].feature == f].reset_index(drop=True)
+        assert got["count"].tolist() == sizes.tolist() and got["events"].tolist() == events.astype(int).tolist()
+        np.testing.assert_allclose(got["lower"], edges[:-1])
+        np.testing.assert_allclose(got["woe"], want["woe"], rtol=1e-12)
+        assert out["iv"].set_index("feature").loc[f, "iv"] == pytest.approx(want["iv"].sum(), rel=1e-12)
 
 
 # -- stats.horizontal_describe streamed ------------------------------------------------------------
