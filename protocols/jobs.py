@@ -162,18 +162,23 @@ register(ProtocolSpec(
 def _run_intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.psi import intersection_sum
 
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.intersection_sum",
-                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
-    ids = id_column(ctx, params, data)
     ref = ColumnRef.parse(params["values"], "values")
-    values = numeric(ref, data.column(ref)) if ref.party == ctx.party else None
-    if values is not None and np.all(values == np.round(values)):
-        values = values.astype(np.int64)
+    mine = ref.party == ctx.party
     # The values column's min_group_size (public policy) travels to the receiver, which
     # withholds the sum when the intersection is smaller.
-    min_group = ctx.exchange(ctx.peers[0], data.min_group_size(ref) if values is not None else 0)
-    min_group = max(min_group, data.min_group_size(ref) if values is not None else 0)
-    out = intersection_sum(ctx, ids, values, receiver=params.get("receiver"))
+    min_group = ctx.exchange(ctx.peers[0], data.min_group_size(ref) if mine else 0)
+    min_group = max(min_group, data.min_group_size(ref) if mine else 0)
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None:       # one exchange per hash bucket, the sums added on ciphertexts
+        from protocols import bucketed_intersection_sum
+        out = bucketed_intersection_sum.intersection_sum(ctx, params, data, own_ref(ctx, params, "ids"), ref,
+                                                         memory)
+    else:
+        ids = id_column(ctx, params, data)
+        values = numeric(ref, data.column(ref)) if mine else None
+        if values is not None and np.all(values == np.round(values)):
+            values = values.astype(np.int64)
+        out = intersection_sum(ctx, ids, values, receiver=params.get("receiver"))
     if out is None:
         return None
     cardinality, total = out
@@ -199,9 +204,11 @@ register(ProtocolSpec(
         "values over it.",
     reveals="receiver (default: the party without values): (intersection size, sum of values over "
             "the intersection); both parties: each other's number of distinct ids; the values party "
-            "learns nothing else",
+            "learns nothing else; with a memory budget that needs more than one bucket, the party without "
+            "values also learns the intersection size in each hash bucket (refused unless every party's "
+            "[limits] bucket_join_sizes allows it)",
     params={"ids": IDS, "values": Param(str, doc="the numeric column to sum, 'party.dataset.column'"),
-            "receiver": Param(str, required=False, doc="party that gets the result")},
+            "receiver": Param(str, required=False, doc="party that gets the result"), "memory": MEMORY},
     uses=_uses_intersection_sum,
     run=_run_intersection_sum,
 ))

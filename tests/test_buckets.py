@@ -498,9 +498,10 @@ def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_pa
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
                       settings={"b": {"limits": {"memory": "440MiB"}}}) as cluster, cluster.client("a") as client:
         why = r"party 'b' refuses: {} is not bucketed .*dataset 'big' has 130000 rows.*budget of 440 MiB"
-        for job, params in (("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y")),):
-            with pytest.raises(JobFailed, match=why.format(job)):
-                client.run(job, **params, progress=False)
+        # bucketed (2 buckets of ~65,000 ids), but the per-bucket intersection sizes need consent
+        with pytest.raises(JobFailed, match=r"psi.intersection_sum under this memory budget needs 2 buckets.*"
+                                            r"party 'a' does not allow it .*bucket_join_sizes = true"):
+            client.run("psi.intersection_sum", ids=["a.t.id", "b.big.id"], values="b.big.y", progress=False)
         with pytest.raises(JobFailed, match=why.format("sql.aggregate")):
             client.query("SELECT q.g, COUNT(*), SUM(p.x) FROM a.t p JOIN b.big q ON p.id = q.id GROUP BY q.g",
                          progress=False)
@@ -625,6 +626,39 @@ def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
         np.testing.assert_allclose(got["lower"], edges[:-1])
         np.testing.assert_allclose(got["woe"], want["woe"], rtol=1e-12)
         assert out["iv"].set_index("feature").loc[f, "iv"] == pytest.approx(want["iv"].sum(), rel=1e-12)
+
+
+# -- psi.intersection_sum in buckets ------------------------------------------------------------
+def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path):
+    """4 buckets (memory "1MiB": 4096 ids a bucket) with every party's bucket_join_sizes
+    consent: the same (cardinality, sum) as the unbucketed job and as pandas, for float and
+    integer values (duplicate ids' values added up), to either receiver."""
+    rng = np.random.default_rng(31)
+    n = 10000
+    a = pd.DataFrame({"id": rng.permutation(n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(4000, 4000 + n)), "y": rng.normal(50, 10, n).round(4),
+                      "c": rng.integers(-1000, 1000, n)})
+    b.loc[b.index[:5], "id"] = b.id.iloc[5:10].to_numpy()        # 5 repeated ids: their values add up
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=3000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id", "columns": {"id": "join_key"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate", "c": "aggregate"}}}}
+    joined = b[b.id.isin(a.id)]
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster:
+        with cluster.client("a") as client, cluster.client("b") as at_b:
+            for col, receiver in (("y", None), ("c", "b")):
+                params = dict(ids=["a.t.id", "b.t.id"], values=f"b.t.{col}", receiver=receiver)
+                jobs = [client.submit("psi.intersection_sum", **params, memory="1MiB"),
+                        client.submit("psi.intersection_sum", **params)]
+                out, whole = ((at_b if receiver == "b" else client).result(j, progress=False) for j in jobs)
+                assert out["cardinality"] == whole["cardinality"] == joined.id.nunique(), col
+                assert out["sum"] == pytest.approx(joined[col].sum(), abs=1e-3), col
+                assert out["sum"] == pytest.approx(whole["sum"], abs=1e-9), col
+                if col == "c":
+                    assert out["sum"] == whole["sum"] == int(joined.c.sum())    # integers: exact
+        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
 
 
 # -- stats.horizontal_describe streamed ------------------------------------------------------------
