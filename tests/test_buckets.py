@@ -628,6 +628,36 @@ def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
         assert out["iv"].set_index("feature").loc[f, "iv"] == pytest.approx(want["iv"].sum(), rel=1e-12)
 
 
+def test_killed_server_resumes_a_woe_iv_from_its_aligned_buckets(tmp_path):
+    """b is killed once it has saved two buckets' aligned rows (the PSI per bucket); the
+    resubmitted job skips the buckets both saved and gives the unbucketed job's table."""
+    rng = np.random.default_rng(37)
+    n = 20000                               # memory "1MiB": 8 buckets
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(size=n).round(4)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(15000, 15000 + n))})
+    b["bad"] = (rng.random(n) < 0.3).astype(np.int64)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.csv"), "id": "id",
+                            "columns": {"id": "join_key", "bad": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], label="b.t.bad", features=["a.t.x"], bins=4)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0}) as cluster, cluster.client("a") as client:
+        first = client.submit("stats.woe_iv", **params, memory="1MiB")
+        saved = _kill_after(cluster, "b", 2)
+        with pytest.raises(Exception):                         # noqa: B017 - the first run fails at a
+            client.result(first, progress=False)
+        second = client.submit("stats.woe_iv", **params, memory="1MiB")
+        out = client.result(second, progress=False)
+        whole = client.run("stats.woe_iv", **params, progress=False)
+        resumed = set(_audit(cluster, "b", second)["resumed_buckets"])
+    assert resumed and resumed <= saved
+    pd.testing.assert_frame_equal(out["bins"], whole["bins"])
+    assert out["rows"] == whole["rows"] == len(a.merge(b, on="id"))
+
+
 # -- psi.intersection_sum in buckets ------------------------------------------------------------
 def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path):
     """4 buckets (memory "1MiB": 4096 ids a bucket) with every party's bucket_join_sizes
