@@ -691,6 +691,48 @@ def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path
         assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
 
 
+def test_bucketed_intersection_sum_views_depend_on_the_set_sizes_only(tmp_path):
+    """Every message either party receives in a 4-bucket intersection-sum has the same type
+    and shape whether the sets share 500 or 5000 ids (the distinct counts and the budget
+    fixed): the per-bucket intersection sizes stay at the id party's matching, the values
+    party gets one ciphertext of the (masked) total, and no count."""
+    from mpc.paillier import EncryptedVector
+    from mpc.runtime.views import record_views
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import registry
+
+    def shape(v):
+        if isinstance(v, np.ndarray):
+            return ("array", v.shape, v.dtype.str)
+        if isinstance(v, EncryptedVector):
+            return ("ciphertexts", len(v))
+        return (type(v).__name__,)
+
+    spec = registry.get("psi.intersection_sum")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "values": "b.t.y", "memory": "1MiB"})
+    signatures, sums = [], []
+    for shared in (500, 5000):
+        rng = np.random.default_rng(shared)
+        frames = {"a": pd.DataFrame({"id": rng.permutation(10000)}),
+                  "b": pd.DataFrame({"id": rng.permutation(np.arange(10000 - shared, 20000 - shared)),
+                                     "y": rng.integers(0, 100, 10000)})}
+        stores = {}
+        for p, f in frames.items():
+            f.to_csv(tmp_path / f"{p}{shared}.csv", index=False)
+            cols = {"id": "join_key", "y": "aggregate"} if p == "b" else {"id": "join_key"}
+            stores[p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}{shared}.csv", "id", cols)},
+                                  tmp_path / f"{p}{shared}", bucket_join_sizes=True)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"], timeout=300)
+        joined = frames["b"][frames["b"].id.isin(frames["a"].id)]
+        assert out["a"] == {"cardinality": shared, "sum": int(joined.y.sum())} and out["b"] is None
+        signatures.append({p: [shape(v) for _, v in views[p]] for p in "ab"})
+        sums.append(sum(1 for _, v in views["b"] if isinstance(v, EncryptedVector)))
+    assert signatures[0] == signatures[1]
+    assert sums == [1, 1]                       # the values party: the masked total only
+    assert not [v for _, v in views["b"] if isinstance(v, (int, np.integer)) and v == 5000]
+
+
 # -- stats.horizontal_describe streamed ------------------------------------------------------------
 def test_streamed_horizontal_describe_equals_the_whole_frame_protocol_and_pandas(tmp_path):
     """Many small batches (sorted runs on disk, moments merged batch by batch) against the
