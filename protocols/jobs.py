@@ -162,18 +162,23 @@ register(ProtocolSpec(
 def _run_intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.psi import intersection_sum
 
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.intersection_sum",
-                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
-    ids = id_column(ctx, params, data)
     ref = ColumnRef.parse(params["values"], "values")
-    values = numeric(ref, data.column(ref)) if ref.party == ctx.party else None
-    if values is not None and np.all(values == np.round(values)):
-        values = values.astype(np.int64)
+    mine = ref.party == ctx.party
     # The values column's min_group_size (public policy) travels to the receiver, which
     # withholds the sum when the intersection is smaller.
-    min_group = ctx.exchange(ctx.peers[0], data.min_group_size(ref) if values is not None else 0)
-    min_group = max(min_group, data.min_group_size(ref) if values is not None else 0)
-    out = intersection_sum(ctx, ids, values, receiver=params.get("receiver"))
+    min_group = ctx.exchange(ctx.peers[0], data.min_group_size(ref) if mine else 0)
+    min_group = max(min_group, data.min_group_size(ref) if mine else 0)
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None:       # one exchange per hash bucket, the sums added on ciphertexts
+        from protocols import bucketed_intersection_sum
+        out = bucketed_intersection_sum.intersection_sum(ctx, params, data, own_ref(ctx, params, "ids"), ref,
+                                                         memory)
+    else:
+        ids = id_column(ctx, params, data)
+        values = numeric(ref, data.column(ref)) if mine else None
+        if values is not None and np.all(values == np.round(values)):
+            values = values.astype(np.int64)
+        out = intersection_sum(ctx, ids, values, receiver=params.get("receiver"))
     if out is None:
         return None
     cardinality, total = out
@@ -199,9 +204,11 @@ register(ProtocolSpec(
         "values over it.",
     reveals="receiver (default: the party without values): (intersection size, sum of values over "
             "the intersection); both parties: each other's number of distinct ids; the values party "
-            "learns nothing else",
+            "learns nothing else; with a memory budget that needs more than one bucket, the party without "
+            "values also learns the intersection size in each hash bucket (refused unless every party's "
+            "[limits] bucket_join_sizes allows it)",
     params={"ids": IDS, "values": Param(str, doc="the numeric column to sum, 'party.dataset.column'"),
-            "receiver": Param(str, required=False, doc="party that gets the result")},
+            "receiver": Param(str, required=False, doc="party that gets the result"), "memory": MEMORY},
     uses=_uses_intersection_sum,
     run=_run_intersection_sum,
 ))
@@ -444,12 +451,24 @@ def aligned_rows(ctx: Context, params: dict[str, Any], data: LocalData,
 def _run_woe_iv(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
     from protocols.stats import woe_iv
 
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "stats.woe_iv",
-                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
+    label = ColumnRef.parse(params["label"], "label")
+    memory = bucketed.joint_budget(ctx, params, data)
+    if memory is not None:       # aligned per hash bucket, per-bin sums added on ciphertexts
+        from protocols import bucketed_woe
+
+        def check(n: int) -> None:
+            check_min_group(ctx, params, "features", data, n)
+            check_min_group(ctx, params, "label", data, n)
+
+        res = bucketed_woe.woe_iv(ctx, params, data, own_ref(ctx, params, "ids"), label,
+                                  _refs(params, "features"), memory, check)
+        if res is None:
+            return None
+        table, iv, n = res
+        return {"rows": n, "bins": table, "iv": iv.rename("iv").reset_index().rename(columns={"index": "feature"})}
     rows = aligned_rows(ctx, params, data)
     check_min_group(ctx, params, "features", data, len(rows))
     check_min_group(ctx, params, "label", data, len(rows))
-    label = ColumnRef.parse(params["label"], "label")
     view = {name: values[rows] for name, values in own_columns(ctx, params, "features", data).items()}
     if label.party == ctx.party:
         y = own_columns(ctx, params, "label", data)[label.column][rows]
@@ -483,7 +502,7 @@ register(ProtocolSpec(
     params={"ids": IDS, "label": Param(str, doc="the 0/1 label column 'party.dataset.column'"),
             "features": Param(list, doc="numeric feature columns of the other party"),
             "bins": Param(int, required=False, default=10, doc="equal-frequency bins per feature"),
-            "reveal_to": REVEAL_TO},
+            "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=_uses_woe,
     run=_run_woe_iv,
 ))

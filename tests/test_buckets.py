@@ -498,10 +498,10 @@ def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_pa
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False, limits={"job_timeout": 60.0},
                       settings={"b": {"limits": {"memory": "440MiB"}}}) as cluster, cluster.client("a") as client:
         why = r"party 'b' refuses: {} is not bucketed .*dataset 'big' has 130000 rows.*budget of 440 MiB"
-        for job, params in (("stats.woe_iv", dict(ids=["a.t.id", "b.big.id"], label="b.big.g", features=["a.t.x"])),
-                            ("psi.intersection_sum", dict(ids=["a.t.id", "b.big.id"], values="b.big.y"))):
-            with pytest.raises(JobFailed, match=why.format(job)):
-                client.run(job, **params, progress=False)
+        # bucketed (2 buckets of ~65,000 ids), but the per-bucket intersection sizes need consent
+        with pytest.raises(JobFailed, match=r"psi.intersection_sum under this memory budget needs 2 buckets.*"
+                                            r"party 'a' does not allow it .*bucket_join_sizes = true"):
+            client.run("psi.intersection_sum", ids=["a.t.id", "b.big.id"], values="b.big.y", progress=False)
         with pytest.raises(JobFailed, match=why.format("sql.aggregate")):
             client.query("SELECT q.g, COUNT(*), SUM(p.x) FROM a.t p JOIN b.big q ON p.id = q.id GROUP BY q.g",
                          progress=False)
@@ -581,6 +581,156 @@ def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
     np.testing.assert_allclose(kept.filter(like="y_sum").iloc[:, 0], want.loc[kept.index, "ys"], rtol=1e-12)
     np.testing.assert_allclose(kept.filter(like="sum").to_numpy(), whole[~whole["suppressed"]].filter(like="sum")
                                .to_numpy(), rtol=1e-9)
+
+
+# -- stats.woe_iv in buckets ---------------------------------------------------------------------
+def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
+    """4 buckets (memory "1MiB": 4096 ids a bucket): the same WOE table and IVs as the
+    unbucketed job and as pandas on the merged frame (equal-frequency edges over the joined
+    rows), the label at b as a Parquet file, a's features in a CSV."""
+    from protocols.stats.woe import woe_table
+
+    rng = np.random.default_rng(29)
+    n = 10000
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(50, 10, n).round(3),
+                      "z": rng.integers(0, 5, n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(4000, 4000 + n))})
+    b["bad"] = (rng.random(n) < 0.2 + 0.5 * (b.id % 7 == 0)).astype(np.int64)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=3000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate", "z": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "bad": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], label="b.t.bad", features=["a.t.x", "a.t.z"], bins=6)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0}) as cluster:      # no bucket_join_sizes consent needed
+        with cluster.client("a") as client:
+            job = client.submit("stats.woe_iv", **params, memory="1MiB")
+            out = client.result(job, progress=False)
+            whole = client.run("stats.woe_iv", **params, progress=False)
+        assert len(_audit(cluster, "a", job)["resumed_buckets"]) == 0
+        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+    joined = a.merge(b, on="id")
+    assert out["rows"] == whole["rows"] == len(joined)
+    pd.testing.assert_frame_equal(out["bins"], whole["bins"])
+    pd.testing.assert_frame_equal(out["iv"], whole["iv"])
+    for f in ("x", "z"):
+        edges = np.unique(np.quantile(joined[f], np.linspace(0, 1, 7)))
+        idx = np.clip(np.searchsorted(edges, joined[f], side="right") - 1, 0, len(edges) - 2)
+        sizes = np.bincount(idx, minlength=len(edges) - 1)
+        events = np.bincount(idx, weights=joined.bad, minlength=len(edges) - 1)
+        want = woe_table(events, sizes)
+        got = out["bins"][out["bins"].feature == f].reset_index(drop=True)
+        assert got["count"].tolist() == sizes.tolist() and got["events"].tolist() == events.astype(int).tolist()
+        np.testing.assert_allclose(got["lower"], edges[:-1])
+        np.testing.assert_allclose(got["woe"], want["woe"], rtol=1e-12)
+        assert out["iv"].set_index("feature").loc[f, "iv"] == pytest.approx(want["iv"].sum(), rel=1e-12)
+
+
+def test_killed_server_resumes_a_woe_iv_from_its_aligned_buckets(tmp_path):
+    """b is killed once it has saved two buckets' aligned rows (the PSI per bucket); the
+    resubmitted job skips the buckets both saved and gives the unbucketed job's table."""
+    rng = np.random.default_rng(37)
+    n = 20000                               # memory "1MiB": 8 buckets
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(size=n).round(4)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(15000, 15000 + n))})
+    b["bad"] = (rng.random(n) < 0.3).astype(np.int64)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.csv"), "id": "id",
+                            "columns": {"id": "join_key", "bad": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], label="b.t.bad", features=["a.t.x"], bins=4)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0}) as cluster, cluster.client("a") as client:
+        first = client.submit("stats.woe_iv", **params, memory="1MiB")
+        saved = _kill_after(cluster, "b", 2)
+        with pytest.raises(Exception):                         # noqa: B017 - the first run fails at a
+            client.result(first, progress=False)
+        second = client.submit("stats.woe_iv", **params, memory="1MiB")
+        out = client.result(second, progress=False)
+        whole = client.run("stats.woe_iv", **params, progress=False)
+        resumed = set(_audit(cluster, "b", second)["resumed_buckets"])
+    assert resumed and resumed <= saved
+    pd.testing.assert_frame_equal(out["bins"], whole["bins"])
+    assert out["rows"] == whole["rows"] == len(a.merge(b, on="id"))
+
+
+# -- psi.intersection_sum in buckets ------------------------------------------------------------
+def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path):
+    """4 buckets (memory "1MiB": 4096 ids a bucket) with every party's bucket_join_sizes
+    consent: the same (cardinality, sum) as the unbucketed job and as pandas, for float and
+    integer values (duplicate ids' values added up), to either receiver."""
+    rng = np.random.default_rng(31)
+    n = 10000
+    a = pd.DataFrame({"id": rng.permutation(n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(4000, 4000 + n)), "y": rng.normal(50, 10, n).round(4),
+                      "c": rng.integers(-1000, 1000, n)})
+    b.loc[b.index[:5], "id"] = b.id.iloc[5:10].to_numpy()        # 5 repeated ids: their values add up
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=3000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id", "columns": {"id": "join_key"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate", "c": "aggregate"}}}}
+    joined = b[b.id.isin(a.id)]
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster:
+        with cluster.client("a") as client, cluster.client("b") as at_b:
+            for col, receiver in (("y", None), ("c", "b")):
+                params = dict(ids=["a.t.id", "b.t.id"], values=f"b.t.{col}", receiver=receiver)
+                jobs = [client.submit("psi.intersection_sum", **params, memory="1MiB"),
+                        client.submit("psi.intersection_sum", **params)]
+                out, whole = ((at_b if receiver == "b" else client).result(j, progress=False) for j in jobs)
+                assert out["cardinality"] == whole["cardinality"] == joined.id.nunique(), col
+                assert out["sum"] == pytest.approx(joined[col].sum(), abs=1e-3), col
+                assert out["sum"] == pytest.approx(whole["sum"], abs=1e-9), col
+                if col == "c":
+                    assert out["sum"] == whole["sum"] == int(joined.c.sum())    # integers: exact
+        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+
+
+def test_bucketed_intersection_sum_views_depend_on_the_set_sizes_only(tmp_path):
+    """Every message either party receives in a 4-bucket intersection-sum has the same type
+    and shape whether the sets share 500 or 5000 ids (the distinct counts and the budget
+    fixed): the per-bucket intersection sizes stay at the id party's matching, the values
+    party gets one ciphertext of the (masked) total, and no count."""
+    from mpc.paillier import EncryptedVector
+    from mpc.runtime.views import record_views
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import registry
+
+    def shape(v):
+        if isinstance(v, np.ndarray):
+            return ("array", v.shape, v.dtype.str)
+        if isinstance(v, EncryptedVector):
+            return ("ciphertexts", len(v))
+        return (type(v).__name__,)
+
+    spec = registry.get("psi.intersection_sum")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "values": "b.t.y", "memory": "1MiB"})
+    signatures, sums = [], []
+    for shared in (500, 5000):
+        rng = np.random.default_rng(shared)
+        frames = {"a": pd.DataFrame({"id": rng.permutation(10000)}),
+                  "b": pd.DataFrame({"id": rng.permutation(np.arange(10000 - shared, 20000 - shared)),
+                                     "y": rng.integers(0, 100, 10000)})}
+        stores = {}
+        for p, f in frames.items():
+            f.to_csv(tmp_path / f"{p}{shared}.csv", index=False)
+            cols = {"id": "join_key", "y": "aggregate"} if p == "b" else {"id": "join_key"}
+            stores[p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}{shared}.csv", "id", cols)},
+                                  tmp_path / f"{p}{shared}", bucket_join_sizes=True)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"], timeout=300)
+        joined = frames["b"][frames["b"].id.isin(frames["a"].id)]
+        assert out["a"] == {"cardinality": shared, "sum": int(joined.y.sum())} and out["b"] is None
+        signatures.append({p: [shape(v) for _, v in views[p]] for p in "ab"})
+        sums.append(sum(1 for _, v in views["b"] if isinstance(v, EncryptedVector)))
+    assert signatures[0] == signatures[1]
+    assert sums == [1, 1]                       # the values party: the masked total only
+    assert not [v for _, v in views["b"] if isinstance(v, (int, np.integer)) and v == 5000]
 
 
 # -- stats.horizontal_describe streamed ------------------------------------------------------------

@@ -111,9 +111,30 @@ def intersection_sum(ctx: Context, ids: Any, values: Any = None, receiver: str |
 
 
 def _id_side(ctx: Context, peer, prepared, key, peer_size, receiver, compare_bytes, bucket, frac_bits):
-    from mpc.paillier import EncryptedVector, PublicKey
-    m = len(prepared.digests)
-    mine = curve.hash_to_group(GROUP, prepared.digests[shuffled(m)], key)
+    pk, is_float = id_receive_key(ctx, peer)
+    count, total = id_match(ctx, peer, prepared.digests, key, peer_size, pk, compare_bytes, bucket)
+    return id_reveal(ctx, peer, pk, count, total, receiver, is_float, frac_bits)
+
+
+def id_receive_key(ctx: Context, peer: str) -> tuple[Any, bool]:
+    """At the id party: the values party's Paillier public key and whether its values are floats."""
+    from mpc.paillier import PublicKey
+    pk = ctx.recv(peer)
+    if not isinstance(pk, PublicKey):
+        raise ValueError(f"party {peer!r} sent no Paillier public key")
+    meta = ctx.recv(peer)
+    if not isinstance(meta, dict) or not isinstance(meta.get("is_float"), bool):
+        raise ValueError(f"party {peer!r} sent a malformed intersection_sum header")
+    return pk, meta["is_float"]
+
+
+def id_match(ctx: Context, peer: str, digests: np.ndarray, key: Any, peer_size: int, pk: Any,
+             compare_bytes: int, bucket: int) -> tuple[int, Any]:
+    """Steps 1-3 at the id party for its distinct ``digests``: (intersection size, Enc(sum)
+    under ``pk``, or None when nothing matched). The values party runs :func:`values_send`."""
+    from mpc.paillier import EncryptedVector
+    m = len(digests)
+    mine = curve.hash_to_group(GROUP, digests[shuffled(m)], key)
     for s in _buckets(m, bucket):
         ctx.send(peer, mine[s])
     del mine
@@ -121,12 +142,6 @@ def _id_side(ctx: Context, peer, prepared, key, peer_size, receiver, compare_byt
             for s in _buckets(m, bucket)]
     mine_ab = as_keys(np.concatenate(back), compare_bytes) if back else np.zeros(0, f"S{compare_bytes}")
     del back
-    pk = ctx.recv(peer)
-    if not isinstance(pk, PublicKey):
-        raise ValueError(f"party {peer!r} sent no Paillier public key")
-    meta = ctx.recv(peer)
-    if not isinstance(meta, dict) or not isinstance(meta.get("is_float"), bool):
-        raise ValueError(f"party {peer!r} sent a malformed intersection_sum header")
     total = None
     count = 0
     buckets = _buckets(peer_size, bucket)
@@ -143,6 +158,13 @@ def _id_side(ctx: Context, peer, prepared, key, peer_size, receiver, compare_byt
             total = part if total is None else total + part
         ctx.report_progress(phase="intersection-sum: matching and adding (Paillier)", done=i + 1,
                             total=len(buckets), unit="batches")
+    return count, total
+
+
+def id_reveal(ctx: Context, peer: str, pk: Any, count: int, total: Any, receiver: str, is_float: bool,
+              frac_bits: int) -> tuple[int, int | float] | None:
+    """Step 4 at the id party: the (cardinality, sum) to ``receiver`` from Enc(sum) ``total``
+    (None: zero); the values party runs :func:`values_reveal`."""
     if total is None:
         total = pk.encrypt([0])
     if receiver == ctx.party:
@@ -152,7 +174,7 @@ def _id_side(ctx: Context, peer, prepared, key, peer_size, receiver, compare_byt
         if not isinstance(masked, int):
             raise ValueError(f"party {peer!r} sent a malformed masked sum")
         s = masked - mask
-        return count, (s / (1 << frac_bits) if meta["is_float"] else s)
+        return count, (s / (1 << frac_bits) if is_float else s)
     ctx.send(peer, total.rerandomise())
     ctx.send(peer, count)
     return None
@@ -167,7 +189,18 @@ def _values_side(ctx: Context, peer, prepared, ints, is_float, key, peer_size, r
     sums = [0] * m
     for row, d in enumerate(prepared.inverse.tolist()):
         sums[d] += ints[row]
-    # Double-blind the id party's points and return them reshuffled.
+    ctx.send(peer, pk)
+    ctx.send(peer, {"is_float": is_float})
+    values_send(ctx, peer, prepared.digests, sums, key, peer_size, pk, compare_bytes, bucket)
+    return values_reveal(ctx, peer, pk, sk, receiver, is_float, frac_bits)
+
+
+def values_send(ctx: Context, peer: str, digests: np.ndarray, sums: list[int], key: Any, peer_size: int,
+                pk: Any, compare_bytes: int, bucket: int) -> None:
+    """Steps 1-2 at the values party for its distinct ``digests`` and their summed values
+    ``sums``: double-blind the id party's points (reshuffled), then stream (H(w)^b, Enc(t))
+    in a secret shuffled order."""
+    m = len(digests)
     theirs = []
     for s in _buckets(peer_size, bucket):
         got = _check_points(ctx, peer, ctx.recv(peer), s.stop - s.start)
@@ -177,11 +210,9 @@ def _values_side(ctx: Context, peer, prepared, ints, is_float, key, peer_size, r
     for s in _buckets(len(theirs_ab), bucket):
         ctx.send(peer, np.ascontiguousarray(theirs_ab[s]))
     del theirs, theirs_ab
-    ctx.send(peer, pk)
-    ctx.send(peer, {"is_float": is_float})
     perm = shuffled(m)
     order = [sums[i] for i in perm.tolist()]
-    digests = prepared.digests[perm]
+    digests = digests[perm]
     buckets = _buckets(m, bucket)
     pending = curve.submit_hash_to_group(GROUP, digests[buckets[0]], key) if buckets else None
     for i, s in enumerate(buckets):
@@ -191,8 +222,13 @@ def _values_side(ctx: Context, peer, prepared, ints, is_float, key, peer_size, r
         ctx.send(peer, pk.encrypt(order[s]))
         ctx.report_progress(phase="intersection-sum: encrypting values (Paillier)", done=i + 1,
                             total=len(buckets), unit="batches")
-    total = ctx.recv(peer)
+
+
+def values_reveal(ctx: Context, peer: str, pk: Any, sk: Any, receiver: str, is_float: bool,
+                  frac_bits: int) -> tuple[int, int | float] | None:
+    """Step 4 at the values party: decrypt the (masked) sum; the result if it is the receiver."""
     from mpc.paillier import EncryptedVector
+    total = ctx.recv(peer)
     if not isinstance(total, EncryptedVector) or len(total) != 1 or total.public_key != pk:
         raise ValueError(f"party {peer!r} sent a malformed encrypted sum")
     plain = int(np.asarray(sk.decrypt(total), dtype=object)[0])

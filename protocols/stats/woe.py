@@ -166,6 +166,15 @@ def woe_iv(ctx: Context, table: Any, label: str, features: Sequence[str], bins: 
         per_feature = _ss_counts(ctx, lh, feat_owner, features, binned, y if ctx.party == lh else None, n,
                                  bins)
 
+    return woe_result(ctx, lh, to, features, per_feature, smoothing)
+
+
+def woe_result(ctx: Context, lh: str, to: Sequence[str], features: Sequence[str],
+               per_feature: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+               smoothing: float = DEFAULT_SMOOTHING) -> tuple[pd.DataFrame, pd.Series] | None:
+    """The WOE table and IVs from each feature's (edges, events, sizes) at the label holder
+    ``lh`` (``per_feature`` is only read there), sent to the other ``to`` parties: the one
+    reveal of :func:`woe_iv`, shared with its bucketed form (:mod:`protocols.bucketed_woe`)."""
     if ctx.party == lh:
         rows, ivs = [], {}
         for f in features:
@@ -207,17 +216,7 @@ def _paillier_counts(ctx: Context, lh, feat_owner, features, binned, y, n, key_b
                 out[f] = (edges, np.bincount(idx, weights=y, minlength=nb).astype(np.int64),
                           np.bincount(idx, minlength=nb))
         for p in holders:
-            msg = ctx.recv(p)
-            if not isinstance(msg, dict) or not isinstance(msg.get("sums"), EncryptedVector):
-                raise ValueError(f"party {p!r} sent malformed bin sums")
-            if msg["sums"].public_key != pk:
-                raise ValueError(f"party {p!r} sent bin sums under another key")
-            events = np.asarray(sk.decrypt(msg["sums"]), dtype=np.int64)
-            pos = 0
-            for f, edges, sizes in zip(msg["features"], msg["edges"], msg["sizes"], strict=True):
-                nb = len(sizes)
-                out[f] = (np.asarray(edges, dtype=np.float64), events[pos:pos + nb], np.asarray(sizes, np.int64))
-                pos += nb
+            out.update(receive_bin_sums(ctx, p, pk, sk))
         return out
     if ctx.party in holders:
         pk = ctx.recv(lh)
@@ -240,6 +239,26 @@ def _paillier_counts(ctx: Context, lh, feat_owner, features, binned, y, n, key_b
             sizes_l.append(np.bincount(idx, minlength=nb).astype(np.int64))
         vec = EncryptedVector.concat(sums).rerandomise()
         ctx.send(lh, {"sums": vec, "features": mine, "edges": edges_l, "sizes": sizes_l})
+    return out
+
+
+def receive_bin_sums(ctx: Context, p: str, pk: Any, sk: Any) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """At the label holder: party ``p``'s encrypted per-bin label sums (under ``pk``), its
+    features, edges and bin sizes, decrypted to feature -> (edges, events, sizes)."""
+    from mpc.paillier import EncryptedVector
+    msg = ctx.recv(p)
+    if not isinstance(msg, dict) or not isinstance(msg.get("sums"), EncryptedVector):
+        raise ValueError(f"party {p!r} sent malformed bin sums")
+    if msg["sums"].public_key != pk:
+        raise ValueError(f"party {p!r} sent bin sums under another key")
+    events = np.asarray(sk.decrypt(msg["sums"]), dtype=np.int64)
+    out, pos = {}, 0
+    for f, edges, sizes in zip(msg["features"], msg["edges"], msg["sizes"], strict=True):
+        nb = len(sizes)
+        out[f] = (np.asarray(edges, dtype=np.float64), events[pos:pos + nb], np.asarray(sizes, np.int64))
+        pos += nb
+    if pos != len(events):
+        raise ValueError(f"party {p!r} sent {len(events)} bin sums for {pos} bins")
     return out
 
 
