@@ -76,10 +76,27 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _phase_peaks(samples: list[tuple[str, dict]]) -> dict[str, dict[str, float]]:
+    """phase -> party -> the largest RSS sampled while the job reported that phase."""
+    out: dict[str, dict[str, float]] = {}
+    for phase, rss in samples:
+        row = out.setdefault(phase, {})
+        for p, v in rss.items():
+            row[p] = max(row.get(p, 0.0), v)
+    return out
+
+
 def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
     dealer = job == "join" and JOIN == "dealer"
     with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer,
-                      limits={"job_timeout": 3600.0, "memory": MEMORY}) as cluster, \
+                      limits={"job_timeout": 3600.0, "memory": MEMORY, "bucket_join_sizes": True}) as cluster, \
             cluster.client("bank") as client:
         t0 = time.perf_counter()
         if job == "psi":
@@ -87,9 +104,15 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
         else:
             job_id = client.submit("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
                                    stats=STATS, join=JOIN)
-        while client.status(job_id)["state"] in ("prepared", "running"):
+        samples = []          # (phase, VmRSS per party): where in the job the peak comes from
+        while (st := client.status(job_id))["state"] in ("prepared", "running"):
+            rss_now = {p: _rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+            samples.append((st["phase"] or st["state"], rss_now))
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0
+        print("\n  peak RSS per phase (MiB):")
+        for phase, row in _phase_peaks(samples).items():
+            print(f"    {phase[:48]:48s} " + ", ".join(f"{p} {v:.0f}" for p, v in row.items()))
         # the job's peak (buckets, result written) before the client fetches the result
         rss = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
         out = client.result(job_id, progress=False)
