@@ -108,7 +108,7 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
         while (st := client.status(job_id))["state"] in ("prepared", "running"):
             rss_now = {p: _rss_mib(proc.pid) for p, proc in cluster.processes.items()}
             samples.append((st["phase"] or st["state"], rss_now))
-            time.sleep(0.2)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - t0
         print("\n  peak RSS per phase (MiB):")
         for phase, row in _phase_peaks(samples).items():

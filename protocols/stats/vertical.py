@@ -202,7 +202,7 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray
     keys: list[SharedTensor] = []
     found = []
     for group in chunked.groups(c, n):
-        z = ss.stack([xs[i] + (1 << int(bounds[i])) for i in group])
+        z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
         kz = ss.order.shuffled_keys(z)
         found += ss.order.smallest(z, [ranks] * len(group), [int(bounds[i]) + 2 for i in group], keys=kz)
         keys += [kz[j] for j in range(len(group))]
@@ -439,8 +439,13 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
     return out
 
 
+def _rows(ts: Sequence[SharedTensor]) -> SharedTensor:
+    """1-D tensors as the rows of one (c, n) tensor: a view for one, else a stacked copy."""
+    return ts[0].reshape(1, ts[0].shape[0]) if len(ts) == 1 else ss.stack(list(ts))
+
+
 def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: str) -> SharedTensor:
-    xs = ss.stack([c.x for c in cols])
+    xs = _rows([c.x for c in cols])
     extra = np.array([_extra_bits(c) for c in cols])
     if all(c.zkeys is not None for c in cols):
         need = ss.order.positions(cols[0].n, qs, method)
@@ -449,15 +454,15 @@ def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: 
             known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
         offs = np.array([1 << c.zbound for c in cols], np.int64)
         return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
-                           keys=ss.stack([c.zkeys for c in cols]), extra_bits=extra, known=known)
+                           keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known)
     keys = None
     if _use_select(ctx, cols):
         todo = [c for c in cols if c.keys is None]
         if todo:
-            shuffled = ss.order.shuffled_keys(ss.stack([c.y for c in todo]))
+            shuffled = ss.order.shuffled_keys(_rows([c.y for c in todo]))
             for i, c in enumerate(todo):
                 c.keys = shuffled[i]
-        keys = ss.stack([c.keys for c in cols])
+        keys = _rows([c.keys for c in cols])
     return ss.quantile(xs, qs, method, low=ss.stack([c.mn for c in cols]),
                        range_bits=[c.range_bits for c in cols], keys=keys, extra_bits=extra)
 
