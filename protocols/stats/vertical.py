@@ -48,6 +48,11 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    opened until the end; for ``linear`` the upper neighbour costs 2 more comparisons
    per row (values above the lower one, then their minimum).
 
+Memory: long columns run in chunks (:mod:`protocols.stats.chunked`: the tournament, the
+truncations and the Gram matrix on at most 2^20 elements per call, selections on at most
+2^22 keys, i.e. one column at a time beyond that), with the same values and the same reveals
+as one call; a prepared column holds X and r only (8 bytes per row each).
+
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
 range to every computing party; the quickselect's comparison outcomes, which are
 independent of the data (step 4); ``count`` is the public number of rows. ``histogram``
