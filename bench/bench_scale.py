@@ -22,8 +22,12 @@ dealer 1065 MiB (load 8.1 8.4 8.2); the peak is describe's selection on one colu
 of one column (1386 / 1331 MiB). describe + corr + histogram at 2^22: 965 / 953 MiB (load
 13.3; before: 1277 / 1239 MiB, load 9.5). The assertion below checks the budget for every
 job at 2^20 and above (the PSI including serving its result to the client): the peak-memory
-regression check. 10^8 x 10^8: the join stays at one bucket's memory (128 buckets of 2^20),
-but the statistics grow with the joined rows, about 150 bytes per joined row at the peak
+regression check. Without a dealer (``GAOTIE_BENCH_SCALE_JOIN=circuit``, triples "ot", describe
++ corr): 2^22: 321.5 s, 1258 / 1338 MiB (load 6.7), describe at 1093 / 1153; 2^23: 757.9 s,
+1378 / 1443 MiB (load 10.5), describe at 1313 / 1438, the join's per-bucket peak 1366 / 1356;
+2^24 not run: describe grows by about 300 MiB per doubling of joined rows at 2^22, so about
+1.9-2.0 GiB is expected (extrapolated, at the budget's edge). 10^8 x 10^8: the join stays at
+one bucket's memory (128 buckets of 2^20), but the statistics grow with the joined rows, about 150 bytes per joined row at the peak
 (2^23: (1750 - 500) MiB), so 5 x 10^7 joined rows would need about 7.5 GiB per party --
 not within 2 GiB without spilling the shares and a selection in bounded memory (not done).
 
