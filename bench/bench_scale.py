@@ -28,8 +28,9 @@ regression check. Without a dealer (``GAOTIE_BENCH_SCALE_JOIN=circuit``, triples
 2^24 not run: describe grows by about 300 MiB per doubling of joined rows at 2^22, so about
 1.9-2.0 GiB is expected (extrapolated, at the budget's edge). 10^8 x 10^8: the join stays at
 one bucket's memory (128 buckets of 2^20), but the statistics grow with the joined rows,
-about 150 bytes per joined row at the peak (2^23: (1750 - 500) MiB), so 5 x 10^7 joined rows would need about 7.5 GiB per party --
-not within 2 GiB without spilling the shares and a selection in bounded memory (not done).
+about 150 bytes per joined row at the peak (2^23: (1750 - 500) MiB), so 5 x 10^7 joined rows
+would need about 7.5 GiB per party -- not within 2 GiB without spilling the shares and a
+selection in bounded memory (not done).
 
 Measured (two servers with TLS, 2 shared cores, other sessions running; load = 1-minute
 average): PSI 2^24 x 2^24, 4 buckets of 2^22: 133.6 s, job peak 910 / 828 MiB, the receiver
