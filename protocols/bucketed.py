@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.crypto import curve
+from mpc.runtime import allocator
 from mpc.runtime.checkpoint import DIRECTORY, Checkpoint, job_key
 from mpc.runtime.context import Context
 from mpc.runtime.errors import DataError
@@ -254,10 +255,12 @@ def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:
 def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, values: list[ColumnRef],
          memory: int) -> tuple[int, dict[str, Any]]:
     """The private join of ``join.stats`` in buckets: (joined rows, {"party.column":
-    SharedTensor}) over all buckets, each column with one scale for every bucket."""
+    SharedTensor}) over all buckets, each column with one scale for every bucket and, for a
+    float column, the public bound of ``protocols.stats.scaling`` (as ``scale_columns``
+    gives the unbucketed join), so the statistics run as they do after one join."""
     from mpc import ss
     from protocols.psi.private_join import private_join
-    from protocols.stats.scaling import default_bits
+    from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales
 
     store = _checkpoint(ctx, "join.stats", params, data, [ref, *values], memory)
     done = _start(ctx, store)
@@ -276,8 +279,9 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
             offset += len(b[ref.column])
             yield b[ref.column], (np.stack(cols, axis=1) if cols else None)
 
-    def scales(n: int) -> dict[str, Any]:      # one scale per column for every bucket
-        return {"shifts": [0 if ints[j] else default_bits(n) - exps[j] for j in range(len(values))]}
+    def scales(n: int) -> dict[str, Any]:      # one scale per column for every bucket (as scale_columns)
+        return {"shifts": [0 if ints[j] else default_bits(n) - exps[j] for j in range(len(values))],
+                "bounds": [None if ints[j] else default_bits(n) for j in range(len(values))]}
 
     sp, _, kind = buckets.spill(ctx, store, batches, len(values), scales)
     shifts = store.state["shifts"]
@@ -290,8 +294,9 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
         raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
     _consent_to_bucket_sizes(ctx, data, nb)
     store.set_state(nb=nb)
-    everyone = ctx.gather(dict(zip(names, shifts, strict=True)))
-    all_shifts = {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}
+    bounds = store.state.get("bounds") or [None] * len(names)
+    all_shifts = exchange_scales(ctx, dict(zip(names, shifts, strict=True)),
+                                 {k: int(b) for k, b in zip(names, bounds, strict=True) if b is not None})
     cap = capacity(sizes[ctx.party], nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
@@ -316,10 +321,14 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     total = int(sum(int(r["rows"][0]) for r in results))
     cols: dict[str, Any] = {}
     for i, name in enumerate(results[0]["names"].tolist()):
-        parts = [ss.from_shares(ctx, r[f"c{i}"], int(r[f"f{i}"][0])) for r in results]
-        t = ss.concatenate(parts) if len(parts) > 1 else parts[0]
-        cols[name] = t.with_frac_bits(int(all_shifts.get(name, t.frac_bits)))
-    return total, cols
+        # one column at a time, its buckets' shares dropped once joined: the peak is all
+        # joined shares plus one column, 8 bytes per joined row each
+        parts = [ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results]
+        cols[name] = ss.concatenate(parts) if len(parts) > 1 else parts[0]
+        del parts
+    del results
+    allocator.release()      # the buckets' free memory, before the statistics' large arrays
+    return total, apply_shifts(cols, all_shifts)
 
 
 # Peak bytes per input row of the jobs that still hold their input whole (the private join's

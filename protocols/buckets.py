@@ -50,6 +50,7 @@ import numpy as np
 
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
+from mpc.runtime import allocator
 from mpc.runtime.budget import parse_bytes  # noqa: F401 - re-exported for the jobs
 from mpc.runtime.checkpoint import Checkpoint
 from mpc.runtime.context import Context
@@ -209,6 +210,7 @@ def spill(ctx: Context, store: Checkpoint, batches: Callable[[], Iterable[tuple[
         row += len(words)
         ctx.report_progress(done=row)
     counts = [len(distinct(sp.read(i, 1)["w"])[0]) for i in range(SPILL)]
+    allocator.release()          # what the streamed read left in Arrow's pool and the heap
     store.set_state(spilled=True, key=key.hex(), kind=kind, rows=row, counts=counts, **extra(row))
     return sp, key, kind
 

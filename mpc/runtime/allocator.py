@@ -19,6 +19,12 @@ thread allocates it. This keeps freed memory in the process for reuse instead of
 the peak with per-thread arenas; the price is one malloc lock (the GIL serializes most
 allocations anyway). Set ``GAOTIE_TUNE_MALLOC=0`` to leave the allocator alone. A no-op off
 glibc.
+
+``release()`` hands the free memory back between the phases of a job under a memory budget
+(after a bucketed join, before its statistics): the free heap the settings above keep for
+reuse (up to 256 MiB) and the free pages of Arrow's memory pool (its mimalloc keeps what a
+streamed read freed), so that the next phase's large arrays, which are mapped afresh, do not
+come on top of them.
 """
 
 from __future__ import annotations
@@ -55,3 +61,17 @@ def _apply() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return all(mallopt(param, value) == 1 for param, value in SETTINGS.items())
+
+
+def release() -> None:
+    """Return free memory to the system: Arrow's pool (``release_unused``) and glibc's heap
+    (``malloc_trim``); a no-op where either is missing. Frees nothing in use."""
+    import sys
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)

@@ -112,22 +112,37 @@ def scale_columns(ctx: Context, columns: Any, bits: int | None = None) -> tuple[
         else:
             out[name], shifts[name] = scale_column(arr, name, bits)
             bounds[name] = default_bits(len(arr)) if bits is None else int(bits)
-    everyone = ctx.gather({"shifts": shifts, "bounds": bounds})
+    return out, exchange_scales(ctx, shifts, bounds)
+
+
+def exchange_scales(ctx: Context, shifts: Mapping[str, int], bounds: Mapping[str, int]) -> dict[str, int]:
+    """Gather every party's column shifts and bounds (this party's ``shifts`` and, for its
+    float columns, ``bounds``, keyed by column name); note the bounds for the job (see
+    ``apply_shifts`` and ``bound_bits``) and return the shifts keyed ``party.name``. Used by
+    ``scale_columns`` and by the bucketed join, which scales while streaming its input."""
+    everyone = ctx.gather({"shifts": dict(shifts), "bounds": dict(bounds)})
     noted = ctx.state.setdefault(_BOUNDS, {})
+    out = {}
     for p, got in zip(ctx.parties, everyone, strict=True):
+        if not (isinstance(got, dict) and isinstance(got.get("shifts"), dict) and isinstance(got.get("bounds"), dict)):
+            raise ValueError(f"party {p!r} sent malformed column scales")
         for k, v in got["bounds"].items():
             if not isinstance(v, int) or not 1 <= v <= 62:
                 raise ValueError(f"party {p!r} sent a malformed bound for column {k!r}")
             noted[f"{p}.{k}"] = v
-    return out, {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True)
-                 for k, v in s["shifts"].items()}
+        for k, v in got["shifts"].items():
+            if not isinstance(v, int) or abs(v) > 2000:
+                raise ValueError(f"party {p!r} sent a malformed scale for column {k!r}")
+            out[f"{p}.{k}"] = v
+    return out
 
 
 def apply_shifts(table: Any, shifts: Mapping[str, int]) -> dict[str, SharedTensor]:
-    """The columns of a ``private_join`` table (qualified names) with their owner's shift
-    as ``frac_bits`` (and the bound ``scale_columns`` published, see ``bound_bits``)."""
+    """The columns of a ``private_join`` table (qualified names; or a dict of them) with
+    their owner's shift as ``frac_bits`` (and the bound ``scale_columns`` published, see
+    ``bound_bits``)."""
     out = {}
-    for name in table.columns:
+    for name in (list(table) if isinstance(table, Mapping) else table.columns):
         t = table[name]
         out[name] = t.with_frac_bits(int(shifts.get(name, t.frac_bits)))
         b = t.ctx.state.get(_BOUNDS, {}).get(name)

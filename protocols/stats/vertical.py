@@ -51,6 +51,11 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    opened until the end; for ``linear`` the upper neighbour costs 2 more comparisons
    per row (values above the lower one, then their minimum).
 
+Memory: long columns run in chunks (:mod:`protocols.stats.chunked`: the tournament, the
+truncations and the Gram matrix on at most 2^20 elements per call, selections on at most
+2^22 keys, i.e. one column at a time beyond that), with the same values and the same reveals
+as one call; a prepared column holds X and r only (8 bytes per row each).
+
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
 range to every computing party; the quickselect's comparison outcomes, which are
 independent of the data (step 4); ``count`` is the public number of rows. ``histogram``
@@ -94,7 +99,7 @@ from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 from protocols.stats import _common as cm
-from protocols.stats import scaling
+from protocols.stats import chunked, scaling
 
 _CACHE = "protocols.stats.vertical"
 CORR_FRAC_BITS = 20
@@ -103,7 +108,9 @@ INTERP_BITS = ss.order.INTERP_BITS     # extra fractional bits of interpolated q
 
 @dataclass
 class _Col:
-    """A prepared column, as ring integers X of its encoding (``frac`` fractional bits)."""
+    """A prepared column, as ring integers X of its encoding (``frac`` fractional bits).
+    Only X and its rescaling r are held per row (the rest is derived chunk by chunk, so a
+    long column costs two words per row: :mod:`protocols.stats.chunked`)."""
 
     x: SharedTensor           # X
     frac: int                 # X * 2^-frac = value
@@ -112,14 +119,23 @@ class _Col:
     range_bits: int           # bit length of max X - min X (public)
     mx: SharedTensor          # max X
     mn: SharedTensor          # min X
-    y: SharedTensor           # X - min X, in [0, 2^range_bits)
     r: SharedTensor           # (X - min X) rescaled to W bits
     shift: int                # r * 2^-shift = value - min
-    d: SharedTensor | None = field(default=None)     # r - mean(r)
+    mean: SharedTensor | None = field(default=None)  # mean(r) (``centred``)
     keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
     zkeys: SharedTensor | None = field(default=None)  # or of z = X + 2^B (B: the public bound)
     zbound: int = 0                                   # B (zkeys only)
     known: dict[int, SharedTensor] | None = field(default=None)   # rank -> X's order statistic
+
+    @property
+    def y(self) -> SharedTensor:
+        """X - min X, in [0, 2^range_bits) (local)."""
+        return self.x - self.mn
+
+    @property
+    def d(self) -> SharedTensor | None:
+        """r - mean(r), once ``centred`` has the mean (local)."""
+        return None if self.mean is None else self.r - self.mean
 
 
 def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: bool = False) -> list[_Col]:
@@ -142,7 +158,7 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
     for name, x in todo.items():
         groups.setdefault(x.shape[0], []).append(name)
     for n, names in groups.items():
-        xs = ss.stack([todo[k].with_frac_bits(0) for k in names])            # X, (c, n)
+        xs = [todo[k].with_frac_bits(0) for k in names]                     # X, c columns
         c = len(names)
         bounds = [scaling.bound_bits(todo[k]) for k in names]
         zkeys, known = None, None
@@ -150,44 +166,58 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
                 and ss.order.can_select(ctx, n, [b + 2 for b in bounds]):
             mn, mx, zkeys, known = _select_first(xs, np.array(bounds, np.int64))
         else:
-            mn, mx = ss.order.extremes(xs)
+            mn, mx = chunked.extremes(xs)
         bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
         w = cm.work_bits(n)
-        ys = xs - mn.reshape(c, 1)                                    # X - min X in [0, 2^rb)
         rbs = bits[c:].astype(np.int64)
-        # rescale to W bits: the right shifts rb - W come from opened bit lengths, so they go
-        # through rshift_hidden (the dealer is asked for the public 62 - W only; the bound
-        # y 2^(62 - W - shift) < 2^62 holds as y < 2^rb); the left shifts are local
-        rs = ys.rshift_hidden(np.maximum(rbs - w, 0)[:, None], 62 - w) << np.maximum(w - rbs, 0)[:, None]
         for i, k in enumerate(names):
             x = todo[k]
             b, rb = int(bits[i]), int(rbs[i])
-            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], ys[i], rs[i], x.frac_bits + w - rb)
+            # X - min X in [0, 2^rb), rescaled to W bits: the right shift rb - W comes from an
+            # opened bit length, so it goes through rshift_hidden (the dealer is asked for the
+            # public 62 - W only; the bound y 2^(62 - W - shift) < 2^62 holds as y < 2^rb);
+            # the left shift is local
+            r = _rescaled(xs[i], mn[i], rb, w)
+            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], r, x.frac_bits + w - rb)
             if zkeys is not None:
                 col.zkeys, col.zbound = zkeys[i], int(bounds[i])
-                col.known = {r: v[i] for r, v in known.items()}
+                col.known = {rank: v[i] for rank, v in known.items()}
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
+
+
+def _rescaled(x: SharedTensor, mn: SharedTensor, rb: int, w: int) -> SharedTensor:
+    """(X - min X) 2^(W - rb) of a column with range bits rb, chunk by chunk."""
+    right, left = builtins.max(rb - w, 0), builtins.max(w - rb, 0)
+    return chunked.rows_map(lambda s, e: (x[s:e] - mn).rshift_hidden(right, 62 - w) << left, x.shape[0])
 
 
 DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
 
 
-def _select_first(xs: SharedTensor, bounds: np.ndarray
-                  ) -> tuple[SharedTensor, SharedTensor, SharedTensor, dict[int, SharedTensor]]:
-    """Min, max and describe's quartile neighbours of each row of X (c, n) in ONE selection,
-    for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the distinct keys
-    of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the quartiles'
-    are selected together (about 3.41 n opened comparisons per column at 2^19 against 1.5 n
-    secret ones for the min/max tournament plus 3 n for the quartiles afterwards). Returns
-    (min, max, the keys for later quantiles, rank -> X's order statistic)."""
-    c, n = xs.shape
-    off = (np.int64(1) << bounds).reshape(c, 1)
-    z = xs + off
-    keys = ss.order.shuffled_keys(z)
+def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray
+                  ) -> tuple[SharedTensor, SharedTensor, list[SharedTensor], dict[int, SharedTensor]]:
+    """Min, max and describe's quartile neighbours of each column X of ``xs`` in ONE
+    selection, for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the
+    distinct keys of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the
+    quartiles' are selected together (about 3.41 n opened comparisons per column at 2^19
+    against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
+    afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
+    selection. Returns (min, max, each column's keys for later quantiles, rank -> X's
+    order statistic)."""
+    c, n = len(xs), xs[0].shape[0]
     ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
-    found = ss.stack(ss.order.smallest(z, [ranks] * c, [int(b) + 2 for b in bounds], keys=keys)) - off
-    known = {int(r): found[:, i] for i, r in enumerate(ranks)}
+    keys: list[SharedTensor] = []
+    found = []
+    for group in chunked.groups(c, n):
+        z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
+        kz = ss.order.shuffled_keys(z)
+        found += ss.order.smallest(z, [ranks] * len(group), [int(bounds[i]) + 2 for i in group], keys=kz)
+        keys += [kz[j] for j in range(len(group))]
+        del z
+    offs = ss.public(xs[0].ctx, (np.int64(1) << bounds).reshape(c, 1))
+    vals = ss.stack(found) - offs
+    known = {int(r): vals[:, i] for i, r in enumerate(ranks)}
     return known[0], known[n - 1], keys, known
 
 
@@ -200,14 +230,19 @@ def centred(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     (:func:`prepare_many`), shape (c, n), ring integers at the column's ``shift``;
     mean(r) = sum(r) round(2^G / n) / 2^G with one truncation by the public G (fixed by n).
     Sums of d and of products of d give the centred moments; opens nothing."""
-    missing = [c for c in cols if c.d is None]
+    _means(cols)
+    return ss.stack([c.d for c in cols])
+
+
+def _means(cols: Sequence[_Col]) -> None:
+    """mean(r) of each column that has none yet (``centred``), in one truncation."""
+    missing = [c for c in cols if c.mean is None]
     if missing:
         n = missing[0].n
         g = 60 - cm.work_bits(n) - 1
         means = (ss.stack([c.r.sum() for c in missing]) * round(2 ** g / n)) >> g
         for i, c in enumerate(missing):
-            c.d = c.r - means[i]
-    return ss.stack([c.d for c in cols])
+            c.mean = means[i]
 
 
 def _columns(table: Any, columns: Sequence[str] | None) -> dict[str, SharedTensor]:
@@ -258,8 +293,7 @@ def _sums_raw(ctx: Context, cols: Sequence[_Col], to: list[str]) -> list[float] 
     magnitudes. One truncation round for all the columns."""
     lg = math.ceil(math.log2(builtins.max(cols[0].n, 2)))
     over = np.array([builtins.max(c.bits + lg - 61, 0) for c in cols], dtype=np.int64)
-    cut = ss.stack([c.x for c in cols]).rshift_hidden(over[:, None], lg + 1)
-    out = cut.sum(axis=1).reveal(to)
+    out = ss.stack([chunked.truncated_sum(c.x, int(o), lg + 1) for c, o in zip(cols, over, strict=True)]).reveal(to)
     if out is None:
         return None
     return [float(int(v)) * 2.0 ** (int(o) - c.frac) for v, o, c in zip(out, over, cols, strict=True)]
@@ -285,14 +319,16 @@ def mean(ctx: Context, x: SharedTensor, reveal_to: str | None = None) -> float |
 def _products(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     """S = d d^T (k, k), the sums of products of the centred columns, computed once per job
     and set of columns (``describe`` takes its diagonal, ``corr_matrix`` all of it):
-    ``ss.gram_matrix`` (:mod:`mpc.ss.gram`), one cross product of the parties' shares with the OT source."""
+    ``ss.gram_matrix`` (:mod:`mpc.ss.gram`), one cross product of the parties' shares with the OT source,
+    summed over chunks of rows whose centred values are made on the fly (``chunked.gram``)."""
     cache: dict[tuple[int, ...], tuple[list[_Col], SharedTensor]] = ctx.state.setdefault(_CACHE + ".gram", {})
     key = tuple(id(c) for c in cols)
     hit = cache.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], cols, strict=True)):
         return hit[1]
-    d = centred(ctx, cols)
-    s = ss.gram_matrix(d, _gram_bits(cols[0].n))
+    _means(cols)
+    s = chunked.gram(lambda a, b: ss.stack([c.r[a:b] - c.mean for c in cols]), len(cols), cols[0].n,
+                     _gram_bits(cols[0].n))
     cache[key] = (list(cols), s)
     return s
 
@@ -413,8 +449,23 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
     """The quantiles of each column (same length) as ring integers at the column's scale
     times 2^_extra_bits(column): ``ss.quantile`` given each column's minimum and range
     bits, on the column's shuffled keys (shuffled once per column and job, then reused)
-    when quickselect applies."""
-    xs = ss.stack([c.x for c in cols])
+    when quickselect applies; one selection per group of columns of at most
+    ``chunked.SELECT_ELEMENTS`` keys."""
+    out: list[SharedTensor] = []
+    for group in chunked.groups(len(cols), cols[0].n):
+        part = [cols[i] for i in group]
+        res = _quantile_group(ctx, part, qs, method)
+        out += [res[i] for i in range(len(part))]
+    return out
+
+
+def _rows(ts: Sequence[SharedTensor]) -> SharedTensor:
+    """1-D tensors as the rows of one (c, n) tensor: a view for one, else a stacked copy."""
+    return ts[0].reshape(1, ts[0].shape[0]) if len(ts) == 1 else ss.stack(list(ts))
+
+
+def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: str) -> SharedTensor:
+    xs = _rows([c.x for c in cols])
     extra = np.array([_extra_bits(c) for c in cols])
     if all(c.zkeys is not None for c in cols):
         need = ss.order.positions(cols[0].n, qs, method)
@@ -422,21 +473,18 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
         if all(int(r) in c.known for c in cols for r in need):
             known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
         offs = np.array([1 << c.zbound for c in cols], np.int64)
-        out = ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
-                          keys=ss.stack([c.zkeys for c in cols]), extra_bits=extra, known=known)
-        return [out[i] for i in range(len(cols))]
+        return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
+                           keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known)
     keys = None
     if _use_select(ctx, cols):
         todo = [c for c in cols if c.keys is None]
         if todo:
-            shuffled = ss.order.shuffled_keys(ss.stack([c.y for c in todo]))
+            shuffled = ss.order.shuffled_keys(_rows([c.y for c in todo]))
             for i, c in enumerate(todo):
                 c.keys = shuffled[i]
-        keys = ss.stack([c.keys for c in cols])
-    out = ss.quantile(ss.stack([c.x for c in cols]), qs, method, low=ss.stack([c.mn for c in cols]),
-                      range_bits=[c.range_bits for c in cols], keys=keys,
-                      extra_bits=np.array([_extra_bits(c) for c in cols]))
-    return [out[i] for i in range(len(cols))]
+        keys = _rows([c.keys for c in cols])
+    return ss.quantile(xs, qs, method, low=ss.stack([c.mn for c in cols]),
+                       range_bits=[c.range_bits for c in cols], keys=keys, extra_bits=extra)
 
 
 def quantile(ctx: Context, x: SharedTensor, q: Any, method: str = "linear",

@@ -1,0 +1,168 @@
+"""join.stats' statistics in bounded memory: the chunked passes of protocols.stats.chunked
+give the unchunked results (exact ones exactly) and pandas', with the dealer and without
+(triples="ot"), in memory and over gRPC; and a bucketed join.stats on party servers equals
+the unbucketed job on the same data and pandas, for describe, corr and histogram. (The peak
+memory itself is checked by bench/bench_scale.py, not here.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mpc
+from mpc import ss
+from mpc.cluster import LocalCluster
+from protocols import stats
+from protocols.stats import chunked, scaling
+
+N = 3001            # rows: with CHUNK 512 every pass runs in several chunks, with a short last one
+QS = [0.0, 0.1, 0.25, 0.5, 0.9, 1.0]
+OWNERS = {"big": "a", "tiny": "b", "count": "b"}
+
+
+def _data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(20)
+    big = rng.lognormal(3, 2.5, N).clip(1e-4, 1e4)
+    return {"big": big, "tiny": 1e-4 * (np.log(big) + rng.normal(size=N)),
+            "count": rng.integers(-50, 50, N)}
+
+
+def _job(ctx, data):
+    cols = {}
+    for name, owner in OWNERS.items():
+        value = data[name] if ctx.party == owner else None
+        cols[name] = stats.share_scaled(ctx, value, owner, name=name)     # public bounds: one
+        # selection for min, max and quartiles without a dealer (vertical._select_first)
+    return {"describe": stats.describe(ctx, cols), "corr": stats.corr_matrix(ctx, cols),
+            "hist": {k: stats.histogram(ctx, x, bins=7) for k, x in cols.items()},
+            "q": stats.quantile(ctx, cols["tiny"], QS), "var": stats.var(ctx, cols["big"])}
+
+
+@pytest.fixture
+def sizes(monkeypatch):
+    """Record the largest call of each chunked step, so a test sees that chunking happened."""
+    seen: dict[str, int] = {}
+
+    def spy(obj, name, size):
+        real = getattr(obj, name)
+
+        def wrapped(*args, **kwargs):
+            seen[name] = max(seen.get(name, 0), size(*args))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(obj, name, wrapped)
+
+    spy(ss.order, "extremes", lambda x: x.size)
+    spy(ss.order, "select", lambda ctx, keys, ranks: keys.size)
+    spy(chunked.ss, "gram_matrix", lambda t, bits=64: t.size)
+    spy(ss.SharedTensor, "rshift_hidden", lambda self, bits, limit: self.size)
+    return seen
+
+
+def _run(triples: str, transport: str):
+    data = _data()
+    return mpc.run_local(_job, ["a", "b"], args={"a": (data,), "b": (data,)}, transport=transport,
+                         timeout=600, triples=triples)["a"]
+
+
+@pytest.mark.parametrize(("triples", "transport"), [("dealer", "memory"), ("ot", "grpc")])
+def test_chunked_statistics_equal_unchunked_and_pandas(monkeypatch, sizes, triples, transport):
+    whole = _run(triples, transport)
+    assert sizes["rshift_hidden"] >= N                      # unchunked: whole columns per call
+    sizes.clear()
+    monkeypatch.setattr(chunked, "CHUNK", 512)
+    monkeypatch.setattr(chunked, "SELECT_ELEMENTS", 1024)
+    got = _run(triples, transport)
+    assert sizes.get("extremes", 0) <= 512 and sizes["gram_matrix"] <= 512 and sizes["rshift_hidden"] <= 512, sizes
+    assert sizes["select"] <= N, sizes                      # one column per selection
+    data = _data()
+    frame = pd.DataFrame(data)
+    # exact statistics: bit for bit the unchunked ones
+    exact = ["count", "mean", "min", "25%", "50%", "75%", "max"]
+    pd.testing.assert_frame_equal(got["describe"][exact], whole["describe"][exact], check_exact=True)
+    np.testing.assert_array_equal(got["q"], whole["q"])
+    for name in OWNERS:
+        np.testing.assert_array_equal(got["hist"][name][0], whole["hist"][name][0])
+        np.testing.assert_array_equal(got["hist"][name][1], whole["hist"][name][1])
+    # and pandas'
+    want = frame.describe().T
+    enc = {k: _encoded(v) for k, v in data.items()}
+    for name in OWNERS:
+        for stat in ("count", "mean", "min", "25%", "50%", "75%", "max"):
+            assert got["describe"].loc[name, stat] == pytest.approx(want.loc[name, stat], rel=1e-6, abs=1e-12)
+        assert got["describe"].loc[name, "std"] == pytest.approx(want.loc[name, "std"], rel=1e-6)
+        assert got["describe"].loc[name, "min"] == np.min(enc[name])     # an encoded value, exactly
+        counts, edges = got["hist"][name]
+        np.testing.assert_array_equal(counts, np.histogram(enc[name], bins=edges)[0])
+    np.testing.assert_allclose(got["q"], np.quantile(enc["tiny"], QS), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(got["corr"].to_numpy(), frame.corr().to_numpy(), atol=1e-4)
+    assert got["var"] == pytest.approx(frame.big.var(), rel=1e-6)
+
+
+def _encoded(values: np.ndarray) -> np.ndarray:
+    """The values as the owner encodes them (protocols.stats.scaling), back as floats."""
+    ints, shift = scaling.scale_column(values)
+    return np.ldexp(ints.astype(np.float64), -shift)
+
+
+# -- bucketed join.stats on party servers ------------------------------------------------------
+ROWS = 20000        # per party; memory "1MiB" gives buckets of 4096 ids: 8 buckets
+
+
+def _tables():
+    rng = np.random.default_rng(21)
+    common = rng.choice(10**9, ROWS // 3, replace=False)
+    a_ids = np.concatenate([common, rng.choice(10**9, ROWS - len(common), replace=False) + 10**9])
+    b_ids = np.concatenate([common, rng.choice(10**9, ROWS - len(common), replace=False) + 2 * 10**9])
+    rng.shuffle(a_ids)
+    rng.shuffle(b_ids)
+    a = pd.DataFrame({"id": a_ids, "x": rng.lognormal(2, 2, ROWS), "k": rng.integers(0, 9, ROWS)})
+    b = pd.DataFrame({"id": b_ids, "y": rng.normal(5, 3, ROWS)})
+    return a, b
+
+
+@pytest.mark.parametrize("dealer", [True, False], ids=["dealer", "no-dealer"])
+def test_bucketed_join_stats_equals_unbucketed_and_pandas(tmp_path, dealer):
+    a, b = _tables()
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", row_group_size=5000)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate", "k": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.parquet"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "a.t.k", "b.t.y"],
+                  stats=["describe", "corr", "histogram"], bins=6, progress=False)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=dealer,
+                      limits={"job_timeout": 300.0, "bucket_join_sizes": True}) as cluster, \
+            cluster.client("a") as client:
+        bucketed = client.run("join.stats", memory="1MiB", **params)
+        whole = client.run("join.stats", **params)
+    joined = a.merge(b, on="id")
+    names = {"a.x": "x", "a.k": "k", "b.y": "y"}
+    assert bucketed["rows"] == whole["rows"] == len(joined)
+    exact = ["count", "mean", "min", "max"]
+    pd.testing.assert_frame_equal(bucketed["describe"][exact], whole["describe"][exact], check_exact=True)
+    # the quartiles of 6666 rows are interpolated: within one unit of the result's scale (a
+    # secret truncation, mpc.ss.order): 2^-30 for the integer column, 2^-50 of x and y
+    quart = ["25%", "50%", "75%"]
+    np.testing.assert_allclose(bucketed["describe"][quart], whole["describe"][quart], rtol=1e-12, atol=2.0 ** -29)
+    for col in names:
+        pd.testing.assert_frame_equal(bucketed["histogram"][col], whole["histogram"][col], check_exact=True)
+    want = joined[list(names.values())].describe().T
+    got = bucketed["describe"]
+    for col, name in names.items():
+        for stat in ["std", *exact, *quart]:
+            assert got.loc[col, stat] == pytest.approx(want.loc[name, stat], rel=1e-6, abs=1e-9), (col, stat)
+        hist = bucketed["histogram"][col]
+        edges = np.concatenate([hist["lower"], hist["upper"][-1:]])
+        owner = a if col.startswith("a.") else b
+        shift = 0 if name == "k" else scaling.scale_column(owner[name].to_numpy())[1]
+        enc = np.ldexp(np.round(np.ldexp(joined[name].to_numpy(np.float64), shift)), -shift)   # as encoded
+        want_counts = np.histogram(enc, bins=edges)[0]
+        shown = ~hist["suppressed"].to_numpy()                   # bins under min_group_size show -1
+        assert shown.any()
+        np.testing.assert_array_equal(hist["count"].to_numpy()[shown], want_counts[shown])
+        assert np.all(hist["count"].to_numpy()[~shown] == -1)
+    corr = joined[list(names.values())].corr().to_numpy()
+    np.testing.assert_allclose(bucketed["corr"].to_numpy(), corr, atol=1e-4)
+    np.testing.assert_allclose(bucketed["corr"].to_numpy(), whole["corr"].to_numpy(), atol=1e-5)
