@@ -11,6 +11,17 @@ makes one OpenSSL call per array (AES-NI, about 10 GB/s here), never one per blo
   2020, section 7.3): ``H(i, x) = pi(pi(x) xor i) xor pi(x)`` with ``pi`` AES under a
   fixed public key, secure in the ideal-permutation model. IKNP hashes its rows with it
   (``x = q`` or ``q xor Delta``, tweak = the OT's index).
+* :func:`ccr_words`: the circular correlation-robust hash of the same paper (section 7.2),
+  ``H(x) = pi(sigma(x)) xor sigma(x)`` with the linear orthomorphism
+  ``sigma(a || b) = (a xor b) || a``: ONE permutation call per row, no tweak, its low 64
+  bits. Semi-honest IKNP needs only a correlation-robust hash (Ishai, Kilian, Nissim,
+  Petrank, CRYPTO 2003, section 3: the receiver's rows t_i are pseudorandom and distinct
+  with overwhelming probability, so H(t_i xor Delta) is pseudorandom given the t_i), and CCR
+  implies CR; the tweak of :func:`tccr` is what the malicious setting needs (an adversary
+  choosing equal rows), which gaotie does not claim. The bound is the same as with the
+  tweak: a receiver making q permutation queries learns a pad it did not choose only by
+  hitting some t_i xor Delta, probability q m / 2^128 for m OTs of the session. Used for
+  the one-word pads of correlated OT over Z_2^64 (:mod:`mpc.ss.ot_triples`).
 * :func:`wide_hash`: KKRT's rows are 512 bits wide. They are absorbed block by block,
   Matyas-Meyer-Oseas style, into ``z_0 = H(i, x_0)``, ``z_k = pi(z_{k-1} xor x_k) xor
   z_{k-1} xor x_k``: the output depends on every unknown bit of every block through the
@@ -112,27 +123,22 @@ def tccr_word_major(x: np.ndarray, tweaks: list[np.ndarray], words: int) -> np.n
     return out[:words]
 
 
-def tccr_words(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
-    """The low 64 bits of ``tccr(x, tweaks)`` as (n,) uint64, in fewer passes.
-
-    The same hash: with y = pi(x) xor i, H(i, x) = pi(y) xor y xor i, so the second
-    permutation's input is made in place and only the low lane of the output is formed
-    (one strided xor less, no full-width xor). For correlated OT over Z_2^64, which uses
-    64 bits of each pad.
-    """
+def ccr_words(x: np.ndarray) -> np.ndarray:
+    """The low 64 bits of ``H(x) = pi(sigma(x)) xor sigma(x)``, ``sigma(a || b) = (a xor b) || a``
+    (a, b the rows' low and high 64-bit lanes), for each row of ``(n, 16)`` uint8 ``x``, as
+    (n,) uint64: one fixed-key AES call per row (see the module docstring)."""
     x = np.ascontiguousarray(x, dtype=np.uint8)
     n = len(x)
     if n == 0:
         return np.zeros(0, np.uint64)
-    enc = _fixed()
-    y = enc.encrypt(x, np.empty(n * BLOCK, dtype=np.uint8))
-    lanes = y.view(np.uint64)[::2]                      # the low 64 bits of each pi(x)
-    t = np.asarray(tweaks, dtype=np.uint64)
-    lanes ^= t                                          # y = pi(x) xor i, in place
-    out = enc.encrypt(y, np.empty(n * BLOCK, dtype=np.uint8))
-    res = out.view(np.uint64)[::2] ^ lanes
-    res ^= t
-    return res
+    lanes = x.reshape(n, BLOCK).view(np.uint64)
+    s = np.empty((n, 2), np.uint64)
+    np.bitwise_xor(lanes[:, 0], lanes[:, 1], out=s[:, 0])
+    s[:, 1] = lanes[:, 0]
+    out = _fixed().encrypt(s.view(np.uint8), np.empty((n, BLOCK), dtype=np.uint8))
+    res = out.view(np.uint64)[:, 0]
+    res ^= s[:, 0]
+    return np.ascontiguousarray(res)
 
 
 def wide_hash(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:

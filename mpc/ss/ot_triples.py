@@ -42,9 +42,12 @@ parties hash, transpose and send in parallel.
   truncation).
 
 Security (semi-honest, two non-colluding parties): IKNP with SoftSpokenOT's k = 2 matrix
-(:mod:`mpc.ot.extension`), kappa = 128 base OTs (Chou-Orlandi, :mod:`mpc.ot.base`) and the
-tweakable correlation-robust hash of :mod:`mpc.ot.hashing` (fixed-key AES,
-ideal-permutation model). What a party receives: as the extension sender, the matrix U
+(:mod:`mpc.ot.extension`), kappa = 128 base OTs (Chou-Orlandi, :mod:`mpc.ot.base`) and
+fixed-key AES hashes of :mod:`mpc.ot.hashing` (ideal-permutation model, Guo-Katz-Wang-Yu,
+S&P 2020): the one-word pads of the correlated OTs (products, bit products, AND triples)
+by the circular correlation-robust ``ccr_words`` (one AES call per row: semi-honest IKNP
+needs only correlation robustness), wider pads by the tweakable ``tccr``.
+What a party receives: as the extension sender, the matrix U
 (each row masked by the PRG stream of a punctured GGM leaf it cannot compute:
 pseudorandom whatever the peer's choice bits); as the receiver, the
 corrections tau_l = p0_l + x_l - p1_l mod 2^w, where the pad p_{1-r} of the choice it did
@@ -53,7 +56,8 @@ is uniform whatever the sender's correlation; in comparisons also the masked mes
 the 1-out-of-2^m OTs, whose pads but the chosen one hold key slices it does not know
 (:mod:`mpc.ss.millionaire`). Shares of every triple are therefore
 pseudorandom and independent of the peer's values; what is opened later (x - a, y - b,
-x - r) is masked by them; a product opens nothing. Tweaks (the OT's index in its session) are never reused.
+x - r) is masked by them; a product opens nothing. Tweaks (the OT's index in its session) of the wider pads are never
+reused.
 
 Parameters: kappa = 128 (computational; there is no statistical parameter: every share
 is exact, no masking slack as in the Paillier source); OTs in batches of 2^17 (1 MiB
@@ -76,7 +80,7 @@ from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
 from mpc.ot.bits import transpose
 from mpc.ot.extension import _pad, pad_words, xor_delta
-from mpc.ot.hashing import tccr_words
+from mpc.ot.hashing import ccr_words
 from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
 from mpc.ss import ot_corrections, ot_shuffle, provider
@@ -112,14 +116,13 @@ class _WordBits:
         return _bits(self.words[rows])
 
 
-def _pads(rows: np.ndarray, first: int, w: int, tweaks: np.ndarray | None = None) -> np.ndarray:
-    """The OT pads of ``rows`` as (m, w) uint64: H(i, row) (:func:`mpc.ot.extension._pad`);
-    for one word only its low 64 bits are formed (:func:`mpc.ot.hashing.tccr_words`).
-    ``tweaks``: the indices first, first + 1, ... if the caller has them already."""
+def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
+    """The OT pads of ``rows`` as (m, w) uint64: for one word the low 64 bits of the
+    circular correlation-robust hash (:func:`mpc.ot.hashing.ccr_words`: one fixed-key AES
+    call per row, enough for semi-honest IKNP), else H(i, row) (:func:`mpc.ot.extension._pad`,
+    tweaked by the OT's index ``first``, ``first`` + 1, ...)."""
     if w == 1:
-        if tweaks is None:
-            tweaks = np.arange(first, first + len(rows), dtype=np.uint64)
-        return tccr_words(rows, tweaks).reshape(-1, 1)
+        return ccr_words(rows).reshape(-1, 1)
     return _pad(rows, first, 8 * w).view(np.uint64)
 
 
@@ -190,9 +193,8 @@ class OtSource(provider.RandomnessProvider):
         p0 = np.zeros((0, w), np.uint64)
         if ms:
             q, first_s = self._s.extend(ms, peer_u)                   # receives U unless it came along
-            tweaks = np.arange(first_s, first_s + ms, dtype=np.uint64)
-            p1 = run.submit(_pads, xor_delta(q, self._s.delta, np.empty_like(q)), first_s, w, tweaks)
-            p0 = _pads(q, first_s, w, tweaks)
+            p1 = run.submit(_pads, xor_delta(q, self._s.delta, np.empty_like(q)), first_s, w)
+            p0 = _pads(q, first_s, w)
             tau = p0.reshape(-1, period, w) + x
             tau -= run.result(p1).reshape(tau.shape)
             packed = ot_corrections.pack(tau, nbytes)
