@@ -21,9 +21,11 @@ semi-honest, kappa = 128 (computational security of AES-128 and of the base OTs)
   without G(s_(d0,d1)), forms w^2c = xor_{x0 != d0} G(s_x), w^2c+1 = xor_{x1 != d1} G(s_x)
   (= t^b xor Delta_b u) and q^b = w^b xor Delta_b c = t^b xor Delta_b r: the IKNP
   correlation. Transposed into rows (:func:`mpc.ot.bits.transpose`): q_i = t_i xor r_i Delta.
-* outputs are hashed with the tweakable correlation-robust hash of
-  :func:`mpc.ot.hashing.tccr` (tweak = the OT's index in the session): the sender gets
-  m0_i = H(i, q_i), m1_i = H(i, q_i xor Delta); the receiver gets m{r_i}_i = H(i, t_i).
+* outputs are hashed with fixed-key AES (:mod:`mpc.ot.hashing`): pads of up to one block
+  by the circular correlation-robust H(x) = pi(sigma(x)) xor sigma(x) (``ccr``; semi-honest
+  IKNP needs only correlation robustness), wider ones by the tweakable ``tccr`` blocks
+  (tweak = the OT's index in the session and the block's): the sender gets m0_i = H(q_i),
+  m1_i = H(q_i xor Delta); the receiver gets m{r_i}_i = H(t_i).
 
 What each side sees: the sender sees the setup sums under the keys of the base OTs it did
 not choose (one-time pads) and, per batch, c = u xor r, where u includes the stream of
@@ -46,7 +48,7 @@ from mpc.crypto.random import PRG, expand_rows, new_seed
 from mpc.ot import base
 from mpc.ot.aes import CtrStream, fill_rows
 from mpc.ot.bits import pad_rows, transpose
-from mpc.ot.hashing import BLOCK, tccr, tccr_multi, tccr_word_major
+from mpc.ot.hashing import BLOCK, ccr, tccr_multi, tccr_word_major
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 
@@ -115,12 +117,14 @@ def prg_columns(prgs: list[PRG] | list[CtrStream], nbytes: int) -> np.ndarray:
 
 
 def _pad(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
-    """``nbytes`` of hash output per row: H(i, row) blocks with tweaks (i, 0), (i, 1)..."""
+    """``nbytes`` of hash output per row: up to one block the circular correlation-robust
+    H(row) (:func:`mpc.ot.hashing.ccr`, one AES call), wider H(i, row) blocks with tweaks
+    (i, 0), (i, 1)... (:func:`mpc.ot.hashing.tccr`)."""
     n = len(rows)
-    idx = np.arange(first, first + n, dtype=np.uint64)
     blocks = -(-nbytes // BLOCK)
     if blocks == 1:
-        return tccr(rows, idx)[:, :nbytes]
+        return ccr(rows)[:, :nbytes]
+    idx = np.arange(first, first + n, dtype=np.uint64)
     if first + n >= 1 << 56:
         raise ValueError("OT session exhausted (2^56 OTs)")
     return tccr_multi(rows, [idx | (np.uint64(k) << np.uint64(56)) for k in range(blocks)])[:, :nbytes]
@@ -131,7 +135,9 @@ def pad_words(rows: np.ndarray, first: int, words: int) -> np.ndarray:
     n = len(rows)
     idx = np.arange(first, first + n, dtype=np.uint64)
     blocks = -(-words // 2)
-    if blocks > 1 and first + n >= 1 << 56:
+    if blocks == 1:
+        return np.ascontiguousarray(ccr(rows).view(np.uint64).T[:words])
+    if first + n >= 1 << 56:
         raise ValueError("OT session exhausted (2^56 OTs)")
     return tccr_word_major(rows, [idx | (np.uint64(k) << np.uint64(56)) for k in range(blocks)], words)
 

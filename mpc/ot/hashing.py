@@ -21,7 +21,8 @@ makes one OpenSSL call per array (AES-NI, about 10 GB/s here), never one per blo
   choosing equal rows), which gaotie does not claim. The bound is the same as with the
   tweak: a receiver making q permutation queries learns a pad it did not choose only by
   hitting some t_i xor Delta, probability q m / 2^128 for m OTs of the session. Used for
-  the one-word pads of correlated OT over Z_2^64 (:mod:`mpc.ss.ot_triples`).
+  every OT pad of at most one block (:func:`mpc.ot.extension._pad`, ``pad_words``,
+  :mod:`mpc.ss.ot_triples`); wider pads take :func:`tccr` blocks with tweaks (i, k).
 * :func:`wide_hash`: KKRT's rows are 512 bits wide. They are absorbed block by block,
   Matyas-Meyer-Oseas style, into ``z_0 = H(i, x_0)``, ``z_k = pi(z_{k-1} xor x_k) xor
   z_{k-1} xor x_k``: the output depends on every unknown bit of every block through the
@@ -123,10 +124,25 @@ def tccr_word_major(x: np.ndarray, tweaks: list[np.ndarray], words: int) -> np.n
     return out[:words]
 
 
+def ccr(x: np.ndarray) -> np.ndarray:
+    """``H(x) = pi(sigma(x)) xor sigma(x)``, ``sigma(a || b) = (a xor b) || a`` (a, b the
+    rows' low and high 64-bit lanes), for each row of ``(n, 16)`` uint8 ``x``: one fixed-key
+    AES call per row (see the module docstring)."""
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    n = len(x)
+    lanes = x.reshape(n, BLOCK).view(np.uint64)
+    s = np.empty((n, 2), np.uint64)
+    np.bitwise_xor(lanes[:, 0], lanes[:, 1], out=s[:, 0])
+    s[:, 1] = lanes[:, 0]
+    out = _fixed().encrypt(s.view(np.uint8), np.empty((n, BLOCK), dtype=np.uint8)) if n else \
+        np.empty((0, BLOCK), np.uint8)
+    np.bitwise_xor(out.view(np.uint64), s, out=out.view(np.uint64))
+    return out
+
+
 def ccr_words(x: np.ndarray) -> np.ndarray:
-    """The low 64 bits of ``H(x) = pi(sigma(x)) xor sigma(x)``, ``sigma(a || b) = (a xor b) || a``
-    (a, b the rows' low and high 64-bit lanes), for each row of ``(n, 16)`` uint8 ``x``, as
-    (n,) uint64: one fixed-key AES call per row (see the module docstring)."""
+    """The low 64 bits of :func:`ccr` of each row, as (n,) uint64 (one AES call per row, the
+    high lane's xor skipped)."""
     x = np.ascontiguousarray(x, dtype=np.uint8)
     n = len(x)
     if n == 0:

@@ -117,10 +117,9 @@ class _WordBits:
 
 
 def _pads(rows: np.ndarray, first: int, w: int) -> np.ndarray:
-    """The OT pads of ``rows`` as (m, w) uint64: for one word the low 64 bits of the
-    circular correlation-robust hash (:func:`mpc.ot.hashing.ccr_words`: one fixed-key AES
-    call per row, enough for semi-honest IKNP), else H(i, row) (:func:`mpc.ot.extension._pad`,
-    tweaked by the OT's index ``first``, ``first`` + 1, ...)."""
+    """The OT pads of ``rows`` as (m, w) uint64 (:func:`mpc.ot.extension._pad`); for one
+    word only the low 64 bits of the circular correlation-robust hash are formed
+    (:func:`mpc.ot.hashing.ccr_words`)."""
     if w == 1:
         return ccr_words(rows).reshape(-1, 1)
     return _pad(rows, first, 8 * w).view(np.uint64)
