@@ -80,15 +80,20 @@ def _start(ctx: Context, store: Checkpoint) -> set[int]:
     return done
 
 
-def _plan(ctx: Context, protocol: str, kind: str, m: int, memory: int, cost: str,
+def _plan(ctx: Context, store: Checkpoint, protocol: str, kind: str, m: int, memory: int, cost: str,
           params: dict[str, Any]) -> tuple[dict[str, int], int]:
-    """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins)."""
+    """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins),
+    checked against and recorded in the job's checkpoint (a resumed job must cut the same buckets)."""
     headers = exchange_header(ctx, protocol, kind, m, params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
     rows = min(ctx.gather(buckets.bucket_rows(memory, cost)))
     if not isinstance(rows, int) or rows < 1:
         raise ValueError(f"party {ctx.peers[0]!r} sent a malformed bucket size")
-    return sizes, buckets.plan(list(sizes.values()), rows)
+    nb = buckets.plan(list(sizes.values()), rows)
+    if store.state.get("nb", nb) != nb:
+        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    store.set_state(nb=nb)
+    return sizes, nb
 
 
 _STRING = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -116,11 +121,8 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     done = _start(ctx, store)
     sp, _, kind = buckets.spill(ctx, store, lambda: ((b[ref.column], None) for b in data.batches([ref])), 0)
     m = int(sum(store.state["counts"]))
-    sizes, nb = _plan(ctx, "bucketed_psi", kind, m, memory, "psi" if method == "oprf" else "ecdh",
+    sizes, nb = _plan(ctx, store, "bucketed_psi", kind, m, memory, "psi" if method == "oprf" else "ecdh",
                       {"receivers": receivers, "method": method})
-    if store.state.get("nb", nb) != nb:
-        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
-    store.set_state(nb=nb)
     cap = capacity(sizes[ctx.party], nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
@@ -178,14 +180,11 @@ def psi_parties(ctx: Context, params: dict[str, Any], data: LocalData, ref: Colu
     done = _start(ctx, store)
     sp, _, kind = buckets.spill(ctx, store, lambda: ((b[ref.column], None) for b in data.batches([ref])), 0)
     m = int(sum(store.state["counts"]))
-    sizes, nb = _plan(ctx, "bucketed_psi_parties", kind, m, memory, "ecdh", {"receivers": receivers})
-    if store.state.get("nb", nb) != nb:
-        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    sizes, nb = _plan(ctx, store, "bucketed_psi_parties", kind, m, memory, "ecdh", {"receivers": receivers})
     _consent(ctx, data, nb, "bucket_psi_sizes",
              "psi.ecdh among 3 or more parties under this memory budget needs {nb} buckets, and then the first "
              "receiver learns the size of the other parties' intersection in each bucket and the last party "
              "their multiplicity histogram in each bucket")
-    store.set_state(nb=nb)
     cap = capacity(sizes[ctx.party], nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
@@ -289,11 +288,8 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     if m != store.state["rows"]:
         raise ValueError(f"ids must be unique for private_join: column {ref} holds {store.state['rows'] - m} "
                          "repeated ids (aggregate duplicates first)")
-    sizes, nb = _plan(ctx, "bucketed_join", kind, m, memory, "join", {"join": params["join"]})
-    if store.state.get("nb", nb) != nb:
-        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    sizes, nb = _plan(ctx, store, "bucketed_join", kind, m, memory, "join", {"join": params["join"]})
     _consent_to_bucket_sizes(ctx, data, nb)
-    store.set_state(nb=nb)
     bounds = store.state.get("bounds") or [None] * len(names)
     all_shifts = exchange_scales(ctx, dict(zip(names, shifts, strict=True)),
                                  {k: int(b) for k, b in zip(names, bounds, strict=True) if b is not None})

@@ -92,11 +92,8 @@ def group_by(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnR
     if m != store.state["rows"]:
         raise ValueError(f"ids must be unique for private_join: column {ref} holds {store.state['rows'] - m} "
                          "repeated ids (aggregate duplicates first)")
-    sizes, nb = _plan(ctx, "bucketed_group_by", kind, m, memory, "join", {"join": params["join"]})
-    if store.state.get("nb", nb) != nb:
-        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    sizes, nb = _plan(ctx, store, "bucketed_group_by", kind, m, memory, "join", {"join": params["join"]})
     _consent_to_bucket_sizes(ctx, data, nb)
-    store.set_state(nb=nb)
     everyone = ctx.gather(dict(zip(names, shifts, strict=True)))
     frac = {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}
     cap = capacity(sizes[ctx.party], nb)

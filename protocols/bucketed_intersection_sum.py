@@ -82,13 +82,10 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     receiver = params.get("receiver") or (peer if has_values else ctx.party)
     if receiver not in ctx.parties:
         raise ValueError(f"receiver {receiver!r} is not one of {ctx.parties}")
-    sizes, nb = _plan(ctx, "bucketed_intersection_sum", kind, m, memory, "ecdh", {"receiver": receiver})
-    if store.state.get("nb", nb) != nb:
-        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
+    sizes, nb = _plan(ctx, store, "bucketed_intersection_sum", kind, m, memory, "ecdh", {"receiver": receiver})
     _consent(ctx, data, nb, "bucket_join_sizes",
              "psi.intersection_sum under this memory budget needs {nb} buckets, and then the party without "
              "values learns the size of the intersection in each bucket")
-    store.set_state(nb=nb)
     cap = capacity(sizes[ctx.party], nb)
     peer_cap = capacity(sizes[peer], nb)
     is_float = has_values and not store.state["ints"]

@@ -85,10 +85,7 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
     sp, _, kind = buckets.spill(ctx, store, batches, len(cols))
     m = int(sum(store.state["counts"]))
     receivers = check_receivers(ctx, None)
-    sizes, nb = _plan(ctx, "bucketed_woe_iv", kind, m, memory, "psi", {"receivers": receivers})
-    if store.state.get("nb", nb) != nb:
-        raise ValueError(f"party {ctx.party!r}: the checkpoint has {store.state['nb']} buckets, this run {nb}")
-    store.set_state(nb=nb)
+    sizes, nb = _plan(ctx, store, "bucketed_woe_iv", kind, m, memory, "psi", {"receivers": receivers})
     cap = capacity(sizes[ctx.party], nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
