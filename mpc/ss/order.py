@@ -303,32 +303,49 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
              for r, s, w in zip(piv_ranks, samp_sizes, wanted, strict=True)]
     t_off = np.cumsum([t.size for t in trees]) - np.array([t.size for t in trees])
     t_flat = np.concatenate([t.reshape(-1) for t in trees])
-    seg = np.repeat(np.arange(len(big)), sizes[big])
+    # (segment and bucket numbers in int32: the bookkeeping is most of the selection's memory)
+    seg = np.repeat(np.arange(len(big), dtype=np.int32), sizes[big])
     pos = np.concatenate([np.arange(starts[i], ends[i]) for i in big])
-    lo, hi = np.zeros(pos.size, np.int64), n_piv[seg].copy()        # bucket interval [lo, hi]
-    while True:
-        has = w_flat[w_off[seg] + hi + 1] - w_flat[w_off[seg] + lo] > 0
-        act = np.flatnonzero(has & (lo < hi))
+    lo, hi = np.zeros(pos.size, np.int32), n_piv[seg].astype(np.int32)   # bucket interval [lo, hi]
+    while True:          # one level per round; the elements in pieces of OPEN_CHUNK (bounded temporaries)
+        act = np.concatenate([a + np.flatnonzero(_searching(w_flat, w_off, seg[a:a + OPEN_CHUNK],
+                                                            lo[a:a + OPEN_CHUNK], hi[a:a + OPEN_CHUNK]))
+                              for a in range(0, pos.size, OPEN_CHUNK)])
         if not act.size:
             break
-        sa = seg[act]
-        mid = t_flat[t_off[sa] + lo[act] * (n_piv[sa] + 1) + hi[act]]
-        lt = _less_open(ctx, vals[pos[act]] - pivots[p_off[seg[act]] + mid], bits)
+        level = []
+        for a in range(0, act.size, OPEN_CHUNK):
+            ac = act[a:a + OPEN_CHUNK]
+            sa = seg[ac]
+            mid = t_flat[t_off[sa] + lo[ac] * (n_piv[sa] + 1) + hi[ac]]
+            lt = _less_open(ctx, vals[pos[ac]] - pivots[p_off[sa] + mid], bits)
+            hi[ac] = np.where(lt, mid, hi[ac])
+            lo[ac] = np.where(lt, lo[ac], mid + 1)
+            level.append(lt)
         if trace is not None:
-            trace.append(lt)
-        hi[act] = np.where(lt, mid, hi[act])
-        lo[act] = np.where(lt, lo[act], mid + 1)
+            trace.append(np.concatenate(level))
     # 4. stable rearrangement by interval; the intervals of one segment are disjoint
-    order = np.lexsort((np.arange(pos.size), lo, seg))
+    order = np.lexsort((lo, seg))                                    # stable: ties keep their order
+    del hi
     moved = vals[pos[order]]
     seg_o, lo_o = seg[order], lo[order]
-    vals[np.concatenate([np.arange(starts[i], ends[i]) for i in big])] = moved
+    del order, lo
+    vals[pos] = moved                                                # pos: the big segments' positions
+    del moved
     new = np.flatnonzero(np.concatenate([[True], (seg_o[1:] != seg_o[:-1]) | (lo_o[1:] != lo_o[:-1])]))
-    first = np.concatenate([np.arange(starts[i], ends[i]) for i in big])[new]
+    first = pos[new]
     last = np.concatenate([first[1:], [0]])
     seg_end = ends[big][seg_o[new]]
     last = np.where(np.concatenate([seg_o[new][1:] != seg_o[new][:-1], [True]]), seg_end, last)
     return np.concatenate([keep_s, first]), np.concatenate([keep_e, last])
+
+
+def _searching(w_flat: np.ndarray, w_off: np.ndarray, seg: np.ndarray, lo: np.ndarray, hi: np.ndarray
+               ) -> np.ndarray:
+    """Which elements still search: their bucket interval [lo, hi] holds more than one
+    bucket and a wanted one (``w_flat``: each segment's running count of wanted buckets)."""
+    base = w_off[seg]
+    return (w_flat[base + hi + 1] > w_flat[base + lo]) & (lo < hi)
 
 
 def _search_tree(mass: np.ndarray, want: np.ndarray) -> np.ndarray:
