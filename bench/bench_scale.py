@@ -27,8 +27,9 @@ job at 2^20 and above (the PSI including serving its result to the client): the 
 regression check. Without a dealer (``GAOTIE_BENCH_SCALE_JOIN=circuit``, triples "ot", describe
 + corr): 2^22: 321.5 s, 1258 / 1338 MiB (load 6.7), describe at 1093 / 1153; 2^23: 757.9 s,
 1378 / 1443 MiB (load 10.5), describe at 1313 / 1438, the join's per-bucket peak 1366 / 1356;
-2^24 not run: describe grows by about 300 MiB per doubling of joined rows at 2^22, so about
-1.9-2.0 GiB is expected (extrapolated, at the budget's edge). 10^8 x 10^8: the join stays at
+2^24 (2026-12-02 06:02-06:14, quiet machine, load 1.2-3.6; the selection's bookkeeping in
+int32 and pieces): 762.0 s, 2154 / 2172 MiB -- over the 2 GiB budget by 5-6%, at describe
+(the join's peak 1430 / 1455 MiB, the correlation's 814 / 784). 10^8 x 10^8: the join stays at
 one bucket's memory (128 buckets of 2^20), but the statistics grow with the joined rows,
 about 150 bytes per joined row at the peak (2^23: (1750 - 500) MiB), so 5 x 10^7 joined rows
 would need about 7.5 GiB per party -- not within 2 GiB without spilling the shares and a
