@@ -14,12 +14,12 @@ The data object of a party server provides ``batches(refs)`` (a stream of row ba
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mpc.crypto import curve
 from mpc.runtime import allocator
 from mpc.runtime.checkpoint import DIRECTORY, Checkpoint, job_key
 from mpc.runtime.context import Context
@@ -80,6 +80,32 @@ def _start(ctx: Context, store: Checkpoint) -> set[int]:
     return done
 
 
+def _unique_ids(store: Checkpoint, ref: ColumnRef) -> int:
+    """The distinct ids the spill counted, refusing repeated ones (the private join's rule)."""
+    m = int(sum(store.state["counts"]))
+    if m != store.state["rows"]:
+        raise ValueError(f"ids must be unique for private_join: column {ref} holds {store.state['rows'] - m} "
+                         "repeated ids (aggregate duplicates first)")
+    return m
+
+
+def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int, cap: int,
+                names: list[str], shifts: list[int], method: str) -> Any:
+    """The private join of bucket ``b`` (spill records first:first + count): its distinct ids
+    padded to ``cap`` blocks, each value column scaled to an integer by its bucket-wide
+    ``shifts`` (dummies 0). Returns the joined SharedTable."""
+    from protocols.psi.private_join import private_join
+
+    rec = sp.read(first, count)
+    padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+    cols = {}
+    for j, name in enumerate(names):
+        col = np.zeros(cap, dtype=np.int64)
+        col[inverse] = np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64)
+        cols[name] = col
+    return private_join(ctx, buckets.block_ids(padded), cols, method=method)
+
+
 def _plan(ctx: Context, store: Checkpoint, protocol: str, kind: str, m: int, memory: int, cost: str,
           params: dict[str, Any]) -> tuple[dict[str, int], int]:
     """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins),
@@ -123,17 +149,27 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     m = int(sum(store.state["counts"]))
     sizes, nb = _plan(ctx, store, "bucketed_psi", kind, m, memory, "psi" if method == "oprf" else "ecdh",
                       {"receivers": receivers, "method": method})
-    cap = capacity(sizes[ctx.party], nb)
 
+    def mask_of(padded: np.ndarray) -> np.ndarray | None:
+        if method == "oprf":
+            return oprf_mask(ctx, kind, padded, receivers)
+        # ECDH on digests of the blocks (both parties encode ids alike; dummies stay random)
+        return ecdh_mask(ctx, kind, buckets.block_digests(padded), receivers)
+
+    return _psi_buckets(ctx, store, data, ref, sp, nb, done, capacity(sizes[ctx.party], nb), receivers, mask_of)
+
+
+def _psi_buckets(ctx: Context, store: Checkpoint, data: LocalData, ref: ColumnRef, sp: buckets.Spill, nb: int,
+                 done: set[int], cap: int, receivers: list[str],
+                 mask_of: Callable[[np.ndarray], np.ndarray | None]) -> ResultFile | None:
+    """The buckets of a PSI job: per bucket its distinct ids padded to ``cap`` blocks and
+    ``mask_of(padded)`` (the match of each block, None where this party receives nothing);
+    the matched input rows gathered as one bit per row, then written (:func:`_write_matches`)
+    by every receiver."""
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
         rec = sp.read(first, count)
         padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        if method == "oprf":
-            mask = oprf_mask(ctx, kind, padded, receivers)
-        else:   # ECDH on digests of the blocks (both parties encode ids alike; dummies stay random)
-            raw = padded.tobytes()
-            mask = ecdh_mask(ctx, kind, curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes"),
-                             receivers)
+        mask = mask_of(padded)
         rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
         return {"rows": rows.astype(np.int64)}
 
@@ -185,22 +221,9 @@ def psi_parties(ctx: Context, params: dict[str, Any], data: LocalData, ref: Colu
              "psi.ecdh among 3 or more parties under this memory budget needs {nb} buckets, and then the first "
              "receiver learns the size of the other parties' intersection in each bucket and the last party "
              "their multiplicity histogram in each bucket")
-    cap = capacity(sizes[ctx.party], nb)
-
-    def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
-        rec = sp.read(first, count)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        raw = padded.tobytes()
-        digests = curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes")
-        mask = multiparty.run(ctx, digests, receivers[0], receivers, False, DEFAULT_COMPARE_BYTES)
-        rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
-        return {"rows": rows.astype(np.int64)}
-
-    matched = RowBits(int(store.state["rows"]))
-    for _, r in buckets.run_buckets(ctx, store, nb, done, work):
-        matched.set(r["rows"])
-    ctx.report_progress(1.0)
-    return _write_matches(store, data, ref, matched) if ctx.party in receivers else None
+    return _psi_buckets(ctx, store, data, ref, sp, nb, done, capacity(sizes[ctx.party], nb), receivers,
+                        lambda padded: multiparty.run(ctx, buckets.block_digests(padded), receivers[0], receivers,
+                                                      False, DEFAULT_COMPARE_BYTES))
 
 
 def _consent(ctx: Context, data: LocalData, nb: int, key: str, what: str) -> None:
@@ -258,7 +281,6 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     float column, the public bound of ``protocols.stats.scaling`` (as ``scale_columns``
     gives the unbucketed join), so the statistics run as they do after one join."""
     from mpc import ss
-    from protocols.psi.private_join import private_join
     from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales
 
     store = _checkpoint(ctx, "join.stats", params, data, [ref, *values], memory)
@@ -284,10 +306,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
 
     sp, _, kind = buckets.spill(ctx, store, batches, len(values), scales)
     shifts = store.state["shifts"]
-    m = int(sum(store.state["counts"]))
-    if m != store.state["rows"]:
-        raise ValueError(f"ids must be unique for private_join: column {ref} holds {store.state['rows'] - m} "
-                         "repeated ids (aggregate duplicates first)")
+    m = _unique_ids(store, ref)
     sizes, nb = _plan(ctx, store, "bucketed_join", kind, m, memory, "join", {"join": params["join"]})
     _consent_to_bucket_sizes(ctx, data, nb)
     bounds = store.state.get("bounds") or [None] * len(names)
@@ -296,16 +315,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     cap = capacity(sizes[ctx.party], nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
-        rec = sp.read(first, count)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        cols = {}
-        for j, name in enumerate(names):
-            col = np.zeros(cap, dtype=np.int64)
-            col[inverse] = np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64)
-            cols[name] = col
-        raw = padded.tobytes()
-        ids = [raw[i:i + 16] for i in range(0, len(raw), 16)]     # the blocks, as bytes ids
-        table = private_join(ctx, ids, cols, method=params["join"])
+        table = join_bucket(ctx, sp, b, first, count, cap, names, shifts, params["join"])
         out = {"rows": np.array([table.num_rows], dtype=np.int64)}
         for i, name in enumerate(table.columns):
             out[f"c{i}"] = table[name].share

@@ -127,12 +127,6 @@ def _messages(n: int) -> int:
     return -(-n // CHUNK)
 
 
-def _digests(blocks: np.ndarray) -> np.ndarray:
-    """BLAKE2b digests of (n, 2) uint64 id blocks (both parties encode an id alike)."""
-    raw = np.ascontiguousarray(blocks).view(np.uint8).tobytes()
-    return curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes")
-
-
 def cardinality(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef,
                 memory: int) -> int | None:
     """``psi.cardinality`` between exactly two parties with bounded memory: receivers get
@@ -158,7 +152,7 @@ def cardinality(ctx: Context, params: dict[str, Any], data: LocalData, ref: Colu
         words = sp.read(i, 1)["w"]
         if len(words):
             for part in rechunk([distinct(words)[0]], CHUNK):
-                outgoing.add_random(curve.hash_to_group(GROUP, _digests(part), key))
+                outgoing.add_random(curve.hash_to_group(GROUP, buckets.block_digests(part), key))
         ctx.report_progress(done=i + 1)
 
     # 3. exchange: my points out, the peer's in (blinded by my key too)

@@ -30,7 +30,7 @@ import pandas as pd
 from mpc import ss
 from mpc.runtime.context import Context
 from protocols import buckets
-from protocols.bucketed import _checkpoint, _consent_to_bucket_sizes, _plan, _start
+from protocols.bucketed import _checkpoint, _consent_to_bucket_sizes, _plan, _start, _unique_ids, join_bucket
 from protocols.psi.oprf import capacity
 from protocols.registry import ColumnRef, LocalData, numeric
 
@@ -49,7 +49,6 @@ def group_by(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnR
              key: ColumnRef, memory: int, min_group: int) -> pd.DataFrame | None:
     """The ``stats.group_by`` job in buckets: the same result frame (group labels, count,
     aggregations, suppressed), to ``reveal_to``; None elsewhere."""
-    from protocols.psi.private_join import private_join
     from protocols.stats import groupby
     from protocols.stats.scaling import default_bits
 
@@ -88,10 +87,7 @@ def group_by(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnR
 
     sp, _, kind = buckets.spill(ctx, store, batches, len(names), scales)
     shifts = store.state["shifts"]
-    m = int(sum(store.state["counts"]))
-    if m != store.state["rows"]:
-        raise ValueError(f"ids must be unique for private_join: column {ref} holds {store.state['rows'] - m} "
-                         "repeated ids (aggregate duplicates first)")
+    m = _unique_ids(store, ref)
     sizes, nb = _plan(ctx, store, "bucketed_group_by", kind, m, memory, "join", {"join": params["join"]})
     _consent_to_bucket_sizes(ctx, data, nb)
     everyone = ctx.gather(dict(zip(names, shifts, strict=True)))
@@ -100,15 +96,7 @@ def group_by(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnR
     codes = list(range(len(labels)))
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
-        rec = sp.read(first, count)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        cols = {}
-        for j, name in enumerate(names):
-            col = np.zeros(cap, dtype=np.int64)
-            col[inverse] = np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64)
-            cols[name] = col
-        raw = padded.tobytes()
-        table = private_join(ctx, [raw[i:i + 16] for i in range(0, len(raw), 16)], cols, method=params["join"])
+        table = join_bucket(ctx, sp, b, first, count, cap, names, shifts, params["join"])
         group = next(c for c in table.columns if c.split(".")[-1] == GROUP)
         vals = {c: table[c].with_frac_bits(frac.get(c, 0)) for c in table.columns if c != group}
         if table.num_rows:

@@ -102,8 +102,7 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     for b in range(nb):
         rec = sp.read(b * per, per)
         padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        raw = padded.tobytes()
-        digests = curve.hash_items([raw[i:i + 16] for i in range(0, len(raw), 16)], "bytes")
+        digests = buckets.block_digests(padded)
         key = curve.new_key(GROUP)       # fresh per bucket: no point is comparable across buckets
         if has_values:
             v = rec["v"][:, 0]

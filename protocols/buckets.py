@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.crypto import curve
 from mpc.ot.hashing import ecb
 from mpc.ot.wire import expect
 from mpc.runtime import allocator
@@ -122,6 +123,18 @@ class Spill:
         parts = [np.fromfile(self.file(i), dtype=self.dtype) for i in range(first, first + count)
                  if self.file(i).exists()]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=self.dtype)
+
+
+def block_ids(blocks: np.ndarray) -> list[bytes]:
+    """Id blocks (the (n, 16) uint8 of :func:`distinct_padded`, or (n, 2) uint64 words) as
+    16-byte ids, the form the PSI and join protocols take (both parties encode an id alike)."""
+    raw = np.ascontiguousarray(blocks).view(np.uint8).tobytes()
+    return [raw[i:i + 16] for i in range(0, len(raw), 16)]
+
+
+def block_digests(blocks: np.ndarray) -> np.ndarray:
+    """BLAKE2b digests of the id blocks (``curve.hash_items`` of :func:`block_ids`), for ECDH."""
+    return curve.hash_items(block_ids(blocks), "bytes")
 
 
 def joint_key(ctx: Context, peer: str) -> bytes:

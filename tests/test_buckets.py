@@ -401,7 +401,7 @@ def test_bucketed_cardinality_views_carry_points_in_orders_unlinked_to_ids(tmp_p
 
     def blinded(p: str, key_list: list[bytes], width: int) -> tuple[dict, np.ndarray]:
         words = encode(ids[p], "ids")[1]
-        pts = curve.hash_to_group(bc.GROUP, bc._digests(words), key_list[0])
+        pts = curve.hash_to_group(bc.GROUP, buckets.block_digests(words), key_list[0])
         for k in key_list[1:]:
             pts = curve.scalar_mul(bc.GROUP, k, pts)
         return {bytes(r[:width]): i for i, r in enumerate(pts)}, buckets.spill_bucket(words, joint)
