@@ -28,21 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from procstatus import status_mib  # bench/procstatus.py
 
 from mpc.cluster import LocalCluster
 
 N = int(os.environ.get("GAOTIE_BENCH_EXECUTOR_N", 1 << 20))
 METHODS = ["oprf"] + (["ecdh"] if os.environ.get("GAOTIE_BENCH_EXECUTOR_ECDH") else [])
-
-
-def _status(pid: int, key: str) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _ray_workers() -> list[int]:
@@ -62,7 +53,7 @@ def _ray_workers() -> list[int]:
 def _sample_workers(peaks: dict[int, float], stop: threading.Event) -> None:
     while not stop.is_set():
         for pid in _ray_workers():
-            peaks[pid] = max(peaks.get(pid, 0.0), _status(pid, "VmHWM"))
+            peaks[pid] = max(peaks.get(pid, 0.0), status_mib(pid, "VmHWM", missing=0.0))
         stop.wait(0.5)
 
 
@@ -84,7 +75,7 @@ def _run(n: int, method: str, executor: dict | None) -> tuple[float, dict[str, f
         frame = client.run("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"], receivers=["bank"],
                            method=method, progress=False)
         elapsed = time.perf_counter() - t0
-        rss = {p: _status(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
+        rss = {p: status_mib(proc.pid, "VmHWM", missing=0.0) for p, proc in cluster.processes.items()}
     assert len(frame) == n - n // 2
     return elapsed, rss
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from procstatus import status_mib  # bench/procstatus.py
 
 from mpc.cluster import LocalCluster
 
@@ -52,13 +52,6 @@ def frames(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return bank, retail
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _run(join: str, bank: pd.DataFrame, retail: pd.DataFrame) -> tuple[dict, float, float, dict]:
     """One cluster per method (with the dealer only for the dealer join): the join alone
     (``count``), then the end-to-end job; returns (result, join s, end-to-end s, peak RSS)."""
@@ -75,7 +68,7 @@ def _run(join: str, bank: pd.DataFrame, retail: pd.DataFrame) -> tuple[dict, flo
             t0 = time.perf_counter()
             out = client.run("join.stats", ids=IDS, columns=COLUMNS, stats=["describe", "corr"], **kw)
             elapsed = time.perf_counter() - t0
-        rss = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+        rss = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
     return out, join_s, elapsed, rss
 
 

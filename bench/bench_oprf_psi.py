@@ -27,12 +27,12 @@ import os
 import resource
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from anchors import RECORDED_PSI, describe, spu_psi
+from procstatus import status_mib  # bench/procstatus.py
 
 import mpc
 from mpc.cluster import LocalCluster
@@ -80,20 +80,6 @@ def test_oprf_psi_grpc_vs_ecdh(benchmark, n):
         f"vs_secretflow_{k}": e["seconds"] / seconds for k, e in sf.items() if "seconds" in e})
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _sample(cluster, client, job: str, stages: dict, stop: threading.Event) -> None:
     """Largest RSS of each server per stage: before the first bucket, during the buckets, after."""
     while not stop.is_set():
@@ -105,7 +91,7 @@ def _sample(cluster, client, job: str, stages: dict, stop: threading.Event) -> N
                      "during the buckets" if s["done"] < s["total"] else "after the buckets (result)")
         peaks = stages.setdefault(stage, {})
         for p in ("bank", "retailer"):
-            peaks[p] = max(peaks.get(p, 0.0), _rss_mib(cluster.processes[p].pid))
+            peaks[p] = max(peaks.get(p, 0.0), status_mib(cluster.processes[p].pid, "VmRSS"))
         time.sleep(0.2)
 
 
@@ -135,7 +121,7 @@ def test_psi_job_on_party_servers(benchmark):
         t0 = time.perf_counter()
         frame = benchmark.pedantic(run, rounds=1, iterations=1)
         elapsed = time.perf_counter() - t0
-        rss = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+        rss = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
     assert len(frame) == n - n // 2
     print(f"\npsi.ecdh job, method=oprf, on party servers (mTLS), {n} x {n} ids: {elapsed:.2f} s end "
           f"to end (load {os.getloadavg()[0]:.2f}); peak RSS per party (MiB): "

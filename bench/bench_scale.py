@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from procstatus import status_mib  # bench/procstatus.py
 
 from mpc.cluster import LocalCluster
 from mpc.runtime.budget import parse_bytes
@@ -92,20 +93,6 @@ def _files(directory: Path, n: int) -> dict:
                                "columns": {c: "join_key" if c == "id" else "plaintext" if c == "segment"
                                            else "aggregate" for c in frame.columns}}}
     return paths
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _phase_peaks(samples: list[tuple[str, dict]]) -> dict[str, dict[str, float]]:
@@ -136,7 +123,7 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
                                    stats=STATS, join=JOIN)
         samples = []          # (phase, VmRSS per party): where in the job the peak comes from
         while (st := client.status(job_id))["state"] in ("prepared", "running"):
-            rss_now = {p: _rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+            rss_now = {p: status_mib(proc.pid, "VmRSS") for p, proc in cluster.processes.items()}
             samples.append((st["phase"] or st["state"], rss_now))
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
@@ -144,9 +131,9 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
         for phase, row in _phase_peaks(samples).items():
             print(f"    {phase[:48]:48s} " + ", ".join(f"{p} {v:.0f}" for p, v in row.items()))
         # the job's peak (buckets, result written) before the client fetches the result
-        rss = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+        rss = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
         out = client.result(job_id, progress=False)
-        rss_served = {p: _peak_rss_mib(proc.pid) for p, proc in cluster.processes.items()}
+        rss_served = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
     print("\n  peak RSS after serving the result (MiB): " + ", ".join(f"{p} {v:.0f}" for p, v in rss_served.items()))
     return elapsed, {p: max(rss[p], rss_served[p]) for p in rss} if job == "psi" else rss, out
 
