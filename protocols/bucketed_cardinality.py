@@ -74,12 +74,7 @@ class PointFiles:
 
     def add(self, files: np.ndarray, rows: np.ndarray) -> None:
         """Append row i of ``rows`` ((n, width) uint8) to file ``files[i]``."""
-        order = np.argsort(files, kind="stable")
-        rows, files = rows[order], files[order]
-        bounds = np.searchsorted(files, np.arange(FILES + 1))
-        for i in np.nonzero(np.diff(bounds))[0].tolist():
-            with open(self.file(i), "ab") as f:
-                np.ascontiguousarray(rows[bounds[i]:bounds[i + 1]]).tofile(f)
+        buckets.append_by_file(self.file, files, rows, FILES)
 
     def add_random(self, rows: np.ndarray) -> None:
         """Append each row to a file drawn uniformly at random (CSPRNG)."""

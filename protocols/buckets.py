@@ -96,6 +96,17 @@ def distinct_padded(words: np.ndarray, cap: int, who: str, bucket: int) -> tuple
     return out, inverse
 
 
+def append_by_file(file: Callable[[int], Path], files: np.ndarray, rows: np.ndarray, count: int) -> None:
+    """Append row i of ``rows`` to the file ``file(files[i])`` (``files`` in [0, count)): one
+    open and one write per file that gets rows, their order kept within each file."""
+    order = np.argsort(files, kind="stable")
+    rows, files = rows[order], files[order]
+    bounds = np.searchsorted(files, np.arange(count + 1))
+    for i in np.nonzero(np.diff(bounds))[0].tolist():
+        with open(file(i), "ab") as f:
+            rows[bounds[i]:bounds[i + 1]].tofile(f)
+
+
 class Spill:
     """A party's input as ``SPILL`` files of fixed-size records (block words, row, values)."""
 
@@ -112,12 +123,7 @@ class Spill:
             self.file(i).unlink(missing_ok=True)
 
     def add(self, files: np.ndarray, records: np.ndarray) -> None:
-        order = np.argsort(files, kind="stable")
-        records, files = records[order], files[order]
-        bounds = np.searchsorted(files, np.arange(SPILL + 1))
-        for i in np.nonzero(np.diff(bounds))[0].tolist():
-            with open(self.file(i), "ab") as f:
-                records[bounds[i]:bounds[i + 1]].tofile(f)
+        append_by_file(self.file, files, records, SPILL)
 
     def read(self, first: int, count: int) -> np.ndarray:
         parts = [np.fromfile(self.file(i), dtype=self.dtype) for i in range(first, first + count)
