@@ -124,35 +124,29 @@ def tccr_word_major(x: np.ndarray, tweaks: list[np.ndarray], words: int) -> np.n
     return out[:words]
 
 
-def ccr(x: np.ndarray) -> np.ndarray:
-    """``H(x) = pi(sigma(x)) xor sigma(x)``, ``sigma(a || b) = (a xor b) || a`` (a, b the
-    rows' low and high 64-bit lanes), for each row of ``(n, 16)`` uint8 ``x``: one fixed-key
-    AES call per row (see the module docstring)."""
-    x = np.ascontiguousarray(x, dtype=np.uint8)
-    n = len(x)
-    lanes = x.reshape(n, BLOCK).view(np.uint64)
-    s = np.empty((n, 2), np.uint64)
+def _sigma(x: np.ndarray) -> np.ndarray:
+    """sigma(a || b) = (a xor b) || a of each row of ``(n, 16)`` uint8 ``x`` (a, b its low and
+    high 64-bit lanes), as (n, 2) uint64: a linear orthomorphism (Guo et al., section 7.2)."""
+    lanes = np.ascontiguousarray(x, dtype=np.uint8).reshape(-1, BLOCK).view(np.uint64)
+    s = np.empty((len(lanes), 2), np.uint64)
     np.bitwise_xor(lanes[:, 0], lanes[:, 1], out=s[:, 0])
     s[:, 1] = lanes[:, 0]
-    out = _fixed().encrypt(s.view(np.uint8), np.empty((n, BLOCK), dtype=np.uint8)) if n else \
-        np.empty((0, BLOCK), np.uint8)
+    return s
+
+
+def ccr(x: np.ndarray) -> np.ndarray:
+    """``H(x) = pi(sigma(x)) xor sigma(x)`` for each row of ``(n, 16)`` uint8 ``x``: one
+    fixed-key AES call per row (see the module docstring)."""
+    s = _sigma(x)
+    out = _pi(s.view(np.uint8))
     np.bitwise_xor(out.view(np.uint64), s, out=out.view(np.uint64))
     return out
 
 
 def ccr_words(x: np.ndarray) -> np.ndarray:
-    """The low 64 bits of :func:`ccr` of each row, as (n,) uint64 (one AES call per row, the
-    high lane's xor skipped)."""
-    x = np.ascontiguousarray(x, dtype=np.uint8)
-    n = len(x)
-    if n == 0:
-        return np.zeros(0, np.uint64)
-    lanes = x.reshape(n, BLOCK).view(np.uint64)
-    s = np.empty((n, 2), np.uint64)
-    np.bitwise_xor(lanes[:, 0], lanes[:, 1], out=s[:, 0])
-    s[:, 1] = lanes[:, 0]
-    out = _fixed().encrypt(s.view(np.uint8), np.empty((n, BLOCK), dtype=np.uint8))
-    res = out.view(np.uint64)[:, 0]
+    """The low 64 bits of :func:`ccr` of each row, as (n,) uint64 (the high lane's xor skipped)."""
+    s = _sigma(x)
+    res = _pi(s.view(np.uint8)).view(np.uint64)[:, 0]
     res ^= s[:, 0]
     return np.ascontiguousarray(res)
 
