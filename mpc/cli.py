@@ -145,13 +145,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: Any, name: str = "") -> None:
+    """A result in full: a table with every row and column, a dict (join.stats, woe_iv)
+    one entry after another under its key (``histogram.retailer.spend:``), else print()."""
     import pandas as pd
 
-    if isinstance(result, pd.DataFrame):
+    if isinstance(result, dict):
+        for key, value in result.items():
+            label = f"{name}.{key}" if name else str(key)
+            if isinstance(value, (dict, pd.DataFrame)):
+                _print_result(value, label)
+            else:
+                print(f"{label}: {value}")
+    elif isinstance(result, pd.DataFrame):
+        if name:
+            print(f"{name}:")
         print(result.to_string())
     else:
-        print(result)
+        print(f"{name}: {result}" if name else result)
 
 
 def build_parser() -> argparse.ArgumentParser:
