@@ -113,6 +113,35 @@ def test_with_the_dealer_source_and_many_columns():
         np.testing.assert_allclose(got.z, want.z, atol=2e-5)
 
 
+def test_match_bits_bound_false_matches_by_two_to_the_minus_40():
+    """match_bits(c) = 40 + ceil(log2 c): c comparisons of uniform differences on that many
+    bits falsely match with probability c 2^-bits <= 2^-40 (union bound), capped at 64."""
+    for c in [1, 2, 3, 1000, 1 << 20, (1 << 20) + 1, 1 << 24]:
+        bits = engine.match_bits(c)
+        assert bits == 40 + math.ceil(math.log2(c)) and c * 2.0 ** -bits <= 2.0 ** -40
+    assert engine.match_bits(0) == 40 and engine.match_bits(1 << 30) == 64
+
+
+@pytest.mark.parametrize("triples", ["ot", "dealer"])
+def test_the_match_test_reads_only_match_bits(monkeypatch, triples):
+    """The flag compares the low match_bits(c) bits only (the count it is given is the
+    number of compared bins): at 40 + log2 c bits the join is pandas', and with the width
+    forced down to 2 bits unmatched bins match with probability 1/4, so the join grows
+    (a check that the width reaches the zero test, on both sources' paths)."""
+    a, b = tables(400, 300, 100)
+    seen = []
+    original = engine.match_bits
+    monkeypatch.setattr(engine, "match_bits", lambda c: seen.append(c) or original(c))
+    kw = {"transport": "memory", "triples": triples, "timeout": 300,
+          "args": {"alice": (a.id.to_numpy(), a.drop(columns="id")), "bob": (b.id.to_numpy(), b.drop(columns="id"))}}
+    out = mpc.run_local(_job, ["alice", "bob"], **kw)
+    assert out["alice"][0] == 100
+    assert seen and (set(seen) == {400} if triples == "ot" else min(seen) > 400)   # n_A bins, or all bins
+    monkeypatch.setattr(engine, "match_bits", lambda c: 2)
+    out = mpc.run_local(_job, ["alice", "bob"], **kw)
+    assert out["alice"][0] > 100 + 30          # ~(c - 100) / 4 false matches, c >= 400
+
+
 def test_columns_on_one_side_only():
     out = run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 250)), None))
     n, names, cols = out["bob"]

@@ -316,3 +316,146 @@ def test_bounded_comparison_rejects_bad_widths():
         return True
 
     assert all(mpc.run_local(job, PARTIES, triples="ot", timeout=30).values())
+
+
+def _equal_cases(bits, rng):
+    """Pairs (a, b) of ``bits``-bit-relevant words: equal low parts, unequal in exactly one
+    digit of :func:`eq_layout` (its lowest bit, its highest bit, all its bits), the edge
+    values 0 and 2^bits - 1 against each other and themselves, and random pairs; the
+    words' higher bits are random (they must not count)."""
+    from mpc.ss.millionaire import eq_layout
+    low = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2 ** 64 - 1)
+    sizes = eq_layout(bits)
+    starts = np.cumsum(sizes) - sizes
+    a = rng.integers(0, 2 ** 64, 40 + 3 * len(sizes), dtype=np.uint64, endpoint=False)
+    b = (a & low) | (rng.integers(0, 2 ** 64, len(a), dtype=np.uint64, endpoint=False) & ~low)
+    for j, (s, m) in enumerate(zip(starts, sizes, strict=True)):
+        digit = np.uint64(((1 << int(m)) - 1) << int(s))
+        b[3 * j] ^= np.uint64(1) << np.uint64(s)                      # lowest bit of digit j
+        b[3 * j + 1] ^= np.uint64(1) << np.uint64(s + m - 1)          # highest bit of digit j
+        b[3 * j + 2] ^= digit                                         # every bit of digit j
+    k = 3 * len(sizes)
+    a[k:k + 4], b[k:k + 4] = [0, low, 0, low], [low, 0, 0, low]
+    b[k + 4:k + 20] = rng.integers(0, 2 ** 64, 16, dtype=np.uint64, endpoint=False)   # random, unequal
+    return a, b, low
+
+
+def test_equal_xor_against_numpy_at_every_width():
+    """equal_xor: [a == b] on the low ``bits`` bits, for every width 2..64, in one job."""
+    from mpc.ss.millionaire import eq_layout, equal_xor
+    from mpc.ss.triples import get_source
+
+    rng = np.random.default_rng(18)
+    cases = {bits: _equal_cases(bits, rng) for bits in range(2, 65)}
+
+    def fn(ctx):
+        src = get_source(ctx)
+        out = {}
+        for bits, (a, b, _) in cases.items():
+            eq = equal_xor(ctx, src._s, src._r, src.prg, a if ctx.rank == 0 else b, bits)
+            assert eq.dtype == np.uint64 and eq.shape == a.shape
+            out[bits] = beaver.open_bits(ctx, eq)
+        return out
+
+    got = mpc.run_local(fn, PARTIES, triples="ot", timeout=300)["alice"]
+    for bits, (a, b, low) in cases.items():
+        np.testing.assert_array_equal(got[bits], ((a & low) == (b & low)).astype(np.uint64), err_msg=f"{bits}")
+        sizes = eq_layout(bits)
+        assert sizes.sum() == bits and sizes.max() <= 7 and len(sizes) == max(2, -(-bits // 7))
+
+
+def test_equal_xor_over_grpc_in_batches(monkeypatch):
+    """Several OT batches (batch size shrunk to 128 elements), shape kept, over gRPC."""
+    from mpc.ss import millionaire
+    from mpc.ss.triples import get_source
+    monkeypatch.setattr(millionaire, "_CHUNK", 128)
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 2 ** 64, (7, 50), dtype=np.uint64, endpoint=False)
+    b = np.where(rng.random((7, 50)) < 0.4, a, rng.integers(0, 2 ** 64, (7, 50), dtype=np.uint64, endpoint=False))
+
+    def fn(ctx):
+        src = get_source(ctx)
+        return beaver.open_bits(ctx, millionaire.equal_xor(ctx, src._s, src._r, src.prg,
+                                                           a if ctx.rank == 0 else b, 60))
+
+    got = mpc.run_local(fn, PARTIES, transport="grpc", triples="ot", timeout=300)["alice"]
+    low = np.uint64((1 << 60) - 1)
+    np.testing.assert_array_equal(got, ((a & low) == (b & low)).astype(np.uint64))
+
+
+def test_equality_views_are_independent_of_the_peers_input():
+    """What alice receives in equal_xor: bob's value is 0 or 2^64 - 1 by a secret bit s per
+    element. The structure is the same for s and not s; every valid bit of the 1-of-2^m OT
+    messages, rows of the IKNP matrix and every opened AND-tree plane is balanced and
+    uncorrelated with s (6-sigma bounds)."""
+    from mpc.ot.extension import CHUNKS
+    from mpc.ss.millionaire import eq_layout, equal_xor
+    from mpc.ss.triples import get_source
+
+    n = 4096
+    sizes = eq_layout(64)
+    chosen = int(sizes[0::2].sum())           # bob chooses on the even digits
+    rng = np.random.default_rng(14)           # test data only
+    s = rng.integers(0, 2, n).astype(np.uint64)
+    a = rng.integers(0, 2 ** 64, n, dtype=np.uint64, endpoint=False)
+
+    def fn(ctx, value):
+        src = get_source(ctx)
+        return beaver.open_bits(ctx, equal_xor(ctx, src._s, src._r, src.prg, value))
+
+    structures = []
+    for secret in (s, 1 - s):
+        b = np.uint64(0) - secret
+        out, views = record_views(fn, PARTIES, args={"alice": (a,), "bob": (b,)}, triples="ot")
+        np.testing.assert_array_equal(out["alice"], (a == b).astype(np.uint64))
+        got = [v for sender, v in views["alice"] if sender == "bob"]
+        structures.append([(type(v).__name__, getattr(v, "dtype", None), getattr(v, "shape", None)) for v in got])
+        kinds = {"ot": 0, "u": 0, "open": 0}
+        for v in got:
+            if not isinstance(v, np.ndarray):
+                continue
+            if v.dtype == np.uint64 and v.shape == (n, len(sizes[1::2]), 2):   # 1-of-2^m OT messages
+                kinds["ot"] += 1
+                words = v.reshape(n, -1).T.copy()
+                for k, word in enumerate(words):
+                    m = sizes[1::2][k // 2]
+                    for bit in range(min(64, 2 ** m - 64 * (k % 2))):
+                        _balanced_and_independent((word >> np.uint64(bit)) & 1, secret)
+            elif v.dtype == np.uint8 and v.ndim == 2 and v.shape[0] == CHUNKS and v.shape[1] * 8 >= chosen * n:
+                kinds["u"] += 1
+                choice = np.repeat(secret, chosen)
+                for row in v[::7]:
+                    _balanced_and_independent(_bits_of(row)[:choice.size], choice)
+            elif v.dtype == np.uint64 and v.ndim == 1 and v.size % (n // 64) == 0:   # opened planes
+                kinds["open"] += 1
+                for plane in v.reshape(-1, n // 64):
+                    _balanced_and_independent(_bits_of(plane)[:n], secret)
+        assert kinds["ot"] == 1 and kinds["u"] == 1 and kinds["open"] == 5, kinds   # 4 tree levels, the output
+    assert structures[0] == structures[1]
+
+
+@pytest.mark.parametrize("source", ["ot", "dealer"])
+@pytest.mark.parametrize("bits", [2, 7, 40, 60, 64])
+def test_eqz_on_fewer_bits_tests_the_low_bits_only(source, bits):
+    """compare.eqz(x, bits): [x == 0 mod 2^bits] for uniform shares, whatever x's high bits."""
+    rng = np.random.default_rng(bits)
+    low = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2 ** 64 - 1)
+    x = rng.integers(0, 2 ** 64, 300, dtype=np.uint64, endpoint=False)
+    x[::3] &= ~low                                             # zero low part, high bits random
+    x[1::3] = (x[1::3] & ~low) | (np.uint64(1) << rng.integers(0, bits, 100).astype(np.uint64))
+    x[:4] = [0, low, 2 ** 64 - 1, 1 << 63]
+    r = PRG(new_seed()).uint64(x.shape)
+    shares = {"alice": (x - r,), "bob": (r,)}
+    out = mpc.run_local(lambda ctx, sh: beaver.open_arith(ctx, compare.eqz(ctx, sh, bits)), PARTIES,
+                        args=shares, timeout=120, **SOURCES[source])
+    np.testing.assert_array_equal(out["alice"], ((x & low) == 0).astype(np.uint64))
+
+
+def test_eqz_rejects_bad_widths():
+    def job(ctx):
+        for bits in (1, 65):
+            with pytest.raises(ValueError, match="bits must be in 2..64"):
+                compare.eqz(ctx, np.zeros(3, np.uint64), bits)
+        return True
+
+    assert all(mpc.run_local(job, PARTIES, triples="ot", timeout=30).values())

@@ -242,3 +242,34 @@ def test_statistics_without_a_dealer():
                                ref[["count", "mean", "std", "min", "max"]].to_numpy(), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(c.to_numpy(), np.corrcoef(data["x"], data["y"]), atol=1e-3)
     np.testing.assert_allclose(qs, np.quantile(data["x"], [0.25, 0.5], method="nearest"), atol=1e-3)
+
+
+@pytest.mark.parametrize("parties", [["alice", "bob"], ["a", "b", "c"]])
+def test_eqz_xor_on_low_bits_two_and_three_parties(parties):
+    """The source's eqz_xor(x, bits) (OtSource, and OtParties folding onto its first pair):
+    XOR shares of [x == 0 mod 2^bits] against numpy at the widths the join uses (40..64)
+    and the smallest, with x's high bits random and one-bit-apart values."""
+    from mpc.crypto.random import PRG, new_seed
+    rng = np.random.default_rng(len(parties))
+    widths = [2, 40, 57, 60, 63, 64]
+    xs = {}
+    for bits in widths:
+        low = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2 ** 64 - 1)
+        x = rng.integers(0, 2 ** 64, 200, dtype=np.uint64, endpoint=False)
+        x[::2] &= ~low
+        x[1::4] = (x[1::4] & ~low) | (np.uint64(1) << rng.integers(0, bits, 50).astype(np.uint64))
+        x[:2] = [0, low]
+        xs[bits] = x
+    masks = {bits: [PRG(new_seed()).uint64(200) for _ in parties[1:]] for bits in widths}
+
+    def fn(ctx):
+        out = {}
+        for bits, x in xs.items():
+            share = x - np.sum(masks[bits], axis=0, dtype=np.uint64) if ctx.rank == 0 else masks[bits][ctx.rank - 1]
+            out[bits] = beaver.open_bits(ctx, get_source(ctx).eqz_xor(share, bits))
+        return out
+
+    got = mpc.run_local(fn, parties, **OPTS)[parties[0]]
+    for bits, x in xs.items():
+        low = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2 ** 64 - 1)
+        np.testing.assert_array_equal(got[bits], ((x & low) == 0).astype(np.uint64), err_msg=f"{bits}")

@@ -19,7 +19,11 @@ Encoding is peeling: a cell touched by exactly one remaining key fixes that key 
 the sum of its remaining keys' ids, so a degree-1 cell names its key; ``np.bincount``
 updates the degrees), and the round's keys are assigned in reverse round order: a key's other
 two cells are pivots of keys peeled later (already assigned) or free cells, and two keys
-of one round never share their pivot. With ``cells >= EXPANSION * n`` (above the 3-hypergraph
+of one round never share their pivot. Only the free cells are drawn from the CSPRNG (the
+pivots, n of the 1.3 n cells, start at 0 and are set once, so a key's pivot is assigned
+as value minus the sum of all three of its cells: no search for the other two), and the
+rows are gathered with ``take`` (encode with its peeling 0.41-0.50 s -> 0.25-0.29 s CPU for
+3 x 2^18 keys of 3 words). With ``cells >= EXPANSION * n`` (above the 3-hypergraph
 peeling threshold 1.222) the table peels with high probability; what is left when it does
 not is a 2-core (probability about n^2 / (2 (cells/3)^3), from two keys on the same three
 cells: ~1e-5 at 2^18 x 3 keys, below 1% for small tables, see :func:`num_cells`):
@@ -114,11 +118,21 @@ def encode(pos: np.ndarray, values: np.ndarray, cells: int) -> np.ndarray:
         raise ValueError(f"encode needs (n, 3) positions and (n, w) values, got {pos.shape}, {values.shape}")
     if n and (pos.min() < 0 or pos.max() >= cells):
         raise ValueError("a position is outside the table")
-    table = random_uint64((cells, values.shape[1]))          # free cells: uniform
-    for keys, pivot in reversed(_peel(pos, cells)):
-        p = pos[keys]
-        others = p[p != pivot[:, None]].reshape(-1, HASHES - 1)      # positions are distinct per key
-        table[pivot] = values[keys] - table[others[:, 0]] - table[others[:, 1]]
+    rounds = _peel(pos, cells)
+    # Free cells (no key's pivot) uniform; pivot cells start at 0 and are each set once, in
+    # reverse peeling order, so when a key's turn comes its pivot still holds 0 and
+    # T[pivot] = value - (T[p0] + T[p1] + T[p2]) needs no search for the other two cells.
+    table = np.zeros((cells, values.shape[1]), np.uint64)
+    free = np.ones(cells, bool)
+    for _, pivot in rounds:
+        free[pivot] = False
+    table[free] = random_uint64((int(np.count_nonzero(free)), values.shape[1]))
+    for keys, pivot in reversed(rounds):
+        p = pos.take(keys, axis=0)
+        v = values.take(keys, axis=0)         # take: row gathers faster than fancy indexing
+        for j in range(HASHES):
+            v -= table.take(p[:, j], axis=0)
+        table[pivot] = v
     return table
 
 

@@ -8,7 +8,7 @@ F(b, y) for each of its items y and each of y's three candidate bins. This modul
 Communication", Eurocrypt 2019, the OPPRF of section 4 in the OKVS form of Rindal,
 Schoppmann, "VOLE-PSI", Eurocrypt 2021):
 
-1. OPPRF (:class:`BinJoin`): B draws per bin a target t_b (SIGMA = 64 bits) and a mask
+1. OPPRF (:class:`BinJoin`): B draws per bin a target t_b (a uniform 64-bit word) and a mask
    u_b per payload column, and encodes in an OKVS (:mod:`mpc.crypto.okvs`, a 3-hash
    garbled cuckoo table) for each key k = F(b, y) the value (t_b, payload_y + u_b) +
    H(k), with H the fixed-key-AES TCCR hash (:func:`mpc.ot.hashing.tccr`) and positions
@@ -16,10 +16,12 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    whose item B holds, s_b = t_b and it gets payload_y + u_b; elsewhere pseudorandom
    garbage. B keeps t_b and -u_b: additive shares of B's payload per bin.
 2. Flag: s_b - t_b is additively shared by construction (A holds s_b, B -t_b); the flag
-   [s_b = t_b] is :func:`mpc.ss.compare.eqz` of it: the source's two-party zero test on
-   the two addends (with ``triples="ot"`` the millionaires' equality of
-   :mod:`mpc.ss.millionaire`, 84 random OTs per bin (64-bit equality, 6-bit digits); otherwise the AND tree of
-   :func:`mpc.ss.compare.all_zero_xor` on s_b xor t_b, 63 AND bits), then a daBit.
+   [s_b = t_b] is :func:`mpc.ss.compare.eqz` of it on its low ``match_bits(c)`` bits
+   only (c the number of bins compared, see Parameters): the source's two-party zero
+   test on the two addends (with ``triples="ot"`` the equality-only millionaires'
+   protocol :func:`mpc.ss.millionaire.equal_xor`, 76 random OTs per bin at 2^20 ids
+   (60 bits, 7-bit digits); otherwise the AND tree of :func:`mpc.ss.compare.all_zero_xor`
+   on s_b xor t_b, bits - 1 AND bits), then a daBit.
 3. Compaction (:meth:`BinJoin.finish`): the rows (flag, A's columns shared as (value, 0),
    B's payload shares) of all bins are shuffled by ONE permutation no party knows
    (:func:`mpc.ss.shuffle.shuffle` with ``jointly=True``: with the dealer its shuffle),
@@ -33,8 +35,8 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
       B's columns); A's columns are A's plaintext and skip A's network (A permutes them
       itself: ``clear``);
    b. A sends the positions pi_0(e) of its N - n_A empty bins e (cuckoo bins holding no
-      id of A; their s_b is a decoding at the OPRF of a random dummy, so they never
-      match but with probability 2^-64), and both drop those columns;
+      id of A; their s_b is a decoding at the OPRF of a random dummy, so they would
+      match only by a false positive), and both drop those columns;
    c. the zero test on the n_A remaining differences gives the shared flags;
    d. round 1, B's uniform permutation pi_1 on the n_A wires, rows (A's columns, flag,
       B's columns); then the flags are opened and the flagged rows kept.
@@ -44,9 +46,17 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    run.
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
-SIGMA = 64 bits of target: an unmatched bin decodes to s_b = t_b with probability 2^-64,
-so over all bins (2^21 at 2^20 items) a false match has probability below 2^-43 (SIGMA
->= 40 + log2(bins) holds to 2^24 bins).
+STAT = 40 bits of match: the zero test reads only the low match_bits(c) = 40 + ceil(log2 c)
+bits of s_b - t_b, c the number of bins compared in the job (n_A with the OT source, whose
+empty bins are dropped first; all N bins otherwise), public. In a bin whose id B holds,
+s_b = t_b exactly (no false negative). In any other bin A decodes at an OPRF output o_b
+that is none of B's keys, so H(o_b) is pseudorandom and independent of the table and of
+t_b: s_b - t_b is uniform mod 2^64 and its low k bits are 0 with probability 2^-k. By the
+union bound over the c comparisons a false match anywhere in the job has probability at
+most c 2^-match_bits(c) <= 2^-40 (60 bits at 2^20 ids instead of 64: 76 random OTs per
+bin instead of 82). match_bits is capped at 64 (the word): beyond c = 2^24 the bound is
+c 2^-64. Fewer bits reveal nothing more: the test's output is the same shared flag, and
+what is compared is a public function of c.
 
 Reveals (semi-honest, no collusion): B receives only the KKRT matrix (pseudorandom) and
 the masked openings of the zero test, the daBit conversion and the shuffle (uniform). A
@@ -85,9 +95,15 @@ from mpc.ss.provider import source_kind
 from mpc.ss.shuffle import shuffle
 from mpc.ss.triples import get_source
 
-SIGMA = 64
+STAT = 40               # statistical bits of the match test: false match <= 2^-STAT per job
 SEED_TRIES = 16
 NEEDS = ("arithmetic", "boolean", "dabit", "shuffle")   # of the job's randomness source
+
+
+def match_bits(comparisons: int) -> int:
+    """Bits of s_b - t_b the zero test reads for ``comparisons`` bins (public): STAT +
+    ceil(log2 c), so c 2^-bits <= 2^-STAT by the union bound; at most 64 (the word)."""
+    return min(64, STAT + max(0, int(comparisons) - 1).bit_length())
 
 
 def _masks(keys: np.ndarray, width: int) -> np.ndarray:
@@ -196,7 +212,8 @@ class BinJoin:
         ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
         # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
         # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
-        flag = eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word) if word.size else word
+        flag = (eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word, match_bits(word.size))
+                if word.size else word)
         del word
         # rows: A's columns (A's plaintext, B's shares 0), the flag, B's columns
         stacked = np.concatenate([rows[:self.a_cols], flag.reshape(1, -1), rows[self.a_cols:]])
@@ -260,6 +277,6 @@ class BinJoin:
         kept[gone] = False
         moved = moved[:, kept]
         ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
-        moved[self.a_cols] = eqz(ctx, moved[self.a_cols])
+        moved[self.a_cols] = eqz(ctx, moved[self.a_cols], match_bits(moved.shape[1]))
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
         return self._compact(rounds.round(1, moved))

@@ -22,7 +22,8 @@ caller knows a public bound |x| < 2^(b-1) (``bits=b``), that comparison is on b 
 themselves give a local XOR sharing of a word that is zero iff x is, and
 :func:`all_zero_xor` ANDs its complemented bits in a packed tree (6 rounds, 63 AND bits
 per element) before a daBit; with more parties the word is x's bit decomposition. The OT
-source has its own test (the equality output of its millionaires' protocol, cheaper there).
+source has its own test (the equality-only millionaires' protocol, cheaper there). With a
+public ``bits`` only the low bits of x are tested.
 
 ``mux_xor(b, x)`` multiplies an arithmetic share x by an XOR-shared bit b (the output of
 ``msb_xor``, no conversion): with the OT source one random OT each way and two words per
@@ -247,27 +248,32 @@ def all_zero_xor(ctx: Context, words: np.ndarray, bits: int = 64) -> np.ndarray:
     return ((z[idx // 64] >> (idx % 64).astype(np.uint64)) & np.uint64(1)).reshape(shape)
 
 
-def eqz(ctx: Context, x: np.ndarray) -> np.ndarray:
-    """Arithmetic 0/1 shares of [x == 0] for arithmetically shared x (mod 2^64).
+def eqz(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
+    """Arithmetic 0/1 shares of [x == 0 mod 2^bits] for arithmetically shared x (mod 2^64;
+    ``bits`` in 2..64, public: only the low ``bits`` bits are tested, e.g. when x is a
+    difference of pseudorandom words and ``bits`` statistical bits suffice).
 
     Two parties: x = x_0 + x_1 is 0 iff x_0 == -x_1, so d = x_0 XOR (-x_1) is a local XOR
-    sharing (party 0 holds x_0, party 1 holds -x_1) of a word that is zero iff x is:
-    :func:`all_zero_xor` (63 AND bits, 6 rounds) and a daBit (1 round), no edaBit, no
-    opening of anything but triple-masked values. More parties: the bits of x by
-    :func:`bit_decompose` (an edaBit and a carry-lookahead adder), then the same zero test.
-    A source with its own two-party zero test (``EQZ_XOR``: the OT source's millionaires'
-    protocol on (x_0, -x_1), 84 random OTs per element instead of the 126 of 63 AND
-    triples, about 10% less CPU measured at 2^18) is used instead, then the daBit.
+    sharing (party 0 holds x_0, party 1 holds -x_1) of a word that is zero iff x is (in its
+    low ``bits`` bits too: carries run upwards): :func:`all_zero_xor` (bits - 1 AND bits,
+    ceil(log2 bits) rounds) and a daBit (1 round), no edaBit, no opening of anything but
+    triple-masked values. More parties: the bits of x by :func:`bit_decompose` (an edaBit
+    and a carry-lookahead adder), then the same zero test. A source with its own two-party
+    zero test (``EQZ_XOR``: the OT source's equality-only millionaires' protocol on
+    (x_0, -x_1), 82 random OTs per element at 64 bits and 76 at 60 instead of the 126 of 63
+    AND triples) is used instead, then the daBit.
     """
+    if not 2 <= bits <= 64:
+        raise ValueError(f"bits must be in 2..64, got {bits}")
     x = np.asarray(x, dtype=np.uint64)
     source = get_source(ctx)
     if source.supports(provider.EQZ_XOR):      # a two-party source with its own test (OT)
-        return b2a_bits(ctx, source.eqz_xor(x))
+        return b2a_bits(ctx, source.eqz_xor(x, bits))
     if len(ctx.parties) == 2:
         d = x if ctx.rank == 0 else np.uint64(0) - x
     else:
         d = bit_decompose(ctx, x)
-    return b2a_bits(ctx, all_zero_xor(ctx, d))
+    return b2a_bits(ctx, all_zero_xor(ctx, d, bits))
 
 
 def or_words(ctx: Context, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

@@ -40,6 +40,12 @@ Why 6-bit digits: a digit of m bits costs m random OTs whatever m, and saves tre
 m grows; up to m = 6 the 2^(m + 1) bits of pad fit one AES block of the hash, beyond it
 the pads (and S's 2^(m + 1)-bit messages) double per bit.
 
+``equal_xor`` is the equality half alone ([a == b], for zero tests): with one output bit
+per value, digits of M = 7 bits still fit one hash block (2^7 slices of 1 bit), so
+D = ceil(bits / 7) digits, and the tree is D - 1 single ANDs (two random OTs each, plain
+ABY triples): 82 random OTs per element for 64 bits, 76 for 60 (the eq output of
+``compare_xor`` costs 84 at 64 bits), 1 + ceil(log2 D) rounds.
+
 Security: semi-honest, two non-colluding parties; kappa = 128 (IKNP with Chou-Orlandi
 base OTs, fixed-key AES hash in the ideal-permutation model); every received message is
 pseudorandom or masked by a share the sender drew, so a party's view is simulatable from
@@ -246,3 +252,132 @@ def compare_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: P
         row += pairs
     return tuple(np.unpackbits(w[0].view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(shape)
                  for w in (lt, eq))
+
+
+# -- equality only ---------------------------------------------------------------------------
+# A digit's equality bit is a 1-out-of-2^m OT of 1-bit messages: 2^7 slices of one bit fill
+# the 128-bit hash block, so digits of 7 bits cost one AES block per OT like the 6-bit
+# digits of the comparison (which carry 2 bits, lt and eq, per value).
+EQ_M = 7
+_EQ_VALUES = 1 << EQ_M
+_EV = np.arange(_EQ_VALUES)
+# slice v of a 128-bit pad: bit v % 64 of word v // 64
+_EQ_SLOT = np.zeros((_EQ_VALUES, 2), np.uint64)
+_EQ_SLOT[_EV, _EV // 64] = np.uint64(1) << (_EV % 64).astype(np.uint64)
+_EQ_SEL = np.stack([np.bitwise_or.reduce(_EQ_SLOT[(_EV >> i) & 1 == 1], axis=0) for i in range(EQ_M)])
+_EQ_VALID = np.stack([np.bitwise_or.reduce(_EQ_SLOT[:1 << m], axis=0) for m in range(EQ_M + 1)])
+
+
+def eq_layout(bits: int) -> np.ndarray:
+    """Digit sizes for the equality test of ``bits``-bit values: D = max(2, ceil(bits / 7))
+    digits (each party offers at least one), sizes as even as possible."""
+    if not 2 <= bits <= 64:
+        raise ValueError(f"bits must be in 2..64, got {bits}")
+    d = max(2, -(-bits // EQ_M))
+    base, wide = divmod(bits, d)
+    return np.array([base + 1] * wide + [base] * (d - wide), np.int64)
+
+
+def eq_ots_per_element(bits: int) -> int:
+    """Random OTs per element of :func:`equal_xor`, both directions: one per input bit and
+    two per tree AND (D - 1 of them)."""
+    sizes = eq_layout(bits)
+    return int(sizes.sum()) + 2 * (len(sizes) - 1)
+
+
+def _eq_leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
+               digits: np.ndarray, sizes: np.ndarray, rank: int, extra: np.ndarray) -> tuple[np.ndarray, ...]:
+    """XOR shares (n, D) uint8 of eq_j = [a_j == b_j] for one batch of elements, and in the
+    same IKNP batch random OTs of 1 bit for the ``extra`` choice bits (the tree's AND
+    triples): (eq, x0, x1, x_c) as :func:`_leaves`."""
+    peer = sender.peer
+    n = len(digits)
+    send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]
+    send_m, recv_m = sizes[rank::2], sizes[1 - rank::2]
+    choices = np.concatenate([(recv_d[:, j:j + 1] >> np.arange(m, dtype=np.uint8)) & 1
+                              for j, m in enumerate(recv_m)], axis=1).astype(bool).reshape(-1)
+    mr, ms = choices.size, n * int(send_m.sum())
+    t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
+    q, first_s = sender.extend(ms + extra.size)                       # receives the peer's U
+    one = np.uint8(1)
+    x0, xc = _pad(q[ms:], first_s + ms, 1)[:, 0] & one, _pad(t[mr:], first_r + mr, 1)[:, 0] & one
+    x1 = _pad(xor_delta(q[ms:], sender.delta, np.empty_like(q[ms:])), first_s + ms, 1)[:, 0] & one
+    q, t = q[:ms], t[:mr]
+    starts = np.cumsum(send_m) - send_m
+    sel = np.concatenate([_EQ_SEL[:m] for m in send_m])
+    k0 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
+    xor_delta(q, sender.delta)                  # in place
+    k1 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
+    np.bitwise_xor(k1, k0, out=k1)              # slice v from k_i^{v_i}
+    np.bitwise_and(k1, sel, out=k1)
+    np.bitwise_xor(k0, k1, out=k0)
+    pad = np.bitwise_xor.reduceat(k0, starts, axis=1)                  # (n, Ds, 2)
+    r = (np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & one)   # my shares
+    mask = np.uint64(0) - r.astype(np.uint64)                         # all ones where r = 1
+    msg = (_EQ_SLOT[send_d] ^ mask[:, :, None] ^ pad) & _EQ_VALID[send_m]
+    ctx.send(peer, msg)
+    rstarts = np.cumsum(recv_m) - recv_m
+    k = np.bitwise_xor.reduceat(_pad(t, first_r, 16).view(np.uint64).reshape(n, -1, 2), rstarts, axis=1)
+    c = expect(peer, ctx.recv(peer), np.uint64, (n, len(recv_m), 2), "equality OT messages")
+    c ^= k
+    word = np.take_along_axis(c, (recv_d >> np.uint8(6)).astype(np.intp)[:, :, None], axis=2)[:, :, 0]
+    got = (word >> (recv_d & np.uint8(63)).astype(np.uint64)) & np.uint64(1)
+    eq = np.empty((n, len(sizes)), np.uint8)
+    eq[:, rank::2], eq[:, 1 - rank::2] = r, got
+    return eq, x0, x1, xc
+
+
+def _and_triples(b: np.ndarray, x0: np.ndarray, x1: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Shares (a, b, c) of AND triples, words of b's shape, from one random OT of 1 bit each
+    way per bit of b (ABY: as sender a = x0 xor x1, as receiver the choice b):
+    x0 xor x_c = b_peer AND a, so c = a b xor x0 xor x_c."""
+    shape = b.shape
+    a = _words(x0 ^ x1, shape)
+    return a, b, (a & b) ^ _words(x0, shape) ^ _words(xc, shape)
+
+
+def equal_xor(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
+              value: np.ndarray, bits: int = 64) -> np.ndarray:
+    """XOR shares (uint64 0/1, shape of ``value``) of [a == b], a = party 0's ``value`` and
+    b = party 1's, both read as their low ``bits`` bits (2..64, public), on the party's two
+    IKNP sessions as :func:`compare_xor`: the equality half of the millionaires' protocol
+    alone. The values are cut into D = ceil(bits / 7) digits (:func:`eq_layout`); digit j's
+    equality is a 1-out-of-2^m OT of 1-bit messages (the offering party, alternating by j,
+    draws its share r and offers r xor [s == v] for every value v of the chooser's digit;
+    the pads as in :func:`compare_xor` with 1-bit slices, 2^7 of which fill the 128-bit
+    hash), then [a == b] = AND of the D digit bits in a tree, one AND per pair, on AND
+    triples from random OTs of the same IKNP batch (2 per AND). Per element
+    :func:`eq_ots_per_element` random OTs (76 for 60 bits, 82 for 64; compare_xor's eq
+    costs 84 at 64 bits), D words of 128 bits, 1 + ceil(log2 D) rounds. Same security
+    argument as :func:`compare_xor`: every received message is pseudorandom (IKNP), masked
+    by an unknown pad slice (the OT messages not chosen), by the sender's share bit (the
+    chosen one) or by a fresh triple (the tree's openings)."""
+    sizes = eq_layout(bits)
+    shape = np.shape(value)
+    flat = np.ascontiguousarray(value, dtype=np.uint64).reshape(-1)
+    n = flat.size
+    if n == 0:
+        return np.zeros(shape, np.uint64)
+    rank, words, d = ctx.rank, -(-n // 64), len(sizes)
+    b = prg.uint64((d - 1, words))            # the tree's triples: choice bits, bit-sliced
+    parts = []
+    for lo in range(0, n, _CHUNK):            # _CHUNK is a multiple of 64: whole words
+        cols = b[:, lo // 64:-(-min(n, lo + _CHUNK) // 64)]
+        extra = np.unpackbits(np.ascontiguousarray(cols).view(np.uint8), bitorder="little")
+        parts.append(_eq_leaves(ctx, sender, receiver, prg, _digits(flat[lo:lo + _CHUNK], sizes), sizes,
+                                rank, extra.astype(bool)))
+    eq = _planes(np.concatenate([p[0] for p in parts]))
+    rot = [np.concatenate([p[k].reshape(d - 1, -1) for p in parts], axis=1).reshape(-1) for k in (1, 2, 3)]
+    ta, tb, tc = _and_triples(b, *rot)
+    row = 0
+    while len(eq) > 1:                        # pairs of digit bits; an odd last one passes up
+        pairs = len(eq) // 2
+        a, bb, c = ta[row:row + pairs], tb[row:row + pairs], tc[row:row + pairs]
+        x, y = eq[0:2 * pairs:2], eq[1:2 * pairs:2]
+        dd, e = open_many(ctx, [x ^ a, y ^ bb], xor=True)
+        z = c ^ (dd & bb) ^ (e & a)
+        if rank == 0:
+            z ^= dd & e
+        eq = np.concatenate([z, eq[2 * pairs:]])
+        row += pairs
+    return np.unpackbits(eq[0].view(np.uint8), bitorder="little")[:n].astype(np.uint64).reshape(shape)

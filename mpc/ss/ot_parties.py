@@ -198,9 +198,9 @@ class OtParties(provider.RandomnessProvider):
         folded = self._fold(x)
         return np.zeros(np.shape(x), np.uint64) if folded is None else self._pair.msb_xor(folded[0], bits)
 
-    def eqz_xor(self, x: np.ndarray) -> np.ndarray:
+    def eqz_xor(self, x: np.ndarray, bits: int = 64) -> np.ndarray:
         folded = self._fold(x)
-        return np.zeros(np.shape(x), np.uint64) if folded is None else self._pair.eqz_xor(folded[0])
+        return np.zeros(np.shape(x), np.uint64) if folded is None else self._pair.eqz_xor(folded[0], bits)
 
     def mul(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.uint64).reshape(-1)

@@ -148,9 +148,10 @@ class RandomnessProvider:
         two-party protocol on the shares themselves (cross products, no Beaver triple)."""
         raise self._missing(MUL)
 
-    def eqz_xor(self, x: np.ndarray) -> np.ndarray:
-        """XOR shares (bit 0) of [x == 0] for the arithmetically shared ``x``, by a protocol
-        over the two parties' shares themselves (two-party sources)."""
+    def eqz_xor(self, x: np.ndarray, bits: int = 64) -> np.ndarray:
+        """XOR shares (bit 0) of [x == 0] for the arithmetically shared ``x`` (only its low
+        ``bits`` bits count, public), by a protocol over the two parties' shares themselves
+        (two-party sources)."""
         raise self._missing(EQZ_XOR)
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:

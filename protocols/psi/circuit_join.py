@@ -20,10 +20,12 @@ Yanai, Eurocrypt 2020):
    a dealer the shuffle's two rounds bracket the zero test, and A's empty bins are
    dropped after A's round, where their positions are uniform: see the engine).
 
-Reveals (semi-honest, no collusion; kappa = 128, lambda = 40, sigma = 64): both id
-counts and the number of joined rows, nothing else: every message has a shape fixed by
-the two counts, and the output rows are in an order neither party can link to its input.
-A false match has probability below 2^-40 (sigma = 64 bits over at most 2^24 bins).
+Reveals (semi-honest, no collusion; kappa = 128, lambda = 40): both id counts and the
+number of joined rows, nothing else: every message has a shape fixed by the two counts,
+and the output rows are in an order neither party can link to its input. A false match
+has probability at most 2^-40 per job: the match test reads 40 + ceil(log2 c) bits of the
+OPPRF output's difference for c bins compared (:func:`mpc.ss.circuit_join.match_bits`,
+union bound; up to c = 2^24).
 """
 
 from __future__ import annotations
