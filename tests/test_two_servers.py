@@ -1,5 +1,8 @@
 """Two companies alone: every statistics job on a TLS cluster of bank and retailer with no
-dealer (triples="auto" resolves to "ot"), against pandas on the plain data."""
+dealer (triples="auto" resolves to "ot"), against pandas on the plain data; and the
+registry entries that say so (the dealer a helper they can use, not one they require)."""
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -7,8 +10,61 @@ import pytest
 from conftest import check_group_by, check_horizontal_income, check_woe_iv
 
 from mpc.cluster import LocalCluster
+from mpc.runtime import helpers
+from mpc.ss import provider
+from protocols import registry
 
 IDS = ["bank.accounts.customer_id", "retailer.purchases.customer_id"]
+# Each statistics job with its smallest valid parameters; the helpers it can use.
+JOBS = {
+    "join.stats": ({"ids": IDS, "columns": ["bank.accounts.income", "retailer.purchases.spend"]}, ("dealer",)),
+    "stats.group_by": ({"ids": IDS, "key": "bank.accounts.segment", "values": ["retailer.purchases.spend"]},
+                       ("dealer",)),
+    "stats.horizontal_describe": ({"columns": ["bank.accounts.income", "retailer.branch.income"]}, ("dealer",)),
+    # Paillier (the default method): no helper at all, so none to use or to require
+    "stats.woe_iv": ({"ids": IDS, "label": "bank.accounts.default", "features": ["retailer.purchases.spend"]}, ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(JOBS))
+def test_registry_the_dealer_is_usable_not_required(name):
+    """What the entry declares: the helpers it can use (the dealer, to speed up its triples)
+    and, for its default parameters, none it requires; the correlated randomness it needs
+    is there with the dealer and without it (two parties: "auto" resolves to "ot")."""
+    params, usable = JOBS[name]
+    spec = registry.get(name)
+    params = spec.validate(params)
+    assert spec.helpers == usable
+    assert spec.required_helpers(params) == ()
+    assert spec.parties(params) == ["bank", "retailer"]
+    alone = helpers.resolve_options(helpers.default_options(), ["bank", "retailer"], [])
+    assert alone["triples"] == "ot"
+    provider.check(spec.needs(params), alone, name)
+    with_dealer = helpers.resolve_options(helpers.default_options(), ["bank", "retailer"], list(usable))
+    assert with_dealer["triples"] == ("dealer" if usable else "ot")
+    provider.check(spec.needs(params), with_dealer, name)
+
+
+@pytest.mark.parametrize("name", ["join.stats", "stats.group_by"])
+def test_registry_join_dealer_requires_the_dealer(name):
+    """join="dealer" (and only it) makes the dealer required; without one its capability is missing."""
+    params, _ = JOBS[name]
+    spec = registry.get(name)
+    for join in ("auto", "circuit", "ecdh"):
+        assert spec.required_helpers(spec.validate({**params, "join": join})) == ()
+    params = spec.validate({**params, "join": "dealer"})
+    assert spec.required_helpers(params) == ("dealer",)
+    with pytest.raises(provider.MissingCapability):
+        provider.check(spec.needs(params), helpers.options_for([]), name)
+
+
+def ran_alone(cluster, protocol):
+    """The audit record, on both servers, of the last ``protocol`` job: done, with the bank
+    and the retailer as its only parties (no helper party joined)."""
+    for party in cluster.servers:
+        records = [json.loads(line) for line in cluster.audit_log(party).read_text().splitlines()]
+        last = [r for r in records if r["protocol"] == protocol][-1]
+        assert last["outcome"] == "done" and last["parties"] == ["bank", "retailer"], last
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +105,7 @@ def test_join_stats_without_a_dealer_matches_pandas(cluster):
     counts, edges = np.histogram(plain.spend, bins=3)
     np.testing.assert_allclose(hist.lower, edges[:-1], rtol=1e-9)
     assert (hist["count"][~hist.suppressed] == counts[~hist.suppressed.to_numpy()]).all()
+    ran_alone(cluster, "join.stats")
 
 
 def test_group_by_without_a_dealer_matches_pandas(cluster):
@@ -56,6 +113,7 @@ def test_group_by_without_a_dealer_matches_pandas(cluster):
         out = client.run("stats.group_by", ids=IDS, key="bank.accounts.segment", values=["retailer.purchases.spend"],
                          progress=False)
     check_group_by(out, cluster.joined, 5)
+    ran_alone(cluster, "stats.group_by")
 
 
 def test_woe_iv_without_a_dealer_matches_plain_computation(cluster):
@@ -63,6 +121,7 @@ def test_woe_iv_without_a_dealer_matches_plain_computation(cluster):
         out = client.run("stats.woe_iv", ids=IDS, label="bank.accounts.default",
                          features=["retailer.purchases.spend"], bins=3, progress=False)
     check_woe_iv(out, cluster.joined)
+    ran_alone(cluster, "stats.woe_iv")
 
 
 def test_horizontal_describe_without_a_dealer_matches_pandas(cluster):
@@ -70,6 +129,7 @@ def test_horizontal_describe_without_a_dealer_matches_pandas(cluster):
         out = client.run("stats.horizontal_describe", columns=["bank.accounts.income", "retailer.branch.income"],
                          progress=False)
     check_horizontal_income(out, cluster.bank, cluster.more)
+    ran_alone(cluster, "stats.horizontal_describe")
 
 
 @pytest.mark.parametrize("protocol, params", [

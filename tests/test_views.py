@@ -403,3 +403,119 @@ def test_the_checks_catch_a_leak():
     leaky = [{"views": {"dealer": [("b", {"op": "trunc", "shape": [N], "bits": np.int64(b)})]}}["views"]
              for b in (3, 9)]
     assert truncations(leaky[0]) != truncations(leaky[1])
+
+
+# -- dealer-free (triples="ot"): what the OT messages tell the other party -------------------------
+
+N_OT = 1024          # elements: every OT of one operation in one extension batch
+
+
+def assert_independent(view, secret: np.ndarray) -> tuple[int, int]:
+    """No bit of any received array (uint8 OT matrices and corrections, uint64 words, any
+    integer array) correlates with the 0/1 ``secret`` of n elements (6 sigma), whatever the
+    array's layout: its bits are read element-major (``reshape(n, -1)``: each element's OTs
+    or words together) and bit-major (``reshape(-1, n)``), for the whole array and for each
+    row of a 2-D or wider one (the rows of an IKNP matrix U each cover every OT). Bits that
+    are constant in every element are independent of anything (padding of short
+    corrections). Returns (bytes checked, bytes received)."""
+    n = len(secret)
+    s = secret.astype(np.float32) - secret.mean()
+    bound = 6.0 / math.sqrt(n)
+    checked = total = 0
+
+    def check(bits: np.ndarray) -> bool:
+        if not bits.size or bits.size % n:
+            return False
+        for m in (bits.reshape(n, -1), bits.reshape(-1, n).T):
+            m = m.astype(np.float32)
+            sd = m.std(axis=0)
+            live = sd > 0
+            corr = (s @ (m[:, live] - m[:, live].mean(axis=0))) / (n * s.std() * sd[live])
+            assert not corr.size or np.abs(corr).max() < bound, \
+                f"a received bit correlates with the secret ({np.abs(corr).max():.3f}, array of {bits.size} bits)"
+        return True
+
+    for leaf in flatten(view):
+        if not (isinstance(leaf, np.ndarray) and leaf.dtype.kind in "iu"):
+            continue
+        arr = np.ascontiguousarray(leaf)
+        total += arr.nbytes
+        ok = check(np.unpackbits(arr.reshape(-1).view(np.uint8), bitorder="little"))
+        if arr.ndim >= 2:
+            rows = arr.reshape(arr.shape[0], -1)
+            if rows[0].nbytes * 8 % n == 0:
+                for row in rows:
+                    ok = check(np.unpackbits(row.view(np.uint8), bitorder="little")) or ok
+        checked += arr.nbytes if ok else 0
+    return checked, total
+
+
+def _ot_op(ctx, op, x_share, y_share, frac):
+    x, y = ss.from_shares(ctx, x_share, frac), ss.from_shares(ctx, y_share, frac)
+    out = {"mul": lambda: x * y, "lt": lambda: y < x, "eq": lambda: y == x}[op]()
+    return out.reveal(to="bob")            # alice receives no share of the result
+
+
+@pytest.mark.parametrize("op, frac", [("mul", 0), ("mul", 16), ("lt", 16), ("eq", 0)])
+def test_ot_messages_are_independent_of_the_peers_shares(op, frac):
+    """triples="ot", two parties: alice holds x, bob holds y, and bob's share of y is all
+    zeros or all ones per element by a secret bit s (so every bit bob chooses or corrects
+    with follows s; alice's shares are 0 for y and her own x for x). What alice receives
+    while computing x * y (integers; fixed point, with the dealer-free truncation), y < x
+    and y == x has the same structure for s and for its complement, and no bit of it
+    correlates with s, in any array or layout (``assert_independent``, which checks nearly
+    every byte received); bob's result is right."""
+    rng = np.random.default_rng(17)                               # test data only
+    s = rng.integers(0, 2, N_OT).astype(np.uint64)
+    x = rng.integers(-(1 << 40), 1 << 40, N_OT)
+    if op == "eq":                                                # equal where t == s (t independent of s)
+        x[::2] = -rng.integers(0, 2, N_OT // 2)
+    x_share, zero = x.view(np.uint64), np.zeros(N_OT, np.uint64)
+    structures = []
+    for secret in (s, 1 - s):
+        y = np.uint64(0) - secret
+        out, views = record_views(_ot_op, ["alice", "bob"],
+                                  args={"alice": (op, x_share, zero, frac), "bob": (op, zero, y, frac)}, triples="ot")
+        yv, xv = y.view(np.int64), x
+        want = {"mul": (xv * yv) >> frac, "lt": (yv < xv), "eq": (yv == xv)}[op]
+        got = out["bob"] * (2 ** frac if op == "mul" else 1)
+        if op == "mul" and frac:
+            assert np.isin(np.round(got).astype(np.int64) - want, (0, 1)).all()
+        else:
+            np.testing.assert_array_equal(got, want.astype(np.int64))
+        assert out["alice"] is None
+        received = [v for sender, v in views["alice"] if sender == "bob"]
+        assert received and all(sender == "bob" for sender, _ in views["alice"])
+        structures.append([canonical(v) for v in received])
+        checked, total = assert_independent(views["alice"], secret)
+        assert checked >= 0.95 * total, f"only {checked} of {total} received bytes could be checked"
+    assert structures[0] == structures[1]
+
+
+def test_the_ot_view_check_catches_a_leak():
+    """assert_independent fails on a share sent in a uint8 message, and on one bit of it in
+    an otherwise pseudorandom array, in either layout or in one row of a U matrix (a bit
+    XORed with a pseudorandom one would be a one-time pad: no leak, and it passes)."""
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 2, N_OT).astype(np.uint64)
+    share = np.uint64(0) - s
+    noise = rng.integers(0, 256, (N_OT, 40), dtype=np.uint8)
+    with pytest.raises(AssertionError):
+        assert_independent([("bob", share.view(np.uint8))], s)
+    one_bit = noise.copy()
+    one_bit[:, 17] = (one_bit[:, 17] & np.uint8(0xF7)) | (s.astype(np.uint8) << np.uint8(3))   # element-major
+    with pytest.raises(AssertionError):
+        assert_independent([("bob", one_bit)], s)
+    bit_major = np.unpackbits(noise.reshape(-1), bitorder="little").reshape(-1, N_OT)
+    bit_major[5] = s.astype(np.uint8)
+    with pytest.raises(AssertionError):
+        assert_independent([("bob", np.packbits(bit_major.reshape(-1), bitorder="little"))], s)
+    u = rng.integers(0, 256, (64, N_OT * 64 // 8), dtype=np.uint8)               # a U matrix, one row leaks
+    row = np.unpackbits(u[9], bitorder="little").reshape(N_OT, 64)
+    row[:, 0] = s
+    u[9] = np.packbits(row.reshape(-1), bitorder="little")
+    with pytest.raises(AssertionError):
+        assert_independent([("bob", u)], s)
+    padded = noise.copy()
+    padded[:, 17] ^= s.astype(np.uint8) << np.uint8(3)
+    assert assert_independent([("bob", padded)], s) == (noise.nbytes, noise.nbytes)

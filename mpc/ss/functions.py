@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mpc.ss import beaver
-from mpc.ss.tensor import SharedTensor, concatenate, stack
+from mpc.ss.tensor import SharedTensor, _contiguous, concatenate, stack
 
 
 def _as_tensor(ref: SharedTensor, value: Any) -> SharedTensor:
@@ -247,8 +247,8 @@ def divide(x: Any, y: SharedTensor) -> SharedTensor:
         shape = np.broadcast_shapes(xt.shape, y.shape)
     except ValueError:
         raise ValueError(f"shape mismatch: {xt.shape} / {y.shape}") from None
-    xt = xt._new(np.ascontiguousarray(np.broadcast_to(xt.share, shape)))
-    yt = y._new(np.ascontiguousarray(np.broadcast_to(y.share, shape)))
+    xt = xt._new(_contiguous(np.broadcast_to(xt.share, shape)))
+    yt = y._new(_contiguous(np.broadcast_to(y.share, shape)))
     return _chunked(_divide, xt, yt)
 
 

@@ -37,6 +37,12 @@ from mpc.runtime.context import Context
 from mpc.ss import beaver, compare, fixed
 
 
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` C-contiguous (copied if it is not), of the same shape: unlike
+    np.ascontiguousarray, a 0-d array (a scalar tensor, e.g. a sum) stays 0-d."""
+    return np.require(a, requirements="C")
+
+
 class SharedTensor:
     """This party's share of a secret array (see module docstring)."""
 
@@ -215,7 +221,7 @@ class SharedTensor:
         for a public ``bits`` (int or integer array broadcastable to the shape, 0..62) fixed
         by public parameters: the dealer sees it (:func:`mpc.ss.beaver.truncate`). One round."""
         b = np.asarray(bits, dtype=np.uint64)
-        share = np.ascontiguousarray(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)))
+        share = _contiguous(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)))
         return self._new(beaver.truncate(self.ctx, share, b))
 
     def rshift_hidden(self, bits: Any, limit: int) -> SharedTensor:
@@ -223,7 +229,7 @@ class SharedTensor:
         dealer is asked for a truncation by the public ``limit`` only
         (:func:`mpc.ss.beaver.truncate_hidden`; needs |x| 2^(limit - bits) < 2^62)."""
         b = np.asarray(bits, dtype=np.int64)
-        share = np.ascontiguousarray(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)))
+        share = _contiguous(np.broadcast_to(self.share, np.broadcast_shapes(self.shape, b.shape)))
         return self._new(beaver.truncate_hidden(self.ctx, share, b, limit))
 
     def rshift_private(self, bits: Any) -> SharedTensor:
@@ -232,7 +238,7 @@ class SharedTensor:
         (:func:`mpc.ss.beaver.truncate_private`; 65 words per element, for small tensors)."""
         b = np.asarray(bits, dtype=np.uint64)
         shape = np.broadcast_shapes(self.shape, b.shape)
-        share = np.ascontiguousarray(np.broadcast_to(self.share, shape))
+        share = _contiguous(np.broadcast_to(self.share, shape))
         return self._new(beaver.truncate_private(self.ctx, share, np.broadcast_to(b, shape).copy()))
 
     def top_bit_onehot(self) -> SharedTensor:
@@ -240,7 +246,7 @@ class SharedTensor:
         x (>= 0, read as a ring integer below 2^62) is bit k; all rows 0 where x == 0.
         Bit decomposition, suffix OR and daBits (:func:`mpc.ss.compare.msb_onehot`);
         reveals nothing."""
-        oh = compare.msb_onehot(self.ctx, np.ascontiguousarray(self.share), positions=62)
+        oh = compare.msb_onehot(self.ctx, _contiguous(self.share), positions=62)
         return self._new(oh, 0)
 
     def bit_length(self) -> SharedTensor:
@@ -284,12 +290,12 @@ class SharedTensor:
             shape = np.broadcast_shapes(self.shape, b.shape)
         except ValueError:
             raise ValueError(f"shape mismatch: {self.shape} * {b.shape}") from None
-        a = np.ascontiguousarray(np.broadcast_to(self.share, shape))
+        a = _contiguous(np.broadcast_to(self.share, shape))
         if shared:
             extra = self.frac_bits + frac_b - self.working_bits
             if extra > 0:
                 beaver.prefetch_mul_trunc(self.ctx, shape, extra)
-            prod = beaver.mul(self.ctx, a, np.ascontiguousarray(np.broadcast_to(b, shape)))
+            prod = beaver.mul(self.ctx, a, _contiguous(np.broadcast_to(b, shape)))
         else:  # public factor: every party scales its own share
             prod = a * np.broadcast_to(b, shape)
         return self._rescale(prod, self.frac_bits + frac_b)
@@ -322,7 +328,7 @@ class SharedTensor:
         if np.any(k > 0):
             kb = np.broadcast_to(k, np.broadcast_shapes(k.shape, x.shape)).astype(np.uint64)
             share = np.broadcast_to(x.share, kb.shape)
-            x = x._new(beaver.truncate(self.ctx, np.ascontiguousarray(share), kb))
+            x = x._new(beaver.truncate(self.ctx, _contiguous(share), kb))
         return x * (np.exp2(k.astype(np.float64)) / arr)
 
     def _operand(self, other: Any) -> tuple[np.ndarray, int, bool]:
@@ -372,7 +378,7 @@ class SharedTensor:
         (:func:`mpc.ss.compare.eqz`), not two comparisons."""
         a, b = self._aligned(other)
         diff = a - b
-        return self._new(compare.eqz(self.ctx, np.ascontiguousarray(diff.share)).reshape(diff.shape), 0)
+        return self._new(compare.eqz(self.ctx, _contiguous(diff.share)).reshape(diff.shape), 0)
 
     def __ne__(self, other: Any) -> SharedTensor:  # type: ignore[override]
         return 1 - (self == other)
@@ -404,7 +410,7 @@ class SharedTensor:
         if unknown or not receivers:
             raise ValueError(f"cannot reveal to {unknown or receivers!r}: the computing parties "
                              f"are {ctx.parties}")
-        share = np.ascontiguousarray(self.share).reshape(self.shape)
+        share = _contiguous(self.share).reshape(self.shape)
         for p in receivers:
             if p != ctx.party:
                 ctx.send(p, share)
@@ -428,7 +434,7 @@ def _matmul(ref: SharedTensor, x: np.ndarray, frac_x: int, y: np.ndarray, frac_y
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"shape mismatch for @: {x.shape} @ {y.shape}")
     if both_shared:
-        prod = beaver.matmul(ref.ctx, np.ascontiguousarray(a), np.ascontiguousarray(b))
+        prod = beaver.matmul(ref.ctx, _contiguous(a), _contiguous(b))
     else:  # one operand public: local
         prod = np.matmul(a, b)
     if x.ndim == 1:
