@@ -300,3 +300,109 @@ def test_join_stats_on_two_servers_without_a_dealer_matches_pandas():
     assert out["rows"] == len(plain) == 300
     np.testing.assert_allclose(out["describe"].to_numpy(), plain.describe().T.to_numpy(), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), atol=1e-4)
+
+
+# -- the join's row order (mpc.ss.order.RowOrder) ---------------------------------------------
+
+def _order_job(ctx, ids, frame, ranks):
+    """The join, then the selection of ranks of two of A's columns on the join's order (no
+    shuffle): keys y 2^L + label with the order's secret labels, outcomes traced."""
+    from mpc.ss import order
+    t = private_join(ctx, ids, frame, method="circuit")
+    row_order = t.row_order
+    label = row_order.claim()
+    traces, found = [], []
+    for name in ("alice.c", "alice.v"):
+        keys = order.keys_of(ctx, t[name].share.reshape(1, -1), label, row_order.bits)
+        trace: list[np.ndarray] = []
+        got = order.select(ctx, keys, [ranks], trace, bits=24 + row_order.bits)
+        found.append(ss_reveal(ctx, order.values_of(ctx, got[0], t.num_rows, row_order.bits)))
+        traces.append(trace)
+    return (traces, found, row_order.bits, ss_reveal(ctx, label), t["alice.arow"].reveal(),
+            t["bob.brow"].reveal())
+
+
+def ss_reveal(ctx, share):
+    from mpc import ss
+    return ss.from_shares(ctx, np.asarray(share, np.uint64), 0).reveal()
+
+
+def test_outcomes_on_the_join_order_depend_only_on_its_rank_sequence(monkeypatch):
+    """View test of the first column's selection, which runs on the join's compaction order
+    instead of a shuffle: A's constant column and A's column of distinct values increasing
+    with A's row index have keys y 2^L + label of the same rank sequence (the label is A's
+    input row index), and give identical opened outcomes in every round, at both parties;
+    so the outcomes are a function of where the join put the rows only. That order is
+    unlinked to the inputs (the labels, i.e. A's rows, and B's rows in output order do not
+    correlate with the position), and the labels are distinct and equal A's row index."""
+    from mpc.ss import order
+    monkeypatch.setattr(order, "SAMPLE_ABOVE", 128)
+    monkeypatch.setattr(order, "SINGLE_ABOVE", 1000)
+    a, b = tables(3000, 2600, 2200)
+    a = a.assign(c=7, v=np.cumsum(RNG.integers(1, 4000, len(a))))          # v < 2^24, increasing
+    m = 2200
+    ranks = np.array([0, m // 4, m // 2, m // 2 + 1, m - 1])
+    args = {"alice": (a.id.to_numpy(), a[["c", "v", "arow"]], ranks), "bob": (b.id.to_numpy(), b[["brow"]], ranks)}
+    out = mpc.run_local(_order_job, ["alice", "bob"], args=args, triples="ot", timeout=300)
+    traces, found, bits, label, arow, brow = out["alice"]
+    for party in ("alice", "bob"):         # every party: the constant column's outcomes are the distinct one's
+        assert len(out[party][0][0]) == len(traces[1]) > 5
+        for x, y in zip(out[party][0][0], traces[1], strict=True):
+            assert np.array_equal(x, y)
+    assert bits == math.ceil(math.log2(3000))
+    np.testing.assert_array_equal(label, arow)                             # A's input row index
+    assert len(np.unique(label)) == m
+    np.testing.assert_array_equal(found[0], np.full(len(ranks), 7))
+    expected = np.sort(a.v.to_numpy()[np.sort(arow)])[ranks]
+    np.testing.assert_array_equal(found[1], expected)
+    pos = np.arange(m)
+    for rows in (arow, brow):
+        assert abs(np.corrcoef(pos, np.argsort(np.argsort(rows)))[0, 1]) < 6 / math.sqrt(m)
+
+
+def _stats_job(ctx, ids, cols, keep_order):
+    from mpc import ss
+    from protocols import stats
+    from protocols.stats import apply_shifts, scale_columns
+    ints, shifts = scale_columns(ctx, cols)
+    table = private_join(ctx, ids, ints, method="circuit")
+    noted = table.row_order is not None
+    if not keep_order:                          # the same shares, without the join's order
+        table = {k: ss.from_shares(ctx, table[k].share, table[k].frac_bits) for k in table.columns}
+    named = apply_shifts(table, shifts)
+    return stats.describe(ctx, named), stats.corr_matrix(ctx, named), noted
+
+
+@pytest.mark.parametrize("names", [["x", "y"], ["x", "k", "y"]])
+def test_stats_on_the_join_order_shuffle_one_column_fewer(monkeypatch, names):
+    """describe + corr after the dealer-free circuit join: the first column's selection runs
+    on the join's order, so every party shuffles one column fewer than on the same columns
+    without it; both equal pandas. With owner-scaled float columns only (one selection for
+    min, max and the quartiles) and with an integer column (tournament, then quantiles).
+    With the dealer's shuffle under the circuit join there is no row order."""
+    from mpc.ss import order
+    calls: dict[tuple, int] = {}
+    real = order.shuffle
+
+    def counted(ctx, x, *args, **kw):
+        key = (ctx.job_id, ctx.party)
+        calls[key] = calls.get(key, 0) + 1
+        return real(ctx, x, *args, **kw)
+
+    monkeypatch.setattr(order, "shuffle", counted)
+    a, b = tables(900, 700, 500)
+    plain = a.merge(b, on="id")[names]
+    mine = {"alice": [c for c in names if c in a], "bob": [c for c in names if c in b]}
+    counts = []
+    for triples, keep in (("ot", True), ("ot", False), ("dealer", True)):
+        args = {p: (f.id.to_numpy(), f[mine[p]], keep) for p, f in (("alice", a), ("bob", b))}
+        before = set(calls)
+        out = mpc.run_local(_stats_job, ["alice", "bob"], args=args, triples=triples, timeout=300)
+        d, c, noted = out["alice"]
+        assert noted == (triples == "ot")
+        np.testing.assert_allclose(d.to_numpy(), plain.describe().T.to_numpy(), rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(c.to_numpy(), plain.corr().to_numpy(), atol=1e-4)
+        per_party = sorted(v for k, v in calls.items() if k not in before)
+        assert len(per_party) == 2 and per_party[0] == per_party[1]
+        counts.append(per_party[0])
+    assert counts == [len(names) - 1, len(names), len(names)]

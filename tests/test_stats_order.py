@@ -7,6 +7,7 @@ import pytest
 
 import mpc
 from mpc import ss
+from mpc.ss import order as engine
 from protocols.stats import order
 
 
@@ -89,3 +90,45 @@ def test_ltz_open_matches_numpy_sign():
     for got, empty in out.values():
         np.testing.assert_array_equal(got, (x < 0).reshape(5, -1))
         assert empty.shape == (0,) and empty.dtype == bool
+
+
+
+def _row_order_job(ctx, data, label, rbs, ranks):
+    y = ss.share(ctx, data if ctx.party == "alice" else None, "alice")
+    lab = ss.share(ctx, label if ctx.party == "alice" else None, "alice").share
+    row_order = engine.RowOrder(lab, engine.key_bits(700))         # labels below n_A = 700
+    keys, lows = engine.ordered_keys(y, rbs, [row_order] * len(rbs))
+    with pytest.raises(RuntimeError, match="already used"):
+        row_order.claim()
+    again, lows_again = engine.ordered_keys(y, rbs, [row_order] * len(rbs))   # used up: every row shuffled
+    found = [ss.stack(engine.smallest(y, ranks, rbs, keys=k, label_bits=lb)) for k, lb in
+             ((keys, lows), (again, lows_again))]
+    return [f.reveal() for f in found], lows, lows_again
+
+
+def test_row_order_is_claimed_once_by_the_first_row_that_fits(monkeypatch):
+    """ordered_keys: row 0's range is too wide for the order's label bits, so row 1 keeps
+    the order (keys y 2^bits + label, no shuffle) and rows 0 and 2 are shuffled; the order
+    is then used up. Both selections equal numpy, with ties."""
+    calls: dict[str, list[int]] = {}
+    real = engine.shuffled
+
+    def counted(ctx, x):
+        calls.setdefault(ctx.party, []).append(x.shape[0])
+        return real(ctx, x)
+
+    monkeypatch.setattr(engine, "shuffled", counted)
+    rng = np.random.default_rng(8)
+    n = 300
+    data = np.stack([rng.integers(0, 1 << 52, n), rng.integers(0, 3, n), np.full(n, 4)]).astype(np.int64)
+    label = rng.permutation(700)[:n].astype(np.int64)             # distinct, below 2^10 (n_A = 700)
+    rbs = [53, 2, 3]
+    ranks = [np.array([0, 150, n - 1])] * 3
+    found, lows, lows_again = mpc.run_local(_row_order_job, ["alice", "bob"], triples="ot", timeout=120,
+                                            args={p: (data, label, rbs, ranks) for p in ("alice", "bob")})["bob"]
+    low = engine.key_bits(n)
+    assert lows == [low, engine.key_bits(700), low] and lows_again == [low] * 3
+    assert calls == {"alice": [2, 3], "bob": [2, 3]}             # rows 0 and 2, then all three
+    want = np.stack([np.sort(row)[r] for row, r in zip(data, ranks, strict=True)])
+    for f in found:
+        np.testing.assert_array_equal(np.asarray(f, np.int64), want)

@@ -44,6 +44,21 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    instead of N = 1.34 n_A. Each party's permutation depends only on public sizes (N for
    A, n_A for B), so it is drawn and routed in a thread while the OPRF and the zero test
    run.
+4. Row order (OT source only, :func:`keeps_order`): A's last column is then its input row
+   index i < n_A, in the clear like A's other columns, so it travels with the row through
+   both rounds; :meth:`BinJoin.finish` takes it out of the result as the secret labels of
+   a :class:`mpc.ss.order.RowOrder` (L = key_bits(n_A) bits): the
+   order statistics of ONE joined column may then run on the join's order with keys
+   y 2^L + i instead of on a fresh shuffle. Why that is sound: the compacted order is
+   pi_1 o pi_0 restricted to the matched rows, each factor uniform (CSPRNG, drawn from the
+   public sizes alone, so independent of the values) and known to one party only; the
+   opened flags tell where matched rows are, not which matched row is where (given the
+   set S of matched positions, the matched rows land on S by a uniform bijection). So to
+   each party the arrangement of the joined rows is a uniformly random permutation
+   independent of its view. The labels are distinct (one A row per filled bin) and fixed
+   to the rows before pi_0, so no party knows which label sits at which output position:
+   A knows each row's label but not pi_1, B not even the labels. It costs one more word
+   per wire in round 1 (B's network).
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
 STAT = 40 bits of match: the zero test reads only the low match_bits(c) = 40 + ceil(log2 c)
@@ -90,8 +105,9 @@ from mpc.runtime.context import Context
 from mpc.ss import ot_shuffle
 from mpc.ss.beaver import open_arith
 from mpc.ss.compare import eqz
+from mpc.ss.order import RowOrder, key_bits
 from mpc.ss.ot_triples import OtSource
-from mpc.ss.provider import source_kind
+from mpc.ss.provider import source_class, source_kind
 from mpc.ss.shuffle import shuffle
 from mpc.ss.triples import get_source
 
@@ -104,6 +120,16 @@ def match_bits(comparisons: int) -> int:
     """Bits of s_b - t_b the zero test reads for ``comparisons`` bins (public): STAT +
     ceil(log2 c), so c 2^-bits <= 2^-STAT by the union bound; at most 64 (the word)."""
     return min(64, STAT + max(0, int(comparisons) - 1).bit_length())
+
+
+def keeps_order(ctx: Context) -> bool:
+    """Whether :meth:`BinJoin.finish` compacts through the dealer-free two rounds (the OT
+    source): then the joined rows come out in an order that is uniform, unknown to each
+    party and independent of the values, and a label column A appends to its own (its
+    input row index, in the clear before round 0) serves as the secret tie-break of a
+    :class:`mpc.ss.order.RowOrder` (step 4 of the module docstring)."""
+    kind = source_kind(ctx.options)
+    return kind is not None and issubclass(source_class(kind, len(ctx.parties)), OtSource)
 
 
 def _masks(keys: np.ndarray, width: int) -> np.ndarray:
@@ -126,7 +152,8 @@ class BinJoin:
     def __init__(self, ctx: Context, own_cols: int, peer_cols: int) -> None:
         self.ctx, self.peer = ctx, ctx.peers[0]
         self.own_cols, self.peer_cols = own_cols, peer_cols
-        self.a_cols = own_cols if ctx.rank == 0 else peer_cols
+        self.labelled = keeps_order(ctx)      # A's input row index as a last A column (step 4)
+        self.a_cols = (own_cols if ctx.rank == 0 else peer_cols) + int(self.labelled)
         self.b_cols = peer_cols if ctx.rank == 0 else own_cols
         self.word: list[np.ndarray] = []      # per bucket: s_b (A) or t_b (B)
         self.rows: list[np.ndarray] = []      # per bucket: (a_cols + b_cols, bins) shares
@@ -177,10 +204,11 @@ class BinJoin:
         self.rows.append(rows)
 
     def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int,
-                filled: np.ndarray | None = None) -> None:
+                filled: np.ndarray | None = None, index: np.ndarray | None = None) -> None:
         """A: decode the bucket's OKVS at its OPRF outputs o_b ((bins, 16) uint8); ``own``
         are A's column values per bin (one (bins,) ring array per column), ``filled`` which
-        bins hold one of A's ids (default all)."""
+        bins hold one of A's ids (default all), ``index`` the input row index of the id in
+        each bin (needed for the row order's labels on the OT source, step 4)."""
         width = 1 + self.b_cols
         cells = okvs.num_cells(max_keys)
         got = self.ctx.recv(self.peer)
@@ -195,12 +223,25 @@ class BinJoin:
         rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)
         for c, col in enumerate(own):
             rows[c] = col
+        if self.labelled:
+            if index is None:
+                raise ValueError("the circuit join's row order needs A's row index per bin")
+            rows[self.a_cols - 1] = np.asarray(index, dtype=np.int64).astype(np.uint64)
         rows[self.a_cols:] = decoded[:, 1:].T
         self.rows.append(rows)
 
-    def finish(self) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+    def finish(self) -> tuple[int, list[np.ndarray], list[np.ndarray], RowOrder | None]:
         """Flag, shuffle, open the flags, keep the matched rows: (joined rows, this party's
-        shares of its own columns, its shares of the peer's columns), in a random order."""
+        shares of its own columns, its shares of the peer's columns, the rows'
+        :class:`mpc.ss.order.RowOrder` or None), in a random order; the order only after
+        the dealer-free two rounds (step 4)."""
+        m, own, theirs, two_rounds = self._finish()
+        if not self.labelled:
+            return m, own, theirs, None
+        label = own.pop() if self.ctx.rank == 0 else theirs.pop()
+        return m, own, theirs, RowOrder(label, key_bits(self.items_a)) if two_rounds else None
+
+    def _finish(self) -> tuple[int, list[np.ndarray], list[np.ndarray], bool]:
         ctx = self.ctx
         word = np.concatenate(self.word) if self.word else np.zeros(0, np.uint64)
         rows = (np.concatenate(self.rows, axis=1) if self.rows
@@ -208,7 +249,7 @@ class BinJoin:
         self.word, self.rows = [], []
         source = get_source(ctx)
         if isinstance(source, OtSource) and word.size:
-            return self._finish_two_rounds(source, word, rows)
+            return (*self._finish_two_rounds(source, word, rows), True)
         ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
         # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
         # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
@@ -221,7 +262,7 @@ class BinJoin:
         ctx.report_progress(phase="private join: oblivious shuffle of the bins")
         shuffled = shuffle(ctx, stacked, jointly=True) if stacked.shape[1] else stacked
         del stacked
-        return self._compact(shuffled)
+        return (*self._compact(shuffled), False)
 
     @staticmethod
     def _empty_positions(dest: np.ndarray, filled: np.ndarray) -> np.ndarray:

@@ -85,6 +85,32 @@ with ``triples="ot"`` nobody: the order is pi_1 o pi_0 with pi_i uniform and kno
 party i (each applies its factor by an oblivious switching network, Mohassel-Sadeghian,
 EUROCRYPT 2013, on IKNP OT with kappa = 128), so, with two non-colluding semi-honest
 parties, each sees outcomes of keys in an order that is uniform given its own factor.
+
+The join's order instead of a shuffle (:class:`RowOrder`, ``ordered_keys``). What the
+argument above needs of the arrangement is only this: the keys are distinct, fixed to the
+rows before the arrangement was drawn, and the arrangement is a uniformly random
+permutation of the rows, independent of the values and of everything a party sees (given
+its view). The dealer-free circuit join (:mod:`mpc.ss.circuit_join`, ``triples="ot"``)
+already delivers its rows so: they leave its compaction in the order pi_1 o pi_0
+restricted to the matched rows, pi_0 A's and pi_1 B's uniform permutation (CSPRNG, drawn
+from the public sizes alone, before any value is read: independent of the values), each
+known to its party only; B also learns where A's empty bins went (a uniform subset) and
+both learn where the matched rows are after pi_1 (a uniform m-subset), but given those
+sets the matched rows still fill them by a uniform bijection that one of the factors
+hides from each party. So the joined rows' arrangement is as good as a fresh shuffle for
+ONE column. The tie-break must then be secret and distinct in the same sense as the row
+index under a shuffle (attached to the row before its unknown permutation, so no party
+knows which tie-break sits at which position): the join carries A's input row index i <
+n_A through both of its rounds as a shared column, the order's label (L = key_bits(n_A)
+bits, keys y 2^L + i). A knows each of its rows' labels but not pi_1, hence not which
+position holds which; B does not even know the labels, nor pi_0. A public tie-break (the
+output position j) would instead make a constant column's outcomes follow the positions
+(the leak the docstring above describes), and a label B could place (the index after A's
+round) would do that for B. Only one column may use a join's order (``RowOrder.claim``):
+a second column on the same arrangement would make the two columns' outcomes correlated
+through their rank correlation; later columns get their own shuffle. The circuit join on
+the dealer's shuffle (the dealer knows its permutations) and the bucketed join
+(concatenated buckets: not one uniform order) set no order.
 """
 
 from __future__ import annotations
@@ -103,9 +129,9 @@ from mpc.ss.shuffle import available, shuffle
 from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
 
-__all__ = ["available", "can_select", "count_greater", "dealer_free", "extremes", "fits", "key_bits", "keys_of",
-           "median", "next_values", "positions", "quantile", "select", "shuffled", "shuffled_keys", "smallest",
-           "values_of"]
+__all__ = ["RowOrder", "available", "can_select", "count_greater", "dealer_free", "extremes", "fits", "key_bits",
+           "keys_of", "median", "next_values", "note_order", "order_of", "ordered_keys", "positions", "quantile",
+           "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -122,24 +148,33 @@ def fits(n: int, range_bits: int) -> bool:
     return range_bits + key_bits(n) <= 62
 
 
-def keys_of(ctx: Context, y: np.ndarray) -> np.ndarray:
-    """Shares of the distinct keys y * 2^L + j of each row j of ``y`` (c, n), y >= 0."""
+def keys_of(ctx: Context, y: np.ndarray, label: np.ndarray | None = None,
+            label_bits: int | None = None) -> np.ndarray:
+    """Shares of the distinct keys y * 2^L + t of each row of ``y`` (c, n), y >= 0: t the
+    row index j (public, added by party 0) and L = ``key_bits(n)``, or, with ``label``
+    (shares (n,) of distinct secret labels below 2^``label_bits``, a :class:`RowOrder`'s),
+    t the row's label and L = ``label_bits``."""
     y = np.asarray(y, dtype=np.uint64)
-    keys = y << np.uint64(key_bits(y.shape[-1]))
-    if ctx.rank == 0:
-        keys = keys + np.arange(y.shape[-1], dtype=np.uint64)
-    return keys
+    if label is None:
+        keys = y << np.uint64(key_bits(y.shape[-1]))
+        if ctx.rank == 0:
+            keys = keys + np.arange(y.shape[-1], dtype=np.uint64)
+        return keys
+    return (y << np.uint64(label_bits)) + np.asarray(label, dtype=np.uint64)
 
 
-def values_of(ctx: Context, keys: np.ndarray, n: int) -> np.ndarray:
+def values_of(ctx: Context, keys: np.ndarray, n: int, label_bits: Any = None) -> np.ndarray:
     """Shares of y = key >> L (exact: bit decomposition, then the high bits to arithmetic
-    shares); meant for the few selected keys. Reveals nothing."""
+    shares); meant for the few selected keys. L is ``key_bits(n)``, or ``label_bits`` (an
+    int, or one per key) for keys made with a :class:`RowOrder`'s labels. Reveals nothing."""
     keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
-    low = key_bits(n)
+    low = np.broadcast_to(np.asarray(key_bits(n) if label_bits is None else label_bits, np.int64), keys.shape)
+    first = int(low.min()) if low.size else 61
     bits = compare.bit_decompose(ctx, keys)
-    rows = np.stack([(bits >> np.uint64(k)) & np.uint64(1) for k in range(low, 62)])
+    rows = np.stack([(bits >> np.uint64(k)) & np.uint64(1) for k in range(first, 62)])
     arith = beaver.b2a_bits(ctx, rows)
-    weights = (np.uint64(1) << np.arange(62 - low, dtype=np.uint64))[:, None]
+    k = np.arange(first, 62, dtype=np.int64)[:, None]
+    weights = np.where(k >= low, np.uint64(1) << np.maximum(k - low, 0).astype(np.uint64), np.uint64(0))
     return np.sum(arith * weights, axis=0, dtype=np.uint64)
 
 
@@ -437,20 +472,23 @@ def secret_search(y: SharedTensor, ks: np.ndarray | SharedTensor, bits: int) -> 
 
 
 def smallest(y: SharedTensor, ranks: Sequence[np.ndarray], range_bits: Sequence[int],
-             keys: SharedTensor | None = None) -> list[SharedTensor]:
+             keys: SharedTensor | None = None, label_bits: Sequence[int] | None = None) -> list[SharedTensor]:
     """The ``ranks[i]``-th smallest values (0-based, each an int array) of row i of ``y``
     (c, n): integers in [0, 2^range_bits[i]) (public bounds). Exact.
 
     With a source that shuffles and keys that fit (``fits``): quickselect on ``keys``, the row's
-    shuffled distinct keys (``shuffled_keys(y)``; pass the same keys again to reuse the
-    shuffle). Else the secret bitwise search, over the public widest range, or a fixed 62
-    bits with the dealer (the number of rounds would tell it the range's bit length).
+    shuffled distinct keys (``shuffled_keys(y)``, or ``ordered_keys``; pass the same keys
+    again to reuse the shuffle; ``label_bits``: row i's tie-break bits L_i, ``key_bits(n)``
+    when None). Else the secret bitwise search, over the public widest range, or a fixed
+    62 bits with the dealer (the number of rounds would tell it the range's bit length).
     """
     n = y.shape[1]
     if keys is not None:
-        bound = max(int(b) for b in range_bits) + key_bits(n)          # keys < 2^bound (fits: <= 62)
+        lows = [key_bits(n)] * len(ranks) if label_bits is None else [int(b) for b in label_bits]
+        bound = max(int(b) + lb for b, lb in zip(range_bits, lows, strict=True))   # keys < 2^bound (<= 62)
         found = select(y.ctx, keys.share, [np.asarray(r) for r in ranks], bits=min(62, max(2, bound)))
-        vals = values_of(y.ctx, np.concatenate(found), n)
+        per_key = np.concatenate([np.full(len(r), lb, np.int64) for r, lb in zip(ranks, lows, strict=True)])
+        vals = values_of(y.ctx, np.concatenate(found), n, per_key)
         return _split(y._new(vals, 0), ranks)
     owner = np.concatenate([np.full(len(r), i, np.int64) for i, r in enumerate(ranks)])
     bits = 62 if source_kind(y.ctx.options) == DEALER else max(int(b) for b in range_bits)
@@ -461,6 +499,77 @@ def shuffled_keys(y: SharedTensor) -> SharedTensor:
     """The distinct keys y * 2^L + j of each row of ``y`` (c, n), every row under its own
     oblivious permutation (needs a source that shuffles: the dealer or "ot"); for ``smallest``."""
     return y._new(shuffled(y.ctx, keys_of(y.ctx, y.share)), 0)
+
+
+class RowOrder:
+    """The rows of a table in a uniformly random order that no party knows and that does
+    not depend on the values (the dealer-free circuit join's compaction,
+    :mod:`mpc.ss.circuit_join`), with a secret distinct label per row, fixed before that
+    order was drawn: shares (n,) of integers below 2^``bits`` (public). ONE column's
+    selection may run on this order instead of a shuffle, its keys y * 2^bits + label
+    (``ordered_keys``); a second column on the same order would let the outcomes tell the
+    two columns' rank correlation, so :meth:`claim` hands the labels out once. Why this is
+    as good as the shuffle: the module docstring."""
+
+    def __init__(self, label: np.ndarray, bits: int) -> None:
+        self._label = np.ascontiguousarray(label, dtype=np.uint64)
+        self.bits = int(bits)
+        self.claimed = False
+
+    def __len__(self) -> int:
+        return self._label.shape[0]
+
+    def fits(self, range_bits: int) -> bool:
+        """Whether keys of values in [0, 2^range_bits) with these labels stay below 2^62."""
+        return int(range_bits) + self.bits <= 62
+
+    def claim(self) -> np.ndarray:
+        """This party's shares of the labels; the order is used up (a second call raises)."""
+        if self.claimed:
+            raise RuntimeError("this row order was already used by one column's selection")
+        self.claimed = True
+        return self._label
+
+
+_ORDERS = "mpc.ss.order.row_orders"      # job state: id(tensor) -> (tensor, RowOrder)
+
+
+def note_order(t: SharedTensor, order: RowOrder | None) -> SharedTensor:
+    """Record that the rows of ``t`` (a table's column) are in ``order`` (for ``order_of``)."""
+    if order is not None:
+        t.ctx.state.setdefault(_ORDERS, {})[id(t)] = (t, order)
+    return t
+
+
+def order_of(t: SharedTensor) -> RowOrder | None:
+    """The :class:`RowOrder` noted for this very tensor in this job, or None."""
+    hit = t.ctx.state.get(_ORDERS, {}).get(id(t))
+    return hit[1] if hit is not None and hit[0] is t else None
+
+
+def ordered_keys(y: SharedTensor, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None = None
+                 ) -> tuple[SharedTensor, list[int]]:
+    """The distinct keys of each row of ``y`` (c, n) for ``smallest`` and their label bits:
+    the first row i whose ``orders[i]`` is unclaimed, as long as y's rows and fits
+    ``range_bits[i]`` claims it and keeps the table's order, its keys y * 2^bits + label
+    (no shuffle); every other row gets ``shuffled_keys``' row index and its own shuffle."""
+    c, n = y.shape
+    lows = [key_bits(n)] * c
+    mine = None
+    for i, o in enumerate(orders or []):
+        if o is not None and not o.claimed and len(o) == n and o.fits(int(range_bits[i])):
+            mine = i
+            break
+    if mine is None:
+        return shuffled_keys(y), lows
+    order = orders[mine]
+    lows[mine] = order.bits
+    rest = [i for i in range(c) if i != mine]
+    out = np.empty((c, n), np.uint64)
+    out[mine] = keys_of(y.ctx, y.share[mine], order.claim(), order.bits)
+    if rest:
+        out[rest] = shuffled(y.ctx, keys_of(y.ctx, y.share[rest]))
+    return y._new(out, 0), lows
 
 
 def dealer_free(ctx: Context) -> bool:
@@ -531,7 +640,8 @@ def _positions(n: int, qs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndar
 def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = False, *,
              low: SharedTensor | None = None, range_bits: Sequence[int] | None = None,
              keys: SharedTensor | None = None, extra_bits: Any = None,
-             known: Mapping[int, SharedTensor] | None = None) -> SharedTensor:
+             known: Mapping[int, SharedTensor] | None = None,
+             label_bits: Sequence[int] | None = None) -> SharedTensor:
     """Quantiles ``q`` in [0, 1] of a 1-D SharedTensor, or of each row of a 2-D one, with
     numpy's ``method`` (linear, lower, higher, nearest); shape (*rows, *q.shape). Exact
     for lower/higher/nearest; ``linear`` within one unit of the result's scale.
@@ -539,10 +649,11 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
     How the order statistics are found (module docstring): ``is_sorted=True`` indexes x;
     ``low`` (shares of each row's minimum) with ``range_bits`` (public b with
     x - low < 2^b per row) selects them, by quickselect on ``keys`` (``shuffled_keys(x -
-    low)``, computed here when None and the dealer is there and they fit) or the secret
-    bitwise search; else x is sorted (``ss.sort``). ``extra_bits`` (int, or one per row):
-    fractional bits the result carries beyond x's, 0 by default (the job's frac_bits for
-    an interpolated integer tensor); a scalar adds to ``frac_bits``, an array leaves
+    low)``, computed here when None and the dealer is there and they fit; or
+    ``ordered_keys``, with their ``label_bits``) or the secret bitwise search; else x is
+    sorted (``ss.sort``). ``extra_bits`` (int, or one per row): fractional bits the result
+    carries beyond x's, 0 by default (the job's frac_bits for an interpolated integer
+    tensor); a scalar adds to ``frac_bits``, an array leaves
     ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more. ``known``:
     rank -> (rows,) shares of x's order statistics found beforehand (e.g. in one selection
     with min and max); when it holds every rank the method needs, nothing is selected.
@@ -570,7 +681,7 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
         v_lo, v_hi = s[:, lo], s[:, hi]
     else:
         y = rows - low.reshape(c, 1)
-        y_lo, y_hi = _order_values(y, lo, hi if t is not None else None, range_bits, keys)
+        y_lo, y_hi = _order_values(y, lo, hi if t is not None else None, range_bits, keys, label_bits)
         v_lo = y_lo + low.reshape(c, 1)
         v_hi = None if y_hi is None else y_hi + low.reshape(c, 1)
     if extra_bits is None:
@@ -589,15 +700,16 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
 
 
 def _order_values(y: SharedTensor, lo: np.ndarray, hi: np.ndarray | None, range_bits: Sequence[int] | None,
-                  keys: SharedTensor | None) -> tuple[SharedTensor, SharedTensor | None]:
+                  keys: SharedTensor | None, label_bits: Sequence[int] | None = None
+                  ) -> tuple[SharedTensor, SharedTensor | None]:
     """The lo-th (and hi-th) smallest of each row of y (c, n), values in [0, 2^range_bits)."""
     c, n = y.shape
     rbs = [62] * c if range_bits is None else [int(b) for b in range_bits]
     if keys is None and can_select(y.ctx, n, rbs):
-        keys = shuffled_keys(y)
+        keys, label_bits = shuffled_keys(y), None
     if keys is not None:
         ranks = np.unique(np.concatenate([lo] if hi is None else [lo, hi]))
-        found = ss_stack(smallest(y, [ranks] * c, rbs, keys=keys))
+        found = ss_stack(smallest(y, [ranks] * c, rbs, keys=keys, label_bits=label_bits))
         return found[:, np.searchsorted(ranks, lo)], (None if hi is None else found[:, np.searchsorted(ranks, hi)])
     ranks = np.unique(lo)
     found = ss_stack(smallest(y, [ranks] * c, rbs))

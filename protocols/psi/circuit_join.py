@@ -19,6 +19,10 @@ Yanai, Eurocrypt 2020):
    permutation neither party knows, the flags opened and the matched rows kept (without
    a dealer the shuffle's two rounds bracket the zero test, and A's empty bins are
    dropped after A's round, where their positions are uniform: see the engine).
+3. Without a dealer the joined rows also come with a ``mpc.ss.order.RowOrder``: their
+   order is uniform and unknown to each party, and A's input row index rides along as a
+   secret label, so one column's order statistics can skip their own shuffle (the
+   engine's step 4).
 
 Reveals (semi-honest, no collusion; kappa = 128, lambda = 40): both id counts and the
 number of joined rows, nothing else: every message has a shape fixed by the two counts,
@@ -45,8 +49,9 @@ PHASE = "private join: OPRF and OPPRF per bucket (circuit PSI)"
 
 
 def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
-                 params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
-    """The circuit join (see the module docstring); same result form as the other JOINS."""
+                 params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray], Any]:
+    """The circuit join (see the module docstring): the other JOINS' result form plus the
+    rows' ``mpc.ss.order.RowOrder`` (without a dealer; else None)."""
     peer = ctx.peers[0]
     n = prepared.n_rows
     n_a, n_b = (n, peer_n) if ctx.rank == 0 else (peer_n, n)
@@ -68,7 +73,8 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
                 idx = layout.bucket(b, cap_a, ctx.party)
                 out, table, _ = oprf_bins(kkrt, layout, idx, bins)
                 item = idx[np.maximum(table, 0)] if len(idx) else np.zeros(bins, np.int64)
-                pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings], max_keys, table >= 0))
+                pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings], max_keys, table >= 0,
+                                np.where(table >= 0, item, 0)))     # A's row index: the row order's labels
                 if len(pending) == 2:        # one bucket in flight: B programs while A sends the next
                     join.receive(*pending.pop(0))
                     ctx.report_progress(phase=PHASE, done=b, total=nb, unit="buckets")

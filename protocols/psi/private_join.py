@@ -70,11 +70,17 @@ GROUP = "x25519"
 
 
 class SharedTable:
-    """A secret-shared table: ``num_rows``, ``columns`` (``party.name``), ``table[name]``."""
+    """A secret-shared table: ``num_rows``, ``columns`` (``party.name``), ``table[name]``.
 
-    def __init__(self, columns: Mapping[str, Any], num_rows: int) -> None:
+    ``row_order``: a :class:`mpc.ss.order.RowOrder` when the rows are in a uniformly random
+    order unknown to each party with a secret distinct label per row (the dealer-free
+    circuit join's), else None; the statistics' first selection that fits runs on it
+    without a shuffle (:mod:`protocols.stats.vertical`)."""
+
+    def __init__(self, columns: Mapping[str, Any], num_rows: int, row_order: Any = None) -> None:
         self._columns = dict(columns)
         self.num_rows = int(num_rows)
+        self.row_order = row_order
 
     @property
     def columns(self) -> list[str]:
@@ -320,13 +326,14 @@ def _dealer_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
 
 
 def _circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, peer_cols: int,
-                  params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
-    """Circuit PSI on cuckoo bins, no third party (:mod:`protocols.psi.circuit_join`)."""
+                  params: dict[str, Any]) -> tuple[int, list[np.ndarray], list[np.ndarray], Any]:
+    """Circuit PSI on cuckoo bins, no third party (:mod:`protocols.psi.circuit_join`); also
+    the rows' RowOrder (without a dealer; else None)."""
     from protocols.psi.circuit_join import circuit_join
     return circuit_join(ctx, prepared, rings, peer_n, peer_cols, params)
 
 
-# method name -> matching and selection
+# method name -> matching and selection: (rows, own shares, the peer's shares[, RowOrder or None])
 JOINS = {"ecdh": _ecdh_join, "dealer": _dealer_join, "circuit": _circuit_join}
 
 
@@ -371,7 +378,8 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     Returns:
         :class:`SharedTable` (the same shape on both parties): ``num_rows`` joined rows,
         ``table["alice.income"]`` (or ``table["income"]`` when only one party has it) a
-        SharedTensor. Only the number of rows is revealed.
+        SharedTensor. Only the number of rows is revealed. After the dealer-free circuit
+        join its ``row_order`` is set (see :class:`SharedTable`).
     """
     from mpc import ss
     if len(ctx.parties) != 2:
@@ -407,7 +415,7 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     peer = ctx.peers[0]
     peer_n = headers[ctx.parties.index(peer)]["size"]
     peer_cols = len(meta[ctx.parties.index(peer)]["names"])
-    m, my_shares, their_shares = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
+    m, my_shares, their_shares, *rest = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
 
     table: dict[str, Any] = {}
     for party, md in zip(ctx.parties, meta, strict=True):
@@ -415,4 +423,4 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
         for j, (name, frac) in enumerate(zip(md["names"], md["fracs"], strict=True)):
             table[f"{party}.{name}"] = ss.from_shares(ctx, shares[j], int(frac))
     ctx.report_progress(1.0)
-    return SharedTable(table, m)
+    return SharedTable(table, m, rest[0] if rest else None)

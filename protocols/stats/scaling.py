@@ -140,11 +140,14 @@ def exchange_scales(ctx: Context, shifts: Mapping[str, int], bounds: Mapping[str
 def apply_shifts(table: Any, shifts: Mapping[str, int]) -> dict[str, SharedTensor]:
     """The columns of a ``private_join`` table (qualified names; or a dict of them) with
     their owner's shift as ``frac_bits`` (and the bound ``scale_columns`` published, see
-    ``bound_bits``)."""
+    ``bound_bits``, and the row order of a table that has one, or of its columns, see
+    ``mpc.ss.order.order_of``)."""
     out = {}
+    row_order = getattr(table, "row_order", None)
     for name in (list(table) if isinstance(table, Mapping) else table.columns):
         t = table[name]
-        out[name] = t.with_frac_bits(int(shifts.get(name, t.frac_bits)))
+        out[name] = ss.order.note_order(t.with_frac_bits(int(shifts.get(name, t.frac_bits))),
+                                        row_order or ss.order.order_of(t))
         b = t.ctx.state.get(_BOUNDS, {}).get(name)
         if b is not None:
             _note(out[name], b)

@@ -125,6 +125,9 @@ class _Col:
     keys: SharedTensor | None = field(default=None)  # shuffled distinct keys of y (mpc.ss.order)
     zkeys: SharedTensor | None = field(default=None)  # or of z = X + 2^B (B: the public bound)
     zbound: int = 0                                   # B (zkeys only)
+    label_bits: int = 0                               # the tie-break bits L of keys
+    zlabel_bits: int = 0                              # and of zkeys
+    order: ss.order.RowOrder | None = field(default=None)   # the table's row order (a join's), if any
     known: dict[int, SharedTensor] | None = field(default=None)   # rank -> X's order statistic
 
     @property
@@ -162,9 +165,10 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
         c = len(names)
         bounds = [scaling.bound_bits(todo[k]) for k in names]
         zkeys, known = None, None
+        orders = [ss.order.order_of(todo[k]) for k in names]
         if select_first and ss.order.dealer_free(ctx) and all(b is not None for b in bounds) \
                 and ss.order.can_select(ctx, n, [b + 2 for b in bounds]):
-            mn, mx, zkeys, known = _select_first(xs, np.array(bounds, np.int64))
+            mn, mx, zkeys, known, lows = _select_first(xs, np.array(bounds, np.int64), orders)
         else:
             mn, mx = chunked.extremes(xs)
         bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
@@ -178,9 +182,9 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
             # public 62 - W only; the bound y 2^(62 - W - shift) < 2^62 holds as y < 2^rb);
             # the left shift is local
             r = _rescaled(xs[i], mn[i], rb, w)
-            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], r, x.frac_bits + w - rb)
+            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], r, x.frac_bits + w - rb, order=orders[i])
             if zkeys is not None:
-                col.zkeys, col.zbound = zkeys[i], int(bounds[i])
+                col.zkeys, col.zbound, col.zlabel_bits = zkeys[i], int(bounds[i]), lows[i]
                 col.known = {rank: v[i] for rank, v in known.items()}
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
@@ -195,30 +199,34 @@ def _rescaled(x: SharedTensor, mn: SharedTensor, rb: int, w: int) -> SharedTenso
 DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
 
 
-def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray
-                  ) -> tuple[SharedTensor, SharedTensor, list[SharedTensor], dict[int, SharedTensor]]:
+def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequence[ss.order.RowOrder | None]
+                  ) -> tuple[SharedTensor, SharedTensor, list[SharedTensor], dict[int, SharedTensor], list[int]]:
     """Min, max and describe's quartile neighbours of each column X of ``xs`` in ONE
     selection, for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the
     distinct keys of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the
     quartiles' are selected together (about 3.41 n opened comparisons per column at 2^19
     against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
     afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
-    selection. Returns (min, max, each column's keys for later quantiles, rank -> X's
-    order statistic)."""
+    selection. The first column that fits keeps its table's row order (``orders``: a
+    dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle. Returns (min,
+    max, each column's keys for later quantiles, rank -> X's order statistic, each
+    column's key label bits)."""
     c, n = len(xs), xs[0].shape[0]
     ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
     keys: list[SharedTensor] = []
-    found = []
+    found, lows = [], []
     for group in chunked.groups(c, n):
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
-        kz = ss.order.shuffled_keys(z)
-        found += ss.order.smallest(z, [ranks] * len(group), [int(bounds[i]) + 2 for i in group], keys=kz)
+        rbs = [int(bounds[i]) + 2 for i in group]
+        kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
+        found += ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
         keys += [kz[j] for j in range(len(group))]
+        lows += low
         del z
     offs = ss.public(xs[0].ctx, (np.int64(1) << bounds).reshape(c, 1))
     vals = ss.stack(found) - offs
     known = {int(r): vals[:, i] for i, r in enumerate(ranks)}
-    return known[0], known[n - 1], keys, known
+    return known[0], known[n - 1], keys, known, lows
 
 
 def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
@@ -246,7 +254,8 @@ def _means(cols: Sequence[_Col]) -> None:
 
 
 def _columns(table: Any, columns: Sequence[str] | None) -> dict[str, SharedTensor]:
-    """name -> SharedTensor from a SharedTable, a dict, or a list of SharedTensors."""
+    """name -> SharedTensor from a SharedTable (its columns noted with its ``row_order``),
+    a dict, or a list of SharedTensors."""
     if isinstance(table, SharedTensor):
         return {"x": table}
     if isinstance(table, Mapping):
@@ -258,9 +267,10 @@ def _columns(table: Any, columns: Sequence[str] | None) -> dict[str, SharedTenso
     if hasattr(table, "columns") and hasattr(table, "__getitem__") and not isinstance(table, list | tuple):
         names = list(table.columns) if columns is None else list(columns)
         out = {}
+        row_order = getattr(table, "row_order", None)       # a SharedTable's (a dealer-free join's)
         for c in names:
             try:
-                out[str(c)] = table[c]
+                out[str(c)] = ss.order.note_order(table[c], row_order)
             except KeyError as exc:
                 raise KeyError(f"no column {c!r}; columns are {list(table.columns)}") from exc
         return out
@@ -474,17 +484,19 @@ def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: 
             known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
         offs = np.array([1 << c.zbound for c in cols], np.int64)
         return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
-                           keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known)
-    keys = None
+                           keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known,
+                           label_bits=[c.zlabel_bits for c in cols])
+    keys, lows = None, None
     if _use_select(ctx, cols):
         todo = [c for c in cols if c.keys is None]
         if todo:
-            shuffled = ss.order.shuffled_keys(_rows([c.y for c in todo]))
+            made, low = ss.order.ordered_keys(_rows([c.y for c in todo]), [c.range_bits for c in todo],
+                                              [c.order for c in todo])
             for i, c in enumerate(todo):
-                c.keys = shuffled[i]
-        keys = _rows([c.keys for c in cols])
+                c.keys, c.label_bits = made[i], low[i]
+        keys, lows = _rows([c.keys for c in cols]), [c.label_bits for c in cols]
     return ss.quantile(xs, qs, method, low=ss.stack([c.mn for c in cols]),
-                       range_bits=[c.range_bits for c in cols], keys=keys, extra_bits=extra)
+                       range_bits=[c.range_bits for c in cols], keys=keys, extra_bits=extra, label_bits=lows)
 
 
 def quantile(ctx: Context, x: SharedTensor, q: Any, method: str = "linear",
