@@ -227,3 +227,70 @@ def test_several_buckets_need_every_partys_consent_to_reveal_their_join_sizes(tm
                                         r"join reveals the number of joined rows in each bucket; party 'b' does not "
                                         r"allow it .*bucket_join_sizes = true"):
         _run(stores, _params(f"SELECT COUNT(*) {J}"))
+
+
+def _shape(v):
+    """A received value's structure: arrays by dtype and shape, bytes by length, the rest as is."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _shape(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_shape(x) for x in v)
+    if isinstance(v, np.ndarray):
+        return ("array", v.dtype.str, v.shape)
+    if isinstance(v, bytes):
+        return ("bytes", len(v))
+    return v
+
+
+def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch):
+    """reveal_to = a, 2 buckets, the dealer join. Two runs on the same ids (the bucket key
+    fixed from outside, so each id falls in the same bucket) whose values differ and give
+    other aggregates, with the same group counts: every message each party and the dealer
+    receive has the same type, shape and plaintext content in both runs (values travel as
+    ring words only). What b receives in plaintext is the job's public header (budget,
+    distinct count, bucket size, a's column magnitudes, kept rows, min_group_size) and,
+    per bucket, the join's positions, as many as the bucket's joined rows: no float, no
+    count of a group; b gets no result."""
+    from mpc.runtime.views import flatten, record_views
+    from protocols import buckets
+    from protocols.psi.oprf import capacity
+    from protocols.stats.scaling import column_exponent, default_bits
+
+    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
+    spec = registry.get("sql.aggregate")
+    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, VARIANCE(p.x) AS vx {J} "
+           "GROUP BY q.seg HAVING COUNT(*) > 10")
+    params = {**_params(sql, reveal_to="a"), "join": "dealer"}
+    base = _frames(6000, seed=9)
+    runs = []
+    for tag, frames in (("1", base), ("2", {"a": base["a"].assign(x=base["a"].x.to_numpy()[::-1]),
+                                            "b": base["b"].assign(y=-base["b"].y)})):
+        stores = _stores(tmp_path, frames, tag=tag)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
+                                  timeout=300)
+        assert out["b"] is None
+        joined = frames["a"].merge(frames["b"], on="id")
+        want = joined.groupby("seg").agg(n=("x", "size"), sx=("x", "sum"), mn=("y", "min")).reset_index()
+        got = out["a"][~out["a"].suppressed].reset_index(drop=True)
+        assert got["seg"].tolist() == want["seg"][want.n >= MIN_GROUP].tolist()
+        np.testing.assert_allclose(got[["n", "sx", "mn"]].to_numpy(float),
+                                   want[want.n >= MIN_GROUP][["n", "sx", "mn"]].to_numpy(float), rtol=1e-9)
+        runs.append((out["a"], views, len(joined)))
+    (first, v1, n1), (second, v2, _) = runs
+    assert not np.allclose(first["sx"].dropna(), second["sx"].dropna())
+    for p in ("a", "b", "dealer"):
+        assert [(s, _shape(v)) for s, v in v1[p]] == [(s, _shape(v)) for s, v in v2[p]], p
+    leaves = [x for x in flatten(v1["b"]) if not (isinstance(x, np.ndarray) and x.dtype in (np.uint64, np.uint8))]
+    assert not [x for x in leaves if isinstance(x, float) or (isinstance(x, np.ndarray) and x.dtype.kind == "f")]
+    positions = [x for x in leaves if isinstance(x, np.ndarray)]
+    assert len(positions) == 2 and sum(len(x) for x in positions) == n1         # the per-bucket join sizes
+    assert all(x.dtype == np.int64 for x in positions)
+    # every other number b gets is public: a's column scales (the power of two of its largest
+    # |x|, |x - o|, (x - o)^2), the budget, a's distinct ids and kept rows, the rows of a
+    # bucket, its padded capacity, min_group_size, the protocols' versions and constants
+    x = base["a"].x.to_numpy()
+    bits, u = default_bits(6000), x - x.mean()
+    scales = {bits - column_exponent(x), bits - column_exponent(u), bits - column_exponent(u * u)}
+    public = {0, 1, MIN_GROUP, 1 << 20, 6000, 4096, capacity(6000, 2), 16, 2048, 65536, 262144} | scales
+    ints = {int(x) for x in leaves if isinstance(x, (int, np.integer)) and not isinstance(x, bool)}
+    assert ints <= public, sorted(ints - public)
