@@ -107,7 +107,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         if args.explain:
             print(client.explain(args.sql, reveal_to=args.reveal_to, join=args.join))
             return 0
-        result = client.query(args.sql, reveal_to=args.reveal_to, join=args.join, progress=not args.quiet)
+        result = client.query(args.sql, reveal_to=args.reveal_to, join=args.join, progress=not args.quiet,
+                              memory=args.memory)
     if result is None:
         print(f"(the result went to {args.reveal_to})")
     elif args.format == "csv":
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--reveal-to", help="the one party that gets the result (default: both)")
     p.add_argument("--join", choices=("ecdh", "dealer"), default="ecdh", help="private join method")
+    p.add_argument("--memory", help="memory budget per party, e.g. 2GiB: an aggregate of two tables runs in "
+                                    "hash buckets, checkpointed per bucket")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     client_args(p)
     p.set_defaults(fn=cmd_query)

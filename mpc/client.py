@@ -158,7 +158,7 @@ class Client:
         return sqlmod.parse(sql, schemas)
 
     def query(self, sql: str, *, reveal_to: str | None = None, progress: bool = True,
-              join: str = "ecdh", min_group_size: int | None = None) -> Any:
+              join: str = "ecdh", min_group_size: int | None = None, memory: str | int | None = None) -> Any:
         """Run a SQL query over the parties' tables (``party.dataset``) and return the result
         as a pandas DataFrame (``suppressed`` marks groups under min_group_size), or None at a
         party that is not ``reveal_to``.
@@ -168,13 +168,17 @@ class Client:
         job (aggregates), or ``sql.rows`` (no aggregates: plaintext columns, and after a join
         the join keys, delivered row by row to ``reveal_to``), which every party checks
         against its own policy; ``explain(sql)`` shows the plan and what each party learns.
-        ``join`` and ``min_group_size`` apply to aggregates."""
+        ``join`` and ``min_group_size`` apply to aggregates. ``memory`` (e.g. "2GiB"; the
+        servers' ``[limits] memory`` binds too, the smaller wins) runs an aggregate of two
+        parties' tables in hash buckets (:mod:`protocols.sql.bucketed`), checkpointed per bucket."""
         from protocols import sql as sqlmod
 
         me = next(iter(self.datasets()), None)
         protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join, requester=me)
         if min_group_size is not None and protocol == "sql.aggregate":
             params["min_group_size"] = int(min_group_size)
+        if memory is not None and protocol == "sql.aggregate":
+            params["memory"] = str(memory)
         return self.run(protocol, progress=progress, **params)
 
     def explain(self, sql: str, *, reveal_to: str | None = None, join: str = "ecdh") -> str:

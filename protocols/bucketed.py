@@ -257,7 +257,7 @@ class RowBits:
         return (np.nonzero(flags[lo - 8 * first:hi - 8 * first])[0] + lo).astype(np.int64)
 
 
-def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:
+def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int, job: str = "join.stats") -> None:
     """Refuse a join in ``nb`` > 1 buckets unless every party's ``[limits]
     bucket_join_sizes`` allows it: each bucket's join opens its joined-row count, the sizes
     of nb pseudo-random parts of the intersection whose membership both parties can compute
@@ -269,7 +269,7 @@ def _consent_to_bucket_sizes(ctx: Context, data: LocalData, nb: int) -> None:
     refusing = [p for p, ok in zip(ctx.parties, consents, strict=True) if ok is not True]
     if refusing:
         raise DataError(
-            f"join.stats under this memory budget needs {nb} buckets, and a bucketed join reveals the "
+            f"{job} under this memory budget needs {nb} buckets, and a bucketed join reveals the "
             f"number of joined rows in each bucket; party {refusing[0]!r} does not allow it "
             "(its party.toml: [limits] bucket_join_sizes = true), so raise the memory budget or ask it to")
 

@@ -89,7 +89,7 @@ def group_by(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnR
     shifts = store.state["shifts"]
     m = _unique_ids(store, ref)
     sizes, nb = _plan(ctx, store, "bucketed_group_by", kind, m, memory, "join", {"join": params["join"]})
-    _consent_to_bucket_sizes(ctx, data, nb)
+    _consent_to_bucket_sizes(ctx, data, nb, "stats.group_by")
     everyone = ctx.gather(dict(zip(names, shifts, strict=True)))
     frac = {f"{p}.{k}": int(v) for p, s in zip(ctx.parties, everyone, strict=True) for k, v in s.items()}
     cap = capacity(sizes[ctx.party], nb)

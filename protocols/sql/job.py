@@ -57,10 +57,12 @@ from mpc import ss
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor, fixed
 from mpc.ss.provider import DEALER
-from protocols.bucketed import WHOLE_INPUT_COSTS, refuse_over_budget
+from protocols.bucketed import WHOLE_INPUT_COSTS, joint_budget, refuse_over_budget
 from protocols.jobs import (
+    BUCKET_REVEALS,
     JOIN,
     JOIN_REVEALS,
+    MEMORY,
     N_PARTY_PSI,
     REVEAL_TO,
     check_min_group,
@@ -108,7 +110,16 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     from protocols.stats import vertical
 
     plan = Plan.from_params(params["plan"])
-    refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)], "sql.aggregate", WHOLE_INPUT_COSTS["join"])
+    job = "sql.aggregate"
+    if len(plan.tables) == 2:
+        memory = joint_budget(ctx, params, data)
+        if memory is not None:        # the join and the aggregates per hash bucket, merged on shares
+            from protocols.sql import bucketed
+            why = bucketed.blocker(plan)
+            if why is None:
+                return bucketed.run(ctx, params, data, plan, memory)
+            job = f"sql.aggregate with {why}"
+    refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)], job, WHOLE_INPUT_COSTS["join"])
     if len(plan.tables) == 1:
         from protocols.sql.local import run_single
         return run_single(ctx, plan, params, data)
@@ -176,31 +187,14 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
                     params.get("min_group_size") or 1)
 
     def fixed_col(r: str) -> SharedTensor:
-        ref = ColumnRef.parse(r)
-        return cols[f"{ref.party}.sqlf__{ref.column}"].with_frac_bits(f)
+        return fixed_column(cols, r, f)
 
     def tensor(e: Any) -> SharedTensor:
-        r = _bare(e)
-        if r is not None:
-            ref = ColumnRef.parse(r)
-            return cols[f"{ref.party}.sqlx__{ref.column}"]
-        v = evaluate.shared(e, fixed_col)
-        return v if isinstance(v, SharedTensor) else ss.public(ctx, np.full(n, float(v)))
+        return joined_tensor(ctx, cols, n, f, e)
 
     # the weight matrix H (groups x rows): group indicators times the secret filter
     ctx.report_progress(phase="sql: groups and filter")
-    h = None
-    for i, g in enumerate(plan.group_by):
-        if g.column:
-            ref = ColumnRef.parse(g.column)
-            codes = cols[f"{ref.party}.sqlg__{i}"].with_frac_bits(0)
-            hk = codes.reshape(1, n) == np.arange(len(labels[i]))[:, None]
-        else:
-            hk = ss.stack([_as_rows(ctx, evaluate.shared(c, fixed_col), n) for c in g.conds])
-        h = hk if h is None else (h.reshape(h.shape[0], 1, n) * hk.reshape(1, hk.shape[0], n)).reshape(-1, n)
-    if plan.secret_filter is not None:
-        w = _as_rows(ctx, evaluate.shared(plan.secret_filter, fixed_col), n).reshape(1, n)
-        h = w if h is None else h * w
+    h = weights(ctx, plan, labels, cols, n, f)
     groups = list(itertools.product(*labels)) if labels else [()]
 
     def wsum(t0: SharedTensor) -> SharedTensor:
@@ -209,24 +203,24 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
             return t0.sum(axis=0, keepdims=True)
         return h @ t0
 
-    if h is None:
-        counts_sh, kept = None, np.arange(1)
-    else:
-        counts_sh = h.sum(axis=1)
-        small = np.asarray((counts_sh < min_group).reveal()) != 0
-        kept = np.flatnonzero(~small)
+    counts_sh = None if h is None else h.sum(axis=1)
+    sums: dict[str, tuple[SharedTensor, int]] = {}
 
-    having_done = False
-    if counts_sh is not None and having_on_shares(plan) and len(kept):
-        bit = _having(ctx, plan, tensor, wsum, h, counts_sh, n)
-        passes = np.ones(len(kept), bool) if not isinstance(bit, SharedTensor) else \
-            np.asarray(bit[kept].reveal()).astype(bool)
-        if not isinstance(bit, SharedTensor) and not bit:
-            passes[:] = False
-        kept, having_done = kept[passes], True
-        dropped = np.ones(len(groups), bool)
-        dropped[kept] = False
-        dropped[small] = False                     # suppressed groups stay, marked
+    def having_value(agg: Aggregate) -> tuple[SharedTensor, int]:
+        """What HAVING compares of a SUM/AVG (the ring sum), MIN/MAX or quantile: (ring integers, frac)."""
+        t = tensor(agg.args[0])
+        if agg.func in ("min", "max"):
+            return _group_min_max(t, h, agg.func, n), t.frac_bits
+        if agg.func == "quantile":
+            vals, frac = quantiles.grouped(t, h, counts_sh, [agg.q])
+            return vals[:, 0], frac
+        if agg.name not in sums:
+            sums[agg.name] = (wsum(t.with_frac_bits(0)), t.frac_bits)
+        return sums[agg.name]
+
+    kept, dropped = suppress_and_having(ctx, plan, len(groups), counts_sh, min_group, n, having_value,
+                                        (tensor, wsum))
+
     def opened(x: SharedTensor) -> np.ndarray | None:
         return x[kept].reveal(to) if len(kept) else (np.zeros((0, *x.shape[1:])) if ctx.party in to else None)
 
@@ -245,6 +239,75 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
     ctx.report_progress(1.0)
     if ctx.party not in to:
         return None
+    return result_frame(plan, groups, kept, dropped, results, n)
+
+
+def fixed_column(cols: dict[str, SharedTensor], r: str, f: int) -> SharedTensor:
+    """The joined column ``r`` (``party.dataset.column``) at the job's fixed point f."""
+    ref = ColumnRef.parse(r)
+    return cols[f"{ref.party}.sqlf__{ref.column}"].with_frac_bits(f)
+
+
+def joined_tensor(ctx: Context, cols: dict[str, SharedTensor], n: int, f: int, e: Any) -> SharedTensor:
+    """An aggregate's argument on the n joined rows: a bare column at its owner's scale, an
+    expression at the job's fixed point f (a constant as a public column)."""
+    r = _bare(e)
+    if r is not None:
+        ref = ColumnRef.parse(r)
+        return cols[f"{ref.party}.sqlx__{ref.column}"]
+    v = evaluate.shared(e, lambda r: fixed_column(cols, r, f))
+    return v if isinstance(v, SharedTensor) else ss.public(ctx, np.full(n, float(v)))
+
+
+def weights(ctx: Context, plan: Plan, labels: list[list[Any]], cols: dict[str, SharedTensor], n: int,
+            f: int) -> SharedTensor | None:
+    """The weight matrix H (groups x the n joined rows): the group indicators (code == g for
+    a plaintext key, the bucket conditions of CASE WHEN / WIDTH_BUCKET) times the secret
+    filter; None without groups or filter."""
+    h = None
+    for i, g in enumerate(plan.group_by):
+        if g.column:
+            ref = ColumnRef.parse(g.column)
+            codes = cols[f"{ref.party}.sqlg__{i}"].with_frac_bits(0)
+            hk = codes.reshape(1, n) == np.arange(len(labels[i]))[:, None]
+        else:
+            hk = ss.stack([_as_rows(ctx, evaluate.shared(c, lambda r: fixed_column(cols, r, f)), n)
+                           for c in g.conds])
+        h = hk if h is None else (h.reshape(h.shape[0], 1, n) * hk.reshape(1, hk.shape[0], n)).reshape(-1, n)
+    if plan.secret_filter is not None:
+        w = _as_rows(ctx, evaluate.shared(plan.secret_filter, lambda r: fixed_column(cols, r, f)), n).reshape(1, n)
+        h = w if h is None else h * w
+    return h
+
+
+def suppress_and_having(ctx: Context, plan: Plan, n_groups: int, counts_sh: SharedTensor | None, min_group: int,
+                        n: int, value, rows=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(kept groups, groups HAVING dropped on shares or None): the suppression bit of each
+    group (count < min_group, opened to every party), then a HAVING on shares
+    (:func:`_having` with ``value`` and ``rows``) opening each kept group's pass bit."""
+    if counts_sh is None:
+        return np.arange(1), None
+    small = np.asarray((counts_sh < min_group).reveal()) != 0
+    kept = np.flatnonzero(~small)
+    if not (having_on_shares(plan) and len(kept)):
+        return kept, None
+    bit = _having(ctx, plan, counts_sh, n, value, rows)
+    passes = np.ones(len(kept), bool) if not isinstance(bit, SharedTensor) else \
+        np.asarray(bit[kept].reveal()).astype(bool)
+    if not isinstance(bit, SharedTensor) and not bit:
+        passes[:] = False
+    kept = kept[passes]
+    dropped = np.ones(n_groups, bool)
+    dropped[kept] = False
+    dropped[small] = False                     # suppressed groups stay, marked
+    return kept, dropped
+
+
+def result_frame(plan: Plan, groups: list[tuple], kept: np.ndarray, dropped: np.ndarray | None,
+                 results: dict[str, Any], n: int) -> pd.DataFrame:
+    """The query's result at a receiver: one row per group (labels, the kept groups'
+    aggregates, ``suppressed``), the groups HAVING dropped on shares left out, then
+    :func:`protocols.sql.result.finish` (HAVING on opened values, ORDER BY, LIMIT)."""
     frame = pd.DataFrame({g.name: [grp[i] for grp in groups] for i, g in enumerate(plan.group_by)})
     if frame.empty and not plan.group_by:
         frame = pd.DataFrame(index=[0])
@@ -256,20 +319,24 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         sup = np.ones(len(groups), dtype=bool)
         sup[kept] = False
         frame["suppressed"] = sup
-    if having_done:                      # groups HAVING dropped on shares: not in the result
+    if dropped is not None:              # groups HAVING dropped on shares: not in the result
         frame = frame[~dropped]
         frame["suppressed"] = frame["suppressed"].to_numpy(bool)
     frame.attrs["rows"] = int(n)
-    return finish(plan, frame, having=not having_done)
+    return finish(plan, frame, having=dropped is None)
 
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 
 
-def _having(ctx: Context, plan: Plan, tensor, wsum, h: SharedTensor, counts: SharedTensor, n: int) -> Any:
+def _having(ctx: Context, plan: Plan, counts: SharedTensor, n: int, value, rows=None) -> Any:
     """HAVING on shares (:func:`protocols.sql.plan.having_on_shares`): a 0/1 SharedTensor per
     group, or a public 0/1 when the constants decide it. Every comparison is of ring integers
-    on shares; only the caller opens the kept groups' bits.
+    on shares; only the caller opens the kept groups' bits. ``value(agg)`` gives what a
+    SUM/AVG (its ring sum S), MIN/MAX or quantile compares, as (ring integers, frac): from
+    the joined rows here, from the buckets' merged totals in :mod:`protocols.sql.bucketed`;
+    ``rows`` = (tensor, wsum) of the joined rows, which a VARIANCE/STDDEV needs (None: no
+    such HAVING, as the bucketed job ensures).
 
     * COUNT op c; SUM(x) op c is S op round(c 2^s) and AVG(x) op c is S - round(c 2^s) COUNT
       op 0, for x at s fractional bits; |S| < 2^61 (the scaling, check_ring), so a constant
@@ -286,7 +353,6 @@ def _having(ctx: Context, plan: Plan, tensor, wsum, h: SharedTensor, counts: Sha
       its sign. STDDEV op c is var op c^2 for c >= 0 (and decided for c < 0).
     """
     by_name = {a.name: a for a in plan.aggregates}
-    sums: dict[str, tuple[SharedTensor, int]] = {}
     lg = max(1, math.ceil(math.log2(max(n, 2))))
 
     def decided(op: str, c: float) -> int:      # agg op c when |agg| < |c|
@@ -302,6 +368,9 @@ def _having(ctx: Context, plan: Plan, tensor, wsum, h: SharedTensor, counts: Sha
         from protocols.stats import _common as cm
         from protocols.stats import vertical
 
+        if rows is None:
+            raise ValueError(f"HAVING on {agg.func.upper()} needs the joined rows")
+        tensor, wsum = rows
         col = vertical.prepare_many(ctx, {"x": tensor(agg.args[0])})[0]
         d = vertical.centred(ctx, [col])                                   # (1, n)
         w = cm.work_bits(n)
@@ -334,15 +403,10 @@ def _having(ctx: Context, plan: Plan, tensor, wsum, h: SharedTensor, counts: Sha
             return variance(agg, op, c)
         if agg.func in ("stddev_samp", "stddev_pop"):
             return decided(op, c) if c < 0 else variance(agg, op, c * c)
-        t = tensor(agg.args[0])
-        if agg.func in ("min", "max"):
-            return against(op, _group_min_max(t, h, agg.func, n), t.frac_bits, c)
-        if agg.func == "quantile":
-            vals, frac = quantiles.grouped(t, h, counts, [agg.q])
-            return against(op, vals[:, 0], frac, c)
-        if agg.name not in sums:
-            sums[agg.name] = (wsum(t.with_frac_bits(0)), t.frac_bits)
-        total, s = sums[agg.name]
+        v, s = value(agg)
+        if agg.func in ("min", "max", "quantile"):
+            return against(op, v, s, c)
+        total = v
         k = c * 2.0 ** s
         if abs(k) * (n if agg.func == "avg" else 1) >= 2.0 ** 61:
             return decided(op, c)
@@ -490,15 +554,25 @@ def _owner_variances(ctx: Context, aggs: list[Aggregate], cols: dict[str, Shared
     products per group, no comparison of rows. Accuracy: S1 keeps about 30 bits and S2
     ~ 59 - 2L + log2(C) - log2(max u^2 / var) bits: a relative error near 2^-25 for groups
     of 2^16 rows at n = 2^20, worse for tiny groups of heavy-tailed columns."""
-    lg = max(1, math.ceil(math.log2(max(n, 2))))
-    cnt_sh = counts_sh if counts_sh is not None else ss.public(ctx, np.full(1, n, dtype=np.int64))
-    var: dict[str, Any] = {}
+    sums = {}
     for r in sorted({_bare(a.args[0]) for a in aggs}):
         ref = ColumnRef.parse(r)
         u, v = cols[f"{ref.party}.sqlu__{ref.column}"], cols[f"{ref.party}.sqlv__{ref.column}"]
-        sums = wsum(ss.stack([u.with_frac_bits(0), v.with_frac_bits(0)], axis=1))     # (g, 2)
-        s1, s2 = sums[:, 0] >> 30, sums[:, 1] >> (lg + 1)
-        e_a, e_b = lg + 1 - v.frac_bits, 60 - 2 * u.frac_bits     # value = A 2^e_a, B 2^e_b
+        sums[r] = (wsum(ss.stack([u.with_frac_bits(0), v.with_frac_bits(0)], axis=1)), u.frac_bits, v.frac_bits)
+    return owner_variances_of_sums(ctx, aggs, sums, opened, counts, counts_sh, n)
+
+
+def owner_variances_of_sums(ctx: Context, aggs: list[Aggregate], sums: dict[str, tuple[SharedTensor, int, int]],
+                            opened, counts, counts_sh: SharedTensor | None, n: int) -> dict[str, Any]:
+    """:func:`_owner_variances` from the per-group ring sums of u and u^2 (``sums[ref]`` =
+    ((g, 2) SharedTensor, u's scale, u^2's scale)) and the counts: what the bucketed job
+    adds up over its buckets (n the joined rows of all of them)."""
+    lg = max(1, math.ceil(math.log2(max(n, 2))))
+    cnt_sh = counts_sh if counts_sh is not None else ss.public(ctx, np.full(1, n, dtype=np.int64))
+    var: dict[str, Any] = {}
+    for r, (both_sums, u_frac, v_frac) in sums.items():
+        s1, s2 = both_sums[:, 0] >> 30, both_sums[:, 1] >> (lg + 1)
+        e_a, e_b = lg + 1 - v_frac, 60 - 2 * u_frac     # value = A 2^e_a, B 2^e_b
         e = max(e_a, e_b)
         big = (cnt_sh.with_frac_bits(0) * s2).rshift_private(e - e_a) - (s1 * s1).rshift_private(e - e_b)
         out = opened(big)
@@ -573,7 +647,9 @@ register(ProtocolSpec(
             "STDDEV/VARIANCE of one party's column only the variance; HAVING on COUNT/SUM/AVG/MIN/MAX/"
             "quantiles/VARIANCE/STDDEV against constants: "
             "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
-            "a filter on shares stays secret" + JOIN_REVEALS + ". Three parties: the rows "
+            "a filter on shares stays secret" + JOIN_REVEALS + BUCKET_REVEALS
+            + " (two parties' tables; a budget the input outgrows refuses quantiles, COVAR/CORR and "
+            "VARIANCE/STDDEV of expressions, which do not merge across buckets). Three parties: the rows "
             "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
             + ". One party's table: "
             "its owner computes the query in plaintext and the receivers get the result table only",
@@ -583,7 +659,7 @@ register(ProtocolSpec(
                                     doc="raise the suppression threshold above the policies' minimum"),
             "parties": Param(list, required=False, default=None,
                              doc="one party's table: the parties of the job (its owner and the requester)"),
-            "join": JOIN, "reveal_to": REVEAL_TO},
+            "join": JOIN, "reveal_to": REVEAL_TO, "memory": MEMORY},
     uses=_uses,
     extra_parties=lambda params: list(params.get("parties") or []),
     run=_run,

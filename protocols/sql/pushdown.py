@@ -7,6 +7,7 @@ reveals of the kept rows (their number, and for a PSI receiver which of them joi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,17 @@ def mask(ctx: Context, plan: Plan, data: LocalData) -> np.ndarray | None:
     me = next(t for t in plan.tables if t.party == ctx.party)
     first = me.key_ref if me.key else _first_column(conjuncts)
     n = len(data.column(ColumnRef.parse(first)))
+    return mask_of(conjuncts, lambda r: data.column(ColumnRef.parse(r)), n)
+
+
+def mask_of(conjuncts: list, column: Callable[[str], Any], n: int) -> np.ndarray | None:
+    """The n rows the conjuncts keep, ``column(ref)`` giving a column's values (the whole
+    table's, or one streamed batch's: the bucketed job); None without conjuncts."""
+    if not conjuncts:
+        return None
     keep = np.ones(n, dtype=bool)
     for e in conjuncts:
-        m = evaluate.plain(e, lambda r: data.column(ColumnRef.parse(r)))
-        keep &= np.broadcast_to(np.asarray(m, dtype=bool), (n,))
+        keep &= np.broadcast_to(np.asarray(evaluate.plain(e, column), dtype=bool), (n,))
     return keep
 
 

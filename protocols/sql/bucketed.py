@@ -1,0 +1,464 @@
+"""``sql.aggregate`` of two parties' tables under a memory budget: the private join and the
+aggregates per hash bucket, the partial aggregates merged on shares, one reveal at the end.
+
+When the job has a memory budget (the smaller of its ``memory`` parameter and the
+servers' ``[limits] memory``, :func:`protocols.bucketed.joint_budget`, as for
+``join.stats``), each party streams its table a batch of rows at a time:
+
+1. *A first pass* applies its pushed-down ``WHERE`` (:func:`protocols.sql.pushdown.mask_of`)
+   and notes, of the rows kept, their number, each column's largest magnitude, the sorted
+   labels of its plaintext group keys and, for VARIANCE/STDDEV of its column x, the mean
+   o and the range of x (o is a private offset, as the median is unbucketed: never sent).
+2. *The spill* (:func:`protocols.buckets.spill`): the kept rows' ids and the columns the
+   query reads, each as the unbucketed job puts it into the join (the bare aggregated
+   columns and u = x - o, u^2 at their owner's scale for all kept rows, the columns of
+   expressions and filters at the job's fixed point, group keys as label codes), written to
+   hash buckets of the joint key, so equal ids land in the same bucket at both parties.
+3. *Per bucket* (:func:`protocols.buckets.run_buckets`, checkpointed): the private join of
+   the bucket's padded ids (:func:`protocols.bucketed.join_bucket`), the weight matrix H of
+   the bucket's joined rows (:func:`protocols.sql.job.weights`: groups times the filter on
+   shares) and the bucket's partial aggregates on shares: per group its count H 1, the
+   ring sum H x of every SUM/AVG argument, the minimum (maximum) of every MIN/MAX argument
+   and the ring sums H u, H u^2 of every VARIANCE/STDDEV column. Only these shares are
+   saved (:class:`mpc.runtime.checkpoint.Checkpoint`): a restarted job skips the buckets
+   both parties finished.
+4. *Merge* on shares: counts and sums add up exactly in the ring (every bucket uses the same
+   scale per column); MIN/MAX are the minimum (maximum) of the buckets' values by a
+   comparison tree (an empty group of a bucket holds the 2^60 of
+   :func:`protocols.sql.job._group_min_max`); AVG = SUM / COUNT and VARIANCE/STDDEV =
+   (C S2 - S1^2) / (C (C - ddof)) from the merged counts and sums
+   (:func:`protocols.sql.job.owner_variances_of_sums`). Then exactly what the unbucketed
+   job does: the suppression bits, HAVING on shares (:func:`protocols.sql.job.suppress_and_having`
+   on the merged values), the kept groups' aggregates opened to ``reveal_to``, and HAVING
+   on opened values, ORDER BY and LIMIT (:func:`protocols.sql.result.finish`).
+
+What it reveals: the unbucketed job's reveal line (the total of joined rows, the group
+labels, the suppression bits, the HAVING pass bits, each column's power-of-two magnitude,
+the aggregates to ``reveal_to``), plus what every bucketed private join reveals
+(:mod:`protocols.buckets`): each party's distinct-id count after its WHERE and, with more
+than one bucket, **the number of joined rows in each bucket** -- refused unless every
+party's ``[limits] bucket_join_sizes`` allows it, as for ``join.stats``. No partial
+aggregate of a bucket is ever opened; the merged values are the ones the unbucketed job
+opens. Two things the unbucketed job sends are not sent here: the public bounds of the
+scaled columns (the aggregates need none) and the median offset (a mean, as private).
+
+What cannot be merged exactly from per-bucket parts is refused (:func:`blocker`, naming the
+SQL function and its line and column): quantiles (MEDIAN, PERCENTILE_CONT), COVAR/CORR
+and VARIANCE/STDDEV of expressions (centred on the mean of all joined rows), and a HAVING
+on shares over VARIANCE/STDDEV. Such a query runs unbucketed if its input fits the budget
+and is refused otherwise (:func:`protocols.bucketed.refuse_over_budget`). COUNT(DISTINCT)
+is refused by the parser already.
+
+In memory: one batch of input, one bucket's join and its groups x rows weight matrix, and
+the buckets' partial aggregates (groups x aggregates x buckets words).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mpc import ss
+from mpc.runtime.context import Context
+from mpc.ss import SharedTensor, fixed
+from protocols import buckets
+from protocols.bucketed import _checkpoint, _consent_to_bucket_sizes, _plan, _start, _unique_ids, join_bucket
+from protocols.jobs import JOIN_METHODS, check_min_group, shared_min_group
+from protocols.psi.oprf import capacity
+from protocols.registry import ColumnRef, LocalData, numeric
+from protocols.sql import pushdown
+from protocols.sql.job import (
+    _BIG,
+    _bare,
+    _cols,
+    _group_min_max,
+    _owner_moment_refs,
+    check_ring,
+    joined_tensor,
+    owner_variances_of_sums,
+    result_frame,
+    suppress_and_having,
+    weights,
+)
+from protocols.sql.plan import VARIANCES, Aggregate, Plan, having_on_shares
+from protocols.stats.scaling import column_exponent, default_bits, exchange_scales
+
+PHASE_PASS = "sql: first pass (WHERE, magnitudes, group labels)"
+MERGEABLE = ("count", "sum", "avg", "min", "max")
+
+
+# -- what can run in buckets -------------------------------------------------------------------
+def blocker(plan: Plan) -> str | None:
+    """Why ``plan`` cannot run in hash buckets: the first SQL function (in text order) whose
+    result does not merge exactly from per-bucket parts, as "FUNC(args) at line L, column C
+    (why)"; None when every aggregate merges."""
+    by_name = {a.name: a for a in plan.aggregates}
+    bad: list[tuple[Aggregate, str, bool]] = []
+    for a in plan.aggregates:
+        if a.func == "quantile":
+            bad.append((a, "a quantile of a group does not merge from per-bucket parts", False))
+        elif a.func not in MERGEABLE and not (a.func in VARIANCES and _bare(a.args[0])):
+            what = "a variance of an expression" if a.func in VARIANCES else "a covariance or correlation"
+            bad.append((a, f"{what} is computed centred on the mean of all joined rows, which no bucket knows",
+                        False))
+    if having_on_shares(plan):
+        for name in _having_outputs(plan.having):
+            if by_name[name].func in VARIANCES:
+                bad.append((by_name[name], "a HAVING on a variance is compared on shares of the joined rows, "
+                                           "not of per-bucket sums", True))
+    if not bad:
+        return None
+    return min(_located(plan, a, why, having) for a, why, having in bad)[1]
+
+
+def _having_outputs(e: Any) -> list[str]:
+    out: list[str] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, list) and x:
+            if x[0] == "out":
+                out.append(x[1])
+                return
+            for y in x[1:]:
+                walk(y)
+    walk(e)
+    return out
+
+
+def _located(plan: Plan, agg: Aggregate, why: str, in_having: bool) -> tuple[tuple[int, int], str]:
+    """((line, column), "FUNC(...) at line L, column C (why)"): the first call in the plan's
+    SQL text (in its HAVING for ``in_having``) of an aggregate like ``agg`` (its function,
+    and for a variance whether its argument is a bare column), found with the parser's
+    mapping of sqlglot nodes; sqlglot keeps the tokens' positions."""
+    import sqlglot
+    from sqlglot import exp
+
+    from protocols.sql.parse import _AGG_FUNCS, position
+
+    tree = sqlglot.parse_one(plan.sql, read="duckdb")
+    root = tree.args.get("having") if in_having else tree
+    found = []
+    for node in root.find_all(*_AGG_FUNCS, exp.WithinGroup) if root is not None else []:
+        func = "quantile" if isinstance(node, exp.WithinGroup) else _AGG_FUNCS.get(type(node))
+        if isinstance(node.parent, exp.WithinGroup) or func != agg.func:
+            continue
+        if func in VARIANCES and isinstance(node.this.unnest(), exp.Column) != bool(_bare(agg.args[0])):
+            continue
+        where = position(node)
+        at = (int(where.split()[1].rstrip(",")), int(where.split()[3])) if where else (1 << 30, 0)
+        found.append((at, f"{node.sql()}{' at ' + where if where else ''} ({why})"))
+    return min(found) if found else ((1 << 30, 0), f"{agg.func.upper()} ({why})")
+
+
+# -- the job ---------------------------------------------------------------------------------------
+def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memory: int) -> pd.DataFrame | None:
+    """The bucketed ``sql.aggregate`` of two parties' tables: the unbucketed job's result
+    frame to ``reveal_to`` (default: both), None elsewhere."""
+    from protocols.stats import _common as cm
+
+    if params["join"] not in ("auto", *JOIN_METHODS):
+        raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
+    to = cm.receivers(ctx, params.get("reveal_to"))
+    f = fixed.frac_bits(ctx)
+    me = next(t for t in plan.tables if t.party == ctx.party)
+    key = ColumnRef.parse(me.key_ref)
+    spec = _columns(ctx, plan)
+    reads = [key] + sorted({ColumnRef.parse(r) for r in _own_refs(ctx, plan)} - {key}, key=str)
+    store = _checkpoint(ctx, "sql.aggregate", params, data, reads, memory)
+    done = _start(ctx, store)
+    first = None if store.state.get("spilled") else _first_pass(ctx, plan, data, reads, spec)
+
+    def batches():
+        offset = 0
+        for b in data.batches(reads):
+            keep = _batch_mask(ctx, plan, b, len(b[key.column]))
+            vals = [_spilled(spec[name], b, keep, first, offset) for name in spec]
+            offset += len(b[key.column])
+            yield b[key.column][keep], (np.stack(vals, axis=1) if vals else None)
+
+    sp, _, kind = buckets.spill(ctx, store, batches, len(spec), lambda rows: {"first": first})
+    first = store.state["first"]
+    names = list(spec)
+    shifts = [_shift(spec[c], first, f) for c in names]        # the ring integers' scales
+    m = _unique_ids(store, key)
+    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "join", {"join": params["join"]})
+    _consent_to_bucket_sizes(ctx, data, nb, "sql.aggregate")
+    frac = exchange_scales(ctx, {c: (s if spec[c][0] in ("scaled", "u", "u2") else 0)
+                                 for c, s in zip(names, shifts, strict=True)},
+                           {})
+    labels = _labels(ctx, plan, first)
+    _check_ring(ctx, plan, first, f)
+    agg_cols = {"columns": plan.aggregate_columns()}
+    min_group = max(shared_min_group(ctx, agg_cols, "columns", data), plan.min_group_size,
+                    params.get("min_group_size") or 1)
+    groups = list(itertools.product(*labels)) if labels else [()]
+    parts = _parts(plan)
+    cap = capacity(sizes[ctx.party], nb)
+
+    def work(b: int, first_file: int, count: int) -> dict[str, np.ndarray]:
+        table = join_bucket(ctx, sp, b, first_file, count, cap, names, shifts, params["join"])
+        return _partials(ctx, plan, table, frac, labels, len(groups), parts, f)
+
+    ctx.report_progress(phase="sql: private join and aggregates per bucket")
+    results = [r for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    n = int(sum(int(r["rows"][0]) for r in results))
+    check_min_group(ctx, agg_cols, "columns", data, n)
+    ctx.report_progress(phase="sql: merging the buckets")
+    merged = _merge(ctx, results, parts, plan, len(groups))
+    return _finish(ctx, plan, merged, groups, n, min_group, to, frac)
+
+
+def _own_refs(ctx: Context, plan: Plan) -> list[str]:
+    from protocols.sql.job import plan_uses
+    return [str(u.ref) for u in plan_uses(plan) if u.ref.party == ctx.party]
+
+
+def _columns(ctx: Context, plan: Plan) -> dict[str, tuple[str, str, int]]:
+    """This party's columns of the join, as the unbucketed job names them: name -> (kind,
+    column reference, group key index); kind "scaled" (bare aggregated columns and an
+    owner's u = x - o, "u2" its square: the owner's per-column scale), "fixed" (the columns of
+    expressions and filters: the job's fixed point) or "code" (a group key's label codes)."""
+    out: dict[str, tuple[str, str, int]] = {}
+    for r in sorted({r for a in plan.aggregates for e in a.args if (r := _bare(e))}):
+        if ColumnRef.parse(r).party == ctx.party:
+            out[f"sqlx__{ColumnRef.parse(r).column}"] = ("scaled", r, -1)
+    for r in _owner_moment_refs(plan):
+        if ColumnRef.parse(r).party == ctx.party:
+            out[f"sqlu__{ColumnRef.parse(r).column}"] = ("u", r, -1)
+            out[f"sqlv__{ColumnRef.parse(r).column}"] = ("u2", r, -1)
+    for r in sorted({r for a in plan.aggregates for e in a.args if not _bare(e) for r in _cols(e)}
+                    | set(_cols(plan.secret_filter)) | {r for g in plan.group_by for c in g.conds for r in _cols(c)}):
+        if ColumnRef.parse(r).party == ctx.party:
+            out[f"sqlf__{ColumnRef.parse(r).column}"] = ("fixed", r, -1)
+    for i, g in enumerate(plan.group_by):
+        if g.column and ColumnRef.parse(g.column).party == ctx.party:
+            out[f"sqlg__{i}"] = ("code", g.column, i)
+    return out
+
+
+def _batch_mask(ctx: Context, plan: Plan, batch: dict[str, np.ndarray], n: int) -> np.ndarray:
+    keep = pushdown.mask_of(plan.pushdown.get(ctx.party, []), lambda r: batch[ColumnRef.parse(r).column], n)
+    return np.ones(n, dtype=bool) if keep is None else keep
+
+
+def _first_pass(ctx: Context, plan: Plan, data: LocalData, reads: list[ColumnRef],
+                spec: dict[str, tuple[str, str, int]]) -> dict[str, Any]:
+    """Of the rows this party's WHERE keeps: their number, each numeric column's largest
+    |value|, the offset o (the mean) and range of each VARIANCE column, each group key's
+    sorted labels. Streamed; what leaves the party is what the unbucketed job sends (the
+    magnitudes as power-of-two exponents, the labels)."""
+    key = reads[0].column
+    refs = sorted({r for kind, r, _ in spec.values() if kind != "code"})
+    big = dict.fromkeys(refs, 0.0)
+    total, lo, hi = dict.fromkeys(refs, 0.0), dict.fromkeys(refs, math.inf), dict.fromkeys(refs, -math.inf)
+    seen: dict[int, list[Any]] = {i: [] for kind, _, i in spec.values() if kind == "code"}
+    rows = offset = 0
+    ctx.report_progress(phase=PHASE_PASS, done=0, unit="rows")
+    for b in data.batches(reads):
+        keep = _batch_mask(ctx, plan, b, len(b[key]))
+        for r in refs:
+            x = numeric(ColumnRef.parse(r), np.asarray(b[ColumnRef.parse(r).column])[keep], offset)
+            if len(x):
+                big[r] = max(big[r], float(np.max(np.abs(x))))
+                total[r] += float(np.sum(x))
+                lo[r], hi[r] = min(lo[r], float(np.min(x))), max(hi[r], float(np.max(x)))
+        for kind, r, i in spec.values():
+            if kind == "code":
+                seen[i].extend(pd.unique(pd.Series(np.asarray(b[ColumnRef.parse(r).column])[keep])).tolist())
+        rows += int(keep.sum())
+        offset += len(b[key])
+        ctx.report_progress(done=offset)
+    out: dict[str, Any] = {"rows": rows, "exp": {r: column_exponent(np.array([big[r]])) for r in refs},
+                           "labels": {}, "offset": {}, "u_exp": {}, "u2_exp": {}}
+    for i, values in seen.items():
+        _, uniques = pd.factorize(pd.Series(values), sort=True)
+        out["labels"][str(i)] = [u.item() if hasattr(u, "item") else u for u in uniques]
+    for kind, r, _ in spec.values():
+        if kind == "u":
+            o = total[r] / rows if rows else 0.0
+            ends = np.array([hi[r] - o, lo[r] - o]) if rows else np.zeros(1)
+            out["offset"][r] = o
+            out["u_exp"][r], out["u2_exp"][r] = column_exponent(ends), column_exponent(ends * ends)
+    return out
+
+
+def _spilled(col: tuple[str, str, int], batch: dict[str, np.ndarray], keep: np.ndarray, first: dict[str, Any],
+             offset: int) -> np.ndarray:
+    """One column of a batch's kept rows as spilled (float64): values, u = x - o, u^2 or codes."""
+    kind, r, i = col
+    raw = np.asarray(batch[ColumnRef.parse(r).column])[keep]
+    if kind == "code":
+        return pd.Index(first["labels"][str(i)]).get_indexer(pd.Series(raw)).astype(np.float64)   # -1: no label
+    x = numeric(ColumnRef.parse(r), raw, offset)
+    if kind in ("u", "u2"):
+        u = x - first["offset"][r]
+        return u if kind == "u" else u * u
+    return x
+
+
+def _shift(col: tuple[str, str, int], first: dict[str, Any], f: int) -> int:
+    """The power of two a spilled column is multiplied by before rounding: the owner's scale
+    of all its kept rows (protocols.stats.scaling: default_bits(rows) - exponent) for
+    aggregated columns, f for the fixed point, 0 for codes -- the unbucketed job's integers."""
+    kind, r, _ = col
+    bits = default_bits(first["rows"])
+    return {"scaled": lambda: bits - first["exp"][r], "u": lambda: bits - first["u_exp"][r],
+            "u2": lambda: bits - first["u2_exp"][r], "fixed": lambda: f, "code": lambda: 0}[kind]()
+
+
+def _labels(ctx: Context, plan: Plan, first: dict[str, Any]) -> list[list[Any]]:
+    """Every group key's labels, from its owner (public in the unbucketed job too)."""
+    labels = []
+    for i, g in enumerate(plan.group_by):
+        if g.column:
+            owner = ColumnRef.parse(g.column).party
+            got = ctx.gather(first["labels"][str(i)] if owner == ctx.party else None)[ctx.parties.index(owner)]
+            if not isinstance(got, list):
+                raise ValueError(f"party {owner!r} sent malformed group labels")
+            labels.append(got)
+        else:
+            labels.append(list(g.labels))
+    return labels
+
+
+def _check_ring(ctx: Context, plan: Plan, first: dict[str, Any], f: int) -> None:
+    """The unbucketed job's check that no expression leaves the ring, from the columns' public
+    magnitudes and the larger party's kept rows."""
+    fixed_refs = {r for a in plan.aggregates for e in a.args if not _bare(e) for r in _cols(e)} \
+        | set(_cols(plan.secret_filter)) | {r for g in plan.group_by for c in g.conds for r in _cols(c)}
+    exponents: dict[str, int] = {}
+    for mine in ctx.gather({r: first["exp"][r] for r in fixed_refs if ColumnRef.parse(r).party == ctx.party}):
+        exponents.update(mine)
+    n_bound = max(ctx.gather(first["rows"]))
+    for a in plan.aggregates:
+        for e in a.args:
+            if not _bare(e):
+                check_ring(e, exponents, f, n_bound if a.func in ("sum", "avg") else 1, a.name)
+    for e in [plan.secret_filter] + [c for g in plan.group_by for c in g.conds]:
+        if e is not None:
+            from protocols.sql.plan import show
+            check_ring(e, exponents, f, 1, show(e))
+
+
+def _parts(plan: Plan) -> list[tuple[str, Any]]:
+    """The partial aggregates a bucket keeps, in order: ("sum", arg), ("min"/"max", arg),
+    ("var", column) -- one per distinct argument (AVG shares SUM's, STDDEV VARIANCE's)."""
+    out: list[tuple[str, Any]] = []
+    for a in plan.aggregates:
+        part = {"sum": "sum", "avg": "sum", "min": "min", "max": "max"}.get(a.func)
+        item = (part, a.args[0]) if part else ("var", _bare(a.args[0])) if a.func in VARIANCES else None
+        if item is not None and item not in out:
+            out.append(item)
+    return out
+
+
+def _partials(ctx: Context, plan: Plan, table: Any, frac: dict[str, int], labels: list[list[Any]], g: int,
+              parts: list[tuple[str, Any]], f: int) -> dict[str, np.ndarray]:
+    """One bucket's joined rows reduced to shares of per-group partial aggregates (ring
+    integers, frac 0) and their scales: what the bucket's checkpoint holds."""
+    n = table.num_rows
+    out: dict[str, np.ndarray] = {"rows": np.array([n], dtype=np.int64)}
+    if n == 0:               # nothing joined here: zero counts and sums, MIN/MAX the 2^60 of an empty group
+        out["count"] = np.zeros(g, dtype=np.uint64)
+        for i, (kind, _) in enumerate(parts):
+            fill = {"sum": 0, "min": _BIG, "max": -_BIG, "var": 0}[kind]
+            shape = (g, 2) if kind == "var" else (g,)
+            out[f"p{i}"] = ss.public(ctx, np.full(shape, fill, dtype=np.int64)).share
+            out[f"f{i}"] = np.array([], dtype=np.int64)         # no scale known from an empty bucket
+        return out
+    cols = {c: table[c].with_frac_bits(frac.get(c, 0)) for c in table.columns}
+    h = weights(ctx, plan, labels, cols, n, f)
+    out["count"] = (h.sum(axis=1) if h is not None else ss.public(ctx, np.full(1, n, dtype=np.int64))).share
+
+    def wsum(t0: SharedTensor) -> SharedTensor:
+        return t0.sum(axis=0, keepdims=True) if h is None else h @ t0
+
+    for i, (kind, arg) in enumerate(parts):
+        if kind == "var":
+            ref = ColumnRef.parse(arg)
+            u, v = cols[f"{ref.party}.sqlu__{ref.column}"], cols[f"{ref.party}.sqlv__{ref.column}"]
+            value = wsum(ss.stack([u.with_frac_bits(0), v.with_frac_bits(0)], axis=1))
+            scales = [u.frac_bits, v.frac_bits]
+        else:
+            t = joined_tensor(ctx, cols, n, f, arg)
+            value = wsum(t.with_frac_bits(0)) if kind == "sum" else _group_min_max(t, h, kind, n)
+            scales = [t.frac_bits]
+        out[f"p{i}"], out[f"f{i}"] = value.with_frac_bits(0).share, np.array(scales, dtype=np.int64)
+    return out
+
+
+def _merge(ctx: Context, results: list[dict[str, np.ndarray]], parts: list[tuple[str, Any]], plan: Plan,
+           g: int) -> dict[str, Any]:
+    """The buckets' partial aggregates merged on shares: counts and sums added, MIN/MAX by a
+    comparison tree over the buckets; each with its scale (the same in every bucket)."""
+    def total(key: str) -> SharedTensor:
+        return sum((ss.from_shares(ctx, r[key]) for r in results[1:]), ss.from_shares(ctx, results[0][key]))
+
+    grouped = bool(plan.group_by) or plan.secret_filter is not None
+    merged: dict[str, Any] = {"count": total("count") if grouped else None}
+    for i, (kind, arg) in enumerate(parts):
+        scales = {tuple(r[f"f{i}"].tolist()) for r in results if len(r[f"f{i}"])}
+        if len(scales) != 1:
+            raise ValueError(f"the buckets' partial aggregates have scales {sorted(scales)}, not one")
+        scale = list(scales.pop())
+        if kind in ("sum", "var"):
+            value = total(f"p{i}")
+        else:
+            stacked = ss.stack([ss.from_shares(ctx, r[f"p{i}"]) for r in results], axis=1)     # (g, buckets)
+            mn, mx = ss.min_max(stacked, axis=1) if len(results) > 1 else (stacked[:, 0], stacked[:, 0])
+            value = mn if kind == "min" else mx
+        merged[(kind, repr(arg))] = (value, scale)
+    return merged
+
+
+def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple], n: int, min_group: int,
+            to: list[str], frac: dict[str, int]) -> pd.DataFrame | None:
+    """From the merged values on: suppression, HAVING on shares, the kept groups' aggregates
+    opened to ``to``, the result frame (as :func:`protocols.sql.job._run` does)."""
+    counts_sh = merged["count"]
+
+    def part(agg: Aggregate) -> tuple[SharedTensor, list[int]]:
+        kind = {"sum": "sum", "avg": "sum", "min": "min", "max": "max"}.get(agg.func, "var")
+        return merged[(kind, repr(agg.args[0] if kind != "var" else _bare(agg.args[0])))]
+
+    def having_value(agg: Aggregate) -> tuple[SharedTensor, int]:
+        value, scale = part(agg)
+        return value, scale[0]
+
+    kept, dropped = suppress_and_having(ctx, plan, len(groups), counts_sh, min_group, n, having_value)
+
+    def opened(x: SharedTensor) -> np.ndarray | None:
+        return x[kept].reveal(to) if len(kept) else (np.zeros((0, *x.shape[1:])) if ctx.party in to else None)
+
+    ctx.report_progress(phase="sql: aggregates")
+    counts = np.full(1, n, dtype=np.int64) if counts_sh is None else opened(counts_sh)
+    results: dict[str, Any] = {}
+    for a in plan.aggregates:
+        if a.func == "count":
+            results[a.name] = counts
+        elif a.func in MERGEABLE:
+            value, scale = part(a)
+            out = opened(value)
+            if out is not None:
+                out = out.astype(np.float64) * 2.0 ** -scale[0]
+                out = out / counts if a.func == "avg" else out
+            results[a.name] = out
+    variances = [a for a in plan.aggregates if a.func in VARIANCES]
+    if variances:
+        sums = {}
+        for a in variances:
+            value, (u_frac, v_frac) = part(a)
+            sums[_bare(a.args[0])] = (value, u_frac, v_frac)
+        results.update(owner_variances_of_sums(ctx, variances, dict(sorted(sums.items())), opened, counts,
+                                               counts_sh, n))
+    ctx.report_progress(1.0)
+    if ctx.party not in to:
+        return None
+    return result_frame(plan, groups, kept, dropped, results, n)
+
+
+__all__ = ["blocker", "run"]

@@ -1,0 +1,296 @@
+"""SQL aggregates of two parties' tables under a memory budget (protocols.sql.bucketed): the
+private join and the partial aggregates per hash bucket, merged on shares. Results equal
+DuckDB's on the same data for every aggregate, with GROUP BY, HAVING (on shares and on the
+opened values), ORDER BY / LIMIT and filters on shares; a job interrupted mid-way resumes
+without redoing its finished buckets; what cannot merge is refused naming the SQL function,
+its position and the budget; each party's view is the per-bucket join sizes and the result.
+
+The jobs run the registry's sql.aggregate on the parties' real DataStores (files streamed,
+checkpoints in their work directories) over the in-memory transport, except the last
+test, which runs Client.query on two party servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc.runtime.errors import JobFailed
+from mpc.runtime.local import run_local
+from mpc.server.config import Dataset
+from mpc.server.data import DataStore
+from protocols import registry
+from protocols.sql import bucketed as sql_buckets
+from protocols.sql import compile_query, parse
+
+N = 10000           # rows per party; memory "1MiB" gives buckets of 4096 ids: 4 buckets
+MIN_GROUP = 5
+J = "FROM a.t p JOIN b.t q ON p.id = q.id"
+COLS = {"a": {"id": "join_key", "x": "aggregate", "k": "plaintext", "w": "aggregate"},
+        "b": {"id": "join_key", "y": "aggregate", "seg": "plaintext", "z": "aggregate"}}
+
+
+def _frames(n: int = N, seed: int = 20) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)   # test data
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(50, 10, n).round(3), "k": rng.integers(0, 4, n),
+                      "w": rng.lognormal(0, 2, n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(n // 4, n + n // 4)), "y": rng.integers(-40, 100, n),
+                      "seg": rng.choice(["gold", "silver", "bronze"], n, p=[.3, .4, .3]),
+                      "z": rng.normal(0, 1e-3, n)})
+    b.loc[b.id.isin(range(n // 2, n // 2 + 3)), "seg"] = "rare"      # 3 joined rows: under MIN_GROUP
+    return {"a": a, "b": b}
+
+
+def _stores(root: Path, frames: dict[str, pd.DataFrame], consent: dict[str, bool] | None = None,
+            tag: str = "") -> dict[str, DataStore]:
+    stores = {}
+    for p, f in frames.items():
+        path = root / f"{p}{tag}.csv" if p == "a" else root / f"{p}{tag}.parquet"
+        f.to_csv(path, index=False) if p == "a" else f.to_parquet(path, row_group_size=3000)
+        ds = Dataset("t", path, "id", COLS[p], min_group_size=MIN_GROUP)
+        stores[p] = DataStore(p, {"t": ds}, root / f"{p}{tag}", bucket_join_sizes=(consent or {}).get(p, True))
+    return stores
+
+
+def _schemas() -> dict:
+    return {p: [{"name": "t", "id": "id", "min_group_size": MIN_GROUP, "columns": c}] for p, c in COLS.items()}
+
+
+def _params(sql: str, memory: str | None = "1MiB", **extra) -> dict:
+    _, params = compile_query(parse(sql, _schemas()), join="circuit", reveal_to=extra.pop("reveal_to", None))
+    if memory:
+        params["memory"] = memory
+    return registry.get("sql.aggregate").validate({**params, **extra})
+
+
+def _run(stores: dict[str, DataStore], params: dict, **options) -> dict:
+    spec = registry.get("sql.aggregate")
+    return run_local(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"], timeout=300, **options)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    frames = _frames()
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA a; CREATE SCHEMA b")
+    for p, f in frames.items():
+        con.register(f"{p}_df", f)
+        con.execute(f"CREATE TABLE {p}.t AS SELECT * FROM {p}_df")
+    return frames, _stores(tmp_path_factory.mktemp("sqlb"), frames), con
+
+
+@pytest.fixture
+def bucket_runs(monkeypatch):
+    """The private joins the bucketed SQL job runs, one entry (party, bucket) per run."""
+    runs: list[tuple[str, int]] = []
+    real = sql_buckets.join_bucket
+
+    def counted(ctx, sp, b, *args):
+        runs.append((ctx.party, b))
+        return real(ctx, sp, b, *args)
+    monkeypatch.setattr(sql_buckets, "join_bucket", counted)
+    return runs
+
+
+def _nb(stores: dict[str, DataStore]) -> int:
+    """The buckets of the (only) checkpoint of party a."""
+    manifests = list((stores["a"].workdir / "checkpoints").glob("*/manifest.json"))
+    return max(json.loads(m.read_text())["state"]["nb"] for m in manifests)
+
+
+def _compare(ours: pd.DataFrame, theirs: pd.DataFrame, keys: int, rel: float = 1e-9, atol: float = 0.0) -> None:
+    """Our result (suppressed groups dropped) against DuckDB's, row by row in order."""
+    kept = ours[~ours["suppressed"]] if "suppressed" in ours else ours
+    kept = kept.drop(columns=["suppressed"], errors="ignore").reset_index(drop=True)
+    assert list(kept.columns) == list(theirs.columns)
+    assert len(kept) == len(theirs) and len(theirs), (kept, theirs)
+    for c in theirs.columns[:keys]:
+        assert kept[c].tolist() == theirs[c].tolist(), c
+    for c in theirs.columns[keys:]:
+        np.testing.assert_allclose(kept[c].to_numpy(float), theirs[c].to_numpy(float), rtol=rel, atol=atol, err_msg=c)
+
+
+# (sql, how many leading outputs are group keys, relative tolerance, absolute tolerance: an
+# expression is computed at the job's fixed point, 2^-16)
+QUERIES = [
+    (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, AVG(q.y) AS ay, MIN(p.x) AS mn, MAX(q.y) AS mx, "
+     f"VARIANCE(p.x) AS vx, STDDEV_POP(q.y) AS sy, STDDEV(q.z) AS sz, VAR_POP(p.w) AS vw {J} "
+     "WHERE p.k < 3 GROUP BY q.seg HAVING COUNT(*) > 900 ORDER BY q.seg", 1, 1e-6, 0),
+    (f"SELECT p.k, q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MIN(q.y) AS mn {J} GROUP BY p.k, q.seg "
+     "HAVING SUM(p.x) > 20000 AND MIN(q.y) < -38 ORDER BY n DESC, p.k LIMIT 5", 2, 1e-9, 0),
+    (f"SELECT COUNT(*) AS n, SUM(p.x * q.y) AS sxy, AVG(p.x + q.y) AS a2, MIN(p.x - q.y) AS mn, "
+     f"MAX(p.w) AS mw {J} WHERE p.x > q.y", 0, 1e-6, 2.0 ** -14),
+    (f"SELECT CASE WHEN p.x > 50 THEN 'hi' ELSE 'lo' END AS band, COUNT(*) AS n, SUM(q.y) AS sy, "
+     f"MAX(p.x) AS mx {J} WHERE q.seg <> 'rare' GROUP BY band HAVING SUM(q.y) > COUNT(*) * 29 ORDER BY band",
+     1, 1e-9, 0),
+]
+
+
+@pytest.mark.parametrize(("sql", "keys", "rel", "atol"), QUERIES, ids=["moments", "two-keys", "filter", "case"])
+def test_bucketed_sql_equals_duckdb(data, bucket_runs, sql, keys, rel, atol):
+    frames, stores, con = data
+    out = _run(stores, _params(sql))
+    nb = _nb(stores)
+    assert nb == 4 and sorted(b for p, b in bucket_runs if p == "a") == list(range(nb))
+    _compare(out["a"], con.execute(sql).df(), keys, rel, atol)
+    pd.testing.assert_frame_equal(out["a"], out["b"])
+
+
+def test_merged_counts_sums_and_extremes_equal_the_unbucketed_job_exactly(data):
+    """Every bucket scales a column as the unbucketed job does (over all kept rows): the
+    merged counts, sums and MIN/MAX are the same ring integers."""
+    frames, stores, con = data
+    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, SUM(q.z) AS sz, MIN(p.w) AS mn, MAX(q.y) AS mx {J} "
+           "GROUP BY q.seg ORDER BY q.seg")
+    bucketed = _run(stores, _params(sql))["a"]
+    whole = _run(stores, _params(sql, memory=None))["a"]
+    pd.testing.assert_frame_equal(bucketed, whole, check_exact=True)
+    assert bucketed["suppressed"].tolist() == [False, False, True, False]      # 'rare': 1 joined row
+    # DuckDB: within the owners' scaling (46 bits for 10^4 rows: w < 2^12 to 2^-34)
+    _compare(bucketed, con.execute(sql).df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-9, 2.0 ** -33)
+
+
+def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
+    """Both parties stop at the start of bucket 2 (of 4), as a crash would leave them: the
+    same job submitted again runs the private join of buckets 2 and 3 only, and gives
+    DuckDB's result."""
+    frames = _frames(seed=3)
+    stores = _stores(tmp_path, frames)
+    sql = f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sx {J} GROUP BY q.seg"
+    params = _params(sql)
+    real = sql_buckets.join_bucket
+
+    def crash_at_2(ctx, sp, b, *args):
+        if b == 2:
+            raise ConnectionError("the server went away")
+        return real(ctx, sp, b, *args)
+    monkeypatch.setattr(sql_buckets, "join_bucket", crash_at_2)
+    with pytest.raises(Exception, match="went away"):
+        _run(stores, params)
+    for p in "ab":
+        manifest = json.loads(next((stores[p].workdir / "checkpoints").glob("*/manifest.json")).read_text())
+        assert sorted(manifest["done"]) == [0, 1] and manifest["state"]["nb"] == 4
+    runs: list[tuple[str, int]] = []
+
+    def count(ctx, sp, b, *args):
+        runs.append((ctx.party, b))
+        return real(ctx, sp, b, *args)
+    monkeypatch.setattr(sql_buckets, "join_bucket", count)
+    out = _run(stores, params)
+    assert sorted(runs) == [("a", 2), ("a", 3), ("b", 2), ("b", 3)]
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA a; CREATE SCHEMA b")
+    for p, f in frames.items():
+        con.register(f"{p}_df", f)
+        con.execute(f"CREATE TABLE {p}.t AS SELECT * FROM {p}_df")
+    _compare(out["a"].sort_values("seg").reset_index(drop=True),
+             con.execute(sql + " ORDER BY q.seg").df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-6)
+
+
+@pytest.mark.parametrize(("sql", "named"), [
+    (f"SELECT q.seg, COUNT(*), MEDIAN(q.y) {J} GROUP BY q.seg", r"MEDIAN\(q\.y\) at line 1, column 30 \(a quantile"),
+    (f"SELECT q.seg, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) {J} GROUP BY q.seg",
+     r"PERCENTILE_CONT\(0\.9\) WITHIN GROUP .* at line 1, column 29 \(a quantile"),
+    (f"SELECT COUNT(*),\n  CORR(p.x, q.y) {J}",
+     r"CORR\(p\.x, q\.y\) at line 2, column 6 \(a covariance or correlation"),
+    (f"SELECT VARIANCE(p.x), STDDEV(p.x * q.y) {J}",
+     r"STDDEV\(p\.x \* q\.y\) at line 1, column 28 \(a variance of an expression"),
+    (f"SELECT q.seg, VARIANCE(p.x) AS v {J} GROUP BY q.seg HAVING VARIANCE(p.x) > 3",
+     r"VARIANCE\(p\.x\) at line 1, column 100 \(a HAVING on a variance"),
+], ids=["median", "percentile", "corr", "stddev-of-expression", "having-variance"])
+def test_what_does_not_merge_is_refused_naming_the_function_its_position_and_the_budget(tmp_path, sql, named):
+    """Columns are sqlglot's (the end of the function's name), as in the parser's errors."""
+    stores = _stores(tmp_path, _frames(400))
+    with pytest.raises(JobFailed, match=r"party '[ab]' refuses: sql.aggregate with " + named
+                       + r".*is not bucketed .*dataset 't' has 400 rows.*memory budget of 1 MiB"):
+        _run(stores, _params(sql))
+
+
+def test_an_unmergeable_query_that_fits_the_budget_runs_unbucketed(tmp_path):
+    frames = _frames(400)
+    stores = _stores(tmp_path, frames)
+    sql = f"SELECT COUNT(*) AS n, CORR(p.x, q.y) AS c {J}"
+    out = _run(stores, _params(sql, memory="4GiB"))["a"]
+    joined = frames["a"].merge(frames["b"], on="id")
+    assert out["n"].tolist() == [len(joined)]
+    assert out["c"].iloc[0] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
+    assert not list((stores["a"].workdir / "checkpoints").glob("*/manifest.json"))     # no buckets
+
+
+def test_several_buckets_need_every_partys_consent_to_reveal_their_join_sizes(tmp_path):
+    stores = _stores(tmp_path, _frames(), consent={"a": True, "b": False})
+    with pytest.raises(JobFailed, match=r"sql.aggregate under this memory budget needs 4 buckets, and a bucketed "
+                                        r"join reveals the number of joined rows in each bucket; party 'b' does not "
+                                        r"allow it .*bucket_join_sizes = true"):
+        _run(stores, _params(f"SELECT COUNT(*) {J}"))
+
+
+def _shape(v):
+    """A received value's structure: arrays by dtype and shape, bytes by length, the rest as is."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _shape(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_shape(x) for x in v)
+    if isinstance(v, np.ndarray):
+        return ("array", v.dtype.str, v.shape)
+    if isinstance(v, bytes):
+        return ("bytes", len(v))
+    return v
+
+
+def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch):
+    """reveal_to = a, 2 buckets, the dealer join. Two runs on the same ids (the bucket key
+    fixed from outside, so each id falls in the same bucket) whose values differ and give
+    other aggregates, with the same group counts: every message each party and the dealer
+    receive has the same type, shape and plaintext content in both runs (values travel as
+    ring words only). What b receives in plaintext is the job's public header (budget,
+    distinct count, bucket size, a's column magnitudes, kept rows, min_group_size) and,
+    per bucket, the join's positions, as many as the bucket's joined rows: no float, no
+    count of a group; b gets no result."""
+    from mpc.runtime.views import flatten, record_views
+    from protocols import buckets
+    from protocols.psi.oprf import capacity
+    from protocols.stats.scaling import column_exponent, default_bits
+
+    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
+    spec = registry.get("sql.aggregate")
+    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, VARIANCE(p.x) AS vx {J} "
+           "GROUP BY q.seg HAVING COUNT(*) > 10")
+    params = {**_params(sql, reveal_to="a"), "join": "dealer"}
+    base = _frames(6000, seed=9)
+    runs = []
+    for tag, frames in (("1", base), ("2", {"a": base["a"].assign(x=base["a"].x.to_numpy()[::-1]),
+                                            "b": base["b"].assign(y=-base["b"].y)})):
+        stores = _stores(tmp_path, frames, tag=tag)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
+                                  timeout=300)
+        assert out["b"] is None
+        joined = frames["a"].merge(frames["b"], on="id")
+        want = joined.groupby("seg").agg(n=("x", "size"), sx=("x", "sum"), mn=("y", "min")).reset_index()
+        got = out["a"][~out["a"].suppressed].reset_index(drop=True)
+        assert got["seg"].tolist() == want["seg"][want.n >= MIN_GROUP].tolist()
+        np.testing.assert_allclose(got[["n", "sx", "mn"]].to_numpy(float),
+                                   want[want.n >= MIN_GROUP][["n", "sx", "mn"]].to_numpy(float), rtol=1e-9)
+        runs.append((out["a"], views, len(joined)))
+    (first, v1, n1), (second, v2, _) = runs
+    assert not np.allclose(first["sx"].dropna(), second["sx"].dropna())
+    for p in ("a", "b", "dealer"):
+        assert [(s, _shape(v)) for s, v in v1[p]] == [(s, _shape(v)) for s, v in v2[p]], p
+    leaves = [x for x in flatten(v1["b"]) if not (isinstance(x, np.ndarray) and x.dtype in (np.uint64, np.uint8))]
+    assert not [x for x in leaves if isinstance(x, float) or (isinstance(x, np.ndarray) and x.dtype.kind == "f")]
+    positions = [x for x in leaves if isinstance(x, np.ndarray)]
+    assert len(positions) == 2 and sum(len(x) for x in positions) == n1         # the per-bucket join sizes
+    assert all(x.dtype == np.int64 for x in positions)
+    # every other number b gets is public: a's column scales (the power of two of its largest
+    # |x|, |x - o|, (x - o)^2), the budget, a's distinct ids and kept rows, the rows of a
+    # bucket, its padded capacity, min_group_size, the protocols' versions and constants
+    x = base["a"].x.to_numpy()
+    bits, u = default_bits(6000), x - x.mean()
+    scales = {bits - column_exponent(x), bits - column_exponent(u), bits - column_exponent(u * u)}
+    public = {0, 1, MIN_GROUP, 1 << 20, 6000, 4096, capacity(6000, 2), 16, 2048, 65536, 262144} | scales
+    ints = {int(x) for x in leaves if isinstance(x, (int, np.integer)) and not isinstance(x, bool)}
+    assert ints <= public, sorted(ints - public)
