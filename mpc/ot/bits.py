@@ -57,6 +57,29 @@ def _swap_rounds(b: np.ndarray, t: np.ndarray) -> None:
         np.bitwise_xor(lo, tt, out=lo)
 
 
+_GROUP_BYTES = 256  # see _rows_out
+
+
+def _rows_out(b: np.ndarray, out_v: np.ndarray, tmp: np.ndarray) -> None:
+    """``out_v[...] = b.T`` for (64, n) ``b`` and (n, 64) ``out_v`` of one void dtype, units
+    of under 64 bytes (IKNP's 16-byte rows) in two copies: groups of ``_GROUP_BYTES`` (g
+    consecutive units of a row of ``b``) to (n / g, 64, g) in ``tmp``, then each group's
+    (64, g) block transposed within itself. Measured on IKNP's (64, 2048) x 16 bytes: half
+    the time of the one copy, whose 64 reads per output row are 32 KiB apart."""
+    n, unit = b.shape[1], b.dtype.itemsize
+    g = _GROUP_BYTES // unit
+    k = n // g
+    if unit >= 64 or k == 0:
+        out_v[...] = b.T
+        return
+    gdt = np.dtype(f"V{g * unit}")
+    t = tmp[:k * 64 * g * unit // 8]
+    t.view(gdt).reshape(k, 64)[...] = b.view(np.uint8).reshape(64, n * unit)[:, :k * g * unit].view(gdt).T
+    out_v[:k * g].reshape(k, g, 64)[...] = t.view(b.dtype).reshape(k, 64, g).transpose(0, 2, 1)
+    if n > k * g:
+        out_v[k * g:] = b[:, k * g:].T
+
+
 def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int) -> None:
     """Tiles of a matrix with no more row blocks than word columns (IKNP's 128 rows, KKRT's
     512): the buffer is (64, word columns, row blocks), filled row block by row block
@@ -68,6 +91,7 @@ def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int)
     """
     rb = words.shape[0]
     buf, t = np.empty(64 * size, np.uint64), np.empty(32 * size, np.uint64)
+    tmp = np.empty(64 * size, np.uint64) if 8 * rb < 64 else t
     out_v = out.reshape(-1, 64 * rb).view(f"V{8 * rb}").reshape(-1, 64)   # one unit per output row
     for i0, i1, j0, j1 in tiles:
         b = buf[:64 * (i1 - i0) * (j1 - j0)].reshape(64, j1 - j0, i1 - i0)
@@ -75,7 +99,7 @@ def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int)
             b[:, :, i - i0] = words[i, :, j0:j1]
         _swap_rounds(b.reshape(64, -1), t)
         if i1 - i0 == rb:
-            out_v[j0:j1] = b.reshape(64, -1).view(out_v.dtype).T
+            _rows_out(b.reshape(64, -1).view(out_v.dtype), out_v[j0:j1], tmp)
         else:
             out[j0:j1, :, i0:i1] = b.transpose(1, 0, 2)
 
