@@ -6,10 +6,12 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mpc
 import mpc.ot
-from mpc.ot import IknpReceiver, IknpSender, KkrtReceiver, KkrtSender, base, random_bits
+from mpc.ot import IknpReceiver, IknpSender, KkrtReceiver, KkrtSender, base, bits, random_bits
 from mpc.ot.bits import transpose
 from mpc.ot.hashing import tccr, wide_hash
 from mpc.runtime.errors import JobFailed
@@ -37,6 +39,40 @@ def test_transpose_matches_naive(shape):
     assert np.array_equal(out, naive_transpose(m))
     assert np.array_equal(m, before)            # the input is left alone
     assert np.array_equal(transpose(out), m)
+
+
+# (row blocks, word columns) of 64: IKNP's 128 x many, many x 128, KKRT's 512 x many and
+# many x 512, square, tiny and empty.
+_BLOCK_SHAPES = st.one_of(
+    st.tuples(st.just(2), st.integers(0, 40)), st.tuples(st.integers(0, 40), st.just(2)),
+    st.tuples(st.just(8), st.integers(1, 12)), st.tuples(st.integers(1, 40), st.just(8)),
+    st.tuples(st.integers(0, 9), st.integers(0, 9)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_BLOCK_SHAPES, st.sampled_from([1, 2, 3, 5, 16, bits._TILE_BLOCKS]), st.binary(min_size=16, max_size=16))
+def test_transpose_property(blocks, tile, seed):
+    """transpose equals unpackbits / .T / packbits for any shape of 64-multiples, with tiles
+    of any size (so the partial tiles, the tiles cutting the short axis and the several
+    tiles on the thread pool all run), and is its own inverse."""
+    rb, cb = blocks
+    m = np.random.default_rng(list(seed)).integers(0, 256, (64 * rb, 8 * cb), dtype=np.uint8)
+    saved = bits._TILE_BLOCKS
+    bits._TILE_BLOCKS = tile
+    try:
+        out = transpose(m)
+        back = transpose(out)
+    finally:
+        bits._TILE_BLOCKS = saved
+    assert out.shape == (64 * cb, 8 * rb) and out.dtype == np.uint8
+    assert np.array_equal(out, naive_transpose(m))
+    assert np.array_equal(back, m)
+
+
+def test_transpose_non_contiguous_input():
+    """A strided view (a column slice) transposes like its contiguous copy."""
+    m = np.frombuffer(os.urandom(256 * 48), dtype=np.uint8).reshape(256, 48)[:, 8:40]
+    assert np.array_equal(transpose(m), naive_transpose(np.ascontiguousarray(m)))
 
 
 def test_transpose_refuses_bad_shapes():
