@@ -19,6 +19,7 @@ every process when the ``with`` block ends, also on error.
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import socket
 import subprocess
@@ -267,3 +268,18 @@ class LocalCluster:
 
     def audit_log(self, party: str) -> Path:
         return self.workdir / party / "state" / "audit.jsonl"
+
+    def audit_record(self, party: str, job_id: str, wait: float = 10.0) -> dict:
+        """The audit record ``party`` wrote for ``job_id``, waiting up to ``wait`` seconds:
+        a party writes it when the job ends there, which may be after another party's
+        client already has the result."""
+        deadline = time.monotonic() + wait
+        while True:
+            path = self.audit_log(party)
+            lines = path.read_text().splitlines() if path.exists() else []
+            found = [r for r in map(json.loads, lines) if r.get("job_id") == job_id]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise LookupError(f"no audit record of job {job_id} at {party!r} after {wait} s")
+            time.sleep(0.1)

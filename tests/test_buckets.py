@@ -174,8 +174,7 @@ def _checkpoints(cluster, party: str) -> Path:
 
 
 def _audit(cluster, party: str, job_id: str) -> dict:
-    lines = [json.loads(x) for x in cluster.audit_log(party).read_text().splitlines()]
-    return next(x for x in lines if x["job_id"] == job_id)
+    return cluster.audit_record(party, job_id)
 
 
 def test_bucketed_psi_equals_python_sets(pair):
