@@ -30,7 +30,7 @@ def naive_transpose(m: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", [(64, 8), (128, 64), (128, 8), (128, 16 * 600), (128, 16 * 1100), (192, 24),
-                                   (640, 16), (4096, 8), (64, 4096)])
+                                   (640, 16), (4096, 8), (64, 4096), (4096, 512), (2112, 528)])
 def test_transpose_matches_naive(shape):
     m = np.frombuffer(os.urandom(shape[0] * shape[1]), dtype=np.uint8).reshape(shape)
     before = m.copy()
