@@ -18,6 +18,13 @@ long contiguous runs. Filling the buffer and writing it out are the two copies w
 word order changes; the side with the short axis (the fewer 64-row blocks, or the fewer
 64-bit word columns) is copied in units of that whole axis (a numpy void of ``8 * n``
 bytes), so no copy moves single words along a long stride.
+
+Measured and not taken: the three byte rounds as a byte-level reshape/transpose copy (a
+strided uint8 copy costs about 4 ns per word, the three rounds 1.5), the 8x8 bit blocks
+transposed inside uint64 words (twice the ops of the rounds across words), round 32 as a
+swap of uint32 halves or fused into the first copy (within 5%), tiles sized for L2 (the
+short runs cost more than the cache misses), and the pool for IKNP's usual single-tile
+batches.
 """
 
 from __future__ import annotations
