@@ -30,7 +30,7 @@ def naive_transpose(m: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", [(64, 8), (128, 64), (128, 8), (128, 16 * 600), (128, 16 * 1100), (192, 24),
-                                   (640, 16), (4096, 8), (64, 4096)])
+                                   (640, 16), (4096, 8), (64, 4096), (4096, 512), (2112, 528)])
 def test_transpose_matches_naive(shape):
     m = np.frombuffer(os.urandom(shape[0] * shape[1]), dtype=np.uint8).reshape(shape)
     before = m.copy()
@@ -42,11 +42,11 @@ def test_transpose_matches_naive(shape):
 
 
 # (row blocks, word columns) of 64: IKNP's 128 x many, many x 128, KKRT's 512 x many and
-# many x 512, square, tiny and empty.
+# many x 512, square, tiny and empty, and rows of more than 2048 bits.
 _BLOCK_SHAPES = st.one_of(
     st.tuples(st.just(2), st.integers(0, 40)), st.tuples(st.integers(0, 40), st.just(2)),
     st.tuples(st.just(8), st.integers(1, 12)), st.tuples(st.integers(1, 40), st.just(8)),
-    st.tuples(st.integers(0, 9), st.integers(0, 9)))
+    st.tuples(st.integers(0, 9), st.integers(0, 9)), st.tuples(st.integers(30, 40), st.integers(40, 48)))
 
 
 @settings(max_examples=60, deadline=None)

@@ -18,6 +18,13 @@ long contiguous runs. Filling the buffer and writing it out are the two copies w
 word order changes; the side with the short axis (the fewer 64-row blocks, or the fewer
 64-bit word columns) is copied in units of that whole axis (a numpy void of ``8 * n``
 bytes), so no copy moves single words along a long stride.
+
+Measured and not taken: the three byte rounds as a byte-level reshape/transpose copy (a
+strided uint8 copy costs about 4 ns per word, the three rounds 1.5), the 8x8 bit blocks
+transposed inside uint64 words (twice the ops of the rounds across words), round 32 as a
+swap of uint32 halves or fused into the first copy (within 5%), tiles sized for L2 (the
+short runs cost more than the cache misses), and the pool for IKNP's usual single-tile
+batches.
 """
 
 from __future__ import annotations
@@ -67,11 +74,11 @@ def _rows_out(b: np.ndarray, out_v: np.ndarray, tmp: np.ndarray) -> None:
     (64, g) block transposed within itself. Measured on IKNP's (64, 2048) x 16 bytes: half
     the time of the one copy, whose 64 reads per output row are 32 KiB apart."""
     n, unit = b.shape[1], b.dtype.itemsize
-    g = _GROUP_BYTES // unit
-    k = n // g
-    if unit >= 64 or k == 0:
+    g = _GROUP_BYTES // unit if unit < 64 else 0
+    if g == 0 or n < g:
         out_v[...] = b.T
         return
+    k = n // g
     gdt = np.dtype(f"V{g * unit}")
     t = tmp[:k * 64 * g * unit // 8]
     t.view(gdt).reshape(k, 64)[...] = b.view(np.uint8).reshape(64, n * unit)[:, :k * g * unit].view(gdt).T

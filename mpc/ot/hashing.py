@@ -146,9 +146,8 @@ def ccr(x: np.ndarray) -> np.ndarray:
 def ccr_words(x: np.ndarray) -> np.ndarray:
     """The low 64 bits of :func:`ccr` of each row, as (n,) uint64 (the high lane's xor skipped)."""
     s = _sigma(x)
-    res = _pi(s.view(np.uint8)).view(np.uint64)[:, 0]
-    res ^= s[:, 0]
-    return np.ascontiguousarray(res)
+    e = _pi(s.view(np.uint8)).view(np.uint64)
+    return np.bitwise_xor(e[:, 0], s[:, 0])   # one pass into a new contiguous array
 
 
 def wide_hash(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
