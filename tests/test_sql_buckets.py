@@ -294,3 +294,34 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
     public = {0, 1, MIN_GROUP, 1 << 20, 6000, 4096, capacity(6000, 2), 16, 2048, 65536, 262144} | scales
     ints = {int(x) for x in leaves if isinstance(x, (int, np.integer)) and not isinstance(x, bool)}
     assert ints <= public, sorted(ints - public)
+
+
+def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
+    """Client.query(memory=) on two party servers (b's [limits] memory is larger: the smaller
+    budget wins): DuckDB's result, none of the buckets resumed, their checkpoints removed once
+    the result is written."""
+    from mpc.cluster import LocalCluster
+
+    frames = _frames(6000, seed=4)
+    paths = {"a": tmp_path / "a.csv", "b": tmp_path / "b.parquet"}
+    frames["a"].to_csv(paths["a"], index=False)
+    frames["b"].to_parquet(paths["b"], row_group_size=2000)
+    datasets = {p: {"t": {"path": str(paths[p]), "id": "id", "min_group_size": MIN_GROUP, "columns": COLS[p]}}
+                for p in "ab"}
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA a; CREATE SCHEMA b")
+    for p, f in frames.items():
+        con.register(f"{p}_df", f)
+        con.execute(f"CREATE TABLE {p}.t AS SELECT * FROM {p}_df")
+    sql = (f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sd {J} "
+           "WHERE p.k <> 1 GROUP BY q.seg HAVING AVG(p.x) > 49 ORDER BY q.seg")
+    want = con.execute(sql).df()
+    want = want[want.n >= MIN_GROUP].reset_index(drop=True)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True},
+                      settings={"b": {"limits": {"memory": "64MiB"}}}) as cluster, cluster.client("a") as client:
+        out = client.query(sql, memory="1MiB", join="circuit", progress=False)
+        audits = [json.loads(x) for x in cluster.audit_log("a").read_text().splitlines()]
+        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.aggregate"] == [[]]
+        assert not [m for p in "ab" for m in (cluster.workdir / p / "state" / "checkpoints").glob("*/manifest.json")]
+    _compare(out, want, 1, 1e-6)
