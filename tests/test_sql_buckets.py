@@ -72,15 +72,20 @@ def _run(stores: dict[str, DataStore], params: dict, **options) -> dict:
     return run_local(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"], timeout=300, **options)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    frames = _frames()
+def _duck(frames: dict[str, pd.DataFrame]):
+    """DuckDB with the two tables as a.t and b.t: the same SQL runs on the pooled data."""
     con = duckdb.connect()
     con.execute("CREATE SCHEMA a; CREATE SCHEMA b")
     for p, f in frames.items():
         con.register(f"{p}_df", f)
         con.execute(f"CREATE TABLE {p}.t AS SELECT * FROM {p}_df")
-    return frames, _stores(tmp_path_factory.mktemp("sqlb"), frames), con
+    return con
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    frames = _frames()
+    return frames, _stores(tmp_path_factory.mktemp("sqlb"), frames), _duck(frames)
 
 
 @pytest.fixture
@@ -182,11 +187,7 @@ def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, m
     monkeypatch.setattr(sql_buckets, "join_bucket", count)
     out = _run(stores, params)
     assert sorted(runs) == [("a", 2), ("a", 3), ("b", 2), ("b", 3)]
-    con = duckdb.connect()
-    con.execute("CREATE SCHEMA a; CREATE SCHEMA b")
-    for p, f in frames.items():
-        con.register(f"{p}_df", f)
-        con.execute(f"CREATE TABLE {p}.t AS SELECT * FROM {p}_df")
+    con = _duck(frames)
     _compare(out["a"].sort_values("seg").reset_index(drop=True),
              con.execute(sql + " ORDER BY q.seg").df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-6)
 
@@ -308,11 +309,7 @@ def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
     frames["b"].to_parquet(paths["b"], row_group_size=2000)
     datasets = {p: {"t": {"path": str(paths[p]), "id": "id", "min_group_size": MIN_GROUP, "columns": COLS[p]}}
                 for p in "ab"}
-    con = duckdb.connect()
-    con.execute("CREATE SCHEMA a; CREATE SCHEMA b")
-    for p, f in frames.items():
-        con.register(f"{p}_df", f)
-        con.execute(f"CREATE TABLE {p}.t AS SELECT * FROM {p}_df")
+    con = _duck(frames)
     sql = (f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sd {J} "
            "WHERE p.k <> 1 GROUP BY q.seg HAVING AVG(p.x) > 49 ORDER BY q.seg")
     want = con.execute(sql).df()
@@ -325,3 +322,31 @@ def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
         assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.aggregate"] == [[]]
         assert not [m for p in "ab" for m in (cluster.workdir / p / "state" / "checkpoints").glob("*/manifest.json")]
     _compare(out, want, 1, 1e-6)
+
+
+def test_buckets_without_joined_rows_merge_as_empty(tmp_path, monkeypatch):
+    """With the bucket key fixed, the 12 shared ids all fall in bucket 0 of 4: buckets 1-3
+    join no row (their partials are zero counts and sums, MIN/MAX the empty group's 2^60),
+    and the merged result is DuckDB's."""
+    from protocols import buckets
+    from protocols.psi.blocks import encode
+
+    key = bytes(range(16))
+    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: key)
+    frames = _frames(9000, seed=8)
+    a_ids = frames["a"].id.to_numpy()
+    first = a_ids[buckets.spill_bucket(encode(a_ids, "ids")[1], key) < buckets.SPILL // 4][:12]
+    b_ids = frames["b"].id.to_numpy() + 10**6
+    b_ids[:12] = first
+    frames["b"]["id"] = b_ids
+    stores = _stores(tmp_path, frames)
+    sql = f"SELECT COUNT(*) AS n, SUM(q.y) AS sy, MIN(p.x) AS mn, MAX(q.y) AS mx, STDDEV(p.x) AS sd {J}"
+    out = _run(stores, _params(sql))["a"]
+    assert _nb(stores) == 4
+    saved = next((stores["a"].workdir / "checkpoints").glob("*/"))
+    rows = [int(np.load(saved / f"bucket-{b}.npz")["rows"][0]) for b in range(4)]
+    assert rows == [12, 0, 0, 0]
+    con = _duck(frames)
+    want = con.execute(sql).df()
+    assert want["n"].tolist() == [12]
+    _compare(out, want, 0, 1e-6)
