@@ -51,7 +51,9 @@ and is refused otherwise (:func:`protocols.bucketed.refuse_over_budget`). COUNT(
 is refused by the parser already.
 
 In memory: one batch of input, one bucket's join and its groups x rows weight matrix, and
-the buckets' partial aggregates (groups x aggregates x buckets words).
+the buckets' partial aggregates (groups x aggregates x buckets words); the bucket size
+allows ``GROUP_ROW_BYTES`` per row and group for the weights (so many groups mean more,
+smaller buckets, up to the 256 of :mod:`protocols.buckets`, past which memory is not bounded).
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ from protocols.sql.plan import VARIANCES, Aggregate, Plan
 from protocols.stats.scaling import column_exponent, default_bits, exchange_scales
 
 PHASE_PASS = "sql: first pass (WHERE, magnitudes, group labels)"
+# Peak bytes per joined row and group of a bucket's weight matrix and MIN/MAX (measured: 64
+# groups of 2^16 rows, COUNT/SUM/MIN, one process for both parties: +900 MiB, ~150 B per row
+# and group at each party), on top of the private join's buckets.COSTS["join"].
+GROUP_ROW_BYTES = 160
 MERGEABLE = ("count", "sum", "avg", "min", "max")
 
 
@@ -164,17 +170,18 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     names = list(spec)
     shifts = [_shift(spec[c], first, f) for c in names]        # the ring integers' scales
     m = _unique_ids(store, key)
-    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "join", {"join": params["join"]})
+    labels = _labels(ctx, plan, first)
+    groups = list(itertools.product(*labels)) if labels else [()]
+    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "join", {"join": params["join"]},
+                      GROUP_ROW_BYTES * len(groups))
     _consent_to_bucket_sizes(ctx, data, nb, "sql.aggregate")
     frac = exchange_scales(ctx, {c: (s if spec[c][0] in ("scaled", "u", "u2") else 0)
                                  for c, s in zip(names, shifts, strict=True)},
                            {})
-    labels = _labels(ctx, plan, first)
     _check_ring(ctx, plan, first, f)
     agg_cols = {"columns": plan.aggregate_columns()}
     min_group = max(shared_min_group(ctx, agg_cols, "columns", data), plan.min_group_size,
                     params.get("min_group_size") or 1)
-    groups = list(itertools.product(*labels)) if labels else [()]
     parts = _parts(plan)
     cap = capacity(sizes[ctx.party], nb)
 
