@@ -352,3 +352,12 @@ def test_buckets_without_joined_rows_merge_as_empty(tmp_path, monkeypatch):
     want = con.execute(sql).df()
     assert want["n"].tolist() == [12]
     _compare(out, want, 0, 1e-6)
+
+
+def test_explain_says_what_buckets_add_and_what_they_refuse():
+    from protocols.sql import explain
+
+    merged = explain(parse(f"SELECT q.seg, AVG(p.x), STDDEV(p.x) {J} GROUP BY q.seg", _schemas()))
+    assert "runs in hash buckets" in merged and "number of joined rows in each bucket" in merged
+    refused = explain(parse(f"SELECT q.seg, AVG(p.x), MEDIAN(q.y) {J} GROUP BY q.seg", _schemas()))
+    assert "not in buckets (MEDIAN(q.y) at line 1, column 30" in refused and "refused if the input outgrows" in refused

@@ -126,8 +126,12 @@ def _located(plan: Plan, agg: Aggregate, why: str) -> tuple[tuple[int, int], str
 
     from protocols.sql.parse import _AGG_FUNCS, position
 
+    try:
+        tree = sqlglot.parse_one(plan.sql, read="duckdb")
+    except sqlglot.errors.ParseError:     # a plan without its SQL text: name the function only
+        tree = None
     found = []
-    for node in sqlglot.parse_one(plan.sql, read="duckdb").find_all(*_AGG_FUNCS, exp.WithinGroup):
+    for node in tree.find_all(*_AGG_FUNCS, exp.WithinGroup) if tree is not None else []:
         func = "quantile" if isinstance(node, exp.WithinGroup) else _AGG_FUNCS.get(type(node))
         if isinstance(node.parent, exp.WithinGroup) or func != agg.func:
             continue
