@@ -33,6 +33,11 @@ Steps, every one an existing protocol or statistic:
    any other HAVING (CORR, COVAR, two aggregates compared), and ORDER BY and LIMIT, on
    the opened result (at the receivers).
 
+Under a memory budget (the job's ``memory`` or ``[limits] memory``) a query of two parties'
+tables runs in hash buckets instead (:mod:`protocols.sql.bucketed`: steps 1-3 per bucket,
+their partial aggregates merged on shares, then 4-6 with the pieces below), unless one of
+its aggregates does not merge across buckets; then the input must fit the budget.
+
 Reveals (the registry line below): to every party the number of joined rows, the group
 labels of plaintext keys, which groups are suppressed, each column's power-of-two
 magnitude (scaling, as in ``join.stats``; for VARIANCE/STDDEV of a bare column also of
