@@ -107,12 +107,13 @@ def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int,
 
 
 def _plan(ctx: Context, store: Checkpoint, protocol: str, kind: str, m: int, memory: int, cost: str,
-          params: dict[str, Any]) -> tuple[dict[str, int], int]:
-    """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins),
-    checked against and recorded in the job's checkpoint (a resumed job must cut the same buckets)."""
+          params: dict[str, Any], extra: int = 0) -> tuple[dict[str, int], int]:
+    """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins;
+    ``extra`` bytes per row on top of the ``cost`` kind's), checked against and recorded in
+    the job's checkpoint (a resumed job must cut the same buckets)."""
     headers = exchange_header(ctx, protocol, kind, m, params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
-    rows = min(ctx.gather(buckets.bucket_rows(memory, cost)))
+    rows = min(ctx.gather(buckets.bucket_rows(memory, cost, extra)))
     if not isinstance(rows, int) or rows < 1:
         raise ValueError(f"party {ctx.peers[0]!r} sent a malformed bucket size")
     nb = buckets.plan(list(sizes.values()), rows)

@@ -70,10 +70,11 @@ PHASE_RUN = "buckets: one protocol run per bucket"
 COSTS = {"psi": (250, 400 << 20), "ecdh": (400, 400 << 20), "join": (900, 500 << 20)}
 
 
-def bucket_rows(memory: int, kind: str) -> int:
-    """The distinct ids one bucket may hold within ``memory`` bytes, as a power of two."""
+def bucket_rows(memory: int, kind: str, extra: int = 0) -> int:
+    """The distinct ids one bucket may hold within ``memory`` bytes, as a power of two
+    (``extra``: more bytes per row the job's own per-bucket work holds)."""
     per_row, base = COSTS[kind]
-    rows = max(1 << 12, (memory - base) // per_row)
+    rows = max(1 << 12, (memory - base) // (per_row + extra))
     return 1 << int(math.log2(rows))
 
 

@@ -44,13 +44,16 @@ scaled columns (the aggregates need none) and the median offset (a mean, as priv
 
 What cannot be merged exactly from per-bucket parts is refused (:func:`blocker`, naming the
 SQL function and its line and column): quantiles (MEDIAN, PERCENTILE_CONT), COVAR/CORR
-and VARIANCE/STDDEV of expressions (centred on the mean of all joined rows), and a HAVING
-on shares over VARIANCE/STDDEV. Such a query runs unbucketed if its input fits the budget
+and VARIANCE/STDDEV of expressions (centred on the mean of all joined rows). A HAVING on
+VARIANCE/STDDEV of a column compares the merged sums on shares (:func:`_variance_against`).
+Such a query runs unbucketed if its input fits the budget
 and is refused otherwise (:func:`protocols.bucketed.refuse_over_budget`). COUNT(DISTINCT)
 is refused by the parser already.
 
 In memory: one batch of input, one bucket's join and its groups x rows weight matrix, and
-the buckets' partial aggregates (groups x aggregates x buckets words).
+the buckets' partial aggregates (groups x aggregates x buckets words); the bucket size
+allows ``GROUP_ROW_BYTES`` per row and group for the weights (so many groups mean more,
+smaller buckets, up to the 256 of :mod:`protocols.buckets`, past which memory is not bounded).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ from protocols.bucketed import _checkpoint, _consent_to_bucket_sizes, _plan, _st
 from protocols.jobs import JOIN_METHODS, check_min_group, shared_min_group
 from protocols.psi.oprf import capacity
 from protocols.registry import ColumnRef, LocalData, numeric
-from protocols.sql import pushdown
+from protocols.sql import evaluate, pushdown
 from protocols.sql.job import (
     _BIG,
     _bare,
@@ -79,15 +82,20 @@ from protocols.sql.job import (
     _owner_moment_refs,
     check_ring,
     joined_tensor,
+    owner_variance_big,
     owner_variances_of_sums,
     result_frame,
     suppress_and_having,
     weights,
 )
-from protocols.sql.plan import VARIANCES, Aggregate, Plan, having_on_shares
+from protocols.sql.plan import VARIANCES, Aggregate, Plan
 from protocols.stats.scaling import column_exponent, default_bits, exchange_scales
 
 PHASE_PASS = "sql: first pass (WHERE, magnitudes, group labels)"
+# Peak bytes per joined row and group of a bucket's weight matrix and MIN/MAX (measured: 64
+# groups of 2^16 rows, COUNT/SUM/MIN, one process for both parties: +900 MiB, ~150 B per row
+# and group at each party), on top of the private join's buckets.COSTS["join"].
+GROUP_ROW_BYTES = 160
 MERGEABLE = ("count", "sum", "avg", "min", "max")
 
 
@@ -96,53 +104,34 @@ def blocker(plan: Plan) -> str | None:
     """Why ``plan`` cannot run in hash buckets: the first SQL function (in text order) whose
     result does not merge exactly from per-bucket parts, as "FUNC(args) at line L, column C
     (why)"; None when every aggregate merges."""
-    by_name = {a.name: a for a in plan.aggregates}
-    bad: list[tuple[Aggregate, str, bool]] = []
+    bad: list[tuple[Aggregate, str]] = []
     for a in plan.aggregates:
         if a.func == "quantile":
-            bad.append((a, "a quantile of a group does not merge from per-bucket parts", False))
+            bad.append((a, "a quantile of a group does not merge from per-bucket parts"))
         elif a.func not in MERGEABLE and not (a.func in VARIANCES and _bare(a.args[0])):
             what = "a variance of an expression" if a.func in VARIANCES else "a covariance or correlation"
-            bad.append((a, f"{what} is computed centred on the mean of all joined rows, which no bucket knows",
-                        False))
-    if having_on_shares(plan):
-        for name in _having_outputs(plan.having):
-            if by_name[name].func in VARIANCES:
-                bad.append((by_name[name], "a HAVING on a variance is compared on shares of the joined rows, "
-                                           "not of per-bucket sums", True))
+            bad.append((a, f"{what} is computed centred on the mean of all joined rows, which no bucket knows"))
     if not bad:
         return None
-    return min(_located(plan, a, why, having) for a, why, having in bad)[1]
+    return min(_located(plan, a, why) for a, why in bad)[1]
 
 
-def _having_outputs(e: Any) -> list[str]:
-    out: list[str] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, list) and x:
-            if x[0] == "out":
-                out.append(x[1])
-                return
-            for y in x[1:]:
-                walk(y)
-    walk(e)
-    return out
-
-
-def _located(plan: Plan, agg: Aggregate, why: str, in_having: bool) -> tuple[tuple[int, int], str]:
+def _located(plan: Plan, agg: Aggregate, why: str) -> tuple[tuple[int, int], str]:
     """((line, column), "FUNC(...) at line L, column C (why)"): the first call in the plan's
-    SQL text (in its HAVING for ``in_having``) of an aggregate like ``agg`` (its function,
-    and for a variance whether its argument is a bare column), found with the parser's
-    mapping of sqlglot nodes; sqlglot keeps the tokens' positions."""
+    SQL text of an aggregate like ``agg`` (its function, and for a variance whether its
+    argument is a bare column), found with the parser's mapping of sqlglot nodes; sqlglot
+    keeps the tokens' positions."""
     import sqlglot
     from sqlglot import exp
 
     from protocols.sql.parse import _AGG_FUNCS, position
 
-    tree = sqlglot.parse_one(plan.sql, read="duckdb")
-    root = tree.args.get("having") if in_having else tree
+    try:
+        tree = sqlglot.parse_one(plan.sql, read="duckdb")
+    except sqlglot.errors.ParseError:     # a plan without its SQL text: name the function only
+        tree = None
     found = []
-    for node in root.find_all(*_AGG_FUNCS, exp.WithinGroup) if root is not None else []:
+    for node in tree.find_all(*_AGG_FUNCS, exp.WithinGroup) if tree is not None else []:
         func = "quantile" if isinstance(node, exp.WithinGroup) else _AGG_FUNCS.get(type(node))
         if isinstance(node.parent, exp.WithinGroup) or func != agg.func:
             continue
@@ -185,17 +174,18 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     names = list(spec)
     shifts = [_shift(spec[c], first, f) for c in names]        # the ring integers' scales
     m = _unique_ids(store, key)
-    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "join", {"join": params["join"]})
+    labels = _labels(ctx, plan, first)
+    groups = list(itertools.product(*labels)) if labels else [()]
+    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "join", {"join": params["join"]},
+                      GROUP_ROW_BYTES * len(groups))
     _consent_to_bucket_sizes(ctx, data, nb, "sql.aggregate")
     frac = exchange_scales(ctx, {c: (s if spec[c][0] in ("scaled", "u", "u2") else 0)
                                  for c, s in zip(names, shifts, strict=True)},
                            {})
-    labels = _labels(ctx, plan, first)
     _check_ring(ctx, plan, first, f)
     agg_cols = {"columns": plan.aggregate_columns()}
     min_group = max(shared_min_group(ctx, agg_cols, "columns", data), plan.min_group_size,
                     params.get("min_group_size") or 1)
-    groups = list(itertools.product(*labels)) if labels else [()]
     parts = _parts(plan)
     cap = capacity(sizes[ctx.party], nb)
 
@@ -429,7 +419,12 @@ def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple
         value, scale = part(agg)
         return value, scale[0]
 
-    kept, dropped = suppress_and_having(ctx, plan, len(groups), counts_sh, min_group, n, having_value)
+    def variance(agg: Aggregate, op: str, c: float) -> Any:
+        both, (u_frac, v_frac) = part(agg)
+        return _variance_against(ctx, agg, op, c, both, u_frac, v_frac, counts_sh, n)
+
+    kept, dropped = suppress_and_having(ctx, plan, len(groups), counts_sh, min_group, n, having_value,
+                                        variance=variance)
 
     def opened(x: SharedTensor) -> np.ndarray | None:
         return x[kept].reveal(to) if len(kept) else (np.zeros((0, *x.shape[1:])) if ctx.party in to else None)
@@ -459,6 +454,35 @@ def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple
     if ctx.party not in to:
         return None
     return result_frame(plan, groups, kept, dropped, results, n)
+
+
+def _variance_against(ctx: Context, agg: Aggregate, op: str, c: float, both: SharedTensor, u_frac: int,
+                      v_frac: int, counts: SharedTensor, n: int) -> Any:
+    """HAVING var op c (c >= 0) on shares, from the merged sums: with V 2^e = C (C - ddof) var
+    (:func:`protocols.sql.job.owner_variance_big`, |V| < 2^60) and Q = C (C - ddof), var op c
+    is V op k Q for k = c 2^-e, compared as V - (floor(k) Q + (round(frac(k) 2^t) Q >> t)) op 0
+    (t fractional bits of k, as many as keep the product in the ring). Where k Q could pass
+    2^61, Q is first clipped to 2^60 / k + 1 (one comparison per group): beyond it V < k Q
+    holds anyway. A k of 2^60 or more is above every group's V: decided by op."""
+    big, e = owner_variance_big(both, u_frac, v_frac, counts, n)
+    ddof = 0 if agg.func.endswith("_pop") else 1
+    k = c * 2.0 ** -e
+    if k >= 2.0 ** 60:              # var < c in every group
+        return int(op in ("<", "<=", "!="))
+    cnt = counts.with_frac_bits(0)
+    q = cnt * cnt - cnt * ddof
+    lg = max(1, math.ceil(math.log2(max(n, 2))))
+    q_max = 2.0 ** (2 * lg)
+    if k * q_max >= 2.0 ** 61:
+        cap = int(2.0 ** 60 / k) + 1
+        below = q < cap
+        q = below * (q - cap) + cap
+        q_max = float(cap)
+    t = max(0, min(30, 61 - math.ceil(math.log2(q_max + 1))))
+    k_int = int(math.floor(k))
+    k_frac = int(round((k - k_int) * 2.0 ** t))
+    rhs = q * k_int + ((q * k_frac) >> t if t and k_frac else 0)
+    return evaluate.compare(op, big - rhs, 0)
 
 
 __all__ = ["blocker", "run"]

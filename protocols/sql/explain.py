@@ -102,6 +102,14 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     lines.append("  dealer (if the deployment has one): the number of joined rows and groups (shapes of the "
                  "randomness it deals)" + ("; with join='dealer' both parties' id counts" if join == "dealer" else "")
                  + "; nothing that depends on ids or values")
+    if not three:
+        from protocols.sql.bucketed import blocker
+        why = blocker(plan)
+        lines.append("under a memory budget (Client.query(memory=...), [limits] memory): " + (
+            "runs in hash buckets, the partial aggregates merged on shares; with more than one bucket every "
+            "party also learns the number of joined rows in each bucket (only if every party's [limits] "
+            "bucket_join_sizes allows it)" if why is None else
+            f"not in buckets ({why}): refused if the input outgrows the budget"))
     lines.append("registry: sql.aggregate reveals: " + registry.get("sql.aggregate").reveals)
     return "\n".join(lines)
 

@@ -33,6 +33,11 @@ Steps, every one an existing protocol or statistic:
    any other HAVING (CORR, COVAR, two aggregates compared), and ORDER BY and LIMIT, on
    the opened result (at the receivers).
 
+Under a memory budget (the job's ``memory`` or ``[limits] memory``) a query of two parties'
+tables runs in hash buckets instead (:mod:`protocols.sql.bucketed`: steps 1-3 per bucket,
+their partial aggregates merged on shares, then 4-6 with the pieces below), unless one of
+its aggregates does not merge across buckets; then the input must fit the budget.
+
 Reveals (the registry line below): to every party the number of joined rows, the group
 labels of plaintext keys, which groups are suppressed, each column's power-of-two
 magnitude (scaling, as in ``join.stats``; for VARIANCE/STDDEV of a bare column also of
@@ -281,17 +286,17 @@ def weights(ctx: Context, plan: Plan, labels: list[list[Any]], cols: dict[str, S
 
 
 def suppress_and_having(ctx: Context, plan: Plan, n_groups: int, counts_sh: SharedTensor | None, min_group: int,
-                        n: int, value, rows=None) -> tuple[np.ndarray, np.ndarray | None]:
+                        n: int, value, rows=None, variance=None) -> tuple[np.ndarray, np.ndarray | None]:
     """(kept groups, groups HAVING dropped on shares or None): the suppression bit of each
     group (count < min_group, opened to every party), then a HAVING on shares
-    (:func:`_having` with ``value`` and ``rows``) opening each kept group's pass bit."""
+    (:func:`_having` with ``value``, ``rows`` and ``variance``) opening each kept group's pass bit."""
     if counts_sh is None:
         return np.arange(1), None
     small = np.asarray((counts_sh < min_group).reveal()) != 0
     kept = np.flatnonzero(~small)
     if not (having_on_shares(plan) and len(kept)):
         return kept, None
-    bit = _having(ctx, plan, counts_sh, n, value, rows)
+    bit = _having(ctx, plan, counts_sh, n, value, rows, variance)
     passes = np.ones(len(kept), bool) if not isinstance(bit, SharedTensor) else \
         np.asarray(bit[kept].reveal()).astype(bool)
     if not isinstance(bit, SharedTensor) and not bit:
@@ -329,14 +334,14 @@ def result_frame(plan: Plan, groups: list[tuple], kept: np.ndarray, dropped: np.
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 
 
-def _having(ctx: Context, plan: Plan, counts: SharedTensor, n: int, value, rows=None) -> Any:
+def _having(ctx: Context, plan: Plan, counts: SharedTensor, n: int, value, rows=None, variance=None) -> Any:
     """HAVING on shares (:func:`protocols.sql.plan.having_on_shares`): a 0/1 SharedTensor per
     group, or a public 0/1 when the constants decide it. Every comparison is of ring integers
     on shares; only the caller opens the kept groups' bits. ``value(agg)`` gives what a
     SUM/AVG (its ring sum S), MIN/MAX or quantile compares, as (ring integers, frac): from
     the joined rows here, from the buckets' merged totals in :mod:`protocols.sql.bucketed`;
-    ``rows`` = (tensor, wsum) of the joined rows, which a VARIANCE/STDDEV needs (None: no
-    such HAVING, as the bucketed job ensures).
+    ``rows`` = (tensor, wsum) of the joined rows, which a VARIANCE/STDDEV needs, or
+    ``variance(agg, op, c)``: var op c for c >= 0 (the bucketed job's, from merged sums).
 
     * COUNT op c; SUM(x) op c is S op round(c 2^s) and AVG(x) op c is S - round(c 2^s) COUNT
       op 0, for x at s fractional bits; |S| < 2^61 (the scaling, check_ring), so a constant
@@ -364,7 +369,7 @@ def _having(ctx: Context, plan: Plan, counts: SharedTensor, n: int, value, rows=
             return decided(op, c)
         return evaluate.compare(op, value - int(round(k)), 0)
 
-    def variance(agg: Aggregate, op: str, c: float) -> Any:
+    def from_rows(agg: Aggregate, op: str, c: float) -> Any:
         from protocols.stats import _common as cm
         from protocols.stats import vertical
 
@@ -399,10 +404,11 @@ def _having(ctx: Context, plan: Plan, counts: SharedTensor, n: int, value, rows=
         agg, c = by_name[a[1]], float(b[1])
         if agg.func == "count":
             return evaluate.compare(op, counts, c)
+        var = variance or from_rows
         if agg.func in ("var_samp", "var_pop"):
-            return variance(agg, op, c)
+            return decided(op, c) if c < 0 else var(agg, op, c)
         if agg.func in ("stddev_samp", "stddev_pop"):
-            return decided(op, c) if c < 0 else variance(agg, op, c * c)
+            return decided(op, c) if c < 0 else var(agg, op, c * c)
         v, s = value(agg)
         if agg.func in ("min", "max", "quantile"):
             return against(op, v, s, c)
@@ -567,14 +573,10 @@ def owner_variances_of_sums(ctx: Context, aggs: list[Aggregate], sums: dict[str,
     """:func:`_owner_variances` from the per-group ring sums of u and u^2 (``sums[ref]`` =
     ((g, 2) SharedTensor, u's scale, u^2's scale)) and the counts: what the bucketed job
     adds up over its buckets (n the joined rows of all of them)."""
-    lg = max(1, math.ceil(math.log2(max(n, 2))))
     cnt_sh = counts_sh if counts_sh is not None else ss.public(ctx, np.full(1, n, dtype=np.int64))
     var: dict[str, Any] = {}
     for r, (both_sums, u_frac, v_frac) in sums.items():
-        s1, s2 = both_sums[:, 0] >> 30, both_sums[:, 1] >> (lg + 1)
-        e_a, e_b = lg + 1 - v_frac, 60 - 2 * u_frac     # value = A 2^e_a, B 2^e_b
-        e = max(e_a, e_b)
-        big = (cnt_sh.with_frac_bits(0) * s2).rshift_private(e - e_a) - (s1 * s1).rshift_private(e - e_b)
+        big, e = owner_variance_big(both_sums, u_frac, v_frac, cnt_sh, n)
         out = opened(big)
         var[r] = None if out is None else out.astype(np.float64) * 2.0 ** e
     out = {}
@@ -589,6 +591,17 @@ def owner_variances_of_sums(ctx: Context, aggs: list[Aggregate], sums: dict[str,
             vv = np.where(cnt - ddof > 0, total / (cnt * (cnt - ddof)), np.nan)
         out[a.name] = np.sqrt(np.maximum(vv, 0.0)) if a.func.startswith("stddev") else vv
     return out
+
+
+def owner_variance_big(both_sums: SharedTensor, u_frac: int, v_frac: int, counts: SharedTensor,
+                       n: int) -> tuple[SharedTensor, int]:
+    """(V, e) with V 2^e = C S2 - S1^2 = C (C - ddof) var per group (ring integers, |V| <
+    2^60), from the ring sums S1 of u and S2 of u^2 at their scales (:func:`_owner_variances`)."""
+    lg = max(1, math.ceil(math.log2(max(n, 2))))
+    s1, s2 = both_sums[:, 0] >> 30, both_sums[:, 1] >> (lg + 1)
+    e_a, e_b = lg + 1 - v_frac, 60 - 2 * u_frac     # value = A 2^e_a, B 2^e_b
+    e = max(e_a, e_b)
+    return (counts.with_frac_bits(0) * s2).rshift_private(e - e_a) - (s1 * s1).rshift_private(e - e_b), e
 
 
 def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, vertical) -> dict[str, Any]:
