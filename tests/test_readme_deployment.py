@@ -94,12 +94,13 @@ def company_config(readme_config: dict, party: str, ports: dict[str, int], datas
     return config
 
 
-def wait_serving(client: Client, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_serving(client: Client, party: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    """Until the bank's server lists ``party``'s datasets (the retailer's: asked over the peer link)."""
     deadline = time.monotonic() + timeout
     while True:
         assert process.poll() is None, f"gaotie serve exited with {process.returncode}"
         try:
-            client.datasets()
+            assert client.datasets(None if party == "bank" else party)
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -157,7 +158,7 @@ def deployment(tmp_path_factory):
         files = TlsFiles(*(top / "bank" / "certs" / n for n in ("ca.pem", "bank.pem", "bank.key")))
         with Client(f"localhost:{ports['bank']}", tls=files) as client:   # the name in the certificate
             for party in HOSTS:
-                wait_serving(client, processes[party])
+                wait_serving(client, party, processes[party])
             yield {"top": top, "ports": ports, "text": text, "client": client,
                    "joined": bank.merge(retail, on="customer_id"), "processes": processes}
     finally:
