@@ -252,7 +252,7 @@ class BinJoin:
             return (*self._finish_two_rounds(source, word, rows), True)
         ctx.report_progress(phase="private join: match flags (zero test of s_b - t_b)")
         # s_b - t_b is shared as (s_b, -t_b): eqz is the source's two-party zero test on the
-        # two addends (the OT source's millionaires' equality, else an AND tree), then a daBit
+        # two addends (the OT source's equal_xor, else an AND tree) on match_bits, then a daBit
         flag = (eqz(ctx, word if ctx.rank == 0 else np.uint64(0) - word, match_bits(word.size))
                 if word.size else word)
         del word
