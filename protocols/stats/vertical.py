@@ -10,8 +10,8 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    splits the rows into larger and smaller halves, then a tree over each: 1.5 n
    comparisons, ``ss.order.extremes``, whose outcomes stay XOR-shared and select by a
    multiplexer of one random OT each way with the OT source). A column with a public
-   bound |X| <= 2^B (an owner-scaled one: ``scaling.bound_bits``) skips the tournament:
-   its distinct keys of X + 2^B are shuffled and min, max and describe's quartile
+   bound |X| < 2^B (an owner-scaled one: ``scaling.bound_bits``) skips the tournament:
+   its distinct keys of X + 2^B (B + 1 bits) are shuffled and min, max and describe's quartile
    neighbours come out of one selection with opened outcomes (step 4), the same keys
    serving later quantiles; then the bit lengths of
    max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
@@ -167,7 +167,7 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
         zkeys, known = None, None
         orders = [ss.order.order_of(todo[k]) for k in names]
         if select_first and ss.order.dealer_free(ctx) and all(b is not None for b in bounds) \
-                and ss.order.can_select(ctx, n, [b + 2 for b in bounds]):
+                and ss.order.can_select(ctx, n, [b + 1 for b in bounds]):
             mn, mx, zkeys, known, lows = _select_first(xs, np.array(bounds, np.int64), orders)
         else:
             mn, mx = chunked.extremes(xs)
@@ -202,8 +202,8 @@ DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
 def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequence[ss.order.RowOrder | None]
                   ) -> tuple[SharedTensor, SharedTensor, list[SharedTensor], dict[int, SharedTensor], list[int]]:
     """Min, max and describe's quartile neighbours of each column X of ``xs`` in ONE
-    selection, for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the
-    distinct keys of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the
+    selection, for columns with a public bound |X| < 2^B (``scaling.bound_bits``): the
+    distinct keys of z = X + 2^B in (0, 2^(B + 1)) are shuffled and ranks 0, n - 1 and the
     quartiles' are selected together (about 3.41 n opened comparisons per column at 2^19
     against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
     afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
@@ -217,7 +217,7 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     found, lows = [], []
     for group in chunked.groups(c, n):
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
-        rbs = [int(bounds[i]) + 2 for i in group]
+        rbs = [int(bounds[i]) + 1 for i in group]
         kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
         found += ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
         keys += [kz[j] for j in range(len(group))]
@@ -483,7 +483,7 @@ def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: 
         if all(int(r) in c.known for c in cols for r in need):
             known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
         offs = np.array([1 << c.zbound for c in cols], np.int64)
-        return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
+        return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 1 for c in cols],
                            keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known,
                            label_bits=[c.zlabel_bits for c in cols])
     keys, lows = None, None
