@@ -129,9 +129,9 @@ from mpc.ss.shuffle import available, shuffle
 from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
 
-__all__ = ["RowOrder", "available", "can_select", "count_greater", "dealer_free", "extremes", "fits", "key_bits",
-           "keys_of", "median", "next_values", "note_order", "order_of", "ordered_keys", "positions", "quantile",
-           "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
+__all__ = ["RowOrder", "available", "can_select", "claimant", "count_greater", "dealer_free", "extremes", "fits",
+           "key_bits", "keys_of", "median", "next_values", "note_order", "order_of", "ordered_keys", "positions",
+           "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of", "widens"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -547,6 +547,38 @@ def order_of(t: SharedTensor) -> RowOrder | None:
     return hit[1] if hit is not None and hit[0] is t else None
 
 
+def claimant(n: int, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None) -> int | None:
+    """The row that ``ordered_keys`` lets keep its table's order: among the rows whose order
+    is unclaimed, as long as the rows (n) and fitting their range bits, the first whose keys
+    with the order's labels are no wider than the other rows' (so no comparison gets
+    dearer), else the first; None when there is none. A function of public sizes only."""
+    fit = [i for i, o in enumerate(orders or [])
+           if o is not None and not o.claimed and len(o) == n and o.fits(int(range_bits[i]))]
+    for i in fit:
+        others = [int(b) + key_bits(n) for j, b in enumerate(range_bits) if j != i]
+        if others and int(range_bits[i]) + orders[i].bits <= max(others):
+            return i
+    return fit[0] if fit else None
+
+
+def widens(n: int, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None) -> int | None:
+    """The claimant (``claimant``) when its keys, y 2^bits + label with the order's label
+    bits (key_bits(n_A) after a join, one more than key_bits(n) when fewer than half of A's
+    ids joined), would make every opened comparison of a selection with the other rows
+    dearer (more random OTs per millionaire, ``millionaire.ots_per_element``) than theirs:
+    the caller then selects it on its own (the same rounds again, for one row) instead of
+    widening the others' comparisons (at 2^19 joined rows of 2^20: 61 bits, 81 OTs, against
+    60 bits, 78 OTs). None otherwise."""
+    from mpc.ss.millionaire import ots_per_element
+    i = claimant(n, range_bits, orders)
+    if i is None or len(range_bits) < 2:
+        return None
+    rest = max(int(b) for j, b in enumerate(range_bits) if j != i) + key_bits(n)
+    mine = int(range_bits[i]) + orders[i].bits
+    cost = lambda bits: sum(ots_per_element(min(62, max(2, bits))))      # noqa: E731
+    return i if cost(max(rest, mine)) > cost(rest) else None
+
+
 def ordered_keys(y: SharedTensor, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None = None
                  ) -> tuple[SharedTensor, list[int]]:
     """The distinct keys of each row of ``y`` (c, n) for ``smallest`` and their label bits:
@@ -555,11 +587,7 @@ def ordered_keys(y: SharedTensor, range_bits: Sequence[int], orders: Sequence[Ro
     (no shuffle); every other row gets ``shuffled_keys``' row index and its own shuffle."""
     c, n = y.shape
     lows = [key_bits(n)] * c
-    mine = None
-    for i, o in enumerate(orders or []):
-        if o is not None and not o.claimed and len(o) == n and o.fits(int(range_bits[i])):
-            mine = i
-            break
+    mine = claimant(n, range_bits, orders)
     if mine is None:
         return shuffled_keys(y), lows
     order = orders[mine]

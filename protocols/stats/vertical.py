@@ -213,20 +213,32 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     column's key label bits)."""
     c, n = len(xs), xs[0].shape[0]
     ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
-    keys: list[SharedTensor] = []
-    found, lows = [], []
-    for group in chunked.groups(c, n):
+    keys: list[Any] = [None] * c
+    found: list[Any] = [None] * c
+    lows = [0] * c
+    for group in _groups(n, [int(b) + 1 for b in bounds], orders):
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
         rbs = [int(bounds[i]) + 1 for i in group]
         kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
-        found += ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
-        keys += [kz[j] for j in range(len(group))]
-        lows += low
+        got = ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
+        for j, i in enumerate(group):
+            keys[i], found[i], lows[i] = kz[j], got[j], low[j]
         del z
     offs = ss.public(xs[0].ctx, (np.int64(1) << bounds).reshape(c, 1))
     vals = ss.stack(found) - offs
     known = {int(r): vals[:, i] for i, r in enumerate(ranks)}
     return known[0], known[n - 1], keys, known, lows
+
+
+def _groups(n: int, range_bits: Sequence[int], orders: Sequence[ss.order.RowOrder | None]) -> list[list[int]]:
+    """Column indices in selection groups (``chunked.groups``), except that the column
+    that will keep a join's row order selects on its own when its wider keys would make
+    the others' comparisons dearer (``mpc.ss.order.widens``)."""
+    solo = ss.order.widens(n, range_bits, orders)
+    if solo is None:
+        return chunked.groups(len(range_bits), n)
+    rest = [i for i in range(len(range_bits)) if i != solo]
+    return [[solo]] + [[rest[j] for j in g] for g in chunked.groups(len(rest), n)]
 
 
 def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
@@ -461,11 +473,14 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
     bits, on the column's shuffled keys (shuffled once per column and job, then reused)
     when quickselect applies; one selection per group of columns of at most
     ``chunked.SELECT_ELEMENTS`` keys."""
-    out: list[SharedTensor] = []
-    for group in chunked.groups(len(cols), cols[0].n):
+    out: list[Any] = [None] * len(cols)
+    fresh = [c.keys is None and c.zkeys is None for c in cols]       # columns whose keys are made here
+    for group in _groups(cols[0].n, [c.range_bits for c in cols], [c.order if f else None
+                                                                   for c, f in zip(cols, fresh, strict=True)]):
         part = [cols[i] for i in group]
         res = _quantile_group(ctx, part, qs, method)
-        out += [res[i] for i in range(len(part))]
+        for j, i in enumerate(group):
+            out[i] = res[j]
     return out
 
 
