@@ -90,18 +90,22 @@ def _unique_ids(store: Checkpoint, ref: ColumnRef) -> int:
 
 
 def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int, cap: int,
-                names: list[str], shifts: list[int], method: str) -> Any:
+                names: list[str], shifts: list[int], method: str, bounds: list[int | None] | None = None) -> Any:
     """The private join of bucket ``b`` (spill records first:first + count): its distinct ids
     padded to ``cap`` blocks, each value column scaled to an integer by its bucket-wide
-    ``shifts`` (dummies 0). Returns the joined SharedTable."""
+    ``shifts`` (dummies 0), clipped below its published bound (``bounds``: |X| < 2^bound,
+    as ``scaling.scaled``). Returns the joined SharedTable."""
     from protocols.psi.private_join import private_join
+    from protocols.stats.scaling import scaled
 
     rec = sp.read(first, count)
     padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
     cols = {}
     for j, name in enumerate(names):
         col = np.zeros(cap, dtype=np.int64)
-        col[inverse] = np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64)
+        bound = None if bounds is None else bounds[j]
+        col[inverse] = (np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64) if bound is None
+                        else scaled(rec["v"][:, j], shifts[j], int(bound)))
         cols[name] = col
     return private_join(ctx, buckets.block_ids(padded), cols, method=method)
 
@@ -316,7 +320,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     cap = capacity(sizes[ctx.party], nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
-        table = join_bucket(ctx, sp, b, first, count, cap, names, shifts, params["join"])
+        table = join_bucket(ctx, sp, b, first, count, cap, names, shifts, params["join"], bounds)
         out = {"rows": np.array([table.num_rows], dtype=np.int64)}
         for i, name in enumerate(table.columns):
             out[f"c{i}"] = table[name].share

@@ -132,3 +132,50 @@ def test_row_order_is_claimed_once_by_the_first_row_that_fits(monkeypatch):
     want = np.stack([np.sort(row)[r] for row, r in zip(data, ranks, strict=True)])
     for f in found:
         np.testing.assert_array_equal(np.asarray(f, np.int64), want)
+
+
+def test_a_widening_claimant_selects_on_its_own():
+    """claimant and widens: a claimant whose labels (10 bits for 700 ids) would cost the others'
+    comparisons a millionaire digit (51 + 10 = 61 bits against 51 + 9 = 60) selects alone;
+    a column of a small range keeps the order in preference, and joins the group."""
+    from protocols.stats import vertical
+
+    o = engine.RowOrder(np.zeros(300, np.uint64), engine.key_bits(700))
+    assert engine.widens(300, [51, 51, 51], [None, o, o]) == 1
+    assert vertical._groups(300, [51, 51, 51], [None, o, o]) == [[1], [0, 2]]
+    assert engine.claimant(300, [51, 20, 51], [o, o, o]) == 1                 # the one that widens nothing
+    assert engine.widens(300, [51, 20, 51], [o, o, o]) is None
+    assert engine.claimant(300, [53, 51], [o, o]) == 1                        # 53 + 10 > 62: does not fit
+    assert engine.widens(300, [40, 51], [o, o]) is None                       # 40 + 10 < 51 + 9
+    assert vertical._groups(300, [40, 51], [o, o]) == [[0, 1]]
+    o.claim()
+    assert engine.claimant(300, [40, 51], [o, o]) is None
+
+
+def _select_first_job(ctx, data, label):
+    from protocols import stats
+    from protocols.stats import vertical
+    xs = [stats.share_scaled(ctx, data[k] if ctx.party == "alice" else None, "alice", name=k) for k in data]
+    bounds = np.array([stats.scaling.bound_bits(x) for x in xs], np.int64)
+    lab = ss.share(ctx, label if ctx.party == "alice" else None, "alice").share
+    row_order = engine.RowOrder(lab, engine.key_bits(len(label) * 2))          # one more bit: it selects alone
+    mn, mx, _, known, lows = vertical._select_first([x.with_frac_bits(0) for x in xs], bounds,
+                                                    [None, row_order, row_order])
+    return mn.reveal(), mx.reveal(), {r: v.reveal() for r, v in known.items()}, lows, [x.frac_bits for x in xs]
+
+
+def test_select_first_keeps_the_columns_apart_when_the_claimant_is_not_first():
+    """_select_first with the second of three columns keeping the order, in its own group:
+    every column's min, max and order statistics are its own (equal numpy)."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    data = {"a": rng.normal(size=n), "b": rng.lognormal(0, 1, n), "c": rng.integers(0, 5, n) * 0.25}
+    label = rng.permutation(n).astype(np.int64)
+    mn, mx, known, lows, fracs = mpc.run_local(_select_first_job, ["alice", "bob"], triples="ot", timeout=120,
+                                               args={p: (data, label) for p in ("alice", "bob")})["alice"]
+    assert lows == [engine.key_bits(n), engine.key_bits(2 * n), engine.key_bits(n)]
+    for i, v in enumerate(data.values()):
+        x = np.sort(np.round(np.ldexp(v, fracs[i])))
+        assert (mn[i], mx[i]) == (x[0], x[-1])
+        for r, got in known.items():
+            assert got[i] == x[r]

@@ -226,6 +226,28 @@ def test_nan_and_non_numeric_rejected_when_scaling():
         stats.scaling.scale_column(np.array(["x", "y"]), "s")
 
 
+def test_scaling_bound_is_strict_and_describe_at_the_bound_without_a_dealer():
+    """A value within 2^-(bits + 1) of the power of two above max |x| would round to 2^bits:
+    it is clipped to 2^bits - 1 (one unit), so |X| < 2^bits and keys of X + 2^bits take
+    bits + 1 bits; describe without a dealer on a column holding both extremes (and ties at
+    them) equals pandas."""
+    edge = 1 - 2.0 ** -53                                              # max |x| < 2^0
+    ints, shift = stats.scaling.scale_column(np.array([edge, -edge, 0.5]), bits=40)
+    assert shift == 40 and ints.tolist() == [2 ** 40 - 1, -(2 ** 40 - 1), 2 ** 39]
+    rng = np.random.default_rng(4)
+    data = {"edge": np.concatenate([[edge, -edge, edge, -edge], rng.uniform(-1, 1, 3000)]),
+            "other": rng.normal(size=3004)}
+
+    def job(ctx):
+        return stats.describe(ctx, _share_all(ctx, data, {"edge": "alice", "other": "bob"}))
+
+    d = mpc.run_local(job, ["alice", "bob"], triples="ot", timeout=120)["alice"]
+    ref = pd.DataFrame(data).describe().T
+    np.testing.assert_allclose(d.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=RTOL)
+    top = 1 - 2.0 ** -stats.scaling.default_bits(3004)                  # (2^bits - 1) 2^-bits exactly
+    assert (d.loc["edge", "min"], d.loc["edge", "max"]) == (-top, top)
+
+
 @pytest.mark.slow
 def test_large_column_accuracy():
     """2^17 rows of wide-range data: the per-column scaling keeps 1e-6 relative accuracy."""

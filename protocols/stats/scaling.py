@@ -16,8 +16,10 @@ operators ``*``, ``@``, ``/`` on a scaled column would name it in a truncation r
   int64 plus every party's shifts; after the join, ``apply_shifts(table, shifts)`` gives
   the columns as SharedTensors with the right ``frac_bits``.
 
-Both also publish each float column's ``bits`` (|X| <= 2^bits for its ring integers X, a
-function of the owner's row count and of the public ``bits`` parameter only) and note it
+Both also publish each float column's ``bits`` (|X| < 2^bits for its ring integers X, a
+function of the owner's row count and of the public ``bits`` parameter only: ``scaled``
+clips the one rounding that could reach 2^bits, a value within 2^-(bits + 1) of 2^e, to
+2^bits - 1, one unit of the column's precision) and note it
 for the job (``bound_bits``): the statistics then know a public bound on every value
 without opening anything, so they can form order keys of X + 2^bits at once and find
 min, max and quantiles in one selection (:mod:`protocols.stats.vertical`).
@@ -55,12 +57,22 @@ def default_bits(n: int) -> int:
     return max(8, min(DEFAULT_BITS, 60 - math.ceil(math.log2(max(n, 2)))))
 
 
+def scaled(values: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """round(x * 2^shift) as int64, clipped to |X| <= 2^bits - 1 (for max |x| < 2^(bits -
+    shift) only the rounding of a value within 2^-(bits + 1) relative of that power of two
+    reaches 2^bits): the strict bound |X| < 2^bits that ``bound_bits`` publishes, so keys
+    of X + 2^bits take bits + 1 bits (:mod:`protocols.stats.vertical`)."""
+    limit = float(2 ** bits - 1)
+    return np.clip(np.round(np.ldexp(values, shift)), -limit, limit).astype(np.int64)
+
+
 def scale_column(values: Any, name: str = "column", bits: int | None = None) -> tuple[np.ndarray, int]:
-    """(round(x * 2^shift) as int64, shift) with max |x| < 2^(bits - shift)."""
+    """(round(x * 2^shift) as int64, shift) with max |x| < 2^(bits - shift), so |X| < 2^bits
+    (``scaled``)."""
     arr = float_column(values, f"column {name!r}")
     b = default_bits(len(arr)) if bits is None else int(bits)
     shift = b - column_exponent(arr)
-    return np.round(np.ldexp(arr, shift)).astype(np.int64), shift
+    return scaled(arr, shift, b), shift
 
 
 def share_scaled(ctx: Context, values: Any, owner: str, bits: int | None = None,
@@ -90,7 +102,7 @@ def _note(t: SharedTensor, bits: int) -> SharedTensor:
 
 
 def bound_bits(t: SharedTensor) -> int | None:
-    """The public b with |X| <= 2^b for the ring integers X of a column made by
+    """The public b with |X| < 2^b for the ring integers X of a column made by
     ``share_scaled`` or ``apply_shifts`` in this job (None for any other tensor)."""
     hit = t.ctx.state.get(_TENSOR_BOUNDS, {}).get(id(t))
     return hit[1] if hit is not None and hit[0] is t else None

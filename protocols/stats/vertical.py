@@ -10,8 +10,8 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    splits the rows into larger and smaller halves, then a tree over each: 1.5 n
    comparisons, ``ss.order.extremes``, whose outcomes stay XOR-shared and select by a
    multiplexer of one random OT each way with the OT source). A column with a public
-   bound |X| <= 2^B (an owner-scaled one: ``scaling.bound_bits``) skips the tournament:
-   its distinct keys of X + 2^B are shuffled and min, max and describe's quartile
+   bound |X| < 2^B (an owner-scaled one: ``scaling.bound_bits``) skips the tournament:
+   its distinct keys of X + 2^B (B + 1 bits) are shuffled and min, max and describe's quartile
    neighbours come out of one selection with opened outcomes (step 4), the same keys
    serving later quantiles; then the bit lengths of
    max|X| and of max(X) - min(X) are opened: **every party learns these two powers of
@@ -38,13 +38,18 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    run a multi-target quickselect on them whose comparisons are OPENED
    (``ss.quantile``, :mod:`mpc.ss.order`: sample pivots, then quickselect): about 2.94 n
    comparisons per column for describe's six ranks (both neighbours of each quartile;
-   about 60 rounds at n = 2^19), each on the keys' public bit bound (range bits + L),
+   about 60 rounds at n = 2^19), each on the keys' public bit bound (range bits + L,
+   the widest of the selection's columns: columns of much narrower keys, e.g. integer
+   columns beside scaled floats, select in a group of their own, ``_groups``),
    no multiplication; the
    selected keys are turned back into values exactly (bit decomposition of a few
    words), and ``linear`` interpolates on shares. The opened outcomes reveal nothing:
    the keys are distinct and in a uniformly random order no party knows, so the
    outcomes are a function of that random order only, the same distribution whatever
-   the data (ties included: the row index breaks them secretly). With
+   the data (ties included: the row index breaks them secretly). After the dealer-free
+   circuit join one column skips its shuffle: the join's rows are already in such an
+   order, with A's input row index as the secret tie-break (``mpc.ss.order.RowOrder``,
+   claimed by one column only; its security argument in :mod:`mpc.ss.order`). With
    ``triples="paillier"`` (no shuffle), or when range bits + L > 62, the k-th smallest value is
    found bit by bit with a *secret* threshold (compare every row with it, count,
    compare the count with k): per rank, n comparisons per bit of (max - min), nothing
@@ -148,8 +153,9 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
     min). Every computing party learns the bit lengths of max|X| and of the range (the
     module's reveal line); nothing else is opened. Used by the moments here and by callers
     that weight the rows themselves (protocols.sql.job: per-group moments).
-    ``select_first`` (describe): without a dealer, columns with a public bound get min,
-    max and the quartiles from one selection (``_select_first``) instead of a tournament."""
+    ``select_first`` (describe): without a dealer, the columns with a public bound get min,
+    max and the quartiles from one selection (``_select_first``) instead of a tournament,
+    the others (e.g. integer columns in the same table) the tournament."""
     cache: dict[int, tuple[SharedTensor, _Col]] = ctx.state.setdefault(_CACHE, {})
     todo = {}
     for name, x in named.items():
@@ -164,13 +170,24 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
         xs = [todo[k].with_frac_bits(0) for k in names]                     # X, c columns
         c = len(names)
         bounds = [scaling.bound_bits(todo[k]) for k in names]
-        zkeys, known = None, None
         orders = [ss.order.order_of(todo[k]) for k in names]
-        if select_first and ss.order.dealer_free(ctx) and all(b is not None for b in bounds) \
-                and ss.order.can_select(ctx, n, [b + 2 for b in bounds]):
-            mn, mx, zkeys, known, lows = _select_first(xs, np.array(bounds, np.int64), orders)
-        else:
-            mn, mx = chunked.extremes(xs)
+        # describe without a dealer: the columns with a public bound by one selection, the
+        # others (e.g. integer columns) by the tournament
+        sel = [i for i, b in enumerate(bounds) if b is not None] if select_first and ss.order.dealer_free(ctx) else []
+        if sel and not ss.order.can_select(ctx, n, [bounds[i] + 1 for i in sel]):
+            sel = []
+        rest = [i for i in range(c) if i not in sel]
+        parts = []
+        if sel:
+            mn_s, mx_s, zkeys, known, lows = _select_first([xs[i] for i in sel], np.array([bounds[i] for i in sel],
+                                                                                           np.int64),
+                                                           [orders[i] for i in sel])
+            parts.append((mn_s, mx_s))
+        if rest:
+            parts.append(chunked.extremes([xs[i] for i in rest]))
+        back = np.argsort(np.array(sel + rest, np.int64))               # column i's place in sel + rest
+        mn = (parts[0][0] if len(parts) == 1 else ss.concatenate([p[0] for p in parts]))[back]
+        mx = (parts[0][1] if len(parts) == 1 else ss.concatenate([p[1] for p in parts]))[back]
         bits = ss.concatenate([ss.maximum(mx, -mn), mx - mn]).bit_length().reveal()
         w = cm.work_bits(n)
         rbs = bits[c:].astype(np.int64)
@@ -183,9 +200,10 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
             # the left shift is local
             r = _rescaled(xs[i], mn[i], rb, w)
             col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], r, x.frac_bits + w - rb, order=orders[i])
-            if zkeys is not None:
-                col.zkeys, col.zbound, col.zlabel_bits = zkeys[i], int(bounds[i]), lows[i]
-                col.known = {rank: v[i] for rank, v in known.items()}
+            if i in sel:
+                j = sel.index(i)
+                col.zkeys, col.zbound, col.zlabel_bits = zkeys[j], int(bounds[i]), lows[j]
+                col.known = {rank: v[j] for rank, v in known.items()}
             cache[id(x)] = (x, col)
     return [cache[id(x)][1] for x in named.values()]
 
@@ -202,8 +220,8 @@ DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
 def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequence[ss.order.RowOrder | None]
                   ) -> tuple[SharedTensor, SharedTensor, list[SharedTensor], dict[int, SharedTensor], list[int]]:
     """Min, max and describe's quartile neighbours of each column X of ``xs`` in ONE
-    selection, for columns with a public bound |X| <= 2^B (``scaling.bound_bits``): the
-    distinct keys of z = X + 2^B in [0, 2^(B + 1)] are shuffled and ranks 0, n - 1 and the
+    selection, for columns with a public bound |X| < 2^B (``scaling.bound_bits``): the
+    distinct keys of z = X + 2^B in (0, 2^(B + 1)) are shuffled and ranks 0, n - 1 and the
     quartiles' are selected together (about 3.41 n opened comparisons per column at 2^19
     against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
     afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
@@ -213,20 +231,58 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     column's key label bits)."""
     c, n = len(xs), xs[0].shape[0]
     ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
-    keys: list[SharedTensor] = []
-    found, lows = [], []
-    for group in chunked.groups(c, n):
+    keys: list[Any] = [None] * c
+    found: list[Any] = [None] * c
+    lows = [0] * c
+    for group in _groups(n, [int(b) + 1 for b in bounds], orders):
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
-        rbs = [int(bounds[i]) + 2 for i in group]
+        rbs = [int(bounds[i]) + 1 for i in group]
         kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
-        found += ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
-        keys += [kz[j] for j in range(len(group))]
-        lows += low
+        got = ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
+        for j, i in enumerate(group):
+            keys[i], found[i], lows[i] = kz[j], got[j], low[j]
         del z
     offs = ss.public(xs[0].ctx, (np.int64(1) << bounds).reshape(c, 1))
     vals = ss.stack(found) - offs
     known = {int(r): vals[:, i] for i, r in enumerate(ranks)}
     return known[0], known[n - 1], keys, known, lows
+
+
+NARROW = 0.8       # a column whose comparisons cost at most this share of a wider one's selects apart
+
+
+def _groups(n: int, range_bits: Sequence[int], orders: Sequence[ss.order.RowOrder | None],
+            label_bits: Sequence[int] | None = None) -> list[list[int]]:
+    """Column indices in selection groups: every opened comparison of a selection is on
+    the group's widest keys (``ss.order.smallest``), so columns of much narrower keys (an
+    integer column's range next to a scaled float's) select apart, widest first, when
+    their comparisons cost at most NARROW of the wider one's
+    (``mpc.ss.order.comparison_cost``); a column on a
+    join's row order (``label_bits`` wider than key_bits(n), or the one that will claim
+    ``orders``' order, ``mpc.ss.order.claimant``) selects alone when its wider labels would
+    make the others' comparisons dearer (as ``mpc.ss.order.widens``); then at most
+    ``chunked.SELECT_ELEMENTS`` keys per group. A function of public bit lengths only."""
+    low = ss.order.key_bits(n)
+    lows = [low] * len(range_bits) if label_bits is None else [int(b) for b in label_bits]
+    mine = ss.order.claimant(n, range_bits, orders)
+    if mine is not None:
+        lows[mine] = orders[mine].bits
+    width = [int(b) + lb for b, lb in zip(range_bits, lows, strict=True)]
+    cost = ss.order.comparison_cost
+    solo = [i for i in range(len(width)) if lows[i] > low and len(width) > 1
+            and cost(width[i]) > cost(builtins.max(int(range_bits[j]) + low for j in range(len(width)) if j != i))]
+    rest = sorted((i for i in range(len(width)) if i not in solo), key=lambda i: -width[i])
+    classes: list[list[int]] = []
+    for i in rest:
+        if classes and cost(width[i]) > NARROW * cost(width[classes[-1][0]]):
+            classes[-1].append(i)
+        else:
+            classes.append([i])
+    out = [[i] for i in solo]
+    for cls in classes:
+        cls.sort()
+        out += [[cls[j] for j in g] for g in chunked.groups(len(cls), n)]
+    return out
 
 
 def _prep(ctx: Context, x: Any, name: str = "x") -> _Col:
@@ -461,11 +517,21 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
     bits, on the column's shuffled keys (shuffled once per column and job, then reused)
     when quickselect applies; one selection per group of columns of at most
     ``chunked.SELECT_ELEMENTS`` keys."""
-    out: list[SharedTensor] = []
-    for group in chunked.groups(len(cols), cols[0].n):
-        part = [cols[i] for i in group]
-        res = _quantile_group(ctx, part, qs, method)
-        out += [res[i] for i in range(len(part))]
+    out: list[Any] = [None] * len(cols)
+    for kind in (True, False):          # columns with describe's keys of X + 2^B, then the others
+        idx = [i for i, c in enumerate(cols) if (c.zkeys is not None) == kind]
+        if not idx:
+            continue
+        sub = [cols[i] for i in idx]
+        orders = [c.order if c.keys is None and c.zkeys is None else None for c in sub]   # keys made here
+        if kind:
+            widths, lows = [c.zbound + 1 for c in sub], [c.zlabel_bits for c in sub]
+        else:
+            widths, lows = [c.range_bits for c in sub], [c.label_bits or ss.order.key_bits(c.n) for c in sub]
+        for group in _groups(cols[0].n, widths, orders, lows):
+            res = _quantile_group(ctx, [sub[j] for j in group], qs, method)
+            for k, j in enumerate(group):
+                out[idx[j]] = res[k]
     return out
 
 
@@ -483,7 +549,7 @@ def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: 
         if all(int(r) in c.known for c in cols for r in need):
             known = {int(r): ss.stack([c.known[int(r)] for c in cols]) for r in need}
         offs = np.array([1 << c.zbound for c in cols], np.int64)
-        return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 2 for c in cols],
+        return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 1 for c in cols],
                            keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known,
                            label_bits=[c.zlabel_bits for c in cols])
     keys, lows = None, None
