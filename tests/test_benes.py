@@ -5,6 +5,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpc.ss import benes
 
@@ -99,3 +101,48 @@ def test_switch_count_is_the_arbitrary_size_recursion():
     assert benes.switch_count(n) < 0.65 * benes.layers(benes.padded_size(n)) * benes.padded_size(n) // 2
     with pytest.raises(ValueError, match="do not fit"):
         benes.route(np.arange(4)[None], 5)
+
+
+def _orbit_min_walk(g, key):
+    """The smallest key on every orbit of g, by walking each cycle (the plain definition)."""
+    label = np.full(len(g), -1, dtype=np.int64)
+    for start in range(len(g)):
+        if label[start] >= 0:
+            continue
+        cycle, i = [start], int(g[start])
+        while i != start:
+            cycle.append(i)
+            i = int(g[i])
+        label[cycle] = key[cycle].min()
+    return label
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 3000), st.integers(1, 40), st.integers(0, 2 ** 32 - 1))
+def test_orbit_min_is_the_smallest_key_of_every_cycle(size, cycle, seed):
+    """Both paths of orbit_min (pointer jumping; the ruling set from 4 * _RULER wires and
+    orbits over _JUMP): random permutations (long cycles), and products of short cycles of
+    up to ``cycle`` wires in random places (orbits that hold no ruler), random distinct keys."""
+    rng = np.random.default_rng(seed)
+    key = rng.permutation(size * 3)[:size].astype(np.int32) - size
+    g = rng.permutation(size).astype(np.int32)
+    short = np.arange(size, dtype=np.int32)
+    places, start = rng.permutation(size), 0
+    while start < size:                                  # cycles of 1..cycle wires
+        c = places[start:start + int(rng.integers(1, cycle + 1))]
+        short[c] = np.roll(c, 1)
+        start += len(c)
+    for perm in (g, short):
+        expect = _orbit_min_walk(perm, key)
+        assert np.array_equal(benes.orbit_min(perm, key), expect)
+        if size:
+            assert np.array_equal(benes.orbit_min(perm, key, size), expect)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5000), st.integers(1, 3), st.integers(0, 2 ** 32 - 1))
+def test_route_realises_random_permutations_of_any_size(n, rows, seed):
+    """Any n (tiny, powers of two and not), several rows at once: the network applies exactly
+    each row's permutation, and every switch that is not real has its public state."""
+    rng = np.random.default_rng(seed)
+    _check_arbitrary(n, np.stack([rng.permutation(n) for _ in range(rows)]))

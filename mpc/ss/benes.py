@@ -18,10 +18,14 @@ block with destinations d (input i goes to output d[i]), inputs i and i^1 share 
 switch and inputs i and s(i) = d^-1(d(i) ^ 1) share an output switch, so each must go to
 different halves. The map g(i) = s(i ^ 1) keeps the half (two differing steps); the two
 colour classes of every constraint cycle are one g-orbit each, {g^j(i)} and {g^j(i) ^ 1}.
-Each orbit is labelled by its smallest element with pointer jumping (log2 m - 1 rounds of
-``label = min(label, label[h]); h = h[h]``), and the orbit with the smaller label goes up.
-So routing costs O(n log^2 n) numpy work in O(log^2 n) vectorised steps: no Python loop
-over switches or cycles (about a second at n = 2^20).
+Each orbit is labelled by its smallest element (:func:`orbit_min`), and the orbit with the
+smaller label goes up. Orbits at most _JUMP long (blocks of m <= 256) take pointer jumping,
+``label = min(label, label[h]); h = h[h]``; longer ones a ruling set (every 16th wire walks
+to the next, then pointer jumping on the 1/16 as many rulers), O(n) work per level instead
+of O(n log m). So routing costs O(n log n) numpy work in O(log^2 n) vectorised steps plus
+the rulers' walks: no Python loop over switches or cycles. CPU at n = 2^20 (one row,
+loaded 2-core machine): 2.0 s with pointer jumping at every level, 0.9-1.1 s now; at
+width 2^21 (n = 1.4M) 3.7-4.6 s against 2.4-2.6 s.
 
 Arbitrary n (Chang and Melhem, "Arbitrary size Benes networks", Parallel Processing
 Letters 1997; Waksman's floor/ceil split): n real wires occupy the first n of width
@@ -127,44 +131,104 @@ def route(dest: np.ndarray, n: int | None = None) -> list[np.ndarray]:
     n = width if n is None else n
     sizes = block_sizes(n, width)
     idx_t = np.int32 if width * rows < 2 ** 31 else np.int64
-    d = dest.astype(idx_t)
+    d = dest.astype(idx_t).ravel()              # all blocks of a level, flat: block b at b * m
+    total = len(d)
     ins: list[np.ndarray] = []
     outs: list[np.ndarray] = []
+    key = np.arange(total, dtype=idx_t)
     m, level = width, 0
     while m > 2:
-        blocks = d.shape[0]
-        local = np.arange(m, dtype=idx_t)
+        blocks = total // m
+        base = np.repeat(np.arange(0, total, m, dtype=idx_t), m)
+        gd = d + base                                           # destinations, flat
         dinv = np.empty_like(d)
-        np.put_along_axis(dinv, d, np.broadcast_to(local, d.shape), axis=1)
-        # g(i) = d^-1(d(i ^ 1) ^ 1): the next input of the same colour
-        g = np.take_along_axis(dinv, d[:, local ^ 1] ^ 1, axis=1)
-        g += (np.arange(blocks, dtype=idx_t) * m)[:, None]
-        h = g.ravel()
-        # orbit keys: the wire index, but the first dummy of an odd block gets -1, so its
-        # orbit goes up and the block's last real wire (its switch partner) down
-        key = np.broadcast_to(local, (blocks, m)).copy()
+        dinv[gd] = np.arange(total, dtype=idx_t)                # flat input of each flat output
+        # g(i) = d^-1(d(i ^ 1) ^ 1): the next input of the same colour (flat; stays in the block)
+        g = dinv[gd.reshape(-1, 2)[:, ::-1].ravel() ^ 1]
+        # orbit keys: the flat wire index, but the first dummy of an odd block gets one less
+        # than the block's first wire, so its orbit goes up and the block's last real wire
+        # (its switch partner) down
         r = np.tile(sizes[level], rows)
         odd = np.flatnonzero((r % 2 == 1) & (r < m))
-        key[odd, r[odd]] = -1
-        label = key.ravel()
-        rounds = m.bit_length() - 2                   # orbits have at most m/2 = 2^rounds elements
-        for j in range(rounds):
-            np.minimum(label, np.take(label, h), out=label)
-            if j + 1 < rounds:
-                h = np.take(h, h)
-        label = label.reshape(blocks, m)
-        colour = label > label[:, local ^ 1]          # True: to the lower half-network
-        cin = colour[:, 0::2]
-        top = 2 * np.arange(m // 2, dtype=idx_t) + cin  # the input each switch sends up
-        up = np.take_along_axis(d, top, axis=1) >> 1
-        low = np.take_along_axis(d, top ^ 1, axis=1) >> 1
-        outs.append(np.take_along_axis(colour, dinv[:, 0::2], axis=1).reshape(rows, width // 2))
+        key[odd * m + r[odd]] = odd * m - 1
+        label = orbit_min(g, key, m // 2)
+        key[odd * m + r[odd]] = odd * m + r[odd]
+        pair = label.reshape(-1, 2)
+        cin = pair[:, 0] > pair[:, 1]                           # the input switches: True = crossed
+        colour = np.stack([cin, ~cin], axis=1).ravel()          # True: to the lower half-network
+        top = np.arange(0, total, 2, dtype=idx_t) + cin         # the input each switch sends up
+        up = d[top] >> 1
+        low = d[top ^ 1] >> 1
+        outs.append(colour[dinv[0::2]].reshape(rows, width // 2))
         ins.append(cin.reshape(rows, width // 2))
-        d = np.stack([up, low], axis=1).reshape(2 * blocks, m // 2)
+        d = np.stack([up.reshape(blocks, m // 2), low.reshape(blocks, m // 2)], axis=1).ravel()
         m //= 2
         level += 1
-    middle = (d[:, 0] == 1).reshape(rows, width // 2)
+    middle = (d[0::2] == 1).reshape(rows, width // 2)
     return ins + [middle] + outs[::-1]
+
+
+_RULER = 16      # orbit_min: one ruler per this many wires
+_JUMP = 1 << 7   # orbit_min: pointer jumping alone for orbits at most this long (cache-local, few rounds)
+
+
+def orbit_min(g: np.ndarray, key: np.ndarray, longest: int | None = None) -> np.ndarray:
+    """``label[i]`` = the smallest ``key`` on the orbit of i under the permutation ``g`` (flat,
+    int; keys distinct on every orbit); ``longest``: a bound on the orbits' length (routing:
+    m / 2 on blocks of m; default len(g)), which bounds the rounds of pointer jumping.
+
+    Short orbits (``longest`` <= _JUMP): pointer jumping, ``label = min(label, label[h]);
+    h = h[h]``, O(len(g) log longest). Longer ones: a ruling set (the contraction of
+    parallel list ranking), O(len(g)) work: every wire whose index is a multiple of _RULER
+    is a ruler; all rulers walk g at once until the next ruler, marking the wires they pass
+    with their ruler; each segment's smallest key (one ``np.minimum.at``) then takes
+    pointer jumping along the rulers' contracted cycles (1/_RULER of the wires), and every
+    wire its ruler's result. Orbits without a ruler take pointer jumping on their own.
+    Pointer jumping stops at the first round that changes no label, which happens only
+    once every orbit is covered (with an orbit longer than 2^j, the wire 2^j steps before
+    its minimum still changes in round j). The result depends only on g and key."""
+    size = len(g)
+    bound = size if longest is None else longest
+    if bound <= _JUMP or size < 4 * _RULER:
+        return _jump_min(g, key.copy(), bound)
+    rulers = np.arange(0, size, _RULER, dtype=g.dtype)
+    count = len(rulers)
+    owner = np.full(size, count, dtype=g.dtype)        # each wire's ruler (its number); count: none
+    owner[rulers] = np.arange(count, dtype=g.dtype)
+    nxt = np.empty(count, dtype=g.dtype)               # the next ruler on the orbit (its number)
+    walking = np.arange(count, dtype=g.dtype)
+    cur = g[rulers]
+    while len(walking):
+        home = (cur & (_RULER - 1)) == 0
+        if home.any():
+            nxt[walking[home]] = cur[home] // _RULER
+            on = ~home
+            walking, cur = walking[on], cur[on]
+        owner[cur] = walking
+        cur = g[cur]
+    seg = np.full(count + 1, np.iinfo(g.dtype).max, dtype=g.dtype)
+    np.minimum.at(seg, owner, key)                     # each segment's smallest key
+    label = np.append(_jump_min(nxt, seg[:count], min(bound, count)), 0)[owner]
+    alone = np.flatnonzero(owner == count)             # orbits without a ruler (closed under g)
+    if len(alone):
+        where = np.empty(size, dtype=g.dtype)
+        where[alone] = np.arange(len(alone), dtype=g.dtype)
+        label[alone] = _jump_min(where[g[alone]], key[alone], bound)
+    return label
+
+
+def _jump_min(h: np.ndarray, label: np.ndarray, bound: int) -> np.ndarray:
+    """Pointer jumping: ``label`` (overwritten) becomes its minimum over the orbits of the
+    permutation h, orbits at most ``bound`` long (see :func:`orbit_min` for the stop)."""
+    spare = np.empty_like(label)
+    for j in range(max(bound - 1, 1).bit_length()):
+        np.take(label, h, out=spare)
+        if not (spare < label).any():
+            break
+        np.minimum(label, spare, out=label)
+        if (1 << (j + 1)) < bound:
+            h = h[h]
+    return label
 
 
 def wire(x: np.ndarray, layer: int, n: int, axis: int = -1) -> np.ndarray:

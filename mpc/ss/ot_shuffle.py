@@ -173,12 +173,23 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
     _swap(v_s, plan_s[0].fixed)
     _swap(v_p, plan_p[0].fixed)
     spare_s, spare_p = np.empty_like(v_s), np.empty_like(v_p)   # the wiring's gathers, double-buffered
+    diff = np.empty(v_p.size // 2, np.uint64)                   # P's switch terms, one layer's
     every = (slice(None),)
     # the groups of a network are the same at both parties (its wires and rows are public)
     # (words: switches x lead x w); a network carrying no row takes no OT at all
     groups_s = _groups([lay.switches * lead * w_s for lay in plan_s]) if w_s else []
     groups_p = _groups([lay.switches * lead * w_p for lay in plan_p]) if w_p else []
+    moves: dict[tuple[int, int], np.ndarray] = {}
+
+    def move(plan: list[_Layer], j: int, width: int) -> np.ndarray:
+        """_move, once per layer and plan for both walks of a group (kept for the group's
+        layers only: all of them would hold 2k - 1 width-long index arrays)."""
+        if (id(plan), j) not in moves:
+            moves[(id(plan), j)] = _move(plan, j, width)
+        return moves[(id(plan), j)]
+
     for g in range(max(len(groups_s), len(groups_p))):
+        moves.clear()                             # the P walk below reuses this group's S layers
         group_s = groups_s[g] if g < len(groups_s) else range(0)
         group_p = groups_p[g] if g < len(groups_p) else range(0)
         total = sum(plan_s[j].switches for j in group_s) * lead
@@ -202,7 +213,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
                 v[i0] -= pad
                 v[i1] += pad
                 off += cnt
-            np.take(v_s, _move(plan_s, j, width_s), axis=2, out=spare_s, mode="clip")
+            np.take(v_s, move(plan_s, j, width_s), axis=2, out=spare_s, mode="clip")
             v_s, spare_s = spare_s, v_s
         ctx.send(peer, taus)
         tau = expect(peer, ctx.recv(peer), np.uint64, (w_p, len(choices)), "the shuffle's OT corrections")
@@ -215,15 +226,17 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
                 i0, i1 = every + key + (0,), every + key + (1,)
                 c = b[key].astype(np.uint64)[None]
                 cnt = c.size
-                # t = c (tau + v1 - v0) + mine: P's share of c (v1 - v0) plus S's pad
-                t = v[i1] - v[i0]
+                # t = c (tau + v1 - v0) + mine: P's share of c (v1 - v0) plus S's pad, in a
+                # reused buffer (a fresh one per layer costs its page faults)
+                t = diff[:w_p * cnt].reshape(v[i0].shape)
+                np.subtract(v[i1], v[i0], out=t)
                 t += tau[:, off:off + cnt].reshape(t.shape)
                 t *= c
                 t += mine[:, off:off + cnt].reshape(t.shape)
                 v[i0] += t
                 v[i1] -= t
                 off += cnt
-            np.take(v_p, _move(plan_p, j, width_p), axis=2, out=spare_p, mode="clip")
+            np.take(v_p, move(plan_p, j, width_p), axis=2, out=spare_p, mode="clip")
             v_p, spare_p = spare_p, v_p
     if jointly:
         return v_s[:, 0], v_p[:, 0]
