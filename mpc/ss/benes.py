@@ -148,7 +148,7 @@ def route(dest: np.ndarray, n: int | None = None) -> list[np.ndarray]:
         dinv = np.empty_like(d)
         dinv[gd] = np.arange(total, dtype=idx_t)                # flat input of each flat output
         # g(i) = d^-1(d(i ^ 1) ^ 1): the next input of the same colour (flat; stays in the block)
-        g = dinv[gd.reshape(-1, 2)[:, ::-1].ravel() ^ 1]
+        g = dinv[(gd ^ 1).reshape(-1, 2)[:, ::-1]].ravel()        # the gather's result is contiguous
         # orbit keys: the flat wire index, but the first dummy of an odd block gets one less
         # than the block's first wire, so its orbit goes up and the block's last real wire
         # (its switch partner) down
