@@ -23,9 +23,13 @@ smaller label goes up. Orbits at most _JUMP long (blocks of m <= 256) take point
 ``label = min(label, label[h]); h = h[h]``; longer ones a ruling set (every 16th wire walks
 to the next, then pointer jumping on the 1/16 as many rulers), O(n) work per level instead
 of O(n log m). So routing costs O(n log n) numpy work in O(log^2 n) vectorised steps plus
-the rulers' walks: no Python loop over switches or cycles. CPU at n = 2^20 (one row,
-loaded 2-core machine): 2.0 s with pointer jumping at every level, 0.9-1.1 s now; at
-width 2^21 (n = 1.4M) 3.7-4.6 s against 2.4-2.6 s.
+the rulers' walks: no Python loop over switches or cycles. The bits are those of pointer
+jumping at every level (same labels), only faster: CPU at n = 2^20 (one row) 1.0 -> 0.55 s,
+at width 2^21 3.4 -> 1.6 s (same window, loaded 2-core machine). The number of vectorised
+steps (the rulers' longest segment, the first round that changes no label) depends on the
+permutation's cycles (pointer jumping before ran a fixed number of rounds): local work on
+the party's own uniform permutation, which a peer could at most time; timing is outside
+the model (docs/security.md, "Not covered").
 
 Arbitrary n (Chang and Melhem, "Arbitrary size Benes networks", Parallel Processing
 Letters 1997; Waksman's floor/ceil split): n real wires occupy the first n of width
@@ -144,7 +148,7 @@ def route(dest: np.ndarray, n: int | None = None) -> list[np.ndarray]:
         dinv = np.empty_like(d)
         dinv[gd] = np.arange(total, dtype=idx_t)                # flat input of each flat output
         # g(i) = d^-1(d(i ^ 1) ^ 1): the next input of the same colour (flat; stays in the block)
-        g = dinv[gd.reshape(-1, 2)[:, ::-1].ravel() ^ 1]
+        g = dinv[(gd ^ 1).reshape(-1, 2)[:, ::-1]].ravel()        # the gather's result is contiguous
         # orbit keys: the flat wire index, but the first dummy of an odd block gets one less
         # than the block's first wire, so its orbit goes up and the block's last real wire
         # (its switch partner) down
