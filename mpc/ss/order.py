@@ -585,9 +585,9 @@ def comparison_cost(bits: int) -> int:
 def ordered_keys(y: SharedTensor, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None = None
                  ) -> tuple[SharedTensor, list[int]]:
     """The distinct keys of each row of ``y`` (c, n) for ``smallest`` and their label bits:
-    the first row i whose ``orders[i]`` is unclaimed, as long as y's rows and fits
-    ``range_bits[i]`` claims it and keeps the table's order, its keys y * 2^bits + label
-    (no shuffle); every other row gets ``shuffled_keys``' row index and its own shuffle."""
+    the row ``claimant`` picks claims its ``orders[i]`` and keeps the table's order, its
+    keys y * 2^bits + label (no shuffle); every other row gets ``shuffled_keys``' row index
+    and its own shuffle."""
     c, n = y.shape
     lows = [key_bits(n)] * c
     mine = claimant(n, range_bits, orders)

@@ -225,8 +225,8 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     quartiles' are selected together (about 3.41 n opened comparisons per column at 2^19
     against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
     afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
-    selection. The first column that fits keeps its table's row order (``orders``: a
-    dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle. Returns (min,
+    selection. One column (``mpc.ss.order.claimant``) keeps its table's row order
+    (``orders``: a dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle. Returns (min,
     max, each column's keys for later quantiles, rank -> X's order statistic, each
     column's key label bits)."""
     c, n = len(xs), xs[0].shape[0]
