@@ -134,20 +134,18 @@ def test_row_order_is_claimed_once_by_the_first_row_that_fits(monkeypatch):
         np.testing.assert_array_equal(np.asarray(f, np.int64), want)
 
 
-def test_a_widening_claimant_selects_on_its_own():
-    """claimant and widens: a claimant whose labels (10 bits for 700 ids) would cost the others'
-    comparisons a millionaire digit (51 + 10 = 61 bits against 51 + 9 = 60) selects alone;
-    a column of a small range keeps the order in preference, and joins the group."""
+def test_the_claimant_is_a_column_that_widens_nothing_and_groups_follow_key_widths():
+    """claimant: among the columns that fit, one whose keys with the order's labels (10 bits
+    for 700 ids) are no wider than the others' comes first; _groups puts much narrower keys
+    (an integer column) in a selection of their own, a one-bit wider claimant stays."""
     from protocols.stats import vertical
 
     o = engine.RowOrder(np.zeros(300, np.uint64), engine.key_bits(700))
-    assert engine.widens(300, [51, 51, 51], [None, o, o]) == 1
-    assert vertical._groups(300, [51, 51, 51], [None, o, o]) == [[1], [0, 2]]
     assert engine.claimant(300, [51, 20, 51], [o, o, o]) == 1                 # the one that widens nothing
-    assert engine.widens(300, [51, 20, 51], [o, o, o]) is None
+    assert engine.claimant(300, [51, 51, 51], [None, o, o]) == 1              # none does: the first that fits
     assert engine.claimant(300, [53, 51], [o, o]) == 1                        # 53 + 10 > 62: does not fit
-    assert engine.widens(300, [40, 51], [o, o]) is None                       # 40 + 10 < 51 + 9
-    assert vertical._groups(300, [40, 51], [o, o]) == [[0, 1]]
+    assert vertical._groups(300, [51, 51, 51], [None, o, o]) == [[0, 1, 2]]
+    assert vertical._groups(300, [51, 6, 50], [None, None, None]) == [[0, 2], [1]]
     o.claim()
     assert engine.claimant(300, [40, 51], [o, o]) is None
 
@@ -158,15 +156,15 @@ def _select_first_job(ctx, data, label):
     xs = [stats.share_scaled(ctx, data[k] if ctx.party == "alice" else None, "alice", name=k) for k in data]
     bounds = np.array([stats.scaling.bound_bits(x) for x in xs], np.int64)
     lab = ss.share(ctx, label if ctx.party == "alice" else None, "alice").share
-    row_order = engine.RowOrder(lab, engine.key_bits(len(label) * 2))          # one more bit: it selects alone
+    row_order = engine.RowOrder(lab, engine.key_bits(len(label) * 2))          # one label bit more
     mn, mx, _, known, lows = vertical._select_first([x.with_frac_bits(0) for x in xs], bounds,
                                                     [None, row_order, row_order])
     return mn.reveal(), mx.reveal(), {r: v.reveal() for r, v in known.items()}, lows, [x.frac_bits for x in xs]
 
 
 def test_select_first_keeps_the_columns_apart_when_the_claimant_is_not_first():
-    """_select_first with the second of three columns keeping the order, in its own group:
-    every column's min, max and order statistics are its own (equal numpy)."""
+    """_select_first with the second of three columns keeping the order (one label bit
+    wider): every column's min, max and order statistics are its own (equal numpy)."""
     rng = np.random.default_rng(3)
     n = 3000
     data = {"a": rng.normal(size=n), "b": rng.lognormal(0, 1, n), "c": rng.integers(0, 5, n) * 0.25}

@@ -110,10 +110,12 @@ round) would do that for B. Only one column may use a join's order (``RowOrder.c
 a second column on the same arrangement would make the two columns' outcomes correlated
 through their rank correlation; later columns get their own shuffle. Which column keeps
 the order (``claimant``: one whose wider keys widen no comparison, else the first that
-fits) and whether it then selects in a group of its own (``widens``: when its labels'
-extra bit would cost the others' comparisons a millionaire digit) are functions of public
-sizes only. The circuit join on the dealer's shuffle (the dealer knows its permutations)
-and the bucketed join (concatenated buckets: not one uniform order) set no order.
+fits) is a function of public sizes only. (Selecting a claimant whose labels' extra bit
+widens the others' comparisons in a group of its own saves those OTs, 78 instead of 81 per
+comparison at 2^17 rows, but its extra rounds cost more: 1.1-1.7 s more for describe at
+130022 rows in memory, three runs each; dropped.) The circuit join on the dealer's
+shuffle (the dealer knows its permutations) and the bucketed join (concatenated buckets:
+not one uniform order) set no order.
 """
 
 from __future__ import annotations
@@ -134,8 +136,7 @@ from mpc.ss.tensor import stack as ss_stack
 
 __all__ = ["RowOrder", "available", "can_select", "claimant", "comparison_cost", "count_greater", "dealer_free",
            "extremes", "fits", "key_bits", "keys_of", "median", "next_values", "note_order", "order_of",
-           "ordered_keys", "positions", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of",
-           "widens"]
+           "ordered_keys", "positions", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -574,22 +575,6 @@ def claimant(n: int, range_bits: Sequence[int], orders: Sequence[RowOrder | None
     return fit[0] if fit else None
 
 
-def widens(n: int, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None) -> int | None:
-    """The claimant (``claimant``) when its keys, y 2^bits + label with the order's label
-    bits (key_bits(n_A) after a join, one more than key_bits(n) when fewer than half of A's
-    ids joined), would make every opened comparison of a selection with the other rows
-    dearer (more random OTs per millionaire, ``millionaire.ots_per_element``) than theirs:
-    the caller then selects it on its own (the same rounds again, for one row) instead of
-    widening the others' comparisons (at 2^19 joined rows of 2^20: 61 bits, 81 OTs, against
-    60 bits, 78 OTs). None otherwise."""
-    i = claimant(n, range_bits, orders)
-    if i is None or len(range_bits) < 2:
-        return None
-    rest = max(int(b) for j, b in enumerate(range_bits) if j != i) + key_bits(n)
-    mine = int(range_bits[i]) + orders[i].bits
-    return i if comparison_cost(max(rest, mine)) > comparison_cost(rest) else None
-
-
 def comparison_cost(bits: int) -> int:
     """Random OTs (both directions) of one opened comparison of keys below 2^bits with the
     OT source (``_less_open``: the millionaire on ``bits`` bits), a cost model for grouping."""
@@ -600,9 +585,9 @@ def comparison_cost(bits: int) -> int:
 def ordered_keys(y: SharedTensor, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None = None
                  ) -> tuple[SharedTensor, list[int]]:
     """The distinct keys of each row of ``y`` (c, n) for ``smallest`` and their label bits:
-    the first row i whose ``orders[i]`` is unclaimed, as long as y's rows and fits
-    ``range_bits[i]`` claims it and keeps the table's order, its keys y * 2^bits + label
-    (no shuffle); every other row gets ``shuffled_keys``' row index and its own shuffle."""
+    the row ``claimant`` picks claims its ``orders[i]`` and keeps the table's order, its
+    keys y * 2^bits + label (no shuffle); every other row gets ``shuffled_keys``' row index
+    and its own shuffle."""
     c, n = y.shape
     lows = [key_bits(n)] * c
     mine = claimant(n, range_bits, orders)

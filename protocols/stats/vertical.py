@@ -225,8 +225,8 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     quartiles' are selected together (about 3.41 n opened comparisons per column at 2^19
     against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
     afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
-    selection. The first column that fits keeps its table's row order (``orders``: a
-    dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle. Returns (min,
+    selection. One column (``mpc.ss.order.claimant``) keeps its table's row order
+    (``orders``: a dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle. Returns (min,
     max, each column's keys for later quantiles, rank -> X's order statistic, each
     column's key label bits)."""
     c, n = len(xs), xs[0].shape[0]
@@ -248,7 +248,7 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     return known[0], known[n - 1], keys, known, lows
 
 
-NARROW = 0.8       # a column whose comparisons cost at most this share of a wider one's selects apart
+NARROW = 0.5       # a column whose comparisons cost at most this share of a wider one's selects apart
 
 
 def _groups(n: int, range_bits: Sequence[int], orders: Sequence[ss.order.RowOrder | None],
@@ -257,11 +257,12 @@ def _groups(n: int, range_bits: Sequence[int], orders: Sequence[ss.order.RowOrde
     the group's widest keys (``ss.order.smallest``), so columns of much narrower keys (an
     integer column's range next to a scaled float's) select apart, widest first, when
     their comparisons cost at most NARROW of the wider one's
-    (``mpc.ss.order.comparison_cost``); a column on a
-    join's row order (``label_bits`` wider than key_bits(n), or the one that will claim
-    ``orders``' order, ``mpc.ss.order.claimant``) selects alone when its wider labels would
-    make the others' comparisons dearer (as ``mpc.ss.order.widens``); then at most
-    ``chunked.SELECT_ELEMENTS`` keys per group. A function of public bit lengths only."""
+    (``mpc.ss.order.comparison_cost``: a separate selection's rounds cost about as much as
+    a few OTs per comparison, so a column on a join's row order, one label bit wider, stays
+    with the others); then at most ``chunked.SELECT_ELEMENTS`` keys per group. Widths:
+    range bits plus ``label_bits`` (key_bits(n) by default; the bits of ``orders``' labels
+    for the column that will claim one, ``mpc.ss.order.claimant``). A function of public
+    bit lengths only."""
     low = ss.order.key_bits(n)
     lows = [low] * len(range_bits) if label_bits is None else [int(b) for b in label_bits]
     mine = ss.order.claimant(n, range_bits, orders)
@@ -269,16 +270,13 @@ def _groups(n: int, range_bits: Sequence[int], orders: Sequence[ss.order.RowOrde
         lows[mine] = orders[mine].bits
     width = [int(b) + lb for b, lb in zip(range_bits, lows, strict=True)]
     cost = ss.order.comparison_cost
-    solo = [i for i in range(len(width)) if lows[i] > low and len(width) > 1
-            and cost(width[i]) > cost(builtins.max(int(range_bits[j]) + low for j in range(len(width)) if j != i))]
-    rest = sorted((i for i in range(len(width)) if i not in solo), key=lambda i: -width[i])
     classes: list[list[int]] = []
-    for i in rest:
+    for i in sorted(range(len(width)), key=lambda i: -width[i]):
         if classes and cost(width[i]) > NARROW * cost(width[classes[-1][0]]):
             classes[-1].append(i)
         else:
             classes.append([i])
-    out = [[i] for i in solo]
+    out = []
     for cls in classes:
         cls.sort()
         out += [[cls[j] for j in g] for g in chunked.groups(len(cls), n)]
