@@ -130,12 +130,14 @@ def _key_runs(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, sel
 
 
-def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
-            digits: np.ndarray, sizes: np.ndarray, rank: int, extra: np.ndarray) -> tuple[np.ndarray, ...]:
-    """XOR shares (n, D) uint8 of lt_j and eq_j for one batch of elements, and in the same
-    IKNP batch random OTs with 2-bit messages for the ``extra`` choice bits (the tree's
-    triples): (lt, eq, x0, x1, x_c), the last three as sender (x0, x1) and as receiver."""
-    peer = sender.peer
+def _digit_ots(sender: IknpSender, receiver: IknpReceiver, digits: np.ndarray, sizes: np.ndarray,
+               rank: int, extra: np.ndarray, xmask: np.uint8) -> tuple:
+    """One IKNP batch each way for a batch of digit leaves: this party offers its digits of
+    even (rank 0) or odd positions and chooses with the others' bits (m choice bits per
+    m-bit digit), plus random OTs for the ``extra`` choice bits with messages of the bits
+    in ``xmask`` (the tree's triples). Returns (send_d, recv_d, send_m, recv_m, q, t,
+    first_s, first_r, (x0, x1, x_c)): the offered and chosen digits and sizes, the leaves'
+    IKNP rows as sender and receiver with their first OT indices, and the extra OTs."""
     n = len(digits)
     send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]      # this party offers / chooses
     send_m, recv_m = sizes[rank::2], sizes[1 - rank::2]
@@ -144,17 +146,36 @@ def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
     mr, ms = choices.size, n * int(send_m.sum())
     t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
     q, first_s = sender.extend(ms + extra.size)                       # receives the peer's U
-    x0, xc = _pad(q[ms:], first_s + ms, 1)[:, 0] & 3, _pad(t[mr:], first_r + mr, 1)[:, 0] & 3
-    x1 = _pad(xor_delta(q[ms:], sender.delta, np.empty_like(q[ms:])), first_s + ms, 1)[:, 0] & 3
-    q, t = q[:ms], t[:mr]
-    starts, sel = _key_runs(send_m)
+    x0, xc = _pad(q[ms:], first_s + ms, 1)[:, 0] & xmask, _pad(t[mr:], first_r + mr, 1)[:, 0] & xmask
+    x1 = _pad(xor_delta(q[ms:], sender.delta, np.empty_like(q[ms:])), first_s + ms, 1)[:, 0] & xmask
+    return send_d, recv_d, send_m, recv_m, q[:ms], t[:mr], first_s, first_r, (x0, x1, xc)
+
+
+def _offer_pads(sender: IknpSender, q: np.ndarray, first_s: int, n: int, starts: np.ndarray,
+                sel: np.ndarray) -> np.ndarray:
+    """The offerer's pad of every message slot: slot v of a digit's message is masked by the
+    XOR over its m OTs of k_i^{v_i}, sliced as k0 ^ ((k0 ^ k1) & sel) (``sel`` the slot's
+    bit pattern per OT), then XORed per digit (``starts``): (n, digits, 2) uint64."""
     k0 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
     xor_delta(q, sender.delta)                  # in place
     k1 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
-    np.bitwise_xor(k1, k0, out=k1)              # slice v from k_i^{v_i}: k0 ^ ((k0 ^ k1) & sel), in place
+    np.bitwise_xor(k1, k0, out=k1)
     np.bitwise_and(k1, sel, out=k1)
     np.bitwise_xor(k0, k1, out=k0)
-    pad = np.bitwise_xor.reduceat(k0, starts, axis=1)                  # (n, Ds, 2)
+    return np.bitwise_xor.reduceat(k0, starts, axis=1)
+
+
+def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
+            digits: np.ndarray, sizes: np.ndarray, rank: int, extra: np.ndarray) -> tuple[np.ndarray, ...]:
+    """XOR shares (n, D) uint8 of lt_j and eq_j for one batch of elements, and in the same
+    IKNP batch random OTs with 2-bit messages for the ``extra`` choice bits (the tree's
+    triples): (lt, eq, x0, x1, x_c), the last three as sender (x0, x1) and as receiver."""
+    peer = sender.peer
+    n = len(digits)
+    send_d, recv_d, send_m, recv_m, q, t, first_s, first_r, (x0, x1, xc) = _digit_ots(
+        sender, receiver, digits, sizes, rank, extra, np.uint8(3))
+    starts, sel = _key_runs(send_m)
+    pad = _offer_pads(sender, q, first_s, n, starts, sel)
     r = np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & np.uint8(3)   # my shares
     r_lt, r_eq = (r & 1).astype(np.uint64), (r >> 1).astype(np.uint64)
     mask = (r_lt * _EVEN) | (r_eq * (_EVEN << np.uint64(1)))
@@ -292,26 +313,12 @@ def _eq_leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PR
     triples): (eq, x0, x1, x_c) as :func:`_leaves`."""
     peer = sender.peer
     n = len(digits)
-    send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]
-    send_m, recv_m = sizes[rank::2], sizes[1 - rank::2]
-    choices = np.concatenate([(recv_d[:, j:j + 1] >> np.arange(m, dtype=np.uint8)) & 1
-                              for j, m in enumerate(recv_m)], axis=1).astype(bool).reshape(-1)
-    mr, ms = choices.size, n * int(send_m.sum())
-    t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
-    q, first_s = sender.extend(ms + extra.size)                       # receives the peer's U
     one = np.uint8(1)
-    x0, xc = _pad(q[ms:], first_s + ms, 1)[:, 0] & one, _pad(t[mr:], first_r + mr, 1)[:, 0] & one
-    x1 = _pad(xor_delta(q[ms:], sender.delta, np.empty_like(q[ms:])), first_s + ms, 1)[:, 0] & one
-    q, t = q[:ms], t[:mr]
+    send_d, recv_d, send_m, recv_m, q, t, first_s, first_r, (x0, x1, xc) = _digit_ots(
+        sender, receiver, digits, sizes, rank, extra, one)
     starts = np.cumsum(send_m) - send_m
     sel = np.concatenate([_EQ_SEL[:m] for m in send_m])
-    k0 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
-    xor_delta(q, sender.delta)                  # in place
-    k1 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
-    np.bitwise_xor(k1, k0, out=k1)              # slice v from k_i^{v_i}
-    np.bitwise_and(k1, sel, out=k1)
-    np.bitwise_xor(k0, k1, out=k0)
-    pad = np.bitwise_xor.reduceat(k0, starts, axis=1)                  # (n, Ds, 2)
+    pad = _offer_pads(sender, q, first_s, n, starts, sel)
     r = (np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & one)   # my shares
     mask = np.uint64(0) - r.astype(np.uint64)                         # all ones where r = 1
     msg = (_EQ_SLOT[send_d] ^ mask[:, :, None] ^ pad) & _EQ_VALID[send_m]

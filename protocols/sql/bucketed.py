@@ -80,7 +80,7 @@ from protocols.sql.job import (
     _cols,
     _group_min_max,
     _owner_moment_refs,
-    check_ring,
+    check_plan_ring,
     joined_tensor,
     owner_variance_big,
     owner_variances_of_sums,
@@ -324,14 +324,7 @@ def _check_ring(ctx: Context, plan: Plan, first: dict[str, Any], f: int) -> None
     for mine in ctx.gather({r: first["exp"][r] for r in fixed_refs if ColumnRef.parse(r).party == ctx.party}):
         exponents.update(mine)
     n_bound = max(ctx.gather(first["rows"]))
-    for a in plan.aggregates:
-        for e in a.args:
-            if not _bare(e):
-                check_ring(e, exponents, f, n_bound if a.func in ("sum", "avg") else 1, a.name)
-    for e in [plan.secret_filter] + [c for g in plan.group_by for c in g.conds]:
-        if e is not None:
-            from protocols.sql.plan import show
-            check_ring(e, exponents, f, 1, show(e))
+    check_plan_ring(plan, exponents, f, n_bound)
 
 
 def _parts(plan: Plan) -> list[tuple[str, Any]]:

@@ -110,6 +110,19 @@ def _bare(e: Any) -> str | None:
     return e[1] if isinstance(e, list) and e and e[0] == "col" else None
 
 
+def check_plan_ring(plan: Plan, exponents: dict[str, int], f: int, n_bound: int) -> None:
+    """Refuse the plan if an expression of its aggregates (summed over up to ``n_bound``
+    rows for SUM/AVG), its secret filter or its group conditions could overflow the ring,
+    from the columns' public power-of-two magnitudes ``exponents`` at ``f`` fraction bits."""
+    for a in plan.aggregates:
+        for e in a.args:
+            if not _bare(e):
+                check_ring(e, exponents, f, n_bound if a.func in ("sum", "avg") else 1, a.name)
+    for e in [plan.secret_filter] + [c for g in plan.group_by for c in g.conds]:
+        if e is not None:
+            check_ring(e, exponents, f, 1, show(e))
+
+
 def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     from protocols.stats import _common as cm
     from protocols.stats import vertical
@@ -162,13 +175,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
         exponents.update(mine)
     n_bound = max(ctx.gather(len(rows_view.column(ColumnRef.parse(next(
         t.key_ref for t in plan.tables if t.party == ctx.party))))))
-    for a in plan.aggregates:
-        for e in a.args:
-            if not _bare(e):
-                check_ring(e, exponents, f, n_bound if a.func in ("sum", "avg") else 1, a.name)
-    for e in [plan.secret_filter] + [c for g in plan.group_by for c in g.conds]:
-        if e is not None:
-            check_ring(e, exponents, f, 1, show(e))
+    check_plan_ring(plan, exponents, f, n_bound)
     labels: list[list[Any]] = []
     for i, g in enumerate(plan.group_by):
         mine = None
