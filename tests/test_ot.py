@@ -336,3 +336,8 @@ def test_tccr_word_major_is_tccr_multi_word_major(n):
     assert np.array_equal(scalar, _word_major_reference(x, [np.full(n, 7, np.uint64), np.full(n, 9, np.uint64)], 3))
     with pytest.raises(ValueError):
         tccr_indexed_word_major(np.zeros((2, 16), np.uint8), (1 << 56) - 1, 3)
+    from mpc.ot.hashing import ccr, ccr_word_major
+    for words in range(0, 4):                      # the one-block pads: ccr's words
+        want = np.ascontiguousarray(ccr(x).view(np.uint64).T[:words])
+        got = ccr_word_major(x, words)
+        assert got.flags.c_contiguous and got.shape == want.shape and np.array_equal(got, want)

@@ -48,7 +48,7 @@ from mpc.crypto.random import PRG, expand_rows, new_seed
 from mpc.ot import base
 from mpc.ot.aes import CtrStream, fill_rows
 from mpc.ot.bits import pad_rows, transpose
-from mpc.ot.hashing import BLOCK, ccr, tccr_indexed_word_major, tccr_multi
+from mpc.ot.hashing import BLOCK, ccr, ccr_word_major, tccr_indexed_word_major, tccr_multi
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 
@@ -134,7 +134,7 @@ def pad_words(rows: np.ndarray, first: int, words: int) -> np.ndarray:
     """``_pad(rows, first, 8 words)`` as 64-bit words, word-major ((words, n) uint64)."""
     n = len(rows)
     if words <= 2:
-        return np.ascontiguousarray(ccr(rows).view(np.uint64).T[:words])
+        return ccr_word_major(rows, words)
     if first + n >= 1 << 56:
         raise ValueError("OT session exhausted (2^56 OTs)")
     return tccr_indexed_word_major(rows, first, words)   # tweaks (i, k): idx | k << 56
