@@ -312,9 +312,12 @@ def test_pad_words_is_pad_word_major(words):
 
 
 def _word_major_reference(x, tweaks, words):
-    """The definition tccr_word_major pins: tccr_multi's rows, 64-bit words, word-major."""
+    """The definition tccr_word_major pins: tccr_multi's rows (tccr per tweak, side by
+    side), 64-bit words, word-major."""
     from mpc.ot.hashing import tccr_multi
-    return np.ascontiguousarray(tccr_multi(x, tweaks).view(np.uint64).T[:words])
+    rows = np.concatenate([tccr(x, t) for t in tweaks], axis=1) if len(x) else np.zeros((0, 16 * len(tweaks)), np.uint8)
+    assert np.array_equal(tccr_multi(x, tweaks), rows)
+    return np.ascontiguousarray(rows.view(np.uint64).T[:words])
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, (1 << 15) - 1, (1 << 15) + 3, 70001])

@@ -93,20 +93,21 @@ def tccr(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
 def tccr_multi(x: np.ndarray, tweaks: list[np.ndarray]) -> np.ndarray:
     """``tccr(x, t)`` for each t of ``tweaks`` side by side ((n, 16 len(tweaks)) uint8), pi(x)
     computed once: the same hash as separate calls, one fixed-key AES pass fewer per extra
-    tweak (the wide OT pads of :func:`mpc.ot.extension._pad`)."""
-    p = _pi(x)
-    lanes = p.reshape(-1, BLOCK).view(np.uint64)[:, 0]
-    out = np.empty((len(p), BLOCK * len(tweaks)), dtype=np.uint8)
-    for k, tw in enumerate(tweaks):
-        t = np.asarray(tw, dtype=np.uint64)
-        lanes ^= t
-        e = _pi(p)
-        lanes ^= t
-        np.bitwise_xor(e, p, out=out[:, k * BLOCK:(k + 1) * BLOCK])
+    tweak (the wide OT pads of :func:`mpc.ot.extension._pad`); tiled as :func:`_word_major`,
+    each tweak's block xored straight into its columns."""
+    n = len(x)
+    ts = [np.broadcast_to(np.asarray(t, dtype=np.uint64), (n,)) for t in tweaks]
+    out = np.empty((n, BLOCK * len(tweaks)), dtype=np.uint8)
+
+    def block(k: int, lo: int, hi: int) -> np.ndarray:
+        return out[lo:hi, k * BLOCK:(k + 1) * BLOCK].view(np.uint64)
+
+    _tiles(x, len(tweaks), lambda k, lo, hi, low, dst: np.bitwise_xor(low, ts[k][lo:hi], out=dst),
+           lambda k, lo, hi, e, p: np.bitwise_xor(e, p, out=block(k, lo, hi)))
     return out
 
 
-_TILE_ROWS = 1 << 15   # rows per word-major tile: its buffers (512 KiB each) stay in cache
+_TILE_ROWS = 1 << 15   # rows per tccr tile (_tiles): its buffers (512 KiB each) stay in cache
 
 
 def tccr_word_major(x: np.ndarray, tweaks: list[np.ndarray], words: int) -> np.ndarray:
@@ -145,18 +146,34 @@ def tccr_indexed_word_major(x: np.ndarray, first: int, words: int) -> np.ndarray
 def _word_major(x: np.ndarray, count: int, words: int, low: Callable) -> np.ndarray:
     """The word-major tccr of :func:`tccr_word_major` for ``count`` tweaks, the k-th tweaked
     low lane of rows lo:hi written by ``low(k, lo, hi, pi_low, out)`` (called for k = 0, 1,
-    ... in order per tile). Tiles of _TILE_ROWS rows through three small buffers reused for
-    every tile and tweak (pi(x), pi(x) xor t, the second pi: in cache, no page faults of
-    fresh (n, 16) arrays); the tweak changes only the low lane, so the high lane of pi(x)
-    xor t is copied once per tile and the low lane written (not xored in and out) per
-    tweak; the final xor with pi(x) writes straight into the word-major rows (no
-    transposing copy); tweaks past ``words`` are never hashed."""
-    x = np.ascontiguousarray(x, dtype=np.uint8)
+    ... in order per tile; see :func:`_tiles`); the final xor with pi(x) writes straight
+    into the word-major rows (no transposing copy); tweaks past ``words`` are never hashed."""
     n = len(x)
     words = min(words, 2 * count)
     out = np.empty((words, n), dtype=np.uint64)
-    if n == 0 or words == 0:
-        return out
+
+    def store(k: int, lo: int, hi: int, e: np.ndarray, p: np.ndarray) -> None:
+        np.bitwise_xor(e[:, 0], p[:, 0], out=out[2 * k, lo:hi])
+        if 2 * k + 1 < words:
+            np.bitwise_xor(e[:, 1], p[:, 1], out=out[2 * k + 1, lo:hi])
+
+    if words:
+        _tiles(x, -(-words // 2), low, store)
+    return out
+
+
+def _tiles(x: np.ndarray, count: int, low: Callable, store: Callable) -> None:
+    """tccr of the rows of ``x`` under ``count`` tweaks, tile by tile: for tile rows lo:hi
+    and tweak k, ``low(k, lo, hi, pi_low, out)`` writes the tweaked low lane (pi(x) xor t)
+    and ``store(k, lo, hi, e, p)`` gets e = pi(pi(x) xor t) and p = pi(x) ((m, 2) uint64)
+    to xor into the output. Tiles of _TILE_ROWS rows through three small buffers reused
+    for every tile and tweak (in cache, no page faults of fresh (n, 16) arrays); the tweak
+    changes only the low lane, so the high lane of pi(x) xor t is copied once per tile and
+    the low lane written (not xored in and out) per tweak."""
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    n = len(x)
+    if n == 0 or count == 0:
+        return
     tile = min(n, _TILE_ROWS)
     p, tweaked, e = (np.empty((tile, 2), dtype=np.uint64) for _ in range(3))
     enc = _fixed()
@@ -166,13 +183,10 @@ def _word_major(x: np.ndarray, count: int, words: int, low: Callable) -> np.ndar
         pm, tm, em = p[:m], tweaked[:m], e[:m]
         enc.encrypt(x[lo:hi], pm.view(np.uint8))
         tm[:, 1] = pm[:, 1]
-        for k in range(-(-words // 2)):
+        for k in range(count):
             low(k, lo, hi, pm[:, 0], tm[:, 0])
             enc.encrypt(tm.view(np.uint8), em.view(np.uint8))
-            np.bitwise_xor(em[:, 0], pm[:, 0], out=out[2 * k, lo:hi])
-            if 2 * k + 1 < words:
-                np.bitwise_xor(em[:, 1], pm[:, 1], out=out[2 * k + 1, lo:hi])
-    return out
+            store(k, lo, hi, em, pm)
 
 
 def _sigma(x: np.ndarray) -> np.ndarray:
