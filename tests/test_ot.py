@@ -309,3 +309,38 @@ def test_pad_words_is_pad_word_major(words):
     want = np.ascontiguousarray(_pad(x, 12345, 8 * words)).view(np.uint64).T
     got = pad_words(x, 12345, words)
     assert got.flags.c_contiguous and got.shape == (words, 777) and np.array_equal(got, want)
+
+
+def _word_major_reference(x, tweaks, words):
+    """The definition tccr_word_major pins: tccr_multi's rows (tccr per tweak, side by
+    side), 64-bit words, word-major."""
+    from mpc.ot.hashing import tccr_multi
+    rows = np.concatenate([tccr(x, t) for t in tweaks], axis=1) if len(x) else np.zeros((0, 16 * len(tweaks)), np.uint8)
+    assert np.array_equal(tccr_multi(x, tweaks), rows)
+    return np.ascontiguousarray(rows.view(np.uint64).T[:words])
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, (1 << 15) - 1, (1 << 15) + 3, 70001])
+def test_tccr_word_major_is_tccr_multi_word_major(n):
+    """The tiled word-major hash (and its indexed form, the wide OT pads' tweaks
+    idx | k << 56, used by pad_words) equals tccr_multi word by word, for every width,
+    across tile boundaries and at the top of the 2^56 index range."""
+    from mpc.ot import hashing
+    from mpc.ot.hashing import tccr_indexed_word_major, tccr_word_major
+    assert hashing._TILE_ROWS == 1 << 15
+    x = np.frombuffer(os.urandom(16 * n), np.uint8).reshape(n, 16)
+    for first in (0, 12345, (1 << 56) - n):
+        tweaks = [np.arange(first, first + n, dtype=np.uint64) | (np.uint64(k) << np.uint64(56)) for k in range(4)]
+        for words in range(0, 9):
+            want = _word_major_reference(x, tweaks, words)
+            for got in (tccr_word_major(x, tweaks, words), tccr_indexed_word_major(x, first, words)):
+                assert got.flags.c_contiguous and got.shape == want.shape and np.array_equal(got, want)
+    scalar = tccr_word_major(x, [np.uint64(7), np.uint64(9)], 3)       # broadcast tweaks
+    assert np.array_equal(scalar, _word_major_reference(x, [np.full(n, 7, np.uint64), np.full(n, 9, np.uint64)], 3))
+    with pytest.raises(ValueError):
+        tccr_indexed_word_major(np.zeros((2, 16), np.uint8), (1 << 56) - 1, 3)
+    from mpc.ot.hashing import ccr, ccr_word_major
+    for words in range(0, 4):                      # the one-block pads: ccr's words
+        want = np.ascontiguousarray(ccr(x).view(np.uint64).T[:words])
+        got = ccr_word_major(x, words)
+        assert got.flags.c_contiguous and got.shape == want.shape and np.array_equal(got, want)

@@ -48,7 +48,7 @@ from mpc.crypto.random import PRG, expand_rows, new_seed
 from mpc.ot import base
 from mpc.ot.aes import CtrStream, fill_rows
 from mpc.ot.bits import pad_rows, transpose
-from mpc.ot.hashing import BLOCK, ccr, tccr_multi, tccr_word_major
+from mpc.ot.hashing import BLOCK, ccr, ccr_word_major, tccr_indexed_word_major, tccr_multi
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 
@@ -133,13 +133,11 @@ def _pad(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
 def pad_words(rows: np.ndarray, first: int, words: int) -> np.ndarray:
     """``_pad(rows, first, 8 words)`` as 64-bit words, word-major ((words, n) uint64)."""
     n = len(rows)
-    idx = np.arange(first, first + n, dtype=np.uint64)
-    blocks = -(-words // 2)
-    if blocks == 1:
-        return np.ascontiguousarray(ccr(rows).view(np.uint64).T[:words])
+    if words <= 2:
+        return ccr_word_major(rows, words)
     if first + n >= 1 << 56:
         raise ValueError("OT session exhausted (2^56 OTs)")
-    return tccr_word_major(rows, [idx | (np.uint64(k) << np.uint64(56)) for k in range(blocks)], words)
+    return tccr_indexed_word_major(rows, first, words)   # tweaks (i, k): idx | k << 56
 
 
 _TILE = 1024  # rows per xor_delta stripe: numpy's inner loop runs over 16 KiB, not 16 bytes

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -92,36 +93,100 @@ def tccr(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
 def tccr_multi(x: np.ndarray, tweaks: list[np.ndarray]) -> np.ndarray:
     """``tccr(x, t)`` for each t of ``tweaks`` side by side ((n, 16 len(tweaks)) uint8), pi(x)
     computed once: the same hash as separate calls, one fixed-key AES pass fewer per extra
-    tweak (the wide OT pads of :func:`mpc.ot.extension._pad`)."""
-    p = _pi(x)
-    lanes = p.reshape(-1, BLOCK).view(np.uint64)[:, 0]
-    out = np.empty((len(p), BLOCK * len(tweaks)), dtype=np.uint8)
-    for k, tw in enumerate(tweaks):
-        t = np.asarray(tw, dtype=np.uint64)
-        lanes ^= t
-        e = _pi(p)
-        lanes ^= t
-        np.bitwise_xor(e, p, out=out[:, k * BLOCK:(k + 1) * BLOCK])
+    tweak (the wide OT pads of :func:`mpc.ot.extension._pad`); tiled as :func:`_word_major`,
+    each tweak's block xored straight into its columns."""
+    n = len(x)
+    ts = [np.broadcast_to(np.asarray(t, dtype=np.uint64), (n,)) for t in tweaks]
+    out = np.empty((n, BLOCK * len(tweaks)), dtype=np.uint8)
+
+    def block(k: int, lo: int, hi: int) -> np.ndarray:
+        return out[lo:hi, k * BLOCK:(k + 1) * BLOCK].view(np.uint64)
+
+    _tiles(x, len(tweaks), lambda k, lo, hi, low, dst: np.bitwise_xor(low, ts[k][lo:hi], out=dst),
+           lambda k, lo, hi, e, p: np.bitwise_xor(e, p, out=block(k, lo, hi)))
     return out
+
+
+_TILE_ROWS = 1 << 15   # rows per tccr tile (_tiles): its buffers (512 KiB each) stay in cache
 
 
 def tccr_word_major(x: np.ndarray, tweaks: list[np.ndarray], words: int) -> np.ndarray:
     """The first ``words`` 64-bit words of ``tccr_multi(x, tweaks)``'s rows, word-major
-    ((words, n) uint64, C-contiguous): word 2k + j of row i is word j of tccr(x_i, t_k).
-    For consumers that work on each word across all rows (the shuffle's walk)."""
-    p = _pi(x)
-    n = len(p)
-    lanes = p.reshape(-1, BLOCK).view(np.uint64)[:, 0]
-    out = np.empty((2 * len(tweaks), n), dtype=np.uint64)
-    for k, tw in enumerate(tweaks):
-        t = np.asarray(tw, dtype=np.uint64)
-        lanes ^= t
-        e = _pi(p)
-        lanes ^= t
-        np.bitwise_xor(e, p, out=e)
-        ev = e.view(np.uint64).reshape(n, 2)
-        out[2 * k], out[2 * k + 1] = ev[:, 0], ev[:, 1]
-    return out[:words]
+    ((min(words, 2 len(tweaks)), n) uint64, C-contiguous): word 2k + j of row i is word j
+    of tccr(x_i, t_k). For consumers that work on each word across all rows (the
+    shuffle's walk). The same bits as tccr_multi, with less memory traffic (see
+    :func:`_word_major`)."""
+    n = len(x)
+    ts = [np.broadcast_to(np.asarray(t, dtype=np.uint64), (n,)) for t in tweaks]
+    return _word_major(x, len(tweaks), words, lambda k, lo, hi, low, out: np.bitwise_xor(low, ts[k][lo:hi], out=out))
+
+
+def tccr_indexed_word_major(x: np.ndarray, first: int, words: int) -> np.ndarray:
+    """``tccr_word_major(x, [idx | k << 56 for k in range(blocks)], words)`` with idx =
+    first, first + 1, ... (< 2^56; the wide OT pads' tweaks (i, k)), without building the
+    tweak arrays: idx | k << 56 = idx xor k << 56, so each tile xors idx into pi(x)'s low
+    lane once and each tweak adds only its constant."""
+    n = len(x)
+    if first < 0 or first + n > 1 << 56:
+        raise ValueError("tweak index beyond 2^56")
+    base = np.empty(min(n, _TILE_ROWS), dtype=np.uint64)
+
+    def low(k: int, lo: int, hi: int, lane: np.ndarray, out: np.ndarray) -> None:
+        b = base[:hi - lo]
+        if k == 0:        # a new tile: pi(x)'s low lane xor the OT indices
+            np.add(np.arange(hi - lo, dtype=np.uint64), np.uint64(first + lo), out=b)
+            np.bitwise_xor(lane, b, out=b)
+            np.copyto(out, b)
+        else:
+            np.bitwise_xor(b, np.uint64(k << 56), out=out)
+
+    return _word_major(x, -(-words // 2), words, low)
+
+
+def _word_major(x: np.ndarray, count: int, words: int, low: Callable) -> np.ndarray:
+    """The word-major tccr of :func:`tccr_word_major` for ``count`` tweaks, the k-th tweaked
+    low lane of rows lo:hi written by ``low(k, lo, hi, pi_low, out)`` (called for k = 0, 1,
+    ... in order per tile; see :func:`_tiles`); the final xor with pi(x) writes straight
+    into the word-major rows (no transposing copy); tweaks past ``words`` are never hashed."""
+    n = len(x)
+    words = min(words, 2 * count)
+    out = np.empty((words, n), dtype=np.uint64)
+
+    def store(k: int, lo: int, hi: int, e: np.ndarray, p: np.ndarray) -> None:
+        np.bitwise_xor(e[:, 0], p[:, 0], out=out[2 * k, lo:hi])
+        if 2 * k + 1 < words:
+            np.bitwise_xor(e[:, 1], p[:, 1], out=out[2 * k + 1, lo:hi])
+
+    if words:
+        _tiles(x, -(-words // 2), low, store)
+    return out
+
+
+def _tiles(x: np.ndarray, count: int, low: Callable, store: Callable) -> None:
+    """tccr of the rows of ``x`` under ``count`` tweaks, tile by tile: for tile rows lo:hi
+    and tweak k, ``low(k, lo, hi, pi_low, out)`` writes the tweaked low lane (pi(x) xor t)
+    and ``store(k, lo, hi, e, p)`` gets e = pi(pi(x) xor t) and p = pi(x) ((m, 2) uint64)
+    to xor into the output. Tiles of _TILE_ROWS rows through three small buffers reused
+    for every tile and tweak (in cache, no page faults of fresh (n, 16) arrays); the tweak
+    changes only the low lane, so the high lane of pi(x) xor t is copied once per tile and
+    the low lane written (not xored in and out) per tweak."""
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    n = len(x)
+    if n == 0 or count == 0:
+        return
+    tile = min(n, _TILE_ROWS)
+    p, tweaked, e = (np.empty((tile, 2), dtype=np.uint64) for _ in range(3))
+    enc = _fixed()
+    for lo in range(0, n, tile):
+        hi = min(n, lo + tile)
+        m = hi - lo
+        pm, tm, em = p[:m], tweaked[:m], e[:m]
+        enc.encrypt(x[lo:hi], pm.view(np.uint8))
+        tm[:, 1] = pm[:, 1]
+        for k in range(count):
+            low(k, lo, hi, pm[:, 0], tm[:, 0])
+            enc.encrypt(tm.view(np.uint8), em.view(np.uint8))
+            store(k, lo, hi, em, pm)
 
 
 def _sigma(x: np.ndarray) -> np.ndarray:
@@ -148,6 +213,33 @@ def ccr_words(x: np.ndarray) -> np.ndarray:
     s = _sigma(x)
     e = _pi(s.view(np.uint8)).view(np.uint64)
     return np.bitwise_xor(e[:, 0], s[:, 0])   # one pass into a new contiguous array
+
+
+def ccr_word_major(x: np.ndarray, words: int) -> np.ndarray:
+    """The first ``words`` (at most 2) 64-bit words of :func:`ccr`'s rows, word-major
+    ((min(words, 2), n) uint64, C-contiguous; the one-block OT pads of
+    :func:`mpc.ot.extension.pad_words`): the same bits, in tiles of _TILE_ROWS rows
+    through two reused cache-sized buffers, the final xor straight into the word-major
+    rows (no (n, 16) temporaries, no transposing copy)."""
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    n = len(x)
+    words = min(words, 2)
+    out = np.empty((words, n), dtype=np.uint64)
+    if n == 0 or words == 0:
+        return out
+    tile = min(n, _TILE_ROWS)
+    s, e = (np.empty((tile, 2), dtype=np.uint64) for _ in range(2))
+    lanes = x.reshape(-1, BLOCK).view(np.uint64)
+    enc = _fixed()
+    for lo in range(0, n, tile):
+        hi = min(n, lo + tile)
+        sm, em = s[:hi - lo], e[:hi - lo]
+        np.bitwise_xor(lanes[lo:hi, 0], lanes[lo:hi, 1], out=sm[:, 0])   # sigma, as _sigma
+        sm[:, 1] = lanes[lo:hi, 0]
+        enc.encrypt(sm.view(np.uint8), em.view(np.uint8))
+        for j in range(words):
+            np.bitwise_xor(em[:, j], sm[:, j], out=out[j, lo:hi])
+    return out
 
 
 def wide_hash(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
