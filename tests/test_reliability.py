@@ -30,6 +30,7 @@ from mpc.runtime import codec
 
 PARTIES = ["a", "b", "c"]
 FAIL_WITHIN = 10.0
+JOB_TIMEOUT = 3.0       # of short_timeout_cluster
 
 
 def id_frame(n: int, offset: int, seed: int) -> pd.DataFrame:
@@ -121,7 +122,9 @@ def test_requester_raising(cluster):
 @pytest.fixture
 def short_timeout_cluster():
     ds = datasets(3000)
-    with LocalCluster(PARTIES, tls=True, datasets=ds, dealer=False, limits={"job_timeout": 5.0}) as cl:
+    # 3 s: below gRPC's keepalive timeout (5 s after an unanswered ping), so a stopped peer
+    # is found by the job timeout, not by a keepalive that happened to fire at the SIGSTOP
+    with LocalCluster(PARTIES, tls=True, datasets=ds, dealer=False, limits={"job_timeout": JOB_TIMEOUT}) as cl:
         cl.frames = {p: ds[p]["t"] for p in PARTIES}
         yield cl
 
@@ -140,7 +143,7 @@ def test_silent_peer_fails_the_job_at_the_timeout(short_timeout_cluster):
             c_status = status_on(cl, "c", job)
         finally:
             os.kill(b.pid, signal.SIGCONT)
-    assert waited < 5.0 + FAIL_WITHIN
+    assert waited < JOB_TIMEOUT + FAIL_WITHIN
     assert info.value.party == "b", str(info.value)
     assert "timeout" in str(info.value)
     assert c_status["state"] == "failed" and "'b'" in c_status["error"], c_status
