@@ -350,6 +350,7 @@ def test_compact_text_from_arrow_buffers_equals_the_str_form(values):
 
 
 # -- psi.cardinality under a budget ------------------------------------------------------------
+@pytest.mark.slow   # ~20-50 s: keeps the default run under 10 minutes
 def test_bucketed_cardinality_equals_python_sets_and_the_unbucketed_job(pair):
     cluster, a, b = pair
     common = set(a.id) & set(b.id)
@@ -520,6 +521,7 @@ def test_unbucketed_jobs_refuse_an_input_over_the_budget_and_run_under_it(tmp_pa
 
 
 # -- psi.ecdh among three parties under a budget ---------------------------------------------------
+@pytest.mark.slow   # ~20-50 s: keeps the default run under 10 minutes
 def test_bucketed_three_party_psi_equals_python_sets_with_every_partys_consent(tmp_path):
     rng = np.random.default_rng(11)
     common = rng.choice(10**6, 1500, replace=False)

@@ -166,7 +166,7 @@ def test_ot_shuffle_with_clear_rows_keeps_rows_aligned(clear, n, transport):
     assert np.array_equal(out_a, out["b"].astype(np.int64))
     assert np.array_equal(np.sort(out_a[0]), data[0])
     assert np.array_equal(out_a, data[:, out_a[0]])
-    if n > 2:
+    if n > 100:     # a uniform permutation of 5 is the identity once in 120 runs (CI saw it)
         assert not np.array_equal(out_a[0], data[0])
 
 

@@ -327,6 +327,7 @@ def _small_quantiles_job(ctx, values):
     return order.available(ctx), [stats.quantile(ctx, t, [0.3, 0.5], method=m) for m in ("linear", "nearest")]
 
 
+@pytest.mark.slow   # ~20-50 s: keeps the default run under 10 minutes
 def test_quantiles_bitwise_search_without_dealer_agrees():
     """triples="paillier" has no shuffle: the old secret bitwise search; same answers
     (order statistics exact; the interpolation carries extra fractional bits, so even an
