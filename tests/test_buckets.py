@@ -173,10 +173,6 @@ def _checkpoints(cluster, party: str) -> Path:
     return cluster.workdir / party / "state" / "checkpoints"
 
 
-def _audit(cluster, party: str, job_id: str) -> dict:
-    return cluster.audit_record(party, job_id)
-
-
 def test_bucketed_psi_equals_python_sets(pair):
     cluster, a, b = pair
     with cluster.client("a") as client:
@@ -186,11 +182,11 @@ def test_bucketed_psi_equals_python_sets(pair):
     assert set(out["id"].astype(np.int64)) == common and len(out) == len(common)
     assert out["row"].tolist() == np.nonzero(a.id.isin(common).to_numpy())[0].tolist()
     assert (a.id.to_numpy()[out["row"]] == out["id"].astype(np.int64)).all()
-    assert _audit(cluster, "a", job)["resumed_buckets"] == []
+    assert cluster.audit_record("a", job)["resumed_buckets"] == []
     assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
     saved = pd.read_parquet(cluster.results_dir("a") / f"{job}.parquet")   # written batch by batch, moved
     assert saved["row"].tolist() == out["row"].tolist() and saved["id"].tolist() == out["id"].tolist()
-    assert _audit(cluster, "a", job)["revealed_to_me"] == f"table {len(common)} rows x 2 columns (id, row)"
+    assert cluster.audit_record("a", job)["revealed_to_me"] == f"table {len(common)} rows x 2 columns (id, row)"
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 4099])
@@ -217,7 +213,7 @@ def test_bucketed_ecdh_psi_of_text_ids_equals_python_sets(pair):
         out = client.result(job, progress=False)
     want = [i for i, v in enumerate(sa) if v in sb]
     assert len(want) > 100 and out["row"].tolist() == want and out["id"].tolist() == [sa[i] for i in want]
-    assert set(_audit(cluster, "a", job)) >= {"resumed_buckets"}
+    assert set(cluster.audit_record("a", job)) >= {"resumed_buckets"}
 
 
 def test_memory_limit_in_party_config(tmp_path):
@@ -273,9 +269,9 @@ def test_killed_server_resumes_without_redoing_finished_buckets(pair):
         assert manifest["job_id"] == first and saved and len(saved) < 32
         second = client.submit("psi.ecdh", **params)
         out = client.result(second, progress=False)
-    resumed = set(_audit(cluster, "b", second)["resumed_buckets"])
+    resumed = set(cluster.audit_record("b", second)["resumed_buckets"])
     assert resumed and resumed <= saved and len(saved - resumed) <= 1   # a may be one bucket behind
-    assert _audit(cluster, "a", second)["resumed_buckets"] == sorted(resumed)
+    assert cluster.audit_record("a", second)["resumed_buckets"] == sorted(resumed)
     common = set(a.id) & set(b.id)
     assert set(out["id"].astype(np.int64)) == common and len(out) == len(common)
 
@@ -307,7 +303,7 @@ def test_killed_server_resumes_a_join_from_saved_shares(pair):
             client.result(first, progress=False)
         second = client.submit("join.stats", **params)
         out = client.result(second, progress=False)
-    resumed = set(_audit(cluster, "a", second)["resumed_buckets"])
+    resumed = set(cluster.audit_record("a", second)["resumed_buckets"])
     assert resumed and resumed <= saved
     joined = a.merge(b, on="id")
     assert out["rows"] == len(joined)
@@ -575,7 +571,7 @@ def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
             job = client.submit("stats.group_by", **params, memory="1MiB")
             out = client.result(job, progress=False)
             whole = client.run("stats.group_by", **params, progress=False)
-        assert len(_audit(cluster, "a", job)["resumed_buckets"]) == 0
+        assert len(cluster.audit_record("a", job)["resumed_buckets"]) == 0
         assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
     joined = a.merge(b, on="id")
     want = joined.groupby("seg").agg(count=("x", "size"), xs=("x", "sum"), xm=("x", "mean"), ys=("y", "sum"))
@@ -617,7 +613,7 @@ def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
             job = client.submit("stats.woe_iv", **params, memory="1MiB")
             out = client.result(job, progress=False)
             whole = client.run("stats.woe_iv", **params, progress=False)
-        assert len(_audit(cluster, "a", job)["resumed_buckets"]) == 0
+        assert len(cluster.audit_record("a", job)["resumed_buckets"]) == 0
         assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
     joined = a.merge(b, on="id")
     assert out["rows"] == whole["rows"] == len(joined)
@@ -660,7 +656,7 @@ def test_killed_server_resumes_a_woe_iv_from_its_aligned_buckets(tmp_path):
         second = client.submit("stats.woe_iv", **params, memory="1MiB")
         out = client.result(second, progress=False)
         whole = client.run("stats.woe_iv", **params, progress=False)
-        resumed = set(_audit(cluster, "b", second)["resumed_buckets"])
+        resumed = set(cluster.audit_record("b", second)["resumed_buckets"])
     assert resumed and resumed <= saved
     pd.testing.assert_frame_equal(out["bins"], whole["bins"])
     assert out["rows"] == whole["rows"] == len(a.merge(b, on="id"))

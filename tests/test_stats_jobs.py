@@ -60,12 +60,8 @@ def test_join_stats_matches_pandas(cluster, join):
     assert (hist["count"][~hist.suppressed] == counts[~hist.suppressed.to_numpy()]).all()
     assert (counts[hist.suppressed.to_numpy()] < 5).all()
     # the dealer's audit says what it learned: the sizes, and only with join="dealer"
-    record = _audit_record(cluster, "dealer", job_id)
+    record = cluster.audit_record("dealer", job_id)
     assert ("join_sizes" in record["revealed_to_me"]) == (join == "dealer"), record
-
-
-def _audit_record(cluster, party, job_id) -> dict:
-    return cluster.audit_record(party, job_id)
 
 
 @pytest.mark.parametrize("join", ["ecdh", "dealer"])
