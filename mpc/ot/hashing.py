@@ -208,6 +208,20 @@ def ccr(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def ccr_pair(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ccr(x), ccr(x xor delta))`` as two (n, 2) uint64 arrays: an OT sender's two pads
+    H(q_i), H(q_i xor Delta) per row of ``(n, 16)`` uint8 ``x`` (``delta``: (16,) uint8).
+    sigma is linear, so sigma(x xor Delta) = sigma(x) xor sigma(Delta): sigma runs once and
+    the rows xor Delta are never formed; the same bits as two ccr calls."""
+    s = _sigma(x)
+    h0 = _pi(s.view(np.uint8)).view(np.uint64)
+    np.bitwise_xor(h0, s, out=h0)
+    np.bitwise_xor(s, _sigma(np.asarray(delta, dtype=np.uint8).reshape(1, BLOCK))[0], out=s)
+    h1 = _pi(s.view(np.uint8)).view(np.uint64)
+    np.bitwise_xor(h1, s, out=h1)
+    return h0, h1
+
+
 def ccr_words(x: np.ndarray) -> np.ndarray:
     """The low 64 bits of :func:`ccr` of each row, as (n,) uint64 (the high lane's xor skipped)."""
     s = _sigma(x)

@@ -58,14 +58,17 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.crypto.random import PRG
-from mpc.ot.extension import IknpReceiver, IknpSender, _pad, xor_delta
+from mpc.ot.extension import IknpReceiver, IknpSender, _pad
+from mpc.ot.hashing import ccr_pair
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss.beaver import open_many
 
 M = 6                     # bits per digit at most: 2^6 slices of 2 bits fill one 128-bit hash block
-_CHUNK = 1 << 15          # elements per OT batch: at most 42 * 2^15 OTs each way, 21 MiB IKNP matrices
+_CHUNK = 1 << 13          # elements per OT batch: at most 42 * 2^13 OTs each way, 5.3 MiB IKNP matrices (in L2/L3;
+                          # 2^15 took 10-15% more CPU per comparison, 2026-12-03)
 _VALUES = 1 << M          # messages per 1-out-of-2^M OT
+_PAD_TILE_ROWS = 1 << 15   # OT rows per tile of the offerer's pads (_offer_pads): 512 KiB per temporary
 
 _V = np.arange(_VALUES)
 # slice v of a 128-bit pad (two uint64 words): bits 2 (v % 32), 2 (v % 32) + 1 of word v // 32
@@ -146,8 +149,9 @@ def _digit_ots(sender: IknpSender, receiver: IknpReceiver, digits: np.ndarray, s
     mr, ms = choices.size, n * int(send_m.sum())
     t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
     q, first_s = sender.extend(ms + extra.size)                       # receives the peer's U
-    x0, xc = _pad(q[ms:], first_s + ms, 1)[:, 0] & xmask, _pad(t[mr:], first_r + mr, 1)[:, 0] & xmask
-    x1 = _pad(xor_delta(q[ms:], sender.delta, np.empty_like(q[ms:])), first_s + ms, 1)[:, 0] & xmask
+    h0, h1 = ccr_pair(q[ms:], sender.delta)                             # the extra OTs' two pads
+    x0, x1 = (h.view(np.uint8)[:, 0] & xmask for h in (h0, h1))
+    xc = _pad(t[mr:], first_r + mr, 1)[:, 0] & xmask
     return send_d, recv_d, send_m, recv_m, q[:ms], t[:mr], first_s, first_r, (x0, x1, xc)
 
 
@@ -155,14 +159,21 @@ def _offer_pads(sender: IknpSender, q: np.ndarray, first_s: int, n: int, starts:
                 sel: np.ndarray) -> np.ndarray:
     """The offerer's pad of every message slot: slot v of a digit's message is masked by the
     XOR over its m OTs of k_i^{v_i}, sliced as k0 ^ ((k0 ^ k1) & sel) (``sel`` the slot's
-    bit pattern per OT), then XORed per digit (``starts``): (n, digits, 2) uint64."""
-    k0 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
-    xor_delta(q, sender.delta)                  # in place
-    k1 = _pad(q, first_s, 16).view(np.uint64).reshape(n, -1, 2)
-    np.bitwise_xor(k1, k0, out=k1)
-    np.bitwise_and(k1, sel, out=k1)
-    np.bitwise_xor(k0, k1, out=k0)
-    return np.bitwise_xor.reduceat(k0, starts, axis=1)
+    bit pattern per OT), then XORed per digit (``starts``): (n, digits, 2) uint64. Both
+    keys of an OT from one sigma (:func:`mpc.ot.hashing.ccr_pair`), tile by tile of
+    elements so the temporaries stay in cache."""
+    per = len(sel)
+    out = np.empty((n, len(starts), 2), np.uint64)
+    tile = max(1, _PAD_TILE_ROWS // max(per, 1))
+    for lo in range(0, n, tile):
+        hi = min(n, lo + tile)
+        k0, k1 = ccr_pair(q[lo * per:hi * per], sender.delta)
+        k0, k1 = k0.reshape(hi - lo, per, 2), k1.reshape(hi - lo, per, 2)
+        np.bitwise_xor(k1, k0, out=k1)
+        np.bitwise_and(k1, sel, out=k1)
+        np.bitwise_xor(k0, k1, out=k0)
+        out[lo:hi] = np.bitwise_xor.reduceat(k0, starts, axis=1)
+    return out
 
 
 def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
