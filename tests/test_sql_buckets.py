@@ -135,11 +135,19 @@ QUERIES = [
     (f"SELECT q.seg, COUNT(*) AS n, VARIANCE(p.x) AS vx, STDDEV_POP(q.y) AS sy {J} GROUP BY q.seg "
      "HAVING (VARIANCE(p.x) > 100.5 OR STDDEV_POP(q.y) < 40.0) AND VARIANCE(p.x) < 1e6 "    # 1e6: Q clipped
      "AND VARIANCE(p.x) < 1e30 AND STDDEV(q.y) >= 0 AND COUNT(*) >= 5 ORDER BY q.seg", 1, 1e-6, 0),
+    # COVAR/CORR of two parties' columns (a product on shares) and of one party's (its own
+    # product); atol for correlations near 0
+    (f"SELECT q.seg, COUNT(*) AS n, COVAR_POP(p.x, q.y) AS c1, COVAR_SAMP(p.x, p.w) AS c2, CORR(q.y, p.x) AS r1, "
+     f"CORR(q.z, q.y) AS r2, VARIANCE(p.x) AS vx, CORR(p.w, p.x) AS r3 {J} WHERE p.k < 3 GROUP BY q.seg "
+     "HAVING COUNT(*) > 900 AND CORR(q.y, p.x) < 0.5 ORDER BY q.seg", 1, 1e-4, 1e-6),
+    (f"SELECT COUNT(*) AS n, COVAR_SAMP(p.x, q.y) AS c1, CORR(p.x, p.w) AS r1, COVAR_POP(q.y, q.z) AS c2, "
+     f"CORR(p.w, q.z) AS r2 {J} WHERE q.y > 0 AND p.k <> 2", 0, 1e-4, 1e-6),
 ]
 
 
 @pytest.mark.parametrize(("sql", "keys", "rel", "atol"), QUERIES,
-                         ids=["moments", "two-keys", "filter", "case", "having-variance"])
+                         ids=["moments", "two-keys", "filter", "case", "having-variance", "covar-corr-grouped",
+                              "covar-corr"])
 def test_bucketed_sql_equals_duckdb(data, bucket_runs, sql, keys, rel, atol):
     frames, stores, con = data
     out = _run(stores, _params(sql))
@@ -163,13 +171,30 @@ def test_merged_counts_sums_and_extremes_equal_the_unbucketed_job_exactly(data):
     _compare(bucketed, con.execute(sql).df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-9, 2.0 ** -33)
 
 
+def test_bucketed_covariances_and_correlations_equal_the_unbucketed_jobs(data):
+    """The same query with and without a budget: the bucketed job's offset sums (C S_uv - S_u
+    S_v) and the unbucketed job's centred moments give the same COVAR/CORR within the
+    fixed-point truncations."""
+    frames, stores, con = data
+    sql = (f"SELECT p.k, COUNT(*) AS n, COVAR_POP(p.x, q.y) AS c1, COVAR_SAMP(q.z, q.y) AS c2, CORR(p.x, q.y) AS r1, "
+           f"CORR(p.x, p.w) AS r2 {J} WHERE q.seg <> 'rare' GROUP BY p.k ORDER BY p.k")
+    bucketed = _run(stores, _params(sql))["a"]
+    assert _nb(stores) == 4
+    whole = _run(stores, _params(sql, memory=None))["a"]
+    assert bucketed["n"].tolist() == whole["n"].tolist() and bucketed["k"].tolist() == [0, 1, 2, 3]
+    for c in ("c1", "c2", "r1", "r2"):
+        np.testing.assert_allclose(bucketed[c], whole[c], rtol=1e-4, atol=1e-6, err_msg=c)
+    _compare(bucketed, con.execute(sql).df(), 1, 1e-4, 1e-6)
+
+
 def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
     """Both parties stop at the start of bucket 2 (of 4), as a crash would leave them: the
     same job submitted again runs the private join of buckets 2 and 3 only, and gives
     DuckDB's result."""
     frames = _frames(seed=3)
     stores = _stores(tmp_path, frames)
-    sql = f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sx {J} GROUP BY q.seg"
+    sql = (f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sx, "
+           f"CORR(p.x, q.y) AS r {J} GROUP BY q.seg")
     params = _params(sql)
     real = sql_buckets.join_bucket
 
@@ -193,18 +218,19 @@ def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, m
     assert sorted(runs) == [("a", 2), ("a", 3), ("b", 2), ("b", 3)]
     con = _duck(frames)
     _compare(out["a"].sort_values("seg").reset_index(drop=True),
-             con.execute(sql + " ORDER BY q.seg").df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-6)
+             con.execute(sql + " ORDER BY q.seg").df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-6,
+             1e-6)
 
 
 @pytest.mark.parametrize(("sql", "named"), [
     (f"SELECT q.seg, COUNT(*), MEDIAN(q.y) {J} GROUP BY q.seg", r"MEDIAN\(q\.y\) at line 1, column 30 \(a quantile"),
     (f"SELECT q.seg, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) {J} GROUP BY q.seg",
      r"PERCENTILE_CONT\(0\.9\) WITHIN GROUP .* at line 1, column 29 \(a quantile"),
-    (f"SELECT COUNT(*),\n  CORR(p.x, q.y) {J}",
-     r"CORR\(p\.x, q\.y\) at line 2, column 6 \(a covariance or correlation"),
+    (f"SELECT COUNT(*), CORR(p.x, q.y),\n  COVAR_POP(p.x * 2, q.y) {J}",
+     r"COVAR_POP\(p\.x \* 2, q\.y\) at line 2, column 11 \(a covariance or correlation of an expression"),
     (f"SELECT VARIANCE(p.x), STDDEV(p.x * q.y) {J}",
      r"STDDEV\(p\.x \* q\.y\) at line 1, column 28 \(a variance of an expression"),
-], ids=["median", "percentile", "corr", "stddev-of-expression"])
+], ids=["median", "percentile", "covar-of-expression", "stddev-of-expression"])
 def test_what_does_not_merge_is_refused_naming_the_function_its_position_and_the_budget(tmp_path, sql, named):
     """Columns are sqlglot's (the end of the function's name), as in the parser's errors."""
     stores = _stores(tmp_path, _frames(400))
@@ -216,11 +242,11 @@ def test_what_does_not_merge_is_refused_naming_the_function_its_position_and_the
 def test_an_unmergeable_query_that_fits_the_budget_runs_unbucketed(tmp_path):
     frames = _frames(400)
     stores = _stores(tmp_path, frames)
-    sql = f"SELECT COUNT(*) AS n, CORR(p.x, q.y) AS c {J}"
+    sql = f"SELECT COUNT(*) AS n, MEDIAN(p.x) AS c {J}"
     out = _run(stores, _params(sql, memory="4GiB"))["a"]
     joined = frames["a"].merge(frames["b"], on="id")
     assert out["n"].tolist() == [len(joined)]
-    assert out["c"].iloc[0] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
+    assert out["c"].iloc[0] == pytest.approx(joined.x.median(), abs=1e-4)
     assert not list((stores["a"].workdir / "checkpoints").glob("*/manifest.json"))     # no buckets
 
 
@@ -245,7 +271,9 @@ def _shape(v):
     return v
 
 
-def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", ["VARIANCE(p.x) AS vx", "COVAR_POP(p.x, q.y) AS c, CORR(p.x, p.w) AS r"],
+                         ids=["variance", "covar-corr"])
+def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch, extra):
     """reveal_to = a, 2 buckets, the dealer join. Two runs on the same ids (the bucket key
     fixed from outside, so each id falls in the same bucket) whose values differ and give
     other aggregates, with the same group counts: every message each party and the dealer
@@ -253,7 +281,8 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
     ring words only). What b receives in plaintext is the job's public header (budget,
     distinct count, bucket size, a's column magnitudes, kept rows, min_group_size) and,
     per bucket, the join's positions, as many as the bucket's joined rows: no float, no
-    count of a group; b gets no result."""
+    count of a group; b gets no result. COVAR/CORR add only scales that follow from u's
+    exponents and the kept rows: the product column u_x u_w's and u_x at work_bits."""
     from mpc.runtime.views import flatten, record_views
     from protocols import buckets
     from protocols.psi.oprf import capacity
@@ -261,7 +290,7 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
     monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
     spec = registry.get("sql.aggregate")
-    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, VARIANCE(p.x) AS vx {J} "
+    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, {extra} {J} "
            "GROUP BY q.seg HAVING COUNT(*) > 10")
     params = {**_params(sql, reveal_to="a"), "join": "dealer"}
     base = _frames(6000, seed=9)
@@ -291,9 +320,17 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
     # every other number b gets is public: a's column scales (the power of two of its largest
     # |x|, |x - o|, (x - o)^2), the budget, a's distinct ids and kept rows, the rows of a
     # bucket, its padded capacity, min_group_size, the protocols' versions and constants
-    x = base["a"].x.to_numpy()
-    bits, u = default_bits(6000), x - x.mean()
-    scales = {bits - column_exponent(x), bits - column_exponent(u), bits - column_exponent(u * u)}
+    from protocols.stats._common import work_bits
+
+    scales = set()
+    bits = default_bits(6000)
+    for c in ("x", "w"):
+        x = base["a"][c].to_numpy()
+        u = x - x.mean()
+        scales |= {bits - column_exponent(x), bits - column_exponent(u), bits - column_exponent(u * u),
+                   work_bits(6000) - column_exponent(u)}
+    x, w = base["a"].x.to_numpy(), base["a"].w.to_numpy()
+    scales.add(bits - column_exponent(x - x.mean()) - column_exponent(w - w.mean()))
     public = {0, 1, MIN_GROUP, 1 << 20, 6000, 4096, capacity(6000, 2), 16, 2048, 65536, 262144} | scales
     ints = {int(x) for x in leaves if isinstance(x, (int, np.integer)) and not isinstance(x, bool)}
     assert ints <= public, sorted(ints - public)
