@@ -4,6 +4,8 @@ DuckDB's on the same data for every aggregate, with GROUP BY, HAVING (on shares 
 opened values), ORDER BY / LIMIT and filters on shares; a job interrupted mid-way resumes
 without redoing its finished buckets; what cannot merge is refused naming the SQL function,
 its position and the budget; each party's view is the per-bucket join sizes and the result.
+sql.rows of two tables under a budget (a PSI per bucket) gives DuckDB's rows and the
+unbucketed job's frame, resumes, and tells a party outside the PSI nothing per bucket.
 
 The jobs run the registry's sql.aggregate on the parties' real DataStores (files streamed,
 checkpoints in their work directories) over the in-memory transport, except the last
@@ -338,8 +340,8 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
 def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
     """Client.query(memory=) on two party servers (b's [limits] memory is larger: the smaller
-    budget wins): DuckDB's result, none of the buckets resumed, their checkpoints removed once
-    the result is written."""
+    budget wins), an aggregate and a row-level query: DuckDB's results, none of the buckets
+    resumed, their checkpoints removed once the result is written."""
     from mpc.cluster import LocalCluster
 
     frames = _frames(6000, seed=4)
@@ -357,10 +359,14 @@ def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
                       limits={"job_timeout": 120.0, "bucket_join_sizes": True},
                       settings={"b": {"limits": {"memory": "64MiB"}}}) as cluster, cluster.client("a") as client:
         out = client.query(sql, memory="1MiB", join="circuit", progress=False)
+        rows_sql = f"SELECT p.id, q.seg, p.k {J} WHERE p.k <> 1 AND q.seg <> 'gold'"     # sql.rows in buckets
+        rows = client.query(rows_sql, memory="1MiB", progress=False)
         audits = [json.loads(x) for x in cluster.audit_log("a").read_text().splitlines()]
         assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.aggregate"] == [[]]
+        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"] == [[]]
         assert not [m for p in "ab" for m in (cluster.workdir / p / "state" / "checkpoints").glob("*/manifest.json")]
     _compare(out, want, 1, 1e-4)    # STDDEV: probabilistic truncation errs ~1e-6 relative
+    assert _multiset(rows) == _multiset(con.execute(rows_sql).df()) and len(rows) > 1000
 
 
 def test_buckets_without_joined_rows_merge_as_empty(tmp_path, monkeypatch):
@@ -398,3 +404,114 @@ def test_explain_says_what_buckets_add_and_what_they_refuse():
     assert "runs in hash buckets" in merged and "number of joined rows in each bucket" in merged
     refused = explain(parse(f"SELECT q.seg, AVG(p.x), MEDIAN(q.y) {J} GROUP BY q.seg", _schemas()))
     assert "not in buckets (MEDIAN(q.y) at line 1, column 30" in refused and "refused if the input outgrows" in refused
+
+
+# -- sql.rows under a budget: an OPRF PSI per bucket -----------------------------------------------
+def _rows_params(sql: str, memory: str | None = "1MiB", reveal_to: str | None = None) -> dict:
+    protocol, params = compile_query(parse(sql, _schemas()), reveal_to=reveal_to)
+    assert protocol == "sql.rows"
+    return registry.get("sql.rows").validate({**params, **({"memory": memory} if memory else {})})
+
+
+def _run_rows(stores: dict[str, DataStore], params: dict) -> dict:
+    spec = registry.get("sql.rows")
+    return run_local(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"], timeout=300)
+
+
+def _rows_nb(stores: dict[str, DataStore]) -> int:
+    manifests = [json.loads(m.read_text()) for m in (stores["a"].workdir / "checkpoints").glob("*/manifest.json")]
+    return max(m["state"]["nb"] for m in manifests if m["protocol"] == "sql.rows")
+
+
+def _multiset(frame: pd.DataFrame) -> list[tuple]:
+    return sorted(map(tuple, frame.astype(str).to_numpy().tolist()))
+
+
+@pytest.mark.parametrize(("sql", "reveal_to"), [
+    (f"SELECT p.id, p.k, q.seg {J} WHERE p.k < 3 AND q.seg <> 'gold'", None),
+    (f"SELECT q.id AS qid, q.seg, p.k {J} WHERE p.k <> 1 ORDER BY q.seg, p.k DESC, qid LIMIT 50", None),
+    (f"SELECT q.seg, p.id, p.k {J} WHERE q.seg IN ('gold', 'rare')", "b"),
+], ids=["where-both", "order-limit", "reveal-to-b"])
+def test_bucketed_sql_rows_equal_duckdb_and_the_unbucketed_job(tmp_path, sql, reveal_to):
+    """2-4 buckets of 4096 ids (the kept rows'): the rows are DuckDB's (as a multiset) and the unbucketed job's,
+    in its order: sorted by the join key as text without ORDER BY (unlinkable to either
+    party's input order, which is a random permutation here)."""
+    frames = _frames()
+    stores = _stores(tmp_path, frames)
+    out = _run_rows(stores, _rows_params(sql, reveal_to=reveal_to))
+    assert _rows_nb(stores) > 1
+    whole = _run_rows(stores, _rows_params(sql, memory=None, reveal_to=reveal_to))
+    to = reveal_to or "a"
+    for p in "ab":
+        if reveal_to and p != reveal_to:
+            assert out[p] is None and whole[p] is None
+        else:
+            pd.testing.assert_frame_equal(out[p], whole[p])
+    want = _duck(frames).execute(sql).df()
+    assert len(out[to]) == len(want) > 3 and list(out[to].columns) == list(want.columns)
+    assert _multiset(out[to]) == _multiset(want)
+    if "ORDER BY" not in sql:
+        ids = out[to]["id"].astype(str).tolist()
+        assert ids == sorted(ids)
+
+
+def test_an_interrupted_rows_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
+    """Both parties stop at the PSI of bucket 2 (of 4): the job submitted again runs the PSI
+    of buckets 2 and 3 only, and gives DuckDB's rows."""
+    from protocols.sql import rows
+
+    frames = _frames(seed=5)
+    stores = _stores(tmp_path, frames)
+    sql = f"SELECT p.id, q.seg, p.k {J} WHERE q.seg <> 'silver'"
+    params = _rows_params(sql)
+    real = rows.oprf_mask
+    calls: dict[str, int] = {"a": 0, "b": 0}
+
+    def crash_at_2(ctx, *args):
+        calls[ctx.party] += 1
+        if calls[ctx.party] == 3:
+            raise ConnectionError("the server went away")
+        return real(ctx, *args)
+    monkeypatch.setattr(rows, "oprf_mask", crash_at_2)
+    with pytest.raises(Exception, match="went away"):
+        _run_rows(stores, params)
+    for p in "ab":
+        manifest = json.loads(next((stores[p].workdir / "checkpoints").glob("*/manifest.json")).read_text())
+        assert sorted(manifest["done"]) == [0, 1] and manifest["state"]["nb"] == 4
+    calls.update(a=0, b=0)
+    monkeypatch.setattr(rows, "oprf_mask", lambda ctx, *args: (calls.__setitem__(ctx.party, calls[ctx.party] + 1),
+                                                                real(ctx, *args))[1])
+    out = _run_rows(stores, params)
+    assert calls == {"a": 2, "b": 2}
+    want = _duck(frames).execute(sql).df()
+    assert _multiset(out["a"]) == _multiset(want) and len(want) > 1000
+
+
+def test_a_bucketed_rows_job_tells_a_party_outside_the_psi_nothing_per_bucket(tmp_path, monkeypatch):
+    """reveal_to = a and only a's columns are output: b is no PSI receiver. Two runs with the
+    bucket key fixed and a's ids changed so that the intersection differs (in size and in
+    each bucket), each party's distinct count the same: b receives messages of the same
+    types, shapes and plaintext in both runs (it learns nothing of the intersection, as
+    unbucketed), and a gets DuckDB's rows."""
+    from mpc.runtime.views import record_views
+    from protocols import buckets
+
+    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
+    spec = registry.get("sql.rows")
+    sql = f"SELECT p.id, p.k {J} WHERE p.k <> 3"
+    params = _rows_params(sql, reveal_to="a")
+    base = _frames(6000, seed=9)
+    moved = base["a"].copy()
+    moved.loc[moved.index[:2000], "id"] += 10**6              # 2000 of a's ids leave the intersection
+    runs = []
+    for tag, frames in (("1", base), ("2", {"a": moved, "b": base["b"]})):
+        stores = _stores(tmp_path, frames, tag=tag)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
+                                  timeout=300)
+        assert out["b"] is None and _rows_nb(stores) == 2
+        want = _duck(frames).execute(sql).df()
+        assert _multiset(out["a"]) == _multiset(want)
+        runs.append((len(want), views))
+    (n1, v1), (n2, v2) = runs
+    assert n1 != n2
+    assert [(s, _shape(v)) for s, v in v1["b"]] == [(s, _shape(v)) for s, v in v2["b"]]
