@@ -522,3 +522,14 @@ def test_a_bucketed_rows_job_tells_a_party_outside_the_psi_nothing_per_bucket(tm
     (n1, v1), (n2, v2) = runs
     assert n1 != n2
     assert [(s, _shape(v)) for s, v in v1["b"]] == [(s, _shape(v)) for s, v in v2["b"]]
+
+
+def test_a_bucketed_rows_job_refuses_ids_repeated_in_the_intersection(tmp_path):
+    """As unbucketed (jobs.aligned_rows): rows are aligned one to one, so an id a holds twice
+    among the joined ones fails the job naming the column."""
+    frames = _frames()
+    a = frames["a"]
+    frames["a"] = pd.concat([a, a[a.id == 5000]], ignore_index=True)     # 5000: b holds it too
+    stores = _stores(tmp_path, frames)
+    with pytest.raises(JobFailed, match=r"column a\.t\.id has duplicate ids in the intersection"):
+        _run_rows(stores, _rows_params(f"SELECT p.id, q.seg {J}"))
