@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--reveal-to", help="the one party that gets the result (default: both)")
     p.add_argument("--join", choices=("ecdh", "dealer"), default="ecdh", help="private join method")
-    p.add_argument("--memory", help="memory budget per party, e.g. 2GiB: an aggregate of two tables runs in "
-                                    "hash buckets, checkpointed per bucket")
+    p.add_argument("--memory", help="memory budget per party, e.g. 2GiB: a query of two tables (aggregates or "
+                                    "rows) runs in hash buckets, checkpointed per bucket")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     client_args(p)
     p.set_defaults(fn=cmd_query)

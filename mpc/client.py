@@ -169,15 +169,16 @@ class Client:
         the join keys, delivered row by row to ``reveal_to``), which every party checks
         against its own policy; ``explain(sql)`` shows the plan and what each party learns.
         ``join`` and ``min_group_size`` apply to aggregates. ``memory`` (e.g. "2GiB"; the
-        servers' ``[limits] memory`` binds too, the smaller wins) runs an aggregate of two
-        parties' tables in hash buckets (:mod:`protocols.sql.bucketed`), checkpointed per bucket."""
+        servers' ``[limits] memory`` binds too, the smaller wins) runs a query of two parties'
+        tables in hash buckets, checkpointed per bucket: aggregates by :mod:`protocols.sql.bucketed`,
+        row-level output by a PSI per bucket (:mod:`protocols.sql.rows`)."""
         from protocols import sql as sqlmod
 
         me = next(iter(self.datasets()), None)
         protocol, params = sqlmod.compile_query(self._plan(sql), reveal_to=reveal_to, join=join, requester=me)
         if min_group_size is not None and protocol == "sql.aggregate":
             params["min_group_size"] = int(min_group_size)
-        if memory is not None and protocol == "sql.aggregate":
+        if memory is not None and protocol in ("sql.aggregate", "sql.rows"):
             params["memory"] = str(memory)
         return self.run(protocol, progress=progress, **params)
 

@@ -4,6 +4,8 @@ DuckDB's on the same data for every aggregate, with GROUP BY, HAVING (on shares 
 opened values), ORDER BY / LIMIT and filters on shares; a job interrupted mid-way resumes
 without redoing its finished buckets; what cannot merge is refused naming the SQL function,
 its position and the budget; each party's view is the per-bucket join sizes and the result.
+sql.rows of two tables under a budget (a PSI per bucket) gives DuckDB's rows and the
+unbucketed job's frame, resumes, and tells a party outside the PSI nothing per bucket.
 
 The jobs run the registry's sql.aggregate on the parties' real DataStores (files streamed,
 checkpoints in their work directories) over the in-memory transport, except the last
@@ -135,11 +137,19 @@ QUERIES = [
     (f"SELECT q.seg, COUNT(*) AS n, VARIANCE(p.x) AS vx, STDDEV_POP(q.y) AS sy {J} GROUP BY q.seg "
      "HAVING (VARIANCE(p.x) > 100.5 OR STDDEV_POP(q.y) < 40.0) AND VARIANCE(p.x) < 1e6 "    # 1e6: Q clipped
      "AND VARIANCE(p.x) < 1e30 AND STDDEV(q.y) >= 0 AND COUNT(*) >= 5 ORDER BY q.seg", 1, 1e-6, 0),
+    # COVAR/CORR of two parties' columns (a product on shares) and of one party's (its own
+    # product); atol for correlations near 0
+    (f"SELECT q.seg, COUNT(*) AS n, COVAR_POP(p.x, q.y) AS c1, COVAR_SAMP(p.x, p.w) AS c2, CORR(q.y, p.x) AS r1, "
+     f"CORR(q.z, q.y) AS r2, VARIANCE(p.x) AS vx, CORR(p.w, p.x) AS r3 {J} WHERE p.k < 3 GROUP BY q.seg "
+     "HAVING COUNT(*) > 900 AND CORR(q.y, p.x) < 0.5 ORDER BY q.seg", 1, 1e-4, 1e-6),
+    (f"SELECT COUNT(*) AS n, COVAR_SAMP(p.x, q.y) AS c1, CORR(p.x, p.w) AS r1, COVAR_POP(q.y, q.z) AS c2, "
+     f"CORR(p.w, q.z) AS r2 {J} WHERE q.y > 0 AND p.k <> 2", 0, 1e-4, 1e-6),
 ]
 
 
 @pytest.mark.parametrize(("sql", "keys", "rel", "atol"), QUERIES,
-                         ids=["moments", "two-keys", "filter", "case", "having-variance"])
+                         ids=["moments", "two-keys", "filter", "case", "having-variance", "covar-corr-grouped",
+                              "covar-corr"])
 def test_bucketed_sql_equals_duckdb(data, bucket_runs, sql, keys, rel, atol):
     frames, stores, con = data
     out = _run(stores, _params(sql))
@@ -163,13 +173,32 @@ def test_merged_counts_sums_and_extremes_equal_the_unbucketed_job_exactly(data):
     _compare(bucketed, con.execute(sql).df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-9, 2.0 ** -33)
 
 
+@pytest.mark.parametrize(("select", "group"), [("p.k, ", " GROUP BY p.k ORDER BY p.k"), ("", "")],
+                         ids=["grouped", "ungrouped"])
+def test_bucketed_covariances_and_correlations_equal_the_unbucketed_jobs(data, select, group):
+    """The same query with and without a budget: the bucketed job's offset sums (C S_uv - S_u
+    S_v) and the unbucketed job's centred moments give the same COVAR/CORR within the
+    fixed-point truncations."""
+    frames, stores, con = data
+    sql = (f"SELECT {select}COUNT(*) AS n, COVAR_POP(p.x, q.y) AS c1, COVAR_SAMP(q.z, q.y) AS c2, "
+           f"CORR(p.x, q.y) AS r1, CORR(p.x, p.w) AS r2 {J} WHERE q.seg <> 'rare' AND p.x > 40{group}")
+    bucketed = _run(stores, _params(sql))["a"]
+    assert _nb(stores) == 4
+    whole = _run(stores, _params(sql, memory=None))["a"]
+    assert bucketed["n"].tolist() == whole["n"].tolist() and len(bucketed) == (4 if select else 1)
+    for c in ("c1", "c2", "r1", "r2"):
+        np.testing.assert_allclose(bucketed[c], whole[c], rtol=1e-4, atol=1e-6, err_msg=c)
+    _compare(bucketed, con.execute(sql).df(), 1 if select else 0, 1e-4, 1e-6)
+
+
 def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
     """Both parties stop at the start of bucket 2 (of 4), as a crash would leave them: the
     same job submitted again runs the private join of buckets 2 and 3 only, and gives
     DuckDB's result."""
     frames = _frames(seed=3)
     stores = _stores(tmp_path, frames)
-    sql = f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sx {J} GROUP BY q.seg"
+    sql = (f"SELECT q.seg, COUNT(*) AS n, AVG(p.x) AS ax, MAX(q.y) AS mx, STDDEV(p.x) AS sx, "
+           f"CORR(p.x, q.y) AS r {J} GROUP BY q.seg")
     params = _params(sql)
     real = sql_buckets.join_bucket
 
@@ -193,18 +222,19 @@ def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, m
     assert sorted(runs) == [("a", 2), ("a", 3), ("b", 2), ("b", 3)]
     con = _duck(frames)
     _compare(out["a"].sort_values("seg").reset_index(drop=True),
-             con.execute(sql + " ORDER BY q.seg").df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-6)
+             con.execute(sql + " ORDER BY q.seg").df().query("seg != 'rare'").reset_index(drop=True), 1, 1e-6,
+             1e-6)
 
 
 @pytest.mark.parametrize(("sql", "named"), [
     (f"SELECT q.seg, COUNT(*), MEDIAN(q.y) {J} GROUP BY q.seg", r"MEDIAN\(q\.y\) at line 1, column 30 \(a quantile"),
     (f"SELECT q.seg, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) {J} GROUP BY q.seg",
      r"PERCENTILE_CONT\(0\.9\) WITHIN GROUP .* at line 1, column 29 \(a quantile"),
-    (f"SELECT COUNT(*),\n  CORR(p.x, q.y) {J}",
-     r"CORR\(p\.x, q\.y\) at line 2, column 6 \(a covariance or correlation"),
+    (f"SELECT COUNT(*), CORR(p.x, q.y),\n  COVAR_POP(p.x * 2, q.y) {J}",
+     r"COVAR_POP\(p\.x \* 2, q\.y\) at line 2, column 11 \(a covariance or correlation of an expression"),
     (f"SELECT VARIANCE(p.x), STDDEV(p.x * q.y) {J}",
      r"STDDEV\(p\.x \* q\.y\) at line 1, column 28 \(a variance of an expression"),
-], ids=["median", "percentile", "corr", "stddev-of-expression"])
+], ids=["median", "percentile", "covar-of-expression", "stddev-of-expression"])
 def test_what_does_not_merge_is_refused_naming_the_function_its_position_and_the_budget(tmp_path, sql, named):
     """Columns are sqlglot's (the end of the function's name), as in the parser's errors."""
     stores = _stores(tmp_path, _frames(400))
@@ -216,11 +246,11 @@ def test_what_does_not_merge_is_refused_naming_the_function_its_position_and_the
 def test_an_unmergeable_query_that_fits_the_budget_runs_unbucketed(tmp_path):
     frames = _frames(400)
     stores = _stores(tmp_path, frames)
-    sql = f"SELECT COUNT(*) AS n, CORR(p.x, q.y) AS c {J}"
+    sql = f"SELECT COUNT(*) AS n, MEDIAN(p.x) AS c {J}"
     out = _run(stores, _params(sql, memory="4GiB"))["a"]
     joined = frames["a"].merge(frames["b"], on="id")
     assert out["n"].tolist() == [len(joined)]
-    assert out["c"].iloc[0] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
+    assert out["c"].iloc[0] == pytest.approx(joined.x.median(), abs=1e-4)
     assert not list((stores["a"].workdir / "checkpoints").glob("*/manifest.json"))     # no buckets
 
 
@@ -245,7 +275,9 @@ def _shape(v):
     return v
 
 
-def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", ["VARIANCE(p.x) AS vx", "COVAR_POP(p.x, q.y) AS c, CORR(p.x, p.w) AS r"],
+                         ids=["variance", "covar-corr"])
+def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch, extra):
     """reveal_to = a, 2 buckets, the dealer join. Two runs on the same ids (the bucket key
     fixed from outside, so each id falls in the same bucket) whose values differ and give
     other aggregates, with the same group counts: every message each party and the dealer
@@ -253,7 +285,8 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
     ring words only). What b receives in plaintext is the job's public header (budget,
     distinct count, bucket size, a's column magnitudes, kept rows, min_group_size) and,
     per bucket, the join's positions, as many as the bucket's joined rows: no float, no
-    count of a group; b gets no result."""
+    count of a group; b gets no result. COVAR/CORR add only scales that follow from u's
+    exponents and the kept rows: the product column u_x u_w's and u_x at work_bits."""
     from mpc.runtime.views import flatten, record_views
     from protocols import buckets
     from protocols.psi.oprf import capacity
@@ -261,7 +294,7 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
     monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
     spec = registry.get("sql.aggregate")
-    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, VARIANCE(p.x) AS vx {J} "
+    sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, {extra} {J} "
            "GROUP BY q.seg HAVING COUNT(*) > 10")
     params = {**_params(sql, reveal_to="a"), "join": "dealer"}
     base = _frames(6000, seed=9)
@@ -291,9 +324,17 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
     # every other number b gets is public: a's column scales (the power of two of its largest
     # |x|, |x - o|, (x - o)^2), the budget, a's distinct ids and kept rows, the rows of a
     # bucket, its padded capacity, min_group_size, the protocols' versions and constants
-    x = base["a"].x.to_numpy()
-    bits, u = default_bits(6000), x - x.mean()
-    scales = {bits - column_exponent(x), bits - column_exponent(u), bits - column_exponent(u * u)}
+    from protocols.stats._common import work_bits
+
+    scales = set()
+    bits = default_bits(6000)
+    for c in ("x", "w"):
+        x = base["a"][c].to_numpy()
+        u = x - x.mean()
+        scales |= {bits - column_exponent(x), bits - column_exponent(u), bits - column_exponent(u * u),
+                   work_bits(6000) - column_exponent(u)}
+    x, w = base["a"].x.to_numpy(), base["a"].w.to_numpy()
+    scales.add(bits - column_exponent(x - x.mean()) - column_exponent(w - w.mean()))
     public = {0, 1, MIN_GROUP, 1 << 20, 6000, 4096, capacity(6000, 2), 16, 2048, 65536, 262144} | scales
     ints = {int(x) for x in leaves if isinstance(x, (int, np.integer)) and not isinstance(x, bool)}
     assert ints <= public, sorted(ints - public)
@@ -301,8 +342,8 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
 def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
     """Client.query(memory=) on two party servers (b's [limits] memory is larger: the smaller
-    budget wins): DuckDB's result, none of the buckets resumed, their checkpoints removed once
-    the result is written."""
+    budget wins), an aggregate and a row-level query: DuckDB's results, none of the buckets
+    resumed, their checkpoints removed once the result is written."""
     from mpc.cluster import LocalCluster
 
     frames = _frames(6000, seed=4)
@@ -320,10 +361,14 @@ def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
                       limits={"job_timeout": 120.0, "bucket_join_sizes": True},
                       settings={"b": {"limits": {"memory": "64MiB"}}}) as cluster, cluster.client("a") as client:
         out = client.query(sql, memory="1MiB", join="circuit", progress=False)
+        rows_sql = f"SELECT p.id, q.seg, p.k {J} WHERE p.k <> 1 AND q.seg <> 'gold'"     # sql.rows in buckets
+        rows = client.query(rows_sql, memory="1MiB", progress=False)
         audits = [json.loads(x) for x in cluster.audit_log("a").read_text().splitlines()]
         assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.aggregate"] == [[]]
+        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"] == [[]]
         assert not [m for p in "ab" for m in (cluster.workdir / p / "state" / "checkpoints").glob("*/manifest.json")]
     _compare(out, want, 1, 1e-4)    # STDDEV: probabilistic truncation errs ~1e-6 relative
+    assert _multiset(rows) == _multiset(con.execute(rows_sql).df()) and len(rows) > 1000
 
 
 def test_buckets_without_joined_rows_merge_as_empty(tmp_path, monkeypatch):
@@ -361,3 +406,130 @@ def test_explain_says_what_buckets_add_and_what_they_refuse():
     assert "runs in hash buckets" in merged and "number of joined rows in each bucket" in merged
     refused = explain(parse(f"SELECT q.seg, AVG(p.x), MEDIAN(q.y) {J} GROUP BY q.seg", _schemas()))
     assert "not in buckets (MEDIAN(q.y) at line 1, column 30" in refused and "refused if the input outgrows" in refused
+    assert "runs in hash buckets" in explain(parse(f"SELECT CORR(p.x, q.y), COVAR_POP(p.w, p.x) {J}", _schemas()))
+    assert "not in buckets (CORR(p.x + q.y, q.y) at line 1, column 11 (a covariance or correlation of an expression" \
+        in explain(parse(f"SELECT CORR(p.x + q.y, q.y) {J}", _schemas()))
+    rows = explain(parse(f"SELECT p.id, q.seg {J}", _schemas()))
+    assert "runs in hash buckets, an OPRF PSI per bucket with the same receivers; nothing more is revealed" in rows
+
+
+# -- sql.rows under a budget: an OPRF PSI per bucket -----------------------------------------------
+def _rows_params(sql: str, memory: str | None = "1MiB", reveal_to: str | None = None) -> dict:
+    protocol, params = compile_query(parse(sql, _schemas()), reveal_to=reveal_to)
+    assert protocol == "sql.rows"
+    return registry.get("sql.rows").validate({**params, **({"memory": memory} if memory else {})})
+
+
+def _run_rows(stores: dict[str, DataStore], params: dict) -> dict:
+    spec = registry.get("sql.rows")
+    return run_local(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"], timeout=300)
+
+
+def _rows_nb(stores: dict[str, DataStore]) -> int:
+    manifests = [json.loads(m.read_text()) for m in (stores["a"].workdir / "checkpoints").glob("*/manifest.json")]
+    return max(m["state"]["nb"] for m in manifests if m["protocol"] == "sql.rows")
+
+
+def _multiset(frame: pd.DataFrame) -> list[tuple]:
+    return sorted(map(tuple, frame.astype(str).to_numpy().tolist()))
+
+
+@pytest.mark.parametrize(("sql", "reveal_to"), [
+    (f"SELECT p.id, p.k, q.seg {J} WHERE p.k < 3 AND q.seg <> 'gold'", None),
+    (f"SELECT q.id AS qid, q.seg, p.k {J} WHERE p.k <> 1 ORDER BY q.seg, p.k DESC, qid LIMIT 50", None),
+    (f"SELECT q.seg, p.id, p.k {J} WHERE q.seg IN ('gold', 'rare')", "b"),
+], ids=["where-both", "order-limit", "reveal-to-b"])
+def test_bucketed_sql_rows_equal_duckdb_and_the_unbucketed_job(tmp_path, sql, reveal_to):
+    """2-4 buckets of 4096 ids (the kept rows'): the rows are DuckDB's (as a multiset) and the unbucketed job's,
+    in its order: sorted by the join key as text without ORDER BY (unlinkable to either
+    party's input order, which is a random permutation here)."""
+    frames = _frames()
+    stores = _stores(tmp_path, frames)
+    out = _run_rows(stores, _rows_params(sql, reveal_to=reveal_to))
+    assert _rows_nb(stores) > 1
+    whole = _run_rows(stores, _rows_params(sql, memory=None, reveal_to=reveal_to))
+    to = reveal_to or "a"
+    for p in "ab":
+        if reveal_to and p != reveal_to:
+            assert out[p] is None and whole[p] is None
+        else:
+            pd.testing.assert_frame_equal(out[p], whole[p])
+    want = _duck(frames).execute(sql).df()
+    assert len(out[to]) == len(want) > 3 and list(out[to].columns) == list(want.columns)
+    assert _multiset(out[to]) == _multiset(want)
+    if "ORDER BY" not in sql:
+        ids = out[to]["id"].astype(str).tolist()
+        assert ids == sorted(ids)
+
+
+def test_an_interrupted_rows_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
+    """Both parties stop at the PSI of bucket 2 (of 4): the job submitted again runs the PSI
+    of buckets 2 and 3 only, and gives DuckDB's rows."""
+    from protocols.sql import rows
+
+    frames = _frames(seed=5)
+    stores = _stores(tmp_path, frames)
+    sql = f"SELECT p.id, q.seg, p.k {J} WHERE q.seg <> 'silver'"
+    params = _rows_params(sql)
+    real = rows.oprf_mask
+    calls: dict[str, int] = {"a": 0, "b": 0}
+
+    def crash_at_2(ctx, *args):
+        calls[ctx.party] += 1
+        if calls[ctx.party] == 3:
+            raise ConnectionError("the server went away")
+        return real(ctx, *args)
+    monkeypatch.setattr(rows, "oprf_mask", crash_at_2)
+    with pytest.raises(Exception, match="went away"):
+        _run_rows(stores, params)
+    for p in "ab":
+        manifest = json.loads(next((stores[p].workdir / "checkpoints").glob("*/manifest.json")).read_text())
+        assert sorted(manifest["done"]) == [0, 1] and manifest["state"]["nb"] == 4
+    calls.update(a=0, b=0)
+    monkeypatch.setattr(rows, "oprf_mask", lambda ctx, *args: (calls.__setitem__(ctx.party, calls[ctx.party] + 1),
+                                                                real(ctx, *args))[1])
+    out = _run_rows(stores, params)
+    assert calls == {"a": 2, "b": 2}
+    want = _duck(frames).execute(sql).df()
+    assert _multiset(out["a"]) == _multiset(want) and len(want) > 1000
+
+
+def test_a_bucketed_rows_job_tells_a_party_outside_the_psi_nothing_per_bucket(tmp_path, monkeypatch):
+    """reveal_to = a and only a's columns are output: b is no PSI receiver. Two runs with the
+    bucket key fixed and a's ids changed so that the intersection differs (in size and in
+    each bucket), each party's distinct count the same: b receives messages of the same
+    types, shapes and plaintext in both runs (it learns nothing of the intersection, as
+    unbucketed), and a gets DuckDB's rows."""
+    from mpc.runtime.views import record_views
+    from protocols import buckets
+
+    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
+    spec = registry.get("sql.rows")
+    sql = f"SELECT p.id, p.k {J} WHERE p.k <> 3"
+    params = _rows_params(sql, reveal_to="a")
+    base = _frames(6000, seed=9)
+    moved = base["a"].copy()
+    moved.loc[moved.index[:2000], "id"] += 10**6              # 2000 of a's ids leave the intersection
+    runs = []
+    for tag, frames in (("1", base), ("2", {"a": moved, "b": base["b"]})):
+        stores = _stores(tmp_path, frames, tag=tag)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
+                                  timeout=300)
+        assert out["b"] is None and _rows_nb(stores) == 2
+        want = _duck(frames).execute(sql).df()
+        assert _multiset(out["a"]) == _multiset(want)
+        runs.append((len(want), views))
+    (n1, v1), (n2, v2) = runs
+    assert n1 != n2
+    assert [(s, _shape(v)) for s, v in v1["b"]] == [(s, _shape(v)) for s, v in v2["b"]]
+
+
+def test_a_bucketed_rows_job_refuses_ids_repeated_in_the_intersection(tmp_path):
+    """As unbucketed (jobs.aligned_rows): rows are aligned one to one, so an id a holds twice
+    among the joined ones fails the job naming the column."""
+    frames = _frames()
+    a = frames["a"]
+    frames["a"] = pd.concat([a, a[a.id == 5000]], ignore_index=True)     # 5000: b holds it too
+    stores = _stores(tmp_path, frames)
+    with pytest.raises(JobFailed, match=r"column a\.t\.id has duplicate ids in the intersection"):
+        _run_rows(stores, _rows_params(f"SELECT p.id, q.seg {J}"))

@@ -184,6 +184,10 @@ def _explain_rows(plan: Plan, reveal_to: str | None) -> str:
         if p in to:
             parts.append(f"{cols} of the joined rows")
         lines.append(f"  {p}: " + "; ".join(parts))
+    if len(plan.tables) == 2:
+        lines.append("under a memory budget (Client.query(memory=...), [limits] memory): runs in hash buckets, "
+                     "an OPRF PSI per bucket with the same receivers; nothing more is revealed (a receiver's "
+                     "per-bucket sizes follow from its own matched ids)")
     lines.append("registry: sql.rows reveals: " + registry.get("sql.rows").reveals)
     return "\n".join(lines)
 

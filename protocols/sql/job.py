@@ -35,8 +35,9 @@ Steps, every one an existing protocol or statistic:
 
 Under a memory budget (the job's ``memory`` or ``[limits] memory``) a query of two parties'
 tables runs in hash buckets instead (:mod:`protocols.sql.bucketed`: steps 1-3 per bucket,
-their partial aggregates merged on shares, then 4-6 with the pieces below), unless one of
-its aggregates does not merge across buckets; then the input must fit the budget.
+their partial aggregates merged on shares, then 4-6 with the pieces below; COVAR/CORR of
+bare columns from offset sums there, opening no centred moment), unless one of its
+aggregates does not merge across buckets; then the input must fit the budget.
 
 Reveals (the registry line below): to every party the number of joined rows, the group
 labels of plaintext keys, which groups are suppressed, each column's power-of-two
@@ -604,11 +605,23 @@ def owner_variance_big(both_sums: SharedTensor, u_frac: int, v_frac: int, counts
                        n: int) -> tuple[SharedTensor, int]:
     """(V, e) with V 2^e = C S2 - S1^2 = C (C - ddof) var per group (ring integers, |V| <
     2^60), from the ring sums S1 of u and S2 of u^2 at their scales (:func:`_owner_variances`)."""
+    return owner_comoment_big(both_sums[:, 0], None, both_sums[:, 1], u_frac, u_frac, v_frac, counts, n)
+
+
+def owner_comoment_big(s_u: SharedTensor, s_v: SharedTensor | None, s_uv: SharedTensor, u_frac: int, v_frac: int,
+                       uv_frac: int, counts: SharedTensor, n: int) -> tuple[SharedTensor, int]:
+    """(V, e) with V 2^e = C S_uv - S_u S_v = C (C - ddof) cov per group (ring integers, |V| <
+    2^60) from the ring sums S_u, S_v (None: S_u, a variance) of the offset columns u, v and
+    S_uv of their products (each |S| < 2^60) at their scales: C (S_uv >> (L + 1)) - (S_u >>
+    30) (S_v >> 30) (L = ceil(log2 n): both products below 2^60), the two terms brought to
+    one power of two by ``rshift_private`` (the shifts depend on the column scales, which the
+    dealer must not see). The offsets cancel: any private o_x, o_y give the same V."""
     lg = max(1, math.ceil(math.log2(max(n, 2))))
-    s1, s2 = both_sums[:, 0] >> 30, both_sums[:, 1] >> (lg + 1)
-    e_a, e_b = lg + 1 - v_frac, 60 - 2 * u_frac     # value = A 2^e_a, B 2^e_b
+    s1, s2 = s_u >> 30, s_uv >> (lg + 1)
+    t1 = s1 if s_v is None else s_v >> 30
+    e_a, e_b = lg + 1 - uv_frac, 60 - u_frac - v_frac     # value = A 2^e_a, B 2^e_b
     e = max(e_a, e_b)
-    return (counts.with_frac_bits(0) * s2).rshift_private(e - e_a) - (s1 * s1).rshift_private(e - e_b), e
+    return (counts.with_frac_bits(0) * s2).rshift_private(e - e_a) - (s1 * t1).rshift_private(e - e_b), e
 
 
 def _moments(ctx: Context, aggs: list[Aggregate], tensor, wsum, opened, counts, vertical) -> dict[str, Any]:
@@ -668,8 +681,8 @@ register(ProtocolSpec(
             "quantiles/VARIANCE/STDDEV against constants: "
             "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
             "a filter on shares stays secret" + JOIN_REVEALS + BUCKET_REVEALS
-            + " (two parties' tables; a budget the input outgrows refuses quantiles, COVAR/CORR and "
-            "VARIANCE/STDDEV of expressions, which do not merge across buckets). Three parties: the rows "
+            + " (two parties' tables; a budget the input outgrows refuses quantiles and "
+            "VARIANCE/STDDEV/COVAR/CORR of expressions, which do not merge across buckets). Three parties: the rows "
             "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
             + ". One party's table: "
             "its owner computes the query in plaintext and the receivers get the result table only",
