@@ -69,6 +69,33 @@ def test_transpose_property(blocks, tile, seed):
     assert np.array_equal(back, m)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 40), st.sampled_from([1, 2, 3, bits._TILE_BLOCKS]), st.binary(min_size=16, max_size=16))
+def test_transpose_sigma_is_sigma_of_the_rows(cb, tile, seed):
+    """transpose(m, sigma=True) of a 128-row matrix gives sigma(a || b) = (a xor b) || a of
+    every output row (whole tiles, cut tiles, the pool, fewer than 128 columns), so
+    ccr_sigma of it and ccr_pair(presigma) are ccr's bits; other row counts are refused."""
+    from mpc.ot.hashing import ccr, ccr_pair, ccr_sigma
+    m = np.random.default_rng(list(seed)).integers(0, 256, (128, 8 * cb), dtype=np.uint8)
+    saved = bits._TILE_BLOCKS
+    bits._TILE_BLOCKS = tile
+    try:
+        got = transpose(m, sigma=True)
+    finally:
+        bits._TILE_BLOCKS = saved
+    rows = np.ascontiguousarray(naive_transpose(m)).view(np.uint64).reshape(-1, 2)
+    want = np.stack([rows[:, 0] ^ rows[:, 1], rows[:, 0]], axis=1)
+    assert got.shape == (64 * cb, 16) and np.array_equal(got.view(np.uint64).reshape(-1, 2), want)
+    x = np.ascontiguousarray(naive_transpose(m))
+    assert np.array_equal(ccr_sigma(got), ccr(x))
+    delta = np.frombuffer(os.urandom(16), np.uint8)
+    for pair in (ccr_pair(got, delta, presigma=True), ccr_pair(x, delta)):
+        assert np.array_equal(pair[0].view(np.uint8).reshape(-1, 16), ccr(x))
+        assert np.array_equal(pair[1].view(np.uint8).reshape(-1, 16), ccr(x ^ delta))
+    with pytest.raises(ValueError):
+        transpose(np.zeros((64, 16), np.uint8), sigma=True)
+
+
 def test_transpose_non_contiguous_input():
     """A strided view (a column slice) transposes like its contiguous copy."""
     m = np.frombuffer(os.urandom(256 * 48), dtype=np.uint8).reshape(256, 48)[:, 8:40]

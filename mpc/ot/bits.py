@@ -87,7 +87,7 @@ def _rows_out(b: np.ndarray, out_v: np.ndarray, tmp: np.ndarray) -> None:
         out_v[k * g:] = b[:, k * g:].T
 
 
-def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int) -> None:
+def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int, sigma: bool = False) -> None:
     """Tiles of a matrix with no more row blocks than word columns (IKNP's 128 rows, KKRT's
     512): the buffer is (64, word columns, row blocks), filled row block by row block
     (contiguous reads), and each output row goes out as one unit of all its row blocks'
@@ -95,6 +95,8 @@ def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int)
 
     ``words`` is the input as (row blocks, 64, word columns), ``out`` the output as
     (word columns, 64, row blocks); ``size`` bounds the tiles' blocks (the buffers' size).
+    ``sigma`` (two row blocks): the buffer is filled with (block 0 xor block 1, block 0),
+    so each output row comes out as sigma(a || b) = (a xor b) || a (see :func:`transpose`).
     """
     rb = words.shape[0]
     buf, t = np.empty(64 * size, np.uint64), np.empty(32 * size, np.uint64)
@@ -102,8 +104,12 @@ def _wide_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int)
     out_v = out.reshape(-1, 64 * rb).view(f"V{8 * rb}").reshape(-1, 64)   # one unit per output row
     for i0, i1, j0, j1 in tiles:
         b = buf[:64 * (i1 - i0) * (j1 - j0)].reshape(64, j1 - j0, i1 - i0)
-        for i in range(i0, i1):
-            b[:, :, i - i0] = words[i, :, j0:j1]
+        if sigma:
+            np.bitwise_xor(words[0, :, j0:j1], words[1, :, j0:j1], out=b[:, :, 0])
+            b[:, :, 1] = words[0, :, j0:j1]
+        else:
+            for i in range(i0, i1):
+                b[:, :, i - i0] = words[i, :, j0:j1]
         _swap_rounds(b.reshape(64, -1), t)
         if i1 - i0 == rb:
             _rows_out(b.reshape(64, -1).view(out_v.dtype), out_v[j0:j1], tmp)
@@ -129,12 +135,18 @@ def _tall_rows(words: np.ndarray, out: np.ndarray, tiles: list[Tile], size: int)
         out[j0:j1, :, i0:i1] = b.transpose(2, 0, 1)
 
 
-def transpose(m: np.ndarray) -> np.ndarray:
+def transpose(m: np.ndarray, sigma: bool = False) -> np.ndarray:
     """The transpose of bit matrix ``m`` ((r, c/8) uint8 -> (c, r/8) uint8).
 
     ``r`` and ``c`` must be multiples of 64 (pad the matrix: OT extension rounds its batch
     sizes up to 128). Matrices of several tiles run on the crypto thread pool (numpy
     releases the GIL).
+
+    ``sigma`` (r = 128 only): each output row x = a || b (a its low 64 bits) comes out as
+    sigma(x) = (a xor b) || a, the linear orthomorphism of the CCR hash
+    (:func:`mpc.ot.hashing.ccr_sigma`), at no extra pass: the transpose is linear over
+    GF(2) and lane a (b) is the transpose of rows 0..63 (64..127), so the input's two row
+    blocks enter the tile buffer as (block 0 xor block 1, block 0).
     """
     if m.dtype != np.uint8 or m.ndim != 2:
         raise TypeError(f"a bit matrix is a 2-d uint8 array, got {m.dtype} {m.shape}")
@@ -142,6 +154,8 @@ def transpose(m: np.ndarray) -> np.ndarray:
     if rows % 64 or cbytes % 8:
         raise ValueError(f"bit matrix {rows}x{8 * cbytes}: both sides must be multiples of 64")
     rb, cb = rows // 64, cbytes // 8
+    if sigma and rows != 128:
+        raise ValueError(f"transpose: sigma needs 128 rows (two 64-bit lanes), got {rows}")
     out = np.empty((cb, 64, rb), dtype=np.uint64)
     if rb == 0 or cb == 0:
         return out.view(np.uint8).reshape(8 * cbytes, rows // 8)
@@ -154,7 +168,12 @@ def transpose(m: np.ndarray) -> np.ndarray:
         tj = min(cb, _TILE_BLOCKS)
         ti = min(rb, max(1, _TILE_BLOCKS // tj))
     tiles = [(i, min(i + ti, rb), j, min(j + tj, cb)) for i in range(0, rb, ti) for j in range(0, cb, tj)]
-    run = _wide_rows if wide else _tall_rows
+    if sigma and (not wide or ti < rb):    # tiles without both lanes: sigma on the rows afterwards
+        t = np.ascontiguousarray(transpose(m)).view(np.uint64).reshape(-1, 2)
+        t[:, 0] ^= t[:, 1]
+        t[:, 1] ^= t[:, 0]
+        return t.view(np.uint8).reshape(8 * cbytes, rows // 8)
+    run = (lambda w, o, ts, size: _wide_rows(w, o, ts, size, sigma)) if wide else _tall_rows
     k = min(pool.workers(), len(tiles))
     if k == 1:
         run(words, out, tiles, ti * tj)

@@ -182,10 +182,11 @@ class IknpSender:
         self._prgs = [CtrStream(seed) for seed in _punctured_seeds(ctx, peer, bits, keys)]
         self.count = 0  # OTs extended so far (the tweak of the next one)
 
-    def extend(self, m: int, u: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    def extend(self, m: int, u: np.ndarray | None = None, sigma: bool = False) -> tuple[np.ndarray, int]:
         """Receive one batch: the rows q_i ((m, 16) uint8) and the index of the first OT.
         ``u``: the batch's matrix if it came inside another message (see
-        :meth:`IknpReceiver.columns`); received here otherwise."""
+        :meth:`IknpReceiver.columns`); received here otherwise. ``sigma``: the rows as
+        sigma(q_i) (for CCR pads only: :func:`mpc.ot.hashing.ccr_pair` with ``presigma``)."""
         padded = pad_rows(m)
         u = expect(self.peer, self.ctx.recv(self.peer) if u is None else u, np.uint8,
                    (CHUNKS, padded // 8), "the OT-extension matrix")
@@ -195,7 +196,7 @@ class IknpSender:
         np.bitwise_xor(q, c, out=q)                       # q^j = w^j xor Delta_j c: three calls
         q = q.reshape(KAPPA, padded // 8)
         first, self.count = self.count, self.count + padded
-        return transpose(q)[:m], first
+        return transpose(q, sigma)[:m], first
 
     def random(self, m: int, nbytes: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
         """``m`` random OTs: (m0, m1), each (m, nbytes) uint8."""
@@ -249,11 +250,12 @@ class IknpReceiver:
         first, self.count = self.count, self.count + padded
         return u, t.reshape(KAPPA, padded // 8), first
 
-    def extend(self, choices: np.ndarray) -> tuple[np.ndarray, int]:
-        """Send one batch for ``choices`` (bool, (m,)): the rows t_i and the first OT's index."""
+    def extend(self, choices: np.ndarray, sigma: bool = False) -> tuple[np.ndarray, int]:
+        """Send one batch for ``choices`` (bool, (m,)): the rows t_i and the first OT's index.
+        ``sigma``: the rows as sigma(t_i) (for CCR pads only: :func:`mpc.ot.hashing.ccr_sigma`)."""
         u, t, first = self.columns(choices)
         self.ctx.send(self.peer, u)
-        return transpose(t)[:np.size(choices)], first
+        return transpose(t, sigma)[:np.size(choices)], first
 
     def random(self, choices: np.ndarray, nbytes: int = BLOCK) -> np.ndarray:
         """Random OTs: message choices[i] of each, (m, nbytes) uint8."""

@@ -208,17 +208,32 @@ def ccr(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def ccr_pair(x: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ccr_sigma(s: np.ndarray) -> np.ndarray:
+    """:func:`ccr` of rows given as s = sigma(x) ((n, 16) uint8, e.g. from
+    :func:`mpc.ot.bits.transpose` with ``sigma=True``): pi(s) xor s, the same bits."""
+    s = np.ascontiguousarray(s, dtype=np.uint8)
+    out = _pi(s)
+    np.bitwise_xor(out, s, out=out)
+    return out
+
+
+def sigma_of(block: np.ndarray) -> np.ndarray:
+    """sigma of one 128-bit block ((16,) uint8) as (2,) uint64, e.g. of an OT sender's Delta."""
+    return _sigma(np.asarray(block, dtype=np.uint8).reshape(1, BLOCK))[0]
+
+
+def ccr_pair(x: np.ndarray, delta: np.ndarray, presigma: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(ccr(x), ccr(x xor delta))`` as two (n, 2) uint64 arrays: an OT sender's two pads
     H(q_i), H(q_i xor Delta) per row of ``(n, 16)`` uint8 ``x`` (``delta``: (16,) uint8).
-    sigma is linear, so sigma(x xor Delta) = sigma(x) xor sigma(Delta): sigma runs once and
-    the rows xor Delta are never formed; the same bits as two ccr calls."""
-    s = _sigma(x)
+    sigma is linear, so sigma(x xor Delta) = sigma(x) xor sigma(Delta): sigma runs once (not
+    at all with ``presigma``: the rows are sigma(q_i) already) and the rows xor Delta are
+    never formed; the same bits as two ccr calls."""
+    s = np.ascontiguousarray(x, dtype=np.uint8).reshape(-1, BLOCK).view(np.uint64) if presigma else _sigma(x)
     h0 = _pi(s.view(np.uint8)).view(np.uint64)
     np.bitwise_xor(h0, s, out=h0)
-    np.bitwise_xor(s, _sigma(np.asarray(delta, dtype=np.uint8).reshape(1, BLOCK))[0], out=s)
-    h1 = _pi(s.view(np.uint8)).view(np.uint64)
-    np.bitwise_xor(h1, s, out=h1)
+    s1 = np.bitwise_xor(s, sigma_of(delta))
+    h1 = _pi(s1.view(np.uint8)).view(np.uint64)
+    np.bitwise_xor(h1, s1, out=h1)
     return h0, h1
 
 

@@ -58,8 +58,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.crypto.random import PRG
-from mpc.ot.extension import IknpReceiver, IknpSender, _pad
-from mpc.ot.hashing import ccr_pair
+from mpc.ot.extension import IknpReceiver, IknpSender
+from mpc.ot.hashing import ccr_pair, ccr_sigma
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
 from mpc.ss.beaver import open_many
@@ -140,18 +140,20 @@ def _digit_ots(sender: IknpSender, receiver: IknpReceiver, digits: np.ndarray, s
     m-bit digit), plus random OTs for the ``extra`` choice bits with messages of the bits
     in ``xmask`` (the tree's triples). Returns (send_d, recv_d, send_m, recv_m, q, t,
     first_s, first_r, (x0, x1, x_c)): the offered and chosen digits and sizes, the leaves'
-    IKNP rows as sender and receiver with their first OT indices, and the extra OTs."""
+    IKNP rows as sender and receiver (as sigma(row): every pad here is a one-block CCR hash)
+    with their first OT indices, and the extra OTs."""
     n = len(digits)
     send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]      # this party offers / chooses
     send_m, recv_m = sizes[rank::2], sizes[1 - rank::2]
     choices = np.concatenate([(recv_d[:, j:j + 1] >> np.arange(m, dtype=np.uint8)) & 1
                               for j, m in enumerate(recv_m)], axis=1).astype(bool).reshape(-1)
     mr, ms = choices.size, n * int(send_m.sum())
-    t, first_r = receiver.extend(np.concatenate([choices, extra]))   # sends U
-    q, first_s = sender.extend(ms + extra.size)                       # receives the peer's U
-    h0, h1 = ccr_pair(q[ms:], sender.delta)                             # the extra OTs' two pads
+    # every pad here is a CCR hash of one block (mpc.ot.hashing.ccr): the rows come as sigma(row)
+    t, first_r = receiver.extend(np.concatenate([choices, extra]), sigma=True)   # sends U
+    q, first_s = sender.extend(ms + extra.size, sigma=True)                       # receives the peer's U
+    h0, h1 = ccr_pair(q[ms:], sender.delta, presigma=True)             # the extra OTs' two pads
     x0, x1 = (h.view(np.uint8)[:, 0] & xmask for h in (h0, h1))
-    xc = _pad(t[mr:], first_r + mr, 1)[:, 0] & xmask
+    xc = ccr_sigma(t[mr:])[:, 0] & xmask
     return send_d, recv_d, send_m, recv_m, q[:ms], t[:mr], first_s, first_r, (x0, x1, xc)
 
 
@@ -167,7 +169,7 @@ def _offer_pads(sender: IknpSender, q: np.ndarray, first_s: int, n: int, starts:
     tile = max(1, _PAD_TILE_ROWS // max(per, 1))
     for lo in range(0, n, tile):
         hi = min(n, lo + tile)
-        k0, k1 = ccr_pair(q[lo * per:hi * per], sender.delta)
+        k0, k1 = ccr_pair(q[lo * per:hi * per], sender.delta, presigma=True)
         k0, k1 = k0.reshape(hi - lo, per, 2), k1.reshape(hi - lo, per, 2)
         np.bitwise_xor(k1, k0, out=k1)
         np.bitwise_and(k1, sel, out=k1)
@@ -193,7 +195,7 @@ def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
     msg = (_TABLES[rank][send_d] ^ mask[:, :, None] ^ pad) & _VALID[send_m]
     ctx.send(peer, msg)
     rstarts, _ = _key_runs(recv_m)
-    k = np.bitwise_xor.reduceat(_pad(t, first_r, 16).view(np.uint64).reshape(n, -1, 2), rstarts, axis=1)
+    k = np.bitwise_xor.reduceat(ccr_sigma(t).view(np.uint64).reshape(n, -1, 2), rstarts, axis=1)
     c = expect(peer, ctx.recv(peer), np.uint64, (n, len(recv_m), 2), "millionaires' OT messages")
     c ^= k
     word = np.take_along_axis(c, (recv_d >> np.uint8(5)).astype(np.intp)[:, :, None], axis=2)[:, :, 0]
@@ -335,7 +337,7 @@ def _eq_leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PR
     msg = (_EQ_SLOT[send_d] ^ mask[:, :, None] ^ pad) & _EQ_VALID[send_m]
     ctx.send(peer, msg)
     rstarts = np.cumsum(recv_m) - recv_m
-    k = np.bitwise_xor.reduceat(_pad(t, first_r, 16).view(np.uint64).reshape(n, -1, 2), rstarts, axis=1)
+    k = np.bitwise_xor.reduceat(ccr_sigma(t).view(np.uint64).reshape(n, -1, 2), rstarts, axis=1)
     c = expect(peer, ctx.recv(peer), np.uint64, (n, len(recv_m), 2), "equality OT messages")
     c ^= k
     word = np.take_along_axis(c, (recv_d >> np.uint8(6)).astype(np.intp)[:, :, None], axis=2)[:, :, 0]
