@@ -266,7 +266,10 @@ def _joined(ctx: Context, params: dict[str, Any], data: LocalData, columns: dict
     from protocols.stats import apply_shifts, scale_columns
 
     ints, shifts = scale_columns(ctx, columns)
-    table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"])
+    # describe's order statistics select on the owners' ranks (narrow comparisons), which the
+    # dealer-free join carries as extra shared columns when asked
+    ranks = "describe" in params.get("stats", ())
+    table = private_join(ctx, id_column(ctx, params, data), ints, method=params["join"], ranks=ranks)
     return table.num_rows, apply_shifts(table, shifts)
 
 

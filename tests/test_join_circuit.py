@@ -186,8 +186,8 @@ def test_auto_picks_the_dealer_join_only_with_a_dealer(triples, expected):
 N = 2048
 
 
-def _join_count(ctx, ids, cols):
-    return private_join(ctx, ids, cols, method="circuit").num_rows
+def _join_count(ctx, ids, cols, ranks=False):
+    return private_join(ctx, ids, cols, method="circuit", ranks=ranks).num_rows
 
 
 def _bits_balanced(array: np.ndarray) -> None:
@@ -206,10 +206,12 @@ def _skeleton(value):
     return type(value).__name__
 
 
-def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
+@pytest.mark.parametrize("ranks", [False, True])
+def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch, ranks):
     """Two runs with the same sizes and join size but different matched rows: every message
     has the same structure and shape at both parties, every uint64 word received is
-    uniform, and no received bin-length array correlates with which bins matched."""
+    uniform, and no received bin-length array correlates with which bins matched; also
+    with the owners' ranks riding along (``ranks=True``)."""
     flags: dict[str, np.ndarray] = {}
     original = engine.BinJoin.finish
 
@@ -223,7 +225,8 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
     ids_a = np.arange(N)
     for ids_b in (np.arange(N // 2, N // 2 + N), np.concatenate([np.arange(0, N, 2), np.arange(N, 2 * N, 2) + N])):
         v = RNG.normal(size=N)
-        res, views = record_views(_join_count, ["a", "b"], args={"a": (ids_a, {"x": v}), "b": (ids_b, {"y": v})},
+        res, views = record_views(_join_count, ["a", "b"], args={"a": (ids_a, {"x": v}, ranks),
+                                                                 "b": (ids_b, {"y": v}, ranks)},
                                   triples="ot", timeout=120)
         assert res["a"] == res["b"] == N // 2
         matched = (flags["a"] == flags["b"]).astype(np.int64)     # s_b == t_b: the bins that matched
@@ -251,7 +254,7 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch):
             # the bin-order words: the masked shares of A's round of the shuffle (on the padded width)
             width = 1 << (len(matched) - 1).bit_length()
             bin_order = [x[..., :len(matched)] for x in leaves if x.ndim == 2 and x.shape[-1] == width]
-            assert_masked(bin_order, matched, min_arrays=1 if party == "a" else 0)
+            assert_masked([("peer", x) for x in bin_order], matched, min_arrays=1 if party == "a" else 0)
 
 
 def test_malformed_okvs_message_names_the_party(monkeypatch):
@@ -406,3 +409,84 @@ def test_stats_on_the_join_order_shuffle_one_column_fewer(monkeypatch, names):
         assert len(per_party) == 2 and per_party[0] == per_party[1]
         counts.append(per_party[0])
     assert counts == [len(names) - 1, len(names), len(names)]
+
+
+def _ranks_job(ctx, ids, cols):
+    t = private_join(ctx, ids, cols, method="circuit", ranks=True)
+    return ({c: t[c].reveal() for c in t.columns}, {c: t.ranks[c][1] for c in t.ranks},
+            {c: ctx.gather(t.ranks[c][0]) for c in t.ranks})
+
+
+def test_ranks_ride_along_as_each_owners_ranks(monkeypatch):
+    """private_join(ranks=True): every joined row carries, secret-shared, the rank of its
+    value in its owner's WHOLE input column (ties by input order): distinct, below
+    2^key_bits(n_owner), and count_less(v) + (the row's place among the owner's equal
+    values) exactly; the columns are the plain join's."""
+    from mpc.ss import order
+    a, b = tables(600, 500, 300)
+    a["k"] = RNG.integers(0, 5, len(a))                    # many ties
+    args = {"alice": (a.id.to_numpy(), a[["x", "k"]]), "bob": (b.id.to_numpy(), b[["y"]])}
+    out = mpc.run_local(_ranks_job, ["alice", "bob"], args=args, triples="ot", timeout=300)["alice"]
+    cols, bits, gathered = out
+    assert set(gathered) == {"alice.x", "alice.k", "bob.y"}
+    for name, owner in (("alice.x", a), ("alice.k", a), ("bob.y", b)):
+        rho = (gathered[name][0] + gathered[name][1]).astype(np.int64)
+        assert bits[name] == order.key_bits(len(owner))
+        full = owner[name.split(".")[1]].to_numpy()
+        v = cols[name]
+        assert len(np.unique(rho)) == len(rho) and rho.min() >= 0 and rho.max() < 2 ** bits[name]
+        if name == "alice.k":                                  # integers: the exact rank of an exact value
+            less = np.searchsorted(np.sort(full), v, side="left")
+            equal = np.searchsorted(np.sort(full), v, side="right") - less
+            assert np.all((rho >= less) & (rho < less + equal))
+        assert np.all(np.diff(v[np.argsort(rho)]) >= -1e-4)     # the ranks order the values
+
+
+def test_ranks_must_be_asked_by_both():
+    a, b = tables(50, 40, 20)
+
+    def job(ctx, ids, cols, ranks):
+        return private_join(ctx, ids, cols, method="circuit", ranks=ranks).num_rows
+
+    with pytest.raises(JobFailed, match="ranks"):
+        mpc.run_local(job, ["alice", "bob"], args={"alice": (a.id.to_numpy(), a[["x"]], True),
+                                                  "bob": (b.id.to_numpy(), b[["y"]], False)},
+                      triples="ot", timeout=60)
+
+
+def _ranked_stats_job(ctx, ids, cols):
+    from protocols import stats
+    from protocols.stats import apply_shifts, scale_columns
+    ints, shifts = scale_columns(ctx, cols)
+    named = apply_shifts(private_join(ctx, ids, ints, method="circuit", ranks=True), shifts)
+    return stats.describe(ctx, named), stats.corr_matrix(ctx, named)
+
+
+@pytest.mark.parametrize("transport", ["memory", "grpc"])
+def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypatch, transport):
+    """describe + corr after the join with ranks, on columns full of ties: equal to pandas,
+    and every opened comparison of the selection ran on the ranks' bits
+    (key_bits(n_owner)), none on the values' 60-odd."""
+    from mpc.ss import order
+    widths: set[int] = set()
+    real = order._less_open
+
+    def less(ctx, d, bits):
+        widths.add(bits)
+        return real(ctx, d, bits)
+
+    monkeypatch.setattr(order, "_less_open", less)
+    monkeypatch.setattr(order, "SAMPLE_ABOVE", 256)
+    a, b = tables(1500, 1200, 900)
+    a["k"] = RNG.integers(0, 4, len(a)) * 0.5               # four values
+    b["y"] = np.where(RNG.random(len(b)) < 0.6, 3.25, b["y"])
+    names = ["x", "k", "y"]
+    args = {"alice": (a.id.to_numpy(), a[["x", "k"]]), "bob": (b.id.to_numpy(), b[["y"]])}
+    d, c = mpc.run_local(_ranked_stats_job, ["alice", "bob"], args=args, triples="ot", transport=transport,
+                         timeout=300)["alice"]
+    plain = a.merge(b, on="id")[names]
+    ref = plain.describe().T
+    got = d.rename(index=lambda s: s.split(".")[1]).loc[names]
+    np.testing.assert_allclose(got[ref.columns].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(c.to_numpy(), plain.corr().to_numpy(), atol=1e-4)
+    assert widths == {max(order.key_bits(1500), order.key_bits(1200))}    # the ranked group's R

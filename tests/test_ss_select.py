@@ -81,6 +81,37 @@ def test_outcomes_depend_only_on_the_rank_sequence(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
 
 
+def _ranked_trace_job(ctx, keys, ranks, bits):
+    share = keys if ctx.party == "alice" else np.zeros_like(keys)
+    trace: list[np.ndarray] = []
+    found = order.select(ctx, share, ranks, trace, bits=bits)
+    return trace, order.values_of(ctx, np.concatenate(found), keys.shape[1], bits + 1)
+
+
+def test_owner_rank_keys_compare_on_the_ranks_bits_only(monkeypatch):
+    """Keys y 2^(R + 1) + rho of owner ranks (``ranked_keys``): the selection, comparing on
+    the ranks' R bits only, finds the right order statistics and gives back y exactly; and
+    its opened outcomes are a function of the ranks' arrangement only: an all-ties column
+    and one of distinct random values, their ranks in the same arrangement, give the same
+    outcomes in every round."""
+    monkeypatch.setattr(order, "SAMPLE_ABOVE", 128)
+    monkeypatch.setattr(order, "SINGLE_ABOVE", 1000)
+    n, bits = 2000, order.key_bits(2000)
+    seq = np.argsort(RNG.random(n))                            # the rank at each position
+    want_ranks = np.array([0, n // 4, n // 2, n // 2 + 1, n - 1])
+    runs = []
+    for y in (np.full(n, 9, np.uint64), np.sort(RNG.integers(0, 2 ** 40, n)).astype(np.uint64)):
+        # y sorted: the value of rank r is y[r]; position j holds rank seq[j]
+        keys = order.ranked_keys(y[seq], seq.astype(np.uint64), bits).reshape(1, n)
+        out = mpc.run_local(_ranked_trace_job, ["alice", "bob"],
+                            args={p: (keys, [want_ranks], bits) for p in ("alice", "bob")}, triples="ot")
+        (trace, va), (_, vb) = out["alice"], out["bob"]
+        np.testing.assert_array_equal(va + vb, y[want_ranks])
+        runs.append(trace)
+    assert len(runs[0]) == len(runs[1]) > 5
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+
+
 def _plaintext_count(monkeypatch, n, ranks, runs):
     """Opened comparisons per element of ``select`` on a random order of n keys, counted on
     plaintext (``_less_open`` replaced by numpy's sign; the selection is a function of the

@@ -116,6 +116,28 @@ comparison at 2^17 rows, but its extra rounds cost more: 1.1-1.7 s more for desc
 130022 rows in memory, three runs each; dropped.) The circuit join on the dealer's
 shuffle (the dealer knows its permutations) and the bucketed join (concatenated buckets:
 not one uniform order) set no order.
+
+Owner ranks as keys (``ranked_keys``, ``note_rank``; the dealer-free circuit join with
+``ranks=True``). Every column of a join belongs to one party, which knows the whole column
+in the clear before the join: it computes each of its rows' rank rho in its own column
+(0..n_owner - 1 by value, ties by its input order) and sends the ranks through the join as
+one more secret-shared column (:func:`protocols.psi.private_join.private_join`). Among the
+joined rows the ranks are distinct and order the rows exactly like the values (value
+first, then the owner's input order), so the selection may compare ranks instead of
+values: the keys K = y 2^(R + 1) + rho (R = key_bits(n_owner), public) order like rho, and
+the difference of two keys has rho_e - rho_p in its low R + 1 bits (two's complement, the
+gap bit keeping y's part out), so the sign the selection needs is one R-bit millionaire
+(``_less_open(d, R)``): 26 random OTs per comparison at n_owner = 2^20 instead of 81 on the
+61-bit keys y 2^L + j; ``values_of`` with label bits R + 1 gives y back exactly. Why the
+outcomes still reveal nothing: the ranks play the role of the tie-breaking labels above --
+distinct, fixed to the rows before the arrangement was drawn, shared -- so the argument
+for a shuffle (or for the join's order, for ONE column) holds word for word: the outcomes
+are a function of the rows' arrangement, uniform and unknown to every party; the owner
+knows each of its rows' rank (as A knows its row indices as labels) but not which
+position holds which, and the other party does not even know the ranks. A party learns
+nothing new from the opened keys' order either: it is the uniformly random arrangement's.
+The public widths are R (from the public input sizes); keys must fit 2^62 (B + 1 + R + 1
+<= 62 for |X| < 2^B: the owner's scaling keeps B + R <= 60).
 """
 
 from __future__ import annotations
@@ -135,8 +157,9 @@ from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
 
 __all__ = ["RowOrder", "available", "can_select", "claimant", "comparison_cost", "count_greater", "dealer_free",
-           "extremes", "fits", "key_bits", "keys_of", "median", "next_values", "note_order", "order_of",
-           "ordered_keys", "positions", "quantile", "select", "shuffled", "shuffled_keys", "smallest", "values_of"]
+           "extremes", "fits", "key_bits", "keys_of", "median", "next_values", "note_order", "note_rank", "order_of",
+           "ordered_keys", "positions", "quantile", "rank_of", "ranked_keys", "select", "shuffled", "shuffled_keys",
+           "smallest", "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -198,9 +221,10 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
     """Shares of the ``ranks[j]``-th smallest keys (0-based) of each row j of ``keys`` (c, n),
     by multi-target selection with opened outcomes: segments longer than SAMPLE_ABOVE are
     first cut by sample pivots (``_sample_cut``), then a quickselect finishes. Only for
-    DISTINCT keys in [0, 2^bits) (public ``bits`` <= 62, e.g. range bits + L) in an
-    obliviously shuffled order (see the module docstring); every comparison is on ``bits``
-    bits (``_less_open``). ``trace``, when a list, gets the opened outcomes of every round
+    DISTINCT keys in [0, 2^bits) (public ``bits`` <= 62, e.g. range bits + L), or owner-rank
+    keys whose differences carry distinct ranks below 2^bits in their low bits + 1 bits
+    (``ranked_keys``), in an obliviously shuffled order (see the module docstring); every
+    comparison is on ``bits`` bits (``_less_open``). ``trace``, when a list, gets the opened outcomes of every round
     (they are public anyway)."""
     keys = np.asarray(keys, dtype=np.uint64)
     if not 2 <= bits <= 62:
@@ -486,21 +510,25 @@ def secret_search(y: SharedTensor, ks: np.ndarray | SharedTensor, bits: int) -> 
 
 
 def smallest(y: SharedTensor, ranks: Sequence[np.ndarray], range_bits: Sequence[int],
-             keys: SharedTensor | None = None, label_bits: Sequence[int] | None = None) -> list[SharedTensor]:
+             keys: SharedTensor | None = None, label_bits: Sequence[int] | None = None,
+             compare_bits: int | None = None) -> list[SharedTensor]:
     """The ``ranks[i]``-th smallest values (0-based, each an int array) of row i of ``y``
     (c, n): integers in [0, 2^range_bits[i]) (public bounds). Exact.
 
     With a source that shuffles and keys that fit (``fits``): quickselect on ``keys``, the row's
     shuffled distinct keys (``shuffled_keys(y)``, or ``ordered_keys``; pass the same keys
     again to reuse the shuffle; ``label_bits``: row i's tie-break bits L_i, ``key_bits(n)``
-    when None). Else the secret bitwise search, over the public widest range, or a fixed
-    62 bits with the dealer (the number of rounds would tell it the range's bit length).
+    when None; ``compare_bits``: for keys of owner ranks (``ranked_keys``), the ranks' bits
+    R, on which every comparison then runs, instead of the keys' full width). Else the
+    secret bitwise search, over the public widest range, or a fixed 62 bits with the
+    dealer (the number of rounds would tell it the range's bit length).
     """
     n = y.shape[1]
     if keys is not None:
         lows = [key_bits(n)] * len(ranks) if label_bits is None else [int(b) for b in label_bits]
         bound = max(int(b) + lb for b, lb in zip(range_bits, lows, strict=True))   # keys < 2^bound (<= 62)
-        found = select(y.ctx, keys.share, [np.asarray(r) for r in ranks], bits=min(62, max(2, bound)))
+        width = bound if compare_bits is None else int(compare_bits)
+        found = select(y.ctx, keys.share, [np.asarray(r) for r in ranks], bits=min(62, max(2, width)))
         per_key = np.concatenate([np.full(len(r), lb, np.int64) for r, lb in zip(ranks, lows, strict=True)])
         vals = values_of(y.ctx, np.concatenate(found), n, per_key)
         return _split(y._new(vals, 0), ranks)
@@ -559,6 +587,36 @@ def order_of(t: SharedTensor) -> RowOrder | None:
     """The :class:`RowOrder` noted for this very tensor in this job, or None."""
     hit = t.ctx.state.get(_ORDERS, {}).get(id(t))
     return hit[1] if hit is not None and hit[0] is t else None
+
+
+_RANKS = "mpc.ss.order.owner_ranks"      # job state: id(tensor) -> (tensor, rank shares, bits)
+
+
+def note_rank(t: SharedTensor, rank: np.ndarray | None, bits: int = 0) -> SharedTensor:
+    """Record, for the column ``t`` of a join, this party's shares (n,) of each row's rank
+    in its owner's whole input column (distinct integers below 2^``bits``, public; see
+    ``ranked_keys``)."""
+    if rank is not None:
+        t.ctx.state.setdefault(_RANKS, {})[id(t)] = (t, np.ascontiguousarray(rank, dtype=np.uint64), int(bits))
+    return t
+
+
+def rank_of(t: SharedTensor) -> tuple[np.ndarray, int] | None:
+    """The owner ranks noted for ``t`` (``note_rank``): (shares, bits), or None."""
+    hit = t.ctx.state.get(_RANKS, {}).get(id(t))
+    return (hit[1], hit[2]) if hit is not None and hit[0] is t else None
+
+
+def ranked_keys(y: np.ndarray, rank: np.ndarray, bits: int) -> np.ndarray:
+    """Shares of the keys K = y * 2^(bits + 1) + rho of each row of ``y`` (c, n), y >= 0, for
+    owner ranks rho (shares (c, n) of distinct integers below 2^``bits``, ranks of y's own
+    order: y_i < y_j implies rho_i < rho_j). K orders like rho, and a difference K_e - K_p
+    is (y_e - y_p) 2^(bits + 1) + (rho_e - rho_p) with |rho_e - rho_p| < 2^bits, so its
+    low bits + 1 bits are rho_e - rho_p in two's complement: its sign is bit ``bits`` of d
+    mod 2^(bits + 1), which is exactly what ``_less_open(d, bits)`` computes (a millionaire
+    on ``bits`` bits, 26 random OTs at bits = 20 instead of 81 for 61-bit keys). ``values_of``
+    with label bits ``bits + 1`` gives y back. See the module docstring, "Owner ranks"."""
+    return (np.asarray(y, dtype=np.uint64) << np.uint64(bits + 1)) + np.asarray(rank, dtype=np.uint64)
 
 
 def claimant(n: int, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None) -> int | None:

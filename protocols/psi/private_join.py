@@ -75,12 +75,19 @@ class SharedTable:
     ``row_order``: a :class:`mpc.ss.order.RowOrder` when the rows are in a uniformly random
     order unknown to each party with a secret distinct label per row (the dealer-free
     circuit join's), else None; the statistics' first selection that fits runs on it
-    without a shuffle (:mod:`protocols.stats.vertical`)."""
+    without a shuffle (:mod:`protocols.stats.vertical`).
 
-    def __init__(self, columns: Mapping[str, Any], num_rows: int, row_order: Any = None) -> None:
+    ``ranks``: after a circuit join with ``ranks=True``, qualified name -> (this party's
+    shares of each joined row's rank in its owner's whole input column, their public bit
+    count): distinct integers that order the rows like the column (ties broken by the
+    owner's input order), for the selection's narrow keys (``mpc.ss.order.ranked_keys``)."""
+
+    def __init__(self, columns: Mapping[str, Any], num_rows: int, row_order: Any = None,
+                 ranks: Mapping[str, tuple[np.ndarray, int]] | None = None) -> None:
         self._columns = dict(columns)
         self.num_rows = int(num_rows)
         self.row_order = row_order
+        self.ranks = dict(ranks or {})
 
     @property
     def columns(self) -> list[str]:
@@ -359,7 +366,7 @@ def resolve_method(ctx: Context, method: str) -> str:
 def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                  compare_bytes: int = DEFAULT_COMPARE_BYTES,
                  bucket_size: int = DEFAULT_BUCKET, method: str = "auto",
-                 oprf_bucket_size: int = DEFAULT_OPRF_BUCKET) -> SharedTable:
+                 oprf_bucket_size: int = DEFAULT_OPRF_BUCKET, ranks: bool = False) -> SharedTable:
     """Join two parties' tables on their ids, keeping every cell secret-shared.
 
     Args:
@@ -374,6 +381,13 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
             the fastest, and the dealer learns both table sizes and the number of joined
             rows) or ``"ecdh"`` (ECDH matching and Paillier selection: no third party and
             no randomness source needed, but ~10x slower than the circuit join).
+        ranks: with ``method="circuit"``, each party also sends every column's ranks in its
+            own whole column (0..n-1 by value, ties by input order) through the join as
+            extra shared columns (``SharedTable.ranks``): order statistics of the joined
+            columns then compare the ranks' log2 n bits instead of the values' (about a
+            third of the OTs; :mod:`mpc.ss.order`, "Owner ranks"). Both parties pass the
+            same; ignored by the other methods. Reveals nothing more: the ranks are
+            secret-shared like every cell.
 
     Returns:
         :class:`SharedTable` (the same shape on both parties): ``num_rows`` joined rows,
@@ -397,6 +411,9 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
                          "hold the same id (aggregate duplicates first)")
     cols = _as_columns(columns, prepared.n_rows)
     rings, fracs = _encode_columns(ctx, cols)
+    ranks = bool(ranks) and method == "circuit"
+    if ranks:                  # each column's ranks in this party's column, as extra columns
+        rings = rings + [_ranks(r) for r in rings]
     if not isinstance(oprf_bucket_size, int) or isinstance(oprf_bucket_size, bool) or oprf_bucket_size < 1:
         raise ValueError(f"oprf_bucket_size must be a positive int, got {oprf_bucket_size!r}")
     if method == "dealer":
@@ -407,20 +424,37 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     if method == "circuit":
         params["encoding"] = TEXT_ENCODING
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
-    meta = ctx.gather({"names": list(cols), "fracs": fracs})
+    meta = ctx.gather({"names": list(cols), "fracs": fracs, "ranks": ranks})
     for party, md in zip(ctx.parties, meta, strict=True):
         if (not isinstance(md, dict) or not isinstance(md.get("names"), list)
                 or not isinstance(md.get("fracs"), list) or len(md["names"]) != len(md["fracs"])):
             raise ValueError(f"party {party!r} sent malformed column metadata")
+        if md.get("ranks") is not ranks:
+            raise ValueError(f"party {party!r} asked for ranks={md.get('ranks')!r}, this party for ranks={ranks!r}"
+                             " (both must pass the same)")
     peer = ctx.peers[0]
     peer_n = headers[ctx.parties.index(peer)]["size"]
-    peer_cols = len(meta[ctx.parties.index(peer)]["names"])
+    peer_cols = len(meta[ctx.parties.index(peer)]["names"]) * (2 if ranks else 1)
     m, my_shares, their_shares, *rest = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
 
     table: dict[str, Any] = {}
-    for party, md in zip(ctx.parties, meta, strict=True):
+    rank_shares: dict[str, tuple[np.ndarray, int]] = {}
+    for party, md, hd in zip(ctx.parties, meta, headers, strict=True):
         shares = my_shares if party == ctx.party else their_shares
+        k = len(md["names"])
         for j, (name, frac) in enumerate(zip(md["names"], md["fracs"], strict=True)):
             table[f"{party}.{name}"] = ss.from_shares(ctx, shares[j], int(frac))
+            if ranks:
+                rank_shares[f"{party}.{name}"] = (np.asarray(shares[k + j], dtype=np.uint64),
+                                                  ss.order.key_bits(int(hd["size"])))
     ctx.report_progress(1.0)
-    return SharedTable(table, m, rest[0] if rest else None)
+    return SharedTable(table, m, rest[0] if rest else None, rank_shares)
+
+
+def _ranks(ring: np.ndarray) -> np.ndarray:
+    """Each row's rank (0..n-1) in this party's encoded column (signed ring integers), ties
+    by input order: distinct, and ordered like the values."""
+    out = np.empty(len(ring), np.uint64)
+    out[np.argsort(np.asarray(ring, dtype=np.uint64).view(np.int64), kind="stable")] = np.arange(len(ring),
+                                                                                                  dtype=np.uint64)
+    return out

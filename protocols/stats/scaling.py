@@ -160,6 +160,9 @@ def apply_shifts(table: Any, shifts: Mapping[str, int]) -> dict[str, SharedTenso
         t = table[name]
         out[name] = ss.order.note_order(t.with_frac_bits(int(shifts.get(name, t.frac_bits))),
                                         row_order or ss.order.order_of(t))
+        rank = getattr(table, "ranks", {}).get(name) or ss.order.rank_of(t)
+        if rank is not None:
+            ss.order.note_rank(out[name], *rank)
         b = t.ctx.state.get(_BOUNDS, {}).get(name)
         if b is not None:
             _note(out[name], b)

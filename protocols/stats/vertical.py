@@ -49,7 +49,11 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    the data (ties included: the row index breaks them secretly). After the dealer-free
    circuit join one column skips its shuffle: the join's rows are already in such an
    order, with A's input row index as the secret tie-break (``mpc.ss.order.RowOrder``,
-   claimed by one column only; its security argument in :mod:`mpc.ss.order`). With
+   claimed by one column only; its security argument in :mod:`mpc.ss.order`). When the
+   join carried its owners' ranks (``private_join(ranks=True)``, which ``join.stats`` asks
+   for with describe), a column's keys are y 2^(R + 1) + rank and every comparison runs
+   on the ranks' R = log2(n_owner) bits instead of range bits + L (``mpc.ss.order``,
+   "Owner ranks": 26 random OTs per comparison instead of 81 at 2^20 rows). With
    ``triples="paillier"`` (no shuffle), or when range bits + L > 62, the k-th smallest value is
    found bit by bit with a *secret* threshold (compare every row with it, count,
    compare the count with k): per rank, n comparisons per bit of (max - min), nothing
@@ -171,6 +175,7 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
         c = len(names)
         bounds = [scaling.bound_bits(todo[k]) for k in names]
         orders = [ss.order.order_of(todo[k]) for k in names]
+        ranked = [ss.order.rank_of(todo[k]) for k in names]
         # describe without a dealer: the columns with a public bound by one selection, the
         # others (e.g. integer columns) by the tournament
         sel = [i for i, b in enumerate(bounds) if b is not None] if select_first and ss.order.dealer_free(ctx) else []
@@ -181,7 +186,7 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
         if sel:
             mn_s, mx_s, zkeys, known, lows = _select_first([xs[i] for i in sel], np.array([bounds[i] for i in sel],
                                                                                            np.int64),
-                                                           [orders[i] for i in sel])
+                                                           [orders[i] for i in sel], [ranked[i] for i in sel])
             parts.append((mn_s, mx_s))
         if rest:
             parts.append(chunked.extremes([xs[i] for i in rest]))
@@ -217,7 +222,8 @@ def _rescaled(x: SharedTensor, mn: SharedTensor, rb: int, w: int) -> SharedTenso
 DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
 
 
-def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequence[ss.order.RowOrder | None]
+def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequence[ss.order.RowOrder | None],
+                  ranked: Sequence[tuple[np.ndarray, int] | None] | None = None
                   ) -> tuple[SharedTensor, SharedTensor, list[SharedTensor], dict[int, SharedTensor], list[int]]:
     """Min, max and describe's quartile neighbours of each column X of ``xs`` in ONE
     selection, for columns with a public bound |X| < 2^B (``scaling.bound_bits``): the
@@ -226,15 +232,46 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     against 1.5 n secret ones for the min/max tournament plus 3 n for the quartiles
     afterwards); columns in groups of at most ``chunked.SELECT_ELEMENTS`` keys per
     selection. One column (``mpc.ss.order.claimant``) keeps its table's row order
-    (``orders``: a dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle. Returns (min,
-    max, each column's keys for later quantiles, rank -> X's order statistic, each
-    column's key label bits)."""
+    (``orders``: a dealer-free join's, :class:`mpc.ss.order.RowOrder`) instead of a shuffle.
+    A column with its owner's ranks (``ranked``: ``mpc.ss.order.rank_of``, a dealer-free
+    join's, :func:`protocols.psi.private_join.private_join` with ``ranks=True``) selects on
+    the keys z 2^(R + 1) + rho instead (``mpc.ss.order.ranked_keys``): every comparison on
+    the R bits of the ranks, not on B + 1 + L; such columns select in groups of their own,
+    the first of them on the table's row order if it has one. Returns (min, max, each
+    column's keys for later quantiles, rank -> X's order statistic, each column's key
+    label bits)."""
     c, n = len(xs), xs[0].shape[0]
+    ctx = xs[0].ctx
     ranks = np.unique(np.concatenate([[0, n - 1], ss.order.positions(n, DESCRIBE_Q)]))
     keys: list[Any] = [None] * c
     found: list[Any] = [None] * c
     lows = [0] * c
-    for group in _groups(n, [int(b) + 1 for b in bounds], orders):
+    ranked = list(ranked) if ranked is not None else [None] * c
+    width = builtins.max([r[1] for r in ranked if r is not None], default=0)        # R of the ranked groups (public)
+    # keys z 2^(R + 1) + rho < 2^(B + R + 2) must stay below 2^62 (values_of)
+    fast = [i for i in range(c) if ranked[i] is not None and int(bounds[i]) + width + 2 <= 62]
+    for part in chunked.groups(len(fast), n):
+        group = [fast[j] for j in part]
+        z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
+        k = ss.order.ranked_keys(z.share, np.stack([ranked[i][0] for i in group]), width)
+        mine = next((j for j, i in enumerate(group) if orders[i] is not None and not orders[i].claimed
+                     and len(orders[i]) == n), None)
+        out = np.empty_like(k)
+        if mine is not None:          # already in the join's uniform order: no shuffle (module docstring)
+            orders[group[mine]].claim()
+            out[mine] = k[mine]
+        rest = [j for j in range(len(group)) if j != mine]
+        if rest:
+            out[rest] = ss.order.shuffled(ctx, k[rest])
+        kz = z._new(out, 0)
+        got = ss.order.smallest(z, [ranks] * len(group), [int(bounds[i]) + 1 for i in group], keys=kz,
+                                label_bits=[width + 1] * len(group), compare_bits=width)
+        for j, i in enumerate(group):
+            keys[i], found[i], lows[i] = kz[j], got[j], width + 1
+        del z, k
+    slow = [i for i in range(c) if i not in fast]
+    for sub in _groups(n, [int(bounds[i]) + 1 for i in slow], [orders[i] for i in slow]):
+        group = [slow[j] for j in sub]
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
         rbs = [int(bounds[i]) + 1 for i in group]
         kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
@@ -242,7 +279,7 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
         for j, i in enumerate(group):
             keys[i], found[i], lows[i] = kz[j], got[j], low[j]
         del z
-    offs = ss.public(xs[0].ctx, (np.int64(1) << bounds).reshape(c, 1))
+    offs = ss.public(ctx, (np.int64(1) << bounds).reshape(c, 1))
     vals = ss.stack(found) - offs
     known = {int(r): vals[:, i] for i, r in enumerate(ranks)}
     return known[0], known[n - 1], keys, known, lows
