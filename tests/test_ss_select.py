@@ -102,7 +102,7 @@ def test_owner_rank_keys_compare_on_the_ranks_bits_only(monkeypatch):
     runs = []
     for y in (np.full(n, 9, np.uint64), np.sort(RNG.integers(0, 2 ** 40, n)).astype(np.uint64)):
         # y sorted: the value of rank r is y[r]; position j holds rank seq[j]
-        keys = order.ranked_keys(y[seq], seq.astype(np.uint64), bits).reshape(1, n)
+        keys = ((y[seq] << np.uint64(bits + 1)) + seq.astype(np.uint64)).reshape(1, n)   # as ranked_keys
         out = mpc.run_local(_ranked_trace_job, ["alice", "bob"],
                             args={p: (keys, [want_ranks], bits) for p in ("alice", "bob")}, triples="ot")
         (trace, va), (_, vb) = out["alice"], out["bob"]

@@ -158,8 +158,8 @@ from mpc.ss.tensor import stack as ss_stack
 
 __all__ = ["RowOrder", "available", "can_select", "claimant", "comparison_cost", "count_greater", "dealer_free",
            "extremes", "fits", "key_bits", "keys_of", "median", "next_values", "note_order", "note_rank", "order_of",
-           "ordered_keys", "positions", "quantile", "rank_of", "ranked_keys", "select", "shuffled", "shuffled_keys",
-           "smallest", "values_of"]
+           "ordered_keys", "owner_ranks", "positions", "quantile", "rank_of", "ranked_keys", "select", "shuffled",
+           "shuffled_keys", "smallest", "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -589,34 +589,57 @@ def order_of(t: SharedTensor) -> RowOrder | None:
     return hit[1] if hit is not None and hit[0] is t else None
 
 
-_RANKS = "mpc.ss.order.owner_ranks"      # job state: id(tensor) -> (tensor, rank shares, bits)
+_RANKS = "mpc.ss.order.owner_ranks"      # job state: id(tensor) -> (tensor, rank tensor, bits)
 
 
-def note_rank(t: SharedTensor, rank: np.ndarray | None, bits: int = 0) -> SharedTensor:
-    """Record, for the column ``t`` of a join, this party's shares (n,) of each row's rank
-    in its owner's whole input column (distinct integers below 2^``bits``, public; see
-    ``ranked_keys``)."""
+def owner_ranks(values: np.ndarray) -> np.ndarray:
+    """Each row's rank (0..n-1) in a party's own plaintext column of signed ring integers,
+    ties by input order: distinct, and ordered like the values (for ``ranked_keys``)."""
+    out = np.empty(len(values), np.uint64)
+    order = np.argsort(np.asarray(values, dtype=np.uint64).view(np.int64), kind="stable")
+    out[order] = np.arange(len(values), dtype=np.uint64)
+    return out
+
+
+def note_rank(t: SharedTensor, rank: SharedTensor | None, bits: int = 0) -> SharedTensor:
+    """Record, for the column ``t`` of a join, the shares (n,) of each row's rank in its
+    owner's whole input column (``owner_ranks``: distinct integers below 2^``bits``, public)."""
     if rank is not None:
-        t.ctx.state.setdefault(_RANKS, {})[id(t)] = (t, np.ascontiguousarray(rank, dtype=np.uint64), int(bits))
+        t.ctx.state.setdefault(_RANKS, {})[id(t)] = (t, rank, int(bits))
     return t
 
 
-def rank_of(t: SharedTensor) -> tuple[np.ndarray, int] | None:
+def rank_of(t: SharedTensor) -> tuple[SharedTensor, int] | None:
     """The owner ranks noted for ``t`` (``note_rank``): (shares, bits), or None."""
     hit = t.ctx.state.get(_RANKS, {}).get(id(t))
     return (hit[1], hit[2]) if hit is not None and hit[0] is t else None
 
 
-def ranked_keys(y: np.ndarray, rank: np.ndarray, bits: int) -> np.ndarray:
-    """Shares of the keys K = y * 2^(bits + 1) + rho of each row of ``y`` (c, n), y >= 0, for
-    owner ranks rho (shares (c, n) of distinct integers below 2^``bits``, ranks of y's own
-    order: y_i < y_j implies rho_i < rho_j). K orders like rho, and a difference K_e - K_p
-    is (y_e - y_p) 2^(bits + 1) + (rho_e - rho_p) with |rho_e - rho_p| < 2^bits, so its
-    low bits + 1 bits are rho_e - rho_p in two's complement: its sign is bit ``bits`` of d
-    mod 2^(bits + 1), which is exactly what ``_less_open(d, bits)`` computes (a millionaire
-    on ``bits`` bits, 26 random OTs at bits = 20 instead of 81 for 61-bit keys). ``values_of``
-    with label bits ``bits + 1`` gives y back. See the module docstring, "Owner ranks"."""
-    return (np.asarray(y, dtype=np.uint64) << np.uint64(bits + 1)) + np.asarray(rank, dtype=np.uint64)
+def ranked_keys(y: SharedTensor, ranks: Sequence[SharedTensor], bits: int,
+                orders: Sequence[RowOrder | None] | None = None) -> SharedTensor:
+    """The keys K = y * 2^(bits + 1) + rho of each row of ``y`` (c, n), y >= 0, for owner
+    ranks rho (``ranks[i]``: shares (n,) of distinct integers below 2^``bits``, ranks of row
+    i's own order: y_a < y_b implies rho_a < rho_b), each row under its own shuffle, except
+    the first whose ``orders`` entry is an unclaimed RowOrder of n rows: it claims it and
+    keeps the table's order (one column per order, as ``ordered_keys``). K orders like rho,
+    and a difference K_e - K_p is (y_e - y_p) 2^(bits + 1) + (rho_e - rho_p) with
+    |rho_e - rho_p| < 2^bits, so its low bits + 1 bits are rho_e - rho_p in two's
+    complement: its sign is bit ``bits`` of d mod 2^(bits + 1), exactly what
+    ``_less_open(d, bits)`` computes (a millionaire on ``bits`` bits, 26 random OTs at bits
+    = 20 instead of 81 for 61-bit keys); ``values_of`` with label bits ``bits + 1`` gives y
+    back. See the module docstring, "Owner ranks"."""
+    c, n = y.shape
+    keys = (y.share << np.uint64(bits + 1)) + np.stack([r.share for r in ranks])
+    orders = list(orders) if orders is not None else [None] * c
+    mine = next((i for i, o in enumerate(orders) if o is not None and not o.claimed and len(o) == n), None)
+    out = np.empty_like(keys)
+    if mine is not None:           # already in the join's uniform order: no shuffle (module docstring)
+        orders[mine].claim()
+        out[mine] = keys[mine]
+    rest = [i for i in range(c) if i != mine]
+    if rest:
+        out[rest] = shuffled(y.ctx, keys[rest])
+    return y._new(out, 0)
 
 
 def claimant(n: int, range_bits: Sequence[int], orders: Sequence[RowOrder | None] | None) -> int | None:

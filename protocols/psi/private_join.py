@@ -83,7 +83,7 @@ class SharedTable:
     owner's input order), for the selection's narrow keys (``mpc.ss.order.ranked_keys``)."""
 
     def __init__(self, columns: Mapping[str, Any], num_rows: int, row_order: Any = None,
-                 ranks: Mapping[str, tuple[np.ndarray, int]] | None = None) -> None:
+                 ranks: Mapping[str, tuple[Any, int]] | None = None) -> None:
         self._columns = dict(columns)
         self.num_rows = int(num_rows)
         self.row_order = row_order
@@ -413,7 +413,7 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     rings, fracs = _encode_columns(ctx, cols)
     ranks = bool(ranks) and method == "circuit"
     if ranks:                  # each column's ranks in this party's column, as extra columns
-        rings = rings + [_ranks(r) for r in rings]
+        rings = rings + [ss.order.owner_ranks(r) for r in rings]
     if not isinstance(oprf_bucket_size, int) or isinstance(oprf_bucket_size, bool) or oprf_bucket_size < 1:
         raise ValueError(f"oprf_bucket_size must be a positive int, got {oprf_bucket_size!r}")
     if method == "dealer":
@@ -438,23 +438,15 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     m, my_shares, their_shares, *rest = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
 
     table: dict[str, Any] = {}
-    rank_shares: dict[str, tuple[np.ndarray, int]] = {}
+    rank_shares: dict[str, tuple[Any, int]] = {}
     for party, md, hd in zip(ctx.parties, meta, headers, strict=True):
         shares = my_shares if party == ctx.party else their_shares
         k = len(md["names"])
         for j, (name, frac) in enumerate(zip(md["names"], md["fracs"], strict=True)):
             table[f"{party}.{name}"] = ss.from_shares(ctx, shares[j], int(frac))
             if ranks:
-                rank_shares[f"{party}.{name}"] = (np.asarray(shares[k + j], dtype=np.uint64),
+                rank_shares[f"{party}.{name}"] = (ss.from_shares(ctx, shares[k + j], 0),
                                                   ss.order.key_bits(int(hd["size"])))
     ctx.report_progress(1.0)
     return SharedTable(table, m, rest[0] if rest else None, rank_shares)
 
-
-def _ranks(ring: np.ndarray) -> np.ndarray:
-    """Each row's rank (0..n-1) in this party's encoded column (signed ring integers), ties
-    by input order: distinct, and ordered like the values."""
-    out = np.empty(len(ring), np.uint64)
-    out[np.argsort(np.asarray(ring, dtype=np.uint64).view(np.int64), kind="stable")] = np.arange(len(ring),
-                                                                                                  dtype=np.uint64)
-    return out

@@ -253,22 +253,12 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     for part in chunked.groups(len(fast), n):
         group = [fast[j] for j in part]
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
-        k = ss.order.ranked_keys(z.share, np.stack([ranked[i][0] for i in group]), width)
-        mine = next((j for j, i in enumerate(group) if orders[i] is not None and not orders[i].claimed
-                     and len(orders[i]) == n), None)
-        out = np.empty_like(k)
-        if mine is not None:          # already in the join's uniform order: no shuffle (module docstring)
-            orders[group[mine]].claim()
-            out[mine] = k[mine]
-        rest = [j for j in range(len(group)) if j != mine]
-        if rest:
-            out[rest] = ss.order.shuffled(ctx, k[rest])
-        kz = z._new(out, 0)
+        kz = ss.order.ranked_keys(z, [ranked[i][0] for i in group], width, [orders[i] for i in group])
         got = ss.order.smallest(z, [ranks] * len(group), [int(bounds[i]) + 1 for i in group], keys=kz,
                                 label_bits=[width + 1] * len(group), compare_bits=width)
         for j, i in enumerate(group):
             keys[i], found[i], lows[i] = kz[j], got[j], width + 1
-        del z, k
+        del z
     slow = [i for i in range(c) if i not in fast]
     for sub in _groups(n, [int(bounds[i]) + 1 for i in slow], [orders[i] for i in slow]):
         group = [slow[j] for j in sub]
