@@ -253,9 +253,11 @@ class _Walk:
     always in the writer's or the reader's view (:func:`mpc.ss.benes.wire`). Per layer the
     walk first writes the public switches that carry a real wire (crossed or not) into the
     output; the caller writes the real ones (:meth:`layer`'s views, indexed by the layer's
-    ``parts``). Switches of dummies alone are skipped: the walk's work is in the n real
-    wires, not the padded width, and the dummies' values are garbage (never sent, dropped
-    at the end)."""
+    ``parts``). Switches of dummies alone are skipped, and a crossed public switch (a real
+    wire and a dummy) is a copy but for its real output (a masked copy per switch index,
+    no fancy swap): the walk's work is in the n real wires,
+    not the padded width, and the dummies' values are garbage (this party's own values,
+    never sent, dropped at the end)."""
 
     def __init__(self, v: np.ndarray, plan: list[_Layer]) -> None:
         self.v, self.plan = v, plan                      # v: the input, read only
@@ -284,9 +286,11 @@ class _Walk:
         if lay.rest < lay.stop:                          # public switches with a real wire (and some real)
             tail = _EVERY * 3 + (slice(lay.rest, lay.stop),)
             o0[tail], o1[tail] = x0[tail], x1[tail]
-        if len(lay.fixed[0]):                            # crossed public switches
-            f = _EVERY * 2 + lay.fixed
-            o0[f], o1[f] = x1[f], x0[f]
+        for col, crossed in lay.fixed:                   # crossed public switches: a real wire and a
+            if j < self._k - 1:                          # dummy, so only the real output matters:
+                np.copyto(o1[..., col], x0[..., col], where=crossed)    # input 0 is real here,
+            else:
+                np.copyto(o0[..., col], x1[..., col], where=crossed)    # input 1 in an output layer
         self._out = out
         return (x0, x1), (o0, o1)
 
@@ -302,8 +306,9 @@ class _Layer:
     strided view) and switch q of the blocks that have q + 1 (the blocks' real wires differ
     by at most one). ``rest``, ``stop``: the switches q .. stop - 1 of each block, beyond
     which no switch of any block touches a real wire (a block of r real wires has them on
-    its first ceil(r/2) switches, on both sides); ``fixed``: the crossed public switches,
-    as (block, switch) index arrays."""
+    its first ceil(r/2) switches, on both sides; the crossed public switches are among
+    them); ``fixed``: the crossed public switches, as (switch, which blocks) per switch
+    index that has any (a block's crossed switch pairs its last real wire with a dummy)."""
 
     def __init__(self, real: np.ndarray, fixed: np.ndarray, blocks: int, wires: np.ndarray):
         self.blocks, self.half = blocks, len(real) // blocks
@@ -317,8 +322,8 @@ class _Layer:
             self.parts.append((slice(None), extra, q))
         self.rest, self.stop = q, int(-(-wires.max() // 2))
         self.switches = int(real.sum())
-        f = np.flatnonzero(fixed)
-        self.fixed = (f // self.half, f % self.half)
+        f = fixed.reshape(blocks, self.half)
+        self.fixed = [(int(c), f[:, c]) for c in np.flatnonzero(f.any(axis=0))]
 
 
 def _plan(n: int, width: int) -> list[_Layer]:
