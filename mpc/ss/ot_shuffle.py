@@ -194,15 +194,16 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
                 x0, x1, shape = in0[key], in1[key], in0[key].shape
                 cnt = int(np.prod(shape[1:]))       # switches of this part (w_s may be 0)
                 t = taus[:, off:off + cnt].reshape(shape)        # the corrections, in place
-                np.subtract(x1, x0, out=t)
                 pad = p0[:, off:off + cnt].reshape(shape)
-                t += pad
-                t -= p1[:, off:off + cnt].reshape(shape)
                 if _fancy(key):                 # a copy: assign (out= would write into it)
-                    out0[key], out1[key] = x0 - pad, x1 + pad
+                    o1 = x1 + pad
+                    out0[key], out1[key] = x0 - pad, o1
                 else:
+                    o1 = out1[key]
+                    np.add(x1, pad, out=o1)
                     np.subtract(x0, pad, out=out0[key])
-                    np.add(x1, pad, out=out1[key])
+                np.subtract(o1, x0, out=t)      # t = (v1 + p0) - v0 - p1: one pass fewer
+                t -= p1[:, off:off + cnt].reshape(shape)
                 off += cnt
             walk_s.done()
         ctx.send(peer, taus)
