@@ -394,22 +394,21 @@ class TwoRounds:
                              f"{self.n[permuter]} wires, got {x.shape} with {clear} clear rows")
         if n <= 1:
             return x.copy()
-        width = benes.padded_size(n)
-        mine = np.zeros((rows, width), np.uint64)
-        mine[:, :n] = x
+        # the real wires only: the permutations fix the dummies, whose values are dropped
         if rank == permuter:
+            mine = np.array(x, dtype=np.uint64)
             if clear < rows:
-                d = expect(peer, ctx.recv(peer), np.uint64, (rows - clear, width), "the masked shuffle share")
+                d = expect(peer, ctx.recv(peer), np.uint64, (rows - clear, n), "the masked shuffle share")
                 mine[clear:] += d
             out = np.empty_like(mine)
-            np.put_along_axis(out, np.broadcast_to(self.routed.dest, mine.shape), mine, axis=1)
-            out[clear:] += self.v_p
+            np.put_along_axis(out, np.broadcast_to(self.routed.dest[:, :n], mine.shape), mine, axis=1)
+            out[clear:] += self.v_p[:, :n]
         else:
             if clear < rows:
-                ctx.send(peer, mine[clear:] - self.a)
-            out = np.zeros((rows, width), np.uint64)
-            out[clear:] = self.v_s
-        return np.ascontiguousarray(out[:, :n])
+                ctx.send(peer, x[clear:] - self.a[:, :n])
+            out = np.zeros((rows, n), np.uint64)
+            out[clear:] = self.v_s[:, :n]
+        return out
 
 
 def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int = 0,
@@ -440,19 +439,19 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int =
     width, dest = routed.width, routed.dest
     a = source.prg.uint64((rows, width))
     v_s, v_p = _network(source, a, routed.bits, n, n, False, rows)   # offline: both networks at once
-    mine = np.zeros((rows, width), np.uint64)
-    mine[:, :n] = x
-    for permuter in (0, 1):                          # online: party 0's pi, then party 1's
+    mine = x
+    for permuter in (0, 1):                          # online: party 0's pi, then party 1's (real wires only)
         if rank == permuter:
-            d = expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
+            d = expect(peer, ctx.recv(peer), np.uint64, (rows, n), "the masked shuffle share")
             total = mine + d
             out = np.empty_like(total)
-            np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
-            mine = out + v_p
+            np.put_along_axis(out, dest[:, :n], total, axis=1)
+            out += v_p[:, :n]
+            mine = out
         else:
-            ctx.send(peer, mine - a)
-            mine = v_s
-    return np.ascontiguousarray(mine[:, :n])
+            ctx.send(peer, mine - a[:, :n])
+            mine = v_s[:, :n]
+    return np.ascontiguousarray(mine)
 
 
 def _each_peer(peers: list[str], fn: Callable[[str], T]) -> dict[str, T]:
@@ -484,8 +483,8 @@ def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: 
     networks of their pair (:func:`_network`): this party gets B_k (its output share of k's
     round) and Delta_k (its part of its own round with k). Online, round j: every k != j
     sends d_k = share_k - a_kj to j and takes B_kj as its new share; j's new share is
-    pi_j(share_j + sum_k d_k) + sum_k Delta_k. One message of rows x width words from every
-    other party to each round's permuting party."""
+    pi_j(share_j + sum_k d_k) + sum_k Delta_k. One message of rows x n words (the real
+    wires) from every other party to each round's permuting party."""
     rank, parties, peers = ctx.rank, ctx.parties, ctx.peers
     rows, n = x.shape
     if rows == 0 or n <= 1:
@@ -495,19 +494,18 @@ def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: 
     bits = benes.route(dest, n)
     masks = {peer: prg.uint64((rows, width)) for peer in peers}
     walks = _each_peer(peers, lambda peer: _network(pair(peer), masks[peer], bits, n, n, jointly, rows))
-    mine = np.zeros((rows, width), np.uint64)
-    mine[:, :n] = x
+    mine = np.array(x, dtype=np.uint64)                     # online: the real wires only
     for j, permuter in enumerate(parties):                    # online: party j's round
         if rank == j:
             total = mine.copy()
             for peer in peers:
-                total += expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
+                total += expect(peer, ctx.recv(peer), np.uint64, (rows, n), "the masked shuffle share")
             out = np.empty_like(total)
-            np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
+            np.put_along_axis(out, np.broadcast_to(dest[:, :n], total.shape), total, axis=1)
             for peer in peers:
-                out += walks[peer][1]                          # sum_k Delta_k
+                out += walks[peer][1][:, :n]                   # sum_k Delta_k
             mine = out
         else:
-            ctx.send(permuter, mine - masks[permuter])
-            mine = walks[permuter][0]                          # B
-    return np.ascontiguousarray(mine[:, :n])
+            ctx.send(permuter, mine - masks[permuter][:, :n])
+            mine = np.ascontiguousarray(walks[permuter][0][:, :n])   # B
+    return mine
