@@ -309,11 +309,18 @@ class _Layer:
     which no switch of any block touches a real wire (a block of r real wires has them on
     its first ceil(r/2) switches, on both sides; the crossed public switches are among
     them); ``fixed``: the crossed public switches, as (switch, which blocks) per switch
-    index that has any (a block's crossed switch pairs its last real wire with a dummy)."""
+    index that has any (a block's crossed switch pairs its last real wire with a dummy).
 
-    def __init__(self, real: np.ndarray, fixed: np.ndarray, blocks: int, wires: np.ndarray):
-        self.blocks, self.half = blocks, len(real) // blocks
-        per = real.reshape(blocks, self.half).sum(axis=1)
+    Built from the blocks' real wires ``wires`` alone (O(blocks), not O(width)): a block of
+    r has floor(r/2) real switches (none in an input layer for r = 2: ``pair_is_public``)
+    and, for odd r outside the middle, switch floor(r/2) crossed; the same switches as
+    :func:`mpc.ss.benes.real_switches` and :func:`mpc.ss.benes.fixed_bits` (pinned by a test)."""
+
+    def __init__(self, wires: np.ndarray, half: int, middle: bool, pair_is_public: bool):
+        self.blocks, self.half = len(wires), half
+        per = wires // 2
+        if pair_is_public:
+            per = np.where(wires == 2, 0, per)
         q = int(per.min())
         extra = np.flatnonzero(per > q)
         self.parts: list[tuple] = []
@@ -322,19 +329,23 @@ class _Layer:
         if len(extra):
             self.parts.append((slice(None), extra, q))
         self.rest, self.stop = q, int(-(-wires.max() // 2))
-        self.switches = int(real.sum())
-        f = fixed.reshape(blocks, self.half)
-        self.fixed = [(int(c), f[:, c]) for c in np.flatnonzero(f.any(axis=0))]
+        self.switches = int(per.sum())
+        odd = (wires % 2 == 1) & (not middle)
+        crossed = [odd & (per == c) for c in (q, q + 1)]          # the blocks' per differ by <= 1
+        self.fixed = [(c, m) for c, m in zip((q, q + 1), crossed, strict=True) if m.any()]
 
 
 def _plan(n: int, width: int) -> list[_Layer]:
     """The layers of the n-wire network in the width-``width`` layout (public: n only)."""
     k = benes.log2_size(width)
     sizes = benes.block_sizes(n, width)
-    level = [j if j < k else 2 * k - 2 - j for j in range(2 * k - 1)]
-    return [_Layer(r, f, 1 << level[j], sizes[level[j]])
-            for j, (r, f) in enumerate(zip(benes.real_switches(n, width), benes.fixed_bits(n, width),
-                                           strict=True))]
+    out = []
+    for j in range(2 * k - 1):
+        level = j if j < k else 2 * k - 2 - j
+        wires = sizes[level]
+        half = width // (2 * len(wires))
+        out.append(_Layer(wires, half, j == k - 1, j < k - 1 and half > 1))
+    return out
 
 
 class Routed:
