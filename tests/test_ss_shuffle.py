@@ -231,3 +231,24 @@ def test_ot_shuffle_two_rounds_refuses_wrong_shapes():
         rounds.round(0, np.zeros((2, 9), np.uint64))
     with pytest.raises(Exception, match="round 0 of the shuffle"):
         mpc.run_local(job, ["a", "b"], timeout=30, triples="ot")
+
+
+def test_ot_shuffle_plan_is_the_arbitrary_size_network():
+    """The walk's plan, built from the block sizes alone, has exactly the real switches of
+    benes.real_switches (one OT each) and the crossed public ones of benes.fixed_bits, and no
+    real wire beyond each layer's copied range."""
+    from mpc.ss import benes, ot_shuffle
+    for n in list(range(2, 140)) + [1000, 1025, 4097, 70001]:
+        width = benes.padded_size(n)
+        plan = ot_shuffle._plan(n, width)
+        for lay, real, fixed in zip(plan, benes.real_switches(n, width), benes.fixed_bits(n, width), strict=True):
+            got = np.zeros((lay.blocks, lay.half), bool)
+            for key in lay.parts:
+                got[key[1:]] = True
+            assert np.array_equal(got.reshape(-1), real) and lay.switches == real.sum()
+            crossed = np.zeros((lay.blocks, lay.half), bool)
+            for col, blocks in lay.fixed:
+                crossed[blocks, col] = True
+            assert np.array_equal(crossed.reshape(-1), fixed)
+            assert not real.reshape(lay.blocks, lay.half)[:, lay.stop:].any()
+            assert lay.rest <= lay.stop and (lay.rest == lay.half or not crossed[:, :lay.rest].any())

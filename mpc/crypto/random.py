@@ -41,13 +41,15 @@ def row_permutations(shape: tuple[int, int], prg: PRG | None = None) -> np.ndarr
     """One uniformly random permutation per row of a (rows, n) shape (int64): the argsort of
     128-bit keys (two words from ``prg``, or the OS CSPRNG), so a tie, which would bias the
     order, has probability below n^2 / 2^129 per row (2^-69 at n = 2^30). Sorted by the high
-    word; the rare row with a tie in it is re-sorted on both words."""
+    word; the rare row with a tie in it is re-sorted on both words. So the result is the
+    one order of the keys whatever the sort: quicksort (introsort), 3-4x faster than the
+    stable sort on 2^19-2^21 words."""
     shape = (int(shape[0]), int(shape[1]))
     if prg is None:
         hi, lo = random_uint64(shape), random_uint64(shape)
     else:
         hi, lo = prg.uint64(shape), prg.uint64(shape)
-    perm = np.argsort(hi, axis=-1, kind="stable")
+    perm = np.argsort(hi, axis=-1, kind="quicksort")
     ordered = np.take_along_axis(hi, perm, axis=-1)
     for row in np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=-1)):
         perm[row] = np.lexsort((lo[row], hi[row]))

@@ -59,9 +59,12 @@ and the padding to 2^k dummies, with the fixed switch states, is public (a funct
 Cost per real switch: one IKNP OT (16 bytes) plus ``rows`` (jointly) or 1 words of
 correction; :func:`mpc.ss.benes.switch_count` (n), about n log2 n - n/2, switches per
 network: at n = 2^20 and one row about 20M OTs, 480 MB per party's network; at
-n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy) runs on
-the padded width, word-major (every operation along the wire axis), each layer's real
-switches as a per-block prefix view, the wiring as one gather.
+n = 1.33 * 2^20 27.4M (43.0M when padded to 2^21). The walk itself (plain numpy, word-major:
+every operation along the wire axis) is out of place, each layer's real switches as a
+per-block prefix view, the wiring folded into the views (:class:`_Walk`: an input layer
+writes its outputs straight to their wired positions, an output layer reads its inputs
+from them; no gather), and it touches only the switches carrying a real wire, so its work
+follows n, not the padded width.
 
 N >= 3 parties (:func:`shuffle_parties`, the shuffle of :class:`mpc.ss.ot_parties.OtParties`).
 Round j = 0..N-1 is permute + share by party j with its secret uniform pi_j, where *every*
@@ -165,31 +168,17 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
     # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
     # operation runs along the long wire axis
     w_s, w_p = (rows, own_rows) if jointly else (1, 1)
-    v_s = (a[:, None, :] if jointly else a[None]).copy()    # a itself is needed online
-    lead = v_s.shape[1]
-    v_p = np.zeros((w_p, lead, width_p), np.uint64)
-    plan_s = _plan(n_s, width_s)
-    plan_p = plan_s if (n_p, width_p) == (n_s, width_s) else _plan(n_p, width_p)
-    _swap(v_s, plan_s[0].fixed)
-    _swap(v_p, plan_p[0].fixed)
-    spare_s, spare_p = np.empty_like(v_s), np.empty_like(v_p)   # the wiring's gathers, double-buffered
-    diff = np.empty(v_p.size // 2, np.uint64)                   # P's switch terms, one layer's
-    every = (slice(None),)
+    lead = 1 if jointly else rows
+    walk_s = _Walk(a[:, None, :] if jointly else a[None], _plan(n_s, width_s))   # reads a, never writes it
+    walk_p = _Walk(np.zeros((w_p, lead, width_p), np.uint64),
+                   walk_s.plan if (n_p, width_p) == (n_s, width_s) else _plan(n_p, width_p))
+    plan_s, plan_p = walk_s.plan, walk_p.plan
+    diff = np.empty(w_p * lead * width_p // 2, np.uint64)      # P's switch terms, one layer's
     # the groups of a network are the same at both parties (its wires and rows are public)
     # (words: switches x lead x w); a network carrying no row takes no OT at all
     groups_s = _groups([lay.switches * lead * w_s for lay in plan_s]) if w_s else []
     groups_p = _groups([lay.switches * lead * w_p for lay in plan_p]) if w_p else []
-    moves: dict[tuple[int, int], np.ndarray] = {}
-
-    def move(plan: list[_Layer], j: int, width: int) -> np.ndarray:
-        """_move, once per layer and plan for both walks of a group (kept for the group's
-        layers only: all of them would hold 2k - 1 width-long index arrays)."""
-        if (id(plan), j) not in moves:
-            moves[(id(plan), j)] = _move(plan, j, width)
-        return moves[(id(plan), j)]
-
     for g in range(max(len(groups_s), len(groups_p))):
-        moves.clear()                             # the P walk below reuses this group's S layers
         group_s = groups_s[g] if g < len(groups_s) else range(0)
         group_p = groups_p[g] if g < len(groups_p) else range(0)
         total = sum(plan_s[j].switches for j in group_s) * lead
@@ -199,59 +188,139 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
         p0, p1, mine = source.rot_pair(total, choices, w_s, w_p)
         taus, off = np.empty((w_s, total), np.uint64), 0
         for j in group_s:                                    # S: the peer's network
-            lay = plan_s[j]
-            v = v_s.reshape(w_s, lead, lay.blocks, lay.half, 2)
-            for key in lay.parts:
-                i0, i1 = every + key + (0,), every + key + (1,)
-                shape = v[i0].shape
+            (in0, in1), (out0, out1) = walk_s.layer(j)
+            for key in plan_s[j].parts:
+                key = _EVERY + key
+                x0, x1, shape = in0[key], in1[key], in0[key].shape
                 cnt = int(np.prod(shape[1:]))       # switches of this part (w_s may be 0)
                 t = taus[:, off:off + cnt].reshape(shape)        # the corrections, in place
-                np.subtract(v[i1], v[i0], out=t)
                 pad = p0[:, off:off + cnt].reshape(shape)
-                t += pad
+                if _fancy(key):                 # a copy: assign (out= would write into it)
+                    o1 = x1 + pad
+                    out0[key], out1[key] = x0 - pad, o1
+                else:
+                    o1 = out1[key]
+                    np.add(x1, pad, out=o1)
+                    np.subtract(x0, pad, out=out0[key])
+                np.subtract(o1, x0, out=t)      # t = (v1 + p0) - v0 - p1: one pass fewer
                 t -= p1[:, off:off + cnt].reshape(shape)
-                v[i0] -= pad
-                v[i1] += pad
                 off += cnt
-            np.take(v_s, move(plan_s, j, width_s), axis=2, out=spare_s, mode="clip")
-            v_s, spare_s = spare_s, v_s
+            walk_s.done()
         ctx.send(peer, taus)
         tau = expect(peer, ctx.recv(peer), np.uint64, (w_p, len(choices)), "the shuffle's OT corrections")
         off = 0
         for j in group_p:                                    # P: this party's network
             lay = plan_p[j]
-            v = v_p.reshape(w_p, lead, lay.blocks, lay.half, 2)
+            (in0, in1), (out0, out1) = walk_p.layer(j)
             b = bits[j].reshape(-1, lay.blocks, lay.half)
             for key in lay.parts:
-                i0, i1 = every + key + (0,), every + key + (1,)
-                c = b[key].astype(np.uint64)[None]
-                cnt = c.size
+                c = b[key][None]
+                key = _EVERY + key
+                x0, x1 = in0[key], in1[key]
                 # t = c (tau + v1 - v0) + mine: P's share of c (v1 - v0) plus S's pad, in a
                 # reused buffer (a fresh one per layer costs its page faults)
-                t = diff[:w_p * cnt].reshape(v[i0].shape)
-                np.subtract(v[i1], v[i0], out=t)
-                t += tau[:, off:off + cnt].reshape(t.shape)
+                t = diff[:x0.size].reshape(x0.shape)
+                np.subtract(x1, x0, out=t)
+                t += tau[:, off:off + c.size].reshape(t.shape)
                 t *= c
-                t += mine[:, off:off + cnt].reshape(t.shape)
-                v[i0] += t
-                v[i1] -= t
-                off += cnt
-            np.take(v_p, move(plan_p, j, width_p), axis=2, out=spare_p, mode="clip")
-            v_p, spare_p = spare_p, v_p
+                t += mine[:, off:off + c.size].reshape(t.shape)
+                if _fancy(key):
+                    out0[key], out1[key] = x0 + t, x1 - t
+                else:
+                    np.add(x0, t, out=out0[key])
+                    np.subtract(x1, t, out=out1[key])
+                off += c.size
+            walk_p.done()
     if jointly:
-        return v_s[:, 0], v_p[:, 0]
-    return v_s[0], v_p[0]
+        return walk_s.v[:, 0], walk_p.v[:, 0]
+    return walk_s.v[0], walk_p.v[0]
+
+
+_EVERY = (slice(None),)   # the walk's word axis W, ahead of a _Layer's (A, blocks, half) key
+
+
+def _fancy(key: tuple) -> bool:
+    """Whether the index ``key`` selects by an index array (a copy, not a view)."""
+    return any(isinstance(k, np.ndarray) for k in key)
+
+
+class _Walk:
+    """One network's walk on a (W, A, width) array, out of place and double-buffered, with
+    the wiring folded into the layers' views (no gather): the input layers (and the middle)
+    read their switch pairs (2s, 2s + 1) of each block, the output layers the pairs
+    (t, m/2 + t) of the previous layer's blocks of m (the shuffle before them); the input
+    layers write output i of switch s to position i m/2 + s of the block (the unshuffle after
+    them), the middle and output layers to (2s + i). So the wiring between two layers is
+    always in the writer's or the reader's view (:func:`mpc.ss.benes.wire`). Per layer the
+    walk first writes the public switches that carry a real wire (crossed or not) into the
+    output; the caller writes the real ones (:meth:`layer`'s views, indexed by the layer's
+    ``parts``). Switches of dummies alone are skipped, and a crossed public switch (a real
+    wire and a dummy) is a copy but for its real output (a masked copy per switch index,
+    no fancy swap): the walk's work is in the n real wires,
+    not the padded width, and the dummies' values are garbage (this party's own values,
+    never sent, dropped at the end)."""
+
+    def __init__(self, v: np.ndarray, plan: list[_Layer]) -> None:
+        self.v, self.plan = v, plan                      # v: the input, read only
+        # zeros: the wires of switches without a real wire are never written (their values
+        # are never read into a real one, and the caller drops them at the end)
+        self._buffers = [np.zeros(v.shape, np.uint64), np.zeros(v.shape, np.uint64)]
+        self._k = (len(plan) + 1) // 2
+        self._next = 0
+
+    def _view(self, v: np.ndarray, j: int, reading: bool) -> tuple[np.ndarray, np.ndarray]:
+        lay = self.plan[j]
+        w, a = v.shape[:2]
+        natural = j <= self._k - 1 if reading else j >= self._k - 1
+        if natural:
+            x = v.reshape(w, a, lay.blocks, lay.half, 2)
+            return x[..., 0], x[..., 1]
+        x = v.reshape(w, a, lay.blocks, 2, lay.half)
+        return x[..., 0, :], x[..., 1, :]
+
+    def layer(self, j: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Layer j's (input, output) views, each (v0, v1) of shape (W, A, blocks, half), the
+        public switches already written."""
+        lay = self.plan[j]
+        out = self._buffers[self._next]
+        (x0, x1), (o0, o1) = self._view(self.v, j, True), self._view(out, j, False)
+        if lay.rest < lay.stop:                          # public switches with a real wire (and some real)
+            tail = _EVERY * 3 + (slice(lay.rest, lay.stop),)
+            o0[tail], o1[tail] = x0[tail], x1[tail]
+        for col, crossed in lay.fixed:                   # crossed public switches: a real wire and a
+            if j < self._k - 1:                          # dummy, so only the real output matters:
+                np.copyto(o1[..., col], x0[..., col], where=crossed)    # input 0 is real here,
+            else:
+                np.copyto(o0[..., col], x1[..., col], where=crossed)    # input 1 in an output layer
+        self._out = out
+        return (x0, x1), (o0, o1)
+
+    def done(self) -> None:
+        """The current layer is written: its output is the next layer's input."""
+        self.v = self._out
+        self._next ^= 1
 
 
 class _Layer:
     """One layer's real switches as index keys into the (A, blocks, half) axes of the
-    walk's (W, A, blocks, half, 2) view: the prefix of q switches every block has (a strided view, updated in place)
-    and switch q of the blocks that have q + 1 (the blocks' real wires differ by at most
-    one); ``fixed``: the crossed public switches."""
+    walk's (W, A, blocks, half) views: the prefix of q switches every block has (a
+    strided view) and switch q of the blocks that have q + 1 (the blocks' real wires differ
+    by at most one). ``rest``, ``stop``: the switches q .. stop - 1 of each block, beyond
+    which no switch of any block touches a real wire (a block of r real wires has them on
+    its first ceil(r/2) switches, on both sides; the crossed public switches are among
+    them); ``fixed``: the crossed public switches, as (switch, which blocks) per switch
+    index that has any (a block's crossed switch pairs its last real wire with a dummy).
 
-    def __init__(self, real: np.ndarray, fixed: np.ndarray, blocks: int):
-        self.blocks, self.half = blocks, len(real) // blocks
-        per = real.reshape(blocks, self.half).sum(axis=1)
+    Built from the blocks' real wires ``wires`` alone (O(blocks), not O(width)): a block of
+    r has floor(r/2) real switches (none in an input layer for r = 2: ``pair_is_public``)
+    and, for odd r outside the middle, switch floor(r/2) crossed; the same switches as
+    :func:`mpc.ss.benes.real_switches` and :func:`mpc.ss.benes.fixed_bits` (pinned by a test)."""
+
+    def __init__(self, wires: np.ndarray, half: int, middle: bool, pair_is_public: bool):
+        self.blocks, self.half = len(wires), half
+        per = wires // 2
+        if pair_is_public:
+            per = np.where(wires == 2, 0, per)
         q = int(per.min())
         extra = np.flatnonzero(per > q)
         self.parts: list[tuple] = []
@@ -259,35 +328,24 @@ class _Layer:
             self.parts.append((slice(None), slice(None), slice(0, q)))
         if len(extra):
             self.parts.append((slice(None), extra, q))
-        self.switches = int(real.sum())
-        self.fixed = np.flatnonzero(fixed)
+        self.rest, self.stop = q, int(-(-wires.max() // 2))
+        self.switches = int(per.sum())
+        odd = (wires % 2 == 1) & (not middle)
+        crossed = [odd & (per == c) for c in (q, q + 1)]          # the blocks' per differ by <= 1
+        self.fixed = [(c, m) for c, m in zip((q, q + 1), crossed, strict=True) if m.any()]
 
 
 def _plan(n: int, width: int) -> list[_Layer]:
     """The layers of the n-wire network in the width-``width`` layout (public: n only)."""
     k = benes.log2_size(width)
-    return [_Layer(r, f, 1 << (j if j < k else 2 * k - 2 - j))
-            for j, (r, f) in enumerate(zip(benes.real_switches(n, width), benes.fixed_bits(n, width),
-                                           strict=True))]
-
-
-def _move(plan: list[_Layer], j: int, width: int) -> np.ndarray:
-    """The wiring after layer j, then the public crossed switches of layer j + 1, as one
-    gather index on the wire axis (one np.take: faster than the strided reshape copy)."""
-    idx = benes.wire(np.arange(width), j, width)
-    if j + 1 < len(plan) and len(plan[j + 1].fixed):
-        f = plan[j + 1].fixed
-        sw = np.arange(width)
-        sw[2 * f], sw[2 * f + 1] = 2 * f + 1, 2 * f
-        idx = idx[sw]
-    return idx
-
-
-def _swap(v: np.ndarray, switches: np.ndarray) -> None:
-    """Cross the given (public, crossed) switches of v's wire axis (the last) in place."""
-    if len(switches):
-        i0, i1 = 2 * switches, 2 * switches + 1
-        v[..., i0], v[..., i1] = v[..., i1], v[..., i0]
+    sizes = benes.block_sizes(n, width)
+    out = []
+    for j in range(2 * k - 1):
+        level = j if j < k else 2 * k - 2 - j
+        wires = sizes[level]
+        half = width // (2 * len(wires))
+        out.append(_Layer(wires, half, j == k - 1, j < k - 1 and half > 1))
+    return out
 
 
 class Routed:
@@ -347,22 +405,21 @@ class TwoRounds:
                              f"{self.n[permuter]} wires, got {x.shape} with {clear} clear rows")
         if n <= 1:
             return x.copy()
-        width = benes.padded_size(n)
-        mine = np.zeros((rows, width), np.uint64)
-        mine[:, :n] = x
+        # the real wires only: the permutations fix the dummies, whose values are dropped
         if rank == permuter:
+            mine = np.array(x, dtype=np.uint64)
             if clear < rows:
-                d = expect(peer, ctx.recv(peer), np.uint64, (rows - clear, width), "the masked shuffle share")
+                d = expect(peer, ctx.recv(peer), np.uint64, (rows - clear, n), "the masked shuffle share")
                 mine[clear:] += d
             out = np.empty_like(mine)
-            np.put_along_axis(out, np.broadcast_to(self.routed.dest, mine.shape), mine, axis=1)
-            out[clear:] += self.v_p
+            np.put_along_axis(out, np.broadcast_to(self.routed.dest[:, :n], mine.shape), mine, axis=1)
+            out[clear:] += self.v_p[:, :n]
         else:
             if clear < rows:
-                ctx.send(peer, mine[clear:] - self.a)
-            out = np.zeros((rows, width), np.uint64)
-            out[clear:] = self.v_s
-        return np.ascontiguousarray(out[:, :n])
+                ctx.send(peer, x[clear:] - self.a[:, :n])
+            out = np.zeros((rows, n), np.uint64)
+            out[clear:] = self.v_s[:, :n]
+        return out
 
 
 def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int = 0,
@@ -393,19 +450,19 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int =
     width, dest = routed.width, routed.dest
     a = source.prg.uint64((rows, width))
     v_s, v_p = _network(source, a, routed.bits, n, n, False, rows)   # offline: both networks at once
-    mine = np.zeros((rows, width), np.uint64)
-    mine[:, :n] = x
-    for permuter in (0, 1):                          # online: party 0's pi, then party 1's
+    mine = x
+    for permuter in (0, 1):                          # online: party 0's pi, then party 1's (real wires only)
         if rank == permuter:
-            d = expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
+            d = expect(peer, ctx.recv(peer), np.uint64, (rows, n), "the masked shuffle share")
             total = mine + d
             out = np.empty_like(total)
-            np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
-            mine = out + v_p
+            np.put_along_axis(out, dest[:, :n], total, axis=1)
+            out += v_p[:, :n]
+            mine = out
         else:
-            ctx.send(peer, mine - a)
-            mine = v_s
-    return np.ascontiguousarray(mine[:, :n])
+            ctx.send(peer, mine - a[:, :n])
+            mine = v_s[:, :n]
+    return np.ascontiguousarray(mine)
 
 
 def _each_peer(peers: list[str], fn: Callable[[str], T]) -> dict[str, T]:
@@ -437,8 +494,8 @@ def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: 
     networks of their pair (:func:`_network`): this party gets B_k (its output share of k's
     round) and Delta_k (its part of its own round with k). Online, round j: every k != j
     sends d_k = share_k - a_kj to j and takes B_kj as its new share; j's new share is
-    pi_j(share_j + sum_k d_k) + sum_k Delta_k. One message of rows x width words from every
-    other party to each round's permuting party."""
+    pi_j(share_j + sum_k d_k) + sum_k Delta_k. One message of rows x n words (the real
+    wires) from every other party to each round's permuting party."""
     rank, parties, peers = ctx.rank, ctx.parties, ctx.peers
     rows, n = x.shape
     if rows == 0 or n <= 1:
@@ -448,19 +505,18 @@ def shuffle_parties(ctx: Context, pair: Callable[[str], OtSource], prg: PRG, x: 
     bits = benes.route(dest, n)
     masks = {peer: prg.uint64((rows, width)) for peer in peers}
     walks = _each_peer(peers, lambda peer: _network(pair(peer), masks[peer], bits, n, n, jointly, rows))
-    mine = np.zeros((rows, width), np.uint64)
-    mine[:, :n] = x
+    mine = np.array(x, dtype=np.uint64)                     # online: the real wires only
     for j, permuter in enumerate(parties):                    # online: party j's round
         if rank == j:
             total = mine.copy()
             for peer in peers:
-                total += expect(peer, ctx.recv(peer), np.uint64, (rows, width), "the masked shuffle share")
+                total += expect(peer, ctx.recv(peer), np.uint64, (rows, n), "the masked shuffle share")
             out = np.empty_like(total)
-            np.put_along_axis(out, np.broadcast_to(dest, total.shape), total, axis=1)
+            np.put_along_axis(out, np.broadcast_to(dest[:, :n], total.shape), total, axis=1)
             for peer in peers:
-                out += walks[peer][1]                          # sum_k Delta_k
+                out += walks[peer][1][:, :n]                   # sum_k Delta_k
             mine = out
         else:
-            ctx.send(permuter, mine - masks[permuter])
-            mine = walks[permuter][0]                          # B
-    return np.ascontiguousarray(mine[:, :n])
+            ctx.send(permuter, mine - masks[permuter][:, :n])
+            mine = np.ascontiguousarray(walks[permuter][0][:, :n])   # B
+    return mine
