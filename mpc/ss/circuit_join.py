@@ -102,6 +102,7 @@ from mpc.crypto.random import random_uint64
 from mpc.ot.hashing import ecb, tccr
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
+from mpc.runtime.executor import chunks
 from mpc.ss import ot_shuffle
 from mpc.ss.beaver import open_arith
 from mpc.ss.compare import eqz
@@ -140,6 +141,36 @@ def _masks(keys: np.ndarray, width: int) -> np.ndarray:
 
 def _positions(seed: bytes, keys: np.ndarray, cells: int) -> np.ndarray:
     return okvs.positions(ecb(seed, keys).view(np.uint64), cells)
+
+
+# The bucket-local CPU work of the OPPRF as pure functions of arrays, run on the party's
+# executor (``ctx.executor``: its thread pool, or its Ray cluster): B's OKVS encoding, A's
+# decoding a chunk of bins at a time. Their arguments hold B's masked payload and targets,
+# or A's OPRF outputs: the party's own secrets, so the executor is part of its trust domain
+# (docs/security.md, "Party compute on a Ray cluster").
+DECODE_CHUNK = 1 << 16    # bins per decoding call
+
+
+def okvs_table(keys: np.ndarray, values: np.ndarray, cells: int, tries: int = SEED_TRIES
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """B's OKVS of one bucket: ``values + H(k)`` ((k, w) uint64, H the TCCR masks) encoded at
+    the positions AES_seed(k) of ``keys`` ((k, 16) uint8) under a fresh public seed, redrawn
+    until the table peels (``okvs.OkvsError`` after ``tries`` seeds). Returns (seed (16,)
+    uint8, table (cells, w) uint64)."""
+    values = values + _masks(keys, values.shape[1])
+    for _ in range(tries):
+        seed = os.urandom(16)
+        try:
+            return np.frombuffer(seed, np.uint8).copy(), okvs.encode(_positions(seed, keys, cells), values, cells)
+        except okvs.OkvsError:
+            continue
+    raise okvs.OkvsError(f"no OKVS seed of {tries} peeled")
+
+
+def okvs_decoded(outputs: np.ndarray, table: np.ndarray, seed: np.ndarray, cells: int, width: int) -> np.ndarray:
+    """A's decoding of a chunk of bins: T(o_b) - H(o_b) at OPRF outputs ``outputs`` ((c, 16)
+    uint8), (c, width) uint64."""
+    return okvs.decode(table, _positions(seed.tobytes(), outputs, cells)) - _masks(outputs, width)
 
 
 class BinJoin:
@@ -186,18 +217,12 @@ class BinJoin:
         values[:, 0] = t[bins]
         for c, col in enumerate(payload):
             values[:, 1 + c] = np.asarray(col, dtype=np.uint64) + u[c, bins]
-        values += _masks(keys, width)
         cells = okvs.num_cells(max_keys)
-        for _ in range(SEED_TRIES):
-            seed = os.urandom(16)
-            try:
-                table = okvs.encode(_positions(seed, keys, cells), values, cells)
-                break
-            except okvs.OkvsError:
-                continue
-        else:
-            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)")
-        self.ctx.send(self.peer, {"seed": np.frombuffer(seed, np.uint8), "table": table})
+        try:
+            (seed, table), = self.ctx.executor.map(okvs_table, [(keys, values, cells)])
+        except okvs.OkvsError:
+            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)") from None
+        self.ctx.send(self.peer, {"seed": seed, "table": table})
         self.word.append(t)
         rows = np.zeros((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)   # A's columns: share 0
         rows[self.a_cols:] = -u
@@ -217,7 +242,12 @@ class BinJoin:
         seed = expect(self.peer, got["seed"], np.uint8, (16,), "the OKVS seed").tobytes()
         table = expect(self.peer, got["table"], np.uint64, (cells, width), "the OKVS")
         n_bins = len(outputs)
-        decoded = okvs.decode(table, _positions(seed, outputs, cells)) - _masks(outputs, width)
+        decoded = np.empty((n_bins, width), np.uint64)
+        parts = chunks(n_bins, DECODE_CHUNK)
+        shared = (table, np.frombuffer(seed, np.uint8), cells, width)
+        for p, d in zip(parts, self.ctx.executor.map(okvs_decoded, ((outputs[p],) for p in parts), shared),
+                        strict=True):
+            decoded[p] = d
         self.word.append(np.ascontiguousarray(decoded[:, 0]))
         self.filled.append(np.ones(n_bins, bool) if filled is None else np.asarray(filled, bool))
         rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)
