@@ -93,6 +93,7 @@ B's) and to B (pi_0 is A's). Message shapes depend only on the set sizes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -176,7 +177,8 @@ def okvs_decoded(outputs: np.ndarray, table: np.ndarray, seed: np.ndarray, cells
 class BinJoin:
     """One party's side of the OPPRF, flag and compaction over buckets of cuckoo bins.
 
-    A (rank 0) calls :meth:`receive` per bucket, B (rank 1) :meth:`program`, in the same
+    A (rank 0) calls :meth:`receive` per bucket, B (rank 1) :meth:`okvs_args` per bucket
+    inside the argument stream of :meth:`tables`, in the same
     bucket order; both then call :meth:`finish`.
     """
 
@@ -206,10 +208,13 @@ class BinJoin:
             self._routed = pool.submit(ot_shuffle.draw, wires)
             pool.shutdown(wait=False)
 
-    def program(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
-                max_keys: int) -> None:
-        """B: program bucket's OKVS for keys F(b, y) ((k, 16) uint8) in bins ``bins`` with
-        B's column values ``payload`` (one (k,) ring array per column) and send it."""
+    def okvs_args(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
+                  max_keys: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """B, per bucket: the OKVS for keys F(b, y) ((k, 16) uint8) in bins ``bins`` with B's
+        column values ``payload`` (one (k,) ring array per column) is to map each key to
+        (t_b, payload + u_b); draw the bucket's targets t_b and masks u_b, keep its shares
+        (t_b, -u_b), and return :func:`okvs_table`'s arguments (keys, those values, cells),
+        which :meth:`tables` encodes on ``ctx.executor``."""
         width = 1 + self.b_cols
         t = random_uint64(n_bins)
         u = random_uint64((self.b_cols, n_bins))
@@ -217,16 +222,26 @@ class BinJoin:
         values[:, 0] = t[bins]
         for c, col in enumerate(payload):
             values[:, 1 + c] = np.asarray(col, dtype=np.uint64) + u[c, bins]
-        cells = okvs.num_cells(max_keys)
-        try:
-            (seed, table), = self.ctx.executor.map(okvs_table, [(keys, values, cells)])
-        except okvs.OkvsError:
-            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)") from None
-        self.ctx.send(self.peer, {"seed": seed, "table": table})
         self.word.append(t)
         rows = np.zeros((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)   # A's columns: share 0
         rows[self.a_cols:] = -u
         self.rows.append(rows)
+        return keys, values, okvs.num_cells(max_keys)
+
+    def send_table(self, seed: np.ndarray, table: np.ndarray) -> None:
+        """B: send a bucket's OKVS (in bucket order)."""
+        self.ctx.send(self.peer, {"seed": seed, "table": table})
+
+    def tables(self, args: Iterator[tuple[np.ndarray, np.ndarray, int]]) -> None:
+        """B: :func:`okvs_table` of every bucket's :meth:`okvs_args` on ``ctx.executor``, each
+        table sent as it comes. One bucket ahead (window 2): the next bucket's arguments (its
+        OPRF evaluation) are made while this one's table is encoded; not more, because A
+        sends bucket b + 2's OPRF batch only after it has bucket b's table."""
+        try:
+            for seed, table in self.ctx.executor.map(okvs_table, args, window=2):
+                self.send_table(seed, table)
+        except okvs.OkvsError:
+            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)") from None
 
     def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int,
                 filled: np.ndarray | None = None, index: np.ndarray | None = None) -> None:

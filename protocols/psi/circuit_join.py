@@ -92,10 +92,14 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
                 join.receive(*pending.pop(0))
         else:
             kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
-            for b in range(nb):
-                idx = layout.bucket(b, cap_b, ctx.party)
-                q, first = kkrt.receive(bins)
-                keys, items, rows = evaluate_items(kkrt, q, first, layout, idx, executor=ctx.executor)
-                join.program(keys, rows, [r[items] for r in rings], bins, max_keys)
-                ctx.report_progress(phase=PHASE, done=b + 1, total=nb, unit="buckets")
+
+            def okvs_args():                # per bucket: B's OPRF evaluation, then its OKVS's inputs
+                for b in range(nb):
+                    idx = layout.bucket(b, cap_b, ctx.party)
+                    q, first = kkrt.receive(bins)
+                    keys, items, rows = evaluate_items(kkrt, q, first, layout, idx, executor=ctx.executor)
+                    yield join.okvs_args(keys, rows, [r[items] for r in rings], bins, max_keys)
+                    ctx.report_progress(phase=PHASE, done=b + 1, total=nb, unit="buckets")
+
+            join.tables(okvs_args())        # encoded on the executor while the next bucket's OPRF runs
     return join.finish()
