@@ -116,13 +116,14 @@ def _own_keypair(store: Checkpoint, key_bits: int) -> tuple[Any, Any]:
     return pk, sk
 
 
-def _sums_resume(ctx: Context, store: Checkpoint, owner: str, pk: Any, nb: int) -> tuple[int, Any]:
+def _sums_resume(ctx: Context, store: Checkpoint, owner: str, pk: Any, nb: int,
+                 fits: Callable[[Any], bool]) -> tuple[int, Any]:
     """At the party adding ciphertexts under ``owner``'s key ``pk``: (buckets its saved sums
-    cover, the saved value) if they were made under ``pk`` over this checkpoint's buckets,
-    else (0, None); ``owner`` is told the first bucket to send."""
+    cover, the saved value) if they were made under ``pk`` over this checkpoint's buckets and
+    ``fits(value)``, else (0, None); ``owner`` is told the first bucket to send."""
     saved = store.load_value(SUMS)
     ok = isinstance(saved, dict) and saved.get("key") == pk and saved.get("buckets") == store.state.get("key") \
-        and isinstance(saved.get("done"), int) and 0 <= saved["done"] <= nb
+        and isinstance(saved.get("done"), int) and 0 <= saved["done"] <= nb and fits(saved.get("value"))
     start = saved["done"] if ok else 0
     ctx.send(owner, start)
     ctx.state["resumed_paillier_buckets"] = start     # the server's audit log records it

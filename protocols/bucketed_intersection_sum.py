@@ -103,12 +103,15 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
         count, total = 0, None
     else:
         pk, is_float = id_receive_key(ctx, peer)
-        start, saved = _sums_resume(ctx, store, peer, pk, nb)
+        start, saved = _sums_resume(ctx, store, peer, pk, nb, lambda v: isinstance(v, dict)
+                                    and isinstance(v.get("count"), int) and isinstance(v.get("frac_bits"), int)
+                                    and isinstance(v.get("total"), list) and len(v["total"]) <= 1
+                                    and all(isinstance(c, int) and 0 < c < pk.nsquare for c in v["total"]))
         count, total = 0, None
-        if isinstance(saved, dict) and isinstance(saved.get("count"), int):   # buckets < start
+        if saved is not None:                # the count and Enc(sum) of the buckets before start
             count = saved["count"]
-            if isinstance(saved.get("total"), list) and saved["total"]:
-                total = EncryptedVector(pk, [mpz(c) for c in saved["total"]], saved.get("frac_bits", 0))
+            if saved["total"]:
+                total = EncryptedVector(pk, [mpz(c) for c in saved["total"]], saved["frac_bits"])
     per = buckets.SPILL // nb
     ctx.report_progress(phase=PHASE, done=start, total=nb, unit="buckets")
     for b in range(start, nb):

@@ -156,10 +156,11 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
         pk = ctx.recv(lh)
         if not isinstance(pk, PublicKey):
             raise ValueError(f"party {lh!r} sent no Paillier public key")
-        start, saved = _sums_resume(ctx, store, lh, pk, nb)
         widths = [len(binned[f.column]) - 1 for f in own]
+        start, saved = _sums_resume(ctx, store, lh, pk, nb, lambda v: isinstance(v, list) and len(v) == sum(widths)
+                                    and all(isinstance(c, int) and 0 < c < pk.nsquare for c in v))
         totals: list[list[Any]] = [[None] * k for k in widths]
-        if isinstance(saved, list) and len(saved) == sum(widths):     # the sums of buckets < start
+        if saved is not None:                # the per-bin sums of the buckets before start
             flat = iter(EncryptedVector(pk, [mpz(c)], 0) for c in saved)
             totals = [[next(flat) for _ in range(k)] for k in widths]
         zero = pk.encrypt(np.zeros(1, np.int64))
