@@ -11,6 +11,10 @@ dealer; ``circuit`` runs the dealer-free join on two servers), ``GAOTIE_BENCH_SC
 (default ``corr``; empty: the join alone, ``stats=[]``). Job kinds: ``psi``, ``join``,
 ``cardinality`` (psi.cardinality, ECDH out of core: only the total), ``group_by``
 (stats.group_by over a plaintext 4-label key of the bank, the retailer's spend summed).
+``GAOTIE_BENCH_SCALE_EXECUTOR=ray`` gives one party's server (``GAOTIE_BENCH_SCALE_EXECUTOR_PARTY``,
+default ``retailer``) ``[executor] kind = "ray"`` against a Ray instance this process starts
+on this machine (its CPUs; one server per Ray cluster, see docs/architecture.md), and prints
+the peak RSS of that party's Ray workers beside the servers'. Default ``in-process``.
 
 What the budget bounds: the PSI and the join, bucket by bucket, and the statistics after the
 join, which run on all joined rows in chunks (:mod:`protocols.stats.chunked`: at most 2^20
@@ -77,6 +81,24 @@ MEMORY = os.environ.get("GAOTIE_BENCH_SCALE_MEMORY", "2GiB")
 JOIN = os.environ.get("GAOTIE_BENCH_SCALE_JOIN", "dealer")
 STATS = [s for s in os.environ.get("GAOTIE_BENCH_SCALE_STATS", "corr").split(",") if s]
 IDS = ["bank.accounts.id", "retailer.purchases.id"]
+EXECUTOR = os.environ.get("GAOTIE_BENCH_SCALE_EXECUTOR", "in-process")
+EXECUTOR_PARTY = os.environ.get("GAOTIE_BENCH_SCALE_EXECUTOR_PARTY", "retailer")
+if EXECUTOR not in ("in-process", "ray"):
+    raise ValueError(f"GAOTIE_BENCH_SCALE_EXECUTOR={EXECUTOR!r}: use in-process or ray")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """The Ray instance the executor party's server joins (None: every server in process)."""
+    if EXECUTOR != "ray":
+        yield None
+        return
+    pytest.importorskip("ray")
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)   # runs no task itself
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
 
 
 def _files(directory: Path, n: int) -> dict:
@@ -105,9 +127,14 @@ def _phase_peaks(samples: list[tuple[str, dict]]) -> dict[str, dict[str, float]]
     return out
 
 
-def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
+def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tuple[float, dict, object]:
+    from bench_executor import _ray_workers  # bench/bench_executor.py
+
     dealer = job in ("join", "group_by") and JOIN == "dealer"
-    with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer,
+    settings = {EXECUTOR_PARTY: {"executor": {"kind": "ray", "address": ray_address}}} if ray_address else None
+    before = set(_ray_workers()) if ray_address else set()
+    workers: dict[int, float] = {}         # the executor party's Ray workers: pid -> peak RSS
+    with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer, settings=settings,
                       limits={"job_timeout": 3600.0, "memory": MEMORY, "bucket_join_sizes": True}) as cluster, \
             cluster.client("bank") as client:
         t0 = time.perf_counter()
@@ -125,6 +152,8 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
         while (st := client.status(job_id))["state"] in ("prepared", "running"):
             rss_now = {p: status_mib(proc.pid, "VmRSS") for p, proc in cluster.processes.items()}
             samples.append((st["phase"] or st["state"], rss_now))
+            for pid in set(_ray_workers()) - before if ray_address else ():
+                workers[pid] = max(workers.get(pid, 0.0), status_mib(pid, "VmHWM", missing=0.0))
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
         print("\n  peak RSS per phase (MiB):")
@@ -135,6 +164,9 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
         out = client.result(job_id, progress=False)
         rss_served = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
     print("\n  peak RSS after serving the result (MiB): " + ", ".join(f"{p} {v:.0f}" for p, v in rss_served.items()))
+    if ray_address:
+        print(f"  {EXECUTOR_PARTY}'s {len(workers)} Ray workers: peak RSS {sum(workers.values()):.0f} MiB together, "
+              f"largest {max(workers.values(), default=0.0):.0f}")
     return elapsed, {p: max(rss[p], rss_served[p]) for p in rss} if job == "psi" else rss, out
 
 
@@ -152,10 +184,10 @@ def _check(job: str, out, n: int) -> None:
 @pytest.mark.timeout(7200)
 @pytest.mark.parametrize("log2", [pytest.param(k, marks=pytest.mark.slow) if k >= 24 else k for k in SIZES])
 @pytest.mark.parametrize("job", JOBS)
-def test_scale(benchmark, tmp_path, job, log2):
+def test_scale(benchmark, tmp_path, job, log2, ray_address):
     n = 1 << log2
     datasets = _files(tmp_path, n)
-    elapsed, rss, out = benchmark.pedantic(_run, args=(job, datasets, n), rounds=1, iterations=1)
+    elapsed, rss, out = benchmark.pedantic(_run, args=(job, datasets, n, ray_address), rounds=1, iterations=1)
     _check(job, out, n)
     rows = buckets.bucket_rows(parse_bytes(MEMORY), {"psi": "psi", "cardinality": "ecdh"}.get(job, "join"))
     nb = buckets.plan([n, n], rows)
@@ -163,7 +195,8 @@ def test_scale(benchmark, tmp_path, job, log2):
     nb_1e8 = -(-10**8 // rows)
     load = os.getloadavg()
     dealt = job in ("join", "group_by") and JOIN == "dealer"
-    print(f"\n{job} 2^{log2} x 2^{log2} on two servers{' + dealer' if dealt else ''}, "
+    where = f", {EXECUTOR_PARTY}'s bucket work on Ray" if ray_address else ""
+    print(f"\n{job} 2^{log2} x 2^{log2} on two servers{' + dealer' if dealt else ''}{where}, "
           f"memory {MEMORY}: {elapsed:.1f} s, {nb} buckets of <= {rows} ids; peak RSS per party (MiB): "
           + ", ".join(f"{p} {v:.0f}" for p, v in rss.items())
           + f"; 10^8 x 10^8 extrapolated: {nb_1e8} buckets, ~{per_bucket * nb_1e8 / 60:.0f} min, peak RSS as at "

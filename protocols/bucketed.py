@@ -75,9 +75,78 @@ def _start(ctx: Context, store: Checkpoint) -> set[int]:
         if store.state.get("spilled") or store.done:
             store.forget(store.done)
             store.set_state(spilled=False)
+        store.drop_values()                         # a Paillier pass over the old buckets: void
         done = set()
     ctx.state["resumed_buckets"] = sorted(done)     # the server's audit log records them
     return done
+
+
+# -- resumable Paillier passes (stats.woe_iv, psi.intersection_sum in buckets) ---------------------
+# One party (the key owner) encrypts per bucket under its own key; the other adds the buckets'
+# ciphertexts to running sums. To resume that pass, the key owner keeps its key pair in its
+# checkpoint and the adder keeps its sums with the number of buckets they cover; the adder
+# tells the owner where to go on (``_sums_resume`` / ``_sums_start``), both skip those buckets.
+#
+# Stored, not derived from a stored seed: a seed that regenerates the key is exactly as secret
+# as the key (whoever reads one has the other), and deriving would need a second, deterministic
+# prime search and DJN base to keep in step with generate_keypair; storing reuses the generator
+# as it is. The pair is the party's own secret, never sent: it goes only to its own checkpoint
+# (directory 0700, file 0600, codec encoding, no pickle), which holds its own input anyway and
+# is removed with the checkpoint (the result written, or swept after [limits]
+# checkpoint_retention). The adder's sums are ciphertexts under the peer's key, as it holds
+# them in memory.
+KEY = "paillier-key"
+SUMS = "paillier-sums"
+
+
+def _own_keypair(store: Checkpoint, key_bits: int) -> tuple[Any, Any]:
+    """The party's Paillier key pair for the job: the one its checkpoint holds (a resumed job),
+    else a fresh one, saved before its public key is sent."""
+    from mpc.paillier import PrivateKey, PublicKey, generate_keypair
+
+    saved = store.load_value(KEY)
+    if isinstance(saved, dict) and isinstance(saved.get("public"), PublicKey) and \
+            saved["public"].n_bits == key_bits and isinstance(saved.get("p"), int) and isinstance(saved.get("q"), int):
+        try:
+            return saved["public"], PrivateKey(saved["public"], saved["p"], saved["q"])
+        except ValueError:
+            pass
+    pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
+    store.save_value(KEY, {"public": pk, "p": int(sk.p), "q": int(sk.q)})
+    return pk, sk
+
+
+def _sums_resume(ctx: Context, store: Checkpoint, owner: str, pk: Any, nb: int,
+                 fits: Callable[[Any], bool]) -> tuple[int, Any]:
+    """At the party adding ciphertexts under ``owner``'s key ``pk``: (buckets its saved sums
+    cover, the saved value) if they were made under ``pk`` over this checkpoint's buckets and
+    ``fits(value)``, else (0, None); ``owner`` is told the first bucket to send."""
+    saved = store.load_value(SUMS)
+    ok = isinstance(saved, dict) and saved.get("key") == pk and saved.get("buckets") == store.state.get("key") \
+        and isinstance(saved.get("done"), int) and 0 <= saved["done"] <= nb and fits(saved.get("value"))
+    start = saved["done"] if ok else 0
+    ctx.send(owner, start)
+    ctx.state["resumed_paillier_buckets"] = start     # the server's audit log records it
+    return start, (saved["value"] if ok else None)
+
+
+def _sums_save(store: Checkpoint, pk: Any, done: int, value: Any) -> None:
+    """Save the running sums after ``done`` buckets (``value``: codec values, ciphertexts as ints)."""
+    store.save_value(SUMS, {"key": pk, "buckets": store.state.get("key"), "done": done, "value": value})
+    store.set_state(paillier_done=done)
+
+
+def _sums_start(ctx: Context, adder: str, nb: int) -> int:
+    """At the key owner: the first bucket ``adder`` has not added (0 for a fresh pass)."""
+    start = ctx.recv(adder)
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= nb:
+        raise ValueError(f"party {adder!r} sent a malformed resume point of the Paillier pass")
+    ctx.state["resumed_paillier_buckets"] = start
+    return start
+
+
+def _cts(v: Any) -> list[int]:
+    return [int(c) for c in v.ciphertexts]
 
 
 def _unique_ids(store: Checkpoint, ref: ColumnRef) -> int:

@@ -19,9 +19,12 @@ matched-row counts a bucketed join opens). No per-bucket sum is decrypted; the v
 learns nothing per bucket (the points it double-blinds come shuffled). Semi-honest, DDH on
 Curve25519 and DCR (Ion et al., "On Deploying Secure Computing: Private Intersection-Sum-
 with-Cardinality", EuroS&P 2020; Paillier, EUROCRYPT 1999).
-In memory: one batch of input, one bucket's points and ciphertexts. The per-bucket
-ciphertexts are not checkpointed (the key is never stored): a resubmitted job reuses the
-spilled input and runs every bucket again.
+In memory: one batch of input, one bucket's points and ciphertexts. Resume: the values
+party keeps its key pair in its own checkpoint (:func:`protocols.bucketed._own_keypair`), the
+id party its running count and Enc(total) after each bucket; a resubmitted job reuses the
+spilled input, the id party tells the values party the first bucket it has not added (a
+count of buckets), and both skip the buckets before it, their ECDH and Paillier work
+included. The result is the one a run without interruption gives.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from mpc.crypto import curve
 from mpc.runtime.context import Context
 from protocols import buckets
-from protocols.bucketed import _checkpoint, _consent, _plan, _start
+from protocols.bucketed import _checkpoint, _consent, _own_keypair, _plan, _start, _sums_resume, _sums_save, _sums_start
 from protocols.psi.oprf import capacity
 from protocols.registry import ColumnRef, LocalData, numeric
 
@@ -45,7 +48,9 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     """``psi.intersection_sum`` in buckets: (cardinality, sum) at the receiver (default the
     id party), None at the other party. Values that are all integers are summed exactly,
     others in fixed point with ``FLOAT_FRAC_BITS`` fractional bits, as unbucketed."""
-    from mpc.paillier import generate_keypair
+    from gmpy2 import mpz
+
+    from mpc.paillier import EncryptedVector
     from protocols.psi.common import DEFAULT_BUCKET, DEFAULT_COMPARE_BYTES
     from protocols.psi.intersection_sum import (
         FLOAT_FRAC_BITS,
@@ -91,15 +96,25 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     is_float = has_values and not store.state["ints"]
     frac = FLOAT_FRAC_BITS
     if has_values:
-        pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
+        pk, sk = _own_keypair(store, key_bits)
         ctx.send(peer, pk)
         ctx.send(peer, {"is_float": bool(is_float)})
+        start = _sums_start(ctx, peer, nb)
+        count, total = 0, None
     else:
         pk, is_float = id_receive_key(ctx, peer)
-    count, total = 0, None
+        start, saved = _sums_resume(ctx, store, peer, pk, nb, lambda v: isinstance(v, dict)
+                                    and isinstance(v.get("count"), int) and isinstance(v.get("frac_bits"), int)
+                                    and isinstance(v.get("total"), list) and len(v["total"]) <= 1
+                                    and all(isinstance(c, int) and 0 < c < pk.nsquare for c in v["total"]))
+        count, total = 0, None
+        if saved is not None:                # the count and Enc(sum) of the buckets before start
+            count = saved["count"]
+            if saved["total"]:
+                total = EncryptedVector(pk, [mpz(c) for c in saved["total"]], saved["frac_bits"])
     per = buckets.SPILL // nb
-    ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
-    for b in range(nb):
+    ctx.report_progress(phase=PHASE, done=start, total=nb, unit="buckets")
+    for b in range(start, nb):
         rec = sp.read(b * per, per)
         padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
         digests = buckets.block_digests(padded)
@@ -117,6 +132,9 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
             count += k
             if part is not None:
                 total = part if total is None else total + part
+            _sums_save(store, pk, b + 1, {"count": count, "total": [] if total is None else
+                                          [int(c) for c in total.ciphertexts],
+                                          "frac_bits": 0 if total is None else total.frac_bits})
         ctx.renew_deadline()
         ctx.report_progress(phase=PHASE, done=b + 1, total=nb)
     if has_values:

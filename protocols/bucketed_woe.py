@@ -31,8 +31,12 @@ counts of the totals only (no per-bucket sum is decrypted), the feature holder n
 the labels (Paillier under DCR, re-randomised before sending; Paillier, EUROCRYPT 1999).
 The label holder's ciphertexts per bucket come in the bucket's size, which both know.
 In memory: one batch of input, one bucket's PSI and ciphertexts, one feature's matched values.
-Resume: a resubmitted job skips the PSI of the buckets both parties finished; the Paillier
-pass runs afresh (its key is never stored).
+Resume: a resubmitted job skips the PSI of the buckets both parties finished, and the
+Paillier pass of the buckets the feature holder had added: the label holder keeps its key
+pair in its own checkpoint (:func:`protocols.bucketed._own_keypair` says why stored, not
+derived), the feature holder its running per-bin sums with the count of buckets they cover,
+and it tells the label holder the first bucket to encrypt (a count of buckets: nothing of
+the data). The result is the one a run without interruption gives.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import numpy as np
 
 from mpc.runtime.context import Context
 from protocols import buckets
-from protocols.bucketed import _checkpoint, _plan, _start
+from protocols.bucketed import _checkpoint, _own_keypair, _plan, _start, _sums_resume, _sums_save, _sums_start
 from protocols.psi.common import check_receivers
 from protocols.psi.oprf import capacity, oprf_mask
 from protocols.registry import ColumnRef, LocalData, numeric
@@ -59,7 +63,9 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
     """The ``stats.woe_iv`` job in buckets: (bins table, IV Series, aligned rows) to
     ``reveal_to`` (all when None), None elsewhere; ``check_rows(n)`` runs on the number of
     aligned rows before any statistic (the policies' minimum group size)."""
-    from mpc.paillier import EncryptedVector, PublicKey, generate_keypair
+    from gmpy2 import mpz
+
+    from mpc.paillier import EncryptedVector, PublicKey
     from protocols.stats import _common as cm
     from protocols.stats import woe
 
@@ -125,14 +131,15 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
     per_feature: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     ctx.report_progress(phase=PHASE_SUMS, done=0, total=nb, unit="buckets")
     if ctx.party == lh:
-        pk, sk = generate_keypair(key_bits, insecure=key_bits < 2048)
+        pk, sk = _own_keypair(store, key_bits)
         events = {f: np.zeros(len(binned[f]) - 1, dtype=np.int64) for f in binned}
         for p in holders:
             ctx.send(p, pk)
+        start = min((_sums_start(ctx, p, nb) for p in holders), default=nb)
         for b in range(nb):
             v = store.load_bucket(b)["v"]
             y = v[:, -1].astype(np.int64)
-            if len(y) and holders:
+            if b >= start and len(y) and holders:     # buckets before start: added already
                 enc = pk.encrypt(y)
                 for p in holders:
                     ctx.send(p, enc)
@@ -149,26 +156,33 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
         pk = ctx.recv(lh)
         if not isinstance(pk, PublicKey):
             raise ValueError(f"party {lh!r} sent no Paillier public key")
-        totals: list[list[Any]] = [[None] * (len(binned[f.column]) - 1) for f in own]
-        for b in range(nb):
-            if not counts[b]:
-                continue
-            v = store.load_bucket(b)["v"]
-            enc = ctx.recv(lh)
-            if not isinstance(enc, EncryptedVector) or enc.public_key != pk or len(enc) != counts[b]:
-                raise ValueError(f"party {lh!r} sent malformed encrypted labels for bucket {b}")
-            for j, f in enumerate(own):
-                e = binned[f.column]
-                idx = woe._bin_index(v[:, j], e)
-                order = np.argsort(idx, kind="stable")
-                bounds = np.searchsorted(idx[order], np.arange(len(e)))
-                for k in range(len(e) - 1):
-                    rows = order[bounds[k]:bounds[k + 1]]
-                    if len(rows):
-                        s = enc[rows].sum()
-                        totals[j][k] = s if totals[j][k] is None else totals[j][k] + s
-            ctx.report_progress(done=b + 1)
+        widths = [len(binned[f.column]) - 1 for f in own]
+        start, saved = _sums_resume(ctx, store, lh, pk, nb, lambda v: isinstance(v, list) and len(v) == sum(widths)
+                                    and all(isinstance(c, int) and 0 < c < pk.nsquare for c in v))
+        totals: list[list[Any]] = [[None] * k for k in widths]
+        if saved is not None:                # the per-bin sums of the buckets before start
+            flat = iter(EncryptedVector(pk, [mpz(c)], 0) for c in saved)
+            totals = [[next(flat) for _ in range(k)] for k in widths]
         zero = pk.encrypt(np.zeros(1, np.int64))
+        for b in range(start, nb):
+            if counts[b]:
+                v = store.load_bucket(b)["v"]
+                enc = ctx.recv(lh)
+                if not isinstance(enc, EncryptedVector) or enc.public_key != pk or len(enc) != counts[b]:
+                    raise ValueError(f"party {lh!r} sent malformed encrypted labels for bucket {b}")
+                for j, f in enumerate(own):
+                    e = binned[f.column]
+                    idx = woe._bin_index(v[:, j], e)
+                    order = np.argsort(idx, kind="stable")
+                    bounds = np.searchsorted(idx[order], np.arange(len(e)))
+                    for k in range(len(e) - 1):
+                        rows = order[bounds[k]:bounds[k + 1]]
+                        if len(rows):
+                            s = enc[rows].sum()
+                            totals[j][k] = s if totals[j][k] is None else totals[j][k] + s
+            _sums_save(store, pk, b + 1, [int(c) for per in totals for t in per
+                                          for c in (t if t is not None else zero).ciphertexts])
+            ctx.report_progress(done=b + 1)
         sums = [t if t is not None else zero for per in totals for t in per]
         vec = EncryptedVector.concat(sums).rerandomise()
         ctx.send(lh, {"sums": vec, "features": [f.column for f in own], "edges": [binned[f.column] for f in own],

@@ -662,6 +662,78 @@ def test_killed_server_resumes_a_woe_iv_from_its_aligned_buckets(tmp_path):
     assert out["rows"] == whole["rows"] == len(a.merge(b, on="id"))
 
 
+def _kill_when(cluster, watch: str, kill: str, key: str, at_least: int) -> dict:
+    """SIGKILL ``kill``'s server once ``watch``'s checkpoint manifest has ``state[key] >=
+    at_least`` (the buckets its Paillier pass has added), restart it; ``watch``'s manifest then."""
+    deadline = time.monotonic() + 180
+    state: dict = {}
+    while state.get(key, 0) < at_least and time.monotonic() < deadline:
+        for m in _checkpoints(cluster, watch).glob("*/manifest.json"):
+            try:
+                state = json.loads(m.read_text())["state"]
+            except ValueError:
+                pass
+        time.sleep(0.005)
+    assert state.get(key, 0) >= at_least, f"the job's Paillier pass added {state.get(key, 0)} buckets"
+    cluster.restart(kill)
+    return json.loads(next(_checkpoints(cluster, watch).glob("*/manifest.json")).read_text())
+
+
+def _resubmit(client, protocol: str, **params) -> str:
+    """Submit again after a restart: the requester's channel to the restarted peer may still
+    be in gRPC's reconnect backoff for a moment (refused as unreachable)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return client.submit(protocol, **params)
+        except JobFailed as exc:
+            if "unreachable" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _own_key_is_private(cluster, party: str) -> None:
+    """The key owner's checkpoint holds its Paillier key pair, readable by its user only."""
+    (key,) = _checkpoints(cluster, party).glob("*/paillier-key.value")
+    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_killed_label_holder_resumes_the_woe_iv_paillier_pass(tmp_path):
+    """b (the label holder: the Paillier key is its own) is killed once a has added two
+    buckets' encrypted labels to its per-bin sums; the resubmitted job reuses b's stored key
+    pair and a's saved sums, encrypts only the buckets a had not added, and gives the table of
+    the unbucketed job."""
+    rng = np.random.default_rng(41)
+    n = 20000                               # memory "1MiB": 8 buckets
+    a = pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(size=n).round(4), "z": rng.integers(0, 4, n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(5000, 5000 + n))})
+    b["bad"] = (rng.random(n) < 0.3).astype(np.int64)
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id",
+                            "columns": {"id": "join_key", "x": "aggregate", "z": "aggregate"}}},
+                "b": {"t": {"path": str(tmp_path / "b.csv"), "id": "id",
+                            "columns": {"id": "join_key", "bad": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], label="b.t.bad", features=["a.t.x", "a.t.z"], bins=5)
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0}) as cluster, cluster.client("a") as client:
+        first = client.submit("stats.woe_iv", **params, memory="1MiB")
+        saved = _kill_when(cluster, "a", "b", "paillier_done", 2)["state"]["paillier_done"]
+        with pytest.raises(Exception):                         # noqa: B017 - the first run fails at a
+            client.result(first, progress=False)
+        assert 2 <= saved < 8
+        _own_key_is_private(cluster, "b")
+        second = _resubmit(client, "stats.woe_iv", **params, memory="1MiB")
+        out = client.result(second, progress=False)
+        whole = client.run("stats.woe_iv", **params, progress=False)
+        records = [cluster.audit_record(p, second) for p in "ab"]
+    assert len(records[0]["resumed_buckets"]) == 8                  # every PSI bucket was saved
+    assert records[0]["resumed_paillier_buckets"] == records[1]["resumed_paillier_buckets"] == saved
+    pd.testing.assert_frame_equal(out["bins"], whole["bins"])
+    pd.testing.assert_frame_equal(out["iv"], whole["iv"])
+    assert out["rows"] == whole["rows"] == len(a.merge(b, on="id"))
+
+
 # -- psi.intersection_sum in buckets ------------------------------------------------------------
 def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path):
     """4 buckets (memory "1MiB": 4096 ids a bucket) with every party's bucket_join_sizes
@@ -693,6 +765,42 @@ def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path
                 if col == "c":
                     assert out["sum"] == whole["sum"] == int(joined.c.sum())    # integers: exact
         assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+
+
+@pytest.mark.parametrize("kill", ["a", "b"])
+def test_killed_server_resumes_the_intersection_sum_paillier_pass(tmp_path, kill):
+    """8 buckets; a server is killed once the id party (a) has added two buckets' Enc(sum):
+    the resubmitted job reuses the values party's stored key pair and a's saved count and
+    Enc(total), runs only the buckets a had not added (their ECDH and encryptions) and gives
+    the unbucketed job's (cardinality, sum)."""
+    rng = np.random.default_rng(43)
+    n = 20000
+    a = pd.DataFrame({"id": rng.permutation(n)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(8000, 8000 + n)), "y": rng.normal(50, 10, n).round(4)})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id", "columns": {"id": "join_key"}}},
+                "b": {"t": {"path": str(tmp_path / "b.csv"), "id": "id",
+                            "columns": {"id": "join_key", "y": "aggregate"}}}}
+    params = dict(ids=["a.t.id", "b.t.id"], values="b.t.y")
+    with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
+                      limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster, \
+            cluster.client("a") as client:
+        first = client.submit("psi.intersection_sum", **params, memory="1MiB")
+        saved = _kill_when(cluster, "a", kill, "paillier_done", 2)["state"]["paillier_done"]
+        with pytest.raises(Exception):                         # noqa: B017 - the first run fails
+            client.result(first, progress=False)
+        assert 2 <= saved < 8
+        _own_key_is_private(cluster, "b")
+        second = _resubmit(client, "psi.intersection_sum", **params, memory="1MiB")
+        out = client.result(second, progress=False)
+        whole = client.run("psi.intersection_sum", **params, progress=False)
+        records = [cluster.audit_record(p, second) for p in "ab"]
+    assert records[0]["resumed_paillier_buckets"] == records[1]["resumed_paillier_buckets"] == saved
+    joined = b[b.id.isin(a.id)]
+    assert out["cardinality"] == whole["cardinality"] == len(joined)
+    assert out["sum"] == pytest.approx(whole["sum"], abs=1e-9)
+    assert out["sum"] == pytest.approx(joined.y.sum(), abs=1e-3)
 
 
 def test_bucketed_intersection_sum_views_depend_on_the_set_sizes_only(tmp_path):

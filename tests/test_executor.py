@@ -235,3 +235,77 @@ def test_executor_table_defaults_to_in_process():
 def test_bad_executor_tables_name_file_and_key(table, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(_config(table), Path("party.toml"))
+
+
+# -- the circuit join and bucketed jobs on Ray ---------------------------------------------
+
+def _join_stats(tmp_path, params: dict, executor, n: int = 3000, bucket_join_sizes: bool = False):
+    """``join.stats`` between a and b through the registry, both parties in this process
+    (run_local, OT triples: the dealer-free circuit join), their bucket-local work on
+    ``executor``; returns (a's result, the joined frame pandas makes)."""
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import registry
+
+    rng = np.random.default_rng(53)
+    frames = {"a": pd.DataFrame({"id": rng.permutation(n), "x": rng.normal(10, 3, n).round(3)}),
+              "b": pd.DataFrame({"id": rng.permutation(np.arange(n // 3, n // 3 + n)),
+                                 "y": rng.integers(-50, 50, n)})}
+    stores = {}
+    for p, f in frames.items():
+        f.to_csv(tmp_path / f"{p}.csv", index=False)
+        stores[p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}.csv", "id",
+                                               {"id": "join_key", "x" if p == "a" else "y": "aggregate"})},
+                              tmp_path / f"work-{p}-{id(executor)}", bucket_join_sizes=bucket_join_sizes)
+    spec = registry.get("join.stats")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "columns": ["a.t.x", "b.t.y"], "join": "circuit",
+                            "stats": ["describe", "corr"], **params})
+    out = mpc.run_local(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b"], triples="ot",
+                        timeout=300, executor=executor)
+    return out["a"], frames["a"].merge(frames["b"], on="id")
+
+
+def _same_stats(on_ray: dict, here: dict, joined: pd.DataFrame) -> None:
+    """The order statistics are exact (equal bit for bit); the moments go through fixed-point
+    truncations and a square root on shares whose rounding depends on the random shares, so
+    two in-process runs differ in the 9th digit too (a correlation in its 6th)."""
+    assert on_ray["rows"] == here["rows"] == len(joined)
+    exact = ["count", "min", "25%", "50%", "75%", "max"]
+    pd.testing.assert_frame_equal(on_ray["describe"][exact], here["describe"][exact], check_exact=True)
+    pd.testing.assert_frame_equal(on_ray["describe"], here["describe"], rtol=1e-7)
+    pd.testing.assert_frame_equal(on_ray["corr"], here["corr"], atol=1e-4)       # 16 fractional bits
+    want = joined[["x", "y"]].describe()
+    for col, name in (("a.x", "x"), ("b.y", "y")):
+        for stat in ("mean", "std", "min", "max", "50%"):
+            assert on_ray["describe"].loc[col, stat] == pytest.approx(want.loc[stat, name], rel=1e-6, abs=1e-9)
+    assert on_ray["corr"].loc["a.x", "b.y"] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
+
+
+def test_circuit_join_stats_on_ray_matches_in_process_and_pandas(tmp_path, ray_executor, monkeypatch):
+    """The dealer-free circuit join with its hashing, cuckoo tables, OKVS encoding and
+    decoding as Ray tasks (several decoding chunks) gives the in-process statistics, which
+    are pandas'."""
+    from mpc.ss import circuit_join
+
+    monkeypatch.setattr(circuit_join, "DECODE_CHUNK", 1000)
+    params: dict = {}
+    calls: list[str] = []
+    real = ray_executor.map
+
+    def counted(fn, args, shared=(), window=None):
+        calls.append(fn.__name__)
+        return real(fn, args, shared, window)
+
+    monkeypatch.setattr(ray_executor, "map", counted)
+    on_ray, joined = _join_stats(tmp_path, params, ray_executor)
+    here, _ = _join_stats(tmp_path, params, None)
+    _same_stats(on_ray, here, joined)
+    assert {"_hash_chunk", "insert", "_evaluate_chunk", "okvs_table", "okvs_decoded"} <= set(calls)
+
+
+def test_bucketed_circuit_join_stats_on_ray_matches_in_process_and_pandas(tmp_path, ray_executor):
+    """join.stats under a memory budget (4 buckets, a circuit join per bucket) on Ray."""
+    on_ray, joined = _join_stats(tmp_path, {"memory": "1MiB"}, ray_executor, n=12000, bucket_join_sizes=True)
+    here, _ = _join_stats(tmp_path, {"memory": "1MiB"}, None, n=12000, bucket_join_sizes=True)
+    _same_stats(on_ray, here, joined)
+

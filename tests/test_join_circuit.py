@@ -155,11 +155,11 @@ def test_duplicate_ids_are_rejected_on_the_party_that_has_them():
 
 
 def test_malformed_okvs_names_the_party(monkeypatch):
-    original = engine.BinJoin.program
+    original = engine.BinJoin.okvs_args
 
     def bad(self, keys, bins, payload, n_bins, max_keys):
-        original(self, keys, bins, payload, n_bins, max_keys - 3)      # a table of the wrong size
-    monkeypatch.setattr(engine.BinJoin, "program", bad)
+        return original(self, keys, bins, payload, n_bins, max_keys - 3)      # a table of the wrong size
+    monkeypatch.setattr(engine.BinJoin, "okvs_args", bad)
     with pytest.raises(JobFailed, match="'bob' sent .* as the OKVS") as info:
         run((list(range(100)), {"x": np.arange(100)}), (list(range(50, 150)), {"y": np.arange(100)}))
     assert info.value.party == "alice"
@@ -257,11 +257,9 @@ def test_views_depend_only_on_the_sizes_and_the_count(monkeypatch, ranks):
 
 
 def test_malformed_okvs_message_names_the_party(monkeypatch):
-    def bad(self, keys, bins, payload, n_bins, max_keys):
+    def bad(self, seed, table):
         self.ctx.send(self.peer, [1, 2, 3])
-        self.word.append(np.zeros(n_bins, np.uint64))
-        self.rows.append(np.zeros((self.a_cols + self.b_cols, n_bins), np.uint64))
-    monkeypatch.setattr(engine.BinJoin, "program", bad)
+    monkeypatch.setattr(engine.BinJoin, "send_table", bad)
     with pytest.raises(JobFailed, match="'bob' sent a malformed OKVS message") as info:
         run((list(range(10)), None), (list(range(5, 15)), None))
     assert info.value.party == "alice"

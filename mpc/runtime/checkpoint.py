@@ -16,14 +16,20 @@ checkpoint_retention`` (default 7 days), goes when the server starts and wheneve
 ends, so the spilled inputs of abandoned jobs do not fill the disk.
 
 What is stored is what the party already holds: its own input's spilled buckets, its
-share of results, and the joint hashing key both parties drew (which the peer knows too).
-The work directory is as private as the party's results directory.
+share of results, the joint hashing key both parties drew (which the peer knows too) and,
+for the jobs with a Paillier pass, the party's own Paillier key pair and the running
+ciphertext sums it holds under the peer's key (:meth:`Checkpoint.save_value`, in the wire
+codec's encoding: no pickle). The work directory is as private as the party's results
+directory: a checkpoint's directory is made ``0700`` and its manifest, bucket and value
+files are written ``0600`` (:func:`mpc.runtime.files.write_atomic`), so only the server's
+own user reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -75,6 +81,7 @@ class Checkpoint:
             self.manifest = {**identity, "job_id": manifest.get("job_id", ""), "done": [], "state": {}}
             self.resumed = False
             self._save()
+        os.chmod(self.dir, 0o700)       # the party's own secrets (value files) live here
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -117,6 +124,31 @@ class Checkpoint:
     def load_bucket(self, bucket: int) -> dict[str, np.ndarray]:
         with np.load(self.dir / f"bucket-{bucket}.npz", allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
+
+    def save_value(self, name: str, value: Any) -> None:
+        """Store ``value`` (what the wire codec encodes: ints of any size, arrays, bytes,
+        Paillier public keys, dicts and lists of those) as ``<name>.value``, atomically,
+        ``0600``. For the party's own state, such as its Paillier key pair: never sent."""
+        from mpc.runtime import codec
+        _write_atomic(self.dir / f"{name}.value", codec.dumps(value))
+
+    def load_value(self, name: str) -> Any:
+        """What :meth:`save_value` stored under ``name``, or None (never stored, or unreadable:
+        the caller starts that part afresh)."""
+        from mpc.runtime import codec
+        try:
+            data = (self.dir / f"{name}.value").read_bytes()
+        except OSError:
+            return None
+        try:
+            return codec.loads(data)
+        except (codec.CodecError, ValueError, TypeError):
+            return None
+
+    def drop_values(self) -> None:
+        """Remove every value :meth:`save_value` stored."""
+        for path in self.dir.glob("*.value"):
+            path.unlink(missing_ok=True)
 
     def forget(self, buckets: set[int]) -> None:
         """Drop buckets from the finished list (a peer has not finished them: redo)."""

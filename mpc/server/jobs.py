@@ -263,8 +263,8 @@ class JobManager:
             "party": self.party, "parties": job.parties + job.helpers, "params": _jsonable(job.params),
             "reveals": job.spec.reveals, "revealed_to_me": summarize(job.result) if job.state == "done" else "",
             "start": job.started, "end": job.ended, "outcome": job.state, "error": job.error,
-            **({"resumed_buckets": job.ctx.state["resumed_buckets"]}
-               if job.ctx is not None and "resumed_buckets" in job.ctx.state else {})})
+            **({k: job.ctx.state[k] for k in ("resumed_buckets", "resumed_paillier_buckets")
+                if k in job.ctx.state} if job.ctx is not None else {})})
 
     def _write_audit(self, record: dict[str, Any]) -> None:
         path = self.config.audit_log

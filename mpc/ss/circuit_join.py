@@ -93,6 +93,7 @@ B's) and to B (pi_0 is A's). Message shapes depend only on the set sizes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -102,6 +103,7 @@ from mpc.crypto.random import random_uint64
 from mpc.ot.hashing import ecb, tccr
 from mpc.ot.wire import expect
 from mpc.runtime.context import Context
+from mpc.runtime.executor import chunks
 from mpc.ss import ot_shuffle
 from mpc.ss.beaver import open_arith
 from mpc.ss.compare import eqz
@@ -142,10 +144,41 @@ def _positions(seed: bytes, keys: np.ndarray, cells: int) -> np.ndarray:
     return okvs.positions(ecb(seed, keys).view(np.uint64), cells)
 
 
+# The bucket-local CPU work of the OPPRF as pure functions of arrays, run on the party's
+# executor (``ctx.executor``: its thread pool, or its Ray cluster): B's OKVS encoding, A's
+# decoding a chunk of bins at a time. Their arguments hold B's masked payload and targets,
+# or A's OPRF outputs: the party's own secrets, so the executor is part of its trust domain
+# (docs/security.md, "Party compute on a Ray cluster").
+DECODE_CHUNK = 1 << 16    # bins per decoding call
+
+
+def okvs_table(keys: np.ndarray, values: np.ndarray, cells: int, tries: int = SEED_TRIES
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """B's OKVS of one bucket: ``values + H(k)`` ((k, w) uint64, H the TCCR masks) encoded at
+    the positions AES_seed(k) of ``keys`` ((k, 16) uint8) under a fresh public seed, redrawn
+    until the table peels (``okvs.OkvsError`` after ``tries`` seeds). Returns (seed (16,)
+    uint8, table (cells, w) uint64)."""
+    values = values + _masks(keys, values.shape[1])
+    for _ in range(tries):
+        seed = os.urandom(16)
+        try:
+            return np.frombuffer(seed, np.uint8).copy(), okvs.encode(_positions(seed, keys, cells), values, cells)
+        except okvs.OkvsError:
+            continue
+    raise okvs.OkvsError(f"no OKVS seed of {tries} peeled")
+
+
+def okvs_decoded(outputs: np.ndarray, table: np.ndarray, seed: np.ndarray, cells: int, width: int) -> np.ndarray:
+    """A's decoding of a chunk of bins: T(o_b) - H(o_b) at OPRF outputs ``outputs`` ((c, 16)
+    uint8), (c, width) uint64."""
+    return okvs.decode(table, _positions(seed.tobytes(), outputs, cells)) - _masks(outputs, width)
+
+
 class BinJoin:
     """One party's side of the OPPRF, flag and compaction over buckets of cuckoo bins.
 
-    A (rank 0) calls :meth:`receive` per bucket, B (rank 1) :meth:`program`, in the same
+    A (rank 0) calls :meth:`receive` per bucket, B (rank 1) :meth:`okvs_args` per bucket
+    inside the argument stream of :meth:`tables`, in the same
     bucket order; both then call :meth:`finish`.
     """
 
@@ -175,10 +208,13 @@ class BinJoin:
             self._routed = pool.submit(ot_shuffle.draw, wires)
             pool.shutdown(wait=False)
 
-    def program(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
-                max_keys: int) -> None:
-        """B: program bucket's OKVS for keys F(b, y) ((k, 16) uint8) in bins ``bins`` with
-        B's column values ``payload`` (one (k,) ring array per column) and send it."""
+    def okvs_args(self, keys: np.ndarray, bins: np.ndarray, payload: list[np.ndarray], n_bins: int,
+                  max_keys: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """B, per bucket: the OKVS for keys F(b, y) ((k, 16) uint8) in bins ``bins`` with B's
+        column values ``payload`` (one (k,) ring array per column) is to map each key to
+        (t_b, payload + u_b); draw the bucket's targets t_b and masks u_b, keep its shares
+        (t_b, -u_b), and return :func:`okvs_table`'s arguments (keys, those values, cells),
+        which :meth:`tables` encodes on ``ctx.executor``."""
         width = 1 + self.b_cols
         t = random_uint64(n_bins)
         u = random_uint64((self.b_cols, n_bins))
@@ -186,22 +222,26 @@ class BinJoin:
         values[:, 0] = t[bins]
         for c, col in enumerate(payload):
             values[:, 1 + c] = np.asarray(col, dtype=np.uint64) + u[c, bins]
-        values += _masks(keys, width)
-        cells = okvs.num_cells(max_keys)
-        for _ in range(SEED_TRIES):
-            seed = os.urandom(16)
-            try:
-                table = okvs.encode(_positions(seed, keys, cells), values, cells)
-                break
-            except okvs.OkvsError:
-                continue
-        else:
-            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)")
-        self.ctx.send(self.peer, {"seed": np.frombuffer(seed, np.uint8), "table": table})
         self.word.append(t)
         rows = np.zeros((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)   # A's columns: share 0
         rows[self.a_cols:] = -u
         self.rows.append(rows)
+        return keys, values, okvs.num_cells(max_keys)
+
+    def send_table(self, seed: np.ndarray, table: np.ndarray) -> None:
+        """B: send a bucket's OKVS (in bucket order)."""
+        self.ctx.send(self.peer, {"seed": seed, "table": table})
+
+    def tables(self, args: Iterator[tuple[np.ndarray, np.ndarray, int]]) -> None:
+        """B: :func:`okvs_table` of every bucket's :meth:`okvs_args` on ``ctx.executor``, each
+        table sent as it comes. One bucket ahead (window 2): the next bucket's arguments (its
+        OPRF evaluation) are made while this one's table is encoded; not more, because A
+        sends bucket b + 2's OPRF batch only after it has bucket b's table."""
+        try:
+            for seed, table in self.ctx.executor.map(okvs_table, args, window=2):
+                self.send_table(seed, table)
+        except okvs.OkvsError:
+            raise RuntimeError(f"{self.ctx.party}: no OKVS seed of {SEED_TRIES} peeled (run the job again)") from None
 
     def receive(self, outputs: np.ndarray, own: list[np.ndarray], max_keys: int,
                 filled: np.ndarray | None = None, index: np.ndarray | None = None) -> None:
@@ -217,7 +257,12 @@ class BinJoin:
         seed = expect(self.peer, got["seed"], np.uint8, (16,), "the OKVS seed").tobytes()
         table = expect(self.peer, got["table"], np.uint64, (cells, width), "the OKVS")
         n_bins = len(outputs)
-        decoded = okvs.decode(table, _positions(seed, outputs, cells)) - _masks(outputs, width)
+        decoded = np.empty((n_bins, width), np.uint64)
+        parts = chunks(n_bins, DECODE_CHUNK)
+        shared = (table, np.frombuffer(seed, np.uint8), cells, width)
+        for p, d in zip(parts, self.ctx.executor.map(okvs_decoded, ((outputs[p],) for p in parts), shared),
+                        strict=True):
+            decoded[p] = d
         self.word.append(np.ascontiguousarray(decoded[:, 0]))
         self.filled.append(np.ones(n_bins, bool) if filled is None else np.asarray(filled, bool))
         rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)

@@ -43,7 +43,16 @@ from mpc.crypto import cuckoo
 from mpc.ot import KkrtReceiver, KkrtSender, session
 from mpc.runtime.context import Context
 from mpc.ss.circuit_join import BinJoin
-from protocols.psi.oprf import DEFAULT_OPRF_BUCKET, STAT, _joint_key, _Layout, capacity, evaluate_items, oprf_bins
+from protocols.psi.oprf import (
+    DEFAULT_OPRF_BUCKET,
+    STAT,
+    _joint_key,
+    _Layout,
+    capacity,
+    cuckoo_tables,
+    evaluate_items,
+    oprf_bins,
+)
 
 PHASE = "private join: OPRF and OPPRF per bucket (circuit PSI)"
 
@@ -63,15 +72,16 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
         bins = cuckoo.num_bins(cap_a, STAT + math.log2(nb))
         max_keys = 3 * cap_b
         blocks = np.ascontiguousarray(prepared.digests[:, :16])
-        layout = _Layout(blocks, _joint_key(ctx, peer), nb, bins)
+        layout = _Layout(blocks, _joint_key(ctx, peer), nb, bins, ctx.executor)
         join.expect_bins(nb * bins, n_a)    # this party's shuffle permutation, routed meanwhile
         ctx.report_progress(phase=PHASE, done=0, total=nb, unit="buckets")
         if ctx.rank == 0:
             kkrt = KkrtReceiver(ctx, peer, session(ctx, peer, "sender"))
             pending: list[tuple] = []
-            for b in range(nb):
-                idx = layout.bucket(b, cap_a, ctx.party)
-                out, table, _ = oprf_bins(kkrt, layout, idx, bins)
+            idxs = [layout.bucket(b, cap_a, ctx.party) for b in range(nb)]
+            placed = cuckoo_tables(layout, idxs, bins, ctx.executor)       # a few buckets ahead
+            for b, (idx, cuckoo_table) in enumerate(zip(idxs, placed, strict=True)):
+                out, table, _ = oprf_bins(kkrt, layout, idx, bins, cuckoo_table)
                 item = idx[np.maximum(table, 0)] if len(idx) else np.zeros(bins, np.int64)
                 pending.append((out, [np.where(table >= 0, r[item], 0) for r in rings], max_keys, table >= 0,
                                 np.where(table >= 0, item, 0)))     # A's row index: the row order's labels
@@ -82,10 +92,14 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
                 join.receive(*pending.pop(0))
         else:
             kkrt = KkrtSender(ctx, peer, session(ctx, peer, "receiver"))
-            for b in range(nb):
-                idx = layout.bucket(b, cap_b, ctx.party)
-                q, first = kkrt.receive(bins)
-                keys, items, rows = evaluate_items(kkrt, q, first, layout, idx)
-                join.program(keys, rows, [r[items] for r in rings], bins, max_keys)
-                ctx.report_progress(phase=PHASE, done=b + 1, total=nb, unit="buckets")
+
+            def okvs_args():                # per bucket: B's OPRF evaluation, then its OKVS's inputs
+                for b in range(nb):
+                    idx = layout.bucket(b, cap_b, ctx.party)
+                    q, first = kkrt.receive(bins)
+                    keys, items, rows = evaluate_items(kkrt, q, first, layout, idx, executor=ctx.executor)
+                    yield join.okvs_args(keys, rows, [r[items] for r in rings], bins, max_keys)
+                    ctx.report_progress(phase=PHASE, done=b + 1, total=nb, unit="buckets")
+
+            join.tables(okvs_args())        # encoded on the executor while the next bucket's OPRF runs
     return join.finish()

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -184,14 +184,23 @@ def _joint_key(ctx: Context, peer: str) -> bytes:
     return bytes(a ^ b for a, b in zip(mine, theirs.tobytes(), strict=True))
 
 
-def oprf_bins(kkrt: KkrtReceiver, layout: _Layout, idx: np.ndarray, bins: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Receiver side of one bucket: cuckoo-insert the items ``idx`` into ``bins`` bins, fill
-    empty bins with random dummies and run one KKRT batch on x || i.
+def cuckoo_tables(layout: _Layout, idxs: list[np.ndarray], bins: int, executor: Executor | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The receiver's cuckoo tables of the buckets ``idxs`` (:func:`mpc.crypto.cuckoo.insert`,
+    a pure function of the items' candidate bins), on ``executor`` a few buckets ahead of the
+    caller's KKRT batches."""
+    return (executor or default_executor()).map(cuckoo.insert, ((layout.locations[idx], bins) for idx in idxs))
+
+
+def oprf_bins(kkrt: KkrtReceiver, layout: _Layout, idx: np.ndarray, bins: int,
+              placed: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Receiver side of one bucket: cuckoo-insert the items ``idx`` into ``bins`` bins (or
+    take ``placed``, their (table, choice) from :func:`cuckoo_tables`), fill empty bins with
+    random dummies and run one KKRT batch on x || i.
 
     Returns (F(bin, input) as (bins, 16) uint8, table (item of each bin's ``idx`` position,
     -1 if empty), choice (the hash index that placed each item))."""
-    table, choice = cuckoo.insert(layout.locations[idx], bins)
+    table, choice = placed if placed is not None else cuckoo.insert(layout.locations[idx], bins)
     filled = table >= 0
     inputs = np.frombuffer(os.urandom(16 * bins), dtype=np.uint8).reshape(bins, 16).copy()
     held = table[filled]
@@ -244,9 +253,9 @@ def _find(ctx: Context, peer: str, layout: _Layout, m: int, nb: int, cap_f: int,
         for sel, hit in zip(sels, found, strict=True):
             mask[items[sel]] = hit
 
-    for b in range(nb):
-        idx = layout.bucket(b, cap_f, ctx.party)
-        out, table, choice = oprf_bins(kkrt, layout, idx, bins)
+    idxs = [layout.bucket(b, cap_f, ctx.party) for b in range(nb)]
+    for b, (idx, placed) in enumerate(zip(idxs, cuckoo_tables(layout, idxs, bins, ctx.executor), strict=True)):
+        out, table, choice = oprf_bins(kkrt, layout, idx, bins, placed)
         filled = table >= 0
         held = table[filled]
         pending.append((np.ascontiguousarray(out[filled, :ell]), idx[held], choice[held]))
