@@ -57,7 +57,10 @@ Schoppmann, "VOLE-PSI", Eurocrypt 2021):
    each party the arrangement of the joined rows is a uniformly random permutation
    independent of its view. The labels are distinct (one A row per filled bin) and fixed
    to the rows before pi_0, so no party knows which label sits at which output position:
-   A knows each row's label but not pi_1, B not even the labels. It costs one more word
+   A knows each row's label but not pi_1, B not even the labels (``label_column``: one of
+   A's own columns serves as the labels instead when its values are distinct below
+   2^key_bits(n_A), A's ranks of a column with ``private_join(ranks=True)``, for the same
+   reasons: no extra column then). It costs one more word
    per wire in round 1 (B's network).
 
 Parameters: kappa = 128 (KKRT, IKNP, AES), lambda = 40 (cuckoo hashing, bucket capacities);
@@ -182,11 +185,14 @@ class BinJoin:
     bucket order; both then call :meth:`finish`.
     """
 
-    def __init__(self, ctx: Context, own_cols: int, peer_cols: int) -> None:
+    def __init__(self, ctx: Context, own_cols: int, peer_cols: int, label_column: int | None = None) -> None:
         self.ctx, self.peer = ctx, ctx.peers[0]
         self.own_cols, self.peer_cols = own_cols, peer_cols
         self.labelled = keeps_order(ctx)      # A's input row index as a last A column (step 4)
-        self.a_cols = (own_cols if ctx.rank == 0 else peer_cols) + int(self.labelled)
+        # or one of A's own columns as the labels (public index; distinct values below 2^key_bits(n_A),
+        # e.g. A's ranks of a column, mpc.ss.order.owner_ranks): no extra column
+        self.label_column = label_column if self.labelled else None
+        self.a_cols = (own_cols if ctx.rank == 0 else peer_cols) + int(self.labelled and label_column is None)
         self.b_cols = peer_cols if ctx.rank == 0 else own_cols
         self.word: list[np.ndarray] = []      # per bucket: s_b (A) or t_b (B)
         self.rows: list[np.ndarray] = []      # per bucket: (a_cols + b_cols, bins) shares
@@ -268,7 +274,7 @@ class BinJoin:
         rows = np.empty((self.a_cols + self.b_cols, n_bins), dtype=np.uint64)
         for c, col in enumerate(own):
             rows[c] = col
-        if self.labelled:
+        if self.labelled and self.label_column is None:
             if index is None:
                 raise ValueError("the circuit join's row order needs A's row index per bin")
             rows[self.a_cols - 1] = np.asarray(index, dtype=np.int64).astype(np.uint64)
@@ -283,7 +289,10 @@ class BinJoin:
         m, own, theirs, two_rounds = self._finish()
         if not self.labelled:
             return m, own, theirs, None
-        label = own.pop() if self.ctx.rank == 0 else theirs.pop()
+        if self.label_column is not None:
+            label = (own if self.ctx.rank == 0 else theirs)[self.label_column].copy()
+        else:
+            label = own.pop() if self.ctx.rank == 0 else theirs.pop()
         return m, own, theirs, RowOrder(label, key_bits(self.items_a)) if two_rounds else None
 
     def _finish(self) -> tuple[int, list[np.ndarray], list[np.ndarray], bool]:

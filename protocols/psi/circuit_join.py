@@ -64,7 +64,7 @@ def circuit_join(ctx: Context, prepared, rings: list[np.ndarray], peer_n: int, p
     peer = ctx.peers[0]
     n = prepared.n_rows
     n_a, n_b = (n, peer_n) if ctx.rank == 0 else (peer_n, n)
-    join = BinJoin(ctx, len(rings), peer_cols)
+    join = BinJoin(ctx, len(rings), peer_cols, params.get("label_column"))
     if min(n_a, n_b) > 0:
         bucket = params.get("oprf_bucket", DEFAULT_OPRF_BUCKET)
         nb = -(-max(n_a, n_b) // bucket)

@@ -435,6 +435,8 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     peer = ctx.peers[0]
     peer_n = headers[ctx.parties.index(peer)]["size"]
     peer_cols = len(meta[ctx.parties.index(peer)]["names"]) * (2 if ranks else 1)
+    if ranks:          # A's ranks of its first column are distinct labels for the row order: no extra column
+        params = {**params, "label_column": len(meta[0]["names"])} if meta[0]["names"] else params
     m, my_shares, their_shares, *rest = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
 
     table: dict[str, Any] = {}
