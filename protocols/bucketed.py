@@ -233,6 +233,22 @@ def psi(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, m
     return _psi_buckets(ctx, store, data, ref, sp, nb, done, capacity(sizes[ctx.party], nb), receivers, mask_of)
 
 
+def bucket_hits(ctx: Context, rec: dict[str, np.ndarray], cap: int, b: int,
+                mask_of: Callable[[np.ndarray], np.ndarray | None], column: Any = None) -> np.ndarray | None:
+    """The positions in bucket ``b``'s spilled records ``rec`` whose id the peer holds: the
+    bucket's distinct ids padded to ``cap`` blocks and ``mask_of(padded)``, the match of each
+    block (None where this party receives nothing: then None). With ``column``, an id that
+    matches on two rows is refused, naming the column (jobs that need unique ids)."""
+    padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+    mask = mask_of(padded)
+    if mask is None:
+        return None
+    hit = np.flatnonzero(mask[inverse])
+    if column is not None and len(np.unique(inverse[hit])) != len(hit):
+        raise ValueError(f"column {column} has duplicate ids in the intersection; this job needs unique ids")
+    return hit
+
+
 def _psi_buckets(ctx: Context, store: Checkpoint, data: LocalData, ref: ColumnRef, sp: buckets.Spill, nb: int,
                  done: set[int], cap: int, receivers: list[str],
                  mask_of: Callable[[np.ndarray], np.ndarray | None]) -> ResultFile | None:
@@ -242,9 +258,8 @@ def _psi_buckets(ctx: Context, store: Checkpoint, data: LocalData, ref: ColumnRe
     by every receiver."""
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
         rec = sp.read(first, count)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        mask = mask_of(padded)
-        rows = rec["row"][mask[inverse]] if mask is not None else np.zeros(0, dtype=np.int64)
+        hit = bucket_hits(ctx, rec, cap, b, mask_of)
+        rows = rec["row"][hit] if hit is not None else np.zeros(0, dtype=np.int64)
         return {"rows": rows.astype(np.int64)}
 
     matched = RowBits(int(store.state["rows"]))

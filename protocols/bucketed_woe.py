@@ -48,7 +48,16 @@ import numpy as np
 
 from mpc.runtime.context import Context
 from protocols import buckets
-from protocols.bucketed import _checkpoint, _own_keypair, _plan, _start, _sums_resume, _sums_save, _sums_start
+from protocols.bucketed import (
+    _checkpoint,
+    _own_keypair,
+    _plan,
+    _start,
+    _sums_resume,
+    _sums_save,
+    _sums_start,
+    bucket_hits,
+)
 from protocols.psi.common import check_receivers
 from protocols.psi.oprf import capacity, oprf_mask
 from protocols.registry import ColumnRef, LocalData, numeric
@@ -96,11 +105,7 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
         rec = sp.read(first, count)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        mask = oprf_mask(ctx, kind, padded, receivers)
-        hit = np.nonzero(mask[inverse])[0]
-        if len(np.unique(inverse[hit])) != len(hit):
-            raise ValueError(f"column {ref} has duplicate ids in the intersection; this job needs unique ids")
+        hit = bucket_hits(ctx, rec, cap, b, lambda padded: oprf_mask(ctx, kind, padded, receivers), ref)
         w = rec["w"][hit]
         order = np.lexsort((w[:, 1], w[:, 0]))        # by block: the same order at both parties
         return {"v": rec["v"][hit][order].reshape(len(hit), len(cols))}

@@ -147,7 +147,7 @@ def _bucketed(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData,
     :func:`protocols.jobs.aligned_rows` does: row i is the same id at both parties and the
     result is the unbucketed job's, in its order."""
     from protocols import buckets
-    from protocols.bucketed import RowBits, _checkpoint, _plan, _start
+    from protocols.bucketed import RowBits, _checkpoint, _plan, _start, bucket_hits
     from protocols.psi.common import check_receivers
     from protocols.psi.oprf import capacity
     from protocols.sql.job import plan_uses
@@ -174,13 +174,9 @@ def _bucketed(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData,
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
         rec = sp.read(first, count)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
-        mask = oprf_mask(ctx, kind, padded, psi_to)
-        if mask is None:            # not a PSI receiver: learns nothing of the bucket
+        hit = bucket_hits(ctx, rec, cap, b, lambda padded: oprf_mask(ctx, kind, padded, psi_to), key)
+        if hit is None:             # not a PSI receiver: learns nothing of the bucket
             return {"rows": np.zeros(0, dtype=np.int64)}
-        hit = np.flatnonzero(mask[inverse])
-        if len(np.unique(inverse[hit])) != len(hit):
-            raise ValueError(f"column {key} has duplicate ids in the intersection; this job needs unique ids")
         return {"rows": rec["row"][hit].astype(np.int64)}
 
     ctx.report_progress(phase="sql: PSI per bucket")
