@@ -23,15 +23,19 @@ the receivers choose with bits 0..b-1 of their shares (b OTs per share, not 64, 
 corrections' widths shift down by 64 - b bits), and the result is 2^(64 - b) X X^T, exact
 mod 2^64. The 32 OTs l >= b - 32 need their pads and corrections mod 2^32 only: they take
 a random-OT batch of their own with k 32-bit pads (one AES block per OT for k <= 4, not
-two), the arithmetic in uint32.
+two), the arithmetic in uint32, their corrections 4, 3, 2 or 1 bytes. A batch's
+corrections travel as one uint8 message (the wide ones packed first, then the narrow).
 
-Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair` (IKNP with
-kappa = 128, semi-honest, non-colluding parties); the receiver's choices are hidden by the
-extension matrix, the sender's correlation by the pad of the choice not made (correlation
-robustness), so each correction tau = p0 + x - p1 is uniform to the receiver (the narrow
-ones mod 2^32, masked by 32-bit pads, and every correction's low bits only: truncating a
-uniform word leaves it uniform). The number of OTs and their widths depend on the public
-shape and ``bits`` only. Nothing is opened; the result is a sharing of 2^(64 - bits) X X^T
+Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair_ccr` (IKNP with
+kappa = 128, semi-honest, non-colluding parties; pads of one fixed-key AES call per
+128-bit block by the circular correlation-robust hash, block b of OT i's pad
+ccr(row xor c_b): :func:`mpc.ot.hashing.ccr_blocks_word_major`, whose note gives the
+reduction to correlation robustness, Guo-Katz-Wang-Yu S&P 2020); the receiver's choices are
+hidden by the extension matrix, the sender's correlation by the pad of the choice not made
+(correlation robustness), so each correction tau = p0 + x - p1 is uniform to the receiver
+(the narrow ones mod 2^32, masked by 32-bit pads, and every correction's low bits only:
+truncating a uniform word leaves it uniform). The number of OTs and their widths depend on
+the public shape and ``bits`` only. Nothing is opened; the result is a sharing of 2^(64 - bits) X X^T
 and the caller decides what to reveal. With any
 other source: the matmul Beaver triple (``mpc.ss.beaver.matmul``).
 """
@@ -59,9 +63,6 @@ def gram_matrix(t: SharedTensor, bits: int = 64) -> SharedTensor:
     if t.ndim != 2:
         raise ValueError(f"gram_matrix needs a 2-D SharedTensor, got shape {t.shape}")
     return t._new(gram(t.ctx, t.share, bits), 2 * t.frac_bits + 64 - bits)
-
-
-_NARROW = ((0, 16, np.uint32), (16, 24, np.uint16), (24, 32, np.uint8))   # of the 32 narrow OTs
 
 
 def gram(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
@@ -103,43 +104,40 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
     the position axis), and the sums over positions run along the last, contiguous axis.
     Two random-OT batches: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
     (l >= bits - 32, whose corrections count mod 2^32 only: 2^l v is needed mod 2^bits)
-    with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32."""
+    with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32. Both packed
+    into one uint8 message, the wide corrections first."""
     k, js = s.shape
     jr = r.shape[1]
     wide = bits - 32
-    shifts = np.arange(bits, dtype=np.uint64)[:, None, None]
-    # choice of OT (l, b, j), l < bits: bit l of my r[b, j]
-    choices = ((r[None] >> shifts) & np.uint64(1)).astype(bool)
-    w0, w1, got = source.rot_pair(wide * js * k, choices[:wide].reshape(-1), k)    # (k, m) word-major
-    n0, n1, got32 = source.rot_pair(32 * js * k, choices[wide:].reshape(-1), -(-k // 2))
-    n0, n1, got32 = (_as_u32(v, k) for v in (n0, n1, got32))
+    choices = _choice_bits(r, bits)                                # (bits, k, jr) bool
+    w0, w1, got = source.rot_pair_ccr(wide * js * k, choices[:wide].reshape(-1), k)    # (k, m) word-major
+    n0, n1, got32 = source.rot_pair_ccr(32 * js * k, choices[wide:].reshape(-1), k, np.uint32)
+    wide_bytes, narrow_bytes = _wide_bytes(bits), _narrow_bytes(bits)
     peer = source.peer
     if js:
-        tau = np.subtract(w0, w1).reshape(k, wide, k, js)
+        share_s = np.negative(_weighted(w0, k, js, 0, wide) + _weighted(n0, k, js, wide, bits))  # -p0
+        tau = np.subtract(w0, w1, out=w0).reshape(k, wide, k, js)     # p0 - p1, in place
         tau += s[:, None, None, :]                                    # [a, l, b, j] += s[a, j]
-        narrow = np.subtract(n0, n1).reshape(k, 32, k, js)
+        narrow = np.subtract(n0, n1, out=n0).reshape(k, 32, k, js)
         narrow += s.astype(np.uint32)[:, None, None, :]
-        narrow = narrow.reshape(k, 32, k * js)
-        wide_part = ot_corrections.pack(tau.reshape(k, wide, k * js), _wide_bytes(bits))
-        ctx.send(peer, [wide_part] + [np.ascontiguousarray(narrow[:, a:b].astype(dt)) for a, b, dt in _NARROW])
-        del tau, narrow
-        np.negative(w0, out=w0)                                       # the sender's share is -p0
-        np.negative(n0, out=n0)
-        share_s = _weighted(w0, k, js, 0, wide) + _weighted(n0, k, js, wide, bits)
+        split = ot_corrections.packed_size(k, k * js, wide_bytes)
+        msg = np.empty(split + ot_corrections.packed_size(k, k * js, narrow_bytes), np.uint8)
+        ot_corrections.pack(tau.reshape(k, wide, k * js), wide_bytes, out=msg[:split])
+        ot_corrections.pack(narrow.reshape(k, 32, k * js), narrow_bytes, out=msg[split:])
+        ctx.send(peer, msg)
+        del tau, narrow, msg
     else:
         share_s = np.zeros((k, k), np.uint64)
     del w0, w1, n0, n1
     if jr:
-        msg = ctx.recv(peer)
-        if not isinstance(msg, list) or len(msg) != 1 + len(_NARROW):
-            raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = ot_corrections.unpack(peer, msg[0], k, k * jr, _wide_bytes(bits),
+        split = ot_corrections.packed_size(k, k * jr, wide_bytes)
+        size = split + ot_corrections.packed_size(k, k * jr, narrow_bytes)
+        msg = expect(peer, ctx.recv(peer), np.uint8, (size,), "Gram-matrix OT corrections")
+        tau = ot_corrections.unpack(peer, msg[:split], k, k * jr, wide_bytes,
                                     "Gram-matrix OT corrections").reshape(k, -1)
-        narrow = np.empty((k, 32, k * jr), np.uint32)
-        for part, (a, b, dt) in zip(msg[1:], _NARROW, strict=True):
-            narrow[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
+        narrow = ot_corrections.unpack(peer, msg[split:], k, k * jr, narrow_bytes,
+                                       "Gram-matrix OT corrections", np.uint32).reshape(k, -1)
         del msg
-        narrow = narrow.reshape(k, -1)
         for t, c, g in ((tau, choices[:wide], got), (narrow, choices[wide:], got32)):
             t *= c.reshape(1, -1).view(np.uint8)
             t += g
@@ -149,17 +147,23 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
     return share_s, share_r
 
 
+def _choice_bits(r: np.ndarray, bits: int) -> np.ndarray:
+    """(bits, k, j) bool: [l, b, j] = bit l of r[b, j] (the receiver's choices, (l, b, j)
+    order): the words' bits unpacked once (one byte per bit), then the bit axis moved first."""
+    k, j = r.shape
+    flat = np.unpackbits(np.ascontiguousarray(r).view(np.uint8), axis=1, bitorder="little")   # (k, 64 j)
+    return np.ascontiguousarray(flat.reshape(k, j, 64)[:, :, :bits].transpose(2, 0, 1)).view(bool)
+
+
 def _wide_bytes(bits: int) -> np.ndarray:
     """Bytes that travel of wide OT l's correction (l < bits - 32): its value counts mod
     2^(bits - l) only (the cross term is needed mod 2^bits), so ceil((bits - l) / 8)."""
     return ot_corrections.widths(np.arange(bits - 32) + 64 - bits)
 
 
-def _as_u32(pads: np.ndarray, k: int) -> np.ndarray:
-    """(w, m) uint64 word-major pads as (k, m) uint32 word-major ones (32-bit word 2i + h
-    of an OT is half h of its 64-bit word i)."""
-    w, m = pads.shape
-    return np.ascontiguousarray(pads.view(np.uint32).reshape(w, m, 2).transpose(0, 2, 1).reshape(2 * w, m)[:k])
+def _narrow_bytes(bits: int) -> np.ndarray:
+    """The same for the narrow OTs l = bits - 32 .. bits - 1 (uint32 corrections): 4 down to 1."""
+    return ot_corrections.widths(np.arange(bits - 32, bits) + 64 - bits)
 
 
 def _weighted(v: np.ndarray, k: int, j: int, lo: int, hi: int) -> np.ndarray:

@@ -82,7 +82,7 @@ from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
 from mpc.ot.bits import transpose
 from mpc.ot.extension import _pad, pad_words, xor_delta
-from mpc.ot.hashing import ccr_words
+from mpc.ot.hashing import ccr_blocks_word_major, ccr_words
 from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
 from mpc.ss import ot_corrections, ot_shuffle, provider
@@ -240,6 +240,24 @@ class OtSource(provider.RandomnessProvider):
             p0 = pad_words(q, first_s, words)
             xor_delta(q, self._s.delta)                                             # in place
             p1 = pad_words(q, first_s, words)
+        return p0, p1, mine
+
+    def rot_pair_ccr(self, m: int, choices: np.ndarray, words: int, dtype: type = np.uint64
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`rot_pair` (both directions, same widths) with pads of ``words`` words of
+        ``dtype`` (uint64 or uint32) by the circular correlation-robust hash alone, one AES
+        call per 128-bit block (:func:`mpc.ot.hashing.ccr_blocks_word_major`: block b of
+        OT i's pad is ccr(row xor c_b); no tweak), where :meth:`rot_pair`'s wider pads take
+        tccr blocks (three calls for two blocks). Semi-honest IKNP needs only correlation
+        robustness (see that function's security note). The sender's two pads come from
+        one pass over q (sigma linear: Delta is xored after sigma, q is left as it is)."""
+        p0 = p1 = mine = np.zeros((words, 0), dtype)
+        if len(choices):
+            t, _ = self._r.extend(np.ascontiguousarray(choices, dtype=bool))          # sends U
+            mine = ccr_blocks_word_major(t, words, dtype)
+        if m:
+            q, _ = self._s.extend(m)                                                  # receives U
+            p0, p1 = ccr_blocks_word_major(q, words, dtype, self._s.delta)
         return p0, p1, mine
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
