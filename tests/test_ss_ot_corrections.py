@@ -100,3 +100,19 @@ def test_uint32_round_trip_and_into_a_slice(width):
     np.testing.assert_array_equal(back.astype(np.uint64), _low(v32.astype(np.uint64), nb32))
     with pytest.raises(ValueError):
         ot_corrections.pack(v32, np.array([5, 1, 1, 1]))
+
+
+def test_pieces_describe_the_packed_layout():
+    """pieces(): reading each piece in place (UINT[size] at its offset) and shifting it by
+    8 off rebuilds the low bytes, as the Gram matrix's receiver does without unpacking."""
+    nbytes = np.array([8, 7, 7, 6, 5, 3, 1])
+    values = RNG.integers(0, 2**64, (3, len(nbytes), 4), dtype=np.uint64)
+    data = ot_corrections.pack(values, nbytes)
+    back, pos = np.zeros_like(values), 0
+    for s, e, off, size in ot_corrections.pieces(nbytes):
+        n = 3 * (e - s) * 4 * size
+        piece = data[pos:pos + n].view(ot_corrections.UINT[size]).reshape(3, e - s, 4)
+        back[:, s:e] += piece.astype(np.uint64) << np.uint64(8 * off)
+        pos += n
+    assert pos == data.size
+    np.testing.assert_array_equal(back, _low(values, nbytes))

@@ -133,18 +133,33 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
         split = ot_corrections.packed_size(k, k * jr, wide_bytes)
         size = split + ot_corrections.packed_size(k, k * jr, narrow_bytes)
         msg = expect(peer, ctx.recv(peer), np.uint8, (size,), "Gram-matrix OT corrections")
-        tau = ot_corrections.unpack(peer, msg[:split], k, k * jr, wide_bytes,
-                                    "Gram-matrix OT corrections").reshape(k, -1)
-        narrow = ot_corrections.unpack(peer, msg[split:], k, k * jr, narrow_bytes,
-                                       "Gram-matrix OT corrections", np.uint32).reshape(k, -1)
-        del msg
-        for t, c, g in ((tau, choices[:wide], got), (narrow, choices[wide:], got32)):
-            t *= c.reshape(1, -1).view(np.uint8)
-            t += g
-        share_r = _weighted(tau, k, jr, 0, wide) + _weighted(narrow, k, jr, wide, bits)
+        share_r = (_received(msg[:split], choices[:wide], got, wide_bytes, 0, k, jr)
+                   + _received(msg[split:], choices[wide:], got32, narrow_bytes, wide, k, jr))
     else:
         share_r = np.zeros((k, k), np.uint64)
     return share_s, share_r
+
+
+def _received(data: np.ndarray, choices: np.ndarray, got: np.ndarray, nbytes: np.ndarray, lo: int,
+              k: int, j: int) -> np.ndarray:
+    """The receiver's weighted share sum_l 2^l sum_j (c tau + p_c) -> (k, k), its OTs
+    l = lo .. lo + len(nbytes) - 1 (``choices`` (L, k, j) bool, ``got`` the chosen pads
+    (k, L k j)), straight from the packed corrections ``data`` (:func:`mpc.ss.ot_corrections.pack`'s
+    layout, length checked by the caller): tau is the sum over its pieces of piece << 8 off,
+    so sum_j c tau is the same sum of the pieces' choice-weighted sums (an einsum each, in
+    uint64), with no unpacked copy. The integers may exceed 2^32 where the narrow OTs' values
+    count mod 2^32 only: the excess is a multiple of 2^(32 + l) >= 2^bits, shifted out."""
+    levels = len(nbytes)
+    per_l = got.reshape(k, levels, k, j).sum(axis=3, dtype=np.uint64)   # [a, l, b]
+    cc = choices.view(np.uint8)
+    pos = 0
+    for s, e, off, size in ot_corrections.pieces(nbytes):
+        n = k * (e - s) * k * j * size
+        piece = data[pos:pos + n].view(ot_corrections.UINT[size]).reshape(k, e - s, k, j)
+        pos += n
+        sums = np.einsum("albj,lbj->alb", piece, cc[s:e], dtype=np.uint64, casting="unsafe")
+        per_l[:, s:e] += sums << np.uint64(8 * off)
+    return (per_l * _WEIGHTS[None, lo:lo + levels, None]).sum(axis=1, dtype=np.uint64)
 
 
 def _choice_bits(r: np.ndarray, bits: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 
 from mpc.ot.wire import expect
 
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+UINT = _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}   # a piece's word type by size
 
 
 def widths(shifts: np.ndarray) -> np.ndarray:
@@ -61,6 +61,14 @@ def _key(nbytes: np.ndarray) -> tuple[int, ...]:
     if nb.ndim != 1 or nb.min(initial=0) < 0 or nb.max(initial=0) > 8:
         raise ValueError(f"byte widths must be a 1-D array of 0..8, got {nb}")
     return tuple(nb.tolist())
+
+
+def pieces(nbytes: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
+    """:func:`pack`'s layout: (start, stop, byte offset, size) of each piece in message
+    order; piece i holds bytes off .. off + size - 1 of the words at positions start..stop-1,
+    as an (A, stop - start, B) array of ``UINT[size]`` (for consumers that read the pieces
+    in place, e.g. :func:`mpc.ss.gram._received`)."""
+    return _pieces(_key(nbytes))
 
 
 def packed_size(a: int, b: int, nbytes: np.ndarray) -> int:
