@@ -57,13 +57,15 @@ def test_transpose_property(blocks, tile, seed):
     tiles on the thread pool all run), and is its own inverse."""
     rb, cb = blocks
     m = np.random.default_rng(list(seed)).integers(0, 256, (64 * rb, 8 * cb), dtype=np.uint8)
-    saved = bits._TILE_BLOCKS
+    saved = bits._TILE_BLOCKS, bits._POOL_MIN_WORKERS
     bits._TILE_BLOCKS = tile
     try:
         out = transpose(m)
+        bits._POOL_MIN_WORKERS = 1                  # the pool path, whatever the machine
+        assert np.array_equal(transpose(m), out)
         back = transpose(out)
     finally:
-        bits._TILE_BLOCKS = saved
+        bits._TILE_BLOCKS, bits._POOL_MIN_WORKERS = saved
     assert out.shape == (64 * cb, 8 * rb) and out.dtype == np.uint8
     assert np.array_equal(out, naive_transpose(m))
     assert np.array_equal(back, m)

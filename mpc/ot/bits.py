@@ -14,10 +14,11 @@ about 0.2 ns per uint64 when its innermost run of contiguous words is 4096 or lo
 five times slower per word on shorter runs, and a strided copy costs about as much per
 element (1 to 16 bytes) as three such ops. So each tile is a buffer with the block's row
 axis outermost, ``(64, blocks)``, and a thousand blocks: every round's operands are
-runs of a thousand words or more, and the buffers stay in L2. Filling the buffer and writing it out are the two copies where the
-word order changes; the side with the short axis (the fewer 64-row blocks, or the fewer
-64-bit word columns) is copied in units of that whole axis (a numpy void of ``8 * n``
-bytes), so no copy moves single words along a long stride.
+runs of a thousand words or more, and the buffers stay in L2. Filling the buffer and
+writing it out are the two copies where the word order changes; the side with the short
+axis (the fewer 64-row blocks, or the fewer 64-bit word columns) is copied in units of
+that whole axis (a numpy void of ``8 * n`` bytes), so no copy moves single words along a
+long stride.
 
 Measured and not taken: the three byte rounds as a byte-level reshape/transpose copy (a
 strided uint8 copy costs about 4 ns per word, the three rounds 1.5), the 8x8 bit blocks
@@ -27,7 +28,11 @@ usual single-tile batches. Tiles of 1024 blocks (512 KiB buffers, within L2) wer
 measured against 8192 (4 MiB) on the 2-core Xeon (2 MiB L2 per core, numpy 2.4, loaded
 machine, one thread): IKNP's 128 x 2^17 and 128 x 2^20 matrices 1.7-2x faster, 2^20 x 128
 1.9x, 512 x 2^17 1.6x, 2^14 x 512 within 10%: the cache misses cost more than the
-shorter runs.
+shorter runs. Several tiles go to the crypto pool only when it has at least
+``_POOL_MIN_WORKERS`` (4) workers: on 2 cores with both parties busy (the Gram matrix of
+:mod:`mpc.ss.gram`, k = 4, 2^17 rows, both parties in one process) the pool's hand-offs
+cost 12% more process CPU than transposing inline (2.97 against 2.60 s per party), the
+policy of :class:`mpc.ss.ot_triples._Parallel`.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ _ROUNDS = [(j, np.uint64(j), np.uint64(m)) for j, m in (
     (32, 0x00000000FFFFFFFF), (16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
     (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555))]
 _TILE_BLOCKS = 1024  # 64x64 blocks per tile: a 512 KiB buffer, 1024 words per row (see the module docstring)
+
+_POOL_MIN_WORKERS = 4  # fewer crypto-pool workers: every tile inline (see the module docstring)
 
 Tile = tuple[int, int, int, int]  # row blocks i0:i1, word columns j0:j1
 
@@ -137,7 +144,7 @@ def transpose(m: np.ndarray) -> np.ndarray:
 
     ``r`` and ``c`` must be multiples of 64 (pad the matrix: OT extension rounds its batch
     sizes up to 128). Matrices of several tiles run on the crypto thread pool (numpy
-    releases the GIL).
+    releases the GIL) when it has at least ``_POOL_MIN_WORKERS`` workers.
     """
     if m.dtype != np.uint8 or m.ndim != 2:
         raise TypeError(f"a bit matrix is a 2-d uint8 array, got {m.dtype} {m.shape}")
@@ -158,7 +165,8 @@ def transpose(m: np.ndarray) -> np.ndarray:
         ti = min(rb, max(1, _TILE_BLOCKS // tj))
     tiles = [(i, min(i + ti, rb), j, min(j + tj, cb)) for i in range(0, rb, ti) for j in range(0, cb, tj)]
     run = _wide_rows if wide else _tall_rows
-    k = min(pool.workers(), len(tiles))
+    workers = pool.workers()
+    k = min(workers, len(tiles)) if workers >= _POOL_MIN_WORKERS else 1
     if k == 1:
         run(words, out, tiles, ti * tj)
     else:      # one run of consecutive tiles per worker, each with its own buffers
