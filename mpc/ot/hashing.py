@@ -22,7 +22,9 @@ makes one OpenSSL call per array (AES-NI, about 10 GB/s here), never one per blo
   tweak: a receiver making q permutation queries learns a pad it did not choose only by
   hitting some t_i xor Delta, probability q m / 2^128 for m OTs of the session. Used for
   every OT pad of at most one block (:func:`mpc.ot.extension._pad`, ``pad_words``,
-  :mod:`mpc.ss.ot_triples`); wider pads take :func:`tccr` blocks with tweaks (i, k).
+  :mod:`mpc.ss.ot_triples`); wider pads take :func:`tccr` blocks with tweaks (i, k), or
+  (the Gram matrix's, :func:`ccr_blocks_word_major`) one ccr call per block, block b of
+  ccr(x xor c_b) for public distinct c_b: correlation robust by the same argument.
 * :func:`wide_hash`: KKRT's rows are 512 bits wide. They are absorbed block by block,
   Matyas-Meyer-Oseas style, into ``z_0 = H(i, x_0)``, ``z_k = pi(z_{k-1} xor x_k) xor
   z_{k-1} xor x_k``: the output depends on every unknown bit of every block through the

@@ -24,11 +24,11 @@ the statistics' centred columns, b = 60 at 2^19 rows) needs the cross term mod 2
 the receivers choose with bits 0..b-1 of their shares (b OTs per share, not 64, and the
 corrections' widths shift down by 64 - b bits), and the result is 2^(64 - b) X X^T, exact
 mod 2^64. The 32 OTs l >= b - 32 need their pads and corrections mod 2^32 only: they take
-a random-OT batch of their own with k 32-bit pads (one AES block per OT for k <= 4, not
-two), the arithmetic in uint32. A batch's corrections travel as one uint8 message (the
+their own part of each random-OT batch with k 32-bit pads (one AES block per OT for k <= 4,
+not two), the arithmetic in uint32. A batch's corrections travel as one uint8 message (the
 wide ones packed first, then the narrow).
 
-Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair_ccr` (IKNP with
+Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pairs_ccr` (IKNP with
 kappa = 128, semi-honest, non-colluding parties; pads of one fixed-key AES call per
 128-bit block by the circular correlation-robust hash, block b of OT i's pad
 ccr(row xor c_b): :func:`mpc.ot.hashing.ccr_blocks_word_major`, whose note gives the
@@ -106,7 +106,7 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
     those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, b, j) order: the
     sender's correlation of OT (l, b, j) is its column vector s[:, j] (a broadcast add along
     the position axis), and the sums over positions run along the last, contiguous axis.
-    Two random-OT batches: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
+    One random-OT batch in two parts: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
     (l >= bits - 32, whose corrections count mod 2^32 only: 2^l v is needed mod 2^bits)
     with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32. Both packed
     (:func:`_pack`) into one uint8 message, the wide corrections first."""
@@ -114,8 +114,8 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
     jr = r.shape[1]
     wide = bits - 32
     choices = _choice_bits(r, bits)                                # (bits, k, jr) bool
-    w0, w1, got = source.rot_pair_ccr(wide * js * k, choices[:wide].reshape(-1), k)    # (k, m) word-major
-    n0, n1, got32 = source.rot_pair_ccr(32 * js * k, choices[wide:].reshape(-1), k, np.uint32)
+    (w0, w1, got), (n0, n1, got32) = source.rot_pairs_ccr(         # one IKNP batch each way
+        [(wide * js * k, wide * jr * k, k, np.uint64), (32 * js * k, 32 * jr * k, k, np.uint32)], choices)
     wide_bits, narrow_bits = _widths(bits, 0, wide), _widths(bits, wide, bits)
     peer = source.peer
     if js:
