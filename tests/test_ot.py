@@ -57,13 +57,15 @@ def test_transpose_property(blocks, tile, seed):
     tiles on the thread pool all run), and is its own inverse."""
     rb, cb = blocks
     m = np.random.default_rng(list(seed)).integers(0, 256, (64 * rb, 8 * cb), dtype=np.uint8)
-    saved = bits._TILE_BLOCKS
+    saved = bits._TILE_BLOCKS, bits._POOL_MIN_WORKERS
     bits._TILE_BLOCKS = tile
     try:
         out = transpose(m)
+        bits._POOL_MIN_WORKERS = 1                  # the pool path, whatever the machine
+        assert np.array_equal(transpose(m), out)
         back = transpose(out)
     finally:
-        bits._TILE_BLOCKS = saved
+        bits._TILE_BLOCKS, bits._POOL_MIN_WORKERS = saved
     assert out.shape == (64 * cb, 8 * rb) and out.dtype == np.uint8
     assert np.array_equal(out, naive_transpose(m))
     assert np.array_equal(back, m)
@@ -371,3 +373,28 @@ def test_tccr_word_major_is_tccr_multi_word_major(n):
         want = np.ascontiguousarray(ccr(x).view(np.uint64).T[:words])
         got = ccr_word_major(x, words)
         assert got.flags.c_contiguous and got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, (1 << 15) + 3])
+def test_ccr_blocks_are_ccr_of_the_row_xor_block_index(n):
+    """ccr_blocks_word_major's block b is ccr(x xor c_b), c_b the block with high lane b
+    (block 0: ccr itself, so its uint32 words are ccr_word_major's halves), word-major in
+    uint64 or uint32, across tile boundaries; with delta, the pads of x and of x xor delta."""
+    from mpc.ot.hashing import ccr, ccr_blocks_word_major, ccr_word_major
+    x = np.frombuffer(os.urandom(16 * n), np.uint8).reshape(n, 16)
+    delta = np.frombuffer(os.urandom(16), np.uint8)
+
+    def c(b):
+        return np.frombuffer(np.array([0, b], np.uint64).tobytes(), np.uint8)
+    rows = np.concatenate([ccr(x ^ c(b)) for b in range(3)], axis=1) if n else np.zeros((0, 48), np.uint8)
+    for dtype in (np.uint64, np.uint32):
+        words = rows.view(dtype)
+        for w in range(0, words.shape[1] + 1):
+            want = np.ascontiguousarray(words.T[:w])
+            got = ccr_blocks_word_major(x, w, dtype)
+            assert got.flags.c_contiguous and got.dtype == dtype and np.array_equal(got, want)
+            p0, p1 = ccr_blocks_word_major(x, w, dtype, delta)
+            assert np.array_equal(p0, want) and np.array_equal(p1, ccr_blocks_word_major(x ^ delta, w, dtype))
+    assert np.array_equal(ccr_blocks_word_major(x, 2), ccr_word_major(x, 2))
+    halves = ccr_word_major(x, 2).T.reshape(-1).view(np.uint32)
+    assert np.array_equal(ccr_blocks_word_major(x, 4, np.uint32).T.reshape(-1), halves)

@@ -86,3 +86,30 @@ def _shape(value):
     leaves = flatten([("", value)])
     return tuple((leaf.dtype.str, leaf.shape) if isinstance(leaf, np.ndarray) else type(leaf).__name__
                  for leaf in leaves)
+
+
+@pytest.mark.parametrize("bits", [40, 41, 60, 64])
+def test_packed_corrections_give_the_receivers_sums(bits):
+    """_pack / _received (whole bytes, then partial top bytes shared in pairs) give
+    sum_l 2^l sum_j (c tau + p) mod 2^bits exactly, against Python integers, for the wide
+    (uint64) and narrow (uint32) parts; the message is the bits that matter, rounded up per
+    shared byte, and no larger than whole-byte widths."""
+    k, j, wide = 3, 5, bits - 32
+    for lo, hi, dt in ((0, wide, np.uint64), (wide, bits, np.uint32)):
+        widths = gram._widths(bits, lo, hi)
+        levels = hi - lo
+        tau = RNG.integers(0, np.iinfo(dt).max, (k, levels, k * j), dtype=dt, endpoint=True)
+        got = RNG.integers(0, np.iinfo(dt).max, (k, levels * k * j), dtype=dt, endpoint=True)
+        choices = RNG.integers(0, 2, (levels, k, j)).astype(bool)
+        msg = np.empty(gram._packed_size(k, k * j, widths), np.uint8)
+        gram._pack(tau, widths, msg)
+        assert msg.size <= k * k * j * sum(-(-w // 8) for w in widths)
+        assert msg.size == k * k * j * (sum(w // 8 for w in widths) + len(gram._layout(widths)[1]))
+        out = gram._received(msg, choices, got, widths, lo, k, j)
+        t, g, c = tau.astype(object), got.reshape(k, levels, k, j).astype(object), choices.astype(object)
+        for a in range(k):
+            for b in range(k):
+                want = sum(2 ** (lo + lv) * (c[lv, b, q] * int(t[a, lv, b * j + q]) + int(g[a, lv, b, q]))
+                           for lv in range(levels) for q in range(j)) % 2 ** bits
+                assert int(out[a, b]) % 2 ** bits == want
+    assert gram._packed_size(1, 1, gram._widths(60, 0, 28)) + gram._packed_size(1, 1, gram._widths(60, 28, 60)) == 230

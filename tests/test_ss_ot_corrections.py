@@ -81,3 +81,38 @@ def test_one_message_per_batch_and_direction():
             assert u.shape == (64, -(-64 * sizes[k + 1] // 128) * 128 // 8) and u.dtype == np.uint8
         assert isinstance(last, np.ndarray) and last.shape == (288 * sizes[-1],)
         assert all(v.dtype == np.uint8 for v in flatten(views[party][-(len(sizes) + 1):]))
+
+
+@pytest.mark.parametrize("width", range(5))
+def test_uint32_round_trip_and_into_a_slice(width):
+    """uint32 values (widths up to 4) and uint64 ones packed into slices of one message:
+    each part unpacks to its low bytes; a width beyond the dtype is refused."""
+    nb32, nb64 = np.array([4, width, 3, width]), np.array([8, 5, width])
+    v32 = RNG.integers(0, 2**32, (3, 4, 5), dtype=np.uint32)
+    v64 = RNG.integers(0, 2**64, (3, 3, 5), dtype=np.uint64)
+    split = ot_corrections.packed_size(3, 5, nb64)
+    msg = np.empty(split + ot_corrections.packed_size(3, 5, nb32), np.uint8)
+    ot_corrections.pack(v64, nb64, out=msg[:split])
+    ot_corrections.pack(v32, nb32, out=msg[split:])
+    np.testing.assert_array_equal(ot_corrections.unpack("bob", msg[:split], 3, 5, nb64, "t"), _low(v64, nb64))
+    back = ot_corrections.unpack("bob", msg[split:], 3, 5, nb32, "t", np.uint32)
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back.astype(np.uint64), _low(v32.astype(np.uint64), nb32))
+    with pytest.raises(ValueError):
+        ot_corrections.pack(v32, np.array([5, 1, 1, 1]))
+
+
+def test_pieces_describe_the_packed_layout():
+    """pieces(): reading each piece in place (UINT[size] at its offset) and shifting it by
+    8 off rebuilds the low bytes, as the Gram matrix's receiver does without unpacking."""
+    nbytes = np.array([8, 7, 7, 6, 5, 3, 1])
+    values = RNG.integers(0, 2**64, (3, len(nbytes), 4), dtype=np.uint64)
+    data = ot_corrections.pack(values, nbytes)
+    back, pos = np.zeros_like(values), 0
+    for s, e, off, size in ot_corrections.pieces(nbytes):
+        n = 3 * (e - s) * 4 * size
+        piece = data[pos:pos + n].view(ot_corrections.UINT[size]).reshape(3, e - s, 4)
+        back[:, s:e] += piece.astype(np.uint64) << np.uint64(8 * off)
+        pos += n
+    assert pos == data.size
+    np.testing.assert_array_equal(back, _low(values, nbytes))

@@ -13,18 +13,26 @@ What the speed depends on (measured with numpy 2.4 on 2 cores): a numpy bitwise 
 about 0.2 ns per uint64 when its innermost run of contiguous words is 4096 or longer, two to
 five times slower per word on shorter runs, and a strided copy costs about as much per
 element (1 to 16 bytes) as three such ops. So each tile is a buffer with the block's row
-axis outermost, ``(64, blocks)``, and a few thousand blocks: every round's operands are
-long contiguous runs. Filling the buffer and writing it out are the two copies where the
-word order changes; the side with the short axis (the fewer 64-row blocks, or the fewer
-64-bit word columns) is copied in units of that whole axis (a numpy void of ``8 * n``
-bytes), so no copy moves single words along a long stride.
+axis outermost, ``(64, blocks)``, and a thousand blocks: every round's operands are
+runs of a thousand words or more, and the buffers stay in L2. Filling the buffer and
+writing it out are the two copies where the word order changes; the side with the short
+axis (the fewer 64-row blocks, or the fewer 64-bit word columns) is copied in units of
+that whole axis (a numpy void of ``8 * n`` bytes), so no copy moves single words along a
+long stride.
 
 Measured and not taken: the three byte rounds as a byte-level reshape/transpose copy (a
 strided uint8 copy costs about 4 ns per word, the three rounds 1.5), the 8x8 bit blocks
 transposed inside uint64 words (twice the ops of the rounds across words), round 32 as a
-swap of uint32 halves or fused into the first copy (within 5%), tiles sized for L2 (the
-short runs cost more than the cache misses), and the pool for IKNP's usual single-tile
-batches.
+swap of uint32 halves or fused into the first copy (within 5%), and the pool for IKNP's
+usual single-tile batches. Tiles of 1024 blocks (512 KiB buffers, within L2) were
+measured against 8192 (4 MiB) on the 2-core Xeon (2 MiB L2 per core, numpy 2.4, loaded
+machine, one thread): IKNP's 128 x 2^17 and 128 x 2^20 matrices 1.7-2x faster, 2^20 x 128
+1.9x, 512 x 2^17 1.6x, 2^14 x 512 within 10%: the cache misses cost more than the
+shorter runs. Several tiles go to the crypto pool only when it has at least
+``_POOL_MIN_WORKERS`` (4) workers: on 2 cores with both parties busy (the Gram matrix of
+:mod:`mpc.ss.gram`, k = 4, 2^17 rows, both parties in one process) the pool's hand-offs
+cost 12% more process CPU than transposing inline (2.97 against 2.60 s per party), the
+policy of :class:`mpc.ss.ot_triples._Parallel`.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ if sys.byteorder != "little":  # pragma: no cover - every supported platform is 
 _ROUNDS = [(j, np.uint64(j), np.uint64(m)) for j, m in (
     (32, 0x00000000FFFFFFFF), (16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
     (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555))]
-_TILE_BLOCKS = 8192  # 64x64 blocks per tile: a 4 MiB buffer, 8192 words per row (see the module docstring)
+_TILE_BLOCKS = 1024  # 64x64 blocks per tile: a 512 KiB buffer, 1024 words per row (see the module docstring)
+
+_POOL_MIN_WORKERS = 4  # fewer crypto-pool workers: every tile inline (see the module docstring)
 
 Tile = tuple[int, int, int, int]  # row blocks i0:i1, word columns j0:j1
 
@@ -140,7 +150,7 @@ def transpose(m: np.ndarray, sigma: bool = False) -> np.ndarray:
 
     ``r`` and ``c`` must be multiples of 64 (pad the matrix: OT extension rounds its batch
     sizes up to 128). Matrices of several tiles run on the crypto thread pool (numpy
-    releases the GIL).
+    releases the GIL) when it has at least ``_POOL_MIN_WORKERS`` workers.
 
     ``sigma`` (r = 128 only): each output row x = a || b (a its low 64 bits) comes out as
     sigma(x) = (a xor b) || a, the linear orthomorphism of the CCR hash
@@ -174,7 +184,8 @@ def transpose(m: np.ndarray, sigma: bool = False) -> np.ndarray:
         t[:, 1] ^= t[:, 0]
         return t.view(np.uint8).reshape(8 * cbytes, rows // 8)
     run = (lambda w, o, ts, size: _wide_rows(w, o, ts, size, sigma)) if wide else _tall_rows
-    k = min(pool.workers(), len(tiles))
+    workers = pool.workers()
+    k = min(workers, len(tiles)) if workers >= _POOL_MIN_WORKERS else 1
     if k == 1:
         run(words, out, tiles, ti * tj)
     else:      # one run of consecutive tiles per worker, each with its own buffers

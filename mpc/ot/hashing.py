@@ -22,7 +22,9 @@ makes one OpenSSL call per array (AES-NI, about 10 GB/s here), never one per blo
   tweak: a receiver making q permutation queries learns a pad it did not choose only by
   hitting some t_i xor Delta, probability q m / 2^128 for m OTs of the session. Used for
   every OT pad of at most one block (:func:`mpc.ot.extension._pad`, ``pad_words``,
-  :mod:`mpc.ss.ot_triples`); wider pads take :func:`tccr` blocks with tweaks (i, k).
+  :mod:`mpc.ss.ot_triples`); wider pads take :func:`tccr` blocks with tweaks (i, k), or
+  (the Gram matrix's, :func:`ccr_blocks_word_major`) one ccr call per block, block b of
+  ccr(x xor c_b) for public distinct c_b: correlation robust by the same argument.
 * :func:`wide_hash`: KKRT's rows are 512 bits wide. They are absorbed block by block,
   Matyas-Meyer-Oseas style, into ``z_0 = H(i, x_0)``, ``z_k = pi(z_{k-1} xor x_k) xor
   z_{k-1} xor x_k``: the output depends on every unknown bit of every block through the
@@ -282,3 +284,59 @@ def wide_hash(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
         p = _pi(z)
         np.bitwise_xor(z, p, out=z)
     return z
+
+
+def ccr_blocks_word_major(x: np.ndarray, words: int, dtype: type = np.uint64,
+                          delta: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Pads of several 128-bit blocks by the circular correlation-robust hash alone, one
+    fixed-key AES call per block (:func:`tccr` blocks cost three calls for two): block b of
+    row x is ``ccr(x xor c_b)``, c_b the block with high 64-bit lane b (c_0 = 0: block 0 is
+    :func:`ccr`). As sigma is linear, sigma(x xor c_b) = sigma(x) xor (b || 0): sigma runs
+    once per row and each further block xors b into its low lane.
+
+    Returns the first ``words`` words (of ``dtype``, uint64 or uint32) of each row's pad,
+    word-major ((words, n), C-contiguous): word w of a row is word w of the concatenated
+    blocks read as ``dtype`` (little-endian; for uint32 and one block, the same bits as
+    ``ccr_word_major`` split into halves). With ``delta`` ((16,) uint8), the pair
+    (pads of x, pads of x xor delta), an OT sender's two pads (sigma(x xor Delta) =
+    sigma(x) xor sigma(Delta): the rows xor Delta are never formed).
+
+    Security (semi-honest IKNP, as :func:`ccr_words`): the pads a receiver did not choose
+    are H'(t_i xor Delta) with H'(y) = H(y xor c_0) || H(y xor c_1) || ...; a distinguisher
+    for them is one for H's correlation robustness (Guo-Katz-Wang-Yu, S&P 2020, section
+    7.2: CCR implies CR) queried at the points t_i xor c_b xor Delta, which are distinct
+    unless t_i xor t_j = c_a xor c_b for some i != j, probability at most (B m)^2 / 2^128
+    for m pseudorandom rows t_i and B blocks. A receiver making q permutation queries
+    learns an unchosen pad only by hitting one of those B m points: q B m / 2^128, the
+    bound of the one-block hash with B m rows."""
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.uint64), np.dtype(np.uint32)):
+        raise TypeError(f"ccr pads are uint64 or uint32 words, got {dt}")
+    per = BLOCK // dt.itemsize                     # words per block
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    n = len(x)
+    outs = [np.empty((words, n), dtype=dt) for _ in range(1 if delta is None else 2)]
+    blocks = -(-words // per)
+    if n and words:
+        tile = min(n, _TILE_ROWS)
+        s, e = (np.empty((tile, 2), dtype=np.uint64) for _ in range(2))
+        lanes = x.reshape(-1, BLOCK).view(np.uint64)
+        sd = None if delta is None else _sigma(np.asarray(delta, dtype=np.uint8).reshape(1, BLOCK))[0]
+        enc = _fixed()
+        for lo in range(0, n, tile):
+            hi = min(n, lo + tile)
+            sm, em = s[:hi - lo], e[:hi - lo]
+            np.bitwise_xor(lanes[lo:hi, 0], lanes[lo:hi, 1], out=sm[:, 0])   # sigma, as _sigma
+            sm[:, 1] = lanes[lo:hi, 0]
+            sv, ev = sm.view(dt), em.view(dt)
+            for o, out in enumerate(outs):
+                if o:                                  # sigma(x xor Delta), block 0 again
+                    np.bitwise_xor(sm[:, 0], sd[0] ^ np.uint64(blocks - 1), out=sm[:, 0])
+                    np.bitwise_xor(sm[:, 1], sd[1], out=sm[:, 1])
+                for b in range(blocks):
+                    if b:                              # low lane: b - 1 -> b
+                        np.bitwise_xor(sm[:, 0], np.uint64((b - 1) ^ b), out=sm[:, 0])
+                    enc.encrypt(sm.view(np.uint8), em.view(np.uint8))
+                    for j in range(min(per, words - b * per)):
+                        np.bitwise_xor(ev[:, j], sv[:, j], out=out[b * per + j, lo:hi])
+    return outs[0] if delta is None else (outs[0], outs[1])

@@ -16,27 +16,35 @@ positions are split in halves with the roles swapped (party 0 sends for the firs
 party 1 for the second), so both directions of the job's two IKNP sessions carry half the
 work at once: 32 k n random OTs of k words per direction in all, against 64 k n for the
 matmul triple. OT l's correction is multiplied by 2^l, so only its low 64 - l bits travel
-(rounded up to whole bytes, :mod:`mpc.ss.ot_corrections`; Asharov-Lindell-Schneider-Zohner's
-short correlated OT, CCS 2013). A caller that knows |X X^T| < 2^(b - 1) (``bits`` = b:
+(Asharov-Lindell-Schneider-Zohner's short correlated OT, CCS 2013): its whole bytes
+(:mod:`mpc.ss.ot_corrections`), and its partial top byte shares one byte with another
+OT's (widths 7 + 1, 6 + 2, 5 + 3 bits: :func:`_layout`), 230 bytes per 60 values where
+whole bytes take 256 and bits 228.75. A caller that knows |X X^T| < 2^(b - 1) (``bits`` = b:
 the statistics' centred columns, b = 60 at 2^19 rows) needs the cross term mod 2^b only:
 the receivers choose with bits 0..b-1 of their shares (b OTs per share, not 64, and the
 corrections' widths shift down by 64 - b bits), and the result is 2^(64 - b) X X^T, exact
 mod 2^64. The 32 OTs l >= b - 32 need their pads and corrections mod 2^32 only: they take
-a random-OT batch of their own with k 32-bit pads (one AES block per OT for k <= 4, not
-two), the arithmetic in uint32.
+their own part of each random-OT batch with k 32-bit pads (one AES block per OT for k <= 4,
+not two), the arithmetic in uint32. A batch's corrections travel as one uint8 message (the
+wide ones packed first, then the narrow).
 
-Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pair` (IKNP with
-kappa = 128, semi-honest, non-colluding parties); the receiver's choices are hidden by the
-extension matrix, the sender's correlation by the pad of the choice not made (correlation
-robustness), so each correction tau = p0 + x - p1 is uniform to the receiver (the narrow
-ones mod 2^32, masked by 32-bit pads, and every correction's low bits only: truncating a
-uniform word leaves it uniform). The number of OTs and their widths depend on the public
-shape and ``bits`` only. Nothing is opened; the result is a sharing of 2^(64 - bits) X X^T
+Security: the random OTs are :meth:`mpc.ss.ot_triples.OtSource.rot_pairs_ccr` (IKNP with
+kappa = 128, semi-honest, non-colluding parties; pads of one fixed-key AES call per
+128-bit block by the circular correlation-robust hash, block b of OT i's pad
+ccr(row xor c_b): :func:`mpc.ot.hashing.ccr_blocks_word_major`, whose note gives the
+reduction to correlation robustness, Guo-Katz-Wang-Yu S&P 2020); the receiver's choices are
+hidden by the extension matrix, the sender's correlation by the pad of the choice not made
+(correlation robustness), so each correction tau = p0 + x - p1 is uniform to the receiver
+(the narrow ones mod 2^32, masked by 32-bit pads, and every correction's low bits only:
+truncating a uniform word leaves it uniform). The number of OTs and their widths depend on
+the public shape and ``bits`` only. Nothing is opened; the result is a sharing of 2^(64 - bits) X X^T
 and the caller decides what to reveal. With any
 other source: the matmul Beaver triple (``mpc.ss.beaver.matmul``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -47,7 +55,10 @@ from mpc.ss.ot_triples import OtSource
 from mpc.ss.tensor import SharedTensor
 from mpc.ss.triples import get_source
 
-OTS_PER_BATCH = 1 << 19          # random OTs per batch and direction: k-word pads, about 100 MiB
+# Random OTs per batch and direction (k-word pads, about 50 MiB). Measured at k = 4,
+# 2^17 rows: 2^19 took 4% more CPU over gRPC (13% on the memory transport), 2^17 4% more
+# over gRPC; 2^18's pad arrays are nearer the caches.
+OTS_PER_BATCH = 1 << 18
 _WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
 
@@ -59,9 +70,6 @@ def gram_matrix(t: SharedTensor, bits: int = 64) -> SharedTensor:
     if t.ndim != 2:
         raise ValueError(f"gram_matrix needs a 2-D SharedTensor, got shape {t.shape}")
     return t._new(gram(t.ctx, t.share, bits), 2 * t.frac_bits + 64 - bits)
-
-
-_NARROW = ((0, 16, np.uint32), (16, 24, np.uint16), (24, 32, np.uint8))   # of the 32 narrow OTs
 
 
 def gram(ctx: Context, x: np.ndarray, bits: int = 64) -> np.ndarray:
@@ -101,65 +109,143 @@ def _batch(ctx: Context, source: OtSource, s: np.ndarray, r: np.ndarray, bits: i
     those of ``r`` (k, jr) (the peer: the mirror image). OTs in (l, b, j) order: the
     sender's correlation of OT (l, b, j) is its column vector s[:, j] (a broadcast add along
     the position axis), and the sums over positions run along the last, contiguous axis.
-    Two random-OT batches: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
+    One random-OT batch in two parts: OTs l < bits - 32 with k-word pads, and the 32 narrow ones
     (l >= bits - 32, whose corrections count mod 2^32 only: 2^l v is needed mod 2^bits)
-    with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32."""
+    with k 32-bit pads, half the fixed-key AES and the arithmetic in uint32. Both packed
+    (:func:`_pack`) into one uint8 message, the wide corrections first."""
     k, js = s.shape
     jr = r.shape[1]
     wide = bits - 32
-    shifts = np.arange(bits, dtype=np.uint64)[:, None, None]
-    # choice of OT (l, b, j), l < bits: bit l of my r[b, j]
-    choices = ((r[None] >> shifts) & np.uint64(1)).astype(bool)
-    w0, w1, got = source.rot_pair(wide * js * k, choices[:wide].reshape(-1), k)    # (k, m) word-major
-    n0, n1, got32 = source.rot_pair(32 * js * k, choices[wide:].reshape(-1), -(-k // 2))
-    n0, n1, got32 = (_as_u32(v, k) for v in (n0, n1, got32))
+    choices = _choice_bits(r, bits)                                # (bits, k, jr) bool
+    (w0, w1, got), (n0, n1, got32) = source.rot_pairs_ccr(         # one IKNP batch each way
+        [(wide * js * k, wide * jr * k, k, np.uint64), (32 * js * k, 32 * jr * k, k, np.uint32)], choices)
+    wide_bits, narrow_bits = _widths(bits, 0, wide), _widths(bits, wide, bits)
     peer = source.peer
     if js:
-        tau = np.subtract(w0, w1).reshape(k, wide, k, js)
+        share_s = np.negative(_weighted(w0, k, js, 0, wide) + _weighted(n0, k, js, wide, bits))  # -p0
+        tau = np.subtract(w0, w1, out=w0).reshape(k, wide, k, js)     # p0 - p1, in place
         tau += s[:, None, None, :]                                    # [a, l, b, j] += s[a, j]
-        narrow = np.subtract(n0, n1).reshape(k, 32, k, js)
+        narrow = np.subtract(n0, n1, out=n0).reshape(k, 32, k, js)
         narrow += s.astype(np.uint32)[:, None, None, :]
-        narrow = narrow.reshape(k, 32, k * js)
-        wide_part = ot_corrections.pack(tau.reshape(k, wide, k * js), _wide_bytes(bits))
-        ctx.send(peer, [wide_part] + [np.ascontiguousarray(narrow[:, a:b].astype(dt)) for a, b, dt in _NARROW])
-        del tau, narrow
-        np.negative(w0, out=w0)                                       # the sender's share is -p0
-        np.negative(n0, out=n0)
-        share_s = _weighted(w0, k, js, 0, wide) + _weighted(n0, k, js, wide, bits)
+        split = _packed_size(k, k * js, wide_bits)
+        msg = np.empty(split + _packed_size(k, k * js, narrow_bits), np.uint8)
+        _pack(tau.reshape(k, wide, k * js), wide_bits, msg[:split])
+        _pack(narrow.reshape(k, 32, k * js), narrow_bits, msg[split:])
+        ctx.send(peer, msg)
+        del tau, narrow, msg
     else:
         share_s = np.zeros((k, k), np.uint64)
     del w0, w1, n0, n1
     if jr:
-        msg = ctx.recv(peer)
-        if not isinstance(msg, list) or len(msg) != 1 + len(_NARROW):
-            raise ValueError(f"party {peer!r} sent malformed Gram-matrix OT corrections")
-        tau = ot_corrections.unpack(peer, msg[0], k, k * jr, _wide_bytes(bits),
-                                    "Gram-matrix OT corrections").reshape(k, -1)
-        narrow = np.empty((k, 32, k * jr), np.uint32)
-        for part, (a, b, dt) in zip(msg[1:], _NARROW, strict=True):
-            narrow[:, a:b] = expect(peer, part, dt, (k, b - a, k * jr), "Gram-matrix OT corrections")
-        del msg
-        narrow = narrow.reshape(k, -1)
-        for t, c, g in ((tau, choices[:wide], got), (narrow, choices[wide:], got32)):
-            t *= c.reshape(1, -1).view(np.uint8)
-            t += g
-        share_r = _weighted(tau, k, jr, 0, wide) + _weighted(narrow, k, jr, wide, bits)
+        split = _packed_size(k, k * jr, wide_bits)
+        size = split + _packed_size(k, k * jr, narrow_bits)
+        msg = expect(peer, ctx.recv(peer), np.uint8, (size,), "Gram-matrix OT corrections")
+        share_r = (_received(msg[:split], choices[:wide], got, wide_bits, 0, k, jr)
+                   + _received(msg[split:], choices[wide:], got32, narrow_bits, wide, k, jr))
     else:
         share_r = np.zeros((k, k), np.uint64)
     return share_s, share_r
 
 
-def _wide_bytes(bits: int) -> np.ndarray:
-    """Bytes that travel of wide OT l's correction (l < bits - 32): its value counts mod
-    2^(bits - l) only (the cross term is needed mod 2^bits), so ceil((bits - l) / 8)."""
-    return ot_corrections.widths(np.arange(bits - 32) + 64 - bits)
+def _widths(bits: int, lo: int, hi: int) -> tuple[int, ...]:
+    """Bits that matter of OT l's value, l in [lo, hi): 2^l v is needed mod 2^bits, so v
+    mod 2^(bits - l)."""
+    return tuple(bits - lv for lv in range(lo, hi))
 
 
-def _as_u32(pads: np.ndarray, k: int) -> np.ndarray:
-    """(w, m) uint64 word-major pads as (k, m) uint32 word-major ones (32-bit word 2i + h
-    of an OT is half h of its 64-bit word i)."""
-    w, m = pads.shape
-    return np.ascontiguousarray(pads.view(np.uint32).reshape(w, m, 2).transpose(0, 2, 1).reshape(2 * w, m)[:k])
+@functools.lru_cache(maxsize=16)
+def _layout(widths: tuple[int, ...]) -> tuple[np.ndarray, tuple[tuple[int, int, int, int, int, int], ...]]:
+    """How OT values of ``widths`` bits travel: their whole bytes (w // 8, packed by
+    :func:`mpc.ss.ot_corrections.pack`), then one byte per *pair* of partial top bytes:
+    (l1, byte1, r1, l2, byte2, r2) puts the r1 bits from bit 8 byte1 of l1's value in the
+    byte's bits 0..r1-1 and the r2 of l2's above them (l2 = -1: none), r1 + r2 <= 8. The
+    partial widths w % 8 of consecutive OTs run 7, 6, ..., 1, so (7, 1), (6, 2), (5, 3)
+    share bytes: 1830 bits at bits = 60 (228.75 bytes per 60 OT values) travel in 232
+    bytes instead of 256 whole-byte widths."""
+    full = np.array([w // 8 for w in widths], dtype=np.int64)
+    part = sorted((lv for lv, w in enumerate(widths) if w % 8), key=lambda lv: -(widths[lv] % 8))
+    pairs, i, j = [], 0, len(part) - 1
+    while i <= j:
+        l1, r1 = part[i], widths[part[i]] % 8
+        if i < j and r1 + widths[part[j]] % 8 <= 8:
+            l2 = part[j]
+            pairs.append((l1, widths[l1] // 8, r1, l2, widths[l2] // 8, widths[l2] % 8))
+            j -= 1
+        else:
+            pairs.append((l1, widths[l1] // 8, r1, -1, 0, 0))
+        i += 1
+    return full, tuple(pairs)
+
+
+def _packed_size(a: int, b: int, widths: tuple[int, ...]) -> int:
+    full, pairs = _layout(widths)
+    return ot_corrections.packed_size(a, b, full) + len(pairs) * a * b
+
+
+def _mask(r: int) -> np.uint8:
+    return np.uint8((1 << r) - 1)
+
+
+def _pack(values: np.ndarray, widths: tuple[int, ...], out: np.ndarray) -> None:
+    """The low ``widths[l]`` bits of the (A, L, B) uint64/uint32 ``values`` at position l into
+    ``out`` (uint8, :func:`_packed_size`): :func:`_layout`'s whole bytes, then its shared
+    partial bytes, (pairs, A, B). The bits above a value's width are not sent."""
+    a, levels, b = values.shape
+    full, pairs = _layout(widths)
+    split = ot_corrections.packed_size(a, b, full)
+    ot_corrections.pack(values, full, out=out[:split])
+    top = out[split:].reshape(len(pairs), a, b)
+    octets = values.view(np.uint8).reshape(a, levels, b, values.dtype.itemsize)
+    tmp = np.empty((a, b), np.uint8)
+    for p, (l1, b1, r1, l2, b2, r2) in enumerate(pairs):
+        np.bitwise_and(octets[:, l1, :, b1], _mask(r1), out=top[p])
+        if l2 >= 0:
+            np.bitwise_and(octets[:, l2, :, b2], _mask(r2), out=tmp)
+            np.left_shift(tmp, np.uint8(r1), out=tmp)
+            top[p] |= tmp
+
+
+def _received(data: np.ndarray, choices: np.ndarray, got: np.ndarray, widths: tuple[int, ...], lo: int,
+              k: int, j: int) -> np.ndarray:
+    """The receiver's weighted share sum_l 2^l sum_j (c tau + p_c) -> (k, k), its OTs
+    l = lo .. lo + len(widths) - 1 (``choices`` (L, k, j) bool, ``got`` the chosen pads
+    (k, L k j)), straight from the packed corrections ``data`` (:func:`_pack`'s layout,
+    length checked by the caller): tau mod 2^w is the sum over its pieces of piece << 8 off
+    (whole-byte pieces, :func:`mpc.ss.ot_corrections.pieces`, and its bits of a shared
+    partial byte), so sum_j c tau is the same sum of the pieces' choice-weighted sums (an
+    einsum each, in uint64), with no unpacked copy. The integers may exceed 2^w (a narrow
+    OT's pad and correction add mod 2^32 only): the excess is a multiple of 2^(w + l) =
+    2^bits, shifted out."""
+    levels = len(widths)
+    full, pairs = _layout(widths)
+    per_l = got.reshape(k, levels, k, j).sum(axis=3, dtype=np.uint64)   # [a, l, b]
+    cc = choices.view(np.uint8)
+    pos = 0
+    for s, e, off, size in ot_corrections.pieces(full):
+        n = k * (e - s) * k * j * size
+        piece = data[pos:pos + n].view(ot_corrections.UINT[size]).reshape(k, e - s, k, j)
+        pos += n
+        sums = np.einsum("albj,lbj->alb", piece, cc[s:e], dtype=np.uint64, casting="unsafe")
+        per_l[:, s:e] += sums << np.uint64(8 * off)
+    top = data[pos:].reshape(len(pairs), k, k, j)
+    bits = np.empty((k, k, j), np.uint8)
+    for p, (l1, b1, r1, l2, b2, r2) in enumerate(pairs):
+        for lv, byte, shift, r in ((l1, b1, 0, r1), (l2, b2, r1, r2)):
+            if lv < 0:
+                continue
+            np.right_shift(top[p], np.uint8(shift), out=bits)
+            bits &= _mask(r)
+            sums = np.einsum("abj,bj->ab", bits, cc[lv], dtype=np.uint64, casting="unsafe")
+            per_l[:, lv] += sums << np.uint64(8 * byte)
+    return (per_l * _WEIGHTS[None, lo:lo + levels, None]).sum(axis=1, dtype=np.uint64)
+
+
+def _choice_bits(r: np.ndarray, bits: int) -> np.ndarray:
+    """(bits, k, j) bool: [l, b, j] = bit l of r[b, j] (the receiver's choices, (l, b, j)
+    order): the words' bits unpacked once (one byte per bit), then the bit axis moved first."""
+    k, j = r.shape
+    flat = np.unpackbits(np.ascontiguousarray(r).view(np.uint8), axis=1, bitorder="little")   # (k, 64 j)
+    return np.ascontiguousarray(flat.reshape(k, j, 64)[:, :, :bits].transpose(2, 0, 1)).view(bool)
 
 
 def _weighted(v: np.ndarray, k: int, j: int, lo: int, hi: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 
 from mpc.ot.wire import expect
 
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+UINT = _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}   # a piece's word type by size
 
 
 def widths(shifts: np.ndarray) -> np.ndarray:
@@ -63,19 +63,34 @@ def _key(nbytes: np.ndarray) -> tuple[int, ...]:
     return tuple(nb.tolist())
 
 
+def pieces(nbytes: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
+    """:func:`pack`'s layout: (start, stop, byte offset, size) of each piece in message
+    order; piece i holds bytes off .. off + size - 1 of the words at positions start..stop-1,
+    as an (A, stop - start, B) array of ``UINT[size]`` (for consumers that read the pieces
+    in place, e.g. :func:`mpc.ss.gram._received`)."""
+    return _pieces(_key(nbytes))
+
+
 def packed_size(a: int, b: int, nbytes: np.ndarray) -> int:
     """Bytes of :func:`pack` for an ``(a, len(nbytes), b)`` array."""
     return a * b * int(np.asarray(nbytes, dtype=np.int64).sum())
 
 
-def pack(values: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+def pack(values: np.ndarray, nbytes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The low ``nbytes[p]`` bytes of every word at position p of ``values`` ((A, P, B)
-    uint64, P = len(nbytes)) as one uint8 array of :func:`packed_size` bytes."""
+    uint64, or uint32 with widths up to 4, P = len(nbytes)) as one uint8 array of
+    :func:`packed_size` bytes, written into ``out`` if given (a uint8 array of that size,
+    e.g. a slice of a larger message)."""
     a, p, b = values.shape
-    if values.dtype != np.uint64 or p != len(nbytes):
-        raise ValueError(f"pack needs (A, {len(nbytes)}, B) uint64 values, got {values.dtype} {values.shape}")
-    out = np.empty(packed_size(a, b, nbytes), np.uint8)
-    octets = np.ascontiguousarray(values).view(np.uint8).reshape(a, p, b, 8)
+    size = values.dtype.itemsize
+    if values.dtype not in (np.uint64, np.uint32) or p != len(nbytes) or _key(nbytes) and max(_key(nbytes)) > size:
+        raise ValueError(f"pack needs (A, {len(nbytes)}, B) uint64 or uint32 values as wide as the widths, "
+                         f"got {values.dtype} {values.shape}")
+    if out is None:
+        out = np.empty(packed_size(a, b, nbytes), np.uint8)
+    elif out.dtype != np.uint8 or out.shape != (packed_size(a, b, nbytes),):
+        raise ValueError(f"pack: out must be uint8 of {packed_size(a, b, nbytes)} bytes")
+    octets = np.ascontiguousarray(values).view(np.uint8).reshape(a, p, b, size)
     pos = 0
     for s, e, off, size in _pieces(_key(nbytes)):
         n = a * (e - s) * b * size
@@ -85,14 +100,19 @@ def pack(values: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
     return out
 
 
-def unpack(peer: str, data: object, a: int, b: int, nbytes: np.ndarray, what: str) -> np.ndarray:
-    """:func:`pack`'s inverse for what ``peer`` sent: (a, len(nbytes), b) uint64, the bytes
-    that did not travel 0. Raises ProtocolViolation (naming the peer) for a message that is
-    not a uint8 array of :func:`packed_size` bytes."""
+def unpack(peer: str, data: object, a: int, b: int, nbytes: np.ndarray, what: str,
+           dtype: type = np.uint64) -> np.ndarray:
+    """:func:`pack`'s inverse for what ``peer`` sent: (a, len(nbytes), b) of ``dtype``
+    (uint64, or uint32 for widths up to 4), the bytes that did not travel 0. Raises
+    ProtocolViolation (naming the peer) for a message that is not a uint8 array of
+    :func:`packed_size` bytes."""
     data = expect(peer, data, np.uint8, (packed_size(a, b, nbytes),), what)
     p = len(nbytes)
-    out = np.zeros((a, p, b), np.uint64)
-    octets = out.view(np.uint8).reshape(a, p, b, 8)
+    out = np.zeros((a, p, b), dtype)
+    size = out.dtype.itemsize
+    if _key(nbytes) and max(_key(nbytes)) > size:
+        raise ValueError(f"unpack: widths {nbytes} do not fit {out.dtype}")
+    octets = out.view(np.uint8).reshape(a, p, b, size)
     pos = 0
     for s, e, off, size in _pieces(_key(nbytes)):
         n = a * (e - s) * b * size

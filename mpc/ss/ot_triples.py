@@ -48,7 +48,10 @@ Security (semi-honest, two non-colluding parties): IKNP with SoftSpokenOT's k = 
 fixed-key AES hashes of :mod:`mpc.ot.hashing` (ideal-permutation model, Guo-Katz-Wang-Yu,
 S&P 2020): the one-word pads of the correlated OTs (products, bit products, AND triples)
 by the circular correlation-robust ``ccr_words`` (one AES call per row: semi-honest IKNP
-needs only correlation robustness), wider pads by the tweakable ``tccr``.
+needs only correlation robustness), wider pads by the tweakable ``tccr``, except the Gram
+matrix's (:meth:`OtSource.rot_pairs_ccr`: one ccr call per block, block b of a pad
+ccr(row xor c_b); the reduction to correlation robustness is in
+:func:`mpc.ot.hashing.ccr_blocks_word_major`).
 What a party receives: as the extension sender, the matrix U
 (each row masked by the PRG stream of a punctured GGM leaf it cannot compute:
 pseudorandom whatever the peer's choice bits); as the receiver, the
@@ -82,7 +85,7 @@ from mpc.crypto.random import PRG, new_seed
 from mpc.ot import session
 from mpc.ot.bits import transpose
 from mpc.ot.extension import _pad, pad_words, xor_delta
-from mpc.ot.hashing import ccr_words
+from mpc.ot.hashing import ccr_blocks_word_major, ccr_words
 from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
 from mpc.ss import ot_corrections, ot_shuffle, provider
@@ -241,6 +244,41 @@ class OtSource(provider.RandomnessProvider):
             xor_delta(q, self._s.delta)                                             # in place
             p1 = pad_words(q, first_s, words)
         return p0, p1, mine
+
+    def rot_pair_ccr(self, m: int, choices: np.ndarray, words: int, dtype: type = np.uint64
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`rot_pair` (both directions, same widths) with pads of ``words`` words of
+        ``dtype`` (uint64 or uint32) by the circular correlation-robust hash alone, one AES
+        call per 128-bit block (:func:`mpc.ot.hashing.ccr_blocks_word_major`: block b of
+        OT i's pad is ccr(row xor c_b); no tweak), where :meth:`rot_pair`'s wider pads take
+        tccr blocks (three calls for two blocks). Semi-honest IKNP needs only correlation
+        robustness (see that function's security note). The sender's two pads come from
+        one pass over q (sigma linear: Delta is xored after sigma, q is left as it is)."""
+        return self.rot_pairs_ccr([(m, len(choices), words, dtype)], choices)[0]
+
+    def rot_pairs_ccr(self, parts: list[tuple[int, int, int, type]], choices: np.ndarray
+                      ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`rot_pair_ccr` for consecutive parts of ONE IKNP batch each way (one
+        extension matrix per direction, one transpose): part i has m_i sender OTs, c_i
+        receiver OTs (the next c_i of ``choices``) and pads of words_i words of dtype_i,
+        ``parts`` = [(m_i, c_i, words_i, dtype_i), ...] (the peer passes the same with m_i
+        and c_i swapped). Returns (p0, p1, mine) per part, as :meth:`rot_pair_ccr`."""
+        choices = np.ascontiguousarray(choices, dtype=bool).reshape(-1)
+        if len(choices) != sum(c for _, c, _, _ in parts):
+            raise ValueError("rot_pairs_ccr: the parts' receiver counts must add up to len(choices)")
+        m = sum(mi for mi, _, _, _ in parts)
+        t = self._r.extend(choices)[0] if len(choices) else None                  # sends U
+        q = self._s.extend(m)[0] if m else None                                   # receives U
+        out, so, ro = [], 0, 0
+        for mi, ci, words, dtype in parts:
+            p0 = p1 = mine = np.zeros((words, 0), dtype)
+            if ci:
+                mine = ccr_blocks_word_major(t[ro:ro + ci], words, dtype)
+            if mi:
+                p0, p1 = ccr_blocks_word_major(q[so:so + mi], words, dtype, self._s.delta)
+            out.append((p0, p1, mine))
+            so, ro = so + mi, ro + ci
+        return out
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an
