@@ -461,8 +461,9 @@ def _ranked_stats_job(ctx, ids, cols):
 
 @pytest.mark.parametrize("transport", ["memory", "grpc"])
 def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypatch, transport):
-    """describe + corr after the join with ranks, on columns full of ties: equal to pandas,
-    and every opened comparison of the selection ran on the ranks' bits
+    """describe + corr after the join with ranks, on columns full of ties and an integer
+    column (min and max by the tournament, its quartiles by a selection after it): equal to
+    pandas, and every opened comparison of the selections ran on the ranks' bits
     (key_bits(n_owner)), none on the values' 60-odd."""
     from mpc.ss import order
     widths: set[int] = set()
@@ -477,8 +478,9 @@ def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypat
     a, b = tables(1500, 1200, 900)
     a["k"] = RNG.integers(0, 4, len(a)) * 0.5               # four values
     b["y"] = np.where(RNG.random(len(b)) < 0.6, 3.25, b["y"])
-    names = ["x", "k", "y"]
-    args = {"alice": (a.id.to_numpy(), a[["x", "k"]]), "bob": (b.id.to_numpy(), b[["y"]])}
+    b["n"] = RNG.integers(-50, 50, len(b))                  # an integer column: tournament, then ranks
+    names = ["x", "k", "y", "n"]
+    args = {"alice": (a.id.to_numpy(), a[["x", "k"]]), "bob": (b.id.to_numpy(), b[["y", "n"]])}
     d, c = mpc.run_local(_ranked_stats_job, ["alice", "bob"], args=args, triples="ot", transport=transport,
                          timeout=300)["alice"]
     plain = a.merge(b, on="id")[names]

@@ -753,7 +753,7 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
              low: SharedTensor | None = None, range_bits: Sequence[int] | None = None,
              keys: SharedTensor | None = None, extra_bits: Any = None,
              known: Mapping[int, SharedTensor] | None = None,
-             label_bits: Sequence[int] | None = None) -> SharedTensor:
+             label_bits: Sequence[int] | None = None, compare_bits: int | None = None) -> SharedTensor:
     """Quantiles ``q`` in [0, 1] of a 1-D SharedTensor, or of each row of a 2-D one, with
     numpy's ``method`` (linear, lower, higher, nearest); shape (*rows, *q.shape). Exact
     for lower/higher/nearest; ``linear`` within one unit of the result's scale.
@@ -769,6 +769,8 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
     ``frac_bits`` as x's and row i's ring integers carry extra_bits[i] more. ``known``:
     rank -> (rows,) shares of x's order statistics found beforehand (e.g. in one selection
     with min and max); when it holds every rank the method needs, nothing is selected.
+    ``compare_bits``: ``keys`` are owner-rank keys of that many rank bits (``ranked_keys``,
+    with ``label_bits`` R + 1), every comparison on those bits.
     Reveals nothing but shapes (and, with keys, the quickselect's outcomes, which are
     independent of the data).
     """
@@ -793,7 +795,8 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
         v_lo, v_hi = s[:, lo], s[:, hi]
     else:
         y = rows - low.reshape(c, 1)
-        y_lo, y_hi = _order_values(y, lo, hi if t is not None else None, range_bits, keys, label_bits)
+        y_lo, y_hi = _order_values(y, lo, hi if t is not None else None, range_bits, keys, label_bits,
+                                   compare_bits)
         v_lo = y_lo + low.reshape(c, 1)
         v_hi = None if y_hi is None else y_hi + low.reshape(c, 1)
     if extra_bits is None:
@@ -812,8 +815,8 @@ def quantile(x: SharedTensor, q: Any, method: str = "linear", is_sorted: bool = 
 
 
 def _order_values(y: SharedTensor, lo: np.ndarray, hi: np.ndarray | None, range_bits: Sequence[int] | None,
-                  keys: SharedTensor | None, label_bits: Sequence[int] | None = None
-                  ) -> tuple[SharedTensor, SharedTensor | None]:
+                  keys: SharedTensor | None, label_bits: Sequence[int] | None = None,
+                  compare_bits: int | None = None) -> tuple[SharedTensor, SharedTensor | None]:
     """The lo-th (and hi-th) smallest of each row of y (c, n), values in [0, 2^range_bits)."""
     c, n = y.shape
     rbs = [62] * c if range_bits is None else [int(b) for b in range_bits]
@@ -821,7 +824,7 @@ def _order_values(y: SharedTensor, lo: np.ndarray, hi: np.ndarray | None, range_
         keys, label_bits = shuffled_keys(y), None
     if keys is not None:
         ranks = np.unique(np.concatenate([lo] if hi is None else [lo, hi]))
-        found = ss_stack(smallest(y, [ranks] * c, rbs, keys=keys, label_bits=label_bits))
+        found = ss_stack(smallest(y, [ranks] * c, rbs, keys=keys, label_bits=label_bits, compare_bits=compare_bits))
         return found[:, np.searchsorted(ranks, lo)], (None if hi is None else found[:, np.searchsorted(ranks, hi)])
     ranks = np.unique(lo)
     found = ss_stack(smallest(y, [ranks] * c, rbs))

@@ -138,6 +138,8 @@ class _Col:
     zlabel_bits: int = 0                              # and of zkeys
     order: ss.order.RowOrder | None = field(default=None)   # the table's row order (a join's), if any
     known: dict[int, SharedTensor] | None = field(default=None)   # rank -> X's order statistic
+    rank: tuple[SharedTensor, int] | None = field(default=None)      # owner ranks (mpc.ss.order.rank_of)
+    compare_bits: int | None = field(default=None)                   # keys are owner-rank keys of these R bits
 
     @property
     def y(self) -> SharedTensor:
@@ -204,7 +206,8 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
             # public 62 - W only; the bound y 2^(62 - W - shift) < 2^62 holds as y < 2^rb);
             # the left shift is local
             r = _rescaled(xs[i], mn[i], rb, w)
-            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], r, x.frac_bits + w - rb, order=orders[i])
+            col = _Col(xs[i], x.frac_bits, n, b, rb, mx[i], mn[i], r, x.frac_bits + w - rb, order=orders[i],
+                       rank=ranked[i])
             if i in sel:
                 j = sel.index(i)
                 col.zkeys, col.zbound, col.zlabel_bits = zkeys[j], int(bounds[i]), lows[j]
@@ -577,17 +580,29 @@ def _quantile_group(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method: 
         return ss.quantile(xs, qs, method, low=ss.public(ctx, -offs), range_bits=[c.zbound + 1 for c in cols],
                            keys=_rows([c.zkeys for c in cols]), extra_bits=extra, known=known,
                            label_bits=[c.zlabel_bits for c in cols])
-    keys, lows = None, None
+    keys, lows, narrow = None, None, None
     if _use_select(ctx, cols):
         todo = [c for c in cols if c.keys is None]
+        # owner ranks (a dealer-free join's): keys y 2^(R + 1) + rank, compared on R bits
+        width = builtins.max([c.rank[1] for c in todo if c.rank is not None], default=0)
+        ranked = [c for c in todo if c.rank is not None and c.range_bits + width + 1 <= 62]
+        if ranked:
+            made = ss.order.ranked_keys(_rows([c.y for c in ranked]), [c.rank[0] for c in ranked], width,
+                                        [c.order for c in ranked])
+            for i, c in enumerate(ranked):
+                c.keys, c.label_bits, c.compare_bits = made[i], width + 1, width
+        todo = [c for c in todo if c.keys is None]
         if todo:
             made, low = ss.order.ordered_keys(_rows([c.y for c in todo]), [c.range_bits for c in todo],
                                               [c.order for c in todo])
             for i, c in enumerate(todo):
                 c.keys, c.label_bits = made[i], low[i]
         keys, lows = _rows([c.keys for c in cols]), [c.label_bits for c in cols]
+        if all(c.compare_bits is not None for c in cols) and len({c.compare_bits for c in cols}) == 1:
+            narrow = cols[0].compare_bits
     return ss.quantile(xs, qs, method, low=ss.stack([c.mn for c in cols]),
-                       range_bits=[c.range_bits for c in cols], keys=keys, extra_bits=extra, label_bits=lows)
+                       range_bits=[c.range_bits for c in cols], keys=keys, extra_bits=extra, label_bits=lows,
+                       compare_bits=narrow)
 
 
 def quantile(ctx: Context, x: SharedTensor, q: Any, method: str = "linear",
