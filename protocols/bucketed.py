@@ -131,7 +131,8 @@ def _sums_resume(ctx: Context, store: Checkpoint, owner: str, pk: Any, nb: int,
 
 
 def _sums_save(store: Checkpoint, pk: Any, done: int, value: Any) -> None:
-    """Save the running sums after ``done`` buckets (``value``: codec values, ciphertexts as ints)."""
+    """Save the running sums after ``done`` buckets (``value``: codec values, the sums as
+    EncryptedVectors, which the codec checks on load as it does a peer's)."""
     store.save_value(SUMS, {"key": pk, "buckets": store.state.get("key"), "done": done, "value": value})
     store.set_state(paillier_done=done)
 
@@ -143,10 +144,6 @@ def _sums_start(ctx: Context, adder: str, nb: int) -> int:
         raise ValueError(f"party {adder!r} sent a malformed resume point of the Paillier pass")
     ctx.state["resumed_paillier_buckets"] = start
     return start
-
-
-def _cts(v: Any) -> list[int]:
-    return [int(c) for c in v.ciphertexts]
 
 
 def _unique_ids(store: Checkpoint, ref: ColumnRef) -> int:

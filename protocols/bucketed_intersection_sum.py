@@ -48,8 +48,6 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     """``psi.intersection_sum`` in buckets: (cardinality, sum) at the receiver (default the
     id party), None at the other party. Values that are all integers are summed exactly,
     others in fixed point with ``FLOAT_FRAC_BITS`` fractional bits, as unbucketed."""
-    from gmpy2 import mpz
-
     from mpc.paillier import EncryptedVector
     from protocols.psi.common import DEFAULT_BUCKET, DEFAULT_COMPARE_BYTES
     from protocols.psi.intersection_sum import (
@@ -104,14 +102,12 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     else:
         pk, is_float = id_receive_key(ctx, peer)
         start, saved = _sums_resume(ctx, store, peer, pk, nb, lambda v: isinstance(v, dict)
-                                    and isinstance(v.get("count"), int) and isinstance(v.get("frac_bits"), int)
-                                    and isinstance(v.get("total"), list) and len(v["total"]) <= 1
-                                    and all(isinstance(c, int) and 0 < c < pk.nsquare for c in v["total"]))
+                                    and isinstance(v.get("count"), int) and not isinstance(v["count"], bool)
+                                    and (v.get("total") is None or isinstance(v["total"], EncryptedVector)
+                                         and v["total"].public_key == pk and len(v["total"]) == 1))
         count, total = 0, None
         if saved is not None:                # the count and Enc(sum) of the buckets before start
-            count = saved["count"]
-            if saved["total"]:
-                total = EncryptedVector(pk, [mpz(c) for c in saved["total"]], saved["frac_bits"])
+            count, total = saved["count"], saved["total"]
     per = buckets.SPILL // nb
     ctx.report_progress(phase=PHASE, done=start, total=nb, unit="buckets")
     for b in range(start, nb):
@@ -132,9 +128,7 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
             count += k
             if part is not None:
                 total = part if total is None else total + part
-            _sums_save(store, pk, b + 1, {"count": count, "total": [] if total is None else
-                                          [int(c) for c in total.ciphertexts],
-                                          "frac_bits": 0 if total is None else total.frac_bits})
+            _sums_save(store, pk, b + 1, {"count": count, "total": total})
         ctx.renew_deadline()
         ctx.report_progress(phase=PHASE, done=b + 1, total=nb)
     if has_values:

@@ -72,8 +72,6 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
     """The ``stats.woe_iv`` job in buckets: (bins table, IV Series, aligned rows) to
     ``reveal_to`` (all when None), None elsewhere; ``check_rows(n)`` runs on the number of
     aligned rows before any statistic (the policies' minimum group size)."""
-    from gmpy2 import mpz
-
     from mpc.paillier import EncryptedVector, PublicKey
     from protocols.stats import _common as cm
     from protocols.stats import woe
@@ -162,11 +160,11 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
         if not isinstance(pk, PublicKey):
             raise ValueError(f"party {lh!r} sent no Paillier public key")
         widths = [len(binned[f.column]) - 1 for f in own]
-        start, saved = _sums_resume(ctx, store, lh, pk, nb, lambda v: isinstance(v, list) and len(v) == sum(widths)
-                                    and all(isinstance(c, int) and 0 < c < pk.nsquare for c in v))
+        start, saved = _sums_resume(ctx, store, lh, pk, nb, lambda v: isinstance(v, EncryptedVector)
+                                    and v.public_key == pk and len(v) == sum(widths))
         totals: list[list[Any]] = [[None] * k for k in widths]
         if saved is not None:                # the per-bin sums of the buckets before start
-            flat = iter(EncryptedVector(pk, [mpz(c)], 0) for c in saved)
+            flat = iter(saved[i:i + 1] for i in range(len(saved)))
             totals = [[next(flat) for _ in range(k)] for k in widths]
         zero = pk.encrypt(np.zeros(1, np.int64))
         for b in range(start, nb):
@@ -185,8 +183,8 @@ def woe_iv(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef
                         if len(rows):
                             s = enc[rows].sum()
                             totals[j][k] = s if totals[j][k] is None else totals[j][k] + s
-            _sums_save(store, pk, b + 1, [int(c) for per in totals for t in per
-                                          for c in (t if t is not None else zero).ciphertexts])
+            _sums_save(store, pk, b + 1, EncryptedVector.concat([t if t is not None else zero for per in totals
+                                                                 for t in per]))
             ctx.report_progress(done=b + 1)
         sums = [t if t is not None else zero for per in totals for t in per]
         vec = EncryptedVector.concat(sums).rerandomise()
