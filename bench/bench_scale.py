@@ -105,6 +105,13 @@ def _phase_peaks(samples: list[tuple[str, dict]]) -> dict[str, dict[str, float]]
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat``): the A/B figure
+    on a shared machine, where the wall time follows the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
     dealer = job in ("join", "group_by") and JOIN == "dealer"
     with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer,
@@ -132,6 +139,8 @@ def _run(job: str, datasets: dict, n: int) -> tuple[float, dict, object]:
             print(f"    {phase[:48]:48s} " + ", ".join(f"{p} {v:.0f}" for p, v in row.items()))
         # the job's peak (buckets, result written) before the client fetches the result
         rss = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
+        print("  CPU time per party (s, user + system): " + ", ".join(
+            f"{p} {_cpu_seconds(proc.pid):.1f}" for p, proc in cluster.processes.items()))
         out = client.result(job_id, progress=False)
         rss_served = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
     print("\n  peak RSS after serving the result (MiB): " + ", ".join(f"{p} {v:.0f}" for p, v in rss_served.items()))

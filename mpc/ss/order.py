@@ -126,6 +126,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime import files
 from mpc.runtime.context import Context
 from mpc.ss import beaver, compare
 from mpc.ss.functions import sort
@@ -190,7 +191,10 @@ def shuffled(ctx: Context, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.uint64)
     if x.ndim != 2 or x.shape[0] <= 1:
         return shuffle(ctx, x)
-    return np.concatenate([shuffle(ctx, x[i:i + 1]) for i in range(x.shape[0])])
+    out = np.empty_like(x)                     # filled row by row: no list of rows to concatenate
+    for i in range(x.shape[0]):
+        out[i] = shuffle(ctx, x[i:i + 1])[0]
+    return out
 
 
 def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
@@ -212,6 +216,7 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
     if any(r.size and (r[0] < 0 or r[-1] >= n) for r in rk):
         raise ValueError(f"ranks must be in [0, {n})")
     vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
+    files.release(keys)                                       # keys spilled to a file: drop the pages read
     targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
     starts = np.arange(c, dtype=np.int64) * n
     starts, ends = _live(starts, starts + n, targets)
