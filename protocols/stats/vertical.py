@@ -59,7 +59,10 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
 Memory: long columns run in chunks (:mod:`protocols.stats.chunked`: the tournament, the
 truncations and the Gram matrix on at most 2^20 elements per call, selections on at most
 2^22 keys, i.e. one column at a time beyond that), with the same values and the same reveals
-as one call; a prepared column holds X and r only (8 bytes per row each).
+as one call; a prepared column holds X and r only (8 bytes per row each), and when the job
+has a spill directory (the bucketed join's) those, and describe's keys, live in memory-mapped
+files read chunk by chunk (``chunked.spilled``), so only the column being shuffled or selected
+is in memory.
 
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
 range to every computing party; the quickselect's comparison outcomes, which are
