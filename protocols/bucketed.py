@@ -284,7 +284,9 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     """The private join of ``join.stats`` in buckets: (joined rows, {"party.column":
     SharedTensor}) over all buckets, each column with one scale for every bucket and, for a
     float column, the public bound of ``protocols.stats.scaling`` (as ``scale_columns``
-    gives the unbucketed join), so the statistics run as they do after one join."""
+    gives the unbucketed join), so the statistics run as they do after one join. Each
+    column's shares are in a memory-mapped file of the checkpoint directory
+    (``protocols.stats.chunked.spilled``; the caller ends with ``chunked.close``)."""
     from mpc import ss
     from protocols.stats import chunked
     from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales
