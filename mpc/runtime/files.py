@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +33,9 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_SPILLED: weakref.WeakSet = weakref.WeakSet()    # the maps ``spill`` made (read-only, shared)
 
 
 def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -58,6 +62,7 @@ def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], 
                 raise ValueError(f"spill of {shape} {dtype}: {written} bytes written, {size} expected")
             f.flush()
             mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+            _SPILLED.add(mapped)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return np.frombuffer(mapped, dtype).reshape(shape)
@@ -66,10 +71,10 @@ def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], 
 def release(array: np.ndarray) -> None:
     """Drop the pages of the memory map behind ``array`` (a :func:`spill` array or a view of
     one) from this process's resident memory; they stay in the page cache and are read again
-    when touched. Nothing for any other array."""
+    when touched. Nothing for any other array (a private or writable map would lose data)."""
     base = array
     while isinstance(base, np.ndarray):
         base = base.base
     mapped = base.obj if isinstance(base, memoryview) else base
-    if isinstance(mapped, mmap.mmap) and not mapped.closed:
+    if isinstance(mapped, mmap.mmap) and mapped in _SPILLED and not mapped.closed:
         mapped.madvise(mmap.MADV_DONTNEED)
