@@ -19,7 +19,8 @@ the peak RSS of that party's Ray workers beside the servers'. Default ``in-proce
 What the budget bounds: the PSI and the join, bucket by bucket, and the statistics after the
 join, which run on all joined rows in chunks (:mod:`protocols.stats.chunked`: at most 2^20
 elements per comparison, truncation or Gram call, one column per selection at 2^23 rows;
-only the columns' shares, 8 bytes per joined row and column, are held whole). Before that,
+the columns' shares, 8 bytes per joined row and column, in memory-mapped spill files read a
+chunk at a time; the one column being shuffled or selected is held whole). Before that,
 join.stats + corr at 2^24 went over 2 GiB: 3137 / 2996 MiB per party, dealer 1569 MiB, 541 s
 at load 17-23. Now (2026-12-02, dealer, ``GAOTIE_BENCH_SCALE_STATS=describe,corr``, the job's
 default): 2^24 x 2^24, 16 buckets, 2^23 joined rows: 203.0 s, 1693 / 1763 MiB per party, the
@@ -33,11 +34,26 @@ regression check. Without a dealer (``GAOTIE_BENCH_SCALE_JOIN=circuit``, triples
 1378 / 1443 MiB (load 10.5), describe at 1313 / 1438, the join's per-bucket peak 1366 / 1356;
 2^24 (2026-12-02 06:02-06:14, quiet machine, load 1.2-3.6; the selection's bookkeeping in
 int32 and pieces): 762.0 s, 2154 / 2172 MiB -- over the 2 GiB budget by 5-6%, at describe
-(the join's peak 1430 / 1455 MiB, the correlation's 814 / 784). 10^8 x 10^8: the join stays at
-one bucket's memory (128 buckets of 2^20), but the statistics grow with the joined rows,
-about 150 bytes per joined row at the peak (2^23: (1750 - 500) MiB), so 5 x 10^7 joined rows
-would need about 7.5 GiB per party -- not within 2 GiB without spilling the shares and a
-selection in bounded memory (not done).
+(the join's peak 1430 / 1455 MiB, the correlation's 814 / 784). What grew with the joined
+rows at describe's peak, per party (2^23 joined rows, one column per selection): the
+dealer-free shuffle of one column (``mpc.ss.ot_shuffle``, 176 B per wire measured alone), the
+joined columns X (16 B per row for two), the first column's keys (8), the column being keyed
+and its keys (16): about 216 B per row, 1.7 GiB + ~0.43 GiB of process; the selection that
+follows held about 95 B per key (its bookkeeping 54, measured on plaintext keys). Since
+(2026-12-03): the joined columns, their rescaling r and describe's keys are spilled to
+memory-mapped files in the checkpoint directory and read chunk by chunk
+(``protocols.stats.chunked.spilled``), the selection's bookkeeping is 17 B per key (54 before;
+plaintext keys, 2^23) and the shuffle's control bits are packed (176 -> 153 B per wire and
+party, 2^21 -> 2^22 wires). 2^22 dealer-free, before and after run at the same time (load
+11-19): CPU per party 310.4 / 283.5 s before, 282.1 / 280.0 s after; describe's peak 1011 /
+871 MiB before, 815 / 841 after (the job's peak is the join's shuffle of the bins, 1287-1499
+MiB in both; wall 1997 s and 1523 s, the second started 14 minutes later). Extrapolated
+from the bytes per row: 2^24, describe's peak about 169 B per joined row (the shuffle of one
+column and its keys), i.e. about 1.35 + 0.43 = 1.8 GiB per party (not run here: the machine
+was loaded); 10^8 x 10^8 (5 x 10^7 joined rows): the join stays at one bucket's memory (128
+buckets of 2^20), describe's shuffle of one column needs about 7.9 GiB per party more -- not
+within 2 GiB until the switching network itself (its word arrays and one layer's IKNP batch,
+about 150 B per wire) runs in bounded memory.
 
 Measured (two servers with TLS, 2 shared cores, other sessions running; load = 1-minute
 average): PSI 2^24 x 2^24, 4 buckets of 2^22: 133.6 s, job peak 910 / 828 MiB, the receiver
@@ -127,6 +143,13 @@ def _phase_peaks(samples: list[tuple[str, dict]]) -> dict[str, dict[str, float]]
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat``): the A/B figure
+    on a shared machine, where the wall time follows the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tuple[float, dict, object]:
     from bench_executor import _ray_workers  # bench/bench_executor.py
 
@@ -161,6 +184,8 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
             print(f"    {phase[:48]:48s} " + ", ".join(f"{p} {v:.0f}" for p, v in row.items()))
         # the job's peak (buckets, result written) before the client fetches the result
         rss = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
+        print("  CPU time per party (s, user + system): " + ", ".join(
+            f"{p} {_cpu_seconds(proc.pid):.1f}" for p, proc in cluster.processes.items()))
         out = client.result(job_id, progress=False)
         rss_served = {p: status_mib(proc.pid, "VmHWM") for p, proc in cluster.processes.items()}
     print("\n  peak RSS after serving the result (MiB): " + ", ".join(f"{p} {v:.0f}" for p, v in rss_served.items()))

@@ -365,8 +365,11 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     """The private join of ``join.stats`` in buckets: (joined rows, {"party.column":
     SharedTensor}) over all buckets, each column with one scale for every bucket and, for a
     float column, the public bound of ``protocols.stats.scaling`` (as ``scale_columns``
-    gives the unbucketed join), so the statistics run as they do after one join."""
+    gives the unbucketed join), so the statistics run as they do after one join. Each
+    column's shares are in a memory-mapped file of the checkpoint directory
+    (``protocols.stats.chunked.spilled``; the caller ends with ``chunked.close``)."""
     from mpc import ss
+    from protocols.stats import chunked
     from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales
 
     store = _checkpoint(ctx, "join.stats", params, data, [ref, *values], memory)
@@ -411,13 +414,15 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
 
     results = [r for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
     total = int(sum(int(r["rows"][0]) for r in results))
+    # the joined columns go to memory-mapped files of the checkpoint directory, one bucket's
+    # shares at a time (protocols.stats.chunked.spilled), and the statistics read them chunk
+    # by chunk: no joined column is held whole in memory; the job removes the directory
+    # when it ends or fails (chunked.close)
+    ctx.state[chunked.SPILL] = store.path("columns")
     cols: dict[str, Any] = {}
     for i, name in enumerate(results[0]["names"].tolist()):
-        # one column at a time, its buckets' shares dropped once joined: the peak is all
-        # joined shares plus one column, 8 bytes per joined row each
-        parts = [ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results]
-        cols[name] = ss.concatenate(parts) if len(parts) > 1 else parts[0]
-        del parts
+        parts = (ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results)
+        cols[name] = chunked.spilled(ctx, parts, total)
     del results
     allocator.release()      # the buckets' free memory, before the statistics' large arrays
     return total, apply_shifts(cols, all_shifts)

@@ -308,7 +308,7 @@ JOIN_STATS = ("describe", "corr", "histogram")
 
 
 def _run_join_stats(ctx: Context, params: dict[str, Any], data: LocalData) -> dict[str, Any] | None:
-    from protocols import stats
+    from protocols.stats import chunked
 
     unknown = set(params["stats"]) - set(JOIN_STATS)
     if unknown:
@@ -316,6 +316,15 @@ def _run_join_stats(ctx: Context, params: dict[str, Any], data: LocalData) -> di
     if params["join"] not in ("auto", *JOIN_METHODS):
         raise ValueError(f"parameter 'join' must be one of {['auto', *JOIN_METHODS]}, not {params['join']!r}")
     memory = bucketed.joint_budget(ctx, params, data)
+    try:
+        return _join_stats(ctx, params, data, memory)
+    finally:
+        chunked.close(ctx)          # the spilled joined columns of a bucketed join, if any
+
+
+def _join_stats(ctx: Context, params: dict[str, Any], data: LocalData, memory: int | None) -> dict[str, Any] | None:
+    from protocols import stats
+
     if memory is not None:        # streamed into hash buckets: no whole column in memory
         values = [r for r in _refs(params, "columns") if r.party == ctx.party]
         rows, cols = bucketed.join(ctx, params, data, own_ref(ctx, params, "ids"), values, memory)

@@ -99,6 +99,55 @@ def test_chunked_statistics_equal_unchunked_and_pandas(monkeypatch, sizes, tripl
     assert got["var"] == pytest.approx(frame.big.var(), rel=1e-6)
 
 
+def _spilled_job(ctx, data, directory):
+    """``_job`` on columns spilled to memory-mapped files, as the bucketed join leaves them
+    (written in two parts); returns the results, whether every prepared column's X and r is
+    file-backed, and what is left in the directory before and after ``chunked.close``."""
+    from mpc.runtime import files
+    ctx.state[chunked.SPILL] = directory / ctx.party
+    cols = {}
+    for name, owner in OWNERS.items():
+        t = stats.share_scaled(ctx, data[name] if ctx.party == owner else None, owner, name=name)
+        sp = chunked.spilled(ctx, iter([t[:1000], t[1000:]]), N)
+        if scaling.bound_bits(t) is not None:
+            scaling._note(sp, scaling.bound_bits(t))
+        cols[name] = sp
+    out = {"describe": stats.describe(ctx, cols), "corr": stats.corr_matrix(ctx, cols),
+           "hist": {k: stats.histogram(ctx, x, bins=7) for k, x in cols.items()},
+           "q": stats.quantile(ctx, cols["tiny"], QS), "var": stats.var(ctx, cols["big"])}
+    prepared = stats.vertical.prepare_many(ctx, cols)
+    mapped = all(not c.x.share.flags.writeable and not c.r.share.flags.writeable for c in prepared)
+    left = sorted(p.name for p in (directory / ctx.party).iterdir())
+    files.release(prepared[0].x.share)
+    chunked.close(ctx)
+    return out, mapped, left, (directory / ctx.party).exists()
+
+
+@pytest.mark.parametrize("triples", ["dealer", "ot"])
+def test_spilled_columns_give_the_in_memory_statistics(monkeypatch, tmp_path, triples):
+    """Joined columns in memory-mapped files (the bucketed join's, protocols.stats.chunked.
+    spilled): the same exact statistics as in memory, and pandas' others; X and r are
+    file-backed, the files are unlinked from the start and close removes the directory."""
+    monkeypatch.setattr(chunked, "CHUNK", 512)
+    data = _data()
+    whole = _run(triples, "memory")
+    res = mpc.run_local(_spilled_job, ["a", "b"], args={p: (data, tmp_path) for p in ("a", "b")},
+                        timeout=600, triples=triples)
+    for party in ("a", "b"):
+        got, mapped, left, exists = res[party]
+        assert mapped and left == [] and not exists
+    got = res["a"][0]
+    exact = ["count", "mean", "min", "25%", "50%", "75%", "max"]
+    pd.testing.assert_frame_equal(got["describe"][exact], whole["describe"][exact], check_exact=True)
+    np.testing.assert_array_equal(got["q"], whole["q"])
+    for name in OWNERS:
+        np.testing.assert_array_equal(got["hist"][name][0], whole["hist"][name][0])
+    frame = pd.DataFrame(data)
+    np.testing.assert_allclose(got["describe"]["std"], frame.describe().T["std"], rtol=1e-6)
+    np.testing.assert_allclose(got["corr"].to_numpy(), frame.corr().to_numpy(), atol=1e-4)
+    assert got["var"] == pytest.approx(frame.big.var(), rel=1e-6)
+
+
 def _encoded(values: np.ndarray) -> np.ndarray:
     """The values as the owner encodes them (protocols.stats.scaling), back as floats."""
     ints, shift = scaling.scale_column(values)

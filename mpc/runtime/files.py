@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never a part.
+"""Atomic file writes (a reader sees the old file or the whole new one, never a part), and
+arrays spilled to memory-mapped files (:func:`spill`, :func:`release`).
 
 Results and checkpoints are written to a temp file in the target's directory, fsynced and
 renamed over the target (``os.replace`` is atomic within one file system); on any failure
@@ -8,11 +9,15 @@ half-written result or checkpoint behind.
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -28,3 +33,48 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_SPILLED: weakref.WeakSet = weakref.WeakSet()    # the maps ``spill`` made (read-only, shared)
+
+
+def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A read-only array of ``shape`` whose contents (``parts``, written in order: the C-order
+    pieces of the array, a chunk at a time) live in a file of ``directory``, memory-mapped,
+    so the array does not count in the process's memory until it is read, and pages read
+    leave it again on :func:`release`. The file is made with mode 0600 (``mkstemp``) and
+    unlinked as soon as it is mapped: nothing is left behind whether the job ends or fails
+    (its disk space goes when the last view of the array does)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size == 0:
+        return np.zeros(shape, dtype)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="spill-", suffix=".bin", dir=directory)
+    try:
+        with os.fdopen(fd, "r+b") as f:
+            written = 0
+            for part in parts:
+                part = np.ascontiguousarray(part, dtype=dtype)
+                f.write(memoryview(part).cast("B"))
+                written += part.nbytes
+            if written != size:
+                raise ValueError(f"spill of {shape} {dtype}: {written} bytes written, {size} expected")
+            f.flush()
+            mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+            _SPILLED.add(mapped)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return np.frombuffer(mapped, dtype).reshape(shape)
+
+
+def release(array: np.ndarray) -> None:
+    """Drop the pages of the memory map behind ``array`` (a :func:`spill` array or a view of
+    one) from this process's resident memory; they stay in the page cache and are read again
+    when touched. Nothing for any other array (a private or writable map would lose data)."""
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    mapped = base.obj if isinstance(base, memoryview) else base
+    if isinstance(mapped, mmap.mmap) and mapped in _SPILLED and not mapped.closed:
+        mapped.madvise(mmap.MADV_DONTNEED)

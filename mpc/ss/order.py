@@ -47,7 +47,11 @@ wanted rank and more than one element) takes its first element as pivot and comp
 its others with it in ONE batched comparison per round (``mpc.ss.compare.ltz_open`` of
 K_e - K_p: the XOR-shared top bit is opened to everyone); then it is stably partitioned
 (smaller, pivot, larger), a public rearrangement every party applies to its shares. A
-rank is found when its segment has one element. Measured (tests/test_ss_select.py, a
+rank is found when its segment has one element. Memory: a copy of the keys (8 bytes each) and, per
+element of the segments being cut, its bucket interval (two bytes for describe's ranks); the
+rest is derived per piece of OPEN_CHUNK elements and the rearrangement is a counting sort
+through one scratch copy (about 18 bytes per key in all, against 54 with int64/int32 arrays
+and a lexsort; plaintext count at 2^23 keys). Measured (tests/test_ss_select.py, a
 plaintext count at n = 2^19): 2.94 n comparisons per column for describe's six ranks
 (both neighbours of each quartile) in about 60 rounds, 3.41 n with min and max (the
 search order of ``_search_tree`` and the single pivots of ``_sample_cut`` save about 2%),
@@ -148,6 +152,7 @@ from typing import Any
 
 import numpy as np
 
+from mpc.runtime import files
 from mpc.runtime.context import Context
 from mpc.ss import beaver, compare
 from mpc.ss.functions import sort
@@ -213,7 +218,10 @@ def shuffled(ctx: Context, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.uint64)
     if x.ndim != 2 or x.shape[0] <= 1:
         return shuffle(ctx, x)
-    return np.concatenate([shuffle(ctx, x[i:i + 1]) for i in range(x.shape[0])])
+    out = np.empty_like(x)                     # filled row by row: no list of rows to concatenate
+    for i in range(x.shape[0]):
+        out[i] = shuffle(ctx, x[i:i + 1])[0]
+    return out
 
 
 def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
@@ -236,6 +244,7 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
     if any(r.size and (r[0] < 0 or r[-1] >= n) for r in rk):
         raise ValueError(f"ranks must be in [0, {n})")
     vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
+    files.release(keys)                                       # keys spilled to a file: drop the pages read
     targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
     starts = np.arange(c, dtype=np.int64) * n
     starts, ends = _live(starts, starts + n, targets)
@@ -376,40 +385,75 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
              for r, s, w in zip(piv_ranks, samp_sizes, wanted, strict=True)]
     t_off = np.cumsum([t.size for t in trees]) - np.array([t.size for t in trees])
     t_flat = np.concatenate([t.reshape(-1) for t in trees])
-    # (segment and bucket numbers in int32: the bookkeeping is most of the selection's memory)
-    seg = np.repeat(np.arange(len(big), dtype=np.int32), sizes[big])
-    pos = np.concatenate([np.arange(starts[i], ends[i]) for i in big])
-    lo, hi = np.zeros(pos.size, np.int32), n_piv[seg].astype(np.int32)   # bucket interval [lo, hi]
-    while True:          # one level per round; the elements in pieces of OPEN_CHUNK (bounded temporaries)
-        act = np.concatenate([a + np.flatnonzero(_searching(w_flat, w_off, seg[a:a + OPEN_CHUNK],
-                                                            lo[a:a + OPEN_CHUNK], hi[a:a + OPEN_CHUNK]))
-                              for a in range(0, pos.size, OPEN_CHUNK)])
-        if not act.size:
+    # Per element of the big segments (e = 0..total - 1 in arrangement order) only its bucket
+    # interval [lo, hi] is stored, in the narrowest unsigned type holding the pivot count (one
+    # byte each for describe); its segment and position (e + shift[segment]) are derived per
+    # piece of OPEN_CHUNK elements, so no whole-column temporary is made.
+    e_len = sizes[big]
+    e_off = np.cumsum(e_len) - e_len
+    total = int(e_len.sum())
+    shift = starts[big] - e_off
+    pieces = [(a, min(total, a + OPEN_CHUNK)) for a in range(0, total, OPEN_CHUNK)]
+    kind = np.min_scalar_type(int(n_piv.max()) + 1)
+    lo, hi = np.zeros(total, kind), np.repeat(n_piv.astype(kind), e_len)
+
+    def segment(e: np.ndarray) -> np.ndarray:
+        return np.searchsorted(e_off, e, side="right") - 1
+
+    def compare(ac: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: list[np.ndarray]) -> None:
+        sa = segment(ac)
+        lo_a, hi_a = lo[ac].astype(np.int64), hi[ac].astype(np.int64)
+        mid = t_flat[t_off[sa] + lo_a * (n_piv[sa] + 1) + hi_a]
+        lt = _less_open(ctx, vals[ac + shift[sa]] - pivots[p_off[sa] + mid], bits)
+        hi[ac] = np.where(lt, mid, hi_a)
+        lo[ac] = np.where(lt, lo_a, mid + 1)
+        level.append(lt)
+
+    while True:          # one level per round: the searching elements in order, OPEN_CHUNK per comparison call
+        level: list[np.ndarray] = []
+        waiting = np.zeros(0, np.int64)
+        for a, b in pieces:          # an element's state changes only when it is compared: scan as we go
+            e = np.arange(a, b)
+            act = e[_searching(w_flat, w_off, segment(e), lo[a:b], hi[a:b])]
+            waiting = np.concatenate([waiting, act]) if waiting.size else act
+            while waiting.size >= OPEN_CHUNK:
+                compare(waiting[:OPEN_CHUNK], lo, hi, level)
+                waiting = waiting[OPEN_CHUNK:]
+        if waiting.size:
+            compare(waiting, lo, hi, level)
+        if not level:
             break
-        level = []
-        for a in range(0, act.size, OPEN_CHUNK):
-            ac = act[a:a + OPEN_CHUNK]
-            sa = seg[ac]
-            mid = t_flat[t_off[sa] + lo[ac] * (n_piv[sa] + 1) + hi[ac]]
-            lt = _less_open(ctx, vals[pos[ac]] - pivots[p_off[sa] + mid], bits)
-            hi[ac] = np.where(lt, mid, hi[ac])
-            lo[ac] = np.where(lt, lo[ac], mid + 1)
-            level.append(lt)
         if trace is not None:
             trace.append(np.concatenate(level))
-    # 4. stable rearrangement by interval; the intervals of one segment are disjoint
-    order = np.lexsort((lo, seg))                                    # stable: ties keep their order
+    # 4. stable rearrangement by interval (the intervals of one segment are disjoint): a
+    # counting sort on the bucket number g = g_off[segment] + lo, piece by piece, element e
+    # going to index g_first[g] + (its rank among g's elements), the order np.lexsort((lo,
+    # segment)) gives; then every big segment is copied back in place
     del hi
-    moved = vals[pos[order]]
-    seg_o, lo_o = seg[order], lo[order]
-    del order, lo
-    vals[pos] = moved                                                # pos: the big segments' positions
+    n_buckets = n_piv + 1
+    g_off = np.cumsum(n_buckets) - n_buckets
+    counts = np.zeros(int(n_buckets.sum()), np.int64)
+    for a, b in pieces:
+        counts += np.bincount(g_off[segment(np.arange(a, b))] + lo[a:b], minlength=counts.size)
+    g_first = np.cumsum(counts) - counts
+    fill = g_first.copy()
+    moved = np.empty(total, np.uint64)
+    for a, b in pieces:
+        e = np.arange(a, b)
+        sa = segment(e)
+        g = g_off[sa] + lo[a:b]
+        o = np.argsort(g, kind="stable")
+        gs = g[o]
+        moved[fill[gs] + np.arange(b - a) - np.searchsorted(gs, gs)] = vals[e[o] + shift[sa[o]]]
+        fill += np.bincount(g, minlength=counts.size)
+    del lo, fill
+    for i, (s, m) in enumerate(zip(starts[big].tolist(), e_len.tolist(), strict=True)):
+        vals[s:s + m] = moved[e_off[i]:e_off[i] + m]
     del moved
-    new = np.flatnonzero(np.concatenate([[True], (seg_o[1:] != seg_o[:-1]) | (lo_o[1:] != lo_o[:-1])]))
-    first = pos[new]
-    last = np.concatenate([first[1:], [0]])
-    seg_end = ends[big][seg_o[new]]
-    last = np.where(np.concatenate([seg_o[new][1:] != seg_o[new][:-1], [True]]), seg_end, last)
+    nz = np.flatnonzero(counts)                                      # the nonempty buckets, in order
+    sg = np.repeat(np.arange(len(big)), n_buckets)[nz]
+    first = g_first[nz] + shift[sg]
+    last = np.where(np.concatenate([sg[1:] != sg[:-1], [True]]), ends[big][sg], np.concatenate([first[1:], [0]]))
     return np.concatenate([keep_s, first]), np.concatenate([keep_e, last])
 
 

@@ -131,7 +131,7 @@ def _destinations(shape: tuple[int, int], width: int) -> np.ndarray:
     input i goes to output dest[i]; dummy wires >= n stay in place."""
     rows, n = shape
     perm = row_permutations(shape)                  # output j receives input perm[j]
-    dest = np.empty((rows, width), dtype=np.int64)
+    dest = np.empty((rows, width), dtype=np.int32 if width < 2 ** 31 else np.int64)   # held until online
     np.put_along_axis(dest, perm, np.broadcast_to(np.arange(n), perm.shape), axis=1)
     dest[:, n:] = np.arange(n, width)
     return dest
@@ -358,7 +358,24 @@ class Routed:
         self.n, self.rows = n, rows
         self.width = benes.padded_size(n)
         self.dest = _destinations((rows, n), self.width)
-        self.bits = benes.route(self.dest, n)
+        self.bits = PackedBits(benes.route(self.dest, n))
+
+
+class PackedBits:
+    """The control bits of :func:`mpc.ss.benes.route` (2k - 1 bool layers) held one bit per
+    switch, a layer unpacked when the network walk reads it (``bits[j]``): a bool per
+    switch would hold about log2(n) bytes per wire through the whole walk."""
+
+    def __init__(self, layers: list[np.ndarray]) -> None:
+        self._shapes = [lay.shape for lay in layers]
+        self._packed = [np.packbits(lay.reshape(-1)) for lay in layers]
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        shape = self._shapes[j]
+        return np.unpackbits(self._packed[j], count=int(np.prod(shape))).view(bool).reshape(shape)
 
 
 def draw(n: int, rows: int = 1) -> Routed:

@@ -21,8 +21,16 @@ Here each of those runs on at most ``CHUNK`` elements (columns x rows) per call:
   (:func:`mpc.ss.gram_matrix`), the centred rows made chunk by chunk and never stored;
   the same ring value as one call.
 - ``groups``: which columns run one order-statistics selection together (at most
-  ``SELECT_ELEMENTS`` keys per selection), since :func:`mpc.ss.order.select` keeps several
-  int64 words of bookkeeping per key.
+  ``SELECT_ELEMENTS`` keys per selection), since :func:`mpc.ss.order.select` keeps a copy
+  of the keys and a few bytes of bookkeeping per key.
+- ``spilled``: when the job has a spill directory (``ctx.state[SPILL]``, set by the
+  bucketed join in its checkpoint directory), a long column that is not being worked on
+  lives in a memory-mapped file (:func:`mpc.runtime.files.spill`: mode 0600, unlinked at
+  once) instead of memory: the joined columns X, their rescaling r and describe's keys.
+  Every pass above reads such a column chunk by chunk and releases the pages it read
+  after each chunk, so only the chunk counts in the process's memory; the shares and the
+  messages are those of the in-memory columns. Without a spill directory everything stays
+  in memory, as before.
 
 Reveals: nothing beyond the unchunked steps. Chunk boundaries are a function of the public
 row and column counts; every result stays shared until the caller opens it, and the
@@ -32,13 +40,72 @@ the same error bound per element: :mod:`mpc.ss.beaver`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
 
 from mpc import ss
+from mpc.runtime import files
+from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 
 CHUNK = 1 << 20              # elements (columns x rows) per call of a comparison, truncation or Gram
-SELECT_ELEMENTS = 1 << 22    # keys per selection (quickselect bookkeeping: ~75 bytes per key)
+SELECT_ELEMENTS = 1 << 22    # keys per selection (a copy of the keys and the bookkeeping: ~18 bytes per key)
+SPILL = "protocols.stats.chunked.spill"           # job state: the directory of the job's spilled columns
+_MAPS = "protocols.stats.chunked.maps"            # job state: the spilled arrays, for ``release``
+
+
+def spilled(ctx: Context, parts: Iterable[SharedTensor], n: int) -> SharedTensor:
+    """The 1-D concatenation of ``parts`` (n elements in all, one scale), in a memory-mapped
+    file of the job's spill directory when it has one (each part written as it comes, then
+    dropped), else in memory (``ss.concatenate``)."""
+    directory = ctx.state.get(SPILL)
+    if directory is None:
+        got = list(parts)
+        return got[0] if len(got) == 1 else ss.concatenate(got)
+    first: list[SharedTensor] = []
+
+    def shares():
+        for p in parts:
+            if p.ndim != 1 or (first and (p.frac_bits, p.precision) != (first[0].frac_bits, first[0].precision)):
+                raise ValueError("spilled columns are 1-D, of one scale")
+            if not first:
+                first.append(p)
+            yield p.share
+            release(ctx)                 # what computing this part read of other spilled columns
+    share = files.spill(Path(directory), shares(), (n,), np.uint64)
+    ctx.state.setdefault(_MAPS, []).append(share)
+    t = first[0] if first else None
+    return SharedTensor(ctx, share, 0 if t is None else t.frac_bits, None if t is None else t.precision)
+
+
+def spilled_tensor(t: SharedTensor) -> SharedTensor:
+    """``t`` (any shape) in a memory-mapped file of the job's spill directory, or ``t``
+    itself when the job has none."""
+    directory = t.ctx.state.get(SPILL)
+    if directory is None or t.size == 0:
+        return t
+    share = files.spill(Path(directory), [t.share], t.shape, np.uint64)
+    t.ctx.state.setdefault(_MAPS, []).append(share)
+    return SharedTensor(t.ctx, share, t.frac_bits, t.precision)
+
+
+def release(ctx: Context) -> None:
+    """Drop the pages read of the job's spilled columns from its resident memory (they are
+    read again, from the page cache or the file, when next touched)."""
+    for share in ctx.state.get(_MAPS, ()):
+        files.release(share)
+
+
+def close(ctx: Context) -> None:
+    """At the end of a job (or its failure): forget its spilled columns and remove its spill
+    directory (the files themselves are unlinked from the start)."""
+    ctx.state.pop(_MAPS, None)
+    directory = ctx.state.pop(SPILL, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def spans(n: int, columns: int = 1, chunk: int | None = None) -> list[tuple[int, int]]:
@@ -52,7 +119,10 @@ def extremes(xs: Sequence[SharedTensor]) -> tuple[SharedTensor, SharedTensor]:
     """(min, max) of each 1-D column of ``xs`` (one length), shape (c,): exact, reveals
     nothing (:func:`mpc.ss.order.extremes`, chunk by chunk, then over the chunks' winners)."""
     c, n = len(xs), xs[0].shape[0]
-    parts = [ss.order.extremes(ss.stack([x[s:e] for x in xs])) for s, e in spans(n, c)]
+    parts = []
+    for s, e in spans(n, c):
+        parts.append(ss.order.extremes(ss.stack([x[s:e] for x in xs])))
+        release(xs[0].ctx)
     if len(parts) == 1:
         return parts[0]
     mins = ss.stack([p[0] for p in parts], axis=1)                # (c, chunks)
@@ -61,8 +131,12 @@ def extremes(xs: Sequence[SharedTensor]) -> tuple[SharedTensor, SharedTensor]:
     return -top[c:], top[:c]
 
 
-def rows_map(fn: Callable[[int, int], SharedTensor], n: int, columns: int = 1) -> SharedTensor:
-    """``fn(start, end)`` for every span of rows, concatenated along the last axis."""
+def rows_map(fn: Callable[[int, int], SharedTensor], n: int, columns: int = 1, ctx: Context | None = None
+             ) -> SharedTensor:
+    """``fn(start, end)`` for every span of rows, concatenated along the last axis; with
+    ``ctx``, 1-D parts go to the job's spill directory if it has one (``spilled``)."""
+    if ctx is not None:
+        return spilled(ctx, (fn(s, e) for s, e in spans(n, columns)), n)
     parts = [fn(s, e) for s, e in spans(n, columns)]
     return parts[0] if len(parts) == 1 else ss.concatenate(parts, axis=-1)
 
@@ -79,6 +153,7 @@ def truncated_sum(x: SharedTensor, bits: int, limit: int) -> SharedTensor:
     for s, e in spans(x.shape[0]):
         part = x[s:e].rshift_hidden(bits, limit).sum()
         total = part if total is None else total + part
+        release(x.ctx)
     return total
 
 
@@ -92,6 +167,7 @@ def gram(rows: Callable[[int, int], SharedTensor], k: int, n: int, bits: int = 6
     for s, e in spans(n, k):
         part = ss.gram_matrix(rows(s, e), bits)
         total = part if total is None else total + part
+        release(part.ctx)
     return total
 
 

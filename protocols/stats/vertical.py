@@ -63,7 +63,10 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
 Memory: long columns run in chunks (:mod:`protocols.stats.chunked`: the tournament, the
 truncations and the Gram matrix on at most 2^20 elements per call, selections on at most
 2^22 keys, i.e. one column at a time beyond that), with the same values and the same reveals
-as one call; a prepared column holds X and r only (8 bytes per row each).
+as one call; a prepared column holds X and r only (8 bytes per row each), and when the job
+has a spill directory (the bucketed join's) those, and describe's keys, live in memory-mapped
+files read chunk by chunk (``chunked.spilled``), so only the column being shuffled or selected
+is in memory.
 
 Reveals: the result to ``reveal_to``; the bit lengths of each column's max|value| and
 range to every computing party; the quickselect's comparison outcomes, which are
@@ -219,7 +222,8 @@ def prepare_many(ctx: Context, named: Mapping[str, SharedTensor], select_first: 
 def _rescaled(x: SharedTensor, mn: SharedTensor, rb: int, w: int) -> SharedTensor:
     """(X - min X) 2^(W - rb) of a column with range bits rb, chunk by chunk."""
     right, left = builtins.max(rb - w, 0), builtins.max(w - rb, 0)
-    return chunked.rows_map(lambda s, e: (x[s:e] - mn).rshift_hidden(right, 62 - w) << left, x.shape[0])
+    return chunked.rows_map(lambda s, e: (x[s:e] - mn).rshift_hidden(right, 62 - w) << left, x.shape[0],
+                            ctx=x.ctx)            # spilled when the job has a spill directory
 
 
 DESCRIBE_Q = np.array([0.25, 0.5, 0.75])
@@ -256,22 +260,28 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     for part in chunked.groups(len(fast), n):
         group = [fast[j] for j in part]
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
+        chunked.release(z.ctx)                      # the pages read of spilled columns X
         kz = ss.order.ranked_keys(z, [ranked[i][0] for i in group], width, [orders[i] for i in group])
-        got = ss.order.smallest(z, [ranks] * len(group), [int(bounds[i]) + 1 for i in group], keys=kz,
+        del z                                       # the selection reads only the keys (and their shape)
+        kz = chunked.spilled_tensor(kz)             # kept for later quantiles, on disk if the job spills
+        got = ss.order.smallest(kz, [ranks] * len(group), [int(bounds[i]) + 1 for i in group], keys=kz,
                                 label_bits=[width + 1] * len(group), compare_bits=width)
         for j, i in enumerate(group):
             keys[i], found[i], lows[i] = kz[j], got[j], width + 1
-        del z
+        del kz
     slow = [i for i in range(c) if i not in fast]
     for sub in _groups(n, [int(bounds[i]) + 1 for i in slow], [orders[i] for i in slow]):
         group = [slow[j] for j in sub]
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
+        chunked.release(z.ctx)                      # the pages read of spilled columns X
         rbs = [int(bounds[i]) + 1 for i in group]
         kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
-        got = ss.order.smallest(z, [ranks] * len(group), rbs, keys=kz, label_bits=low)
+        del z                                       # the selection reads only the keys (and their shape)
+        kz = chunked.spilled_tensor(kz)             # kept for later quantiles, on disk if the job spills
+        got = ss.order.smallest(kz, [ranks] * len(group), rbs, keys=kz, label_bits=low)
         for j, i in enumerate(group):
             keys[i], found[i], lows[i] = kz[j], got[j], low[j]
-        del z
+        del kz
     offs = ss.public(ctx, (np.int64(1) << bounds).reshape(c, 1))
     vals = ss.stack(found) - offs
     known = {int(r): vals[:, i] for i, r in enumerate(ranks)}
@@ -333,6 +343,7 @@ def _means(cols: Sequence[_Col]) -> None:
         n = missing[0].n
         g = 60 - cm.work_bits(n) - 1
         means = (ss.stack([c.r.sum() for c in missing]) * round(2 ** g / n)) >> g
+        chunked.release(missing[0].r.ctx)
         for i, c in enumerate(missing):
             c.mean = means[i]
 
@@ -560,6 +571,7 @@ def _quantile_shares(ctx: Context, cols: Sequence[_Col], qs: np.ndarray, method:
             res = _quantile_group(ctx, [sub[j] for j in group], qs, method)
             for k, j in enumerate(group):
                 out[idx[j]] = res[k]
+            chunked.release(ctx)
     return out
 
 
@@ -663,6 +675,7 @@ def histogram(ctx: Context, x: SharedTensor, bins: Any = 10, range: tuple[float,
     th = np.ceil(np.clip(edges * scale, -lim, lim))
     th[-1] = np.floor(np.clip(edges[-1] * scale, -lim, lim)) + 1
     below = col.n - ss.order.count_greater(ss.public(ctx, th.astype(np.int64) - 1), col.x)   # #(X < T)
+    chunked.release(ctx)
     out = (below[1:] - below[:-1]).reveal(cm.receivers(ctx, reveal_to))
     return None if out is None else (out.astype(np.int64), edges)
 
