@@ -37,7 +37,7 @@ Nothing but shapes is revealed until ``reveal``; see each module for details.
 
 from __future__ import annotations
 
-from mpc.ss import beaver, compare, dealer, order, provider  # dealer: registers the helper party
+from mpc.ss import beaver, compare, dealer, order, provider, spill  # dealer: registers the helper party
 from mpc.ss.functions import (
     argmax,
     argmin,
@@ -60,5 +60,5 @@ from mpc.ss.tensor import SharedTensor, concatenate, from_shares, public, share,
 
 __all__ = ["SharedTensor", "argmax", "argmin", "beaver", "compare", "concatenate", "dealer", "divide",
            "from_shares", "gram_matrix", "inv_sqrt", "max_", "maximum", "median", "min_", "min_max", "minimum", "order",
-           "provider", "public", "quantile", "reciprocal", "scale_pow2", "share", "sort", "sqrt", "stack",
+           "provider", "public", "quantile", "reciprocal", "scale_pow2", "share", "sort", "spill", "sqrt", "stack",
            "sum_of_locals", "where"]

@@ -23,7 +23,7 @@ Here each of those runs on at most ``CHUNK`` elements (columns x rows) per call:
 - ``groups``: which columns run one order-statistics selection together (at most
   ``SELECT_ELEMENTS`` keys per selection), since :func:`mpc.ss.order.select` keeps a copy
   of the keys and a few bytes of bookkeeping per key.
-- ``spilled``: when the job has a spill directory (``ctx.state[SPILL]``, set by the
+- ``spilled``: when the job has a spill directory (``ctx.state[SPILL]``, :mod:`mpc.ss.spill`, set by the
   bucketed join in its checkpoint directory), a long column that is not being worked on
   lives in a memory-mapped file (:func:`mpc.runtime.files.spill`: mode 0600, unlinked at
   once) instead of memory: the joined columns X, their rescaling r and describe's keys.
@@ -40,72 +40,20 @@ the same error bound per element: :mod:`mpc.ss.beaver`).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-
-import numpy as np
+from collections.abc import Callable, Sequence
 
 from mpc import ss
-from mpc.runtime import files
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor
 
+__all__ = ["CHUNK", "SELECT_ELEMENTS", "SPILL", "close", "extremes", "gram", "groups", "release", "rows_map",
+           "rshift_hidden", "spans", "spilled", "spilled_tensor", "truncated_sum"]
+
+# the job's spilled columns (share-level code in mpc.ss.spill), under the names the statistics use
+SPILL, close, release, spilled, spilled_tensor = (ss.spill.SPILL, ss.spill.close, ss.spill.release, ss.spill.spilled,
+                                                  ss.spill.spilled_tensor)
 CHUNK = 1 << 20              # elements (columns x rows) per call of a comparison, truncation or Gram
 SELECT_ELEMENTS = 1 << 22    # keys per selection (a copy of the keys and the bookkeeping: ~18 bytes per key)
-SPILL = "protocols.stats.chunked.spill"           # job state: the directory of the job's spilled columns
-_MAPS = "protocols.stats.chunked.maps"            # job state: the spilled arrays, for ``release``
-
-
-def spilled(ctx: Context, parts: Iterable[SharedTensor], n: int) -> SharedTensor:
-    """The 1-D concatenation of ``parts`` (n elements in all, one scale), in a memory-mapped
-    file of the job's spill directory when it has one (each part written as it comes, then
-    dropped), else in memory (``ss.concatenate``)."""
-    directory = ctx.state.get(SPILL)
-    if directory is None:
-        got = list(parts)
-        return got[0] if len(got) == 1 else ss.concatenate(got)
-    first: list[SharedTensor] = []
-
-    def shares():
-        for p in parts:
-            if p.ndim != 1 or (first and (p.frac_bits, p.precision) != (first[0].frac_bits, first[0].precision)):
-                raise ValueError("spilled columns are 1-D, of one scale")
-            if not first:
-                first.append(p)
-            yield p.share
-            release(ctx)                 # what computing this part read of other spilled columns
-    share = files.spill(Path(directory), shares(), (n,), np.uint64)
-    ctx.state.setdefault(_MAPS, []).append(share)
-    t = first[0] if first else None
-    return SharedTensor(ctx, share, 0 if t is None else t.frac_bits, None if t is None else t.precision)
-
-
-def spilled_tensor(t: SharedTensor) -> SharedTensor:
-    """``t`` (any shape) in a memory-mapped file of the job's spill directory, or ``t``
-    itself when the job has none."""
-    directory = t.ctx.state.get(SPILL)
-    if directory is None or t.size == 0:
-        return t
-    share = files.spill(Path(directory), [t.share], t.shape, np.uint64)
-    t.ctx.state.setdefault(_MAPS, []).append(share)
-    return SharedTensor(t.ctx, share, t.frac_bits, t.precision)
-
-
-def release(ctx: Context) -> None:
-    """Drop the pages read of the job's spilled columns from its resident memory (they are
-    read again, from the page cache or the file, when next touched)."""
-    for share in ctx.state.get(_MAPS, ()):
-        files.release(share)
-
-
-def close(ctx: Context) -> None:
-    """At the end of a job (or its failure): forget its spilled columns and remove its spill
-    directory (the files themselves are unlinked from the start)."""
-    ctx.state.pop(_MAPS, None)
-    directory = ctx.state.pop(SPILL, None)
-    if directory is not None:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def spans(n: int, columns: int = 1, chunk: int | None = None) -> list[tuple[int, int]]:
