@@ -249,28 +249,10 @@ def ccr_words(x: np.ndarray) -> np.ndarray:
 def ccr_word_major(x: np.ndarray, words: int) -> np.ndarray:
     """The first ``words`` (at most 2) 64-bit words of :func:`ccr`'s rows, word-major
     ((min(words, 2), n) uint64, C-contiguous; the one-block OT pads of
-    :func:`mpc.ot.extension.pad_words`): the same bits, in tiles of _TILE_ROWS rows
-    through two reused cache-sized buffers, the final xor straight into the word-major
-    rows (no (n, 16) temporaries, no transposing copy)."""
-    x = np.ascontiguousarray(x, dtype=np.uint8)
-    n = len(x)
-    words = min(words, 2)
-    out = np.empty((words, n), dtype=np.uint64)
-    if n == 0 or words == 0:
-        return out
-    tile = min(n, _TILE_ROWS)
-    s, e = (np.empty((tile, 2), dtype=np.uint64) for _ in range(2))
-    lanes = x.reshape(-1, BLOCK).view(np.uint64)
-    enc = _fixed()
-    for lo in range(0, n, tile):
-        hi = min(n, lo + tile)
-        sm, em = s[:hi - lo], e[:hi - lo]
-        np.bitwise_xor(lanes[lo:hi, 0], lanes[lo:hi, 1], out=sm[:, 0])   # sigma, as _sigma
-        sm[:, 1] = lanes[lo:hi, 0]
-        enc.encrypt(sm.view(np.uint8), em.view(np.uint8))
-        for j in range(words):
-            np.bitwise_xor(em[:, j], sm[:, j], out=out[j, lo:hi])
-    return out
+    :func:`mpc.ot.extension.pad_words`): :func:`ccr_blocks_word_major` of one block (tiles
+    of _TILE_ROWS rows through reused cache-sized buffers, the final xor straight into
+    the word-major rows)."""
+    return ccr_blocks_word_major(x, min(words, 2))       # one block: block 0 is ccr itself
 
 
 def wide_hash(x: np.ndarray, tweaks: np.ndarray | int) -> np.ndarray:
