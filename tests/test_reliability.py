@@ -355,3 +355,29 @@ def test_limits_must_be_positive(tmp_path):
     for key in ("max_unread_bytes", "max_open_jobs", "max_value_bytes", "max_chunk_bytes"):
         with pytest.raises(ConfigError, match="must be positive"):
             parse_config({**base, "limits": {key: 0}}, tmp_path / "a.toml")
+
+
+def test_a_broken_stream_yields_to_the_abort_that_explains_it():
+    """A stream that breaks (its sender ended the job, e.g. because a third party went
+    silent) is weak evidence: the mailbox raises it only after WEAK_GRACE without a
+    stronger failure, so the abort naming the real cause, arriving just behind, wins; alone,
+    it fails the job within the grace."""
+    import threading
+
+    from mpc.runtime import mailbox as mb
+    from mpc.runtime.errors import PeerFailed
+
+    box = mb.Mailbox()
+    box.open("j", ["a", "b", "c"])
+    box.fail("j", PeerFailed("c", "connection lost during the job"), weak=True)
+    threading.Timer(0.2, lambda: box.fail("j", PeerFailed("c", "timeout waiting for b", "b"))).start()
+    start = time.monotonic()
+    with pytest.raises(PeerFailed) as info:
+        box.get("j", "c", "a", time.monotonic() + 30)
+    assert info.value.origin == "b" and time.monotonic() - start < mb.WEAK_GRACE
+    box.open("k", ["a", "c"])
+    box.fail("k", PeerFailed("c", "connection lost during the job"), weak=True)
+    start = time.monotonic()
+    with pytest.raises(PeerFailed) as info:
+        box.get("k", "c", "a", time.monotonic() + 30)
+    assert info.value.origin == "c" and mb.WEAK_GRACE - 0.05 <= time.monotonic() - start < mb.WEAK_GRACE + 1.0

@@ -247,7 +247,7 @@ def receive_stream(envelopes: Iterator[party_pb2.Envelope], context: grpc.Servic
     except Exception:  # the stream broke: the sender died or the connection dropped
         log.debug("exchange stream from %r for job %s broke", sender, job_id)
     if not clean_end and trusted:
-        mailbox.fail(job_id, PeerFailed(sender, "connection lost during the job"))
+        mailbox.fail(job_id, PeerFailed(sender, "connection lost during the job"), weak=True)
     return party_pb2.ExchangeReply(values_received=delivered)
 
 

@@ -19,8 +19,11 @@ from mpc.runtime.errors import GaotieError, JobTimeout, ProtocolViolation
 _CLOSED_MEMORY = 10_000
 
 
+WEAK_GRACE = 1.0   # seconds a broken stream's error waits for the abort that may explain it
+
+
 class _JobBox:
-    __slots__ = ("queues", "error", "next_seq", "parties", "unread")
+    __slots__ = ("queues", "error", "weak", "next_seq", "parties", "unread")
 
     def __init__(self, parties: frozenset[str] | None = None) -> None:
         self.parties = parties
@@ -28,6 +31,7 @@ class _JobBox:
         self.queues: dict[tuple[str, str], collections.deque] = collections.defaultdict(collections.deque)
         self.next_seq: dict[tuple[str, str], int] = collections.defaultdict(int)
         self.error: BaseException | None = None
+        self.weak: tuple[BaseException, float] | None = None    # a broken stream's error, and when
 
 
 class Mailbox:
@@ -93,13 +97,22 @@ class Mailbox:
             box.queues[(sender, receiver)].append((value, size))
             self._cond.notify_all()
 
-    def fail(self, job_id: str, error: BaseException) -> None:
-        """Make every current and future ``get`` of the job raise ``error`` (first wins)."""
+    def fail(self, job_id: str, error: BaseException, weak: bool = False) -> None:
+        """Make every current and future ``get`` of the job raise ``error`` (first wins).
+
+        ``weak``: the evidence is only a broken stream (the sender may have ended its side of
+        the job because of another party, and its abort naming that party may be behind):
+        ``get`` raises it only after ``WEAK_GRACE`` seconds without a stronger one."""
         with self._cond:
             box = self._jobs.get(job_id)
-            if box is not None and box.error is None:
+            if box is None or box.error is not None:
+                return
+            if weak:
+                if box.weak is None:
+                    box.weak = (error, time.monotonic())
+            else:
                 box.error = error
-                self._cond.notify_all()
+            self._cond.notify_all()
 
     def get(self, job_id: str, sender: str, receiver: str, deadline: float) -> Any:
         """Next value from ``sender`` to ``receiver``; waits until ``deadline`` (monotonic)."""
@@ -115,6 +128,12 @@ class Mailbox:
                     return value
                 if box.error is not None:
                     raise box.error
+                if box.weak is not None:
+                    left = box.weak[1] + WEAK_GRACE - time.monotonic()
+                    if left <= 0:
+                        raise box.weak[0]
+                    self._cond.wait(left)
+                    continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise JobTimeout(f"party {sender!r} sent nothing to {receiver!r} before "
