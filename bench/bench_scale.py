@@ -49,8 +49,12 @@ party, 2^21 -> 2^22 wires). 2^22 dealer-free, before and after run at the same t
 871 MiB before, 815 / 841 after (the job's peak is the join's shuffle of the bins, 1287-1499
 MiB in both; wall 1997 s and 1523 s, the second started 14 minutes later). Extrapolated
 from the bytes per row: 2^24, describe's peak about 169 B per joined row (the shuffle of one
-column and its keys), i.e. about 1.35 + 0.43 = 1.8 GiB per party (not run here: the machine
-was loaded); 10^8 x 10^8 (5 x 10^7 joined rows): the join stays at one bucket's memory (128
+column and its keys), i.e. about 1.35 + 0.43 = 1.8 GiB per party; measured (2026-12-03
+10:36-10:54, load 3.0-4.2, a CI run beside it part of the time): 2^24 x 2^24 dealer-free,
+describe + corr, 16 buckets: 1053.3 s, peak **1831 / 1872 MiB** per party (within the 2
+GiB budget; 2154 / 2172 before), describe's phase the peak, the join's 1507 / 1659, the
+correlation's 659 / 441; CPU 725 / 740 s per party; 10^8 x 10^8 (5 x 10^7 joined rows): the
+join stays at one bucket's memory (128
 buckets of 2^20), describe's shuffle of one column needs about 7.9 GiB per party more -- not
 within 2 GiB until the switching network itself (its word arrays and one layer's IKNP batch,
 about 150 B per wire) runs in bounded memory.
