@@ -204,10 +204,7 @@ def _sigma(x: np.ndarray) -> np.ndarray:
 def ccr(x: np.ndarray) -> np.ndarray:
     """``H(x) = pi(sigma(x)) xor sigma(x)`` for each row of ``(n, 16)`` uint8 ``x``: one
     fixed-key AES call per row (see the module docstring)."""
-    s = _sigma(x)
-    out = _pi(s.view(np.uint8))
-    np.bitwise_xor(out.view(np.uint64), s, out=out.view(np.uint64))
-    return out
+    return ccr_sigma(_sigma(x).view(np.uint8))
 
 
 def ccr_sigma(s: np.ndarray) -> np.ndarray:
@@ -303,7 +300,7 @@ def ccr_blocks_word_major(x: np.ndarray, words: int, dtype: type = np.uint64,
         tile = min(n, _TILE_ROWS)
         s, e = (np.empty((tile, 2), dtype=np.uint64) for _ in range(2))
         lanes = x.reshape(-1, BLOCK).view(np.uint64)
-        sd = None if delta is None else _sigma(np.asarray(delta, dtype=np.uint8).reshape(1, BLOCK))[0]
+        sd = None if delta is None else sigma_of(delta)
         enc = _fixed()
         for lo in range(0, n, tile):
             hi = min(n, lo + tile)

@@ -139,9 +139,9 @@ def _digit_ots(sender: IknpSender, receiver: IknpReceiver, digits: np.ndarray, s
     even (rank 0) or odd positions and chooses with the others' bits (m choice bits per
     m-bit digit), plus random OTs for the ``extra`` choice bits with messages of the bits
     in ``xmask`` (the tree's triples). Returns (send_d, recv_d, send_m, recv_m, q, t,
-    first_s, first_r, (x0, x1, x_c)): the offered and chosen digits and sizes, the leaves'
-    IKNP rows as sender and receiver (as sigma(row): every pad here is a one-block CCR hash)
-    with their first OT indices, and the extra OTs."""
+    (x0, x1, x_c)): the offered and chosen digits and sizes, the leaves'
+    IKNP rows as sender and receiver (as sigma(row): every pad here is a one-block CCR
+    hash, untweaked, so no OT index is needed), and the extra OTs."""
     n = len(digits)
     send_d, recv_d = digits[:, rank::2], digits[:, 1 - rank::2]      # this party offers / chooses
     send_m, recv_m = sizes[rank::2], sizes[1 - rank::2]
@@ -149,15 +149,15 @@ def _digit_ots(sender: IknpSender, receiver: IknpReceiver, digits: np.ndarray, s
                               for j, m in enumerate(recv_m)], axis=1).astype(bool).reshape(-1)
     mr, ms = choices.size, n * int(send_m.sum())
     # every pad here is a CCR hash of one block (mpc.ot.hashing.ccr): the rows come as sigma(row)
-    t, first_r = receiver.extend(np.concatenate([choices, extra]), sigma=True)   # sends U
-    q, first_s = sender.extend(ms + extra.size, sigma=True)                       # receives the peer's U
+    t, _ = receiver.extend(np.concatenate([choices, extra]), sigma=True)   # sends U (pads untweaked: no index)
+    q, _ = sender.extend(ms + extra.size, sigma=True)                       # receives the peer's U
     h0, h1 = ccr_pair(q[ms:], sender.delta, presigma=True)             # the extra OTs' two pads
     x0, x1 = (h.view(np.uint8)[:, 0] & xmask for h in (h0, h1))
     xc = ccr_sigma(t[mr:])[:, 0] & xmask
-    return send_d, recv_d, send_m, recv_m, q[:ms], t[:mr], first_s, first_r, (x0, x1, xc)
+    return send_d, recv_d, send_m, recv_m, q[:ms], t[:mr], (x0, x1, xc)
 
 
-def _offer_pads(sender: IknpSender, q: np.ndarray, first_s: int, n: int, starts: np.ndarray,
+def _offer_pads(sender: IknpSender, q: np.ndarray, n: int, starts: np.ndarray,
                 sel: np.ndarray) -> np.ndarray:
     """The offerer's pad of every message slot: slot v of a digit's message is masked by the
     XOR over its m OTs of k_i^{v_i}, sliced as k0 ^ ((k0 ^ k1) & sel) (``sel`` the slot's
@@ -185,10 +185,10 @@ def _leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PRG,
     triples): (lt, eq, x0, x1, x_c), the last three as sender (x0, x1) and as receiver."""
     peer = sender.peer
     n = len(digits)
-    send_d, recv_d, send_m, recv_m, q, t, first_s, first_r, (x0, x1, xc) = _digit_ots(
+    send_d, recv_d, send_m, recv_m, q, t, (x0, x1, xc) = _digit_ots(
         sender, receiver, digits, sizes, rank, extra, np.uint8(3))
     starts, sel = _key_runs(send_m)
-    pad = _offer_pads(sender, q, first_s, n, starts, sel)
+    pad = _offer_pads(sender, q, n, starts, sel)
     r = np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & np.uint8(3)   # my shares
     r_lt, r_eq = (r & 1).astype(np.uint64), (r >> 1).astype(np.uint64)
     mask = (r_lt * _EVEN) | (r_eq * (_EVEN << np.uint64(1)))
@@ -327,11 +327,11 @@ def _eq_leaves(ctx: Context, sender: IknpSender, receiver: IknpReceiver, prg: PR
     peer = sender.peer
     n = len(digits)
     one = np.uint8(1)
-    send_d, recv_d, send_m, recv_m, q, t, first_s, first_r, (x0, x1, xc) = _digit_ots(
+    send_d, recv_d, send_m, recv_m, q, t, (x0, x1, xc) = _digit_ots(
         sender, receiver, digits, sizes, rank, extra, one)
     starts = np.cumsum(send_m) - send_m
     sel = np.concatenate([_EQ_SEL[:m] for m in send_m])
-    pad = _offer_pads(sender, q, first_s, n, starts, sel)
+    pad = _offer_pads(sender, q, n, starts, sel)
     r = (np.frombuffer(prg.bytes(n * len(send_m)), np.uint8).reshape(n, -1) & one)   # my shares
     mask = np.uint64(0) - r.astype(np.uint64)                         # all ones where r = 1
     msg = (_EQ_SLOT[send_d] ^ mask[:, :, None] ^ pad) & _EQ_VALID[send_m]
