@@ -257,28 +257,22 @@ def _select_first(xs: Sequence[SharedTensor], bounds: np.ndarray, orders: Sequen
     width = builtins.max([r[1] for r in ranked if r is not None], default=0)        # R of the ranked groups (public)
     # keys z 2^(R + 1) + rho < 2^(B + R + 2) must stay below 2^62 (values_of)
     fast = [i for i in range(c) if ranked[i] is not None and int(bounds[i]) + width + 2 <= 62]
-    for part in chunked.groups(len(fast), n):
-        group = [fast[j] for j in part]
-        z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
-        chunked.release(z.ctx)                      # the pages read of spilled columns X
-        kz = ss.order.ranked_keys(z, [ranked[i][0] for i in group], width, [orders[i] for i in group])
-        del z                                       # the selection reads only the keys (and their shape)
-        kz = chunked.spilled_tensor(kz)             # kept for later quantiles, on disk if the job spills
-        got = ss.order.smallest(kz, [ranks] * len(group), [int(bounds[i]) + 1 for i in group], keys=kz,
-                                label_bits=[width + 1] * len(group), compare_bits=width)
-        for j, i in enumerate(group):
-            keys[i], found[i], lows[i] = kz[j], got[j], width + 1
-        del kz
     slow = [i for i in range(c) if i not in fast]
-    for sub in _groups(n, [int(bounds[i]) + 1 for i in slow], [orders[i] for i in slow]):
-        group = [slow[j] for j in sub]
+    plan = ([([fast[j] for j in part], True) for part in chunked.groups(len(fast), n)]
+            + [([slow[j] for j in sub], False)
+               for sub in _groups(n, [int(bounds[i]) + 1 for i in slow], [orders[i] for i in slow])])
+    for group, by_rank in plan:
         z = _rows([xs[i] + (1 << int(bounds[i])) for i in group])
         chunked.release(z.ctx)                      # the pages read of spilled columns X
         rbs = [int(bounds[i]) + 1 for i in group]
-        kz, low = ss.order.ordered_keys(z, rbs, [orders[i] for i in group])
+        if by_rank:
+            kz = ss.order.ranked_keys(z, [ranked[i][0] for i in group], width, [orders[i] for i in group])
+            low, narrow = [width + 1] * len(group), width
+        else:
+            (kz, low), narrow = ss.order.ordered_keys(z, rbs, [orders[i] for i in group]), None
         del z                                       # the selection reads only the keys (and their shape)
         kz = chunked.spilled_tensor(kz)             # kept for later quantiles, on disk if the job spills
-        got = ss.order.smallest(kz, [ranks] * len(group), rbs, keys=kz, label_bits=low)
+        got = ss.order.smallest(kz, [ranks] * len(group), rbs, keys=kz, label_bits=low, compare_bits=narrow)
         for j, i in enumerate(group):
             keys[i], found[i], lows[i] = kz[j], got[j], low[j]
         del kz
