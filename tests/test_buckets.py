@@ -698,6 +698,23 @@ def _own_key_is_private(cluster, party: str) -> None:
     assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
 
 
+def _killed_paillier_pass(cluster, client, job, params, kill):
+    """Submit ``job`` over 8 buckets ("1MiB"), kill server ``kill`` once a has added two
+    buckets of the Paillier pass (the first run fails), check b's stored key pair is
+    private, resubmit; returns (buckets a had saved, the resumed result, the unbucketed
+    result, both parties' audit records of the resumed job)."""
+    first = client.submit(job, **params, memory="1MiB")
+    saved = _kill_when(cluster, "a", kill, "paillier_done", 2)["state"]["paillier_done"]
+    with pytest.raises(Exception):                         # noqa: B017 - the first run fails
+        client.result(first, progress=False)
+    assert 2 <= saved < 8
+    _own_key_is_private(cluster, "b")
+    second = _resubmit(client, job, **params, memory="1MiB")
+    out = client.result(second, progress=False)
+    whole = client.run(job, **params, progress=False)
+    return saved, out, whole, [cluster.audit_record(p, second) for p in "ab"]
+
+
 def test_killed_label_holder_resumes_the_woe_iv_paillier_pass(tmp_path):
     """b (the label holder: the Paillier key is its own) is killed once a has added two
     buckets' encrypted labels to its per-bin sums; the resubmitted job reuses b's stored key
@@ -717,16 +734,7 @@ def test_killed_label_holder_resumes_the_woe_iv_paillier_pass(tmp_path):
     params = dict(ids=["a.t.id", "b.t.id"], label="b.t.bad", features=["a.t.x", "a.t.z"], bins=5)
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
                       limits={"job_timeout": 120.0}) as cluster, cluster.client("a") as client:
-        first = client.submit("stats.woe_iv", **params, memory="1MiB")
-        saved = _kill_when(cluster, "a", "b", "paillier_done", 2)["state"]["paillier_done"]
-        with pytest.raises(Exception):                         # noqa: B017 - the first run fails at a
-            client.result(first, progress=False)
-        assert 2 <= saved < 8
-        _own_key_is_private(cluster, "b")
-        second = _resubmit(client, "stats.woe_iv", **params, memory="1MiB")
-        out = client.result(second, progress=False)
-        whole = client.run("stats.woe_iv", **params, progress=False)
-        records = [cluster.audit_record(p, second) for p in "ab"]
+        saved, out, whole, records = _killed_paillier_pass(cluster, client, "stats.woe_iv", params, "b")
     assert len(records[0]["resumed_buckets"]) == 8                  # every PSI bucket was saved
     assert records[0]["resumed_paillier_buckets"] == records[1]["resumed_paillier_buckets"] == saved
     pd.testing.assert_frame_equal(out["bins"], whole["bins"])
@@ -786,16 +794,7 @@ def test_killed_server_resumes_the_intersection_sum_paillier_pass(tmp_path, kill
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
                       limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster, \
             cluster.client("a") as client:
-        first = client.submit("psi.intersection_sum", **params, memory="1MiB")
-        saved = _kill_when(cluster, "a", kill, "paillier_done", 2)["state"]["paillier_done"]
-        with pytest.raises(Exception):                         # noqa: B017 - the first run fails
-            client.result(first, progress=False)
-        assert 2 <= saved < 8
-        _own_key_is_private(cluster, "b")
-        second = _resubmit(client, "psi.intersection_sum", **params, memory="1MiB")
-        out = client.result(second, progress=False)
-        whole = client.run("psi.intersection_sum", **params, progress=False)
-        records = [cluster.audit_record(p, second) for p in "ab"]
+        saved, out, whole, records = _killed_paillier_pass(cluster, client, "psi.intersection_sum", params, kill)
     assert records[0]["resumed_paillier_buckets"] == records[1]["resumed_paillier_buckets"] == saved
     joined = b[b.id.isin(a.id)]
     assert out["cardinality"] == whole["cardinality"] == len(joined)
