@@ -269,6 +269,18 @@ class LocalCluster:
     def audit_log(self, party: str) -> Path:
         return self.workdir / party / "state" / "audit.jsonl"
 
+    def checkpoints_left(self, wait: float = 10.0) -> list[Path]:
+        """The checkpoint manifests still on any party's disk, waiting up to ``wait`` seconds
+        for them to go: a party clears a finished job's checkpoint when the job ends there,
+        which may be after another party's client already has the result."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = [m for p in self.parties
+                    for m in (self.workdir / p / "state" / "checkpoints").glob("*/manifest.json")]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
+
     def audit_record(self, party: str, job_id: str, wait: float = 10.0) -> dict:
         """The audit record ``party`` wrote for ``job_id``, waiting up to ``wait`` seconds:
         a party writes it when the job ends there, which may be after another party's

@@ -183,7 +183,7 @@ def test_bucketed_psi_equals_python_sets(pair):
     assert out["row"].tolist() == np.nonzero(a.id.isin(common).to_numpy())[0].tolist()
     assert (a.id.to_numpy()[out["row"]] == out["id"].astype(np.int64)).all()
     assert cluster.audit_record("a", job)["resumed_buckets"] == []
-    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+    assert not cluster.checkpoints_left()   # cleaned up
     saved = pd.read_parquet(cluster.results_dir("a") / f"{job}.parquet")   # written batch by batch, moved
     assert saved["row"].tolist() == out["row"].tolist() and saved["id"].tolist() == out["id"].tolist()
     assert cluster.audit_record("a", job)["revealed_to_me"] == f"table {len(common)} rows x 2 columns (id, row)"
@@ -243,7 +243,7 @@ def test_bucketed_join_stats_equals_pandas(pair):
         for stat in ("mean", "std", "min", "max", "50%"):
             assert got.loc[col, stat] == pytest.approx(want.loc[stat, name], rel=1e-6, abs=1e-9), (col, stat)
     assert out["corr"].loc["a.x", "b.y"] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
-    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+    assert not cluster.checkpoints_left()
 
 
 def test_killed_server_resumes_without_redoing_finished_buckets(pair):
@@ -360,7 +360,7 @@ def test_bucketed_cardinality_equals_python_sets_and_the_unbucketed_job(pair):
     assert small == whole == len(set("c" + a.id.iloc[:12000].astype(str)) & set("c" + b.id.iloc[:12000].astype(str)))
     with cluster.client("b") as client:
         assert client.result(job, progress=False) == whole
-    assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]   # cleaned up
+    assert not cluster.checkpoints_left()   # cleaned up
 
 
 def test_bucketed_cardinality_views_carry_points_in_orders_unlinked_to_ids(tmp_path, monkeypatch):
@@ -572,7 +572,7 @@ def test_bucketed_group_by_equals_pandas_and_the_unbucketed_job(tmp_path):
             out = client.result(job, progress=False)
             whole = client.run("stats.group_by", **params, progress=False)
         assert len(cluster.audit_record("a", job)["resumed_buckets"]) == 0
-        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+        assert not cluster.checkpoints_left()
     joined = a.merge(b, on="id")
     want = joined.groupby("seg").agg(count=("x", "size"), xs=("x", "sum"), xm=("x", "mean"), ys=("y", "sum"))
     assert list(out.columns) == list(whole.columns) and out["seg"].tolist() == whole["seg"].tolist()
@@ -614,7 +614,7 @@ def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
             out = client.result(job, progress=False)
             whole = client.run("stats.woe_iv", **params, progress=False)
         assert len(cluster.audit_record("a", job)["resumed_buckets"]) == 0
-        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+        assert not cluster.checkpoints_left()
     joined = a.merge(b, on="id")
     assert out["rows"] == whole["rows"] == len(joined)
     pd.testing.assert_frame_equal(out["bins"], whole["bins"])
@@ -772,7 +772,7 @@ def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path
                 assert out["sum"] == pytest.approx(whole["sum"], abs=1e-9), col
                 if col == "c":
                     assert out["sum"] == whole["sum"] == int(joined.c.sum())    # integers: exact
-        assert not [m for p in "ab" for m in _checkpoints(cluster, p).glob("*/manifest.json")]
+        assert not cluster.checkpoints_left()
 
 
 @pytest.mark.parametrize("kill", ["a", "b"])
