@@ -155,25 +155,47 @@ def _unique_ids(store: Checkpoint, ref: ColumnRef) -> int:
     return m
 
 
-def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int, cap: int,
-                names: list[str], shifts: list[int], method: str, bounds: list[int | None] | None = None) -> Any:
-    """The private join of bucket ``b`` (spill records first:first + count): its distinct ids
-    padded to ``cap`` blocks, each value column scaled to an integer by its bucket-wide
-    ``shifts`` (dummies 0), clipped below its published bound (``bounds``: |X| < 2^bound,
-    as ``scaling.scaled``). Returns the joined SharedTable."""
-    from protocols.psi.private_join import private_join
+def scaled_values(rec: np.ndarray, shifts: list[int], bounds: list[int | None] | None = None) -> np.ndarray:
+    """(records, columns) int64: each value column of spill records ``rec`` scaled to an
+    integer by its bucket-wide ``shifts``, clipped below its published bound (``bounds``:
+    |X| < 2^bound, as ``scaling.scaled``) -- the integers the bucket's join shares."""
     from protocols.stats.scaling import scaled
+
+    out = np.empty((len(rec), len(shifts)), dtype=np.int64)
+    for j, shift in enumerate(shifts):
+        bound = None if bounds is None else bounds[j]
+        out[:, j] = (np.round(np.ldexp(rec["v"][:, j], shift)).astype(np.int64) if bound is None
+                     else scaled(rec["v"][:, j], shift, int(bound)))
+    return out
+
+
+def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int, cap: int,
+                names: list[str], shifts: list[int], method: str, bounds: list[int | None] | None = None,
+                ranks: Any = None, rank_rows: int = 0) -> Any:
+    """The private join of bucket ``b`` (spill records first:first + count): its distinct ids
+    padded to ``cap`` blocks, each value column as :func:`scaled_values` (dummies 0). With
+    ``ranks`` (:class:`protocols.bucketed_ranks.Ranks` of this spill, ranks among
+    ``rank_rows`` records), every column's owner ranks in its whole column ride along
+    (``private_join`` with a ranks mapping; dummies 0). Returns the joined SharedTable."""
+    from protocols.psi.private_join import private_join
 
     rec = sp.read(first, count)
     padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+    vals = scaled_values(rec, shifts, bounds)
     cols = {}
     for j, name in enumerate(names):
-        col = np.zeros(cap, dtype=np.int64)
-        bound = None if bounds is None else bounds[j]
-        col[inverse] = (np.round(np.ldexp(rec["v"][:, j], shifts[j])).astype(np.int64) if bound is None
-                        else scaled(rec["v"][:, j], shifts[j], int(bound)))
-        cols[name] = col
-    return private_join(ctx, buckets.block_ids(padded), cols, method=method)
+        cols[name] = np.zeros(cap, dtype=np.int64)
+        cols[name][inverse] = vals[:, j]
+    if ranks is None:
+        return private_join(ctx, buckets.block_ids(padded), cols, method=method)
+    held = ranks.read(sp, first, count)
+    if len(held) != len(rec):
+        raise ValueError(f"party {ctx.party!r}: bucket {b} has {len(rec)} records and {len(held)} ranks")
+    given = {}
+    for j, name in enumerate(names):
+        given[name] = np.zeros(cap, dtype=np.uint64)
+        given[name][inverse] = held[:, j]
+    return private_join(ctx, buckets.block_ids(padded), cols, method=method, ranks=given, rank_rows=rank_rows)
 
 
 def _plan(ctx: Context, store: Checkpoint, protocol: str, kind: str, m: int, memory: int, cost: str,
@@ -194,6 +216,7 @@ def _plan(ctx: Context, store: Checkpoint, protocol: str, kind: str, m: int, mem
 
 
 _STRING = pd.StringDtype("pyarrow", na_value=np.nan)
+PHASE_RANKS = "buckets: each column's ranks in the whole column (describe)"
 
 
 def _text(parts: list[np.ndarray]) -> Any:
@@ -391,7 +414,8 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
 
     def scales(n: int) -> dict[str, Any]:      # one scale per column for every bucket (as scale_columns)
         return {"shifts": [0 if ints[j] else default_bits(n) - exps[j] for j in range(len(values))],
-                "bounds": [None if ints[j] else default_bits(n) for j in range(len(values))]}
+                "bounds": [None if ints[j] else default_bits(n) for j in range(len(values))],
+                "ranked": False}               # a fresh spill has no owner ranks yet (_owner_ranks)
 
     sp, _, kind = buckets.spill(ctx, store, batches, len(values), scales)
     shifts = store.state["shifts"]
@@ -402,13 +426,17 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     all_shifts = exchange_scales(ctx, dict(zip(names, shifts, strict=True)),
                                  {k: int(b) for k, b in zip(names, bounds, strict=True) if b is not None})
     cap = capacity(sizes[ctx.party], nb)
+    ranks = _owner_ranks(ctx, store, sp, params, shifts, bounds, needed=len(done) < nb)
 
     def work(b: int, first: int, count: int) -> dict[str, np.ndarray]:
-        table = join_bucket(ctx, sp, b, first, count, cap, names, shifts, params["join"], bounds)
+        table = join_bucket(ctx, sp, b, first, count, cap, names, shifts, params["join"], bounds, ranks, m)
         out = {"rows": np.array([table.num_rows], dtype=np.int64)}
         for i, name in enumerate(table.columns):
             out[f"c{i}"] = table[name].share
             out[f"f{i}"] = np.array([table[name].frac_bits])
+            if name in table.ranks:          # the owner's ranks in its whole column, shared
+                out[f"r{i}"] = table.ranks[name][0].share
+                out[f"rb{i}"] = np.array([table.ranks[name][1]])
         out["names"] = np.array(list(table.columns), dtype=str)
         return out
 
@@ -417,15 +445,41 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     # the joined columns go to memory-mapped files of the checkpoint directory, one bucket's
     # shares at a time (protocols.stats.chunked.spilled), and the statistics read them chunk
     # by chunk: no joined column is held whole in memory; the job removes the directory
-    # when it ends or fails (chunked.close)
+    # when it ends or fails (chunked.close). So do their owner ranks, when the buckets carry
+    # them (every bucket's result the same at both parties: one join per bucket)
     ctx.state[chunked.SPILL] = store.path("columns")
     cols: dict[str, Any] = {}
     for i, name in enumerate(results[0]["names"].tolist()):
         parts = (ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results)
         cols[name] = chunked.spilled(ctx, parts, total)
+        if all(f"r{i}" in r for r in results):
+            rho = chunked.spilled(ctx, (ss.from_shares(ctx, r.pop(f"r{i}"), 0) for r in results), total)
+            ss.order.note_rank(cols[name], rho, int(results[0][f"rb{i}"][0]))
     del results
     allocator.release()      # the buckets' free memory, before the statistics' large arrays
     return total, apply_shifts(cols, all_shifts)
+
+
+def _owner_ranks(ctx: Context, store: Checkpoint, sp: buckets.Spill, params: dict[str, Any], shifts: list[int],
+                 bounds: list[int | None], needed: bool) -> Any:
+    """With describe after the dealer-free join: each value column's owner ranks in this
+    party's whole column (:mod:`protocols.bucketed_ranks`, out of core, in the checkpoint
+    directory; computed once per spill, ``needed`` when buckets are left to run), which ride
+    along with every bucket's rows as the unbucketed join's do (``private_join`` ranks), so
+    describe compares on their R = log2 n bits. None otherwise (both parties alike: the
+    job's parameters and the join method decide)."""
+    from protocols import bucketed_ranks
+    from protocols.psi.private_join import resolve_method
+
+    if "describe" not in params.get("stats", ()) or resolve_method(ctx, params["join"]) != "circuit":
+        return None
+    ranks = bucketed_ranks.Ranks(store.path("ranks"), len(shifts))
+    if needed and shifts and not store.state.get("ranked"):
+        ctx.report_progress(phase=PHASE_RANKS)
+        bucketed_ranks.owner_ranks(sp, ranks.dir, lambda rec: scaled_values(rec, shifts, bounds), len(shifts),
+                                   int(store.state["rows"]))
+        store.set_state(ranked=True)
+    return ranks
 
 
 # Peak bytes per input row of the jobs that still hold their input whole (the private join's

@@ -215,3 +215,81 @@ def test_bucketed_join_stats_equals_unbucketed_and_pandas(tmp_path, dealer):
     corr = joined[list(names.values())].corr().to_numpy()
     np.testing.assert_allclose(bucketed["corr"].to_numpy(), corr, atol=1e-4)
     np.testing.assert_allclose(bucketed["corr"].to_numpy(), whole["corr"].to_numpy(), atol=1e-5)
+
+
+# -- owner ranks through the bucketed dealer-free join ---------------------------------------
+def _rank_stores(tmp_path, a: pd.DataFrame, b: pd.DataFrame, tag: str = "") -> dict:
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    stores = {}
+    for p, frame in (("a", a), ("b", b)):
+        path = tmp_path / f"{p}{tag}.csv"
+        frame.to_csv(path, index=False)
+        cols = {c: "join_key" if c == "id" else "aggregate" for c in frame.columns}
+        stores[p] = DataStore(p, {"t": Dataset("t", path, "id", cols)}, tmp_path / f"{p}{tag}", bucket_join_sizes=True)
+    return stores
+
+
+def _tied_tables():
+    """_tables() with ties: a.k integers 0..8, b.y 60% one value, and b.n an integer column
+    (no public bound: min and max by the tournament, its quartiles on ranked keys after it)."""
+    a, b = _tables()
+    rng = np.random.default_rng(22)
+    b["y"] = np.where(rng.random(len(b)) < 0.6, 3.25, b["y"])
+    b["n"] = rng.integers(-50, 50, len(b))
+    return a, b
+
+
+def _whole_ranks(column: np.ndarray) -> np.ndarray:
+    out = np.empty(len(column), np.int64)
+    out[np.argsort(column, kind="stable")] = np.arange(len(column))
+    return out
+
+
+def _bucketed_join_job(ctx, params, store):
+    from protocols import bucketed
+    from protocols.jobs import _refs, own_ref
+    memory = bucketed.joint_budget(ctx, params, store)
+    values = [r for r in _refs(params, "columns") if r.party == ctx.party]
+    try:
+        rows, cols = bucketed.join(ctx, params, store, own_ref(ctx, params, "ids"), values, memory)
+        ranks = {k: ss.order.rank_of(x) for k, x in cols.items()}
+        return rows, {k: x.with_frac_bits(0).reveal() for k, x in cols.items()}, \
+            {k: None if r is None else (r[0].reveal(), r[1]) for k, r in ranks.items()}
+    finally:
+        chunked.close(ctx)
+
+
+def test_bucketed_join_carries_each_owners_whole_column_ranks(tmp_path):
+    """With describe, the bucketed dealer-free join (8 buckets) carries, secret-shared, each
+    joined row's rank in its owner's WHOLE column (all 20000 rows, every bucket; ties by
+    input row), R = key_bits(20000) bits: the rank names the input row whose value is the
+    joined one, and those rows are the joined ids'. Without describe, no ranks ride."""
+    from protocols import registry
+    a, b = _tied_tables()
+    stores = _rank_stores(tmp_path, a, b)
+    spec = registry.get("join.stats")
+    base = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "a.t.k", "b.t.y", "b.t.n"], memory="1MiB",
+                join="circuit")
+    params = spec.validate({**base, "stats": ["describe"]})
+    out = mpc.run_local(_bucketed_join_job, ["a", "b"], args={p: (params, stores[p]) for p in "ab"},
+                        triples="ot", timeout=600)
+    rows, values, ranks = out["a"]
+    joined = set(a.id) & set(b.id)
+    assert rows == len(joined) and out["b"][0] == rows
+    for name, owner in (("a.x", a), ("a.k", a), ("b.y", b), ("b.n", b)):
+        col = name.split(".")[1]
+        rho, bits = ranks[name]
+        assert bits == ss.order.key_bits(len(owner)) == 15
+        rho = np.asarray(rho).astype(np.int64)
+        shift = 0 if col in ("k", "n") else scaling.scale_column(owner[col].to_numpy())[1]
+        enc = (scaling.scaled(owner[col].to_numpy(np.float64), shift, scaling.default_bits(len(owner))) if shift
+               else owner[col].to_numpy())
+        by_rank = np.argsort(_whole_ranks(enc))             # rank -> input row
+        assert len(np.unique(rho)) == rows
+        np.testing.assert_array_equal(np.asarray(values[name]).astype(np.int64), enc[by_rank[rho]])
+        assert set(owner.id.to_numpy()[by_rank[rho]].tolist()) == joined
+    params = spec.validate({**base, "stats": ["corr"]})
+    out = mpc.run_local(_bucketed_join_job, ["a", "b"], args={p: (params, _rank_stores(tmp_path, a, b, "c")[p])
+                                                              for p in "ab"}, triples="ot", timeout=600)
+    assert all(r is None for r in out["a"][2].values())

@@ -163,8 +163,8 @@ from mpc.ss.tensor import stack as ss_stack
 
 __all__ = ["RowOrder", "available", "can_select", "claimant", "comparison_cost", "count_greater", "dealer_free",
            "extremes", "fits", "key_bits", "keys_of", "median", "next_values", "note_order", "note_rank", "order_of",
-           "ordered_keys", "owner_ranks", "positions", "quantile", "rank_of", "ranked_keys", "select", "shuffled",
-           "shuffled_keys", "smallest", "values_of"]
+           "ordered_keys", "owner_ranks", "positions", "quantile", "rank_of", "rank_words", "ranked_keys", "select",
+           "shuffled", "shuffled_keys", "smallest", "values_of"]
 
 CHUNK_ELEMENTS = 1 << 20     # comparisons per batch: bounds the memory of bit decompositions
 INTERP_BITS = 30             # bits of the public interpolation weight
@@ -643,6 +643,15 @@ def owner_ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(np.asarray(values, dtype=np.uint64).view(np.int64), kind="stable")
     out[order] = np.arange(len(values), dtype=np.uint64)
     return out
+
+
+def rank_words(ranks: Any, n: int, rows: int, what: str = "column") -> np.ndarray:
+    """A party's owner ranks given for n rows (ranks among ``rows`` >= n, e.g. in its whole
+    column when a join sees part of it) as ring words, checked: n integers in [0, rows)."""
+    r = np.asarray(ranks)
+    if r.shape != (n,) or r.dtype.kind not in "iu" or (n and (int(r.min()) < 0 or int(r.max()) >= rows)):
+        raise ValueError(f"the ranks of {what} must be {n} integers in [0, {rows})")
+    return np.ascontiguousarray(r, dtype=np.uint64)
 
 
 def note_rank(t: SharedTensor, rank: SharedTensor | None, bits: int = 0) -> SharedTensor:

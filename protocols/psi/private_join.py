@@ -159,6 +159,17 @@ def _encode_columns(ctx: Context, cols: dict[str, np.ndarray]) -> tuple[list[np.
     return rings, fracs
 
 
+def _given_ranks(given: Mapping[str, Any], names: list[str], n: int, rows: Any) -> list[np.ndarray]:
+    """The caller's owner ranks (one array of n per column of ``names``, below ``rows``) as
+    ring words, checked (:func:`private_join`'s ``ranks`` mapping)."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < n:
+        raise ValueError(f"rank_rows must be an int of at least the {n} rows, got {rows!r}")
+    if set(given) != set(names):
+        raise ValueError(f"ranks are given for {sorted(given)}, the columns are {names}")
+    from mpc import ss
+    return [ss.order.rank_words(given[name], n, rows, f"column {name!r}") for name in names]
+
+
 class _Selector:
     """Selector side: keep the peer's encrypted rows ``wanted`` as its buckets stream in, then
     return them masked and packed (in output order). ``finish`` gives this party's shares."""
@@ -366,7 +377,8 @@ def resolve_method(ctx: Context, method: str) -> str:
 def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int = 2048,
                  compare_bytes: int = DEFAULT_COMPARE_BYTES,
                  bucket_size: int = DEFAULT_BUCKET, method: str = "auto",
-                 oprf_bucket_size: int = DEFAULT_OPRF_BUCKET, ranks: bool = False) -> SharedTable:
+                 oprf_bucket_size: int = DEFAULT_OPRF_BUCKET, ranks: bool | Mapping[str, np.ndarray] = False,
+                 rank_rows: int | None = None) -> SharedTable:
     """Join two parties' tables on their ids, keeping every cell secret-shared.
 
     Args:
@@ -387,7 +399,12 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
             columns then compare the ranks' log2 n bits instead of the values' (about a
             third of the OTs; :mod:`mpc.ss.order`, "Owner ranks"). Both parties pass the
             same; ignored by the other methods. Reveals nothing more: the ranks are
-            secret-shared like every cell.
+            secret-shared like every cell. Or a mapping column name -> this party's ranks
+            of each row (aligned with ``ids``, one per column) in a column longer than this
+            call's, ``rank_rows`` rows (its owner's whole column; the bucketed join's,
+            :mod:`protocols.bucketed_ranks`): they ride along instead, their public bit
+            count key_bits(rank_rows); rows that cannot join (a bucket's dummies) may carry
+            any value.
 
     Returns:
         :class:`SharedTable` (the same shape on both parties): ``num_rows`` joined rows,
@@ -411,8 +428,13 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
                          "hold the same id (aggregate duplicates first)")
     cols = _as_columns(columns, prepared.n_rows)
     rings, fracs = _encode_columns(ctx, cols)
-    ranks = bool(ranks) and method == "circuit"
-    if ranks:                  # each column's ranks in this party's column, as extra columns
+    given = ranks if isinstance(ranks, Mapping) else None
+    ranks = (given is not None or bool(ranks)) and method == "circuit"
+    rank_bits = ss.order.key_bits(prepared.n_rows)
+    if ranks and given is not None:          # ranks in a longer column (a bucketed join's whole column)
+        rings = rings + _given_ranks(given, list(cols), prepared.n_rows, rank_rows)
+        rank_bits = ss.order.key_bits(int(rank_rows))
+    elif ranks:                # each column's ranks in this party's column, as extra columns
         rings = rings + [ss.order.owner_ranks(r) for r in rings]
     if not isinstance(oprf_bucket_size, int) or isinstance(oprf_bucket_size, bool) or oprf_bucket_size < 1:
         raise ValueError(f"oprf_bucket_size must be a positive int, got {oprf_bucket_size!r}")
@@ -424,7 +446,7 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     if method == "circuit":
         params["encoding"] = TEXT_ENCODING
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
-    meta = ctx.gather({"names": list(cols), "fracs": fracs, "ranks": ranks})
+    meta = ctx.gather({"names": list(cols), "fracs": fracs, "ranks": ranks, "rank_bits": rank_bits})
     for party, md in zip(ctx.parties, meta, strict=True):
         if (not isinstance(md, dict) or not isinstance(md.get("names"), list)
                 or not isinstance(md.get("fracs"), list) or len(md["names"]) != len(md["fracs"])):
@@ -432,23 +454,25 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
         if md.get("ranks") is not ranks:
             raise ValueError(f"party {party!r} asked for ranks={md.get('ranks')!r}, this party for ranks={ranks!r}"
                              " (both must pass the same)")
+        bits = md.get("rank_bits")
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
+            raise ValueError(f"party {party!r} sent a malformed rank bit count")
     peer = ctx.peers[0]
     peer_n = headers[ctx.parties.index(peer)]["size"]
     peer_cols = len(meta[ctx.parties.index(peer)]["names"]) * (2 if ranks else 1)
-    if ranks:          # A's ranks of its first column are distinct labels for the row order: no extra column
-        params = {**params, "label_column": len(meta[0]["names"])} if meta[0]["names"] else params
+    if ranks and given is None:    # A's ranks of its first column: distinct labels for the row order, no extra
+        params = {**params, "label_column": len(meta[0]["names"])} if meta[0]["names"] else params   # column
     m, my_shares, their_shares, *rest = JOINS[method](ctx, prepared, rings, peer_n, peer_cols, params)
 
     table: dict[str, Any] = {}
     rank_shares: dict[str, tuple[Any, int]] = {}
-    for party, md, hd in zip(ctx.parties, meta, headers, strict=True):
+    for party, md in zip(ctx.parties, meta, strict=True):
         shares = my_shares if party == ctx.party else their_shares
         k = len(md["names"])
         for j, (name, frac) in enumerate(zip(md["names"], md["fracs"], strict=True)):
             table[f"{party}.{name}"] = ss.from_shares(ctx, shares[j], int(frac))
             if ranks:
-                rank_shares[f"{party}.{name}"] = (ss.from_shares(ctx, shares[k + j], 0),
-                                                  ss.order.key_bits(int(hd["size"])))
+                rank_shares[f"{party}.{name}"] = (ss.from_shares(ctx, shares[k + j], 0), int(md["rank_bits"]))
     ctx.report_progress(1.0)
     return SharedTable(table, m, rest[0] if rest else None, rank_shares)
 
