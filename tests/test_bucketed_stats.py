@@ -326,3 +326,48 @@ def test_bucketed_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(
     np.testing.assert_allclose(got[ref.columns].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), atol=1e-4)
     assert widths == {order.key_bits(ROWS)}
+
+
+def test_bucketed_join_views_with_ranks_depend_only_on_the_sizes(tmp_path):
+    """Everything either party receives in the bucketed join that carries the owners' ranks:
+    the same message structure and shapes whether the values (and so the ranks) are the
+    tables' or shuffled among the rows, the counts and sizes fixed; every large array of
+    words is uniform (plaintext ranks, below 2^15, would leave the top bits zero); the rank
+    bit count received is the peer's public key_bits(rows)."""
+    import math
+
+    from mpc.runtime.views import flatten, record_views
+    from protocols import registry
+    a, b = _tied_tables()
+    spec = registry.get("join.stats")
+    params = spec.validate(dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "a.t.k", "b.t.y", "b.t.n"],
+                                stats=["describe"], memory="1MiB", join="circuit"))
+    rng = np.random.default_rng(23)
+    runs = []
+    for tag, (fa, fb) in (("1", (a, b)), ("2", (a.assign(x=rng.permutation(a.x), k=rng.permutation(a.k)),
+                                               b.assign(y=rng.permutation(b.y), n=rng.permutation(b.n))))):
+        stores = _rank_stores(tmp_path, fa, fb, tag)
+        out, views = record_views(_bucketed_join_job, ["a", "b"], args={p: (params, stores[p]) for p in "ab"},
+                                  triples="ot", timeout=600)
+        assert all(r is not None for r in out["a"][2].values())
+        runs.append(views)
+    for party in "ab":
+        assert [_skeleton(v) for _, v in runs[0][party]] == [_skeleton(v) for _, v in runs[1][party]]
+        metas = [v for _, v in runs[0][party] if isinstance(v, dict) and "rank_bits" in v]
+        assert metas and all(v["rank_bits"] == ss.order.key_bits(ROWS) and v["ranks"] is True for v in metas)
+        big = [x for x in flatten(runs[0][party]) if isinstance(x, np.ndarray)
+               and x.dtype in (np.uint8, np.uint64) and x.nbytes >= 4096]
+        assert len(big) > 10
+        for x in big:
+            bits = np.unpackbits(np.ascontiguousarray(x).view(np.uint8).reshape(-1, 1)[:1 << 18], axis=1)
+            assert np.abs(bits.mean(axis=0) - 0.5).max() < 6 / math.sqrt(len(bits)), (party, x.dtype, x.shape)
+
+
+def _skeleton(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _skeleton(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_skeleton(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape)
+    return type(value).__name__
