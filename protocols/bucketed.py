@@ -390,7 +390,10 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     float column, the public bound of ``protocols.stats.scaling`` (as ``scale_columns``
     gives the unbucketed join), so the statistics run as they do after one join. Each
     column's shares are in a memory-mapped file of the checkpoint directory
-    (``protocols.stats.chunked.spilled``; the caller ends with ``chunked.close``)."""
+    (``protocols.stats.chunked.spilled``; the caller ends with ``chunked.close``). With
+    describe after the dealer-free join (``_owner_ranks``), each column's owner ranks in its
+    owner's whole column ride with every bucket's rows, shared, and are noted on the column
+    (``mpc.ss.order.note_rank``, spilled like it), as the unbucketed join's ``ranks=True``."""
     from mpc import ss
     from protocols.stats import chunked
     from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales

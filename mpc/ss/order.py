@@ -142,6 +142,20 @@ position holds which, and the other party does not even know the ranks. A party 
 nothing new from the opened keys' order either: it is the uniformly random arrangement's.
 The public widths are R (from the public input sizes); keys must fit 2^62 (B + 1 + R + 1
 <= 62 for |X| < 2^B: the owner's scaling keeps B + R <= 60).
+
+After the bucketed join (:mod:`protocols.bucketed`, inputs over the memory budget) the
+same: each owner computes its rows' ranks in its WHOLE column, all its rows and every
+bucket (out of core: :mod:`protocols.bucketed_ranks`), and each bucket's join carries them
+beside the bucket's rows (``private_join`` with given ranks, ``rank_rows`` the owner's row
+count; R = key_bits of it, public: the distinct-id counts the bucket plan exchanges). The
+joined rows are the buckets' concatenation, not one uniform arrangement, so no column keeps
+the table's order: every column's keys are shuffled, and the argument for a shuffle holds
+as it stands -- the ranks restricted to the joined rows of all buckets are still distinct,
+ordered like the values, fixed to the rows before the shuffle was drawn and shared, and
+the outcomes are a function of that shuffle alone. Which bucket a row came from is known
+to both parties for their own ids, but not after the shuffle, and the ranks add nothing to
+it: they are shares like the values beside them. A bucket's dummies (ids padded to the
+bucket's capacity) carry rank 0 and never join.
 """
 
 from __future__ import annotations

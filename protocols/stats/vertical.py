@@ -51,7 +51,8 @@ How (per column x, a 1-D SharedTensor with ``frac_bits`` f, read as ring integer
    order, with A's input row index as the secret tie-break (``mpc.ss.order.RowOrder``,
    claimed by one column only; its security argument in :mod:`mpc.ss.order`). When the
    join carried its owners' ranks (``private_join(ranks=True)``, which ``join.stats`` asks
-   for with describe), a column's keys are y 2^(R + 1) + rank and every comparison runs
+   for with describe; the bucketed join's too, ranks in each owner's whole column:
+   :mod:`protocols.bucketed_ranks`), a column's keys are y 2^(R + 1) + rank and every comparison runs
    on the ranks' R = log2(n_owner) bits instead of range bits + L (``mpc.ss.order``,
    "Owner ranks": 26 random OTs per comparison instead of 81 at 2^20 rows). With
    ``triples="paillier"`` (no shuffle), or when range bits + L > 62, the k-th smallest value is
