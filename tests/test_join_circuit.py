@@ -489,3 +489,32 @@ def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypat
     np.testing.assert_allclose(got[ref.columns].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(c.to_numpy(), plain.corr().to_numpy(), atol=1e-4)
     assert widths == {max(order.key_bits(1500), order.key_bits(1200))}    # the ranked group's R
+
+
+def _given_ranks_job(ctx, ids, cols, given, rows):
+    t = private_join(ctx, ids, cols, method="circuit", ranks=given, rank_rows=rows)
+    return {c: t[c].reveal() for c in t.columns}, {c: (t.ranks[c][0].reveal(), t.ranks[c][1]) for c in t.ranks}
+
+
+def test_given_ranks_ride_along_with_their_rank_rows_bits():
+    """private_join with a ranks mapping (the bucketed join's ranks in a longer column): the
+    given ranks come out beside their rows, key_bits(rank_rows) bits; both parties must give
+    them (True at one, a mapping at the other is refused), and out-of-range ranks are."""
+    a, b = tables(300, 250, 120)
+    a["x"], b["y"] = RNG.permutation(300), RNG.permutation(250)          # distinct integers: exact, one rank each
+    ra, rb = RNG.permutation(5000)[:300], RNG.permutation(70000)[:250]
+    args = {"alice": (a.id.to_numpy(), a[["x"]], {"x": ra}, 5000), "bob": (b.id.to_numpy(), b[["y"]], {"y": rb}, 70000)}
+    cols, ranks = mpc.run_local(_given_ranks_job, ["alice", "bob"], args=args, triples="ot", timeout=120)["alice"]
+    assert ranks["alice.x"][1] == 13 and ranks["bob.y"][1] == 17
+    for name, frame, given in (("alice.x", a, ra), ("bob.y", b, rb)):
+        col = name.split(".")[1]
+        by_value = dict(zip(frame[col].tolist(), given.tolist(), strict=True))
+        got = np.asarray(ranks[name][0]).astype(np.int64)
+        assert len(got) == 120 and [by_value[int(v)] for v in np.asarray(cols[name]).tolist()] == got.tolist()
+    with pytest.raises(JobFailed, match="given"):
+        mpc.run_local(_given_ranks_job, ["alice", "bob"], args={**args, "bob": (b.id.to_numpy(), b[["y"]], True, None)},
+                      triples="ot", timeout=60)
+    with pytest.raises(JobFailed, match=r"integers in \[0, 5000\)"):
+        mpc.run_local(_given_ranks_job, ["alice", "bob"], args={**args, "alice": (a.id.to_numpy(), a[["x"]],
+                                                                                  {"x": ra + 4800}, 5000)},
+                      triples="ot", timeout=60)

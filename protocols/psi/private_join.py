@@ -446,14 +446,16 @@ def private_join(ctx: Context, ids: Any, columns: Any = None, *, key_bits: int =
     if method == "circuit":
         params["encoding"] = TEXT_ENCODING
     headers = exchange_header(ctx, "private_join", prepared.kind, prepared.n_rows, params)
-    meta = ctx.gather({"names": list(cols), "fracs": fracs, "ranks": ranks, "rank_bits": rank_bits})
+    meta = ctx.gather({"names": list(cols), "fracs": fracs, "ranks": ranks, "rank_bits": rank_bits,
+                       "given": ranks and given is not None})
     for party, md in zip(ctx.parties, meta, strict=True):
         if (not isinstance(md, dict) or not isinstance(md.get("names"), list)
                 or not isinstance(md.get("fracs"), list) or len(md["names"]) != len(md["fracs"])):
             raise ValueError(f"party {party!r} sent malformed column metadata")
-        if md.get("ranks") is not ranks:
-            raise ValueError(f"party {party!r} asked for ranks={md.get('ranks')!r}, this party for ranks={ranks!r}"
-                             " (both must pass the same)")
+        if md.get("ranks") is not ranks or md.get("given") is not (ranks and given is not None):
+            raise ValueError(f"party {party!r} asked for ranks={md.get('ranks')!r} (given: {md.get('given')!r}), "
+                             f"this party for ranks={ranks!r} (given: {ranks and given is not None!r}) "
+                             "(both must pass the same)")
         bits = md.get("rank_bits")
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
             raise ValueError(f"party {party!r} sent a malformed rank bit count")
