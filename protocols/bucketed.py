@@ -369,6 +369,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     column's shares are in a memory-mapped file of the checkpoint directory
     (``protocols.stats.chunked.spilled``; the caller ends with ``chunked.close``)."""
     from mpc import ss
+    from mpc.ss import clos_shuffle
     from protocols.stats import chunked
     from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales
 
@@ -419,6 +420,8 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     # by chunk: no joined column is held whole in memory; the job removes the directory
     # when it ends or fails (chunked.close)
     ctx.state[chunked.SPILL] = store.path("columns")
+    # and the statistics' dealer-free shuffles run in networks that fit the budget
+    ctx.state[clos_shuffle.WIRES] = clos_shuffle.wires_for(memory)
     cols: dict[str, Any] = {}
     for i, name in enumerate(results[0]["names"].tolist()):
         parts = (ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results)
