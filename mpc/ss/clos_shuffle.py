@@ -6,7 +6,9 @@ wire at once (masks, the walk's buffers, the destinations, the routing), so one 
 10^8 joined rows would need some 8 GiB. Here every network holds at most ``wires`` wires
 (:func:`wires_for` of the job's memory budget) and the shares between the stages live in
 0600 files of the job's spill directory (read and written with pread/pwrite, so they
-never count in the process's memory).
+never count in the process's memory); a spilled input's pages are dropped as it is
+copied in, and the result is a memory-mapped file of that directory
+(:func:`mpc.runtime.files.spill`), so only one network's piece is ever in memory.
 
 **A party's permutation as a Clos network.** The N = m C positions (n real wires, then the
 d = m C - n < m padding wires, zeros, at the end) are m chunks of C consecutive positions.
@@ -69,6 +71,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mpc.crypto.random import random_uint64, row_permutations
+from mpc.runtime import files
 from mpc.ss import ot_shuffle
 
 if TYPE_CHECKING:
@@ -266,12 +269,14 @@ class _Wires:
         os.ftruncate(fd, rows * n * 8)
         self._fd = fd
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
+    def read(self, lo: int, hi: int, rows: range | None = None) -> np.ndarray:
+        """Words lo..hi - 1 of every row (or of ``rows``), a fresh array."""
+        rows = range(self.rows) if rows is None else rows
         if self._array is not None:
-            return self._array[:, lo:hi].copy()
-        out = np.empty((self.rows, hi - lo), np.uint64)
-        for r in range(self.rows):
-            view, at = memoryview(out[r]).cast("B"), (r * self.n + lo) * 8
+            return self._array[rows.start:rows.stop, lo:hi].copy()
+        out = np.empty((len(rows), hi - lo), np.uint64)
+        for k, r in enumerate(rows):
+            view, at = memoryview(out[k]).cast("B"), (r * self.n + lo) * 8
             while len(view):
                 got = os.preadv(self._fd, [view], at)
                 view, at = view[got:], at + got
@@ -304,7 +309,9 @@ def shuffle(source: OtSource, x: np.ndarray, wires: int, directory: Path | None 
     group = max(1, wires // m)
     mine = ClosPermutation(m, c, d)
     stores = [_Wires(w, m * c, directory), _Wires(w, m * c, directory)]
-    stores[0].write(0, x)
+    for lo in range(0, n, c):                     # a spilled input's pages leave as they are copied
+        stores[0].write(lo, x[:, lo:lo + c])
+        files.release(x)
 
     def chunks(run) -> None:
         src, dst = stores
@@ -339,7 +346,11 @@ def shuffle(source: OtSource, x: np.ndarray, wires: int, directory: Path | None 
         chunks(both)
         middle(1)
         chunks(one_sided(1, mine.last))
-        return stores[0].read(0, n)
+        if directory is None:
+            return stores[0].read(0, n)
+        # the result in a memory-mapped file too (mpc.runtime.files.spill), written a chunk at a time
+        parts = (stores[0].read(lo, min(n, lo + c), range(r, r + 1)) for r in range(w) for lo in range(0, n, c))
+        return files.spill(directory, parts, (w, n), np.uint64)
     finally:
         for s in stores:
             s.close()
