@@ -29,6 +29,10 @@ n-word message is independent of x and can be precomputed.
 * Online: S sends d = x_S - a; P's new share is pi(x_P + d) + Delta, S's is B. They add
   up to pi(x_P + x_S - a) + pi(a) - B + B = pi(x).
 
+:func:`permute_share` is one such round alone (one party's permutations, A networks of W
+words per wire): the stages of :mod:`mpc.ss.clos_shuffle`, which keeps every network within a
+memory budget when one network over all n wires would not fit.
+
 ``jointly``: one network (one permutation per party) for all rows, each OT's correlation
 ``rows`` words wide; else one network per row, every row's switches in the same batches.
 ``clear`` (jointly): rows that party 0 holds in the clear (party 1's shares publicly 0)
