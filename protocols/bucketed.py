@@ -395,6 +395,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     owner's whole column ride with every bucket's rows, shared, and are noted on the column
     (``mpc.ss.order.note_rank``, spilled like it), as the unbucketed join's ``ranks=True``."""
     from mpc import ss
+    from mpc.ss import clos_shuffle
     from protocols.stats import chunked
     from protocols.stats.scaling import apply_shifts, default_bits, exchange_scales
 
@@ -451,6 +452,8 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     # when it ends or fails (chunked.close). So do their owner ranks, when the buckets carry
     # them (every bucket's result the same at both parties: one join per bucket)
     ctx.state[chunked.SPILL] = store.path("columns")
+    # and the statistics' dealer-free shuffles run in networks that fit the budget
+    ctx.state[clos_shuffle.WIRES] = clos_shuffle.wires_for(memory)
     cols: dict[str, Any] = {}
     for i, name in enumerate(results[0]["names"].tolist()):
         parts = (ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results)

@@ -228,6 +228,37 @@ def test_ot_shuffle_views(monkeypatch, jointly):
         assert len({tuple((sender, canonical(v)) for sender, v in run[p]) for run in runs}) == 1
 
 
+def _clos_shuffle(ctx, x, wires):
+    from mpc.ss import clos_shuffle
+    ctx.state[clos_shuffle.WIRES] = wires
+    return _ot_shuffle(ctx, x, True)
+
+
+def test_clos_shuffle_views(monkeypatch):
+    """The shuffle in Clos stages (4 chunks: networks of N/4 wires): what each party receives has the
+    same structure for any values and in every run (the flow matrix and its decomposition,
+    drawn anew each time, shape no message), also with every stage's arrangement fixed to
+    the identity; it looks uniform, and no word received correlates with the secret of the
+    chunk it came from."""
+    from mpc.ss import clos_shuffle
+
+    x, s = secret_column(1.0)
+    runs = []
+    for xs, identity in ((x, False), (x * 1000 + 5, False), (-x, False), (x, True)):
+        if identity:
+            monkeypatch.setattr(clos_shuffle, "_uniform", lambda n: np.arange(n))
+        res, views = record_views(_clos_shuffle, ["a", "b"], args={p: (xs, N // 4) for p in "ab"}, triples="ot")
+        out, before = (res["a"][k] + res["b"][k] for k in (0, 1))
+        assert np.array_equal(np.sort(out, axis=1), np.sort(before, axis=1))
+        assert np.array_equal(out[1], out[0] * np.uint64(3))            # one permutation for both rows
+        runs.append(views)
+        for p in "ab":
+            assert _bytes_balanced(views[p]) > 100_000
+            assert_masked(views[p], s[:N // 4], min_arrays=4)
+    for p in "ab":
+        assert len({tuple((sender, canonical(v)) for sender, v in run[p]) for run in runs}) == 1
+
+
 def test_permutations_break_ties_on_the_second_word():
     """Equal high words must not fall back to the row order (a biased permutation)."""
     from mpc.ss.dealer import _permutations

@@ -29,6 +29,10 @@ n-word message is independent of x and can be precomputed.
 * Online: S sends d = x_S - a; P's new share is pi(x_P + d) + Delta, S's is B. They add
   up to pi(x_P + x_S - a) + pi(a) - B + B = pi(x).
 
+:func:`permute_share` is one such round alone (one party's permutations, A networks of W
+words per wire): the stages of :mod:`mpc.ss.clos_shuffle`, which keeps every network within a
+memory budget when one network over all n wires would not fit.
+
 ``jointly``: one network (one permutation per party) for all rows, each OT's correlation
 ``rows`` words wide; else one network per row, every row's switches in the same batches.
 ``clear`` (jointly): rows that party 0 holds in the clear (party 1's shares publicly 0)
@@ -156,20 +160,34 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
     n_s wires) as S from its mask ``a`` ((rows, padded width of n_s)) and its own (n_p
     wires, control ``bits``, (1 or rows, width/2) per layer) as P from 0, ``own_rows``
     words wide when ``jointly`` (the two networks may differ in wires and rows, see
-    :class:`TwoRounds`). Only the real switches of each network take an OT; the others
-    are public (:func:`mpc.ss.benes.fixed_bits`) and both walks apply them locally. Random
-    OTs for a group of layers of each network in one batch each way, then S's corrections
-    p0 + (v1_S - v0_S) - p1 of the whole group in one message. Returns (B, Delta)."""
+    :class:`TwoRounds`); else one network per row of ``a`` (:func:`walks`). Returns
+    (B, Delta)."""
+    if jointly:
+        v_s, v_p = walks(source, a[:, None, :], bits, n_s, n_p, own_rows)
+        return v_s[:, 0], v_p[:, 0]
+    v_s, v_p = walks(source, a[None], bits, n_s, n_p, 1)
+    return v_s[0], v_p[0]
+
+
+def walks(source: OtSource, a: np.ndarray, bits: list[np.ndarray] | None, n_s: int, n_p: int,
+          w_p: int) -> tuple[np.ndarray, np.ndarray]:
+    """The offline phase of A networks each way at once: this party walks the peer's A
+    networks (on n_s wires each) as S from its mask ``a`` ((W_s, A, padded width of n_s):
+    W_s words per wire) and its own A networks (n_p wires, control ``bits``, (1 or A,
+    width/2) per layer) as P from 0, ``w_p`` words per wire. Only the real switches of each
+    network take an OT; the others are public (:func:`mpc.ss.benes.fixed_bits`) and both
+    walks apply them locally. Random OTs for a group of layers of each network in one
+    batch each way, then S's corrections p0 + (v1_S - v0_S) - p1 of the whole group in one
+    message. A direction of no words takes no OT (``w_p`` = 0, or W_s = 0: a one-sided
+    permute + share, :func:`permute_share`; ``bits`` may then be None). Returns (B,
+    Delta), (W_s, A, width_s) and (w_p, A, width_p)."""
     ctx, peer = source.ctx, source.peer
-    rows, width_s = a.shape
+    w_s, lead, width_s = a.shape
     width_p = benes.padded_size(n_p)
-    # walk (W, A, width) arrays: jointly (rows, 1, width), one OT per switch carrying its
-    # W = rows words; else (1, rows, width). The switches' OT order is the C order of the
-    # (A, blocks, switch) axes; pads and corrections travel word-major, (w, OTs), so every
-    # operation runs along the long wire axis
-    w_s, w_p = (rows, own_rows) if jointly else (1, 1)
-    lead = 1 if jointly else rows
-    walk_s = _Walk(a[:, None, :] if jointly else a[None], _plan(n_s, width_s))   # reads a, never writes it
+    # walk (W, A, width) arrays: one OT per switch carrying its W words; the switches' OT
+    # order is the C order of the (A, blocks, switch) axes; pads and corrections travel
+    # word-major, (w, OTs), so every operation runs along the long wire axis
+    walk_s = _Walk(a, _plan(n_s, width_s))                   # reads a, never writes it
     walk_p = _Walk(np.zeros((w_p, lead, width_p), np.uint64),
                    walk_s.plan if (n_p, width_p) == (n_s, width_s) else _plan(n_p, width_p))
     plan_s, plan_p = walk_s.plan, walk_p.plan
@@ -231,9 +249,7 @@ def _network(source: OtSource, a: np.ndarray, bits: list[np.ndarray], n_s: int, 
                     np.subtract(x1, t, out=out1[key])
                 off += c.size
             walk_p.done()
-    if jointly:
-        return walk_s.v[:, 0], walk_p.v[:, 0]
-    return walk_s.v[0], walk_p.v[0]
+    return walk_s.v, walk_p.v
 
 
 _EVERY = (slice(None),)   # the walk's word axis W, ahead of a _Layer's (A, blocks, half) key
@@ -352,12 +368,21 @@ class Routed:
     """This party's secret permutation(s) on n wires and their network's control bits:
     ``rows`` uniform permutations (one for a joint shuffle) as destinations on the padded
     width, routed (:func:`mpc.ss.benes.route`). Depends only on n and the CSPRNG, so it can
-    be drawn before the data exist (:func:`draw`, e.g. in a thread while other work runs)."""
+    be drawn before the data exist (:func:`draw`, e.g. in a thread while other work runs).
+    ``dest`` ((rows, n): input i goes to output dest[r, i]) routes given permutations
+    instead (:mod:`mpc.ss.clos_shuffle`'s stages, drawn there from the CSPRNG)."""
 
-    def __init__(self, n: int, rows: int = 1) -> None:
+    def __init__(self, n: int, rows: int = 1, dest: np.ndarray | None = None) -> None:
         self.n, self.rows = n, rows
         self.width = benes.padded_size(n)
-        self.dest = _destinations((rows, n), self.width)
+        if dest is None:
+            self.dest = _destinations((rows, n), self.width)
+        else:
+            if dest.shape != (rows, n):
+                raise ValueError(f"destinations of shape {dest.shape} for {rows} x {n} wires")
+            self.dest = np.empty((rows, self.width), np.int32 if self.width < 2 ** 31 else np.int64)
+            self.dest[:, :n] = dest
+            self.dest[:, n:] = np.arange(n, self.width)
         self.bits = PackedBits(benes.route(self.dest, n))
 
 
@@ -480,6 +505,32 @@ def shuffle(source: OtSource, x: np.ndarray, jointly: bool = False, clear: int =
             ctx.send(peer, mine - a[:, :n])
             mine = v_s[:, :n]
     return np.ascontiguousarray(mine)
+
+
+def permute_share(source: OtSource, permuter: int, x: np.ndarray, routed: Routed | None = None) -> np.ndarray:
+    """Fresh shares of the (W, A, n) shares ``x``, each of its A rows of n wires permuted by
+    one of party ``permuter``'s permutations (``routed``: A permutations on n wires, given at
+    the permuter only), W words per wire: ONE permute + share of the module docstring (the
+    permuter is P in A networks at once, the other party S), the other direction empty. The
+    stages of :mod:`mpc.ss.clos_shuffle` are made of it."""
+    ctx, peer, rank = source.ctx, source.peer, source.rank
+    w, lead, n = x.shape
+    if n <= 1 or w == 0 or lead == 0:
+        return np.array(x, dtype=np.uint64)
+    width = benes.padded_size(n)
+    if rank == permuter:
+        if routed is None or (routed.n, routed.rows) != (n, lead):
+            raise ValueError(f"the permuting party needs {lead} permutations of {n} wires")
+        _, delta = walks(source, np.zeros((0, lead, width), np.uint64), routed.bits, n, n, w)
+        total = x + expect(peer, ctx.recv(peer), np.uint64, x.shape, "the masked shuffle share")
+        out = np.empty_like(total)
+        np.put_along_axis(out, np.broadcast_to(routed.dest[None, :, :n], total.shape), total, axis=2)
+        out += delta[..., :n]
+        return out
+    a = source.prg.uint64((w, lead, width))
+    b, _ = walks(source, a, None, n, n, 0)
+    ctx.send(peer, x - a[..., :n])
+    return np.ascontiguousarray(b[..., :n])
 
 
 def _each_peer(peers: list[str], fn: Callable[[str], T]) -> dict[str, T]:

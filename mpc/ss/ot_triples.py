@@ -76,6 +76,7 @@ OTs on digits of up to 6 bits and an AND tree, see mpc.ss.millionaire) and one d
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,7 @@ from mpc.ot.extension import _pad, pad_words, xor_delta
 from mpc.ot.hashing import ccr_blocks_word_major, ccr_words
 from mpc.runtime.context import Context
 from mpc.runtime.errors import ProtocolViolation
-from mpc.ss import ot_corrections, ot_shuffle, provider
+from mpc.ss import clos_shuffle, ot_corrections, ot_shuffle, provider, spill
 from mpc.ss.millionaire import compare_xor, equal_xor
 from mpc.ss.triples import Shape, check_shape, matmul_shape
 from mpc.ss.two_party import trunc_pair_from_dabits, truncate_by_wrap
@@ -282,8 +283,21 @@ class OtSource(provider.RandomnessProvider):
 
     def shuffle(self, x: np.ndarray, jointly: bool = False) -> np.ndarray:
         """The dealer-free oblivious shuffle: permute + share by each party in turn on an
-        oblivious switching network (see :mod:`mpc.ss.ot_shuffle`)."""
-        return ot_shuffle.shuffle(self, np.ascontiguousarray(x, dtype=np.uint64), jointly)
+        oblivious switching network (see :mod:`mpc.ss.ot_shuffle`); in Clos stages of
+        networks of bounded size when the job limits them (``ctx.state[clos_shuffle.WIRES]``,
+        set with a memory budget; the stages' shares then go to the job's spill directory)."""
+        x = np.ascontiguousarray(x, dtype=np.uint64)
+        wires = self.ctx.state.get(clos_shuffle.WIRES)
+        if not clos_shuffle.needs(x.shape[1], wires):
+            return ot_shuffle.shuffle(self, x, jointly)
+        directory = self.ctx.state.get(spill.SPILL)
+        where = None if directory is None else Path(directory)
+        if jointly or len(x) == 1:
+            return clos_shuffle.shuffle(self, x, wires, where)
+        out = np.empty_like(x)                # every row by its own permutation
+        for i in range(len(x)):
+            out[i] = clos_shuffle.shuffle(self, x[i:i + 1], wires, where)[0]
+        return out
 
     def _cross(self, corr, bits_mine: np.ndarray, n_send: int, shifts: np.ndarray, w: int = 1
                ) -> tuple[np.ndarray, np.ndarray]:
