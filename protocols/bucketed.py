@@ -449,7 +449,7 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     # the joined columns go to memory-mapped files of the checkpoint directory, one bucket's
     # shares at a time (protocols.stats.chunked.spilled), and the statistics read them chunk
     # by chunk: no joined column is held whole in memory; the job removes the directory
-    # when it ends or fails (chunked.close). So do their owner ranks, when the buckets carry
+    # when it ends or fails (chunked.close); so do their owner ranks, when the buckets carry
     # them (every bucket's result the same at both parties: one join per bucket)
     ctx.state[chunked.SPILL] = store.path("columns")
     # and the statistics' dealer-free shuffles run in networks that fit the budget
