@@ -310,6 +310,32 @@ def test_killed_server_resumes_a_join_from_saved_shares(pair):
     assert out["corr"].loc["a.x", "b.y"] == pytest.approx(joined.x.corr(joined.y), abs=1e-4)
 
 
+def test_killed_server_resumes_a_describe_join_with_its_owner_ranks(pair):
+    """describe after the bucketed dealer-free join, the first run killed after 3 buckets:
+    the resumed run loads those buckets' saved shares (the owner ranks' among them) and
+    joins the others with the ranks the first run computed (the checkpoint's rank files,
+    state 'ranked'); describe equals pandas."""
+    cluster, a, b = pair
+    params = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"], memory="1MiB", stats=["describe"])
+    with cluster.client("b") as client:
+        first = client.submit("join.stats", **params)
+        saved = _kill_after(cluster, "a", 3)
+        state = json.loads(next(_checkpoints(cluster, "a").glob("*/manifest.json")).read_text())["state"]
+        assert state.get("ranked") is True
+        with pytest.raises(Exception):      # noqa: B017 - the first run fails at b
+            client.result(first, progress=False)
+        second = client.submit("join.stats", **params)
+        out = client.result(second, progress=False)
+    resumed = set(cluster.audit_record("a", second)["resumed_buckets"])
+    assert resumed and resumed <= saved
+    joined = a.merge(b, on="id")
+    want = joined[["x", "y"]].describe().T
+    got = out["describe"].rename(index=lambda s: s.split(".")[1])
+    for col in ("x", "y"):
+        for stat in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
+            assert got.loc[col, stat] == pytest.approx(want.loc[col, stat], rel=1e-6, abs=1e-9), (col, stat)
+
+
 def test_timeout_applies_per_bucket_not_to_the_whole_job(pair):
     cluster, a, b = pair
     with cluster.client("a") as client:
