@@ -79,8 +79,9 @@ class SharedTable:
 
     ``ranks``: after a circuit join with ``ranks=True``, qualified name -> (this party's
     shares of each joined row's rank in its owner's whole input column, their public bit
-    count): distinct integers that order the rows like the column (ties broken by the
-    owner's input order), for the selection's narrow keys (``mpc.ss.order.ranked_keys``)."""
+    count; with given ranks, the caller's, e.g. the bucketed join's over all buckets):
+    distinct integers that order the rows like the column (ties broken by the owner's input
+    order), for the selection's narrow keys (``mpc.ss.order.ranked_keys``)."""
 
     def __init__(self, columns: Mapping[str, Any], num_rows: int, row_order: Any = None,
                  ranks: Mapping[str, tuple[Any, int]] | None = None) -> None:
