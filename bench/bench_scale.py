@@ -57,7 +57,18 @@ correlation's 659 / 441; CPU 725 / 740 s per party; 10^8 x 10^8 (5 x 10^7 joined
 join stays at one bucket's memory (128
 buckets of 2^20), describe's shuffle of one column needs about 7.9 GiB per party more -- not
 within 2 GiB until the switching network itself (its word arrays and one layer's IKNP batch,
-about 150 B per wire) runs in bounded memory.
+about 150 B per wire) runs in bounded memory. Since (2026-12-03 14:33-15:23, load 8-19, two
+helpers' benchmarks and tests beside it): after a bucketed join the dealer-free shuffles run
+in Clos stages of networks of at most 2^21 wires under 2 GiB (``mpc.ss.clos_shuffle``, the
+stages' wires on disk): 2^24 x 2^24, describe + corr: 2974.6 s (loaded; not comparable with
+the 1053 s above), peak **1475 / 1626 MiB** per party, now the join's shuffle of the bins (one
+bucket's: bounded by the bucket, not the input); describe's phase **993 / 1092 MiB** (1831 /
+1872 before), the correlation's 404 / 784; CPU 835 / 818 s per party (725 / 740 before: the
+Clos stages take about 1.5 times the OTs of one network). 10^8 x 10^8 extrapolated: the join
+at one bucket's 1.5-1.6 GiB; describe about 0.43 GiB of process plus the selection of one
+column (about 25 B per key on 5 x 10^7 keys, 1.2 GiB; the shuffle's networks ~0.33 GiB come
+before it, their output on disk): about 1.7 GiB per party, within 2 GiB; the selection's
+bookkeeping is what still grows with the joined rows (2 GiB at about 6.5 x 10^7 of them).
 
 Measured (two servers with TLS, 2 shared cores, other sessions running; load = 1-minute
 average): PSI 2^24 x 2^24, 4 buckets of 2^22: 133.6 s, job peak 910 / 828 MiB, the receiver
