@@ -161,6 +161,8 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
     settings = {EXECUTOR_PARTY: {"executor": {"kind": "ray", "address": ray_address}}} if ray_address else None
     before = set(_ray_workers()) if ray_address else set()
     workers: dict[int, float] = {}         # the executor party's Ray workers: pid -> peak RSS
+    worker_cpu: dict[int, float] = {}      # and their CPU seconds when last sampled
+    loads = []                             # the 1-minute load average through the job
     with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer, settings=settings,
                       limits={"job_timeout": 3600.0, "memory": MEMORY, "bucket_join_sizes": True}) as cluster, \
             cluster.client("bank") as client:
@@ -181,6 +183,11 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
             samples.append((st["phase"] or st["state"], rss_now))
             for pid in set(_ray_workers()) - before if ray_address else ():
                 workers[pid] = max(workers.get(pid, 0.0), status_mib(pid, "VmHWM", missing=0.0))
+                try:
+                    worker_cpu[pid] = _cpu_seconds(pid)
+                except (OSError, IndexError):
+                    pass                   # the worker exited: its last sample stands
+            loads.append(os.getloadavg()[0])
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
         print("\n  peak RSS per phase (MiB):")
@@ -195,7 +202,8 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
     print("\n  peak RSS after serving the result (MiB): " + ", ".join(f"{p} {v:.0f}" for p, v in rss_served.items()))
     if ray_address:
         print(f"  {EXECUTOR_PARTY}'s {len(workers)} Ray workers: peak RSS {sum(workers.values()):.0f} MiB together, "
-              f"largest {max(workers.values(), default=0.0):.0f}")
+              f"largest {max(workers.values(), default=0.0):.0f}; CPU {sum(worker_cpu.values()):.1f} s together")
+    print(f"  load (1-minute average) during the job: {min(loads, default=0.0):.1f} - {max(loads, default=0.0):.1f}")
     return elapsed, {p: max(rss[p], rss_served[p]) for p in rss} if job == "psi" else rss, out
 
 
