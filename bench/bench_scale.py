@@ -162,6 +162,8 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
     before = set(_ray_workers()) if ray_address else set()
     workers: dict[int, float] = {}         # the executor party's Ray workers: pid -> peak RSS
     worker_cpu: dict[int, float] = {}      # and their CPU seconds when last sampled
+    private: dict[int, float] = {}         # the executor party's server and workers: pid -> peak RssAnon sampled
+    shared: dict[int, float] = {}          # and peak RssShmem sampled (Ray's object store mapped)
     loads = []                             # the 1-minute load average through the job
     with LocalCluster(["bank", "retailer"], datasets=datasets, dealer=dealer, settings=settings,
                       limits={"job_timeout": 3600.0, "memory": MEMORY, "bucket_join_sizes": True}) as cluster, \
@@ -178,10 +180,15 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
             job_id = client.submit("join.stats", ids=IDS, columns=["bank.accounts.income", "retailer.purchases.spend"],
                                    stats=STATS, join=JOIN)
         samples = []          # (phase, VmRSS per party): where in the job the peak comes from
+        party_pid = cluster.processes[EXECUTOR_PARTY].pid
         while (st := client.status(job_id))["state"] in ("prepared", "running"):
             rss_now = {p: status_mib(proc.pid, "VmRSS") for p, proc in cluster.processes.items()}
             samples.append((st["phase"] or st["state"], rss_now))
-            for pid in set(_ray_workers()) - before if ray_address else ():
+            for pid in (set(_ray_workers()) - before) | {party_pid} if ray_address else ():
+                private[pid] = max(private.get(pid, 0.0), status_mib(pid, "RssAnon", missing=0.0))
+                shared[pid] = max(shared.get(pid, 0.0), status_mib(pid, "RssShmem", missing=0.0))
+                if pid == party_pid:
+                    continue
                 workers[pid] = max(workers.get(pid, 0.0), status_mib(pid, "VmHWM", missing=0.0))
                 try:
                     worker_cpu[pid] = _cpu_seconds(pid)
@@ -203,6 +210,10 @@ def _run(job: str, datasets: dict, n: int, ray_address: str | None = None) -> tu
     if ray_address:
         print(f"  {EXECUTOR_PARTY}'s {len(workers)} Ray workers: peak RSS {sum(workers.values()):.0f} MiB together, "
               f"largest {max(workers.values(), default=0.0):.0f}; CPU {sum(worker_cpu.values()):.1f} s together")
+        server, server_shm = private.pop(party_pid, 0.0), shared.pop(party_pid, 0.0)
+        print(f"  {EXECUTOR_PARTY}'s peaks sampled (MiB): private (RssAnon) server {server:.0f}, workers "
+              f"{sum(private.values()):.0f} together; shared memory (RssShmem: Ray's object store mapped) server "
+              f"{server_shm:.0f}, workers {sum(shared.values()):.0f} together (the rest of a VmHWM: mapped files)")
     print(f"  load (1-minute average) during the job: {min(loads, default=0.0):.1f} - {max(loads, default=0.0):.1f}")
     return elapsed, {p: max(rss[p], rss_served[p]) for p in rss} if job == "psi" else rss, out
 
