@@ -14,7 +14,10 @@ dealer; ``circuit`` runs the dealer-free join on two servers), ``GAOTIE_BENCH_SC
 ``GAOTIE_BENCH_SCALE_EXECUTOR=ray`` gives one party's server (``GAOTIE_BENCH_SCALE_EXECUTOR_PARTY``,
 default ``retailer``) ``[executor] kind = "ray"`` against a Ray instance this process starts
 on this machine (its CPUs; one server per Ray cluster, see docs/architecture.md), and prints
-the peak RSS of that party's Ray workers beside the servers'. Default ``in-process``.
+the peak RSS and CPU seconds of that party's Ray workers beside the servers', and the peaks of
+private (``RssAnon``) and shared (``RssShmem``: Ray's object store) memory sampled in that
+server and its workers. Default ``in-process``. Every job prints the range of the load average
+through it.
 
 What the budget bounds: the PSI and the join, bucket by bucket, and the statistics after the
 join, which run on all joined rows in chunks (:mod:`protocols.stats.chunked`: at most 2^20
