@@ -180,7 +180,7 @@ def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int,
     from protocols.psi.private_join import private_join
 
     rec = sp.read(first, count)
-    padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+    padded, inverse = buckets.padded_bucket(ctx, rec["w"], cap, b)
     vals = scaled_values(rec, shifts, bounds)
     cols = {}
     for j, name in enumerate(names):
@@ -259,7 +259,7 @@ def bucket_hits(ctx: Context, rec: dict[str, np.ndarray], cap: int, b: int,
     bucket's distinct ids padded to ``cap`` blocks and ``mask_of(padded)``, the match of each
     block (None where this party receives nothing: then None). With ``column``, an id that
     matches on two rows is refused, naming the column (jobs that need unique ids)."""
-    padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+    padded, inverse = buckets.padded_bucket(ctx, rec["w"], cap, b)
     mask = mask_of(padded)
     if mask is None:
         return None

@@ -112,7 +112,7 @@ def intersection_sum(ctx: Context, params: dict[str, Any], data: LocalData, ref:
     ctx.report_progress(phase=PHASE, done=start, total=nb, unit="buckets")
     for b in range(start, nb):
         rec = sp.read(b * per, per)
-        padded, inverse = buckets.distinct_padded(rec["w"], cap, f"party {ctx.party!r}", b)
+        padded, inverse = buckets.padded_bucket(ctx, rec["w"], cap, b)
         digests = buckets.block_digests(padded)
         key = curve.new_key(GROUP)       # fresh per bucket: no point is comparable across buckets
         if has_values:

@@ -34,8 +34,12 @@ and, with the dealer join, the dealer know which part an id is in -- the dealer 
 the key). With nb = 1 (the input fits the budget) this is the unbucketed reveal. The join's
 reveal line in the registry says so.
 
-Per-bucket CPU work is plain functions over one bucket's arrays (:func:`spill_bucket`,
-:func:`distinct_padded`), so an executor may run them elsewhere.
+Per-bucket CPU work is plain functions over one bucket's arrays, run on the party's executor
+(``ctx.executor``, :mod:`mpc.runtime.executor`: its threads, or its Ray cluster): the spill's
+hashing (:func:`spill_bucket`, ``SPILL_CHUNK`` ids per call, :func:`spill_files`), its count
+of distinct ids per file (:func:`_distinct_counts`) and each bucket's padding
+(:func:`distinct_padded`, through :func:`padded_bucket`). The spill files and every message
+stay at the party server.
 """
 
 from __future__ import annotations
@@ -55,10 +59,13 @@ from mpc.runtime import allocator
 from mpc.runtime.budget import parse_bytes  # noqa: F401 - re-exported for the jobs
 from mpc.runtime.checkpoint import Checkpoint
 from mpc.runtime.context import Context
+from mpc.runtime.executor import chunks
 from protocols.psi.blocks import BLOCK, distinct, encode
 
 SPILL = 256                   # spill files per party (the most buckets a job can have)
 _SPILL_BITS = 8
+SPILL_CHUNK = 1 << 16         # ids per hashing call on the executor (one AES call each)
+_COUNT_FILES = 8              # spill files per distinct-count call on the executor
 PHASE_SPILL = "buckets: streaming the input into buckets"
 PHASE_RUN = "buckets: one protocol run per bucket"
 
@@ -83,6 +90,29 @@ def spill_bucket(words: np.ndarray, key: bytes) -> np.ndarray:
     AES-128_key(block), so both parties put equal ids in the same file."""
     enc = ecb(key, np.ascontiguousarray(words).view(np.uint8).reshape(-1, BLOCK))
     return enc[:, 0].astype(np.uint16)
+
+
+def spill_files(ctx: Context, words: np.ndarray, key: bytes) -> np.ndarray:
+    """:func:`spill_bucket` of every row of ``words`` on ``ctx.executor``, ``SPILL_CHUNK``
+    rows per call."""
+    out = np.empty(len(words), dtype=np.uint16)
+    parts = chunks(len(words), SPILL_CHUNK)
+    for p, files in zip(parts, ctx.executor.map(spill_bucket, ((words[p],) for p in parts), (key,)), strict=True):
+        out[p] = files
+    return out
+
+
+def _distinct_counts(words: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The number of distinct rows of each of the consecutive runs of ``sizes`` rows of
+    (n, 2) uint64 ``words`` (a few spill files read together)."""
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return np.array([len(distinct(words[bounds[i]:bounds[i + 1]])[0]) for i in range(len(sizes))], dtype=np.int64)
+
+
+def padded_bucket(ctx: Context, words: np.ndarray, cap: int, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`distinct_padded` of one bucket's block ``words`` on ``ctx.executor``."""
+    (out,) = ctx.executor.map(distinct_padded, [(words, cap, f"party {ctx.party!r}", bucket)])
+    return out
 
 
 def distinct_padded(words: np.ndarray, cap: int, who: str, bucket: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,13 +256,22 @@ def spill(ctx: Context, store: Checkpoint, batches: Callable[[], Iterable[tuple[
         rec["row"] = np.arange(row, row + len(words))
         if n_values:
             rec["v"] = values
-        sp.add(spill_bucket(words, key), rec)
+        sp.add(spill_files(ctx, words, key), rec)
         row += len(words)
         ctx.report_progress(done=row)
-    counts = [len(distinct(sp.read(i, 1)["w"])[0]) for i in range(SPILL)]
+    counts = [int(c) for part in ctx.executor.map(_distinct_counts, (_file_words(sp, i, _COUNT_FILES)
+                                                                     for i in range(0, SPILL, _COUNT_FILES)))
+              for c in part]
     allocator.release()          # what the streamed read left in Arrow's pool and the heap
     store.set_state(spilled=True, key=key.hex(), kind=kind, rows=row, counts=counts, **extra(row))
     return sp, key, kind
+
+
+def _file_words(sp: Spill, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The block words of spill files first:first + count (one read) and each file's number of rows."""
+    sizes = [sp.file(i).stat().st_size // sp.dtype.itemsize if sp.file(i).exists() else 0
+             for i in range(first, first + count)]
+    return sp.read(first, count)["w"], np.array(sizes, dtype=np.int64)
 
 
 def plan(sizes: list[int], rows_per_bucket: int) -> int:

@@ -303,9 +303,109 @@ def test_circuit_join_stats_on_ray_matches_in_process_and_pandas(tmp_path, ray_e
     assert {"_hash_chunk", "insert", "_evaluate_chunk", "okvs_table", "okvs_decoded"} <= set(calls)
 
 
-def test_bucketed_circuit_join_stats_on_ray_matches_in_process_and_pandas(tmp_path, ray_executor):
-    """join.stats under a memory budget (4 buckets, a circuit join per bucket) on Ray."""
+def test_bucketed_circuit_join_stats_on_ray_matches_in_process_and_pandas(tmp_path, ray_executor, monkeypatch):
+    """join.stats under a memory budget (4 buckets, a circuit join per bucket) on Ray, the
+    spill's hashing and counts and each bucket's padding among the Ray tasks."""
+    calls = _counted(monkeypatch, ray_executor)
     on_ray, joined = _join_stats(tmp_path, {"memory": "1MiB"}, ray_executor, n=12000, bucket_join_sizes=True)
     here, _ = _join_stats(tmp_path, {"memory": "1MiB"}, None, n=12000, bucket_join_sizes=True)
     _same_stats(on_ray, here, joined)
+    assert calls.count("distinct_padded") == 2 * 4
+    assert {"spill_bucket", "_distinct_counts", "okvs_table", "okvs_decoded"} <= set(calls)
 
+
+
+# -- bucketed jobs' own work on Ray: the spill's hashing and counts, each bucket's padding -------
+
+def test_spill_hashing_and_counts_on_ray_match_in_process(ray_executor, tmp_path):
+    """:func:`protocols.buckets.spill_files` and the per-file distinct counts as Ray tasks
+    give exactly the direct calls' spill files and counts."""
+    from types import SimpleNamespace
+
+    from protocols import buckets
+    from protocols.psi.blocks import distinct, encode
+
+    rng = np.random.default_rng(21)  # test data
+    ids = rng.integers(0, 40000, 150000)                             # repeats: counts below rows
+    words = encode(ids, "ids")[1]
+    key = bytes(range(16))
+    ctx = SimpleNamespace(executor=ray_executor, party="a")
+    files = buckets.spill_files(ctx, words, key)
+    np.testing.assert_array_equal(files, buckets.spill_bucket(words, key))
+    assert len(executors.chunks(len(words), buckets.SPILL_CHUNK)) == 3          # several tasks
+    sp = buckets.Spill(tmp_path / "spill", 0)
+    rec = np.zeros(len(words), dtype=sp.dtype)
+    rec["w"], rec["row"] = words, np.arange(len(words))
+    sp.add(files, rec)
+    counted = [int(c) for part in ray_executor.map(buckets._distinct_counts, (
+        buckets._file_words(sp, i, buckets._COUNT_FILES) for i in range(0, buckets.SPILL, buckets._COUNT_FILES)))
+        for c in part]
+    assert counted == [len(distinct(sp.read(i, 1)["w"])[0]) for i in range(buckets.SPILL)]
+    assert sum(counted) == len(np.unique(ids))
+
+
+def test_padded_bucket_on_ray_matches_in_process(ray_executor):
+    """:func:`protocols.buckets.padded_bucket` on Ray: the same distinct blocks in the same
+    order and the same row -> block map as the direct call (the dummies are random either
+    way); a bucket over its capacity raises the direct call's error."""
+    from types import SimpleNamespace
+
+    from protocols import buckets
+    from protocols.psi.blocks import encode
+
+    rng = np.random.default_rng(22)  # test data
+    words = encode(rng.integers(0, 3000, 5000), "ids")[1]
+    ctx = SimpleNamespace(executor=ray_executor, party="a")
+    padded, inverse = buckets.padded_bucket(ctx, words, 4000, 3)
+    want, want_inverse = buckets.distinct_padded(words, 4000, "party 'a'", 3)
+    m = int(want_inverse.max()) + 1
+    assert padded.shape == want.shape == (4000, 16)
+    np.testing.assert_array_equal(padded[:m], want[:m])
+    np.testing.assert_array_equal(inverse, want_inverse)
+    np.testing.assert_array_equal(padded[inverse].view(np.uint64), words)
+    with pytest.raises(RuntimeError, match=f"party 'a': bucket 3 holds {m} distinct ids, over its capacity 100"):
+        buckets.padded_bucket(ctx, words, 100, 3)
+
+
+def _counted(monkeypatch, ray_executor) -> list[str]:
+    """The names of the functions ``ray_executor`` runs from now on."""
+    calls: list[str] = []
+    real = ray_executor.map
+
+    def counted(fn, args, shared=(), window=None):
+        calls.append(fn.__name__)
+        return real(fn, args, shared, window)
+
+    monkeypatch.setattr(ray_executor, "map", counted)
+    return calls
+
+
+def test_bucketed_psi_on_ray_matches_in_process_and_python_sets(tmp_path, ray_executor, monkeypatch):
+    """psi.ecdh under a memory budget (several buckets, OPRF per bucket): the spill's hashing
+    and counts and each bucket's padding run as Ray tasks, and the receiver's matched rows
+    are the in-process job's, which are Python's."""
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import registry
+
+    rng = np.random.default_rng(23)
+    ids = {"a": rng.permutation(np.arange(0, 14000)), "b": rng.permutation(np.arange(5000, 19000))}
+    stores = {}
+    for tag in ("ray", "here"):
+        for p, v in ids.items():
+            pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
+            stores[tag, p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}.csv", "id", {"id": "join_key"})},
+                                       tmp_path / f"work-{tag}-{p}")
+    spec = registry.get("psi.ecdh")
+    params = spec.validate({"ids": ["a.t.id", "b.t.id"], "receivers": ["a"], "memory": "1MiB"})
+    calls = _counted(monkeypatch, ray_executor)
+    out = {tag: mpc.run_local(lambda ctx, tag=tag: spec.run(ctx, params, stores[tag, ctx.party]), ["a", "b"],
+                              triples=None, timeout=300, executor=ray_executor if tag == "ray" else None)
+           for tag in ("ray", "here")}
+    assert out["ray"]["b"] is None and out["here"]["b"] is None
+    on_ray, here = out["ray"]["a"].load(), out["here"]["a"].load()
+    pd.testing.assert_frame_equal(on_ray, here)
+    common = set(ids["a"].tolist()) & set(ids["b"].tolist())
+    assert list(on_ray.row) == [i for i, x in enumerate(ids["a"].tolist()) if x in common]
+    assert calls.count("distinct_padded") >= 2 * 3                   # both parties, several buckets
+    assert {"spill_bucket", "_distinct_counts", "_hash_chunk"} <= set(calls)
