@@ -52,7 +52,8 @@ def test_clos_shuffle_rows_independently_in_memory():
 
 
 @pytest.mark.parametrize(("n", "wires", "per"),
-                         [(3, 2, 50), (4, 2, 15), pytest.param(5, 4, 20, marks=pytest.mark.slow)])
+                         [(3, 2, 50), pytest.param(4, 2, 15, marks=pytest.mark.slow),
+                          pytest.param(5, 4, 20, marks=pytest.mark.slow)])
 def test_clos_shuffle_hits_every_permutation_evenly(n, wires, per):
     """Every permutation of n wires about equally often (chi-square at p ~ 1e-6): 2 chunks
     of 2 with one padding wire (never in the output), 2 chunks of 2, 2 chunks of 3 with one
