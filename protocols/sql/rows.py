@@ -137,13 +137,28 @@ def _joined(ctx: Context, plan: Plan, to: list[str], own: Iterable[pd.DataFrame]
     of the joined rows in id order, in batches every PSI receiver cuts alike (the same sizes);
     per batch a sender sends its output columns to ``to``, and a receiver yields the batch of
     the result's rows (output names, before ORDER BY / LIMIT) with the senders' columns; a
-    party not in ``to`` yields None per batch."""
+    party not in ``to`` yields None per batch. Flow control: a receiver acknowledges each
+    batch (its number) and a sender, having sent batch i + 1, waits for batch i's
+    acknowledgements before it goes on, so at most two batches of a sender are in flight to a
+    receiver, however many rows."""
     keys = {t.key_ref for t in plan.tables}
     me = next(t for t in plan.tables if t.party == ctx.party)
     mine = [ref for _, ref in plan.rows if ref not in keys and ref.split(".", 1)[0] == ctx.party]
-    for batch in own:
+    peers = [p for p in to if p != ctx.party]
+
+    def acked(i: int) -> None:
+        for p in peers:
+            got = ctx.recv(p)
+            if got != i or isinstance(got, bool):
+                raise ValueError(f"party {p!r} sent a malformed acknowledgement of batch {i}")
+
+    sent = 0
+    for i, batch in enumerate(own):
         if mine:        # a sender: its output columns of the joined rows, in id order
             send_table(ctx, pd.DataFrame({ref: batch[ref] for ref in dict.fromkeys(mine)}), to)
+            sent = i + 1
+            if i >= 1:
+                acked(i - 1)
         if ctx.party not in to:
             yield None
             continue
@@ -151,6 +166,7 @@ def _joined(ctx: Context, plan: Plan, to: list[str], own: Iterable[pd.DataFrame]
         for s in senders(plan):
             if s != ctx.party:
                 table = recv_table(ctx, s, rows=len(batch))
+                ctx.send(s, i)          # acknowledged: the sender may send batch i + 2
                 wanted = {ref for _, ref in plan.rows if ref.split(".", 1)[0] == s and ref not in keys}
                 if set(table.columns) != wanted:
                     raise ValueError(f"party {s!r} sent columns {sorted(table.columns)}, not {sorted(wanted)}")
@@ -159,6 +175,8 @@ def _joined(ctx: Context, plan: Plan, to: list[str], own: Iterable[pd.DataFrame]
         yield pd.DataFrame({name: batch[me.key_ref] if ref in keys else
                             (batch[ref] if ref.split(".", 1)[0] == ctx.party else got[ref])
                             for name, ref in plan.rows})
+    if mine and sent:
+        acked(sent - 1)
 
 
 def batch_rows(memory: int, columns: int) -> int:
