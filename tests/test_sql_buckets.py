@@ -680,8 +680,9 @@ def test_three_party_rows_in_several_buckets_need_every_partys_consent(tmp_path)
 
 
 def test_an_interrupted_three_party_rows_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
-    """Every party stops at the PSI of bucket 2 (of 4): the job submitted again runs the PSI of
-    buckets 2 and 3 only, and gives DuckDB's rows."""
+    """Every party stops at the PSI of bucket 2 (of 4) or, still finishing bucket 1 when another
+    failed, in bucket 1: the job submitted again runs the PSI of the buckets not every party
+    finished only, and gives DuckDB's rows."""
     from protocols.psi import multiparty
 
     frames = _frames3(9000, seed=6)
@@ -699,14 +700,18 @@ def test_an_interrupted_three_party_rows_job_resumes_without_redoing_finished_bu
     monkeypatch.setattr(multiparty, "run", crash_at_2)
     with pytest.raises(Exception, match="went away"):
         _run_rows(stores, params, ["a", "b", "c"])
+    done = []
     for p in "abc":
         manifest = json.loads(next((stores[p].workdir / "checkpoints").glob("*/manifest.json")).read_text())
-        assert sorted(manifest["done"]) == [0, 1] and manifest["state"]["nb"] == 4
+        assert manifest["state"]["nb"] == 4
+        done.append(set(manifest["done"]))
+    agreed = set.intersection(*done)      # a party still finishing bucket 1 when another failed: 0 only
+    assert agreed in ({0}, {0, 1}) and all(d <= {0, 1} for d in done), done
     calls.update(a=0, b=0, c=0)
     monkeypatch.setattr(multiparty, "run", lambda ctx, *args: (calls.__setitem__(ctx.party, calls[ctx.party] + 1),
                                                                 real(ctx, *args))[1])
     out = _run_rows(stores, params, ["a", "b", "c"])
-    assert calls == {"a": 2, "b": 2, "c": 2}
+    assert calls == {p: 4 - len(agreed) for p in "abc"}
     assert _multiset(out["a"]) == _multiset(_duck(frames).execute(sql).df()) and len(out["a"]) > 1000
 
 
@@ -774,7 +779,8 @@ def test_three_party_rows_with_a_memory_budget_on_three_servers(tmp_path):
         rows = client.query(sql, memory="1MiB", progress=False)
         whole = client.query(sql, progress=False)
         audits = [json.loads(x) for x in cluster.audit_log("a").read_text().splitlines()]
-        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"][:1] == [[]]
+        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows" and "resumed_buckets" in x] \
+            == [[]]
         assert not cluster.checkpoints_left()
     pd.testing.assert_frame_equal(rows, whole)
     assert _multiset(rows) == _multiset(_duck(frames).execute(sql).df()) and len(rows) > 1000
