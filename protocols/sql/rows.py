@@ -12,8 +12,9 @@ join, for the join keys, which the PSI receivers already learn:
   which of their own rows all parties hold, sorted by id so that row i is the same id
   everywhere. The PSI's receivers are ``reveal_to`` (default: every party) and the owners
   of the other plaintext columns the query outputs: such an owner must know which of its
-  rows joined to send their values (in id order) to ``reveal_to``. The join keys of the
-  output are the receiver's own ids.
+  rows joined to send their values (in id order) to ``reveal_to``, in batches each
+  receiver acknowledges (one batch unbucketed). The join keys of the output are the
+  receiver's own ids.
 
 Reveals (the registry line below): every party learns the number of distinct ids of each
 party after each owner's WHERE (the PSI's sizes); ``reveal_to`` and the owners of output
@@ -23,21 +24,43 @@ a non-receiver whose columns are not output learns only the sizes. Ids must be u
 the intersection (the rows are aligned one to one), else the job fails naming the column.
 
 *Under a memory budget* (the job's ``memory`` or ``[limits] memory``, :func:`protocols.bucketed.joint_budget`)
-two parties' tables run in hash buckets (:func:`_bucketed`), as ``psi.ecdh`` does
+two or three parties' tables run in hash buckets (:func:`_bucketed`), as ``psi.ecdh`` does
 (:mod:`protocols.buckets`): each party streams the ids of the rows its WHERE keeps into the
 spill files of a joint key; the bucket count comes from the distinct counts (the sizes above)
-and the budget; per bucket an OPRF PSI (:func:`protocols.psi.oprf.oprf_mask`) on the ids
-padded to the bucket's public capacity, with the same receivers, whose matched row numbers
-are the bucket's checkpoint (a resumed job skips finished buckets). A receiver then streams
-its input again for its columns of the matched rows and sorts them by id as text, exactly
-as :func:`protocols.jobs.aligned_rows` does, so the rows, their order (by id: unlinkable to
-either input's order) and what is sent are the unbucketed job's. Reveals nothing more: a
-receiver knows the key and its matched ids, so each bucket's intersection size follows from
-what it learns anyway (no ``bucket_join_sizes`` consent, as in :mod:`protocols.bucketed_woe`);
-a non-receiver serves the OPRF and learns nothing per bucket. In memory: one batch of input,
-one bucket's PSI, a bit per kept row, and the output columns of the joined rows (the result).
-Three parties' tables and one party's table are not bucketed: over the budget they are
-refused (:func:`protocols.bucketed.refuse_over_budget`).
+and the budget; per bucket, on the ids padded to the bucket's public capacity and with the
+unbucketed job's receivers, the PSI of the unbucketed job's kind: two parties an OPRF PSI
+(:func:`protocols.psi.oprf.oprf_mask`), three the N-party PSI (:mod:`protocols.psi.multiparty`,
+leader the first receiver); each bucket's matched row numbers are its checkpoint (a resumed
+job skips the buckets every party finished). Each PSI receiver then streams its input again
+for its columns of the matched rows and sorts them by id as text, as
+:func:`protocols.jobs.aligned_rows` does, on disk (:class:`mpc.tables.SortedRuns`: sorted runs
+in 0600 files of the job's checkpoint directory, a k-way merge); the joined rows travel a batch
+at a time (:func:`_joined`, with flow control), the result's receivers apply ORDER BY (sorted on
+disk by :func:`protocols.sql.result.order_key`, ties in id order, as ``finish``'s stable sort),
+LIMIT and the SELECT list a batch at a time and write the result to a Parquet file
+(:class:`mpc.tables.ResultWriter`), which the party server moves into its results directory.
+So the rows, their order (by id: unlinkable to any input's order) and what is sent are the
+unbucketed job's; only LIMIT without ORDER BY sends the first LIMIT rows, not all (bucketed or
+not).
+
+What buckets reveal beyond that: two parties, nothing (a receiver knows the key and its
+matched ids, so each bucket's intersection size follows from what it learns anyway, and no
+``bucket_join_sizes`` consent is needed, as in :mod:`protocols.bucketed_woe`; a non-receiver
+serves the OPRF and learns nothing per bucket). Three parties: the N-party PSI's two extra
+reveals (the leader: the size of the other parties' intersection; the last party of the ring:
+how many ids occur in exactly c of the other parties' sets), which the unbucketed job reveals
+once, come per bucket, i.e. for nb pseudo-random parts of the ids whose membership every
+party computes for its own ids: more than the unbucketed line, so more than one bucket needs
+every party's ``[limits] bucket_psi_sizes`` (as ``psi.ecdh`` of three parties in buckets). A
+pairwise OPRF PSI per bucket would avoid them only by showing a receiver its intersection
+with each other party, which is more. Nothing else changes: the shufflers see ciphertexts
+only, and the parties outside the PSI receivers learn no intersection, per bucket or in all.
+
+In memory, whatever the result's size: one batch of input, one bucket's PSI, a bit per kept
+row, and a few batches of joined rows (:func:`batch_rows`: an eighth of the budget at about 64
+bytes a cell) with one row group of each of up to 16 runs being merged. The client's fetch
+reads the result file whole (as a bucketed ``psi.ecdh``'s). One party's table is not bucketed:
+over the budget it is refused (:func:`protocols.bucketed.refuse_over_budget`).
 """
 
 from __future__ import annotations
@@ -321,8 +344,10 @@ register(ProtocolSpec(
             "reveal_to (default: all) and every party whose plaintext columns are output: which of their own "
             "ids all parties hold; reveal_to: the output columns (join keys, plaintext columns) of the joined "
             "rows" + N_PARTY_PSI + ". One party's table: its owner sends the selected plaintext columns of "
-            "the rows its WHERE keeps to the receivers. Under a memory budget, two parties' tables run a PSI "
-            "per hash bucket with the same receivers and reveal the same",
+            "the rows its WHERE keeps to the receivers. Under a memory budget, two or three parties' tables "
+            "run a PSI per hash bucket with the same receivers and reveal the same, except that with three "
+            "parties the first receiver's and the last party's two sizes come per bucket (refused unless every "
+            "party's [limits] bucket_psi_sizes allows it)",
     params={"sql": Param(str, doc="the SQL text (recorded in the audit log)"),
             "plan": Param(dict, doc="the plan protocols.sql.parse made of it"),
             "parties": Param(list, required=False, default=None,
