@@ -208,7 +208,8 @@ class ResultWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        # a name of its own: a writer an interrupted attempt left open must not write into this one's file
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.urandom(6).hex()}.tmp")
         self._writer = None
         self._columns: list[str] = []
         self.rows = 0
@@ -224,6 +225,15 @@ class ResultWriter:
             self._columns = list(frame.columns)
         self._writer.write_table(table.cast(self._writer.schema))
         self.rows += len(frame)
+
+    def abort(self) -> None:
+        """Give up the file (a failed job): closed and removed, nothing appears under the name."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
+        self._tmp.unlink(missing_ok=True)
 
     def close(self, empty: pd.DataFrame) -> ResultFile:
         """Finish the file (``empty``: the frame written when no batch was, for its columns)."""
@@ -286,7 +296,8 @@ class SortedRuns:
     :meth:`merged` yields all rows in key order, ties in the order they were added, by a k-way
     merge of the runs read a row group (``run_rows / fan_in`` rows) at a time, in passes of at
     most ``fan_in`` runs (a pass merges groups of runs into longer runs). In memory: the rows of
-    one run while it fills, then a row group of each of at most ``fan_in`` runs.
+    one run while it fills, then a row group of each of at most ``fan_in`` runs. The directory
+    is the sort's own: runs an interrupted sort left there are removed first.
 
     The key: a 1-D numpy array of one sortable kind whose numpy order is the order wanted
     (numbers, or str or bytes in an object array: Python's order). The merge cuts each run's
@@ -298,6 +309,8 @@ class SortedRuns:
     def __init__(self, directory: Path, run_rows: int, fan_in: int = 16) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for old in self.dir.glob("run-*.parquet"):      # an interrupted sort's (a resumed job)
+            old.unlink()
         self.run_rows, self.fan_in = max(1, int(run_rows)), max(2, int(fan_in))
         self.group = max(1, self.run_rows // self.fan_in)
         self.rows = 0

@@ -784,3 +784,37 @@ def test_three_party_rows_with_a_memory_budget_on_three_servers(tmp_path):
         assert not cluster.checkpoints_left()
     pd.testing.assert_frame_equal(rows, whole)
     assert _multiset(rows) == _multiset(_duck(frames).execute(sql).df()) and len(rows) > 1000
+
+
+def test_a_rows_job_interrupted_while_writing_its_result_resumes_after_every_bucket(tmp_path, monkeypatch):
+    """a fails writing its second batch of result rows (the sorted runs of both parties on disk):
+    the job submitted again runs no PSI (every bucket is finished), sorts afresh and gives
+    DuckDB's rows in id order."""
+    from mpc import tables
+    from protocols.sql import rows
+
+    frames = _frames(seed=7)
+    stores = _stores(tmp_path, frames)
+    sql = f"SELECT p.id, q.seg, p.k {J} WHERE p.k <> 2"
+    params = _rows_params(sql)
+    monkeypatch.setattr(rows, "batch_rows", lambda memory, columns: 1024)
+    real_write = tables.ResultWriter.write
+    calls = {"writes": 0, "psi": 0}
+
+    def fail_second(self, frame):
+        calls["writes"] += 1
+        if calls["writes"] == 2:
+            raise OSError("disk full")
+        return real_write(self, frame)
+    monkeypatch.setattr(tables.ResultWriter, "write", fail_second)
+    with pytest.raises(Exception, match="disk full"):
+        _run_rows(stores, params)
+    assert list((next((stores["a"].workdir / "checkpoints").glob("*/"))).glob("sort-ids/run-*.parquet"))
+    real = rows.oprf_mask
+    monkeypatch.setattr(rows, "oprf_mask", lambda ctx, *args: (calls.__setitem__("psi", calls["psi"] + 1),
+                                                                real(ctx, *args))[1])
+    out = _run_rows(stores, params)
+    assert calls["psi"] == 0 and calls["writes"] > 3
+    want = _duck(frames).execute(sql).df()
+    assert _multiset(out["a"]) == _multiset(want) and len(want) > 3000
+    assert out["a"]["id"].astype(str).tolist() == sorted(out["a"]["id"].astype(str).tolist())

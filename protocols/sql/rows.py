@@ -311,17 +311,21 @@ def _write_result(plan: Plan, frames: Iterable[pd.DataFrame], store: Any, step: 
     finishes them (ORDER BY: sorted on disk by :func:`protocols.sql.result.order_key`, ties in id
     order; LIMIT; the SELECT list), written to the job's result file a batch at a time."""
     out = ResultWriter(store.path("result.parquet"))
-    if plan.order_by:
-        runs = SortedRuns(store.path("sort-result"), step)
+    try:
+        if plan.order_by:
+            runs = SortedRuns(store.path("sort-result"), step)
+            for frame in frames:
+                runs.add(frame, order_key(frame, plan.order_by))
+            frames = rebatch(runs.merged(), step, [name for name, _ in plan.rows])
+        left = plan.limit
         for frame in frames:
-            runs.add(frame, order_key(frame, plan.order_by))
-        frames = rebatch(runs.merged(), step, [name for name, _ in plan.rows])
-    left = plan.limit
-    for frame in frames:
-        if left is not None:
-            frame = frame.iloc[:left]
-            left -= len(frame)
-        out.write(frame[list(plan.outputs)].reset_index(drop=True))
+            if left is not None:
+                frame = frame.iloc[:left]
+                left -= len(frame)
+            out.write(frame[list(plan.outputs)].reset_index(drop=True))
+    except BaseException:
+        out.abort()
+        raise
     return out.close(pd.DataFrame({name: pd.Series([], dtype=object) for name in plan.outputs}))
 
 
