@@ -171,7 +171,8 @@ class Client:
         ``join`` and ``min_group_size`` apply to aggregates. ``memory`` (e.g. "2GiB"; the
         servers' ``[limits] memory`` binds too, the smaller wins) runs a query of two parties'
         tables in hash buckets, checkpointed per bucket: aggregates by :mod:`protocols.sql.bucketed`,
-        row-level output by a PSI per bucket (:mod:`protocols.sql.rows`)."""
+        row-level output of two or three parties' tables by a PSI per bucket, the rows sorted on
+        disk and written to the server's result file a batch at a time (:mod:`protocols.sql.rows`)."""
         from protocols import sql as sqlmod
 
         me = next(iter(self.datasets()), None)

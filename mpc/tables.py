@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,8 @@ class ResultWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        # a name of its own: a writer an interrupted attempt left open must not write into this one's file
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.urandom(6).hex()}.tmp")
         self._writer = None
         self._columns: list[str] = []
         self.rows = 0
@@ -224,6 +226,15 @@ class ResultWriter:
         self._writer.write_table(table.cast(self._writer.schema))
         self.rows += len(frame)
 
+    def abort(self) -> None:
+        """Give up the file (a failed job): closed and removed, nothing appears under the name."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
     def close(self, empty: pd.DataFrame) -> ResultFile:
         """Finish the file (``empty``: the frame written when no batch was, for its columns)."""
         import os
@@ -234,3 +245,178 @@ class ResultWriter:
             os.fsync(f.fileno())
         os.replace(self._tmp, self.path)
         return ResultFile(self.path, self.rows, self._columns)
+
+
+def rebatch(frames: Iterable[pd.DataFrame], rows: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The rows of ``frames`` again, in frames of exactly ``rows`` rows (the last one shorter,
+    and one empty frame of ``columns`` when there are no rows at all)."""
+    held: list[pd.DataFrame] = []
+    count = 0
+    given = False
+    for frame in frames:
+        while len(frame):
+            take = frame.iloc[:rows - count]
+            frame = frame.iloc[len(take):]
+            held.append(take)
+            count += len(take)
+            if count == rows:
+                yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0].reset_index(drop=True)
+                given, held, count = True, [], 0
+    if held:
+        yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0].reset_index(drop=True)
+    elif not given:
+        yield pd.DataFrame({c: pd.Series([], dtype=object) for c in columns or []})
+
+
+def _write_parquet(path: Path, frames: Iterable[pd.DataFrame], group: int, schema: Any = None) -> int:
+    """Write ``frames`` to a new Parquet file made with mode 0600 (row groups of ``group``
+    rows; ``schema``: the Arrow schema to cast to, else the first frame's); returns its rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    rows = 0
+    with os.fdopen(fd, "wb") as f:
+        writer = None
+        for frame in frames:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(f, schema if schema is not None else table.schema)
+            writer.write_table(table.cast(writer.schema), row_group_size=group)
+            rows += len(frame)
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+class SortedRuns:
+    """Rows sorted by a key in bounded memory, an external merge sort: :meth:`add` takes rows a
+    batch at a time with one key per row; every ``run_rows`` rows held are sorted (stably, by
+    key) and written as a *run*, a Parquet file of ``directory`` made with mode 0600;
+    :meth:`merged` yields all rows in key order, ties in the order they were added, by a k-way
+    merge of the runs read a row group (``run_rows / fan_in`` rows) at a time, in passes of at
+    most ``fan_in`` runs (a pass merges groups of runs into longer runs). In memory: the rows of
+    one run while it fills, then a row group of each of at most ``fan_in`` runs. The directory
+    is the sort's own: runs an interrupted sort left there are removed first.
+
+    The key: a 1-D numpy array of one sortable kind whose numpy order is the order wanted
+    (numbers, or str or bytes in an object array: Python's order). The merge cuts each run's
+    row group at the smallest last key among the runs still reading (``np.searchsorted``): the
+    rows up to it are final, sorted together and given out."""
+
+    KEY = "__key"
+
+    def __init__(self, directory: Path, run_rows: int, fan_in: int = 16) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for old in self.dir.glob("run-*.parquet"):      # an interrupted sort's (a resumed job)
+            old.unlink()
+        self.run_rows, self.fan_in = max(1, int(run_rows)), max(2, int(fan_in))
+        self.group = max(1, self.run_rows // self.fan_in)
+        self.rows = 0
+        self.runs: list[Path] = []
+        self._held: list[pd.DataFrame] = []
+        self._count = 0
+        self._made = 0
+
+    def add(self, frame: pd.DataFrame, key: np.ndarray) -> None:
+        if len(frame) != len(key):
+            raise ValueError(f"{len(frame)} rows with {len(key)} keys")
+        if not len(frame):
+            return
+        part = frame.reset_index(drop=True)
+        part[self.KEY] = key
+        self._held.append(part)
+        self._count += len(part)
+        self.rows += len(part)
+        if self._count >= self.run_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._held:
+            return
+        frame = pd.concat(self._held, ignore_index=True)
+        self._held, self._count = [], 0
+        self.runs.append(self._write([_by_key(frame, self.KEY)]))
+
+    def _write(self, frames: Iterable[pd.DataFrame], schema: Any = None) -> Path:
+        path = self.dir / f"run-{self._made:06d}.parquet"
+        self._made += 1
+        _write_parquet(path, frames, self.group, schema)
+        return path
+
+    def merged(self) -> Iterator[pd.DataFrame]:
+        """Every row added, in key order (ties in the order added), a batch at a time, without
+        the key; the runs are removed as they are read."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._flush()
+        runs = self.runs
+        while len(runs) > self.fan_in:      # a pass: groups of fan_in runs into longer runs
+            longer = []
+            for i in range(0, len(runs), self.fan_in):
+                group = runs[i:i + self.fan_in]
+                schema = pa.unify_schemas([pq.read_schema(p) for p in group], promote_options="permissive")
+                longer.append(self._write(self._merge(group), schema))
+                for p in group:
+                    p.unlink()
+            runs = longer
+        self.runs = runs
+        for frame in self._merge(runs):
+            yield frame.drop(columns=[self.KEY])
+        for p in runs:
+            p.unlink(missing_ok=True)
+        self.runs = []
+
+    def _merge(self, paths: list[Path]) -> Iterator[pd.DataFrame]:
+        import pyarrow.parquet as pq
+
+        k = len(paths)
+        readers = [pq.ParquetFile(p).iter_batches(batch_size=self.group) for p in paths]
+        bufs: list[pd.DataFrame | None] = [None] * k
+        keys: list[np.ndarray] = [np.zeros(0)] * k
+        live = [True] * k
+
+        def load(j: int) -> None:
+            while live[j]:
+                batch = next(readers[j], None)
+                if batch is None:
+                    live[j] = False
+                elif batch.num_rows:
+                    bufs[j] = batch.to_pandas()
+                    keys[j] = bufs[j][self.KEY].to_numpy()
+                    return
+
+        for j in range(k):
+            load(j)
+        while True:
+            reading = [j for j in range(k) if live[j]]
+            if not reading:
+                rest = [bufs[j] for j in range(k) if bufs[j] is not None and len(bufs[j])]
+                if rest:
+                    yield _by_key(pd.concat(rest, ignore_index=True), self.KEY)
+                return
+            # the frontier: the smallest last key of the runs still reading (ties: the first run);
+            # every row at or below it is final (a run before r gives its ties too, one after not)
+            r = min(reading, key=lambda j: (keys[j][-1], j))
+            edge = keys[r][-1]
+            out = []
+            for j in range(k):
+                if bufs[j] is None or not len(bufs[j]):
+                    continue
+                cut = len(keys[j]) if j == r else int(np.searchsorted(keys[j], edge,
+                                                                      side="right" if j < r else "left"))
+                if cut:
+                    out.append(bufs[j].iloc[:cut])
+                    bufs[j], keys[j] = bufs[j].iloc[cut:], keys[j][cut:]
+            yield _by_key(pd.concat(out, ignore_index=True), self.KEY)
+            for j in range(k):
+                if live[j] and not len(bufs[j]):
+                    load(j)
+
+
+def _by_key(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """``frame`` stably sorted by its column ``key``."""
+    order = np.argsort(frame[key].to_numpy(), kind="stable")
+    return frame.iloc[order].reset_index(drop=True)

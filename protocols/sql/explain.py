@@ -187,7 +187,14 @@ def _explain_rows(plan: Plan, reveal_to: str | None) -> str:
     if len(plan.tables) == 2:
         lines.append("under a memory budget (Client.query(memory=...), [limits] memory): runs in hash buckets, "
                      "an OPRF PSI per bucket with the same receivers; nothing more is revealed (a receiver's "
-                     "per-bucket sizes follow from its own matched ids)")
+                     "per-bucket sizes follow from its own matched ids); the rows are sorted and delivered a "
+                     "batch at a time into a result file")
+    elif len(plan.tables) > 2:
+        lines.append("under a memory budget (Client.query(memory=...), [limits] memory): runs in hash buckets, "
+                     "the multi-party PSI per bucket with the same receivers; with more than one bucket the "
+                     "first receiver and the last party learn their two sizes in each bucket (only if every "
+                     "party's [limits] bucket_psi_sizes allows it); the rows are sorted and delivered a batch "
+                     "at a time into a result file")
     lines.append("registry: sql.rows reveals: " + registry.get("sql.rows").reveals)
     return "\n".join(lines)
 

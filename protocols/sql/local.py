@@ -130,29 +130,40 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
 
 def send_table(ctx: Context, frame: pd.DataFrame, receivers: list[str]) -> None:
     """Send a result table to the receivers other than this party, as [[column name,
-    values], ...] (a map would lose the column order); NaN travels as None."""
-    wire = [[str(c), [None if _missing(v) else (v.item() if hasattr(v, "item") else v)
-                      for v in frame[c].tolist()]] for c in frame.columns]
+    values], ...] (a map would lose the column order): a numeric or boolean column as its
+    numpy array (one buffer, its dtype kept), any other as a list, NaN travelling as None."""
+    wire = []
+    for c in frame.columns:
+        values = frame[c].to_numpy()
+        if values.dtype.kind not in "biuf":
+            values = [None if _missing(v) else (v.item() if hasattr(v, "item") else v) for v in values.tolist()]
+        wire.append([str(c), values])
     for p in receivers:
         if p != ctx.party:
             ctx.send(p, wire)
 
 
 def recv_table(ctx: Context, sender: str, numeric: set[str] = frozenset(), rows: int | None = None) -> pd.DataFrame:
-    """The table ``send_table`` sent from ``sender`` (columns in ``numeric`` as float); a
-    malformed message, or one whose columns do not have ``rows`` values, is an error naming
-    the sender."""
+    """The table ``send_table`` sent from ``sender`` (columns in ``numeric`` as float; a
+    numeric array keeps its dtype, a list is an object column); a malformed message, or one
+    whose columns do not have ``rows`` values, is an error naming the sender."""
     got = ctx.recv(sender)
-    if not isinstance(got, list) or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
-                                            and isinstance(c[1], list) for c in got):
+    if not isinstance(got, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+            and (isinstance(c[1], list) or (isinstance(c[1], np.ndarray) and c[1].ndim == 1
+                                            and c[1].dtype.kind in "biuf")) for c in got):
         raise ValueError(f"party {sender!r} sent a malformed query result")
     if rows is not None and any(len(values) != rows for _, values in got):
         raise ValueError(f"party {sender!r} sent columns of {[len(v) for _, v in got]} rows, not {rows}")
     for name, values in got:
+        if isinstance(values, np.ndarray):
+            continue
         bad = next((v for v in values if v is not None and not isinstance(v, bool | int | float | str)), None)
         if bad is not None:
             raise ValueError(f"party {sender!r} sent a value of type {type(bad).__name__} in column {name!r}")
-    return pd.DataFrame({name: pd.Series(values, dtype=float if name in numeric else object) for name, values in got})
+    return pd.DataFrame({name: pd.Series(values, dtype=float if name in numeric else
+                                         (None if isinstance(values, np.ndarray) else object))
+                         for name, values in got})
 
 
 def _missing(v: Any) -> bool:
