@@ -641,9 +641,9 @@ def _frames3(n: int = N, seed: int = 21) -> dict[str, pd.DataFrame]:
 
 THREE_ROWS = [
     (f"SELECT p.id, q.seg, r.tier, r.v {J3} WHERE p.k < 3 AND r.v > -30", None),
-    (f"SELECT r.tier, p.k, r.id AS rid, q.seg {J3} WHERE q.seg <> 'gold' ORDER BY r.tier DESC, p.k, rid LIMIT 500",
-     None),
-    (f"SELECT q.seg, r.v, p.id {J3} WHERE r.tier IN ('t1', 't10')", "c"),
+    pytest.param(f"SELECT r.tier, p.k, r.id AS rid, q.seg {J3} WHERE q.seg <> 'gold' ORDER BY r.tier DESC, p.k, "
+                 "rid LIMIT 500", None, marks=pytest.mark.slow),       # three parties: ~1 min each
+    pytest.param(f"SELECT q.seg, r.v, p.id {J3} WHERE r.tier IN ('t1', 't10')", "c", marks=pytest.mark.slow),
 ]
 
 
