@@ -116,6 +116,14 @@ through the job; other sessions ran throughout, so the wall times follow the loa
   CPU 71.1 s. In process it was 1831 / 1872 MiB (above): the Ray driver and the mapped
   object store cost the retailer ~250 MiB at the peak. Measured before main's Clos shuffle
   in bounded memory (d20a921 and before), which lowers the shuffle's share of that peak.
+  Again after it and after the bucketed join began carrying the owners' ranks (2026-12-03
+  15:51-16:10, load 4.5-6.3): 1081.9 s, **1747 / 2084 MiB** -- the retailer 1.8% over the
+  budget, now at the join's shuffle of the bins (one bucket's: 1747 / 2084; the OPPRF 1307 /
+  1862, the zero test 1603 / 1963), describe 1025 / 1448, the correlation 638 / 734; CPU
+  725.2 / 709.1 s; 8 workers 1786 MiB together (largest 524), CPU 68.3 s; the retailer's
+  server 1699 MiB private + 277 MiB shared (the object store). The bucket plan does not yet
+  charge the two rank columns (~190 B per bucket row, protocols.bucketed_ranks) that the join
+  carries when describe runs: that, plus Ray's ~280 MiB at the retailer, is the excess.
 
 (PSI's bank figure is after serving the result.) What these show on one 2-core machine: Ray
 adds no CPU here (the same 2 cores as the server's own threads), and the wall times differ less
