@@ -801,7 +801,7 @@ def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path
         assert not cluster.checkpoints_left()
 
 
-@pytest.mark.parametrize("kill", ["a", "b"])
+@pytest.mark.parametrize("kill", ["a", pytest.param("b", marks=pytest.mark.slow)])   # killing b: slow run
 def test_killed_server_resumes_the_intersection_sum_paillier_pass(tmp_path, kill):
     """8 buckets; a server is killed once the id party (a) has added two buckets' Enc(sum):
     the resubmitted job reuses the values party's stored key pair and a's saved count and

@@ -679,6 +679,7 @@ def test_three_party_rows_in_several_buckets_need_every_partys_consent(tmp_path)
         _run_rows(stores, _rows_params(f"SELECT p.id, r.tier {J3}"), ["a", "b", "c"])
 
 
+@pytest.mark.slow       # three parties, killed and resumed: ~1 min; the two-party resume stays in the default run
 def test_an_interrupted_three_party_rows_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
     """Every party stops at the PSI of bucket 2 (of 4) or, still finishing bucket 1 when another
     failed, in bucket 1: the job submitted again runs the PSI of the buckets not every party
