@@ -158,6 +158,7 @@ import pytest
 from procstatus import status_mib  # bench/procstatus.py
 
 from mpc.cluster import LocalCluster
+from mpc.runtime import executor
 from mpc.runtime.budget import parse_bytes
 from protocols import buckets
 
@@ -303,7 +304,12 @@ def test_scale(benchmark, tmp_path, job, log2, ray_address):
     datasets = _files(tmp_path, n)
     elapsed, rss, out = benchmark.pedantic(_run, args=(job, datasets, n, ray_address), rounds=1, iterations=1)
     _check(job, out, n)
-    rows = buckets.bucket_rows(parse_bytes(MEMORY), {"psi": "psi", "cardinality": "ecdh"}.get(job, "join"))
+    # the plan the job made (protocols.bucketed._plan): the circuit join's cost without a
+    # dealer, the ranks of describe's columns, the Ray party's executor overhead
+    cost = {"psi": "psi", "cardinality": "ecdh"}.get(job, "circuit" if JOIN == "circuit" else "join")
+    ranked = 2 if job == "join" and JOIN == "circuit" and "describe" in STATS else 0
+    overhead = executor.RayExecutor.overhead if ray_address else 0
+    rows = buckets.bucket_rows(parse_bytes(MEMORY), cost, buckets.RANK_BYTES * ranked, overhead)
     nb = buckets.plan([n, n], rows)
     per_bucket = elapsed / nb
     nb_1e8 = -(-10**8 // rows)

@@ -201,11 +201,17 @@ def join_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int,
 def _plan(ctx: Context, store: Checkpoint, protocol: str, kind: str, m: int, memory: int, cost: str,
           params: dict[str, Any], extra: int = 0) -> tuple[dict[str, int], int]:
     """Distinct-set sizes of both parties and the number of buckets (the smaller budget wins;
-    ``extra`` bytes per row on top of the ``cost`` kind's), checked against and recorded in
-    the job's checkpoint (a resumed job must cut the same buckets)."""
+    ``extra`` bytes per row on top of the ``cost`` kind's, "join" the circuit join's when
+    ``params["join"]`` resolves to it; each party charges its own executor's overhead),
+    checked against and recorded in the job's checkpoint (a resumed job must cut the same
+    buckets)."""
+    from protocols.psi.private_join import resolve_method
+
+    if cost == "join" and resolve_method(ctx, params["join"]) == "circuit":
+        cost = "circuit"
     headers = exchange_header(ctx, protocol, kind, m, params)
     sizes = {p: h["size"] for p, h in zip(ctx.parties, headers, strict=True)}
-    rows = min(ctx.gather(buckets.bucket_rows(memory, cost, extra)))
+    rows = min(ctx.gather(buckets.bucket_rows(memory, cost, extra, ctx.executor.overhead)))
     if not isinstance(rows, int) or rows < 1:
         raise ValueError(f"party {ctx.peers[0]!r} sent a malformed bucket size")
     nb = buckets.plan(list(sizes.values()), rows)
@@ -424,7 +430,9 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     sp, _, kind = buckets.spill(ctx, store, batches, len(values), scales)
     shifts = store.state["shifts"]
     m = _unique_ids(store, ref)
-    sizes, nb = _plan(ctx, store, "bucketed_join", kind, m, memory, "join", {"join": params["join"]})
+    ranked = len(values) if _rides_ranks(ctx, params) else 0
+    sizes, nb = _plan(ctx, store, "bucketed_join", kind, m, memory, "join", {"join": params["join"]},
+                      buckets.RANK_BYTES * ranked)
     _consent_to_bucket_sizes(ctx, data, nb)
     bounds = store.state.get("bounds") or [None] * len(names)
     all_shifts = exchange_scales(ctx, dict(zip(names, shifts, strict=True)),
@@ -475,9 +483,8 @@ def _owner_ranks(ctx: Context, store: Checkpoint, sp: buckets.Spill, params: dic
     describe compares on their R = log2 n bits. None otherwise (both parties alike: the
     job's parameters and the join method decide)."""
     from protocols import bucketed_ranks
-    from protocols.psi.private_join import resolve_method
 
-    if "describe" not in params.get("stats", ()) or resolve_method(ctx, params["join"]) != "circuit":
+    if not _rides_ranks(ctx, params):
         return None
     ranks = bucketed_ranks.Ranks(store.path("ranks"), len(shifts))
     if needed and shifts and not store.state.get("ranked"):
@@ -486,6 +493,14 @@ def _owner_ranks(ctx: Context, store: Checkpoint, sp: buckets.Spill, params: dic
                                    int(store.state["rows"]))
         store.set_state(ranked=True)
     return ranks
+
+
+def _rides_ranks(ctx: Context, params: dict[str, Any]) -> bool:
+    """Whether the buckets of ``join.stats`` carry the owners' ranks: describe after the
+    dealer-free (circuit) join."""
+    from protocols.psi.private_join import resolve_method
+
+    return "describe" in params.get("stats", ()) and resolve_method(ctx, params["join"]) == "circuit"
 
 
 # Peak bytes per input row of the jobs that still hold their input whole (the private join's

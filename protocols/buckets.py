@@ -72,16 +72,22 @@ PHASE_RUN = "buckets: one protocol run per bucket"
 
 # Peak bytes per distinct id of one bucket's run, and the fixed cost of a party process,
 # measured on two servers (bench/bench_scale.py): the OPRF PSI ~130 B per item at 2^22 (2^23
-# per bucket went over 2 GiB at 2^24 with the result), the
-# private join several hundred per row; with margin.
-COSTS = {"psi": (250, 400 << 20), "ecdh": (400, 400 << 20), "join": (900, 500 << 20)}
+# per bucket went over 2 GiB at 2^24 with the result), the dealer join several hundred per
+# row; the circuit join (dealer-free) of two value columns peaked at 1475 / 1626 MiB per
+# party with buckets of 1.06 M rows at 2^24 (~1130 B per row); with margin.
+COSTS = {"psi": (250, 400 << 20), "ecdh": (400, 400 << 20), "join": (900, 500 << 20),
+         "circuit": (1100, 500 << 20)}
+# More bytes per bucket row for each value column whose owner ranks ride with the circuit
+# join (describe): 1475 -> 1747 MiB at 2^24 with two ranked columns (~130 B each), with margin.
+RANK_BYTES = 150
 
 
-def bucket_rows(memory: int, kind: str, extra: int = 0) -> int:
+def bucket_rows(memory: int, kind: str, extra: int = 0, overhead: int = 0) -> int:
     """The distinct ids one bucket may hold within ``memory`` bytes, as a power of two
-    (``extra``: more bytes per row the job's own per-bucket work holds)."""
+    (``extra``: more bytes per row the job's own per-bucket work holds; ``overhead``: bytes
+    the party's executor adds to its process, ``Executor.overhead``)."""
     per_row, base = COSTS[kind]
-    rows = max(1 << 12, (memory - base) // (per_row + extra))
+    rows = max(1 << 12, (memory - base - overhead) // (per_row + extra))
     return 1 << int(math.log2(rows))
 
 

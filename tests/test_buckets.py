@@ -89,6 +89,27 @@ def test_parse_bytes():
         parse_bytes("lots")
 
 
+def test_bucket_plan_charges_the_circuit_join_its_ranks_and_the_executor():
+    """The bucket plan at the 2 GiB default and 2^24 ids per party: 16 buckets for the dealer
+    join and for the dealer-free one with describe's two ranked columns in process; 32 when
+    the party's work runs on Ray (its driver in the server: 16 buckets went 1.8% over the
+    budget at 2^24, bench/bench_scale.py); every bucket's capacity within the charge."""
+    from mpc.runtime.executor import InProcess, RayExecutor
+    from protocols.psi.oprf import capacity
+
+    budget, n = 2 << 30, 1 << 24
+    assert InProcess.overhead == 0 and RayExecutor.overhead > 0
+    cases = {("join", 0, 0): 16, ("circuit", 0, 0): 16, ("circuit", 2, 0): 16,
+             ("circuit", 2, RayExecutor.overhead): 32, ("circuit", 8, 0): 32}
+    for (cost, ranked, overhead), nb in cases.items():
+        extra = buckets.RANK_BYTES * ranked
+        rows = buckets.bucket_rows(budget, cost, extra, overhead)
+        assert buckets.plan([n, n], rows) == nb, (cost, ranked, overhead)
+        per_row, base = buckets.COSTS[cost]
+        assert base + overhead + capacity(n, nb) * (per_row + extra) <= budget * 1.02, (cost, ranked)
+    assert buckets.bucket_rows(1 << 20, "circuit", 0, RayExecutor.overhead) == 1 << 12   # the floor
+
+
 def test_spill_files_are_real_and_read_back(tmp_path):
     sp = buckets.Spill(tmp_path / "spill", 1)
     words = np.arange(2000, dtype=np.uint64).reshape(-1, 2)

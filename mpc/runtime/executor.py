@@ -58,6 +58,7 @@ class Executor(Protocol):
     """Runs ``fn(*a, *shared)`` for each ``a`` of ``args``; see the module docstring."""
 
     kind: str
+    overhead: int      # bytes it adds to the party server's own memory (charged by bucket plans)
 
     def map(self, fn: Callable[..., Any], args: Iterable[tuple], shared: tuple = (),
             window: int | None = None) -> Iterator[Any]:
@@ -83,6 +84,7 @@ class InProcess:
     """Calls on a thread pool of this process (``workers`` threads; 1: in the calling thread)."""
 
     kind = "in-process"
+    overhead = 0      # bytes this executor adds to the party server's memory
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or pool.workers()   # as many threads as the crypto pool
@@ -167,6 +169,10 @@ class RayExecutor:
     """
 
     kind = "ray"
+    # the Ray driver in the party server (its core worker, object-store client and their
+    # threads, and the results of a window of tasks in flight): 50-280 MiB above the same job
+    # in process at 2^20-2^24 (bench/bench_scale.py), with margin; bucket plans charge it
+    overhead = 320 << 20
 
     def __init__(self, address: str, *, num_cpus: int | None = None, window: int | None = None,
                  cpus_per_task: int = 1, task_timeout: float = 600.0) -> None:
