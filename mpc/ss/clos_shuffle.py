@@ -227,7 +227,7 @@ class ClosPermutation:
 
     def middle(self, t0: int, t1: int) -> np.ndarray:
         """Destinations (t1 - t0, m) of the middle networks of positions t0..t1 - 1."""
-        seg = np.repeat(np.arange(len(self.counts)), self.counts)[t0:t1]
+        seg = np.searchsorted(np.cumsum(self.counts), np.arange(t0, t1), side="right")
         return self.perms[seg]
 
     def _placed(self, i: int, fixed: np.ndarray, to: np.ndarray) -> np.ndarray:
