@@ -226,3 +226,33 @@ def test_describe_of_floats_and_ints_without_a_dealer(monkeypatch):
     np.testing.assert_allclose(d.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
     assert rows and set(rows) == {2}                      # the tournament saw the two integer columns only
     assert min(widths) <= 7 + order.key_bits(n) < max(widths)   # i: range < 2^7, its own selection
+
+
+def test_selection_on_spilled_keys_holds_a_few_bytes_per_key(monkeypatch, tmp_path):
+    """describe's selection on 2^21 keys in a spilled file, with the job's spill directory:
+    the cuts only read the keys and write each new arrangement to a scratch file, so the
+    selection's own allocations stay under 8 bytes per key (two bytes of bucket intervals
+    per key, and one comparison chunk's temporaries); holding the arrangement twice in
+    memory, as before, took 19. Counted on plaintext comparisons (``_less_open`` by numpy's
+    sign: the same selection, see _plaintext_count); the results are checked."""
+    import tracemalloc
+    import types
+
+    from mpc.runtime import files
+    from mpc.ss.spill import SPILL
+
+    monkeypatch.setattr(order, "_less_open", lambda ctx, d, bits: d.astype(np.int64) < 0)
+    monkeypatch.setattr(order, "OPEN_CHUNK", 1 << 16)
+    n = 1 << 21
+    keys = files.spill(tmp_path, [np.random.default_rng(4).permutation(n).astype(np.uint64)], (1, n), np.uint64)
+    ranks = np.unique(np.concatenate([[0, n - 1], order.positions(n, [0.25, 0.5, 0.75])]))
+    ctx = types.SimpleNamespace(state={SPILL: tmp_path / "spill"})
+    tracemalloc.start()
+    try:
+        got = order.select(ctx, keys, [ranks], bits=order.key_bits(n))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(got[0], ranks)
+    assert peak < 8 * n, peak / n
+    assert not any((tmp_path / "spill").iterdir())          # the scratch files are unlinked

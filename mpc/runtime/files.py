@@ -35,7 +35,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-_SPILLED: weakref.WeakSet = weakref.WeakSet()    # the maps ``spill`` made (read-only, shared)
+_SPILLED: weakref.WeakSet = weakref.WeakSet()    # the maps ``spill`` and ``scratch`` made (shared)
 
 
 def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -68,10 +68,32 @@ def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], 
     return np.frombuffer(mapped, dtype).reshape(shape)
 
 
+def scratch(directory: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A writable array of ``shape`` (zeros) in a file of ``directory``, memory-mapped shared:
+    what is written goes to the page cache and the file, so pages leave the process's
+    resident memory on :func:`release` without losing data. Mode 0600 and unlinked as soon
+    as it is mapped, as :func:`spill`."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size == 0:
+        return np.zeros(shape, dtype)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="scratch-", suffix=".bin", dir=directory)
+    try:
+        os.ftruncate(fd, size)
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+        _SPILLED.add(mapped)
+    finally:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+    return np.frombuffer(mapped, dtype).reshape(shape)
+
+
 def release(array: np.ndarray) -> None:
-    """Drop the pages of the memory map behind ``array`` (a :func:`spill` array or a view of
-    one) from this process's resident memory; they stay in the page cache and are read again
-    when touched. Nothing for any other array (a private or writable map would lose data)."""
+    """Drop the pages of the memory map behind ``array`` (a :func:`spill` or :func:`scratch`
+    array or a view of one) from this process's resident memory; they stay in the page cache
+    (written ones too: the maps are shared) and are read again when touched. Nothing for any
+    other array (a private map would lose data)."""
     base = array
     while isinstance(base, np.ndarray):
         base = base.base

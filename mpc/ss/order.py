@@ -47,11 +47,16 @@ wanted rank and more than one element) takes its first element as pivot and comp
 its others with it in ONE batched comparison per round (``mpc.ss.compare.ltz_open`` of
 K_e - K_p: the XOR-shared top bit is opened to everyone); then it is stably partitioned
 (smaller, pivot, larger), a public rearrangement every party applies to its shares. A
-rank is found when its segment has one element. Memory: a copy of the keys (8 bytes each) and, per
-element of the segments being cut, its bucket interval (two bytes for describe's ranks); the
-rest is derived per piece of OPEN_CHUNK elements and the rearrangement is a counting sort
-through one scratch copy (about 18 bytes per key in all, against 54 with int64/int32 arrays
-and a lexsort; plaintext count at 2^23 keys). Measured (tests/test_ss_select.py, a
+rank is found when its segment has one element. Memory: per element of the segments being
+cut, its bucket interval (two bytes for describe's ranks); the rest is derived per piece of
+OPEN_CHUNK elements. A cut only reads the arrangement and writes a new one of what is read
+again (the buckets holding a target, the segments not cut, the targets in place: about half
+the keys after describe's first cut, a few thousand after its second) by a counting sort;
+with the job's spill directory (``mpc.ss.spill.SPILL``: after a bucketed join) a large one
+goes to a scratch file (:func:`mpc.runtime.files.scratch`) and the keys stay in theirs,
+pages dropped piece by piece, so the selection holds about 3 bytes per key plus one
+comparison chunk's temporaries (plaintext count at 2^23 and 2^24 keys; 19-25 bytes per key
+with two whole copies before, 54 with int64/int32 arrays and a lexsort). Measured (tests/test_ss_select.py, a
 plaintext count at n = 2^19): 2.94 n comparisons per column for describe's six ranks
 (both neighbours of each quartile) in about 60 rounds, 3.41 n with min and max (the
 search order of ``_search_tree`` and the single pivots of ``_sample_cut`` save about 2%),
@@ -172,6 +177,7 @@ from mpc.ss import beaver, compare
 from mpc.ss.functions import sort
 from mpc.ss.provider import DEALER, source_kind
 from mpc.ss.shuffle import available, shuffle
+from mpc.ss.spill import SPILL
 from mpc.ss.tensor import SharedTensor, concatenate, public
 from mpc.ss.tensor import stack as ss_stack
 
@@ -257,17 +263,25 @@ def select(ctx: Context, keys: np.ndarray, ranks: list[np.ndarray],
     rk = [np.unique(np.asarray(r, dtype=np.int64)) for r in ranks]
     if any(r.size and (r[0] < 0 or r[-1] >= n) for r in rk):
         raise ValueError(f"ranks must be in [0, {n})")
-    vals = keys.reshape(-1).copy()                            # the arrangement, flattened by column
-    files.release(keys)                                       # keys spilled to a file: drop the pages read
-    targets = np.concatenate([r + j * n for j, r in enumerate(rk)])
+    vals = keys.reshape(-1)          # the arrangement, flattened by column: only read by the cuts
+    wanted = np.concatenate([r + j * n for j, r in enumerate(rk)])
+    targets = wanted                                          # their positions in ``vals``
     starts = np.arange(c, dtype=np.int64) * n
     starts, ends = _live(starts, starts + n, targets)
+    directory = None if ctx is None else ctx.state.get(SPILL)
+    cut = False
     for _ in range(MAX_CUTS):
         if not np.any(ends - starts > SAMPLE_ABOVE):
             break
-        starts, ends = _live(*_sample_cut(ctx, vals, starts, ends, targets, trace, bits), targets)
+        vals, starts, ends, targets = _sample_cut(ctx, vals, starts, ends, targets, trace, bits, directory)
+        starts, ends = _live(starts, ends, targets)
+        cut = True
+    if not cut:
+        vals = vals.copy()                                    # the quickselect works in place, on a copy
+        files.release(keys)                                   # keys spilled to a file: drop the pages read
     _quickselect(ctx, vals, starts, ends, targets, trace, bits)
-    return [vals[np.asarray(r, dtype=np.int64) + j * n] for j, r in enumerate(ranks)]
+    return [vals[targets[np.searchsorted(wanted, np.asarray(r, dtype=np.int64) + j * n)]]
+            for j, r in enumerate(ranks)]
 
 
 SAMPLE_ABOVE = 1 << 12       # segments longer than this are cut by sample pivots first
@@ -276,6 +290,7 @@ EDGE = 0.1                   # "away from the edges": more than EDGE m ranks fro
 SIGMAS = 2.5                 # half-width of a target's bracket, in sample standard deviations
 SAMPLE_FACTOR = 1.0          # sample size s = SAMPLE_FACTOR m^(2/3) for a segment of m
 MAX_CUTS = 6
+SCRATCH_ABOVE = 1 << 20      # a cut's new arrangement of more elements goes to a scratch file (a spill directory)
 OPEN_CHUNK = 1 << 20         # opened comparisons per call: bounds the comparison's temporaries
 
 
@@ -329,7 +344,8 @@ def _quickselect(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nd
 
 
 def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
-                trace: list[np.ndarray] | None, bits: int) -> tuple[np.ndarray, np.ndarray]:
+                trace: list[np.ndarray] | None, bits: int, directory: Any = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cut every segment longer than SAMPLE_ABOVE by pivots from a sample (Floyd-Rivest):
     its first s = m^(2/3) elements (a uniform sample, the order being random) are
     quickselected (on a copy) at the sample ranks r s / m -+ (SIGMAS sigma + 1) around each
@@ -347,7 +363,8 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
     pivots one sample rank apart made every bucket wanted, in about a third of all sizes
     (describe's eight ranks at 400000 rows 4.19 n before, 3.44 n after; at 2^16 4.30 n,
     3.56 n). The segment is rearranged stably by final interval (each a
-    contiguous range of ranks). Returns the new segments (those not cut are kept)."""
+    contiguous range of ranks), into a new arrangement of what is read again (step 4).
+    Returns it, its segments (those not cut are kept) and the targets' positions in it."""
     sizes = ends - starts
     big = np.flatnonzero(sizes > SAMPLE_ABOVE)
     keep_s, keep_e = starts[sizes <= SAMPLE_ABOVE], ends[sizes <= SAMPLE_ABOVE]
@@ -422,6 +439,7 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
         hi[ac] = np.where(lt, mid, hi_a)
         lo[ac] = np.where(lt, lo_a, mid + 1)
         level.append(lt)
+        files.release(vals)                  # spilled keys: drop the pages read
 
     while True:          # one level per round: the searching elements in order, OPEN_CHUNK per comparison call
         level: list[np.ndarray] = []
@@ -442,33 +460,72 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
     # 4. stable rearrangement by interval (the intervals of one segment are disjoint): a
     # counting sort on the bucket number g = g_off[segment] + lo, piece by piece, element e
     # going to index g_first[g] + (its rank among g's elements), the order np.lexsort((lo,
-    # segment)) gives; then every big segment is copied back in place
+    # segment)) gives. Only what is read again is kept, in a new arrangement (the position
+    # order of the old one): the buckets that hold a target, the segments not cut and the
+    # targets already in place (in no segment); ``vals`` itself is only read. A large one
+    # goes to a scratch file of ``directory`` (the job's spill directory), pages dropped
+    # piece by piece, so neither arrangement is held whole in memory.
     del hi
     n_buckets = n_piv + 1
     g_off = np.cumsum(n_buckets) - n_buckets
     counts = np.zeros(int(n_buckets.sum()), np.int64)
     for a, b in pieces:
         counts += np.bincount(g_off[segment(np.arange(a, b))] + lo[a:b], minlength=counts.size)
-    g_first = np.cumsum(counts) - counts
-    fill = g_first.copy()
-    moved = np.empty(total, np.uint64)
+    g_first = np.cumsum(counts) - counts + shift[np.repeat(np.arange(len(big)), n_buckets)]   # in ``vals``
+    held = (np.searchsorted(targets, g_first + counts) > np.searchsorted(targets, g_first)) & (counts > 0)
+    inside = np.searchsorted(starts, targets, side="right") - 1
+    placed = (inside < 0) | (targets >= ends[np.maximum(inside, 0)])
+    firsts = np.concatenate([keep_s, g_first[held], targets[placed]])
+    lens = np.concatenate([keep_e - keep_s, counts[held], np.ones(int(placed.sum()), np.int64)])
+    by_first = np.argsort(firsts, kind="stable")
+    new_first = np.empty_like(firsts)
+    new_first[by_first] = np.cumsum(lens[by_first]) - lens[by_first]
+    size = int(lens.sum())
+    out = (files.scratch(directory, (size,), np.uint64) if directory is not None and size > SCRATCH_ABOVE
+           else np.empty(size, np.uint64))
+    copied = np.concatenate([np.arange(len(keep_s)), len(keep_s) + int(held.sum()) + np.arange(int(placed.sum()))])
+    for a, b in _runs(lens[copied], OPEN_CHUNK):         # the segments not cut and the placed targets
+        at = _spans(new_first[copied[a:b]], lens[copied[a:b]])
+        out[at] = vals[_spans(firsts[copied[a:b]], lens[copied[a:b]])]
+    fill = np.full(counts.size, -1, np.int64)
+    fill[held] = new_first[len(keep_s):len(keep_s) + int(held.sum())]
     for a, b in pieces:
         e = np.arange(a, b)
         sa = segment(e)
         g = g_off[sa] + lo[a:b]
+        mine = fill[g] >= 0
+        e, sa, g = e[mine], sa[mine], g[mine]
         o = np.argsort(g, kind="stable")
         gs = g[o]
-        moved[fill[gs] + np.arange(b - a) - np.searchsorted(gs, gs)] = vals[e[o] + shift[sa[o]]]
-        fill += np.bincount(g, minlength=counts.size)
+        out[fill[gs] + np.arange(gs.size) - np.searchsorted(gs, gs)] = vals[e[o] + shift[sa[o]]]
+        fill[held] += np.bincount(g, minlength=counts.size)[held]
+        files.release(vals)
+        files.release(out)
     del lo, fill
-    for i, (s, m) in enumerate(zip(starts[big].tolist(), e_len.tolist(), strict=True)):
-        vals[s:s + m] = moved[e_off[i]:e_off[i] + m]
-    del moved
-    nz = np.flatnonzero(counts)                                      # the nonempty buckets, in order
-    sg = np.repeat(np.arange(len(big)), n_buckets)[nz]
-    first = g_first[nz] + shift[sg]
-    last = np.where(np.concatenate([sg[1:] != sg[:-1], [True]]), ends[big][sg], np.concatenate([first[1:], [0]]))
-    return np.concatenate([keep_s, first]), np.concatenate([keep_e, last])
+    remap = by_first[np.searchsorted(firsts[by_first], targets, side="right") - 1]   # the piece holding each target
+    new_targets = new_first[remap] + targets - firsts[remap]
+    cut = np.concatenate([np.arange(len(keep_s)), len(keep_s) + np.arange(int(held.sum()))])
+    return out, new_first[cut], new_first[cut] + lens[cut], new_targets
+
+
+def _spans(firsts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The indices of the ranges [firsts[i], firsts[i] + lens[i]), concatenated."""
+    total = int(lens.sum())
+    return np.repeat(firsts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+
+
+def _runs(lens: np.ndarray, most: int) -> list[tuple[int, int]]:
+    """Consecutive groups [a, b) of the ranges of ``lens`` of at most ``most`` elements each
+    (a longer range alone)."""
+    out, a, total = [], 0, 0
+    for i, m in enumerate(lens.tolist()):
+        if total and total + m > most:
+            out.append((a, i))
+            a, total = i, 0
+        total += m
+    if a < len(lens):
+        out.append((a, len(lens)))
+    return out
 
 
 def _searching(w_flat: np.ndarray, w_off: np.ndarray, seg: np.ndarray, lo: np.ndarray, hi: np.ndarray
