@@ -14,6 +14,7 @@ The data object of a party server provides ``batches(refs)`` (a stream of row ba
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -452,7 +453,10 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
         out["names"] = np.array(list(table.columns), dtype=str)
         return out
 
-    results = [r for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    # every bucket's result is in the checkpoint: keep its sizes and scales only, and read its
+    # shares again column by column below (all buckets' shares at once grow with the joined rows)
+    results = [{k: v for k, v in r.items() if not re.fullmatch(r"[cr]\d+", k)}
+               for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
     total = int(sum(int(r["rows"][0]) for r in results))
     # the joined columns go to memory-mapped files of the checkpoint directory, one bucket's
     # shares at a time (protocols.stats.chunked.spilled), and the statistics read them chunk
@@ -464,10 +468,12 @@ def join(ctx: Context, params: dict[str, Any], data: LocalData, ref: ColumnRef, 
     ctx.state[clos_shuffle.WIRES] = clos_shuffle.wires_for(memory)
     cols: dict[str, Any] = {}
     for i, name in enumerate(results[0]["names"].tolist()):
-        parts = (ss.from_shares(ctx, r.pop(f"c{i}"), int(r[f"f{i}"][0])) for r in results)
+        parts = (ss.from_shares(ctx, store.load_bucket(b, [f"c{i}"])[f"c{i}"], int(r[f"f{i}"][0]))
+                 for b, r in enumerate(results))
         cols[name] = chunked.spilled(ctx, parts, total)
-        if all(f"r{i}" in r for r in results):
-            rho = chunked.spilled(ctx, (ss.from_shares(ctx, r.pop(f"r{i}"), 0) for r in results), total)
+        if all(f"rb{i}" in r for r in results):
+            rho = chunked.spilled(ctx, (ss.from_shares(ctx, store.load_bucket(b, [f"r{i}"])[f"r{i}"], 0)
+                                        for b in range(nb)), total)
             ss.order.note_rank(cols[name], rho, int(results[0][f"rb{i}"][0]))
     del results
     allocator.release()      # the buckets' free memory, before the statistics' large arrays

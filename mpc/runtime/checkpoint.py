@@ -121,9 +121,11 @@ class Checkpoint:
             self.manifest["done"].append(bucket)
         self._save()
 
-    def load_bucket(self, bucket: int) -> dict[str, np.ndarray]:
+    def load_bucket(self, bucket: int, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Bucket ``bucket``'s stored result: every array, or only those ``names`` (the
+        others are not read)."""
         with np.load(self.dir / f"bucket-{bucket}.npz", allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in (z.files if names is None else names)}
 
     def save_value(self, name: str, value: Any) -> None:
         """Store ``value`` (what the wire codec encodes: ints of any size, arrays, bytes,
