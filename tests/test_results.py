@@ -124,3 +124,63 @@ def test_integer_ids_become_the_same_text_through_arrow():
         result = PsiResult(items=ids[indices].tolist(), indices=indices)
         fast = pd.DataFrame({"id": _as_text(ids, result)})
         pd.testing.assert_frame_equal(fast, pd.DataFrame({"id": [str(v) for v in result.items]}))
+
+
+# -- result files: a bucketed job's Parquet file streamed as it is (issue 20) --------------------
+
+def _bucketed_datasets(n: int) -> tuple[dict, list[str], set[str]]:
+    datasets, expected = _datasets(n)
+    return datasets, datasets["bank"]["accounts"]["id"].tolist(), expected
+
+
+@pytest.fixture(scope="module")
+def files_cluster():
+    """Two servers with a 64 KiB chunk cap, and a bucketed PSI (memory "1MiB": 4 buckets of
+    4096 ids) whose result is a Parquet file in the bank's results directory."""
+    n = 1 << 14
+    datasets, ids, expected = _bucketed_datasets(n)
+    with LocalCluster(["bank", "retailer"], tls=False, datasets=datasets, dealer=False,
+                      limits={"max_chunk_bytes": 1 << 16, "job_timeout": 120.0}) as cluster:
+        with cluster.client("bank") as client:
+            job = client.submit("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"], receivers=["bank"],
+                                memory="1MiB")
+            client.result(job, progress=False, to=None)
+        yield cluster, job, ids, expected
+
+
+def _raw_result(cluster: LocalCluster, job: str, accept_files: bool) -> list:
+    with grpc.insecure_channel(cluster.addresses["bank"]) as channel:
+        stub = party_pb2_grpc.PartyStub(channel)
+        return list(stub.Result(party_pb2.ResultRequest(job_id=job, accept_files=accept_files), timeout=60))
+
+
+def test_a_result_file_streams_as_its_bytes_and_reads_as_the_old_frame(files_cluster, tmp_path):
+    """To a client that accepts files: the server's Parquet file byte for byte, in chunks under
+    the cap (format "parquet"); to an older one (accept_files unset): the codec encoding, as
+    before. Client.result gives the frame both ways alike, equal to Python sets; with ``to``,
+    the file itself (the same frame read back), nothing else left in the directory."""
+    cluster, job, ids, expected = files_cluster
+    stored = (cluster.results_dir("bank") / f"{job}.parquet").read_bytes()
+    chunks = _raw_result(cluster, job, accept_files=True)
+    assert {c.format for c in chunks} == {"parquet"} and len(chunks) > 1
+    assert all(len(c.payload) <= 1 << 16 for c in chunks) and [c.last for c in chunks][-1]
+    assert b"".join(c.payload for c in chunks) == stored and chunks[0].total_size == len(stored)
+    old = _raw_result(cluster, job, accept_files=False)
+    assert {c.format for c in old} == {""}
+    old_frame = codec.decode(_value(b"".join(c.payload for c in old)))
+    with cluster.client("bank") as client:
+        frame = client.result(job, progress=False)
+        saved = client.result(job, progress=False, to=tmp_path / "out" / "psi.parquet")
+    pd.testing.assert_frame_equal(frame, old_frame)                 # the same dtypes and values as before
+    assert set(frame["id"]) == expected and len(frame) == len(expected)
+    assert frame["row"].tolist() == [i for i, v in enumerate(ids) if v in expected]
+    assert saved == tmp_path / "out" / "psi.parquet" and saved.read_bytes() == stored
+    pd.testing.assert_frame_equal(pd.read_parquet(saved), frame)
+    assert [p.name for p in saved.parent.iterdir()] == ["psi.parquet"]
+
+
+def _value(data: bytes):
+    from mpc._proto.gaotie.v1 import value_pb2
+    value = value_pb2.Value()
+    value.ParseFromString(data)
+    return value
