@@ -157,8 +157,9 @@ class Client:
         import pandas as pd
 
         if not isinstance(result, pd.DataFrame):
-            raise ValueError(f"the result of job {job_id} is a {type(result).__name__}, not a table: it cannot be "
-                             f"saved as a Parquet file (fetch it without `to`)")
+            kind = type(result).__name__
+            raise ValueError(f"the result of job {job_id} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a "
+                             f"table: it cannot be saved as a Parquet file (fetch it without `to`)")
         files.write_atomic(to, lambda f: result.to_parquet(f))
         return to
 

@@ -184,3 +184,106 @@ def _value(data: bytes):
     value = value_pb2.Value()
     value.ParseFromString(data)
     return value
+
+
+def test_a_table_value_is_saved_as_parquet_and_other_results_are_refused(files_cluster, tmp_path):
+    """``to`` with an unbucketed PSI (a table that comes as a value): pandas writes it, the
+    same frame read back; with psi.cardinality (a number): ValueError naming the job and the
+    kind, nothing written; a party without a result: None, nothing written."""
+    cluster, _, _, expected = files_cluster
+    with cluster.client("bank") as client:
+        job = client.submit("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"], receivers=["bank"])
+        frame = client.result(job, progress=False)
+        assert client.result(job, progress=False, to=tmp_path / "psi.parquet") == tmp_path / "psi.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "psi.parquet"), frame)
+        assert set(frame["id"]) == expected
+        job = client.submit("psi.cardinality", ids=["bank.accounts.id", "retailer.purchases.id"])
+        with pytest.raises(ValueError, match=f"result of job {job} is an int, not a table"):
+            client.result(job, progress=False, to=tmp_path / "n.parquet")
+        assert client.result(job, progress=False) == len(expected)
+        job = client.submit("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"], receivers=["retailer"],
+                            memory="1MiB")
+        assert client.result(job, progress=False, to=tmp_path / "none.parquet") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psi.parquet"]
+
+
+def test_cli_out_writes_the_result_file(files_cluster, tmp_path, capsys):
+    """``gaotie run JOB --out PATH`` and ``gaotie status JOB_ID --out PATH``: the result file at
+    PATH, its path and rows printed instead of the rows; a result that is not a table: exit 2."""
+    from mpc.cli import main
+
+    cluster, job, ids, expected = files_cluster
+    spec = tmp_path / "job.toml"
+    spec.write_text('protocol = "psi.ecdh"\n[params]\nids = ["bank.accounts.id", "retailer.purchases.id"]\n'
+                    'receivers = ["bank"]\nmemory = "1MiB"\n')
+    server = ["--server", cluster.addresses["bank"]]
+    assert main(["run", str(spec), "--out", str(tmp_path / "run.parquet"), *server]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'run.parquet'}: {len(expected)} rows"
+    frame = pd.read_parquet(tmp_path / "run.parquet")
+    assert frame["row"].tolist() == [i for i, v in enumerate(ids) if v in expected]
+    assert main(["status", job, "--out", str(tmp_path / "status.parquet"), *server]) == 0
+    assert (tmp_path / "status.parquet").read_bytes() == (cluster.results_dir("bank") / f"{job}.parquet").read_bytes()
+    spec.write_text('protocol = "psi.cardinality"\n[params]\nids = ["bank.accounts.id", "retailer.purchases.id"]\n')
+    assert main(["run", str(spec), "--out", str(tmp_path / "n.parquet"), *server]) == 2
+    assert "not a table" in capsys.readouterr().err and not (tmp_path / "n.parquet").exists()
+
+
+def _drain(cluster: LocalCluster, job: str) -> int:
+    """Fetch a result as an older client does (no accept_files), keeping only its size."""
+    with grpc.insecure_channel(cluster.addresses["bank"]) as channel:
+        stub = party_pb2_grpc.PartyStub(channel)
+        return sum(len(c.payload) for c in stub.Result(party_pb2.ResultRequest(job_id=job), timeout=120))
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in open(f"/proc/{pid}/status").read().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise LookupError(key)
+
+
+def _peak_growth(pid: int, fetch) -> int:
+    """Bytes the process ``pid``'s peak resident memory rose above its resident memory while
+    ``fetch()`` ran (the peak reset first: ``clear_refs`` 5)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib(pid, "VmRSS")
+    fetch()
+    return (_status_kib(pid, "VmHWM") - before) << 10
+
+
+def test_the_server_streams_a_large_result_file_without_loading_it(files_cluster, tmp_path):
+    """The server's peak memory while a client fetches a 400,000-row result file (64-character
+    ids, put in place of the job's file: a real bucketed job of that size takes minutes) with
+    ``to`` rises by a few chunks, not by the table: the same fetch by an older client
+    (the file loaded and encoded) raises it by more than the table's size, so the measure can
+    see a load."""
+    cluster = files_cluster[0]
+    pid = cluster.processes["bank"].pid
+    try:
+        _peak_growth(pid, lambda: None)
+    except OSError as exc:
+        pytest.skip(f"no peak-memory reset here ({exc})")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 400_000
+    text = np.random.default_rng(20).bytes(32 * n).hex()      # test data
+    big = pd.DataFrame({"id": [text[i:i + 64] for i in range(0, 64 * n, 64)], "row": np.arange(n)})
+    with cluster.client("bank") as client:      # a job of its own: the fixture's result stays as it is
+        job = client.submit("psi.ecdh", ids=["bank.accounts.id", "retailer.purchases.id"], receivers=["bank"],
+                            memory="1MiB")
+        client.result(job, progress=False, to=tmp_path / "small.parquet")
+    path = cluster.results_dir("bank") / f"{job}.parquet"
+    pq.write_table(pa.Table.from_pandas(big, preserve_index=False), tmp_path / "big.parquet")
+    (tmp_path / "big.parquet").replace(path)
+    table_bytes = n * 64
+    out = tmp_path / "fetched.parquet"
+    with cluster.client("bank") as client:
+        streamed = _peak_growth(pid, lambda: client.result(job, progress=False, to=out))
+    assert out.read_bytes() == path.read_bytes() and out.stat().st_size > table_bytes // 2
+    loaded = _peak_growth(pid, lambda: _drain(cluster, job))
+    print(f"server peak growth: streamed {streamed >> 20} MiB, loaded {loaded >> 20} MiB, "
+          f"ids {table_bytes >> 20} MiB")
+    assert loaded > table_bytes
+    assert streamed < table_bytes // 4
