@@ -287,3 +287,159 @@ def test_the_server_streams_a_large_result_file_without_loading_it(files_cluster
           f"ids {table_bytes >> 20} MiB")
     assert loaded > table_bytes
     assert streamed < table_bytes // 4
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """What the Result servicer uses of a grpc.ServicerContext."""
+
+    def abort(self, code, details):
+        raise _Aborted(code, details)
+
+
+class _NeverLoaded(tables.ResultFile):
+    def load(self):
+        raise AssertionError("the server loaded the result file")
+
+
+def _servicer(tmp_path, rows: int = 5000):
+    """PartyService.Result's ``self``: one done job whose result is a file it must not load."""
+    from types import SimpleNamespace
+
+    frame = pd.DataFrame({"id": [f"id{i:07d}" for i in range(rows)], "row": np.arange(rows)})
+    writer = tables.ResultWriter(tmp_path / "r.parquet")
+    writer.write(frame)
+    written = writer.close(frame.iloc[:0])
+    job = SimpleNamespace(job_id="j1", state="done",
+                          result=_NeverLoaded(written.path, written.rows, written.columns))
+    return SimpleNamespace(party="a", _require=lambda context, allowed: "a", jobs=SimpleNamespace(get=lambda j: job),
+                           config=SimpleNamespace(limits=SimpleNamespace(max_chunk_bytes=4096))), written.path
+
+
+def test_the_result_servicer_streams_a_file_it_never_loads_from_one_handle(tmp_path):
+    """In process: the Result servicer gives a result file's bytes in chunks of the smaller of
+    the asked and the capped size without calling ``load``, and all of them when the file is
+    removed half-way (an open handle); an older client's request is the path that loads; a
+    file gone before the fetch: NOT_FOUND."""
+    from mpc.server.service import PartyService
+
+    service, path = _servicer(tmp_path)
+    data = path.read_bytes()
+    stream = PartyService.Result(service, party_pb2.ResultRequest(job_id="j1", accept_files=True,
+                                                                  max_chunk_bytes=1000), _Context())
+    first = next(stream)
+    path.unlink()                               # a cleanup while streaming
+    chunks = [first, *stream]
+    assert b"".join(c.payload for c in chunks) == data and {c.total_size for c in chunks} == {len(data)}
+    assert [len(c.payload) for c in chunks[:-1]] == [1000] * (len(chunks) - 1) and len(chunks) > 5
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+    assert [c.last for c in chunks][-2:] == [False, True]
+    assert {c.format for c in chunks} == {"parquet"} and {c.job_id for c in chunks} == {"j1"}
+    stream = PartyService.Result(service, party_pb2.ResultRequest(job_id="j1", accept_files=True), _Context())
+    with pytest.raises(_Aborted) as info:
+        next(stream)
+    assert info.value.args[0] == grpc.StatusCode.NOT_FOUND and "result file of job j1 is gone" in info.value.args[1]
+    service, path = _servicer(tmp_path / "again")
+    stream = PartyService.Result(service, party_pb2.ResultRequest(job_id="j1", accept_files=True), _Context())
+    assert max(len(c.payload) for c in stream) == 4096            # the server's cap
+    with pytest.raises(AssertionError, match="loaded"):
+        next(PartyService.Result(service, party_pb2.ResultRequest(job_id="j1"), _Context()))
+
+
+def _parquet_bytes() -> bytes:
+    import io
+    buf = io.BytesIO()
+    pd.DataFrame({"id": [f"id{i}" for i in range(3000)], "row": np.arange(3000)}).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _chunk(i: int, total: int, payload: bytes, last: bool = False, fmt: str = "parquet", job: str = "j1"):
+    return party_pb2.ResultChunk(job_id=job, total_size=total, chunk_index=i, last=last, payload=payload, format=fmt)
+
+
+def _streams() -> dict:
+    data = _parquet_bytes()
+    n, h = len(data), len(data) // 2
+    return {
+        "truncated": ([_chunk(0, n, data[:h]), _chunk(1, n, data[h:-10], last=True)], "incomplete"),
+        "no last chunk": ([_chunk(0, n, data[:h]), _chunk(1, n, data[h:])], "incomplete"),
+        "more than declared": ([_chunk(0, n - 5, data[:h]), _chunk(1, n - 5, data[h:], last=True)],
+                               "exceeds its size"),
+        "out of order": ([_chunk(0, n, data[:h]), _chunk(2, n, data[h:], last=True)], "out of order"),
+        "size changed": ([_chunk(0, n, data[:h]), _chunk(1, n + 1, data[h:] + b"x", last=True)], "out of order"),
+        "format changed": ([_chunk(0, n, data[:h]), _chunk(1, n, data[h:], last=True, fmt="")], "out of order"),
+        "unknown format": ([_chunk(0, n, data, last=True, fmt="pickle")], "unknown format 'pickle'"),
+        "another job": ([_chunk(0, n, data, last=True, job="j2")], "arrived as job 'j2'"),
+        "not parquet": ([_chunk(0, n, bytes(n), last=True)], "not a valid Parquet file"),
+        "server failed": ([_chunk(0, n, data[:h]), None], r"failed \(INTERNAL\): disk on fire"),
+        "nothing": ([], "incomplete"),
+    }
+
+
+class _BadServer(party_pb2_grpc.PartyServicer):
+    """A party server whose job j1 is done and whose Result RPC sends ``self.chunks`` (None: abort)."""
+
+    chunks: list = []
+
+    def Status(self, request, context):  # noqa: N802
+        return party_pb2.JobStatus(job_id=request.job_id, state="done", protocol="psi.ecdh")
+
+    def Result(self, request, context):  # noqa: N802
+        for chunk in self.chunks:
+            if chunk is None:
+                context.abort(grpc.StatusCode.INTERNAL, "disk on fire")
+            yield chunk
+
+
+@pytest.fixture(scope="module")
+def bad_server():
+    from concurrent import futures
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    servicer = _BadServer()
+    party_pb2_grpc.add_PartyServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+@pytest.mark.parametrize("case", list(_streams()))
+def test_a_bad_result_stream_is_refused_and_leaves_nothing_at_the_path(bad_server, tmp_path, case):
+    """Chunks out of order, of another size, format or job, more or fewer bytes than declared,
+    bytes that are not Parquet, a stream cut by the server: GaotieError, with ``to`` or
+    without; nothing at ``to`` and no temporary file beside it; a file already at ``to``
+    stays as it was."""
+    from mpc.client import Client
+    from mpc.runtime.errors import GaotieError
+
+    servicer, address = bad_server
+    servicer.chunks, why = _streams()[case]
+    with Client(address) as client:
+        with pytest.raises(GaotieError, match=why):
+            client.result("j1", progress=False, to=tmp_path / "out.parquet")
+        assert list(tmp_path.iterdir()) == []
+        (tmp_path / "old.parquet").write_bytes(b"old")
+        with pytest.raises(GaotieError, match=why):
+            client.result("j1", progress=False, to=tmp_path / "old.parquet")
+        assert [p.name for p in tmp_path.iterdir()] == ["old.parquet"]
+        assert (tmp_path / "old.parquet").read_bytes() == b"old"
+        with pytest.raises(GaotieError, match=why):
+            client.result("j1", progress=False)
+
+
+def test_a_good_stream_from_the_same_fake_server_is_read(bad_server, tmp_path):
+    from mpc.client import Client
+
+    servicer, address = bad_server
+    data = _parquet_bytes()
+    servicer.chunks = [_chunk(i, len(data), data[i * 1000:(i + 1) * 1000], last=(i + 1) * 1000 >= len(data))
+                       for i in range(-(-len(data) // 1000))]
+    with Client(address) as client:
+        frame = client.result("j1", progress=False)
+        assert client.result("j1", progress=False, to=tmp_path / "x.parquet") == tmp_path / "x.parquet"
+    assert (tmp_path / "x.parquet").read_bytes() == data
+    pd.testing.assert_frame_equal(frame, pd.read_parquet(tmp_path / "x.parquet"))
+    assert frame["row"].tolist() == list(range(3000))
