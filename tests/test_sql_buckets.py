@@ -365,12 +365,14 @@ def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
         out = client.query(sql, memory="1MiB", join="circuit", progress=False)
         rows_sql = f"SELECT p.id, q.seg, p.k {J} WHERE p.k <> 1 AND q.seg <> 'gold'"     # sql.rows in buckets
         rows = client.query(rows_sql, memory="1MiB", progress=False)
+        saved = client.query(rows_sql, memory="1MiB", progress=False, to=tmp_path / "rows.parquet")   # the file
         audits = [json.loads(x) for x in cluster.audit_log("a").read_text().splitlines()]
         assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.aggregate"] == [[]]
-        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"] == [[]]
+        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"] == [[], []]
         assert not cluster.checkpoints_left()
     _compare(out, want, 1, 1e-4)    # STDDEV: probabilistic truncation errs ~1e-6 relative
     assert _multiset(rows) == _multiset(con.execute(rows_sql).df()) and len(rows) > 1000
+    pd.testing.assert_frame_equal(pd.read_parquet(saved), rows)
 
 
 def test_buckets_without_joined_rows_merge_as_empty(tmp_path, monkeypatch):
