@@ -344,7 +344,8 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
 def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
     """Client.query(memory=) on two party servers (b's [limits] memory is larger: the smaller
-    budget wins), an aggregate and a row-level query: DuckDB's results, none of the buckets
+    budget wins), an aggregate and a row-level query (also saved with ``to``: the server's result file,
+    the same frame read back): DuckDB's results, none of the buckets
     resumed, their checkpoints removed once the result is written."""
     from mpc.cluster import LocalCluster
 
