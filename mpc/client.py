@@ -200,12 +200,14 @@ class Client:
 
     @staticmethod
     def _read_parquet(job_id: str, data: bytes) -> Any:
-        """A result file's bytes as a DataFrame, parsed by pyarrow (as ``pandas.read_parquet``)."""
+        """A result file's bytes as the DataFrame ``pandas.read_parquet`` (pyarrow) makes of them."""
+        import io
+
+        import pandas as pd
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(pa.BufferReader(data)).to_pandas()
+            return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
         except (pa.ArrowException, OSError) as exc:
             raise GaotieError(f"the result of job {job_id} is not a valid Parquet file: {exc}") from None
 
