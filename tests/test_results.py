@@ -208,8 +208,9 @@ def test_a_table_value_is_saved_as_parquet_and_other_results_are_refused(files_c
 
 
 def test_cli_out_writes_the_result_file(files_cluster, tmp_path, capsys):
-    """``gaotie run JOB --out PATH`` and ``gaotie status JOB_ID --out PATH``: the result file at
-    PATH, its path and rows printed instead of the rows; a result that is not a table: exit 2."""
+    """``gaotie run JOB --out PATH``, ``gaotie status JOB_ID --out PATH`` and ``gaotie query SQL
+    --out PATH``: the result file at PATH, its path and rows printed instead of the rows; a
+    result that is not a table: exit 2."""
     from mpc.cli import main
 
     cluster, job, ids, expected = files_cluster
@@ -226,6 +227,10 @@ def test_cli_out_writes_the_result_file(files_cluster, tmp_path, capsys):
     spec.write_text('protocol = "psi.cardinality"\n[params]\nids = ["bank.accounts.id", "retailer.purchases.id"]\n')
     assert main(["run", str(spec), "--out", str(tmp_path / "n.parquet"), *server]) == 2
     assert "not a table" in capsys.readouterr().err and not (tmp_path / "n.parquet").exists()
+    sql = "SELECT p.id FROM bank.accounts p JOIN retailer.purchases q ON p.id = q.id"     # sql.rows in buckets
+    assert main(["query", sql, "--memory", "1MiB", "--quiet", "--out", str(tmp_path / "q.parquet"), *server]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'q.parquet'}: {len(expected)} rows"
+    assert sorted(pd.read_parquet(tmp_path / "q.parquet")["id"]) == sorted(expected)
 
 
 def _drain(cluster: LocalCluster, job: str) -> int:
