@@ -81,8 +81,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     protocol, params, timeout = _read_job(args.job)
     with _client(args) as client:
-        result = client.run(protocol, job_timeout=timeout, **params)
-    _print_result(result)
+        result = client.run(protocol, job_timeout=timeout, to=args.out, **params)
+    if args.out is None:
+        _print_result(result)
+    else:
+        _print_saved(result)
     return 0
 
 
@@ -97,8 +100,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         status = client.status(args.job_id)
         print(json.dumps(status))
-        if status["state"] == "done" and args.result:
-            _print_result(client.result(args.job_id, progress=False))
+        if status["state"] == "done" and (args.result or args.out):
+            result = client.result(args.job_id, progress=False, to=args.out)
+            if args.out is None:
+                _print_result(result)
+            else:
+                _print_saved(result)
     return 0
 
 
@@ -108,9 +115,11 @@ def cmd_query(args: argparse.Namespace) -> int:
             print(client.explain(args.sql, reveal_to=args.reveal_to, join=args.join))
             return 0
         result = client.query(args.sql, reveal_to=args.reveal_to, join=args.join, progress=not args.quiet,
-                              memory=args.memory)
+                              memory=args.memory, to=args.out)
     if result is None:
         print(f"(the result went to {args.reveal_to})")
+    elif args.out is not None:
+        _print_saved(result)
     elif args.format == "csv":
         print(result.to_csv(index=False), end="")
     elif args.format == "json":
@@ -146,6 +155,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_saved(path: Path | None) -> None:
+    """What ``--out`` wrote: the file and its rows (from the Parquet footer), or that there was nothing."""
+    if path is None:
+        print("(no result for this party: nothing written)")
+        return
+    import pyarrow.parquet as pq
+
+    print(f"{path}: {pq.read_metadata(path).num_rows} rows")
+
+
 def _print_result(result: Any, name: str = "") -> None:
     """A result in full: a table with every row and column, a dict (join.stats, woe_iv)
     one entry after another under its key (``histogram.retailer.spend:``), else print()."""
@@ -164,6 +183,10 @@ def _print_result(result: Any, name: str = "") -> None:
         print(result.to_string())
     else:
         print(f"{name}: {result}" if name else result)
+
+
+OUT_HELP = ("PATH: save the result table there as a Parquet file instead of printing it (a bucketed job's "
+            "result file streamed to disk as it arrives); a result that is not a table is an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,12 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                            ("submit", cmd_submit, "submit a job file and print its id")):
         p = sub.add_parser(name, help=text)
         p.add_argument("job", help="job TOML: protocol = \"...\" and a [params] table")
+        if name == "run":
+            p.add_argument("--out", help=OUT_HELP)
         client_args(p)
         p.set_defaults(fn=fn)
 
     p = sub.add_parser("status", help="state of a job")
     p.add_argument("job_id")
     p.add_argument("--result", action="store_true", help="print the result when done")
+    p.add_argument("--out", help=OUT_HELP)
     client_args(p)
     p.set_defaults(fn=cmd_status)
 
@@ -214,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", help="memory budget per party, e.g. 2GiB: a query of two tables (aggregates or "
                                     "rows) runs in hash buckets, checkpointed per bucket")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--out", help=OUT_HELP + " (instead of --format)")
     client_args(p)
     p.set_defaults(fn=cmd_query)
 

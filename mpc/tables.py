@@ -178,7 +178,8 @@ class ResultFile:
     """A table result a job wrote to a Parquet file batch by batch (a bucketed PSI's matched
     rows), so that no process holds the whole table while the job runs: the party server
     moves the file into its results directory (:meth:`move`) instead of writing a frame, and
-    reads it back (:meth:`load`) only when a client fetches the result.
+    streams the file's bytes to a client that fetches the result (the ``Result`` RPC with
+    ``accept_files``); it reads it back whole (:meth:`load`) only for older clients.
 
     Args:
         path: the Parquet file.

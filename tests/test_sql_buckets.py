@@ -344,7 +344,8 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
 def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
     """Client.query(memory=) on two party servers (b's [limits] memory is larger: the smaller
-    budget wins), an aggregate and a row-level query: DuckDB's results, none of the buckets
+    budget wins), an aggregate and a row-level query (also saved with ``to``: the server's result file,
+    the same frame read back): DuckDB's results, none of the buckets
     resumed, their checkpoints removed once the result is written."""
     from mpc.cluster import LocalCluster
 
@@ -365,12 +366,14 @@ def test_client_query_with_a_memory_budget_on_two_servers(tmp_path):
         out = client.query(sql, memory="1MiB", join="circuit", progress=False)
         rows_sql = f"SELECT p.id, q.seg, p.k {J} WHERE p.k <> 1 AND q.seg <> 'gold'"     # sql.rows in buckets
         rows = client.query(rows_sql, memory="1MiB", progress=False)
+        saved = client.query(rows_sql, memory="1MiB", progress=False, to=tmp_path / "rows.parquet")   # the file
         audits = [json.loads(x) for x in cluster.audit_log("a").read_text().splitlines()]
         assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.aggregate"] == [[]]
-        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"] == [[]]
+        assert [x["resumed_buckets"] for x in audits if x.get("protocol") == "sql.rows"] == [[], []]
         assert not cluster.checkpoints_left()
     _compare(out, want, 1, 1e-4)    # STDDEV: probabilistic truncation errs ~1e-6 relative
     assert _multiset(rows) == _multiset(con.execute(rows_sql).df()) and len(rows) > 1000
+    pd.testing.assert_frame_equal(pd.read_parquet(saved), rows)
 
 
 def test_buckets_without_joined_rows_merge_as_empty(tmp_path, monkeypatch):

@@ -20,8 +20,10 @@ from typing import Any, BinaryIO
 import numpy as np
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Create or replace ``path`` with what ``write(file)`` writes (streamed, not buffered)."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None = None) -> None:
+    """Create or replace ``path`` with what ``write(file)`` writes (streamed, not buffered);
+    ``check(temp_path)``, if given, runs on the complete temp file before the rename and may
+    raise to refuse it (the target is then untouched)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -29,6 +31,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,9 +15,11 @@ identities: every caller counts as this party itself.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
@@ -180,7 +182,9 @@ class PartyService(party_pb2_grpc.PartyServicer):
         return reply
 
     def Result(self, request, context):  # noqa: N802
-        """A done job's result to this party's own certificate, in chunks under the chunk cap."""
+        """A done job's result to this party's own certificate, in chunks under the chunk cap:
+        the serialized Value, or, to a client that accepts files, a result file's bytes as
+        they are on disk (``format = "parquet"``; the file is never loaded)."""
         self._require(context, {self.party})
         try:
             job = self.jobs.get(request.job_id)
@@ -188,13 +192,16 @@ class PartyService(party_pb2_grpc.PartyServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if job.state != "done":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {job.job_id} is {job.state}, not done")
+        cap = self.config.limits.max_chunk_bytes
+        size = min(request.max_chunk_bytes or cap, cap)
+        if request.accept_files and isinstance(job.result, tables.ResultFile):
+            yield from _file_chunks(job.job_id, job.result, size, context)
+            return
         with tables.compact_text():                                 # text columns as U arrays
             # the encoding as buffers, array data as views of the result's arrays (the same
             # bytes as codec.encode(...).SerializeToString(), without two whole copies: a
             # 2^23-row PSI result cost 1.3 GB more that way)
             parts, total = codec.dump_parts(_loaded(job.result))
-        cap = self.config.limits.max_chunk_bytes
-        size = min(request.max_chunk_bytes or cap, cap)
         n_chunks = max(1, -(-total // size))
         for i, payload in enumerate(_chunks(parts, total, size)):
             yield party_pb2.ResultChunk(job_id=job.job_id, total_size=total, chunk_index=i,
@@ -228,6 +235,26 @@ class PartyService(party_pb2_grpc.PartyServicer):
 def _loaded(result: Any) -> Any:
     """A job's result as a value: a result file (a bucketed PSI's) is read only when fetched."""
     return result.load() if isinstance(result, tables.ResultFile) else result
+
+
+def _file_chunks(job_id: str, result: tables.ResultFile, size: int,
+                 context: grpc.ServicerContext) -> Iterator[party_pb2.ResultChunk]:
+    """The bytes of a result file in chunks of ``size``, read from one open handle: the file
+    may be renamed or removed meanwhile (the handle keeps it), and ``total_size`` is the size
+    of what is read, never of another file put at the path. Memory: one chunk."""
+    try:
+        f = open(result.path, "rb")  # noqa: SIM115 - closed below, also when the client goes away
+    except OSError as exc:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"the result file of job {job_id} is gone ({exc.strerror})")
+    with f:
+        total = os.fstat(f.fileno()).st_size
+        n_chunks = max(1, -(-total // size))
+        for i in range(n_chunks):
+            payload = f.read(min(size, total - i * size))
+            if len(payload) != min(size, total - i * size):     # truncated in place: never sent short
+                context.abort(grpc.StatusCode.DATA_LOSS, f"the result file of job {job_id} shrank while read")
+            yield party_pb2.ResultChunk(job_id=job_id, total_size=total, chunk_index=i, last=i == n_chunks - 1,
+                                        payload=payload, format="parquet")
 
 
 def _on(party: str, exc: BaseException) -> str:

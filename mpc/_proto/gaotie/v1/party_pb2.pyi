@@ -78,26 +78,30 @@ class JobQuery(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ..., failed_party: _Optional[str] = ..., omit_result: _Optional[bool] = ...) -> None: ...
 
 class ResultRequest(_message.Message):
-    __slots__ = ("job_id", "max_chunk_bytes")
+    __slots__ = ("job_id", "max_chunk_bytes", "accept_files")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_FILES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     max_chunk_bytes: int
-    def __init__(self, job_id: _Optional[str] = ..., max_chunk_bytes: _Optional[int] = ...) -> None: ...
+    accept_files: bool
+    def __init__(self, job_id: _Optional[str] = ..., max_chunk_bytes: _Optional[int] = ..., accept_files: _Optional[bool] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
-    __slots__ = ("job_id", "total_size", "chunk_index", "last", "payload")
+    __slots__ = ("job_id", "total_size", "chunk_index", "last", "payload", "format")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     total_size: int
     chunk_index: int
     last: bool
     payload: bytes
-    def __init__(self, job_id: _Optional[str] = ..., total_size: _Optional[int] = ..., chunk_index: _Optional[int] = ..., last: _Optional[bool] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    format: str
+    def __init__(self, job_id: _Optional[str] = ..., total_size: _Optional[int] = ..., chunk_index: _Optional[int] = ..., last: _Optional[bool] = ..., payload: _Optional[bytes] = ..., format: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
     __slots__ = ("job_id", "state", "error", "protocol", "progress", "result", "phase", "done", "total", "unit", "failed_party")
