@@ -124,6 +124,16 @@ through the job; other sessions ran throughout, so the wall times follow the loa
   server 1699 MiB private + 277 MiB shared (the object store). The bucket plan does not yet
   charge the two rank columns (~190 B per bucket row, protocols.bucketed_ranks) that the join
   carries when describe runs: that, plus Ray's ~280 MiB at the retailer, is the excess.
+  Since (cc41731) the plan charges them (``buckets.RANK_BYTES``), the circuit join its measured
+  cost (``COSTS["circuit"]``) and each party its executor's overhead (Ray's 320 MiB): the
+  retailer on Ray plans 32 buckets of 2^19, in process 16 of 2^20. Both run at the same time
+  (2026-12-03 17:10-17:58, load 6.3-23.6, two helpers' test runs beside them): Ray, 32
+  buckets: 2811.0 s, **1298 / 1467 MiB** (the join's shuffle of the bins the peak, describe
+  1063 / 1329, the correlation 398 / 755), CPU 685.5 / 662.8 s per party (less than with 16
+  buckets: the smaller buckets' networks are shallower), 14 workers 2068 MiB together
+  (largest 387), CPU 92.7 s; in process, 16 buckets: 2641.2 s, **1929 / 1946 MiB** (the
+  bins' shuffle; the OPPRF 1735 / 1802, describe 1135 / 1189, the correlation 415 / 391),
+  CPU 713.7 / 706.5 s. Both within the 2 GiB budget.
 
 (PSI's bank figure is after serving the result.) What these show on one 2-core machine: Ray
 adds no CPU here (the same 2 cores as the server's own threads), and the wall times differ less
