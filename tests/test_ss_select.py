@@ -256,3 +256,24 @@ def test_selection_on_spilled_keys_holds_a_few_bytes_per_key(monkeypatch, tmp_pa
     assert np.array_equal(got[0], ranks)
     assert peak < 8 * n, peak / n
     assert not any((tmp_path / "spill").iterdir())          # the scratch files are unlinked
+
+
+def test_scratch_arrays_keep_what_is_written_when_their_pages_are_dropped(tmp_path):
+    """``files.scratch`` (a cut's new arrangement): a shared map of an unlinked 0600 file, so
+    ``release`` drops its pages from the process without losing what was written."""
+    from mpc.runtime import files
+
+    a = files.scratch(tmp_path, (1 << 20,), np.uint64)
+    assert not any(tmp_path.iterdir()) and a.flags.writeable and not a.any()   # unlinked at once
+    a[::3] = np.arange(0, 1 << 20, 3, dtype=np.uint64)
+    before = _rss_file_kib()
+    files.release(a)
+    assert _rss_file_kib() < before                            # the written pages left the process
+    want = np.zeros(1 << 20, np.uint64)
+    want[::3] = np.arange(0, 1 << 20, 3, dtype=np.uint64)
+    assert np.array_equal(a, want)
+
+
+def _rss_file_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile"))

@@ -49,27 +49,17 @@ def spill(directory: Path, parts: Iterable[np.ndarray], shape: tuple[int, ...], 
     leave it again on :func:`release`. The file is made with mode 0600 (``mkstemp``) and
     unlinked as soon as it is mapped: nothing is left behind whether the job ends or fails
     (its disk space goes when the last view of the array does)."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if size == 0:
-        return np.zeros(shape, dtype)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="spill-", suffix=".bin", dir=directory)
-    try:
-        with os.fdopen(fd, "r+b") as f:
-            written = 0
-            for part in parts:
-                part = np.ascontiguousarray(part, dtype=dtype)
-                f.write(memoryview(part).cast("B"))
-                written += part.nbytes
-            if written != size:
-                raise ValueError(f"spill of {shape} {dtype}: {written} bytes written, {size} expected")
-            f.flush()
-            mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-            _SPILLED.add(mapped)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return np.frombuffer(mapped, dtype).reshape(shape)
+    def write(f: BinaryIO, size: int) -> None:
+        written = 0
+        for part in parts:
+            part = np.ascontiguousarray(part, dtype=dtype)
+            f.write(memoryview(part).cast("B"))
+            written += part.nbytes
+        if written != size:
+            raise ValueError(f"spill of {shape} {dtype}: {written} bytes written, {size} expected")
+        f.flush()
+
+    return _mapped(directory, "spill-", shape, dtype, write, mmap.ACCESS_READ)
 
 
 def scratch(directory: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -77,18 +67,25 @@ def scratch(directory: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     what is written goes to the page cache and the file, so pages leave the process's
     resident memory on :func:`release` without losing data. Mode 0600 and unlinked as soon
     as it is mapped, as :func:`spill`."""
+    return _mapped(directory, "scratch-", shape, dtype, lambda f, size: f.truncate(size), mmap.ACCESS_WRITE)
+
+
+def _mapped(directory: Path, prefix: str, shape: tuple[int, ...], dtype: Any,
+            fill: Callable[[BinaryIO, int], Any], access: int) -> np.ndarray:
+    """An array of ``shape`` on a shared map of a new 0600 file of ``directory``, unlinked
+    once mapped, after ``fill(file, bytes)`` has written it (or sized it)."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size == 0:
         return np.zeros(shape, dtype)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="scratch-", suffix=".bin", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".bin", dir=directory)
     try:
-        os.ftruncate(fd, size)
-        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
-        _SPILLED.add(mapped)
+        with os.fdopen(fd, "r+b") as f:
+            fill(f, size)
+            mapped = mmap.mmap(f.fileno(), size, access=access)
+            _SPILLED.add(mapped)
     finally:
-        os.close(fd)
         Path(tmp).unlink(missing_ok=True)
     return np.frombuffer(mapped, dtype).reshape(shape)
 
