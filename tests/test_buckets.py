@@ -251,6 +251,8 @@ def test_memory_limit_in_party_config(tmp_path):
             parse_config({**base, "limits": {"memory": bad}}, tmp_path / "p.toml")
 
 
+@pytest.mark.slow   # twin in the default run: test_bucketed_stats.py's bucketed dealer-free join.stats on two
+# servers (describe, corr, histogram = pandas and the unbucketed job); the describe resume below on this pair
 def test_bucketed_join_stats_equals_pandas(pair):
     cluster, a, b = pair
     with cluster.client("a") as client:
@@ -314,6 +316,8 @@ def _kill_after(cluster, party: str, buckets_done: int) -> set[int]:
     return set(json.loads(next(_checkpoints(cluster, party).glob("*/manifest.json")).read_text())["done"])
 
 
+@pytest.mark.slow   # twin in the default run: the describe resume below (the same kill of a after 3 buckets,
+# resumed from the saved shares, = pandas), which carries the owner ranks too
 def test_killed_server_resumes_a_join_from_saved_shares(pair):
     cluster, a, b = pair
     params = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"], memory="1MiB", stats=["corr"])
@@ -679,6 +683,8 @@ def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
         assert out["iv"].set_index("feature").loc[f, "iv"] == pytest.approx(want["iv"].sum(), rel=1e-12)
 
 
+@pytest.mark.slow   # twins in the default run: the woe_iv Paillier-pass resume (its 8 aligned buckets loaded
+# from the checkpoint, = the unbucketed table) and the psi.ecdh resume killed mid-PSI
 def test_killed_server_resumes_a_woe_iv_from_its_aligned_buckets(tmp_path):
     """b is killed once it has saved two buckets' aligned rows (the PSI per bucket); the
     resubmitted job skips the buckets both saved and gives the unbucketed job's table."""
