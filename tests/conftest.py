@@ -1,4 +1,5 @@
-"""Shared fixtures: real party-server clusters (separate processes, loopback, mTLS)."""
+"""Shared fixtures: real party-server clusters (separate processes, loopback, mTLS), a spy on the
+widths of the comparisons mpc.ss.order opens, and checks of statistics results against pandas."""
 
 import os
 from pathlib import Path
@@ -44,6 +45,22 @@ def tls_cluster():
     with LocalCluster(["bank", "retailer"], tls=True, datasets=datasets) as cluster:
         cluster.frames = {"bank": bank, "retailer": retail}
         yield cluster
+
+
+@pytest.fixture
+def opened_widths(monkeypatch) -> set[int]:
+    """The key widths (``bits``) of every comparison mpc.ss.order opens (``_less_open``) while
+    the test runs, in this process: a test checks its selections compared narrow keys."""
+    from mpc.ss import order
+    widths: set[int] = set()
+    real = order._less_open
+
+    def less(ctx, d, bits):
+        widths.add(bits)
+        return real(ctx, d, bits)
+
+    monkeypatch.setattr(order, "_less_open", less)
+    return widths
 
 
 def server_stats(cluster: LocalCluster, party: str) -> dict[str, int]:

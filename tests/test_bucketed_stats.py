@@ -295,21 +295,14 @@ def test_bucketed_join_carries_each_owners_whole_column_ranks(tmp_path):
     assert all(r is None for r in out["a"][2].values())
 
 
-def test_bucketed_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(tmp_path, monkeypatch):
+def test_bucketed_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(tmp_path, monkeypatch,
+                                                                                 opened_widths):
     """join.stats (describe + corr) in 8 buckets without a dealer, on columns full of ties and
     two integer columns: equal to pandas, and every opened comparison of describe's
     selections ran on the owners' ranks' R = key_bits(20000) = 15 bits, none on the values'
     60-odd (as after the unbucketed join: tests/test_join_circuit.py)."""
     from mpc.ss import order
     from protocols import registry
-    widths: set[int] = set()
-    real = order._less_open
-
-    def less(ctx, d, bits):
-        widths.add(bits)
-        return real(ctx, d, bits)
-
-    monkeypatch.setattr(order, "_less_open", less)
     monkeypatch.setattr(order, "SAMPLE_ABOVE", 256)
     a, b = _tied_tables()
     stores = _rank_stores(tmp_path, a, b)
@@ -325,7 +318,7 @@ def test_bucketed_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(
     got = out["describe"].rename(index=lambda s: s.split(".")[1]).loc[names]
     np.testing.assert_allclose(got[ref.columns].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(out["corr"].to_numpy(), plain.corr().to_numpy(), atol=1e-4)
-    assert widths == {order.key_bits(ROWS)}
+    assert opened_widths == {order.key_bits(ROWS)}
 
 
 def test_bucketed_join_views_with_ranks_depend_only_on_the_sizes(tmp_path):

@@ -251,6 +251,8 @@ def test_memory_limit_in_party_config(tmp_path):
             parse_config({**base, "limits": {"memory": bad}}, tmp_path / "p.toml")
 
 
+@pytest.mark.slow   # twin in the default run: test_bucketed_stats.py's bucketed dealer-free join.stats on two
+# servers (describe, corr, histogram = pandas and the unbucketed job); the describe resume below on this pair
 def test_bucketed_join_stats_equals_pandas(pair):
     cluster, a, b = pair
     with cluster.client("a") as client:
@@ -314,6 +316,8 @@ def _kill_after(cluster, party: str, buckets_done: int) -> set[int]:
     return set(json.loads(next(_checkpoints(cluster, party).glob("*/manifest.json")).read_text())["done"])
 
 
+@pytest.mark.slow   # twin in the default run: the describe resume below (the same kill of a after 3 buckets,
+# resumed from the saved shares, = pandas), which carries the owner ranks too
 def test_killed_server_resumes_a_join_from_saved_shares(pair):
     cluster, a, b = pair
     params = dict(ids=["a.t.id", "b.t.id"], columns=["a.t.x", "b.t.y"], memory="1MiB", stats=["corr"])
@@ -679,6 +683,8 @@ def test_bucketed_woe_iv_equals_pandas_and_the_unbucketed_job(tmp_path):
         assert out["iv"].set_index("feature").loc[f, "iv"] == pytest.approx(want["iv"].sum(), rel=1e-12)
 
 
+@pytest.mark.slow   # twins in the default run: the woe_iv Paillier-pass resume (its 8 aligned buckets loaded
+# from the checkpoint, = the unbucketed table) and the psi.ecdh resume killed mid-PSI
 def test_killed_server_resumes_a_woe_iv_from_its_aligned_buckets(tmp_path):
     """b is killed once it has saved two buckets' aligned rows (the PSI per bucket); the
     resubmitted job skips the buckets both saved and gives the unbucketed job's table."""
@@ -745,8 +751,8 @@ def _own_key_is_private(cluster, party: str) -> None:
     assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
 
 
-def _killed_paillier_pass(cluster, client, job, params, kill):
-    """Submit ``job`` over 8 buckets ("1MiB"), kill server ``kill`` once a has added two
+def _killed_paillier_pass(cluster, client, job, params, kill, nb=8):
+    """Submit ``job`` over ``nb`` buckets ("1MiB"), kill server ``kill`` once a has added two
     buckets of the Paillier pass (the first run fails), check b's stored key pair is
     private, resubmit; returns (buckets a had saved, the resumed result, the unbucketed
     result, both parties' audit records of the resumed job)."""
@@ -754,7 +760,7 @@ def _killed_paillier_pass(cluster, client, job, params, kill):
     saved = _kill_when(cluster, "a", kill, "paillier_done", 2)["state"]["paillier_done"]
     with pytest.raises(Exception):                         # noqa: B017 - the first run fails
         client.result(first, progress=False)
-    assert 2 <= saved < 8
+    assert 2 <= saved < nb
     _own_key_is_private(cluster, "b")
     second = _resubmit(client, job, **params, memory="1MiB")
     out = client.result(second, progress=False)
@@ -791,13 +797,13 @@ def test_killed_label_holder_resumes_the_woe_iv_paillier_pass(tmp_path):
 
 # -- psi.intersection_sum in buckets ------------------------------------------------------------
 def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path):
-    """4 buckets (memory "1MiB": 4096 ids a bucket) with every party's bucket_join_sizes
+    """2 buckets (memory "1MiB": 4096 ids a bucket) with every party's bucket_join_sizes
     consent: the same (cardinality, sum) as the unbucketed job and as pandas, for float and
     integer values (duplicate ids' values added up), to either receiver."""
     rng = np.random.default_rng(31)
-    n = 10000
+    n = 6000
     a = pd.DataFrame({"id": rng.permutation(n)})
-    b = pd.DataFrame({"id": rng.permutation(np.arange(4000, 4000 + n)), "y": rng.normal(50, 10, n).round(4),
+    b = pd.DataFrame({"id": rng.permutation(np.arange(2400, 2400 + n)), "y": rng.normal(50, 10, n).round(4),
                       "c": rng.integers(-1000, 1000, n)})
     b.loc[b.index[:5], "id"] = b.id.iloc[5:10].to_numpy()        # 5 repeated ids: their values add up
     a.to_csv(tmp_path / "a.csv", index=False)
@@ -824,14 +830,14 @@ def test_bucketed_intersection_sum_equals_pandas_and_the_unbucketed_job(tmp_path
 
 @pytest.mark.parametrize("kill", ["a", pytest.param("b", marks=pytest.mark.slow)])   # killing b: slow run
 def test_killed_server_resumes_the_intersection_sum_paillier_pass(tmp_path, kill):
-    """8 buckets; a server is killed once the id party (a) has added two buckets' Enc(sum):
+    """4 buckets; a server is killed once the id party (a) has added two buckets' Enc(sum):
     the resubmitted job reuses the values party's stored key pair and a's saved count and
     Enc(total), runs only the buckets a had not added (their ECDH and encryptions) and gives
     the unbucketed job's (cardinality, sum)."""
     rng = np.random.default_rng(43)
-    n = 20000
+    n = 12000                               # memory "1MiB": 4 buckets (the woe_iv resume above runs 8)
     a = pd.DataFrame({"id": rng.permutation(n)})
-    b = pd.DataFrame({"id": rng.permutation(np.arange(8000, 8000 + n)), "y": rng.normal(50, 10, n).round(4)})
+    b = pd.DataFrame({"id": rng.permutation(np.arange(4800, 4800 + n)), "y": rng.normal(50, 10, n).round(4)})
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
     datasets = {"a": {"t": {"path": str(tmp_path / "a.csv"), "id": "id", "columns": {"id": "join_key"}}},
@@ -841,7 +847,7 @@ def test_killed_server_resumes_the_intersection_sum_paillier_pass(tmp_path, kill
     with LocalCluster(["a", "b"], datasets=datasets, tls=False, dealer=False,
                       limits={"job_timeout": 120.0, "bucket_join_sizes": True}) as cluster, \
             cluster.client("a") as client:
-        saved, out, whole, records = _killed_paillier_pass(cluster, client, "psi.intersection_sum", params, kill)
+        saved, out, whole, records = _killed_paillier_pass(cluster, client, "psi.intersection_sum", params, kill, nb=4)
     assert records[0]["resumed_paillier_buckets"] == records[1]["resumed_paillier_buckets"] == saved
     joined = b[b.id.isin(a.id)]
     assert out["cardinality"] == whole["cardinality"] == len(joined)

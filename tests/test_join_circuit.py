@@ -460,20 +460,12 @@ def _ranked_stats_job(ctx, ids, cols):
 
 
 @pytest.mark.parametrize("transport", ["memory", "grpc"])
-def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypatch, transport):
+def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypatch, opened_widths, transport):
     """describe + corr after the join with ranks, on columns full of ties and an integer
     column (min and max by the tournament, its quartiles by a selection after it): equal to
     pandas, and every opened comparison of the selections ran on the ranks' bits
     (key_bits(n_owner)), none on the values' 60-odd."""
     from mpc.ss import order
-    widths: set[int] = set()
-    real = order._less_open
-
-    def less(ctx, d, bits):
-        widths.add(bits)
-        return real(ctx, d, bits)
-
-    monkeypatch.setattr(order, "_less_open", less)
     monkeypatch.setattr(order, "SAMPLE_ABOVE", 256)
     a, b = tables(1500, 1200, 900)
     a["k"] = RNG.integers(0, 4, len(a)) * 0.5               # four values
@@ -488,7 +480,7 @@ def test_describe_on_owner_ranks_equals_pandas_with_narrow_comparisons(monkeypat
     got = d.rename(index=lambda s: s.split(".")[1]).loc[names]
     np.testing.assert_allclose(got[ref.columns].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(c.to_numpy(), plain.corr().to_numpy(), atol=1e-4)
-    assert widths == {max(order.key_bits(1500), order.key_bits(1200))}    # the ranked group's R
+    assert opened_widths == {max(order.key_bits(1500), order.key_bits(1200))}    # the ranked group's R
 
 
 def _given_ranks_job(ctx, ids, cols, given, rows):

@@ -197,25 +197,19 @@ def _mixed(ctx, data, owners, ints):
     return stats.describe(ctx, cols)
 
 
-def test_describe_of_floats_and_ints_without_a_dealer(monkeypatch):
+def test_describe_of_floats_and_ints_without_a_dealer(monkeypatch, opened_widths):
     """A table of scaled floats and integer columns: the floats (a public bound) still get
     min, max and the quartiles from one selection, only the integers run the tournament,
     and the integers' selection compares on their own narrow keys, not the floats' width;
     equal to pandas."""
     rows: list[int] = []
-    widths: set[int] = set()
-    real_extremes, real_less = order.extremes, order._less_open
+    real_extremes = order.extremes
 
     def extremes(x):
         rows.append(x.shape[0])
         return real_extremes(x)
 
-    def less(ctx, d, bits):
-        widths.add(bits)
-        return real_less(ctx, d, bits)
-
     monkeypatch.setattr(order, "extremes", extremes)
-    monkeypatch.setattr(order, "_less_open", less)
     n = 3000
     data = {"f": RNG.lognormal(2, 1, n), "i": RNG.integers(-50, 50, n), "g": RNG.normal(0, 3, n),
             "j": RNG.integers(0, 4, n)}
@@ -225,7 +219,7 @@ def test_describe_of_floats_and_ints_without_a_dealer(monkeypatch):
     ref = pd.DataFrame(data).describe().T
     np.testing.assert_allclose(d.loc[ref.index].to_numpy(), ref.to_numpy(), rtol=1e-6, atol=1e-9)
     assert rows and set(rows) == {2}                      # the tournament saw the two integer columns only
-    assert min(widths) <= 7 + order.key_bits(n) < max(widths)   # i: range < 2^7, its own selection
+    assert min(opened_widths) <= 7 + order.key_bits(n) < max(opened_widths)   # i: range < 2^7, its own selection
 
 
 def test_selection_on_spilled_keys_holds_a_few_bytes_per_key(monkeypatch, tmp_path):
