@@ -72,6 +72,11 @@ class PointFiles:
     def file(self, i: int) -> Path:
         return self.dir / f"points-{i:03d}.bin"
 
+    def clear(self) -> None:
+        """Remove the files (their points are consumed: the disk is freed as the job goes)."""
+        for i in range(FILES):
+            self.file(i).unlink(missing_ok=True)
+
     def add(self, files: np.ndarray, rows: np.ndarray) -> None:
         """Append row i of ``rows`` ((n, width) uint8) to file ``files[i]``."""
         buckets.append_by_file(self.file, files, rows, FILES)
