@@ -85,8 +85,8 @@ def test_cardinality_among_three_parties_with_nothing_in_common_and_an_empty_par
 
 def test_three_party_cardinality_under_a_budget_on_servers_equals_python_sets_and_the_unbucketed_job(tmp_path):
     rng = np.random.default_rng(11)
-    ids = _ids(rng, "abc", 300, 500, repeats=100)
-    ids["c"] = np.concatenate([ids["c"], ids["a"][:200]])
+    ids = _ids(rng, "abc", 80, 150, repeats=30)
+    ids["c"] = np.concatenate([ids["c"], ids["a"][:100]])
     for p, v in ids.items():
         pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
     datasets = {p: {"t": {"path": str(tmp_path / f"{p}.csv"), "id": "id", "columns": {"id": "join_key"}}}
@@ -105,7 +105,7 @@ def test_three_party_cardinality_under_a_budget_on_servers_equals_python_sets_an
         with cluster.client("c") as client:
             assert client.result(job, progress=False) == want
         assert not cluster.checkpoints_left()   # cleaned up
-    assert small == whole == want == 300
+    assert small == whole == want == 80
 
 
 # -- views ----------------------------------------------------------------------------------------
