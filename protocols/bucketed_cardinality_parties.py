@@ -95,7 +95,7 @@ def _digests(sp: buckets.Spill, chunk: int) -> Iterator[np.ndarray]:
 
 def _acked(ctx: Context, peer: str, i: int) -> None:
     got = ctx.recv(peer)
-    if got != i or not isinstance(got, int) or isinstance(got, bool):
+    if not isinstance(got, int) or isinstance(got, bool) or got != i:
         raise ValueError(f"party {peer!r} sent a malformed acknowledgement of batch {i}")
 
 
