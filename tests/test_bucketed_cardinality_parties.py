@@ -82,8 +82,9 @@ def test_cardinality_among_three_parties_with_nothing_in_common_and_an_empty_par
     stores = _stores(tmp_path, ids)
     assert run_local(_job(stores, ["c"]), ["a", "b", "c"], timeout=300) == {"a": None, "b": None, "c": 0}
     spilled = []
-    monkeypatch.setattr(buckets, "spill_files", lambda *a: spilled.append(1))
-    assert run_local(_job(stores, ["c"]), ["a", "b", "c"], timeout=300) == {"a": None, "b": None, "c": 0}
+    with monkeypatch.context() as m:
+        m.setattr(buckets, "spill_files", lambda *a: spilled.append(1))
+        assert run_local(_job(stores, ["c"]), ["a", "b", "c"], timeout=300) == {"a": None, "b": None, "c": 0}
     assert not spilled
     ids["a"] = ids["a"][:0]
     assert run_local(_job(_stores(tmp_path, ids, "-empty")), ["a", "b", "c"], timeout=300) == \
