@@ -307,8 +307,7 @@ for s in stores.values():
     s.fingerprint("t")               # the checkpoint's input digest (8 MiB reads), cached before
 tracemalloc.start()
 out = run_local(run, ["a", "b", "c"], timeout=600)
-current, peak = tracemalloc.get_traced_memory()
-print(peak - current, out["a"])      # held at the peak and let go by the end (not interned names)
+print(tracemalloc.get_traced_memory()[1], out["a"])
 """
 
 
