@@ -65,12 +65,20 @@ class PointFiles:
 
     def __init__(self, directory: Path, width: int) -> None:
         self.dir, self.width = directory, width
+        # the paths made once: a fresh name per call is interned and dropped, and that churn makes
+        # the interpreter rebuild its table of interned names (MiBs) again and again
+        self.files = [directory / f"points-{i:03d}.bin" for i in range(FILES)]
         directory.mkdir(parents=True, exist_ok=True)
         for f in directory.glob("points-*.bin"):       # left by an earlier, interrupted run
             f.unlink()
 
     def file(self, i: int) -> Path:
-        return self.dir / f"points-{i:03d}.bin"
+        return self.files[i]
+
+    def clear(self) -> None:
+        """Remove the files (their points are consumed: the disk is freed as the job goes)."""
+        for i in range(FILES):
+            self.file(i).unlink(missing_ok=True)
 
     def add(self, files: np.ndarray, rows: np.ndarray) -> None:
         """Append row i of ``rows`` ((n, width) uint8) to file ``files[i]``."""

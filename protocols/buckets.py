@@ -150,10 +150,11 @@ class Spill:
     def __init__(self, directory: Path, n_values: int) -> None:
         self.dir = directory
         self.dtype = np.dtype([("w", np.uint64, (2,)), ("row", np.int64), ("v", np.float64, (n_values,))])
+        self.files = [directory / f"spill-{i:03d}.bin" for i in range(SPILL)]    # made once (see PointFiles)
         directory.mkdir(parents=True, exist_ok=True)
 
     def file(self, i: int) -> Path:
-        return self.dir / f"spill-{i:03d}.bin"
+        return self.files[i]
 
     def reset(self) -> None:
         for i in range(SPILL):

@@ -139,8 +139,9 @@ def _run_cardinality(ctx: Context, params: dict[str, Any], data: LocalData) -> i
     if memory is not None and len(ctx.parties) == 2:
         from protocols.bucketed_cardinality import cardinality
         return cardinality(ctx, params, data, own_ref(ctx, params, "ids"), memory)
-    bucketed.refuse_over_budget(ctx, params, data, _refs(params, "ids"), "psi.cardinality with 3 or more parties",
-                                bucketed.WHOLE_INPUT_COSTS["ecdh"])
+    if memory is not None:       # 3 or more parties: the N-party protocol, file by file
+        from protocols.bucketed_cardinality_parties import cardinality_parties
+        return cardinality_parties(ctx, params, data, own_ref(ctx, params, "ids"), memory)
     return psi_cardinality(ctx, id_column(ctx, params, data), receivers=_receivers(params))
 
 

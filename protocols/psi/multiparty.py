@@ -53,12 +53,65 @@ W = curve.POINT_BYTES
 CT = curve.CIPHERTEXT_BYTES
 
 
-def _recv_points(ctx: Context, peer: str, rows: int | None = None, width: int = W) -> np.ndarray:
-    value = ctx.recv(peer)
+def ring_roles(parties: list[str], leader: str) -> tuple[list[str], list[str], str]:
+    """(the ring starting at ``leader``, its shufflers, its mixer M: the last party)."""
+    start = parties.index(leader)
+    ring = parties[start:] + parties[:start]
+    return ring, ring[1:-1], ring[-1]
+
+
+def check_batch(peer: str, value, rows: int | None = None, width: int = W) -> np.ndarray:
+    """A received batch must be an (n, width) uint8 array (n = ``rows`` when given)."""
     if (not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 2
             or value.shape[1] != width or (rows is not None and value.shape[0] != rows)):
         raise ValueError(f"party {peer!r} sent a malformed batch of points")
     return value
+
+
+def _recv_points(ctx: Context, peer: str, rows: int | None = None, width: int = W) -> np.ndarray:
+    return check_batch(peer, ctx.recv(peer), rows, width)
+
+
+def check_public_key(mixer: str, pub) -> bytes:
+    if not isinstance(pub, bytes) or len(pub) != W:
+        raise ValueError(f"party {mixer!r} sent a malformed public key")
+    return pub
+
+
+# The per-batch steps, shared with the out-of-core cardinality (protocols.bucketed_cardinality_parties).
+def encrypt_items(pub: bytes, digests: np.ndarray) -> np.ndarray:
+    """A non-leader's items for the pool: ElGamal encryptions of H(x) under M's key ``pub``."""
+    return curve.elgamal_encrypt(pub, curve.hash_to_group(GROUP, digests))
+
+
+def mix(pub: bytes, key: bytes, cts: np.ndarray) -> np.ndarray:
+    """A shuffler's hop: each encryption of P replaced by a fresh encryption of key·P."""
+    return curve.elgamal_blind(pub, key, cts)
+
+
+def decrypt(secret: bytes, cts: np.ndarray) -> np.ndarray:
+    return curve.elgamal_decrypt(secret, cts)
+
+
+def present_in_all(plain: np.ndarray, sets: int) -> np.ndarray:
+    """The distinct points of ``plain`` ((n, W) uint8) occurring exactly ``sets`` times."""
+    values, counts = np.unique(as_keys(plain, W), return_counts=True)
+    common = values[counts == sets]
+    return np.frombuffer(common.tobytes(), dtype=np.uint8).reshape(-1, W)
+
+
+def blind(key: bytes, points: np.ndarray) -> np.ndarray:
+    return curve.scalar_mul(GROUP, key, points)
+
+
+def map_out(digests: np.ndarray, t: bytes) -> np.ndarray:
+    """A receiver's items entering its mapping flow: t·H(x), t a fresh temporary scalar."""
+    return curve.hash_to_group(GROUP, digests, t)
+
+
+def unblinder(key: bytes, t: bytes) -> bytes:
+    """The scalar k_R·t^-1 that turns t·K'·H(x) (back from the flow) into K·H(x)."""
+    return curve.ed25519_scalar_mul(key, curve.ed25519_scalar_invert(t))
 
 
 def run(ctx: Context, digests: np.ndarray, leader: str, receivers: list[str], cardinality_only: bool,
@@ -66,25 +119,20 @@ def run(ctx: Context, digests: np.ndarray, leader: str, receivers: list[str], ca
     """Returns a mask over ``digests`` rows (PSI receiver), a count (cardinality receiver)
     or None (non-receiver)."""
     me = ctx.party
-    start = ctx.parties.index(leader)
-    ring = ctx.parties[start:] + ctx.parties[:start]
+    ring, shufflers, mixer = ring_roles(ctx.parties, leader)
     others = ring[1:]
-    mixer = ring[-1]
     key = curve.new_key(GROUP)
     n_parties = len(ring)
 
     # 1. Membership: the non-leader sets, ElGamal-encrypted for M, pooled and mixed.
-    shufflers = ring[1:-1]
     if me == mixer:
         secret, pub = curve.elgamal_keypair()
         for q in shufflers:
             ctx.send(q, pub)
     elif me in shufflers:
-        pub = ctx.recv(mixer)
-        if not isinstance(pub, bytes) or len(pub) != W:
-            raise ValueError(f"party {mixer!r} sent a malformed public key")
+        pub = check_public_key(mixer, ctx.recv(mixer))
     if me != leader:
-        mine = curve.elgamal_encrypt(pub, curve.hash_to_group(GROUP, digests))
+        mine = encrypt_items(pub, digests)
         mine = mine[shuffled(len(mine))]
         if me != shufflers[0]:
             ctx.send(shufflers[0], mine)
@@ -95,18 +143,15 @@ def run(ctx: Context, digests: np.ndarray, leader: str, receivers: list[str], ca
             bag = np.concatenate(sets)      # origins in a known order: only ciphertexts here
         else:
             bag = _recv_points(ctx, shufflers[pos - 1], width=CT)
-        bag = curve.elgamal_blind(pub, key, bag)
+        bag = mix(pub, key, bag)
         bag = bag[shuffled(len(bag))]
         ctx.send(shufflers[pos + 1] if pos + 1 < len(shufflers) else mixer, bag)
     if me == mixer:
-        plain = curve.elgamal_decrypt(secret, _recv_points(ctx, shufflers[-1], width=CT))
-        values, counts = np.unique(as_keys(plain, W), return_counts=True)
-        common = values[counts == n_parties - 1]
-        common = np.frombuffer(common.tobytes(), dtype=np.uint8).reshape(-1, W)
-        common = curve.scalar_mul(GROUP, key, common)
+        plain = decrypt(secret, _recv_points(ctx, shufflers[-1], width=CT))
+        common = blind(key, present_in_all(plain, n_parties - 1))
         ctx.send(leader, common[shuffled(len(common))])
     if me == leader:
-        common_k = curve.scalar_mul(GROUP, key, _recv_points(ctx, mixer))
+        common_k = blind(key, _recv_points(ctx, mixer))
 
     # 2. Mapping flows: each receiver gets its own items blinded by every key, privately.
     mine_full = None
@@ -117,13 +162,12 @@ def run(ctx: Context, digests: np.ndarray, leader: str, receivers: list[str], ca
         pos = path.index(me)
         if pos == 0:
             t = curve.new_key(GROUP)
-            pts = curve.hash_to_group(GROUP, digests, t)
+            pts = map_out(digests, t)
             ctx.send(path[1], pts)
             back = _recv_points(ctx, path[-1], len(pts))
-            unblind = curve.ed25519_scalar_mul(key, curve.ed25519_scalar_invert(t))
-            mine_full = curve.scalar_mul(GROUP, unblind, back)
+            mine_full = blind(unblinder(key, t), back)
         else:
-            pts = curve.scalar_mul(GROUP, key, _recv_points(ctx, path[pos - 1]))
+            pts = blind(key, _recv_points(ctx, path[pos - 1]))
             if cardinality_only:
                 pts = pts[shuffled(len(pts))]
             ctx.send(path[(pos + 1) % len(path)], pts)
