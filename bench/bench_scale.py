@@ -133,7 +133,15 @@ through the job; other sessions ran throughout, so the wall times follow the loa
   buckets: the smaller buckets' networks are shallower), 14 workers 2068 MiB together
   (largest 387), CPU 92.7 s; in process, 16 buckets: 2641.2 s, **1929 / 1946 MiB** (the
   bins' shuffle; the OPPRF 1735 / 1802, describe 1135 / 1189, the correlation 415 / 391),
-  CPU 713.7 / 706.5 s. Both within the 2 GiB budget.
+  CPU 713.7 / 706.5 s. Both within the 2 GiB budget. In process again after the bucketed
+  join stopped holding every bucket's shares until the end (6182fa8) and describe's selection
+  stopped holding two copies of the keys (81d6e94), main at 8891c21 (2026-12-03 18:24-18:46,
+  load 3.4-11.9): 1355.8 s, **1651 / 1563 MiB** (the bins' shuffle; the OPPRF 1301 / 1249, the
+  zero test 1507 / 1443, describe 1035 / 1090, the correlation 401 / 416), CPU 668.2 / 673.1 s.
+  10^8 x 10^8 from these: the join stays at one bucket's peak (buckets of at most 2^20 ids; no
+  per-bucket state is kept in memory across buckets any more), describe at about 0.4 GiB of
+  process plus the Clos networks (~0.33 GiB, before the selection) plus ~3 B per key of the
+  selection (0.15 GiB for 5 x 10^7 joined rows): about 1.65 GiB per party, the join's.
 
 (PSI's bank figure is after serving the result.) What these show on one 2-core machine: Ray
 adds no CPU here (the same 2 cores as the server's own threads), and the wall times differ less
