@@ -139,9 +139,10 @@ through the job; other sessions ran throughout, so the wall times follow the loa
   load 3.4-11.9): 1355.8 s, **1651 / 1563 MiB** (the bins' shuffle; the OPPRF 1301 / 1249, the
   zero test 1507 / 1443, describe 1035 / 1090, the correlation 401 / 416), CPU 668.2 / 673.1 s.
   10^8 x 10^8 from these: the join stays at one bucket's peak (buckets of at most 2^20 ids; no
-  per-bucket state is kept in memory across buckets any more), describe at about 0.4 GiB of
-  process plus the Clos networks (~0.33 GiB, before the selection) plus ~3 B per key of the
-  selection (0.15 GiB for 5 x 10^7 joined rows): about 1.65 GiB per party, the join's.
+  per-bucket state is kept in memory across buckets any more); describe at its 2^24 peak
+  (1.04-1.09 GiB: the Clos networks are bounded by the budget, the columns and keys spilled)
+  plus the selection's ~3 B per key for the 4.2 x 10^7 more keys (~0.12 GiB): about 1.2 GiB;
+  so about 1.65 GiB per party in all, the join's bucket.
 
 (PSI's bank figure is after serving the result.) What these show on one 2-core machine: Ray
 adds no CPU here (the same 2 cores as the server's own threads), and the wall times differ less
