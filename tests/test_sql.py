@@ -2,6 +2,7 @@
 checked against DuckDB running the same SQL on the pooled plaintext tables."""
 
 import json
+import time
 
 import duckdb
 import numpy as np
@@ -403,10 +404,18 @@ def test_having_on_shares_drops_groups_and_keeps_the_suppressed_marked(cluster):
 
 
 def _audited(cluster, protocol: str, sql: str) -> list[dict]:
-    """The retailer's audit records of ``protocol`` jobs that ran ``sql``."""
-    records = [json.loads(line) for line in cluster.audit_log("retailer").read_text().splitlines()]
-    return [r for r in records if r["protocol"] == protocol and isinstance(r.get("params"), dict)
-            and r["params"].get("sql") == sql]
+    """The retailer's audit records of ``protocol`` jobs that ran ``sql``, waiting up to 10 s
+    for one (the retailer writes it when the job ends there, maybe after the bank's client
+    has the result)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        path = cluster.audit_log("retailer")
+        records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        mine = [r for r in records if r["protocol"] == protocol and isinstance(r.get("params"), dict)
+                and r["params"].get("sql") == sql]
+        if mine or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)
 
 
 def test_the_audit_log_records_the_sql_and_the_plan(cluster):

@@ -3,6 +3,7 @@ dealer (triples="auto" resolves to "ot"), against pandas on the plain data; and 
 registry entries that say so (the dealer a helper they can use, not one they require)."""
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -60,10 +61,19 @@ def test_registry_join_dealer_requires_the_dealer(name):
 
 def ran_alone(cluster, protocol):
     """The audit record, on both servers, of the last ``protocol`` job: done, with the bank
-    and the retailer as its only parties (no helper party joined)."""
+    and the retailer as its only parties (no helper party joined). A party writes it when the
+    job ends there, which may be after the client has the result: waits up to 10 s."""
     for party in cluster.servers:
-        records = [json.loads(line) for line in cluster.audit_log(party).read_text().splitlines()]
-        last = [r for r in records if r["protocol"] == protocol][-1]
+        deadline = time.monotonic() + 10.0
+        while True:
+            path = cluster.audit_log(party)
+            records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+            mine = [r for r in records if r["protocol"] == protocol]
+            if mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert mine, f"no audit record of {protocol} at {party!r}"
+        last = mine[-1]
         assert last["outcome"] == "done" and last["parties"] == ["bank", "retailer"], last
 
 
