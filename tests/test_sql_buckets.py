@@ -765,6 +765,7 @@ def _ints(value) -> list:
     return []
 
 
+@pytest.mark.slow   # twins: the three-party view test (bucketed = DuckDB, in process), the two-server query test
 def test_three_party_rows_with_a_memory_budget_on_three_servers(tmp_path):
     """Client.query(memory=) of three tables on three party servers consenting to the per-bucket
     sizes: DuckDB's rows, the same frame as the unbucketed query's, no bucket resumed, the
