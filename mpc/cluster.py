@@ -34,10 +34,20 @@ from mpc.server.config import DEALER
 _START_TIMEOUT = 30.0
 
 
+_ISSUED: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port no socket listens on, and not one this process has handed out before:
+    the kernel may give a just-closed port again, and two servers of one cluster on one port
+    would each take the other's calls (they now refuse to share it: ``grpc.so_reuseport`` 0)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ISSUED:
+            _ISSUED.add(port)
+            return port
 
 
 def _toml_value(v: Any) -> str:

@@ -622,6 +622,26 @@ def test_a_plaintext_cluster_is_explicitly_insecure_on_loopback():
             assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == pytest.approx(132.0)
 
 
+def test_a_second_server_on_a_taken_port_refuses_to_start(tmp_path):
+    """gRPC's default SO_REUSEPORT would let a second server bind a running server's port
+    and take half of its peers' calls: a party server refuses to share its port."""
+    import subprocess
+    import sys
+    frames = {p: pd.DataFrame({"id": [f"x{i}" for i in range(12)], "v": np.arange(12.0)}) for p in ("a", "b")}
+    with LocalCluster(["a", "b"], tls=False, datasets={p: {"t": f} for p, f in frames.items()},
+                      dealer=False) as cluster:
+        path = tmp_path / "party.toml"
+        write_toml(path, {"party": "b", "listen": cluster.addresses["a"], "insecure": True,
+                          "workdir": str(tmp_path / "state"), "peers": {"a": cluster.addresses["b"]}})
+        second = subprocess.run([sys.executable, "-m", "mpc.cli", "serve", "--config", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert f"cannot listen on {cluster.addresses['a']}: address in use" in second.stdout + second.stderr
+        with cluster.client("a") as client:     # and the first one still takes every call
+            for _ in range(4):
+                assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == pytest.approx(132.0)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.builds(party_pb2.Envelope, job_id=st.text(max_size=8), sender=st.text(max_size=4),
                  seq=st.integers(0, 2**64 - 1), chunk_index=st.integers(0, 2**32 - 1), last=st.booleans(),

@@ -63,6 +63,12 @@ def grpc_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, 
             ("grpc.http2.max_ping_strikes", 0)]
 
 
+def server_options(max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[tuple[str, Any]]:
+    """:func:`grpc_options` for a server, which listens on its port alone: gRPC's default
+    SO_REUSEPORT would let a second server bind the same port and take half its calls."""
+    return [*grpc_options(max_chunk_bytes), ("grpc.so_reuseport", 0)]
+
+
 class _Malformed:
     """Stands for an Exchange request that is not a valid Envelope."""
 

@@ -182,7 +182,7 @@ def _serve_party(party: str, address: str, job_id: str, options: Mapping[str, An
         DEFAULT_MAX_VALUE_BYTES,
         ExchangeServicer,
         add_party_servicer,
-        grpc_options,
+        server_options,
     )
     from mpc.runtime.mailbox import Mailbox
 
@@ -191,7 +191,7 @@ def _serve_party(party: str, address: str, job_id: str, options: Mapping[str, An
     cap = int(options.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES))
     mailbox = Mailbox()
     mailbox.open(job_id)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * size)), options=grpc_options(chunk))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(8, 2 * size)), options=server_options(chunk))
     add_party_servicer(ExchangeServicer(party, mailbox, cap), server)
     port = server.add_insecure_port(address)
     if not port:

@@ -36,9 +36,9 @@ from mpc.runtime.grpc_transport import (
     GrpcTransport,
     _chunks,
     add_party_servicer,
-    grpc_options,
     peer_identity,
     receive_stream,
+    server_options,
 )
 from mpc.runtime.mailbox import Mailbox
 from mpc.server import tls
@@ -271,7 +271,7 @@ def build_server(config: PartyConfig) -> tuple[grpc.Server, PartyService, health
     # each other until their deadlines. Idle workers are never started.
     workers = config.limits.max_open_jobs * max(1, len(config.peers)) + _CONTROL_WORKERS
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                         options=grpc_options(config.limits.max_chunk_bytes))
+                         options=server_options(config.limits.max_chunk_bytes))
     add_party_servicer(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
