@@ -56,16 +56,27 @@ columns follow from the scales of u and the kept rows every party already gets (
 magnitude). Two things the unbucketed job sends are not sent here: the public bounds of the
 scaled columns (the aggregates need none) and the median offset (a mean, as private).
 
+Quantiles (MEDIAN, PERCENTILE_CONT) without GROUP BY or a filter on shares do not merge
+either, but need no weights: every bucket also keeps its joined rows' values of each quantile
+argument (its checkpoint), and after the merge they are concatenated bucket by bucket into
+memory-mapped files (``chunked.spilled``, as the bucketed ``join.stats``) on which
+``protocols.stats.vertical.quantile`` runs once, as the unbucketed job runs it on its one join:
+the selection out of core, its dealer-free shuffles as Clos networks that fit the budget.
+Same reveal: the quantiles to ``reveal_to``; the selection opens only comparisons of keys in a
+uniform arrangement of all joined rows (:mod:`mpc.ss.order`).
+
 What cannot be merged exactly from per-bucket parts is refused (:func:`blocker`, naming the
-SQL function and its line and column): quantiles (MEDIAN, PERCENTILE_CONT) and
-VARIANCE/STDDEV/COVAR/CORR of expressions (centred on the mean of all joined rows). A HAVING on
+SQL function and its line and column): quantiles per group or under a filter on shares (the
+weights of all joined rows at once) and VARIANCE/STDDEV/COVAR/CORR of expressions (centred on
+the mean of all joined rows). A HAVING on
 VARIANCE/STDDEV of a column compares the merged sums on shares (:func:`_variance_against`).
 Such a query runs unbucketed if its input fits the budget
 and is refused otherwise (:func:`protocols.bucketed.refuse_over_budget`). COUNT(DISTINCT)
 is refused by the parser already.
 
 In memory: one batch of input, one bucket's join and its groups x rows weight matrix, and
-the buckets' partial aggregates (groups x aggregates x buckets words); the bucket size
+the buckets' partial aggregates (groups x aggregates x buckets words); the quantiles' selection
+a few bytes per joined row (:func:`mpc.ss.order.select` on spilled keys); the bucket size
 allows ``GROUP_ROW_BYTES`` per row and group for the weights (so many groups mean more,
 smaller buckets, up to the 256 of :mod:`protocols.buckets`, past which memory is not bounded).
 
@@ -78,12 +89,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mpc import ss
+from mpc.runtime import allocator
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor, fixed
 from protocols import buckets
@@ -108,6 +121,7 @@ from protocols.sql.job import (
     weights,
 )
 from protocols.sql.plan import MOMENTS, VARIANCES, Aggregate, Plan
+from protocols.stats import chunked
 from protocols.stats._common import work_bits
 from protocols.stats.scaling import column_exponent, default_bits, exchange_scales
 
@@ -125,10 +139,12 @@ def blocker(plan: Plan) -> str | None:
     result does not merge exactly from per-bucket parts, as "FUNC(args) at line L, column C
     (why)"; None when every aggregate merges."""
     bad: list[tuple[Aggregate, str]] = []
+    grouped = bool(plan.group_by) or plan.secret_filter is not None
     for a in plan.aggregates:
-        if a.func == "quantile":
-            bad.append((a, "a quantile of a group does not merge from per-bucket parts"))
-        elif a.func not in MERGEABLE and not all(_bare(e) for e in a.args):
+        if a.func == "quantile" and grouped:
+            bad.append((a, "a quantile per group or under a filter on shares needs the weights of all joined "
+                           "rows at once, which no bucket has"))
+        elif a.func not in (*MERGEABLE, "quantile") and not all(_bare(e) for e in a.args):
             what = "a variance" if a.func in VARIANCES else "a covariance or correlation"
             bad.append((a, f"{what} of an expression is computed centred on the mean of all joined rows, "
                            "which no bucket knows"))
@@ -218,17 +234,27 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     parts = _parts(plan)
     cap = capacity(sizes[ctx.party], nb)
 
+    qargs = _quantile_args(plan)
+
     def work(b: int, first_file: int, count: int) -> dict[str, np.ndarray]:
         table = join_bucket(ctx, sp, b, first_file, count, cap, names, shifts, params["join"])
-        return _partials(ctx, plan, table, frac, labels, len(groups), parts, f)
+        return _partials(ctx, plan, table, frac, labels, len(groups), parts, f, qargs)
 
     ctx.report_progress(phase="sql: private join and aggregates per bucket")
-    results = [r for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
+    # a bucket's joined quantile arguments stay in its checkpoint (read again below, a column
+    # at a time): the buckets' shares at once grow with the joined rows
+    results = [{k: v for k, v in r.items() if not re.fullmatch(r"q\d+", k)}
+               for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
     n = int(sum(int(r["rows"][0]) for r in results))
     check_min_group(ctx, agg_cols, "columns", data, n)
     ctx.report_progress(phase="sql: merging the buckets")
     merged = _merge(ctx, results, parts, plan, len(groups))
-    return _finish(ctx, plan, merged, groups, n, min_group, to, frac)
+    try:
+        values = _joined_values(ctx, store, results, len(qargs), n, memory)
+        return _finish(ctx, plan, merged, groups, n, min_group, to, frac, dict(zip(map(repr, qargs), values,
+                                                                                  strict=True)))
+    finally:
+        chunked.close(ctx)
 
 
 def _own_refs(ctx: Context, plan: Plan) -> list[str]:
@@ -412,12 +438,48 @@ def _parts(plan: Plan) -> list[tuple[str, Any]]:
     return out
 
 
+def _quantile_args(plan: Plan) -> list[Any]:
+    """The distinct arguments of the plan's quantiles (MEDIAN, PERCENTILE_CONT; no GROUP BY
+    or filter on shares, :func:`blocker`), in plan order: every bucket keeps their values on
+    its joined rows, and the quantiles run once on all joined rows."""
+    out: list[Any] = []
+    for a in plan.aggregates:
+        if a.func == "quantile" and all(repr(a.args[0]) != repr(e) for e in out):
+            out.append(a.args[0])
+    return out
+
+
+def _joined_values(ctx: Context, store: Any, results: list[dict[str, np.ndarray]], k: int, n: int,
+                   memory: int) -> list[SharedTensor]:
+    """The ``k`` quantile arguments' shares over all joined rows, bucket after bucket as each
+    bucket's checkpoint holds them, in memory-mapped files of the checkpoint directory
+    (``protocols.stats.chunked.spilled``, as the bucketed ``join.stats``; removed by
+    ``chunked.close``): the quantiles' selection and its dealer-free shuffles (Clos networks
+    that fit ``memory``) run out of core, as ``join.stats``' describe does."""
+    from mpc.ss import clos_shuffle
+
+    if not k:
+        return []
+    ctx.state[chunked.SPILL] = store.path("columns")
+    ctx.state[clos_shuffle.WIRES] = clos_shuffle.wires_for(memory)
+    full = [(b, r) for b, r in enumerate(results) if int(r["rows"][0])]
+    out = []
+    for j in range(k):
+        parts = (ss.from_shares(ctx, store.load_bucket(b, [f"q{j}"])[f"q{j}"], int(r[f"qf{j}"][0])) for b, r in full)
+        out.append(chunked.spilled(ctx, parts, n))
+    allocator.release()      # the buckets' free memory, before the selection's arrays
+    return out
+
+
 def _partials(ctx: Context, plan: Plan, table: Any, frac: dict[str, int], labels: list[list[Any]], g: int,
-              parts: list[tuple[str, Any]], f: int) -> dict[str, np.ndarray]:
+              parts: list[tuple[str, Any]], f: int, qargs: list[Any]) -> dict[str, np.ndarray]:
     """One bucket's joined rows reduced to shares of per-group partial aggregates (ring
-    integers, frac 0) and their scales: what the bucket's checkpoint holds."""
+    integers, frac 0) and their scales, and the shares of its quantile arguments ``qargs``
+    on its joined rows with their scales: what the bucket's checkpoint holds."""
     n = table.num_rows
     out: dict[str, np.ndarray] = {"rows": np.array([n], dtype=np.int64)}
+    for j in range(len(qargs) if n == 0 else 0):
+        out[f"q{j}"], out[f"qf{j}"] = np.zeros(0, dtype=np.uint64), np.array([], dtype=np.int64)
     if n == 0:               # nothing joined here: zero counts and sums, MIN/MAX the 2^60 of an empty group
         out["count"] = np.zeros(g, dtype=np.uint64)
         for i, (kind, _) in enumerate(parts):
@@ -447,6 +509,9 @@ def _partials(ctx: Context, plan: Plan, table: Any, frac: dict[str, int], labels
             value = wsum(t.with_frac_bits(0)) if kind == "sum" else _group_min_max(t, h, kind, n)
             scales = [t.frac_bits]
         out[f"p{i}"], out[f"f{i}"] = value.with_frac_bits(0).share, np.array(scales, dtype=np.int64)
+    for j, arg in enumerate(qargs):
+        t = joined_tensor(ctx, cols, n, f, arg)
+        out[f"q{j}"], out[f"qf{j}"] = t.share, np.array([t.frac_bits], dtype=np.int64)
     return out
 
 
@@ -487,9 +552,14 @@ def _merge(ctx: Context, results: list[dict[str, np.ndarray]], parts: list[tuple
 
 
 def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple], n: int, min_group: int,
-            to: list[str], frac: dict[str, int]) -> pd.DataFrame | None:
+            to: list[str], frac: dict[str, int], values: dict[str, SharedTensor]) -> pd.DataFrame | None:
     """From the merged values on: suppression, HAVING on shares, the kept groups' aggregates
-    opened to ``to``, the result frame (as :func:`protocols.sql.job._run` does)."""
+    opened to ``to``, the quantiles of the joined ``values`` (by repr of their argument) as
+    the unbucketed job computes them over all joined rows
+    (``protocols.stats.vertical.quantile``), the result frame (as
+    :func:`protocols.sql.job._run` does)."""
+    from protocols.stats import vertical
+
     counts_sh = merged["count"]
 
     def part(agg: Aggregate) -> tuple[SharedTensor, list[int]]:
@@ -523,6 +593,9 @@ def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple
                 out = out.astype(np.float64) * 2.0 ** -scale[0]
                 out = out / counts if a.func == "avg" else out
             results[a.name] = out
+        elif a.func == "quantile":
+            out = vertical.quantile(ctx, values[repr(a.args[0])], a.q, reveal_to=to) if n else math.nan
+            results[a.name] = None if out is None else np.array([out])
     variances = [a for a in plan.aggregates if a.func in VARIANCES]
     if variances:
         sums = {}

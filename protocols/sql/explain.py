@@ -106,7 +106,10 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
         from protocols.sql.bucketed import blocker
         why = blocker(plan)
         lines.append("under a memory budget (Client.query(memory=...), [limits] memory): " + (
-            "runs in hash buckets, the partial aggregates merged on shares; with more than one bucket every "
+            "runs in hash buckets, the partial aggregates merged on shares"
+            + ("; the quantiles once on all buckets' joined rows, out of core"
+               if any(a.func == "quantile" for a in plan.aggregates) else "")
+            + "; with more than one bucket every "
             "party also learns the number of joined rows in each bucket (only if every party's [limits] "
             "bucket_join_sizes allows it)" if why is None else
             f"not in buckets ({why}): refused if the input outgrows the budget"))
