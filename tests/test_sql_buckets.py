@@ -150,12 +150,16 @@ QUERIES = [
     (f"SELECT COUNT(*) AS n, MEDIAN(p.x) AS mx, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) AS p90, "
      f"QUANTILE_CONT(p.w, 0.25) AS qw, MEDIAN(p.x - q.y) AS md, SUM(q.y) AS sy {J} WHERE p.k < 3 "
      "HAVING MEDIAN(p.x) > 10", 0, 1e-9, 2.0 ** -14),
+    # moments of expressions over all joined rows, beside those of bare columns
+    (f"SELECT COUNT(*) AS n, VARIANCE(p.x * 2 - q.y) AS ve, STDDEV_POP(p.x + q.y) AS se, "
+     f"COVAR_SAMP(p.x - q.y, q.y) AS ce, CORR(p.x * q.y, p.x) AS re, VARIANCE(p.x) AS vx, CORR(p.x, q.y) AS r "
+     f"{J} WHERE p.k <> 1", 0, 1e-4, 1e-6),
 ]
 
 
 @pytest.mark.parametrize(("sql", "keys", "rel", "atol"), QUERIES,
                          ids=["moments", "two-keys", "filter", "case", "having-variance", "covar-corr-grouped",
-                              "covar-corr", "quantiles"])
+                              "covar-corr", "quantiles", "moments-of-expressions"])
 def test_bucketed_sql_equals_duckdb(data, bucket_runs, sql, keys, rel, atol):
     frames, stores, con = data
     out = _run(stores, _params(sql))
@@ -236,10 +240,10 @@ def test_an_interrupted_job_resumes_without_redoing_finished_buckets(tmp_path, m
     (f"SELECT q.seg, COUNT(*), MEDIAN(q.y) {J} GROUP BY q.seg", r"MEDIAN\(q\.y\) at line 1, column 30 \(a quantile"),
     (f"SELECT q.seg, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) {J} GROUP BY q.seg",
      r"PERCENTILE_CONT\(0\.9\) WITHIN GROUP .* at line 1, column 29 \(a quantile"),
-    (f"SELECT COUNT(*), CORR(p.x, q.y),\n  COVAR_POP(p.x * 2, q.y) {J}",
-     r"COVAR_POP\(p\.x \* 2, q\.y\) at line 2, column 11 \(a covariance or correlation of an expression"),
-    (f"SELECT VARIANCE(p.x), STDDEV(p.x * q.y) {J}",
-     r"STDDEV\(p\.x \* q\.y\) at line 1, column 28 \(a variance of an expression"),
+    (f"SELECT COUNT(*), CORR(p.x, q.y),\n  COVAR_POP(p.x * 2, q.y) {J} GROUP BY q.seg",
+     r"COVAR_POP\(p\.x \* 2, q\.y\) at line 2, column 11 \(a covariance or correlation of an expression per group"),
+    (f"SELECT VARIANCE(p.x), STDDEV(p.x * q.y) {J} WHERE p.x > q.y",
+     r"STDDEV\(p\.x \* q\.y\) at line 1, column 28 \(a variance of an expression per group or under a filter"),
 ], ids=["median", "percentile", "covar-of-expression", "stddev-of-expression"])
 def test_what_does_not_merge_is_refused_naming_the_function_its_position_and_the_budget(tmp_path, sql, named):
     """Columns are sqlglot's (the end of the function's name), as in the parser's errors."""
@@ -348,20 +352,21 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
 
 
 def test_views_of_bucketed_quantiles_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch):
-    """MEDIAN and PERCENTILE_CONT over all joined rows in 2 buckets (reveal_to = a, the dealer
-    join), on two data sets with the same ids and other values: a gets DuckDB's quantiles,
-    b nothing. Besides shares (ring words, bytes), b receives no float, the join's positions
-    as many as each bucket's joined rows, and the same public integers in both runs (the
-    budget, the distinct and kept rows, the bucket size and capacity, a's column scales,
-    min_group_size, the protocols' constants): the selection's opened comparisons are ring
-    words of uniformly arranged keys (checked in tests/test_ss_select.py)."""
+    """MEDIAN, PERCENTILE_CONT and the VARIANCE of an expression over all joined rows in 2
+    buckets (reveal_to = a, the dealer join), on two data sets with the same ids and other
+    values: a gets DuckDB's values, b nothing. Besides shares (ring words, bytes), b
+    receives no float, the join's positions as many as each bucket's joined rows, and the
+    same public integers in both runs (the budget, the distinct and kept rows, the bucket
+    size and capacity, a's column scales, min_group_size, the protocols' constants): the
+    selection's opened comparisons are ring words of uniformly arranged keys (checked in
+    tests/test_ss_select.py)."""
     from mpc.runtime.views import flatten, record_views
     from protocols import buckets
 
     monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
     spec = registry.get("sql.aggregate")
     sql = (f"SELECT COUNT(*) AS n, MEDIAN(p.x) AS mx, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) AS p90, "
-           f"SUM(p.x) AS sx {J}")
+           f"SUM(p.x) AS sx, VARIANCE(p.x - q.y) AS ve {J}")
     params = {**_params(sql, reveal_to="a"), "join": "dealer"}
     base = _frames(6000, seed=9)
     publics = []
@@ -371,7 +376,7 @@ def test_views_of_bucketed_quantiles_are_the_per_bucket_join_sizes_and_the_resul
         out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
                                   timeout=300)
         assert out["b"] is None
-        _compare(out["a"], _duck(frames).execute(sql).df(), 0, 1e-9, 1e-9)
+        _compare(out["a"], _duck(frames).execute(sql).df(), 0, 1e-6, 1e-9)
         leaves = [x for x in flatten(views["b"])
                   if not (isinstance(x, np.ndarray) and x.dtype in (np.uint64, np.uint8))]
         assert not [x for x in leaves if isinstance(x, float) or (isinstance(x, np.ndarray) and x.dtype.kind == "f")]
@@ -452,8 +457,10 @@ def test_explain_says_what_buckets_add_and_what_they_refuse():
     refused = explain(parse(f"SELECT q.seg, AVG(p.x), MEDIAN(q.y) {J} GROUP BY q.seg", _schemas()))
     assert "not in buckets (MEDIAN(q.y) at line 1, column 30" in refused and "refused if the input outgrows" in refused
     assert "runs in hash buckets" in explain(parse(f"SELECT CORR(p.x, q.y), COVAR_POP(p.w, p.x) {J}", _schemas()))
-    assert "not in buckets (CORR(p.x + q.y, q.y) at line 1, column 11 (a covariance or correlation of an expression" \
-        in explain(parse(f"SELECT CORR(p.x + q.y, q.y) {J}", _schemas()))
+    assert "not in buckets (CORR(p.x + q.y, q.y) at line 1, column 18 (a covariance or correlation of an expression" \
+        in explain(parse(f"SELECT q.seg, CORR(p.x + q.y, q.y) {J} GROUP BY q.seg", _schemas()))
+    whole = explain(parse(f"SELECT CORR(p.x + q.y, q.y), MEDIAN(p.x) {J}", _schemas()))
+    assert "runs in hash buckets" in whole and "the moments of expressions once on all buckets' joined rows" in whole
     rows = explain(parse(f"SELECT p.id, q.seg {J}", _schemas()))
     assert "runs in hash buckets, an OPRF PSI per bucket with the same receivers; nothing more is revealed" in rows
 

@@ -144,10 +144,10 @@ def blocker(plan: Plan) -> str | None:
         if a.func == "quantile" and grouped:
             bad.append((a, "a quantile per group or under a filter on shares needs the weights of all joined "
                            "rows at once, which no bucket has"))
-        elif a.func not in (*MERGEABLE, "quantile") and not all(_bare(e) for e in a.args):
+        elif a.func in MOMENTS and grouped and not all(_bare(e) for e in a.args):
             what = "a variance" if a.func in VARIANCES else "a covariance or correlation"
-            bad.append((a, f"{what} of an expression is computed centred on the mean of all joined rows, "
-                           "which no bucket knows"))
+            bad.append((a, f"{what} of an expression per group or under a filter on shares is computed centred "
+                           "on the group's mean, which no bucket knows"))
     if not bad:
         return None
     return min(_located(plan, a, why) for a, why in bad)[1]
@@ -234,7 +234,7 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     parts = _parts(plan)
     cap = capacity(sizes[ctx.party], nb)
 
-    qargs = _quantile_args(plan)
+    qargs = spilled_args(plan)
 
     def work(b: int, first_file: int, count: int) -> dict[str, np.ndarray]:
         table = join_bucket(ctx, sp, b, first_file, count, cap, names, shifts, params["join"])
@@ -425,6 +425,8 @@ def _parts(plan: Plan) -> list[tuple[str, Any]]:
         part = {"sum": "sum", "avg": "sum", "min": "min", "max": "max"}.get(a.func)
         if part:
             items = [(part, a.args[0])]
+        elif _of_expressions(a):        # on all joined rows (spilled_args)
+            items = []
         elif a.func in VARIANCES:
             items = [("var", _bare(a.args[0]))]
         elif a.func in MOMENTS:
@@ -438,15 +440,21 @@ def _parts(plan: Plan) -> list[tuple[str, Any]]:
     return out
 
 
-def _quantile_args(plan: Plan) -> list[Any]:
-    """The distinct arguments of the plan's quantiles (MEDIAN, PERCENTILE_CONT; no GROUP BY
-    or filter on shares, :func:`blocker`), in plan order: every bucket keeps their values on
-    its joined rows, and the quantiles run once on all joined rows."""
+def spilled_args(plan: Plan) -> list[Any]:
+    """The distinct arguments of the plan's quantiles (MEDIAN, PERCENTILE_CONT) and of its
+    VARIANCE/STDDEV/COVAR/CORR of expressions (no GROUP BY or filter on shares:
+    :func:`blocker`), in plan order: every bucket keeps their values on its joined rows, and
+    these aggregates run once on all joined rows."""
     out: list[Any] = []
     for a in plan.aggregates:
-        if a.func == "quantile" and all(repr(a.args[0]) != repr(e) for e in out):
-            out.append(a.args[0])
+        args = a.args[:1] if a.func == "quantile" else a.args if _of_expressions(a) else []
+        out += [e for e in args if all(repr(e) != repr(o) for o in out)]
     return out
+
+
+def _of_expressions(a: Aggregate) -> bool:
+    """Whether ``a`` is a VARIANCE/STDDEV/COVAR/CORR with an argument that is not a bare column."""
+    return a.func in MOMENTS and not all(_bare(e) for e in a.args)
 
 
 def _joined_values(ctx: Context, store: Any, results: list[dict[str, np.ndarray]], k: int, n: int,
@@ -596,7 +604,7 @@ def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple
         elif a.func == "quantile":
             out = vertical.quantile(ctx, values[repr(a.args[0])], a.q, reveal_to=to) if n else math.nan
             results[a.name] = None if out is None else np.array([out])
-    variances = [a for a in plan.aggregates if a.func in VARIANCES]
+    variances = [a for a in plan.aggregates if a.func in VARIANCES and not _of_expressions(a)]
     if variances:
         sums = {}
         for a in variances:
@@ -604,9 +612,13 @@ def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple
             sums[_bare(a.args[0])] = (value, u_frac, v_frac)
         results.update(owner_variances_of_sums(ctx, variances, dict(sorted(sums.items())), opened, counts,
                                                counts_sh, n))
-    comoments = [a for a in plan.aggregates if a.func in MOMENTS and a.func not in VARIANCES]
+    comoments = [a for a in plan.aggregates if a.func in MOMENTS and a.func not in VARIANCES
+                 and not _of_expressions(a)]
     if comoments:
         results.update(_covariances(ctx, comoments, merged, opened, counts, counts_sh, n))
+    of_expressions = [a for a in plan.aggregates if _of_expressions(a)]
+    if of_expressions:
+        results.update(_centred_moments(ctx, of_expressions, values, opened, n))
     ctx.report_progress(1.0)
     if ctx.party not in to:
         return None
@@ -658,6 +670,41 @@ def _covariances(ctx: Context, aggs: list[Aggregate], merged: dict[str, Any], op
             ddof = 0 if a.func.endswith("_pop") else 1
             with np.errstate(divide="ignore", invalid="ignore"):
                 out[a.name] = np.where(cnt - ddof > 0, vxy / (cnt * (cnt - ddof)), np.nan)
+    return out
+
+
+def _centred_moments(ctx: Context, aggs: list[Aggregate], values: dict[str, SharedTensor], opened,
+                     n: int) -> dict[str, Any]:
+    """VARIANCE/STDDEV/COVAR/CORR of expressions over all joined rows (no groups), from the
+    sums of products of their centred values on the joined ``values``
+    (:func:`protocols.stats.vertical.centred_products`, out of core): only the entries the
+    aggregates need (a variance, a covariance, for CORR also the two variances) are opened,
+    to ``reveal_to``, where the unbucketed job opens the centred first and second moments."""
+    from protocols.stats import vertical
+
+    keys = list(dict.fromkeys(repr(e) for a in aggs for e in a.args))
+    s, shifts = vertical.centred_products(ctx, {k: values[k] for k in keys})
+    need: list[tuple[int, int]] = []          # the entries (i, j) of S to open
+    for a in aggs:
+        i, j = keys.index(repr(a.args[0])), keys.index(repr(a.args[-1]))
+        need += [p for p in [(i, j)] + ([(i, i), (j, j)] if a.func == "corr" else []) if p not in need]
+    got = opened(s[np.array([i for i, _ in need]), np.array([j for _, j in need])].reshape(1, len(need)))
+    if got is None:
+        return {a.name: None for a in aggs}
+
+    def centred(i: int, j: int) -> np.ndarray:    # sum of the centred products, one value per kept group
+        return got[:, need.index((i, j))].astype(np.float64) * 2.0 ** -(shifts[i] + shifts[j])
+
+    out: dict[str, Any] = {}
+    for a in aggs:
+        i, j = keys.index(repr(a.args[0])), keys.index(repr(a.args[-1]))
+        ddof = 0 if a.func.endswith("_pop") else 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if a.func == "corr":
+                out[a.name] = centred(i, j) / np.sqrt(centred(i, i) * centred(j, j))
+            else:
+                v = centred(i, j) / (n - ddof) if n > ddof else np.full(len(got), np.nan)
+                out[a.name] = np.sqrt(np.maximum(v, 0.0)) if a.func.startswith("stddev") else v
     return out
 
 

@@ -103,12 +103,12 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
                  "randomness it deals)" + ("; with join='dealer' both parties' id counts" if join == "dealer" else "")
                  + "; nothing that depends on ids or values")
     if not three:
-        from protocols.sql.bucketed import blocker
+        from protocols.sql.bucketed import blocker, spilled_args
         why = blocker(plan)
         lines.append("under a memory budget (Client.query(memory=...), [limits] memory): " + (
             "runs in hash buckets, the partial aggregates merged on shares"
-            + ("; the quantiles once on all buckets' joined rows, out of core"
-               if any(a.func == "quantile" for a in plan.aggregates) else "")
+            + ("; the quantiles and the moments of expressions once on all buckets' joined rows, out of core"
+               if spilled_args(plan) else "")
             + "; with more than one bucket every "
             "party also learns the number of joined rows in each bucket (only if every party's [limits] "
             "bucket_join_sizes allows it)" if why is None else

@@ -433,6 +433,16 @@ def _products(ctx: Context, cols: Sequence[_Col]) -> SharedTensor:
     return s
 
 
+def centred_products(ctx: Context, named: Mapping[str, SharedTensor]) -> tuple[SharedTensor, list[int]]:
+    """(S, shifts): S = d d^T (k x k shares) of the ``named`` columns' centred values and each
+    column's public shift, so that sum over rows of (x_i - mean x_i)(x_j - mean x_j) =
+    S_ij 2^-(shift_i + shift_j): what :func:`var`, :func:`cov` and :func:`corr_matrix` open,
+    for a caller that opens only some entries (``protocols.sql.bucketed``). Out of core on
+    spilled columns (``chunked.gram``); reveals what :func:`prepare_many` reveals."""
+    cols = prepare_many(ctx, named)
+    return _products(ctx, cols), [c.shift for c in cols]
+
+
 def _gram_bits(n: int) -> int:
     """Signed bits every entry of d d^T fits: d = r - mean(r), r in [0, 2^W] (a range of 2^W), so
     sum d_a^2 <= n 2^(2W) / 4 (plus the rounding of the mean, below 2.25 n) < 2^(L + 2W - 1)
