@@ -56,19 +56,24 @@ columns follow from the scales of u and the kept rows every party already gets (
 magnitude). Two things the unbucketed job sends are not sent here: the public bounds of the
 scaled columns (the aggregates need none) and the median offset (a mean, as private).
 
-Quantiles (MEDIAN, PERCENTILE_CONT) without GROUP BY or a filter on shares do not merge
-either, but need no weights: every bucket also keeps its joined rows' values of each quantile
-argument (its checkpoint), and after the merge they are concatenated bucket by bucket into
-memory-mapped files (``chunked.spilled``, as the bucketed ``join.stats``) on which
-``protocols.stats.vertical.quantile`` runs once, as the unbucketed job runs it on its one join:
-the selection out of core, its dealer-free shuffles as Clos networks that fit the budget.
-Same reveal: the quantiles to ``reveal_to``; the selection opens only comparisons of keys in a
-uniform arrangement of all joined rows (:mod:`mpc.ss.order`).
+Quantiles (MEDIAN, PERCENTILE_CONT) and VARIANCE/STDDEV/COVAR/CORR of expressions without
+GROUP BY or a filter on shares do not merge either, but need no weights: every bucket also
+keeps its joined rows' values of each such argument (its checkpoint,
+:func:`spilled_args`), and after the merge they are concatenated bucket by bucket into
+memory-mapped files (``chunked.spilled``, as the bucketed ``join.stats``). On them
+``protocols.stats.vertical.quantile`` runs once, as the unbucketed job runs it on its one join
+(the selection out of core, its dealer-free shuffles as Clos networks that fit the budget),
+and the moments come from the centred sums of products
+(``vertical.centred_products``, summed chunk by chunk). Same reveal: the quantiles to
+``reveal_to`` (the selection opens only comparisons of keys in a uniform arrangement of all
+joined rows, :mod:`mpc.ss.order`), of the moments only the centred sums they need (a
+variance's, a covariance's, for CORR also the two variances'), fewer than the unbucketed
+job's centred first and second moments.
 
 What cannot be merged exactly from per-bucket parts is refused (:func:`blocker`, naming the
 SQL function and its line and column): quantiles per group or under a filter on shares (the
-weights of all joined rows at once) and VARIANCE/STDDEV/COVAR/CORR of expressions (centred on
-the mean of all joined rows). A HAVING on
+weights of all joined rows at once) and VARIANCE/STDDEV/COVAR/CORR of expressions per group or
+under a filter on shares (centred on each group's mean over all joined rows). A HAVING on
 VARIANCE/STDDEV of a column compares the merged sums on shares (:func:`_variance_against`).
 Such a query runs unbucketed if its input fits the budget
 and is refused otherwise (:func:`protocols.bucketed.refuse_over_budget`). COUNT(DISTINCT)
