@@ -35,6 +35,7 @@ _START_TIMEOUT = 30.0
 
 
 _ISSUED: set[int] = set()
+_PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -131,19 +132,28 @@ class LocalCluster:
         if self.tls:
             from mpc.server.tls import make_deployment
             self.tls_files = make_deployment(self.workdir / "certs", self.servers)
-        self.addresses = {p: f"127.0.0.1:{free_port()}" for p in self.servers}
-        for party in self.servers:
-            self.configs[party] = self._write_config(party)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
-        for party in self.servers:
-            log = open(logs / f"{party}.log", "wb")  # noqa: SIM115 - closed with the process
-            self.processes[party] = subprocess.Popen(
-                [sys.executable, "-m", "mpc.cli", "serve", "--config", str(self.configs[party])],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
-        for party in self.servers:
-            self._wait_serving(party)
+        for attempt in range(_PORT_ATTEMPTS):
+            # a port free when chosen may be taken before the server binds it (another process,
+            # or a client socket's ephemeral port): then every server starts again on new ports
+            self.addresses = {p: f"127.0.0.1:{free_port()}" for p in self.servers}
+            for party in self.servers:
+                self.configs[party] = self._write_config(party)
+            for party in self.servers:
+                log = open(logs / f"{party}.log", "wb")  # noqa: SIM115 - closed with the process
+                self.processes[party] = subprocess.Popen(
+                    [sys.executable, "-m", "mpc.cli", "serve", "--config", str(self.configs[party])],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                log.close()
+            try:
+                for party in self.servers:
+                    self._wait_serving(party)
+                return
+            except RuntimeError as exc:
+                if "cannot listen on" not in str(exc) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self._stop_processes()
 
     def restart(self, party: str, kill: bool = True) -> None:
         """Stop ``party``'s server (SIGKILL by default: a crash, nothing flushed) and start it
@@ -162,6 +172,11 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every server process (idempotent)."""
         atexit.unregister(self.stop)
+        self._stop_processes()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -172,8 +187,6 @@ class LocalCluster:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------------
     def _write_config(self, party: str) -> Path:

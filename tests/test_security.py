@@ -642,6 +642,24 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(tmp_path):
                 assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == pytest.approx(132.0)
 
 
+def test_a_cluster_whose_chosen_port_is_taken_starts_on_other_ports(monkeypatch):
+    """A port free when LocalCluster chose it but taken when its server binds (here by a
+    listening socket): the servers start again on new ports and serve."""
+    from mpc import cluster as cluster_module
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        real, first = cluster_module.free_port, [port]
+        monkeypatch.setattr(cluster_module, "free_port", lambda: first.pop() if first else real())
+        frames = {p: pd.DataFrame({"id": [f"x{i}" for i in range(12)], "v": np.arange(12.0)}) for p in ("a", "b")}
+        with LocalCluster(["a", "b"], tls=False, datasets={p: {"t": f} for p, f in frames.items()},
+                          dealer=False) as cluster, cluster.client("a") as client:
+            assert f"127.0.0.1:{port}" not in cluster.addresses.values()
+            assert client.run("demo.secure_sum", columns=["a.t.v", "b.t.v"], progress=False) == pytest.approx(132.0)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.builds(party_pb2.Envelope, job_id=st.text(max_size=8), sender=st.text(max_size=4),
                  seq=st.integers(0, 2**64 - 1), chunk_index=st.integers(0, 2**32 - 1), last=st.booleans(),
