@@ -31,6 +31,9 @@ in uniformly random orders, and how the matches spread over the value files is a
 of pseudo-random values (simulated from the total alone). The message sizes depend on the
 two distinct counts only. A false match has probability about m_a·m_b / 2^(8·compare_bytes).
 In memory: one batch of input, one spill file, one message, one value file of each side.
+The curve work (hashing onto the curve and blinding, the peer's points multiplied by the
+key) runs per batch on the party's executor (``ctx.executor``: its threads, or its Ray
+cluster's workers, :func:`on_executor`), the files and the messages stay with the server.
 A resubmitted job reuses the spilled input both parties still hold (the blinding runs
 afresh: its keys are never stored).
 """
@@ -106,6 +109,34 @@ class PointFiles:
                 yield rows[shuffled(len(rows))]
 
 
+def on_executor(ctx: Context, fn: Any, batches: Iterable[np.ndarray], *shared: Any) -> Iterator[np.ndarray]:
+    """``fn(batch, *shared)`` for every batch, in order, on the party's executor (a few calls
+    in flight): the per-batch curve work of the out-of-core PSI cardinalities, as Ray tasks
+    when the party's server has a Ray executor (``fn`` a module-level function; its
+    arguments, keys included, go to the party's own cluster only)."""
+    return ctx.executor.map(fn, ((b,) for b in batches), shared)
+
+
+def spilled_digests(sp: buckets.Spill, chunk: int) -> Iterator[np.ndarray]:
+    """This party's distinct ids, spill file by spill file, as digests (at most ``chunk`` a batch)."""
+    for i in range(buckets.SPILL):
+        words = sp.read(i, 1)["w"]
+        if len(words):
+            for part in rechunk([distinct(words)[0]], chunk):
+                yield buckets.block_digests(part)
+
+
+def hashed_blinded(digests: np.ndarray, key: bytes) -> np.ndarray:
+    """The digests' points on X25519 (Elligator 2) times ``key``."""
+    return curve.hash_to_group(GROUP, digests, key)
+
+
+def blinded(points: np.ndarray, key: bytes, width: int | None = None) -> np.ndarray:
+    """``points`` times ``key`` (their first ``width`` bytes, contiguous)."""
+    out = curve.scalar_mul(GROUP, key, points)
+    return out if width is None else np.ascontiguousarray(out[:, :width])
+
+
 def rechunk(parts: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """The rows of ``parts`` again, in arrays of ``size`` rows (the last one shorter)."""
     held: list[np.ndarray] = []
@@ -149,14 +180,12 @@ def cardinality(ctx: Context, params: dict[str, Any], data: LocalData, ref: Colu
     key = curve.new_key(GROUP)
 
     # 2. my distinct ids, blinded by my key, in random files (a random order to send them in)
-    ctx.report_progress(phase=PHASE_BLIND, done=0, total=buckets.SPILL, unit="files")
-    outgoing = PointFiles(store.path("outgoing"), curve.POINT_BYTES)
-    for i in range(buckets.SPILL):
-        words = sp.read(i, 1)["w"]
-        if len(words):
-            for part in rechunk([distinct(words)[0]], CHUNK):
-                outgoing.add_random(curve.hash_to_group(GROUP, buckets.block_digests(part), key))
-        ctx.report_progress(done=i + 1)
+    ctx.report_progress(phase=PHASE_BLIND, done=0, total=m, unit="ids")
+    outgoing, done = PointFiles(store.path("outgoing"), curve.POINT_BYTES), 0
+    for points in on_executor(ctx, hashed_blinded, spilled_digests(sp, CHUNK), key):
+        outgoing.add_random(points)
+        done += len(points)
+        ctx.report_progress(done=done)
 
     # 3. exchange: my points out, the peer's in (blinded by my key too)
     returning = PointFiles(store.path("returning"), cb) if peer_recv else None
@@ -170,7 +199,7 @@ def cardinality(ctx: Context, params: dict[str, Any], data: LocalData, ref: Colu
             ctx.send(peer, np.ascontiguousarray(next(sending)))
         if i < _messages(peer_m):
             got = _check_points(ctx, peer, ctx.recv(peer), message_rows(peer_m, i))
-            double = np.ascontiguousarray(curve.scalar_mul(GROUP, key, got)[:, :cb])
+            (double,) = on_executor(ctx, blinded, [got], key, cb)
             if theirs is not None:
                 theirs.add_by_value(double)
             if returning is not None:

@@ -53,6 +53,8 @@ messages are message numbers acknowledging a batch (flow control: a sender has a
 batches unacknowledged, so no mailbox holds more, however large the sets). The value files
 are each party's own arrangement of what it holds in memory in the unbucketed protocol.
 No per-bucket or per-file count leaves a party.
+Every batch's curve work (encryption, mix, decryption, blinding) runs on the party's executor
+(``bucketed_cardinality.on_executor``: its threads, or its Ray cluster's workers).
 In memory (per party): one spill file, one message of ``CHUNK`` points (or ciphertexts) and
 the one or two unacknowledged messages queued for it, one random or value file of each kind
 it reads, and its keys. On disk: a few copies of its share of the pool (removed as they are
@@ -71,10 +73,16 @@ from mpc.crypto import curve
 from mpc.runtime.context import Context
 from protocols import buckets
 from protocols.bucketed import _checkpoint, _start
-from protocols.bucketed_cardinality import FILES, PointFiles, message_rows, rechunk
+from protocols.bucketed_cardinality import (
+    FILES,
+    PointFiles,
+    message_rows,
+    on_executor,
+    rechunk,
+    spilled_digests,
+)
 from protocols.bucketed_cardinality import _messages as messages
 from protocols.psi import multiparty
-from protocols.psi.blocks import distinct
 from protocols.psi.common import as_keys, check_receivers, exchange_header
 from protocols.psi.multiparty import CT, GROUP, W
 from protocols.registry import ColumnRef, LocalData
@@ -84,13 +92,34 @@ PHASE_COUNT = "cardinality: counting the values every other party holds"
 PHASE_MAP = "cardinality: mapping the leader's ids"
 
 
-def _digests(sp: buckets.Spill, chunk: int) -> Iterator[np.ndarray]:
-    """This party's distinct ids, spill file by spill file, as digests (at most ``chunk`` a batch)."""
-    for i in range(buckets.SPILL):
-        words = sp.read(i, 1)["w"]
-        if len(words):
-            for part in rechunk([distinct(words)[0]], chunk):
-                yield buckets.block_digests(part)
+def encrypted(digests: np.ndarray, pub: bytes) -> np.ndarray:
+    """:func:`protocols.psi.multiparty.encrypt_items` with the batch first (for ``on_executor``)."""
+    return multiparty.encrypt_items(pub, digests)
+
+
+def mixed(cts: np.ndarray, pub: bytes, key: bytes) -> np.ndarray:
+    """:func:`protocols.psi.multiparty.mix` with the batch first."""
+    return multiparty.mix(pub, key, cts)
+
+
+def encrypted_mixed(digests: np.ndarray, pub: bytes, key: bytes) -> np.ndarray:
+    """The first shuffler's own ids: encrypted, then mixed."""
+    return multiparty.mix(pub, key, multiparty.encrypt_items(pub, digests))
+
+
+def decrypted(cts: np.ndarray, secret: bytes) -> np.ndarray:
+    """:func:`protocols.psi.multiparty.decrypt` with the batch first."""
+    return multiparty.decrypt(secret, cts)
+
+
+def blinded(points: np.ndarray, key: bytes) -> np.ndarray:
+    """:func:`protocols.psi.multiparty.blind` (in its group) with the batch first."""
+    return multiparty.blind(key, points)
+
+
+def mapped(digests: np.ndarray, t: bytes) -> np.ndarray:
+    """:func:`protocols.psi.multiparty.map_out` (the leader's ids times t)."""
+    return multiparty.map_out(digests, t)
 
 
 def _acked(ctx: Context, peer: str, i: int) -> None:
@@ -167,21 +196,21 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
         pub = multiparty.check_public_key(mixer, ctx.recv(mixer))
     if me != leader and me != shufflers[0]:
         own = PointFiles(store.path("encrypted"), CT)
-        for digests in _digests(sp, chunk):
-            own.add_random(multiparty.encrypt_items(pub, digests))
+        for cts in on_executor(ctx, encrypted, spilled_digests(sp, chunk), pub):
+            own.add_random(cts)
         send_stream(ctx, shufflers[0], own.shuffled_stream(), m)
         own.clear()
     if me in shufflers:
         pos = shufflers.index(me)
         pool = PointFiles(store.path("pool"), CT)
         if pos == 0:
-            for digests in _digests(sp, chunk):
-                pool.add_random(multiparty.mix(pub, key, multiparty.encrypt_items(pub, digests)))
+            for cts in on_executor(ctx, encrypted_mixed, spilled_digests(sp, chunk), pub, key):
+                pool.add_random(cts)
             incoming = recv_streams(ctx, {q: sizes[q] for q in ring[1:] if q != me}, CT)
         else:
             incoming = recv_streams(ctx, {shufflers[pos - 1]: pool_n}, CT)
-        for batch in incoming:
-            pool.add_random(multiparty.mix(pub, key, batch))
+        for cts in on_executor(ctx, mixed, incoming, pub, key):
+            pool.add_random(cts)
         send_stream(ctx, shufflers[pos + 1] if pos + 1 < len(shufflers) else mixer, pool.shuffled_stream(), pool_n)
         pool.clear()
         ctx.report_progress(done=pos + 1)
@@ -189,14 +218,15 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
     # 3. M keeps the values every non-leader holds; L gets them blinded by M's key and its own
     if me == mixer:
         plain = PointFiles(store.path("plain"), W)
-        for batch in recv_streams(ctx, {shufflers[-1]: pool_n}, CT):
-            plain.add_by_value(multiparty.decrypt(secret, batch))
+        for points in on_executor(ctx, decrypted, recv_streams(ctx, {shufflers[-1]: pool_n}, CT), secret):
+            plain.add_by_value(points)
         ctx.report_progress(phase=PHASE_COUNT, done=0, total=FILES, unit="files")
         common, n_common = PointFiles(store.path("common"), W), 0
         for f in range(FILES):
             kept = multiparty.present_in_all(plain.read(f), len(ring) - 1)
             if len(kept):
-                common.add_random(multiparty.blind(key, kept))
+                (points,) = on_executor(ctx, blinded, [kept], key)
+                common.add_random(points)
                 n_common += len(kept)
             ctx.report_progress(done=f + 1)
         plain.clear()
@@ -209,20 +239,20 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
     if me == leader:
         t = curve.new_key(GROUP)
         out = PointFiles(store.path("mapping"), W)
-        for digests in _digests(sp, chunk):
-            out.add_random(multiparty.map_out(digests, t))
+        for points in on_executor(ctx, mapped, spilled_digests(sp, chunk), t):
+            out.add_random(points)
         send_stream(ctx, ring[1], out.shuffled_stream(), m)
         out.clear()
         n_common = ctx.recv(mixer)
         if isinstance(n_common, bool) or not isinstance(n_common, int) or not 0 <= n_common <= pool_n:
             raise ValueError(f"party {mixer!r} sent a malformed number of common values")
         common = PointFiles(store.path("common-k"), W)
-        for batch in recv_streams(ctx, {mixer: n_common}, W):
-            common.add_by_value(multiparty.blind(key, batch))
+        for points in on_executor(ctx, blinded, recv_streams(ctx, {mixer: n_common}, W), key):
+            common.add_by_value(points)
         mine = PointFiles(store.path("mine-k"), W)
         unblind = multiparty.unblinder(key, t)
-        for batch in recv_streams(ctx, {mixer: m}, W):
-            mine.add_by_value(multiparty.blind(unblind, batch))
+        for points in on_executor(ctx, blinded, recv_streams(ctx, {mixer: m}, W), unblind):
+            mine.add_by_value(points)
         # 5. the count, one value file of each kind at a time
         count = _count_matches(mine, common)
         mine.clear()
@@ -234,8 +264,8 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
         return count
     pos = ring.index(me)
     hop = PointFiles(store.path("hop"), W)
-    for batch in recv_streams(ctx, {ring[pos - 1]: sizes[leader]}, W):
-        hop.add_random(multiparty.blind(key, batch))
+    for points in on_executor(ctx, blinded, recv_streams(ctx, {ring[pos - 1]: sizes[leader]}, W), key):
+        hop.add_random(points)
     send_stream(ctx, ring[(pos + 1) % len(ring)], hop.shuffled_stream(), sizes[leader])
     hop.clear()
     ctx.report_progress(1.0)

@@ -409,3 +409,35 @@ def test_bucketed_psi_on_ray_matches_in_process_and_python_sets(tmp_path, ray_ex
     assert list(on_ray.row) == [i for i, x in enumerate(ids["a"].tolist()) if x in common]
     assert calls.count("distinct_padded") >= 2 * 3                   # both parties, several buckets
     assert {"spill_bucket", "_distinct_counts", "_hash_chunk"} <= set(calls)
+
+
+@pytest.mark.parametrize("parties", ["ab", "abc"])
+def test_bucketed_cardinality_curve_work_runs_on_ray(tmp_path, ray_executor, monkeypatch, parties):
+    """psi.cardinality under a memory budget (ECDH out of core; for three parties the
+    ElGamal mix): every batch's curve work is a Ray task, and the count is the in-process
+    job's and Python's."""
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import bucketed_cardinality, registry
+
+    monkeypatch.setattr(bucketed_cardinality, "CHUNK", 512)          # several batches per step
+    rng = np.random.default_rng(29)
+    shared = rng.choice(10**6, 700, replace=False)
+    ids = {p: rng.permutation(np.concatenate([shared, rng.choice(10**6, 900, replace=False) + (i + 1) * 10**6]))
+           for i, p in enumerate(parties)}
+    stores = {}
+    for tag in ("ray", "here"):
+        for p, v in ids.items():
+            pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
+            stores[tag, p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}.csv", "id", {"id": "join_key"})},
+                                       tmp_path / f"work-{tag}-{p}")
+    spec = registry.get("psi.cardinality")
+    params = spec.validate({"ids": [f"{p}.t.id" for p in parties], "memory": "1GiB"})
+    calls = _counted(monkeypatch, ray_executor)
+    out = {tag: mpc.run_local(lambda ctx, tag=tag: spec.run(ctx, params, stores[tag, ctx.party]), list(parties),
+                              triples=None, timeout=300, executor=ray_executor if tag == "ray" else None)
+           for tag in ("ray", "here")}
+    assert out["ray"] == out["here"] == dict.fromkeys(parties, 700)
+    steps = {"hashed_blinded", "blinded"} if parties == "ab" else {"encrypted", "encrypted_mixed", "mixed",
+                                                                    "decrypted", "blinded", "mapped"}
+    assert steps <= set(calls), set(calls)
