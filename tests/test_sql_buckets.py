@@ -730,6 +730,44 @@ def test_three_party_rows_in_several_buckets_need_every_partys_consent(tmp_path)
         _run_rows(stores, _rows_params(f"SELECT p.id, r.tier {J3}"), ["a", "b", "c"])
 
 
+def _run3(stores: dict[str, DataStore], params: dict) -> dict:
+    spec = registry.get("sql.aggregate")
+    return run_local(lambda ctx: spec.run(ctx, params, stores[ctx.party]), ["a", "b", "c"], timeout=300)
+
+
+def test_bucketed_three_party_aggregates_equal_duckdb_and_the_unbucketed_job(tmp_path, monkeypatch):
+    """Three tables, 2 buckets, the N-party PSI per bucket: grouped counts, sums, MIN/MAX, a
+    variance and a HAVING, and an ungrouped median, equal DuckDB's, the grouped ones also the
+    unbucketed job's (counts and integer extremes exactly; the unbucketed job scales a float
+    column over the aligned rows, this one over the kept rows), each PSI run once per bucket;
+    and without every party's bucket_psi_sizes consent the job is refused."""
+    from protocols import bucketed
+
+    frames = _frames3(4500)
+    stores = _stores(tmp_path, frames, psi_sizes=True)
+    grouped = (f"SELECT r.tier, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, MAX(r.v) AS mx, "
+               f"VARIANCE(p.x) AS vx {J3} WHERE p.k < 3 GROUP BY r.tier HAVING COUNT(*) > 200 ORDER BY r.tier")
+    ungrouped = f"SELECT COUNT(*) AS n, MEDIAN(q.y + r.v) AS md, AVG(p.w) AS aw {J3} WHERE r.v > -30"
+    hits = []
+    real = bucketed.bucket_hits
+    monkeypatch.setattr(sql_buckets, "bucket_hits", lambda ctx, rec, cap, b, *a: hits.append((ctx.party, b))
+                        or real(ctx, rec, cap, b, *a))
+    for sql, rel in ((ungrouped, 1e-9), (grouped, 1e-6)):
+        out = _run3(stores, _params(sql))
+        assert _nb(stores) == 2
+        assert sorted(hits) == sorted((p, b) for p in "abc" for b in range(2))
+        hits.clear()
+        _compare(out["a"], _duck(frames).execute(sql).df(), 1 if sql is grouped else 0, rel, 2.0 ** -14)
+        for p in "bc":
+            pd.testing.assert_frame_equal(out[p], out["a"])
+    whole = _run3(stores, _params(grouped, memory=None))["a"]
+    pd.testing.assert_frame_equal(out["a"][["n", "mn", "mx"]], whole[["n", "mn", "mx"]], check_exact=True)
+    pd.testing.assert_frame_equal(out["a"], whole, rtol=1e-6)      # floats: scaled over other rows
+    refusing = _stores(tmp_path, frames, psi_sizes=False, tag="-no")
+    with pytest.raises(JobFailed, match=r"sql.aggregate of three parties' tables .* needs 2 buckets.*bucket_psi_sizes"):
+        _run3(refusing, _params(ungrouped))
+
+
 @pytest.mark.slow       # three parties, killed and resumed: ~1 min; the two-party resume stays in the default run
 def test_an_interrupted_three_party_rows_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
     """Every party stops at the PSI of bucket 2 (of 4) or, still finishing bucket 1 when another

@@ -1,4 +1,5 @@
-"""``sql.aggregate`` of two parties' tables under a memory budget: the private join and the
+"""``sql.aggregate`` of two or three parties' tables under a memory budget: the private join
+(three parties: the rows aligned by the N-party PSI, :func:`aligned_bucket`) and the
 aggregates per hash bucket, the partial aggregates merged on shares, one reveal at the end.
 
 When the job has a memory budget (the smaller of its ``memory`` parameter and the
@@ -40,6 +41,12 @@ servers' ``[limits] memory``, :func:`protocols.bucketed.joint_budget`, as for
    job does: the suppression bits, HAVING on shares (:func:`protocols.sql.job.suppress_and_having`
    on the merged values), the kept groups' aggregates opened to ``reveal_to``, and HAVING
    on opened values, ORDER BY and LIMIT (:func:`protocols.sql.result.finish`).
+
+Three parties' tables: each bucket's rows are aligned as the unbucketed job aligns all rows
+(the N-party PSI, every party a receiver, then sorted by id: each party learns which of its
+own ids in the bucket all hold, as it learns of all its ids unbucketed); the N-party PSI's
+two extra sizes (the leader's non-leader intersection, the mixer's histogram) come per
+bucket, so more than one bucket needs every party's ``[limits] bucket_psi_sizes``.
 
 What it reveals: the unbucketed job's reveal line (the total of joined rows, the group
 labels, the suppression bits, the HAVING pass bits, each column's power-of-two magnitude,
@@ -105,7 +112,17 @@ from mpc.runtime import allocator
 from mpc.runtime.context import Context
 from mpc.ss import SharedTensor, fixed
 from protocols import buckets
-from protocols.bucketed import _checkpoint, _consent_to_bucket_sizes, _plan, _start, _unique_ids, join_bucket
+from protocols.bucketed import (
+    _checkpoint,
+    _consent,
+    _consent_to_bucket_sizes,
+    _plan,
+    _start,
+    _unique_ids,
+    bucket_hits,
+    join_bucket,
+    scaled_values,
+)
 from protocols.jobs import JOIN_METHODS, check_min_group, shared_min_group
 from protocols.psi.oprf import capacity
 from protocols.registry import ColumnRef, LocalData, numeric
@@ -226,9 +243,16 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     m = _unique_ids(store, key)
     labels = _labels(ctx, plan, first)
     groups = list(itertools.product(*labels)) if labels else [()]
-    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "join", {"join": params["join"]},
-                      GROUP_ROW_BYTES * len(groups))
-    _consent_to_bucket_sizes(ctx, data, nb, "sql.aggregate")
+    three = len(plan.tables) == 3
+    sizes, nb = _plan(ctx, store, "bucketed_sql", kind, m, memory, "ecdh" if three else "join",
+                      {"join": params["join"]}, GROUP_ROW_BYTES * len(groups))
+    if three:
+        _consent(ctx, data, nb, "bucket_psi_sizes",
+                 "sql.aggregate of three parties' tables under this memory budget needs {nb} buckets, and then the "
+                 "first party learns the size of the other parties' intersection in each bucket and the last party "
+                 "their multiplicity histogram in each bucket")
+    else:
+        _consent_to_bucket_sizes(ctx, data, nb, "sql.aggregate")
     frac = exchange_scales(ctx, {c: (s if spec[c][0] in ("scaled", "u", "u2", "w", "uv") else 0)
                                  for c, s in zip(names, shifts, strict=True)},
                            {})
@@ -242,7 +266,8 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     qargs = spilled_args(plan)
 
     def work(b: int, first_file: int, count: int) -> dict[str, np.ndarray]:
-        table = join_bucket(ctx, sp, b, first_file, count, cap, names, shifts, params["join"])
+        table = (aligned_bucket(ctx, sp, b, first_file, count, cap, names, shifts, frac, key) if three
+                 else join_bucket(ctx, sp, b, first_file, count, cap, names, shifts, params["join"]))
         return _partials(ctx, plan, table, frac, labels, len(groups), parts, f, qargs)
 
     ctx.report_progress(phase="sql: private join and aggregates per bucket")
@@ -260,6 +285,36 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
                                                                                   strict=True)))
     finally:
         chunked.close(ctx)
+
+
+def aligned_bucket(ctx: Context, sp: buckets.Spill, b: int, first: int, count: int, cap: int, names: list[str],
+                   shifts: list[int], frac: dict[str, int], key: ColumnRef) -> Any:
+    """Three parties' bucket ``b`` (spill records first:first + count) as the unbucketed job
+    aligns its rows (:func:`protocols.sql.job._aligned`): the N-party PSI
+    (:mod:`protocols.psi.multiparty`, every party a receiver, the first party the leader) on
+    the bucket's distinct ids padded to ``cap`` blocks, the matched rows sorted by their id's
+    block (the same order at every party: equal ids have equal blocks), then every party's
+    columns (``frac``: all parties' ``party.name``, sorted per party; this party's spilled
+    ``names`` scaled by ``shifts``) secret-shared by their owner as
+    :func:`protocols.bucketed.scaled_values`. Returns a SharedTable like a bucket's
+    private join. A matched id on two rows of a party is refused, naming its column."""
+    from protocols.psi import multiparty
+    from protocols.psi.common import DEFAULT_COMPARE_BYTES
+    from protocols.psi.private_join import SharedTable
+
+    rec = sp.read(first, count)
+    parties = list(ctx.parties)
+    hit = bucket_hits(ctx, rec, cap, b, lambda padded: multiparty.run(
+        ctx, buckets.block_digests(padded), parties[0], parties, False, DEFAULT_COMPARE_BYTES), str(key))
+    words = rec["w"][hit].view(np.uint64).reshape(len(hit), -1)
+    hit = hit[np.lexsort(words.T[::-1])] if len(hit) else hit      # by block, first word first
+    mine = scaled_values(rec[hit], shifts)
+    rows = len(hit)
+    columns = {}
+    for p in parties:
+        for name in sorted(k.split(".", 1)[1] for k in frac if k.split(".", 1)[0] == p):
+            columns[f"{p}.{name}"] = ss.share(ctx, mine[:, names.index(name)] if p == ctx.party else None, p)
+    return SharedTable(columns, rows)
 
 
 def _own_refs(ctx: Context, plan: Plan) -> list[str]:

@@ -65,6 +65,7 @@ from mpc.ss import SharedTensor, fixed
 from mpc.ss.provider import DEALER
 from protocols.bucketed import WHOLE_INPUT_COSTS, joint_budget, refuse_over_budget
 from protocols.jobs import (
+    BUCKET_PSI_REVEALS,
     BUCKET_REVEALS,
     JOIN,
     JOIN_REVEALS,
@@ -130,7 +131,7 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
 
     plan = Plan.from_params(params["plan"])
     job = "sql.aggregate"
-    if len(plan.tables) == 2:
+    if len(plan.tables) > 1:
         memory = joint_budget(ctx, params, data)
         if memory is not None:        # the join and the aggregates per hash bucket, merged on shares
             from protocols.sql import bucketed
@@ -685,6 +686,7 @@ register(ProtocolSpec(
             "of expressions per group or under a filter on shares, which do not merge across buckets). Three "
             "parties: the rows "
             "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
+            + BUCKET_PSI_REVEALS
             + ". One party's table: "
             "its owner computes the query in plaintext and the receivers get the result table only",
     params={"sql": Param(str, doc="the SQL text (recorded in the audit log)"),
