@@ -461,6 +461,8 @@ def test_explain_says_what_buckets_add_and_what_they_refuse():
         in explain(parse(f"SELECT q.seg, CORR(p.x + q.y, q.y) {J} GROUP BY q.seg", _schemas()))
     whole = explain(parse(f"SELECT CORR(p.x + q.y, q.y), MEDIAN(p.x) {J}", _schemas()))
     assert "runs in hash buckets" in whole and "the moments of expressions once on all buckets' joined rows" in whole
+    three = explain(parse(f"SELECT r.tier, SUM(p.x) {J3} GROUP BY r.tier", _schemas()))
+    assert "the rows aligned by the N-party PSI per bucket" in three and "bucket_psi_sizes" in three
     rows = explain(parse(f"SELECT p.id, q.seg {J}", _schemas()))
     assert "runs in hash buckets, an OPRF PSI per bucket with the same receivers; nothing more is revealed" in rows
 

@@ -102,17 +102,19 @@ def explain(plan: Plan, *, reveal_to: str | None = None, join: str = "ecdh") -> 
     lines.append("  dealer (if the deployment has one): the number of joined rows and groups (shapes of the "
                  "randomness it deals)" + ("; with join='dealer' both parties' id counts" if join == "dealer" else "")
                  + "; nothing that depends on ids or values")
-    if not three:
-        from protocols.sql.bucketed import blocker, spilled_args
-        why = blocker(plan)
-        lines.append("under a memory budget (Client.query(memory=...), [limits] memory): " + (
-            "runs in hash buckets, the partial aggregates merged on shares"
-            + ("; the quantiles and the moments of expressions once on all buckets' joined rows, out of core"
-               if spilled_args(plan) else "")
-            + "; with more than one bucket every "
-            "party also learns the number of joined rows in each bucket (only if every party's [limits] "
-            "bucket_join_sizes allows it)" if why is None else
-            f"not in buckets ({why}): refused if the input outgrows the budget"))
+    from protocols.sql.bucketed import blocker, spilled_args
+    why = blocker(plan)
+    per_bucket = ("the first party and the last party learn the N-party PSI's two sizes in each bucket (only if "
+                  "every party's [limits] bucket_psi_sizes allows it)" if three else
+                  "every party also learns the number of joined rows in each bucket (only if every party's "
+                  "[limits] bucket_join_sizes allows it)")
+    lines.append("under a memory budget (Client.query(memory=...), [limits] memory): " + (
+        ("runs in hash buckets, " + ("the rows aligned by the N-party PSI per bucket, " if three else "")
+         + "the partial aggregates merged on shares"
+         + ("; the quantiles and the moments of expressions once on all buckets' joined rows, out of core"
+            if spilled_args(plan) else "")
+         + "; with more than one bucket " + per_bucket) if why is None else
+        f"not in buckets ({why}): refused if the input outgrows the budget"))
     lines.append("registry: sql.aggregate reveals: " + registry.get("sql.aggregate").reveals)
     return "\n".join(lines)
 
