@@ -265,6 +265,32 @@ def test_an_unmergeable_query_that_fits_the_budget_runs_unbucketed(tmp_path):
     assert not list((stores["a"].workdir / "checkpoints").glob("*/manifest.json"))     # no buckets
 
 
+def test_one_party_table_streams_in_batches_under_a_budget_and_equals_duckdb(tmp_path, monkeypatch):
+    """A query of a's table alone, its rows read 700 at a time: grouped counts, sums, extremes,
+    variances and a correlation merged batch by batch equal DuckDB's, under a budget the
+    whole table would outgrow; a quantile, which keeps its values, is refused there, naming
+    the dataset and the budget, and runs under a larger one."""
+    frames = _frames(10000)
+    stores = _stores(tmp_path, frames)
+    read = []
+    real = DataStore.batches
+    monkeypatch.setattr(DataStore, "batches", lambda self, refs, batch_rows=0: read.append(1)
+                        or real(self, refs, 700))
+    sql = ("SELECT CASE WHEN p.w > 1 THEN 'wide' ELSE 'narrow' END AS band, p.k, COUNT(*) AS n, SUM(p.x) AS sx, "
+           "AVG(p.w) AS aw, MIN(p.x) AS mn, MAX(p.w) AS mx, VARIANCE(p.x) AS vx, STDDEV_POP(p.w) AS sw, "
+           "COVAR_SAMP(p.x, p.w) AS cv, CORR(p.x, p.w) AS r FROM a.t p WHERE p.k <> 2 GROUP BY band, p.k "
+           "ORDER BY band, p.k")
+    out = _run(stores, _params(sql, memory="1MiB"))
+    assert len(read) == 1 and out["b"] is not None
+    _compare(out["a"], _duck(frames).execute(sql).df(), 2, 1e-9, 1e-12)
+    pd.testing.assert_frame_equal(out["a"], out["b"], check_dtype=False)       # labels: str at a, object at b
+    median = "SELECT COUNT(*) AS n, MEDIAN(p.x) AS md FROM a.t p"
+    with pytest.raises(JobFailed, match=r"party 'a' refuses: sql.aggregate with a quantile of one party's table is "
+                                        r"not bucketed .*dataset 't' has 10000 rows.*budget of 1 MiB"):
+        _run(stores, _params(median, memory="1MiB"))
+    _compare(_run(stores, _params(median, memory="4GiB"))["a"], _duck(frames).execute(median).df(), 0, 1e-12)
+
+
 def test_several_buckets_need_every_partys_consent_to_reveal_their_join_sizes(tmp_path):
     stores = _stores(tmp_path, _frames(), consent={"a": True, "b": False})
     with pytest.raises(JobFailed, match=r"sql.aggregate under this memory budget needs 4 buckets, and a bucketed "

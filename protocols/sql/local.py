@@ -1,7 +1,10 @@
 """A query of one party's table, computed by its owner in plaintext.
 
 No cryptography is needed: the owner holds every row. It evaluates WHERE, the group keys
-and the aggregates on its own data (pandas / numpy), suppresses the groups with fewer rows
+and the aggregates on its own data (pandas / numpy), a batch of rows at a time, each group's
+aggregates merged batch by batch (memory per group, not per row; a quantile keeps its group's
+values, so under a memory budget a query with one is refused when the table outgrows it),
+suppresses the groups with fewer rows
 than the largest ``min_group_size`` of the columns' policies (and the plan's), and sends the
 result table to the receivers. What leaves the owner is that table only: the aggregates of
 the kept groups and the labels of all groups, as a two-party query's receivers get them.
@@ -9,6 +12,7 @@ the kept groups and the labels of all groups, as a two-party query's receivers g
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -21,35 +25,74 @@ from protocols.sql.plan import Aggregate, Plan
 from protocols.sql.result import finish
 
 
-def _aggregate(a: Aggregate, rows: np.ndarray, cols: list[np.ndarray]) -> float:
-    n = len(rows)
-    if a.func == "count":
-        return float(n)
-    x = cols[0][rows]
-    if a.func == "sum":
-        return float(x.sum())
-    if a.func == "avg":
-        return float(x.mean())
-    if a.func == "min":
-        return float(x.min())
-    if a.func == "max":
-        return float(x.max())
-    if a.func == "quantile":
-        return float(np.quantile(x, a.q))
-    ddof = 0 if a.func.endswith("_pop") else 1
-    if n - ddof <= 0:
-        return float("nan")
-    if a.func.startswith("var"):
-        return float(x.var(ddof=ddof))
-    if a.func.startswith("stddev"):
-        return float(x.std(ddof=ddof))
-    y = cols[1][rows]
-    if a.func.startswith("covar"):
-        return float(np.cov(x, y, ddof=ddof)[0, 1])
-    return float(np.corrcoef(x, y)[0, 1])
+class _Partial:
+    """One aggregate of one group, merged batch by batch: a count, a sum, the extremes, or the
+    count, means and centred sums of squares and products of one or two columns (Chan, Golub
+    and LeVeque, "Algorithms for computing the sample variance", 1983: exact merges, no
+    cancellation of large sums); a quantile keeps the group's values."""
+
+    def __init__(self, a: Aggregate) -> None:
+        self.a, self.n, self.total, self.lo, self.hi = a, 0, 0.0, math.inf, -math.inf
+        self.mean, self.m2, self.c = np.zeros(2), np.zeros(2), 0.0
+        self.values: list[np.ndarray] = []
+
+    def add(self, cols: list[np.ndarray]) -> None:
+        """The aggregate's argument columns on the group's rows of one batch."""
+        x, k, func = cols[0], len(cols[0]), self.a.func
+        if func == "count" or not k:
+            self.n += k
+            return
+        if func in ("sum", "avg"):
+            self.total += float(x.sum())
+        elif func in ("min", "max"):
+            self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        elif func == "quantile":
+            self.values.append(np.asarray(x, dtype=np.float64))
+        else:
+            y = cols[1] if len(cols) > 1 else x
+            mb = np.array([x.mean(), y.mean()])
+            dx, dy = x - mb[0], y - mb[1]
+            n = self.n + k
+            delta = mb - self.mean
+            self.m2 += np.array([dx @ dx, dy @ dy]) + delta * delta * (self.n * k / n)
+            self.c += float(dx @ dy) + float(delta[0] * delta[1]) * (self.n * k / n)
+            self.mean += delta * (k / n)
+        self.n += k
+
+    def counted(self, k: int) -> None:
+        """COUNT(*): ``k`` more rows."""
+        self.n += k
+
+    def value(self) -> float:
+        func, n = self.a.func, self.n
+        if func == "count":
+            return float(n)
+        if func == "sum":
+            return self.total
+        if func == "avg":
+            return self.total / n if n else float("nan")
+        if func in ("min", "max"):
+            return (self.lo if func == "min" else self.hi) if n else float("nan")
+        if func == "quantile":
+            return float(np.quantile(np.concatenate(self.values), self.a.q)) if n else float("nan")
+        ddof = 0 if func.endswith("_pop") else 1
+        if n - ddof <= 0:
+            return float("nan")
+        if func.startswith("var"):
+            return float(self.m2[0] / (n - ddof))
+        if func.startswith("stddev"):
+            return math.sqrt(max(float(self.m2[0] / (n - ddof)), 0.0))
+        if func.startswith("covar"):
+            return self.c / (n - ddof)
+        return self.c / math.sqrt(float(self.m2[0] * self.m2[1]))
 
 
 def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
+    """The query of one party's table: its owner streams the columns it uses a batch of rows
+    at a time (``LocalData.batches``), keeps the rows of its WHERE, and merges each group's
+    aggregates batch by batch (:class:`_Partial`: memory per group, not per row, but for a
+    quantile's values), then suppresses the small groups and sends the result table to the
+    receivers; they return it, the others None."""
     owner = plan.tables[0].party
     to = params.get("reveal_to")
     receivers = list(ctx.parties) if to is None else [to]
@@ -61,35 +104,56 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
         if "suppressed" in frame:
             frame["suppressed"] = frame["suppressed"].astype(bool)
         return frame
-    cache: dict[str, np.ndarray] = {}
-
-    class _Col:
-        def __call__(self, ref: str) -> np.ndarray:
-            if ref not in cache:
-                r = ColumnRef.parse(ref)
-                cache[ref] = data.column(r)
-            return cache[ref]
-
-    column = _Col()
     t = plan.tables[0]
     refs = [t.key_ref] if t.key else [ref for ref, _ in plan.column_uses()]
     if not refs:
         raise ValueError(f"{t.party}.{t.dataset} has no id column: name a column in the query")
-    n = len(column(refs[0]))
-    mask = np.ones(n, dtype=bool)
-    for e in plan.pushdown.get(owner, []):
-        mask &= np.broadcast_to(np.asarray(evaluate.plain(e, column), dtype=bool), (n,))
-    rows_all = np.flatnonzero(mask)
+    reads = sorted({ColumnRef.parse(r) for r in refs} | {ColumnRef.parse(r) for r, _ in plan.column_uses()}, key=str)
     min_group = max([plan.min_group_size, params.get("min_group_size") or 1]
                     + [data.min_group_size(ColumnRef.parse(r)) for r in plan.aggregate_columns()])
+    groups: dict[tuple, list[_Partial]] = {} if plan.group_by else {(): [_Partial(a) for a in plan.aggregates]}
+    offset = 0
+    for batch in data.batches(reads):
+        n = len(batch[reads[0].column])
+        _add_batch(plan, batch, n, offset, groups)
+        offset += n
+    labels = sorted(groups, key=lambda lab: tuple(str(x) for x in lab))
+    if not plan.group_by and groups[()][0].n < min_group:
+        raise ValueError(f"only {groups[()][0].n} rows: columns of {owner}.{t.dataset} may only be "
+                         f"aggregated over at least {min_group} rows (their min_group_size)")
+    out: dict[str, list] = {g.name: [lab[i] for lab in labels] for i, g in enumerate(plan.group_by)}
+    sup = [groups[lab][0].n < min_group for lab in labels]
+    for j, a in enumerate(plan.aggregates):
+        out[a.name] = [float("nan") if small else groups[lab][j].value() for lab, small in zip(labels, sup,
+                                                                                               strict=True)]
+    frame = pd.DataFrame(out)
+    if plan.group_by:
+        frame["suppressed"] = sup
+    result = finish(plan, frame)
+    send_table(ctx, result, receivers)
+    return result if ctx.party in receivers else None
+
+
+def _add_batch(plan: Plan, batch: dict[str, np.ndarray], n: int, offset: int,
+               groups: dict[tuple, list[_Partial]]) -> None:
+    """One batch of the owner's rows (the first is row ``offset`` of its table) into the
+    groups' partial aggregates: its WHERE, its group keys (a plaintext column or CASE
+    labels), each aggregate's arguments on its kept rows."""
+    def column(ref: str) -> np.ndarray:
+        return batch[ColumnRef.parse(ref).column]
+
+    mask = np.ones(n, dtype=bool)
+    for e in plan.pushdown.get(plan.tables[0].party, []):
+        mask &= np.broadcast_to(np.asarray(evaluate.plain(e, column), dtype=bool), (n,))
+    rows_all = np.flatnonzero(mask)
 
     def arg(e: Any) -> np.ndarray:
         if e[0] == "col":
-            return numeric(ColumnRef.parse(e[1]), column(e[1]))
+            return numeric(ColumnRef.parse(e[1]), column(e[1]), offset)
         v = evaluate.plain(e, column)
         return np.asarray(v, dtype=np.float64) if isinstance(v, pd.Series) else np.full(n, float(v))
 
-    args = {a.name: [arg(e) for e in a.args] for a in plan.aggregates}
+    args = [[arg(e) for e in a.args] for a in plan.aggregates]
     keys = []
     for g in plan.group_by:
         if g.column:
@@ -100,32 +164,17 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
                 hit = np.broadcast_to(np.asarray(evaluate.plain(c, column), dtype=bool), (n,))
                 label[hit] = lab
             keys.append(label)
+    members: dict[tuple, list[int]] = {}
     if keys:
-        groups: dict[tuple, list[int]] = {}
         for i in rows_all:
-            groups.setdefault(tuple(k[i] for k in keys), []).append(i)
-        labels = sorted(groups, key=lambda t: tuple(str(x) for x in t))
+            members.setdefault(tuple(k[i] for k in keys), []).append(i)
     else:
-        if len(rows_all) < min_group:
-            raise ValueError(f"only {len(rows_all)} rows: columns of {owner}.{plan.tables[0].dataset} may only be "
-                             f"aggregated over at least {min_group} rows (their min_group_size)")
-        groups, labels = {(): list(rows_all)}, [()]
-    out: dict[str, list] = {g.name: [lab[i] for lab in labels] for i, g in enumerate(plan.group_by)}
-    sup = []
-    for a in plan.aggregates:
-        out[a.name] = []
-    for lab in labels:
-        rows = np.asarray(groups[lab], dtype=np.int64)
-        small = len(rows) < min_group
-        sup.append(small)
-        for a in plan.aggregates:
-            out[a.name].append(float("nan") if small else _aggregate(a, rows, args[a.name]))
-    frame = pd.DataFrame(out)
-    if plan.group_by:
-        frame["suppressed"] = sup
-    result = finish(plan, frame)
-    send_table(ctx, result, receivers)
-    return result if ctx.party in receivers else None
+        members[()] = rows_all
+    for lab, idx in members.items():
+        rows = np.asarray(idx, dtype=np.int64)
+        partials = groups.setdefault(lab, [_Partial(a) for a in plan.aggregates])
+        for part, cols in zip(partials, args, strict=True):
+            part.add([c[rows] for c in cols]) if cols else part.counted(len(rows))
 
 
 def send_table(ctx: Context, frame: pd.DataFrame, receivers: list[str]) -> None:
