@@ -750,6 +750,32 @@ def test_bucketed_three_party_rows_equal_duckdb_and_the_unbucketed_job(tmp_path,
         assert ids == sorted(ids)
 
 
+@pytest.mark.parametrize(("sql", "reveal_to"), [
+    ("SELECT r.v, r.tier FROM c.t r WHERE r.tier <> 't1'", None),
+    ("SELECT r.tier, r.v FROM c.t r WHERE r.v > -20 ORDER BY r.tier DESC, r.v LIMIT 5000", "a"),
+], ids=["input-order", "order-limit-to-a"])
+def test_one_party_rows_under_a_budget_stream_and_equal_the_unbucketed_job(tmp_path, monkeypatch, sql, reveal_to):
+    """sql.rows of c's table alone, its rows read 1500 at a time and delivered in batches of
+    4096: every receiver's result file holds the unbucketed job's frame (input order, or
+    ORDER BY with ties in input order, and LIMIT), which is DuckDB's rows; a party outside
+    reveal_to gets None."""
+    frames = _frames3(12000)
+    stores = _stores(tmp_path, frames)
+    real = DataStore.batches
+    monkeypatch.setattr(DataStore, "batches", lambda self, refs, batch_rows=0: real(self, refs, 1500))
+    out = _run_rows(stores, _rows_params(sql, reveal_to=reveal_to), ["a", "c"])
+    whole = _run_rows(stores, _rows_params(sql, memory=None, reveal_to=reveal_to), ["a", "c"])
+    for p in "ac":
+        if reveal_to and p != reveal_to:
+            assert out[p] is None and whole[p] is None
+        else:
+            pd.testing.assert_frame_equal(out[p], whole[p], check_dtype=False)
+    got, want = out[reveal_to or "c"], _duck(frames).execute(sql).df()
+    assert len(got) == len(want) > 4096 and _multiset(got) == _multiset(want)
+    if "ORDER BY" in sql:
+        assert got[["tier", "v"]].astype(str).values.tolist() == want[["tier", "v"]].astype(str).values.tolist()
+
+
 def test_three_party_rows_in_several_buckets_need_every_partys_consent(tmp_path):
     """The N-party PSI per bucket tells the first receiver and the last party two sizes per
     bucket: without every party's [limits] bucket_psi_sizes the job is refused, saying so."""

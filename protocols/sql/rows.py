@@ -59,8 +59,9 @@ only, and the parties outside the PSI receivers learn no intersection, per bucke
 In memory, whatever the result's size: one batch of input, one bucket's PSI, a bit per kept
 row, and a few batches of joined rows (:func:`batch_rows`: an eighth of the budget at about 64
 bytes a cell) with one row group of each of up to 16 runs being merged. The client's fetch
-reads the result file whole (as a bucketed ``psi.ecdh``'s). One party's table is not bucketed:
-over the budget it is refused (:func:`protocols.bucketed.refuse_over_budget`).
+streams the result file (as a bucketed ``psi.ecdh``'s). One party's table under a budget needs
+no PSI: its owner streams its rows, finishes them into a result file the same way and sends it
+to the other receivers in acknowledged batches (:func:`_single_streamed`).
 """
 
 from __future__ import annotations
@@ -115,14 +116,92 @@ def _single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData) -
     return result if ctx.party in to else None
 
 
+def _single_streamed(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData,
+                     memory: int) -> ResultFile | None:
+    """One party's table under a memory budget: its owner streams the rows a batch at a time,
+    keeps those its WHERE keeps and finishes them into its result file as the bucketed job
+    does (:func:`_write_result`: ORDER BY sorted on disk, ties in input order, as ``finish``'s
+    stable sort; LIMIT; the SELECT list); then it sends the result to the other receivers in
+    acknowledged batches (first its row count, which they get anyway), and each writes the
+    same rows to its own result file. The unbucketed job's result, in its order."""
+    from protocols.bucketed import _checkpoint, _start
+    from protocols.sql.job import plan_uses
+
+    owner = plan.tables[0].party
+    to = receivers(ctx, params.get("reveal_to"))
+    reads = sorted({u.ref for u in plan_uses(plan) if u.ref.party == ctx.party}, key=str)
+    store = _checkpoint(ctx, "sql.rows", params, data, reads, memory)
+    _start(ctx, store)
+    step = batch_rows(memory, len(plan.rows))
+    peers = [p for p in to if p != ctx.party]
+    if ctx.party == owner:
+        conjuncts = plan.pushdown.get(owner, [])
+
+        def kept() -> Iterator[pd.DataFrame]:
+            for b in data.batches(reads):
+                n = len(next(iter(b.values())))
+                keep = pushdown.mask_of(conjuncts, lambda r, b=b: b[ColumnRef.parse(r).column], n)
+                rows = np.arange(n) if keep is None else np.flatnonzero(keep)
+                yield pd.DataFrame({name: _values(np.asarray(b[ColumnRef.parse(ref).column])[rows])
+                                    for name, ref in plan.rows})
+
+        result = _write_result(plan, kept(), store, step)
+        ctx.report_progress(phase="sql: the result to its receivers")
+        for p in peers:
+            ctx.send(p, result.rows)
+        frames = rebatch(_parquet_batches(result, step), step, result.columns)
+        for i, frame in enumerate(frames if peers and result.rows else ()):
+            send_table(ctx, frame, peers)
+            if i >= 1:
+                _acks(ctx, peers, i - 1)
+        if peers and result.rows:
+            _acks(ctx, peers, -(-result.rows // step) - 1)
+        return result if ctx.party in to else None
+    if ctx.party not in to:
+        return None
+    rows = ctx.recv(owner)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f"party {owner!r} sent a malformed row count")
+    out = ResultWriter(store.path("result.parquet"))
+    try:
+        for i in range(-(-rows // step)):
+            frame = recv_table(ctx, owner, rows=min(step, rows - i * step))
+            ctx.send(owner, i)
+            if list(frame.columns) != list(plan.outputs):
+                raise ValueError(f"party {owner!r} sent columns {list(frame.columns)}, not {list(plan.outputs)}")
+            out.write(frame)
+    except BaseException:
+        out.abort()
+        raise
+    return out.close(pd.DataFrame({name: pd.Series([], dtype=object) for name in plan.outputs}))
+
+
+def _parquet_batches(result: ResultFile, step: int) -> Iterator[pd.DataFrame]:
+    """A result file's rows, ``step`` at a time."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(result.path) as f:
+        for batch in f.iter_batches(batch_size=step):
+            yield batch.to_pandas()
+
+
+def _acks(ctx: Context, peers: list[str], i: int) -> None:
+    """Every peer's acknowledgement of batch ``i``."""
+    for p in peers:
+        got = ctx.recv(p)
+        if got != i or isinstance(got, bool):
+            raise ValueError(f"party {p!r} sent a malformed acknowledgement of batch {i}")
+
+
 def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame | ResultFile | None:
     from protocols.sql.job import plan_uses
 
     plan = Plan.from_params(params["plan"])
-    if len(plan.tables) >= 2:
-        memory = joint_budget(ctx, params, data)
-        if memory is not None:        # a PSI per hash bucket, the joined rows read again and sorted on disk
-            return _bucketed(ctx, plan, params, data, memory)
+    memory = joint_budget(ctx, params, data)
+    if memory is not None and len(plan.tables) >= 2:    # a PSI per hash bucket, the rows sorted on disk
+        return _bucketed(ctx, plan, params, data, memory)
+    if memory is not None:                              # one table: its rows streamed, sorted on disk
+        return _single_streamed(ctx, plan, params, data, memory)
     refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)], "sql.rows", WHOLE_INPUT_COSTS["ecdh"])
     if len(plan.tables) == 1:
         return _single(ctx, plan, params, data)
@@ -168,20 +247,13 @@ def _joined(ctx: Context, plan: Plan, to: list[str], own: Iterable[pd.DataFrame]
     me = next(t for t in plan.tables if t.party == ctx.party)
     mine = [ref for _, ref in plan.rows if ref not in keys and ref.split(".", 1)[0] == ctx.party]
     peers = [p for p in to if p != ctx.party]
-
-    def acked(i: int) -> None:
-        for p in peers:
-            got = ctx.recv(p)
-            if got != i or isinstance(got, bool):
-                raise ValueError(f"party {p!r} sent a malformed acknowledgement of batch {i}")
-
     sent = 0
     for i, batch in enumerate(own):
         if mine:        # a sender: its output columns of the joined rows, in id order
             send_table(ctx, pd.DataFrame({ref: batch[ref] for ref in dict.fromkeys(mine)}), to)
             sent = i + 1
             if i >= 1:
-                acked(i - 1)
+                _acks(ctx, peers, i - 1)
         if ctx.party not in to:
             yield None
             continue
@@ -199,7 +271,7 @@ def _joined(ctx: Context, plan: Plan, to: list[str], own: Iterable[pd.DataFrame]
                             (batch[ref] if ref.split(".", 1)[0] == ctx.party else got[ref])
                             for name, ref in plan.rows})
     if mine and sent:
-        acked(sent - 1)
+        _acks(ctx, peers, sent - 1)
 
 
 def batch_rows(memory: int, columns: int) -> int:
