@@ -380,22 +380,29 @@ def _counted(monkeypatch, ray_executor) -> list[str]:
     return calls
 
 
-def test_bucketed_psi_on_ray_matches_in_process_and_python_sets(tmp_path, ray_executor, monkeypatch):
-    """psi.ecdh under a memory budget (several buckets, OPRF per bucket): the spill's hashing
-    and counts and each bucket's padding run as Ray tasks, and the receiver's matched rows
-    are the in-process job's, which are Python's."""
+def _id_stores(tmp_path, ids: dict[str, np.ndarray]) -> dict:
+    """Each party's DataStore of one id column, twice: ("ray", party) and ("here", party)."""
     from mpc.server.config import Dataset
     from mpc.server.data import DataStore
-    from protocols import registry
 
-    rng = np.random.default_rng(23)
-    ids = {"a": rng.permutation(np.arange(0, 14000)), "b": rng.permutation(np.arange(5000, 19000))}
     stores = {}
     for tag in ("ray", "here"):
         for p, v in ids.items():
             pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
             stores[tag, p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}.csv", "id", {"id": "join_key"})},
                                        tmp_path / f"work-{tag}-{p}")
+    return stores
+
+
+def test_bucketed_psi_on_ray_matches_in_process_and_python_sets(tmp_path, ray_executor, monkeypatch):
+    """psi.ecdh under a memory budget (several buckets, OPRF per bucket): the spill's hashing
+    and counts and each bucket's padding run as Ray tasks, and the receiver's matched rows
+    are the in-process job's, which are Python's."""
+    from protocols import registry
+
+    rng = np.random.default_rng(23)
+    ids = {"a": rng.permutation(np.arange(0, 14000)), "b": rng.permutation(np.arange(5000, 19000))}
+    stores = _id_stores(tmp_path, ids)
     spec = registry.get("psi.ecdh")
     params = spec.validate({"ids": ["a.t.id", "b.t.id"], "receivers": ["a"], "memory": "1MiB"})
     calls = _counted(monkeypatch, ray_executor)
@@ -416,8 +423,6 @@ def test_bucketed_cardinality_curve_work_runs_on_ray(tmp_path, ray_executor, mon
     """psi.cardinality under a memory budget (ECDH out of core; for three parties the
     ElGamal mix): every batch's curve work is a Ray task, and the count is the in-process
     job's and Python's."""
-    from mpc.server.config import Dataset
-    from mpc.server.data import DataStore
     from protocols import bucketed_cardinality, registry
 
     monkeypatch.setattr(bucketed_cardinality, "CHUNK", 512)          # several batches per step
@@ -425,12 +430,7 @@ def test_bucketed_cardinality_curve_work_runs_on_ray(tmp_path, ray_executor, mon
     shared = rng.choice(10**6, 700, replace=False)
     ids = {p: rng.permutation(np.concatenate([shared, rng.choice(10**6, 900, replace=False) + (i + 1) * 10**6]))
            for i, p in enumerate(parties)}
-    stores = {}
-    for tag in ("ray", "here"):
-        for p, v in ids.items():
-            pd.DataFrame({"id": v}).to_csv(tmp_path / f"{p}.csv", index=False)
-            stores[tag, p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}.csv", "id", {"id": "join_key"})},
-                                       tmp_path / f"work-{tag}-{p}")
+    stores = _id_stores(tmp_path, ids)
     spec = registry.get("psi.cardinality")
     params = spec.validate({"ids": [f"{p}.t.id" for p in parties], "memory": "1GiB"})
     calls = _counted(monkeypatch, ray_executor)

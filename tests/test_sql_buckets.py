@@ -312,6 +312,28 @@ def _shape(v):
     return v
 
 
+def _view_runs(tmp_path: Path, monkeypatch, sql: str) -> list[tuple[dict[str, pd.DataFrame], dict, dict]]:
+    """``sql`` to a, 2 buckets, the dealer join, on two data sets with the same ids (the bucket
+    key fixed from outside, so each id falls in the same bucket) and other values: (frames,
+    results, views) of each run; b gets no result."""
+    from mpc.runtime.views import record_views
+    from protocols import buckets
+
+    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
+    spec = registry.get("sql.aggregate")
+    params = {**_params(sql, reveal_to="a"), "join": "dealer"}
+    base = _frames(6000, seed=9)
+    runs = []
+    for tag, frames in (("1", base), ("2", {"a": base["a"].assign(x=base["a"].x.to_numpy()[::-1]),
+                                            "b": base["b"].assign(y=-base["b"].y)})):
+        stores = _stores(tmp_path, frames, tag=tag)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
+                                  timeout=300)
+        assert out["b"] is None
+        runs.append((frames, out, views))
+    return runs
+
+
 @pytest.mark.parametrize("extra", ["VARIANCE(p.x) AS vx", "COVAR_POP(p.x, q.y) AS c, CORR(p.x, p.w) AS r"],
                          ids=["variance", "covar-corr"])
 def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatch, extra):
@@ -324,32 +346,22 @@ def test_views_are_the_per_bucket_join_sizes_and_the_result(tmp_path, monkeypatc
     per bucket, the join's positions, as many as the bucket's joined rows: no float, no
     count of a group; b gets no result. COVAR/CORR add only scales that follow from u's
     exponents and the kept rows: the product column u_x u_w's and u_x at work_bits."""
-    from mpc.runtime.views import flatten, record_views
-    from protocols import buckets
+    from mpc.runtime.views import flatten
     from protocols.psi.oprf import capacity
     from protocols.stats.scaling import column_exponent, default_bits
 
-    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
-    spec = registry.get("sql.aggregate")
     sql = (f"SELECT q.seg, COUNT(*) AS n, SUM(p.x) AS sx, MIN(q.y) AS mn, {extra} {J} "
            "GROUP BY q.seg HAVING COUNT(*) > 10")
-    params = {**_params(sql, reveal_to="a"), "join": "dealer"}
-    base = _frames(6000, seed=9)
     runs = []
-    for tag, frames in (("1", base), ("2", {"a": base["a"].assign(x=base["a"].x.to_numpy()[::-1]),
-                                            "b": base["b"].assign(y=-base["b"].y)})):
-        stores = _stores(tmp_path, frames, tag=tag)
-        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
-                                  timeout=300)
-        assert out["b"] is None
+    for frames, out, views in _view_runs(tmp_path, monkeypatch, sql):
         joined = frames["a"].merge(frames["b"], on="id")
         want = joined.groupby("seg").agg(n=("x", "size"), sx=("x", "sum"), mn=("y", "min")).reset_index()
         got = out["a"][~out["a"].suppressed].reset_index(drop=True)
         assert got["seg"].tolist() == want["seg"][want.n >= MIN_GROUP].tolist()
         np.testing.assert_allclose(got[["n", "sx", "mn"]].to_numpy(float),
                                    want[want.n >= MIN_GROUP][["n", "sx", "mn"]].to_numpy(float), rtol=1e-9)
-        runs.append((out["a"], views, len(joined)))
-    (first, v1, n1), (second, v2, _) = runs
+        runs.append((out["a"], views, len(joined), frames))
+    (first, v1, n1, base), (second, v2, _, _) = runs
     assert not np.allclose(first["sx"].dropna(), second["sx"].dropna())
     for p in ("a", "b", "dealer"):
         assert [(s, _shape(v)) for s, v in v1[p]] == [(s, _shape(v)) for s, v in v2[p]], p
@@ -386,22 +398,12 @@ def test_views_of_bucketed_quantiles_are_the_per_bucket_join_sizes_and_the_resul
     size and capacity, a's column scales, min_group_size, the protocols' constants): the
     selection's opened comparisons are ring words of uniformly arranged keys (checked in
     tests/test_ss_select.py)."""
-    from mpc.runtime.views import flatten, record_views
-    from protocols import buckets
+    from mpc.runtime.views import flatten
 
-    monkeypatch.setattr(buckets, "joint_key", lambda ctx, peer: bytes(range(16)))
-    spec = registry.get("sql.aggregate")
     sql = (f"SELECT COUNT(*) AS n, MEDIAN(p.x) AS mx, PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY q.y) AS p90, "
            f"SUM(p.x) AS sx, VARIANCE(p.x - q.y) AS ve {J}")
-    params = {**_params(sql, reveal_to="a"), "join": "dealer"}
-    base = _frames(6000, seed=9)
     publics = []
-    for tag, frames in (("1", base), ("2", {"a": base["a"].assign(x=base["a"].x.to_numpy()[::-1]),
-                                            "b": base["b"].assign(y=-base["b"].y)})):
-        stores = _stores(tmp_path, frames, tag=tag)
-        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b"],
-                                  timeout=300)
-        assert out["b"] is None
+    for frames, out, views in _view_runs(tmp_path, monkeypatch, sql):
         _compare(out["a"], _duck(frames).execute(sql).df(), 0, 1e-6, 1e-9)
         leaves = [x for x in flatten(views["b"])
                   if not (isinstance(x, np.ndarray) and x.dtype in (np.uint64, np.uint8))]
