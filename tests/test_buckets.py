@@ -373,6 +373,35 @@ def test_timeout_applies_per_bucket_not_to_the_whole_job(pair):
         pytest.skip(f"the job took {elapsed:.1f} s, under its timeout: nothing to show here")
 
 
+def test_an_out_of_core_pass_longer_than_the_timeout_runs_while_its_chunks_progress(tmp_path, monkeypatch):
+    """A truncated sum over a spilled column in 20 chunks of at least 0.15 s each (3 s)
+    under a 2 s job timeout: each chunk is progress (``mpc.ss.spill.release`` renews the
+    deadline, as a bucket does), so the pass finishes with the right sum at both parties."""
+    from mpc import run_local, ss
+    from protocols.stats import chunked
+
+    monkeypatch.setattr(chunked, "CHUNK", 1000)
+    real = ss.SharedTensor.rshift_hidden
+
+    def slow(self, *args):
+        time.sleep(0.15)
+        return real(self, *args)
+    monkeypatch.setattr(ss.SharedTensor, "rshift_hidden", slow)
+    x = np.arange(20000, dtype=np.int64) * 8
+
+    def job(ctx):
+        ctx.state[chunked.SPILL] = tmp_path / ctx.party
+        try:
+            col = chunked.spilled(ctx, iter([ss.share(ctx, x if ctx.party == "a" else None, "a")]), len(x))
+            return int(chunked.truncated_sum(col, 3, 20).reveal())
+        finally:
+            chunked.close(ctx)
+
+    start = time.monotonic()
+    assert run_local(job, ["a", "b"], timeout=2.0) == {"a": int((x >> 3).sum()), "b": int((x >> 3).sum())}
+    assert time.monotonic() - start > 3.0
+
+
 @pytest.mark.parametrize("values", [["a", "bb", "ccc"] * 5, [str(i * 7919) for i in range(70000)], ["x", "", "y"],
                                     ["é", "a"], ["a\x00", "b", "c"]])
 def test_compact_text_from_arrow_buffers_equals_the_str_form(values):

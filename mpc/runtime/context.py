@@ -120,9 +120,14 @@ class Context:
         return [value if p == self.party else self.recv(p) for p in self.parties]
 
     def renew_deadline(self) -> None:
-        """Progress was made (a bucket of a bucketed job is finished): the job's timeout
-        starts again from now, so it bounds the time without progress, not the whole job."""
-        self.deadline = time.monotonic() + self.timeout
+        """Progress was made (a bucket of a bucketed job, a chunk of an out-of-core pass): the
+        job's timeout starts again from now, so it bounds the time without progress, not the
+        whole job. A renewal within a quarter of the timeout of the last one is skipped (each
+        moves the transport's streams to new calls): a job fails after between 3/4 of its
+        timeout and all of it without progress."""
+        now = time.monotonic()
+        if now + self.timeout - self.deadline > self.timeout / 4:
+            self.deadline = now + self.timeout
 
     def report_progress(self, fraction: float | None = None, phase: str | None = None, *,
                         done: int | None = None, total: int | None = None, unit: str | None = None) -> None:

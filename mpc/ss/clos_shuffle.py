@@ -317,6 +317,7 @@ def shuffle(source: OtSource, x: np.ndarray, wires: int, directory: Path | None 
         src, dst = stores
         for i in range(m):
             dst.write(i * c, run(i, src.read(i * c, (i + 1) * c)))
+            source.ctx.renew_deadline()          # a chunk's network done: progress
         stores.reverse()
 
     def middle(permuter: int) -> None:
@@ -328,6 +329,7 @@ def shuffle(source: OtSource, x: np.ndarray, wires: int, directory: Path | None 
             out = ot_shuffle.permute_share(source, permuter, piece, routed)
             for o in range(m):
                 dst.write(o * c + t0, out[:, :, o])
+            source.ctx.renew_deadline()
         stores.reverse()
 
     def one_sided(permuter: int, dest: Callable[[int], np.ndarray]) -> Callable[[int, np.ndarray], np.ndarray]:

@@ -205,6 +205,7 @@ def run_dealer(ctx: Context) -> dict[str, list[int]] | None:
     learned: dict[str, list[int]] = {}
     while True:
         msg = ctx.recv(last)
+        ctx.renew_deadline()     # a request is progress: a long job's timeout bounds the silences only
         if isinstance(msg, dict) and msg.get("op") == "done":
             break
         if isinstance(msg, dict) and msg.get("op") == "match":

@@ -440,6 +440,7 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
         lo[ac] = np.where(lt, lo_a, mid + 1)
         level.append(lt)
         files.release(vals)                  # spilled keys: drop the pages read
+        ctx.renew_deadline()                 # a piece of comparisons done: progress
 
     while True:          # one level per round: the searching elements in order, OPEN_CHUNK per comparison call
         level: list[np.ndarray] = []

@@ -64,7 +64,11 @@ def spilled_tensor(t: SharedTensor) -> SharedTensor:
 
 def release(ctx: Context) -> None:
     """Drop the pages read of the job's spilled columns from its resident memory (they are
-    read again, from the page cache or the file, when next touched)."""
+    read again, from the page cache or the file, when next touched). Called once per chunk
+    of an out-of-core pass, which is progress: the job's deadline is renewed
+    (``Context.renew_deadline``), so a long pass over spilled columns is bounded by the time
+    without progress, as a bucketed job's buckets are."""
+    ctx.renew_deadline()
     for share in ctx.state.get(_MAPS, ()):
         files.release(share)
 
