@@ -303,9 +303,9 @@ def _less_open(ctx: Context, d: np.ndarray, bits: int) -> np.ndarray:
     each share xor the carry out of their ``bits`` low bits (a carry only runs upwards,
     so the shares' higher bits, uniform noise, never matter): a millionaire on ``bits``
     bits instead of 63 (``ltz_open(bits=bits + 1)``, :meth:`OtSource.msb_xor`)."""
-    if d.size <= OPEN_CHUNK:
-        return compare.ltz_open(ctx, d, bits + 1)
-    return np.concatenate([compare.ltz_open(ctx, d[i:i + OPEN_CHUNK], bits + 1) for i in range(0, d.size, OPEN_CHUNK)])
+    out = [compare.ltz_open(ctx, d[i:i + OPEN_CHUNK], bits + 1) for i in range(0, max(d.size, 1), OPEN_CHUNK)]
+    ctx.renew_deadline()                     # a piece of comparisons done: progress (the job's timeout)
+    return out[0] if len(out) == 1 else np.concatenate(out)
 
 
 def _live(starts: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -440,7 +440,6 @@ def _sample_cut(ctx: Context, vals: np.ndarray, starts: np.ndarray, ends: np.nda
         lo[ac] = np.where(lt, lo_a, mid + 1)
         level.append(lt)
         files.release(vals)                  # spilled keys: drop the pages read
-        ctx.renew_deadline()                 # a piece of comparisons done: progress
 
     while True:          # one level per round: the searching elements in order, OPEN_CHUNK per comparison call
         level: list[np.ndarray] = []
