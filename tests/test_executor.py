@@ -425,10 +425,10 @@ def test_bucketed_cardinality_curve_work_runs_on_ray(tmp_path, ray_executor, mon
     job's and Python's."""
     from protocols import bucketed_cardinality, registry
 
-    monkeypatch.setattr(bucketed_cardinality, "CHUNK", 512)          # several batches per step
+    monkeypatch.setattr(bucketed_cardinality, "CHUNK", 256)          # several batches per step
     rng = np.random.default_rng(29)
-    shared = rng.choice(10**6, 700, replace=False)
-    ids = {p: rng.permutation(np.concatenate([shared, rng.choice(10**6, 900, replace=False) + (i + 1) * 10**6]))
+    shared = rng.choice(10**6, 300, replace=False)
+    ids = {p: rng.permutation(np.concatenate([shared, rng.choice(10**6, 400, replace=False) + (i + 1) * 10**6]))
            for i, p in enumerate(parties)}
     stores = _id_stores(tmp_path, ids)
     spec = registry.get("psi.cardinality")
@@ -437,7 +437,7 @@ def test_bucketed_cardinality_curve_work_runs_on_ray(tmp_path, ray_executor, mon
     out = {tag: mpc.run_local(lambda ctx, tag=tag: spec.run(ctx, params, stores[tag, ctx.party]), list(parties),
                               triples=None, timeout=300, executor=ray_executor if tag == "ray" else None)
            for tag in ("ray", "here")}
-    assert out["ray"] == out["here"] == dict.fromkeys(parties, 700)
+    assert out["ray"] == out["here"] == dict.fromkeys(parties, 300)
     steps = {"hashed_blinded", "blinded"} if parties == "ab" else {"encrypted", "encrypted_mixed", "mixed",
                                                                     "decrypted", "blinded", "mapped"}
     assert steps <= set(calls), set(calls)
