@@ -138,6 +138,13 @@ through the job; other sessions ran throughout, so the wall times follow the loa
   stopped holding two copies of the keys (81d6e94), main at 8891c21 (2026-12-03 18:24-18:46,
   load 3.4-11.9): 1355.8 s, **1651 / 1563 MiB** (the bins' shuffle; the OPPRF 1301 / 1249, the
   zero test 1507 / 1443, describe 1035 / 1090, the correlation 401 / 416), CPU 668.2 / 673.1 s.
+  Both again on main 56dcfc3 (2026-12-04), one after the other, the test suite running beside
+  them part of the time: Ray, 32 buckets (19:06-19:21, load 0.9-7.6): 878.7 s, **1038 / 1310
+  MiB** (the bins' shuffle 943 / 1191, describe 990 / 1290, the correlation 402 / 789), CPU
+  525.3 / 516.4 s per party, the retailer's 9 workers 1640 MiB together (largest 453), CPU 59.9
+  s; in process, 16 buckets (19:24-19:41, load 1.4-9.0): 1008.9 s, **1657 / 1573 MiB** (the
+  bins' shuffle; the OPPRF 1422 / 1418, describe 1044 / 1059, the correlation 507 / 389), CPU
+  538.0 / 538.6 s.
   10^8 x 10^8 from these: the join stays at one bucket's peak (buckets of at most 2^20 ids; no
   per-bucket state is kept in memory across buckets any more); describe at its 2^24 peak
   (1.04-1.09 GiB: the Clos networks are bounded by the budget, the columns and keys spilled)
