@@ -37,12 +37,15 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> float:
 
     own = [ColumnRef.parse(c) for c in params["columns"] if ColumnRef.parse(c).party == ctx.party]
     local = 0.0
-    for ref in own:
-        values = numeric(ref, data.column(ref))
-        if len(values) < data.min_group_size(ref):
+    for ref in own:                  # streamed a batch of rows at a time: memory does not grow with the column
+        rows = 0
+        for batch in data.batches([ref]):
+            values = numeric(ref, batch[ref.column], rows)
+            local += float(values.sum())
+            rows += len(values)
+        if rows < data.min_group_size(ref):
             raise ValueError(f"column {ref} has fewer rows than its min_group_size "
                              f"({data.min_group_size(ref)}): its sum may not leave {ctx.party!r}")
-        local += float(values.sum())
     return secure_sum(ctx, local)
 
 

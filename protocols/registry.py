@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,6 +62,10 @@ class LocalData(Protocol):
     """Read access to this party's columns that the job's policy check allowed."""
 
     def column(self, ref: ColumnRef) -> Any: ...
+
+    def batches(self, refs: list[ColumnRef]) -> Iterator[dict[str, Any]]:
+        """Columns ``refs`` of one dataset a batch of rows at a time, keyed by column name."""
+        ...
 
     def min_group_size(self, ref: ColumnRef) -> int: ...
 

@@ -373,6 +373,33 @@ def test_timeout_applies_per_bucket_not_to_the_whole_job(pair):
         pytest.skip(f"the job took {elapsed:.1f} s, under its timeout: nothing to show here")
 
 
+def test_secure_sum_streams_its_columns_and_checks_their_rows(tmp_path, monkeypatch):
+    """demo.secure_sum reads its columns a batch of rows at a time (never a whole column):
+    the total is pandas', and a column under its min_group_size is still refused."""
+    from mpc import run_local
+    from mpc.server.config import Dataset
+    from mpc.server.data import DataStore
+    from protocols import registry
+
+    rng = np.random.default_rng(41)
+    frames = {"a": pd.DataFrame({"id": np.arange(5000), "v": rng.normal(3, 1, 5000).round(4)}),
+              "b": pd.DataFrame({"id": np.arange(7), "v": np.arange(7.0)})}
+    stores = {}
+    for p, f in frames.items():
+        f.to_csv(tmp_path / f"{p}.csv", index=False)
+        stores[p] = DataStore(p, {"t": Dataset("t", tmp_path / f"{p}.csv", "id", {"v": "aggregate"},
+                                              min_group_size=5 if p == "a" else 10)}, tmp_path / p)
+    real = DataStore.batches
+    monkeypatch.setattr(DataStore, "column", lambda *a: pytest.fail("a whole column was read"))
+    monkeypatch.setattr(DataStore, "batches", lambda self, refs, batch_rows=0: real(self, refs, 700))
+    spec = registry.get("demo.secure_sum")
+    out = run_local(lambda ctx: spec.run(ctx, spec.validate({"columns": ["a.t.v"]}), stores[ctx.party]), ["a", "b"])
+    assert out["a"] == out["b"] == pytest.approx(frames["a"].v.sum(), abs=1e-3)
+    with pytest.raises(JobFailed, match=r"column b.t.v has fewer rows than its min_group_size \(10\)"):
+        run_local(lambda ctx: spec.run(ctx, spec.validate({"columns": ["a.t.v", "b.t.v"]}), stores[ctx.party]),
+                  ["a", "b"])
+
+
 def test_an_out_of_core_pass_longer_than_the_timeout_runs_while_its_chunks_progress(tmp_path, monkeypatch):
     """A truncated sum over a spilled column in 20 chunks of at least 0.15 s each (3 s)
     under a 2 s job timeout: each chunk is progress (``mpc.ss.spill.release`` renews the
