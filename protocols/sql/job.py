@@ -685,8 +685,9 @@ register(ProtocolSpec(
             "quantiles/VARIANCE/STDDEV against constants: "
             "every party learns which kept groups pass, other HAVING/ORDER BY/LIMIT apply to the opened values; "
             "a filter on shares stays secret" + JOIN_REVEALS + BUCKET_REVEALS
-            + " (two or three parties' tables; a budget the input outgrows refuses quantiles and VARIANCE/STDDEV/COVAR/CORR "
-            "of expressions per group or under a filter on shares, which do not merge across buckets). Three "
+            + " (two or three parties' tables; a budget the input outgrows refuses quantiles and "
+            "VARIANCE/STDDEV/COVAR/CORR of expressions per group or under a filter on shares, which do not merge "
+            "across buckets). Three "
             "parties: the rows "
             "are aligned by psi.ecdh, so every party learns which of its own ids all three hold" + N_PARTY_PSI
             + BUCKET_PSI_REVEALS
