@@ -139,11 +139,8 @@ def _run(ctx: Context, params: dict[str, Any], data: LocalData) -> pd.DataFrame 
             if why is None:
                 return bucketed.run(ctx, params, data, plan, memory)
             job = f"sql.aggregate with {why}"
-    if len(plan.tables) == 1:     # streamed by its owner: memory per group, but for a quantile's values
+    if len(plan.tables) == 1:     # streamed by its owner: memory per group, a quantile's values on disk
         from protocols.sql.local import run_single
-        if any(a.func == "quantile" for a in plan.aggregates):
-            refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)],
-                               "sql.aggregate with a quantile of one party's table", WHOLE_INPUT_COSTS["values"])
         return run_single(ctx, plan, params, data)
     refuse_over_budget(ctx, params, data, [u.ref for u in plan_uses(plan)], job, WHOLE_INPUT_COSTS["join"])
     to = cm.receivers(ctx, params.get("reveal_to"))

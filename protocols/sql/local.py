@@ -3,7 +3,7 @@
 No cryptography is needed: the owner holds every row. It evaluates WHERE, the group keys
 and the aggregates on its own data (pandas / numpy), a batch of rows at a time, each group's
 aggregates merged batch by batch (memory per group, not per row; a quantile keeps its group's
-values, so under a memory budget a query with one is refused when the table outgrows it),
+values on disk, as sorted runs, and finds its order statistics by bisection),
 suppresses the groups with fewer rows
 than the largest ``min_group_size`` of the columns' policies (and the plan's), and sends the
 result table to the receivers. What leaves the owner is that table only: the aggregates of
@@ -12,7 +12,11 @@ the kept groups and the labels of all groups, as a two-party query's receivers g
 
 from __future__ import annotations
 
+import itertools
 import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +33,16 @@ class _Partial:
     """One aggregate of one group, merged batch by batch: a count, a sum, the extremes, or the
     count, means and centred sums of squares and products of one or two columns (Chan, Golub
     and LeVeque, "Algorithms for computing the sample variance", 1983: exact merges, no
-    cancellation of large sums); a quantile keeps the group's values."""
+    cancellation of large sums); a quantile keeps the group's values on disk, each batch's a
+    sorted run in ``scratch`` (:class:`protocols.stats.horizontal.KeyRuns`), and finds its two
+    order statistics by bisection."""
 
-    def __init__(self, a: Aggregate) -> None:
+    def __init__(self, a: Aggregate, scratch: Callable[[], Path]) -> None:
+        from protocols.stats.horizontal import KeyRuns
+
         self.a, self.n, self.total, self.lo, self.hi = a, 0, 0.0, math.inf, -math.inf
         self.mean, self.m2, self.c = np.zeros(2), np.zeros(2), 0.0
-        self.values: list[np.ndarray] = []
+        self.runs = KeyRuns(scratch()) if a.func == "quantile" else None
 
     def add(self, cols: list[np.ndarray]) -> None:
         """The aggregate's argument columns on the group's rows of one batch."""
@@ -47,7 +55,7 @@ class _Partial:
         elif func in ("min", "max"):
             self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
         elif func == "quantile":
-            self.values.append(np.asarray(x, dtype=np.float64))
+            self.runs.add(np.asarray(x, dtype=np.float64))
         else:
             y = cols[1] if len(cols) > 1 else x
             mb = np.array([x.mean(), y.mean()])
@@ -74,7 +82,7 @@ class _Partial:
         if func in ("min", "max"):
             return (self.lo if func == "min" else self.hi) if n else float("nan")
         if func == "quantile":
-            return float(np.quantile(np.concatenate(self.values), self.a.q)) if n else float("nan")
+            return self.runs.quantile(n, self.a.q) if n else float("nan")
         ddof = 0 if func.endswith("_pop") else 1
         if n - ddof <= 0:
             return float("nan")
@@ -90,9 +98,9 @@ class _Partial:
 def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData) -> pd.DataFrame | None:
     """The query of one party's table: its owner streams the columns it uses a batch of rows
     at a time (``LocalData.batches``), keeps the rows of its WHERE, and merges each group's
-    aggregates batch by batch (:class:`_Partial`: memory per group, not per row, but for a
-    quantile's values), then suppresses the small groups and sends the result table to the
-    receivers; they return it, the others None."""
+    aggregates batch by batch (:class:`_Partial`: memory per group, not per row; a quantile's
+    values in sorted runs in a scratch directory of its work directory), then suppresses the
+    small groups and sends the result table to the receivers; they return it, the others None."""
     owner = plan.tables[0].party
     to = params.get("reveal_to")
     receivers = list(ctx.parties) if to is None else [to]
@@ -111,15 +119,32 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
     reads = sorted({ColumnRef.parse(r) for r in refs} | {ColumnRef.parse(r) for r, _ in plan.column_uses()}, key=str)
     min_group = max([plan.min_group_size, params.get("min_group_size") or 1]
                     + [data.min_group_size(ColumnRef.parse(r)) for r in plan.aggregate_columns()])
-    groups: dict[tuple, list[_Partial]] = {} if plan.group_by else {(): [_Partial(a) for a in plan.aggregates]}
+    workdir = getattr(data, "workdir", None)
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sql-single-", dir=workdir) as tmp:
+        scratch = (Path(tmp) / str(i) for i in itertools.count())
+        frame = _aggregated(plan, data, reads, min_group, lambda: next(scratch))
+    result = finish(plan, frame)
+    send_table(ctx, result, receivers)
+    return result if ctx.party in receivers else None
+
+
+def _aggregated(plan: Plan, data: LocalData, reads: list[ColumnRef], min_group: int,
+                scratch: Callable[[], Path]) -> pd.DataFrame:
+    """The owner's groups and aggregates (suppressed groups' NaN) from its rows streamed a batch
+    at a time; ``scratch`` gives a fresh directory for each quantile's runs."""
+    t = plan.tables[0]
+    groups: dict[tuple, list[_Partial]] = {} if plan.group_by else {(): [_Partial(a, scratch)
+                                                                        for a in plan.aggregates]}
     offset = 0
     for batch in data.batches(reads):
         n = len(batch[reads[0].column])
-        _add_batch(plan, batch, n, offset, groups)
+        _add_batch(plan, batch, n, offset, groups, scratch)
         offset += n
     labels = sorted(groups, key=lambda lab: tuple(str(x) for x in lab))
     if not plan.group_by and groups[()][0].n < min_group:
-        raise ValueError(f"only {groups[()][0].n} rows: columns of {owner}.{t.dataset} may only be "
+        raise ValueError(f"only {groups[()][0].n} rows: columns of {t.party}.{t.dataset} may only be "
                          f"aggregated over at least {min_group} rows (their min_group_size)")
     out: dict[str, list] = {g.name: [lab[i] for lab in labels] for i, g in enumerate(plan.group_by)}
     sup = [groups[lab][0].n < min_group for lab in labels]
@@ -129,13 +154,11 @@ def run_single(ctx: Context, plan: Plan, params: dict[str, Any], data: LocalData
     frame = pd.DataFrame(out)
     if plan.group_by:
         frame["suppressed"] = sup
-    result = finish(plan, frame)
-    send_table(ctx, result, receivers)
-    return result if ctx.party in receivers else None
+    return frame
 
 
 def _add_batch(plan: Plan, batch: dict[str, np.ndarray], n: int, offset: int,
-               groups: dict[tuple, list[_Partial]]) -> None:
+               groups: dict[tuple, list[_Partial]], scratch: Callable[[], Path]) -> None:
     """One batch of the owner's rows (the first is row ``offset`` of its table) into the
     groups' partial aggregates: its WHERE, its group keys (a plaintext column or CASE
     labels), each aggregate's arguments on its kept rows."""
@@ -172,7 +195,7 @@ def _add_batch(plan: Plan, batch: dict[str, np.ndarray], n: int, offset: int,
         members[()] = rows_all
     for lab, idx in members.items():
         rows = np.asarray(idx, dtype=np.int64)
-        partials = groups.setdefault(lab, [_Partial(a) for a in plan.aggregates])
+        partials = groups.get(lab) or groups.setdefault(lab, [_Partial(a, scratch) for a in plan.aggregates])
         for part, cols in zip(partials, args, strict=True):
             part.add([c[rows] for c in cols]) if cols else part.counted(len(rows))
 

@@ -246,7 +246,7 @@ def _describe(ctx: Context, names: list[str], n_local: np.ndarray, sums: np.ndar
     return pd.DataFrame(rows, index=names, columns=DESCRIBE_INDEX)
 
 
-class _Runs:
+class KeyRuns:
     """One column's ordered keys on disk as sorted runs (one per batch), counted by binary
     search in memory-mapped files: memory stays at one batch whatever the rows."""
 
@@ -267,6 +267,24 @@ class _Runs:
             self._maps = [np.load(f, mmap_mode="r") for f in self.files]
         return int(sum(np.searchsorted(m, t, side="right") for m in self._maps))
 
+    def kth(self, k: int) -> float:
+        """The k-th smallest value (0-based) of all runs, by bisection on the keys (exact)."""
+        lo, hi = 0, (1 << 64) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.count_le(np.uint64(mid)) >= k + 1:
+                hi = mid
+            else:
+                lo = mid + 1
+        return float(_from_keys(np.array([lo], dtype=np.uint64))[0])
+
+    def quantile(self, n: int, q: float) -> float:
+        """numpy's linear quantile ``q`` of the ``n`` values of the runs, from its two order
+        statistics (:meth:`kth`) and numpy's interpolation (:func:`_lerp`)."""
+        h = (n - 1) * q
+        lo, hi = math.floor(h), math.ceil(h)
+        return float(_lerp(np.array([self.kth(lo)]), np.array([self.kth(hi)]), np.array([h - lo]))[0])
+
 
 def horizontal_describe_stream(ctx: Context, batches: Iterable[pd.DataFrame], columns: Sequence[str],
                                workdir: Path, reveal_to: str | None = None,
@@ -279,7 +297,7 @@ def horizontal_describe_stream(ctx: Context, batches: Iterable[pd.DataFrame], co
     merged batch by batch (Chan, Golub and LeVeque, "Algorithms for computing the sample
     variance", 1983: M2 = M2_a + M2_b + delta^2 n_a n_b / n); each batch's ordered keys saved
     as a sorted run under ``workdir`` (removed at the end), which the bisection of the order
-    statistics counts by binary search (:class:`_Runs`)."""
+    statistics counts by binary search (:class:`KeyRuns`)."""
     import shutil
 
     to = cm.receivers(ctx, reveal_to)
@@ -289,7 +307,7 @@ def horizontal_describe_stream(ctx: Context, batches: Iterable[pd.DataFrame], co
     partial_sums: list[list[float]] = [[] for _ in range(c)]
     means = np.zeros(c)
     m2 = np.zeros(c)
-    runs = [_Runs(Path(workdir) / f"col{i}") for i in range(c)]
+    runs = [KeyRuns(Path(workdir) / f"col{i}") for i in range(c)]
     try:
         for frame in batches:
             cols = _local_columns(ctx, frame, names, nan_policy)
