@@ -272,11 +272,11 @@ class KeyRuns:
         lo, hi = 0, (1 << 64) - 1
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.count_le(np.uint64(mid)) >= k + 1:
+            if self.count_le(mid) >= k + 1:
                 hi = mid
             else:
                 lo = mid + 1
-        return float(_from_keys(np.array([lo], dtype=np.uint64))[0])
+        return float(_from_keys([lo])[0])
 
     def quantile(self, n: int, q: float) -> float:
         """numpy's linear quantile ``q`` of the ``n`` values of the runs, from its two order
