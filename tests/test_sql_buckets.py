@@ -824,6 +824,45 @@ def test_bucketed_three_party_aggregates_equal_duckdb_and_the_unbucketed_job(tmp
         _run3(refusing, _params(ungrouped))
 
 
+def test_bucketed_three_party_aggregate_views_are_the_psi_the_shares_and_the_result(tmp_path, monkeypatch):
+    """Three tables, 2 buckets, reveal_to = a, two runs on the same ids (the bucket key fixed
+    from outside) whose values differ: b and c get no result, and every message each party
+    receives has the same type and shape in both runs (the N-party PSI's points and the
+    shares vary, nothing else); b and c receive no float and the same public integers in
+    both runs (the budget, distinct counts, bucket sizes and capacities, the PSI's per-bucket
+    sizes of the ids, the scales of a's columns, min_group_size, constants)."""
+    from mpc.runtime.views import flatten, record_views
+    from protocols import buckets
+
+    monkeypatch.setattr(buckets, "joint_key_all", lambda ctx: bytes(range(16)))
+    spec = registry.get("sql.aggregate")
+    sql = (f"SELECT r.tier, COUNT(*) AS n, SUM(p.x) AS sx, MAX(q.y) AS mx {J3} GROUP BY r.tier "
+           "HAVING COUNT(*) > 10 ORDER BY r.tier")
+    params = _params(sql, reveal_to="a")
+    base = _frames3(4500)
+    runs = []
+    for tag, frames in (("1", base), ("2", {**base, "a": base["a"].assign(x=base["a"].x.to_numpy()[::-1]),
+                                            "b": base["b"].assign(y=-base["b"].y)})):
+        stores = _stores(tmp_path, frames, tag=tag, psi_sizes=True)
+        out, views = record_views(lambda ctx, s=stores: spec.run(ctx, params, s[ctx.party]), ["a", "b", "c"],
+                                  timeout=300)
+        assert out["b"] is None and out["c"] is None
+        _compare(out["a"], _duck(frames).execute(sql).df(), 1, 1e-9)
+        runs.append(views)
+    for p in "abc":
+        assert [(s, _shape(v)) for s, v in runs[0][p]] == [(s, _shape(v)) for s, v in runs[1][p]], p
+    for p in "bc":
+        publics = []
+        for views in runs:
+            leaves = [x for x in flatten(views[p]) if not (isinstance(x, np.ndarray) and x.dtype in (np.uint64,
+                                                                                                      np.uint8))]
+            assert not [x for x in leaves if isinstance(x, float) or (isinstance(x, np.ndarray)
+                                                                      and x.dtype.kind == "f")], p
+            publics.append(sorted(int(x) for x in leaves if isinstance(x, (int, np.integer))
+                                  and not isinstance(x, bool)))
+        assert publics[0] == publics[1], p
+
+
 @pytest.mark.slow       # three parties, killed and resumed: ~1 min; the two-party resume stays in the default run
 def test_an_interrupted_three_party_rows_job_resumes_without_redoing_finished_buckets(tmp_path, monkeypatch):
     """Every party stops at the PSI of bucket 2 (of 4) or, still finishing bucket 1 when another
