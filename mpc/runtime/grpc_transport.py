@@ -265,6 +265,7 @@ def _value_buffer(total: int, head: memoryview) -> np.ndarray:
 
 
 _RENEW_SLACK = 1.0   # seconds a deadline must move before a stream is reopened
+_STREAM_GRACE = 2.0  # seconds a stream's call outlives the job's deadline (see _OutStream)
 
 
 class _OutStream:
@@ -279,7 +280,10 @@ class _OutStream:
         self._seq = seq
         self._chunk = max_chunk_bytes
         self._closing = False
-        timeout = max(deadline - time.monotonic(), 0.1)
+        # The call outlives the job's deadline by _STREAM_GRACE: when a silent party makes the
+        # job time out, every party's wait for it (which names it) fires first, not the expiry
+        # of a stream to a live party waiting on it too (which would name that party).
+        timeout = max(deadline - time.monotonic(), 0.1) + _STREAM_GRACE
         # Requests are serialized Envelopes already (see send): no request serializer.
         exchange = channel.stream_unary(_EXCHANGE, request_serializer=None,
                                         response_deserializer=party_pb2.ExchangeReply.FromString)
