@@ -263,16 +263,16 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     parts = _parts(plan)
     cap = capacity(sizes[ctx.party], nb)
 
-    qargs = spilled_args(plan)
+    whole = spilled_args(plan)
 
     def work(b: int, first_file: int, count: int) -> dict[str, np.ndarray]:
         table = (aligned_bucket(ctx, sp, b, first_file, count, cap, names, shifts, frac, key) if three
                  else join_bucket(ctx, sp, b, first_file, count, cap, names, shifts, params["join"]))
-        return _partials(ctx, plan, table, frac, labels, len(groups), parts, f, qargs)
+        return _partials(ctx, plan, table, frac, labels, len(groups), parts, f, whole)
 
     ctx.report_progress(phase="sql: private join and aggregates per bucket")
-    # a bucket's joined quantile arguments stay in its checkpoint (read again below, a column
-    # at a time): the buckets' shares at once grow with the joined rows
+    # a bucket's joined values of the spilled arguments stay in its checkpoint (read again
+    # below, a column at a time): the buckets' shares at once grow with the joined rows
     results = [{k: v for k, v in r.items() if not re.fullmatch(r"q\d+", k)}
                for _, r in buckets.run_buckets(ctx, store, nb, done, work)]
     n = int(sum(int(r["rows"][0]) for r in results))
@@ -280,8 +280,8 @@ def run(ctx: Context, params: dict[str, Any], data: LocalData, plan: Plan, memor
     ctx.report_progress(phase="sql: merging the buckets")
     merged = _merge(ctx, results, parts, plan, len(groups))
     try:
-        values = _joined_values(ctx, store, results, len(qargs), n, memory)
-        return _finish(ctx, plan, merged, groups, n, min_group, to, frac, dict(zip(map(repr, qargs), values,
+        values = _joined_values(ctx, store, results, len(whole), n, memory)
+        return _finish(ctx, plan, merged, groups, n, min_group, to, frac, dict(zip(map(repr, whole), values,
                                                                                   strict=True)))
     finally:
         chunked.close(ctx)
@@ -519,11 +519,12 @@ def _of_expressions(a: Aggregate) -> bool:
 
 def _joined_values(ctx: Context, store: Any, results: list[dict[str, np.ndarray]], k: int, n: int,
                    memory: int) -> list[SharedTensor]:
-    """The ``k`` quantile arguments' shares over all joined rows, bucket after bucket as each
-    bucket's checkpoint holds them, in memory-mapped files of the checkpoint directory
-    (``protocols.stats.chunked.spilled``, as the bucketed ``join.stats``; removed by
-    ``chunked.close``): the quantiles' selection and its dealer-free shuffles (Clos networks
-    that fit ``memory``) run out of core, as ``join.stats``' describe does."""
+    """The ``k`` spilled arguments' shares (:func:`spilled_args`) over all joined rows, bucket
+    after bucket as each bucket's checkpoint holds them, in memory-mapped files of the
+    checkpoint directory (``protocols.stats.chunked.spilled``, as the bucketed ``join.stats``;
+    removed by ``chunked.close``): the quantiles' selection with its dealer-free shuffles (Clos
+    networks that fit ``memory``) and the moments' chunked sums run out of core, as
+    ``join.stats``' describe and correlation do."""
     from mpc.ss import clos_shuffle
 
     if not k:
@@ -540,15 +541,16 @@ def _joined_values(ctx: Context, store: Any, results: list[dict[str, np.ndarray]
 
 
 def _partials(ctx: Context, plan: Plan, table: Any, frac: dict[str, int], labels: list[list[Any]], g: int,
-              parts: list[tuple[str, Any]], f: int, qargs: list[Any]) -> dict[str, np.ndarray]:
+              parts: list[tuple[str, Any]], f: int, whole: list[Any]) -> dict[str, np.ndarray]:
     """One bucket's joined rows reduced to shares of per-group partial aggregates (ring
-    integers, frac 0) and their scales, and the shares of its quantile arguments ``qargs``
-    on its joined rows with their scales: what the bucket's checkpoint holds."""
+    integers, frac 0) and their scales, and the shares of the spilled arguments ``whole``
+    (:func:`spilled_args`) on its joined rows with their scales: what the bucket's checkpoint
+    holds."""
     n = table.num_rows
     out: dict[str, np.ndarray] = {"rows": np.array([n], dtype=np.int64)}
-    for j in range(len(qargs) if n == 0 else 0):
-        out[f"q{j}"], out[f"qf{j}"] = np.zeros(0, dtype=np.uint64), np.array([], dtype=np.int64)
     if n == 0:               # nothing joined here: zero counts and sums, MIN/MAX the 2^60 of an empty group
+        for j in range(len(whole)):
+            out[f"q{j}"], out[f"qf{j}"] = np.zeros(0, dtype=np.uint64), np.array([], dtype=np.int64)
         out["count"] = np.zeros(g, dtype=np.uint64)
         for i, (kind, _) in enumerate(parts):
             fill = {"sum": 0, "min": _BIG, "max": -_BIG, "var": 0, "cov": 0}[kind]
@@ -577,7 +579,7 @@ def _partials(ctx: Context, plan: Plan, table: Any, frac: dict[str, int], labels
             value = wsum(t.with_frac_bits(0)) if kind == "sum" else _group_min_max(t, h, kind, n)
             scales = [t.frac_bits]
         out[f"p{i}"], out[f"f{i}"] = value.with_frac_bits(0).share, np.array(scales, dtype=np.int64)
-    for j, arg in enumerate(qargs):
+    for j, arg in enumerate(whole):
         t = joined_tensor(ctx, cols, n, f, arg)
         out[f"q{j}"], out[f"qf{j}"] = t.share, np.array([t.frac_bits], dtype=np.int64)
     return out
@@ -622,10 +624,9 @@ def _merge(ctx: Context, results: list[dict[str, np.ndarray]], parts: list[tuple
 def _finish(ctx: Context, plan: Plan, merged: dict[str, Any], groups: list[tuple], n: int, min_group: int,
             to: list[str], frac: dict[str, int], values: dict[str, SharedTensor]) -> pd.DataFrame | None:
     """From the merged values on: suppression, HAVING on shares, the kept groups' aggregates
-    opened to ``to``, the quantiles of the joined ``values`` (by repr of their argument) as
-    the unbucketed job computes them over all joined rows
-    (``protocols.stats.vertical.quantile``), the result frame (as
-    :func:`protocols.sql.job._run` does)."""
+    opened to ``to``, the quantiles and the moments of expressions on the joined ``values``
+    (by repr of their argument) over all joined rows (``protocols.stats.vertical.quantile``,
+    :func:`_centred_moments`), the result frame (as :func:`protocols.sql.job._run` does)."""
     from protocols.stats import vertical
 
     counts_sh = merged["count"]

@@ -44,12 +44,13 @@ class _Partial:
         self.mean, self.m2, self.c = np.zeros(2), np.zeros(2), 0.0
         self.runs = KeyRuns(scratch()) if a.func == "quantile" else None
 
-    def add(self, cols: list[np.ndarray]) -> None:
-        """The aggregate's argument columns on the group's rows of one batch."""
-        x, k, func = cols[0], len(cols[0]), self.a.func
+    def add(self, cols: list[np.ndarray], k: int) -> None:
+        """The aggregate's argument columns (none for COUNT(*)) on the group's ``k`` rows of one batch."""
+        func = self.a.func
         if func == "count" or not k:
             self.n += k
             return
+        x = cols[0]
         if func in ("sum", "avg"):
             self.total += float(x.sum())
         elif func in ("min", "max"):
@@ -65,10 +66,6 @@ class _Partial:
             self.m2 += np.array([dx @ dx, dy @ dy]) + delta * delta * (self.n * k / n)
             self.c += float(dx @ dy) + float(delta[0] * delta[1]) * (self.n * k / n)
             self.mean += delta * (k / n)
-        self.n += k
-
-    def counted(self, k: int) -> None:
-        """COUNT(*): ``k`` more rows."""
         self.n += k
 
     def value(self) -> float:
@@ -195,9 +192,10 @@ def _add_batch(plan: Plan, batch: dict[str, np.ndarray], n: int, offset: int,
         members[()] = rows_all
     for lab, idx in members.items():
         rows = np.asarray(idx, dtype=np.int64)
-        partials = groups.get(lab) or groups.setdefault(lab, [_Partial(a, scratch) for a in plan.aggregates])
-        for part, cols in zip(partials, args, strict=True):
-            part.add([c[rows] for c in cols]) if cols else part.counted(len(rows))
+        if lab not in groups:
+            groups[lab] = [_Partial(a, scratch) for a in plan.aggregates]
+        for part, cols in zip(groups[lab], args, strict=True):
+            part.add([c[rows] for c in cols], len(rows))
 
 
 def send_table(ctx: Context, frame: pd.DataFrame, receivers: list[str]) -> None:
