@@ -112,8 +112,9 @@ def decrypted(cts: np.ndarray, secret: bytes) -> np.ndarray:
     return multiparty.decrypt(secret, cts)
 
 
-def blinded(points: np.ndarray, key: bytes) -> np.ndarray:
-    """:func:`protocols.psi.multiparty.blind` (in its group) with the batch first."""
+def blinded_ed25519(points: np.ndarray, key: bytes) -> np.ndarray:
+    """:func:`protocols.psi.multiparty.blind` (in its group, not the two-party
+    ``bucketed_cardinality.blinded``'s X25519) with the batch first."""
     return multiparty.blind(key, points)
 
 
@@ -225,7 +226,7 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
         for f in range(FILES):
             kept = multiparty.present_in_all(plain.read(f), len(ring) - 1)
             if len(kept):
-                (points,) = on_executor(ctx, blinded, [kept], key)
+                (points,) = on_executor(ctx, blinded_ed25519, [kept], key)
                 common.add_random(points)
                 n_common += len(kept)
             ctx.report_progress(done=f + 1)
@@ -247,11 +248,11 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
         if isinstance(n_common, bool) or not isinstance(n_common, int) or not 0 <= n_common <= pool_n:
             raise ValueError(f"party {mixer!r} sent a malformed number of common values")
         common = PointFiles(store.path("common-k"), W)
-        for points in on_executor(ctx, blinded, recv_streams(ctx, {mixer: n_common}, W), key):
+        for points in on_executor(ctx, blinded_ed25519, recv_streams(ctx, {mixer: n_common}, W), key):
             common.add_by_value(points)
         mine = PointFiles(store.path("mine-k"), W)
         unblind = multiparty.unblinder(key, t)
-        for points in on_executor(ctx, blinded, recv_streams(ctx, {mixer: m}, W), unblind):
+        for points in on_executor(ctx, blinded_ed25519, recv_streams(ctx, {mixer: m}, W), unblind):
             mine.add_by_value(points)
         # 5. the count, one value file of each kind at a time
         count = _count_matches(mine, common)
@@ -264,7 +265,7 @@ def cardinality_parties(ctx: Context, params: dict[str, Any], data: LocalData, r
         return count
     pos = ring.index(me)
     hop = PointFiles(store.path("hop"), W)
-    for points in on_executor(ctx, blinded, recv_streams(ctx, {ring[pos - 1]: sizes[leader]}, W), key):
+    for points in on_executor(ctx, blinded_ed25519, recv_streams(ctx, {ring[pos - 1]: sizes[leader]}, W), key):
         hop.add_random(points)
     send_stream(ctx, ring[(pos + 1) % len(ring)], hop.shuffled_stream(), sizes[leader])
     hop.clear()

@@ -439,5 +439,5 @@ def test_bucketed_cardinality_curve_work_runs_on_ray(tmp_path, ray_executor, mon
            for tag in ("ray", "here")}
     assert out["ray"] == out["here"] == dict.fromkeys(parties, 300)
     steps = {"hashed_blinded", "blinded"} if parties == "ab" else {"encrypted", "encrypted_mixed", "mixed",
-                                                                    "decrypted", "blinded", "mapped"}
+                                                                    "decrypted", "blinded_ed25519", "mapped"}
     assert steps <= set(calls), set(calls)
